@@ -1,0 +1,47 @@
+# Thin wrapper around CMake. The two commands a new machine needs:
+#   make run    install what is needed, build, run the gateway on its defaults
+#   make test   install what is needed, build with the sanitizers, run every test
+# Other targets: make deps, make (release build), make clean.
+
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc)
+
+# Debian packages for building, running and testing.
+DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev \
+               libjemalloc-dev python3 swaks openssl postfix procps
+
+.PHONY: all deps build run test clean
+
+all: build
+
+deps:
+	@if dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | \
+	    grep -vq '^install ok installed$$' || \
+	    [ $$(dpkg-query -W -f='$${Status}\n' $(DEB_PACKAGES) 2>/dev/null | wc -l) -ne $(words $(DEB_PACKAGES)) ]; then \
+		echo "ringmx: installing Debian packages: $(DEB_PACKAGES)"; \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	else \
+		echo "ringmx: build and test packages already installed"; \
+	fi
+
+build:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: deps build
+	@echo "ringmx: starting on the embedded defaults (Ctrl-C to stop)"
+	@echo "ringmx: send a test message with:"
+	@echo "  swaks --server 127.0.0.1:2525 --to postmaster@localhost --from you@example.org"
+	@echo "ringmx: then look at it with: $(BUILD)/ringmx-store -d ringmx-data ls"
+	$(BUILD)/ringmx
+
+test: deps
+	cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DRINGMX_SANITIZE=ON
+	cmake --build $(TEST_BUILD) -j $(JOBS)
+	cd $(TEST_BUILD) && ctest --output-on-failure -j 2
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD)

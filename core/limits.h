@@ -1,0 +1,80 @@
+/*
+ * limits.h - every bound in ringmx, in one place, with units last in names.
+ *
+ * Hard limits (_MAX) are compile-time ceilings that size static arrays and
+ * bound the configuration; defaults (_DEFAULT) are what runs without a config
+ * file. The _Static_asserts tie them together, so a change that breaks an
+ * invariant (a receive buffer shorter than the longest legal line, say) does
+ * not build. Includes nothing of ours.
+ */
+#ifndef RINGMX_LIMITS_H
+#define RINGMX_LIMITS_H
+
+/* RFC 5321 4.5.3.1: local part 64, domain 255, path 256 octets. */
+#define SMTP_LOCAL_PART_MAX_BYTES 64
+#define SMTP_DOMAIN_MAX_BYTES 255
+#define SMTP_PATH_MAX_BYTES 256
+/* RFC 5321 4.5.3.1.4: command line 512 octets including CRLF; extensions
+ * (SIZE, BODY, SMTPUTF8 ...) raise it, so the configured limit defaults higher,
+ * as Postfix's line_length_limit does. */
+#define SMTP_COMMAND_LINE_MIN_BYTES 512
+#define SMTP_COMMAND_LINE_DEFAULT_BYTES 2048
+#define SMTP_COMMAND_LINE_MAX_BYTES 8192
+/* One reply line we generate (RFC 5321 4.5.3.1.5: 512 octets). */
+#define SMTP_REPLY_LINE_MAX_BYTES 512
+/* Replies queued on one connection before the session pauses input. */
+#define SMTP_REPLY_BUFFER_BYTES 4096
+
+#define SMTP_RECIPIENTS_DEFAULT 1000      /* Postfix smtpd_recipient_limit */
+#define SMTP_RECIPIENTS_MAX 100000
+#define SMTP_MESSAGE_SIZE_DEFAULT_BYTES 10240000ull /* Postfix message_size_limit */
+#define SMTP_MESSAGE_SIZE_MAX_BYTES (1ull << 31)
+#define SMTP_RECEIVED_HEADERS_MAX 100    /* RFC 5321 6.3 loop detection */
+#define SMTP_BAD_COMMANDS_MAX 20         /* then 421 and close */
+#define SMTP_RECEIVED_HEADER_MAX_BYTES 1024
+
+/* RFC 5321 4.5.3.2 (server side: at least 5 minutes waiting for a command;
+ * 10 minutes for the data termination). */
+#define TIMEOUT_COMMAND_DEFAULT_S 300
+#define TIMEOUT_IDLE_DEFAULT_S 300
+#define TIMEOUT_DATA_DEFAULT_S 600
+#define SHUTDOWN_GRACE_DEFAULT_S 30
+
+#define CONNECTIONS_DEFAULT 10000        /* all workers together */
+#define CONNECTIONS_MAX 1048576
+#define WORKERS_MAX 256
+#define LISTENERS_MAX 16
+
+/* Provided buffer ring, per worker. */
+#define RECV_BUFFER_BYTES 16384
+#define RECV_BUFFER_COUNT 1024           /* a power of two */
+/* Bytes carried across reads for one connection: a partial command line, or
+ * input that arrived while the session waits (durability, reply flush). */
+#define CARRY_SOFT_MAX_BYTES (4 * RECV_BUFFER_BYTES)
+#define CARRY_HARD_MAX_BYTES (16 * RECV_BUFFER_BYTES)
+
+/* Store. */
+#define SEGMENT_SIZE_DEFAULT_BYTES (64ull << 20)
+#define SEGMENT_SIZE_MIN_BYTES (1ull << 20)
+#define SEGMENT_SIZE_MAX_BYTES (1ull << 32)
+#define STORE_MAX_DEFAULT_BYTES (8ull << 30)
+#define INFLIGHT_DATA_DEFAULT_BYTES (256ull << 20)
+#define COMMIT_BATCH_RECORDS_MAX 256     /* records in one group commit */
+#define COMMIT_IOV_MAX 1024              /* <= IOV_MAX */
+
+_Static_assert(RECV_BUFFER_BYTES > SMTP_COMMAND_LINE_MAX_BYTES,
+	       "a receive buffer holds the longest legal command line");
+_Static_assert(CARRY_SOFT_MAX_BYTES >= RECV_BUFFER_BYTES + SMTP_COMMAND_LINE_MAX_BYTES,
+	       "the carry buffer holds a partial line plus one full read");
+_Static_assert(CARRY_HARD_MAX_BYTES > CARRY_SOFT_MAX_BYTES, "hard above soft");
+_Static_assert((RECV_BUFFER_COUNT & (RECV_BUFFER_COUNT - 1)) == 0,
+	       "buffer ring size is a power of two");
+_Static_assert(SMTP_PATH_MAX_BYTES >= SMTP_LOCAL_PART_MAX_BYTES + 1 + 64,
+	       "a path holds a full local part and a domain");
+_Static_assert(SMTP_REPLY_BUFFER_BYTES >= 4 * SMTP_REPLY_LINE_MAX_BYTES,
+	       "the reply buffer holds an EHLO response");
+_Static_assert(COMMIT_IOV_MAX >= 4 * COMMIT_BATCH_RECORDS_MAX,
+	       "each record needs at most four iovecs");
+_Static_assert(SMTP_MESSAGE_SIZE_DEFAULT_BYTES <= SMTP_MESSAGE_SIZE_MAX_BYTES, "default in range");
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * smtp_lex.h - command-line lexer: finds one command line in the caller's
+ * buffer and splits it into verb and argument, as spans, without copying.
+ *
+ * Table driven (STYLE.md 4): a 256-entry character-class table and a
+ * state x class transition table; the verb is the upper-cased first four
+ * bytes compared as one 32-bit word against the verb table in smtp_cmd.c.
+ * Pure: no I/O, no allocation; safe from any thread.
+ */
+#ifndef RINGMX_SMTP_LEX_H
+#define RINGMX_SMTP_LEX_H
+
+#include "../core/base.h"
+
+enum smtp_verb {
+	SMTP_VERB_UNKNOWN = 0,
+	SMTP_VERB_HELO,
+	SMTP_VERB_EHLO,
+	SMTP_VERB_MAIL,
+	SMTP_VERB_RCPT,
+	SMTP_VERB_DATA,
+	SMTP_VERB_BDAT,
+	SMTP_VERB_RSET,
+	SMTP_VERB_NOOP,
+	SMTP_VERB_QUIT,
+	SMTP_VERB_VRFY,
+	SMTP_VERB_HELP,
+	SMTP_VERB_EXPN,
+	SMTP_VERB_TURN,
+	SMTP_VERB_ETRN,
+	SMTP_VERB_STARTTLS,
+	SMTP_VERB_AUTH,
+	SMTP_VERB_COUNT
+};
+
+/* Facts about one line, as bits of smtp_line.flags. */
+enum {
+	SMTP_LINE_CTL = 1u << 0,     /* NUL or another control byte (not HT) */
+	SMTP_LINE_BARE_CR = 1u << 1, /* a CR not followed by LF */
+	SMTP_LINE_BARE_LF = 1u << 2, /* terminated by LF without CR */
+	SMTP_LINE_8BIT = 1u << 3,    /* a byte >= 0x80 */
+};
+
+enum smtp_lex_status {
+	SMTP_LEX_LINE,       /* one whole line: see out */
+	SMTP_LEX_INCOMPLETE, /* no line end yet and fewer than max bytes: feed more */
+	SMTP_LEX_TOO_LONG,   /* max bytes without a line end: out->consumed says how
+				many bytes to discard; keep discarding to the next LF */
+};
+
+struct smtp_line {
+	struct span text;    /* the line without its terminator */
+	size_t consumed;     /* bytes of input this line used, terminator included */
+	enum smtp_verb verb; /* SMTP_VERB_UNKNOWN when not in the table */
+	struct span verb_text;
+	struct span arg;     /* after the verb and its separating SP; may be empty */
+	unsigned flags;      /* SMTP_LINE_* */
+};
+
+/*
+ * Lexes the first line of p[0..n). A line ends at CRLF; with
+ * bare_lf_ends_line, also at a lone LF (flagged SMTP_LINE_BARE_LF either
+ * way: the caller decides policy). max_line_bytes bounds the line,
+ * terminator included. The spans point into p.
+ */
+enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_bytes,
+				   bool bare_lf_ends_line, struct smtp_line *out);
+
+/* Name of a verb for logs and metric labels ("ehlo", "mail", ... "unknown"). */
+const char *smtp_verb_name(enum smtp_verb v);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * smtp_session.h - the pure ESMTP server state machine (STYLE.md 6).
+ *
+ * Inputs: bytes the client sent (a span into the caller's receive buffer),
+ * and events (record durable, timer fired, shutdown). Outputs: reply bytes
+ * appended to a caller-owned struct smtp_out, a status telling the caller
+ * what to do next, and calls through struct smtp_txn_ops that hand the
+ * envelope and the body to whoever builds the record. No syscalls, no clock
+ * reads, no allocation: the caller owns every buffer. One session is used by
+ * one thread.
+ *
+ * Zero copy: command lines are parsed in place. smtp_session_feed() returns
+ * how many bytes it consumed; unconsumed bytes are either a partial command
+ * line (status MORE, at most max_command_line bytes) or input that must wait
+ * (status MESSAGE or FLUSH). The caller keeps them and presents them again,
+ * followed by newer input, on the next call. In DATA and BDAT, the session
+ * consumes everything and passes body bytes to ops->data_append (DATA wire
+ * form: CRLF lines, dot-stuffed, without the final ".CRLF"; BDAT chunks are
+ * dot-stuffed on the way in).
+ */
+#ifndef RINGMX_SMTP_SESSION_H
+#define RINGMX_SMTP_SESSION_H
+
+#include "../core/base.h"
+#include "../core/limits.h"
+#include "smtp_cmd.h"
+#include "smtp_lex.h"
+
+struct smtp_policy;
+
+/* Settings a session reads; owned by the caller's config snapshot, which
+ * outlives every session started with it. */
+struct smtp_session_config {
+	struct span hostname;            /* banner, EHLO, Received: */
+	uint64_t max_message_size_bytes;
+	uint32_t max_recipients;
+	uint32_t max_command_line_bytes; /* SMTP_COMMAND_LINE_MIN..MAX */
+	bool bare_newline_normalize;     /* false: reject bare CR/LF */
+	const struct smtp_policy *policy;
+};
+
+/* The client as core/ saw it on accept. */
+struct smtp_peer {
+	char ip[48];  /* textual address, no brackets; "::1", "127.0.0.1" */
+	bool ipv6;
+};
+
+/* Reply bytes; the session appends, the caller sends and resets len. */
+struct smtp_out {
+	uint8_t *buf;
+	size_t len;
+	size_t cap; /* at least SMTP_REPLY_BUFFER_BYTES */
+};
+
+struct smtp_mail_info {
+	struct span reverse_path; /* empty for <> */
+	const struct smtp_mail_params *params;
+};
+
+/*
+ * The record builder on the other side. Each returns 0 or a negative errno
+ * that the session maps to a reply:
+ *   mail:       -ENOSPC store full (452 4.3.1), -EIO store failed (451 4.3.0),
+ *               -ENOMEM (452 4.3.1)
+ *   rcpt:       -ENOMEM (452 4.3.1)
+ *   data_begin: -ENOBUFS in-flight data bound reached (451 4.3.1), -EIO (451 4.3.0)
+ *   data_append:-ENOMEM; the session reads on to the end, then 451 4.3.1
+ *   reset:      the transaction is abandoned (RSET, error, close); no result
+ */
+struct smtp_txn_ops {
+	int (*mail)(void *ctx, const struct smtp_mail_info *m);
+	int (*rcpt)(void *ctx, struct span forward_path);
+	int (*data_begin)(void *ctx);
+	int (*data_append)(void *ctx, const uint8_t *p, size_t n);
+	void (*reset)(void *ctx);
+};
+
+enum smtp_feed_status {
+	SMTP_FEED_MORE,    /* wants more input; unconsumed bytes are a partial line */
+	SMTP_FEED_MESSAGE, /* a message is complete: make it durable, then call
+			      smtp_session_committed(); hold unconsumed input until then */
+	SMTP_FEED_FLUSH,   /* reply buffer nearly full: send it, then feed the rest */
+	SMTP_FEED_CLOSE,   /* send what is in out, then close the connection */
+};
+
+struct smtp_feed_result {
+	enum smtp_feed_status status;
+	size_t consumed;
+};
+
+/* Which deadline applies now (the caller owns the clock and the values). */
+enum smtp_timeout_kind { SMTP_TIMEOUT_IDLE, SMTP_TIMEOUT_COMMAND, SMTP_TIMEOUT_DATA };
+
+struct smtp_session {
+	/* Private to smtp_session.c; public only so that callers can embed it.
+	 * Keep it small: an idle connection costs this and little else. */
+	const struct smtp_session_config *cfg;
+	const struct smtp_txn_ops *ops;
+	void *ops_ctx;
+	struct smtp_peer peer;
+	uint8_t state;
+	uint8_t data_state;       /* end-of-data DFA state */
+	uint8_t flags;
+	uint8_t body_type;
+	uint16_t bad_commands;
+	uint16_t received_headers;
+	uint32_t recipients;
+	uint32_t line_start_flags;
+	uint64_t message_bytes;
+	uint64_t bdat_remaining_bytes;
+	uint8_t helo_len;
+	char helo[SMTP_DOMAIN_MAX_BYTES + 1];
+	uint8_t header_scan[16];  /* start of the current header line */
+	uint8_t header_scan_len;
+	uint8_t proto_flags;
+	uint16_t pad;
+	uint32_t error;           /* a deferred error to report at end of data */
+};
+
+/* Starts a session: writes the 220 banner to out. */
+void smtp_session_start(struct smtp_session *s, const struct smtp_session_config *cfg,
+			const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			void *ops_ctx, struct smtp_out *out);
+
+/* Feeds client input. See the file comment for what consumed means. */
+struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t *p, size_t n,
+					  struct smtp_out *out);
+
+/* The message that feed reported as complete is durable (result 0, queue id
+ * text in queue_id: "250 2.0.0 Ok: queued as ...") or failed (negative errno:
+ * 451 4.3.0). The session is ready for input again. */
+void smtp_session_committed(struct smtp_session *s, int result, struct span queue_id,
+			    struct smtp_out *out);
+
+/* The deadline fired: writes 421 4.4.2 and the caller closes. */
+void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out);
+
+/* The server is stopping: writes 421 4.3.2 and the caller closes. */
+void smtp_session_shutdown(struct smtp_session *s, struct smtp_out *out);
+
+enum smtp_timeout_kind smtp_session_timeout_kind(const struct smtp_session *s);
+
+/* True between MAIL and the end of the transaction (graceful shutdown waits). */
+bool smtp_session_in_transaction(const struct smtp_session *s);
+
+/*
+ * Writes the Received: header (RFC 5321 4.4, with ESMTP / ESMTPS / UTF8SMTP
+ * per RFC 3848 and 6531) for the message just completed, built only from
+ * validated tokens: HELO, the client IP literal, our hostname, the queue id,
+ * and now_unix formatted as an RFC 5322 date in UTC. Folded, CRLF-terminated.
+ * Returns its length, or 0 if cap is too small (cap >=
+ * SMTP_RECEIVED_HEADER_MAX_BYTES always suffices).
+ */
+size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
+			     int64_t now_unix, char *buf, size_t cap);
+
+/* Writes a reply that core/ needs outside any session (421 4.3.2 too many
+ * connections). Returns bytes written, 0 if out is full. */
+size_t smtp_reply_too_many_connections(struct span hostname, struct smtp_out *out);
+
+#endif

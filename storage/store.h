@@ -1,0 +1,132 @@
+/*
+ * store.h - one worker's shard of the segment store: recovery at start-up,
+ * then a sans-IO group-commit state machine on the hot path.
+ *
+ * Layout: DIR/w<N>/<seq>.seg, pre-zeroed files of segment_size bytes holding
+ * 8-byte-aligned records (record.h) from offset 0; the first all-zero header
+ * ends a segment. Bad records are copied to DIR/w<N>/quarantine/ at recovery.
+ *
+ * Hot path (DESIGN.md rules 2 and 6): core/ appends sealed records with
+ * store_append(), asks store_commit_begin() for the next write (one pwritev
+ * of the whole batch + fdatasync, linked SQEs), performs it on its ring and
+ * reports the result with store_commit_done(), which hands back the cookie
+ * of every record made durable. One commit in flight; the next batch fills
+ * meanwhile. When the active segment cannot take a record, the store asks
+ * for a pre-zeroed spare (store_spare_wanted) which core/ prepares
+ * asynchronously and hands over with store_spare_ready().
+ *
+ * Start-up functions block (open, scan, fdatasync); everything else does no
+ * I/O. One store is used by one thread.
+ */
+#ifndef RINGMX_STORE_H
+#define RINGMX_STORE_H
+
+#include <sys/uio.h>
+
+#include "../core/base.h"
+#include "record.h"
+
+struct store;
+
+struct store_config {
+	const char *data_dir;        /* DIR; the shard is DIR/w<worker> */
+	uint32_t worker;
+	uint64_t segment_size_bytes;
+	uint64_t store_max_bytes;    /* this shard's share of store_max_bytes */
+	bool fsync;                  /* false: fsync = never (benchmarks only) */
+};
+
+struct store_recovery_stats {
+	uint32_t segments;
+	uint64_t records;
+	uint64_t bytes;
+	uint32_t quarantined;        /* bad records set aside */
+	uint64_t truncated_bytes;    /* torn tail zeroed in the active segment */
+};
+
+/*
+ * Start-up (blocking): creates DIR/w<N> (0700) if needed, recovers every
+ * segment there, opens the newest as active (or creates segment 1) and
+ * prepares one spare. Returns 0 and *out, or -errno with a message in
+ * err[errlen]. Logs nothing itself.
+ */
+RMX_MUST_CHECK int store_open(const struct store_config *cfg, struct store **out,
+			      struct store_recovery_stats *stats, char *err, size_t errlen);
+
+/* Closes files and frees the shard. Commits must be finished. */
+void store_close(struct store *st);
+
+/* Lists the worker directories w<N> under data_dir (recovery reads every one
+ * present, whatever today's worker count). Returns count, or -errno. */
+int store_list_shards(const char *data_dir, uint32_t *workers, uint32_t cap);
+
+/* 0 if a new transaction may start; -ENOSPC when the shard is at store_max_bytes;
+ * -EIO after an fsync error (the shard takes no more data). */
+int store_admit(const struct store *st);
+
+/*
+ * Reserves room for a record of padded_bytes and returns its queue id (the
+ * id is fixed once returned: it goes into the Received: header). -EAGAIN: no
+ * segment has room and the spare is not ready yet (retry after
+ * store_spare_ready); -E2BIG: larger than a segment; -EIO: shard failed.
+ * Each reservation must be followed by exactly one store_append with the
+ * same id, before the next reservation.
+ */
+RMX_MUST_CHECK int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id);
+
+/*
+ * Queues a sealed record at its reserved place. parts are the header, the
+ * envelope, body pieces and padding; the caller keeps them alive until the
+ * cookie comes back from store_commit_done. At most 6 parts.
+ */
+RMX_MUST_CHECK int store_append(struct store *st, uint64_t queue_id, const struct iovec *parts,
+				int nparts, uint64_t cookie);
+
+/* A write the caller must perform: pwritev(fd, iov, iovcnt, offset), then
+ * fdatasync(fd) when sync (linked). */
+struct store_commit {
+	int fd;
+	uint64_t offset;
+	const struct iovec *iov;
+	int iovcnt;
+	uint64_t bytes;
+	bool sync;
+	uint32_t records;
+};
+
+/* If no commit is in flight and records are waiting, fills c and returns true. */
+bool store_commit_begin(struct store *st, struct store_commit *c);
+
+/*
+ * Reports the result of the commit begun last: result is bytes written (or
+ * 0 for the sync step) on success, -errno on failure. For every record in
+ * the batch, calls done(ctx, cookie, 0) or done(ctx, cookie, -EIO). After a
+ * failure the shard refuses further data (store_admit returns -EIO): never
+ * retry-and-pretend.
+ */
+void store_commit_done(struct store *st, int result,
+		       void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
+
+/* True while a commit is in flight or records wait (shutdown flushes). */
+bool store_busy(const struct store *st);
+
+/* The shard wants a spare segment: returns true and its path and sequence
+ * (path is valid until store_spare_ready). core/ creates it, fallocates and
+ * zero-fills it, fdatasyncs it and the directory, then hands over the fd. */
+bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq);
+
+/* The spare is ready (fd >= 0) or could not be made (fd = -errno). */
+void store_spare_ready(struct store *st, uint32_t seq, int fd);
+
+/* The shard directory fd (for the directory fsync after creating a segment). */
+int store_dir_fd(const struct store *st);
+
+struct store_stats {
+	uint64_t bytes_used;
+	uint32_t segments;
+	uint64_t records_committed;
+	uint64_t commits;
+};
+void store_get_stats(const struct store *st, struct store_stats *out);
+
+#endif
