@@ -4,7 +4,7 @@
  *
  * Table driven (STYLE.md 4): a 256-entry character-class table and a
  * state x class transition table; the verb is the upper-cased first four
- * bytes compared as one 32-bit word against the verb table in smtp_cmd.c.
+ * bytes compared as one 32-bit word against the verb table in smtp_lex.c.
  * Pure: no I/O, no allocation; safe from any thread.
  */
 #ifndef RINGMX_SMTP_LEX_H
