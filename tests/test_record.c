@@ -1,0 +1,359 @@
+/*
+ * test_record.c - record encode/seal/check round trips, every field, each
+ * way record_check() refuses a record, envelope iteration (including
+ * malformed items), the byte buffer, and queue id packing and text.
+ */
+#include <errno.h>
+
+#include "../storage/crc32c.h"
+#include "../storage/record.h"
+#include "test.h"
+
+/* Serializes a sealed record the way the store writes it. */
+static size_t write_record(uint8_t *out, size_t cap, const struct record_header *h,
+			   struct span env, const struct iovec *body, int nbody)
+{
+	size_t n = 0;
+	REQUIRE(cap >= record_padded_length(env.len, h->body_bytes));
+	memcpy(out, h, RECORD_HEADER_BYTES);
+	n += RECORD_HEADER_BYTES;
+	if (env.len > 0)
+		memcpy(out + n, env.ptr, env.len);
+	n += env.len;
+	for (int i = 0; i < nbody; i++) {
+		if (body[i].iov_len > 0)
+			memcpy(out + n, body[i].iov_base, body[i].iov_len);
+		n += body[i].iov_len;
+	}
+	size_t pad = record_padding(n);
+	memset(out + n, 0, pad);
+	return n + pad;
+}
+
+static void test_bytebuf(void)
+{
+	struct bytebuf b = { 0 };
+	uint8_t chunk[100];
+	for (int i = 0; i < 100; i++)
+		chunk[i] = (uint8_t)i;
+	size_t caps_seen = 0, last_cap = 0;
+	for (int round = 0; round < 500; round++) {
+		REQUIRE(bytebuf_append(&b, chunk, sizeof(chunk)) == 0);
+		if (b.cap != last_cap) {
+			CHECK(last_cap == 0 || b.cap >= 2 * last_cap);
+			last_cap = b.cap;
+			caps_seen++;
+		}
+	}
+	CHECK_EQ_U(b.len, 50000);
+	CHECK(caps_seen < 12); /* geometric growth: few reallocations */
+	bool same = true;
+	for (size_t i = 0; i < b.len; i++)
+		same = same && b.data[i] == (uint8_t)(i % 100);
+	CHECK(same);
+	CHECK_EQ_U(bytebuf_append(&b, NULL, 0), 0);
+	CHECK_EQ_U(b.len, 50000);
+	size_t cap = b.cap;
+	bytebuf_reset(&b);
+	CHECK_EQ_U(b.len, 0);
+	CHECK_EQ_U(b.cap, cap);
+	bytebuf_free(&b);
+	CHECK(b.data == NULL && b.cap == 0 && b.len == 0);
+}
+
+static void test_envelope(void)
+{
+	struct bytebuf env = { 0 };
+	REQUIRE(record_env_put(&env, RECORD_TAG_REVERSE_PATH, span_make("", 0)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_RECIPIENT, span_make("a@b.example", 11)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_RECIPIENT, span_make("c@d.example", 11)) == 0);
+	REQUIRE(record_env_put(&env, 200, span_make("future", 6)) == 0);
+	CHECK_EQ_U(env.len, 3 + 14 + 14 + 9);
+	/* Item layout: tag, length LE16, value. */
+	CHECK_EQ_U(env.data[3], RECORD_TAG_RECIPIENT);
+	CHECK_EQ_U(env.data[4], 11);
+	CHECK_EQ_U(env.data[5], 0);
+
+	uint8_t *big = calloc(1, RECORD_ITEM_VALUE_MAX_BYTES + 1);
+	REQUIRE(big != NULL);
+	size_t before = env.len;
+	CHECK_EQ_U(record_env_put(&env, RECORD_TAG_HELO, span_make(big, RECORD_ITEM_VALUE_MAX_BYTES + 1)),
+		   (unsigned long long)-EINVAL);
+	CHECK_EQ_U(env.len, before);
+	REQUIRE(record_env_put(&env, RECORD_TAG_HELO, span_make(big, RECORD_ITEM_VALUE_MAX_BYTES)) == 0);
+	free(big);
+
+	struct span cur = span_make(env.data, env.len);
+	uint8_t tag;
+	struct span value;
+	bool malformed = true;
+	REQUIRE(record_env_next(&cur, &tag, &value, &malformed));
+	CHECK_EQ_U(tag, RECORD_TAG_REVERSE_PATH);
+	CHECK_EQ_U(value.len, 0);
+	REQUIRE(record_env_next(&cur, &tag, &value, &malformed));
+	CHECK_EQ_U(tag, RECORD_TAG_RECIPIENT);
+	CHECK_MEM(value.ptr, value.len, "a@b.example", 11);
+	REQUIRE(record_env_next(&cur, &tag, &value, &malformed));
+	CHECK_MEM(value.ptr, value.len, "c@d.example", 11);
+	REQUIRE(record_env_next(&cur, &tag, &value, &malformed));
+	CHECK_EQ_U(tag, 200);
+	CHECK_MEM(value.ptr, value.len, "future", 6);
+	REQUIRE(record_env_next(&cur, &tag, &value, &malformed));
+	CHECK_EQ_U(tag, RECORD_TAG_HELO);
+	CHECK_EQ_U(value.len, RECORD_ITEM_VALUE_MAX_BYTES);
+	CHECK(!record_env_next(&cur, &tag, &value, &malformed));
+	CHECK(!malformed);
+
+	/* Malformed: every truncation of an item that is not at an item end. */
+	struct bytebuf one = { 0 };
+	REQUIRE(record_env_put(&one, RECORD_TAG_HELO, span_make("mx.example", 10)) == 0);
+	for (size_t cut = 1; cut < one.len; cut++) {
+		cur = span_make(one.data, cut);
+		malformed = false;
+		CHECK(!record_env_next(&cur, &tag, &value, &malformed));
+		CHECK(malformed);
+	}
+	/* A zero tag is not an item. */
+	one.data[0] = 0;
+	cur = span_make(one.data, one.len);
+	CHECK(!record_env_next(&cur, &tag, &value, &malformed));
+	CHECK(malformed);
+	/* A length that runs past the end. */
+	one.data[0] = RECORD_TAG_HELO;
+	one.data[1] = 11;
+	cur = span_make(one.data, one.len);
+	CHECK(!record_env_next(&cur, &tag, &value, &malformed));
+	CHECK(malformed);
+	bytebuf_free(&one);
+	bytebuf_free(&env);
+}
+
+static void test_lengths(void)
+{
+	CHECK_EQ_U(record_length(0, 0), RECORD_HEADER_BYTES);
+	CHECK_EQ_U(record_padded_length(0, 0), 40);
+	CHECK_EQ_U(record_length(3, 2), 45);
+	CHECK_EQ_U(record_padded_length(3, 2), 48);
+	CHECK_EQ_U(record_padded_length(3, 5), 48);
+	CHECK_EQ_U(record_padded_length(3, 6), 56);
+	for (uint64_t n = 40; n < 80; n++) {
+		CHECK_EQ_U((n + record_padding(n)) % 8, 0);
+		CHECK(record_padding(n) < 8);
+	}
+}
+
+struct sample {
+	struct bytebuf env;
+	struct iovec body[3];
+	struct record_header h;
+	uint8_t image[512];
+	size_t image_len;
+};
+
+static void sample_make(struct sample *s)
+{
+	memset(s, 0, sizeof(*s));
+	REQUIRE(record_env_put(&s->env, RECORD_TAG_REVERSE_PATH, span_make("s@x.example", 11)) == 0);
+	REQUIRE(record_env_put(&s->env, RECORD_TAG_RECIPIENT, span_make("r@y.example", 11)) == 0);
+	REQUIRE(record_env_put(&s->env, RECORD_TAG_CLIENT_ADDR, span_make("192.0.2.1", 9)) == 0);
+	static const char received[] = "Received: from a by b; now\r\n";
+	static const char msg[] = "Subject: hi\r\n\r\n..dot\r\n";
+	s->body[0] = (struct iovec){ (void *)received, sizeof(received) - 1 };
+	s->body[1] = (struct iovec){ NULL, 0 };
+	s->body[2] = (struct iovec){ (void *)msg, sizeof(msg) - 1 };
+	uint64_t id = queue_id_make(3, 17, 4096);
+	record_seal(&s->h, id, 1764345600123ll, span_make(s->env.data, s->env.len), s->body, 3);
+	s->image_len = write_record(s->image, sizeof(s->image), &s->h,
+				    span_make(s->env.data, s->env.len), s->body, 3);
+}
+
+static void test_seal_check_round_trip(void)
+{
+	struct sample s;
+	sample_make(&s);
+	size_t body_len = s.body[0].iov_len + s.body[2].iov_len;
+	uint64_t length = RECORD_HEADER_BYTES + s.env.len + body_len;
+
+	CHECK_EQ_U(s.h.magic, RECORD_MAGIC);
+	CHECK_EQ_U(s.h.type, RECORD_MESSAGE);
+	CHECK_EQ_U(s.h.version, RECORD_VERSION);
+	CHECK_EQ_U(s.h.length, length);
+	CHECK_EQ_U(s.h.envelope_bytes, s.env.len);
+	CHECK_EQ_U(s.h.body_bytes, body_len);
+	CHECK_EQ_U(s.image_len, record_padded_length(s.env.len, body_len));
+	CHECK_EQ_U(s.image_len % 8, 0);
+	/* Little-endian on disk, independent of the struct. */
+	CHECK_MEM(s.image, 4, "RGMX", 4);
+	CHECK_EQ_U(s.image[12] | s.image[13] << 8, length);
+	CHECK_EQ_U(s.image[16], 4096 / 8 & 0xff);
+	CHECK_EQ_U(s.image[23], 3);
+	/* The CRC is of bytes [8, length). */
+	uint32_t crc = crc32c(0, s.image + 8, length - 8);
+	CHECK_EQ_U(s.h.crc32c, crc);
+	CHECK_EQ_U((uint32_t)s.image[4] | (uint32_t)s.image[5] << 8 | (uint32_t)s.image[6] << 16 |
+			   (uint32_t)s.image[7] << 24,
+		   crc);
+
+	struct record_view v;
+	REQUIRE(record_check(s.image, s.image_len, &v) == RECORD_OK);
+	CHECK_EQ_U(v.header.queue_id, queue_id_make(3, 17, 4096));
+	CHECK(v.header.arrival_unix_ms == 1764345600123ll);
+	CHECK_EQ_U(v.header.length, length);
+	CHECK_EQ_U(v.header.crc32c, crc);
+	CHECK_EQ_U(v.padded_length, s.image_len);
+	CHECK_MEM(v.envelope.ptr, v.envelope.len, s.env.data, s.env.len);
+	CHECK_MEM(v.body.ptr, v.body.len,
+		  "Received: from a by b; now\r\nSubject: hi\r\n\r\n..dot\r\n", body_len);
+	/* Exactly `length` bytes are enough: padding is not required. */
+	CHECK(record_check(s.image, length, &v) == RECORD_OK);
+	CHECK(record_check(s.image, length - 1, &v) == RECORD_SHORT);
+
+	/* A record with an empty envelope and body. */
+	struct record_header h0;
+	uint8_t tiny[64];
+	record_seal(&h0, 1, -5, span_make(NULL, 0), NULL, 0);
+	size_t n = write_record(tiny, sizeof(tiny), &h0, span_make(NULL, 0), NULL, 0);
+	CHECK_EQ_U(n, 40);
+	REQUIRE(record_check(tiny, n, &v) == RECORD_OK);
+	CHECK(v.header.arrival_unix_ms == -5);
+	CHECK_EQ_U(v.envelope.len, 0);
+	CHECK_EQ_U(v.body.len, 0);
+	bytebuf_free(&s.env);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void refresh_crc(uint8_t *image)
+{
+	uint32_t length = image[12] | image[13] << 8 | image[14] << 16 | (uint32_t)image[15] << 24;
+	put32(image + 4, crc32c(0, image + 8, length - 8));
+}
+
+static void test_check_failures(void)
+{
+	struct sample s;
+	sample_make(&s);
+	struct record_view v;
+	uint8_t img[512];
+
+	uint8_t zero[64] = { 0 };
+	CHECK(record_check(zero, sizeof(zero), &v) == RECORD_EMPTY);
+	CHECK(record_check(zero, 10, &v) == RECORD_EMPTY);
+	CHECK(record_check(zero, 0, &v) == RECORD_EMPTY);
+
+	/* Every prefix shorter than the record is SHORT (or EMPTY if zero). */
+	for (size_t avail = 1; avail < s.h.length; avail++)
+		CHECK(record_check(s.image, avail, &v) == RECORD_SHORT);
+
+	/* Magic, version, type: each refused even with a CRC that matches. */
+	memcpy(img, s.image, s.image_len);
+	img[0] ^= 1;
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	memcpy(img, s.image, s.image_len);
+	img[10] = 2;
+	refresh_crc(img);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	memcpy(img, s.image, s.image_len);
+	img[8] = 9;
+	refresh_crc(img);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	/* Zero magic with a non-zero header is damage, not the empty tail. */
+	memcpy(img, s.image, s.image_len);
+	memset(img, 0, 4);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+
+	/* Lengths: below the header, parts not adding up, huge values. */
+	memcpy(img, s.image, s.image_len);
+	put32(img + 12, 39);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	memcpy(img, s.image, s.image_len);
+	put32(img + 32, s.h.envelope_bytes + 1);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	memcpy(img, s.image, s.image_len);
+	put32(img + 36, s.h.body_bytes - 1);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	memcpy(img, s.image, s.image_len);
+	put32(img + 32, 0xffffffffu);
+	put32(img + 36, 0xffffffffu);
+	put32(img + 12, 0xffffffffu);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	/* Consistent but larger than what is there. */
+	memcpy(img, s.image, s.image_len);
+	put32(img + 36, 0x7fffffffu);
+	put32(img + 12, 40 + s.h.envelope_bytes + 0x7fffffffu);
+	CHECK(record_check(img, s.image_len, &v) == RECORD_SHORT);
+
+	/* CRC: a flipped bit anywhere in [4, length) is caught. */
+	unsigned missed = 0;
+	for (size_t byte = 4; byte < s.h.length; byte++) {
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(img, s.image, s.image_len);
+			img[byte] ^= (uint8_t)(1u << bit);
+			enum record_check_result r = record_check(img, s.image_len, &v);
+			if (r == RECORD_OK)
+				missed++;
+			if (byte >= RECORD_HEADER_BYTES || byte == 5 || byte == 24)
+				CHECK(r == RECORD_BAD_CRC);
+		}
+	}
+	CHECK_EQ_U(missed, 0);
+	bytebuf_free(&s.env);
+}
+
+static void test_queue_id(void)
+{
+	uint64_t id = queue_id_make(0xAB, 0x123456, 0x89ABCDEFull * 8);
+	CHECK_EQ_U(id, 0xAB12345689ABCDEFull);
+	uint32_t w, seq;
+	uint64_t off;
+	queue_id_split(id, &w, &seq, &off);
+	CHECK_EQ_U(w, 0xAB);
+	CHECK_EQ_U(seq, 0x123456);
+	CHECK_EQ_U(off, 0x89ABCDEFull * 8);
+
+	char text[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(id, text);
+	CHECK_MEM(text, sizeof(text), "AB12345689ABCDEF", 16);
+	queue_id_format(queue_id_make(0, 1, 0), text);
+	CHECK_MEM(text, sizeof(text), "0000000100000000", 16);
+
+	uint64_t back = 0;
+	CHECK(queue_id_parse(span_make("AB12345689ABCDEF", 16), &back));
+	CHECK_EQ_U(back, id);
+	CHECK(queue_id_parse(span_make("ab12345689abcdef", 16), &back));
+	CHECK_EQ_U(back, id);
+	CHECK(!queue_id_parse(span_make("AB12345689ABCDE", 15), &back));
+	CHECK(!queue_id_parse(span_make("AB12345689ABCDEF0", 17), &back));
+	CHECK(!queue_id_parse(span_make("AB12345689ABCDEG", 16), &back));
+	CHECK(!queue_id_parse(span_make("AB12345689ABCD F", 16), &back));
+
+	/* Round trips over the whole range of each part. */
+	unsigned bad = 0;
+	for (uint32_t i = 0; i < 1000; i++) {
+		uint32_t wk = i % 256, sq = (i * 2654435761u) & 0xffffff;
+		uint64_t of = (uint64_t)((i * 40503u) ^ (i << 20)) * 8;
+		uint64_t q = queue_id_make(wk, sq, of);
+		queue_id_format(q, text);
+		uint64_t p = 0;
+		queue_id_split(q, &w, &seq, &off);
+		if (!queue_id_parse(span_make(text, 16), &p) || p != q || w != wk || seq != sq ||
+		    off != of)
+			bad++;
+	}
+	CHECK_EQ_U(bad, 0);
+}
+
+int main(void)
+{
+	test_bytebuf();
+	test_envelope();
+	test_lengths();
+	test_seal_check_round_trip();
+	test_check_failures();
+	test_queue_id();
+	return test_main_end("record");
+}
