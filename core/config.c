@@ -1,0 +1,519 @@
+/*
+ * config.c - the configuration file and the embedded defaults.
+ *
+ * Keys live in one table: name, kind, where the value goes, and its bounds.
+ * Parsing is line by line; the first error stops with "FILE:LINE: ...".
+ * After the file, the derived parts are built: the recipient policy (from
+ * accept_domains and recipients_file) and the session settings. Start-up
+ * only: reading files and allocating are fine here.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../proto/policy.h"
+
+enum config_kind {
+	KIND_HOSTNAME,
+	KIND_U32,
+	KIND_SIZE,
+	KIND_DURATION,
+	KIND_PATH,
+	KIND_LISTEN,
+	KIND_DOMAINS,
+	KIND_FSYNC,
+	KIND_BARE_NEWLINE,
+};
+
+struct config_key {
+	const char *name;
+	enum config_kind kind;
+	size_t offset;  /* into struct config */
+	uint64_t min;
+	uint64_t max;
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct config_key config_keys[] = {
+	{ "hostname", KIND_HOSTNAME, FIELD(hostname), 0, 0 },
+	{ "workers", KIND_U32, FIELD(workers), 1, WORKERS_MAX },
+	{ "listen", KIND_LISTEN, FIELD(listen), 0, 0 },
+	{ "data_dir", KIND_PATH, FIELD(data_dir), 0, 0 },
+	{ "fsync", KIND_FSYNC, FIELD(fsync), 0, 0 },
+	{ "accept_domains", KIND_DOMAINS, 0, 0, 0 },
+	{ "recipients_file", KIND_PATH, FIELD(recipients_file), 0, 0 },
+	{ "max_message_size", KIND_SIZE, FIELD(max_message_size_bytes), 1024,
+	  SMTP_MESSAGE_SIZE_MAX_BYTES },
+	{ "max_recipients", KIND_U32, FIELD(max_recipients), 1, SMTP_RECIPIENTS_MAX },
+	{ "max_connections", KIND_U32, FIELD(max_connections), 1, CONNECTIONS_MAX },
+	{ "max_command_line", KIND_SIZE, FIELD(max_command_line_bytes),
+	  SMTP_COMMAND_LINE_MIN_BYTES, SMTP_COMMAND_LINE_MAX_BYTES },
+	{ "bare_newline", KIND_BARE_NEWLINE, FIELD(bare_newline_normalize), 0, 0 },
+	{ "command_timeout", KIND_DURATION, FIELD(command_timeout_s), 1, 86400 },
+	{ "data_timeout", KIND_DURATION, FIELD(data_timeout_s), 1, 86400 },
+	{ "idle_timeout", KIND_DURATION, FIELD(idle_timeout_s), 1, 86400 },
+	{ "shutdown_grace", KIND_DURATION, FIELD(shutdown_grace_s), 0, 3600 },
+	{ "store_max_bytes", KIND_SIZE, FIELD(store_max_bytes), SEGMENT_SIZE_MIN_BYTES,
+	  UINT64_MAX / 2 },
+	{ "max_inflight_data_bytes", KIND_SIZE, FIELD(max_inflight_data_bytes), 65536,
+	  UINT64_MAX / 2 },
+	{ "segment_size", KIND_SIZE, FIELD(segment_size_bytes), SEGMENT_SIZE_MIN_BYTES,
+	  SEGMENT_SIZE_MAX_BYTES },
+};
+
+/* Domains from accept_domains, kept until the policy is built. */
+struct domain_list {
+	char (*names)[SMTP_DOMAIN_MAX_BYTES + 1];
+	uint32_t count;
+	uint32_t cap;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static bool parse_u64_with_units(const char *text, uint64_t *out, const char *units,
+				 const uint64_t *factors)
+{
+	const char *p = text;
+	uint64_t v = 0;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p)) {
+		uint64_t d = (uint64_t)(*p - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+		p++;
+	}
+	uint64_t factor = 1;
+	if (*p) {
+		const char *u = strchr(units, *p);
+		if (!u || p[1] != '\0')
+			return false;
+		factor = factors[u - units];
+	}
+	if (factor && v > UINT64_MAX / factor)
+		return false;
+	*out = v * factor;
+	return true;
+}
+
+bool config_parse_duration_s(const char *text, uint64_t *out)
+{
+	static const uint64_t factors[] = { 1, 60, 3600, 86400 };
+	return parse_u64_with_units(text, out, "smhd", factors);
+}
+
+bool config_parse_size_bytes(const char *text, uint64_t *out)
+{
+	static const uint64_t factors[] = { 1024, 1024, 1024ull << 10, 1024ull << 20 };
+	return parse_u64_with_units(text, out, "kKMG", factors);
+}
+
+static bool parse_port(const char *text, uint16_t *port)
+{
+	uint64_t v;
+	if (!parse_u64_with_units(text, &v, "", NULL) || v == 0 || v > 65535)
+		return false;
+	*port = (uint16_t)v;
+	return true;
+}
+
+bool config_parse_listen(const char *text, struct listen_addr *out)
+{
+	char host[64];
+	const char *port_text;
+	memset(out, 0, sizeof(*out));
+	if (strlen(text) >= sizeof(out->text))
+		return false;
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host))
+			return false;
+		memcpy(host, text + 1, (size_t)(close - text - 1));
+		host[close - text - 1] = '\0';
+		port_text = close + 2;
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+		uint16_t port;
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1 || !parse_port(port_text, &port))
+			return false;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons(port);
+		out->addr_len = sizeof(*a6);
+	} else {
+		const char *colon = strrchr(text, ':');
+		if (!colon || (size_t)(colon - text) >= sizeof(host))
+			return false;
+		memcpy(host, text, (size_t)(colon - text));
+		host[colon - text] = '\0';
+		port_text = colon + 1;
+		struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+		uint16_t port;
+		if (inet_pton(AF_INET, host, &a4->sin_addr) != 1 || !parse_port(port_text, &port))
+			return false;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons(port);
+		out->addr_len = sizeof(*a4);
+	}
+	memcpy(out->text, text, strlen(text) + 1);
+	return true;
+}
+
+static bool valid_hostname(const char *h)
+{
+	size_t n = strlen(h);
+	if (n == 0 || n > SMTP_DOMAIN_MAX_BYTES)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)h[i];
+		if (!(isalnum(c) || c == '-' || c == '.'))
+			return false;
+	}
+	return h[0] != '.' && h[0] != '-';
+}
+
+static int domains_add(struct domain_list *d, const char *name, size_t len)
+{
+	if (len == 0 || len > SMTP_DOMAIN_MAX_BYTES)
+		return -EINVAL;
+	if (d->count == d->cap) {
+		uint32_t cap = d->cap ? d->cap * 2 : 8;
+		void *p = realloc(d->names, cap * sizeof(*d->names));
+		if (!p)
+			return -ENOMEM;
+		d->names = p;
+		d->cap = cap;
+	}
+	memcpy(d->names[d->count], name, len);
+	d->names[d->count][len] = '\0';
+	d->count++;
+	return 0;
+}
+
+/* Applies one `key = value`; returns false with err filled (without location). */
+static bool apply_key(struct config *c, struct domain_list *domains, const char *key,
+		      char *value, char *err, size_t errlen)
+{
+	const struct config_key *k = NULL;
+	for (size_t i = 0; i < RMX_ARRAY_LEN(config_keys); i++) {
+		if (strcmp(config_keys[i].name, key) == 0) {
+			k = &config_keys[i];
+			break;
+		}
+	}
+	if (!k) {
+		set_err(err, errlen, "unknown key '%s'", key);
+		return false;
+	}
+	void *field = (char *)c + k->offset;
+	uint64_t v;
+	switch (k->kind) {
+	case KIND_HOSTNAME:
+		if (!valid_hostname(value)) {
+			set_err(err, errlen, "hostname '%s' is not a valid domain name", value);
+			return false;
+		}
+		snprintf(c->hostname, sizeof(c->hostname), "%s", value);
+		return true;
+	case KIND_U32:
+	case KIND_SIZE:
+	case KIND_DURATION: {
+		bool ok = k->kind == KIND_DURATION ? config_parse_duration_s(value, &v)
+			: k->kind == KIND_SIZE	    ? config_parse_size_bytes(value, &v)
+						    : parse_u64_with_units(value, &v, "", NULL);
+		if (!ok) {
+			set_err(err, errlen, "%s: '%s' is not a valid %s", key, value,
+				k->kind == KIND_DURATION ? "duration (30s, 5m, 2h, 5d)"
+				: k->kind == KIND_SIZE	 ? "size (bytes, or with k, M, G)"
+							 : "number");
+			return false;
+		}
+		if (v < k->min || v > k->max) {
+			set_err(err, errlen, "%s: %s is out of range [%llu, %llu]", key, value,
+				(unsigned long long)k->min, (unsigned long long)k->max);
+			return false;
+		}
+		if (k->offset == FIELD(max_message_size_bytes) ||
+		    k->offset == FIELD(store_max_bytes) ||
+		    k->offset == FIELD(max_inflight_data_bytes) ||
+		    k->offset == FIELD(segment_size_bytes))
+			*(uint64_t *)field = v;
+		else
+			*(uint32_t *)field = (uint32_t)v;
+		return true;
+	}
+	case KIND_PATH:
+		if (strlen(value) >= PATH_MAX) {
+			set_err(err, errlen, "%s: path too long", key);
+			return false;
+		}
+		snprintf((char *)field, PATH_MAX, "%s", value);
+		return true;
+	case KIND_LISTEN:
+		if (c->listen_count == LISTENERS_MAX) {
+			set_err(err, errlen, "listen: at most %d addresses", LISTENERS_MAX);
+			return false;
+		}
+		if (!config_parse_listen(value, &c->listen[c->listen_count])) {
+			set_err(err, errlen,
+				"listen: '%s' is not ADDRESS:PORT (127.0.0.1:25 or [::1]:25)", value);
+			return false;
+		}
+		c->listen_count++;
+		return true;
+	case KIND_DOMAINS: {
+		domains->count = 0; /* the last accept_domains line wins */
+		for (char *save = NULL, *tok = strtok_r(value, " \t,", &save); tok;
+		     tok = strtok_r(NULL, " \t,", &save)) {
+			size_t n = strlen(tok);
+			if (n > 1 && tok[n - 1] == '.')
+				n--;
+			if (!valid_hostname(tok) || domains_add(domains, tok, n) != 0) {
+				set_err(err, errlen, "accept_domains: '%s' is not a valid domain", tok);
+				return false;
+			}
+		}
+		if (domains->count == 0) {
+			set_err(err, errlen, "accept_domains: at least one domain is needed");
+			return false;
+		}
+		return true;
+	}
+	case KIND_FSYNC:
+		if (strcmp(value, "always") && strcmp(value, "never")) {
+			set_err(err, errlen, "fsync: '%s' is not 'always' or 'never'", value);
+			return false;
+		}
+		c->fsync = strcmp(value, "always") == 0;
+		return true;
+	case KIND_BARE_NEWLINE:
+		if (strcmp(value, "reject") && strcmp(value, "normalize")) {
+			set_err(err, errlen, "bare_newline: '%s' is not 'reject' or 'normalize'",
+				value);
+			return false;
+		}
+		c->bare_newline_normalize = strcmp(value, "normalize") == 0;
+		return true;
+	}
+	RMX_ASSERT(!"unreachable");
+	return false;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r' || s[n - 1] == '\n'))
+		s[--n] = '\0';
+	return s;
+}
+
+static int load_file(struct config *c, struct domain_list *domains, const char *path,
+		     char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	char line[4096];
+	char what[512];
+	unsigned lineno = 0;
+	bool listen_seen = false;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {
+			set_err(err, errlen, "%s:%u: line too long", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			set_err(err, errlen, "%s:%u: expected 'key = value'", path, lineno);
+			fclose(f);
+			return -1;
+		}
+		*eq = '\0';
+		char *key = trim(s);
+		char *value = trim(eq + 1);
+		if (*value == '\0') {
+			set_err(err, errlen, "%s:%u: %s: empty value", path, lineno, key);
+			fclose(f);
+			return -1;
+		}
+		/* The first `listen` line replaces the embedded default. */
+		if (strcmp(key, "listen") == 0 && !listen_seen) {
+			listen_seen = true;
+			c->listen_count = 0;
+		}
+		if (!apply_key(c, domains, key, value, what, sizeof(what))) {
+			set_err(err, errlen, "%s:%u: %s", path, lineno, what);
+			fclose(f);
+			return -1;
+		}
+	}
+	bool read_error = ferror(f);
+	fclose(f);
+	if (read_error) {
+		set_err(err, errlen, "%s: read error", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int load_recipients(struct smtp_policy *p, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		set_err(err, errlen, "recipients_file %s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	char line[1024];
+	unsigned lineno = 0;
+	unsigned entries = 0;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0')
+			continue;
+		int rc = policy_add_recipient(p, span_make(s, strlen(s)));
+		if (rc != 0) {
+			set_err(err, errlen, "%s:%u: '%s' is not an address or @domain", path,
+				lineno, s);
+			fclose(f);
+			return -1;
+		}
+		entries++;
+	}
+	fclose(f);
+	if (entries == 0) {
+		/* An empty table would refuse every recipient; say so rather than guess. */
+		set_err(err, errlen, "%s: no recipients listed", path);
+		return -1;
+	}
+	return 0;
+}
+
+static void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->hostname, sizeof(c->hostname), "localhost");
+	char host[SMTP_DOMAIN_MAX_BYTES + 1];
+	if (gethostname(host, sizeof(host)) == 0) {
+		host[sizeof(host) - 1] = '\0';
+		if (valid_hostname(host))
+			snprintf(c->hostname, sizeof(c->hostname), "%s", host);
+	}
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	c->workers = (uint32_t)RMX_MIN(RMX_MAX(cpus, 1L), (long)WORKERS_MAX);
+	bool ok = config_parse_listen("127.0.0.1:2525", &c->listen[0]);
+	RMX_ASSERT(ok);
+	c->listen_count = 1;
+	snprintf(c->data_dir, sizeof(c->data_dir), "ringmx-data");
+	c->fsync = true;
+	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
+	c->max_recipients = SMTP_RECIPIENTS_DEFAULT;
+	c->max_connections = CONNECTIONS_DEFAULT;
+	c->max_command_line_bytes = SMTP_COMMAND_LINE_DEFAULT_BYTES;
+	c->bare_newline_normalize = false;
+	c->command_timeout_s = TIMEOUT_COMMAND_DEFAULT_S;
+	c->data_timeout_s = TIMEOUT_DATA_DEFAULT_S;
+	c->idle_timeout_s = TIMEOUT_IDLE_DEFAULT_S;
+	c->shutdown_grace_s = SHUTDOWN_GRACE_DEFAULT_S;
+	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
+	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
+	c->segment_size_bytes = SEGMENT_SIZE_DEFAULT_BYTES;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct domain_list domains = { 0 };
+	config_defaults(c);
+	int rc = -1;
+	if (path && load_file(c, &domains, path, err, errlen) != 0)
+		goto out;
+	if (domains.count == 0 && domains_add(&domains, "localhost", 9) != 0) {
+		set_err(err, errlen, "out of memory");
+		goto out;
+	}
+	if (c->segment_size_bytes % 4096 != 0) {
+		set_err(err, errlen, "segment_size must be a multiple of 4096");
+		goto out;
+	}
+	if (c->max_message_size_bytes + 65536 > c->segment_size_bytes) {
+		set_err(err, errlen,
+			"segment_size (%llu) must exceed max_message_size (%llu) by 64k",
+			(unsigned long long)c->segment_size_bytes,
+			(unsigned long long)c->max_message_size_bytes);
+		goto out;
+	}
+	if (c->store_max_bytes < (uint64_t)c->workers * 2 * c->segment_size_bytes) {
+		set_err(err, errlen,
+			"store_max_bytes must hold at least two segments per worker (%llu)",
+			(unsigned long long)c->workers * 2 * c->segment_size_bytes);
+		goto out;
+	}
+	c->policy = policy_new();
+	if (!c->policy) {
+		set_err(err, errlen, "out of memory");
+		goto out;
+	}
+	for (uint32_t i = 0; i < domains.count; i++) {
+		const char *d = domains.names[i];
+		if (policy_add_domain(c->policy, span_make(d, strlen(d))) != 0) {
+			set_err(err, errlen, "accept_domains: cannot add '%s'", d);
+			goto out;
+		}
+	}
+	c->accept_domain_count = domains.count;
+	if (c->recipients_file[0] &&
+	    load_recipients(c->policy, c->recipients_file, err, errlen) != 0)
+		goto out;
+
+	c->session.hostname = span_make(c->hostname, strlen(c->hostname));
+	c->session.max_message_size_bytes = c->max_message_size_bytes;
+	c->session.max_recipients = c->max_recipients;
+	c->session.max_command_line_bytes = c->max_command_line_bytes;
+	c->session.bare_newline_normalize = c->bare_newline_normalize;
+	c->session.policy = c->policy;
+	rc = 0;
+out:
+	free(domains.names);
+	if (rc != 0 && c->policy) {
+		policy_free(c->policy);
+		c->policy = NULL;
+	}
+	return rc;
+}
+
+void config_free(struct config *c)
+{
+	if (c->policy)
+		policy_free(c->policy);
+	c->policy = NULL;
+}

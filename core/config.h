@@ -1,0 +1,68 @@
+/*
+ * config.h - one immutable, validated configuration (STYLE.md "Avoid").
+ *
+ * Built at start-up from the embedded defaults, then from `key = value` lines
+ * of the file given with -c. Every problem is reported with the file name and
+ * line number and stops start-up. After config_load returns, nothing writes
+ * to a struct config: workers share it read-only.
+ */
+#ifndef RINGMX_CONFIG_H
+#define RINGMX_CONFIG_H
+
+#include <limits.h>
+#include <sys/socket.h>
+
+#include "../proto/smtp_session.h"
+#include "base.h"
+#include "limits.h"
+
+struct listen_addr {
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	char text[64]; /* as configured: "127.0.0.1:2525", "[::1]:2525" */
+};
+
+struct config {
+	char hostname[SMTP_DOMAIN_MAX_BYTES + 1];
+	uint32_t workers;
+	struct listen_addr listen[LISTENERS_MAX];
+	uint32_t listen_count;
+	char data_dir[PATH_MAX];
+	bool fsync;
+	char recipients_file[PATH_MAX]; /* empty: no recipient table */
+	uint64_t max_message_size_bytes;
+	uint32_t max_recipients;
+	uint32_t max_connections;
+	uint32_t max_command_line_bytes;
+	bool bare_newline_normalize;
+	uint32_t command_timeout_s;
+	uint32_t data_timeout_s;
+	uint32_t idle_timeout_s;
+	uint32_t shutdown_grace_s;
+	uint64_t store_max_bytes;
+	uint64_t max_inflight_data_bytes;
+	uint64_t segment_size_bytes;
+
+	uint32_t accept_domain_count;
+	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
+	struct smtp_session_config session;  /* what sessions read, derived */
+};
+
+/*
+ * Loads the configuration: embedded defaults, then FILE when path is not NULL.
+ * On failure returns -1 with a message in err ("FILE:LINE: what is wrong").
+ * The caller frees with config_free.
+ */
+RMX_MUST_CHECK int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+void config_free(struct config *c);
+
+/* Parsers shared with tests: "30s", "5m", "2h", "5d" or plain seconds;
+ * "10M", "512k", "1G" or plain bytes. Return false on syntax or overflow. */
+bool config_parse_duration_s(const char *text, uint64_t *out);
+bool config_parse_size_bytes(const char *text, uint64_t *out);
+
+/* Parses "1.2.3.4:25" or "[::1]:25" into a listen address. */
+bool config_parse_listen(const char *text, struct listen_addr *out);
+
+#endif

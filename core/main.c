@@ -1,0 +1,234 @@
+/*
+ * main.c - start-up and shutdown of the gateway.
+ *
+ * Start-up is the one place that blocks: read and validate the config, create
+ * the data directory, recover every store shard, bind one SO_REUSEPORT
+ * listener per worker per address, then start the pinned workers. A problem
+ * here exits with status 2 (configuration) or 1 (environment) and a message
+ * saying what to fix. Afterwards the main thread only waits for signals:
+ * SIGTERM/SIGINT start a drain (a second one hurries it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../storage/store.h"
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+#ifndef RINGMX_VERSION
+#define RINGMX_VERSION "dev"
+#endif
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ringmx [-c FILE]\n"
+		"  -c FILE   configuration file (key = value lines); without it,\n"
+		"            the embedded defaults: listen 127.0.0.1:2525, accept mail\n"
+		"            for localhost, data in ./ringmx-data\n"
+		"  -V        print the version\n");
+}
+
+static int open_listener(const struct listen_addr *a, char *err, size_t errlen)
+{
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    (a->addr.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
+		snprintf(err, errlen, "setsockopt for %s: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (bind(fd, (const struct sockaddr *)&a->addr, a->addr_len) != 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (listen(fd, 4096) != 0) {
+		snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The CPUs we may run on, in order; workers are pinned round-robin. */
+static int cpu_for_worker(uint32_t i)
+{
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return -1;
+	int count = CPU_COUNT(&set);
+	if (count <= 0)
+		return -1;
+	int want = (int)(i % (uint32_t)count);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+		if (CPU_ISSET(cpu, &set) && want-- == 0)
+			return cpu;
+	}
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	const char *config_path = NULL;
+	int opt;
+	while ((opt = getopt(argc, argv, "c:hV")) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("ringmx %s\n", RINGMX_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	static struct config cfg;
+	char err[1024];
+	if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		return 2;
+	}
+
+	/* Signals go to the main thread only: block them before threads start. */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+		fprintf(stderr, "ringmx: cannot create data_dir %s: %s\n", cfg.data_dir,
+			strerror(errno));
+		return 1;
+	}
+	if (!cfg.fsync)
+		log_warn("event=fsync_disabled note=\"fsync = never: acknowledged mail can be "
+			 "lost on a crash; for benchmarks only\"");
+
+	static atomic_uint connections;
+	struct worker *workers = calloc(cfg.workers, sizeof(*workers));
+	if (!workers) {
+		fprintf(stderr, "ringmx: out of memory\n");
+		return 1;
+	}
+	for (uint32_t i = 0; i < cfg.workers; i++) {
+		struct worker *w = &workers[i];
+		w->id = i;
+		w->cpu = cpu_for_worker(i);
+		w->cfg = &cfg;
+		w->connections = &connections;
+		struct store_config sc = {
+			.data_dir = cfg.data_dir,
+			.worker = i,
+			.segment_size_bytes = cfg.segment_size_bytes,
+			.store_max_bytes = cfg.store_max_bytes / cfg.workers,
+			.fsync = cfg.fsync,
+		};
+		struct store_recovery_stats rs;
+		memset(&rs, 0, sizeof(rs));
+		int rc = store_open(&sc, &w->store, &rs, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "ringmx: store shard %u: %s\n", i, err);
+			return 1;
+		}
+		log_info("event=store_recovered worker=%u segments=%u records=%llu bytes=%llu "
+			 "quarantined=%u truncated_bytes=%llu",
+			 i, rs.segments, (unsigned long long)rs.records, (unsigned long long)rs.bytes,
+			 rs.quarantined, (unsigned long long)rs.truncated_bytes);
+		if (rs.quarantined)
+			log_warn("event=store_quarantine worker=%u records=%u note=\"bad records "
+				 "set aside in %s/w%u/quarantine\"", i, rs.quarantined, cfg.data_dir, i);
+		for (uint32_t j = 0; j < cfg.listen_count; j++) {
+			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
+			if (fd < 0) {
+				fprintf(stderr, "ringmx: %s\n", err);
+				return 1;
+			}
+			w->listen_fds[j] = fd;
+		}
+		w->listen_count = cfg.listen_count;
+		w->wake_fd = eventfd(0, EFD_CLOEXEC);
+		if (w->wake_fd < 0) {
+			fprintf(stderr, "ringmx: eventfd: %s\n", strerror(errno));
+			return 1;
+		}
+	}
+	for (uint32_t i = 0; i < cfg.workers; i++) {
+		int rc = worker_start(&workers[i]);
+		if (rc != 0) {
+			fprintf(stderr, "ringmx: worker %u failed to start: %s\n", i, strerror(-rc));
+			return 1;
+		}
+	}
+	for (uint32_t j = 0; j < cfg.listen_count; j++)
+		log_info("event=listening address=%s workers=%u hostname=%s data_dir=%s fsync=%s",
+			 cfg.listen[j].text, cfg.workers, cfg.hostname, cfg.data_dir,
+			 cfg.fsync ? "always" : "never");
+
+	/* Wait for a signal; after the first stop, keep listening (a second one
+	 * hurries the drain) until every worker has finished. */
+	unsigned stops = 0;
+	for (;;) {
+		if (stops) {
+			bool running = false;
+			for (uint32_t i = 0; i < cfg.workers; i++)
+				running |= !atomic_load(&workers[i].finished);
+			if (!running)
+				break;
+		}
+		struct timespec tick = { 0, 100 * 1000000L };
+		int sig = stops ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
+		if (sig < 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("event=sighup note=\"reload is not supported yet; restart to apply "
+				 "changes\"");
+			continue;
+		}
+		stops++;
+		log_info("event=%s signal=%d", stops == 1 ? "shutdown" : "shutdown_hurry", sig);
+		for (uint32_t i = 0; i < cfg.workers; i++)
+			worker_request_stop(&workers[i]);
+	}
+	int status = 0;
+	for (uint32_t i = 0; i < cfg.workers; i++) {
+		if (worker_join(&workers[i]) != 0)
+			status = 1;
+		store_close(workers[i].store);
+		close(workers[i].wake_fd);
+	}
+	free(workers);
+	config_free(&cfg);
+	log_info("event=stopped status=%d", status);
+	return status;
+}

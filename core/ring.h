@@ -1,0 +1,104 @@
+/*
+ * ring.h - the io_uring of one worker: set-up with the best flags the kernel
+ * accepts, the provided buffer ring that liburing 2.3 cannot set up by
+ * itself, and the user_data codec.
+ *
+ * user_data packs (op, generation, slot): the op selects the handler, the
+ * slot finds the connection (or listener, or store step) and the generation
+ * tells a completion for a slot's previous owner from one for its current
+ * owner. Only the worker thread that created a ring touches it.
+ */
+#ifndef RINGMX_RING_H
+#define RINGMX_RING_H
+
+#include <liburing.h>
+
+#include "base.h"
+
+/* UAPI constants that liburing 2.3's headers may lack. */
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)
+#endif
+
+enum ring_op {
+	OP_NONE = 0,
+	OP_ACCEPT,       /* slot: listener index */
+	OP_RECV,         /* slot: connection */
+	OP_SEND,         /* slot: connection */
+	OP_REJECT_SEND,  /* slot: the fd of a refused connection */
+	OP_COMMIT_WRITE, /* store group commit: the writev */
+	OP_COMMIT_SYNC,  /* store group commit: the fdatasync */
+	OP_SPARE,        /* one step of preparing a spare segment */
+	OP_WAKE,         /* the worker's eventfd: shutdown requested */
+	OP_CANCEL,       /* result of a cancel request: ignored */
+	OP_COUNT
+};
+
+static inline uint64_t ring_ud(enum ring_op op, uint32_t gen, uint32_t slot)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffffu) << 32) | slot;
+}
+static inline enum ring_op ring_ud_op(uint64_t ud) { return (enum ring_op)(ud >> 56); }
+static inline uint32_t ring_ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffffu; }
+static inline uint32_t ring_ud_slot(uint64_t ud) { return (uint32_t)ud; }
+
+/* Flags the ring was created with, for the start-up log. */
+struct ring_info {
+	unsigned flags;
+	bool defer_taskrun;
+};
+
+/*
+ * Creates ring with `entries` SQEs, trying SINGLE_ISSUER + DEFER_TASKRUN,
+ * then COOP_TASKRUN, then nothing. Must run on the worker thread. Returns 0
+ * or -errno.
+ */
+RMX_MUST_CHECK int ring_init(struct io_uring *ring, unsigned entries, struct ring_info *info);
+
+/* A provided buffer ring: count buffers of size bytes, group bgid. */
+struct buf_ring {
+	struct io_uring_buf_ring *br;
+	uint8_t *base;
+	uint32_t count;
+	uint32_t size_bytes;
+	uint16_t bgid;
+	uint32_t returned; /* buffers added since the last advance */
+};
+
+/* Registers the ring and fills it with every buffer. Returns 0 or -errno. */
+RMX_MUST_CHECK int buf_ring_setup(struct io_uring *ring, struct buf_ring *b, uint32_t count,
+				  uint32_t size_bytes, uint16_t bgid);
+void buf_ring_free(struct io_uring *ring, struct buf_ring *b);
+
+static inline uint8_t *buf_ring_addr(const struct buf_ring *b, uint16_t bid)
+{
+	RMX_ASSERT(bid < b->count);
+	return b->base + (size_t)bid * b->size_bytes;
+}
+
+/* Gives buffer bid back; visible to the kernel at the next buf_ring_publish. */
+static inline void buf_ring_return(struct buf_ring *b, uint16_t bid)
+{
+	io_uring_buf_ring_add(b->br, buf_ring_addr(b, bid), b->size_bytes, bid,
+			      io_uring_buf_ring_mask(b->count), (int)b->returned);
+	b->returned++;
+}
+
+static inline void buf_ring_publish(struct buf_ring *b)
+{
+	if (b->returned) {
+		io_uring_buf_ring_advance(b->br, (int)b->returned);
+		b->returned = 0;
+	}
+}
+
+/* An SQE, submitting pending ones first if the SQ is full. Never NULL. */
+struct io_uring_sqe *ring_sqe(struct io_uring *ring);
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * txn.c - the record builder behind a session's smtp_txn_ops.
+ *
+ * The envelope is encoded item by item as the session accepts MAIL and RCPT.
+ * The body buffer is sized once from MAIL SIZE= when given, else grows
+ * geometrically; every byte appended is charged to the worker's in-flight
+ * budget and released when the txn resets.
+ */
+#include "txn.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int txn_reserve_body(struct txn *t, size_t extra)
+{
+	struct bytebuf *b = &t->body;
+	if (b->cap - b->len >= extra)
+		return 0;
+	size_t want = b->len + extra;
+	size_t cap = b->cap ? b->cap : 16384;
+	if (!b->cap && t->size_hint_bytes + TXN_HEADROOM_BYTES > cap)
+		/* Sized once from SIZE=, with room for the stuffing SIZE omits. */
+		cap = (size_t)t->size_hint_bytes + TXN_HEADROOM_BYTES + 4096;
+	while (cap < want)
+		cap *= 2;
+	void *p = realloc(b->data, cap);
+	if (!p)
+		return -ENOMEM;
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int op_mail(void *ctx, const struct smtp_mail_info *m)
+{
+	struct txn *t = ctx;
+	RMX_ASSERT(!t->active);
+	if (t->budget->store_state != 0)
+		return t->budget->store_state;
+	t->active = true;
+	t->size_hint_bytes = m->params->size_given ? m->params->size_bytes : 0;
+	int rc = record_env_put(&t->env, RECORD_TAG_REVERSE_PATH, m->reverse_path);
+	if (rc == 0) {
+		uint8_t body_type = (uint8_t)m->params->body;
+		rc = record_env_put(&t->env, RECORD_TAG_BODY_TYPE, span_make(&body_type, 1));
+	}
+	if (rc == 0 && m->params->smtputf8)
+		rc = record_env_put(&t->env, RECORD_TAG_SMTPUTF8, span_make("", 0));
+	if (rc == 0 && m->params->size_given) {
+		uint8_t le[8];
+		for (int i = 0; i < 8; i++)
+			le[i] = (uint8_t)(m->params->size_bytes >> (8 * i));
+		rc = record_env_put(&t->env, RECORD_TAG_SIZE_DECLARED, span_make(le, 8));
+	}
+	if (rc != 0) {
+		txn_reset(t);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int op_rcpt(void *ctx, struct span forward_path)
+{
+	struct txn *t = ctx;
+	RMX_ASSERT(t->active);
+	return record_env_put(&t->env, RECORD_TAG_RECIPIENT, forward_path) == 0 ? 0 : -ENOMEM;
+}
+
+static int op_data_begin(void *ctx)
+{
+	struct txn *t = ctx;
+	RMX_ASSERT(t->active);
+	if (t->budget->store_state == -EIO)
+		return -EIO;
+	if (t->budget->inflight_bytes >= t->budget->max_inflight_bytes)
+		return -ENOBUFS;
+	RMX_ASSERT(t->body.len == 0);
+	if (txn_reserve_body(t, TXN_HEADROOM_BYTES) != 0)
+		return -ENOBUFS;
+	t->body.len = TXN_HEADROOM_BYTES;
+	return 0;
+}
+
+static int op_data_append(void *ctx, const uint8_t *p, size_t n)
+{
+	struct txn *t = ctx;
+	RMX_ASSERT(t->active && t->body.len >= TXN_HEADROOM_BYTES);
+	if (txn_reserve_body(t, n) != 0)
+		return -ENOMEM;
+	memcpy(t->body.data + t->body.len, p, n);
+	t->body.len += n;
+	t->charged_bytes += n;
+	t->budget->inflight_bytes += n;
+	return 0;
+}
+
+static void op_reset(void *ctx)
+{
+	txn_reset(ctx);
+}
+
+const struct smtp_txn_ops txn_ops = {
+	.mail = op_mail,
+	.rcpt = op_rcpt,
+	.data_begin = op_data_begin,
+	.data_append = op_data_append,
+	.reset = op_reset,
+};
+
+void txn_init(struct txn *t, struct txn_budget *budget)
+{
+	memset(t, 0, sizeof(*t));
+	t->budget = budget;
+}
+
+int txn_add_client(struct txn *t, struct span client_ip, struct span helo)
+{
+	int rc = record_env_put(&t->env, RECORD_TAG_CLIENT_ADDR, client_ip);
+	if (rc == 0)
+		rc = record_env_put(&t->env, RECORD_TAG_HELO, helo);
+	return rc;
+}
+
+void txn_reset(struct txn *t)
+{
+	RMX_ASSERT(t->budget->inflight_bytes >= t->charged_bytes);
+	t->budget->inflight_bytes -= t->charged_bytes;
+	t->charged_bytes = 0;
+	bytebuf_free(&t->env);
+	bytebuf_free(&t->body);
+	t->size_hint_bytes = 0;
+	t->received_len = 0;
+	t->nparts = 0;
+	t->active = false;
+}
+
+uint64_t txn_record_bytes(const struct txn *t, size_t received_len)
+{
+	RMX_ASSERT(t->body.len >= TXN_HEADROOM_BYTES);
+	return record_padded_length(t->env.len, received_len + t->body.len - TXN_HEADROOM_BYTES);
+}
+
+void txn_set_received(struct txn *t, const char *received, size_t len)
+{
+	RMX_ASSERT(len > 0 && len <= TXN_HEADROOM_BYTES && t->body.len >= TXN_HEADROOM_BYTES);
+	memcpy(t->body.data + TXN_HEADROOM_BYTES - len, received, len);
+	t->received_len = len;
+}
+
+void txn_seal(struct txn *t, uint64_t queue_id, int64_t arrival_unix_ms)
+{
+	static const uint8_t zeros[RECORD_ALIGN_BYTES];
+	RMX_ASSERT(t->received_len > 0);
+	struct iovec body = {
+		t->body.data + TXN_HEADROOM_BYTES - t->received_len,
+		t->body.len - TXN_HEADROOM_BYTES + t->received_len,
+	};
+	record_seal(&t->header, queue_id, arrival_unix_ms, span_make(t->env.data, t->env.len),
+		    &body, 1);
+	t->queue_id = queue_id;
+	t->parts[0] = (struct iovec){ &t->header, RECORD_HEADER_BYTES };
+	t->parts[1] = (struct iovec){ t->env.data, t->env.len };
+	t->parts[2] = body;
+	size_t pad = record_padding(t->header.length);
+	RMX_ASSERT(pad < RECORD_ALIGN_BYTES);
+	t->parts[3] = (struct iovec){ (void *)zeros, pad };
+	t->nparts = 4;
+}

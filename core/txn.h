@@ -1,0 +1,69 @@
+/*
+ * txn.h - one SMTP transaction on its way to becoming a store record.
+ *
+ * The session (proto/) hands over the envelope and body through
+ * struct smtp_txn_ops; txn keeps them in growable buffers: the envelope as
+ * record items, the body in DATA wire form. This is the one copy of a body
+ * (DESIGN.md rule 3): from the receive buffer into txn.body, from which the
+ * group commit writes it. A txn belongs to one connection on one worker; it
+ * is allocated at MAIL and freed when the transaction ends or its record is
+ * durable. In-flight body bytes are charged to the worker's budget.
+ *
+ * The body buffer starts with TXN_HEADROOM_BYTES of room so that the
+ * Received: header, known only once the queue id is, is written right in
+ * front of the body and both go out as one iovec.
+ */
+#ifndef RINGMX_TXN_H
+#define RINGMX_TXN_H
+
+#include <sys/uio.h>
+
+#include "../proto/smtp_session.h"
+#include "../storage/record.h"
+#include "base.h"
+
+/* The worker-wide budget txns draw on (max_inflight_data_bytes). */
+struct txn_budget {
+	uint64_t inflight_bytes;
+	uint64_t max_inflight_bytes;
+	int store_state; /* 0, -ENOSPC (store full) or -EIO (store failed) */
+};
+
+struct txn {
+	struct txn_budget *budget;
+	struct bytebuf env;
+	struct bytebuf body;
+	uint64_t charged_bytes;      /* body bytes counted in budget */
+	uint64_t size_hint_bytes;    /* MAIL SIZE=, to size the body buffer once */
+	struct record_header header; /* filled at seal time */
+	size_t received_len;         /* Received: sits just before the body */
+	struct iovec parts[4];
+	int nparts;
+	uint64_t queue_id;
+	bool active;                 /* between MAIL and reset/commit */
+};
+
+#define TXN_HEADROOM_BYTES SMTP_RECEIVED_HEADER_MAX_BYTES
+
+extern const struct smtp_txn_ops txn_ops;
+
+void txn_init(struct txn *t, struct txn_budget *budget);
+
+/* Adds the connection facts (client address, HELO, protocol) once the message
+ * is complete, before sealing. */
+RMX_MUST_CHECK int txn_add_client(struct txn *t, struct span client_ip, struct span helo);
+
+/* Releases buffers and the budget charge. */
+void txn_reset(struct txn *t);
+
+/* Bytes the record for this txn will occupy, padded, given a Received:
+ * header of received_len bytes. */
+uint64_t txn_record_bytes(const struct txn *t, size_t received_len);
+
+/* Places the Received: header in front of the body. */
+void txn_set_received(struct txn *t, const char *received, size_t len);
+
+/* Seals the record (header + CRC) for queue_id and fills t->parts. */
+void txn_seal(struct txn *t, uint64_t queue_id, int64_t arrival_unix_ms);
+
+#endif

@@ -1,0 +1,1009 @@
+/*
+ * worker.c - the event loop of one worker: accept, receive, feed the pure
+ * session, send replies, group-commit finished messages, prepare spare
+ * segments, expire deadlines, drain on shutdown.
+ *
+ * The loop has liburing examples/proxy.c's shape: submit and wait, reap every
+ * completion with io_uring_for_each_cqe, advance once, dispatch on the op in
+ * user_data. Receive buffers come from the provided buffer ring and go back
+ * to it as soon as the session has consumed them (DESIGN.md rule 3); a
+ * partial command line, or input that must wait, is carried per connection.
+ * At most one send is in flight per connection; the replies produced by one
+ * read go out in one send. Nothing here blocks except shutdown(2)/close(2)
+ * of sockets, which do not.
+ */
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../storage/record.h"
+#include "../storage/store.h"
+#include "conn.h"
+#include "log.h"
+#include "ring.h"
+#include "timer.h"
+#include "txn.h"
+
+#define RING_ENTRIES 4096
+#define LINGER_MS 2000
+#define SPARE_ZERO_CHUNK_BYTES (1u << 20)
+#define REJECT_REPLY_BYTES 256
+
+enum spare_step { SPARE_IDLE, SPARE_OPEN, SPARE_FALLOCATE, SPARE_ZERO, SPARE_SYNC, SPARE_DIRSYNC };
+
+struct worker_loop {
+	struct worker *w;
+	const struct config *cfg;
+	struct io_uring ring;
+	struct ring_info ring_info;
+	struct buf_ring bufs;
+	struct conn_slab slab;
+	struct timer_wheel wheel;
+	struct txn_budget budget;
+	uint64_t now_ms;        /* CLOCK_MONOTONIC, once per loop turn */
+	int64_t now_unix_ms;    /* CLOCK_REALTIME, once per loop turn */
+	uint64_t wake_value;
+	bool listening;
+	bool draining;
+	uint64_t drain_deadline_ms;
+
+	/* Group commit: one in flight. */
+	bool commit_inflight;
+	bool commit_sync;
+	int commit_write_result;
+	uint64_t commit_bytes;
+
+	/* Spare segment preparation. */
+	enum spare_step spare_step;
+	uint32_t spare_seq;
+	int spare_fd;
+	uint64_t spare_offset;
+	uint8_t *zero_chunk;
+
+	/* Connections whose finished message waits for room in the store. */
+	uint32_t reserve_head, reserve_tail;
+	/* Connections whose recv must be re-armed after -ENOBUFS. */
+	uint32_t rearm_head;
+
+	uint8_t reject_reply[REJECT_REPLY_BYTES];
+	size_t reject_reply_len;
+};
+
+static void conn_close(struct worker_loop *l, struct conn *c);
+static void conn_pump(struct worker_loop *l, struct conn *c);
+
+/* ---- time ---------------------------------------------------------------- */
+
+static void loop_clock(struct worker_loop *l)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	l->now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conn_arm_deadline(struct worker_loop *l, struct conn *c)
+{
+	uint32_t s;
+	switch (smtp_session_timeout_kind(&c->session)) {
+	case SMTP_TIMEOUT_DATA:
+		s = l->cfg->data_timeout_s;
+		break;
+	case SMTP_TIMEOUT_COMMAND:
+		s = l->cfg->command_timeout_s;
+		break;
+	default:
+		s = l->cfg->idle_timeout_s;
+		break;
+	}
+	timer_arm(&l->wheel, &c->timer, (uint64_t)s * 1000u);
+}
+
+/* ---- submission helpers -------------------------------------------------- */
+
+static void arm_accept(struct worker_loop *l, uint32_t i)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_multishot_accept(sqe, l->w->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, 0, i));
+}
+
+static void arm_recv(struct worker_loop *l, struct conn *c)
+{
+	RMX_ASSERT(!(c->flags & CONN_RECV_ARMED));
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = l->bufs.bgid;
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECV, c->gen, conn_index(&l->slab, c)));
+	c->flags |= CONN_RECV_ARMED;
+}
+
+static void arm_wake(struct worker_loop *l)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_read(sqe, l->w->wake_fd, &l->wake_value, sizeof(l->wake_value), 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_WAKE, 0, 0));
+}
+
+/* Sends what the session wrote, if nothing is in flight. */
+static void conn_flush(struct worker_loop *l, struct conn *c)
+{
+	if ((c->flags & CONN_SEND_INFLIGHT) || c->out.len == 0)
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_send(sqe, c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_SEND, c->gen, conn_index(&l->slab, c)));
+	c->send_bytes = (uint32_t)c->out.len;
+	c->flags |= CONN_SEND_INFLIGHT;
+}
+
+static bool conn_out_ready(struct conn *c)
+{
+	if (c->out.buf)
+		return true;
+	c->out.buf = malloc(SMTP_REPLY_BUFFER_BYTES);
+	if (!c->out.buf)
+		return false;
+	c->out.len = 0;
+	c->out.cap = SMTP_REPLY_BUFFER_BYTES;
+	return true;
+}
+
+/* ---- connection life ----------------------------------------------------- */
+
+static void conn_maybe_release(struct worker_loop *l, struct conn *c)
+{
+	if (!(c->flags & CONN_CLOSING))
+		return;
+	if (c->flags & (CONN_RECV_ARMED | CONN_SEND_INFLIGHT | CONN_WAIT_COMMIT))
+		return;
+	if (c->flags & (CONN_WAIT_RESERVE | CONN_REARM))
+		return; /* on a worker list: released when taken off it */
+	timer_cancel(&l->wheel, &c->timer);
+	if (c->txn.active || c->txn.body.data || c->txn.env.data)
+		txn_reset(&c->txn);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	conn_release(&l->slab, c);
+	unsigned prev = atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
+	RMX_ASSERT(prev > 0);
+}
+
+/* Stops the connection now: no more replies. */
+static void conn_close(struct worker_loop *l, struct conn *c)
+{
+	if (c->flags & CONN_CLOSING)
+		return;
+	c->flags |= CONN_CLOSING;
+	c->flags &= ~(CONN_CLOSE_AFTER_SEND | CONN_LINGER | CONN_WAIT_FLUSH);
+	timer_cancel(&l->wheel, &c->timer);
+	/* Wakes the multishot recv with a final completion. */
+	if (shutdown(c->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
+		log_debug("event=shutdown_failed errno=%d", errno);
+	conn_maybe_release(l, c);
+}
+
+/* The final reply has gone out: send FIN, read and drop what still comes,
+ * then close. The client reads our last reply instead of a reset. */
+static void conn_linger(struct worker_loop *l, struct conn *c)
+{
+	c->flags &= ~CONN_CLOSE_AFTER_SEND;
+	c->flags |= CONN_LINGER;
+	if (shutdown(c->fd, SHUT_WR) != 0) {
+		conn_close(l, c);
+		return;
+	}
+	if (!(c->flags & CONN_RECV_ARMED) || (c->flags & CONN_EOF)) {
+		conn_close(l, c);
+		return;
+	}
+	timer_arm(&l->wheel, &c->timer, LINGER_MS);
+}
+
+/* After the session or a send changed something: send, close, or resume. */
+static void conn_after(struct worker_loop *l, struct conn *c)
+{
+	if (c->flags & CONN_CLOSING)
+		return;
+	conn_flush(l, c);
+	if ((c->flags & CONN_CLOSE_AFTER_SEND) && !(c->flags & CONN_SEND_INFLIGHT)) {
+		conn_linger(l, c);
+		return;
+	}
+	if ((c->flags & CONN_EOF) && !(c->flags & (CONN_WAITING | CONN_SEND_INFLIGHT)))
+		conn_close(l, c);
+}
+
+/* ---- the store ------------------------------------------------------------ */
+
+static uint64_t conn_cookie(struct worker_loop *l, struct conn *c)
+{
+	return ((uint64_t)c->gen << 32) | conn_index(&l->slab, c);
+}
+
+static void reserve_wait_push(struct worker_loop *l, struct conn *c)
+{
+	c->flags |= CONN_WAIT_RESERVE;
+	c->next = CONN_NONE;
+	uint32_t idx = conn_index(&l->slab, c);
+	if (l->reserve_tail == CONN_NONE)
+		l->reserve_head = idx;
+	else
+		l->slab.conns[l->reserve_tail].next = idx;
+	l->reserve_tail = idx;
+}
+
+/*
+ * Turns the finished transaction into a store record: reserve its place
+ * (which fixes the queue id), write the Received: header in front of the
+ * body, seal, append. Returns 0, -EAGAIN (no room yet: retried later) or a
+ * failure to report to the client.
+ */
+static int conn_store_message(struct worker_loop *l, struct conn *c)
+{
+	struct txn *t = &c->txn;
+	char received[SMTP_RECEIVED_HEADER_MAX_BYTES];
+	char id_text[RECORD_QUEUE_ID_CHARS];
+	int64_t now_unix = l->now_unix_ms / 1000;
+	memset(id_text, '0', sizeof(id_text));
+	size_t rlen = smtp_session_received(&c->session, span_make(id_text, sizeof(id_text)),
+					    now_unix, received, sizeof(received));
+	RMX_ASSERT(rlen > 0 && rlen <= TXN_HEADROOM_BYTES);
+	uint64_t qid;
+	int rc = store_reserve(l->w->store, txn_record_bytes(t, rlen), &qid);
+	if (rc != 0)
+		return rc;
+	queue_id_format(qid, id_text);
+	size_t rlen2 = smtp_session_received(&c->session, span_make(id_text, sizeof(id_text)),
+					     now_unix, received, sizeof(received));
+	RMX_ASSERT(rlen2 == rlen);
+	txn_set_received(t, received, rlen);
+	txn_seal(t, qid, l->now_unix_ms);
+	rc = store_append(l->w->store, qid, t->parts, t->nparts, conn_cookie(l, c));
+	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
+	c->flags |= CONN_WAIT_COMMIT;
+	return 0;
+}
+
+/* The session finished a message: add the client facts, then store it. */
+static void conn_message_done(struct worker_loop *l, struct conn *c)
+{
+	int rc = txn_add_client(&c->txn, span_make(c->peer.ip, strlen(c->peer.ip)),
+				smtp_session_helo(&c->session));
+	if (rc == 0)
+		rc = conn_store_message(l, c);
+	if (rc == -EAGAIN) {
+		reserve_wait_push(l, c);
+		return;
+	}
+	if (rc != 0) {
+		log_error("event=store_reject worker=%u error=%d", l->w->id, rc);
+		txn_reset(&c->txn);
+		smtp_session_committed(&c->session, rc, span_make("", 0), &c->out);
+	}
+}
+
+static void commit_done_one(void *ctx, uint64_t cookie, int result)
+{
+	struct worker_loop *l = ctx;
+	uint32_t slot = (uint32_t)cookie;
+	struct conn *c = &l->slab.conns[slot];
+	RMX_ASSERT(slot < l->slab.cap && (c->flags & CONN_USED) && (c->flags & CONN_WAIT_COMMIT));
+	RMX_ASSERT(c->gen == (uint32_t)(cookie >> 32));
+	char id_text[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(c->txn.queue_id, id_text);
+	txn_reset(&c->txn);
+	c->flags &= ~CONN_WAIT_COMMIT;
+	if (result != 0)
+		log_error("event=commit_failed worker=%u error=%d", l->w->id, result);
+	if (c->flags & CONN_CLOSING) {
+		conn_maybe_release(l, c);
+		return;
+	}
+	if (!conn_out_ready(c)) {
+		conn_close(l, c);
+		return;
+	}
+	smtp_session_committed(&c->session, result, span_make(id_text, sizeof(id_text)), &c->out);
+	conn_arm_deadline(l, c);
+	conn_pump(l, c);
+}
+
+static void commit_submit(struct worker_loop *l)
+{
+	struct store_commit sc;
+	if (l->commit_inflight || !store_commit_begin(l->w->store, &sc))
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_writev(sqe, sc.fd, sc.iov, (unsigned)sc.iovcnt, sc.offset);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_WRITE, 0, 0));
+	if (sc.sync) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = ring_sqe(&l->ring);
+		io_uring_prep_fsync(sqe, sc.fd, IORING_FSYNC_DATASYNC);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_SYNC, 0, 0));
+	}
+	l->commit_inflight = true;
+	l->commit_sync = sc.sync;
+	l->commit_bytes = sc.bytes;
+	l->commit_write_result = 0;
+}
+
+static void commit_finish(struct worker_loop *l, int result)
+{
+	RMX_ASSERT(l->commit_inflight);
+	l->commit_inflight = false;
+	store_commit_done(l->w->store, result, commit_done_one, l);
+}
+
+static void on_commit_write(struct worker_loop *l, int res)
+{
+	int result = res;
+	if (res >= 0 && (uint64_t)res != l->commit_bytes)
+		result = -EIO; /* a short write into a pre-zeroed segment is a failure */
+	if (!l->commit_sync) {
+		commit_finish(l, result < 0 ? result : 0);
+		return;
+	}
+	l->commit_write_result = result < 0 ? result : 0;
+}
+
+static void on_commit_sync(struct worker_loop *l, int res)
+{
+	/* A broken link reports -ECANCELED here: the write's error is the cause. */
+	int result = l->commit_write_result != 0 ? l->commit_write_result : res;
+	commit_finish(l, result < 0 ? result : 0);
+}
+
+/* Spare segments: open, fallocate, zero-fill, fdatasync, directory fsync. */
+static void spare_step_submit(struct worker_loop *l)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	switch (l->spare_step) {
+	case SPARE_FALLOCATE:
+		io_uring_prep_fallocate(sqe, l->spare_fd, 0, 0, (off_t)l->cfg->segment_size_bytes);
+		break;
+	case SPARE_ZERO: {
+		uint64_t left = l->cfg->segment_size_bytes - l->spare_offset;
+		unsigned n = (unsigned)RMX_MIN(left, (uint64_t)SPARE_ZERO_CHUNK_BYTES);
+		io_uring_prep_write(sqe, l->spare_fd, l->zero_chunk, n, l->spare_offset);
+		break;
+	}
+	case SPARE_SYNC:
+		io_uring_prep_fsync(sqe, l->spare_fd, IORING_FSYNC_DATASYNC);
+		break;
+	case SPARE_DIRSYNC:
+		io_uring_prep_fsync(sqe, store_dir_fd(l->w->store), 0);
+		break;
+	default:
+		RMX_ASSERT(!"bad spare step");
+	}
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, l->spare_step));
+}
+
+static void spare_start(struct worker_loop *l)
+{
+	const char *path;
+	uint32_t seq;
+	if (l->spare_step != SPARE_IDLE || l->draining || !store_spare_wanted(l->w->store, &path, &seq))
+		return;
+	if (!l->zero_chunk) {
+		void *z = mmap(NULL, SPARE_ZERO_CHUNK_BYTES, PROT_READ,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (z == MAP_FAILED) {
+			store_spare_ready(l->w->store, seq, -errno);
+			return;
+		}
+		l->zero_chunk = z;
+	}
+	l->spare_seq = seq;
+	l->spare_fd = -1;
+	l->spare_offset = 0;
+	l->spare_step = SPARE_OPEN;
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, SPARE_OPEN));
+}
+
+static void on_spare(struct worker_loop *l, int res)
+{
+	RMX_ASSERT(l->spare_step != SPARE_IDLE);
+	if (res < 0) {
+		log_error("event=spare_segment_failed worker=%u seq=%u step=%d error=%d", l->w->id,
+			  l->spare_seq, (int)l->spare_step, res);
+		if (l->spare_fd >= 0)
+			close(l->spare_fd);
+		l->spare_step = SPARE_IDLE;
+		store_spare_ready(l->w->store, l->spare_seq, res);
+		return;
+	}
+	switch (l->spare_step) {
+	case SPARE_OPEN:
+		l->spare_fd = res;
+		l->spare_step = SPARE_FALLOCATE;
+		break;
+	case SPARE_FALLOCATE:
+		l->spare_step = SPARE_ZERO;
+		break;
+	case SPARE_ZERO:
+		l->spare_offset += (uint64_t)res;
+		if (res == 0) {
+			on_spare(l, -EIO);
+			return;
+		}
+		if (l->spare_offset < l->cfg->segment_size_bytes)
+			break;
+		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
+		break;
+	case SPARE_SYNC:
+		l->spare_step = SPARE_DIRSYNC;
+		break;
+	case SPARE_DIRSYNC:
+		l->spare_step = SPARE_IDLE;
+		break;
+	default:
+		RMX_ASSERT(!"bad spare step");
+	}
+	if (l->spare_step == SPARE_IDLE) {
+		store_spare_ready(l->w->store, l->spare_seq, l->spare_fd);
+		l->spare_fd = -1;
+		return;
+	}
+	spare_step_submit(l);
+}
+
+/* Once per loop turn: start a commit, a spare, and retry waiting messages. */
+static void store_kick(struct worker_loop *l)
+{
+	l->budget.store_state = store_admit(l->w->store);
+	while (l->reserve_head != CONN_NONE) {
+		struct conn *c = &l->slab.conns[l->reserve_head];
+		int rc = 0;
+		if (!(c->flags & CONN_CLOSING)) {
+			rc = conn_store_message(l, c);
+			if (rc == -EAGAIN)
+				break;
+		}
+		l->reserve_head = c->next;
+		if (l->reserve_head == CONN_NONE)
+			l->reserve_tail = CONN_NONE;
+		c->flags &= ~CONN_WAIT_RESERVE;
+		if (c->flags & CONN_CLOSING) {
+			conn_maybe_release(l, c);
+			continue;
+		}
+		if (rc != 0) {
+			txn_reset(&c->txn);
+			smtp_session_committed(&c->session, rc, span_make("", 0), &c->out);
+			conn_pump(l, c);
+		}
+	}
+	commit_submit(l);
+	spare_start(l);
+}
+
+/* ---- feeding the session -------------------------------------------------- */
+
+/*
+ * Feeds p[0..n) to the session until it wants more, pauses or closes.
+ * Returns the bytes consumed; the rest must be carried.
+ */
+static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t used = 0;
+	while (used < n) {
+		struct smtp_feed_result r = smtp_session_feed(&c->session, p + used, n - used, &c->out);
+		RMX_ASSERT(r.consumed <= n - used);
+		used += r.consumed;
+		switch (r.status) {
+		case SMTP_FEED_MORE:
+			return used;
+		case SMTP_FEED_MESSAGE:
+			conn_message_done(l, c);
+			if (c->flags & CONN_WAITING)
+				return used;
+			break; /* refused at once (451/452): the session goes on */
+		case SMTP_FEED_FLUSH:
+			c->flags |= CONN_WAIT_FLUSH;
+			return used;
+		case SMTP_FEED_CLOSE:
+			c->flags |= CONN_CLOSE_AFTER_SEND;
+			return n;
+		}
+	}
+	return used;
+}
+
+/* Feeds carried input while the session is not waiting. */
+static void conn_pump(struct worker_loop *l, struct conn *c)
+{
+	while (c->carry_len && !(c->flags & (CONN_WAITING | CONN_CLOSE_AFTER_SEND | CONN_CLOSING))) {
+		if (!conn_out_ready(c)) {
+			conn_close(l, c);
+			return;
+		}
+		uint32_t before = c->carry_len;
+		size_t used = conn_feed(l, c, c->carry, c->carry_len);
+		conn_carry_consume(c, used);
+		if (used == 0 || c->carry_len == before)
+			break; /* a partial line: wait for more input */
+	}
+	if (!(c->flags & CONN_CLOSING))
+		conn_arm_deadline(l, c);
+	conn_after(l, c);
+}
+
+static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
+{
+	if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND))
+		return; /* after the last reply, input is dropped */
+	if (c->carry_len || (c->flags & CONN_WAITING)) {
+		if (conn_carry_append(c, p, n) != 0) {
+			log_warn("event=input_overflow worker=%u client=%s", l->w->id, c->peer.ip);
+			conn_close(l, c);
+			return;
+		}
+		conn_pump(l, c);
+		return;
+	}
+	if (!conn_out_ready(c)) {
+		conn_close(l, c);
+		return;
+	}
+	size_t used = conn_feed(l, c, p, n);
+	if (used < n && !(c->flags & CONN_CLOSE_AFTER_SEND) &&
+	    conn_carry_append(c, p + used, n - used) != 0) {
+		conn_close(l, c);
+		return;
+	}
+	if (!(c->flags & CONN_CLOSING))
+		conn_arm_deadline(l, c);
+	conn_after(l, c);
+}
+
+/* ---- completions ----------------------------------------------------------- */
+
+static void peer_from_fd(int fd, struct smtp_peer *peer)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	memset(peer, 0, sizeof(*peer));
+	snprintf(peer->ip, sizeof(peer->ip), "unknown");
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &a->sin_addr, peer->ip, sizeof(peer->ip));
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
+			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], peer->ip, sizeof(peer->ip));
+		} else {
+			inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
+			peer->ipv6 = true;
+		}
+	}
+}
+
+static void reject_connection(struct worker_loop *l, int fd)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_send(sqe, fd, l->reject_reply, l->reject_reply_len, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_REJECT_SEND, 0, (uint32_t)fd));
+}
+
+static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
+{
+	uint32_t i = ring_ud_slot(cqe->user_data);
+	if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening)
+		arm_accept(l, i);
+	if (cqe->res < 0) {
+		if (cqe->res != -ECANCELED)
+			log_warn("event=accept_failed worker=%u error=%d", l->w->id, cqe->res);
+		return;
+	}
+	int fd = cqe->res;
+	unsigned open = atomic_fetch_add_explicit(l->w->connections, 1, memory_order_relaxed);
+	struct conn *c = NULL;
+	if (open < l->cfg->max_connections && !l->draining)
+		c = conn_alloc(&l->slab);
+	if (!c) {
+		atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
+		reject_connection(l, fd);
+		return;
+	}
+	c->fd = fd;
+	c->opened_ms = (int64_t)l->now_ms;
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	peer_from_fd(fd, &c->peer);
+	txn_init(&c->txn, &l->budget);
+	if (!conn_out_ready(c)) {
+		c->flags |= CONN_CLOSING;
+		conn_maybe_release(l, c);
+		return;
+	}
+	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
+	arm_recv(l, c);
+	conn_arm_deadline(l, c);
+	conn_flush(l, c);
+}
+
+static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
+{
+	struct conn *c = conn_lookup(&l->slab, ring_ud_slot(cqe->user_data),
+				     ring_ud_gen(cqe->user_data));
+	bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	if (!c) {
+		if (has_buf)
+			buf_ring_return(&l->bufs, bid);
+		return;
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		c->flags &= ~CONN_RECV_ARMED;
+	if (cqe->res > 0) {
+		RMX_ASSERT(has_buf);
+		conn_input(l, c, buf_ring_addr(&l->bufs, bid), (size_t)cqe->res);
+		buf_ring_return(&l->bufs, bid);
+	} else if (has_buf) {
+		buf_ring_return(&l->bufs, bid);
+	}
+	if (c->flags & CONN_RECV_ARMED)
+		return;
+	if (cqe->res == -ENOBUFS && !(c->flags & CONN_CLOSING)) {
+		/* Re-armed after this batch has returned its buffers: no spinning. */
+		if (!(c->flags & CONN_REARM)) {
+			c->flags |= CONN_REARM;
+			c->rearm_next = l->rearm_head;
+			l->rearm_head = conn_index(&l->slab, c);
+		}
+		return;
+	}
+	if (cqe->res > 0 && !(c->flags & CONN_CLOSING)) {
+		arm_recv(l, c); /* the kernel ended the multishot; start another */
+		return;
+	}
+	/* End of input (0) or an error. */
+	c->flags |= CONN_EOF;
+	if (c->flags & (CONN_LINGER | CONN_CLOSING) || cqe->res < 0) {
+		conn_close(l, c);
+		return;
+	}
+	if (c->flags & CONN_WAIT_COMMIT || c->flags & CONN_WAIT_RESERVE)
+		return; /* closes once the record is durable */
+	conn_close(l, c);
+}
+
+static void on_send(struct worker_loop *l, struct io_uring_cqe *cqe)
+{
+	struct conn *c = conn_lookup(&l->slab, ring_ud_slot(cqe->user_data),
+				     ring_ud_gen(cqe->user_data));
+	RMX_ASSERT(c != NULL); /* a connection is never released with a send in flight */
+	RMX_ASSERT(c->flags & CONN_SEND_INFLIGHT);
+	c->flags &= ~CONN_SEND_INFLIGHT;
+	if (cqe->res < 0) {
+		if (c->flags & CONN_CLOSING)
+			conn_maybe_release(l, c);
+		else
+			conn_close(l, c);
+		return;
+	}
+	size_t sent = (size_t)cqe->res;
+	RMX_ASSERT(sent <= c->send_bytes && c->send_bytes <= c->out.len);
+	memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
+	c->out.len -= sent;
+	if (c->flags & CONN_CLOSING) {
+		conn_maybe_release(l, c);
+		return;
+	}
+	if (c->out.len == 0 && (c->flags & CONN_WAIT_FLUSH)) {
+		c->flags &= ~CONN_WAIT_FLUSH;
+		conn_pump(l, c);
+		return;
+	}
+	conn_after(l, c);
+}
+
+static void on_timer(void *ctx, struct timer_node *n)
+{
+	struct worker_loop *l = ctx;
+	struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
+	if (c->flags & CONN_LINGER) {
+		conn_close(l, c);
+		return;
+	}
+	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_SEND_INFLIGHT | CONN_CLOSING)) {
+		conn_arm_deadline(l, c); /* we are the slow side, not the client */
+		return;
+	}
+	if (!conn_out_ready(c)) {
+		conn_close(l, c);
+		return;
+	}
+	smtp_session_timeout(&c->session, &c->out);
+	c->flags |= CONN_CLOSE_AFTER_SEND;
+	conn_carry_consume(c, c->carry_len);
+	conn_after(l, c);
+}
+
+/* ---- draining ------------------------------------------------------------- */
+
+static void drain_begin(struct worker_loop *l)
+{
+	if (l->draining) {
+		l->drain_deadline_ms = l->now_ms; /* asked again: hurry */
+		return;
+	}
+	l->draining = true;
+	l->listening = false;
+	l->drain_deadline_ms = l->now_ms + (uint64_t)l->cfg->shutdown_grace_s * 1000u;
+	for (uint32_t i = 0; i < l->w->listen_count; i++) {
+		struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+		io_uring_prep_cancel64(sqe, ring_ud(OP_ACCEPT, 0, i), 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_CANCEL, 0, 0));
+		/* The pending accept keeps its own reference until cancelled. */
+		close(l->w->listen_fds[i]);
+		l->w->listen_fds[i] = -1;
+	}
+	log_info("event=drain worker=%u connections=%u grace_s=%u", l->w->id, l->slab.used,
+		 l->cfg->shutdown_grace_s);
+}
+
+/* Sends 421 to every connection that is not in a transaction (all of them
+ * once the grace period is over). */
+static void drain_connections(struct worker_loop *l)
+{
+	bool late = l->now_ms >= l->drain_deadline_ms;
+	for (uint32_t i = 0; i < l->slab.high_water; i++) {
+		struct conn *c = &l->slab.conns[i];
+		if (!(c->flags & CONN_USED))
+			continue;
+		if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND))
+			continue;
+		if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE))
+			continue; /* its 250 is on the way */
+		if (!late && smtp_session_in_transaction(&c->session))
+			continue;
+		if (late && (c->flags & CONN_SEND_INFLIGHT))
+			continue;
+		if (!conn_out_ready(c)) {
+			conn_close(l, c);
+			continue;
+		}
+		smtp_session_shutdown(&c->session, &c->out);
+		c->flags |= CONN_CLOSE_AFTER_SEND;
+		c->flags &= ~CONN_WAIT_FLUSH;
+		conn_carry_consume(c, c->carry_len);
+		conn_after(l, c);
+	}
+}
+
+static bool drain_finished(struct worker_loop *l)
+{
+	return l->slab.used == 0 && !l->commit_inflight && !store_busy(l->w->store) &&
+	       l->spare_step == SPARE_IDLE;
+}
+
+/* ---- the loop ------------------------------------------------------------- */
+
+static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
+{
+	switch (ring_ud_op(cqe->user_data)) {
+	case OP_ACCEPT:
+		on_accept(l, cqe);
+		break;
+	case OP_RECV:
+		on_recv(l, cqe);
+		break;
+	case OP_SEND:
+		on_send(l, cqe);
+		break;
+	case OP_REJECT_SEND: {
+		int fd = (int)ring_ud_slot(cqe->user_data);
+		close(fd);
+		break;
+	}
+	case OP_COMMIT_WRITE:
+		on_commit_write(l, cqe->res);
+		break;
+	case OP_COMMIT_SYNC:
+		on_commit_sync(l, cqe->res);
+		break;
+	case OP_SPARE:
+		on_spare(l, cqe->res);
+		break;
+	case OP_WAKE:
+		drain_begin(l);
+		arm_wake(l);
+		break;
+	case OP_CANCEL:
+		break;
+	default:
+		RMX_ASSERT(!"unknown op in user_data");
+	}
+}
+
+static void rearm_pending(struct worker_loop *l)
+{
+	while (l->rearm_head != CONN_NONE) {
+		struct conn *c = &l->slab.conns[l->rearm_head];
+		l->rearm_head = c->rearm_next;
+		c->rearm_next = CONN_NONE;
+		if (!(c->flags & CONN_REARM))
+			continue;
+		c->flags &= ~CONN_REARM;
+		if (c->flags & CONN_CLOSING)
+			conn_maybe_release(l, c);
+		else if (!(c->flags & CONN_RECV_ARMED))
+			arm_recv(l, c);
+	}
+}
+
+static int loop_run(struct worker_loop *l)
+{
+	for (;;) {
+		loop_clock(l);
+		timer_wheel_advance(&l->wheel, l->now_ms, on_timer, l);
+		store_kick(l);
+		if (l->draining) {
+			drain_connections(l);
+			store_kick(l);
+			if (drain_finished(l))
+				return 0;
+		}
+		buf_ring_publish(&l->bufs);
+		rearm_pending(l);
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
+		struct io_uring_cqe *cqe;
+		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			log_error("event=ring_wait_failed worker=%u error=%d", l->w->id, rc);
+			return rc;
+		}
+		loop_clock(l);
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&l->ring, head, cqe)
+		{
+			dispatch(l, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&l->ring, seen);
+	}
+}
+
+static int loop_setup(struct worker_loop *l, struct worker *w)
+{
+	memset(l, 0, sizeof(*l));
+	l->w = w;
+	l->cfg = w->cfg;
+	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
+	l->spare_fd = -1;
+	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
+	loop_clock(l);
+	timer_wheel_init(&l->wheel, l->now_ms);
+	int rc = ring_init(&l->ring, RING_ENTRIES, &l->ring_info);
+	if (rc != 0) {
+		log_error("event=ring_init_failed worker=%u error=%d", w->id, rc);
+		return rc;
+	}
+	if (!l->ring_info.defer_taskrun)
+		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "
+			 "running with flags 0x%x\"", w->id, l->ring_info.flags);
+	unsigned iowq[2] = { 2, 2 };
+	(void)io_uring_register_iowq_max_workers(&l->ring, iowq);
+	rc = buf_ring_setup(&l->ring, &l->bufs, RECV_BUFFER_COUNT, RECV_BUFFER_BYTES, 0);
+	if (rc != 0) {
+		log_error("event=buffer_ring_failed worker=%u error=%d", w->id, rc);
+		return rc;
+	}
+	rc = conn_slab_init(&l->slab, w->cfg->max_connections);
+	if (rc != 0)
+		return rc;
+	struct smtp_out out = { l->reject_reply, 0, sizeof(l->reject_reply) };
+	l->reject_reply_len = smtp_reply_too_many_connections(w->cfg->session.hostname, &out);
+	RMX_ASSERT(l->reject_reply_len > 0);
+	l->listening = true;
+	for (uint32_t i = 0; i < w->listen_count; i++)
+		arm_accept(l, i);
+	arm_wake(l);
+	return 0;
+}
+
+static void loop_teardown(struct worker_loop *l)
+{
+	for (uint32_t i = 0; i < l->w->listen_count; i++) {
+		if (l->w->listen_fds[i] >= 0)
+			close(l->w->listen_fds[i]);
+		l->w->listen_fds[i] = -1;
+	}
+	buf_ring_free(&l->ring, &l->bufs);
+	io_uring_queue_exit(&l->ring);
+	conn_slab_free(&l->slab);
+	if (l->zero_chunk)
+		munmap(l->zero_chunk, SPARE_ZERO_CHUNK_BYTES);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	if (w->cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(w->cpu, &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0)
+			log_warn("event=pin_failed worker=%u cpu=%d", w->id, w->cpu);
+	}
+	struct worker_loop *l = calloc(1, sizeof(*l));
+	if (!l) {
+		atomic_store(&w->finished, true);
+		atomic_store(&w->status, -ENOMEM);
+		return NULL;
+	}
+	w->loop = l;
+	int rc = loop_setup(l, w);
+	if (rc != 0) {
+		loop_teardown(l);
+		free(l);
+		w->loop = NULL;
+		atomic_store(&w->finished, true);
+		atomic_store(&w->status, rc);
+		return NULL;
+	}
+	atomic_store(&w->status, 1);
+	w->exit_status = loop_run(l) == 0 ? 0 : 1;
+	loop_teardown(l);
+	free(l);
+	w->loop = NULL;
+	atomic_store(&w->finished, true);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	atomic_store(&w->status, 0);
+	atomic_store(&w->finished, false);
+	w->exit_status = 0;
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc != 0)
+		return -rc;
+	for (;;) {
+		int s = atomic_load(&w->status);
+		if (s != 0) {
+			if (s < 0) {
+				pthread_join(w->thread, NULL);
+				return s;
+			}
+			return 0;
+		}
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+void worker_request_stop(struct worker *w)
+{
+	uint64_t one = 1;
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+}
+
+int worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+	return w->exit_status;
+}

@@ -1,0 +1,47 @@
+/*
+ * worker.h - one pinned thread with its own io_uring, listeners, connections,
+ * buffer ring and store shard (DESIGN.md rule 1).
+ *
+ * main.c creates the listening sockets and opens the store shards (blocking
+ * start-up work), then starts the workers. The only cross-thread traffic is
+ * worker_request_stop() (an eventfd write) and the global connection count.
+ */
+#ifndef RINGMX_WORKER_H
+#define RINGMX_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "base.h"
+#include "config.h"
+#include "limits.h"
+
+struct store;
+struct worker_loop;
+
+struct worker {
+	uint32_t id;
+	int cpu;                        /* pinned to this CPU, -1: not pinned */
+	const struct config *cfg;
+	atomic_uint *connections;       /* all workers' open connections */
+	int listen_fds[LISTENERS_MAX];
+	uint32_t listen_count;
+	int wake_fd;                    /* eventfd: a write asks the worker to stop */
+	struct store *store;
+	pthread_t thread;
+	atomic_int status;              /* 0 starting, 1 running, <0 -errno at start-up */
+	atomic_bool finished;           /* the loop has ended */
+	int exit_status;
+	struct worker_loop *loop;       /* private to worker.c */
+};
+
+/* Starts the thread. Returns 0 once it runs its loop, or -errno. */
+RMX_MUST_CHECK int worker_start(struct worker *w);
+
+/* Asks the worker to drain (first call) or to hurry (later calls). Any thread. */
+void worker_request_stop(struct worker *w);
+
+/* Waits for the thread; returns its exit status (0 clean). */
+int worker_join(struct worker *w);
+
+#endif
