@@ -1,0 +1,151 @@
+/*
+ * test_config.c - configuration: defaults, units, listen addresses, and that
+ * every kind of mistake is refused with its file and line number.
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/config.h"
+#include "test.h"
+
+static char dir[] = "/tmp/ringmx-test-config-XXXXXX";
+
+static const char *write_file(const char *name, const char *text)
+{
+	static char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	REQUIRE(f != NULL);
+	fputs(text, f);
+	REQUIRE(fclose(f) == 0);
+	return path;
+}
+
+/* Loads text; returns 0 or -1 and leaves the message in err. */
+static int load_text(struct config *c, const char *text, char *err, size_t errlen)
+{
+	const char *p = write_file("ringmx.conf", text);
+	return config_load(c, p, err, errlen);
+}
+
+static void expect_error(const char *text, const char *needle)
+{
+	struct config c;
+	char err[1024] = "";
+	int rc = load_text(&c, text, err, sizeof(err));
+	CHECK(rc != 0);
+	if (rc == 0) {
+		config_free(&c);
+		return;
+	}
+	if (!strstr(err, needle))
+		fprintf(stderr, "  error was: %s (wanted %s)\n", err, needle);
+	CHECK(strstr(err, needle) != NULL);
+}
+
+int main(void)
+{
+	REQUIRE(mkdtemp(dir) != NULL);
+	uint64_t v;
+	CHECK(config_parse_duration_s("30", &v) && v == 30);
+	CHECK(config_parse_duration_s("30s", &v) && v == 30);
+	CHECK(config_parse_duration_s("5m", &v) && v == 300);
+	CHECK(config_parse_duration_s("2h", &v) && v == 7200);
+	CHECK(config_parse_duration_s("5d", &v) && v == 432000);
+	CHECK(!config_parse_duration_s("5x", &v));
+	CHECK(!config_parse_duration_s("", &v));
+	CHECK(!config_parse_duration_s("m", &v));
+	CHECK(!config_parse_duration_s("-1", &v));
+	CHECK(!config_parse_duration_s("1ss", &v));
+	CHECK(!config_parse_duration_s("99999999999999999999d", &v));
+	CHECK(config_parse_size_bytes("10M", &v) && v == 10u << 20);
+	CHECK(config_parse_size_bytes("512k", &v) && v == 512u << 10);
+	CHECK(config_parse_size_bytes("1G", &v) && v == 1ull << 30);
+	CHECK(config_parse_size_bytes("1234", &v) && v == 1234);
+	CHECK(!config_parse_size_bytes("18446744073709551615G", &v));
+	CHECK(!config_parse_size_bytes("1T", &v));
+
+	struct listen_addr la;
+	CHECK(config_parse_listen("127.0.0.1:2525", &la) && la.addr.ss_family == AF_INET);
+	CHECK(config_parse_listen("[::1]:25", &la) && la.addr.ss_family == AF_INET6);
+	CHECK(!config_parse_listen("127.0.0.1", &la));
+	CHECK(!config_parse_listen("127.0.0.1:0", &la));
+	CHECK(!config_parse_listen("127.0.0.1:65536", &la));
+	CHECK(!config_parse_listen("::1:25", &la));
+	CHECK(!config_parse_listen("localhost:25", &la));
+
+	/* Embedded defaults. */
+	struct config c;
+	char err[1024];
+	REQUIRE(config_load(&c, NULL, err, sizeof(err)) == 0);
+	CHECK(c.listen_count == 1 && strcmp(c.listen[0].text, "127.0.0.1:2525") == 0);
+	CHECK(strcmp(c.data_dir, "ringmx-data") == 0);
+	CHECK(c.fsync);
+	CHECK(c.workers >= 1);
+	CHECK(c.accept_domain_count == 1);
+	CHECK(c.max_message_size_bytes == 10240000);
+	CHECK(!c.bare_newline_normalize);
+	config_free(&c);
+
+	/* A full file. */
+	const char *rcpts = write_file("rcpts", "# users\nalice@example.org\n@example.net\n");
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "# comment\n"
+		 "hostname = mx1.example.org\n"
+		 "workers = 2\n"
+		 "listen = 127.0.0.1:2526   # trailing comment\n"
+		 "listen = [::1]:2526\n"
+		 "data_dir = /var/lib/ringmx\n"
+		 "fsync = never\n"
+		 "accept_domains = example.org example.net.\n"
+		 "recipients_file = %s\n"
+		 "max_message_size = 20M\n"
+		 "max_recipients = 50\n"
+		 "max_connections = 100\n"
+		 "max_command_line = 1k\n"
+		 "bare_newline = normalize\n"
+		 "command_timeout = 1m\n"
+		 "data_timeout = 10m\n"
+		 "idle_timeout = 30s\n"
+		 "shutdown_grace = 5s\n"
+		 "store_max_bytes = 1G\n"
+		 "max_inflight_data_bytes = 64M\n"
+		 "segment_size = 32M\n",
+		 rcpts);
+	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
+	CHECK(strcmp(c.hostname, "mx1.example.org") == 0);
+	CHECK(c.workers == 2 && c.listen_count == 2);
+	CHECK(!c.fsync && c.bare_newline_normalize);
+	CHECK(c.accept_domain_count == 2);
+	CHECK(c.max_message_size_bytes == 20u << 20 && c.max_recipients == 50);
+	CHECK(c.max_connections == 100 && c.max_command_line_bytes == 1024);
+	CHECK(c.command_timeout_s == 60 && c.data_timeout_s == 600 && c.idle_timeout_s == 30);
+	CHECK(c.shutdown_grace_s == 5 && c.store_max_bytes == 1ull << 30);
+	CHECK(c.max_inflight_data_bytes == 64u << 20 && c.segment_size_bytes == 32u << 20);
+	CHECK(c.session.max_recipients == 50 && c.session.policy == c.policy);
+	config_free(&c);
+
+	expect_error("workers = 2\nbogus = 1\n", "ringmx.conf:2: unknown key 'bogus'");
+	expect_error("\n\ncommand_timeout = 5x\n", ":3: command_timeout");
+	expect_error("max_message_size = lots\n", ":1: max_message_size");
+	expect_error("fsync = sometimes\n", ":1: fsync");
+	expect_error("bare_newline = maybe\n", ":1: bare_newline");
+	expect_error("listen = nowhere\n", ":1: listen");
+	expect_error("workers = 0\n", ":1: workers");
+	expect_error("max_command_line = 100\n", ":1: max_command_line");
+	expect_error("hostname = bad_name!\n", ":1: hostname");
+	expect_error("accept_domains = \n", ":1: accept_domains: empty value");
+	expect_error("just some words\n", ":1: expected 'key = value'");
+	expect_error("recipients_file = /nonexistent/ringmx-rcpts\n", "cannot open");
+	expect_error("segment_size = 1M\n", "segment_size");
+	const char *bad_rcpts = write_file("bad-rcpts", "alice@example.org\nnot an address\n");
+	snprintf(text, sizeof(text), "recipients_file = %s\n", bad_rcpts);
+	expect_error(text, "bad-rcpts:2:");
+
+	unlink(write_file("ringmx.conf", ""));
+	unlink(rcpts);
+	unlink(bad_rcpts);
+	rmdir(dir);
+	return test_main_end("config");
+}
