@@ -1,0 +1,427 @@
+/*
+ * segment.c - what is in a segment, and the blocking chores on segment files.
+ *
+ * Where it sits: store_open() runs the scanner over every segment of a shard
+ * at start-up to find the records, set aside damage and find where writing
+ * resumes; the ringmx-store tool runs the same scanner over live segments.
+ *
+ * The scanner's rules: records start at offset 0 and follow each other at
+ * their padded lengths. A record counts only if record_check() accepts it
+ * and its queue id names the place it sits in. Everything past the last
+ * non-zero byte is the clean end. A position that does not hold a record
+ * starts a bad region; the scanner looks for the next valid record 8 bytes
+ * at a time. If it finds one, the region in between is CORRUPT and scanning
+ * goes on from that record; if not, the region up to the last non-zero byte
+ * is a TORN_TAIL and the scan ends. The scanner never reads outside
+ * image[0..size) and never writes.
+ */
+#include "segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
+#define SEGMENT_QUARANTINE_NAME_MAX_BYTES 64
+
+static uint32_t load_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t load_le64(const uint8_t *p)
+{
+	return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
+}
+
+uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes)
+{
+	uint64_t i = size_bytes;
+	while (i % RECORD_ALIGN_BYTES != 0) {
+		if (image[i - 1] != 0)
+			return size_bytes; /* rounding up would pass the end */
+		i--;
+	}
+	/* A non-zero word [i-8, i) puts the end, rounded up, exactly at i. */
+	while (i >= 8) {
+		uint64_t word;
+		memcpy(&word, image + i - 8, sizeof(word));
+		if (word != 0)
+			return i;
+		i -= 8;
+	}
+	return 0;
+}
+
+void segment_scan_init(struct segment_scan *s, const uint8_t *image, uint64_t size_bytes,
+		       uint32_t worker, uint32_t seq)
+{
+	RMX_ASSERT(worker <= 0xff);
+	RMX_ASSERT(seq <= SEGMENT_SEQ_MAX);
+	RMX_ASSERT(image != NULL || size_bytes == 0);
+	s->image = image;
+	s->size_bytes = size_bytes;
+	s->data_end = size_bytes ? segment_data_end(image, size_bytes) : 0;
+	s->offset = 0;
+	s->worker = worker;
+	s->seq = seq;
+	s->finished = false;
+}
+
+/* The queue id a record at offset must carry; false if none can. */
+static bool expected_id(const struct segment_scan *s, uint64_t offset, uint64_t *id)
+{
+	if (offset % RECORD_ALIGN_BYTES != 0 || offset / RECORD_ALIGN_BYTES > 0xffffffffull)
+		return false;
+	*id = queue_id_make(s->worker, s->seq, offset);
+	return true;
+}
+
+static bool record_at(const struct segment_scan *s, uint64_t offset, struct record_view *view,
+		      enum segment_bad_reason *why)
+{
+	RMX_ASSERT(offset < s->size_bytes);
+	switch (record_check(s->image + offset, s->size_bytes - offset, view)) {
+	case RECORD_OK:
+		break;
+	case RECORD_EMPTY:
+		*why = SEGMENT_BAD_ZERO_HEADER;
+		return false;
+	case RECORD_SHORT:
+		*why = SEGMENT_BAD_SHORT;
+		return false;
+	case RECORD_BAD_HEADER:
+		*why = SEGMENT_BAD_HEADER;
+		return false;
+	case RECORD_BAD_CRC:
+		*why = SEGMENT_BAD_CRC;
+		return false;
+	}
+	uint64_t id;
+	if (!expected_id(s, offset, &id) || view->header.queue_id != id) {
+		*why = SEGMENT_BAD_MISPLACED;
+		return false;
+	}
+	return true;
+}
+
+/* Resync: the next offset after bad_start holding a valid record, or 0. */
+static uint64_t next_valid(const struct segment_scan *s, uint64_t bad_start,
+			   struct record_view *view)
+{
+	for (uint64_t y = bad_start + RECORD_ALIGN_BYTES;
+	     y < s->data_end && s->size_bytes - y >= RECORD_HEADER_BYTES;
+	     y += RECORD_ALIGN_BYTES) {
+		uint64_t id;
+		/* Cheap filters first: the CRC runs only on plausible headers. */
+		if (load_le32(s->image + y) != RECORD_MAGIC || !expected_id(s, y, &id) ||
+		    load_le64(s->image + y + 16) != id)
+			continue;
+		enum segment_bad_reason why;
+		if (record_at(s, y, view, &why))
+			return y;
+	}
+	return 0;
+}
+
+bool segment_scan_next(struct segment_scan *s, struct segment_item *item)
+{
+	if (s->finished)
+		return false;
+	memset(item, 0, sizeof(*item));
+	uint64_t x = s->offset;
+	item->offset = x;
+	if (x >= s->data_end) {
+		item->kind = SEGMENT_ITEM_END;
+		item->length_bytes = s->size_bytes > x ? s->size_bytes - x : 0;
+		s->finished = true;
+		return true;
+	}
+
+	enum segment_bad_reason why = SEGMENT_BAD_NONE;
+	if (record_at(s, x, &item->record, &why)) {
+		item->kind = SEGMENT_ITEM_RECORD;
+		item->length_bytes = item->record.padded_length;
+		s->offset = RMX_MIN(x + item->record.padded_length, s->size_bytes);
+		return true;
+	}
+
+	struct record_view next;
+	uint64_t y = next_valid(s, x, &next);
+	item->reason = why;
+	if (y != 0) {
+		RMX_ASSERT(y > x && y < s->data_end);
+		item->kind = SEGMENT_ITEM_CORRUPT;
+		item->length_bytes = y - x;
+		s->offset = y;
+	} else {
+		item->kind = SEGMENT_ITEM_TORN_TAIL;
+		item->length_bytes = s->data_end - x;
+		s->finished = true;
+	}
+	return true;
+}
+
+const char *segment_bad_reason_name(enum segment_bad_reason reason)
+{
+	switch (reason) {
+	case SEGMENT_BAD_NONE:
+		return "ok";
+	case SEGMENT_BAD_ZERO_HEADER:
+		return "zero header before data";
+	case SEGMENT_BAD_SHORT:
+		return "record runs past the data";
+	case SEGMENT_BAD_HEADER:
+		return "bad header";
+	case SEGMENT_BAD_CRC:
+		return "bad crc";
+	case SEGMENT_BAD_MISPLACED:
+		return "queue id does not match position";
+	}
+	return "unknown";
+}
+
+void segment_name_format(char out[SEGMENT_NAME_MAX_BYTES], uint32_t seq)
+{
+	int n = snprintf(out, SEGMENT_NAME_MAX_BYTES, "%08u.seg", (unsigned)seq);
+	RMX_ASSERT(n > 0 && n < SEGMENT_NAME_MAX_BYTES);
+}
+
+bool segment_name_parse(const char *name, uint32_t *seq)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	for (; name[i] >= '0' && name[i] <= '9'; i++) {
+		v = v * 10 + (uint64_t)(name[i] - '0');
+		if (v > SEGMENT_SEQ_MAX)
+			return false;
+	}
+	if (i == 0 || strcmp(name + i, ".seg") != 0 || v == 0)
+		return false;
+	*seq = (uint32_t)v;
+	return true;
+}
+
+static int compare_seq(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count)
+{
+	*seqs = NULL;
+	*count = 0;
+	int fd = dup(shard_dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *dir = fdopendir(fd);
+	if (dir == NULL) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rewinddir(dir);
+	uint32_t *list = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+	struct dirent *de;
+	errno = 0;
+	while ((de = readdir(dir)) != NULL) {
+		uint32_t seq;
+		if (!segment_name_parse(de->d_name, &seq))
+			continue;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			uint32_t *grown = realloc(list, ncap * sizeof(*list));
+			if (grown == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			list = grown;
+			cap = ncap;
+		}
+		list[n++] = seq;
+		errno = 0;
+	}
+	if (rc == 0 && errno != 0)
+		rc = -errno;
+	closedir(dir);
+	if (rc != 0) {
+		free(list);
+		return rc;
+	}
+	if (n > 0)
+		qsort(list, n, sizeof(*list), compare_seq);
+	/* "1.seg" and "00000001.seg" would be one sequence twice. */
+	for (size_t i = 1; i < n; i++) {
+		if (list[i] == list[i - 1]) {
+			free(list);
+			return -EEXIST;
+		}
+	}
+	*seqs = list;
+	*count = n;
+	return 0;
+}
+
+int segment_map_open(int shard_dirfd, uint32_t seq, bool writable, struct segment_map *m)
+{
+	char name[SEGMENT_NAME_MAX_BYTES];
+	segment_name_format(name, seq);
+	m->fd = -1;
+	m->image = NULL;
+	m->size_bytes = 0;
+	int fd = openat(shard_dirfd, name, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat sb;
+	if (fstat(fd, &sb) != 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	m->fd = fd;
+	m->size_bytes = (uint64_t)sb.st_size;
+	if (m->size_bytes == 0)
+		return 0;
+	void *p = mmap(NULL, (size_t)m->size_bytes, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int rc = -errno;
+		close(fd);
+		m->fd = -1;
+		return rc;
+	}
+	m->image = p;
+	return 0;
+}
+
+void segment_map_close(struct segment_map *m, bool keep_fd)
+{
+	if (m->image != NULL) {
+		int rc = munmap(m->image, (size_t)m->size_bytes);
+		RMX_ASSERT(rc == 0);
+	}
+	m->image = NULL;
+	if (!keep_fd && m->fd >= 0)
+		close(m->fd);
+	if (!keep_fd)
+		m->fd = -1;
+}
+
+int segment_write_all_at(int fd, const void *buf, size_t len, uint64_t offset)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)offset);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EIO;
+		p += n;
+		len -= (size_t)n;
+		offset += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Writes zeros over [offset, offset+len) without syncing. */
+static int write_zeros(int fd, uint64_t offset, uint64_t len)
+{
+	size_t chunk = (size_t)RMX_MIN(len, (uint64_t)SEGMENT_ZERO_CHUNK_BYTES);
+	if (chunk == 0)
+		return 0;
+	uint8_t *zeros = calloc(1, chunk);
+	if (zeros == NULL)
+		return -ENOMEM;
+	int rc = 0;
+	while (len > 0 && rc == 0) {
+		size_t n = (size_t)RMX_MIN(len, (uint64_t)chunk);
+		rc = segment_write_all_at(fd, zeros, n, offset);
+		offset += n;
+		len -= n;
+	}
+	free(zeros);
+	return rc;
+}
+
+int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes, int *fd_out)
+{
+	char name[SEGMENT_NAME_MAX_BYTES];
+	segment_name_format(name, seq);
+	*fd_out = -1;
+	int fd = openat(shard_dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	int rc = 0;
+	/* Allocate first so a full disk fails here, not halfway through. */
+	if (fallocate(fd, 0, 0, (off_t)size_bytes) != 0 && errno != EOPNOTSUPP)
+		rc = -errno;
+	/* Then really write the zeros: overwriting written blocks later needs
+	 * no extent conversion, which is what keeps fdatasync short. */
+	if (rc == 0)
+		rc = write_zeros(fd, 0, size_bytes);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	if (rc == 0 && fsync(shard_dirfd) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		close(fd);
+		unlinkat(shard_dirfd, name, 0);
+		return rc;
+	}
+	*fd_out = fd;
+	return 0;
+}
+
+int segment_zero_range(int fd, uint64_t offset, uint64_t len)
+{
+	int rc = write_zeros(fd, offset, len);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	return rc;
+}
+
+int segment_quarantine(int shard_dirfd, uint32_t seq, uint64_t offset, const uint8_t *bytes,
+		       uint64_t len)
+{
+	bool created = false;
+	if (mkdirat(shard_dirfd, SEGMENT_QUARANTINE_DIR, 0700) == 0)
+		created = true;
+	else if (errno != EEXIST)
+		return -errno;
+	int qfd = openat(shard_dirfd, SEGMENT_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (qfd < 0)
+		return -errno;
+	char name[SEGMENT_QUARANTINE_NAME_MAX_BYTES];
+	int n = snprintf(name, sizeof(name), "%08u-%llu.bad", (unsigned)seq,
+			 (unsigned long long)offset);
+	RMX_ASSERT(n > 0 && (size_t)n < sizeof(name));
+	int rc = 0;
+	int fd = openat(qfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		rc = -errno;
+	if (rc == 0)
+		rc = segment_write_all_at(fd, bytes, (size_t)len, 0);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = -errno;
+	if (fd >= 0)
+		close(fd);
+	if (rc == 0 && fsync(qfd) != 0)
+		rc = -errno;
+	close(qfd);
+	if (rc == 0 && created && fsync(shard_dirfd) != 0)
+		rc = -errno;
+	return rc;
+}

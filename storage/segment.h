@@ -1,0 +1,120 @@
+/*
+ * segment.h - reading segment images record by record, and the blocking file
+ * chores around segments (create pre-zeroed, map, zero a range, quarantine).
+ *
+ * The scanner is pure: it walks a buffer holding a whole segment and yields
+ * valid records, bad regions and the end, so recovery and the ringmx-store
+ * tool share one definition of "what is in a segment" and tests need no
+ * files. The file helpers block and are for start-up and tools only: never
+ * call them from a worker's event loop.
+ */
+#ifndef RINGMX_SEGMENT_H
+#define RINGMX_SEGMENT_H
+
+#include "../core/base.h"
+#include "record.h"
+
+#define SEGMENT_SEQ_MAX 0xffffffu           /* 24 bits in a queue id */
+#define SEGMENT_NAME_MAX_BYTES 32           /* "00000001.seg" and the like */
+#define SEGMENT_QUARANTINE_DIR "quarantine"
+
+enum segment_item_kind {
+	SEGMENT_ITEM_RECORD,    /* a valid record at its own position */
+	SEGMENT_ITEM_CORRUPT,   /* bad bytes with a valid record after them */
+	SEGMENT_ITEM_TORN_TAIL, /* bad bytes with nothing valid after them */
+	SEGMENT_ITEM_END,       /* only zero bytes from here on */
+};
+
+enum segment_bad_reason {
+	SEGMENT_BAD_NONE = 0,
+	SEGMENT_BAD_ZERO_HEADER, /* an all-zero header with data somewhere after it */
+	SEGMENT_BAD_SHORT,       /* the record runs past the data */
+	SEGMENT_BAD_HEADER,      /* magic, version, type or lengths impossible */
+	SEGMENT_BAD_CRC,
+	SEGMENT_BAD_MISPLACED,   /* checks, but its queue id names another place */
+};
+
+struct segment_item {
+	enum segment_item_kind kind;
+	uint64_t offset;              /* where the item starts in the segment */
+	uint64_t length_bytes;        /* padded record, or the bad region */
+	enum segment_bad_reason reason; /* for CORRUPT and TORN_TAIL */
+	struct record_view record;    /* for RECORD: spans into the image */
+};
+
+/* Scanner state; the image is borrowed and must outlive the scan. */
+struct segment_scan {
+	const uint8_t *image;
+	uint64_t size_bytes;
+	uint64_t data_end;   /* past the last non-zero byte, rounded up to 8 */
+	uint64_t offset;     /* the next item starts here */
+	uint32_t worker;
+	uint32_t seq;
+	bool finished;
+};
+
+/*
+ * Starts a scan of the segment w<worker>/<seq> held in image[0..size).
+ * A record counts only where its queue id names this worker, segment and
+ * offset, so a stray copy of a record elsewhere is never taken for real.
+ */
+void segment_scan_init(struct segment_scan *s, const uint8_t *image, uint64_t size_bytes,
+		       uint32_t worker, uint32_t seq);
+
+/*
+ * Yields the next item and returns true; returns false once END or
+ * TORN_TAIL has been yielded. Items tile the image: each starts where the
+ * previous one ended. A CORRUPT item is followed by the valid record found
+ * by scanning forward 8 bytes at a time.
+ */
+bool segment_scan_next(struct segment_scan *s, struct segment_item *item);
+
+/* Offset just past the last non-zero byte of image, rounded up to 8. */
+uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes);
+
+const char *segment_bad_reason_name(enum segment_bad_reason reason);
+
+/* "<seq, 8 digits>.seg". */
+void segment_name_format(char out[SEGMENT_NAME_MAX_BYTES], uint32_t seq);
+/* Parses "<decimal>.seg" with 1 <= seq <= SEGMENT_SEQ_MAX. */
+bool segment_name_parse(const char *name, uint32_t *seq);
+
+/* The rest blocks (start-up and tools only). Functions return 0 or -errno. */
+
+/* The segment sequences in the shard directory, ascending, in a malloc'd
+ * array the caller frees (NULL when there are none). */
+RMX_MUST_CHECK int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count);
+
+/* A segment file mapped read-only (MAP_SHARED: sees later writes). */
+struct segment_map {
+	int fd;
+	uint8_t *image;      /* NULL when the file is empty */
+	uint64_t size_bytes;
+};
+
+/* Opens <seq>.seg (read-write if writable) and maps it. */
+RMX_MUST_CHECK int segment_map_open(int shard_dirfd, uint32_t seq, bool writable,
+				    struct segment_map *m);
+/* Unmaps; closes the fd unless keep_fd (then the caller owns m->fd). */
+void segment_map_close(struct segment_map *m, bool keep_fd);
+
+/*
+ * Creates <seq>.seg (must not exist) of size_bytes, allocated and filled
+ * with zeros, fdatasynced, and the directory fsynced. On success *fd is
+ * open read-write; on failure the file is removed.
+ */
+RMX_MUST_CHECK int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes,
+					 int *fd);
+
+/* Overwrites [offset, offset+len) with zeros, then fdatasync. */
+RMX_MUST_CHECK int segment_zero_range(int fd, uint64_t offset, uint64_t len);
+
+/* Copies bytes to quarantine/<seq>-<offset>.bad in the shard directory
+ * (created 0700 if needed), fsyncs the file and the directory. */
+RMX_MUST_CHECK int segment_quarantine(int shard_dirfd, uint32_t seq, uint64_t offset,
+				      const uint8_t *bytes, uint64_t len);
+
+/* Writes all of buf at offset, retrying short writes and EINTR. */
+RMX_MUST_CHECK int segment_write_all_at(int fd, const void *buf, size_t len, uint64_t offset);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * test_segment.c - the segment scanner on images built in memory: clean
+ * segments, a torn last record cut at every byte (rest zero, or rest
+ * garbage), every single-bit flip in the middle record of three, holes,
+ * misplaced records; then the blocking file helpers in a temporary directory.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../storage/segment.h"
+#include "test.h"
+
+#define IMAGE_BYTES 4096
+#define TEST_WORKER 7
+#define TEST_SEQ 42
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+static uint64_t rng_next(void)
+{
+	uint64_t x = rng_state;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	rng_state = x;
+	return x;
+}
+
+/* Writes a sealed record at offset whose id names (worker, seq, id_offset);
+ * returns its unpadded length. body_len bytes of 'a'+n. */
+static uint64_t put_record(uint8_t *image, uint64_t offset, uint32_t seq, uint64_t id_offset,
+			   size_t body_len, int n)
+{
+	struct bytebuf env = { 0 };
+	REQUIRE(record_env_put(&env, RECORD_TAG_REVERSE_PATH, span_make("from@x.example", 14)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_RECIPIENT, span_make("to@y.example", 12)) == 0);
+	uint8_t body[1024];
+	REQUIRE(body_len <= sizeof(body));
+	memset(body, 'a' + n, body_len);
+	struct iovec part = { body, body_len };
+	struct record_header h;
+	record_seal(&h, queue_id_make(TEST_WORKER, seq, id_offset), 1000 + n,
+		    span_make(env.data, env.len), &part, 1);
+	uint64_t padded = record_padded_length(env.len, body_len);
+	REQUIRE(offset + padded <= IMAGE_BYTES);
+	memcpy(image + offset, &h, RECORD_HEADER_BYTES);
+	memcpy(image + offset + RECORD_HEADER_BYTES, env.data, env.len);
+	memcpy(image + offset + RECORD_HEADER_BYTES + env.len, body, body_len);
+	memset(image + offset + h.length, 0, padded - h.length);
+	bytebuf_free(&env);
+	return h.length;
+}
+
+struct three {
+	uint8_t image[IMAGE_BYTES];
+	uint64_t off[3];
+	uint64_t len[3];
+};
+
+static void make_three(struct three *t)
+{
+	memset(t->image, 0, sizeof(t->image));
+	static const size_t bodies[3] = { 101, 333, 250 };
+	uint64_t off = 0;
+	for (int i = 0; i < 3; i++) {
+		t->off[i] = off;
+		t->len[i] = put_record(t->image, off, TEST_SEQ, off, bodies[i], i);
+		off += t->len[i] + record_padding(t->len[i]);
+	}
+}
+
+/* Scans image and returns the number of items, copying up to cap. */
+static size_t scan_all(const uint8_t *image, uint64_t size, struct segment_item *items, size_t cap)
+{
+	struct segment_scan s;
+	segment_scan_init(&s, image, size, TEST_WORKER, TEST_SEQ);
+	size_t n = 0;
+	struct segment_item it;
+	while (segment_scan_next(&s, &it)) {
+		if (n < cap)
+			items[n] = it;
+		n++;
+		REQUIRE(n < 10000);
+	}
+	CHECK(!segment_scan_next(&s, &it));
+	return n;
+}
+
+static void test_clean(void)
+{
+	struct segment_item items[8];
+	uint8_t zero[64] = { 0 };
+	size_t n = scan_all(zero, sizeof(zero), items, 8);
+	CHECK_EQ_U(n, 1);
+	CHECK(items[0].kind == SEGMENT_ITEM_END && items[0].offset == 0);
+	CHECK_EQ_U(scan_all(NULL, 0, items, 8), 1);
+
+	struct three t;
+	make_three(&t);
+	n = scan_all(t.image, IMAGE_BYTES, items, 8);
+	REQUIRE(n == 4);
+	for (int i = 0; i < 3; i++) {
+		CHECK(items[i].kind == SEGMENT_ITEM_RECORD);
+		CHECK_EQ_U(items[i].offset, t.off[i]);
+		CHECK_EQ_U(items[i].record.header.length, t.len[i]);
+		CHECK(items[i].record.header.arrival_unix_ms == 1000 + i);
+		CHECK_EQ_U(items[i].record.body.ptr[0], 'a' + i);
+	}
+	CHECK(items[3].kind == SEGMENT_ITEM_END);
+	uint64_t end = t.off[2] + t.len[2] + record_padding(t.len[2]);
+	CHECK_EQ_U(items[3].offset, end);
+	CHECK_EQ_U(items[3].length_bytes, IMAGE_BYTES - end);
+
+	/* A segment filled exactly to its last byte, and one of odd size. */
+	CHECK_EQ_U(scan_all(t.image, end, items, 8), 4);
+	CHECK(items[3].kind == SEGMENT_ITEM_END && items[3].length_bytes == 0);
+	CHECK_EQ_U(scan_all(t.image, end + 3, items, 8), 4);
+	CHECK(items[3].kind == SEGMENT_ITEM_END);
+}
+
+static void test_data_end(void)
+{
+	uint8_t buf[40] = { 0 };
+	CHECK_EQ_U(segment_data_end(buf, 40), 0);
+	buf[0] = 1;
+	CHECK_EQ_U(segment_data_end(buf, 40), 8);
+	buf[7] = 1;
+	CHECK_EQ_U(segment_data_end(buf, 40), 8);
+	buf[8] = 1;
+	CHECK_EQ_U(segment_data_end(buf, 40), 16);
+	buf[39] = 1;
+	CHECK_EQ_U(segment_data_end(buf, 40), 40);
+	CHECK_EQ_U(segment_data_end(buf, 37), 16);
+	buf[36] = 1;
+	CHECK_EQ_U(segment_data_end(buf, 37), 37); /* clamped to the size */
+}
+
+/* The last record cut at every byte: the rest zero (a truncated write) or
+ * garbage (a write torn over stale data). */
+static void test_torn_tail_every_byte(void)
+{
+	struct three t;
+	make_three(&t);
+	uint64_t last = t.off[2];
+	unsigned bad_zero = 0, bad_garbage = 0;
+	static uint8_t img[IMAGE_BYTES];
+	struct segment_item items[8];
+
+	for (uint64_t cut = 0; cut < t.len[2]; cut++) {
+		memcpy(img, t.image, IMAGE_BYTES);
+		memset(img + last + cut, 0, IMAGE_BYTES - (last + cut));
+		size_t n = scan_all(img, IMAGE_BYTES, items, 8);
+		bool ok = n == 3 && items[0].kind == SEGMENT_ITEM_RECORD &&
+			  items[1].kind == SEGMENT_ITEM_RECORD && items[0].offset == t.off[0] &&
+			  items[1].offset == t.off[1] && items[2].offset == last;
+		if (cut == 0)
+			ok = ok && items[2].kind == SEGMENT_ITEM_END;
+		else
+			ok = ok && items[2].kind == SEGMENT_ITEM_TORN_TAIL &&
+			     items[2].length_bytes == RMX_ALIGN_UP(cut, 8);
+		if (!ok) {
+			bad_zero++;
+			fprintf(stderr, "torn (zero) at cut %llu: %zu items\n",
+				(unsigned long long)cut, n);
+		}
+
+		memcpy(img, t.image, IMAGE_BYTES);
+		for (uint64_t i = last + cut; i < IMAGE_BYTES; i++)
+			img[i] = (uint8_t)(rng_next() | 1);
+		n = scan_all(img, IMAGE_BYTES, items, 8);
+		ok = n == 3 && items[0].kind == SEGMENT_ITEM_RECORD &&
+		     items[1].kind == SEGMENT_ITEM_RECORD && items[1].offset == t.off[1] &&
+		     items[2].kind == SEGMENT_ITEM_TORN_TAIL && items[2].offset == last &&
+		     items[2].length_bytes == IMAGE_BYTES - last;
+		if (!ok) {
+			bad_garbage++;
+			fprintf(stderr, "torn (garbage) at cut %llu: %zu items\n",
+				(unsigned long long)cut, n);
+		}
+	}
+	CHECK_EQ_U(bad_zero, 0);
+	CHECK_EQ_U(bad_garbage, 0);
+}
+
+/* Every single-bit flip in the middle record: it alone is set aside. */
+static void test_middle_bit_flips(void)
+{
+	struct three t;
+	make_three(&t);
+	static uint8_t img[IMAGE_BYTES];
+	struct segment_item items[8];
+	unsigned bad = 0;
+	for (uint64_t byte = t.off[1]; byte < t.off[1] + t.len[1]; byte++) {
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(img, t.image, IMAGE_BYTES);
+			img[byte] ^= (uint8_t)(1u << bit);
+			size_t n = scan_all(img, IMAGE_BYTES, items, 8);
+			bool ok = n == 4 && items[0].kind == SEGMENT_ITEM_RECORD &&
+				  items[0].offset == t.off[0] &&
+				  items[1].kind == SEGMENT_ITEM_CORRUPT &&
+				  items[1].offset == t.off[1] &&
+				  items[1].length_bytes == t.off[2] - t.off[1] &&
+				  items[1].reason != SEGMENT_BAD_NONE &&
+				  items[2].kind == SEGMENT_ITEM_RECORD &&
+				  items[2].offset == t.off[2] && items[3].kind == SEGMENT_ITEM_END;
+			if (!ok) {
+				bad++;
+				fprintf(stderr, "flip at %llu bit %d: %zu items\n",
+					(unsigned long long)byte, bit, n);
+			}
+		}
+	}
+	CHECK_EQ_U(bad, 0);
+
+	/* Reasons are reported: a CRC flip in the body, a header flip. */
+	memcpy(img, t.image, IMAGE_BYTES);
+	img[t.off[1] + t.len[1] - 1] ^= 0x40;
+	CHECK_EQ_U(scan_all(img, IMAGE_BYTES, items, 8), 4);
+	CHECK(items[1].reason == SEGMENT_BAD_CRC);
+	memcpy(img, t.image, IMAGE_BYTES);
+	img[t.off[1] + 1] ^= 0x01;
+	CHECK_EQ_U(scan_all(img, IMAGE_BYTES, items, 8), 4);
+	CHECK(items[1].reason == SEGMENT_BAD_HEADER);
+}
+
+static void test_holes_and_strays(void)
+{
+	struct three t;
+	make_three(&t);
+	static uint8_t img[IMAGE_BYTES];
+	struct segment_item items[8];
+
+	/* The middle record zeroed: a hole, then the third record. */
+	memcpy(img, t.image, IMAGE_BYTES);
+	memset(img + t.off[1], 0, t.off[2] - t.off[1]);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 4);
+	CHECK(items[1].kind == SEGMENT_ITEM_CORRUPT);
+	CHECK(items[1].reason == SEGMENT_BAD_ZERO_HEADER);
+	CHECK(items[2].kind == SEGMENT_ITEM_RECORD && items[2].offset == t.off[2]);
+
+	/* A well-formed record whose id names another offset or segment. */
+	memset(img, 0, IMAGE_BYTES);
+	put_record(img, 0, TEST_SEQ, 64, 10, 0);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 1);
+	CHECK(items[0].kind == SEGMENT_ITEM_TORN_TAIL);
+	CHECK(items[0].reason == SEGMENT_BAD_MISPLACED);
+	memset(img, 0, IMAGE_BYTES);
+	put_record(img, 0, TEST_SEQ + 1, 0, 10, 0);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 1);
+	CHECK(items[0].reason == SEGMENT_BAD_MISPLACED);
+
+	/* Garbage at the start, a valid record later: resync finds it. */
+	memset(img, 0, IMAGE_BYTES);
+	uint64_t l = put_record(img, 800, TEST_SEQ, 800, 20, 1);
+	for (int i = 0; i < 800; i++)
+		img[i] = (uint8_t)rng_next();
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 3);
+	CHECK(items[0].kind == SEGMENT_ITEM_CORRUPT && items[0].length_bytes == 800);
+	CHECK(items[1].kind == SEGMENT_ITEM_RECORD && items[1].record.header.length == l);
+	CHECK(items[2].kind == SEGMENT_ITEM_END);
+}
+
+static void test_names(void)
+{
+	char name[SEGMENT_NAME_MAX_BYTES];
+	segment_name_format(name, 1);
+	CHECK(strcmp(name, "00000001.seg") == 0);
+	segment_name_format(name, SEGMENT_SEQ_MAX);
+	CHECK(strcmp(name, "16777215.seg") == 0);
+	uint32_t seq = 0;
+	CHECK(segment_name_parse("00000001.seg", &seq) && seq == 1);
+	CHECK(segment_name_parse("12.seg", &seq) && seq == 12);
+	CHECK(segment_name_parse("16777215.seg", &seq) && seq == SEGMENT_SEQ_MAX);
+	CHECK(!segment_name_parse("16777216.seg", &seq));
+	CHECK(!segment_name_parse("0.seg", &seq));
+	CHECK(!segment_name_parse(".seg", &seq));
+	CHECK(!segment_name_parse("1.seg.tmp", &seq));
+	CHECK(!segment_name_parse("1.se", &seq));
+	CHECK(!segment_name_parse("x1.seg", &seq));
+	CHECK(!segment_name_parse("99999999999999999999.seg", &seq));
+}
+
+static void test_files(void)
+{
+	char dir[] = "/tmp/rmx-segment-XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	REQUIRE(dfd >= 0);
+
+	int fd3 = -1, fd1 = -1;
+	REQUIRE(segment_create_zeroed(dfd, 3, 65536, &fd3) == 0);
+	REQUIRE(segment_create_zeroed(dfd, 1, 8192, &fd1) == 0);
+	CHECK_EQ_U(segment_create_zeroed(dfd, 1, 8192, &fd1), (unsigned long long)-EEXIST);
+	struct stat sb;
+	REQUIRE(fstat(fd3, &sb) == 0);
+	CHECK_EQ_U(sb.st_size, 65536);
+	CHECK(sb.st_blocks * 512 >= 65536); /* allocated, not sparse */
+
+	uint32_t *seqs = NULL;
+	size_t count = 0;
+	int fdx = openat(dfd, "notes.txt", O_CREAT | O_WRONLY, 0600);
+	REQUIRE(fdx >= 0);
+	close(fdx);
+	REQUIRE(segment_list(dfd, &seqs, &count) == 0);
+	REQUIRE(count == 2);
+	CHECK(seqs[0] == 1 && seqs[1] == 3);
+	free(seqs);
+
+	/* Write a record, map, scan, zero it again. */
+	uint8_t rec[IMAGE_BYTES] = { 0 };
+	uint64_t l = put_record(rec, 0, 3, 0, 50, 0);
+	REQUIRE(segment_write_all_at(fd3, rec, (size_t)l, 0) == 0);
+	struct segment_map m;
+	REQUIRE(segment_map_open(dfd, 3, false, &m) == 0);
+	CHECK_EQ_U(m.size_bytes, 65536);
+	struct segment_scan s;
+	struct segment_item it;
+	segment_scan_init(&s, m.image, m.size_bytes, TEST_WORKER, 3);
+	REQUIRE(segment_scan_next(&s, &it));
+	CHECK(it.kind == SEGMENT_ITEM_RECORD);
+	REQUIRE(segment_scan_next(&s, &it));
+	CHECK(it.kind == SEGMENT_ITEM_END);
+	REQUIRE(segment_zero_range(fd3, 0, l) == 0);
+	CHECK_EQ_U(segment_data_end(m.image, m.size_bytes), 0); /* MAP_SHARED sees it */
+	segment_map_close(&m, false);
+	CHECK_EQ_U(segment_map_open(dfd, 9, false, &m), (unsigned long long)-ENOENT);
+
+	REQUIRE(segment_quarantine(dfd, 3, 4096, rec, 100) == 0);
+	REQUIRE(segment_quarantine(dfd, 3, 8192, rec, 0) == 0);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/quarantine/00000003-4096.bad", dir);
+	REQUIRE(stat(path, &sb) == 0);
+	CHECK_EQ_U(sb.st_size, 100);
+	CHECK_EQ_U(sb.st_mode & 0777, 0600);
+	FILE *f = fopen(path, "rb");
+	REQUIRE(f != NULL);
+	uint8_t back[100];
+	CHECK_EQ_U(fread(back, 1, sizeof(back), f), 100);
+	fclose(f);
+	CHECK_MEM(back, 100, rec, 100);
+
+	close(fd1);
+	close(fd3);
+	/* Clean up. */
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/quarantine/00000003-8192.bad", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/quarantine", dir);
+	rmdir(path);
+	unlinkat(dfd, "00000001.seg", 0);
+	unlinkat(dfd, "00000003.seg", 0);
+	unlinkat(dfd, "notes.txt", 0);
+	close(dfd);
+	CHECK_EQ_U(rmdir(dir), 0);
+}
+
+int main(void)
+{
+	test_clean();
+	test_data_end();
+	test_torn_tail_every_byte();
+	test_middle_bit_flips();
+	test_holes_and_strays();
+	test_names();
+	test_files();
+	return test_main_end("segment");
+}
