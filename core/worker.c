@@ -727,8 +727,12 @@ static void on_timer(void *ctx, struct timer_node *n)
 		conn_close(l, c);
 		return;
 	}
-	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_SEND_INFLIGHT | CONN_CLOSING)) {
+	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)) {
 		conn_arm_deadline(l, c); /* we are the slow side, not the client */
+		return;
+	}
+	if (c->flags & CONN_SEND_INFLIGHT) {
+		conn_close(l, c); /* the client stopped reading our replies */
 		return;
 	}
 	if (!conn_out_ready(c)) {

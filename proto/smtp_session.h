@@ -24,6 +24,7 @@
 #include "../core/base.h"
 #include "../core/limits.h"
 #include "smtp_cmd.h"
+#include "smtp_data.h"
 #include "smtp_lex.h"
 
 struct smtp_policy;
@@ -93,28 +94,27 @@ enum smtp_timeout_kind { SMTP_TIMEOUT_IDLE, SMTP_TIMEOUT_COMMAND, SMTP_TIMEOUT_D
 
 struct smtp_session {
 	/* Private to smtp_session.c; public only so that callers can embed it.
-	 * Keep it small: an idle connection costs this and little else. */
+	 * Keep it small: an idle connection costs this and little else
+	 * (asserted below 1 KiB in smtp_session.c). */
 	const struct smtp_session_config *cfg;
 	const struct smtp_txn_ops *ops;
 	void *ops_ctx;
+	uint64_t message_bytes;        /* body bytes stored (or counted) so far */
+	uint64_t chunk_remaining_bytes; /* BDAT chunk bytes still to arrive */
+	uint64_t chunk_bytes;          /* size of the current BDAT chunk */
+	uint32_t recipients;           /* accepted in this transaction */
+	uint16_t bad_commands;         /* against SMTP_BAD_COMMANDS_MAX */
+	uint16_t received_headers;     /* Received: lines seen in this message */
+	uint8_t phase;                 /* enum session_phase */
+	uint8_t input;                 /* enum input_mode */
+	uint8_t flags;                 /* SESSION_F_* */
+	uint8_t body_type;             /* enum smtp_body_type of this transaction */
+	uint8_t body_error;            /* deferred reply for the end of the body */
+	uint8_t header_state;          /* Received: counter position */
+	struct smtp_data_scan scan;    /* end-of-data DFA / BDAT stuffing state */
 	struct smtp_peer peer;
-	uint8_t state;
-	uint8_t data_state;       /* end-of-data DFA state */
-	uint8_t flags;
-	uint8_t body_type;
-	uint16_t bad_commands;
-	uint16_t received_headers;
-	uint32_t recipients;
-	uint32_t line_start_flags;
-	uint64_t message_bytes;
-	uint64_t bdat_remaining_bytes;
 	uint8_t helo_len;
-	char helo[SMTP_DOMAIN_MAX_BYTES + 1];
-	uint8_t header_scan[16];  /* start of the current header line */
-	uint8_t header_scan_len;
-	uint8_t proto_flags;
-	uint16_t pad;
-	uint32_t error;           /* a deferred error to report at end of data */
+	char helo[SMTP_DOMAIN_MAX_BYTES + 1]; /* validated HELO/EHLO name */
 };
 
 /* Starts a session: writes the 220 banner to out. */
@@ -153,6 +153,9 @@ bool smtp_session_in_transaction(const struct smtp_session *s);
  */
 size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 			     int64_t now_unix, char *buf, size_t cap);
+
+/* The validated HELO/EHLO name (empty before the greeting); points into s. */
+struct span smtp_session_helo(const struct smtp_session *s);
 
 /* Writes a reply that core/ needs outside any session (421 4.3.2 too many
  * connections). Returns bytes written, 0 if out is full. */
