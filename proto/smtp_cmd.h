@@ -41,7 +41,9 @@ struct smtp_path {
  * allowed as Postfix does). On OK, *rest is the text after '>' (parameters,
  * leading SP included). allow_null: "<>" is acceptable (MAIL). utf8_allowed:
  * the caller saw SMTPUTF8 on this MAIL, or will check params first; when
- * false, non-ASCII yields SMTP_PARSE_NEEDS_UTF8.
+ * false, non-ASCII yields SMTP_PARSE_NEEDS_UTF8. The bare "<postmaster>" of
+ * RFC 5321 4.5.1 is accepted only for a forward path (allow_null false):
+ * address and local are "postmaster" as given, domain is empty.
  */
 enum smtp_parse_result smtp_parse_path(struct span arg, bool allow_null, bool utf8_allowed,
 				       struct smtp_path *out, struct span *rest);
@@ -66,7 +68,8 @@ enum smtp_parse_result smtp_parse_rcpt_params(struct span params);
 
 /* Validates a HELO/EHLO argument: a domain (letters, digits, '-', '.') or an
  * address literal; trailing text after the first word is ignored, as RFC 5321
- * 4.1.1.1 allows. *name is the validated token (safe for Received:). */
+ * 4.1.1.1 allows. *name is the validated token (safe for Received:), ASCII,
+ * at most SMTP_DOMAIN_MAX_BYTES long (longer: SMTP_PARSE_TOO_LONG). */
 enum smtp_parse_result smtp_parse_helo(struct span arg, struct span *name);
 
 /* Parses "BDAT size [LAST]": no leading zeros trouble, no wrap (> 2^63 is
