@@ -68,7 +68,9 @@ int store_admit(const struct store *st);
  * Reserves room for a record of padded_bytes and returns its queue id (the
  * id is fixed once returned: it goes into the Received: header). -EAGAIN: no
  * segment has room and the spare is not ready yet (retry after
- * store_spare_ready); -E2BIG: larger than a segment; -EIO: shard failed.
+ * store_spare_ready), or every batch slot is queued (retry after
+ * store_commit_done); -E2BIG: larger than a segment; -EINVAL: not a multiple
+ * of 8 or shorter than a header; -EIO: shard failed.
  * Each reservation must be followed by exactly one store_append with the
  * same id, before the next reservation.
  */
@@ -98,8 +100,9 @@ struct store_commit {
 bool store_commit_begin(struct store *st, struct store_commit *c);
 
 /*
- * Reports the result of the commit begun last: result is bytes written (or
- * 0 for the sync step) on success, -errno on failure. For every record in
+ * Reports the result of the commit begun last, once, after both linked
+ * steps: the first negative result of the two, else the write's byte count
+ * (or 0). A short write counts as a failure. For every record in
  * the batch, calls done(ctx, cookie, 0) or done(ctx, cookie, -EIO). After a
  * failure the shard refuses further data (store_admit returns -EIO): never
  * retry-and-pretend.
@@ -120,6 +123,11 @@ void store_spare_ready(struct store *st, uint32_t seq, int fd);
 
 /* The shard directory fd (for the directory fsync after creating a segment). */
 int store_dir_fd(const struct store *st);
+
+/* A segment fd the store is done with (a sealed segment fully written):
+ * core/ closes it. Returns -1 when there is none. store_close() closes the
+ * ones never collected; if too many pile up the store closes one itself. */
+int store_retired_fd(struct store *st);
 
 struct store_stats {
 	uint64_t bytes_used;

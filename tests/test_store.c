@@ -1,0 +1,721 @@
+/*
+ * test_store.c - the store shard on real files in a temporary directory.
+ * The test plays core/: it performs each commit (pwritev + fdatasync) and
+ * prepares spares itself, then checks what recovery finds on reopen:
+ * round trips, group commit, batch bounds, segment rollover, injected write
+ * failures, a full store, a torn tail, a corrupt record, shard listing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../core/limits.h"
+#include "../storage/segment.h"
+#include "../storage/store.h"
+#include "test.h"
+
+#define SEG_BYTES SEGMENT_SIZE_MIN_BYTES
+#define RECS_MAX 4000
+
+struct rec {
+	struct record_header h;
+	struct bytebuf env;
+	uint8_t *body;
+	size_t body_len;
+	struct iovec parts[4];
+	int nparts;
+	uint64_t id;
+};
+
+static const uint8_t zero_pad[8];
+
+static struct rec recs[RECS_MAX];
+static int done_result[RECS_MAX];
+static int done_count[RECS_MAX];
+
+static void on_done(void *ctx, uint64_t cookie, int result)
+{
+	(void)ctx;
+	REQUIRE(cookie < RECS_MAX);
+	done_result[cookie] = result;
+	done_count[cookie]++;
+}
+
+static void reset_done(void)
+{
+	memset(done_result, 0x7f, sizeof(done_result));
+	memset(done_count, 0, sizeof(done_count));
+}
+
+static void rec_free(struct rec *r)
+{
+	bytebuf_free(&r->env);
+	free(r->body);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Builds record i, reserves, seals, appends with cookie i. Returns the
+ * store_reserve result (0 when appended). */
+static int rec_add(struct store *st, int i, size_t body_len)
+{
+	struct rec *r = &recs[i];
+	rec_free(r);
+	char rcpt[64];
+	int n = snprintf(rcpt, sizeof(rcpt), "user%d@example.org", i);
+	REQUIRE(record_env_put(&r->env, RECORD_TAG_REVERSE_PATH, span_make("s@example.net", 13)) == 0);
+	REQUIRE(record_env_put(&r->env, RECORD_TAG_RECIPIENT, span_make(rcpt, (size_t)n)) == 0);
+	r->body = malloc(body_len ? body_len : 1);
+	REQUIRE(r->body != NULL);
+	for (size_t k = 0; k < body_len; k++)
+		r->body[k] = (uint8_t)('A' + (i + k) % 26);
+	r->body_len = body_len;
+	uint64_t padded = record_padded_length(r->env.len, body_len);
+	int rc = store_reserve(st, padded, &r->id);
+	if (rc != 0)
+		return rc;
+	struct iovec body = { r->body, body_len };
+	record_seal(&r->h, r->id, 1700000000000ll + i, span_make(r->env.data, r->env.len), &body, 1);
+	r->parts[0] = (struct iovec){ &r->h, RECORD_HEADER_BYTES };
+	r->parts[1] = (struct iovec){ r->env.data, r->env.len };
+	r->parts[2] = body;
+	r->parts[3] = (struct iovec){ (void *)zero_pad, record_padding(r->h.length) };
+	r->nparts = 4;
+	REQUIRE(store_append(st, r->id, r->parts, r->nparts, (uint64_t)i) == 0);
+	return 0;
+}
+
+/* Performs one commit like core/ would. inject: 0 for the real result, else
+ * the errno to report instead (the write still happens). */
+static bool run_commit(struct store *st, int inject, struct store_commit *seen)
+{
+	struct store_commit c;
+	if (!store_commit_begin(st, &c))
+		return false;
+	REQUIRE(c.iovcnt > 0 && c.iovcnt <= COMMIT_IOV_MAX);
+	REQUIRE(c.records > 0 && c.records <= COMMIT_BATCH_RECORDS_MAX);
+	ssize_t n = pwritev(c.fd, c.iov, c.iovcnt, (off_t)c.offset);
+	REQUIRE(n == (ssize_t)c.bytes);
+	if (c.sync)
+		REQUIRE(fdatasync(c.fd) == 0);
+	if (seen)
+		*seen = c;
+	store_commit_done(st, inject ? -inject : (int)n, on_done, NULL);
+	return true;
+}
+
+/* Like core/: create the spare at the path asked for, zero it, sync. */
+static void provide_spare(struct store *st)
+{
+	const char *path;
+	uint32_t seq;
+	REQUIRE(store_spare_wanted(st, &path, &seq));
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	REQUIRE(fd >= 0);
+	REQUIRE(fallocate(fd, 0, 0, SEG_BYTES) == 0);
+	uint8_t *zeros = calloc(1, SEG_BYTES);
+	REQUIRE(zeros != NULL);
+	REQUIRE(pwrite(fd, zeros, SEG_BYTES, 0) == (ssize_t)SEG_BYTES);
+	free(zeros);
+	REQUIRE(fdatasync(fd) == 0);
+	REQUIRE(fsync(store_dir_fd(st)) == 0);
+	store_spare_ready(st, seq, fd);
+}
+
+static void close_retired(struct store *st)
+{
+	int fd;
+	while ((fd = store_retired_fd(st)) >= 0)
+		close(fd);
+}
+
+static char tmp_root[] = "/tmp/rmx-store-XXXXXX";
+
+static void rm_rf(const char *path)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+	REQUIRE(system(cmd) == 0);
+}
+
+static void fresh_dir(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", tmp_root, name);
+	rm_rf(out);
+}
+
+static struct store_config config(const char *dir, uint64_t max_bytes)
+{
+	struct store_config cfg = {
+		.data_dir = dir,
+		.worker = 5,
+		.segment_size_bytes = SEG_BYTES,
+		.store_max_bytes = max_bytes,
+		.fsync = true,
+	};
+	return cfg;
+}
+
+static struct store *open_ok(const struct store_config *cfg, struct store_recovery_stats *rs)
+{
+	struct store *st = NULL;
+	char err[256] = "";
+	int rc = store_open(cfg, &st, rs, err, sizeof(err));
+	if (rc != 0)
+		fprintf(stderr, "store_open: %d %s\n", rc, err);
+	REQUIRE(rc == 0 && st != NULL);
+	return st;
+}
+
+/* Every valid record in the shard, in segment order: ids into out. */
+static size_t find_all(const char *dir, uint32_t worker, uint64_t *out, size_t cap,
+		       uint32_t *quarantined_regions)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/w%u", dir, worker);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY);
+	REQUIRE(dfd >= 0);
+	uint32_t *seqs;
+	size_t count, n = 0;
+	REQUIRE(segment_list(dfd, &seqs, &count) == 0);
+	uint32_t bad = 0;
+	for (size_t i = 0; i < count; i++) {
+		struct segment_map m;
+		REQUIRE(segment_map_open(dfd, seqs[i], false, &m) == 0);
+		struct segment_scan s;
+		struct segment_item it;
+		segment_scan_init(&s, m.image, m.size_bytes, worker, seqs[i]);
+		while (segment_scan_next(&s, &it)) {
+			if (it.kind == SEGMENT_ITEM_RECORD && n < cap)
+				out[n++] = it.record.header.queue_id;
+			if (it.kind == SEGMENT_ITEM_CORRUPT || it.kind == SEGMENT_ITEM_TORN_TAIL)
+				bad++;
+		}
+		segment_map_close(&m, false);
+	}
+	free(seqs);
+	close(dfd);
+	if (quarantined_regions)
+		*quarantined_regions = bad;
+	return n;
+}
+
+static bool file_exists(const char *dir, const char *rel)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	struct stat sb;
+	return stat(path, &sb) == 0;
+}
+
+static void test_round_trip(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "roundtrip");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.segments, 1);
+	CHECK_EQ_U(rs.records, 0);
+	CHECK(file_exists(dir, "w5/00000001.seg"));
+	CHECK(file_exists(dir, "w5/00000002.seg")); /* the spare */
+	CHECK_EQ_U(store_admit(st), 0);
+	CHECK(!store_busy(st));
+	const char *path;
+	uint32_t seq;
+	CHECK(!store_spare_wanted(st, &path, &seq)); /* it has one */
+
+	/* A second open of the same shard is refused while this one lives. */
+	struct store *twin = NULL;
+	struct store_recovery_stats rs2;
+	char err[256];
+	CHECK_EQ_U(store_open(&cfg, &twin, &rs2, err, sizeof(err)), (unsigned long long)-EBUSY);
+
+	reset_done();
+	for (int i = 0; i < 3; i++)
+		REQUIRE(rec_add(st, i, 100 + (size_t)i * 7) == 0);
+	CHECK(store_busy(st));
+	uint32_t w, sq;
+	uint64_t off;
+	queue_id_split(recs[0].id, &w, &sq, &off);
+	CHECK(w == 5 && sq == 1 && off == 0);
+	queue_id_split(recs[1].id, &w, &sq, &off);
+	CHECK_EQ_U(off, record_padded_length(recs[0].env.len, 100));
+
+	struct store_commit c;
+	REQUIRE(run_commit(st, 0, &c));
+	CHECK_EQ_U(c.records, 3);
+	CHECK_EQ_U(c.offset, 0);
+	CHECK(c.sync);
+	for (int i = 0; i < 3; i++)
+		CHECK(done_count[i] == 1 && done_result[i] == 0);
+	CHECK(!store_busy(st));
+	CHECK(!run_commit(st, 0, NULL));
+	struct store_stats ss;
+	store_get_stats(st, &ss);
+	CHECK_EQ_U(ss.records_committed, 3);
+	CHECK_EQ_U(ss.commits, 1);
+	CHECK_EQ_U(ss.segments, 1);
+	CHECK_EQ_U(ss.bytes_used, SEG_BYTES);
+	store_close(st);
+
+	/* Reopen: the three are found, the spare is reused, writing resumes. */
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 3);
+	CHECK_EQ_U(rs.segments, 1);
+	CHECK_EQ_U(rs.quarantined, 0);
+	CHECK_EQ_U(rs.truncated_bytes, 0);
+	CHECK(!file_exists(dir, "w5/00000003.seg"));
+	uint64_t ids[8];
+	REQUIRE(find_all(dir, 5, ids, 8, NULL) == 3);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_U(ids[i], recs[i].id);
+	queue_id_split(recs[2].id, &w, &sq, &off);
+	uint64_t end = off + record_padded_length(recs[2].env.len, 114);
+	REQUIRE(rec_add(st, 3, 10) == 0);
+	queue_id_split(recs[3].id, &w, &sq, &off);
+	CHECK(sq == 1 && off == end);
+	REQUIRE(run_commit(st, 0, NULL));
+	store_close(st);
+	REQUIRE(find_all(dir, 5, ids, 8, NULL) == 4);
+	for (int i = 0; i < 4; i++)
+		rec_free(&recs[i]);
+}
+
+/* Records that finish while a commit is in flight form the next one. */
+static void test_group_commit(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "group");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	cfg.fsync = false;
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+
+	REQUIRE(rec_add(st, 0, 50) == 0);
+	struct store_commit first;
+	REQUIRE(store_commit_begin(st, &first));
+	CHECK(!first.sync); /* fsync = never */
+	CHECK_EQ_U(first.records, 1);
+	for (int i = 1; i < 6; i++)
+		REQUIRE(rec_add(st, i, 50) == 0);
+	struct store_commit again;
+	CHECK(!store_commit_begin(st, &again)); /* one commit in flight */
+	ssize_t n = pwritev(first.fd, first.iov, first.iovcnt, (off_t)first.offset);
+	REQUIRE(n == (ssize_t)first.bytes);
+	store_commit_done(st, (int)n, on_done, NULL);
+	CHECK_EQ_U(done_count[0], 1);
+	CHECK_EQ_U(done_count[1], 0);
+	struct store_commit second;
+	REQUIRE(run_commit(st, 0, &second));
+	CHECK_EQ_U(second.records, 5);
+	CHECK_EQ_U(second.offset, first.offset + first.bytes);
+	for (int i = 0; i < 6; i++)
+		CHECK(done_count[i] == 1 && done_result[i] == 0);
+	/* A 0 result (the sync step's) also reports success. */
+	REQUIRE(rec_add(st, 6, 50) == 0);
+	struct store_commit third;
+	REQUIRE(store_commit_begin(st, &third));
+	REQUIRE(pwritev(third.fd, third.iov, third.iovcnt, (off_t)third.offset) ==
+		(ssize_t)third.bytes);
+	store_commit_done(st, 0, on_done, NULL);
+	CHECK(done_count[6] == 1 && done_result[6] == 0);
+	store_close(st);
+	uint64_t ids[8];
+	CHECK_EQ_U(find_all(dir, 5, ids, 8, NULL), 7);
+	for (int i = 0; i < 7; i++)
+		rec_free(&recs[i]);
+}
+
+/* Many records while a commit is stuck in flight: batches close at their
+ * bounds, a full ring says -EAGAIN, nothing is lost, every cookie comes back
+ * exactly once. */
+static void test_batch_bounds(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "bounds");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	cfg.segment_size_bytes = 4 * SEG_BYTES;
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+
+	REQUIRE(rec_add(st, 0, 8) == 0);
+	struct store_commit stuck;
+	REQUIRE(store_commit_begin(st, &stuck));
+	int added = 1, rc = 0;
+	while (added < RECS_MAX && (rc = rec_add(st, added, 8)) == 0)
+		added++;
+	CHECK_EQ_U(rc, (unsigned long long)-EAGAIN);
+	CHECK(added > 1000); /* several batches' worth queued */
+	REQUIRE(pwritev(stuck.fd, stuck.iov, stuck.iovcnt, (off_t)stuck.offset) ==
+		(ssize_t)stuck.bytes);
+	store_commit_done(st, (int)stuck.bytes, on_done, NULL);
+	/* A slot is free again. */
+	REQUIRE(rec_add(st, added, 8) == 0);
+	added++;
+
+	struct store_commit c;
+	uint64_t next_offset = stuck.offset + stuck.bytes;
+	int commits = 0;
+	bool contiguous = true;
+	while (run_commit(st, 0, &c)) {
+		commits++;
+		contiguous = contiguous && c.offset == next_offset;
+		next_offset = c.offset + c.bytes;
+	}
+	CHECK(contiguous);
+	CHECK(commits >= 5);
+	CHECK(!store_busy(st));
+	int wrong = 0;
+	for (int i = 0; i < added; i++)
+		if (done_count[i] != 1 || done_result[i] != 0)
+			wrong++;
+	CHECK_EQ_U(wrong, 0);
+	store_close(st);
+	static uint64_t ids[RECS_MAX];
+	REQUIRE(find_all(dir, 5, ids, RECS_MAX, NULL) == (size_t)added);
+	int mismatched = 0;
+	for (int i = 0; i < added; i++)
+		if (ids[i] != recs[i].id)
+			mismatched++;
+	CHECK_EQ_U(mismatched, 0);
+	for (int i = 0; i < added; i++)
+		rec_free(&recs[i]);
+}
+
+/* Records that do not fit roll over to the spare; batches never span two
+ * segments; the store asks for the next spare, which the test provides. */
+static void test_rollover(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "rollover");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+
+	const size_t body = 100000; /* ten records per 1 MiB segment */
+	int eagain = 0, spares = 0;
+	bool within = true;
+	int i = 0;
+	while (i < 35) {
+		int rc = rec_add(st, i, body);
+		if (rc == -EAGAIN) {
+			eagain++;
+			/* Flush what is queued, then hand over a spare. */
+			struct store_commit c;
+			while (run_commit(st, 0, &c))
+				within = within && c.offset + c.bytes <= SEG_BYTES;
+			provide_spare(st);
+			spares++;
+			continue;
+		}
+		REQUIRE(rc == 0);
+		i++;
+		if (i % 4 == 0) {
+			struct store_commit c;
+			while (run_commit(st, 0, &c))
+				within = within && c.offset + c.bytes <= SEG_BYTES;
+		}
+		close_retired(st);
+	}
+	struct store_commit c;
+	while (run_commit(st, 0, &c))
+		within = within && c.offset + c.bytes <= SEG_BYTES;
+	close_retired(st);
+	CHECK(within);
+	CHECK(eagain >= 1);
+	CHECK_EQ_U(spares, eagain);
+	uint32_t w, seq;
+	uint64_t off;
+	queue_id_split(recs[34].id, &w, &seq, &off);
+	CHECK_EQ_U(seq, 4); /* 35 records, 10 per segment */
+	queue_id_split(recs[10].id, &w, &seq, &off);
+	CHECK(seq == 2 && off == 0);
+	struct store_stats ss;
+	store_get_stats(st, &ss);
+	CHECK_EQ_U(ss.segments, 4);
+	CHECK_EQ_U(ss.bytes_used, 4 * SEG_BYTES);
+	const char *path;
+	uint32_t want;
+	REQUIRE(store_spare_wanted(st, &path, &want));
+	CHECK_EQ_U(want, 5);
+	CHECK(!store_spare_wanted(st, &path, &want)); /* one request at a time */
+	store_spare_ready(st, want, -ENOSPC);         /* core/ could not make it */
+	CHECK_EQ_U(store_admit(st), 0);               /* the active still has room */
+	store_close(st);
+
+	uint64_t ids[64];
+	REQUIRE(find_all(dir, 5, ids, 64, NULL) == 35);
+	int wrong = 0;
+	for (int k = 0; k < 35; k++)
+		if (ids[k] != recs[k].id || done_count[k] != 1 || done_result[k] != 0)
+			wrong++;
+	CHECK_EQ_U(wrong, 0);
+
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 35);
+	CHECK_EQ_U(rs.segments, 4);
+	CHECK(file_exists(dir, "w5/00000005.seg")); /* a fresh spare */
+	store_close(st);
+	for (int k = 0; k < 35; k++)
+		rec_free(&recs[k]);
+}
+
+static void test_fault_injection(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "fault");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+
+	REQUIRE(rec_add(st, 0, 10) == 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	REQUIRE(rec_add(st, 1, 10) == 0);
+	REQUIRE(rec_add(st, 2, 10) == 0);
+	struct store_commit c;
+	REQUIRE(store_commit_begin(st, &c));
+	REQUIRE(rec_add(st, 3, 10) == 0); /* queued behind the failing commit */
+	store_commit_done(st, -EIO, on_done, NULL);
+	CHECK(done_count[0] == 1 && done_result[0] == 0);
+	for (int i = 1; i < 4; i++)
+		CHECK(done_count[i] == 1 && done_result[i] == -EIO);
+	CHECK_EQ_U(store_admit(st), (unsigned long long)-EIO);
+	uint64_t id;
+	CHECK_EQ_U(store_reserve(st, 64, &id), (unsigned long long)-EIO);
+	CHECK(!store_commit_begin(st, &c));
+	CHECK(!store_busy(st));
+	const char *path;
+	uint32_t seq;
+	CHECK(!store_spare_wanted(st, &path, &seq));
+	store_close(st);
+
+	/* A short write is a failure too; so is a failed sync after a
+	 * complete write, reported as its negative errno. */
+	st = open_ok(&cfg, &rs);
+	reset_done();
+	REQUIRE(rec_add(st, 4, 10) == 0);
+	REQUIRE(store_commit_begin(st, &c));
+	store_commit_done(st, (int)c.bytes - 8, on_done, NULL);
+	CHECK(done_count[4] == 1 && done_result[4] == -EIO);
+	CHECK_EQ_U(store_admit(st), (unsigned long long)-EIO);
+	store_close(st);
+
+	st = open_ok(&cfg, &rs);
+	reset_done();
+	REQUIRE(rec_add(st, 5, 10) == 0);
+	REQUIRE(rec_add(st, 6, 10) == 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	CHECK(done_count[5] == 1 && done_result[5] == 0);
+	REQUIRE(rec_add(st, 7, 10) == 0);
+	REQUIRE(run_commit(st, ENOSPC, NULL));
+	CHECK(done_count[7] == 1 && done_result[7] == -EIO);
+	store_close(st);
+	for (int i = 0; i < 8; i++)
+		rec_free(&recs[i]);
+}
+
+static void test_store_full(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "full");
+	struct store_config cfg = config(dir, 2 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	CHECK_EQ_U(store_admit(st), 0);
+	int i = 0;
+	/* Fill the first segment until the next record rolls into the spare. */
+	while (store_admit(st) == 0) {
+		REQUIRE(i < 40);
+		REQUIRE(rec_add(st, i, 200000) == 0);
+		REQUIRE(run_commit(st, 0, NULL));
+		i++;
+	}
+	CHECK_EQ_U(store_admit(st), (unsigned long long)-ENOSPC);
+	CHECK_EQ_U(i, 6); /* five fit in segment 1, the sixth opened segment 2 */
+	struct store_stats ss;
+	store_get_stats(st, &ss);
+	CHECK_EQ_U(ss.bytes_used, 2 * SEG_BYTES);
+	store_close(st);
+	/* Still full after a restart; a larger limit admits again. */
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(store_admit(st), (unsigned long long)-ENOSPC);
+	store_close(st);
+	cfg.store_max_bytes = 3 * SEG_BYTES;
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(store_admit(st), 0);
+	store_close(st);
+	for (int k = 0; k < i; k++)
+		rec_free(&recs[k]);
+}
+
+static void test_torn_tail(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "torn");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	for (int i = 0; i < 3; i++)
+		REQUIRE(rec_add(st, i, 300) == 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	/* A fourth record written only in part, as a crash would leave it. */
+	REQUIRE(rec_add(st, 3, 5000) == 0);
+	struct store_commit c;
+	REQUIRE(store_commit_begin(st, &c));
+	uint64_t torn_at = c.offset;
+	uint8_t *image = malloc(c.bytes);
+	REQUIRE(image != NULL);
+	size_t k = 0;
+	for (int v = 0; v < c.iovcnt; v++) {
+		memcpy(image + k, c.iov[v].iov_base, c.iov[v].iov_len);
+		k += c.iov[v].iov_len;
+	}
+	char path[512];
+	snprintf(path, sizeof(path), "%s/w5/00000001.seg", dir);
+	int fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0);
+	REQUIRE(pwrite(fd, image, 3001, (off_t)torn_at) == 3001);
+	REQUIRE(fsync(fd) == 0);
+	/* The crash: the shard is dropped without a commit result. */
+	store_commit_done(st, -EIO, on_done, NULL);
+	store_close(st);
+
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 3);
+	CHECK_EQ_U(rs.quarantined, 0);
+	CHECK_EQ_U(rs.truncated_bytes, 3008);
+	uint8_t back[3008];
+	REQUIRE(pread(fd, back, sizeof(back), (off_t)torn_at) == (ssize_t)sizeof(back));
+	uint8_t zeros[3008] = { 0 };
+	CHECK(memcmp(back, zeros, sizeof(back)) == 0);
+	/* Writing resumes exactly where the torn record began. */
+	REQUIRE(rec_add(st, 4, 10) == 0);
+	uint32_t w, seq;
+	uint64_t off;
+	queue_id_split(recs[4].id, &w, &seq, &off);
+	CHECK(seq == 1 && off == torn_at);
+	REQUIRE(run_commit(st, 0, NULL));
+	store_close(st);
+	close(fd);
+	free(image);
+	uint64_t ids[8];
+	uint32_t bad = 9;
+	CHECK_EQ_U(find_all(dir, 5, ids, 8, &bad), 4);
+	CHECK_EQ_U(bad, 0);
+	for (int i = 0; i < 5; i++)
+		rec_free(&recs[i]);
+}
+
+static void test_corruption_quarantined(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "corrupt");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	for (int i = 0; i < 3; i++)
+		REQUIRE(rec_add(st, i, 400) == 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	store_close(st);
+
+	uint32_t w, seq;
+	uint64_t mid;
+	queue_id_split(recs[1].id, &w, &seq, &mid);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/w5/00000001.seg", dir);
+	int fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0);
+	uint8_t b;
+	REQUIRE(pread(fd, &b, 1, (off_t)(mid + 200)) == 1);
+	b ^= 0x10;
+	REQUIRE(pwrite(fd, &b, 1, (off_t)(mid + 200)) == 1);
+	close(fd);
+
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 2);
+	CHECK_EQ_U(rs.quarantined, 1);
+	CHECK_EQ_U(rs.truncated_bytes, 0);
+	char rel[128];
+	snprintf(rel, sizeof(rel), "w5/quarantine/00000001-%llu.bad", (unsigned long long)mid);
+	CHECK(file_exists(dir, rel));
+	/* Writing resumes after the last record, not at the damage. */
+	REQUIRE(rec_add(st, 3, 10) == 0);
+	uint64_t off;
+	queue_id_split(recs[3].id, &w, &seq, &off);
+	queue_id_split(recs[2].id, &w, &seq, &mid);
+	CHECK_EQ_U(off, mid + record_padded_length(recs[2].env.len, 400));
+	REQUIRE(run_commit(st, 0, NULL));
+	store_close(st);
+	for (int i = 0; i < 4; i++)
+		rec_free(&recs[i]);
+}
+
+static void test_list_shards_and_args(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "shards");
+	REQUIRE(mkdir(dir, 0700) == 0);
+	const char *names[] = { "w0", "w3", "w12", "wx", "w01", "w256", "x1" };
+	for (size_t i = 0; i < RMX_ARRAY_LEN(names); i++) {
+		char p[512];
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		REQUIRE(mkdir(p, 0700) == 0);
+	}
+	char p[512];
+	snprintf(p, sizeof(p), "%s/w7", dir);
+	int fd = open(p, O_CREAT | O_WRONLY, 0600); /* a file, not a shard */
+	REQUIRE(fd >= 0);
+	close(fd);
+	uint32_t workers[8];
+	int n = store_list_shards(dir, workers, 8);
+	REQUIRE(n == 3);
+	CHECK(workers[0] == 0 && workers[1] == 3 && workers[2] == 12);
+	CHECK_EQ_U(store_list_shards(dir, workers, 2), (unsigned long long)-ENOBUFS);
+	snprintf(p, sizeof(p), "%s/none", dir);
+	CHECK_EQ_U(store_list_shards(p, workers, 8), (unsigned long long)-ENOENT);
+
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = NULL;
+	char err[256] = "";
+	cfg.segment_size_bytes = SEG_BYTES - 8;
+	CHECK_EQ_U(store_open(&cfg, &st, &rs, err, sizeof(err)), (unsigned long long)-EINVAL);
+	CHECK(err[0] != '\0');
+	cfg = config(dir, 64 * SEG_BYTES);
+	cfg.worker = WORKERS_MAX;
+	CHECK_EQ_U(store_open(&cfg, &st, &rs, err, sizeof(err)), (unsigned long long)-EINVAL);
+	cfg = config(dir, 64 * SEG_BYTES);
+	st = open_ok(&cfg, &rs);
+	uint64_t id;
+	CHECK_EQ_U(store_reserve(st, SEG_BYTES + 8, &id), (unsigned long long)-E2BIG);
+	CHECK_EQ_U(store_reserve(st, 44, &id), (unsigned long long)-EINVAL);
+	CHECK_EQ_U(store_reserve(st, 32, &id), (unsigned long long)-EINVAL);
+	n = store_list_shards(dir, workers, 8);
+	CHECK_EQ_U(n, 4); /* w5 now */
+	store_close(st);
+}
+
+int main(void)
+{
+	REQUIRE(mkdtemp(tmp_root) != NULL);
+	test_round_trip();
+	test_group_commit();
+	test_batch_bounds();
+	test_rollover();
+	test_fault_injection();
+	test_store_full();
+	test_torn_tail();
+	test_corruption_quarantined();
+	test_list_shards_and_args();
+	rm_rf(tmp_root);
+	return test_main_end("store");
+}
