@@ -1,0 +1,1022 @@
+/*
+ * smtp_session.c - the ESMTP server state machine (RFC 5321 with PIPELINING
+ * RFC 2920, SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034, SMTPUTF8
+ * 6531, CHUNKING and BINARYMIME 3030).
+ *
+ * Sits between core/conn (which owns the socket, the receive buffers and the
+ * clock) and the record builder behind struct smtp_txn_ops. core/ feeds the
+ * bytes it received; the session lexes command lines in place
+ * (smtp_lex.c), parses arguments (smtp_cmd.c), asks the policy about
+ * recipients (policy.c), frames bodies (smtp_data.c) and answers from the
+ * reply catalogue (smtp_reply.c). It never reads a clock, never allocates,
+ * never makes a syscall.
+ *
+ * Invariants:
+ *  - one reply per command, in command order; the reply buffer always has
+ *    OUT_RESERVE_BYTES free before a command is processed (else FLUSH);
+ *  - bytes after a group-ending command in the same feed call are a
+ *    synchronization error (RFC 2920 section 3.1), answered before the
+ *    command runs, so text that follows DATA is never taken as body;
+ *  - BDAT chunk bytes are never parsed as commands, whatever the state;
+ *  - ops->reset is called whenever a transaction that ops->mail opened ends
+ *    without reaching SMTP_FEED_MESSAGE; the caller owns a committed one.
+ */
+#include "smtp_session.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "policy.h"
+#include "smtp_reply.h"
+
+_Static_assert(sizeof(struct smtp_session) < 1024, "an idle connection costs its session");
+
+/* Largest reply sequence one command can produce (EHLO: about 200 bytes;
+ * an error plus 421: about 130), with room to spare. */
+#define OUT_RESERVE_BYTES 1024
+_Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * OUT_RESERVE_BYTES, "reserve fits the buffer");
+
+enum session_phase {
+	PH_INIT,   /* no HELO/EHLO yet */
+	PH_READY,  /* greeted, no transaction */
+	PH_MAIL,   /* MAIL accepted */
+	PH_RCPT,   /* at least one RCPT accepted (DATA runs in this phase) */
+	PH_BDAT,   /* the first BDAT chunk of the transaction has started */
+	PH_COMMIT, /* message complete, waiting for smtp_session_committed */
+	PH_CLOSED,
+};
+
+enum input_mode {
+	IN_LINES,   /* command lines */
+	IN_DISCARD, /* the rest of an over-long line, up to its LF */
+	IN_DATA,    /* DATA body, up to <CRLF>.<CRLF> */
+	IN_CHUNK,   /* BDAT chunk bytes */
+};
+
+enum {
+	F_GREETED = 1u << 0,
+	F_ESMTP = 1u << 1,      /* EHLO: PIPELINING and the extensions are on */
+	F_UTF8 = 1u << 2,       /* MAIL ... SMTPUTF8 in this transaction */
+	F_CHUNK_LAST = 1u << 3, /* the current chunk is BDAT ... LAST */
+	F_CHUNK_SKIP = 1u << 4, /* the current chunk was refused: drop its bytes */
+};
+
+/* What went wrong inside a body, reported when the body ends. */
+enum body_error { BE_NONE, BE_SIZE, BE_LOOP, BE_APPEND };
+
+static const enum smtp_reply_id body_error_reply[] = {
+	[BE_SIZE] = SMTP_R_SIZE_EXCEEDED,
+	[BE_LOOP] = SMTP_R_MAIL_LOOP,
+	[BE_APPEND] = SMTP_R_RESOURCES,
+};
+
+/* Received: counter positions: 0..8 is how much of "received:" matched at
+ * the start of the current header line (0: at a line start). */
+enum { H_BOL = 0, H_NAME_LEN = 9, H_BOL_CR = 10, H_SKIP = 11, H_DONE = 12 };
+static const char received_name[H_NAME_LEN + 1] = "received:";
+
+/* What a processing step asks the feed loop to do. */
+enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE };
+
+static const struct span no_detail = { (const uint8_t *)"", 0 };
+
+/* ---- replies ---------------------------------------------------------- */
+
+static struct span hostname_of(const struct smtp_session *s)
+{
+	return s->cfg->hostname;
+}
+
+/* Replies inside feed: the reserve guarantees room, so failing is a bug. */
+static void reply_detail(struct smtp_out *out, enum smtp_reply_id id, struct span detail,
+			 bool more)
+{
+	size_t n = smtp_reply_put(out, id, detail, more);
+	RMX_ASSERT(n != 0);
+}
+
+static void reply(struct smtp_out *out, enum smtp_reply_id id)
+{
+	reply_detail(out, id, no_detail, false);
+}
+
+/* ---- transaction bookkeeping --------------------------------------------- */
+
+static bool txn_open(const struct smtp_session *s)
+{
+	return s->phase == PH_MAIL || s->phase == PH_RCPT || s->phase == PH_BDAT;
+}
+
+/* Forgets the transaction (after success or abandonment). */
+static void txn_clear(struct smtp_session *s)
+{
+	s->recipients = 0;
+	s->message_bytes = 0;
+	s->chunk_remaining_bytes = 0;
+	s->chunk_bytes = 0;
+	s->received_headers = 0;
+	s->body_type = SMTP_BODY_7BIT;
+	s->body_error = BE_NONE;
+	s->header_state = H_BOL;
+	s->flags &= (uint8_t)~(F_UTF8 | F_CHUNK_LAST | F_CHUNK_SKIP);
+	s->input = IN_LINES;
+	s->phase = (s->flags & F_GREETED) ? PH_READY : PH_INIT;
+}
+
+/* Abandons the open transaction, if any: the record builder drops it. */
+static void txn_abandon(struct smtp_session *s)
+{
+	if (txn_open(s))
+		s->ops->reset(s->ops_ctx);
+	txn_clear(s);
+}
+
+static enum step close_session(struct smtp_session *s)
+{
+	txn_abandon(s);
+	s->phase = PH_CLOSED;
+	return STEP_CLOSE;
+}
+
+/* Replies with an error; errors that count lead to 421 after
+ * SMTP_BAD_COMMANDS_MAX of them (Postfix smtpd_hard_error_limit). */
+static enum step reply_error(struct smtp_session *s, struct smtp_out *out, enum smtp_reply_id id)
+{
+	reply(out, id);
+	if (!smtp_reply_counts_as_error(id))
+		return STEP_GO;
+	if (s->bad_commands < UINT16_MAX)
+		s->bad_commands++;
+	if (s->bad_commands < SMTP_BAD_COMMANDS_MAX)
+		return STEP_GO;
+	reply_detail(out, SMTP_R_TOO_MANY_ERRORS, hostname_of(s), false);
+	return close_session(s);
+}
+
+/* The record builder's errno, as a reply. */
+static enum smtp_reply_id resource_reply(int rc)
+{
+	RMX_ASSERT(rc < 0);
+	if (rc == -ENOSPC || rc == -ENOMEM)
+		return SMTP_R_STORAGE_FULL;
+	if (rc == -ENOBUFS)
+		return SMTP_R_RESOURCES;
+	return SMTP_R_QUEUE_WRITE_ERROR;
+}
+
+/* ---- bodies ----------------------------------------------------------- */
+
+/* Counts Received: header lines in the stored body until the header
+ * section ends (the first empty line). */
+static void count_received(struct smtp_session *s, const uint8_t *p, size_t n)
+{
+	unsigned st = s->header_state;
+	for (size_t i = 0; i < n && st != H_DONE; i++) {
+		uint8_t c = p[i];
+		if (st == H_SKIP) {
+			const uint8_t *lf = memchr(p + i, '\n', n - i);
+			if (lf == NULL)
+				break;
+			i = (size_t)(lf - p);
+			st = H_BOL;
+			continue;
+		}
+		if (st == H_BOL_CR) {
+			st = c == '\n' ? H_DONE : H_SKIP;
+			continue;
+		}
+		if (st == H_BOL && (c == '\r' || c == '\n')) {
+			st = c == '\r' ? H_BOL_CR : H_DONE;
+			continue;
+		}
+		uint8_t lower = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
+		if (lower == (uint8_t)received_name[st]) {
+			if (++st == H_NAME_LEN) {
+				if (s->received_headers < UINT16_MAX)
+					s->received_headers++;
+				st = H_SKIP;
+			}
+		} else {
+			st = c == '\n' ? H_BOL : H_SKIP;
+		}
+	}
+	s->header_state = (uint8_t)st;
+}
+
+/* The sink of smtp_data_scan: enforces the size and loop limits, then hands
+ * the bytes to the record builder. After the first error nothing more is
+ * stored; the body is still read to its end. */
+static void body_sink(void *ctx, const uint8_t *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+	if (s->body_error != BE_NONE)
+		return;
+	s->message_bytes += n;
+	if (s->message_bytes > s->cfg->max_message_size_bytes) {
+		s->body_error = BE_SIZE;
+		return;
+	}
+	if (s->header_state != H_DONE) {
+		count_received(s, p, n);
+		if (s->received_headers > SMTP_RECEIVED_HEADERS_MAX) {
+			s->body_error = BE_LOOP;
+			return;
+		}
+	}
+	if (s->ops->data_append(s->ops_ctx, p, n) < 0)
+		s->body_error = BE_APPEND;
+}
+
+static void body_start(struct smtp_session *s, enum smtp_data_kind kind)
+{
+	s->message_bytes = 0;
+	s->received_headers = 0;
+	s->header_state = H_BOL;
+	s->body_error = BE_NONE;
+	smtp_data_init(&s->scan, kind);
+}
+
+/* The body ended: either the message goes to the store, or the deferred
+ * error is reported and the transaction dropped. */
+static enum step body_complete(struct smtp_session *s, struct smtp_out *out)
+{
+	s->input = IN_LINES;
+	if (s->body_error != BE_NONE) {
+		RMX_ASSERT(s->body_error < RMX_ARRAY_LEN(body_error_reply));
+		reply(out, body_error_reply[s->body_error]);
+		txn_abandon(s);
+		return STEP_GO;
+	}
+	s->phase = PH_COMMIT;
+	return STEP_MESSAGE;
+}
+
+/* A bare CR or LF under the reject policy: 550 and close, nothing stored. */
+static enum step reject_bare(struct smtp_session *s, struct smtp_out *out, unsigned bare)
+{
+	reply(out, (bare & SMTP_DATA_BARE_LF) ? SMTP_R_BARE_LF : SMTP_R_BARE_CR);
+	return close_session(s);
+}
+
+static bool stop_on_bare(const struct smtp_session *s)
+{
+	return !s->cfg->bare_newline_normalize;
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static enum step sync_error(struct smtp_session *s, struct smtp_out *out)
+{
+	reply(out, SMTP_R_SYNC);
+	return close_session(s);
+}
+
+/* HELO/EHLO names go into Received: and logs: only plain token bytes. */
+static bool helo_token_ok(struct span name)
+{
+	if (name.len == 0 || name.len > SMTP_DOMAIN_MAX_BYTES)
+		return false;
+	for (size_t i = 0; i < name.len; i++) {
+		uint8_t c = name.ptr[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '-' || c == '.' || c == '_' || c == ':' || c == '[' || c == ']';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+/* Decimal text of v into buf (no NUL); returns the span. */
+static struct span format_u64(uint64_t v, char buf[24])
+{
+	char *end = buf + 24;
+	char *at = end;
+	do {
+		*--at = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return span_make(at, (size_t)(end - at));
+}
+
+static enum step greet(struct smtp_session *s, const struct smtp_line *line, struct smtp_out *out,
+		       bool esmtp)
+{
+	struct span name;
+	if (smtp_parse_helo(line->arg, &name) != SMTP_PARSE_OK || !helo_token_ok(name))
+		return reply_error(s, out, esmtp ? SMTP_R_SYNTAX_EHLO : SMTP_R_SYNTAX_HELO);
+
+	/* RFC 5321 4.1.4: a new EHLO/HELO resets the transaction. */
+	txn_abandon(s);
+	memcpy(s->helo, name.ptr, name.len);
+	s->helo[name.len] = '\0';
+	s->helo_len = (uint8_t)name.len;
+	s->flags |= F_GREETED;
+	if (esmtp)
+		s->flags |= F_ESMTP;
+	else
+		s->flags &= (uint8_t)~F_ESMTP;
+	s->phase = PH_READY;
+
+	if (!esmtp) {
+		reply_detail(out, SMTP_R_HELO, hostname_of(s), false);
+		return STEP_GO;
+	}
+	char size_text[24];
+	reply_detail(out, SMTP_R_HELO, hostname_of(s), true);
+	reply_detail(out, SMTP_R_EHLO_PIPELINING, no_detail, true);
+	reply_detail(out, SMTP_R_EHLO_SIZE, format_u64(s->cfg->max_message_size_bytes, size_text),
+		     true);
+	reply_detail(out, SMTP_R_EHLO_8BITMIME, no_detail, true);
+	reply_detail(out, SMTP_R_EHLO_ENHANCEDSTATUSCODES, no_detail, true);
+	reply_detail(out, SMTP_R_EHLO_SMTPUTF8, no_detail, true);
+	reply_detail(out, SMTP_R_EHLO_CHUNKING, no_detail, true);
+	reply_detail(out, SMTP_R_EHLO_BINARYMIME, no_detail, false);
+	return STEP_GO;
+}
+
+static enum step cmd_ehlo(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	return greet(s, line, out, true);
+}
+
+static enum step cmd_helo(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	return greet(s, line, out, false);
+}
+
+static enum step cmd_mail(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	if (!(s->flags & F_GREETED))
+		return reply_error(s, out, SMTP_R_NEED_HELO);
+	if (s->phase != PH_READY)
+		return reply_error(s, out, SMTP_R_NESTED_MAIL);
+
+	struct span rest, params_text;
+	if (!smtp_strip_keyword(line->arg, "FROM:", &rest))
+		return reply_error(s, out, SMTP_R_SYNTAX_MAIL);
+	/* Parse the path accepting UTF-8, then decide once the parameters
+	 * say whether SMTPUTF8 was declared. */
+	struct smtp_path path;
+	enum smtp_parse_result r = smtp_parse_path(rest, true, true, &path, &params_text);
+	if (r == SMTP_PARSE_NEEDS_UTF8)
+		return reply_error(s, out, SMTP_R_NEEDS_SMTPUTF8);
+	if (r != SMTP_PARSE_OK)
+		return reply_error(s, out, SMTP_R_BAD_SENDER);
+
+	struct smtp_mail_params params;
+	r = smtp_parse_mail_params(params_text, &params);
+	if (r == SMTP_PARSE_UNKNOWN_PARAM)
+		return reply_error(s, out, SMTP_R_UNKNOWN_PARAMETER);
+	if (r == SMTP_PARSE_SIZE_OVERFLOW)
+		return reply_error(s, out, SMTP_R_SIZE_EXCEEDED);
+	if (r != SMTP_PARSE_OK)
+		return reply_error(s, out, SMTP_R_BAD_PARAMETER);
+	if (params.size_given && params.size_bytes > s->cfg->max_message_size_bytes)
+		return reply_error(s, out, SMTP_R_SIZE_EXCEEDED);
+	if (path.non_ascii && !params.smtputf8)
+		return reply_error(s, out, SMTP_R_NEEDS_SMTPUTF8);
+
+	struct smtp_mail_info info = {
+		.reverse_path = path.null_path ? no_detail : path.address,
+		.params = &params,
+	};
+	int rc = s->ops->mail(s->ops_ctx, &info);
+	if (rc < 0) {
+		/* Whatever the builder began is dropped. */
+		s->ops->reset(s->ops_ctx);
+		return reply_error(s, out, resource_reply(rc));
+	}
+	s->phase = PH_MAIL;
+	s->body_type = (uint8_t)params.body;
+	if (params.smtputf8)
+		s->flags |= F_UTF8;
+	reply(out, SMTP_R_MAIL_OK);
+	return STEP_GO;
+}
+
+static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	if (s->phase == PH_BDAT)
+		return reply_error(s, out, SMTP_R_RCPT_AFTER_BDAT);
+	if (s->phase != PH_MAIL && s->phase != PH_RCPT)
+		return reply_error(s, out, SMTP_R_NEED_MAIL);
+
+	struct span rest, params_text;
+	if (!smtp_strip_keyword(line->arg, "TO:", &rest))
+		return reply_error(s, out, SMTP_R_SYNTAX_RCPT);
+	struct smtp_path path;
+	enum smtp_parse_result r =
+		smtp_parse_path(rest, false, (s->flags & F_UTF8) != 0, &path, &params_text);
+	if (r == SMTP_PARSE_NEEDS_UTF8)
+		return reply_error(s, out, SMTP_R_NEEDS_SMTPUTF8);
+	if (r != SMTP_PARSE_OK || path.null_path)
+		return reply_error(s, out, SMTP_R_BAD_RECIPIENT);
+	r = smtp_parse_rcpt_params(params_text);
+	if (r == SMTP_PARSE_UNKNOWN_PARAM)
+		return reply_error(s, out, SMTP_R_UNKNOWN_PARAMETER);
+	if (r != SMTP_PARSE_OK)
+		return reply_error(s, out, SMTP_R_BAD_PARAMETER);
+
+	if (s->recipients >= s->cfg->max_recipients)
+		return reply_error(s, out, SMTP_R_TOO_MANY_RECIPIENTS);
+	switch (policy_check_rcpt(s->cfg->policy, path.local, path.domain, path.route_chars,
+				  path.address_literal)) {
+	case POLICY_ACCEPT:
+		break;
+	case POLICY_RELAY_DENIED:
+		return reply_error(s, out, SMTP_R_RELAY_DENIED);
+	case POLICY_UNKNOWN_USER:
+		return reply_error(s, out, SMTP_R_UNKNOWN_USER);
+	default:
+		/* Fail closed on a verdict this code does not know. */
+		return reply_error(s, out, SMTP_R_RELAY_DENIED);
+	}
+
+	int rc = s->ops->rcpt(s->ops_ctx, path.address);
+	if (rc < 0)
+		return reply_error(s, out, resource_reply(rc));
+	s->recipients++;
+	s->phase = PH_RCPT;
+	reply(out, SMTP_R_RCPT_OK);
+	return STEP_GO;
+}
+
+/* Opens the body of the transaction; on failure the transaction is gone. */
+static bool data_begin(struct smtp_session *s, struct smtp_out *out)
+{
+	int rc = s->ops->data_begin(s->ops_ctx);
+	if (rc == 0)
+		return true;
+	reply(out, rc == -ENOBUFS ? SMTP_R_RESOURCES : SMTP_R_QUEUE_WRITE_ERROR);
+	txn_abandon(s);
+	return false;
+}
+
+static enum step cmd_data(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	if (line->arg.len != 0)
+		return reply_error(s, out, SMTP_R_SYNTAX_DATA);
+	if (s->phase == PH_BDAT)
+		return reply_error(s, out, SMTP_R_DATA_AFTER_BDAT);
+	if (s->phase == PH_MAIL)
+		return reply_error(s, out, SMTP_R_NEED_RCPT);
+	if (s->phase != PH_RCPT)
+		return reply_error(s, out, SMTP_R_NEED_MAIL);
+	if (s->body_type == SMTP_BODY_BINARYMIME)
+		return reply_error(s, out, SMTP_R_BINARYMIME_NEEDS_BDAT);
+	if (!data_begin(s, out))
+		return STEP_GO;
+	body_start(s, SMTP_DATA_DOT);
+	s->input = IN_DATA;
+	reply(out, SMTP_R_DATA_GO);
+	return STEP_GO;
+}
+
+/*
+ * The current BDAT chunk has been read whole; after is how many input bytes
+ * follow it in this feed call. Replies for the chunk, or completes the
+ * message on LAST.
+ */
+static enum step chunk_complete(struct smtp_session *s, size_t after, struct smtp_out *out)
+{
+	RMX_ASSERT(s->chunk_remaining_bytes == 0);
+	s->input = IN_LINES;
+	/* Without PIPELINING (HELO) every command ends a group; BDAT's own
+	 * chunk is part of the command, so the check comes after it. */
+	if (!(s->flags & F_ESMTP) && after != 0)
+		return sync_error(s, out);
+	if (s->flags & F_CHUNK_SKIP) {
+		s->flags &= (uint8_t)~F_CHUNK_SKIP;
+		return STEP_GO;
+	}
+	if (s->flags & F_CHUNK_LAST) {
+		unsigned bare = smtp_data_finish(&s->scan, stop_on_bare(s), body_sink, s);
+		if (bare != 0 && stop_on_bare(s))
+			return reject_bare(s, out, bare);
+		return body_complete(s, out);
+	}
+	if (s->body_error != BE_NONE)
+		return body_complete(s, out);
+	char n_text[24];
+	reply_detail(out, SMTP_R_BDAT_OK, format_u64(s->chunk_bytes, n_text), false);
+	return STEP_GO;
+}
+
+static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	uint64_t size = 0;
+	bool last = false;
+	if (smtp_parse_bdat(line->arg, &size, &last) != SMTP_PARSE_OK) {
+		/* Without a size the chunk cannot be told from commands: any
+		 * guess would parse message text as commands. Stop here. */
+		reply(out, SMTP_R_SYNTAX_BDAT);
+		return close_session(s);
+	}
+	s->chunk_bytes = size;
+	s->chunk_remaining_bytes = size;
+	s->input = IN_CHUNK;
+	if (last)
+		s->flags |= F_CHUNK_LAST;
+	else
+		s->flags &= (uint8_t)~F_CHUNK_LAST;
+
+	/* A refused BDAT still owns its chunk (RFC 3030 section 2): read and
+	 * drop it. */
+	enum smtp_reply_id refuse = SMTP_REPLY_COUNT;
+	if (s->phase == PH_MAIL)
+		refuse = SMTP_R_NEED_RCPT;
+	else if (s->phase != PH_RCPT && s->phase != PH_BDAT)
+		refuse = SMTP_R_NEED_MAIL;
+	if (refuse != SMTP_REPLY_COUNT) {
+		s->flags |= F_CHUNK_SKIP;
+		if (reply_error(s, out, refuse) == STEP_CLOSE)
+			return STEP_CLOSE;
+	} else if (s->phase == PH_RCPT) {
+		if (!data_begin(s, out)) {
+			s->chunk_bytes = size;
+			s->chunk_remaining_bytes = size;
+			s->input = IN_CHUNK;
+			s->flags |= F_CHUNK_SKIP;
+		} else {
+			body_start(s, s->body_type == SMTP_BODY_BINARYMIME ? SMTP_DATA_BDAT_BINARY
+									    : SMTP_DATA_BDAT_TEXT);
+			s->phase = PH_BDAT;
+		}
+	}
+	if (size == 0)
+		return chunk_complete(s, after, out);
+	return STEP_GO;
+}
+
+static enum step cmd_rset(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)line;
+	(void)after;
+	txn_abandon(s);
+	reply(out, SMTP_R_OK);
+	return STEP_GO;
+}
+
+static enum step cmd_noop(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)s;
+	(void)line;
+	(void)after;
+	reply(out, SMTP_R_OK);
+	return STEP_GO;
+}
+
+static enum step cmd_quit(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)line;
+	(void)after;
+	reply(out, SMTP_R_QUIT);
+	return close_session(s);
+}
+
+static enum step cmd_vrfy(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	if (line->arg.len == 0)
+		return reply_error(s, out, SMTP_R_SYNTAX_VRFY);
+	reply(out, SMTP_R_VRFY);
+	return STEP_GO;
+}
+
+static enum step cmd_help(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)s;
+	(void)line;
+	(void)after;
+	reply(out, SMTP_R_HELP);
+	return STEP_GO;
+}
+
+/* EXPN, TURN, ETRN; STARTTLS and AUTH until they are offered. */
+static enum step cmd_not_implemented(struct smtp_session *s, const struct smtp_line *line,
+				     size_t after, struct smtp_out *out)
+{
+	(void)line;
+	(void)after;
+	return reply_error(s, out, SMTP_R_NOT_IMPLEMENTED);
+}
+
+static enum step cmd_unknown(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			     struct smtp_out *out)
+{
+	(void)line;
+	(void)after;
+	return reply_error(s, out, SMTP_R_UNKNOWN_COMMAND);
+}
+
+enum {
+	CMD_GROUP_END = 1u << 0, /* RFC 2920 3.1: must be last in a pipelined group */
+};
+
+struct command_row {
+	uint8_t flags;
+	enum step (*run)(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			 struct smtp_out *out);
+};
+
+/* STARTTLS (RFC 3207 4.2) and AUTH (RFC 4954 4) end a group too, so that
+ * nothing pipelined behind them is ever taken as post-handshake input. */
+static const struct command_row command_table[SMTP_VERB_COUNT] = {
+	[SMTP_VERB_UNKNOWN] = { 0, cmd_unknown },
+	[SMTP_VERB_HELO] = { CMD_GROUP_END, cmd_helo },
+	[SMTP_VERB_EHLO] = { CMD_GROUP_END, cmd_ehlo },
+	[SMTP_VERB_MAIL] = { 0, cmd_mail },
+	[SMTP_VERB_RCPT] = { 0, cmd_rcpt },
+	[SMTP_VERB_DATA] = { CMD_GROUP_END, cmd_data },
+	[SMTP_VERB_BDAT] = { 0, cmd_bdat },
+	[SMTP_VERB_RSET] = { 0, cmd_rset },
+	[SMTP_VERB_NOOP] = { CMD_GROUP_END, cmd_noop },
+	[SMTP_VERB_QUIT] = { CMD_GROUP_END, cmd_quit },
+	[SMTP_VERB_VRFY] = { CMD_GROUP_END, cmd_vrfy },
+	[SMTP_VERB_HELP] = { CMD_GROUP_END, cmd_help },
+	[SMTP_VERB_EXPN] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_TURN] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_ETRN] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_STARTTLS] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_AUTH] = { CMD_GROUP_END, cmd_not_implemented },
+};
+
+/* One complete command line; after is the number of input bytes that follow
+ * it in this feed call. */
+static enum step run_command(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			     struct smtp_out *out)
+{
+	const unsigned bare = line->flags & (SMTP_LINE_BARE_CR | SMTP_LINE_BARE_LF);
+	if (bare != 0 && stop_on_bare(s))
+		return reject_bare(s, out,
+				   (bare & SMTP_LINE_BARE_LF) ? SMTP_DATA_BARE_LF : SMTP_DATA_BARE_CR);
+
+	RMX_ASSERT((unsigned)line->verb < SMTP_VERB_COUNT);
+	const struct command_row *row = &command_table[line->verb];
+	RMX_ASSERT(row->run != NULL);
+	bool group_end = (row->flags & CMD_GROUP_END) ||
+			 (!(s->flags & F_ESMTP) && line->verb != SMTP_VERB_BDAT);
+	if (group_end && after != 0)
+		return sync_error(s, out);
+
+	/* A lone LF ended this line under the normalize policy; a CR inside
+	 * it, like any other control byte, makes it unreadable. */
+	if (line->flags & (SMTP_LINE_CTL | SMTP_LINE_BARE_CR))
+		return reply_error(s, out, SMTP_R_BAD_CHARACTERS);
+	return row->run(s, line, after, out);
+}
+
+/* ---- input modes ------------------------------------------------------ */
+
+static enum step feed_lines(struct smtp_session *s, const uint8_t *p, size_t n,
+			    struct smtp_out *out, size_t *used)
+{
+	struct smtp_line line;
+	enum smtp_lex_status ls = smtp_lex_line(p, n, s->cfg->max_command_line_bytes, true, &line);
+	if (ls == SMTP_LEX_INCOMPLETE) {
+		*used = 0;
+		return STEP_MORE;
+	}
+	RMX_ASSERT(line.consumed > 0 && line.consumed <= n);
+	*used = line.consumed;
+	if (ls == SMTP_LEX_TOO_LONG) {
+		s->input = IN_DISCARD;
+		return reply_error(s, out, SMTP_R_LINE_TOO_LONG);
+	}
+	return run_command(s, &line, n - line.consumed, out);
+}
+
+static enum step feed_discard(struct smtp_session *s, const uint8_t *p, size_t n, size_t *used)
+{
+	const uint8_t *lf = memchr(p, '\n', n);
+	if (lf == NULL) {
+		*used = n;
+		return STEP_GO;
+	}
+	*used = (size_t)(lf - p) + 1;
+	s->input = IN_LINES;
+	return STEP_GO;
+}
+
+static enum step feed_data(struct smtp_session *s, const uint8_t *p, size_t n,
+			   struct smtp_out *out, size_t *used)
+{
+	struct smtp_data_result r = smtp_data_scan(&s->scan, p, n, stop_on_bare(s), body_sink, s);
+	*used = r.consumed;
+	if (r.stopped)
+		return reject_bare(s, out, r.bare);
+	if (!r.end) {
+		RMX_ASSERT(r.consumed == n);
+		return STEP_GO;
+	}
+	return body_complete(s, out);
+}
+
+static enum step feed_chunk(struct smtp_session *s, const uint8_t *p, size_t n,
+			    struct smtp_out *out, size_t *used)
+{
+	RMX_ASSERT(s->chunk_remaining_bytes > 0);
+	size_t take = (size_t)RMX_MIN((uint64_t)n, s->chunk_remaining_bytes);
+	if (!(s->flags & F_CHUNK_SKIP)) {
+		struct smtp_data_result r =
+			smtp_data_scan(&s->scan, p, take, stop_on_bare(s), body_sink, s);
+		if (r.stopped) {
+			*used = r.consumed;
+			return reject_bare(s, out, r.bare);
+		}
+		RMX_ASSERT(r.consumed == take && !r.end);
+	}
+	*used = take;
+	s->chunk_remaining_bytes -= take;
+	if (s->chunk_remaining_bytes != 0)
+		return STEP_GO;
+	return chunk_complete(s, n - take, out);
+}
+
+/* ---- the interface ---------------------------------------------------- */
+
+static bool peer_ip_ok(const struct smtp_peer *peer)
+{
+	size_t len = strnlen(peer->ip, sizeof(peer->ip));
+	if (len == 0 || len == sizeof(peer->ip))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = peer->ip[i];
+		bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+			  c == '.' || c == ':';
+		if (!ok)
+			return false;
+	}
+	return true;
+}
+
+void smtp_session_start(struct smtp_session *s, const struct smtp_session_config *cfg,
+			const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			void *ops_ctx, struct smtp_out *out)
+{
+	RMX_ASSERT(s != NULL && cfg != NULL && peer != NULL && ops != NULL && out != NULL);
+	RMX_ASSERT(cfg->hostname.len > 0 && helo_token_ok(cfg->hostname));
+	RMX_ASSERT(cfg->max_command_line_bytes >= SMTP_COMMAND_LINE_MIN_BYTES &&
+		   cfg->max_command_line_bytes <= SMTP_COMMAND_LINE_MAX_BYTES);
+	RMX_ASSERT(cfg->max_message_size_bytes <= SMTP_MESSAGE_SIZE_MAX_BYTES);
+	RMX_ASSERT(cfg->policy != NULL);
+	RMX_ASSERT(ops->mail && ops->rcpt && ops->data_begin && ops->data_append && ops->reset);
+	RMX_ASSERT(peer_ip_ok(peer));
+	RMX_ASSERT(out->cap >= SMTP_REPLY_BUFFER_BYTES && out->len <= out->cap);
+
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+	s->ops = ops;
+	s->ops_ctx = ops_ctx;
+	s->peer = *peer;
+	txn_clear(s);
+	reply_detail(out, SMTP_R_BANNER, cfg->hostname, false);
+}
+
+struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t *p, size_t n,
+					  struct smtp_out *out)
+{
+	RMX_ASSERT(s != NULL && out != NULL && (p != NULL || n == 0));
+	RMX_ASSERT(out->cap >= SMTP_REPLY_BUFFER_BYTES && out->len <= out->cap);
+	struct smtp_feed_result res = { SMTP_FEED_MORE, 0 };
+	if (s->phase == PH_COMMIT) {
+		res.status = SMTP_FEED_MESSAGE;
+		return res;
+	}
+	if (s->phase == PH_CLOSED) {
+		res.status = SMTP_FEED_CLOSE;
+		return res;
+	}
+
+	size_t pos = 0;
+	while (pos < n) {
+		if (out->cap - out->len < OUT_RESERVE_BYTES) {
+			res.status = SMTP_FEED_FLUSH;
+			break;
+		}
+		size_t used = 0;
+		enum step st = STEP_GO;
+		switch ((enum input_mode)s->input) {
+		case IN_LINES:
+			st = feed_lines(s, p + pos, n - pos, out, &used);
+			break;
+		case IN_DISCARD:
+			st = feed_discard(s, p + pos, n - pos, &used);
+			break;
+		case IN_DATA:
+			st = feed_data(s, p + pos, n - pos, out, &used);
+			break;
+		case IN_CHUNK:
+			st = feed_chunk(s, p + pos, n - pos, out, &used);
+			break;
+		default:
+			RMX_ASSERT(!"input mode");
+		}
+		RMX_ASSERT(used <= n - pos);
+		pos += used;
+		if (st == STEP_MORE)
+			break;
+		if (st == STEP_MESSAGE) {
+			res.status = SMTP_FEED_MESSAGE;
+			break;
+		}
+		if (st == STEP_CLOSE) {
+			res.status = SMTP_FEED_CLOSE;
+			break;
+		}
+	}
+	res.consumed = pos;
+	return res;
+}
+
+void smtp_session_committed(struct smtp_session *s, int result, struct span queue_id,
+			    struct smtp_out *out)
+{
+	RMX_ASSERT(s->phase == PH_COMMIT);
+	if (result == 0) {
+		reply_detail(out, SMTP_R_QUEUED, queue_id, false);
+	} else {
+		reply(out, SMTP_R_QUEUE_WRITE_ERROR);
+		s->ops->reset(s->ops_ctx);
+	}
+	txn_clear(s);
+}
+
+/* A closing 421: written if it fits (the connection ends either way). The
+ * record of a message waiting for durability belongs to the caller. */
+static void close_with(struct smtp_session *s, enum smtp_reply_id id, struct smtp_out *out)
+{
+	if (s->phase != PH_CLOSED) {
+		/* Best effort: without room the caller closes without it. */
+		size_t written = smtp_reply_put(out, id, hostname_of(s), false);
+		(void)written;
+	}
+	if (s->phase != PH_COMMIT)
+		txn_abandon(s);
+	s->phase = PH_CLOSED;
+}
+
+void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out)
+{
+	close_with(s, SMTP_R_TIMEOUT, out);
+}
+
+void smtp_session_shutdown(struct smtp_session *s, struct smtp_out *out)
+{
+	close_with(s, SMTP_R_SHUTDOWN, out);
+}
+
+enum smtp_timeout_kind smtp_session_timeout_kind(const struct smtp_session *s)
+{
+	if (s->input == IN_DATA || s->input == IN_CHUNK)
+		return SMTP_TIMEOUT_DATA;
+	if (txn_open(s) || s->phase == PH_COMMIT)
+		return SMTP_TIMEOUT_COMMAND;
+	return SMTP_TIMEOUT_IDLE;
+}
+
+bool smtp_session_in_transaction(const struct smtp_session *s)
+{
+	return txn_open(s) || s->phase == PH_COMMIT;
+}
+
+struct span smtp_session_helo(const struct smtp_session *s)
+{
+	return span_make(s->helo, s->helo_len);
+}
+
+/* ---- Received: -------------------------------------------------------- */
+
+/* A bounded text builder: once something does not fit, it stays failed. */
+struct text {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool overflow;
+};
+
+static void text_put(struct text *t, const void *p, size_t n)
+{
+	if (t->overflow || t->cap - t->len < n) {
+		t->overflow = true;
+		return;
+	}
+	memcpy(t->buf + t->len, p, n);
+	t->len += n;
+}
+
+static void text_str(struct text *t, const char *str)
+{
+	text_put(t, str, strlen(str));
+}
+
+/* v in decimal, zero-padded to at least width digits. */
+static void text_num(struct text *t, uint64_t v, unsigned width)
+{
+	char digits[24];
+	struct span d = format_u64(v, digits);
+	for (size_t i = d.len; i < width; i++)
+		text_put(t, "0", 1);
+	text_put(t, d.ptr, d.len);
+}
+
+struct civil_date {
+	int64_t year;
+	unsigned month; /* 1..12 */
+	unsigned day;   /* 1..31 */
+};
+
+/*
+ * Days since 1970-01-01 to a proleptic Gregorian date. Works in 400-year
+ * eras (146097 days) counted from 0000-03-01, so that the leap day is the
+ * last day of each shifted year and the month lengths from March on follow
+ * the 153-days-per-5-months pattern.
+ */
+static struct civil_date civil_from_days(int64_t days)
+{
+	const int64_t shifted = days + 719468; /* days from 0000-03-01 */
+	const int64_t era = (shifted >= 0 ? shifted : shifted - 146096) / 146097;
+	const int64_t day_of_era = shifted - era * 146097;                  /* 0..146096 */
+	const int64_t year_of_era =
+		(day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
+	const int64_t day_of_year =
+		day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); /* 0..365 */
+	const int64_t month_index = (5 * day_of_year + 2) / 153; /* 0 = March */
+	struct civil_date d;
+	d.day = (unsigned)(day_of_year - (153 * month_index + 2) / 5 + 1);
+	d.month = (unsigned)(month_index < 10 ? month_index + 3 : month_index - 9);
+	d.year = year_of_era + era * 400 + (d.month <= 2 ? 1 : 0);
+	return d;
+}
+
+static const char weekday_names[7][4] = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed" };
+static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+/* Latest instant with a four-digit year: 9999-12-31T23:59:59Z. */
+#define RECEIVED_TIME_MAX_UNIX 253402300799ll
+
+size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
+			     int64_t now_unix, char *buf, size_t cap)
+{
+	RMX_ASSERT(s != NULL && buf != NULL);
+	RMX_ASSERT(s->helo_len > 0 && peer_ip_ok(&s->peer));
+	RMX_ASSERT(queue_id.len > 0 && queue_id.len <= 64 && helo_token_ok(queue_id));
+	if (now_unix < 0 || now_unix > RECEIVED_TIME_MAX_UNIX)
+		return 0;
+
+	const int64_t days = now_unix / 86400;
+	const int64_t secs = now_unix % 86400;
+	const struct civil_date date = civil_from_days(days);
+
+	const char *proto = "SMTP";
+	if (s->flags & F_ESMTP)
+		proto = (s->flags & F_UTF8) ? "UTF8SMTP" : "ESMTP";
+
+	struct text t = { buf, cap, 0, false };
+	text_str(&t, "Received: from ");
+	text_put(&t, s->helo, s->helo_len);
+	text_str(&t, s->peer.ipv6 ? " ([IPv6:" : " ([");
+	text_str(&t, s->peer.ip);
+	text_str(&t, "])\r\n\tby ");
+	text_put(&t, hostname_of(s).ptr, hostname_of(s).len);
+	text_str(&t, " (ringmx) with ");
+	text_str(&t, proto);
+	text_str(&t, " id ");
+	text_put(&t, queue_id.ptr, queue_id.len);
+	text_str(&t, ";\r\n\t");
+	text_put(&t, weekday_names[days % 7], 3);
+	text_str(&t, ", ");
+	text_num(&t, date.day, 2);
+	text_str(&t, " ");
+	text_put(&t, month_names[date.month - 1], 3);
+	text_str(&t, " ");
+	text_num(&t, (uint64_t)date.year, 4);
+	text_str(&t, " ");
+	text_num(&t, (uint64_t)(secs / 3600), 2);
+	text_str(&t, ":");
+	text_num(&t, (uint64_t)(secs / 60 % 60), 2);
+	text_str(&t, ":");
+	text_num(&t, (uint64_t)(secs % 60), 2);
+	text_str(&t, " +0000\r\n");
+	if (t.overflow)
+		return 0;
+	RMX_ASSERT(t.len <= SMTP_RECEIVED_HEADER_MAX_BYTES);
+	return t.len;
+}
