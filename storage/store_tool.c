@@ -1,0 +1,524 @@
+/*
+ * store_tool.c - ringmx-store: look into a data directory from the outside.
+ *
+ *   ringmx-store -d DIR ls | show [--body] ID | stats | verify
+ *
+ * Reads every shard DIR/w<N>/ present, whatever their number, through the
+ * same segment scanner recovery uses, with read-only maps: it is safe while
+ * ringmx runs. A record being written at the tail of the active segment
+ * looks torn; every command treats it as the end. Only verify reports
+ * damage, and only where valid records follow it (corruption, not a write
+ * in progress); it rescans a damaged segment once after a pause so that a
+ * write racing the first scan is not reported.
+ *
+ * Exit codes: 0 success, 1 not found / damage found / I/O error, 2 usage.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/limits.h"
+#include "record.h"
+#include "segment.h"
+#include "store.h"
+
+#define TOOL_NAME "ringmx-store"
+#define VERIFY_RESCAN_DELAY_MS 200
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: " TOOL_NAME " -d DIR COMMAND\n"
+		"commands:\n"
+		"  ls               one line per message: QUEUE_ID AGE SIZE FROM TO\n"
+		"  show [--body] ID the envelope and the message (dot-unstuffed);\n"
+		"                   --body: the message only\n"
+		"  stats            messages, bytes (message bytes), segments, shards\n"
+		"  verify           check every record; list damage and exit 1\n");
+}
+
+/* Called for every segment of every shard, in order. m->image may be NULL
+ * (an empty file). Returning non-zero stops the walk. */
+typedef int (*segment_fn)(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
+			  bool last_in_shard);
+
+struct walk_totals {
+	uint32_t shards;
+	uint64_t segments;
+};
+
+static int walk_segments(const char *data_dir, segment_fn fn, void *ctx, struct walk_totals *tot)
+{
+	uint32_t workers[WORKERS_MAX];
+	int n = store_list_shards(data_dir, workers, WORKERS_MAX);
+	if (n < 0) {
+		fprintf(stderr, TOOL_NAME ": %s: %s\n", data_dir, strerror(-n));
+		return 1;
+	}
+	memset(tot, 0, sizeof(*tot));
+	tot->shards = (uint32_t)n;
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/w%u", data_dir, (unsigned)workers[i]);
+		int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0) {
+			fprintf(stderr, TOOL_NAME ": %s: %s\n", path, strerror(errno));
+			return 1;
+		}
+		uint32_t *seqs = NULL;
+		size_t count = 0;
+		int rc = segment_list(dfd, &seqs, &count);
+		if (rc != 0) {
+			fprintf(stderr, TOOL_NAME ": %s: %s\n", path, strerror(-rc));
+			close(dfd);
+			return 1;
+		}
+		tot->segments += count;
+		int stop = 0;
+		for (size_t k = 0; k < count && stop == 0; k++) {
+			struct segment_map m;
+			rc = segment_map_open(dfd, seqs[k], false, &m);
+			if (rc != 0) {
+				fprintf(stderr, TOOL_NAME ": %s/%08u.seg: %s\n", path,
+					(unsigned)seqs[k], strerror(-rc));
+				stop = 1;
+				break;
+			}
+			stop = fn(ctx, workers[i], seqs[k], &m, k + 1 == count);
+			segment_map_close(&m, false);
+		}
+		free(seqs);
+		close(dfd);
+		if (stop != 0)
+			return stop;
+	}
+	return 0;
+}
+
+/* Envelope text is client-supplied: control bytes are shown escaped. */
+static void put_text(struct span s)
+{
+	for (size_t i = 0; i < s.len; i++) {
+		uint8_t c = s.ptr[i];
+		if (c < 0x20 || c == 0x7f || c == '\\')
+			printf("\\x%02x", c);
+		else
+			putchar(c);
+	}
+}
+
+struct envelope {
+	struct span reverse_path, helo, client, protocol;
+	int body_type;  /* -1: absent */
+	bool has_reverse_path;
+	bool malformed;
+};
+
+static void envelope_read(struct span env, struct envelope *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->body_type = -1;
+	uint8_t tag;
+	struct span v;
+	while (record_env_next(&env, &tag, &v, &e->malformed)) {
+		switch (tag) {
+		case RECORD_TAG_REVERSE_PATH:
+			e->reverse_path = v;
+			e->has_reverse_path = true;
+			break;
+		case RECORD_TAG_HELO:
+			e->helo = v;
+			break;
+		case RECORD_TAG_CLIENT_ADDR:
+			e->client = v;
+			break;
+		case RECORD_TAG_PROTOCOL:
+			e->protocol = v;
+			break;
+		case RECORD_TAG_BODY_TYPE:
+			e->body_type = v.len == 1 ? v.ptr[0] : 255;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int64_t now_unix_ms(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void format_age(int64_t age_ms, char *out, size_t cap)
+{
+	long long s = age_ms > 0 ? age_ms / 1000 : 0;
+	if (s < 60)
+		snprintf(out, cap, "%llds", s);
+	else if (s < 3600)
+		snprintf(out, cap, "%lldm", s / 60);
+	else if (s < 86400)
+		snprintf(out, cap, "%lldh", s / 3600);
+	else
+		snprintf(out, cap, "%lldd", s / 86400);
+}
+
+struct ls_ctx {
+	int64_t now_ms;
+};
+
+static void ls_record(const struct ls_ctx *c, const struct record_view *v)
+{
+	char id[RECORD_QUEUE_ID_CHARS + 1];
+	queue_id_format(v->header.queue_id, id);
+	id[RECORD_QUEUE_ID_CHARS] = '\0';
+	char age[32];
+	format_age(c->now_ms - v->header.arrival_unix_ms, age, sizeof(age));
+	struct envelope e;
+	envelope_read(v->envelope, &e);
+	printf("%s %s %u <", id, age, (unsigned)v->header.body_bytes);
+	put_text(e.reverse_path);
+	printf("> ");
+	struct span cur = v->envelope;
+	uint8_t tag;
+	struct span val;
+	bool malformed, first = true;
+	while (record_env_next(&cur, &tag, &val, &malformed)) {
+		if (tag != RECORD_TAG_RECIPIENT)
+			continue;
+		printf("%s<", first ? "" : ",");
+		put_text(val);
+		putchar('>');
+		first = false;
+	}
+	if (first)
+		printf("-");
+	putchar('\n');
+}
+
+static int ls_segment(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
+		      bool last)
+{
+	(void)last;
+	struct segment_scan s;
+	struct segment_item it;
+	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	while (segment_scan_next(&s, &it))
+		if (it.kind == SEGMENT_ITEM_RECORD)
+			ls_record(ctx, &it.record);
+	return 0;
+}
+
+struct stats_ctx {
+	uint64_t messages;
+	uint64_t bytes;
+};
+
+static int stats_segment(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
+			 bool last)
+{
+	(void)last;
+	struct stats_ctx *c = ctx;
+	struct segment_scan s;
+	struct segment_item it;
+	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	while (segment_scan_next(&s, &it)) {
+		if (it.kind == SEGMENT_ITEM_RECORD) {
+			c->messages++;
+			c->bytes += it.record.header.body_bytes;
+		}
+	}
+	return 0;
+}
+
+/* Writes the body in DATA wire form minus dot-stuffing: at the start of a
+ * CRLF-terminated line, ".." becomes "."; a final ".CRLF" terminator, if
+ * stored, is left out. Every other byte is written as is. */
+static void write_unstuffed(struct span body, FILE *out)
+{
+	const uint8_t *p = body.ptr, *end = body.ptr + body.len;
+	while (p < end) {
+		/* p is at the start of a line. */
+		if (*p == '.') {
+			if (end - p == 3 && p[1] == '\r' && p[2] == '\n')
+				return;
+			if (end - p >= 2 && p[1] == '.')
+				p++;
+		}
+		const uint8_t *scan = p, *line_end = end;
+		while (scan < end) {
+			const uint8_t *lf = memchr(scan, '\n', (size_t)(end - scan));
+			if (lf == NULL)
+				break;
+			if (lf > p && lf[-1] == '\r') {
+				line_end = lf + 1;
+				break;
+			}
+			scan = lf + 1; /* a bare LF does not end a line */
+		}
+		fwrite(p, 1, (size_t)(line_end - p), out);
+		p = line_end;
+	}
+}
+
+static const char *body_type_name(int t)
+{
+	switch (t) {
+	case -1:
+	case 0:
+		return "7BIT";
+	case 1:
+		return "8BITMIME";
+	case 2:
+		return "BINARYMIME";
+	}
+	return "UNKNOWN";
+}
+
+static void show_envelope(const struct record_view *v)
+{
+	char id[RECORD_QUEUE_ID_CHARS + 1];
+	queue_id_format(v->header.queue_id, id);
+	id[RECORD_QUEUE_ID_CHARS] = '\0';
+	struct envelope e;
+	envelope_read(v->envelope, &e);
+
+	time_t secs = (time_t)(v->header.arrival_unix_ms / 1000);
+	if (v->header.arrival_unix_ms < 0 && v->header.arrival_unix_ms % 1000 != 0)
+		secs--;
+	struct tm tm;
+	char when[64] = "unknown";
+	if (gmtime_r(&secs, &tm) != NULL)
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+	printf("Queue-Id: %s\nArrival: %s\nClient: ", id, when);
+	put_text(e.client);
+	printf("\nHelo: ");
+	put_text(e.helo);
+	printf("\nProtocol: ");
+	put_text(e.protocol);
+	printf("\nBody-Type: %s\nFrom: <", body_type_name(e.body_type));
+	put_text(e.reverse_path);
+	printf(">\n");
+	struct span cur = v->envelope;
+	uint8_t tag;
+	struct span val;
+	bool malformed;
+	while (record_env_next(&cur, &tag, &val, &malformed)) {
+		if (tag != RECORD_TAG_RECIPIENT)
+			continue;
+		printf("To: <");
+		put_text(val);
+		printf(">\n");
+	}
+	if (e.malformed)
+		printf("X-Envelope-Damage: malformed item\n");
+	printf("\n");
+}
+
+static int cmd_show(const char *data_dir, const char *id_text, bool body_only)
+{
+	uint64_t id;
+	if (!queue_id_parse(span_make(id_text, strlen(id_text)), &id)) {
+		fprintf(stderr, TOOL_NAME ": not a queue id: %s\n", id_text);
+		return 2;
+	}
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(id, &worker, &seq, &offset);
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/w%u", data_dir, (unsigned)worker);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct segment_map m = { .fd = -1 };
+	struct record_view v;
+	bool found = false;
+	if (dfd >= 0 && seq >= 1 && segment_map_open(dfd, seq, false, &m) == 0) {
+		found = offset < m.size_bytes &&
+			record_check(m.image + offset, m.size_bytes - offset, &v) == RECORD_OK &&
+			v.header.queue_id == id;
+	}
+	int rc = 0;
+	if (!found) {
+		fprintf(stderr, TOOL_NAME ": no message %s\n", id_text);
+		rc = 1;
+	} else {
+		if (!body_only)
+			show_envelope(&v);
+		fflush(stdout);
+		write_unstuffed(v.body, stdout);
+	}
+	if (m.fd >= 0)
+		segment_map_close(&m, false);
+	if (dfd >= 0)
+		close(dfd);
+	return rc;
+}
+
+/* verify: damage found in one segment (scan results). */
+struct damage {
+	uint64_t offset;
+	uint64_t length_bytes;
+	enum segment_bad_reason reason;
+	bool torn_tail;
+};
+
+#define DAMAGE_LIST_MAX 64
+
+struct verify_scan {
+	uint64_t records;
+	struct damage damage[DAMAGE_LIST_MAX];
+	uint32_t damage_count;      /* may exceed DAMAGE_LIST_MAX */
+	bool torn;
+	struct damage tail;
+};
+
+struct verify_ctx {
+	uint64_t records;
+	uint64_t bad;
+	/* A torn tail is damage only if a later segment of the shard holds
+	 * records; remembered until that is known. */
+	bool pending_tail;
+	uint32_t pending_worker, pending_seq;
+	struct damage pending;
+};
+
+static void verify_scan_segment(const struct segment_map *m, uint32_t worker, uint32_t seq,
+				struct verify_scan *vs)
+{
+	memset(vs, 0, sizeof(*vs));
+	struct segment_scan s;
+	struct segment_item it;
+	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	while (segment_scan_next(&s, &it)) {
+		struct damage d = { it.offset, it.length_bytes, it.reason, false };
+		if (it.kind == SEGMENT_ITEM_RECORD) {
+			vs->records++;
+		} else if (it.kind == SEGMENT_ITEM_CORRUPT) {
+			if (vs->damage_count < DAMAGE_LIST_MAX)
+				vs->damage[vs->damage_count] = d;
+			vs->damage_count++;
+		} else if (it.kind == SEGMENT_ITEM_TORN_TAIL) {
+			vs->torn = true;
+			d.torn_tail = true;
+			vs->tail = d;
+		}
+	}
+}
+
+static void report_damage(uint32_t worker, uint32_t seq, const struct damage *d)
+{
+	printf("w%u/%08u.seg offset %llu length %llu: %s%s\n", (unsigned)worker, (unsigned)seq,
+	       (unsigned long long)d->offset, (unsigned long long)d->length_bytes,
+	       segment_bad_reason_name(d->reason), d->torn_tail ? " (torn tail before later records)" : "");
+}
+
+static int verify_segment(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
+			  bool last)
+{
+	struct verify_ctx *c = ctx;
+	struct verify_scan vs;
+	verify_scan_segment(m, worker, seq, &vs);
+	if (vs.damage_count > 0) {
+		/* A write in progress can look like damage for an instant. */
+		struct timespec pause = { 0, VERIFY_RESCAN_DELAY_MS * 1000000L };
+		nanosleep(&pause, NULL);
+		verify_scan_segment(m, worker, seq, &vs);
+	}
+	if (c->pending_tail && vs.records > 0) {
+		/* Valid records after a torn tail: it was damage, not a write. */
+		RMX_ASSERT(c->pending_worker == worker);
+		report_damage(c->pending_worker, c->pending_seq, &c->pending);
+		c->bad++;
+		c->pending_tail = false;
+	}
+	c->records += vs.records;
+	for (uint32_t i = 0; i < vs.damage_count && i < DAMAGE_LIST_MAX; i++)
+		report_damage(worker, seq, &vs.damage[i]);
+	if (vs.damage_count > DAMAGE_LIST_MAX)
+		printf("w%u/%08u.seg: %u more damaged regions\n", (unsigned)worker, (unsigned)seq,
+		       (unsigned)(vs.damage_count - DAMAGE_LIST_MAX));
+	c->bad += vs.damage_count;
+	if (vs.torn && !last) {
+		c->pending_tail = true;
+		c->pending_worker = worker;
+		c->pending_seq = seq;
+		c->pending = vs.tail;
+	}
+	if (last)
+		c->pending_tail = false;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *data_dir = NULL;
+	int opt;
+	while ((opt = getopt(argc, argv, "+d:h")) != -1) {
+		switch (opt) {
+		case 'd':
+			data_dir = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (data_dir == NULL || optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[optind];
+	int nargs = argc - optind - 1;
+	char **args = argv + optind + 1;
+	struct walk_totals tot;
+	int rc;
+
+	if (strcmp(cmd, "ls") == 0 && nargs == 0) {
+		struct ls_ctx c = { now_unix_ms() };
+		uint32_t probe[1];
+		int n = store_list_shards(data_dir, probe, 0);
+		if (n < 0 && n != -ENOBUFS) {
+			fprintf(stderr, TOOL_NAME ": %s: %s\n", data_dir, strerror(-n));
+			return 1;
+		}
+		printf("QUEUE_ID AGE SIZE FROM TO\n");
+		rc = walk_segments(data_dir, ls_segment, &c, &tot);
+	} else if (strcmp(cmd, "show") == 0 && nargs == 1 && strcmp(args[0], "--body") != 0) {
+		rc = cmd_show(data_dir, args[0], false);
+	} else if (strcmp(cmd, "show") == 0 && nargs == 2 && strcmp(args[0], "--body") == 0) {
+		rc = cmd_show(data_dir, args[1], true);
+	} else if (strcmp(cmd, "stats") == 0 && nargs == 0) {
+		struct stats_ctx c = { 0, 0 };
+		rc = walk_segments(data_dir, stats_segment, &c, &tot);
+		if (rc == 0)
+			printf("messages %llu\nbytes %llu\nsegments %llu\nshards %u\n",
+			       (unsigned long long)c.messages, (unsigned long long)c.bytes,
+			       (unsigned long long)tot.segments, (unsigned)tot.shards);
+	} else if (strcmp(cmd, "verify") == 0 && nargs == 0) {
+		struct verify_ctx c;
+		memset(&c, 0, sizeof(c));
+		rc = walk_segments(data_dir, verify_segment, &c, &tot);
+		if (rc == 0 && c.bad == 0)
+			printf("ok %llu records\n", (unsigned long long)c.records);
+		else if (rc == 0) {
+			printf("damaged: %llu bad regions, %llu records ok\n",
+			       (unsigned long long)c.bad, (unsigned long long)c.records);
+			rc = 1;
+		}
+	} else {
+		usage(stderr);
+		return 2;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, TOOL_NAME ": writing output: %s\n", strerror(errno));
+		return 1;
+	}
+	return rc;
+}
