@@ -151,11 +151,15 @@ class SmtpConn:
     def __init__(self, port, host=LOOPBACK4, timeout=SOCKET_TIMEOUT_S, read_banner=True):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
         self.buf = b""
         self.sent = b""  # everything written, for failure messages
-        self.banner = self.reply() if read_banner else None
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+            self.banner = self.reply() if read_banner else None
+        except BaseException:
+            self.sock.close()
+            raise
 
     def close(self):
         try:
@@ -377,7 +381,7 @@ class Server:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT_S):

@@ -60,12 +60,13 @@ class SmugglingBase:
             self.expect(c, "RCPT TO:<user@example.com>", 250, "2.1.5")
             self.expect(c, "DATA", 354)
             c.send(payload)
-            c.settimeout(5.0)
+            c.settimeout(2.0)
             replies, closed = c.replies_until_close()
             texts = [r.text for r in replies]
             if not closed:
                 # the server waits for more: send QUIT and collect the rest
                 try:
+                    c.settimeout(10.0)
                     c.send(b"QUIT\r\n")
                     more, closed = c.replies_until_close()
                     replies += more
