@@ -5,8 +5,10 @@
  * a heap block of exactly that size, so ASan catches a read past the end),
  * then with each prefix placed flush against a PROT_NONE guard page, then
  * followed by a pipelined command. Cases with a known verb are repeated with
- * every upper/lower-case spelling of the verb. An exhaustive pass puts each
- * of the 256 byte values at every alignment of a line.
+ * every upper/lower-case spelling of the verb. All single-line cases joined
+ * into one pipelined stream are lexed as two reads split at every byte, with
+ * the partial line carried over as the session does. An exhaustive pass puts
+ * each of the 256 byte values at every alignment of a line.
  */
 #include "../proto/smtp_lex.h"
 #include "test.h"
@@ -270,6 +272,94 @@ static void test_every_byte_everywhere(void)
 	}
 }
 
+#define STREAM_MAX_LINES 128
+
+struct lexed {
+	enum smtp_verb verb;
+	size_t offset;   /* of the line in the stream */
+	size_t consumed;
+	unsigned flags;
+	size_t arg_offset;
+	size_t arg_len;
+};
+
+/*
+ * Lexes a stream delivered in two reads, split at `split`, the way the
+ * session does it: complete lines are taken from the buffer, the partial
+ * tail is carried and the next read appended to it. Records every line
+ * with offsets relative to the stream. Returns the number of lines.
+ */
+static size_t lex_stream(const uint8_t *stream, size_t n, size_t split, bool lax,
+			 struct lexed *lines)
+{
+	uint8_t *carry = malloc(n ? n : 1);
+	REQUIRE(carry != NULL);
+	size_t carry_len = 0, base = 0, count = 0;
+	size_t reads[2][2] = { { 0, split }, { split, n } };
+
+	for (int r = 0; r < 2; r++) {
+		memcpy(carry + carry_len, stream + reads[r][0], reads[r][1] - reads[r][0]);
+		carry_len += reads[r][1] - reads[r][0];
+		size_t off = 0;
+		for (;;) {
+			struct smtp_line line;
+			enum smtp_lex_status st =
+				smtp_lex_line(carry + off, carry_len - off, 512, lax, &line);
+			if (st != LINE)
+				break;
+			REQUIRE(count < STREAM_MAX_LINES);
+			lines[count].verb = line.verb;
+			lines[count].offset = base + off;
+			lines[count].consumed = line.consumed;
+			lines[count].flags = line.flags;
+			lines[count].arg_offset = base + (size_t)(line.arg.ptr - carry);
+			lines[count].arg_len = line.arg.len;
+			count++;
+			off += line.consumed;
+		}
+		memmove(carry, carry + off, carry_len - off);
+		carry_len -= off;
+		base += off;
+	}
+	free(carry);
+	return count;
+}
+
+/* Pipelined input split into two reads at every byte gives the same lines
+ * as the whole input in one read. */
+static void test_stream_splits(bool lax)
+{
+	uint8_t stream[2048];
+	size_t n = 0;
+	for (size_t i = 0; i < RMX_ARRAY_LEN(lex_cases); i++) {
+		const struct lex_case *c = &lex_cases[i];
+		/* Whole single lines that end the same way in this mode. */
+		if (c->status != LINE || c->max_line_bytes != 512 || c->consumed != c->input_len ||
+		    (c->lax != lax && (c->flags & BLF)))
+			continue;
+		REQUIRE(n + c->input_len <= sizeof(stream));
+		memcpy(stream + n, c->input, c->input_len);
+		n += c->input_len;
+	}
+	struct lexed whole[STREAM_MAX_LINES], split[STREAM_MAX_LINES];
+	size_t whole_count = lex_stream(stream, n, n, lax, whole);
+	CHECK(whole_count > 10);
+	CHECK_EQ_U(whole[whole_count - 1].offset + whole[whole_count - 1].consumed, n);
+	for (size_t k = 0; k <= n; k++) {
+		size_t count = lex_stream(stream, n, k, lax, split);
+		bool same = count == whole_count;
+		for (size_t i = 0; same && i < count; i++)
+			same = split[i].verb == whole[i].verb && split[i].offset == whole[i].offset &&
+			       split[i].consumed == whole[i].consumed &&
+			       split[i].flags == whole[i].flags &&
+			       split[i].arg_offset == whole[i].arg_offset &&
+			       split[i].arg_len == whole[i].arg_len;
+		CHECK(same);
+		if (!same)
+			fprintf(stderr, "  stream split at %zu (lax %d)\n", k, lax);
+	}
+}
+
 /* The RFC 5321 minimum line at exactly the bound and one over. */
 static void test_bound_lines(void)
 {
@@ -329,6 +419,8 @@ int main(void)
 		for_each_verb_spelling(&lex_cases[i], guarded_end);
 	}
 	test_every_byte_everywhere();
+	test_stream_splits(false);
+	test_stream_splits(true);
 	test_bound_lines();
 	test_verb_names();
 
