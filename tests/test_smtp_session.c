@@ -498,6 +498,9 @@ struct replay {
 	bool broken; /* the harness saw a contract violation */
 };
 
+/* FLUSH statuses seen over all replays (reported per script). */
+static unsigned long flushes_seen;
+
 static void drain(struct replay *r)
 {
 	buf_put(&r->transcript, r->out.buf, r->out.len);
@@ -527,6 +530,7 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 				r->broken = true;
 			return;
 		case SMTP_FEED_FLUSH:
+			flushes_seen++;
 			continue;
 		case SMTP_FEED_CLOSE:
 			r->closed = true;
@@ -666,6 +670,7 @@ static void run_script(const char *dir, const char *name)
 	}
 	struct smtp_policy *policy = policy_for(sc);
 	unsigned long replays = 1, failures = 0;
+	flushes_seen = 0;
 
 	failures += !replay_run(sc, policy, SIZE_MAX, SIZE_MAX, false);
 	if (!sc->whole_only && failures == 0) {
@@ -682,8 +687,9 @@ static void run_script(const char *dir, const char *name)
 		}
 	}
 	CHECK_EQ_U(failures, 0);
-	printf("  %-36s %5zu client bytes, %3zu flights, %6lu replays%s\n", name, sc->client.len,
-	       sc->nflights, replays, sc->whole_only ? " (whole only)" : "");
+	printf("  %-32s %5zu client bytes, %3zu flights, %5lu replays, %5lu flushes%s\n", name,
+	       sc->client.len, sc->nflights, replays, flushes_seen,
+	       sc->whole_only ? " (whole only)" : "");
 	policy_free(policy);
 	script_free(sc);
 	free(sc);
