@@ -312,7 +312,9 @@ class Server:
             lines = ["# written by the ringmx end-to-end harness"]
             defaults = [("hostname", HOSTNAME), ("workers", str(workers)),
                         ("data_dir", self.data_dir), ("fsync", "always"),
-                        ("accept_domains", DOMAIN), ("segment_size", "4M")]
+                        ("accept_domains", DOMAIN), ("segment_size", "4M"),
+                        # a segment must hold the largest message (plus slack)
+                        ("max_message_size", "1M")]
             for k, v in defaults:
                 if k not in given:
                     lines.append("%s = %s" % (k, v))
@@ -403,6 +405,17 @@ class Server:
                 self._forget()
                 self.exit_status = None
                 return None
+        self.exit_status = self.proc.returncode
+        self._forget()
+        return self.exit_status
+
+    def wait_exit(self, timeout):
+        """Waits (bounded) for the process to exit on its own, without
+        signalling it. Returns the exit status, or None if still running."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
         self.exit_status = self.proc.returncode
         self._forget()
         return self.exit_status

@@ -56,7 +56,7 @@ def sender_loop(port, index, stop, acked, lock):
 class CrashTest(unittest.TestCase):
 
     def test_kill9_under_load(self):
-        srv = h.Server(settings=[("segment_size", "1M")])
+        srv = h.Server(settings=[("segment_size", "1M"), ("max_message_size", "256k")])
         self.addCleanup(srv.cleanup)
         all_acked = []
         for rnd in range(ROUNDS):

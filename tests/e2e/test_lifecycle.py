@@ -97,7 +97,7 @@ class StartupTest(unittest.TestCase):
                           ("max_message_size", "10k"), ("max_inflight_data_bytes", "64M"),
                           ("store_max_bytes", "1G"), ("max_command_line", "4096")],
                          extra_lines=["# trailing comment", "", "   # indented comment",
-                                      "idle_timeout = 5d"])
+                                      "idle_timeout = 1d"])
         with srv.conn() as c:
             r = c.cmd("EHLO units.example")
             size = h.ehlo_keywords(r).get("SIZE")
@@ -213,6 +213,42 @@ class ShutdownTest(unittest.TestCase):
         srv = self.start(5)
         self.assertEqual(srv.stop_checked(self, sig=signal.SIGINT), 0)
 
+    def idle_connections_at_sigterm(self, client_closes):
+        """Idle sessions (after the banner, after EHLO, after a finished
+        message) get 421 4.3.2 and a close at once; the server then exits 0
+        well within shutdown_grace, whether or not the clients close their end."""
+        grace_s = 3
+        srv = self.start(grace_s)
+        conns = [srv.conn(), srv.conn(), srv.conn()]
+        self.addCleanup(lambda: [c.close() for c in conns])
+        h.assert_reply(self, conns[1].cmd("EHLO idle.example"), 250)
+        h.send_message(self, conns[2], b"Subject: done\r\n\r\ndone\r\n", helo="idle.example")
+        t0 = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        for i, c in enumerate(conns):
+            replies, closed = c.replies_until_close()
+            texts = [r.text for r in replies]
+            self.assertTrue(replies and (replies[-1].code, replies[-1].enhanced) == (421, "4.3.2"),
+                            "idle connection %d at SIGTERM: %r" % (i, texts))
+            self.assertTrue(closed, "idle connection %d not closed after 421" % i)
+            if client_closes:
+                c.close()
+        status = srv.wait_exit(grace_s + 10)
+        elapsed = time.monotonic() - t0
+        self.assertIsNotNone(status, "ringmx still running %.0fs after SIGTERM with "
+                             "shutdown_grace %ds (idle clients %s); stderr:\n%s"
+                             % (elapsed, grace_s, "closed" if client_closes else "kept open",
+                                srv.stderr_text()[-2000:]))
+        self.assertEqual(status, 0, srv.stderr_text()[-3000:])
+        self.assertLess(elapsed, grace_s + 3, "exit took %.1fs" % elapsed)
+        srv.check_stderr(self)
+
+    def test_sigterm_idle_connections_clients_close(self):
+        self.idle_connections_at_sigterm(client_closes=True)
+
+    def test_sigterm_idle_connections_clients_stay(self):
+        self.idle_connections_at_sigterm(client_closes=False)
+
     def test_transaction_completes_within_grace(self):
         srv = self.start(8)
         token = h.unique_token("grace").encode()
@@ -246,7 +282,7 @@ class ShutdownTest(unittest.TestCase):
             pass
         c.close()
         t0 = time.monotonic()
-        status = srv.stop(timeout=15)
+        status = srv.wait_exit(15)
         self.assertEqual(status, 0, "exit status after SIGTERM: %r; stderr:\n%s"
                          % (status, srv.stderr_text()[-3000:]))
         self.assertLess(time.monotonic() - t0, 8, "did not exit soon after the last "
@@ -264,7 +300,7 @@ class ShutdownTest(unittest.TestCase):
         c.close()
         self.assertTrue(replies and replies[-1].code == 421,
                         "transaction past shutdown_grace: %r" % [r.text for r in replies])
-        status = srv.stop(timeout=20)
+        status = srv.wait_exit(20)
         elapsed = time.monotonic() - t0
         self.assertEqual(status, 0, srv.stderr_text()[-3000:])
         self.assertGreater(elapsed, 1.0, "did not wait for shutdown_grace")

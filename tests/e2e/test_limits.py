@@ -215,7 +215,7 @@ class StoreFullTest(unittest.TestCase):
 
     def test_store_max_bytes(self):
         srv = h.Server(settings=[("segment_size", "1M"), ("store_max_bytes", "3M"),
-                                 ("max_message_size", "1M")], workers=1)
+                                 ("max_message_size", "512k")], workers=1)
         self.addCleanup(srv.cleanup)
         srv.start()
         self.addCleanup(srv.stop_checked, self)
