@@ -18,20 +18,32 @@ enum {
 	ROW_COUNTS = 1u << 0, /* counts against SMTP_BAD_COMMANDS_MAX */
 };
 
+/* A reply is CODE SP [ENHANCED SP] BEFORE [DETAIL] AFTER; lengths are taken
+ * from the literals at compile time. */
 struct reply_row {
 	uint16_t code;
 	uint8_t flags;
+	bool has_detail;
+	uint8_t enhanced_len;
+	uint8_t before_len;
+	uint8_t after_len;
 	const char *enhanced; /* "" for none */
-	const char *text;     /* may hold one "%s" for the detail */
+	const char *before;
+	const char *after;
 };
 
-#define ROW(id, code, flags, enh, text) [id] = { code, flags, enh, text }
+#define LIT_LEN(lit) ((uint8_t)(sizeof(lit) - 1))
+#define ROW(id, code, flags, enh, text)                                              \
+	[id] = { code, flags, false, LIT_LEN(enh), LIT_LEN(text), 0, enh, text, "" }
+/* A row with a detail (hostname, queue id, number) between two texts. */
+#define ROWD(id, code, flags, enh, before, after)                                    \
+	[id] = { code, flags, true, LIT_LEN(enh), LIT_LEN(before), LIT_LEN(after), enh, before, after }
 
 static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
-	ROW(SMTP_R_BANNER, 220, 0, "", "%s ESMTP ringmx"),
-	ROW(SMTP_R_HELO, 250, 0, "", "%s"),
+	ROWD(SMTP_R_BANNER, 220, 0, "", "", " ESMTP ringmx"),
+	ROWD(SMTP_R_HELO, 250, 0, "", "", ""),
 	ROW(SMTP_R_EHLO_PIPELINING, 250, 0, "", "PIPELINING"),
-	ROW(SMTP_R_EHLO_SIZE, 250, 0, "", "SIZE %s"),
+	ROWD(SMTP_R_EHLO_SIZE, 250, 0, "", "SIZE ", ""),
 	ROW(SMTP_R_EHLO_8BITMIME, 250, 0, "", "8BITMIME"),
 	ROW(SMTP_R_EHLO_ENHANCEDSTATUSCODES, 250, 0, "", "ENHANCEDSTATUSCODES"),
 	ROW(SMTP_R_EHLO_SMTPUTF8, 250, 0, "", "SMTPUTF8"),
@@ -41,18 +53,18 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_OK, 250, 0, "2.0.0", "Ok"),
 	ROW(SMTP_R_MAIL_OK, 250, 0, "2.1.0", "Ok"),
 	ROW(SMTP_R_RCPT_OK, 250, 0, "2.1.5", "Ok"),
-	ROW(SMTP_R_BDAT_OK, 250, 0, "2.0.0", "%s octets received"),
-	ROW(SMTP_R_QUEUED, 250, 0, "2.0.0", "Ok: queued as %s"),
+	ROWD(SMTP_R_BDAT_OK, 250, 0, "2.0.0", "", " octets received"),
+	ROWD(SMTP_R_QUEUED, 250, 0, "2.0.0", "Ok: queued as ", ""),
 	ROW(SMTP_R_DATA_GO, 354, 0, "", "End data with <CR><LF>.<CR><LF>"),
 	ROW(SMTP_R_QUIT, 221, 0, "2.0.0", "Bye"),
 	ROW(SMTP_R_VRFY, 252, 0, "2.5.2", "Cannot VRFY user; try RCPT to attempt delivery"),
 	ROW(SMTP_R_HELP, 214, 0, "2.0.0",
 	    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"),
 
-	ROW(SMTP_R_TIMEOUT, 421, 0, "4.4.2", "%s Error: timeout exceeded"),
-	ROW(SMTP_R_SHUTDOWN, 421, 0, "4.3.2", "%s Service shutting down"),
-	ROW(SMTP_R_TOO_MANY_CONNECTIONS, 421, 0, "4.3.2", "%s Error: too many connections"),
-	ROW(SMTP_R_TOO_MANY_ERRORS, 421, 0, "4.7.0", "%s Error: too many errors"),
+	ROWD(SMTP_R_TIMEOUT, 421, 0, "4.4.2", "", " Error: timeout exceeded"),
+	ROWD(SMTP_R_SHUTDOWN, 421, 0, "4.3.2", "", " Service shutting down"),
+	ROWD(SMTP_R_TOO_MANY_CONNECTIONS, 421, 0, "4.3.2", "", " Error: too many connections"),
+	ROWD(SMTP_R_TOO_MANY_ERRORS, 421, 0, "4.7.0", "", " Error: too many errors"),
 	ROW(SMTP_R_SYNC, 554, 0, "5.5.0", "Protocol synchronization error"),
 
 	ROW(SMTP_R_UNKNOWN_COMMAND, 500, ROW_COUNTS, "5.5.2", "Error: command not recognized"),
@@ -95,12 +107,14 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 };
 
 #undef ROW
+#undef ROWD
+#undef LIT_LEN
 
 static const struct reply_row *row_of(enum smtp_reply_id id)
 {
 	RMX_ASSERT((unsigned)id < SMTP_REPLY_COUNT);
 	const struct reply_row *r = &reply_table[id];
-	RMX_ASSERT(r->code >= 200 && r->code <= 599 && r->text != NULL);
+	RMX_ASSERT(r->code >= 200 && r->code <= 599 && r->before != NULL && r->after != NULL);
 	return r;
 }
 
@@ -125,14 +139,10 @@ size_t smtp_reply_put(struct smtp_out *out, enum smtp_reply_id id, struct span d
 	RMX_ASSERT(out != NULL && out->buf != NULL && out->len <= out->cap);
 	RMX_ASSERT(detail.len <= SMTP_DOMAIN_MAX_BYTES && detail_is_token(detail));
 
-	const char *mark = strstr(r->text, "%s");
-	const size_t text_len = strlen(r->text);
-	const size_t enh_len = strlen(r->enhanced);
-	size_t need = 4 + (enh_len ? enh_len + 1 : 0) + text_len + 2;
-	if (mark != NULL)
-		need = need - 2 + detail.len;
-	else
-		RMX_ASSERT(detail.len == 0);
+	RMX_ASSERT(r->has_detail || detail.len == 0);
+	const size_t enh_len = r->enhanced_len;
+	const size_t need = 4 + (enh_len ? enh_len + 1 : 0) + r->before_len + detail.len +
+			    r->after_len + 2;
 	RMX_ASSERT(need <= SMTP_REPLY_LINE_MAX_BYTES);
 	if (out->cap - out->len < need)
 		return 0;
@@ -146,15 +156,10 @@ size_t smtp_reply_put(struct smtp_out *out, enum smtp_reply_id id, struct span d
 		put_bytes(dst, &at, r->enhanced, enh_len);
 		put_bytes(dst, &at, " ", 1);
 	}
-	if (mark != NULL) {
-		size_t before = (size_t)(mark - r->text);
-		put_bytes(dst, &at, r->text, before);
-		if (detail.len)
-			put_bytes(dst, &at, detail.ptr, detail.len);
-		put_bytes(dst, &at, mark + 2, text_len - before - 2);
-	} else {
-		put_bytes(dst, &at, r->text, text_len);
-	}
+	put_bytes(dst, &at, r->before, r->before_len);
+	if (detail.len)
+		put_bytes(dst, &at, detail.ptr, detail.len);
+	put_bytes(dst, &at, r->after, r->after_len);
 	put_bytes(dst, &at, "\r\n", 2);
 	RMX_ASSERT(at == need);
 	out->len += at;

@@ -78,11 +78,12 @@ enum smtp_reply_id {
 };
 
 /*
- * Appends one reply line "CODE[-| ]ENH TEXT\r\n" for id, where the row's
- * "%s" (if any) is replaced by detail, whose bytes must be printable ASCII
- * without spaces (asserted: only validated tokens go here). more: a
- * continuation line ("250-"). Returns bytes written, or 0 when out has no
- * room for the whole line (nothing is written then).
+ * Appends one reply line "CODE[-| ]ENH TEXT\r\n" for id. Rows that take a
+ * detail put it inside their text ("221 <host> ..."); the detail must be
+ * printable ASCII without spaces (asserted: only validated tokens go here),
+ * and rows without one take an empty detail. more: a continuation line
+ * ("250-"). Returns bytes written, or 0 when out has no room for the whole
+ * line (nothing is written then).
  */
 RMX_MUST_CHECK size_t smtp_reply_put(struct smtp_out *out, enum smtp_reply_id id,
 				     struct span detail, bool more);
