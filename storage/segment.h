@@ -85,7 +85,8 @@ bool segment_name_parse(const char *name, uint32_t *seq);
  * array the caller frees (NULL when there are none). */
 RMX_MUST_CHECK int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count);
 
-/* A segment file mapped read-only (MAP_SHARED: sees later writes). */
+/* A segment file mapped read-only (MAP_SHARED: sees later writes), all of
+ * it read in at once: for scanning whole segments. */
 struct segment_map {
 	int fd;
 	uint8_t *image;      /* NULL when the file is empty */
