@@ -14,9 +14,16 @@
  * line (status MORE, at most max_command_line bytes) or input that must wait
  * (status MESSAGE or FLUSH). The caller keeps them and presents them again,
  * followed by newer input, on the next call. In DATA and BDAT, the session
- * consumes everything and passes body bytes to ops->data_append (DATA wire
- * form: CRLF lines, dot-stuffed, without the final ".CRLF"; BDAT chunks are
+ * consumes everything up to the end of the body (unless it asks for a
+ * FLUSH) and passes body bytes to ops->data_append (DATA wire form: CRLF
+ * lines, dot-stuffed, without the final ".CRLF"; BDAT chunks are
  * dot-stuffed on the way in).
+ *
+ * Pipelining (RFC 2920) is judged per call: bytes that follow a
+ * group-ending command (EHLO, HELO, DATA, NOOP, QUIT, ...; every command
+ * after HELO) in the same call are a synchronization error (554, CLOSE). So
+ * the caller presents what it has received, kept bytes first, in one call,
+ * and never holds back or splits input on purpose.
  */
 #ifndef RINGMX_SMTP_SESSION_H
 #define RINGMX_SMTP_SESSION_H

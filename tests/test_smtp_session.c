@@ -898,6 +898,23 @@ static void test_events_outside_feed(void)
 	CHECK(smtp_session_timeout_kind(&fx.s) == SMTP_TIMEOUT_COMMAND);
 	fixture_end(&fx);
 
+	/* A deadline while the record is being made durable: 421, but the
+	 * record belongs to the caller, so no reset. */
+	fixture_start(&fx, "192.0.2.1", false);
+	r = feed_str(&fx, "EHLO c.example\r\n");
+	r = feed_str(&fx, "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n");
+	r = feed_str(&fx, "x\r\n.\r\nNOOP\r\n");
+	CHECK(r.status == SMTP_FEED_MESSAGE && r.consumed == 6);
+	CHECK(smtp_session_in_transaction(&fx.s));
+	r = feed_str(&fx, "NOOP\r\n");
+	CHECK(r.status == SMTP_FEED_MESSAGE && r.consumed == 0 && fx.out.len == 0);
+	fx.out.len = 0;
+	smtp_session_shutdown(&fx.s, &fx.out);
+	CHECK(out_is(&fx, "421 4.3.2 mx.example.test Service shutting down\r\n"));
+	const char *events = "mail <a@b.example>\nrcpt <u@example.com>\nbegin\n";
+	CHECK_MEM(fx.txn.events.data, fx.txn.events.len, events, strlen(events));
+	fixture_end(&fx);
+
 	/* Too many connections: the reply core/ sends without a session. */
 	uint8_t small[SMTP_REPLY_BUFFER_BYTES];
 	struct smtp_out out = { small, 0, sizeof(small) };
