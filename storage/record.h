@@ -91,7 +91,8 @@ struct record_view {
 
 enum record_check_result {
 	RECORD_OK = 0,
-	RECORD_EMPTY,     /* zero magic: the unwritten tail of a segment */
+	RECORD_EMPTY,     /* an all-zero header: the unwritten tail of a segment
+			   * (a zero magic in a non-zero header is BAD_HEADER) */
 	RECORD_SHORT,     /* fewer bytes available than the header says */
 	RECORD_BAD_HEADER,/* wrong magic/version/type or impossible lengths */
 	RECORD_BAD_CRC,
