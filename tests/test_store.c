@@ -705,6 +705,56 @@ static void test_list_shards_and_args(void)
 }
 
 
+static uint64_t file_size(const char *dir, const char *rel)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+/* segment_size changed between runs: the old empty spare (wrong size) is
+ * replaced, the active segment keeps its own size until it is full. */
+static void test_segment_size_change(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "resize");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	REQUIRE(rec_add(st, 0, 600000) == 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	store_close(st);
+	CHECK_EQ_U(file_size(dir, "w5/00000002.seg"), SEG_BYTES);
+
+	cfg.segment_size_bytes = 2 * SEG_BYTES;
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 1);
+	CHECK_EQ_U(rs.segments, 1);
+	CHECK(!file_exists(dir, "w5/00000002.seg")); /* the old spare, removed */
+	CHECK_EQ_U(file_size(dir, "w5/00000003.seg"), 2 * SEG_BYTES);
+	/* 600 KB more does not fit the 1 MiB active segment: it goes to 3. */
+	REQUIRE(rec_add(st, 1, 600000) == 0);
+	uint32_t w, seq;
+	uint64_t off;
+	queue_id_split(recs[1].id, &w, &seq, &off);
+	CHECK(seq == 3 && off == 0);
+	REQUIRE(rec_add(st, 2, 600000) == 0);
+	queue_id_split(recs[2].id, &w, &seq, &off);
+	CHECK(seq == 3 && off > 0);
+	while (run_commit(st, 0, NULL))
+		;
+	close_retired(st);
+	store_close(st);
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, 3);
+	CHECK_EQ_U(rs.segments, 2);
+	store_close(st);
+	for (int i = 0; i < 3; i++)
+		rec_free(&recs[i]);
+}
+
 static uint64_t rng_state = 0x853C49E6748FEA9Bull;
 
 static uint64_t rng_next(void)
@@ -830,6 +880,7 @@ int main(void)
 	test_corruption_quarantined();
 	test_list_shards_and_args();
 	test_random_interleavings();
+	test_segment_size_change();
 	rm_rf(tmp_root);
 	return test_main_end("store");
 }
