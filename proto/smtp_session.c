@@ -512,6 +512,20 @@ static enum step chunk_complete(struct smtp_session *s, size_t after, struct smt
 	return STEP_GO;
 }
 
+/* Expects the chunk of a BDAT command: size bytes that are data whatever
+ * they look like; skip: the command was refused, drop them. */
+static void chunk_expect(struct smtp_session *s, uint64_t size, bool last, bool skip)
+{
+	s->chunk_bytes = size;
+	s->chunk_remaining_bytes = size;
+	s->input = IN_CHUNK;
+	s->flags &= (uint8_t)~(F_CHUNK_LAST | F_CHUNK_SKIP);
+	if (last)
+		s->flags |= F_CHUNK_LAST;
+	if (skip)
+		s->flags |= F_CHUNK_SKIP;
+}
+
 static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
@@ -523,37 +537,27 @@ static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, 
 		reply(out, SMTP_R_SYNTAX_BDAT);
 		return close_session(s);
 	}
-	s->chunk_bytes = size;
-	s->chunk_remaining_bytes = size;
-	s->input = IN_CHUNK;
-	if (last)
-		s->flags |= F_CHUNK_LAST;
-	else
-		s->flags &= (uint8_t)~F_CHUNK_LAST;
 
-	/* A refused BDAT still owns its chunk (RFC 3030 section 2): read and
-	 * drop it. */
-	enum smtp_reply_id refuse = SMTP_REPLY_COUNT;
-	if (s->phase == PH_MAIL)
-		refuse = SMTP_R_NEED_RCPT;
-	else if (s->phase != PH_RCPT && s->phase != PH_BDAT)
-		refuse = SMTP_R_NEED_MAIL;
-	if (refuse != SMTP_REPLY_COUNT) {
-		s->flags |= F_CHUNK_SKIP;
+	/* A refused BDAT still owns its chunk (RFC 3030 section 2): it is
+	 * read and dropped. */
+	bool skip = false;
+	if (s->phase == PH_MAIL || (s->phase != PH_RCPT && s->phase != PH_BDAT)) {
+		skip = true;
+		enum smtp_reply_id refuse =
+			s->phase == PH_MAIL ? SMTP_R_NEED_RCPT : SMTP_R_NEED_MAIL;
 		if (reply_error(s, out, refuse) == STEP_CLOSE)
 			return STEP_CLOSE;
 	} else if (s->phase == PH_RCPT) {
-		if (!data_begin(s, out)) {
-			s->chunk_bytes = size;
-			s->chunk_remaining_bytes = size;
-			s->input = IN_CHUNK;
-			s->flags |= F_CHUNK_SKIP;
-		} else {
+		/* The first chunk opens the body. */
+		if (data_begin(s, out)) {
 			body_start(s, s->body_type == SMTP_BODY_BINARYMIME ? SMTP_DATA_BDAT_BINARY
 									    : SMTP_DATA_BDAT_TEXT);
 			s->phase = PH_BDAT;
+		} else {
+			skip = true;
 		}
 	}
+	chunk_expect(s, size, last, skip);
 	if (size == 0)
 		return chunk_complete(s, after, out);
 	return STEP_GO;
