@@ -1,0 +1,136 @@
+/*
+ * smtp_client.h - the pure ESMTP client state machine that forwards stored
+ * messages to an upstream relay (DESIGN.md "Forwarding").
+ *
+ * Inputs: bytes the upstream sent (any split), and requests from core/forward
+ * (start a message, the body has been sent, quit). Outputs: command bytes
+ * appended to a caller-owned struct smtp_out, a status telling the caller
+ * what to do next, and per-recipient results. No syscalls, no clock, no
+ * allocation. The body itself never passes through the client: when the
+ * upstream is ready for it, the client says SMTP_CLIENT_SEND_BODY and the
+ * caller sends the stored body verbatim (it is in DATA wire form already),
+ * then calls smtp_client_body_sent(), which appends the final ".\r\n".
+ *
+ * Robust replies: a malformed, truncated, over-long or NUL-bearing reply is a
+ * temporary failure of the connection (SMTP_CLIENT_FAILED with a 4xx), never a
+ * crash. One client is used by one thread.
+ */
+#ifndef RINGMX_SMTP_CLIENT_H
+#define RINGMX_SMTP_CLIENT_H
+
+#include "../core/base.h"
+#include "../core/limits.h"
+#include "smtp_cmd.h"
+#include "smtp_session.h"
+
+#define SMTP_CLIENT_REPLY_TEXT_MAX_BYTES 256
+#define SMTP_CLIENT_REPLY_LINE_MAX_BYTES 4096 /* longer: malformed */
+
+/* Capabilities learnt from EHLO. */
+enum {
+	SMTP_CAP_PIPELINING = 1u << 0,
+	SMTP_CAP_SIZE = 1u << 1,
+	SMTP_CAP_8BITMIME = 1u << 2,
+	SMTP_CAP_SMTPUTF8 = 1u << 3,
+	SMTP_CAP_CHUNKING = 1u << 4,
+	SMTP_CAP_BINARYMIME = 1u << 5,
+	SMTP_CAP_XFORWARD = 1u << 6,
+	SMTP_CAP_ENHANCEDSTATUSCODES = 1u << 7,
+	SMTP_CAP_STARTTLS = 1u << 8,
+};
+
+/* The outcome of one recipient (or of the whole message). */
+struct smtp_client_result {
+	uint16_t code;                 /* 250, 450, 550 ...; 0 = not attempted */
+	char status[16];               /* enhanced status "5.1.1", or "" */
+	char text[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES]; /* reply text, printable ASCII only */
+};
+
+/* What the upstream is told about the original client (Postfix XFORWARD). */
+struct smtp_client_xforward {
+	struct span name;  /* "[UNAVAILABLE]" when unknown */
+	struct span addr;
+	struct span helo;
+	struct span proto; /* "ESMTP", "SMTP" */
+};
+
+/* One message to forward; every span stays valid until MESSAGE_DONE. */
+struct smtp_client_message {
+	struct span reverse_path;     /* empty for <> */
+	const struct span *recipients;
+	uint32_t recipient_count;     /* 1..SMTP_RECIPIENTS_MAX */
+	uint64_t body_bytes;          /* stored body size, for SIZE= */
+	enum smtp_body_type body_type;
+	bool smtputf8;
+	const struct smtp_client_xforward *xforward; /* NULL: none */
+};
+
+enum smtp_client_status {
+	SMTP_CLIENT_WANT_INPUT, /* send out (if any), then wait for upstream bytes */
+	SMTP_CLIENT_READY,      /* idle after the greeting/EHLO or a message: start one or quit */
+	SMTP_CLIENT_SEND_BODY,  /* send out, then the body bytes, then call body_sent */
+	SMTP_CLIENT_MESSAGE_DONE, /* results are final: see message_result / rcpt results */
+	SMTP_CLIENT_CLOSED,     /* QUIT answered or the upstream said 421: close */
+	SMTP_CLIENT_FAILED,     /* the connection is unusable; see conn_result */
+};
+
+struct smtp_client {
+	/* Private to smtp_client.c; public so callers can embed it. */
+	struct span helo_name;
+	uint32_t state;
+	uint32_t caps;
+	uint64_t upstream_size_max;   /* SIZE n from EHLO, 0 = no limit given */
+	const struct smtp_client_message *msg;
+	struct smtp_client_result *rcpt_results; /* caller's array, recipient_count long */
+	uint32_t replies_expected;   /* pipelined replies still to come */
+	uint32_t rcpt_next_reply;    /* which recipient the next RCPT reply is for */
+	uint32_t rcpt_accepted;
+	uint32_t line_len;           /* bytes of the current reply line kept in line[] */
+	uint16_t reply_code;         /* code of the multi-line reply being read */
+	uint8_t flags;
+	struct smtp_client_result message_result; /* MAIL/DATA/final-dot outcome */
+	struct smtp_client_result conn_result;    /* why the connection failed */
+	char line[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 16];
+};
+
+/* Starts a client: nothing is sent until the upstream's 220 greeting arrives. */
+void smtp_client_init(struct smtp_client *c, struct span helo_name);
+
+/*
+ * Feeds upstream bytes; consumes all of them (partial reply lines are kept
+ * inside, bounded). Appends commands to out. Returns what to do next.
+ */
+enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n,
+					 struct smtp_out *out);
+
+/*
+ * Starts forwarding m (only in READY). rcpt_results must have
+ * m->recipient_count entries. If the upstream lacks a capability the message
+ * needs (SMTPUTF8, 8BITMIME or BINARYMIME, SIZE too small), nothing is sent:
+ * returns MESSAGE_DONE at once with message_result 554/552 5.6.x/5.3.4.
+ * Otherwise writes MAIL, RCPTs and DATA (in one write when PIPELINING is
+ * offered; else one at a time) and returns WANT_INPUT.
+ */
+enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
+						  const struct smtp_client_message *m,
+						  struct smtp_client_result *rcpt_results,
+						  struct smtp_out *out);
+
+/* The caller has sent the body: appends ".\r\n"; returns WANT_INPUT. */
+enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out);
+
+/* After MESSAGE_DONE: the outcome for the message as a whole (MAIL, DATA or
+ * the final reply). A recipient's own outcome is in rcpt_results: its RCPT
+ * reply when that was not 2xx, else the final reply. */
+const struct smtp_client_result *smtp_client_message_result(const struct smtp_client *c);
+
+/* Appends RSET (between messages, after a failed one) or QUIT. */
+enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out);
+enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out);
+
+/* Why the connection failed (a 4xx the forwarder retries on). */
+const struct smtp_client_result *smtp_client_conn_result(const struct smtp_client *c);
+
+uint32_t smtp_client_caps(const struct smtp_client *c);
+
+#endif
