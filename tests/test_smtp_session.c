@@ -956,6 +956,263 @@ static void test_reply_catalogue(void)
 	CHECK_EQ_U(smtp_reply_put(&out, SMTP_R_OK, span_make("", 0), false), 0);
 }
 
+/* ---- random conversations ---------------------------------------------------- */
+
+/*
+ * A record builder that checks the order of calls the session makes:
+ * mail only outside a transaction, rcpt inside one, data_begin once after
+ * at least one rcpt, data_append only after data_begin. Any violation is a
+ * session bug.
+ */
+struct strict_txn {
+	bool open;
+	bool begun;
+	bool binary;
+	unsigned rcpts;
+	unsigned violations;
+	unsigned messages;
+	struct buf body;
+};
+
+static int strict_mail(void *ctx, const struct smtp_mail_info *m)
+{
+	struct strict_txn *t = ctx;
+	t->violations += t->open;
+	t->open = true;
+	t->begun = false;
+	t->rcpts = 0;
+	t->binary = m->params->body == SMTP_BODY_BINARYMIME;
+	return 0;
+}
+
+static int strict_rcpt(void *ctx, struct span forward_path)
+{
+	struct strict_txn *t = ctx;
+	t->violations += !t->open || t->begun || forward_path.len == 0;
+	t->rcpts++;
+	return 0;
+}
+
+static int strict_data_begin(void *ctx)
+{
+	struct strict_txn *t = ctx;
+	t->violations += !t->open || t->begun || t->rcpts == 0;
+	t->begun = true;
+	t->body.len = 0;
+	return 0;
+}
+
+static int strict_data_append(void *ctx, const uint8_t *p, size_t n)
+{
+	struct strict_txn *t = ctx;
+	t->violations += !t->begun || n == 0;
+	buf_put(&t->body, p, n);
+	return 0;
+}
+
+static void strict_reset(void *ctx)
+{
+	struct strict_txn *t = ctx;
+	t->open = false;
+	t->begun = false;
+	t->body.len = 0;
+}
+
+static const struct smtp_txn_ops strict_ops = {
+	.mail = strict_mail,
+	.rcpt = strict_rcpt,
+	.data_begin = strict_data_begin,
+	.data_append = strict_data_append,
+	.reset = strict_reset,
+};
+
+static uint64_t conv_rng = 0x243f6a8885a308d3ull;
+
+static size_t conv_below(size_t n)
+{
+	conv_rng ^= conv_rng >> 12;
+	conv_rng ^= conv_rng << 25;
+	conv_rng ^= conv_rng >> 27;
+	return (size_t)((conv_rng * 0x2545f4914f6cdd1dull) % n);
+}
+
+/* Token boundaries of a conversation: each token is one write by the
+ * client (a command and what a pipelining client may send with it). */
+#define CONV_MAX_TOKENS 256
+
+struct conversation {
+	struct buf bytes;
+	size_t token_end[CONV_MAX_TOKENS];
+	size_t ntokens;
+};
+
+static void conv_token(struct conversation *c, const char *text, size_t len)
+{
+	if (c->ntokens == CONV_MAX_TOKENS)
+		return;
+	buf_put(&c->bytes, text, len);
+	c->token_end[c->ntokens++] = c->bytes.len;
+}
+
+static void conv_str(struct conversation *c, const char *text)
+{
+	conv_token(c, text, strlen(text));
+}
+
+/* Mostly well-formed transactions (DATA and BDAT, pipelined or not), with
+ * noise mixed in: junk bytes, bare CR/LF, long lines, stray commands. */
+static void random_conversation(struct conversation *c)
+{
+	static const char *const noise[] = {
+		"HELO a.example\r\n", "RSET\r\n", "NOOP\r\n", "QUIT\r\n", ".\r\n",
+		"\r\n.\r\n", "\n", "\r", ".", "\0", "..\r\n", "VRFY x\r\n", "BDAT junk\r\n",
+		"RCPT TO:<x@other.example>\r\n", "MAIL FROM:<a@b.example> SIZE=50\r\n",
+		"Received: x\r\n", "DATA\r\n", "BDAT 0 LAST\r\n", "x\n.\r\n", "x\r.\r\n",
+	};
+	static const char *const body_lines[] = {
+		"Subject: hi\r\n", "\r\n", "text\r\n", ".\r\n", "..dot\r\n", "Received: y\r\n",
+		"bare\nlf\r\n", "bare\rcr\r\n", "\n.\n", "\r.\r\n", "\0.\r\n",
+	};
+	c->bytes.len = 0;
+	c->ntokens = 0;
+	conv_str(c, "EHLO a.example\r\n");
+	for (size_t txn = 0, ntxn = 1 + conv_below(4); txn < ntxn; txn++) {
+		bool binary = conv_below(5) == 0;
+		bool bdat = binary || conv_below(2) == 0;
+		char group[512] = "";
+		strcat(group, binary ? "MAIL FROM:<> BODY=BINARYMIME\r\n" : "MAIL FROM:<a@b.example>\r\n");
+		for (size_t r = 0, nr = 1 + conv_below(3); r < nr; r++)
+			strcat(group, conv_below(4) ? "RCPT TO:<u@example.com>\r\n"
+						    : "RCPT TO:<x@other.example>\r\n");
+		if (!bdat) {
+			strcat(group, "DATA\r\n");
+			conv_str(c, group);
+			for (size_t l = 0, nl = conv_below(8); l < nl; l++)
+				conv_str(c, body_lines[conv_below(RMX_ARRAY_LEN(body_lines))]);
+			conv_str(c, ".\r\n");
+		} else {
+			conv_str(c, group);
+			for (size_t k = 0, nk = 1 + conv_below(3); k < nk; k++) {
+				char chunk[128];
+				const char *line = body_lines[conv_below(RMX_ARRAY_LEN(body_lines))];
+				size_t len = strlen(line) + (line[0] == '\0');
+				int head = snprintf(chunk, sizeof(chunk), "BDAT %zu%s\r\n", len,
+						    k + 1 == nk ? " LAST" : "");
+				REQUIRE(head > 0 && (size_t)head + len < sizeof(chunk));
+				memcpy(chunk + head, line, len);
+				conv_token(c, chunk, (size_t)head + len);
+			}
+		}
+		if (conv_below(3) == 0) {
+			size_t pick = conv_below(RMX_ARRAY_LEN(noise) + 2);
+			if (pick < RMX_ARRAY_LEN(noise)) {
+				const char *n = noise[pick];
+				conv_token(c, n, n[0] == '\0' ? 1 : strlen(n));
+			} else if (pick == RMX_ARRAY_LEN(noise)) {
+				char junk[24];
+				for (size_t k = 0; k < sizeof(junk); k++)
+					junk[k] = (char)conv_below(256);
+				conv_token(c, junk, sizeof(junk));
+			} else {
+				char lng[700];
+				memset(lng, 'y', sizeof(lng));
+				conv_token(c, lng, sizeof(lng));
+			}
+		}
+	}
+	conv_str(c, "QUIT\r\n");
+}
+
+/* Random command streams at random split points: no assertion fires, the
+ * call order on the record builder is always legal, every stored text body
+ * is DATA wire form, and unconsumed input is only ever a partial line. */
+static void test_random_conversations(void)
+{
+	enum { TRIALS = 4000 };
+	struct smtp_policy *policy = policy_new();
+	REQUIRE(policy != NULL);
+	REQUIRE(policy_add_domain(policy, span_make("example.com", 11)) == 0);
+	struct conversation conv = { 0 };
+	struct buf pending = { 0 };
+	unsigned long violations = 0, messages = 0, closes = 0, bad_bodies = 0, bad_carry = 0;
+
+	for (unsigned t = 0; t < TRIALS; t++) {
+		struct smtp_session_config cfg = {
+			.hostname = span_make(HOSTNAME, strlen(HOSTNAME)),
+			.max_message_size_bytes = 40 + conv_below(400),
+			.max_recipients = 1 + (uint32_t)conv_below(4),
+			.max_command_line_bytes = SMTP_COMMAND_LINE_MIN_BYTES,
+			.bare_newline_normalize = conv_below(2) == 0,
+			.policy = policy,
+		};
+		struct smtp_peer peer = { "192.0.2.9", false };
+		struct strict_txn txn = { 0 };
+		uint8_t out_buf[SMTP_REPLY_BUFFER_BYTES];
+		struct smtp_out out = { out_buf, 0, sizeof(out_buf) };
+		struct smtp_session s;
+		smtp_session_start(&s, &cfg, &peer, &strict_ops, &txn, &out);
+
+		pending.len = 0;
+		random_conversation(&conv);
+		const struct buf *in = &conv.bytes;
+		size_t pos = 0, token = 0;
+		bool closed = false;
+		while (pos < in->len && !closed) {
+			/* A piece never crosses into the next token (the client waits
+			 * for replies), except now and then, as a pipelining client
+			 * or a network would merge writes. */
+			while (token < conv.ntokens && conv.token_end[token] <= pos)
+				token++;
+			size_t limit = conv.token_end[token] - pos;
+			if (conv_below(10) == 0)
+				limit = in->len - pos;
+			size_t piece = 1 + conv_below(RMX_MIN(limit, (size_t)64));
+			buf_put(&pending, in->data + pos, piece);
+			pos += piece;
+			for (;;) {
+				out.len = 0;
+				struct smtp_feed_result r =
+					smtp_session_feed(&s, pending.data, pending.len, &out);
+				REQUIRE(r.consumed <= pending.len);
+				buf_drop_front(&pending, r.consumed);
+				if (r.status == SMTP_FEED_MORE) {
+					bad_carry += pending.len >= cfg.max_command_line_bytes;
+					break;
+				}
+				if (r.status == SMTP_FEED_CLOSE) {
+					closed = true;
+					closes++;
+					break;
+				}
+				if (r.status == SMTP_FEED_MESSAGE) {
+					messages++;
+					violations += !txn.begun;
+					if (!txn.binary && !stored_body_ok(txn.body.data, txn.body.len))
+						bad_bodies++;
+					bool ok = conv_below(4) != 0;
+					smtp_session_committed(&s, ok ? 0 : -EIO, span_make("Q", 1), &out);
+					if (ok) {
+						txn.open = false;
+						txn.begun = false;
+					}
+				}
+			}
+		}
+		violations += txn.violations;
+		free(txn.body.data);
+	}
+	CHECK_EQ_U(violations, 0);
+	CHECK_EQ_U(bad_bodies, 0);
+	CHECK_EQ_U(bad_carry, 0);
+	CHECK(messages > 50);
+	CHECK(closes > 50);
+	printf("random conversations: %u trials, %lu messages, %lu closed\n", (unsigned)TRIALS,
+	       messages, closes);
+	free(conv.bytes.data);
+	free(pending.data);
+	policy_free(policy);
+}
+
 int main(void)
 {
 	printf("sizeof(struct smtp_session) = %zu bytes\n", sizeof(struct smtp_session));
@@ -964,5 +1221,6 @@ int main(void)
 	test_received_header();
 	test_events_outside_feed();
 	test_golden_scripts();
+	test_random_conversations();
 	return test_main_end("test_smtp_session");
 }
