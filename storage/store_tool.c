@@ -81,6 +81,8 @@ static int walk_segments(const char *data_dir, segment_fn fn, void *ctx, struct 
 		for (size_t k = 0; k < count && stop == 0; k++) {
 			struct segment_map m;
 			rc = segment_map_open(dfd, seqs[k], false, &m);
+			if (rc == -ENOENT)
+				continue; /* removed since the listing */
 			if (rc != 0) {
 				fprintf(stderr, TOOL_NAME ": %s/%08u.seg: %s\n", path,
 					(unsigned)seqs[k], strerror(-rc));
@@ -113,7 +115,6 @@ static void put_text(struct span s)
 struct envelope {
 	struct span reverse_path, helo, client, protocol;
 	int body_type;  /* -1: absent */
-	bool has_reverse_path;
 	bool malformed;
 };
 
@@ -127,7 +128,6 @@ static void envelope_read(struct span env, struct envelope *e)
 		switch (tag) {
 		case RECORD_TAG_REVERSE_PATH:
 			e->reverse_path = v;
-			e->has_reverse_path = true;
 			break;
 		case RECORD_TAG_HELO:
 			e->helo = v;
