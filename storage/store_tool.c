@@ -393,6 +393,7 @@ struct damage {
 
 struct verify_scan {
 	uint64_t records;
+	bool has_data;              /* any non-zero byte: not an unused spare */
 	struct damage damage[DAMAGE_LIST_MAX];
 	uint32_t damage_count;      /* may exceed DAMAGE_LIST_MAX */
 	bool torn;
@@ -403,7 +404,7 @@ struct verify_ctx {
 	uint64_t records;
 	uint64_t bad;
 	/* A torn tail is damage only if a later segment of the shard holds
-	 * records; remembered until that is known. */
+	 * data; remembered until that is known. */
 	bool pending_tail;
 	uint32_t pending_worker, pending_seq;
 	struct damage pending;
@@ -416,6 +417,7 @@ static void verify_scan_segment(const struct segment_map *m, uint32_t worker, ui
 	struct segment_scan s;
 	struct segment_item it;
 	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	vs->has_data = s.data_end > 0;
 	while (segment_scan_next(&s, &it)) {
 		struct damage d = { it.offset, it.length_bytes, it.reason, false };
 		if (it.kind == SEGMENT_ITEM_RECORD) {
@@ -436,7 +438,7 @@ static void report_damage(uint32_t worker, uint32_t seq, const struct damage *d)
 {
 	printf("w%u/%08u.seg offset %llu length %llu: %s%s\n", (unsigned)worker, (unsigned)seq,
 	       (unsigned long long)d->offset, (unsigned long long)d->length_bytes,
-	       segment_bad_reason_name(d->reason), d->torn_tail ? " (torn tail before later records)" : "");
+	       segment_bad_reason_name(d->reason), d->torn_tail ? " (torn tail of a sealed segment)" : "");
 }
 
 static int verify_segment(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
@@ -451,8 +453,9 @@ static int verify_segment(void *ctx, uint32_t worker, uint32_t seq, const struct
 		nanosleep(&pause, NULL);
 		verify_scan_segment(m, worker, seq, &vs);
 	}
-	if (c->pending_tail && vs.records > 0) {
-		/* Valid records after a torn tail: it was damage, not a write. */
+	if (c->pending_tail && vs.has_data) {
+		/* A later segment was written: the torn tail is not a write in
+		 * progress (only the newest segment with data is written). */
 		RMX_ASSERT(c->pending_worker == worker);
 		report_damage(c->pending_worker, c->pending_seq, &c->pending);
 		c->bad++;
