@@ -282,6 +282,16 @@ static bool script_fail(struct script *sc, const char *args)
 	return false;
 }
 
+/* Copies a directive's argument; false if it does not fit. */
+static bool copy_word(char *dst, size_t cap, const char *src)
+{
+	size_t len = strlen(src);
+	if (len == 0 || len >= cap)
+		return false;
+	memcpy(dst, src, len + 1);
+	return true;
+}
+
 static bool script_directive(struct script *sc, char *line)
 {
 	if (line[0] == '\0' || line[0] == '#')
@@ -311,18 +321,13 @@ static bool script_directive(struct script *sc, char *line)
 		sc->whole_only = true;
 		return true;
 	}
-	if (strncmp(line, "DOMAIN ", 7) == 0 && sc->ndomains < SCRIPT_MAX_DOMAINS) {
-		snprintf(sc->domains[sc->ndomains++], 64, "%s", line + 7);
-		return true;
-	}
-	if (strncmp(line, "RECIPIENT ", 10) == 0 && sc->nrecipients < SCRIPT_MAX_RECIPIENTS) {
-		snprintf(sc->recipients[sc->nrecipients++], 64, "%s", line + 10);
-		return true;
-	}
-	if (strncmp(line, "PEER ", 5) == 0) {
-		snprintf(sc->peer, sizeof(sc->peer), "%s", line + 5);
-		return true;
-	}
+	if (strncmp(line, "DOMAIN ", 7) == 0 && sc->ndomains < SCRIPT_MAX_DOMAINS)
+		return copy_word(sc->domains[sc->ndomains++], sizeof(sc->domains[0]), line + 7);
+	if (strncmp(line, "RECIPIENT ", 10) == 0 && sc->nrecipients < SCRIPT_MAX_RECIPIENTS)
+		return copy_word(sc->recipients[sc->nrecipients++], sizeof(sc->recipients[0]),
+				 line + 10);
+	if (strncmp(line, "PEER ", 5) == 0)
+		return copy_word(sc->peer, sizeof(sc->peer), line + 5);
 	if (strncmp(line, "FAIL ", 5) == 0)
 		return script_fail(sc, line + 5);
 	if (strncmp(line, "COMMIT ", 7) == 0 && sc->ncommits < SCRIPT_MAX_COMMITS) {
