@@ -20,13 +20,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
 #define SEGMENT_QUARANTINE_NAME_MAX_BYTES 64
+#define SEGMENT_FIEMAP_EXTENTS 64
 
 static uint32_t load_le32(const uint8_t *p)
 {
@@ -385,6 +389,38 @@ int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes, in
 	}
 	*fd_out = fd;
 	return 0;
+}
+
+int segment_is_prezeroed(int fd, uint64_t size_bytes)
+{
+	struct {
+		struct fiemap map;
+		struct fiemap_extent extent[SEGMENT_FIEMAP_EXTENTS];
+	} q;
+	uint64_t covered = 0; /* [0, covered) is known to be written */
+	while (covered < size_bytes) {
+		memset(&q, 0, sizeof(q));
+		q.map.fm_start = covered;
+		q.map.fm_length = size_bytes - covered;
+		q.map.fm_flags = FIEMAP_FLAG_SYNC;
+		q.map.fm_extent_count = SEGMENT_FIEMAP_EXTENTS;
+		if (ioctl(fd, FS_IOC_FIEMAP, &q.map) != 0)
+			return -errno;
+		if (q.map.fm_mapped_extents == 0)
+			return 0; /* a hole up to the end */
+		for (uint32_t i = 0; i < q.map.fm_mapped_extents; i++) {
+			const struct fiemap_extent *e = &q.extent[i];
+			if (e->fe_logical > covered)
+				return 0; /* a hole */
+			if (e->fe_flags & (FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_DELALLOC |
+					   FIEMAP_EXTENT_UNKNOWN))
+				return 0;
+			covered = RMX_MAX(covered, e->fe_logical + e->fe_length);
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				return covered >= size_bytes ? 1 : 0;
+		}
+	}
+	return 1;
 }
 
 int segment_zero_range(int fd, uint64_t offset, uint64_t len)

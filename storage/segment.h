@@ -107,6 +107,11 @@ void segment_map_close(struct segment_map *m, bool keep_fd);
 RMX_MUST_CHECK int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes,
 					 int *fd);
 
+/* 1 if every block of the file's first size_bytes is allocated and
+ * written (no holes, no unwritten extents: an overwrite needs no metadata
+ * change), 0 if not, -errno if the file system cannot tell (FIEMAP). */
+RMX_MUST_CHECK int segment_is_prezeroed(int fd, uint64_t size_bytes);
+
 /* Overwrites [offset, offset+len) with zeros, then fdatasync. */
 RMX_MUST_CHECK int segment_zero_range(int fd, uint64_t offset, uint64_t len);
 

@@ -561,6 +561,19 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 }
 
 /*
+ * Makes [from, size) of a segment that holds only zeros there really
+ * written, when the file system says it is not (a spare whose preparation
+ * was cut short, or never synced): later commits then overwrite written
+ * blocks, the fast case. A file system that cannot tell is trusted.
+ */
+static int ensure_prezeroed(int fd, uint64_t from, uint64_t size_bytes)
+{
+	if (from >= size_bytes || segment_is_prezeroed(fd, size_bytes) != 0)
+		return 0;
+	return segment_zero_range(fd, from, size_bytes - from);
+}
+
+/*
  * The newest segment holding nothing but zeros is the spare of the last
  * run: kept as the spare when it has today's size and older segments exist,
  * removed when its size is another (it holds nothing). Returns how many
@@ -586,6 +599,11 @@ static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, siz
 	}
 	if (m.size_bytes == st->segment_size_bytes && count >= 2) {
 		segment_map_close(&m, true);
+		rc = ensure_prezeroed(m.fd, 0, m.size_bytes);
+		if (rc != 0) {
+			close(m.fd);
+			return fail(err, errlen, rc, "zero spare segment", name);
+		}
 		st->spare_fd = m.fd;
 		st->spare_seq = seq;
 		*in_use = count - 1;
@@ -667,6 +685,10 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 			st->active_fd = fd;
 			st->active_size_bytes = RMX_MIN(size, SEGMENT_SIZE_MAX_BYTES);
 			st->active_tail = RMX_MIN(tail, size);
+			/* Past the tail there are only zeros (recovery made sure). */
+			rc = ensure_prezeroed(fd, st->active_tail, size);
+			if (rc != 0)
+				rc = fail(err, errlen, rc, "zero active segment in", st->data_dir);
 		}
 	}
 	free(seqs);

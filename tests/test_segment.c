@@ -359,6 +359,25 @@ static void test_files(void)
 	REQUIRE(fstat(fd3, &sb) == 0);
 	CHECK_EQ_U(sb.st_size, 65536);
 	CHECK(sb.st_blocks * 512 >= 65536); /* allocated, not sparse */
+	/* Written zeros versus merely allocated or sparse blocks. */
+	int pz = segment_is_prezeroed(fd3, 65536);
+	if (pz == -EOPNOTSUPP) {
+		fprintf(stderr, "test_segment: no FIEMAP here; pre-zeroed checks skipped\n");
+	} else {
+		CHECK_EQ_U(pz, 1);
+		int fa = openat(dfd, "allocated", O_RDWR | O_CREAT, 0600);
+		REQUIRE(fa >= 0);
+		REQUIRE(fallocate(fa, 0, 0, 65536) == 0);
+		CHECK_EQ_U(segment_is_prezeroed(fa, 65536), 0);
+		REQUIRE(segment_zero_range(fa, 0, 32768) == 0);
+		CHECK_EQ_U(segment_is_prezeroed(fa, 65536), 0); /* half of it */
+		REQUIRE(segment_zero_range(fa, 32768, 32768) == 0);
+		CHECK_EQ_U(segment_is_prezeroed(fa, 65536), 1);
+		REQUIRE(ftruncate(fa, 131072) == 0);              /* a hole at the end */
+		CHECK_EQ_U(segment_is_prezeroed(fa, 131072), 0);
+		close(fa);
+		unlinkat(dfd, "allocated", 0);
+	}
 
 	uint32_t *seqs = NULL;
 	size_t count = 0;

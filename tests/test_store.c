@@ -260,8 +260,25 @@ static void test_round_trip(void)
 	CHECK_EQ_U(ss.bytes_used, SEG_BYTES);
 	store_close(st);
 
+	/* A spare that was only allocated (its preparation cut short) is
+	 * written with zeros when it is adopted. */
+	char spare_path[512];
+	snprintf(spare_path, sizeof(spare_path), "%s/w5/00000002.seg", dir);
+	REQUIRE(unlink(spare_path) == 0);
+	int sfd = open(spare_path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	REQUIRE(sfd >= 0);
+	REQUIRE(fallocate(sfd, 0, 0, SEG_BYTES) == 0);
+	bool fiemap = segment_is_prezeroed(sfd, SEG_BYTES) == 0;
+	close(sfd);
+
 	/* Reopen: the three are found, the spare is reused, writing resumes. */
 	st = open_ok(&cfg, &rs);
+	if (fiemap) {
+		sfd = open(spare_path, O_RDONLY);
+		REQUIRE(sfd >= 0);
+		CHECK_EQ_U(segment_is_prezeroed(sfd, SEG_BYTES), 1);
+		close(sfd);
+	}
 	CHECK_EQ_U(rs.records, 3);
 	CHECK_EQ_U(rs.segments, 1);
 	CHECK_EQ_U(rs.quarantined, 0);
