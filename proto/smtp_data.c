@@ -119,7 +119,7 @@ static bool state_valid(enum smtp_data_kind kind, unsigned state)
 	return state == DS_BOL || state == DS_MID || state == DS_CR;
 }
 
-void smtp_data_init(struct smtp_data_scan *d, enum smtp_data_kind kind)
+void smtp_data_init(struct smtp_data_scanner *d, enum smtp_data_kind kind)
 {
 	RMX_ASSERT((unsigned)kind < SMTP_DATA_KIND_COUNT);
 	d->kind = (uint8_t)kind;
@@ -186,8 +186,9 @@ static size_t skip_to_line_byte(const uint8_t *p, size_t i, size_t n)
 	return i;
 }
 
-struct smtp_data_result smtp_data_scan(struct smtp_data_scan *d, const uint8_t *p, size_t n,
-				       bool stop_on_bare, smtp_data_sink sink, void *ctx)
+struct smtp_data_result smtp_data_scan(struct smtp_data_scanner *d, const uint8_t *p,
+				       size_t n, bool stop_on_bare, smtp_data_sink sink,
+				       void *ctx)
 {
 	struct smtp_data_result r = { 0, 0, false, false };
 	const enum smtp_data_kind kind = (enum smtp_data_kind)d->kind;
@@ -237,8 +238,8 @@ struct smtp_data_result smtp_data_scan(struct smtp_data_scan *d, const uint8_t *
 	return r;
 }
 
-unsigned smtp_data_finish(struct smtp_data_scan *d, bool stop_on_bare, smtp_data_sink sink,
-			  void *ctx)
+unsigned smtp_data_finish(struct smtp_data_scanner *d, bool stop_on_bare,
+			  smtp_data_sink sink, void *ctx)
 {
 	RMX_ASSERT(d->kind == SMTP_DATA_BDAT_TEXT || d->kind == SMTP_DATA_BDAT_BINARY);
 	RMX_ASSERT(state_valid((enum smtp_data_kind)d->kind, d->state));

@@ -25,7 +25,7 @@
  * input (no copy); inserted bytes come from constant strings. The scanner
  * skips runs of ordinary bytes with a vector scan for CR/LF; it produces
  * exactly what stepping the table byte by byte produces (smtp_data_next).
- * Pure; any thread; the state lives in the caller's struct smtp_data_scan.
+ * Pure; any thread; the state lives in the caller's struct smtp_data_scanner.
  */
 #ifndef RINGMX_SMTP_DATA_H
 #define RINGMX_SMTP_DATA_H
@@ -49,7 +49,7 @@ enum {
 };
 
 /* Scanner state, embedded in the session (two bytes). */
-struct smtp_data_scan {
+struct smtp_data_scanner {
 	uint8_t kind;  /* enum smtp_data_kind */
 	uint8_t state; /* a state of that kind's table */
 };
@@ -74,7 +74,7 @@ struct smtp_data_result {
 };
 
 /* Starts a body of the given kind (at a line start). */
-void smtp_data_init(struct smtp_data_scan *d, enum smtp_data_kind kind);
+void smtp_data_init(struct smtp_data_scanner *d, enum smtp_data_kind kind);
 
 /* The pure table: the transition from state on byte. */
 struct smtp_data_edge smtp_data_next(enum smtp_data_kind kind, uint8_t state, uint8_t byte);
@@ -91,8 +91,9 @@ uint8_t smtp_data_initial_state(void);
  * passed to sink only from p (no copy); after the call the state refers to
  * nothing in p, so the buffer may be recycled.
  */
-struct smtp_data_result smtp_data_scan(struct smtp_data_scan *d, const uint8_t *p, size_t n,
-				       bool stop_on_bare, smtp_data_sink sink, void *ctx);
+struct smtp_data_result smtp_data_scan(struct smtp_data_scanner *d, const uint8_t *p,
+				       size_t n, bool stop_on_bare, smtp_data_sink sink,
+				       void *ctx);
 
 /*
  * Completes a BDAT body after its LAST chunk: a pending CR is a bare CR
@@ -100,7 +101,7 @@ struct smtp_data_result smtp_data_scan(struct smtp_data_scan *d, const uint8_t *
  * lacks its CRLF gets one, so the store holds DATA wire form. BINARYMIME
  * bodies are left as they are. Returns the SMTP_DATA_BARE_* bits seen.
  */
-unsigned smtp_data_finish(struct smtp_data_scan *d, bool stop_on_bare, smtp_data_sink sink,
-			  void *ctx);
+unsigned smtp_data_finish(struct smtp_data_scanner *d, bool stop_on_bare,
+			  smtp_data_sink sink, void *ctx);
 
 #endif

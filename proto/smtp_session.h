@@ -118,7 +118,7 @@ struct smtp_session {
 	uint8_t body_type;             /* enum smtp_body_type of this transaction */
 	uint8_t body_error;            /* deferred reply for the end of the body */
 	uint8_t header_state;          /* Received: counter position */
-	struct smtp_data_scan scan;    /* end-of-data DFA / BDAT stuffing state */
+	struct smtp_data_scanner scan;    /* end-of-data DFA / BDAT stuffing state */
 	struct smtp_peer peer;
 	uint8_t helo_len;
 	char helo[SMTP_DOMAIN_MAX_BYTES + 1]; /* validated HELO/EHLO name */

@@ -72,7 +72,7 @@ static bool valid_wire_form(const uint8_t *p, size_t n)
 /* Runs a whole DATA input through the scanner in one call. */
 static struct smtp_data_result scan_dot(const char *in, size_t n, bool stop, struct sinkbuf *out)
 {
-	struct smtp_data_scan d;
+	struct smtp_data_scanner d;
 	smtp_data_init(&d, SMTP_DATA_DOT);
 	sink_reset(out);
 	return smtp_data_scan(&d, (const uint8_t *)in, n, stop, sink_append, out);
@@ -198,7 +198,7 @@ static void test_terminator(void)
 
 	/* Split exactly inside the terminator, one byte at a time. */
 	const char *msg = "x\r\n.\r\n";
-	struct smtp_data_scan d;
+	struct smtp_data_scanner d;
 	smtp_data_init(&d, SMTP_DATA_DOT);
 	sink_reset(&out);
 	for (size_t i = 0; i < 6; i++) {
@@ -231,7 +231,7 @@ static void test_terminator(void)
 static void bdat_run(enum smtp_data_kind kind, const char *in, size_t n, bool stop,
 		     struct sinkbuf *out, unsigned *bare)
 {
-	struct smtp_data_scan d;
+	struct smtp_data_scanner d;
 	smtp_data_init(&d, kind);
 	sink_reset(out);
 	struct smtp_data_result r = smtp_data_scan(&d, (const uint8_t *)in, n, stop, sink_append, out);
@@ -379,7 +379,7 @@ static void test_fast_equals_table(void)
 			reference_scan(kind, smtp_data_initial_state(), in, n, stop, &want);
 
 		/* The scanner, fed in random pieces until it ends or stops. */
-		struct smtp_data_scan d;
+		struct smtp_data_scanner d;
 		smtp_data_init(&d, kind);
 		sink_reset(&got);
 		size_t pos = 0;
