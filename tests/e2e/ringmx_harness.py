@@ -37,7 +37,7 @@ HOSTNAME = "mx.e2e.test"
 DOMAIN = "example.com"
 
 READY_TIMEOUT_S = 30.0      # ASan builds pre-zeroing segments start slowly
-STOP_TIMEOUT_S = 30.0       # after SIGTERM, before SIGKILL
+STOP_TIMEOUT_S = 20.0       # after SIGTERM, before SIGKILL (shutdown_grace is 5s)
 SOCKET_TIMEOUT_S = 15.0
 TOOL_TIMEOUT_S = 60.0
 
@@ -314,7 +314,7 @@ class Server:
                         ("data_dir", self.data_dir), ("fsync", "always"),
                         ("accept_domains", DOMAIN), ("segment_size", "4M"),
                         # a segment must hold the largest message (plus slack)
-                        ("max_message_size", "1M")]
+                        ("max_message_size", "1M"), ("shutdown_grace", "5s")]
             for k, v in defaults:
                 if k not in given:
                     lines.append("%s = %s" % (k, v))

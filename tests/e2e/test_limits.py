@@ -204,6 +204,51 @@ class ConnectionLimitTest(unittest.TestCase):
             time.sleep(0.2)
         h.assert_reply(self, held[-1].cmd("NOOP"), 250, "2.0.0")
 
+    def test_slots_freed_after_server_side_close(self):
+        # The server ends these sessions itself (554 5.5.0, 421 4.4.2) while
+        # the clients keep their end open for a few seconds before closing.
+        # Every slot must come back: a leak would lock out all clients.
+        limit = 2
+        srv = h.Server(settings=[("max_connections", str(limit)), ("idle_timeout", "1s"),
+                                 ("command_timeout", "1s")], workers=1)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        time.sleep(0.5)
+        held = []
+        self.addCleanup(lambda: [c.close() for c in held])
+        c = srv.conn()
+        held.append(c)
+        c.send(b"EHLO x.example\r\nNOOP\r\n")  # pipelining violation
+        replies, closed = c.replies_until_close()
+        self.assertTrue(closed and replies and replies[-1].code == 554,
+                        [r.text for r in replies])
+        c = srv.conn()
+        held.append(c)
+        replies, closed = c.replies_until_close()  # idle timeout
+        self.assertTrue(closed and replies and replies[-1].code == 421,
+                        [r.text for r in replies])
+        time.sleep(4)
+        for c in held:
+            c.close()
+        held.clear()
+        deadline = time.monotonic() + 10
+        while len(held) < limit:
+            c = h.SmtpConn(srv.port, read_banner=False, timeout=5)
+            try:
+                r = c.reply()
+            except h.Closed:
+                r = None
+            if r is not None and r.code == 220:
+                held.append(c)
+                continue
+            c.close()
+            self.assertLess(time.monotonic(), deadline,
+                            "%d of %d slots usable 10s after every client closed; the "
+                            "server-closed sessions' slots leaked (last reply %r)"
+                            % (len(held), limit, r.text if r else None))
+            time.sleep(0.2)
+
     def test_one_worker(self):
         self.run_limit(1, 5)
 
