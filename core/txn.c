@@ -113,11 +113,14 @@ void txn_init(struct txn *t, struct txn_budget *budget)
 	t->budget = budget;
 }
 
-int txn_add_client(struct txn *t, struct span client_ip, struct span helo)
+int txn_add_client(struct txn *t, struct span client_ip, struct span helo, const char *protocol)
 {
 	int rc = record_env_put(&t->env, RECORD_TAG_CLIENT_ADDR, client_ip);
 	if (rc == 0)
 		rc = record_env_put(&t->env, RECORD_TAG_HELO, helo);
+	if (rc == 0)
+		rc = record_env_put(&t->env, RECORD_TAG_PROTOCOL,
+				    span_make(protocol, strlen(protocol)));
 	return rc;
 }
 

@@ -51,7 +51,8 @@ void txn_init(struct txn *t, struct txn_budget *budget);
 
 /* Adds the connection facts (client address, HELO, protocol) once the message
  * is complete, before sealing. */
-RMX_MUST_CHECK int txn_add_client(struct txn *t, struct span client_ip, struct span helo);
+RMX_MUST_CHECK int txn_add_client(struct txn *t, struct span client_ip, struct span helo,
+				  const char *protocol);
 
 /* Releases buffers and the budget charge. */
 void txn_reset(struct txn *t);

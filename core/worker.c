@@ -283,7 +283,8 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 static void conn_message_done(struct worker_loop *l, struct conn *c)
 {
 	int rc = txn_add_client(&c->txn, span_make(c->peer.ip, strlen(c->peer.ip)),
-				smtp_session_helo(&c->session));
+				smtp_session_helo(&c->session),
+				smtp_session_protocol(&c->session));
 	if (rc == 0)
 		rc = conn_store_message(l, c);
 	if (rc == -EAGAIN) {

@@ -973,6 +973,13 @@ static const char weekday_names[7][4] = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tu
 static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
 					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
 
+const char *smtp_session_protocol(const struct smtp_session *s)
+{
+	if (!(s->flags & F_ESMTP))
+		return "SMTP";
+	return (s->flags & F_UTF8) ? "UTF8SMTP" : "ESMTP";
+}
+
 /* Latest instant with a four-digit year: 9999-12-31T23:59:59Z. */
 #define RECEIVED_TIME_MAX_UNIX 253402300799ll
 
@@ -989,9 +996,7 @@ size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 	const int64_t secs = now_unix % 86400;
 	const struct civil_date date = civil_from_days(days);
 
-	const char *proto = "SMTP";
-	if (s->flags & F_ESMTP)
-		proto = (s->flags & F_UTF8) ? "UTF8SMTP" : "ESMTP";
+	const char *proto = smtp_session_protocol(s);
 
 	struct text t = { buf, cap, 0, false };
 	text_str(&t, "Received: from ");

@@ -161,6 +161,10 @@ bool smtp_session_in_transaction(const struct smtp_session *s);
 size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 			     int64_t now_unix, char *buf, size_t cap);
 
+/* The protocol of the current transaction for Received: and the record:
+ * "SMTP" (HELO), "ESMTP" (EHLO) or "UTF8SMTP" (EHLO + MAIL ... SMTPUTF8). */
+const char *smtp_session_protocol(const struct smtp_session *s);
+
 /* The validated HELO/EHLO name (empty before the greeting); points into s. */
 struct span smtp_session_helo(const struct smtp_session *s);
 
