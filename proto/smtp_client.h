@@ -25,6 +25,8 @@
 
 #define SMTP_CLIENT_REPLY_TEXT_MAX_BYTES 256
 #define SMTP_CLIENT_REPLY_LINE_MAX_BYTES 4096 /* longer: malformed */
+/* Free space out must have at each call; no command line is longer. */
+#define SMTP_CLIENT_OUT_MIN_BYTES SMTP_COMMAND_LINE_MIN_BYTES
 
 /* Capabilities learnt from EHLO. */
 enum {
@@ -75,22 +77,30 @@ enum smtp_client_status {
 };
 
 struct smtp_client {
-	/* Private to smtp_client.c; public so callers can embed it. */
+	/* Private to smtp_client.c; public so callers can embed it (asserted
+	 * below 2 KiB there). */
 	struct span helo_name;
-	uint32_t state;
-	uint32_t caps;
-	uint64_t upstream_size_max;   /* SIZE n from EHLO, 0 = no limit given */
-	const struct smtp_client_message *msg;
+	const struct smtp_client_message *msg;   /* the message in flight, else NULL */
 	struct smtp_client_result *rcpt_results; /* caller's array, recipient_count long */
-	uint32_t replies_expected;   /* pipelined replies still to come */
-	uint32_t rcpt_next_reply;    /* which recipient the next RCPT reply is for */
-	uint32_t rcpt_accepted;
-	uint32_t line_len;           /* bytes of the current reply line kept in line[] */
-	uint16_t reply_code;         /* code of the multi-line reply being read */
-	uint8_t flags;
+	uint64_t upstream_size_max;   /* SIZE n from EHLO, 0 = no limit given */
+	uint32_t state;               /* enum client_state */
+	uint32_t caps;                /* SMTP_CAP_* */
+	uint32_t cmd_count;           /* commands of this transaction (XFORWARD..DATA) */
+	uint32_t cmd_written;         /* of those, appended to out so far */
+	uint32_t cmd_replied;         /* of those, answered so far */
+	uint32_t rcpt_write_next;     /* recipient index of the next RCPT to write */
+	uint32_t rcpt_reply_next;     /* recipient index the next RCPT reply is for */
+	uint32_t rcpt_accepted;       /* RCPT replies that were 2xx */
+	uint32_t line_len;            /* bytes of the current reply line (all, not just kept) */
+	uint16_t reply_code;          /* code of the multi-line reply being read */
+	uint16_t reply_lines;         /* lines of it so far */
+	uint16_t flags;               /* CF_* */
+	uint8_t xforward_attrs;       /* XFORWARD attributes the upstream listed */
+	uint8_t xforward_commands;    /* XFORWARD commands in this transaction */
+	struct smtp_client_result reply;          /* the reply being read */
 	struct smtp_client_result message_result; /* MAIL/DATA/final-dot outcome */
 	struct smtp_client_result conn_result;    /* why the connection failed */
-	char line[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 16];
+	char line[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 16]; /* kept prefix of the line */
 };
 
 /* Starts a client: nothing is sent until the upstream's 220 greeting arrives. */
@@ -99,6 +109,16 @@ void smtp_client_init(struct smtp_client *c, struct span helo_name);
 /*
  * Feeds upstream bytes; consumes all of them (partial reply lines are kept
  * inside, bounded). Appends commands to out. Returns what to do next.
+ * Call it with n = 0 (p may be NULL) each time a send of out has completed:
+ * a pipelined message with more RCPTs than fit in out is written in rounds,
+ * and the next round is appended only then (WANT_INPUT with out->len > 0
+ * means "send this too").
+ *
+ * Buffer contract (for every function here that takes out): out must have at
+ * least SMTP_CLIENT_OUT_MIN_BYTES free; every command line is shorter than
+ * that (RFC 5321 4.5.3.1.4), and a round stops at the first command that
+ * does not fit. A 4 KiB out buffer carries any message, 1000 recipients
+ * included, in several rounds.
  */
 enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n,
 					 struct smtp_out *out);
@@ -128,7 +148,10 @@ const struct smtp_client_result *smtp_client_message_result(const struct smtp_cl
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out);
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out);
 
-/* Why the connection failed (a 4xx the forwarder retries on). */
+/* Why the connection failed or closed: the upstream's own reply when it
+ * refused the session (greeting, EHLO/HELO, RSET, 421), else a 4xx made up
+ * here (malformed or unexpected reply). When that happens mid-message, the
+ * recipients without a final result get it too (always 4xx there). */
 const struct smtp_client_result *smtp_client_conn_result(const struct smtp_client *c);
 
 uint32_t smtp_client_caps(const struct smtp_client *c);

@@ -1,0 +1,1104 @@
+/*
+ * smtp_client.c - the ESMTP client state machine that core/forward drives to
+ * hand stored messages to an upstream relay (RFC 5321, PIPELINING RFC 2920,
+ * SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034/3463, SMTPUTF8 6531,
+ * Postfix XFORWARD).
+ *
+ * Upstream bytes come in through smtp_client_feed() in whatever pieces the
+ * socket delivered; a 256-entry class table sorts each byte and a line
+ * assembler keeps only a bounded prefix of each reply line, so memory stays
+ * fixed whatever the upstream sends. A complete reply goes to the handler of
+ * the state that expects it. Commands go out into the caller's struct
+ * smtp_out; the message body never passes through here.
+ *
+ * Invariants:
+ *  - a transaction is the command sequence XFORWARD* MAIL RCPT+ DATA, indexed
+ *    0..cmd_count-1; cmd_replied <= cmd_written <= cmd_count, and replies are
+ *    matched to commands strictly in order (RFC 2920 section 3.1);
+ *  - a recipient's result is final once it holds a non-2xx code, or once the
+ *    message is done; a connection that closes or fails mid-message gives
+ *    every recipient without a final result a 4xx, never a 5xx;
+ *  - bytes that start a reply while none is expected are never taken as the
+ *    answer to a later command;
+ *  - the input is consumed whole on every call, and the outcome does not
+ *    depend on how it was split.
+ */
+#include "smtp_client.h"
+
+#include <string.h>
+
+_Static_assert(sizeof(struct smtp_client) < 2048, "a forwarder connection stays small");
+_Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= 512, "every command line fits the minimum");
+_Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
+	       "a reply-sized out buffer carries several commands per round");
+
+/* A command line, CRLF included, is shorter than this (RFC 5321 4.5.3.1.4). */
+#define COMMAND_MAX_BYTES 512
+/* "MAIL FROM:<" path "> SIZE=" 20 digits " BODY=8BITMIME SMTPUTF8\r\n" */
+_Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < COMMAND_MAX_BYTES,
+	       "the longest MAIL command fits one line");
+_Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= COMMAND_MAX_BYTES, "a command fits out");
+/* Bytes of a line kept: "ddd-" and the text we may report. */
+#define LINE_KEEP_BYTES sizeof(((struct smtp_client *)0)->line)
+_Static_assert(LINE_KEEP_BYTES >= 4 + SMTP_CLIENT_REPLY_TEXT_MAX_BYTES, "line keeps the text");
+/* Lines in one reply; an EHLO reply has a few dozen at most. */
+#define REPLY_LINES_MAX 1000
+#define XFORWARD_VERB "XFORWARD"
+#define XFORWARD_UNAVAILABLE "[UNAVAILABLE]"
+
+enum client_state {
+	ST_GREETING,     /* waiting for 220 */
+	ST_EHLO,         /* EHLO sent */
+	ST_HELO,         /* HELO sent after EHLO was refused */
+	ST_READY,        /* idle, no transaction */
+	ST_TRANSACTION,  /* XFORWARD/MAIL/RCPT/DATA replies outstanding */
+	ST_SEND_BODY,    /* 354 seen: the caller sends the body */
+	ST_DOT,          /* body and "." sent: waiting for the final reply */
+	ST_DOT_DISCARD,  /* 354 with no recipient: a lone "." sent, reply ignored */
+	ST_DONE,         /* results final; RSET or QUIT next */
+	ST_RSET,         /* RSET sent */
+	ST_QUIT,         /* QUIT sent */
+	ST_CLOSED,
+	ST_FAILED,
+};
+
+enum {
+	CF_CR = 1u << 0,         /* a CR ended the last byte; LF must follow */
+	CF_MULTI = 1u << 1,      /* a continuation line was read; more lines follow */
+	CF_UNEXPECTED = 1u << 2, /* the reply being read began while none was expected */
+	CF_ABORT = 1u << 3,      /* XFORWARD or MAIL refused: read the rest, send nothing */
+	CF_PIPELINED = 1u << 4,  /* this transaction pipelines (RFC 2920) */
+};
+
+enum { XF_NAME = 1u << 0, XF_ADDR = 1u << 1, XF_HELO = 1u << 2, XF_PROTO = 1u << 3 };
+
+/* ---- results ------------------------------------------------------------------ */
+
+/* Copies text into r->text from offset at, as printable ASCII ('?' for any
+ * other byte), truncating at the field's end. Returns the new length. */
+static size_t result_text_put(struct smtp_client_result *r, size_t at, const char *p, size_t n)
+{
+	size_t room = sizeof(r->text) - 1;
+	RMX_ASSERT(at <= room);
+	size_t i = 0;
+	for (; i < n && at < room; i++, at++) {
+		uint8_t b = (uint8_t)p[i];
+		r->text[at] = (b >= 0x20 && b <= 0x7e) ? (char)b : '?';
+	}
+	r->text[at] = '\0';
+	return at;
+}
+
+static void result_set(struct smtp_client_result *r, uint16_t code, const char *status,
+		       const char *text)
+{
+	RMX_ASSERT(code >= 200 && code <= 599);
+	RMX_ASSERT(strlen(status) < sizeof(r->status));
+	r->code = code;
+	memcpy(r->status, status, strlen(status) + 1);
+	(void)result_text_put(r, 0, text, strlen(text));
+}
+
+static void result_clear(struct smtp_client_result *r)
+{
+	r->code = 0;
+	r->status[0] = '\0';
+	r->text[0] = '\0';
+}
+
+static bool is_digit(uint8_t b)
+{
+	return b >= '0' && b <= '9';
+}
+
+/* Length of a run of 1..3 digits at p[0..n), 0 if there is none or 4+. */
+static size_t digits_1_3(const char *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n && i < 4 && is_digit((uint8_t)p[i]))
+		i++;
+	return (i >= 1 && i <= 3) ? i : 0;
+}
+
+/*
+ * Length of an RFC 3463 status "class.subject.detail" at the start of text
+ * whose class is the reply code's first digit, followed by a space or the
+ * end; 0 when there is none (then one is made up from the code).
+ */
+static size_t enhanced_status_len(const char *p, size_t n, uint16_t code)
+{
+	uint8_t cls = (uint8_t)(code / 100);
+	if (cls == 3 || n < 5 || (uint8_t)p[0] != (uint8_t)('0' + cls) || p[1] != '.')
+		return 0;
+	size_t at = 2;
+	size_t d = digits_1_3(p + at, n - at);
+	if (d == 0 || at + d >= n || p[at + d] != '.')
+		return 0;
+	at += d + 1;
+	d = digits_1_3(p + at, n - at);
+	if (d == 0)
+		return 0;
+	at += d;
+	return (at == n || p[at] == ' ') ? at : 0;
+}
+
+/* Sets r from the first line of a reply: code, status (given or made up)
+ * and the text after the status. */
+static void result_from_first_line(struct smtp_client_result *r, uint16_t code,
+				   const char *text, size_t n)
+{
+	r->code = code;
+	size_t sl = enhanced_status_len(text, n, code);
+	uint8_t cls = (uint8_t)(code / 100);
+	if (sl > 0) {
+		RMX_ASSERT(sl < sizeof(r->status));
+		memcpy(r->status, text, sl);
+		r->status[sl] = '\0';
+		while (sl < n && text[sl] == ' ')
+			sl++;
+	} else if (cls == 2 || cls == 4 || cls == 5) {
+		r->status[0] = (char)('0' + cls);
+		memcpy(r->status + 1, ".0.0", 5);
+	} else {
+		r->status[0] = '\0';
+	}
+	(void)result_text_put(r, 0, text + sl, n - sl);
+}
+
+/* Appends a continuation line's text (its status repeat dropped) after a
+ * space, as far as the field holds. */
+static void result_append_line(struct smtp_client_result *r, const char *text, size_t n)
+{
+	size_t sl = enhanced_status_len(text, n, r->code);
+	if (sl > 0 && strncmp(r->status, text, sl) == 0 && r->status[sl] == '\0') {
+		while (sl < n && text[sl] == ' ')
+			sl++;
+		text += sl;
+		n -= sl;
+	}
+	size_t at = strlen(r->text);
+	if (n == 0 || at + 1 >= sizeof(r->text) - 1)
+		return;
+	at = result_text_put(r, at, " ", 1);
+	(void)result_text_put(r, at, text, n);
+}
+
+/* ---- output ------------------------------------------------------------------- */
+
+static void out_put(struct smtp_out *out, const void *p, size_t n)
+{
+	RMX_ASSERT(out->len <= out->cap && n <= out->cap - out->len);
+	memcpy(out->buf + out->len, p, n);
+	out->len += n;
+}
+
+static bool out_fits(const struct smtp_out *out, size_t n)
+{
+	RMX_ASSERT(out->len <= out->cap);
+	return n <= out->cap - out->len;
+}
+
+/* A bounded line builder over a caller's stack buffer. */
+struct line_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+};
+
+static void lb_put(struct line_buf *lb, const void *p, size_t n)
+{
+	RMX_ASSERT(n <= lb->cap - lb->len);
+	if (n == 0)
+		return; /* an empty span may have no pointer */
+	memcpy(lb->p + lb->len, p, n);
+	lb->len += n;
+}
+
+static void lb_str(struct line_buf *lb, const char *s)
+{
+	lb_put(lb, s, strlen(s));
+}
+
+static void lb_u64(struct line_buf *lb, uint64_t v)
+{
+	char digits[20];
+	size_t n = 0;
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	RMX_ASSERT(n <= lb->cap - lb->len);
+	while (n > 0)
+		lb->p[lb->len++] = digits[--n];
+}
+
+/* Writes a single command that must fit (the caller keeps the minimum). */
+static void out_command(struct smtp_out *out, const char *verb, struct span arg)
+{
+	char cmd[COMMAND_MAX_BYTES];
+	struct line_buf lb = { cmd, 0, sizeof(cmd) };
+	lb_str(&lb, verb);
+	if (arg.len > 0) {
+		lb_str(&lb, " ");
+		lb_put(&lb, arg.ptr, arg.len);
+	}
+	lb_str(&lb, "\r\n");
+	out_put(out, cmd, lb.len);
+}
+
+/* ---- xtext and XFORWARD --------------------------------------------------------- */
+
+/* xtext (RFC 1891 section 5, as Postfix's XFORWARD_README asks): '+', '='
+ * and bytes outside 0x21-0x7e become +HH. */
+static bool xtext_plain(uint8_t b)
+{
+	return b >= 0x21 && b <= 0x7e && b != '+' && b != '=';
+}
+
+static size_t xtext_len(struct span v)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < v.len; i++)
+		n += xtext_plain(v.ptr[i]) ? 1 : 3;
+	return n;
+}
+
+static void lb_xtext(struct line_buf *lb, struct span v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (size_t i = 0; i < v.len; i++) {
+		uint8_t b = v.ptr[i];
+		if (xtext_plain(b)) {
+			lb_put(lb, &b, 1);
+		} else {
+			char e[3] = { '+', hex[b >> 4], hex[b & 15] };
+			lb_put(lb, e, 3);
+		}
+	}
+}
+
+struct xforward_attr {
+	uint8_t bit;
+	const char *name;
+};
+
+static const struct xforward_attr xforward_attrs[] = {
+	{ XF_NAME, "NAME" },
+	{ XF_ADDR, "ADDR" },
+	{ XF_HELO, "HELO" },
+	{ XF_PROTO, "PROTO" },
+};
+
+static struct span xforward_value(const struct smtp_client_xforward *xf, uint8_t bit)
+{
+	switch (bit) {
+	case XF_NAME:
+		return xf->name;
+	case XF_ADDR:
+		return xf->addr;
+	case XF_HELO:
+		return xf->helo;
+	default:
+		RMX_ASSERT(bit == XF_PROTO);
+		return xf->proto;
+	}
+}
+
+/* Room for " NAME=value" in one XFORWARD line under 512 bytes with CRLF. */
+#define XFORWARD_ATTR_ROOM (COMMAND_MAX_BYTES - 1 - (sizeof(XFORWARD_VERB) - 1) - 2)
+
+/* An empty value, or one too long for a line once encoded, is sent as
+ * [UNAVAILABLE], which the README defines for unknown information. */
+static bool xforward_value_usable(const struct xforward_attr *a, struct span v)
+{
+	return v.len > 0 && 1 + strlen(a->name) + 1 + xtext_len(v) <= XFORWARD_ATTR_ROOM;
+}
+
+static size_t xforward_attr_len(const struct xforward_attr *a, struct span v)
+{
+	size_t value = xforward_value_usable(a, v) ? xtext_len(v) : strlen(XFORWARD_UNAVAILABLE);
+	return 1 + strlen(a->name) + 1 + value;
+}
+
+/*
+ * Packs the offered attributes greedily into XFORWARD lines, each under 512
+ * bytes with its CRLF. Returns how many lines there are; when lb is given,
+ * writes line number want (CRLF included) into it.
+ */
+static uint32_t xforward_pack(const struct smtp_client *c, uint32_t want, struct line_buf *lb)
+{
+	const struct smtp_client_xforward *xf = c->msg->xforward;
+	uint32_t line = 0;
+	size_t line_len = 0; /* 0: no line started */
+	for (size_t i = 0; i < RMX_ARRAY_LEN(xforward_attrs); i++) {
+		const struct xforward_attr *a = &xforward_attrs[i];
+		if (!(c->xforward_attrs & a->bit))
+			continue;
+		struct span v = xforward_value(xf, a->bit);
+		size_t n = xforward_attr_len(a, v);
+		if (line_len > 0 && line_len + n + 2 > COMMAND_MAX_BYTES - 1) {
+			if (lb != NULL && line == want)
+				lb_str(lb, "\r\n");
+			line++;
+			line_len = 0;
+		}
+		if (line_len == 0) {
+			line_len = sizeof(XFORWARD_VERB) - 1;
+			if (lb != NULL && line == want)
+				lb_str(lb, XFORWARD_VERB);
+		}
+		line_len += n;
+		if (lb != NULL && line == want) {
+			lb_str(lb, " ");
+			lb_str(lb, a->name);
+			lb_str(lb, "=");
+			if (xforward_value_usable(a, v))
+				lb_xtext(lb, v);
+			else
+				lb_str(lb, XFORWARD_UNAVAILABLE);
+		}
+	}
+	if (line_len == 0)
+		return line;
+	if (lb != NULL && line == want)
+		lb_str(lb, "\r\n");
+	return line + 1;
+}
+
+/* ---- the transaction's commands --------------------------------------------------- */
+
+enum cmd_kind { CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_DATA };
+
+static enum cmd_kind cmd_kind(const struct smtp_client *c, uint32_t i)
+{
+	RMX_ASSERT(i < c->cmd_count);
+	if (i < c->xforward_commands)
+		return CMD_XFORWARD;
+	if (i == c->xforward_commands)
+		return CMD_MAIL;
+	return i + 1 == c->cmd_count ? CMD_DATA : CMD_RCPT;
+}
+
+/* Recipients refused before sending (an address we cannot put on the wire)
+ * already hold a code; the RCPT cursors step over them. */
+static uint32_t rcpt_skip_refused(const struct smtp_client *c, uint32_t i)
+{
+	while (i < c->msg->recipient_count && c->rcpt_results[i].code != 0)
+		i++;
+	return i;
+}
+
+/* Builds command number i of the transaction into cmd; returns its length. */
+static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap)
+{
+	const struct smtp_client_message *m = c->msg;
+	struct line_buf lb = { cmd, 0, cap };
+	switch (cmd_kind(c, i)) {
+	case CMD_XFORWARD:
+		(void)xforward_pack(c, i, &lb);
+		break;
+	case CMD_MAIL:
+		lb_str(&lb, "MAIL FROM:<");
+		lb_put(&lb, m->reverse_path.ptr, m->reverse_path.len);
+		lb_str(&lb, ">");
+		if (c->caps & SMTP_CAP_SIZE) {
+			lb_str(&lb, " SIZE=");
+			lb_u64(&lb, m->body_bytes);
+		}
+		if (m->body_type == SMTP_BODY_8BITMIME)
+			lb_str(&lb, " BODY=8BITMIME");
+		if (m->smtputf8)
+			lb_str(&lb, " SMTPUTF8");
+		lb_str(&lb, "\r\n");
+		break;
+	case CMD_RCPT: {
+		uint32_t r = c->rcpt_write_next;
+		RMX_ASSERT(r < m->recipient_count);
+		lb_str(&lb, "RCPT TO:<");
+		lb_put(&lb, m->recipients[r].ptr, m->recipients[r].len);
+		lb_str(&lb, ">\r\n");
+		break;
+	}
+	case CMD_DATA:
+		lb_str(&lb, "DATA\r\n");
+		break;
+	}
+	RMX_ASSERT(lb.len > 2 && lb.len < COMMAND_MAX_BYTES);
+	return lb.len;
+}
+
+/* Appends command cmd_written if it fits; false when out is too full. */
+static bool cmd_write_next(struct smtp_client *c, struct smtp_out *out)
+{
+	char cmd[COMMAND_MAX_BYTES];
+	RMX_ASSERT(c->cmd_written < c->cmd_count);
+	size_t n = cmd_build(c, c->cmd_written, cmd, sizeof(cmd));
+	if (!out_fits(out, n))
+		return false;
+	out_put(out, cmd, n);
+	if (cmd_kind(c, c->cmd_written) == CMD_RCPT)
+		c->rcpt_write_next = rcpt_skip_refused(c, c->rcpt_write_next + 1);
+	c->cmd_written++;
+	return true;
+}
+
+/* Pipelined: writes commands until all are out or out is full. */
+static void cmd_write_round(struct smtp_client *c, struct smtp_out *out)
+{
+	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	while (c->cmd_written < c->cmd_count && cmd_write_next(c, out)) {
+	}
+}
+
+/* ---- outcomes --------------------------------------------------------------------- */
+
+static bool message_open(const struct smtp_client *c)
+{
+	return c->msg != NULL;
+}
+
+/* The connection ends mid-message: every recipient without a final result
+ * (none yet, or a 2xx RCPT still waiting for the end of data) gets r. */
+static void message_interrupted(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if (!message_open(c))
+		return;
+	for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+		struct smtp_client_result *rr = &c->rcpt_results[i];
+		if (rr->code == 0 || rr->code / 100 == 2)
+			*rr = *r;
+	}
+	if (!(c->flags & CF_ABORT))
+		c->message_result = *r;
+	c->msg = NULL;
+	c->rcpt_results = NULL;
+}
+
+static enum smtp_client_status client_closed(struct smtp_client *c,
+					     const struct smtp_client_result *r)
+{
+	c->conn_result = *r;
+	message_interrupted(c, r);
+	c->state = ST_CLOSED;
+	return SMTP_CLIENT_CLOSED;
+}
+
+static enum smtp_client_status client_failed_with(struct smtp_client *c,
+						  const struct smtp_client_result *r)
+{
+	c->conn_result = *r;
+	message_interrupted(c, r);
+	c->state = ST_FAILED;
+	return SMTP_CLIENT_FAILED;
+}
+
+static enum smtp_client_status client_failed(struct smtp_client *c, const char *text)
+{
+	struct smtp_client_result r;
+	result_set(&r, 451, "4.4.0", text);
+	return client_failed_with(c, &r);
+}
+
+static enum smtp_client_status protocol_error(struct smtp_client *c)
+{
+	return client_failed(c, "unexpected reply code from upstream");
+}
+
+static enum smtp_client_status message_done(struct smtp_client *c)
+{
+	c->msg = NULL;
+	c->rcpt_results = NULL;
+	c->state = ST_DONE;
+	return SMTP_CLIENT_MESSAGE_DONE;
+}
+
+/* Every recipient not yet refused gets r (MAIL or XFORWARD refused, or a
+ * capability the upstream lacks); later replies of the transaction are read
+ * but change nothing. */
+static void message_abort(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+		if (c->rcpt_results[i].code == 0)
+			c->rcpt_results[i] = *r;
+	}
+	c->message_result = *r;
+	c->flags |= CF_ABORT;
+}
+
+/* ---- replies per state ---------------------------------------------------------- */
+
+static enum smtp_client_status status_of(const struct smtp_client *c)
+{
+	switch ((enum client_state)c->state) {
+	case ST_READY:
+		return SMTP_CLIENT_READY;
+	case ST_SEND_BODY:
+		return SMTP_CLIENT_SEND_BODY;
+	case ST_DONE:
+		return SMTP_CLIENT_MESSAGE_DONE;
+	case ST_CLOSED:
+		return SMTP_CLIENT_CLOSED;
+	case ST_FAILED:
+		return SMTP_CLIENT_FAILED;
+	default:
+		return SMTP_CLIENT_WANT_INPUT;
+	}
+}
+
+/* True when a reply that starts now answers a command we sent. */
+static bool reply_expected(const struct smtp_client *c)
+{
+	switch ((enum client_state)c->state) {
+	case ST_GREETING:
+	case ST_EHLO:
+	case ST_HELO:
+	case ST_DOT:
+	case ST_DOT_DISCARD:
+	case ST_RSET:
+	case ST_QUIT:
+		return true;
+	case ST_TRANSACTION:
+		return c->cmd_replied < c->cmd_written;
+	default:
+		return false;
+	}
+}
+
+static enum smtp_client_status on_greeting(struct smtp_client *c, const struct smtp_client_result *r,
+					   struct smtp_out *out)
+{
+	if (r->code == 220) {
+		out_command(out, "EHLO", c->helo_name);
+		c->state = ST_EHLO;
+		return SMTP_CLIENT_WANT_INPUT;
+	}
+	if (r->code == 554)
+		return client_closed(c, r);
+	if (r->code / 100 >= 4)
+		return client_failed_with(c, r);
+	return client_failed(c, "unexpected greeting from upstream");
+}
+
+static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp_client_result *r,
+					struct smtp_out *out)
+{
+	if (r->code / 100 == 2) {
+		c->state = ST_READY;
+		return SMTP_CLIENT_READY;
+	}
+	c->caps = 0;
+	c->upstream_size_max = 0;
+	c->xforward_attrs = 0;
+	if (c->state == ST_EHLO && r->code / 100 == 5) {
+		out_command(out, "HELO", c->helo_name);
+		c->state = ST_HELO;
+		return SMTP_CLIENT_WANT_INPUT;
+	}
+	if (r->code / 100 >= 4)
+		return client_failed_with(c, r);
+	return protocol_error(c);
+}
+
+/* The reply to DATA. */
+static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_client_result *r,
+				       struct smtp_out *out)
+{
+	if (r->code == 354) {
+		if (c->rcpt_accepted == 0) {
+			/* RFC 2920 3.1: DATA went out with the batch but no
+			 * recipient was accepted; end the empty body. */
+			out_put(out, ".\r\n", 3);
+			c->state = ST_DOT_DISCARD;
+			return SMTP_CLIENT_WANT_INPUT;
+		}
+		if (c->flags & CF_ABORT) {
+			/* Recipients are open upstream for a transaction we gave
+			 * up: only dropping the connection cancels it. */
+			return client_failed(c, "upstream accepted data for an abandoned transaction");
+		}
+		c->state = ST_SEND_BODY;
+		return SMTP_CLIENT_SEND_BODY;
+	}
+	if (r->code / 100 < 4)
+		return protocol_error(c);
+	if (!(c->flags & CF_ABORT) && c->rcpt_accepted > 0) {
+		for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+			if (c->rcpt_results[i].code / 100 == 2)
+				c->rcpt_results[i] = *r;
+		}
+		c->message_result = *r;
+	}
+	return message_done(c);
+}
+
+/* Called after each transaction reply: the next step when nothing else
+ * is outstanding. */
+static enum smtp_client_status transaction_next(struct smtp_client *c, struct smtp_out *out)
+{
+	if (c->cmd_replied < c->cmd_written)
+		return SMTP_CLIENT_WANT_INPUT;
+	if (c->flags & CF_ABORT)
+		return message_done(c);
+	if (c->flags & CF_PIPELINED) {
+		/* The next round goes out when the caller says the last was sent. */
+		RMX_ASSERT(c->cmd_written < c->cmd_count);
+		return SMTP_CLIENT_WANT_INPUT;
+	}
+	RMX_ASSERT(c->cmd_written < c->cmd_count);
+	if (cmd_kind(c, c->cmd_written) == CMD_DATA && c->rcpt_accepted == 0)
+		return message_done(c); /* no DATA without a recipient */
+	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	bool written = cmd_write_next(c, out);
+	RMX_ASSERT(written);
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+static enum smtp_client_status on_transaction(struct smtp_client *c,
+					      const struct smtp_client_result *r,
+					      struct smtp_out *out)
+{
+	RMX_ASSERT(c->cmd_replied < c->cmd_written);
+	enum cmd_kind kind = cmd_kind(c, c->cmd_replied);
+	c->cmd_replied++;
+	uint8_t cls = (uint8_t)(r->code / 100);
+	switch (kind) {
+	case CMD_XFORWARD:
+		if (c->flags & CF_ABORT)
+			break;
+		if (r->code != 250) {
+			struct smtp_client_result f = *r;
+			if (cls < 4)
+				result_set(&f, 451, "4.5.0", "unexpected XFORWARD reply from upstream");
+			message_abort(c, &f);
+		}
+		break;
+	case CMD_MAIL:
+		if (c->flags & CF_ABORT)
+			break;
+		if (cls == 3)
+			return protocol_error(c);
+		if (cls != 2)
+			message_abort(c, r);
+		break;
+	case CMD_RCPT: {
+		if (cls == 2)
+			c->rcpt_accepted++; /* counted even when aborting: see on_data */
+		if (c->flags & CF_ABORT)
+			break; /* every result is final already */
+		uint32_t i = c->rcpt_reply_next;
+		RMX_ASSERT(i < c->msg->recipient_count && c->rcpt_results[i].code == 0);
+		c->rcpt_reply_next = rcpt_skip_refused(c, i + 1);
+		if (cls == 3)
+			return protocol_error(c);
+		c->rcpt_results[i] = *r;
+		if (cls != 2)
+			c->message_result = *r; /* the outcome if no recipient is accepted */
+		break;
+	}
+	case CMD_DATA:
+		return on_data(c, r, out);
+	}
+	return transaction_next(c, out);
+}
+
+static enum smtp_client_status on_final(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if (r->code / 100 == 3)
+		return protocol_error(c);
+	for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+		if (c->rcpt_results[i].code / 100 == 2)
+			c->rcpt_results[i] = *r;
+	}
+	c->message_result = *r;
+	return message_done(c);
+}
+
+static enum smtp_client_status on_rset(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if (r->code / 100 == 2) {
+		c->state = ST_READY;
+		return SMTP_CLIENT_READY;
+	}
+	if (r->code / 100 >= 4)
+		return client_failed_with(c, r);
+	return protocol_error(c);
+}
+
+/* A complete reply: hand it to whoever waits for it. */
+static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp_out *out)
+{
+	struct smtp_client_result r = c->reply;
+	if (c->flags & CF_UNEXPECTED) {
+		c->flags &= (uint16_t)~CF_UNEXPECTED;
+		if (r.code == 421)
+			return client_closed(c, &r);
+		return client_failed(c, "unexpected reply from upstream");
+	}
+	if (c->state == ST_QUIT) {
+		c->state = ST_CLOSED;
+		return SMTP_CLIENT_CLOSED;
+	}
+	if (r.code == 421)
+		return client_closed(c, &r);
+	switch ((enum client_state)c->state) {
+	case ST_GREETING:
+		return on_greeting(c, &r, out);
+	case ST_EHLO:
+	case ST_HELO:
+		return on_hello(c, &r, out);
+	case ST_TRANSACTION:
+		return on_transaction(c, &r, out);
+	case ST_DOT:
+		return on_final(c, &r);
+	case ST_DOT_DISCARD:
+		return message_done(c);
+	case ST_RSET:
+		return on_rset(c, &r);
+	default:
+		RMX_ASSERT(!"a reply reached a state that expects none");
+		return SMTP_CLIENT_FAILED;
+	}
+}
+
+/* ---- EHLO keywords ------------------------------------------------------------------ */
+
+struct ehlo_keyword {
+	const char *name;
+	uint32_t cap;
+};
+
+static const struct ehlo_keyword ehlo_keywords[] = {
+	{ "PIPELINING", SMTP_CAP_PIPELINING },
+	{ "SIZE", SMTP_CAP_SIZE },
+	{ "8BITMIME", SMTP_CAP_8BITMIME },
+	{ "SMTPUTF8", SMTP_CAP_SMTPUTF8 },
+	{ "CHUNKING", SMTP_CAP_CHUNKING },
+	{ "BINARYMIME", SMTP_CAP_BINARYMIME },
+	{ "XFORWARD", SMTP_CAP_XFORWARD },
+	{ "ENHANCEDSTATUSCODES", SMTP_CAP_ENHANCEDSTATUSCODES },
+	{ "STARTTLS", SMTP_CAP_STARTTLS },
+};
+
+/* Splits the next space-separated word off [*p, end). */
+static struct span next_word(const char **p, const char *end)
+{
+	const char *s = *p;
+	while (s < end && *s == ' ')
+		s++;
+	const char *e = s;
+	while (e < end && *e != ' ')
+		e++;
+	*p = e;
+	return span_make(s, (size_t)(e - s));
+}
+
+/* SIZE's argument: decimal, saturating; anything else means no limit. */
+static uint64_t parse_size(struct span w)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < w.len; i++) {
+		if (!is_digit(w.ptr[i]))
+			return 0;
+		uint64_t d = (uint64_t)(w.ptr[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return UINT64_MAX;
+		v = v * 10 + d;
+	}
+	return v;
+}
+
+/* One EHLO line after the first: "KEYWORD [params]". The line may have been
+ * cut at LINE_KEEP_BYTES; a cut parameter list only loses its tail. */
+static void ehlo_line(struct smtp_client *c, const char *p, size_t n)
+{
+	const char *end = p + n;
+	struct span kw = next_word(&p, end);
+	for (size_t i = 0; i < RMX_ARRAY_LEN(ehlo_keywords); i++) {
+		if (!span_eq_nocase(kw, ehlo_keywords[i].name))
+			continue;
+		c->caps |= ehlo_keywords[i].cap;
+		if (ehlo_keywords[i].cap == SMTP_CAP_SIZE)
+			c->upstream_size_max = parse_size(next_word(&p, end));
+		if (ehlo_keywords[i].cap == SMTP_CAP_XFORWARD) {
+			for (struct span w = next_word(&p, end); w.len > 0; w = next_word(&p, end)) {
+				for (size_t a = 0; a < RMX_ARRAY_LEN(xforward_attrs); a++) {
+					if (span_eq_nocase(w, xforward_attrs[a].name))
+						c->xforward_attrs |= xforward_attrs[a].bit;
+				}
+			}
+		}
+		return;
+	}
+}
+
+/* ---- the line assembler ---------------------------------------------------------------- */
+
+enum byte_class { BC_TEXT, BC_CR, BC_LF, BC_BAD };
+
+/* RFC 5321 4.2: reply text is HT and 0x20-0x7e; UTF-8 (0x80-0xff) may come
+ * from an SMTPUTF8 server and is kept as '?'. Other controls, NUL and DEL
+ * mean the stream is not SMTP. */
+static const uint8_t reply_byte_class[256] = {
+	/* 0x00-0x0f: NUL and controls; HT; LF; CR */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 2, 3, 3, 1, 3, 3,
+	/* 0x10-0x1f: controls */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
+	/* 0x20-0x7e: printable; 0x7f: DEL */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3,
+	/* 0x80-0xff: UTF-8 bytes */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
+static enum smtp_client_status malformed(struct smtp_client *c)
+{
+	return client_failed(c, "malformed reply from upstream");
+}
+
+/*
+ * A whole line is in (its first LINE_KEEP_BYTES in c->line): checks the code
+ * and separator (RFC 5321 4.2.1), folds the line into the reply, and
+ * dispatches the reply after its last line. Returns the new status.
+ */
+static enum smtp_client_status line_end(struct smtp_client *c, struct smtp_out *out)
+{
+	size_t len = c->line_len;
+	size_t kept = RMX_MIN(len, LINE_KEEP_BYTES);
+	const char *l = c->line;
+	c->line_len = 0;
+	if (len < 3 || !is_digit((uint8_t)l[0]) || !is_digit((uint8_t)l[1]) ||
+	    !is_digit((uint8_t)l[2]) || l[0] < '2' || l[0] > '5')
+		return malformed(c);
+	if (len > 3 && l[3] != '-' && l[3] != ' ')
+		return malformed(c);
+	uint16_t code = (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
+	bool last = len == 3 || l[3] == ' ';
+	const char *text = l + RMX_MIN(kept, 4);
+	size_t text_len = kept - RMX_MIN(kept, 4);
+	if (c->flags & CF_MULTI) {
+		if (code != c->reply_code)
+			return malformed(c);
+		if (c->state == ST_EHLO && !(c->flags & CF_UNEXPECTED))
+			ehlo_line(c, text, text_len);
+		else
+			result_append_line(&c->reply, text, text_len);
+	} else {
+		c->reply_code = code;
+		result_from_first_line(&c->reply, code, text, text_len);
+	}
+	if (!last) {
+		if (++c->reply_lines >= REPLY_LINES_MAX)
+			return malformed(c);
+		c->flags |= CF_MULTI;
+		return status_of(c);
+	}
+	c->flags &= (uint16_t)~CF_MULTI;
+	return reply_dispatch(c, out);
+}
+
+static bool client_live(const struct smtp_client *c)
+{
+	return c->state != ST_CLOSED && c->state != ST_FAILED;
+}
+
+/* ---- the interface ----------------------------------------------------------------------- */
+
+void smtp_client_init(struct smtp_client *c, struct span helo_name)
+{
+	RMX_ASSERT(helo_name.len > 0 && helo_name.len <= SMTP_DOMAIN_MAX_BYTES);
+	for (size_t i = 0; i < helo_name.len; i++)
+		RMX_ASSERT(helo_name.ptr[i] > 0x20 && helo_name.ptr[i] < 0x7f);
+	memset(c, 0, sizeof(*c));
+	c->helo_name = helo_name;
+	c->state = ST_GREETING;
+}
+
+enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n,
+					 struct smtp_out *out)
+{
+	RMX_ASSERT(n == 0 || p != NULL);
+	for (size_t i = 0; i < n && client_live(c); i++) {
+		uint8_t b = p[i];
+		uint8_t cls = reply_byte_class[b];
+		if (c->flags & CF_CR) {
+			c->flags &= (uint16_t)~CF_CR;
+			if (cls != BC_LF)
+				return malformed(c);
+		}
+		if (c->line_len == 0 && !(c->flags & CF_MULTI) && cls != BC_LF) {
+			/* The first byte of a reply. */
+			if (!reply_expected(c))
+				c->flags |= CF_UNEXPECTED;
+			result_clear(&c->reply);
+			c->reply_lines = 0;
+		}
+		switch ((enum byte_class)cls) {
+		case BC_TEXT:
+			if (c->line_len >= SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2)
+				return malformed(c);
+			if (c->line_len < LINE_KEEP_BYTES)
+				c->line[c->line_len] = (char)b;
+			c->line_len++;
+			break;
+		case BC_CR:
+			c->flags |= CF_CR;
+			break;
+		case BC_LF:
+			(void)line_end(c, out);
+			break;
+		case BC_BAD:
+			return malformed(c);
+		}
+	}
+	if (c->state == ST_TRANSACTION && n == 0 && (c->flags & CF_PIPELINED) &&
+	    !(c->flags & CF_ABORT) && c->cmd_written < c->cmd_count)
+		cmd_write_round(c, out);
+	return status_of(c);
+}
+
+/* A path we can put between <> on a command line: bounded, no controls, no
+ * angle brackets, non-ASCII only under SMTPUTF8. */
+static bool path_sendable(struct span p, bool smtputf8)
+{
+	if (p.len > SMTP_PATH_MAX_BYTES)
+		return false;
+	for (size_t i = 0; i < p.len; i++) {
+		uint8_t b = p.ptr[i];
+		if (b < 0x20 || b == 0x7f || b == '<' || b == '>' || (b >= 0x80 && !smtputf8))
+			return false;
+	}
+	return true;
+}
+
+/* Refuses the whole message before anything is sent. */
+static enum smtp_client_status message_refused(struct smtp_client *c, uint16_t code,
+					       const char *status, const char *text)
+{
+	struct smtp_client_result r;
+	result_set(&r, code, status, text);
+	message_abort(c, &r);
+	c->msg = NULL;
+	c->rcpt_results = NULL;
+	c->flags &= (uint16_t)~CF_ABORT;
+	/* Nothing went out: the upstream is still idle. */
+	c->state = ST_READY;
+	return SMTP_CLIENT_MESSAGE_DONE;
+}
+
+enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
+						  const struct smtp_client_message *m,
+						  struct smtp_client_result *rcpt_results,
+						  struct smtp_out *out)
+{
+	RMX_ASSERT(c->state == ST_READY);
+	RMX_ASSERT(m != NULL && rcpt_results != NULL);
+	RMX_ASSERT(m->recipient_count >= 1 && m->recipient_count <= SMTP_RECIPIENTS_MAX);
+	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	c->msg = m;
+	c->rcpt_results = rcpt_results;
+	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED);
+	c->cmd_written = 0;
+	c->cmd_replied = 0;
+	c->rcpt_accepted = 0;
+	result_clear(&c->message_result);
+	for (uint32_t i = 0; i < m->recipient_count; i++)
+		result_clear(&rcpt_results[i]);
+
+	if (m->smtputf8 && !(c->caps & SMTP_CAP_SMTPUTF8))
+		return message_refused(c, 553, "5.6.7", "upstream does not support SMTPUTF8");
+	if (m->body_type == SMTP_BODY_BINARYMIME)
+		return message_refused(c, 554, "5.6.3", "binary content cannot be relayed");
+	if (m->body_type == SMTP_BODY_8BITMIME && !(c->caps & SMTP_CAP_8BITMIME))
+		return message_refused(c, 554, "5.6.3", "upstream does not support 8BITMIME");
+	if ((c->caps & SMTP_CAP_SIZE) && c->upstream_size_max > 0 &&
+	    m->body_bytes > c->upstream_size_max)
+		return message_refused(c, 552, "5.3.4", "message too big for upstream");
+	if (!path_sendable(m->reverse_path, m->smtputf8))
+		return message_refused(c, 553, "5.1.7", "stored sender address cannot be relayed");
+
+	uint32_t sendable = 0;
+	for (uint32_t i = 0; i < m->recipient_count; i++) {
+		if (path_sendable(m->recipients[i], m->smtputf8) && m->recipients[i].len > 0)
+			sendable++;
+		else
+			result_set(&rcpt_results[i], 553, "5.1.3",
+				   "stored recipient address cannot be relayed");
+	}
+	if (sendable == 0) {
+		result_set(&c->message_result, 553, "5.1.3",
+			   "stored recipient address cannot be relayed");
+		c->msg = NULL;
+		c->rcpt_results = NULL;
+		return SMTP_CLIENT_MESSAGE_DONE;
+	}
+	c->rcpt_write_next = rcpt_skip_refused(c, 0);
+	c->rcpt_reply_next = c->rcpt_write_next;
+	c->xforward_commands = 0;
+	if ((c->caps & SMTP_CAP_XFORWARD) && m->xforward != NULL)
+		c->xforward_commands = (uint8_t)xforward_pack(c, 0, NULL);
+	c->cmd_count = c->xforward_commands + 1 + sendable + 1;
+	c->state = ST_TRANSACTION;
+	if (c->caps & SMTP_CAP_PIPELINING) {
+		c->flags |= CF_PIPELINED;
+		cmd_write_round(c, out);
+	} else {
+		bool written = cmd_write_next(c, out);
+		RMX_ASSERT(written);
+	}
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out)
+{
+	if (!client_live(c))
+		return status_of(c); /* a 421 or garbage arrived while the body went out */
+	RMX_ASSERT(c->state == ST_SEND_BODY);
+	RMX_ASSERT(out_fits(out, 3));
+	out_put(out, ".\r\n", 3);
+	c->state = ST_DOT;
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+const struct smtp_client_result *smtp_client_message_result(const struct smtp_client *c)
+{
+	return &c->message_result;
+}
+
+enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out)
+{
+	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
+	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	out_command(out, "RSET", span_make(NULL, 0));
+	c->state = ST_RSET;
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out)
+{
+	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
+	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	out_command(out, "QUIT", span_make(NULL, 0));
+	c->state = ST_QUIT;
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+const struct smtp_client_result *smtp_client_conn_result(const struct smtp_client *c)
+{
+	return &c->conn_result;
+}
+
+uint32_t smtp_client_caps(const struct smtp_client *c)
+{
+	return c->caps;
+}
