@@ -70,6 +70,10 @@ class ConfigErrorTest(unittest.TestCase):
         cases = [("fsync = sometimes", "fsync"), ("bare_newline = maybe", "bare_newline"),
                  ("listen = 127.0.0.1", "listen"), ("listen = [::1]", "listen"),
                  ("workers = 0", "workers"), ("workers = many", "workers"),
+                 ("max_connections = 0", "max_connections"),
+                 ("max_command_line = 100", "max_command_line"),
+                 ("segment_size = 1k", "segment_size"),
+                 ("hostname = two words", "hostname"),
                  ("this line has no equals sign", None)]
         for line, _ in cases:
             with self.subTest(line=line):
