@@ -495,6 +495,8 @@ static void store_kick(struct worker_loop *l)
 	}
 	commit_submit(l);
 	spare_start(l);
+	for (int fd; (fd = store_retired_fd(l->w->store)) >= 0;)
+		close(fd); /* a sealed segment the store has finished writing */
 }
 
 /* ---- feeding the session -------------------------------------------------- */
