@@ -27,6 +27,7 @@ enum config_kind {
 	KIND_PATH,
 	KIND_LISTEN,
 	KIND_DOMAINS,
+	KIND_UPSTREAMS,
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
 };
@@ -66,6 +67,14 @@ static const struct config_key config_keys[] = {
 	  UINT64_MAX / 2 },
 	{ "segment_size", KIND_SIZE, FIELD(segment_size_bytes), SEGMENT_SIZE_MIN_BYTES,
 	  SEGMENT_SIZE_MAX_BYTES },
+	{ "upstream", KIND_UPSTREAMS, 0, 0, 0 },
+	{ "upstream_connections", KIND_U32, FIELD(upstream_connections), 1,
+	  UPSTREAM_CONNECTIONS_MAX },
+	{ "upstream_helo", KIND_HOSTNAME, FIELD(upstream_helo), 0, 0 },
+	{ "upstream_timeout", KIND_DURATION, FIELD(upstream_timeout_s), 1, 86400 },
+	{ "retry_min", KIND_DURATION, FIELD(retry_min_s), 1, 30 * 86400 },
+	{ "retry_max", KIND_DURATION, FIELD(retry_max_s), 1, 30 * 86400 },
+	{ "max_queue_lifetime", KIND_DURATION, FIELD(max_queue_lifetime_s), 1, 365 * 86400 },
 };
 
 /* Domains from accept_domains, kept until the policy is built. */
@@ -225,10 +234,27 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 	switch (k->kind) {
 	case KIND_HOSTNAME:
 		if (!valid_hostname(value)) {
-			set_err(err, errlen, "hostname '%s' is not a valid domain name", value);
+			set_err(err, errlen, "%s: '%s' is not a valid domain name", key, value);
 			return false;
 		}
-		snprintf(c->hostname, sizeof(c->hostname), "%s", value);
+		snprintf((char *)field, SMTP_DOMAIN_MAX_BYTES + 1, "%s", value);
+		return true;
+	case KIND_UPSTREAMS:
+		c->upstream_count = 0; /* the last upstream line wins */
+		for (char *save = NULL, *tok = strtok_r(value, " \t,", &save); tok;
+		     tok = strtok_r(NULL, " \t,", &save)) {
+			if (c->upstream_count == UPSTREAMS_MAX) {
+				set_err(err, errlen, "upstream: at most %d relays", UPSTREAMS_MAX);
+				return false;
+			}
+			if (!config_parse_listen(tok, &c->upstream[c->upstream_count])) {
+				set_err(err, errlen,
+					"upstream: '%s' is not ADDRESS:PORT (127.0.0.1:25 or [::1]:25)",
+					tok);
+				return false;
+			}
+			c->upstream_count++;
+		}
 		return true;
 	case KIND_U32:
 	case KIND_SIZE:
@@ -448,6 +474,11 @@ static void config_defaults(struct config *c)
 	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
 	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
 	c->segment_size_bytes = SEGMENT_SIZE_DEFAULT_BYTES;
+	c->upstream_connections = UPSTREAM_CONNECTIONS_DEFAULT;
+	c->upstream_timeout_s = UPSTREAM_TIMEOUT_DEFAULT_S;
+	c->retry_min_s = RETRY_MIN_DEFAULT_S;
+	c->retry_max_s = RETRY_MAX_DEFAULT_S;
+	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
@@ -478,6 +509,13 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 			(unsigned long long)c->workers * 2 * c->segment_size_bytes);
 		goto out;
 	}
+	if (c->retry_min_s > c->retry_max_s) {
+		set_err(err, errlen, "retry_min (%us) must not exceed retry_max (%us)",
+			c->retry_min_s, c->retry_max_s);
+		goto out;
+	}
+	if (c->upstream_helo[0] == '\0')
+		snprintf(c->upstream_helo, sizeof(c->upstream_helo), "%s", c->hostname);
 	c->policy = policy_new();
 	if (!c->policy) {
 		set_err(err, errlen, "out of memory");

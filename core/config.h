@@ -43,6 +43,16 @@ struct config {
 	uint64_t max_inflight_data_bytes;
 	uint64_t segment_size_bytes;
 
+	/* Forwarding (issue: forward path). No upstream: mail stays in the store. */
+	struct listen_addr upstream[UPSTREAMS_MAX]; /* tried in order, with failover */
+	uint32_t upstream_count;
+	uint32_t upstream_connections;      /* per worker */
+	char upstream_helo[SMTP_DOMAIN_MAX_BYTES + 1];
+	uint32_t upstream_timeout_s;
+	uint32_t retry_min_s;
+	uint32_t retry_max_s;
+	uint32_t max_queue_lifetime_s;
+
 	uint32_t accept_domain_count;
 	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
 	struct smtp_session_config session;  /* what sessions read, derived */

@@ -45,6 +45,15 @@
 #define WORKERS_MAX 256
 #define LISTENERS_MAX 16
 
+/* Forwarding. */
+#define UPSTREAMS_MAX 8
+#define UPSTREAM_CONNECTIONS_DEFAULT 4
+#define UPSTREAM_CONNECTIONS_MAX 64
+#define UPSTREAM_TIMEOUT_DEFAULT_S 300
+#define RETRY_MIN_DEFAULT_S 300          /* 5 minutes */
+#define RETRY_MAX_DEFAULT_S 3600         /* 1 hour */
+#define QUEUE_LIFETIME_DEFAULT_S (5 * 86400)
+
 /* Provided buffer ring, per worker. */
 #define RECV_BUFFER_BYTES 16384
 #define RECV_BUFFER_COUNT 1024           /* a power of two */

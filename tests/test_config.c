@@ -111,7 +111,14 @@ int main(void)
 		 "shutdown_grace = 5s\n"
 		 "store_max_bytes = 1G\n"
 		 "max_inflight_data_bytes = 64M\n"
-		 "segment_size = 32M\n",
+		 "segment_size = 32M\n"
+		 "upstream = 127.0.0.1:2025 [::1]:2026\n"
+		 "upstream_connections = 8\n"
+		 "upstream_helo = gw.example.org\n"
+		 "upstream_timeout = 2m\n"
+		 "retry_min = 1m\n"
+		 "retry_max = 2h\n"
+		 "max_queue_lifetime = 3d\n",
 		 rcpts);
 	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
 	CHECK(strcmp(c.hostname, "mx1.example.org") == 0);
@@ -124,6 +131,16 @@ int main(void)
 	CHECK(c.shutdown_grace_s == 5 && c.store_max_bytes == 1ull << 30);
 	CHECK(c.max_inflight_data_bytes == 64u << 20 && c.segment_size_bytes == 32u << 20);
 	CHECK(c.session.max_recipients == 50 && c.session.policy == c.policy);
+	CHECK(c.upstream_count == 2 && strcmp(c.upstream[1].text, "[::1]:2026") == 0);
+	CHECK(c.upstream_connections == 8 && strcmp(c.upstream_helo, "gw.example.org") == 0);
+	CHECK(c.upstream_timeout_s == 120 && c.retry_min_s == 60 && c.retry_max_s == 7200);
+	CHECK(c.max_queue_lifetime_s == 3 * 86400);
+	config_free(&c);
+
+	/* Forwarding defaults: no upstream, HELO name = hostname. */
+	REQUIRE(load_text(&c, "hostname = mx.example.org\n", err, sizeof(err)) == 0);
+	CHECK(c.upstream_count == 0 && strcmp(c.upstream_helo, "mx.example.org") == 0);
+	CHECK(c.retry_min_s == 300 && c.retry_max_s == 3600 && c.max_queue_lifetime_s == 432000);
 	config_free(&c);
 
 	expect_error("workers = 2\nbogus = 1\n", "ringmx.conf:2: unknown key 'bogus'");
@@ -139,6 +156,9 @@ int main(void)
 	expect_error("just some words\n", ":1: expected 'key = value'");
 	expect_error("recipients_file = /nonexistent/ringmx-rcpts\n", "cannot open");
 	expect_error("segment_size = 1M\n", "segment_size");
+	expect_error("upstream = 127.0.0.1:25 relay\n", ":1: upstream: 'relay'");
+	expect_error("retry_min = 2h\nretry_max = 1h\n", "retry_min");
+	expect_error("upstream_connections = 0\n", ":1: upstream_connections");
 	const char *bad_rcpts = write_file("bad-rcpts", "alice@example.org\nnot an address\n");
 	snprintf(text, sizeof(text), "recipients_file = %s\n", bad_rcpts);
 	expect_error(text, "bad-rcpts:2:");
