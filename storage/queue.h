@@ -1,0 +1,296 @@
+/*
+ * queue.h - one worker's forwarding queue: which stored messages to forward
+ * when, their per-recipient outcomes, the group commit of those outcomes to
+ * the delivery logs (delivery_log.h), and which segments may be deleted.
+ *
+ * Sans-IO like the store (DESIGN.md rule 2): core/forward asks for a due
+ * message (queue_next_due), forwards it, reports each recipient's outcome
+ * (queue_outcome) and the end of the attempt (queue_attempt_done), and
+ * performs the log writes handed out by queue_commit_begin(), reporting with
+ * queue_commit_done(). Segments whose every recipient is final, with those
+ * final entries durable, are offered for deletion (queue_reclaimable).
+ *
+ * Message life: queue_add (due now) -> queue_next_due (in flight) ->
+ * outcomes -> queue_attempt_done: DONE (all final, freed), RETRY (back in
+ * the queue at the next attempt time) or BOUNCE_DUE (still in flight: the
+ * caller stores a DSN for the recipients in state QUEUE_RCPT_BOUNCE_DUE or
+ * QUEUE_RCPT_EXPIRE_DUE, then calls queue_bounce_done). A BOUNCED/EXPIRED
+ * entry is logged only once its DSN is durable, so a crash can repeat a
+ * bounce, never lose one.
+ *
+ * Memory: queue_add allocates one block per message (a small struct and a
+ * byte per recipient) and may grow the heap and segment table; nothing
+ * else on the hot path allocates. Log entries wait in a fixed buffer of
+ * QUEUE_PENDING_ENTRIES_MAX; when it is full a new entry is dropped and
+ * counted, and if it was final its segment is never reclaimed in this run
+ * (after a restart its recipients are forwarded again: at-least-once).
+ *
+ * queue_open() and queue_close() and the queue_offline_* functions block;
+ * everything else makes no system call. One queue is used by one thread.
+ */
+#ifndef RINGMX_QUEUE_H
+#define RINGMX_QUEUE_H
+
+#include <sys/uio.h>
+
+#include "../core/base.h"
+#include "delivery_log.h"
+
+#define QUEUE_COMMIT_WRITES_MAX 4        /* segment logs written by one commit */
+#define QUEUE_PENDING_ENTRIES_MAX 8192   /* log entries waiting (256 KiB) */
+
+#define QUEUE_RETRY_MIN_DEFAULT_MS (5ll * 60 * 1000)
+#define QUEUE_RETRY_MAX_DEFAULT_MS (60ll * 60 * 1000)
+#define QUEUE_LIFETIME_DEFAULT_MS (5ll * 24 * 60 * 60 * 1000)
+
+struct queue;
+struct queue_msg;
+
+struct queue_config {
+	const char *data_dir;     /* DIR; the shard is DIR/w<worker> (queue_open only) */
+	uint32_t worker;
+	int64_t retry_min_ms;     /* first retry delay, > 0 */
+	int64_t retry_max_ms;     /* cap of the doubling, >= retry_min_ms */
+	int64_t max_lifetime_ms;  /* past arrival + this, pending recipients expire */
+	bool fsync;               /* false: log writes are not followed by fdatasync */
+	uint64_t jitter_seed;     /* seeds the per-queue xorshift (0 picks a fixed one) */
+	int64_t now_unix_ms;      /* queue_open: recovered messages are due at this time */
+};
+
+struct queue_recovery_stats {
+	uint32_t segments;            /* segment files read */
+	uint64_t records;             /* valid records found */
+	uint64_t records_final;       /* every recipient final: not queued */
+	uint64_t messages_pending;    /* queued again */
+	uint64_t recipients_pending;
+	uint64_t records_unreadable;  /* corrupt regions or torn tails skipped */
+	uint64_t log_entries;         /* valid log entries replayed */
+	uint64_t log_bad_bytes;       /* torn/bad log tails cut off */
+	uint64_t log_unmatched;       /* entries naming no record or recipient */
+	uint32_t orphan_logs_removed; /* <seq>.dlog without its <seq>.seg */
+};
+
+/* An empty queue with no files (tests, or a shard with nothing stored).
+ * Returns 0, -EINVAL (bad config) or -ENOMEM. */
+RMX_MUST_CHECK int queue_new(const struct queue_config *cfg, struct queue **out);
+
+/*
+ * Start-up (blocking), after store_open() of the same shard (the store has
+ * cut torn tails and holds the shard lock; this does not lock): reads every
+ * segment of DIR/w<worker>, counts each valid record's recipients, replays
+ * its delivery log, opens each log for appending (creating missing ones,
+ * cutting bad tails; fdatasync when cfg->fsync) and queues every record
+ * with a pending recipient, due now (cfg->now_unix_ms), attempts and last
+ * reply from the log. Removes logs whose segment is gone. Returns 0 and
+ * *out, or -errno with a message in err[errlen].
+ */
+RMX_MUST_CHECK int queue_open(const struct queue_config *cfg, struct queue **out,
+			      struct queue_recovery_stats *stats, char *err, size_t errlen);
+
+/* Frees the queue and closes the log fds it still holds (blocking). A
+ * commit in flight must be finished; messages in flight are dropped. */
+void queue_close(struct queue *q);
+
+/*
+ * A new record is durable (store_commit_done said 0): queue it, due at
+ * now. Call in commit order. rcpt_count >= 1. Returns 0, -EINVAL (bad
+ * arguments) or -ENOMEM. Allocates.
+ */
+RMX_MUST_CHECK int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes,
+			     uint32_t rcpt_count, int64_t arrival_unix_ms, int64_t now_unix_ms);
+
+/* The earliest next-attempt time of a queued (not in flight) message, or
+ * INT64_MAX when there is none: arm the timer for it. */
+int64_t queue_next_due_time(const struct queue *q);
+
+/* Pops a message whose next attempt time is <= now and marks it in flight;
+ * NULL when none is due. The message stays valid until queue_attempt_done
+ * returns DONE or RETRY, or queue_set_aside. */
+struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms);
+
+uint64_t queue_msg_id(const struct queue_msg *m);
+uint64_t queue_msg_padded_bytes(const struct queue_msg *m);
+uint32_t queue_msg_rcpt_count(const struct queue_msg *m);
+int64_t queue_msg_arrival_unix_ms(const struct queue_msg *m);
+uint16_t queue_msg_attempts(const struct queue_msg *m);   /* finished attempts */
+uint16_t queue_msg_last_reply_code(const struct queue_msg *m);
+uint16_t queue_msg_last_enhanced(const struct queue_msg *m);
+
+/* Recipient states: the final ones of delivery_log.h, plus two that wait
+ * for a DSN (queue only, never logged). */
+enum queue_rcpt_state {
+	QUEUE_RCPT_PENDING = DLOG_RCPT_PENDING,
+	QUEUE_RCPT_DELIVERED = DLOG_RCPT_DELIVERED,
+	QUEUE_RCPT_BOUNCED = DLOG_RCPT_BOUNCED,
+	QUEUE_RCPT_EXPIRED = DLOG_RCPT_EXPIRED,
+	QUEUE_RCPT_DELETED = DLOG_RCPT_DELETED,
+	QUEUE_RCPT_SET_ASIDE = DLOG_RCPT_SET_ASIDE,
+	QUEUE_RCPT_BOUNCE_DUE = 16, /* refused for good this attempt; DSN to store */
+	QUEUE_RCPT_EXPIRE_DUE = 17, /* lifetime over; DSN to store */
+};
+enum queue_rcpt_state queue_msg_rcpt_state(const struct queue_msg *m, uint32_t rcpt);
+
+enum queue_outcome {
+	QUEUE_OUTCOME_DELIVERED, /* 2xx to RCPT and to the end of data */
+	QUEUE_OUTCOME_TEMPFAIL,  /* 4xx, connection error, timeout, malformed reply */
+	QUEUE_OUTCOME_PERMFAIL,  /* 5xx: bounce now */
+};
+
+/*
+ * Reports the outcome of recipient rcpt of an in-flight message. Only a
+ * PENDING recipient changes: DELIVERED logs a DELIVERED entry at once;
+ * PERMFAIL makes it BOUNCE_DUE; TEMPFAIL keeps it pending. code/enhanced
+ * (dlog_enhanced_pack) become the message's last reply. A recipient given
+ * no outcome in an attempt stays pending (retried).
+ */
+void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,
+		   enum queue_outcome outcome, uint16_t code, uint16_t enhanced,
+		   int64_t now_unix_ms);
+
+enum queue_attempt_result {
+	QUEUE_ATTEMPT_DONE,       /* every recipient final: m is freed */
+	QUEUE_ATTEMPT_RETRY,      /* rescheduled (a DEFERRED entry logged): m is queued */
+	QUEUE_ATTEMPT_BOUNCE_DUE, /* m stays in flight: store a DSN, then queue_bounce_done */
+};
+
+/*
+ * Ends the attempt on an in-flight message. If recipients are pending and
+ * arrival + max_lifetime has passed, they become EXPIRE_DUE. With any
+ * *_DUE recipient: BOUNCE_DUE. Otherwise pending recipients get the next
+ * attempt at now + min(retry_min * 2^(attempts-1), retry_max) +-20%
+ * jitter (no later than the expiry time): RETRY; else DONE.
+ */
+enum queue_attempt_result queue_attempt_done(struct queue *q, struct queue_msg *m,
+					     int64_t now_unix_ms);
+
+/*
+ * The DSN for the *_DUE recipients of m is durable (or none is due: null
+ * reverse path): logs BOUNCED/EXPIRED for them, then finishes the attempt
+ * as queue_attempt_done would (RETRY or DONE, never BOUNCE_DUE).
+ */
+enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m,
+					    int64_t now_unix_ms);
+
+/* The in-flight record does not read back (CRC): logs SET_ASIDE for the
+ * whole message (never sent, no DSN) and frees m. */
+void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms);
+
+/* A log write to perform: pwritev(fd, &iov, 1, offset), then fdatasync(fd)
+ * when the commit says sync (link the two). fd is not opened O_APPEND by
+ * the queue; offsets are exact. */
+struct queue_commit_write {
+	int fd;
+	uint32_t seq;
+	uint64_t offset;
+	struct iovec iov;   /* points into the queue; valid until queue_commit_done */
+	uint32_t entries;
+};
+
+struct queue_commit {
+	struct queue_commit_write write[QUEUE_COMMIT_WRITES_MAX];
+	uint32_t count;     /* >= 1 when handed out */
+	bool sync;
+};
+
+/*
+ * If no commit is in flight and entries wait for segments whose log fd is
+ * ready, fills c with the writes of up to QUEUE_COMMIT_WRITES_MAX segments
+ * (each segment's entries in order) and returns true. Returns false after
+ * a failure (the logs are frozen until restart).
+ */
+bool queue_commit_begin(struct queue *q, struct queue_commit *c);
+
+/*
+ * Reports the commit begun last, once all its writes and syncs finished:
+ * 0 if every write wrote its whole iov and every sync returned 0, else the
+ * first -errno (a short write is -EIO). A failure marks the queue failed
+ * for good: forwarding goes on, no segment is reclaimed, no more log writes
+ * (queue_status returns the error; a restart replays what is durable).
+ */
+void queue_commit_done(struct queue *q, int result);
+
+/* True while a commit is in flight or entries wait (shutdown flushes). */
+bool queue_commit_busy(const struct queue *q);
+
+/* 0, or the -errno of the failed log commit. */
+int queue_status(const struct queue *q);
+
+/*
+ * The log fd of segment seq (core/ creates <seq>.dlog, O_RDWR|O_CREAT|
+ * O_TRUNC|O_CLOEXEC 0600, when it prepares the store's spare <seq>.seg) or
+ * -errno when it could not: then that segment's entries are dropped and it
+ * is never reclaimed in this run. The queue owns fd from here on.
+ */
+void queue_dlog_ready(struct queue *q, uint32_t seq, int fd);
+
+/*
+ * Every record of segments below seq is durable and was given to queue_add
+ * (e.g. the first record of seq was): those segments are sealed. queue_add
+ * of a record in segment S implies the same for segments below S.
+ */
+void queue_set_active_segment(struct queue *q, uint32_t seq);
+
+/*
+ * A sealed segment whose records are all final and whose log entries are
+ * all durable: returns true and *seq, once per segment. core/ unlinks
+ * <seq>.seg first, then <seq>.dlog (a crash between leaves an orphan log
+ * that queue_open removes), then calls queue_reclaimed.
+ */
+bool queue_reclaimable(struct queue *q, uint32_t *seq);
+
+/* Forgets segment seq (handed out by queue_reclaimable) and returns its log
+ * fd for core/ to close, or -1. */
+int queue_reclaimed(struct queue *q, uint32_t seq);
+
+struct queue_stats {
+	uint64_t messages;          /* queued + in flight */
+	uint64_t in_flight;
+	uint64_t recipients_pending;
+	uint32_t segments;          /* known segments not yet reclaimed */
+	uint32_t entries_waiting;   /* log entries not yet handed to a commit */
+	uint64_t entries_dropped;   /* buffer full, failed queue, or log fd failed */
+	uint64_t entries_committed;
+	uint64_t commits;
+	uint64_t delivered, bounced, expired, deferred, set_aside;
+};
+void queue_get_stats(const struct queue *q, struct queue_stats *out);
+
+/* Offline (ringmx-store), blocking: the daemon may run while listing. */
+
+struct queue_deferred_info {
+	uint64_t queue_id;
+	int64_t arrival_unix_ms;
+	int64_t next_attempt_unix_ms;   /* 0: due at once (never attempted) */
+	uint16_t attempts;
+	uint16_t last_reply_code;
+	uint16_t last_enhanced;
+	uint32_t rcpt_count;
+	uint32_t rcpt_pending;
+};
+
+/*
+ * Calls each(ctx, info) for every record of shard DIR/w<worker> with a
+ * pending recipient, in segment and offset order; stops early when each
+ * returns non-zero (that value is returned). Returns 0 or -errno with a
+ * message in err.
+ */
+RMX_MUST_CHECK int queue_offline_list(const char *data_dir, uint32_t worker,
+				      int (*each)(void *ctx, const struct queue_deferred_info *info),
+				      void *ctx, char *err, size_t errlen);
+
+enum queue_offline_action {
+	QUEUE_OFFLINE_DELETE,  /* DELETED for every pending recipient */
+	QUEUE_OFFLINE_REQUEUE, /* REQUEUE: due at now on the next start */
+};
+
+/*
+ * Appends one message-wide entry for queue_id to its segment's log (then
+ * fdatasync). Needs the daemon stopped: takes the shard lock (-EBUSY while
+ * ringmx runs). -ENOENT when the record is not there or has no pending
+ * recipient. Returns 0 or -errno with a message in err.
+ */
+RMX_MUST_CHECK int queue_offline_mark(const char *data_dir, uint64_t queue_id,
+				      enum queue_offline_action action, int64_t now_unix_ms,
+				      char *err, size_t errlen);
+
+#endif
