@@ -374,6 +374,13 @@ int store_retired_fd(struct store *st)
 	return st->retired_fd[--st->retired_count];
 }
 
+void store_segment_removed(struct store *st, uint32_t seq)
+{
+	RMX_ASSERT(seq < st->active_seq && !batches_use_seq(st, seq));
+	RMX_ASSERT(st->segments_in_use > 1);
+	st->segments_in_use--;
+}
+
 int store_dir_fd(const struct store *st)
 {
 	return st->dir_fd;

@@ -129,6 +129,11 @@ int store_dir_fd(const struct store *st);
  * ones never collected; if too many pile up the store closes one itself. */
 int store_retired_fd(struct store *st);
 
+/* A sealed segment (not the active one, not the spare, no commit pending in
+ * it) has been removed by core/ because every record in it is final: it no
+ * longer counts toward store_max_bytes. */
+void store_segment_removed(struct store *st, uint32_t seq);
+
 struct store_stats {
 	uint64_t bytes_used;
 	uint32_t segments;

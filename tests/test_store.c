@@ -559,8 +559,15 @@ static void test_store_full(void)
 	struct store_stats ss;
 	store_get_stats(st, &ss);
 	CHECK_EQ_U(ss.bytes_used, 2 * SEG_BYTES);
+	/* Segment 1 delivered and removed: the shard admits again. */
+	store_segment_removed(st, 1);
+	CHECK_EQ_U(store_admit(st), 0);
+	store_get_stats(st, &ss);
+	CHECK_EQ_U(ss.segments, 1);
+	CHECK_EQ_U(ss.bytes_used, SEG_BYTES);
 	store_close(st);
-	/* Still full after a restart; a larger limit admits again. */
+	/* Still full after a restart (the file is still there); a larger
+	 * limit admits again. */
 	st = open_ok(&cfg, &rs);
 	CHECK_EQ_U(store_admit(st), (unsigned long long)-ENOSPC);
 	store_close(st);
