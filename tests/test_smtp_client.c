@@ -1,0 +1,1592 @@
+/*
+ * test_smtp_client.c - the upstream client state machine (proto/smtp_client.c)
+ * against scripted conversations with a pretend upstream.
+ *
+ * A conversation is a small script, one directive a line:
+ *   S: text      the upstream sends text CRLF; consecutive S/s lines are one
+ *   s: text      flight (one TCP read); s: adds no CRLF
+ *   C: text      the client must have written text CRLF by the next check
+ *   > start | body | rset | quit | sent    call start_message, body_sent,
+ *                rset, quit, or feed with n = 0
+ *   = STATUS     the status the last call returned
+ *   R<i>: res    recipient i's result, "code status text" ("0": none)
+ *   M: res / X: res    the message result / the connection result
+ *   K: caps      capabilities, e.g. "PIPELINING SIZE=1000 8BITMIME"
+ *   F: path   T: path   B: 7BIT|8BITMIME|BINARYMIME size   U:   W: n|a|h|p
+ *                the message: reverse path, each recipient, body type and
+ *                size, SMTPUTF8, XFORWARD values
+ *   O: bytes     the size of the out buffer (default 4096)
+ * Texts take escapes \r \n \t \0 \xHH \\.
+ *
+ * Every script is replayed with each flight whole, byte by byte, and split
+ * in two at every byte of every flight; every replay must match the script
+ * exactly, commands and results alike. Input chunks and the out buffer are
+ * heap blocks of exactly their size, so ASan catches any read or write past
+ * them. After every call the driver "sends" out and calls feed with n = 0,
+ * as core/forward does when a send completes.
+ */
+#include "../proto/smtp_client.h"
+
+#include "test.h"
+
+/* ---- growable bytes ------------------------------------------------------------ */
+
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+};
+
+static void buf_put(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+		while (cap < b->len + n)
+			cap *= 2;
+		b->data = realloc(b->data, cap);
+		REQUIRE(b->data != NULL);
+		b->cap = cap;
+	}
+	if (n > 0)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
+static bool buf_eq(const struct buf *a, const struct buf *b)
+{
+	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* Decodes script escapes from s into b; false on a bad escape. */
+static bool unescape(const char *s, struct buf *b)
+{
+	for (; *s; s++) {
+		if (*s != '\\') {
+			buf_put(b, s, 1);
+			continue;
+		}
+		s++;
+		char c;
+		switch (*s) {
+		case 'r': c = '\r'; break;
+		case 'n': c = '\n'; break;
+		case 't': c = '\t'; break;
+		case '0': c = '\0'; break;
+		case '\\': c = '\\'; break;
+		case 'x': {
+			unsigned v;
+			if (sscanf(s + 1, "%2x", &v) != 1)
+				return false;
+			c = (char)v;
+			s += 2;
+			break;
+		}
+		default:
+			return false;
+		}
+		buf_put(b, &c, 1);
+	}
+	return true;
+}
+
+/* ---- scripts ------------------------------------------------------------------- */
+
+enum step_kind {
+	STEP_FLIGHT,
+	STEP_EXPECT_OUT,
+	STEP_ACTION,
+	STEP_STATUS,
+	STEP_RCPT,
+	STEP_MESSAGE,
+	STEP_CONN,
+	STEP_CAPS,
+};
+
+struct step {
+	enum step_kind kind;
+	struct buf data;   /* flight bytes, expected out bytes */
+	char *text;        /* action name, expected status/result/caps */
+	uint32_t index;    /* STEP_RCPT */
+};
+
+#define CONV_RCPT_MAX 2000
+
+struct conv {
+	const char *name;
+	struct step *steps;
+	size_t step_count;
+	size_t out_cap;
+	/* the message */
+	struct buf strings[CONV_RCPT_MAX + 5];
+	size_t string_count;
+	struct span rcpts[CONV_RCPT_MAX];
+	struct smtp_client_xforward xf;
+	struct smtp_client_message msg;
+};
+
+static struct step *conv_step(struct conv *cv, enum step_kind kind)
+{
+	cv->steps = realloc(cv->steps, (cv->step_count + 1) * sizeof(*cv->steps));
+	REQUIRE(cv->steps != NULL);
+	struct step *st = &cv->steps[cv->step_count++];
+	memset(st, 0, sizeof(*st));
+	st->kind = kind;
+	return st;
+}
+
+/* Decodes text into a string owned by the conversation; returns a span. */
+static struct span conv_string(struct conv *cv, const char *text)
+{
+	REQUIRE(cv->string_count < RMX_ARRAY_LEN(cv->strings));
+	struct buf *b = &cv->strings[cv->string_count++];
+	REQUIRE(unescape(text, b));
+	buf_put(b, "", 1); /* keeps data non-NULL */
+	b->len--;
+	return span_make(b->data, b->len);
+}
+
+static char *dup_str(const char *s)
+{
+	char *d = strdup(s);
+	REQUIRE(d != NULL);
+	return d;
+}
+
+static bool conv_line(struct conv *cv, const char *line)
+{
+	if (line[0] == '\0' || line[0] == '#')
+		return true;
+	const char *arg = strchr(line, ':');
+	if (line[0] == '>' || line[0] == '=') {
+		if (line[1] != ' ')
+			return false;
+		struct step *st = conv_step(cv, line[0] == '>' ? STEP_ACTION : STEP_STATUS);
+		st->text = dup_str(line + 2);
+		return true;
+	}
+	if (arg == NULL)
+		return false;
+	arg = arg[1] == ' ' ? arg + 2 : arg + 1;
+	switch (line[0]) {
+	case 'S':
+	case 's': {
+		struct step *st = NULL;
+		if (cv->step_count > 0 && cv->steps[cv->step_count - 1].kind == STEP_FLIGHT)
+			st = &cv->steps[cv->step_count - 1];
+		else
+			st = conv_step(cv, STEP_FLIGHT);
+		if (!unescape(arg, &st->data))
+			return false;
+		if (line[0] == 'S')
+			buf_put(&st->data, "\r\n", 2);
+		return true;
+	}
+	case 'C': {
+		struct step *st = conv_step(cv, STEP_EXPECT_OUT);
+		if (!unescape(arg, &st->data))
+			return false;
+		buf_put(&st->data, "\r\n", 2);
+		return true;
+	}
+	case 'R': {
+		struct step *st = conv_step(cv, STEP_RCPT);
+		st->index = (uint32_t)strtoul(line + 1, NULL, 10);
+		st->text = dup_str(arg);
+		return true;
+	}
+	case 'M':
+	case 'X':
+	case 'K': {
+		struct step *st = conv_step(cv, line[0] == 'M' ? STEP_MESSAGE
+					     : line[0] == 'X' ? STEP_CONN : STEP_CAPS);
+		st->text = dup_str(arg);
+		return true;
+	}
+	case 'F':
+		cv->msg.reverse_path = conv_string(cv, arg);
+		return true;
+	case 'T':
+		REQUIRE(cv->msg.recipient_count < CONV_RCPT_MAX);
+		cv->rcpts[cv->msg.recipient_count++] = conv_string(cv, arg);
+		return true;
+	case 'B': {
+		char type[16];
+		unsigned long long size;
+		if (sscanf(arg, "%15s %llu", type, &size) != 2)
+			return false;
+		cv->msg.body_type = strcmp(type, "8BITMIME") == 0	 ? SMTP_BODY_8BITMIME
+				    : strcmp(type, "BINARYMIME") == 0 ? SMTP_BODY_BINARYMIME
+								       : SMTP_BODY_7BIT;
+		cv->msg.body_bytes = size;
+		return true;
+	}
+	case 'U':
+		cv->msg.smtputf8 = true;
+		return true;
+	case 'W': {
+		struct span *fields[4] = { &cv->xf.name, &cv->xf.addr, &cv->xf.helo, &cv->xf.proto };
+		char *copy = dup_str(arg);
+		char *tok = copy;
+		for (size_t i = 0; i < 4; i++) {
+			char *bar = strchr(tok, '|');
+			if (bar != NULL)
+				*bar = '\0';
+			*fields[i] = conv_string(cv, tok);
+			if (bar == NULL)
+				break;
+			tok = bar + 1;
+		}
+		free(copy);
+		cv->msg.xforward = &cv->xf;
+		return true;
+	}
+	case 'O':
+		cv->out_cap = strtoul(arg, NULL, 10);
+		return cv->out_cap >= SMTP_CLIENT_OUT_MIN_BYTES;
+	default:
+		return false;
+	}
+}
+
+static struct conv *conv_load(const char *name, const char *script)
+{
+	struct conv *cv = calloc(1, sizeof(*cv));
+	REQUIRE(cv != NULL);
+	cv->name = name;
+	cv->out_cap = 4096;
+	cv->msg.recipients = cv->rcpts;
+	char *copy = dup_str(script);
+	unsigned lineno = 0;
+	for (char *line = copy, *next; line != NULL; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		lineno++;
+		if (!conv_line(cv, line)) {
+			fprintf(stderr, "%s:%u: bad script line: %s\n", name, lineno, line);
+			REQUIRE(false);
+		}
+	}
+	free(copy);
+	return cv;
+}
+
+static void conv_free(struct conv *cv)
+{
+	for (size_t i = 0; i < cv->step_count; i++) {
+		free(cv->steps[i].data.data);
+		free(cv->steps[i].text);
+	}
+	free(cv->steps);
+	for (size_t i = 0; i < cv->string_count; i++)
+		free(cv->strings[i].data);
+	free(cv);
+}
+
+/* ---- replay -------------------------------------------------------------------- */
+
+static const char *status_name(enum smtp_client_status st)
+{
+	switch (st) {
+	case SMTP_CLIENT_WANT_INPUT: return "WANT_INPUT";
+	case SMTP_CLIENT_READY: return "READY";
+	case SMTP_CLIENT_SEND_BODY: return "SEND_BODY";
+	case SMTP_CLIENT_MESSAGE_DONE: return "MESSAGE_DONE";
+	case SMTP_CLIENT_CLOSED: return "CLOSED";
+	case SMTP_CLIENT_FAILED: return "FAILED";
+	}
+	return "?";
+}
+
+static void result_format(const struct smtp_client_result *r, char *s, size_t cap)
+{
+	int n = snprintf(s, cap, "%u", r->code);
+	REQUIRE(n > 0 && (size_t)n < cap);
+	if (r->status[0])
+		n += snprintf(s + n, cap - (size_t)n, " %s", r->status);
+	REQUIRE((size_t)n < cap);
+	if (r->text[0])
+		n += snprintf(s + n, cap - (size_t)n, " %s", r->text);
+	REQUIRE((size_t)n < cap);
+}
+
+static void caps_format(const struct smtp_client *c, char *s, size_t cap)
+{
+	static const char *const names[] = { "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
+					     "CHUNKING", "BINARYMIME", "XFORWARD",
+					     "ENHANCEDSTATUSCODES", "STARTTLS" };
+	uint32_t caps = smtp_client_caps(c);
+	size_t n = 0;
+	s[0] = '\0';
+	for (size_t i = 0; i < RMX_ARRAY_LEN(names); i++) {
+		if (!(caps & (1u << i)))
+			continue;
+		int w = snprintf(s + n, cap - n, "%s%s", n ? " " : "", names[i]);
+		REQUIRE(w > 0 && (size_t)w < cap - n);
+		n += (size_t)w;
+		if ((1u << i) == SMTP_CAP_SIZE && c->upstream_size_max > 0) {
+			w = snprintf(s + n, cap - n, "=%llu",
+				     (unsigned long long)c->upstream_size_max);
+			REQUIRE(w > 0 && (size_t)w < cap - n);
+			n += (size_t)w;
+		}
+	}
+}
+
+struct replay {
+	const struct conv *cv;
+	struct smtp_client client;
+	struct smtp_out out;
+	struct smtp_client_result *results;
+	struct buf actual;    /* every byte the client wrote */
+	struct buf expected;  /* every C: line so far */
+	enum smtp_client_status status;
+	char error[2048];
+};
+
+/* Sends out, and tells the client so, until it has nothing more to write. */
+static void replay_drain(struct replay *r)
+{
+	unsigned rounds = 0;
+	while (r->out.len > 0) {
+		REQUIRE(r->out.len <= r->out.cap);
+		buf_put(&r->actual, r->out.buf, r->out.len);
+		r->out.len = 0;
+		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
+		REQUIRE(++rounds < 100000);
+	}
+}
+
+static void replay_feed(struct replay *r, const uint8_t *p, size_t n)
+{
+	uint8_t *chunk = malloc(n ? n : 1);
+	REQUIRE(chunk != NULL);
+	memcpy(chunk, p, n);
+	r->status = smtp_client_feed(&r->client, chunk, n, &r->out);
+	free(chunk);
+	replay_drain(r);
+}
+
+static bool replay_out_ok(struct replay *r, size_t step)
+{
+	if (buf_eq(&r->actual, &r->expected))
+		return true;
+	snprintf(r->error, sizeof(r->error), "step %zu: out differs\n--- got:\n%.*s--- want:\n%.*s",
+		 step, (int)RMX_MIN(r->actual.len, 800), (const char *)r->actual.data,
+		 (int)RMX_MIN(r->expected.len, 800), (const char *)r->expected.data);
+	return false;
+}
+
+static bool replay_text_ok(struct replay *r, size_t step, const char *what, const char *got,
+			   const char *want)
+{
+	if (strcmp(got, want) == 0)
+		return true;
+	snprintf(r->error, sizeof(r->error), "step %zu: %s: got \"%s\", want \"%s\"", step, what,
+		 got, want);
+	return false;
+}
+
+static bool replay_action(struct replay *r, size_t step, const char *action)
+{
+	const struct conv *cv = r->cv;
+	if (strcmp(action, "start") == 0)
+		r->status = smtp_client_start_message(&r->client, &cv->msg, r->results, &r->out);
+	else if (strcmp(action, "body") == 0)
+		r->status = smtp_client_body_sent(&r->client, &r->out);
+	else if (strcmp(action, "rset") == 0)
+		r->status = smtp_client_rset(&r->client, &r->out);
+	else if (strcmp(action, "quit") == 0)
+		r->status = smtp_client_quit(&r->client, &r->out);
+	else if (strcmp(action, "sent") == 0)
+		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
+	else {
+		snprintf(r->error, sizeof(r->error), "step %zu: unknown action %s", step, action);
+		return false;
+	}
+	replay_drain(r);
+	return true;
+}
+
+/* Feeds one flight: whole (split_at 0), byte by byte (split_at SIZE_MAX),
+ * or in two pieces at split_at. */
+static void replay_flight(struct replay *r, const struct buf *f, size_t split_at)
+{
+	if (split_at == SIZE_MAX) {
+		for (size_t i = 0; i < f->len; i++)
+			replay_feed(r, f->data + i, 1);
+	} else if (split_at == 0 || split_at >= f->len) {
+		replay_feed(r, f->data, f->len);
+	} else {
+		replay_feed(r, f->data, split_at);
+		replay_feed(r, f->data + split_at, f->len - split_at);
+	}
+}
+
+/*
+ * Replays the conversation; flight number split_flight arrives split at
+ * split_at (SIZE_MAX: every flight byte by byte). Returns true when every
+ * check holds; else r->error says what differed first.
+ */
+static bool replay_run(struct replay *r, const struct conv *cv, size_t split_flight,
+		       size_t split_at)
+{
+	memset(r, 0, sizeof(*r));
+	r->cv = cv;
+	r->out.buf = malloc(cv->out_cap);
+	r->out.cap = cv->out_cap;
+	size_t nres = cv->msg.recipient_count ? cv->msg.recipient_count : 1;
+	r->results = malloc(nres * sizeof(*r->results));
+	REQUIRE(r->out.buf != NULL && r->results != NULL);
+	memset(r->results, 0xa5, nres * sizeof(*r->results));
+	smtp_client_init(&r->client, span_make("relay.example", 13));
+	r->status = SMTP_CLIENT_WANT_INPUT;
+
+	bool ok = true;
+	size_t flight = 0;
+	char got[512];
+	for (size_t i = 0; ok && i < cv->step_count; i++) {
+		const struct step *st = &cv->steps[i];
+		if (st->kind != STEP_EXPECT_OUT)
+			ok = replay_out_ok(r, i);
+		if (!ok)
+			break;
+		switch (st->kind) {
+		case STEP_FLIGHT:
+			if (split_flight == SIZE_MAX)
+				replay_flight(r, &st->data, SIZE_MAX);
+			else
+				replay_flight(r, &st->data, flight == split_flight ? split_at : 0);
+			flight++;
+			break;
+		case STEP_EXPECT_OUT:
+			buf_put(&r->expected, st->data.data, st->data.len);
+			break;
+		case STEP_ACTION:
+			ok = replay_action(r, i, st->text);
+			break;
+		case STEP_STATUS:
+			ok = replay_text_ok(r, i, "status", status_name(r->status), st->text);
+			break;
+		case STEP_RCPT:
+			REQUIRE(st->index < cv->msg.recipient_count);
+			result_format(&r->results[st->index], got, sizeof(got));
+			ok = replay_text_ok(r, i, "recipient result", got, st->text);
+			break;
+		case STEP_MESSAGE:
+			result_format(smtp_client_message_result(&r->client), got, sizeof(got));
+			ok = replay_text_ok(r, i, "message result", got, st->text);
+			break;
+		case STEP_CONN:
+			result_format(smtp_client_conn_result(&r->client), got, sizeof(got));
+			ok = replay_text_ok(r, i, "connection result", got, st->text);
+			break;
+		case STEP_CAPS:
+			caps_format(&r->client, got, sizeof(got));
+			ok = replay_text_ok(r, i, "caps", got, st->text);
+			break;
+		}
+	}
+	if (ok)
+		ok = replay_out_ok(r, cv->step_count);
+	free(r->out.buf);
+	free(r->results);
+	free(r->actual.data);
+	free(r->expected.data);
+	return ok;
+}
+
+static unsigned long replays_run;
+
+/* Runs cv whole, byte by byte and split at every byte of every
+ * flight_every-th flight (every stride-th byte for flights over 4 KiB). */
+static void conv_check(struct conv *cv, size_t stride, size_t flight_every)
+{
+	struct replay *r = malloc(sizeof(*r));
+	REQUIRE(r != NULL);
+	bool ok = replay_run(r, cv, 0, 0);
+	if (!ok)
+		fprintf(stderr, "%s (whole): %s\n", cv->name, r->error);
+	CHECK(ok);
+	ok = replay_run(r, cv, SIZE_MAX, 0);
+	if (!ok)
+		fprintf(stderr, "%s (byte by byte): %s\n", cv->name, r->error);
+	CHECK(ok);
+	replays_run += 2;
+	size_t flight = 0;
+	unsigned split_failures = 0;
+	for (size_t i = 0; i < cv->step_count; i++) {
+		if (cv->steps[i].kind != STEP_FLIGHT)
+			continue;
+		size_t len = flight % flight_every == 0 ? cv->steps[i].data.len : 0;
+		size_t step_by = len > 4096 ? stride : 1;
+		for (size_t at = 1; at < len; at += step_by) {
+			replays_run++;
+			if (replay_run(r, cv, flight, at))
+				continue;
+			if (split_failures++ == 0)
+				fprintf(stderr, "%s (flight %zu split at %zu): %s\n", cv->name, flight,
+					at, r->error);
+		}
+		flight++;
+	}
+	CHECK_EQ_U(split_failures, 0);
+	free(r);
+}
+
+static void run_script(const char *name, const char *script)
+{
+	struct conv *cv = conv_load(name, script);
+	conv_check(cv, 1, 1);
+	conv_free(cv);
+}
+
+/* ---- conversations --------------------------------------------------------------- */
+
+#define GREET_EHLO_PIPE                          \
+	"S: 220 mx.upstream.test ESMTP\n"        \
+	"C: EHLO relay.example\n"                \
+	"= WANT_INPUT\n"                         \
+	"S: 250-mx.upstream.test\n"              \
+	"S: 250-PIPELINING\n"                    \
+	"S: 250-SIZE 10240000\n"                 \
+	"S: 250-8BITMIME\n"                      \
+	"S: 250-ENHANCEDSTATUSCODES\n"           \
+	"S: 250 SMTPUTF8\n"                      \
+	"= READY\n"
+
+#define GREET_EHLO_PLAIN                         \
+	"S: 220 mx.upstream.test ESMTP\n"        \
+	"C: EHLO relay.example\n"                \
+	"S: 250-mx.upstream.test\n"              \
+	"S: 250 8BITMIME\n"                      \
+	"= READY\n"
+
+static const char conv_pipelined_mix[] =
+	"F: sender@origin.example\n"
+	"T: a@dest.example\n"
+	"T: b@dest.example\n"
+	"T: c@dest.example\n"
+	"B: 7BIT 1234\n"
+	GREET_EHLO_PIPE
+	"K: PIPELINING SIZE=10240000 8BITMIME SMTPUTF8 ENHANCEDSTATUSCODES\n"
+	"> start\n"
+	"C: MAIL FROM:<sender@origin.example> SIZE=1234\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"C: RCPT TO:<b@dest.example>\n"
+	"C: RCPT TO:<c@dest.example>\n"
+	"C: DATA\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 450 4.2.0 <b@dest.example>: Recipient address rejected: Greylisted\n"
+	"S: 550 5.1.1 <c@dest.example>: Recipient address rejected: User unknown\n"
+	"S: 354 End data with <CR><LF>.<CR><LF>\n"
+	"= SEND_BODY\n"
+	"R0: 250 2.1.5 Ok\n"
+	"R1: 450 4.2.0 <b@dest.example>: Recipient address rejected: Greylisted\n"
+	"R2: 550 5.1.1 <c@dest.example>: Recipient address rejected: User unknown\n"
+	"> body\n"
+	"C: .\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.0.0 Ok: queued as 4XyZ\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 Ok: queued as 4XyZ\n"
+	"R1: 450 4.2.0 <b@dest.example>: Recipient address rejected: Greylisted\n"
+	"R2: 550 5.1.1 <c@dest.example>: Recipient address rejected: User unknown\n"
+	"M: 250 2.0.0 Ok: queued as 4XyZ\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<sender@origin.example> SIZE=1234\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"C: RCPT TO:<b@dest.example>\n"
+	"C: RCPT TO:<c@dest.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 354 go ahead\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"C: .\n"
+	"S: 452 4.3.1 Insufficient system storage\n"
+	"= MESSAGE_DONE\n"
+	"R0: 452 4.3.1 Insufficient system storage\n"
+	"R2: 452 4.3.1 Insufficient system storage\n"
+	"M: 452 4.3.1 Insufficient system storage\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"= WANT_INPUT\n"
+	"S: 221 2.0.0 Bye\n"
+	"= CLOSED\n";
+
+static const char conv_unpipelined[] =
+	"F:\n"
+	"T: a@dest.example\n"
+	"T: b@dest.example\n"
+	"B: 8BITMIME 99\n"
+	GREET_EHLO_PLAIN
+	"K: 8BITMIME\n"
+	"> start\n"
+	"C: MAIL FROM:<> BODY=8BITMIME\n"
+	"= WANT_INPUT\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"S: 550 no such user here\n"
+	"C: RCPT TO:<b@dest.example>\n"
+	"S: 251 user not local; will forward\n"
+	"C: DATA\n"
+	"S: 354 send it\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"C: .\n"
+	"S: 554 5.7.1 content rejected\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.0.0 no such user here\n"
+	"R1: 554 5.7.1 content rejected\n"
+	"M: 554 5.7.1 content rejected\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 250 ok\n"
+	"= READY\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"S: 500 what?\n"
+	"= CLOSED\n";
+
+static const char conv_greeting_multiline[] =
+	"S: 220-mx.upstream.test ESMTP\n"
+	"S: 220-no UCE\n"
+	"S: 220 really\n"
+	"C: EHLO relay.example\n"
+	"S: 250 mx.upstream.test\n"
+	"= READY\n"
+	"K: \n";
+
+static const char conv_greeting_554[] =
+	"S: 554 5.3.2 mx.upstream.test go away\n"
+	"= CLOSED\n"
+	"X: 554 5.3.2 mx.upstream.test go away\n";
+
+static const char conv_greeting_421[] =
+	"S: 421 4.3.2 Service shutting down\n"
+	"= CLOSED\n"
+	"X: 421 4.3.2 Service shutting down\n";
+
+static const char conv_greeting_450[] =
+	"S: 450 try later\n"
+	"= FAILED\n"
+	"X: 450 4.0.0 try later\n";
+
+static const char conv_greeting_250[] =
+	"S: 250 hello?\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected greeting from upstream\n";
+
+static const char conv_helo_fallback[] =
+	"F: s@origin.example\n"
+	"T: a@dest.example\n"
+	"S: 220 old.upstream.test SMTP\n"
+	"C: EHLO relay.example\n"
+	"S: 502 5.5.2 Error: command not recognized\n"
+	"C: HELO relay.example\n"
+	"= WANT_INPUT\n"
+	"S: 250 old.upstream.test\n"
+	"= READY\n"
+	"K: \n"
+	"> start\n"
+	"C: MAIL FROM:<s@origin.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"S: 250 ok\n"
+	"C: DATA\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 250 queued\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 queued\n";
+
+static const char conv_ehlo_multiline_5xx[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 500-PIPELINING\n"
+	"S: 500 unrecognized\n"
+	"C: HELO relay.example\n"
+	"S: 550 5.7.1 no thanks\n"
+	"= FAILED\n"
+	"K: \n"
+	"X: 550 5.7.1 no thanks\n";
+
+static const char conv_ehlo_421[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 421 4.7.0 too busy\n"
+	"= CLOSED\n"
+	"X: 421 4.7.0 too busy\n";
+
+static const char conv_ehlo_450[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 450 4.7.1 slow down\n"
+	"= FAILED\n"
+	"X: 450 4.7.1 slow down\n";
+
+static const char conv_capabilities[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x.example greets relay.example\n"
+	"S: 250-pipelining\n"
+	"S: 250-Size 52428800\n"
+	"S: 250-AUTH PLAIN LOGIN\n"
+	"S: 250-8bitmime\n"
+	"S: 250-smtputf8\n"
+	"S: 250-chunking\n"
+	"S: 250-BINARYMIME\n"
+	"S: 250-XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT\n"
+	"S: 250-enhancedstatuscodes\n"
+	"S: 250-STARTTLS\n"
+	"S: 250-DSN\n"
+	"S: 250-PIPELININGX\n"
+	"S: 250 X-UNKNOWN-THING with args\n"
+	"= READY\n"
+	"K: PIPELINING SIZE=52428800 8BITMIME SMTPUTF8 CHUNKING BINARYMIME XFORWARD "
+	"ENHANCEDSTATUSCODES STARTTLS\n";
+
+static const char conv_size_no_limit[] =
+	"F: s@o.example\n"
+	"T: r@d.example\n"
+	"B: 7BIT 999999999\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 SIZE\n"
+	"= READY\n"
+	"K: SIZE\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=999999999\n"
+	"= WANT_INPUT\n";
+
+static const char conv_single_line_ehlo[] =
+	"s: 220 x\\r\\n\n"
+	"C: EHLO relay.example\n"
+	"s: 250 x only\\n\n"
+	"= READY\n"
+	"K: \n";
+
+/* MAIL refused, pipelined: the pipelined replies are read, then done. */
+static const char conv_mail_rejected_pipelined[] =
+	"F: bad@origin.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<bad@origin.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: DATA\n"
+	"S: 553 5.7.1 <bad@origin.example>: Sender address rejected\n"
+	"S: 503 5.5.1 Error: need MAIL command\n"
+	"= WANT_INPUT\n"
+	"S: 503 5.5.1 Error: need MAIL command\n"
+	"S: 503 5.5.1 Error: need MAIL command\n"
+	"= MESSAGE_DONE\n"
+	"R0: 553 5.7.1 <bad@origin.example>: Sender address rejected\n"
+	"R1: 553 5.7.1 <bad@origin.example>: Sender address rejected\n"
+	"M: 553 5.7.1 <bad@origin.example>: Sender address rejected\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n";
+
+static const char conv_mail_rejected_plain[] =
+	"F: bad@origin.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<bad@origin.example>\n"
+	"S: 451 4.3.0 temporary lookup failure\n"
+	"= MESSAGE_DONE\n"
+	"R0: 451 4.3.0 temporary lookup failure\n"
+	"R1: 451 4.3.0 temporary lookup failure\n"
+	"M: 451 4.3.0 temporary lookup failure\n";
+
+static const char conv_no_rcpt_pipelined[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 550 5.1.1 unknown a\n"
+	"S: 450 4.1.1 try b later\n"
+	"S: 554 5.5.1 Error: no valid recipients\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 unknown a\n"
+	"R1: 450 4.1.1 try b later\n"
+	"M: 450 4.1.1 try b later\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"S: 221 2.0.0 Bye\n"
+	"= CLOSED\n";
+
+static const char conv_no_rcpt_plain[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 550 5.1.1 unknown\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 unknown\n"
+	"M: 550 5.1.1 unknown\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 250 ok\n"
+	"= READY\n";
+
+/* A non-conforming server says 354 with no recipient: a lone dot ends it. */
+static const char conv_354_without_rcpt[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 unknown\n"
+	"S: 354 go ahead anyway\n"
+	"C: .\n"
+	"= WANT_INPUT\n"
+	"S: 554 5.5.1 no recipients\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 unknown\n"
+	"M: 550 5.1.1 unknown\n";
+
+static const char conv_data_rejected[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"T: c@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: RCPT TO:<c@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no b\n"
+	"S: 250 ok\n"
+	"S: 451 4.3.0 data refused for now\n"
+	"= MESSAGE_DONE\n"
+	"R0: 451 4.3.0 data refused for now\n"
+	"R1: 550 5.1.1 no b\n"
+	"R2: 451 4.3.0 data refused for now\n"
+	"M: 451 4.3.0 data refused for now\n";
+
+static const char conv_final_5xx[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 550-5.7.1 Message rejected as spam\n"
+	"S: 550-5.7.1 see https://upstream.test/why\n"
+	"S: 550 5.7.1 bye\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.7.1 Message rejected as spam see https://upstream.test/why bye\n"
+	"R1: 550 5.7.1 Message rejected as spam see https://upstream.test/why bye\n"
+	"M: 550 5.7.1 Message rejected as spam see https://upstream.test/why bye\n";
+
+/* 421 in the middle of the pipelined replies: every recipient without a
+ * final result gets it, the refused one keeps its own. */
+static const char conv_421_mid_transaction[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"T: c@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: RCPT TO:<c@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no b\n"
+	"S: 421 4.4.2 upstream.test Error: timeout exceeded\n"
+	"S: 250 these bytes are never read\n"
+	"= CLOSED\n"
+	"R0: 421 4.4.2 upstream.test Error: timeout exceeded\n"
+	"R1: 550 5.1.1 no b\n"
+	"R2: 421 4.4.2 upstream.test Error: timeout exceeded\n"
+	"M: 421 4.4.2 upstream.test Error: timeout exceeded\n"
+	"X: 421 4.4.2 upstream.test Error: timeout exceeded\n";
+
+static const char conv_421_final[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 421 4.3.0 shutting down\n"
+	"= CLOSED\n"
+	"R0: 421 4.3.0 shutting down\n";
+
+/* The upstream gives up while the body is on its way. */
+static const char conv_421_during_body[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 452 4.5.3 too many\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n"
+	"S: 421 4.4.2 timeout\n"
+	"= CLOSED\n"
+	"> body\n"
+	"= CLOSED\n"
+	"R0: 421 4.4.2 timeout\n"
+	"R1: 452 4.5.3 too many\n";
+
+static const char conv_421_idle[] =
+	GREET_EHLO_PIPE
+	"S: 421-4.4.2 mx.upstream.test Error: timeout exceeded\n"
+	"S: 421 4.4.2 closing\n"
+	"= CLOSED\n"
+	"X: 421 4.4.2 mx.upstream.test Error: timeout exceeded closing\n";
+
+static const char conv_rset_refused[] =
+	GREET_EHLO_PIPE
+	"> rset\n"
+	"C: RSET\n"
+	"S: 502 5.5.1 no RSET today\n"
+	"= FAILED\n"
+	"X: 502 5.5.1 no RSET today\n";
+
+static const char conv_quit_ready[] =
+	GREET_EHLO_PIPE
+	"> quit\n"
+	"C: QUIT\n"
+	"= WANT_INPUT\n"
+	"S: 221-2.0.0 Bye\n"
+	"= WANT_INPUT\n"
+	"S: 221 2.0.0 Bye\n"
+	"= CLOSED\n";
+
+/* Enhanced status: only a well-formed x.y.z of the reply's class counts. */
+static const char conv_enhanced_status[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"T: c@d.example\n"
+	"T: d@d.example\n"
+	"T: e@d.example\n"
+	"T: f@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 2.1.0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 550 4.1.1 wrong class\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"S: 550 5.1.1234 detail too long\n"
+	"C: RCPT TO:<c@d.example>\n"
+	"S: 450 4.7.25\n"
+	"C: RCPT TO:<d@d.example>\n"
+	"S: 550\n"
+	"C: RCPT TO:<e@d.example>\n"
+	"S: 550 5.1.x bad\n"
+	"C: RCPT TO:<f@d.example>\n"
+	"S: 553 5.1.3\tTab and \\xc3\\xa9 UTF-8 and ~ kept\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.0.0 4.1.1 wrong class\n"
+	"R1: 550 5.0.0 5.1.1234 detail too long\n"
+	"R2: 450 4.7.25\n"
+	"R3: 550 5.0.0\n"
+	"R4: 550 5.0.0 5.1.x bad\n"
+	"R5: 553 5.0.0 5.1.3?Tab and ?? UTF-8 and ~ kept\n";
+
+/* Bare LF line ends are accepted. */
+static const char conv_bare_lf[] =
+	"s: 220-x\\n220 y\\r\\n\n"
+	"C: EHLO relay.example\n"
+	"s: 250-x\\n250 PIPELINING\\n\n"
+	"= READY\n"
+	"K: PIPELINING\n";
+
+/* ---- malformed replies --------------------------------------------------------------- */
+
+#define MALFORMED_AT_EHLO(name, bytes)                   \
+	static const char name[] = "S: 220 x\n"          \
+				   "C: EHLO relay.example\n" \
+				   "s: " bytes "\n"          \
+				   "= FAILED\n"              \
+				   "X: 451 4.4.0 malformed reply from upstream\n";
+
+MALFORMED_AT_EHLO(conv_bad_nul, "250 o\\0k\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_control, "250 o\\x01k\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_del, "250 ok\\x7f\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_bare_cr, "250 o\\rk\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_code_low, "199 ok\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_code_high, "600 ok\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_code_alpha, "2x0 ok\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_short, "25\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_empty, "\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_separator, "250_ok\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_mismatch, "250-x\\r\\n251 y\\r\\n")
+MALFORMED_AT_EHLO(conv_bad_leading_space, " 250 ok\\r\\n")
+
+/* Garbage in the middle of a message: the recipients get a 4xx, never 5xx. */
+static const char conv_bad_mid_message[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"T: c@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: RCPT TO:<c@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 no\n"
+	"s: 25\\x00 ok\\r\\n\n"
+	"= FAILED\n"
+	"R0: 451 4.4.0 malformed reply from upstream\n"
+	"R1: 550 5.0.0 no\n"
+	"R2: 451 4.4.0 malformed reply from upstream\n"
+	"M: 451 4.4.0 malformed reply from upstream\n";
+
+/* Bytes when no reply is expected. */
+static const char conv_unexpected_ready[] =
+	GREET_EHLO_PIPE
+	"S: 250 surprise\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected reply from upstream\n";
+
+/* One reply too many after the message: results stay, the connection fails. */
+static const char conv_unexpected_after_done[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 250 2.0.0 queued\n"
+	"S: 250 2.0.0 queued twice\n"
+	"= FAILED\n"
+	"R0: 250 2.0.0 queued\n"
+	"M: 250 2.0.0 queued\n"
+	"X: 451 4.4.0 unexpected reply from upstream\n";
+
+/* A reply that begins before the RSET is sent is not RSET's answer. */
+static const char conv_unexpected_before_rset[] =
+	GREET_EHLO_PIPE
+	"s: 25\n"
+	"= READY\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 0 ok\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected reply from upstream\n";
+
+/* ---- XFORWARD ---------------------------------------------------------------------- */
+
+static const char conv_xforward[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"W: client+1.example|192.0.2.7|[helo=x y]|ESMTP\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250-PIPELINING\n"
+	"S: 250 XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT\n"
+	"> start\n"
+	"C: XFORWARD NAME=client+2B1.example ADDR=192.0.2.7 HELO=[helo+3Dx+20y] PROTO=ESMTP\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.0.0 Ok\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n";
+
+/* Only the attributes the upstream lists; empty values are [UNAVAILABLE]. */
+static const char conv_xforward_subset[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"W: |2001:db8::1|h|SMTP\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 xforward name addr\n"
+	"> start\n"
+	"C: XFORWARD NAME=[UNAVAILABLE] ADDR=2001:db8::1\n"
+	"S: 250 Ok\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 Ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"= WANT_INPUT\n";
+
+/* XFORWARD refused with pipelining: MAIL and RCPT were already accepted
+ * upstream, so a 354 can only be cancelled by dropping the connection. */
+static const char conv_xforward_refused_pipelined[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"W: n|a|h|p\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250-PIPELINING\n"
+	"S: 250 XFORWARD NAME\n"
+	"> start\n"
+	"C: XFORWARD NAME=n\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 550 5.7.0 not authorized\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"= FAILED\n"
+	"R0: 550 5.7.0 not authorized\n"
+	"M: 550 5.7.0 not authorized\n"
+	"X: 451 4.4.0 upstream accepted data for an abandoned transaction\n";
+
+static const char conv_xforward_refused_plain[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"W: n|a|h|p\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 XFORWARD NAME\n"
+	"> start\n"
+	"C: XFORWARD NAME=n\n"
+	"S: 220 odd\n"
+	"= MESSAGE_DONE\n"
+	"R0: 451 4.5.0 unexpected XFORWARD reply from upstream\n";
+
+/* ---- capability refusals -------------------------------------------------------------- */
+
+static const char conv_refuse_smtputf8[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"U:\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 553 5.6.7 upstream does not support SMTPUTF8\n"
+	"M: 553 5.6.7 upstream does not support SMTPUTF8\n"
+	"> quit\n"
+	"C: QUIT\n";
+
+static const char conv_refuse_8bit[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: 8BITMIME 5\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250 x\n"
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.6.3 upstream does not support 8BITMIME\n"
+	"R1: 554 5.6.3 upstream does not support 8BITMIME\n";
+
+static const char conv_refuse_binary[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: BINARYMIME 5\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250-CHUNKING\n"
+	"S: 250 BINARYMIME\n"
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.6.3 binary content cannot be relayed\n"
+	"> start\n"
+	"= MESSAGE_DONE\n";
+
+static const char conv_refuse_size[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 1001\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 SIZE 1000\n"
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 552 5.3.4 message too big for upstream\n";
+
+/* SMTPUTF8 and 8BITMIME offered: the MAIL parameters say so. */
+static const char conv_utf8_params[] =
+	"F: s\\xc3\\xa9@o.example\n"
+	"T: \\xc3\\xa9@d.example\n"
+	"T: bad\\r\\n@d.example\n"
+	"U:\n"
+	"B: 8BITMIME 1000\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s\\xc3\\xa9@o.example> SIZE=1000 BODY=8BITMIME SMTPUTF8\n"
+	"C: RCPT TO:<\\xc3\\xa9@d.example>\n"
+	"C: DATA\n"
+	"R1: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n"
+	"R0: 250 2.0.0 ok\n";
+
+/* ---- conversations built in code -------------------------------------------------------- */
+
+/* XFORWARD lines stay under 512 bytes; a value that cannot fit one line is
+ * sent as [UNAVAILABLE]. */
+static void test_xforward_split(void)
+{
+	char name[801], helo[251], addr[251];
+	memset(name, '+', 200);
+	name[200] = '\0'; /* 600 bytes encoded: too long for a line */
+	memset(helo, 'h', 250);
+	helo[250] = '\0';
+	memset(addr, 'a', 250);
+	addr[250] = '\0';
+	struct buf s = { 0 };
+	buf_str(&s, "F: s@o.example\nT: r@d.example\nW: ");
+	buf_str(&s, name);
+	buf_str(&s, "|");
+	buf_str(&s, addr);
+	buf_str(&s, "|");
+	buf_str(&s, helo);
+	buf_str(&s, "|ESMTP\n");
+	buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\nS: 250-PIPELINING\n"
+		     "S: 250 XFORWARD NAME ADDR HELO PROTO\n> start\n");
+	buf_str(&s, "C: XFORWARD NAME=[UNAVAILABLE] ADDR=");
+	buf_str(&s, addr);
+	buf_str(&s, "\nC: XFORWARD HELO=");
+	buf_str(&s, helo);
+	buf_str(&s, " PROTO=ESMTP\nC: MAIL FROM:<s@o.example>\nC: RCPT TO:<r@d.example>\n"
+		     "C: DATA\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 354 go\n"
+		     "= SEND_BODY\n");
+	buf_put(&s, "", 1);
+	run_script("xforward_split", (const char *)s.data);
+
+	/* Every written line is under 512 bytes with its CRLF. */
+	CHECK(strlen("XFORWARD NAME=[UNAVAILABLE] ADDR=") + 250 + 2 < 512);
+	CHECK(strlen("XFORWARD HELO=") + 250 + strlen(" PROTO=ESMTP") + 2 < 512);
+	free(s.data);
+}
+
+/* A reply line at the limit is fine, one byte more is malformed. */
+static void test_long_lines(void)
+{
+	size_t limit = SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2; /* without CRLF */
+	for (int over = 0; over <= 1; over++) {
+		struct buf s = { 0 };
+		buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-");
+		for (size_t i = 4; i < limit + (size_t)over; i++)
+			buf_put(&s, i % 60 ? "x" : " ", 1);
+		buf_str(&s, over ? "\n= FAILED\nX: 451 4.4.0 malformed reply from upstream\n"
+				 : "\nS: 250 PIPELINING\n= READY\nK: PIPELINING\n");
+		buf_put(&s, "", 1);
+		struct conv *cv = conv_load(over ? "line_too_long" : "line_at_limit",
+					    (const char *)s.data);
+		conv_check(cv, 97, 1);
+		conv_free(cv);
+		free(s.data);
+	}
+	/* A reply of too many lines is malformed too, not an endless read. */
+	struct buf s = { 0 };
+	buf_str(&s, "S: 220 x\nC: EHLO relay.example\n");
+	for (int i = 0; i < 1000; i++)
+		buf_str(&s, "S: 250-X\n");
+	buf_str(&s, "= FAILED\nX: 451 4.4.0 malformed reply from upstream\n");
+	buf_put(&s, "", 1);
+	struct conv *cv = conv_load("too_many_lines", (const char *)s.data);
+	conv_check(cv, 13, 1);
+	conv_free(cv);
+	free(s.data);
+}
+
+/*
+ * 1000 recipients through a small out buffer: the RCPTs go out in rounds,
+ * every command line whole, replies matched in order across rounds.
+ */
+static void test_many_recipients(size_t out_cap, bool pipelined)
+{
+	enum { N = 1000 };
+	struct buf s = { 0 };
+	char line[128];
+	snprintf(line, sizeof(line), "O: %zu\nF: s@o.example\n", out_cap);
+	buf_str(&s, line);
+	for (int i = 0; i < N; i++) {
+		snprintf(line, sizeof(line), "T: user%04d@dest.example\n", i);
+		buf_str(&s, line);
+	}
+	buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\n");
+	buf_str(&s, pipelined ? "S: 250 PIPELINING\n> start\n" : "S: 250 8BITMIME\n> start\n");
+	buf_str(&s, "C: MAIL FROM:<s@o.example>\n");
+	if (pipelined) {
+		for (int i = 0; i < N; i++) {
+			snprintf(line, sizeof(line), "C: RCPT TO:<user%04d@dest.example>\n", i);
+			buf_str(&s, line);
+		}
+		buf_str(&s, "C: DATA\n= WANT_INPUT\nS: 250 ok\n");
+		for (int i = 0; i < N; i++)
+			buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
+		buf_str(&s, "S: 354 go\n");
+	} else {
+		buf_str(&s, "S: 250 ok\n");
+		for (int i = 0; i < N; i++) {
+			snprintf(line, sizeof(line), "C: RCPT TO:<user%04d@dest.example>\n", i);
+			buf_str(&s, line);
+			buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
+		}
+		buf_str(&s, "C: DATA\nS: 354 go\n");
+	}
+	buf_str(&s, "= SEND_BODY\n> body\nC: .\nS: 250 2.0.0 queued\n= MESSAGE_DONE\n");
+	for (int i = 0; i < N; i += 1) {
+		snprintf(line, sizeof(line), "R%d: %s\n", i,
+			 i % 7 == 3 ? "450 4.2.1 later" : "250 2.0.0 queued");
+		buf_str(&s, line);
+	}
+	buf_put(&s, "", 1);
+	char name[64];
+	snprintf(name, sizeof(name), "rcpt_1000_out_%zu_%s", out_cap, pipelined ? "pipe" : "plain");
+	struct conv *cv = conv_load(name, (const char *)s.data);
+	conv_check(cv, 211, pipelined ? 1 : 97);
+	conv_free(cv);
+	free(s.data);
+}
+
+/* Rounds with replies in between: the second round goes out only after the
+ * first was sent, and replies to round one may come before it. */
+static void test_rounds_interleaved(void)
+{
+	struct smtp_client c;
+	smtp_client_init(&c, span_make("relay.example", 13));
+	enum { N = 60 };
+	char names[N][32];
+	struct span rcpts[N];
+	for (int i = 0; i < N; i++) {
+		int n = snprintf(names[i], sizeof(names[i]), "r%02d@d.example", i);
+		rcpts[i] = span_make(names[i], (size_t)n);
+	}
+	struct smtp_client_message m = { .reverse_path = span_make("s@o.example", 11),
+					 .recipients = rcpts,
+					 .recipient_count = N };
+	struct smtp_client_result res[N];
+	uint8_t *mem = malloc(600);
+	REQUIRE(mem != NULL);
+	struct smtp_out out = { mem, 0, 600 };
+	const char *hello = "220 x\r\n250-x\r\n250 PIPELINING\r\n";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)hello, 7, &out), SMTP_CLIENT_WANT_INPUT);
+	out.len = 0;
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)hello + 7, strlen(hello) - 7, &out),
+		   SMTP_CLIENT_READY);
+	CHECK_EQ_U(out.len, 0);
+	CHECK_EQ_U(smtp_client_start_message(&c, &m, res, &out), SMTP_CLIENT_WANT_INPUT);
+	size_t first = out.len;
+	CHECK(first > 0 && first <= 600);
+	CHECK(memcmp(mem, "MAIL FROM:<s@o.example>\r\n", 25) == 0);
+	/* Replies to what was sent, before the caller reports the send: no
+	 * new round is written on input. */
+	uint32_t sent_cmds = 0;
+	for (size_t i = 0; i < first; i++)
+		sent_cmds += mem[i] == '\n';
+	out.len = 0;
+	const char *ok = "250 ok\r\n";
+	for (uint32_t i = 0; i < sent_cmds; i++)
+		CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)ok, 8, &out),
+			   SMTP_CLIENT_WANT_INPUT);
+	CHECK_EQ_U(out.len, 0);
+	/* Each feed with n = 0 writes the next round. */
+	unsigned rounds = 0;
+	for (;;) {
+		CHECK_EQ_U(smtp_client_feed(&c, NULL, 0, &out), SMTP_CLIENT_WANT_INPUT);
+		if (out.len == 0)
+			break;
+		uint32_t k = 0;
+		for (size_t i = 0; i < out.len; i++)
+			k += mem[i] == '\n';
+		CHECK(out.len <= 600 && mem[out.len - 1] == '\n');
+		sent_cmds += k;
+		rounds++;
+		bool data = out.len >= 6 && memcmp(mem + out.len - 6, "DATA\r\n", 6) == 0;
+		out.len = 0;
+		for (uint32_t i = 0; i < k; i++) {
+			const char *rep = (data && i + 1 == k) ? "354 go\r\n" : ok;
+			enum smtp_client_status st =
+				smtp_client_feed(&c, (const uint8_t *)rep, 8, &out);
+			CHECK_EQ_U(st, (data && i + 1 == k) ? SMTP_CLIENT_SEND_BODY
+							   : SMTP_CLIENT_WANT_INPUT);
+		}
+		if (data)
+			break;
+	}
+	CHECK(rounds >= 2);
+	CHECK_EQ_U(sent_cmds, N + 2);
+	CHECK_EQ_U(smtp_client_body_sent(&c, &out), SMTP_CLIENT_WANT_INPUT);
+	CHECK_MEM(mem, out.len, ".\r\n", 3);
+	out.len = 0;
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)"250 2.0.0 ok\r\n", 14, &out),
+		   SMTP_CLIENT_MESSAGE_DONE);
+	for (int i = 0; i < N; i++)
+		CHECK_EQ_U(res[i].code, 250);
+	free(mem);
+}
+
+static void test_sizes(void)
+{
+	CHECK(sizeof(struct smtp_client) < 2048);
+	CHECK(SMTP_CLIENT_OUT_MIN_BYTES <= SMTP_REPLY_BUFFER_BYTES);
+}
+
+/* After FAILED or CLOSED, more input changes nothing. */
+static void test_dead_client(void)
+{
+	struct smtp_client c;
+	smtp_client_init(&c, span_make("relay.example", 13));
+	uint8_t mem[SMTP_CLIENT_OUT_MIN_BYTES];
+	struct smtp_out out = { mem, 0, sizeof(mem) };
+	const char *bad = "220 x\r\n\x01";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)bad, strlen(bad), &out),
+		   SMTP_CLIENT_FAILED);
+	size_t len = out.len;
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)"220 x\r\n", 7, &out),
+		   SMTP_CLIENT_FAILED);
+	CHECK_EQ_U(out.len, len);
+	CHECK_EQ_U(smtp_client_conn_result(&c)->code, 451);
+}
+
+int main(void)
+{
+	static const struct {
+		const char *name;
+		const char *script;
+	} scripts[] = {
+		{ "pipelined_mix", conv_pipelined_mix },
+		{ "unpipelined", conv_unpipelined },
+		{ "greeting_multiline", conv_greeting_multiline },
+		{ "greeting_554", conv_greeting_554 },
+		{ "greeting_421", conv_greeting_421 },
+		{ "greeting_450", conv_greeting_450 },
+		{ "greeting_250", conv_greeting_250 },
+		{ "helo_fallback", conv_helo_fallback },
+		{ "ehlo_multiline_5xx", conv_ehlo_multiline_5xx },
+		{ "ehlo_421", conv_ehlo_421 },
+		{ "ehlo_450", conv_ehlo_450 },
+		{ "capabilities", conv_capabilities },
+		{ "size_no_limit", conv_size_no_limit },
+		{ "single_line_ehlo", conv_single_line_ehlo },
+		{ "mail_rejected_pipelined", conv_mail_rejected_pipelined },
+		{ "mail_rejected_plain", conv_mail_rejected_plain },
+		{ "no_rcpt_pipelined", conv_no_rcpt_pipelined },
+		{ "no_rcpt_plain", conv_no_rcpt_plain },
+		{ "354_without_rcpt", conv_354_without_rcpt },
+		{ "data_rejected", conv_data_rejected },
+		{ "final_5xx", conv_final_5xx },
+		{ "421_mid_transaction", conv_421_mid_transaction },
+		{ "421_final", conv_421_final },
+		{ "421_during_body", conv_421_during_body },
+		{ "421_idle", conv_421_idle },
+		{ "rset_refused", conv_rset_refused },
+		{ "quit_ready", conv_quit_ready },
+		{ "enhanced_status", conv_enhanced_status },
+		{ "bare_lf", conv_bare_lf },
+		{ "bad_nul", conv_bad_nul },
+		{ "bad_control", conv_bad_control },
+		{ "bad_del", conv_bad_del },
+		{ "bad_bare_cr", conv_bad_bare_cr },
+		{ "bad_code_low", conv_bad_code_low },
+		{ "bad_code_high", conv_bad_code_high },
+		{ "bad_code_alpha", conv_bad_code_alpha },
+		{ "bad_short", conv_bad_short },
+		{ "bad_empty", conv_bad_empty },
+		{ "bad_separator", conv_bad_separator },
+		{ "bad_mismatch", conv_bad_mismatch },
+		{ "bad_leading_space", conv_bad_leading_space },
+		{ "bad_mid_message", conv_bad_mid_message },
+		{ "unexpected_ready", conv_unexpected_ready },
+		{ "unexpected_after_done", conv_unexpected_after_done },
+		{ "unexpected_before_rset", conv_unexpected_before_rset },
+		{ "xforward", conv_xforward },
+		{ "xforward_subset", conv_xforward_subset },
+		{ "xforward_refused_pipelined", conv_xforward_refused_pipelined },
+		{ "xforward_refused_plain", conv_xforward_refused_plain },
+		{ "refuse_smtputf8", conv_refuse_smtputf8 },
+		{ "refuse_8bit", conv_refuse_8bit },
+		{ "refuse_binary", conv_refuse_binary },
+		{ "refuse_size", conv_refuse_size },
+		{ "utf8_params", conv_utf8_params },
+	};
+	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
+		run_script(scripts[i].name, scripts[i].script);
+	test_xforward_split();
+	test_long_lines();
+	test_many_recipients(4096, true);
+	test_many_recipients(SMTP_CLIENT_OUT_MIN_BYTES, true);
+	test_many_recipients(4096, false);
+	test_rounds_interleaved();
+	test_sizes();
+	test_dead_client();
+	printf("smtp_client: %lu replays\n", replays_run);
+	return test_main_end("smtp_client");
+}
