@@ -203,6 +203,30 @@ class CommandsTest(h.ServerTestCase, unittest.TestCase):
         _, rest = h.split_received(self.server.show_body(qid))
         self.assertEqual(rest, body)
 
+    def test_pipelining_after_end_of_data(self):
+        # RFC 2920 3.1: message content may be the first "command" of a
+        # group, so the next transaction may follow the final dot at once.
+        with self.ehlo() as c:
+            self.expect(c, "MAIL FROM:<p@client.example>", 250, "2.1.0")
+            self.expect(c, "RCPT TO:<user@example.com>", 250, "2.1.5")
+            self.expect(c, "DATA", 354)
+            burst = (b"Subject: first\r\n\r\none\r\n.\r\n"
+                     b"MAIL FROM:<p@client.example>\r\nRCPT TO:<user@example.com>\r\nDATA\r\n")
+            c.send(burst)
+            q1 = h.queued_id(self, c.reply(), burst)
+            h.assert_reply(self, c.reply(), 250, "2.1.0", sent=burst)
+            h.assert_reply(self, c.reply(), 250, "2.1.5", sent=burst)
+            h.assert_reply(self, c.reply(), 354, sent=burst)
+            burst = b"Subject: second\r\n\r\ntwo\r\n.\r\nQUIT\r\n"
+            c.send(burst)
+            q2 = h.queued_id(self, c.reply(), burst)
+            h.assert_reply(self, c.reply(), 221, "2.0.0", sent=burst)
+            self.assertTrue(c.is_closed())
+        self.assertEqual(h.split_received(self.server.show_body(q1))[1],
+                         b"Subject: first\r\n\r\none\r\n")
+        self.assertEqual(h.split_received(self.server.show_body(q2))[1],
+                         b"Subject: second\r\n\r\ntwo\r\n")
+
     def pipelining_violation(self, setup, burst, forbidden_enhanced=()):
         """setup: commands sent one at a time first; burst: one write that
         puts bytes after a group-ending command. Expects 554 5.5.0 and close;
