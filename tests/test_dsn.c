@@ -1,0 +1,1002 @@
+/*
+ * test_dsn.c - delivery status notifications (proto/dsn.c).
+ *
+ * Every message built here is checked for the wire-form invariants (CRLF
+ * lines of at most 998 octets, dot-stuffing, final CRLF, dry run as long as
+ * the real one) and then for its content: the exact key lines of one failed
+ * recipient, an exact delivery-status part for a mixed set, delayed-only
+ * wording, header lines that start with '.', originals that contain the
+ * would-be boundary (once, twice, and in thousands of suffixed forms), huge
+ * and hostile diagnostics, internationalised addresses, the 64 KiB bound on
+ * returned headers, over-long header lines, and every too-small capacity.
+ * Dates are compared with the C library's gmtime_r/strftime. One message is
+ * parsed by Python's email package when python3 is there (else that check
+ * says it is skipped and the rest still runs).
+ */
+#include "../proto/dsn.h"
+
+#include "test.h"
+
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------- */
+
+#define S(lit) span_make((lit), sizeof(lit) - 1)
+#define SZ(str) span_make((str), strlen(str))
+
+static const char original_basic[] =
+	"Received: from client.example.com (client.example.com [192.0.2.10])\r\n"
+	"\tby mx.example.org (ringmx) with ESMTP id Q1ABC\r\n"
+	"\tfor <user@example.org>; Sat, 28 Nov 2026 15:33:20 +0000\r\n"
+	"From: Sender <sender@example.com>\r\n"
+	"To: User <user@example.org>\r\n"
+	"Subject: hello\r\n"
+	"Message-ID: <orig1@example.com>\r\n"
+	"\r\n"
+	"Body line one\r\n"
+	"..dotted body line\r\n"
+	"SECRET-BODY-MARKER\r\n";
+
+#define NOW_UNIX 1795883000          /* Sat, 28 Nov 2026 16:23:20 +0000 */
+#define ARRIVAL_UNIX 1795790000      /* Fri, 27 Nov 2026 14:33:20 +0000 */
+#define LAST_ATTEMPT_UNIX 1795882000 /* Sat, 28 Nov 2026 16:06:40 +0000 */
+
+static struct dsn_input base_input(const struct dsn_recipient *r, uint32_t count)
+{
+	struct dsn_input in;
+	memset(&in, 0, sizeof in);
+	in.reporting_mta = S("mx.example.org");
+	in.queue_id = S("Q1ABC");
+	in.arrival_unix = ARRIVAL_UNIX;
+	in.now_unix = NOW_UNIX;
+	in.to = S("sender@example.com");
+	in.recipients = r;
+	in.recipient_count = count;
+	in.original = S(original_basic);
+	in.smtputf8 = false;
+	in.message_id_token = S("T0KEN1");
+	return in;
+}
+
+static bool contains(const uint8_t *p, size_t n, const char *needle)
+{
+	size_t m = strlen(needle);
+	if (m > n)
+		return false;
+	return memmem(p, n, needle, m) != NULL;
+}
+
+static size_t count_of(const uint8_t *p, size_t n, const char *needle)
+{
+	size_t m = strlen(needle), count = 0;
+	const uint8_t *end = p + n;
+	while ((size_t)(end - p) >= m) {
+		const uint8_t *hit = memmem(p, (size_t)(end - p), needle, m);
+		if (hit == NULL)
+			break;
+		count++;
+		p = hit + 1;
+	}
+	return count;
+}
+
+/* Whether some whole line of p equals line. */
+static bool has_line(const uint8_t *p, size_t n, const char *line)
+{
+	size_t m = strlen(line);
+	if (n >= m + 2 && memcmp(p, line, m) == 0 && p[m] == '\r' && p[m + 1] == '\n')
+		return true;
+	char needle[1100];
+	REQUIRE(m + 4 < sizeof needle);
+	snprintf(needle, sizeof needle, "\r\n%s\r\n", line);
+	return contains(p, n, needle);
+}
+
+/* The wire-form invariants every DSN keeps. */
+static bool wire_form_ok(const uint8_t *p, size_t n)
+{
+	if (n < 2 || p[n - 2] != '\r' || p[n - 1] != '\n')
+		return false;
+	size_t line_start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\r' && (i + 1 == n || p[i + 1] != '\n'))
+			return false;
+		if (p[i] == '\n') {
+			if (i == 0 || p[i - 1] != '\r')
+				return false;
+			size_t len = i - 1 - line_start;
+			if (len > DSN_LINE_MAX_BYTES)
+				return false;
+			/* A line opening with '.' is stuffed: "." alone or ".x"
+			 * would be read as the end of data or lose its dot. */
+			if (len > 0 && p[line_start] == '.' && (len < 2 || p[line_start + 1] != '.'))
+				return false;
+			line_start = i + 1;
+		}
+	}
+	return true;
+}
+
+static size_t longest_line(const uint8_t *p, size_t n)
+{
+	size_t longest = 0, start = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (p[i] == '\r' && p[i + 1] == '\n') {
+			longest = RMX_MAX(longest, i - start);
+			start = i + 2;
+		}
+	}
+	return longest;
+}
+
+struct built {
+	uint8_t *bytes;
+	size_t len;
+};
+
+/* Builds in with a dry run, then for real into a buffer of exactly that
+ * size, and checks the invariants. */
+static struct built build(const struct dsn_input *in)
+{
+	struct built b;
+	size_t need = dsn_build(in, NULL, 0);
+	REQUIRE(need > 0);
+	b.bytes = malloc(need);
+	REQUIRE(b.bytes != NULL);
+	b.len = dsn_build(in, b.bytes, need);
+	CHECK_EQ_U(b.len, need);
+	CHECK(wire_form_ok(b.bytes, b.len));
+	/* Deterministic: a second build gives the same bytes. */
+	uint8_t *again = malloc(need);
+	REQUIRE(again != NULL);
+	CHECK_EQ_U(dsn_build(in, again, need), need);
+	CHECK(memcmp(again, b.bytes, need) == 0);
+	free(again);
+	return b;
+}
+
+/* The boundary from the top-level Content-Type. */
+static size_t boundary_of(const struct built *b, char *out, size_t cap)
+{
+	const char *key = "boundary=\"";
+	const uint8_t *at = memmem(b->bytes, b->len, key, strlen(key));
+	REQUIRE(at != NULL);
+	at += strlen(key);
+	const uint8_t *end = memchr(at, '"', b->len - (size_t)(at - b->bytes));
+	REQUIRE(end != NULL && (size_t)(end - at) < cap);
+	memcpy(out, at, (size_t)(end - at));
+	out[end - at] = '\0';
+	return (size_t)(end - at);
+}
+
+/* Part index (1-based) of b: its bytes after "--B" CRLF up to the CRLF that
+ * precedes the next delimiter. */
+static struct span part_of(const struct built *b, unsigned index)
+{
+	char boundary[DSN_BOUNDARY_MAX_BYTES + 1];
+	boundary_of(b, boundary, sizeof boundary);
+	char delim[DSN_BOUNDARY_MAX_BYTES + 8];
+	snprintf(delim, sizeof delim, "\r\n--%s", boundary);
+	const uint8_t *p = b->bytes, *end = b->bytes + b->len;
+	for (unsigned i = 0; i < index; i++) {
+		p = memmem(p, (size_t)(end - p), delim, strlen(delim));
+		REQUIRE(p != NULL);
+		p += strlen(delim);
+	}
+	REQUIRE(end - p >= 2 && p[0] == '\r' && p[1] == '\n');
+	p += 2;
+	const uint8_t *next = memmem(p, (size_t)(end - p), delim, strlen(delim));
+	REQUIRE(next != NULL);
+	return span_make(p, (size_t)(next - p));
+}
+
+/* The value of the first field named name (at a line start), unfolded
+ * (RFC 5322 2.2.3: CRLF before WSP removed), into out. SIZE_MAX if none. */
+static size_t field_value(const uint8_t *p, size_t n, const char *name, char *out, size_t cap)
+{
+	char needle[128];
+	snprintf(needle, sizeof needle, "\n%s: ", name);
+	const uint8_t *at = memmem(p, n, needle, strlen(needle));
+	if (at == NULL)
+		return SIZE_MAX;
+	at += strlen(needle);
+	size_t len = 0;
+	const uint8_t *end = p + n;
+	while (at < end) {
+		if (at[0] == '\r' && end - at >= 3 && at[1] == '\n' && (at[2] == ' ' || at[2] == '\t')) {
+			at += 2;
+			continue;
+		}
+		if (at[0] == '\r')
+			break;
+		REQUIRE(len + 1 < cap);
+		out[len++] = (char)*at++;
+	}
+	out[len] = '\0';
+	return len;
+}
+
+static bool all_ascii(struct span s)
+{
+	for (size_t i = 0; i < s.len; i++) {
+		if (s.ptr[i] >= 0x80)
+			return false;
+	}
+	return true;
+}
+
+/* ---- one failed recipient: the key lines ---------------------------------- */
+
+#define SL(lit) { (const uint8_t *)(lit), sizeof(lit) - 1 }
+
+static const struct dsn_recipient rcpt_user_unknown = {
+	.address = SL("user@example.org"),
+	.action = DSN_ACTION_FAILED,
+	.status = SL("5.1.1"),
+	.remote_mta = SL("relay.example.net"),
+	.diagnostic = SL("550 5.1.1 <user@example.org>: Recipient address rejected: "
+			 "User unknown in local recipient table"),
+	.last_attempt_unix = LAST_ATTEMPT_UNIX,
+};
+
+static void test_one_failed(void)
+{
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	struct built b = build(&in);
+	const uint8_t *p = b.bytes;
+	size_t n = b.len;
+
+	CHECK(has_line(p, n, "From: Mail Delivery System <MAILER-DAEMON@mx.example.org>"));
+	CHECK(has_line(p, n, "To: <sender@example.com>"));
+	CHECK(has_line(p, n, "Subject: Undelivered Mail Returned to Sender"));
+	CHECK(has_line(p, n, "Date: Sat, 28 Nov 2026 16:23:20 +0000"));
+	CHECK(has_line(p, n, "Message-ID: <T0KEN1@mx.example.org>"));
+	CHECK(has_line(p, n, "Auto-Submitted: auto-replied"));
+	CHECK(has_line(p, n, "MIME-Version: 1.0"));
+	CHECK(has_line(p, n, "Content-Type: multipart/report; report-type=delivery-status;"));
+	CHECK(memcmp(p, "From: ", 6) == 0);
+	CHECK(!contains(p, n, "Content-Transfer-Encoding"));
+
+	char boundary[DSN_BOUNDARY_MAX_BYTES + 1];
+	size_t blen = boundary_of(&b, boundary, sizeof boundary);
+	CHECK(blen > 0 && blen <= DSN_BOUNDARY_MAX_BYTES);
+	CHECK(strstr(boundary, "Q1ABC") != NULL && strstr(boundary, "T0KEN1") != NULL);
+	char line[128];
+	snprintf(line, sizeof line, "--%s", boundary);
+	CHECK_EQ_U(count_of(p, n, line), 4);
+	CHECK(has_line(p, n, line));
+	snprintf(line, sizeof line, "\r\n--%s--\r\n", boundary);
+	CHECK(n > strlen(line) && memcmp(p + n - strlen(line), line, strlen(line)) == 0);
+
+	struct span text = part_of(&b, 1);
+	struct span report = part_of(&b, 2);
+	struct span headers = part_of(&b, 3);
+	CHECK(has_line(text.ptr, text.len, "Content-Type: text/plain; charset=us-ascii"));
+	CHECK(contains(text.ptr, text.len, "mx.example.org"));
+	CHECK(contains(text.ptr, text.len, "<user@example.org>: host relay.example.net said: 550 5.1.1"));
+	CHECK(contains(text.ptr, text.len, "User unknown"));
+	CHECK(!contains(text.ptr, text.len, "not been delivered yet"));
+	CHECK(all_ascii(text));
+	CHECK(longest_line(text.ptr, text.len) <= DSN_FOLD_WIDTH_BYTES);
+
+	CHECK(has_line(report.ptr, report.len, "Content-Type: message/delivery-status"));
+	CHECK(has_line(report.ptr, report.len, "Reporting-MTA: dns; mx.example.org"));
+	CHECK(has_line(report.ptr, report.len, "X-Ringmx-Queue-ID: Q1ABC"));
+	CHECK(has_line(report.ptr, report.len, "Arrival-Date: Fri, 27 Nov 2026 14:33:20 +0000"));
+	CHECK(has_line(report.ptr, report.len, "Final-Recipient: rfc822; user@example.org"));
+	CHECK(has_line(report.ptr, report.len, "Action: failed"));
+	CHECK(has_line(report.ptr, report.len, "Status: 5.1.1"));
+	CHECK(has_line(report.ptr, report.len, "Remote-MTA: dns; relay.example.net"));
+	CHECK(has_line(report.ptr, report.len, "Last-Attempt-Date: Sat, 28 Nov 2026 16:06:40 +0000"));
+	char value[2048];
+	CHECK(field_value(report.ptr, report.len, "Diagnostic-Code", value, sizeof value) != SIZE_MAX);
+	CHECK(strcmp(value, "smtp; 550 5.1.1 <user@example.org>: Recipient address rejected: "
+			    "User unknown in local recipient table") == 0);
+	/* The diagnostic is long enough to be folded. */
+	CHECK(longest_line(report.ptr, report.len) <= DSN_FOLD_WIDTH_BYTES);
+
+	CHECK(has_line(headers.ptr, headers.len, "Content-Type: text/rfc822-headers"));
+	CHECK(contains(headers.ptr, headers.len,
+		       "\r\n\r\nReceived: from client.example.com (client.example.com [192.0.2.10])\r\n"
+		       "\tby mx.example.org (ringmx) with ESMTP id Q1ABC\r\n"));
+	CHECK(has_line(headers.ptr, headers.len, "Subject: hello"));
+	CHECK(has_line(headers.ptr, headers.len, "Message-ID: <orig1@example.com>"));
+	/* The header section ends with its empty line; no body comes back. */
+	CHECK(headers.len >= 3 && memcmp(headers.ptr + headers.len - 3, ">\r\n", 3) == 0);
+	CHECK(!contains(p, n, "SECRET-BODY-MARKER"));
+	CHECK(!contains(p, n, "dotted body line"));
+	CHECK(dsn_transport_needs(&in, p, n) == 0);
+	free(b.bytes);
+}
+
+/* ---- the capacity contract --------------------------------------------------- */
+
+static void test_capacity(void)
+{
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	struct built b = build(&in);
+	size_t failures = 0;
+	/* Every capacity below the length: the length comes back and not a
+	 * byte is written at or past cap (the buffer is exactly cap bytes, so
+	 * AddressSanitizer also watches; the guard catches the rest). */
+	for (size_t cap = 0; cap < b.len; cap++) {
+		uint8_t *buf = malloc(cap + 16);
+		REQUIRE(buf != NULL);
+		memset(buf, 0xa5, cap + 16);
+		size_t got = dsn_build(&in, cap > 0 ? buf : NULL, cap);
+		bool guard_ok = true;
+		for (size_t i = cap; i < cap + 16; i++)
+			guard_ok = guard_ok && buf[i] == 0xa5;
+		if (got != b.len || !guard_ok)
+			failures++;
+		free(buf);
+	}
+	CHECK_EQ_U(failures, 0);
+	uint8_t *exact = malloc(b.len);
+	REQUIRE(exact != NULL);
+	CHECK_EQ_U(dsn_build(&in, exact, b.len), b.len);
+	CHECK(memcmp(exact, b.bytes, b.len) == 0);
+	free(exact);
+	/* A larger buffer is fine, and nothing is written past the message. */
+	uint8_t *large = malloc(b.len + 100);
+	REQUIRE(large != NULL);
+	memset(large, 0x5a, b.len + 100);
+	CHECK_EQ_U(dsn_build(&in, large, b.len + 100), b.len);
+	CHECK(memcmp(large, b.bytes, b.len) == 0);
+	CHECK(large[b.len] == 0x5a && large[b.len + 99] == 0x5a);
+	free(large);
+	free(b.bytes);
+}
+
+/* ---- several recipients, mixed ------------------------------------------------- */
+
+static void test_mixed(void)
+{
+	struct dsn_recipient r[4];
+	memset(r, 0, sizeof r);
+	r[0].address = S("a@example.org");
+	r[0].action = DSN_ACTION_FAILED;
+	r[0].status = S("5.1.1");
+	r[0].remote_mta = S("relay.example.net");
+	r[0].diagnostic = S("550 5.1.1 No such user");
+	r[0].last_attempt_unix = LAST_ATTEMPT_UNIX;
+	r[1].address = S("b@example.org");
+	r[1].action = DSN_ACTION_DELAYED;
+	r[1].status = S("4.4.1");
+	r[1].remote_mta = S("relay.example.net");
+	r[1].diagnostic = S("connect to relay.example.net: Connection refused");
+	r[1].last_attempt_unix = LAST_ATTEMPT_UNIX;
+	/* Retries ran out: the last 4xx status becomes permanent. */
+	r[2].address = S("c@example.org");
+	r[2].action = DSN_ACTION_FAILED;
+	r[2].status = S("4.4.7");
+	r[2].remote_mta = S("relay.example.net");
+	r[2].diagnostic = S("451 4.4.7 Message expired");
+	r[2].last_attempt_unix = LAST_ATTEMPT_UNIX;
+	/* Never attempted, malformed status, nothing known. */
+	r[3].address = S("d@example.org");
+	r[3].action = DSN_ACTION_DELAYED;
+	r[3].status = S("4.x.1");
+	r[3].last_attempt_unix = 0;
+
+	struct dsn_input in = base_input(r, 4);
+	struct built b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "Subject: Undelivered Mail Returned to Sender"));
+	struct span report = part_of(&b, 2);
+	static const char expected[] =
+		"Content-Description: Delivery report\r\n"
+		"Content-Type: message/delivery-status\r\n"
+		"\r\n"
+		"Reporting-MTA: dns; mx.example.org\r\n"
+		"X-Ringmx-Queue-ID: Q1ABC\r\n"
+		"Arrival-Date: Fri, 27 Nov 2026 14:33:20 +0000\r\n"
+		"\r\n"
+		"Final-Recipient: rfc822; a@example.org\r\n"
+		"Action: failed\r\n"
+		"Status: 5.1.1\r\n"
+		"Remote-MTA: dns; relay.example.net\r\n"
+		"Diagnostic-Code: smtp; 550 5.1.1 No such user\r\n"
+		"Last-Attempt-Date: Sat, 28 Nov 2026 16:06:40 +0000\r\n"
+		"\r\n"
+		"Final-Recipient: rfc822; b@example.org\r\n"
+		"Action: delayed\r\n"
+		"Status: 4.4.1\r\n"
+		"Remote-MTA: dns; relay.example.net\r\n"
+		"Diagnostic-Code: X-Ringmx; connect to relay.example.net: Connection refused\r\n"
+		"Last-Attempt-Date: Sat, 28 Nov 2026 16:06:40 +0000\r\n"
+		"\r\n"
+		"Final-Recipient: rfc822; c@example.org\r\n"
+		"Action: failed\r\n"
+		"Status: 5.4.7\r\n"
+		"Remote-MTA: dns; relay.example.net\r\n"
+		"Diagnostic-Code: smtp; 451 4.4.7 Message expired\r\n"
+		"Last-Attempt-Date: Sat, 28 Nov 2026 16:06:40 +0000\r\n"
+		"\r\n"
+		"Final-Recipient: rfc822; d@example.org\r\n"
+		"Action: delayed\r\n"
+		"Status: 4.0.0\r\n";
+	CHECK_MEM(report.ptr, report.len, expected, sizeof expected - 1);
+
+	struct span text = part_of(&b, 1);
+	CHECK(contains(text.ptr, text.len, "could not be delivered"));
+	CHECK(contains(text.ptr, text.len, "not been delivered yet"));
+	/* Failed ones are listed under the failure paragraph, delayed ones
+	 * under the delay paragraph. */
+	const uint8_t *fail_at = memmem(text.ptr, text.len, "could not be delivered", 22);
+	const uint8_t *delay_at = memmem(text.ptr, text.len, "not been delivered yet", 22);
+	const uint8_t *a_at = memmem(text.ptr, text.len, "<a@example.org>", 15);
+	const uint8_t *b_at = memmem(text.ptr, text.len, "<b@example.org>", 15);
+	const uint8_t *c_at = memmem(text.ptr, text.len, "<c@example.org>", 15);
+	const uint8_t *d_at = memmem(text.ptr, text.len, "<d@example.org>: not reached yet", 32);
+	REQUIRE(fail_at && delay_at && a_at && b_at && c_at && d_at);
+	CHECK(fail_at < a_at && a_at < c_at && c_at < delay_at && delay_at < b_at && b_at < d_at);
+	free(b.bytes);
+
+	/* A status of the wrong class for its action is corrected; one of
+	 * another shape is replaced. */
+	struct dsn_recipient one = r[0];
+	const char *statuses[][2] = {
+		{ "2.0.0", "5.0.0" }, { "5.123.456", "5.123.456" }, { "5.1234.1", "5.0.0" },
+		{ "5.1.", "5.0.0" },  { "", "5.0.0" },              { "5.1.1 ", "5.0.0" },
+	};
+	for (size_t i = 0; i < RMX_ARRAY_LEN(statuses); i++) {
+		one.status = SZ(statuses[i][0]);
+		in = base_input(&one, 1);
+		b = build(&in);
+		char want[64];
+		snprintf(want, sizeof want, "Status: %s", statuses[i][1]);
+		CHECK(has_line(b.bytes, b.len, want));
+		free(b.bytes);
+	}
+}
+
+static void test_delayed_only(void)
+{
+	struct dsn_recipient r[2];
+	memset(r, 0, sizeof r);
+	r[0].address = S("a@example.org");
+	r[0].action = DSN_ACTION_DELAYED;
+	r[0].status = S("4.3.0");
+	r[0].diagnostic = S("451 4.3.0 Try again later");
+	r[0].remote_mta = S("relay.example.net");
+	r[0].last_attempt_unix = LAST_ATTEMPT_UNIX;
+	r[1] = r[0];
+	r[1].address = S("b@example.org");
+	struct dsn_input in = base_input(r, 2);
+	struct built b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "Subject: Delayed Mail (still being retried)"));
+	CHECK(!contains(b.bytes, b.len, "Undelivered Mail"));
+	struct span text = part_of(&b, 1);
+	CHECK(contains(text.ptr, text.len, "not been delivered yet"));
+	CHECK(!contains(text.ptr, text.len, "could not be delivered"));
+	CHECK_EQ_U(count_of(b.bytes, b.len, "\r\nAction: delayed\r\n"), 2);
+	CHECK(!contains(b.bytes, b.len, "Action: failed"));
+	free(b.bytes);
+}
+
+/* ---- the original's header section --------------------------------------------- */
+
+static void test_dot_lines(void)
+{
+	/* Wire form: "..starts" is the line ".starts" stuffed. */
+	static const char original[] = "Received: from a by b; Sat, 28 Nov 2026 15:33:20 +0000\r\n"
+				       "X-Odd: value\r\n"
+				       "..starts with a dot\r\n"
+				       "...two dots\r\n"
+				       "\t.folded dot\r\n"
+				       "Subject: dots\r\n"
+				       "\r\n"
+				       "..body dot\r\n";
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	in.original = S(original);
+	struct built b = build(&in);
+	struct span headers = part_of(&b, 3);
+	CHECK(has_line(headers.ptr, headers.len, "..starts with a dot"));
+	CHECK(has_line(headers.ptr, headers.len, "...two dots"));
+	CHECK(has_line(headers.ptr, headers.len, "\t.folded dot"));
+	CHECK(has_line(headers.ptr, headers.len, "Subject: dots"));
+	CHECK(!contains(b.bytes, b.len, "body dot"));
+	free(b.bytes);
+
+	/* A dot in generated text that could open a line: a host name that
+	 * starts with one, an address that does. */
+	struct dsn_recipient r = rcpt_user_unknown;
+	r.address = S(".dot@example.org");
+	in = base_input(&r, 1);
+	in.reporting_mta = S(".mx.example.org");
+	b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "Final-Recipient: rfc822; .dot@example.org"));
+	CHECK(has_line(b.bytes, b.len, "Reporting-MTA: dns; .mx.example.org"));
+	free(b.bytes);
+}
+
+static void test_header_bounds(void)
+{
+	/* 2000 lines of 80 bytes: far more than 64 KiB. */
+	size_t cap = 2000 * 80 + 64;
+	char *original = malloc(cap);
+	REQUIRE(original != NULL);
+	size_t len = 0;
+	for (int i = 0; i < 2000; i++)
+		len += (size_t)snprintf(original + len, cap - len,
+					"X-Filler-%04d: %063d\r\n", i, i);
+	len += (size_t)snprintf(original + len, cap - len, "\r\nbody\r\n");
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	in.original = span_make(original, len);
+	struct built b = build(&in);
+	struct span headers = part_of(&b, 3);
+	const uint8_t *body = memmem(headers.ptr, headers.len, "\r\n\r\n", 4);
+	REQUIRE(body != NULL);
+	body += 4;
+	size_t returned = headers.len - (size_t)(body - headers.ptr) + 2; /* with the CRLF before "--" */
+	CHECK(returned <= DSN_HEADERS_MAX_BYTES);
+	CHECK(returned > DSN_HEADERS_MAX_BYTES - 100);
+	/* Cut at a line boundary: whole filler lines, then the empty line. */
+	CHECK((returned - 2) % 80 == 0);
+	CHECK(memcmp(body, "X-Filler-0000: ", 15) == 0);
+	char last[32];
+	snprintf(last, sizeof last, "X-Filler-%04zu: ", (returned - 2) / 80 - 1);
+	CHECK(contains(body, headers.len - (size_t)(body - headers.ptr), last));
+	CHECK(headers.ptr[headers.len - 3] >= '0' && headers.ptr[headers.len - 3] <= '9');
+	CHECK(memcmp(headers.ptr + headers.len - 2, "\r\n", 2) == 0);
+	free(b.bytes);
+	free(original);
+
+	/* One header line of 5000 bytes: cut into folded pieces. */
+	char *longline = malloc(6000);
+	REQUIRE(longline != NULL);
+	len = (size_t)snprintf(longline, 6000, "Subject: ");
+	for (int i = 0; i < 5000; i++)
+		longline[len++] = (char)('a' + i % 26);
+	memcpy(longline + len, "\r\nTo: x\r\n\r\n", 11);
+	len += 11;
+	in.original = span_make(longline, len);
+	b = build(&in);
+	headers = part_of(&b, 3);
+	const uint8_t *start = memmem(headers.ptr, headers.len, "\r\n\r\nSubject: ", 13);
+	REQUIRE(start != NULL);
+	start += 4;
+	/* Unfolding (dropping each CRLF and the space the cut added) gives
+	 * the line back. */
+	char rebuilt[6000];
+	size_t rebuilt_len = 0, pieces = 0;
+	const uint8_t *end = headers.ptr + headers.len;
+	const uint8_t *q = start;
+	for (;;) {
+		const uint8_t *eol = memmem(q, (size_t)(end - q), "\r\n", 2);
+		REQUIRE(eol != NULL);
+		CHECK((size_t)(eol - q) <= DSN_LINE_MAX_BYTES);
+		if (pieces > 0) {
+			CHECK(q[0] == ' ');
+			q++;
+		}
+		REQUIRE(rebuilt_len + (size_t)(eol - q) < sizeof rebuilt);
+		memcpy(rebuilt + rebuilt_len, q, (size_t)(eol - q));
+		rebuilt_len += (size_t)(eol - q);
+		pieces++;
+		q = eol + 2;
+		if (q[0] != ' ')
+			break;
+	}
+	CHECK_EQ_U(pieces, 6);
+	CHECK_MEM(rebuilt, rebuilt_len, longline, 9 + 5000);
+	CHECK(memcmp(q, "To: x\r\n", 7) == 0);
+	free(b.bytes);
+
+	/* A long line of two-byte UTF-8 characters is not cut inside one. */
+	len = (size_t)snprintf(longline, 6000, "Subject: ");
+	for (int i = 0; i < 2000; i++) {
+		longline[len++] = (char)0xc3;
+		longline[len++] = (char)0xa9;
+	}
+	memcpy(longline + len, "\r\n\r\n", 4);
+	len += 4;
+	in.original = span_make(longline, len);
+	b = build(&in);
+	headers = part_of(&b, 3);
+	CHECK(has_line(headers.ptr, headers.len, "Content-Transfer-Encoding: 8bit"));
+	CHECK(has_line(b.bytes, b.len, "Content-Transfer-Encoding: 8bit"));
+	CHECK(dsn_transport_needs(&in, b.bytes, b.len) == DSN_NEEDS_8BITMIME);
+	size_t bad_cuts = 0;
+	for (size_t i = 0; i + 3 < headers.len; i++) {
+		if (headers.ptr[i] == '\r' && headers.ptr[i + 1] == '\n' && headers.ptr[i + 2] == ' ' &&
+		    (headers.ptr[i + 3] & 0xc0) == 0x80)
+			bad_cuts++;
+		if (headers.ptr[i] == 0xc3 && headers.ptr[i + 1] == '\r')
+			bad_cuts++;
+	}
+	CHECK_EQ_U(bad_cuts, 0);
+	free(b.bytes);
+	free(longline);
+
+	/* No empty line: all of it is the header section, the last line has
+	 * no CRLF; a bare CR inside a line becomes a space; an empty original. */
+	static const char headers_only[] = "Received: x\r\nX-Bare: a\rb\r\nSubject: no end";
+	in.original = S(headers_only);
+	b = build(&in);
+	headers = part_of(&b, 3);
+	CHECK(has_line(headers.ptr, headers.len, "X-Bare: a b"));
+	CHECK(has_line(headers.ptr, headers.len, "Subject: no end"));
+	free(b.bytes);
+	in.original = span_make(NULL, 0);
+	b = build(&in);
+	headers = part_of(&b, 3);
+	CHECK(headers.len >= 4 && memcmp(headers.ptr + headers.len - 4, "\r\n\r\n", 4) == 0);
+	CHECK(has_line(headers.ptr, headers.len, "Content-Type: text/rfc822-headers"));
+	free(b.bytes);
+}
+
+/* ---- the boundary ------------------------------------------------------------------ */
+
+static void test_boundary_collision(void)
+{
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	struct built b = build(&in);
+	char base[DSN_BOUNDARY_MAX_BYTES + 1];
+	size_t base_len = boundary_of(&b, base, sizeof base);
+	free(b.bytes);
+
+	/* The original carries the would-be boundary as a header and as a
+	 * delimiter line of its body. */
+	char original[1024];
+	int olen = snprintf(original, sizeof original,
+			    "Received: from a by b\r\nX-Trap: --%s\r\n--%s\r\n\r\n--%s--\r\n", base,
+			    base, base);
+	REQUIRE(olen > 0 && (size_t)olen < sizeof original);
+	in.original = span_make(original, (size_t)olen);
+	b = build(&in);
+	char chosen[DSN_BOUNDARY_MAX_BYTES + 1];
+	size_t chosen_len = boundary_of(&b, chosen, sizeof chosen);
+	CHECK(chosen_len <= DSN_BOUNDARY_MAX_BYTES);
+	CHECK(strcmp(chosen, base) != 0);
+	CHECK(strstr(original, chosen) == NULL);
+	char want[128];
+	snprintf(want, sizeof want, "%s.00000000", base);
+	CHECK(strcmp(chosen, want) == 0);
+	/* The trap came back in part 3, and part 3 is still whole. */
+	struct span headers = part_of(&b, 3);
+	snprintf(want, sizeof want, "X-Trap: --%s", base);
+	CHECK(has_line(headers.ptr, headers.len, want));
+	free(b.bytes);
+
+	/* The first alternative is taken as well. */
+	olen = snprintf(original, sizeof original, "Received: x\r\nX-A: %s\r\nX-B: %s.00000000\r\n\r\n",
+			base, base);
+	in.original = span_make(original, (size_t)olen);
+	b = build(&in);
+	boundary_of(&b, chosen, sizeof chosen);
+	snprintf(want, sizeof want, "%s.00000001", base);
+	CHECK(strcmp(chosen, want) == 0);
+	free(b.bytes);
+
+	/* Thousands of alternatives taken, in the body: the next window. */
+	size_t cap = 5000 * (base_len + 16) + 64;
+	char *many = malloc(cap);
+	REQUIRE(many != NULL);
+	size_t len = (size_t)snprintf(many, cap, "Received: x\r\n\r\n");
+	for (unsigned i = 0; i < 4096; i++)
+		len += (size_t)snprintf(many + len, cap - len, "%s.%08x\r\n", base, i);
+	in.original = span_make(many, len);
+	b = build(&in);
+	boundary_of(&b, chosen, sizeof chosen);
+	snprintf(want, sizeof want, "%s.00001000", base);
+	CHECK(strcmp(chosen, want) == 0);
+	CHECK(memmem(many, len, chosen, strlen(chosen)) == NULL);
+	free(b.bytes);
+	free(many);
+
+	/* The boundary may hide in an upstream's diagnostic too. */
+	char diagnostic[256];
+	snprintf(diagnostic, sizeof diagnostic, "550 5.7.1 --%s", base);
+	struct dsn_recipient r = rcpt_user_unknown;
+	r.diagnostic = SZ(diagnostic);
+	in = base_input(&r, 1);
+	b = build(&in);
+	boundary_of(&b, chosen, sizeof chosen);
+	CHECK(strcmp(chosen, base) != 0);
+	CHECK(strstr(diagnostic, chosen) == NULL);
+	free(b.bytes);
+
+	/* Tokens with characters a boundary cannot hold; long ones. */
+	in = base_input(&rcpt_user_unknown, 1);
+	in.queue_id = S("q/1 \"2\"");
+	in.message_id_token = S("0123456789abcdef0123456789abcdef0123456789abcdef");
+	b = build(&in);
+	chosen_len = boundary_of(&b, chosen, sizeof chosen);
+	CHECK(chosen_len <= DSN_BOUNDARY_MAX_BYTES);
+	CHECK(strchr(chosen, ' ') == NULL && strchr(chosen, '/') == NULL);
+	CHECK(has_line(b.bytes, b.len, "X-Ringmx-Queue-ID: q?1??2?"));
+	free(b.bytes);
+}
+
+/* ---- hostile diagnostics -------------------------------------------------------------- */
+
+static void test_huge_diagnostic(void)
+{
+	size_t big = 200000;
+	char *diag = malloc(big);
+	REQUIRE(diag != NULL);
+
+	/* One word of 200000 bytes. */
+	memcpy(diag, "550 ", 4);
+	memset(diag + 4, 'x', big - 4);
+	struct dsn_recipient r = rcpt_user_unknown;
+	r.diagnostic = span_make(diag, big);
+	struct dsn_input in = base_input(&r, 1);
+	struct built b = build(&in);
+	CHECK(b.len < 16384);
+	char value[4096];
+	size_t vlen = field_value(b.bytes, b.len, "Diagnostic-Code", value, sizeof value);
+	REQUIRE(vlen != SIZE_MAX);
+	CHECK(vlen <= strlen("smtp; ") + DSN_DIAGNOSTIC_MAX_BYTES + 2);
+	CHECK(vlen > 6 && strcmp(value + vlen - 3, "...") == 0);
+	CHECK(memcmp(value, "smtp; 550 xxxx", 14) == 0);
+	CHECK(longest_line(b.bytes, b.len) <= DSN_LINE_MAX_BYTES);
+	free(b.bytes);
+
+	/* Words, with CR, LF, NUL, DEL, TAB and UTF-8 between them, and an
+	 * attempt to start a header and a delimiter of its own. */
+	static const char nasty[] = "451-4.3.0 first\r\n451 4.3.0 second\rthird\nInjected: yes\r\n\r\n"
+				    "--x--\r\n.\r\n\x01\x7f\t\x00 caf\xc3\xa9 \xff ";
+	size_t len = 0;
+	while (len + sizeof nasty < big) {
+		memcpy(diag + len, nasty, sizeof nasty - 1);
+		len += sizeof nasty - 1;
+	}
+	r.diagnostic = span_make(diag, len);
+	in = base_input(&r, 1);
+	b = build(&in);
+	CHECK(!has_line(b.bytes, b.len, "Injected: yes"));
+	CHECK(!has_line(b.bytes, b.len, "--x--"));
+	CHECK(!has_line(b.bytes, b.len, "."));
+	vlen = field_value(b.bytes, b.len, "Diagnostic-Code", value, sizeof value);
+	REQUIRE(vlen != SIZE_MAX);
+	static const char want[] = "smtp; 451-4.3.0 first 451 4.3.0 second third Injected: yes "
+				   "--x-- . ?? ? caf\\x{E9} ? 451-4.3.0 first";
+	CHECK(vlen > sizeof want && memcmp(value, want, sizeof want - 1) == 0);
+	CHECK(vlen <= strlen("smtp; ") + DSN_DIAGNOSTIC_MAX_BYTES);
+	CHECK(strstr(value, "  ") == NULL);
+	struct span report = part_of(&b, 2);
+	CHECK(longest_line(report.ptr, report.len) <= DSN_FOLD_WIDTH_BYTES);
+	CHECK(all_ascii(report));
+	struct span text = part_of(&b, 1);
+	CHECK(all_ascii(text));
+	CHECK(longest_line(text.ptr, text.len) <= DSN_FOLD_WIDTH_BYTES);
+	free(b.bytes);
+
+	/* Many recipients with huge diagnostics: still bounded per recipient. */
+	struct dsn_recipient many[50];
+	for (size_t i = 0; i < RMX_ARRAY_LEN(many); i++) {
+		many[i] = r;
+		many[i].diagnostic = span_make(diag, big);
+	}
+	in = base_input(many, RMX_ARRAY_LEN(many));
+	b = build(&in);
+	CHECK(b.len < 50 * 4096);
+	CHECK_EQ_U(count_of(b.bytes, b.len, "\r\nFinal-Recipient: rfc822; user@example.org\r\n"), 50);
+	free(b.bytes);
+	free(diag);
+}
+
+/* ---- internationalised addresses ------------------------------------------------------- */
+
+static void test_non_ascii(void)
+{
+	struct dsn_recipient r[4];
+	memset(r, 0, sizeof r);
+	r[0] = rcpt_user_unknown;
+	r[0].address = S("用户@例子.广告");
+	r[1] = rcpt_user_unknown;
+	r[1].address = S("pl+us=eq@ex\xc3\xa4mple.org");
+	r[2] = rcpt_user_unknown;
+	r[2].address = S("bad\xff@example.org");
+	r[3] = rcpt_user_unknown; /* ASCII, in the same report */
+
+	struct dsn_input in = base_input(r, 4);
+	struct built b = build(&in);
+	const uint8_t *p = b.bytes;
+	size_t n = b.len;
+	CHECK(has_line(p, n, "Content-Type: multipart/report; report-type=global-delivery-status;"));
+	CHECK(has_line(p, n, "Content-Transfer-Encoding: 8bit"));
+	struct span report = part_of(&b, 2);
+	CHECK(has_line(report.ptr, report.len, "Content-Type: message/global-delivery-status"));
+	CHECK(has_line(report.ptr, report.len, "Content-Transfer-Encoding: 8bit"));
+	CHECK(has_line(report.ptr, report.len, "Final-Recipient: utf-8; 用户@例子.广告"));
+	CHECK(has_line(report.ptr, report.len,
+		       "Final-Recipient: utf-8; pl\\x{2B}us\\x{3D}eq@ex\xc3\xa4mple.org"));
+	CHECK(has_line(report.ptr, report.len, "Final-Recipient: utf-8; bad\\x{FFFD}@example.org"));
+	CHECK(has_line(report.ptr, report.len, "Final-Recipient: rfc822; user@example.org"));
+	struct span text = part_of(&b, 1);
+	CHECK(all_ascii(text));
+	CHECK(contains(text.ptr, text.len,
+		       "<\\x{7528}\\x{6237}@\\x{4F8B}\\x{5B50}.\\x{5E7F}\\x{544A}>: host"));
+	CHECK(contains(text.ptr, text.len, "<bad?@example.org>"));
+	struct span headers = part_of(&b, 3);
+	CHECK(has_line(headers.ptr, headers.len, "Content-Type: message/global-headers"));
+	CHECK(!has_line(headers.ptr, headers.len, "Content-Transfer-Encoding: 8bit"));
+	CHECK(dsn_transport_needs(&in, p, n) == DSN_NEEDS_8BITMIME);
+	free(b.bytes);
+
+	/* A non-ASCII reverse path: the To: field carries UTF-8, so the DSN
+	 * needs SMTPUTF8; control bytes in it are replaced. */
+	in = base_input(&rcpt_user_unknown, 1);
+	in.to = S("δοκιμή@παράδειγμα.δοκιμή");
+	b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "To: <δοκιμή@παράδειγμα.δοκιμή>"));
+	CHECK(has_line(b.bytes, b.len, "Content-Type: message/global-delivery-status"));
+	CHECK(dsn_transport_needs(&in, b.bytes, b.len) == (DSN_NEEDS_SMTPUTF8 | DSN_NEEDS_8BITMIME));
+	free(b.bytes);
+	in.to = S("δ\r\nBcc: x@y\xff");
+	b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "To: <δ??Bcc: x@y?>"));
+	free(b.bytes);
+
+	/* SMTPUTF8 with ASCII addresses: the global types, all 7-bit. */
+	in = base_input(&rcpt_user_unknown, 1);
+	in.smtputf8 = true;
+	b = build(&in);
+	CHECK(has_line(b.bytes, b.len, "Content-Type: message/global-delivery-status"));
+	CHECK(has_line(b.bytes, b.len, "Content-Type: message/global-headers"));
+	CHECK(has_line(b.bytes, b.len, "Final-Recipient: rfc822; user@example.org"));
+	CHECK(!contains(b.bytes, b.len, "Content-Transfer-Encoding"));
+	CHECK(dsn_transport_needs(&in, b.bytes, b.len) == 0);
+	free(b.bytes);
+}
+
+/* ---- dates ---------------------------------------------------------------------------- */
+
+static void check_date(int64_t t, const char *want)
+{
+	uint8_t out[DSN_DATE_BYTES];
+	dsn_format_date(t, out);
+	CHECK_MEM(out, sizeof out, want, strlen(want));
+}
+
+static void test_dates(void)
+{
+	check_date(0, "Thu, 01 Jan 1970 00:00:00 +0000");
+	check_date(951782400, "Tue, 29 Feb 2000 00:00:00 +0000");
+	check_date(1709210096, "Thu, 29 Feb 2024 12:34:56 +0000");
+	check_date(4107542399, "Sun, 28 Feb 2100 23:59:59 +0000");
+	check_date(4107542400, "Mon, 01 Mar 2100 00:00:00 +0000");
+	check_date(253402300799, "Fri, 31 Dec 9999 23:59:59 +0000");
+	check_date(INT64_MAX, "Fri, 31 Dec 9999 23:59:59 +0000");
+	check_date(-1, "Thu, 01 Jan 1970 00:00:00 +0000");
+	check_date(INT64_MIN, "Thu, 01 Jan 1970 00:00:00 +0000");
+
+	/* Against the C library over the whole range (fixed seed). */
+	uint64_t state = 0x9e3779b97f4a7c15ull;
+	size_t mismatches = 0;
+	for (int i = 0; i < 200000; i++) {
+		state ^= state << 13;
+		state ^= state >> 7;
+		state ^= state << 17;
+		int64_t t = (int64_t)(state % 253402300800ull);
+		if (i < 1000)
+			t = (int64_t)(state % 4200000000ull); /* dense near now */
+		time_t tt = (time_t)t;
+		struct tm tm;
+		REQUIRE(gmtime_r(&tt, &tm) != NULL);
+		char want[64];
+		REQUIRE(strftime(want, sizeof want, "%a, %d %b %Y %H:%M:%S +0000", &tm) ==
+			DSN_DATE_BYTES);
+		uint8_t got[DSN_DATE_BYTES];
+		dsn_format_date(t, got);
+		if (memcmp(got, want, DSN_DATE_BYTES) != 0) {
+			if (mismatches++ < 5)
+				fprintf(stderr, "date %lld: %.31s != %s\n", (long long)t, got, want);
+		}
+	}
+	CHECK_EQ_U(mismatches, 0);
+}
+
+/* ---- Python's email package reads it ---------------------------------------------------- */
+
+static const char python_check[] =
+	"import sys, email, email.policy\n"
+	"raw = open(sys.argv[1], 'rb').read()\n"
+	"assert raw.endswith(b'\\r\\n')\n"
+	"lines = raw.split(b'\\r\\n')\n"
+	"raw = b'\\r\\n'.join(l[1:] if l.startswith(b'.') else l for l in lines)\n"
+	"m = email.message_from_bytes(raw, policy=email.policy.default)\n"
+	"assert not m.defects, m.defects\n"
+	"assert m.get_content_type() == 'multipart/report', m.get_content_type()\n"
+	"assert m.get_param('report-type') == 'delivery-status'\n"
+	"assert m['Subject'] == 'Undelivered Mail Returned to Sender'\n"
+	"assert m['From'].addresses[0].addr_spec == 'MAILER-DAEMON@mx.example.org'\n"
+	"assert m['To'].addresses[0].addr_spec == 'sender@example.com'\n"
+	"assert m['Auto-Submitted'] == 'auto-replied'\n"
+	"assert m['Message-ID'] == '<T0KEN1@mx.example.org>'\n"
+	"assert m['Date'].datetime.timestamp() == 1795883000, m['Date']\n"
+	"parts = list(m.iter_parts())\n"
+	"assert len(parts) == 3, len(parts)\n"
+	"assert [p.get_content_type() for p in parts] == ['text/plain', 'message/delivery-status', "
+	"'text/rfc822-headers'], [p.get_content_type() for p in parts]\n"
+	"for p in parts:\n"
+	"    assert not p.defects, p.defects\n"
+	"assert 'relay.example.net said' in parts[0].get_content()\n"
+	"blocks = parts[1].get_payload()\n"
+	"assert len(blocks) == 3, len(blocks)\n"
+	"assert blocks[0]['Reporting-MTA'] == 'dns; mx.example.org'\n"
+	"assert blocks[0]['X-Ringmx-Queue-ID'] == 'Q1ABC'\n"
+	"assert blocks[0]['Arrival-Date'] == 'Fri, 27 Nov 2026 14:33:20 +0000'\n"
+	"assert blocks[1]['Final-Recipient'] == 'rfc822; user@example.org'\n"
+	"assert blocks[1]['Action'] == 'failed'\n"
+	"assert blocks[1]['Status'] == '5.1.1'\n"
+	"assert blocks[1]['Remote-MTA'] == 'dns; relay.example.net'\n"
+	"d = str(blocks[1]['Diagnostic-Code'])\n"
+	"assert d.startswith('smtp; 550 5.1.1 <user@example.org>:') and d.endswith('table'), d\n"
+	"assert blocks[2]['Final-Recipient'] == 'rfc822; other@example.org'\n"
+	"assert blocks[2]['Action'] == 'delayed'\n"
+	"assert blocks[2]['Status'] == '4.4.1'\n"
+	"h = parts[2].get_content()\n"
+	"assert 'X-Trap: --' in h and 'Subject: hello' in h and '..dotted' in h, h\n"
+	"assert 'SECRET' not in h\n"
+	"print('python email: ok')\n";
+
+static void test_python_email(void)
+{
+	if (system("command -v python3 >/dev/null 2>&1") != 0) {
+		printf("test_dsn: python3 not found: the email-package check is skipped\n");
+		return;
+	}
+	struct dsn_recipient r[2];
+	r[0] = rcpt_user_unknown;
+	r[1] = rcpt_user_unknown;
+	r[1].address = S("other@example.org");
+	r[1].action = DSN_ACTION_DELAYED;
+	r[1].status = S("4.4.1");
+	r[1].diagnostic = S("451 4.4.1 No answer from host");
+	struct dsn_input in = base_input(r, 2);
+	/* With a trap for the boundary in its headers, and a dotted line. */
+	struct built first = build(&in);
+	char base[DSN_BOUNDARY_MAX_BYTES + 1];
+	boundary_of(&first, base, sizeof base);
+	free(first.bytes);
+	char original[1024];
+	int olen = snprintf(original, sizeof original,
+			    "Received: from a by b\r\nX-Trap: --%s\r\n...dotted\r\nSubject: hello\r\n"
+			    "\r\nSECRET\r\n--%s--\r\n",
+			    base, base);
+	REQUIRE(olen > 0 && (size_t)olen < sizeof original);
+	in.original = span_make(original, (size_t)olen);
+	struct built b = build(&in);
+
+	char msg_path[] = "/tmp/test_dsn_msg_XXXXXX";
+	char script_path[] = "/tmp/test_dsn_py_XXXXXX";
+	int msg_fd = mkstemp(msg_path);
+	int script_fd = mkstemp(script_path);
+	REQUIRE(msg_fd >= 0 && script_fd >= 0);
+	REQUIRE(write(msg_fd, b.bytes, b.len) == (ssize_t)b.len);
+	REQUIRE(write(script_fd, python_check, sizeof python_check - 1) ==
+		(ssize_t)(sizeof python_check - 1));
+	REQUIRE(close(msg_fd) == 0 && close(script_fd) == 0);
+	char command[256];
+	snprintf(command, sizeof command, "python3 %s %s", script_path, msg_path);
+	int status = system(command);
+	CHECK(status == 0);
+	if (status != 0)
+		fprintf(stderr, "test_dsn: the message that Python rejected is in %s\n", msg_path);
+	else
+		CHECK(unlink(msg_path) == 0);
+	CHECK(unlink(script_path) == 0);
+	free(b.bytes);
+}
+
+int main(void)
+{
+	test_one_failed();
+	test_capacity();
+	test_mixed();
+	test_delayed_only();
+	test_dot_lines();
+	test_header_bounds();
+	test_boundary_collision();
+	test_huge_diagnostic();
+	test_non_ascii();
+	test_dates();
+	test_python_email();
+	return test_main_end("test_dsn");
+}
