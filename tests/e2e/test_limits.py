@@ -142,6 +142,22 @@ class TimeoutsTest(unittest.TestCase):
                 time.sleep(1.0)
                 h.assert_reply(self, c.cmd("NOOP"), 250, "2.0.0")
 
+    def test_data_timeout_is_per_read(self):
+        # RFC 5321 4.5.3.2.6: the data block timeout runs between reads, so a
+        # slow but steady sender is not cut off.
+        srv = self.start([("data_timeout", "2s")])
+        with srv.conn() as c:
+            h.assert_reply(self, c.cmd("EHLO x.example"), 250)
+            h.assert_reply(self, c.cmd("MAIL FROM:<a@client.example>"), 250, "2.1.0")
+            h.assert_reply(self, c.cmd("RCPT TO:<user@example.com>"), 250, "2.1.5")
+            h.assert_reply(self, c.cmd("DATA"), 354)
+            c.send(b"Subject: slow\r\n\r\n")
+            for _ in range(8):  # 4 s in all, never 2 s quiet
+                time.sleep(0.5)
+                c.send(b"tick\r\n")
+            c.send(b".\r\n")
+            h.queued_id(self, c.reply(), b"(one line every 0.5 s for 4 s)")
+
     def test_data_timeout(self):
         srv = self.start([("idle_timeout", "60s"), ("command_timeout", "60s"),
                           ("data_timeout", "1s")])

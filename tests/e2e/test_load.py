@@ -75,6 +75,15 @@ class LoadTest(unittest.TestCase):
         t0 = time.monotonic()
         for t in threads:
             t.start()
+        # the store tool works on a store that is being written
+        live_runs = 0
+        while any(t.is_alive() for t in threads) and live_runs < 5:
+            for args in (("ls",), ("verify",), ("stats",)):
+                cp = srv.store(*args)
+                self.assertEqual(cp.returncode, 0, "ringmx-store %s during load: %r %r"
+                                 % (args[0], cp.stdout[-500:], cp.stderr[-500:]))
+                self.assertNotIn(b"Sanitizer", cp.stderr)
+            live_runs += 1
         for t in threads:
             t.join(timeout=max(1.0, DEADLINE_S - (time.monotonic() - t0)))
         elapsed = time.monotonic() - t0

@@ -36,6 +36,10 @@ class DomainsTest(h.ServerTestCase, unittest.TestCase):
         self.accept("<User.Name+tag@Example.Net>")
         self.accept("<postmaster@example.com>")
 
+    def test_quoted_local_part(self):
+        self.accept('<"john doe"@example.com>')
+        self.accept('<"a.b"@example.com>')
+
     def test_postmaster_without_domain(self):
         # RFC 5321 4.5.1: <Postmaster> must be accepted.
         self.accept("<Postmaster>")
