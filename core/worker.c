@@ -683,7 +683,11 @@ static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 	/* End of input (0) or an error. */
 	c->flags |= CONN_EOF;
-	if (c->flags & (CONN_LINGER | CONN_CLOSING) || cqe->res < 0) {
+	if (c->flags & CONN_CLOSING) {
+		conn_maybe_release(l, c); /* the final completion we waited for */
+		return;
+	}
+	if (c->flags & CONN_LINGER || cqe->res < 0) {
 		conn_close(l, c);
 		return;
 	}
