@@ -80,8 +80,10 @@ RMX_MUST_CHECK int queue_new(const struct queue_config *cfg, struct queue **out)
  * segment of DIR/w<worker>, counts each valid record's recipients, replays
  * its delivery log, opens each log for appending (creating missing ones,
  * cutting bad tails; fdatasync when cfg->fsync) and queues every record
- * with a pending recipient, due now (cfg->now_unix_ms), attempts and last
- * reply from the log. Removes logs whose segment is gone. Returns 0 and
+ * with a pending recipient, attempts and last reply from the log, due at
+ * the later of cfg->now_unix_ms and the next attempt its log names (a
+ * restart does not undo backoff; an operator REQUEUE makes it due at
+ * once). Removes logs whose segment is gone. Returns 0 and
  * *out, or -errno with a message in err[errlen].
  */
 RMX_MUST_CHECK int queue_open(const struct queue_config *cfg, struct queue **out,
@@ -219,9 +221,12 @@ int queue_status(const struct queue *q);
  * The log fd of segment seq (core/ creates <seq>.dlog, O_RDWR|O_CREAT|
  * O_TRUNC|O_CLOEXEC 0600, when it prepares the store's spare <seq>.seg) or
  * -errno when it could not: then that segment's entries are dropped and it
- * is never reclaimed in this run. The queue owns fd from here on.
+ * is never reclaimed in this run. Returns 0 and the queue owns fd from here
+ * on (queue_reclaimed or queue_close give it back), or -ENOMEM, or -EEXIST
+ * (queue_open already holds that log: the spare store_open made), and the
+ * caller still owns fd.
  */
-void queue_dlog_ready(struct queue *q, uint32_t seq, int fd);
+RMX_MUST_CHECK int queue_dlog_ready(struct queue *q, uint32_t seq, int fd);
 
 /*
  * Every record of segments below seq is durable and was given to queue_add

@@ -1,0 +1,359 @@
+/*
+ * delivery_log.c - entries of the per-segment delivery log (see
+ * delivery_log.h): encode, check, decode, replay, and the start-up file
+ * helpers.
+ *
+ * Where it sits: the queue (queue.c) turns each recipient outcome into an
+ * entry and group-commits entries per segment log; recovery and the
+ * ringmx-store tool read a log whole and replay it onto the records of its
+ * segment. An entry is trusted only after its CRC and every field check
+ * (STYLE.md 10); encode asserts that what it wrote decodes back.
+ *
+ * Invariants: a log is a whole number of entries up to its first bad one;
+ * replay never moves a recipient out of a final state.
+ */
+#include "delivery_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "segment.h"
+
+#define DLOG_SUFFIX ".dlog"
+
+static void put_u16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_u16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 3; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+uint16_t dlog_enhanced_pack(unsigned cls, unsigned subject, unsigned detail)
+{
+	if ((cls != 2 && cls != 4 && cls != 5) || subject > 15 || detail > 511)
+		return 0;
+	return (uint16_t)(cls << 13 | subject << 9 | detail);
+}
+
+bool dlog_enhanced_unpack(uint16_t packed, unsigned *cls, unsigned *subject, unsigned *detail)
+{
+	unsigned c = packed >> 13;
+	if (c != 2 && c != 4 && c != 5)
+		return false;
+	*cls = c;
+	*subject = (packed >> 9) & 15u;
+	*detail = packed & 511u;
+	return true;
+}
+
+/* Reads 1 to 3 digits at text[*i]; false when there are none or too many. */
+static bool parse_number(struct span text, size_t *i, unsigned *out)
+{
+	unsigned v = 0;
+	size_t start = *i;
+	while (*i < text.len && text.ptr[*i] >= '0' && text.ptr[*i] <= '9' && *i - start < 4) {
+		v = v * 10 + (unsigned)(text.ptr[*i] - '0');
+		(*i)++;
+	}
+	size_t n = *i - start;
+	*out = v;
+	return n >= 1 && n <= 3;
+}
+
+uint16_t dlog_enhanced_parse(struct span text)
+{
+	unsigned part[3];
+	size_t i = 0;
+	for (int k = 0; k < 3; k++) {
+		if (!parse_number(text, &i, &part[k]))
+			return 0;
+		if (k < 2) {
+			if (i >= text.len || text.ptr[i] != '.')
+				return 0;
+			i++;
+		}
+	}
+	if (i != text.len)
+		return 0;
+	return dlog_enhanced_pack(part[0], part[1], part[2]);
+}
+
+static bool type_valid(unsigned type)
+{
+	return type >= DLOG_DELIVERED && type <= DLOG_TYPE_MAX;
+}
+
+void dlog_entry_encode(const struct dlog_entry *e, uint8_t out[DLOG_ENTRY_BYTES])
+{
+	RMX_ASSERT(type_valid(e->type));
+	out[4] = (uint8_t)e->type;
+	out[5] = 0;
+	put_u16(out + 6, e->reply_code);
+	put_u32(out + 8, e->rcpt);
+	put_u16(out + 12, e->attempt);
+	put_u16(out + 14, e->enhanced);
+	put_u64(out + 16, e->queue_id);
+	put_u64(out + 24, (uint64_t)e->time_unix_ms);
+	put_u32(out, crc32c(0, out + 4, DLOG_ENTRY_BYTES - 4));
+
+	struct dlog_entry back;
+	RMX_ASSERT(dlog_entry_decode(out, &back) == DLOG_OK);
+	RMX_ASSERT(back.queue_id == e->queue_id && back.rcpt == e->rcpt &&
+		   back.time_unix_ms == e->time_unix_ms);
+}
+
+enum dlog_decode_result dlog_entry_decode(const uint8_t in[DLOG_ENTRY_BYTES],
+					  struct dlog_entry *out)
+{
+	if (get_u32(in) != crc32c(0, in + 4, DLOG_ENTRY_BYTES - 4))
+		return DLOG_BAD_CRC;
+	if (!type_valid(in[4]) || in[5] != 0)
+		return DLOG_BAD_FIELD;
+	out->type = (enum dlog_type)in[4];
+	out->reply_code = get_u16(in + 6);
+	out->rcpt = get_u32(in + 8);
+	out->attempt = get_u16(in + 12);
+	out->enhanced = get_u16(in + 14);
+	out->queue_id = get_u64(in + 16);
+	out->time_unix_ms = (int64_t)get_u64(in + 24);
+	return DLOG_OK;
+}
+
+size_t dlog_valid_prefix(const uint8_t *image, size_t len)
+{
+	size_t off = 0;
+	struct dlog_entry e;
+	while (len - off >= DLOG_ENTRY_BYTES && dlog_entry_decode(image + off, &e) == DLOG_OK)
+		off += DLOG_ENTRY_BYTES;
+	return off;
+}
+
+bool dlog_type_is_final(enum dlog_type type)
+{
+	switch (type) {
+	case DLOG_DELIVERED:
+	case DLOG_BOUNCED:
+	case DLOG_EXPIRED:
+	case DLOG_DELETED:
+	case DLOG_SET_ASIDE:
+		return true;
+	case DLOG_DEFERRED:
+	case DLOG_REQUEUE:
+		return false;
+	}
+	return false;
+}
+
+const char *dlog_type_name(enum dlog_type type)
+{
+	switch (type) {
+	case DLOG_DELIVERED: return "delivered";
+	case DLOG_DEFERRED: return "deferred";
+	case DLOG_BOUNCED: return "bounced";
+	case DLOG_EXPIRED: return "expired";
+	case DLOG_DELETED: return "deleted";
+	case DLOG_SET_ASIDE: return "set-aside";
+	case DLOG_REQUEUE: return "requeue";
+	}
+	return "unknown";
+}
+
+const char *dlog_rcpt_state_name(enum dlog_rcpt_state state)
+{
+	switch (state) {
+	case DLOG_RCPT_PENDING: return "pending";
+	case DLOG_RCPT_DELIVERED: return "delivered";
+	case DLOG_RCPT_BOUNCED: return "bounced";
+	case DLOG_RCPT_EXPIRED: return "expired";
+	case DLOG_RCPT_DELETED: return "deleted";
+	case DLOG_RCPT_SET_ASIDE: return "set-aside";
+	}
+	return "unknown";
+}
+
+static enum dlog_rcpt_state final_state_of(enum dlog_type type)
+{
+	switch (type) {
+	case DLOG_DELIVERED: return DLOG_RCPT_DELIVERED;
+	case DLOG_BOUNCED: return DLOG_RCPT_BOUNCED;
+	case DLOG_EXPIRED: return DLOG_RCPT_EXPIRED;
+	case DLOG_DELETED: return DLOG_RCPT_DELETED;
+	case DLOG_SET_ASIDE: return DLOG_RCPT_SET_ASIDE;
+	case DLOG_DEFERRED:
+	case DLOG_REQUEUE:
+		break;
+	}
+	RMX_ASSERT(!"not a final type");
+	return DLOG_RCPT_PENDING;
+}
+
+/* Moves one recipient to a final state, if it is still pending. */
+static void finish_rcpt(struct dlog_replay_msg *m, uint32_t rcpt, enum dlog_rcpt_state state)
+{
+	if (m->rcpt_state[rcpt] != DLOG_RCPT_PENDING)
+		return;
+	RMX_ASSERT(m->pending > 0);
+	m->rcpt_state[rcpt] = (uint8_t)state;
+	m->pending--;
+}
+
+bool dlog_apply(struct dlog_replay_msg *m, const struct dlog_entry *e)
+{
+	RMX_ASSERT(m->pending <= m->rcpt_count);
+	if (e->rcpt != DLOG_RCPT_ALL && e->rcpt >= m->rcpt_count)
+		return false;
+	if (e->attempt > m->attempts)
+		m->attempts = e->attempt;
+	if (e->reply_code != 0) {
+		m->last_reply_code = e->reply_code;
+		m->last_enhanced = e->enhanced;
+	}
+	if (!dlog_type_is_final(e->type)) {
+		/* DEFERRED or REQUEUE: the next attempt, for whatever is pending. */
+		m->next_attempt_unix_ms = e->time_unix_ms;
+		return true;
+	}
+	enum dlog_rcpt_state state = final_state_of(e->type);
+	if (e->rcpt != DLOG_RCPT_ALL) {
+		finish_rcpt(m, e->rcpt, state);
+		return true;
+	}
+	for (uint32_t i = 0; i < m->rcpt_count && m->pending > 0; i++)
+		finish_rcpt(m, i, state);
+	return true;
+}
+
+void dlog_name_format(char out[DLOG_NAME_MAX_BYTES], uint32_t seq)
+{
+	snprintf(out, DLOG_NAME_MAX_BYTES, "%08u" DLOG_SUFFIX, (unsigned)seq);
+}
+
+bool dlog_name_parse(const char *name, uint32_t *seq)
+{
+	uint64_t v = 0;
+	size_t i = 0;
+	while (name[i] >= '0' && name[i] <= '9') {
+		v = v * 10 + (uint64_t)(name[i] - '0');
+		if (v > SEGMENT_SEQ_MAX)
+			return false;
+		i++;
+	}
+	if (i == 0 || strcmp(name + i, DLOG_SUFFIX) != 0 || v == 0)
+		return false;
+	*seq = (uint32_t)v;
+	return true;
+}
+
+int dlog_read(int shard_dirfd, uint32_t seq, uint8_t **image, size_t *len)
+{
+	char name[DLOG_NAME_MAX_BYTES];
+	dlog_name_format(name, seq);
+	*image = NULL;
+	*len = 0;
+	int fd = openat(shard_dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? 0 : -errno;
+	struct stat sb;
+	if (fstat(fd, &sb) != 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	/* A log holds at most one entry per recipient per attempt of a
+	 * segment's records; 1 GiB is far past any real one. */
+	if (sb.st_size <= 0 || sb.st_size > (1ll << 30)) {
+		close(fd);
+		return sb.st_size == 0 ? 0 : -EFBIG;
+	}
+	size_t size = (size_t)sb.st_size;
+	uint8_t *buf = malloc(size);
+	if (buf == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	size_t got = 0;
+	while (got < size) {
+		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int rc = -errno;
+			free(buf);
+			close(fd);
+			return rc;
+		}
+		if (n == 0)
+			break; /* shrank meanwhile: what was read is the log */
+		got += (size_t)n;
+	}
+	close(fd);
+	if (got == 0) {
+		free(buf);
+		return 0;
+	}
+	*image = buf;
+	*len = got;
+	return 0;
+}
+
+int dlog_open_for_append(int shard_dirfd, uint32_t seq, uint64_t valid_bytes, bool sync, int *fd)
+{
+	char name[DLOG_NAME_MAX_BYTES];
+	dlog_name_format(name, seq);
+	RMX_ASSERT(valid_bytes % DLOG_ENTRY_BYTES == 0);
+	*fd = -1;
+	int f = openat(shard_dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (f < 0)
+		return -errno;
+	struct stat sb;
+	int rc = 0;
+	if (fstat(f, &sb) != 0)
+		rc = -errno;
+	else if ((uint64_t)sb.st_size != valid_bytes && ftruncate(f, (off_t)valid_bytes) != 0)
+		rc = -errno;
+	else if (sync && fdatasync(f) != 0)
+		rc = -errno;
+	if (rc != 0) {
+		close(f);
+		return rc;
+	}
+	*fd = f;
+	return 0;
+}

@@ -1,0 +1,1261 @@
+/*
+ * queue.c - one worker's forwarding queue (see queue.h): due messages,
+ * per-recipient outcomes, retry backoff, the group commit of outcome entries
+ * to the per-segment delivery logs, segment reclamation, and the start-up
+ * recovery that rebuilds all of it from the segments and their logs.
+ *
+ * Where it sits: the store makes a record durable -> core/ calls queue_add;
+ * core/forward pops due messages, forwards them through proto/smtp_client
+ * and reports outcomes here; entries are written by core/ as handed out by
+ * queue_commit_begin; sealed segments with every recipient final and every
+ * entry durable are handed to core/ for unlinking.
+ *
+ * Invariants: a queued message is in the heap exactly when it is not in
+ * flight; msg->pending and msg->due count its PENDING and *_DUE recipients;
+ * seg->live_msgs counts the messages of a segment still held; seg->unsynced
+ * counts its entries waiting or in flight, so a segment is reclaimable only
+ * once that is 0, it is sealed, it lost no final entry and the queue has
+ * not failed. At most one commit is in flight. Only queue_open(),
+ * queue_close() and the offline functions make system calls.
+ */
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/limits.h"
+#include "record.h"
+#include "segment.h"
+
+#define QUEUE_NOT_IN_HEAP UINT32_MAX
+/* Sanity bounds on the configuration (a year; ten years). */
+#define QUEUE_RETRY_MAX_LIMIT_MS (366ll * 24 * 60 * 60 * 1000)
+#define QUEUE_LIFETIME_LIMIT_MS (3660ll * 24 * 60 * 60 * 1000)
+#define QUEUE_JITTER_SEED_DEFAULT 0x9E3779B97F4A7C15ull
+
+_Static_assert(QUEUE_PENDING_ENTRIES_MAX * DLOG_ENTRY_BYTES <= INT32_MAX,
+	       "a commit's byte count fits the result int");
+_Static_assert(SMTP_RECIPIENTS_MAX < DLOG_RCPT_ALL, "recipient indexes never look like ALL");
+
+struct queue_msg {
+	struct queue_msg *prev; /* every message of the queue, for queue_close */
+	struct queue_msg *next;
+	uint64_t queue_id;
+	uint64_t padded_bytes;
+	int64_t arrival_unix_ms;
+	int64_t next_attempt_unix_ms;
+	uint32_t seq;
+	uint32_t rcpt_count;
+	uint32_t pending;     /* recipients in QUEUE_RCPT_PENDING */
+	uint32_t due;         /* recipients in QUEUE_RCPT_*_DUE */
+	uint32_t heap_index;  /* QUEUE_NOT_IN_HEAP while in flight */
+	uint16_t attempts;
+	uint16_t last_reply_code;
+	uint16_t last_enhanced;
+	bool in_flight;
+	uint8_t rcpt_state[]; /* rcpt_count bytes, enum queue_rcpt_state */
+};
+
+struct queue_segment {
+	uint32_t seq;
+	int fd;               /* the log, -1 until ready */
+	int fd_error;         /* queue_dlog_ready said -errno */
+	uint64_t log_bytes;   /* where the next write lands */
+	uint64_t live_msgs;
+	uint32_t unsynced;    /* entries waiting or in flight */
+	bool log_lost;        /* a final entry was dropped: never reclaimed */
+	bool offered;         /* handed out by queue_reclaimable */
+};
+
+struct waiting_entry {
+	uint32_t seq;
+	bool final;
+	uint8_t bytes[DLOG_ENTRY_BYTES];
+};
+
+struct queue {
+	uint32_t worker;
+	int64_t retry_min_ms;
+	int64_t retry_max_ms;
+	int64_t max_lifetime_ms;
+	bool fsync;
+	uint64_t rng;
+
+	struct queue_msg *all;     /* list of every message held */
+	struct queue_msg **heap;
+	uint32_t heap_len;
+	uint32_t heap_cap;
+
+	struct queue_segment *seg; /* sorted by seq */
+	uint32_t seg_count;
+	uint32_t seg_cap;
+	uint32_t sealed_below;     /* segments below this are sealed */
+
+	struct waiting_entry *waiting; /* QUEUE_PENDING_ENTRIES_MAX */
+	uint32_t waiting_count;
+	uint8_t *flight;               /* QUEUE_PENDING_ENTRIES_MAX entries */
+	uint32_t flight_seq[QUEUE_COMMIT_WRITES_MAX];
+	uint32_t flight_entries[QUEUE_COMMIT_WRITES_MAX];
+	uint32_t flight_count;
+	bool in_flight;
+	int status;
+
+	uint64_t messages;
+	uint64_t messages_in_flight;
+	uint64_t recipients_pending;
+	uint64_t entries_dropped;
+	uint64_t entries_committed;
+	uint64_t commits;
+	uint64_t delivered, bounced, expired, deferred, set_aside;
+};
+
+/* ---- small pieces ---- */
+
+static uint64_t rng_next(struct queue *q)
+{
+	/* xorshift64 (Marsaglia): never 0 once seeded non-zero. */
+	uint64_t x = q->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	q->rng = x;
+	return x;
+}
+
+static int64_t add_sat(int64_t a, int64_t b)
+{
+	RMX_ASSERT(b >= 0);
+	return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+static bool msg_before(const struct queue_msg *a, const struct queue_msg *b)
+{
+	if (a->next_attempt_unix_ms != b->next_attempt_unix_ms)
+		return a->next_attempt_unix_ms < b->next_attempt_unix_ms;
+	return a->queue_id < b->queue_id;
+}
+
+/* ---- the heap on next attempt time ---- */
+
+static void heap_place(struct queue *q, uint32_t i, struct queue_msg *m)
+{
+	q->heap[i] = m;
+	m->heap_index = i;
+}
+
+static void heap_up(struct queue *q, uint32_t i)
+{
+	struct queue_msg *m = q->heap[i];
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+		if (!msg_before(m, q->heap[parent]))
+			break;
+		heap_place(q, i, q->heap[parent]);
+		i = parent;
+	}
+	heap_place(q, i, m);
+}
+
+static void heap_down(struct queue *q, uint32_t i)
+{
+	struct queue_msg *m = q->heap[i];
+	for (;;) {
+		uint32_t child = 2 * i + 1;
+		if (child >= q->heap_len)
+			break;
+		if (child + 1 < q->heap_len && msg_before(q->heap[child + 1], q->heap[child]))
+			child++;
+		if (!msg_before(q->heap[child], m))
+			break;
+		heap_place(q, i, q->heap[child]);
+		i = child;
+	}
+	heap_place(q, i, m);
+}
+
+/* Pushes m; the capacity was reserved by queue_add (one slot per message). */
+static void heap_push(struct queue *q, struct queue_msg *m)
+{
+	RMX_ASSERT(q->heap_len < q->heap_cap);
+	RMX_ASSERT(m->heap_index == QUEUE_NOT_IN_HEAP);
+	q->heap[q->heap_len] = m;
+	m->heap_index = q->heap_len;
+	q->heap_len++;
+	heap_up(q, m->heap_index);
+}
+
+static struct queue_msg *heap_pop(struct queue *q)
+{
+	RMX_ASSERT(q->heap_len > 0);
+	struct queue_msg *top = q->heap[0];
+	q->heap_len--;
+	if (q->heap_len > 0) {
+		q->heap[0] = q->heap[q->heap_len];
+		q->heap[0]->heap_index = 0;
+		heap_down(q, 0);
+	}
+	top->heap_index = QUEUE_NOT_IN_HEAP;
+	return top;
+}
+
+static int heap_reserve(struct queue *q, uint64_t want)
+{
+	if (want <= q->heap_cap)
+		return 0;
+	if (want > UINT32_MAX - 1)
+		return -ENOMEM;
+	uint64_t cap = q->heap_cap ? (uint64_t)q->heap_cap * 2 : 1024;
+	if (cap < want)
+		cap = want;
+	if (cap > UINT32_MAX - 1)
+		cap = UINT32_MAX - 1;
+	struct queue_msg **grown = realloc(q->heap, cap * sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	q->heap = grown;
+	q->heap_cap = (uint32_t)cap;
+	return 0;
+}
+
+/* ---- segments ---- */
+
+/* Index of seq in the sorted table, or where it would go (*found false). */
+static uint32_t seg_search(const struct queue *q, uint32_t seq, bool *found)
+{
+	uint32_t lo = 0, hi = q->seg_count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (q->seg[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < q->seg_count && q->seg[lo].seq == seq;
+	return lo;
+}
+
+static struct queue_segment *seg_find(struct queue *q, uint32_t seq)
+{
+	bool found;
+	uint32_t i = seg_search(q, seq, &found);
+	return found ? &q->seg[i] : NULL;
+}
+
+/* Finds or inserts the entry of seq. Allocates when the table grows (once
+ * per segment of the shard's life). NULL: out of memory. */
+static struct queue_segment *seg_get(struct queue *q, uint32_t seq)
+{
+	bool found;
+	uint32_t i = seg_search(q, seq, &found);
+	if (found)
+		return &q->seg[i];
+	if (q->seg_count == q->seg_cap) {
+		uint32_t cap = q->seg_cap ? q->seg_cap * 2 : 16;
+		struct queue_segment *grown = realloc(q->seg, (size_t)cap * sizeof(*grown));
+		if (grown == NULL)
+			return NULL;
+		q->seg = grown;
+		q->seg_cap = cap;
+	}
+	memmove(&q->seg[i + 1], &q->seg[i], (size_t)(q->seg_count - i) * sizeof(*q->seg));
+	q->seg_count++;
+	struct queue_segment *s = &q->seg[i];
+	memset(s, 0, sizeof(*s));
+	s->seq = seq;
+	s->fd = -1;
+	return s;
+}
+
+/* ---- log entries ---- */
+
+/*
+ * Queues one entry for m's segment log. Dropped (and counted) when the
+ * queue failed, the segment's log could not be made, or the waiting buffer
+ * is full; a dropped final entry keeps its segment from being reclaimed.
+ */
+static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type type,
+		      uint32_t rcpt, uint16_t attempt, int64_t time_unix_ms, uint16_t code,
+		      uint16_t enhanced)
+{
+	struct queue_segment *s = seg_find(q, m->seq);
+	RMX_ASSERT(s != NULL);
+	bool final = dlog_type_is_final(type);
+	if (q->status != 0 || s->fd_error != 0 || q->waiting_count == QUEUE_PENDING_ENTRIES_MAX) {
+		q->entries_dropped++;
+		if (final)
+			s->log_lost = true;
+		return;
+	}
+	struct dlog_entry e = {
+		.type = type,
+		.rcpt = rcpt,
+		.queue_id = m->queue_id,
+		.time_unix_ms = time_unix_ms,
+		.attempt = attempt,
+		.reply_code = code,
+		.enhanced = enhanced,
+	};
+	struct waiting_entry *w = &q->waiting[q->waiting_count++];
+	w->seq = m->seq;
+	w->final = final;
+	dlog_entry_encode(&e, w->bytes);
+	s->unsynced++;
+}
+
+/* ---- messages ---- */
+
+static void msg_free(struct queue *q, struct queue_msg *m)
+{
+	RMX_ASSERT(m->pending == 0 && m->due == 0);
+	RMX_ASSERT(m->heap_index == QUEUE_NOT_IN_HEAP);
+	struct queue_segment *s = seg_find(q, m->seq);
+	RMX_ASSERT(s != NULL && s->live_msgs > 0);
+	s->live_msgs--;
+	if (m->prev != NULL)
+		m->prev->next = m->next;
+	else
+		q->all = m->next;
+	if (m->next != NULL)
+		m->next->prev = m->prev;
+	if (m->in_flight)
+		q->messages_in_flight--;
+	q->messages--;
+	free(m);
+}
+
+static void set_rcpt(struct queue_msg *m, uint32_t rcpt, enum queue_rcpt_state to)
+{
+	enum queue_rcpt_state from = m->rcpt_state[rcpt];
+	bool from_due = from == QUEUE_RCPT_BOUNCE_DUE || from == QUEUE_RCPT_EXPIRE_DUE;
+	bool to_due = to == QUEUE_RCPT_BOUNCE_DUE || to == QUEUE_RCPT_EXPIRE_DUE;
+	RMX_ASSERT(from == QUEUE_RCPT_PENDING || from_due);
+	RMX_ASSERT(to != QUEUE_RCPT_PENDING);
+	if (from == QUEUE_RCPT_PENDING)
+		m->pending--;
+	else
+		m->due--;
+	if (to_due)
+		m->due++;
+	m->rcpt_state[rcpt] = (uint8_t)to;
+}
+
+/* The delay before attempt number attempts + 1: retry_min doubled per
+ * finished attempt past the first, capped at retry_max, then +-20%. */
+static int64_t retry_delay_ms(struct queue *q, uint16_t attempts)
+{
+	int64_t delay = q->retry_min_ms;
+	for (uint16_t i = 1; i < attempts && delay < q->retry_max_ms; i++)
+		delay *= 2;
+	delay = RMX_MIN(delay, q->retry_max_ms);
+	int64_t spread = delay / 5;
+	if (spread > 0) {
+		uint64_t r = rng_next(q) % (uint64_t)(2 * spread + 1);
+		delay += (int64_t)r - spread;
+	}
+	RMX_ASSERT(delay > 0);
+	return delay;
+}
+
+static int64_t expiry_unix_ms(const struct queue *q, const struct queue_msg *m)
+{
+	return add_sat(m->arrival_unix_ms, q->max_lifetime_ms);
+}
+
+/* Ends an attempt with no *_DUE recipient left: frees m or requeues it. */
+static enum queue_attempt_result finish_attempt(struct queue *q, struct queue_msg *m,
+						int64_t now_unix_ms)
+{
+	RMX_ASSERT(m->in_flight && m->due == 0);
+	if (m->pending == 0) {
+		msg_free(q, m);
+		return QUEUE_ATTEMPT_DONE;
+	}
+	int64_t next = add_sat(now_unix_ms, retry_delay_ms(q, m->attempts));
+	int64_t expiry = expiry_unix_ms(q, m);
+	if (next > expiry && expiry > now_unix_ms)
+		next = expiry;
+	m->next_attempt_unix_ms = next;
+	m->in_flight = false;
+	q->messages_in_flight--;
+	q->deferred++;
+	log_entry(q, m, DLOG_DEFERRED, DLOG_RCPT_ALL, m->attempts, next, m->last_reply_code,
+		  m->last_enhanced);
+	heap_push(q, m);
+	return QUEUE_ATTEMPT_RETRY;
+}
+
+/* ---- public hot path ---- */
+
+int queue_new(const struct queue_config *cfg, struct queue **out)
+{
+	*out = NULL;
+	if (cfg->worker >= WORKERS_MAX || cfg->retry_min_ms <= 0 ||
+	    cfg->retry_max_ms < cfg->retry_min_ms || cfg->retry_max_ms > QUEUE_RETRY_MAX_LIMIT_MS ||
+	    cfg->max_lifetime_ms <= 0 || cfg->max_lifetime_ms > QUEUE_LIFETIME_LIMIT_MS)
+		return -EINVAL;
+	struct queue *q = calloc(1, sizeof(*q));
+	if (q == NULL)
+		return -ENOMEM;
+	q->worker = cfg->worker;
+	q->retry_min_ms = cfg->retry_min_ms;
+	q->retry_max_ms = cfg->retry_max_ms;
+	q->max_lifetime_ms = cfg->max_lifetime_ms;
+	q->fsync = cfg->fsync;
+	q->rng = cfg->jitter_seed ? cfg->jitter_seed : QUEUE_JITTER_SEED_DEFAULT;
+	q->waiting = calloc(QUEUE_PENDING_ENTRIES_MAX, sizeof(*q->waiting));
+	q->flight = calloc(QUEUE_PENDING_ENTRIES_MAX, DLOG_ENTRY_BYTES);
+	if (q->waiting == NULL || q->flight == NULL) {
+		queue_close(q);
+		return -ENOMEM;
+	}
+	*out = q;
+	return 0;
+}
+
+void queue_close(struct queue *q)
+{
+	if (q == NULL)
+		return;
+	while (q->all != NULL) {
+		struct queue_msg *next = q->all->next;
+		free(q->all);
+		q->all = next;
+	}
+	free(q->heap);
+	for (uint32_t i = 0; i < q->seg_count; i++)
+		if (q->seg[i].fd >= 0)
+			close(q->seg[i].fd);
+	free(q->seg);
+	free(q->waiting);
+	free(q->flight);
+	free(q);
+}
+
+/* Inserts a message built by the caller (queue_add, recovery). */
+static int msg_insert(struct queue *q, struct queue_msg *m)
+{
+	int rc = heap_reserve(q, q->messages + 1);
+	if (rc != 0)
+		return rc;
+	struct queue_segment *s = seg_get(q, m->seq);
+	if (s == NULL)
+		return -ENOMEM;
+	s->live_msgs++;
+	q->messages++;
+	m->prev = NULL;
+	m->next = q->all;
+	if (q->all != NULL)
+		q->all->prev = m;
+	q->all = m;
+	if (m->seq > q->sealed_below)
+		q->sealed_below = m->seq;
+	m->heap_index = QUEUE_NOT_IN_HEAP;
+	heap_push(q, m);
+	return 0;
+}
+
+static struct queue_msg *msg_alloc(uint64_t queue_id, uint64_t padded_bytes, uint32_t rcpt_count,
+				   int64_t arrival_unix_ms)
+{
+	struct queue_msg *m = calloc(1, sizeof(*m) + rcpt_count);
+	if (m == NULL)
+		return NULL;
+	uint32_t worker;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &m->seq, &offset);
+	m->queue_id = queue_id;
+	m->padded_bytes = padded_bytes;
+	m->arrival_unix_ms = arrival_unix_ms;
+	m->rcpt_count = rcpt_count;
+	m->pending = rcpt_count;
+	m->heap_index = QUEUE_NOT_IN_HEAP;
+	return m; /* every recipient QUEUE_RCPT_PENDING (0) */
+}
+
+int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes, uint32_t rcpt_count,
+	      int64_t arrival_unix_ms, int64_t now_unix_ms)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &seq, &offset);
+	if (worker != q->worker || seq == 0 || rcpt_count == 0 || rcpt_count > SMTP_RECIPIENTS_MAX ||
+	    padded_bytes < RECORD_HEADER_BYTES || padded_bytes % RECORD_ALIGN_BYTES != 0)
+		return -EINVAL;
+	struct queue_msg *m = msg_alloc(queue_id, padded_bytes, rcpt_count, arrival_unix_ms);
+	if (m == NULL)
+		return -ENOMEM;
+	m->next_attempt_unix_ms = now_unix_ms;
+	int rc = msg_insert(q, m);
+	if (rc != 0) {
+		free(m);
+		return rc;
+	}
+	q->recipients_pending += rcpt_count;
+	return 0;
+}
+
+int64_t queue_next_due_time(const struct queue *q)
+{
+	return q->heap_len ? q->heap[0]->next_attempt_unix_ms : INT64_MAX;
+}
+
+struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms)
+{
+	if (q->heap_len == 0 || q->heap[0]->next_attempt_unix_ms > now_unix_ms)
+		return NULL;
+	struct queue_msg *m = heap_pop(q);
+	RMX_ASSERT(!m->in_flight && m->pending > 0 && m->due == 0);
+	m->in_flight = true;
+	q->messages_in_flight++;
+	return m;
+}
+
+uint64_t queue_msg_id(const struct queue_msg *m) { return m->queue_id; }
+uint64_t queue_msg_padded_bytes(const struct queue_msg *m) { return m->padded_bytes; }
+uint32_t queue_msg_rcpt_count(const struct queue_msg *m) { return m->rcpt_count; }
+int64_t queue_msg_arrival_unix_ms(const struct queue_msg *m) { return m->arrival_unix_ms; }
+uint16_t queue_msg_attempts(const struct queue_msg *m) { return m->attempts; }
+uint16_t queue_msg_last_reply_code(const struct queue_msg *m) { return m->last_reply_code; }
+uint16_t queue_msg_last_enhanced(const struct queue_msg *m) { return m->last_enhanced; }
+
+enum queue_rcpt_state queue_msg_rcpt_state(const struct queue_msg *m, uint32_t rcpt)
+{
+	RMX_ASSERT(rcpt < m->rcpt_count);
+	return (enum queue_rcpt_state)m->rcpt_state[rcpt];
+}
+
+void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,
+		   enum queue_outcome outcome, uint16_t code, uint16_t enhanced,
+		   int64_t now_unix_ms)
+{
+	RMX_ASSERT(m->in_flight);
+	RMX_ASSERT(rcpt < m->rcpt_count);
+	if (code != 0) {
+		m->last_reply_code = code;
+		m->last_enhanced = enhanced;
+	}
+	if (m->rcpt_state[rcpt] != QUEUE_RCPT_PENDING)
+		return;
+	switch (outcome) {
+	case QUEUE_OUTCOME_DELIVERED:
+		set_rcpt(m, rcpt, QUEUE_RCPT_DELIVERED);
+		q->recipients_pending--;
+		q->delivered++;
+		/* The attempt in progress is number attempts + 1. */
+		log_entry(q, m, DLOG_DELIVERED, rcpt,
+			  m->attempts < UINT16_MAX ? m->attempts + 1 : UINT16_MAX, now_unix_ms,
+			  code, enhanced);
+		break;
+	case QUEUE_OUTCOME_PERMFAIL:
+		set_rcpt(m, rcpt, QUEUE_RCPT_BOUNCE_DUE);
+		break;
+	case QUEUE_OUTCOME_TEMPFAIL:
+		break;
+	}
+}
+
+enum queue_attempt_result queue_attempt_done(struct queue *q, struct queue_msg *m,
+					     int64_t now_unix_ms)
+{
+	RMX_ASSERT(m->in_flight);
+	if (m->attempts < UINT16_MAX)
+		m->attempts++;
+	if (m->pending > 0 && now_unix_ms >= expiry_unix_ms(q, m)) {
+		for (uint32_t i = 0; i < m->rcpt_count && m->pending > 0; i++)
+			if (m->rcpt_state[i] == QUEUE_RCPT_PENDING)
+				set_rcpt(m, i, QUEUE_RCPT_EXPIRE_DUE);
+	}
+	if (m->due > 0)
+		return QUEUE_ATTEMPT_BOUNCE_DUE;
+	return finish_attempt(q, m, now_unix_ms);
+}
+
+enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m,
+					    int64_t now_unix_ms)
+{
+	RMX_ASSERT(m->in_flight);
+	for (uint32_t i = 0; i < m->rcpt_count && m->due > 0; i++) {
+		enum queue_rcpt_state st = m->rcpt_state[i];
+		if (st == QUEUE_RCPT_BOUNCE_DUE) {
+			set_rcpt(m, i, QUEUE_RCPT_BOUNCED);
+			q->bounced++;
+			log_entry(q, m, DLOG_BOUNCED, i, m->attempts, now_unix_ms, m->last_reply_code,
+				  m->last_enhanced);
+		} else if (st == QUEUE_RCPT_EXPIRE_DUE) {
+			set_rcpt(m, i, QUEUE_RCPT_EXPIRED);
+			q->expired++;
+			log_entry(q, m, DLOG_EXPIRED, i, m->attempts, now_unix_ms, m->last_reply_code,
+				  m->last_enhanced);
+		} else {
+			continue;
+		}
+		q->recipients_pending--;
+	}
+	RMX_ASSERT(m->due == 0);
+	return finish_attempt(q, m, now_unix_ms);
+}
+
+void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms)
+{
+	RMX_ASSERT(m->in_flight);
+	for (uint32_t i = 0; i < m->rcpt_count; i++) {
+		enum queue_rcpt_state st = m->rcpt_state[i];
+		if (st == QUEUE_RCPT_PENDING || st == QUEUE_RCPT_BOUNCE_DUE ||
+		    st == QUEUE_RCPT_EXPIRE_DUE) {
+			set_rcpt(m, i, QUEUE_RCPT_SET_ASIDE);
+			q->recipients_pending--;
+		}
+	}
+	q->set_aside++;
+	log_entry(q, m, DLOG_SET_ASIDE, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	msg_free(q, m);
+}
+
+/* ---- group commit of log entries ---- */
+
+bool queue_commit_begin(struct queue *q, struct queue_commit *c)
+{
+	if (q->in_flight || q->status != 0 || q->waiting_count == 0)
+		return false;
+	memset(c, 0, sizeof(*c));
+	/* Pick up to QUEUE_COMMIT_WRITES_MAX segments whose log is ready, in
+	 * the order their entries arrived. */
+	struct queue_segment *chosen[QUEUE_COMMIT_WRITES_MAX];
+	uint32_t nchosen = 0;
+	for (uint32_t i = 0; i < q->waiting_count && nchosen < QUEUE_COMMIT_WRITES_MAX; i++) {
+		uint32_t seq = q->waiting[i].seq;
+		bool seen = false;
+		for (uint32_t k = 0; k < nchosen; k++)
+			seen = seen || chosen[k]->seq == seq;
+		if (seen)
+			continue;
+		struct queue_segment *s = seg_find(q, seq);
+		RMX_ASSERT(s != NULL);
+		if (s->fd >= 0)
+			chosen[nchosen++] = s;
+	}
+	if (nchosen == 0)
+		return false;
+
+	/* Copy each chosen segment's entries, in order, into the flight buffer;
+	 * keep the others waiting, in order. */
+	uint32_t used = 0;
+	for (uint32_t k = 0; k < nchosen; k++) {
+		struct queue_commit_write *w = &c->write[k];
+		uint32_t first = used;
+		for (uint32_t i = 0; i < q->waiting_count; i++) {
+			if (q->waiting[i].seq != chosen[k]->seq)
+				continue;
+			memcpy(q->flight + (size_t)used * DLOG_ENTRY_BYTES, q->waiting[i].bytes,
+			       DLOG_ENTRY_BYTES);
+			used++;
+		}
+		RMX_ASSERT(used > first && used <= QUEUE_PENDING_ENTRIES_MAX);
+		w->fd = chosen[k]->fd;
+		w->seq = chosen[k]->seq;
+		w->offset = chosen[k]->log_bytes;
+		w->entries = used - first;
+		w->iov.iov_base = q->flight + (size_t)first * DLOG_ENTRY_BYTES;
+		w->iov.iov_len = (size_t)w->entries * DLOG_ENTRY_BYTES;
+		chosen[k]->log_bytes += w->iov.iov_len;
+		q->flight_seq[k] = w->seq;
+		q->flight_entries[k] = w->entries;
+	}
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < q->waiting_count; i++) {
+		bool taken = false;
+		for (uint32_t k = 0; k < nchosen; k++)
+			taken = taken || q->waiting[i].seq == chosen[k]->seq;
+		if (!taken)
+			q->waiting[kept++] = q->waiting[i];
+	}
+	RMX_ASSERT(kept + used == q->waiting_count);
+	q->waiting_count = kept;
+	c->count = nchosen;
+	c->sync = q->fsync;
+	q->flight_count = nchosen;
+	q->in_flight = true;
+	return true;
+}
+
+void queue_commit_done(struct queue *q, int result)
+{
+	RMX_ASSERT(q->in_flight);
+	RMX_ASSERT(result <= 0);
+	q->in_flight = false;
+	if (result < 0) {
+		/* Never retry-and-pretend: the logs stay as they are on disk
+		 * until a restart replays them. Everything not written is lost
+		 * for this run and no segment is reclaimed. */
+		q->status = result;
+		uint64_t lost = q->waiting_count;
+		for (uint32_t k = 0; k < q->flight_count; k++)
+			lost += q->flight_entries[k];
+		q->entries_dropped += lost;
+		q->waiting_count = 0;
+		q->flight_count = 0;
+		return;
+	}
+	for (uint32_t k = 0; k < q->flight_count; k++) {
+		struct queue_segment *s = seg_find(q, q->flight_seq[k]);
+		RMX_ASSERT(s != NULL && s->unsynced >= q->flight_entries[k]);
+		s->unsynced -= q->flight_entries[k];
+		q->entries_committed += q->flight_entries[k];
+	}
+	q->commits++;
+	q->flight_count = 0;
+}
+
+bool queue_commit_busy(const struct queue *q)
+{
+	return q->in_flight || (q->status == 0 && q->waiting_count > 0);
+}
+
+int queue_status(const struct queue *q)
+{
+	return q->status;
+}
+
+/* ---- segments and reclamation ---- */
+
+int queue_dlog_ready(struct queue *q, uint32_t seq, int fd)
+{
+	RMX_ASSERT(seq >= 1 && seq <= SEGMENT_SEQ_MAX);
+	struct queue_segment *s = seg_get(q, seq);
+	if (s == NULL)
+		return -ENOMEM;
+	if (s->fd >= 0 || s->fd_error != 0)
+		return -EEXIST; /* queue_open already opened it (a spare made at start-up) */
+	if (fd < 0) {
+		s->fd_error = fd;
+		s->log_lost = s->log_lost || s->unsynced > 0;
+		/* Entries already waiting for it can never be written. */
+		uint32_t kept = 0;
+		for (uint32_t i = 0; i < q->waiting_count; i++) {
+			if (q->waiting[i].seq == seq)
+				q->entries_dropped++;
+			else
+				q->waiting[kept++] = q->waiting[i];
+		}
+		q->waiting_count = kept;
+		s->unsynced = 0;
+		return 0;
+	}
+	s->fd = fd;
+	s->fd_error = 0;
+	s->log_bytes = 0;
+	return 0;
+}
+
+void queue_set_active_segment(struct queue *q, uint32_t seq)
+{
+	if (seq > q->sealed_below)
+		q->sealed_below = seq;
+}
+
+bool queue_reclaimable(struct queue *q, uint32_t *seq)
+{
+	if (q->status != 0)
+		return false;
+	for (uint32_t i = 0; i < q->seg_count; i++) {
+		struct queue_segment *s = &q->seg[i];
+		if (s->seq >= q->sealed_below)
+			break;
+		if (s->live_msgs == 0 && s->unsynced == 0 && !s->log_lost && !s->offered &&
+		    s->fd_error == 0) {
+			s->offered = true;
+			*seq = s->seq;
+			return true;
+		}
+	}
+	return false;
+}
+
+int queue_reclaimed(struct queue *q, uint32_t seq)
+{
+	bool found;
+	uint32_t i = seg_search(q, seq, &found);
+	RMX_ASSERT(found);
+	struct queue_segment *s = &q->seg[i];
+	RMX_ASSERT(s->offered && s->live_msgs == 0 && s->unsynced == 0);
+	int fd = s->fd;
+	memmove(&q->seg[i], &q->seg[i + 1], (size_t)(q->seg_count - i - 1) * sizeof(*q->seg));
+	q->seg_count--;
+	return fd;
+}
+
+void queue_get_stats(const struct queue *q, struct queue_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->messages = q->messages;
+	out->in_flight = q->messages_in_flight;
+	out->recipients_pending = q->recipients_pending;
+	out->segments = q->seg_count;
+	out->entries_waiting = q->waiting_count;
+	out->entries_dropped = q->entries_dropped;
+	out->entries_committed = q->entries_committed;
+	out->commits = q->commits;
+	out->delivered = q->delivered;
+	out->bounced = q->bounced;
+	out->expired = q->expired;
+	out->deferred = q->deferred;
+	out->set_aside = q->set_aside;
+}
+
+/* ---- start-up recovery and the offline functions (blocking) ---- */
+
+/* One valid record of a segment with what its log says about it. */
+struct loaded_record {
+	uint64_t queue_id;
+	uint64_t padded_bytes;
+	int64_t arrival_unix_ms;
+	struct dlog_replay_msg replay;
+};
+
+/* A segment read and its log replayed (load_segment). */
+struct loaded_segment {
+	struct loaded_record *rec; /* in offset order, so by queue id */
+	size_t count;
+	uint8_t *states;           /* every record's recipient states */
+	uint64_t log_valid_bytes;
+	uint64_t log_bad_bytes;
+	uint64_t log_entries;
+	uint64_t log_unmatched;
+	uint64_t unreadable;       /* corrupt regions, torn tail, records without recipients */
+};
+
+static void loaded_segment_free(struct loaded_segment *ls)
+{
+	free(ls->rec);
+	free(ls->states);
+	memset(ls, 0, sizeof(*ls));
+}
+
+/* Recipients of a checked record; 0 when its envelope is malformed or
+ * names none (such a record cannot be forwarded). */
+static uint32_t count_recipients(const struct record_view *v)
+{
+	struct span cursor = v->envelope;
+	uint8_t tag;
+	struct span value;
+	bool malformed = false;
+	uint64_t n = 0;
+	while (record_env_next(&cursor, &tag, &value, &malformed))
+		if (tag == RECORD_TAG_RECIPIENT)
+			n++;
+	if (malformed || n > SMTP_RECIPIENTS_MAX)
+		return 0;
+	return (uint32_t)n;
+}
+
+static struct loaded_record *find_record(const struct loaded_segment *ls, uint64_t queue_id)
+{
+	size_t lo = 0, hi = ls->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ls->rec[mid].queue_id < queue_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < ls->count && ls->rec[lo].queue_id == queue_id ? &ls->rec[lo] : NULL;
+}
+
+/* Scans the mapped image twice: once to size the arrays, once to fill them. */
+static int load_records(const struct segment_map *m, uint32_t worker, uint32_t seq,
+			struct loaded_segment *ls)
+{
+	struct segment_scan s;
+	struct segment_item it;
+	size_t records = 0;
+	uint64_t rcpts = 0;
+	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	while (segment_scan_next(&s, &it)) {
+		if (it.kind == SEGMENT_ITEM_RECORD) {
+			uint32_t n = count_recipients(&it.record);
+			records += n > 0;
+			rcpts += n;
+		}
+	}
+	if (records == 0)
+		return 0;
+	ls->rec = calloc(records, sizeof(*ls->rec));
+	ls->states = calloc((size_t)rcpts, 1);
+	if (ls->rec == NULL || ls->states == NULL)
+		return -ENOMEM;
+	uint64_t used = 0;
+	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	while (segment_scan_next(&s, &it)) {
+		if (it.kind != SEGMENT_ITEM_RECORD) {
+			ls->unreadable += it.kind == SEGMENT_ITEM_CORRUPT ||
+					  it.kind == SEGMENT_ITEM_TORN_TAIL;
+			continue;
+		}
+		uint32_t n = count_recipients(&it.record);
+		if (n == 0) {
+			ls->unreadable++;
+			continue;
+		}
+		RMX_ASSERT(ls->count < records && used + n <= rcpts);
+		struct loaded_record *r = &ls->rec[ls->count++];
+		r->queue_id = it.record.header.queue_id;
+		r->padded_bytes = it.record.padded_length;
+		r->arrival_unix_ms = it.record.header.arrival_unix_ms;
+		r->replay.rcpt_state = ls->states + used;
+		r->replay.rcpt_count = n;
+		r->replay.pending = n;
+		used += n;
+		RMX_ASSERT(ls->count == 1 || ls->rec[ls->count - 2].queue_id < r->queue_id);
+	}
+	RMX_ASSERT(ls->count == records && used == rcpts);
+	return 0;
+}
+
+static void replay_log(const uint8_t *image, size_t len, struct loaded_segment *ls)
+{
+	size_t valid = dlog_valid_prefix(image, len);
+	ls->log_valid_bytes = valid;
+	ls->log_bad_bytes = len - valid;
+	for (size_t off = 0; off < valid; off += DLOG_ENTRY_BYTES) {
+		struct dlog_entry e;
+		RMX_ASSERT(dlog_entry_decode(image + off, &e) == DLOG_OK);
+		ls->log_entries++;
+		struct loaded_record *r = find_record(ls, e.queue_id);
+		if (r == NULL || !dlog_apply(&r->replay, &e))
+			ls->log_unmatched++;
+	}
+}
+
+/*
+ * Reads segment seq of the shard (dirfd) and replays its log. Returns 0 or
+ * -errno; *what names the step that failed.
+ */
+static int load_segment(int dirfd, uint32_t worker, uint32_t seq, struct loaded_segment *ls,
+			const char **what)
+{
+	memset(ls, 0, sizeof(*ls));
+	struct segment_map m;
+	*what = "read segment";
+	int rc = segment_map_open(dirfd, seq, false, &m);
+	if (rc != 0)
+		return rc;
+	rc = load_records(&m, worker, seq, ls);
+	segment_map_close(&m, false);
+	if (rc != 0) {
+		loaded_segment_free(ls);
+		return rc;
+	}
+	uint8_t *image = NULL;
+	size_t len = 0;
+	*what = "read delivery log";
+	rc = dlog_read(dirfd, seq, &image, &len);
+	if (rc != 0) {
+		loaded_segment_free(ls);
+		return rc;
+	}
+	replay_log(image, len, ls);
+	free(image);
+	return 0;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *what, const char *dir,
+		uint32_t worker, uint32_t seq)
+{
+	if (errlen > 0 && seq != 0)
+		snprintf(err, errlen, "queue: %s %s/w%u/%08u: %s", what, dir, (unsigned)worker,
+			 (unsigned)seq, strerror(-rc));
+	else if (errlen > 0)
+		snprintf(err, errlen, "queue: %s %s/w%u: %s", what, dir, (unsigned)worker,
+			 strerror(-rc));
+	return rc;
+}
+
+static int open_shard(const char *data_dir, uint32_t worker, int *dirfd)
+{
+	char path[PATH_MAX];
+	int n = snprintf(path, sizeof(path), "%s/w%u", data_dir, (unsigned)worker);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -ENAMETOOLONG;
+	*dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return *dirfd < 0 ? -errno : 0;
+}
+
+/* Queues the records of ls with pending recipients. */
+static int queue_loaded(struct queue *q, const struct loaded_segment *ls, int64_t now_unix_ms,
+			struct queue_recovery_stats *stats)
+{
+	for (size_t i = 0; i < ls->count; i++) {
+		const struct loaded_record *r = &ls->rec[i];
+		if (r->replay.pending == 0) {
+			stats->records_final++;
+			continue;
+		}
+		struct queue_msg *m = msg_alloc(r->queue_id, r->padded_bytes, r->replay.rcpt_count,
+						r->arrival_unix_ms);
+		if (m == NULL)
+			return -ENOMEM;
+		memcpy(m->rcpt_state, r->replay.rcpt_state, r->replay.rcpt_count);
+		m->pending = r->replay.pending;
+		m->attempts = r->replay.attempts;
+		m->last_reply_code = r->replay.last_reply_code;
+		m->last_enhanced = r->replay.last_enhanced;
+		m->next_attempt_unix_ms = RMX_MAX(now_unix_ms, r->replay.next_attempt_unix_ms);
+		int rc = msg_insert(q, m);
+		if (rc != 0) {
+			free(m);
+			return rc;
+		}
+		q->recipients_pending += m->pending;
+		stats->messages_pending++;
+		stats->recipients_pending += m->pending;
+	}
+	return 0;
+}
+
+/* Removes <seq>.dlog files whose segment is not in seqs[0..count). */
+static int remove_orphan_logs(int dirfd, const uint32_t *seqs, size_t count, uint32_t *removed)
+{
+	int fd = dup(dirfd);
+	if (fd < 0)
+		return -errno;
+	DIR *dir = fdopendir(fd);
+	if (dir == NULL) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	rewinddir(dir);
+	int rc = 0;
+	struct dirent *de;
+	while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {
+		uint32_t seq;
+		if (!dlog_name_parse(de->d_name, &seq))
+			continue;
+		bool present = false;
+		for (size_t lo = 0, hi = count; lo < hi && !present;) {
+			size_t mid = lo + (hi - lo) / 2;
+			present = seqs[mid] == seq;
+			if (seqs[mid] < seq)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (present)
+			continue;
+		if (unlinkat(dirfd, de->d_name, 0) != 0)
+			rc = -errno;
+		else
+			(*removed)++;
+	}
+	if (rc == 0 && errno != 0)
+		rc = -errno;
+	closedir(dir);
+	return rc;
+}
+
+/* Recovers one segment into q: load, queue, open its log for appending. */
+static int recover_segment(struct queue *q, int dirfd, uint32_t seq, int64_t now_unix_ms,
+			   struct queue_recovery_stats *stats, const char **what)
+{
+	struct loaded_segment ls;
+	int rc = load_segment(dirfd, q->worker, seq, &ls, what);
+	if (rc != 0)
+		return rc;
+	stats->segments++;
+	stats->records += ls.count;
+	stats->records_unreadable += ls.unreadable;
+	stats->log_entries += ls.log_entries;
+	stats->log_bad_bytes += ls.log_bad_bytes;
+	stats->log_unmatched += ls.log_unmatched;
+	*what = "open delivery log";
+	int fd = -1;
+	rc = dlog_open_for_append(dirfd, seq, ls.log_valid_bytes, q->fsync, &fd);
+	if (rc == 0) {
+		struct queue_segment *s = seg_get(q, seq);
+		if (s == NULL) {
+			close(fd);
+			rc = -ENOMEM;
+		} else {
+			s->fd = fd;
+			s->log_bytes = ls.log_valid_bytes;
+		}
+	}
+	if (rc == 0) {
+		*what = "queue records of";
+		rc = queue_loaded(q, &ls, now_unix_ms, stats);
+		/* A segment with records is at least as new as the active one's
+		 * predecessors: every segment below it is sealed. */
+		if (rc == 0 && ls.count > 0 && seq > q->sealed_below)
+			q->sealed_below = seq;
+	}
+	loaded_segment_free(&ls);
+	return rc;
+}
+
+int queue_open(const struct queue_config *cfg, struct queue **out,
+	       struct queue_recovery_stats *stats, char *err, size_t errlen)
+{
+	memset(stats, 0, sizeof(*stats));
+	*out = NULL;
+	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0')
+		return fail(err, errlen, -EINVAL, "no data_dir for shard", "", cfg->worker, 0);
+	struct queue *q;
+	int rc = queue_new(cfg, &q);
+	if (rc != 0)
+		return fail(err, errlen, rc, "configure queue of", cfg->data_dir, cfg->worker, 0);
+	int dirfd;
+	rc = open_shard(cfg->data_dir, cfg->worker, &dirfd);
+	if (rc != 0) {
+		queue_close(q);
+		return fail(err, errlen, rc, "open shard", cfg->data_dir, cfg->worker, 0);
+	}
+	uint32_t *seqs = NULL;
+	size_t count = 0;
+	const char *what = "list segments of";
+	uint32_t seq = 0;
+	rc = segment_list(dirfd, &seqs, &count);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		seq = seqs[i];
+		rc = recover_segment(q, dirfd, seq, cfg->now_unix_ms, stats, &what);
+	}
+	if (rc == 0) {
+		what = "remove orphan delivery logs in";
+		seq = 0;
+		rc = remove_orphan_logs(dirfd, seqs, count, &stats->orphan_logs_removed);
+	}
+	/* New log files and removed ones are durable before anything relies
+	 * on them. */
+	if (rc == 0 && cfg->fsync && fsync(dirfd) != 0) {
+		what = "sync shard directory";
+		rc = -errno;
+	}
+	free(seqs);
+	close(dirfd);
+	if (rc != 0) {
+		queue_close(q);
+		return fail(err, errlen, rc, what, cfg->data_dir, cfg->worker, seq);
+	}
+	*out = q;
+	return 0;
+}
+
+int queue_offline_list(const char *data_dir, uint32_t worker,
+		       int (*each)(void *ctx, const struct queue_deferred_info *info), void *ctx,
+		       char *err, size_t errlen)
+{
+	if (worker >= WORKERS_MAX)
+		return fail(err, errlen, -EINVAL, "list shard", data_dir, worker, 0);
+	int dirfd;
+	int rc = open_shard(data_dir, worker, &dirfd);
+	if (rc != 0)
+		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
+	uint32_t *seqs = NULL;
+	size_t count = 0;
+	rc = segment_list(dirfd, &seqs, &count);
+	if (rc != 0) {
+		close(dirfd);
+		return fail(err, errlen, rc, "list segments of", data_dir, worker, 0);
+	}
+	int stop = 0;
+	for (size_t i = 0; rc == 0 && stop == 0 && i < count; i++) {
+		struct loaded_segment ls;
+		const char *what;
+		rc = load_segment(dirfd, worker, seqs[i], &ls, &what);
+		if (rc == -ENOENT) {
+			rc = 0; /* removed since the listing (reclaimed) */
+			continue;
+		}
+		if (rc != 0) {
+			rc = fail(err, errlen, rc, what, data_dir, worker, seqs[i]);
+			break;
+		}
+		for (size_t k = 0; stop == 0 && k < ls.count; k++) {
+			const struct loaded_record *r = &ls.rec[k];
+			if (r->replay.pending == 0)
+				continue;
+			struct queue_deferred_info info = {
+				.queue_id = r->queue_id,
+				.arrival_unix_ms = r->arrival_unix_ms,
+				.next_attempt_unix_ms = r->replay.next_attempt_unix_ms,
+				.attempts = r->replay.attempts,
+				.last_reply_code = r->replay.last_reply_code,
+				.last_enhanced = r->replay.last_enhanced,
+				.rcpt_count = r->replay.rcpt_count,
+				.rcpt_pending = r->replay.pending,
+			};
+			stop = each(ctx, &info);
+		}
+		loaded_segment_free(&ls);
+	}
+	free(seqs);
+	close(dirfd);
+	return rc != 0 ? rc : stop;
+}
+
+int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offline_action action,
+		       int64_t now_unix_ms, char *err, size_t errlen)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &seq, &offset);
+	if (worker >= WORKERS_MAX || seq == 0)
+		return fail(err, errlen, -EINVAL, "mark message in", data_dir, worker, seq);
+	int dirfd;
+	int rc = open_shard(data_dir, worker, &dirfd);
+	if (rc != 0)
+		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
+	/* The daemon writes logs at offsets it keeps in memory: never append
+	 * behind its back. */
+	if (flock(dirfd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(dirfd);
+		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker, 0);
+	}
+	struct loaded_segment ls;
+	const char *what = "mark message in";
+	rc = load_segment(dirfd, worker, seq, &ls, &what);
+	if (rc != 0) {
+		close(dirfd);
+		return fail(err, errlen, rc, what, data_dir, worker, seq);
+	}
+	const struct loaded_record *r = find_record(&ls, queue_id);
+	if (r == NULL || r->replay.pending == 0) {
+		loaded_segment_free(&ls);
+		close(dirfd);
+		return fail(err, errlen, -ENOENT, "no pending message at its place in", data_dir,
+			    worker, seq);
+	}
+	struct dlog_entry e = {
+		.type = action == QUEUE_OFFLINE_DELETE ? DLOG_DELETED : DLOG_REQUEUE,
+		.rcpt = DLOG_RCPT_ALL,
+		.queue_id = queue_id,
+		.time_unix_ms = now_unix_ms,
+		.attempt = r->replay.attempts,
+	};
+	uint8_t bytes[DLOG_ENTRY_BYTES];
+	dlog_entry_encode(&e, bytes);
+	uint64_t at = ls.log_valid_bytes;
+	loaded_segment_free(&ls);
+	int fd = -1;
+	what = "open delivery log";
+	rc = dlog_open_for_append(dirfd, seq, at, true, &fd);
+	if (rc == 0) {
+		what = "append to delivery log";
+		rc = segment_write_all_at(fd, bytes, sizeof(bytes), at);
+		if (rc == 0 && fdatasync(fd) != 0)
+			rc = -errno;
+		close(fd);
+	}
+	if (rc == 0 && fsync(dirfd) != 0) {
+		what = "sync shard directory";
+		rc = -errno;
+	}
+	close(dirfd); /* drops the lock */
+	return rc != 0 ? fail(err, errlen, rc, what, data_dir, worker, seq) : 0;
+}
