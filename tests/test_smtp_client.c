@@ -194,8 +194,12 @@ static bool conv_line(struct conv *cv, const char *line)
 		return true;
 	}
 	case 'R': {
+		char *end = NULL;
+		unsigned long index = strtoul(line + 1, &end, 10);
+		if (end == line + 1 || *end != ':')
+			return false;
 		struct step *st = conv_step(cv, STEP_RCPT);
-		st->index = (uint32_t)strtoul(line + 1, NULL, 10);
+		st->index = (uint32_t)index;
 		st->text = dup_str(arg);
 		return true;
 	}
@@ -1295,6 +1299,58 @@ static const char conv_utf8_params[] =
 	"= SEND_BODY\n"
 	"R0: 250 2.0.0 ok\n";
 
+/* Addresses that cannot go on a command line are refused one by one; when
+ * none is left, nothing is sent at all. */
+static const char conv_unsendable_rcpts[] =
+	"F: s@o.example\n"
+	"T: a\\x01@d.example\n"
+	"T: <x>@d.example\n"
+	"T: \\xc3\\xa9@d.example\n"
+	"T:\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"R1: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"R2: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"R3: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"M: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"> rset\n"
+	"C: RSET\n"
+	"S: 250 ok\n"
+	"= READY\n";
+
+static const char conv_unsendable_sender[] =
+	"F: s\\r\\nRCPT TO:<x@y>\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 553 5.1.7 stored sender address cannot be relayed\n";
+
+/* The first recipient refused locally: replies map to the others. */
+static const char conv_unsendable_first[] =
+	"F: s@o.example\n"
+	"T: a\\x7f@d.example\n"
+	"T: b@d.example\n"
+	"T: c\\n@d.example\n"
+	"T: d@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: RCPT TO:<d@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no b\n"
+	"S: 250 ok d\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n"
+	"R0: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"R1: 550 5.1.1 no b\n"
+	"R2: 553 5.1.3 stored recipient address cannot be relayed\n"
+	"R3: 250 2.0.0 ok d\n";
+
 /* ---- conversations built in code -------------------------------------------------------- */
 
 /* XFORWARD lines stay under 512 bytes; a value that cannot fit one line is
@@ -1493,6 +1549,138 @@ static void test_rounds_interleaved(void)
 	free(mem);
 }
 
+/* ---- random upstreams ------------------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rng(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
+}
+
+/*
+ * An upstream that answers with plausible lines in random order, sometimes
+ * damaged, in random pieces, while a driver reacts to every status as
+ * core/forward would. Whatever happens: no crash or sanitizer report, out
+ * never overflows, every call returns, and when a message ends (done,
+ * closed, failed) every recipient has a result of 2xx-5xx, a 2xx only when
+ * the message as a whole got one.
+ */
+static void test_random_upstreams(void)
+{
+	static const char *const lines[] = {
+		"220 hi\r\n", "250 ok\r\n", "250-x\r\n", "250-PIPELINING\r\n",
+		"250-XFORWARD NAME ADDR HELO PROTO\r\n", "250-SIZE 100\r\n", "354 go\r\n",
+		"421 4.4.2 bye\r\n", "450 4.1.1 later\r\n", "550 5.1.1 no\r\n", "221 bye\r\n",
+		"503 5.5.1 seq\r\n", "250 2.0.0 queued\r\n", "502 what\r\n", "250\n",
+	};
+	enum { RCPTS = 40, ROUNDS = 3000 };
+	char names[RCPTS][24];
+	struct span rcpts[RCPTS];
+	for (int i = 0; i < RCPTS; i++) {
+		int n = snprintf(names[i], sizeof(names[i]), "u%d@d.example", i);
+		rcpts[i] = span_make(names[i], (size_t)n);
+	}
+	struct smtp_client_xforward xf = { span_make("h+=", 3), span_make("192.0.2.1", 9),
+					   span_make("", 0), span_make("ESMTP", 5) };
+	struct smtp_client_result res[RCPTS];
+	uint8_t stream[2048];
+	unsigned messages = 0, violations = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		size_t cap = SMTP_CLIENT_OUT_MIN_BYTES + rng(2048);
+		uint8_t *mem = malloc(cap);
+		REQUIRE(mem != NULL);
+		struct smtp_out out = { mem, 0, cap };
+		struct smtp_client c;
+		smtp_client_init(&c, span_make("relay.example", 13));
+		struct smtp_client_message m = {
+			.reverse_path = span_make("s@o.example", 11),
+			.recipients = rcpts,
+			.recipient_count = 1 + rng(RCPTS),
+			.body_bytes = rng(200),
+			.xforward = rng(2) ? &xf : NULL,
+		};
+		static const char *const hellos[] = {
+			"220 hi\r\n250-x\r\n250-PIPELINING\r\n250 XFORWARD NAME HELO\r\n",
+			"220 hi\r\n250-x\r\n250 PIPELINING\r\n", "220 hi\r\n250 x\r\n", "",
+		};
+		const char *hello = hellos[rng(RMX_ARRAY_LEN(hellos))];
+		size_t len = strlen(hello);
+		memcpy(stream, hello, len);
+		while (len < sizeof(stream) - 64) {
+			const char *l = lines[rng(RMX_ARRAY_LEN(lines))];
+			size_t n = strlen(l);
+			memcpy(stream + len, l, n);
+			if (rng(40) == 0)
+				stream[len + rng((uint32_t)n)] = (uint8_t)rng(256);
+			len += n;
+		}
+		bool in_message = false;
+		enum smtp_client_status st = SMTP_CLIENT_WANT_INPUT;
+		size_t at = 0;
+		unsigned calls = 0;
+		while (at < len && st != SMTP_CLIENT_CLOSED && st != SMTP_CLIENT_FAILED) {
+			REQUIRE(++calls < 100000);
+			out.len = 0;
+			switch (st) {
+			case SMTP_CLIENT_READY:
+				if (rng(8) == 0) {
+					st = smtp_client_quit(&c, &out);
+					break;
+				}
+				st = smtp_client_start_message(&c, &m, res, &out);
+				in_message = st != SMTP_CLIENT_MESSAGE_DONE;
+				if (!in_message)
+					messages++;
+				break;
+			case SMTP_CLIENT_SEND_BODY:
+				st = smtp_client_body_sent(&c, &out);
+				break;
+			case SMTP_CLIENT_MESSAGE_DONE:
+				st = rng(4) ? smtp_client_rset(&c, &out) : smtp_client_quit(&c, &out);
+				break;
+			default: {
+				size_t n = RMX_MIN(len - at, 1 + rng(64));
+				st = smtp_client_feed(&c, stream + at, n, &out);
+				at += n;
+				if (out.len > 0 && out.len <= out.cap) {
+					out.len = 0;
+					st = smtp_client_feed(&c, NULL, 0, &out);
+				}
+				break;
+			}
+			}
+			if (out.len > out.cap)
+				violations++;
+			bool ended = st == SMTP_CLIENT_MESSAGE_DONE || st == SMTP_CLIENT_CLOSED ||
+				     st == SMTP_CLIENT_FAILED;
+			if (in_message && ended) {
+				in_message = false;
+				messages++;
+				const struct smtp_client_result *mr = smtp_client_message_result(&c);
+				for (uint32_t i = 0; i < m.recipient_count; i++) {
+					if (res[i].code < 200 || res[i].code > 599)
+						violations++;
+					if (res[i].code / 100 == 2 && mr->code / 100 != 2)
+						violations++;
+					if (st != SMTP_CLIENT_MESSAGE_DONE && res[i].code / 100 == 5 &&
+					    strcmp(res[i].text, "no") != 0 &&
+					    strcmp(res[i].text, "seq") != 0 &&
+					    strcmp(res[i].text, "what") != 0)
+						violations++; /* a dropped connection never bounces */
+				}
+			}
+		}
+		free(mem);
+	}
+	CHECK_EQ_U(violations, 0);
+	CHECK(messages > 100);
+	printf("smtp_client: %u random messages\n", messages);
+}
+
 static void test_sizes(void)
 {
 	CHECK(sizeof(struct smtp_client) < 2048);
@@ -1576,6 +1764,9 @@ int main(void)
 		{ "refuse_binary", conv_refuse_binary },
 		{ "refuse_size", conv_refuse_size },
 		{ "utf8_params", conv_utf8_params },
+		{ "unsendable_rcpts", conv_unsendable_rcpts },
+		{ "unsendable_sender", conv_unsendable_sender },
+		{ "unsendable_first", conv_unsendable_first },
 	};
 	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
 		run_script(scripts[i].name, scripts[i].script);
@@ -1587,6 +1778,7 @@ int main(void)
 	test_rounds_interleaved();
 	test_sizes();
 	test_dead_client();
+	test_random_upstreams();
 	printf("smtp_client: %lu replays\n", replays_run);
 	return test_main_end("smtp_client");
 }
