@@ -63,7 +63,7 @@ enum client_state {
 };
 
 enum {
-	CF_CR = 1u << 0,         /* a CR ended the last byte; LF must follow */
+	CF_CR = 1u << 0,         /* the last byte was a CR: LF must follow */
 	CF_MULTI = 1u << 1,      /* a continuation line was read; more lines follow */
 	CF_UNEXPECTED = 1u << 2, /* the reply being read began while none was expected */
 	CF_ABORT = 1u << 3,      /* XFORWARD or MAIL refused: read the rest, send nothing */

@@ -126,25 +126,35 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 /*
  * Starts forwarding m (only in READY). rcpt_results must have
  * m->recipient_count entries. If the upstream lacks a capability the message
- * needs (SMTPUTF8, 8BITMIME or BINARYMIME, SIZE too small), nothing is sent:
- * returns MESSAGE_DONE at once with message_result 554/552 5.6.x/5.3.4.
- * Otherwise writes MAIL, RCPTs and DATA (in one write when PIPELINING is
- * offered; else one at a time) and returns WANT_INPUT.
+ * needs, nothing is sent: returns MESSAGE_DONE at once, every recipient
+ * holding message_result (no SMTPUTF8: 553 5.6.7; no 8BITMIME: 554 5.6.3;
+ * BINARYMIME: 554 5.6.3, binary bodies are not relayed yet; over the SIZE
+ * the upstream announced: 552 5.3.4). The client then stays READY (RSET is
+ * allowed, not needed). A stored address that cannot go on a command line
+ * (control bytes, <>, over 256 bytes, non-ASCII without smtputf8) refuses
+ * that recipient with 553 5.1.3 (the sender: the message, 553 5.1.7).
+ * Otherwise writes [XFORWARD] MAIL, RCPTs and DATA (in one write when
+ * PIPELINING is offered and out holds them, else in rounds: see feed;
+ * without PIPELINING one command per reply) and returns WANT_INPUT.
  */
 enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 						  const struct smtp_client_message *m,
 						  struct smtp_client_result *rcpt_results,
 						  struct smtp_out *out);
 
-/* The caller has sent the body: appends ".\r\n"; returns WANT_INPUT. */
+/* The caller has sent the body: appends ".\r\n"; returns WANT_INPUT (or
+ * CLOSED/FAILED if the upstream gave up while the body went out). */
 enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out);
 
 /* After MESSAGE_DONE: the outcome for the message as a whole (MAIL, DATA or
- * the final reply). A recipient's own outcome is in rcpt_results: its RCPT
- * reply when that was not 2xx, else the final reply. */
+ * the final reply; when no recipient was accepted, the last RCPT refusal).
+ * A recipient's own outcome is in rcpt_results: its RCPT reply when that was
+ * not 2xx, else the final reply. */
 const struct smtp_client_result *smtp_client_message_result(const struct smtp_client *c);
 
-/* Appends RSET (between messages, after a failed one) or QUIT. */
+/* Appends RSET (between messages, after a failed one) or QUIT; only in
+ * READY or after MESSAGE_DONE. RSET's 2xx gives READY; QUIT's reply, any
+ * reply, gives CLOSED. */
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out);
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out);
 
