@@ -681,18 +681,25 @@ static const char *action_name(enum dsn_action a)
 	return a == DSN_ACTION_DELAYED ? "delayed" : "failed";
 }
 
+/* An RFC 3463 status code: class "." subject "." detail, "5.123.456" at most. */
+struct status_code {
+	size_t len;
+	uint8_t bytes[9];
+};
+
 /*
- * The status for the report: the caller's when it is an RFC 3463 code
- * (class "." subject "." detail), with the class set by the action (5 for
- * failed, 4 for delayed, RFC 3464 2.3.4); else X.0.0.
+ * The status for the report: the caller's when it is an RFC 3463 code, with
+ * the class set by the action (5 for failed, 4 for delayed: RFC 3464
+ * 2.3.4, so a 4xx whose retries ran out reads 5.x.x); else X.0.0.
  */
-static void w_status(struct dsn_writer *w, const struct dsn_recipient *r)
+static struct status_code recipient_status(const struct dsn_recipient *r)
 {
-	uint8_t cls = r->action == DSN_ACTION_DELAYED ? '4' : '5';
+	struct status_code code;
 	const uint8_t *s = r->status.ptr;
 	size_t n = r->status.len;
 	size_t dots = 0, run = 0;
-	bool ok = n >= 5 && n <= 9 && (s[0] == '2' || s[0] == '4' || s[0] == '5') && s[1] == '.';
+	bool ok = n >= 5 && n <= sizeof code.bytes && (s[0] == '2' || s[0] == '4' || s[0] == '5') &&
+		  s[1] == '.';
 	for (size_t i = 2; ok && i < n; i++) {
 		if (s[i] == '.') {
 			ok = run > 0 && dots == 0;
@@ -703,11 +710,15 @@ static void w_status(struct dsn_writer *w, const struct dsn_recipient *r)
 		}
 	}
 	ok = ok && dots == 1 && run > 0;
-	w_text(w, &cls, 1);
-	if (ok)
-		w_text(w, s + 1, n - 1);
-	else
-		w_str(w, ".0.0");
+	if (ok) {
+		memcpy(code.bytes, s, n);
+		code.len = n;
+	} else {
+		memcpy(code.bytes, "5.0.0", 5);
+		code.len = 5;
+	}
+	code.bytes[0] = r->action == DSN_ACTION_DELAYED ? '4' : '5';
+	return code;
 }
 
 /* An SMTP reply starts with a reply code (RFC 5321 4.2); anything else is
@@ -719,23 +730,42 @@ static bool looks_like_smtp_reply(struct span diagnostic)
 	       s[2] >= '0' && s[2] <= '9' && (diagnostic.len == 3 || s[3] == ' ' || s[3] == '-');
 }
 
+/* One recipient in the explanation: "<address>: host <remote> said:
+ * <diagnostic>", or without a diagnostic "<address>: delivery failed
+ * (status 5.4.7), last tried at host <remote>"; wrapped, indented. */
 static void w_recipient_explanation(struct dsn_writer *w, const struct dsn_recipient *r)
 {
+	struct text_buf diagnostic;
+	diagnostic.len = 0;
+	text_append_safe(&diagnostic, r->diagnostic, SAFE_TEXT, DSN_DIAGNOSTIC_MAX_BYTES);
+
 	struct text_buf t;
 	t.len = 0;
 	text_append(&t, "<");
 	text_append_safe(&t, r->address, SAFE_TEXT, DSN_ADDRESS_MAX_BYTES);
 	text_append(&t, ">: ");
-	if (r->remote_mta.len > 0) {
-		text_append(&t, "host ");
-		text_append_safe(&t, r->remote_mta, SAFE_HOST, DSN_HOST_MAX_BYTES);
-		text_append(&t, r->diagnostic.len > 0 ? " said: " : " ");
+	if (diagnostic.len > 0) {
+		if (r->remote_mta.len > 0) {
+			text_append(&t, "host ");
+			text_append_safe(&t, r->remote_mta, SAFE_HOST, DSN_HOST_MAX_BYTES);
+			text_append(&t, " said: ");
+		}
+		RMX_ASSERT(diagnostic.len <= sizeof t.bytes - t.len);
+		memcpy(t.bytes + t.len, diagnostic.bytes, diagnostic.len);
+		t.len += diagnostic.len;
+	} else {
+		struct status_code code = recipient_status(r);
+		text_append(&t, r->action == DSN_ACTION_DELAYED ? "not delivered yet (status "
+							     : "delivery failed (status ");
+		RMX_ASSERT(code.len <= sizeof t.bytes - t.len);
+		memcpy(t.bytes + t.len, code.bytes, code.len);
+		t.len += code.len;
+		text_append(&t, ")");
+		if (r->remote_mta.len > 0) {
+			text_append(&t, ", last tried at host ");
+			text_append_safe(&t, r->remote_mta, SAFE_HOST, DSN_HOST_MAX_BYTES);
+		}
 	}
-	size_t before = t.len;
-	text_append_safe(&t, r->diagnostic, SAFE_TEXT, DSN_DIAGNOSTIC_MAX_BYTES);
-	if (t.len == before)
-		text_append(&t, r->action == DSN_ACTION_DELAYED ? "not reached yet"
-							     : "delivery failed");
 	w_wrapped(w, t.bytes, t.len, false, "    ");
 	w_eol(w);
 }
@@ -789,8 +819,9 @@ static void w_recipient_fields(struct dsn_writer *w, const struct dsn_recipient 
 	w_str(w, "Action: ");
 	w_str(w, action_name(r->action));
 	w_eol(w);
+	struct status_code code = recipient_status(r);
 	w_str(w, "Status: ");
-	w_status(w, r);
+	w_text(w, code.bytes, code.len);
 	w_eol(w);
 	if (r->remote_mta.len > 0) {
 		w_str(w, "Remote-MTA: dns; ");
