@@ -907,6 +907,102 @@ static void test_dates(void)
 	CHECK_EQ_U(mismatches, 0);
 }
 
+/* ---- random inputs keep every invariant ----------------------------------------------- */
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint64_t rng_next(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* Pieces that matter to the builder: line ends, dots, spaces, boundary
+ * material, 8-bit bytes (well-formed and not), NUL. */
+static const struct span random_pieces[] = {
+	SL("\r"),        SL("\n"),         SL("\r\n"),  SL("."),      SL(".."),
+	SL(" "),         SL("\t"),         SL("a"),     SL("Z9"),     SL("="),
+	SL("_"),         SL("-"),          SL("\0"),    SL("\xc3\xa9"), SL("\xff"),
+	SL("\x80"),      SL("=_ringmx_"),  SL("Q1"),    SL("T1"),     SL("--"),
+	SL("\r\n.\r\n"), SL("\r\n\r\n"),   SL("\xe4\xb8\xad"), SL("+"), SL("\\"),
+	SL("X-H: v\r\n"), SL("\"<>@,;:"),  SL("0000000"),
+};
+
+/* Fills buf with up to max bytes of random pieces; returns the length. */
+static size_t random_fill(uint8_t *buf, size_t max)
+{
+	size_t target = max > 0 ? (size_t)(rng_next() % (max + 1)) : 0;
+	size_t len = 0;
+	while (len < target) {
+		struct span piece = random_pieces[rng_next() % RMX_ARRAY_LEN(random_pieces)];
+		if (len + piece.len > max)
+			break;
+		memcpy(buf + len, piece.ptr, piece.len);
+		len += piece.len;
+	}
+	return len;
+}
+
+static void test_random_inputs(void)
+{
+	enum { ROUNDS = 3000, RCPT_MAX = 5 };
+	static uint8_t original[4096], to[64], mta[64], qid[32], token[32];
+	static uint8_t address[RCPT_MAX][320], status[RCPT_MAX][16], remote[RCPT_MAX][64];
+	static uint8_t diagnostic[RCPT_MAX][3000];
+	size_t failures = 0;
+	for (int round = 0; round < ROUNDS; round++) {
+		struct dsn_recipient r[RCPT_MAX];
+		uint32_t count = 1 + (uint32_t)(rng_next() % RCPT_MAX);
+		struct dsn_input in;
+		memset(&in, 0, sizeof in);
+		in.original = span_make(original, random_fill(original, sizeof original));
+		size_t to_len = random_fill(to, sizeof to);
+		in.to = to_len > 0 ? span_make(to, to_len) : S("x@example.org");
+		in.reporting_mta = span_make(mta, random_fill(mta, sizeof mta));
+		in.queue_id = span_make(qid, random_fill(qid, sizeof qid));
+		in.message_id_token = span_make(token, random_fill(token, sizeof token));
+		in.arrival_unix = (int64_t)rng_next();
+		in.now_unix = (int64_t)(rng_next() % 4000000000ull);
+		in.smtputf8 = rng_next() % 2 == 0;
+		in.recipients = r;
+		in.recipient_count = count;
+		for (uint32_t i = 0; i < count; i++) {
+			r[i].address = span_make(address[i], random_fill(address[i], sizeof address[i]));
+			r[i].action = rng_next() % 2 ? DSN_ACTION_FAILED : DSN_ACTION_DELAYED;
+			r[i].status = span_make(status[i], random_fill(status[i], sizeof status[i]));
+			r[i].remote_mta = span_make(remote[i], random_fill(remote[i], sizeof remote[i]));
+			r[i].diagnostic =
+				span_make(diagnostic[i], random_fill(diagnostic[i], sizeof diagnostic[i]));
+			r[i].last_attempt_unix = (int64_t)(rng_next() % 4000000000ull) - 1000;
+		}
+		size_t need = dsn_build(&in, NULL, 0);
+		uint8_t *buf = malloc(need);
+		REQUIRE(buf != NULL);
+		bool ok = dsn_build(&in, buf, need) == need && wire_form_ok(buf, need);
+		struct built b = { buf, need };
+		char boundary[DSN_BOUNDARY_MAX_BYTES + 1];
+		size_t blen = boundary_of(&b, boundary, sizeof boundary);
+		/* The boundary occurs in no input, and exactly four lines start
+		 * with it: three delimiters and the last one. */
+		ok = ok && memmem(in.original.ptr, in.original.len, boundary, blen) == NULL;
+		for (uint32_t i = 0; i < count && ok; i++)
+			ok = memmem(r[i].diagnostic.ptr, r[i].diagnostic.len, boundary, blen) == NULL &&
+			     memmem(r[i].address.ptr, r[i].address.len, boundary, blen) == NULL;
+		char delimiter[DSN_BOUNDARY_MAX_BYTES + 16];
+		snprintf(delimiter, sizeof delimiter, "\n--%s", boundary);
+		ok = ok && count_of(buf, need, delimiter) == 4;
+		snprintf(delimiter, sizeof delimiter, "\r\n--%s--\r\n", boundary);
+		ok = ok && need > strlen(delimiter) &&
+		     memcmp(buf + need - strlen(delimiter), delimiter, strlen(delimiter)) == 0;
+		if (!ok && failures++ < 3)
+			fprintf(stderr, "random round %d: an invariant does not hold\n", round);
+		free(buf);
+	}
+	CHECK_EQ_U(failures, 0);
+}
+
 /* ---- Python's email package reads it ---------------------------------------------------- */
 
 static const char python_check[] =
@@ -1047,6 +1143,7 @@ int main(void)
 	test_huge_diagnostic();
 	test_non_ascii();
 	test_dates();
+	test_random_inputs();
 	test_python_email();
 	return test_main_end("test_dsn");
 }
