@@ -727,33 +727,33 @@ static enum smtp_client_status on_rset(struct smtp_client *c, const struct smtp_
 /* A complete reply: hand it to whoever waits for it. */
 static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp_out *out)
 {
-	struct smtp_client_result r = c->reply;
+	const struct smtp_client_result *r = &c->reply;
 	if (c->flags & CF_UNEXPECTED) {
 		c->flags &= (uint16_t)~CF_UNEXPECTED;
-		if (r.code == 421)
-			return client_closed(c, &r);
+		if (r->code == 421)
+			return client_closed(c, r);
 		return client_failed(c, "unexpected reply from upstream");
 	}
 	if (c->state == ST_QUIT) {
 		c->state = ST_CLOSED;
 		return SMTP_CLIENT_CLOSED;
 	}
-	if (r.code == 421)
-		return client_closed(c, &r);
+	if (r->code == 421)
+		return client_closed(c, r);
 	switch ((enum client_state)c->state) {
 	case ST_GREETING:
-		return on_greeting(c, &r, out);
+		return on_greeting(c, r, out);
 	case ST_EHLO:
 	case ST_HELO:
-		return on_hello(c, &r, out);
+		return on_hello(c, r, out);
 	case ST_TRANSACTION:
-		return on_transaction(c, &r, out);
+		return on_transaction(c, r, out);
 	case ST_DOT:
-		return on_final(c, &r);
+		return on_final(c, r);
 	case ST_DOT_DISCARD:
 		return message_done(c);
 	case ST_RSET:
-		return on_rset(c, &r);
+		return on_rset(c, r);
 	default:
 		RMX_ASSERT(!"a reply reached a state that expects none");
 		return SMTP_CLIENT_FAILED;
@@ -929,8 +929,7 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 {
 	RMX_ASSERT(n == 0 || p != NULL);
 	for (size_t i = 0; i < n && client_live(c); i++) {
-		uint8_t b = p[i];
-		uint8_t cls = reply_byte_class[b];
+		uint8_t cls = reply_byte_class[p[i]];
 		if (c->flags & CF_CR) {
 			c->flags &= (uint16_t)~CF_CR;
 			if (cls != BC_LF)
@@ -944,13 +943,21 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 			c->reply_lines = 0;
 		}
 		switch ((enum byte_class)cls) {
-		case BC_TEXT:
-			if (c->line_len >= SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2)
+		case BC_TEXT: {
+			/* The run of text up to the next CR, LF or bad byte. */
+			size_t end = i + 1;
+			while (end < n && reply_byte_class[p[end]] == BC_TEXT)
+				end++;
+			size_t run = end - i;
+			if (run > SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2 - c->line_len)
 				return malformed(c);
 			if (c->line_len < LINE_KEEP_BYTES)
-				c->line[c->line_len] = (char)b;
-			c->line_len++;
+				memcpy(c->line + c->line_len, p + i,
+				       RMX_MIN(run, LINE_KEEP_BYTES - c->line_len));
+			c->line_len += (uint32_t)run;
+			i = end - 1;
 			break;
+		}
 		case BC_CR:
 			c->flags |= CF_CR;
 			break;
@@ -967,15 +974,39 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 	return status_of(c);
 }
 
+/* Bytes of a stored address: 0 never on a command line, 1 ASCII, 2 UTF-8. */
+static const uint8_t path_byte_class[256] = {
+	/* 0x00-0x1f: controls */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	/* 0x20-0x7f: printable, but not < > or DEL */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+	/* 0x80-0xff: UTF-8, only under SMTPUTF8 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+};
+
 /* A path we can put between <> on a command line: bounded, no controls, no
  * angle brackets, non-ASCII only under SMTPUTF8. */
 static bool path_sendable(struct span p, bool smtputf8)
 {
 	if (p.len > SMTP_PATH_MAX_BYTES)
 		return false;
+	uint8_t allowed_max = smtputf8 ? 2 : 1;
 	for (size_t i = 0; i < p.len; i++) {
-		uint8_t b = p.ptr[i];
-		if (b < 0x20 || b == 0x7f || b == '<' || b == '>' || (b >= 0x80 && !smtputf8))
+		uint8_t k = path_byte_class[p.ptr[i]];
+		if (k == 0 || k > allowed_max)
 			return false;
 	}
 	return true;
