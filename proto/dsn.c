@@ -180,7 +180,7 @@ enum safe_mode {
 	SAFE_UTF8,
 	/* A host name or address literal: letters, digits and ".-_[]:". */
 	SAFE_HOST,
-	/* A Message-ID or boundary token: letters, digits, '-' and '_'. */
+	/* A Message-ID token: letters, digits, '-'; anything else '_'. */
 	SAFE_ATOM,
 };
 
@@ -951,6 +951,7 @@ size_t dsn_build(const struct dsn_input *in, uint8_t *buf, size_t cap)
 {
 	RMX_ASSERT(in != NULL && (buf != NULL || cap == 0));
 	RMX_ASSERT(in->to.len > 0);
+	RMX_ASSERT(in->reporting_mta.len > 0 && in->message_id_token.len > 0);
 	RMX_ASSERT(in->recipient_count > 0 && in->recipients != NULL);
 	RMX_ASSERT(in->original.ptr != NULL || in->original.len == 0);
 

@@ -62,7 +62,7 @@ struct dsn_recipient {
 };
 
 struct dsn_input {
-	struct span reporting_mta; /* our hostname */
+	struct span reporting_mta; /* our hostname (never empty) */
 	struct span queue_id;      /* the original message's id */
 	int64_t arrival_unix;      /* when we accepted the original */
 	int64_t now_unix;
@@ -72,7 +72,8 @@ struct dsn_input {
 	struct span original;      /* the original in DATA wire form (CRLF, dot-stuffed),
 				      starting with our Received: header */
 	bool smtputf8;             /* the original used SMTPUTF8 (RFC 6531) */
-	struct span message_id_token; /* unique token: the DSN's Message-ID local part */
+	struct span message_id_token; /* unique token: the DSN's Message-ID local part
+					 (never empty; letters, digits, '-', '_') */
 };
 
 /*

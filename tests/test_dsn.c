@@ -960,9 +960,11 @@ static void test_random_inputs(void)
 		in.original = span_make(original, random_fill(original, sizeof original));
 		size_t to_len = random_fill(to, sizeof to);
 		in.to = to_len > 0 ? span_make(to, to_len) : S("x@example.org");
-		in.reporting_mta = span_make(mta, random_fill(mta, sizeof mta));
+		size_t mta_len = random_fill(mta, sizeof mta);
+		in.reporting_mta = mta_len > 0 ? span_make(mta, mta_len) : S("mx.example.org");
 		in.queue_id = span_make(qid, random_fill(qid, sizeof qid));
-		in.message_id_token = span_make(token, random_fill(token, sizeof token));
+		size_t token_len = random_fill(token, sizeof token);
+		in.message_id_token = token_len > 0 ? span_make(token, token_len) : S("T");
 		in.arrival_unix = (int64_t)rng_next();
 		in.now_unix = (int64_t)(rng_next() % 4000000000ull);
 		in.smtputf8 = rng_next() % 2 == 0;
