@@ -1351,11 +1351,111 @@ static const char conv_unsendable_first[] =
 	"R2: 553 5.1.3 stored recipient address cannot be relayed\n"
 	"R3: 250 2.0.0 ok d\n";
 
+/* Reply codes a command cannot get are a broken upstream: a 4xx failure. */
+static const char conv_ehlo_354[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 354 what\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected reply code from upstream\n";
+
+static const char conv_rset_354[] =
+	GREET_EHLO_PIPE
+	"> rset\n"
+	"C: RSET\n"
+	"S: 354 what\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected reply code from upstream\n";
+
+static const char conv_final_354[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 354 again?\n"
+	"= FAILED\n"
+	"R0: 451 4.4.0 unexpected reply code from upstream\n";
+
+static const char conv_rcpt_354[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 354 eh\n"
+	"= FAILED\n"
+	"R0: 451 4.4.0 unexpected reply code from upstream\n";
+
+static const char conv_data_250[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 250 ok\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"= FAILED\n"
+	"R0: 451 4.4.0 unexpected reply code from upstream\n";
+
+/* SIZE with junk or a number past 64 bits. */
+static const char conv_size_junk[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 SIZE 12k\n"
+	"K: SIZE\n";
+
+static const char conv_size_huge[] =
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 SIZE 99999999999999999999999\n"
+	"K: SIZE=18446744073709551615\n";
+
+/* XFORWARD offered with no attribute we send: no XFORWARD command. */
+static const char conv_xforward_no_attrs[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"W: n|a|h|p\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 XFORWARD SOURCE PORT IDENT\n"
+	"K: XFORWARD\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n";
+
+/* An address over 256 bytes cannot be sent. */
+static const char conv_path_too_long[] =
+	"F: s@o.example\n"
+	"T: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@"
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	"bbbbbbbbbbbbbbbbbbbbbbb.example\n"
+	"T: ok@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"R0: 553 5.1.3 stored recipient address cannot be relayed\n";
+
 /* ---- conversations built in code -------------------------------------------------------- */
 
 /* XFORWARD lines stay under 512 bytes; a value that cannot fit one line is
  * sent as [UNAVAILABLE]. */
-static void test_xforward_split(void)
+static void test_xforward_split(bool refuse_first)
 {
 	char name[801], helo[251], addr[251];
 	memset(name, '+', 200);
@@ -1379,10 +1479,16 @@ static void test_xforward_split(void)
 	buf_str(&s, "\nC: XFORWARD HELO=");
 	buf_str(&s, helo);
 	buf_str(&s, " PROTO=ESMTP\nC: MAIL FROM:<s@o.example>\nC: RCPT TO:<r@d.example>\n"
-		     "C: DATA\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 354 go\n"
-		     "= SEND_BODY\n");
+		     "C: DATA\n");
+	if (refuse_first)
+		buf_str(&s, "S: 550 5.7.0 no\nS: 250 ok\nS: 250 ok\nS: 550 5.1.1 no\nS: 503 5.5.1 no\n"
+			     "= MESSAGE_DONE\nR0: 550 5.7.0 no\nM: 550 5.7.0 no\n");
+	else
+		buf_str(&s, "S: 250 ok\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 354 go\n"
+			     "= SEND_BODY\n");
 	buf_put(&s, "", 1);
-	run_script("xforward_split", (const char *)s.data);
+	run_script(refuse_first ? "xforward_split_refused" : "xforward_split",
+		   (const char *)s.data);
 
 	/* Every written line is under 512 bytes with its CRLF. */
 	CHECK(strlen("XFORWARD NAME=[UNAVAILABLE] ADDR=") + 250 + 2 < 512);
@@ -1767,10 +1873,20 @@ int main(void)
 		{ "unsendable_rcpts", conv_unsendable_rcpts },
 		{ "unsendable_sender", conv_unsendable_sender },
 		{ "unsendable_first", conv_unsendable_first },
+		{ "ehlo_354", conv_ehlo_354 },
+		{ "rset_354", conv_rset_354 },
+		{ "final_354", conv_final_354 },
+		{ "rcpt_354", conv_rcpt_354 },
+		{ "data_250", conv_data_250 },
+		{ "size_junk", conv_size_junk },
+		{ "size_huge", conv_size_huge },
+		{ "xforward_no_attrs", conv_xforward_no_attrs },
+		{ "path_too_long", conv_path_too_long },
 	};
 	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
 		run_script(scripts[i].name, scripts[i].script);
-	test_xforward_split();
+	test_xforward_split(false);
+	test_xforward_split(true);
 	test_long_lines();
 	test_many_recipients(4096, true);
 	test_many_recipients(SMTP_CLIENT_OUT_MIN_BYTES, true);
