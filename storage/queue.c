@@ -617,6 +617,21 @@ void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms)
 	msg_free(q, m);
 }
 
+enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
+					int64_t due_unix_ms)
+{
+	RMX_ASSERT(m->in_flight && m->due == 0);
+	if (m->pending == 0) {
+		msg_free(q, m);
+		return QUEUE_ATTEMPT_DONE;
+	}
+	m->next_attempt_unix_ms = due_unix_ms;
+	m->in_flight = false;
+	q->messages_in_flight--;
+	heap_push(q, m);
+	return QUEUE_ATTEMPT_RETRY;
+}
+
 /* ---- group commit of log entries ---- */
 
 bool queue_commit_begin(struct queue *q, struct queue_commit *c)
@@ -687,7 +702,6 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c)
 void queue_commit_done(struct queue *q, int result)
 {
 	RMX_ASSERT(q->in_flight);
-	RMX_ASSERT(result <= 0);
 	q->in_flight = false;
 	if (result < 0) {
 		/* Never retry-and-pretend: the logs stay as they are on disk

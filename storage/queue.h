@@ -19,7 +19,8 @@
  * bounce, never lose one.
  *
  * Memory: queue_add allocates one block per message (a small struct and a
- * byte per recipient) and may grow the heap and segment table; nothing
+ * byte per recipient) and may grow the heap and segment table;
+ * queue_dlog_ready may grow the segment table (once per segment); nothing
  * else on the hot path allocates. Log entries wait in a fixed buffer of
  * QUEUE_PENDING_ENTRIES_MAX; when it is full a new entry is dropped and
  * counted, and if it was final its segment is never reclaimed in this run
@@ -177,6 +178,16 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
  * whole message (never sent, no DSN) and frees m. */
 void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms);
 
+/*
+ * Puts an in-flight message back without counting an attempt or logging
+ * anything (no upstream connection free, shutdown): due again at
+ * due_unix_ms. Outcomes already reported stay. m must have no *_DUE
+ * recipient; if it has no pending one either, it is freed (returns DONE),
+ * else it is queued (returns RETRY).
+ */
+enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
+					int64_t due_unix_ms);
+
 /* A log write to perform: pwritev(fd, &iov, 1, offset), then fdatasync(fd)
  * when the commit says sync (link the two). fd is not opened O_APPEND by
  * the queue; offsets are exact. */
@@ -204,14 +215,15 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c);
 
 /*
  * Reports the commit begun last, once all its writes and syncs finished:
- * 0 if every write wrote its whole iov and every sync returned 0, else the
- * first -errno (a short write is -EIO). A failure marks the queue failed
+ * 0 (or any non-negative count) if every write wrote its whole iov and
+ * every sync returned 0, else the first -errno (a short write is -EIO). A failure marks the queue failed
  * for good: forwarding goes on, no segment is reclaimed, no more log writes
  * (queue_status returns the error; a restart replays what is durable).
  */
 void queue_commit_done(struct queue *q, int result);
 
-/* True while a commit is in flight or entries wait (shutdown flushes). */
+/* True while a commit is in flight or entries wait (shutdown flushes).
+ * Entries wait also for a segment whose log fd has not been handed over. */
 bool queue_commit_busy(const struct queue *q);
 
 /* 0, or the -errno of the failed log commit. */
@@ -219,7 +231,8 @@ int queue_status(const struct queue *q);
 
 /*
  * The log fd of segment seq (core/ creates <seq>.dlog, O_RDWR|O_CREAT|
- * O_TRUNC|O_CLOEXEC 0600, when it prepares the store's spare <seq>.seg) or
+ * O_TRUNC|O_CLOEXEC 0600, when it prepares the store's spare <seq>.seg,
+ * before the directory fsync that makes the spare durable) or
  * -errno when it could not: then that segment's entries are dropped and it
  * is never reclaimed in this run. Returns 0 and the queue owns fd from here
  * on (queue_reclaimed or queue_close give it back), or -ENOMEM, or -EEXIST

@@ -218,6 +218,44 @@ static void test_due_order(void)
 	queue_close(q); /* the other one is freed by close */
 }
 
+static void test_requeue(void)
+{
+	struct queue_config c = cfg_make();
+	struct queue *q = new_queue(&c);
+	mem_reset();
+	REQUIRE(queue_add(q, qid(1, 0), 64, 2, 0, 0) == 0);
+	struct queue_msg *m = queue_next_due(q, 0);
+	REQUIRE(m != NULL);
+	/* No upstream free: back at 300, no attempt counted, nothing logged. */
+	CHECK(queue_requeue(q, m, 300) == QUEUE_ATTEMPT_RETRY);
+	CHECK_EQ_U(queue_next_due_time(q), 300);
+	CHECK(!queue_commit_busy(q));
+	m = queue_next_due(q, 300);
+	REQUIRE(m != NULL);
+	CHECK_EQ_U(queue_msg_attempts(m), 0);
+	queue_outcome(q, m, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 301);
+	CHECK(queue_requeue(q, m, 400) == QUEUE_ATTEMPT_RETRY);
+	m = queue_next_due(q, 400);
+	REQUIRE(m != NULL);
+	CHECK(queue_msg_rcpt_state(m, 0) == QUEUE_RCPT_DELIVERED);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_DELIVERED, 250, 0, 401);
+	CHECK(queue_requeue(q, m, 500) == QUEUE_ATTEMPT_DONE);
+	struct queue_stats st;
+	queue_get_stats(q, &st);
+	CHECK_EQ_U(st.messages, 0);
+	/* A core/ that reports the byte count of a good commit. */
+	struct queue_commit cm;
+	REQUIRE(queue_commit_begin(q, &cm));
+	CHECK_EQ_U(cm.count, 1);
+	CHECK_EQ_U(cm.write[0].entries, 2);
+	queue_commit_done(q, (int)cm.write[0].iov.iov_len);
+	CHECK(queue_status(q) == 0);
+	uint32_t seq;
+	queue_set_active_segment(q, 2);
+	CHECK(queue_reclaimable(q, &seq) && seq == 1);
+	queue_close(q);
+}
+
 static void test_backoff(void)
 {
 	struct queue_config c = cfg_make();
@@ -997,6 +1035,7 @@ int main(void)
 {
 	test_config_checked();
 	test_due_order();
+	test_requeue();
 	test_backoff();
 	test_bounce_and_expiry();
 	test_commit_batching();
