@@ -75,7 +75,6 @@ struct queue_segment {
 
 struct waiting_entry {
 	uint32_t seq;
-	bool final;
 	uint8_t bytes[DLOG_ENTRY_BYTES];
 };
 
@@ -303,7 +302,6 @@ static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type
 	};
 	struct waiting_entry *w = &q->waiting[q->waiting_count++];
 	w->seq = m->seq;
-	w->final = final;
 	dlog_entry_encode(&e, w->bytes);
 	s->unsynced++;
 }

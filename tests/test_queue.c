@@ -1031,6 +1031,124 @@ static void test_recovery_real_files(void)
 	CHECK(system(cmd) == 0);
 }
 
+/*
+ * A crash can cut a log anywhere. For every cut of a real log at every
+ * byte, recovery must bring back exactly the recipients that the whole
+ * entries before the cut leave pending (and cut the file there).
+ */
+#define CUT_RECS 6
+
+static void test_recovery_every_log_cut(void)
+{
+	char dir[] = "/tmp/rmx-qcut-XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	struct store_config scfg = {
+		.data_dir = dir,
+		.worker = W,
+		.segment_size_bytes = SEG_BYTES,
+		.store_max_bytes = 8 * SEG_BYTES,
+		.fsync = false,
+	};
+	struct queue_config qcfg = cfg_make();
+	qcfg.data_dir = dir;
+	qcfg.fsync = false;
+	qcfg.max_lifetime_ms = 20000;
+	char err[256];
+	struct store *st = NULL;
+	struct store_recovery_stats srs;
+	REQUIRE(store_open(&scfg, &st, &srs, err, sizeof(err)) == 0);
+	struct queue *q = NULL;
+	struct queue_recovery_stats qrs;
+	REQUIRE(queue_open(&qcfg, &q, &qrs, err, sizeof(err)) == 0);
+	for (int i = 0; i < CUT_RECS; i++)
+		real_add(st, q, i);
+	/* A few rounds of mixed outcomes until everything is final. */
+	int64_t now = 5000;
+	uint64_t rng = 88172645463325252ull;
+	while (queue_next_due_time(q) != INT64_MAX) {
+		now = RMX_MAX(now, queue_next_due_time(q));
+		struct queue_msg *m = queue_next_due(q, now);
+		REQUIRE(m != NULL);
+		for (uint32_t k = 0; k < queue_msg_rcpt_count(m); k++) {
+			rng ^= rng << 13;
+			rng ^= rng >> 7;
+			rng ^= rng << 17;
+			enum queue_outcome o = rng % 5 == 0   ? QUEUE_OUTCOME_PERMFAIL
+					       : rng % 5 <= 2 ? QUEUE_OUTCOME_TEMPFAIL
+							      : QUEUE_OUTCOME_DELIVERED;
+			queue_outcome(q, m, k, o, o == QUEUE_OUTCOME_DELIVERED ? 250 : 450, 0, now);
+		}
+		if (queue_attempt_done(q, m, now) == QUEUE_ATTEMPT_BOUNCE_DUE)
+			CHECK(queue_bounce_done(q, m, now) != QUEUE_ATTEMPT_BOUNCE_DUE);
+		real_flush(q);
+	}
+	queue_close(q);
+	store_close(st);
+
+	char path[512];
+	snprintf(path, sizeof(path), "%s/w%u/00000001.dlog", dir, (unsigned)W);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	static uint8_t full[64 * 1024];
+	ssize_t len = read(fd, full, sizeof(full));
+	close(fd);
+	REQUIRE(len > 0 && len % DLOG_ENTRY_BYTES == 0 && (size_t)len < sizeof(full));
+	CHECK(len / DLOG_ENTRY_BYTES > 2 * CUT_RECS);
+
+	for (ssize_t cut = 0; cut <= len; cut++) {
+		/* The crash: the log ends at cut, with junk after a torn entry. */
+		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		REQUIRE(fd >= 0);
+		REQUIRE(write(fd, full, (size_t)cut) == cut);
+		if (cut % DLOG_ENTRY_BYTES != 0)
+			REQUIRE(write(fd, "\xff\xff", 2) == 2);
+		close(fd);
+
+		/* What the whole entries before the cut say. */
+		uint8_t states[CUT_RECS][4];
+		struct dlog_replay_msg want[CUT_RECS];
+		for (int i = 0; i < CUT_RECS; i++) {
+			memset(states[i], 0, sizeof(states[i]));
+			want[i] = (struct dlog_replay_msg){ .rcpt_state = states[i],
+							    .rcpt_count = real[i].rcpts,
+							    .pending = real[i].rcpts };
+		}
+		for (ssize_t off = 0; off + DLOG_ENTRY_BYTES <= cut; off += DLOG_ENTRY_BYTES) {
+			struct dlog_entry e;
+			REQUIRE(dlog_entry_decode(full + off, &e) == DLOG_OK);
+			int i = find_real(e.queue_id);
+			REQUIRE(i >= 0);
+			CHECK(dlog_apply(&want[i], &e));
+		}
+
+		qcfg.now_unix_ms = INT64_MAX / 2;
+		REQUIRE(queue_open(&qcfg, &q, &qrs, err, sizeof(err)) == 0);
+		uint32_t want_msgs = 0;
+		for (int i = 0; i < CUT_RECS; i++)
+			want_msgs += want[i].pending > 0;
+		CHECK_EQ_U(qrs.messages_pending, want_msgs);
+		CHECK_EQ_U(qrs.log_entries, (uint64_t)cut / DLOG_ENTRY_BYTES);
+		struct queue_msg *m;
+		while ((m = queue_next_due(q, INT64_MAX / 2)) != NULL) {
+			int i = find_real(queue_msg_id(m));
+			REQUIRE(i >= 0);
+			CHECK(want[i].pending > 0);
+			CHECK_EQ_U(queue_msg_attempts(m), want[i].attempts);
+			for (uint32_t k = 0; k < real[i].rcpts; k++)
+				CHECK_EQ_U(queue_msg_rcpt_state(m, k), states[i][k]);
+		}
+		queue_close(q);
+		struct stat sb;
+		CHECK(stat(path, &sb) == 0 &&
+		      sb.st_size == cut / DLOG_ENTRY_BYTES * DLOG_ENTRY_BYTES);
+	}
+	for (int i = 0; i < CUT_RECS; i++)
+		bytebuf_free(&real[i].env);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	test_config_checked();
@@ -1043,5 +1161,6 @@ int main(void)
 	test_reclaim();
 	test_entry_buffer_full();
 	test_recovery_real_files();
+	test_recovery_every_log_cut();
 	return test_main_end("test_queue");
 }
