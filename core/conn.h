@@ -27,6 +27,7 @@ enum conn_flag {
 	CONN_CLOSING = 1u << 8,      /* shutting the socket; release when quiet */
 	CONN_REARM = 1u << 9,        /* recv must be re-armed (after -ENOBUFS) */
 	CONN_EOF = 1u << 10,         /* the client closed its side */
+	CONN_RECV_PAUSED = 1u << 11, /* too much input waits: receiving is paused */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH)

@@ -58,9 +58,18 @@
 #define RECV_BUFFER_BYTES 16384
 #define RECV_BUFFER_COUNT 1024           /* a power of two */
 /* Bytes carried across reads for one connection: a partial command line, or
- * input that arrived while the session waits (durability, reply flush). */
+ * input that arrived while the session waits (durability, reply flush).
+ * Past the soft bound the connection's multishot recv is cancelled, so TCP
+ * pushes back on the client; completions already on their way still land
+ * (the kernel posts at most 32 per multishot wake-up before it looks at a
+ * cancel), hence the hard bound's margin of 64 buffers. Past the hard bound
+ * the connection is closed. */
 #define CARRY_SOFT_MAX_BYTES (4 * RECV_BUFFER_BYTES)
-#define CARRY_HARD_MAX_BYTES (16 * RECV_BUFFER_BYTES)
+#define CARRY_HARD_MAX_BYTES (CARRY_SOFT_MAX_BYTES + 64 * RECV_BUFFER_BYTES)
+/* SO_RCVBUF of client sockets (set on the listeners, inherited on accept):
+ * fixed, so that what the kernel holds for one connection, and so what can
+ * land after a pause, is bounded (the kernel doubles the value). */
+#define CLIENT_SOCKET_RCVBUF_BYTES (256 * 1024)
 
 /* Store. */
 #define SEGMENT_SIZE_DEFAULT_BYTES (64ull << 20)
@@ -76,6 +85,8 @@ _Static_assert(RECV_BUFFER_BYTES > SMTP_COMMAND_LINE_MAX_BYTES,
 _Static_assert(CARRY_SOFT_MAX_BYTES >= RECV_BUFFER_BYTES + SMTP_COMMAND_LINE_MAX_BYTES,
 	       "the carry buffer holds a partial line plus one full read");
 _Static_assert(CARRY_HARD_MAX_BYTES > CARRY_SOFT_MAX_BYTES, "hard above soft");
+_Static_assert(CARRY_HARD_MAX_BYTES - CARRY_SOFT_MAX_BYTES >= 2 * CLIENT_SOCKET_RCVBUF_BYTES,
+	       "a paused connection's socket buffer fits in the carry margin");
 _Static_assert((RECV_BUFFER_COUNT & (RECV_BUFFER_COUNT - 1)) == 0,
 	       "buffer ring size is a power of two");
 _Static_assert(SMTP_PATH_MAX_BYTES >= SMTP_LOCAL_PART_MAX_BYTES + 1 + 64,

@@ -22,6 +22,7 @@
 
 #include "../storage/store.h"
 #include "config.h"
+#include "limits.h"
 #include "log.h"
 #include "worker.h"
 
@@ -47,7 +48,9 @@ static int open_listener(const struct listen_addr *a, char *err, size_t errlen)
 		return -1;
 	}
 	int one = 1;
+	int rcvbuf = CLIENT_SOCKET_RCVBUF_BYTES;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
 	    (a->addr.ss_family == AF_INET6 &&
 	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {

@@ -120,15 +120,49 @@ static void arm_accept(struct worker_loop *l, uint32_t i)
 	io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, 0, i));
 }
 
+/*
+ * Arms a receive into the buffer ring: multishot while the session keeps up
+ * with its input, single-shot (one buffer per completion) while input is
+ * carried, so a client far ahead of us cannot pour its whole socket buffer
+ * into the carry in one wake-up.
+ */
 static void arm_recv(struct worker_loop *l, struct conn *c)
 {
 	RMX_ASSERT(!(c->flags & CONN_RECV_ARMED));
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	if (c->carry_len == 0 && !(c->flags & CONN_WAITING))
+		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	else
+		io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = l->bufs.bgid;
 	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECV, c->gen, conn_index(&l->slab, c)));
 	c->flags |= CONN_RECV_ARMED;
+}
+
+/*
+ * Keeps the receive side in step with the carry buffer: a client that sends
+ * far ahead of our replies is paused (its multishot recv cancelled, so TCP
+ * pushes back) once CARRY_SOFT_MAX_BYTES wait, and resumed at half that.
+ */
+static void conn_recv_update(struct worker_loop *l, struct conn *c)
+{
+	if (c->flags & (CONN_CLOSING | CONN_EOF | CONN_REARM))
+		return;
+	bool paused = c->flags & CONN_RECV_PAUSED;
+	bool too_full = c->carry_len > (paused ? CARRY_SOFT_MAX_BYTES / 2 : CARRY_SOFT_MAX_BYTES);
+	if (too_full) {
+		if ((c->flags & CONN_RECV_ARMED) && !paused) {
+			struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+			io_uring_prep_cancel64(sqe, ring_ud(OP_RECV, c->gen, conn_index(&l->slab, c)), 0);
+			io_uring_sqe_set_data64(sqe, ring_ud(OP_CANCEL, 0, 0));
+		}
+		c->flags |= CONN_RECV_PAUSED;
+		return;
+	}
+	c->flags &= ~CONN_RECV_PAUSED;
+	if (!(c->flags & CONN_RECV_ARMED))
+		arm_recv(l, c);
 }
 
 static void arm_wake(struct worker_loop *l)
@@ -545,8 +579,10 @@ static void conn_pump(struct worker_loop *l, struct conn *c)
 		if (used == 0 || c->carry_len == before)
 			break; /* a partial line: wait for more input */
 	}
-	if (!(c->flags & CONN_CLOSING))
+	if (!(c->flags & CONN_CLOSING)) {
 		conn_arm_deadline(l, c);
+		conn_recv_update(l, c);
+	}
 	conn_after(l, c);
 }
 
@@ -573,8 +609,10 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 		conn_close(l, c);
 		return;
 	}
-	if (!(c->flags & CONN_CLOSING))
+	if (!(c->flags & CONN_CLOSING)) {
 		conn_arm_deadline(l, c);
+		conn_recv_update(l, c);
+	}
 	conn_after(l, c);
 }
 
@@ -663,12 +701,18 @@ static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
 		RMX_ASSERT(has_buf);
 		conn_input(l, c, buf_ring_addr(&l->bufs, bid), (size_t)cqe->res);
 		buf_ring_return(&l->bufs, bid);
+		if (!(c->flags & CONN_USED))
+			return; /* released while handling the input */
 	} else if (has_buf) {
 		buf_ring_return(&l->bufs, bid);
 	}
 	if (c->flags & CONN_RECV_ARMED)
 		return;
-	if (cqe->res == -ENOBUFS && !(c->flags & CONN_CLOSING)) {
+	if (c->flags & CONN_CLOSING) {
+		conn_maybe_release(l, c); /* the final completion we waited for */
+		return;
+	}
+	if (cqe->res == -ENOBUFS) {
 		/* Re-armed after this batch has returned its buffers: no spinning. */
 		if (!(c->flags & CONN_REARM)) {
 			c->flags |= CONN_REARM;
@@ -677,23 +721,20 @@ static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
 		}
 		return;
 	}
-	if (cqe->res > 0 && !(c->flags & CONN_CLOSING)) {
-		arm_recv(l, c); /* the kernel ended the multishot; start another */
+	if (cqe->res > 0 || (cqe->res == -ECANCELED && (c->flags & CONN_RECV_PAUSED))) {
+		/* The kernel ended the multishot, or we paused it: re-arm when wanted. */
+		conn_recv_update(l, c);
 		return;
 	}
 	/* End of input (0) or an error. */
 	c->flags |= CONN_EOF;
-	if (c->flags & CONN_CLOSING) {
-		conn_maybe_release(l, c); /* the final completion we waited for */
-		return;
-	}
 	if (c->flags & CONN_LINGER || cqe->res < 0) {
 		conn_close(l, c);
 		return;
 	}
-	if (c->flags & CONN_WAIT_COMMIT || c->flags & CONN_WAIT_RESERVE)
-		return; /* closes once the record is durable */
-	conn_close(l, c);
+	/* Replies still owed (to input before the FIN) go out first; a message
+	 * being made durable gets its answer; then the connection closes. */
+	conn_after(l, c);
 }
 
 static void on_send(struct worker_loop *l, struct io_uring_cqe *cqe)
@@ -860,8 +901,8 @@ static void rearm_pending(struct worker_loop *l)
 		c->flags &= ~CONN_REARM;
 		if (c->flags & CONN_CLOSING)
 			conn_maybe_release(l, c);
-		else if (!(c->flags & CONN_RECV_ARMED))
-			arm_recv(l, c);
+		else
+			conn_recv_update(l, c);
 	}
 }
 
