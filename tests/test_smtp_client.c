@@ -350,6 +350,8 @@ struct replay {
 	struct buf actual;    /* every byte the client wrote */
 	struct buf expected;  /* every C: line so far */
 	enum smtp_client_status status;
+	size_t out_line_bytes;     /* of the command line being written */
+	size_t out_line_max_bytes; /* longest command line, CRLF included */
 	char error[2048];
 };
 
@@ -360,6 +362,13 @@ static void replay_drain(struct replay *r)
 	while (r->out.len > 0) {
 		REQUIRE(r->out.len <= r->out.cap);
 		buf_put(&r->actual, r->out.buf, r->out.len);
+		for (size_t i = 0; i < r->out.len; i++) {
+			r->out_line_bytes++;
+			if (r->out.buf[i] == '\n') {
+				r->out_line_max_bytes = RMX_MAX(r->out_line_max_bytes, r->out_line_bytes);
+				r->out_line_bytes = 0;
+			}
+		}
 		r->out.len = 0;
 		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
 		REQUIRE(++rounds < 100000);
@@ -498,6 +507,11 @@ static bool replay_run(struct replay *r, const struct conv *cv, size_t split_fli
 	}
 	if (ok)
 		ok = replay_out_ok(r, cv->step_count);
+	if (ok && (r->out_line_max_bytes >= 512 || r->out_line_bytes != 0)) {
+		snprintf(r->error, sizeof(r->error), "a command line of %zu bytes, or a partial one",
+			 RMX_MAX(r->out_line_max_bytes, r->out_line_bytes));
+		ok = false;
+	}
 	free(r->out.buf);
 	free(r->results);
 	free(r->actual.data);
@@ -1490,9 +1504,6 @@ static void test_xforward_split(bool refuse_first)
 	run_script(refuse_first ? "xforward_split_refused" : "xforward_split",
 		   (const char *)s.data);
 
-	/* Every written line is under 512 bytes with its CRLF. */
-	CHECK(strlen("XFORWARD NAME=[UNAVAILABLE] ADDR=") + 250 + 2 < 512);
-	CHECK(strlen("XFORWARD HELO=") + 250 + strlen(" PROTO=ESMTP") + 2 < 512);
 	free(s.data);
 }
 
@@ -1787,11 +1798,6 @@ static void test_random_upstreams(void)
 	printf("smtp_client: %u random messages\n", messages);
 }
 
-static void test_sizes(void)
-{
-	CHECK(sizeof(struct smtp_client) < 2048);
-	CHECK(SMTP_CLIENT_OUT_MIN_BYTES <= SMTP_REPLY_BUFFER_BYTES);
-}
 
 /* After FAILED or CLOSED, more input changes nothing. */
 static void test_dead_client(void)
@@ -1892,7 +1898,6 @@ int main(void)
 	test_many_recipients(SMTP_CLIENT_OUT_MIN_BYTES, true);
 	test_many_recipients(4096, false);
 	test_rounds_interleaved();
-	test_sizes();
 	test_dead_client();
 	test_random_upstreams();
 	printf("smtp_client: %lu replays\n", replays_run);
