@@ -19,11 +19,14 @@
  * Texts take escapes \r \n \t \0 \xHH \\.
  *
  * Every script is replayed with each flight whole, byte by byte, and split
- * in two at every byte of every flight; every replay must match the script
- * exactly, commands and results alike. Input chunks and the out buffer are
- * heap blocks of exactly their size, so ASan catches any read or write past
- * them. After every call the driver "sends" out and calls feed with n = 0,
- * as core/forward does when a send completes.
+ * in two at every byte of every flight (the 1000-recipient conversations
+ * split flights over 4 KiB at every 211th byte, and the unpipelined one
+ * splits every 97th flight); every replay must match the script exactly,
+ * commands and results alike, and no command line may reach 512 bytes.
+ * Input chunks and the out buffer are heap blocks of exactly their size, so
+ * ASan catches any read or write past them. After every call the driver
+ * "sends" out and calls feed with n = 0, as core/forward does when a send
+ * completes. A random upstream then checks what must hold whatever it says.
  */
 #include "../proto/smtp_client.h"
 
