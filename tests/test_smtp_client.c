@@ -19,10 +19,11 @@
  * Texts take escapes \r \n \t \0 \xHH \\.
  *
  * Every script is replayed with each flight whole, byte by byte, and split
- * in two at every byte of every flight (the 1000-recipient conversations
- * split flights over 4 KiB at every 211th byte, and the unpipelined one
- * splits every 97th flight); every replay must match the script exactly,
- * commands and results alike, and no command line may reach 512 bytes.
+ * in two at every byte of every flight (flights over 4 KiB, the long-line
+ * and 1000-recipient ones, at a stride of 13 to 211 bytes; the unpipelined
+ * 1000-recipient one splits every 97th flight); every replay must match
+ * the script exactly, commands and results alike, and no command line may
+ * reach 512 bytes.
  * Input chunks and the out buffer are heap blocks of exactly their size, so
  * ASan catches any read or write past them. After every call the driver
  * "sends" out and calls feed with n = 0, as core/forward does when a send
