@@ -58,6 +58,7 @@ struct queue_msg {
 	uint16_t last_enhanced;
 	bool in_flight;
 	bool queued;          /* in the heap (exactly when not in flight) */
+	bool attempt_logged;  /* an entry numbered the attempt in flight */
 	uint8_t rcpt_state[]; /* rcpt_count bytes, enum queue_rcpt_state */
 };
 
@@ -512,6 +513,7 @@ struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms)
 	struct queue_msg *m = heap_pop(q);
 	RMX_ASSERT(!m->in_flight && m->pending > 0 && m->due == 0);
 	m->in_flight = true;
+	m->attempt_logged = false;
 	q->messages_in_flight++;
 	return m;
 }
@@ -551,6 +553,7 @@ void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,
 		log_entry(q, m, DLOG_DELIVERED, rcpt,
 			  m->attempts < UINT16_MAX ? m->attempts + 1 : UINT16_MAX, now_unix_ms,
 			  code, enhanced);
+		m->attempt_logged = true;
 		break;
 	case QUEUE_OUTCOME_PERMFAIL:
 		set_rcpt(m, rcpt, QUEUE_RCPT_BOUNCE_DUE);
@@ -625,6 +628,9 @@ enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
 		msg_free(q, m);
 		return QUEUE_ATTEMPT_DONE;
 	}
+	/* The log numbered this attempt already: count it, as replay will. */
+	if (m->attempt_logged && m->attempts < UINT16_MAX)
+		m->attempts++;
 	m->next_attempt_unix_ms = due_unix_ms;
 	m->in_flight = false;
 	q->messages_in_flight--;

@@ -179,9 +179,9 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
 void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms);
 
 /*
- * Puts an in-flight message back without counting an attempt or logging
- * anything (no upstream connection free, shutdown): due again at
- * due_unix_ms. Outcomes already reported stay. m must have no *_DUE
+ * Puts an in-flight message back without logging anything (no upstream
+ * connection free, shutdown): due again at due_unix_ms. Outcomes already
+ * reported stay; the attempt counts only if one of them was logged. m must have no *_DUE
  * recipient; if it has no pending one either, it is freed (returns DONE),
  * else it is queued (returns RETRY).
  */

@@ -238,6 +238,8 @@ static void test_requeue(void)
 	m = queue_next_due(q, 400);
 	REQUIRE(m != NULL);
 	CHECK(queue_msg_rcpt_state(m, 0) == QUEUE_RCPT_DELIVERED);
+	/* The DELIVERED entry numbered attempt 1, so it counts (as on replay). */
+	CHECK_EQ_U(queue_msg_attempts(m), 1);
 	queue_outcome(q, m, 1, QUEUE_OUTCOME_DELIVERED, 250, 0, 401);
 	CHECK(queue_requeue(q, m, 500) == QUEUE_ATTEMPT_DONE);
 	struct queue_stats st;
@@ -643,6 +645,164 @@ static void test_entry_buffer_full(void)
 	CHECK_EQ_U(mem_entries(1), QUEUE_PENDING_ENTRIES_MAX);
 	uint32_t seq;
 	CHECK(!queue_reclaimable(q, &seq));
+	queue_close(q);
+}
+
+/*
+ * Random operations against the queue, then the property everything else
+ * rests on: replaying the delivery logs gives every recipient the state
+ * the queue holds in memory (a *_DUE recipient is still pending in the log:
+ * its DSN is not durable yet), and a message absent from the queue has no
+ * pending recipient in the log.
+ */
+#define MODEL_MSGS 400
+#define MODEL_RCPTS_MAX 6
+
+struct model_msg {
+	uint64_t id;
+	uint32_t rcpts;
+	struct queue_msg *held; /* in flight, held by the test */
+	bool added;
+};
+
+static uint64_t model_rng = 0x2545F4914F6CDD1Dull;
+
+static uint32_t model_rand(uint32_t n)
+{
+	model_rng ^= model_rng << 13;
+	model_rng ^= model_rng >> 7;
+	model_rng ^= model_rng << 17;
+	return (uint32_t)(model_rng % n);
+}
+
+static int model_find(const struct model_msg *mm, uint64_t id)
+{
+	for (int i = 0; i < MODEL_MSGS; i++)
+		if (mm[i].added && mm[i].id == id)
+			return i;
+	return -1;
+}
+
+static void test_random_against_replay(void)
+{
+	static struct model_msg mm[MODEL_MSGS];
+	memset(mm, 0, sizeof(mm));
+	struct queue_config c = cfg_make();
+	c.max_lifetime_ms = 50000;
+	struct queue *q = new_queue(&c);
+	mem_reset();
+	int64_t now = 0;
+	int added = 0;
+	for (int step = 0; step < 20000; step++) {
+		now += model_rand(300);
+		uint32_t op = model_rand(10);
+		if (op == 0 && added < MODEL_MSGS) {
+			struct model_msg *x = &mm[added];
+			x->id = qid(1 + (uint32_t)added / 60, (uint64_t)(added % 60) * 64);
+			x->rcpts = 1 + model_rand(MODEL_RCPTS_MAX);
+			REQUIRE(queue_add(q, x->id, 64, x->rcpts, now, now) == 0);
+			x->added = true;
+			added++;
+		} else if (op <= 3) {
+			struct queue_msg *m = queue_next_due(q, now);
+			if (m != NULL) {
+				int i = model_find(mm, queue_msg_id(m));
+				REQUIRE(i >= 0 && mm[i].held == NULL);
+				mm[i].held = m;
+			}
+		} else if (op <= 8 && added > 0) {
+			struct model_msg *x = &mm[model_rand((uint32_t)added)];
+			struct queue_msg *m = x->held;
+			if (m == NULL)
+				continue;
+			uint32_t what = model_rand(12);
+			if (what < 6) {
+				queue_outcome(q, m, model_rand(x->rcpts),
+					      (enum queue_outcome)model_rand(3), 250 + what, 0, now);
+				continue;
+			}
+			enum queue_attempt_result r;
+			if (what == 6) {
+				queue_set_aside(q, m, now);
+				r = QUEUE_ATTEMPT_DONE;
+			} else if (what == 7) {
+				bool due = false;
+				for (uint32_t k = 0; k < x->rcpts; k++)
+					due = due || queue_msg_rcpt_state(m, k) >= QUEUE_RCPT_BOUNCE_DUE;
+				if (due)
+					continue;
+				r = queue_requeue(q, m, now + 10);
+			} else {
+				r = queue_attempt_done(q, m, now);
+				if (r == QUEUE_ATTEMPT_BOUNCE_DUE)
+					r = queue_bounce_done(q, m, now);
+			}
+			CHECK(r != QUEUE_ATTEMPT_BOUNCE_DUE);
+			x->held = NULL;
+		} else if (op == 9) {
+			mem_commit(q, 0, NULL);
+		}
+	}
+	mem_flush(q);
+	CHECK(!queue_commit_busy(q));
+	struct queue_stats st;
+	queue_get_stats(q, &st);
+	CHECK_EQ_U(st.entries_dropped, 0);
+
+	/* Replay every segment's log. */
+	static uint8_t states[MODEL_MSGS][MODEL_RCPTS_MAX];
+	static struct dlog_replay_msg rp[MODEL_MSGS];
+	for (int i = 0; i < added; i++) {
+		memset(states[i], 0, sizeof(states[i]));
+		rp[i] = (struct dlog_replay_msg){ .rcpt_state = states[i],
+						  .rcpt_count = mm[i].rcpts,
+						  .pending = mm[i].rcpts };
+	}
+	for (uint32_t seq = 1; seq < SEQS_MAX; seq++) {
+		for (uint64_t k = 0; k < mem_entries(seq); k++) {
+			struct dlog_entry e = mem_entry(seq, k);
+			int i = model_find(mm, e.queue_id);
+			REQUIRE(i >= 0);
+			CHECK(dlog_apply(&rp[i], &e));
+		}
+	}
+	/* Every message still held, in flight or queued, matches its replay. */
+	static bool seen[MODEL_MSGS];
+	memset(seen, 0, sizeof(seen));
+	uint64_t pending_total = 0;
+	for (int i = 0; i < added; i++) {
+		struct queue_msg *m = mm[i].held;
+		if (m == NULL)
+			continue;
+		seen[i] = true;
+		for (uint32_t k = 0; k < mm[i].rcpts; k++) {
+			enum queue_rcpt_state s = queue_msg_rcpt_state(m, k);
+			uint8_t want = s >= QUEUE_RCPT_BOUNCE_DUE ? DLOG_RCPT_PENDING : (uint8_t)s;
+			CHECK_EQ_U(states[i][k], want);
+			pending_total += s == QUEUE_RCPT_PENDING || s >= QUEUE_RCPT_BOUNCE_DUE;
+		}
+	}
+	struct queue_msg *m;
+	while ((m = queue_next_due(q, INT64_MAX - 1)) != NULL) {
+		int i = model_find(mm, queue_msg_id(m));
+		REQUIRE(i >= 0 && !seen[i]);
+		seen[i] = true;
+		CHECK(rp[i].pending > 0);
+		CHECK_EQ_U(queue_msg_attempts(m), rp[i].attempts);
+		for (uint32_t k = 0; k < mm[i].rcpts; k++) {
+			CHECK_EQ_U(queue_msg_rcpt_state(m, k), states[i][k]);
+			pending_total += states[i][k] == DLOG_RCPT_PENDING;
+		}
+	}
+	CHECK_EQ_U(pending_total, st.recipients_pending);
+	uint32_t finished = 0;
+	for (int i = 0; i < added; i++) {
+		if (!seen[i]) {
+			CHECK_EQ_U(rp[i].pending, 0);
+			finished++;
+		}
+	}
+	CHECK(added > 300 && finished > 100);
 	queue_close(q);
 }
 
@@ -1160,6 +1320,7 @@ int main(void)
 	test_commit_failure();
 	test_reclaim();
 	test_entry_buffer_full();
+	test_random_against_replay();
 	test_recovery_real_files();
 	test_recovery_every_log_cut();
 	return test_main_end("test_queue");
