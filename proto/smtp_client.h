@@ -13,7 +13,16 @@
  *
  * Robust replies: a malformed, truncated, over-long or NUL-bearing reply is a
  * temporary failure of the connection (SMTP_CLIENT_FAILED with a 4xx), never a
- * crash. One client is used by one thread.
+ * crash. A reply nobody asked for is one too (a 421 closes: CLOSED). One
+ * client is used by one thread.
+ *
+ * Driving it (core/forward): send out whenever it is not empty, and after
+ * each send completes call smtp_client_feed(c, NULL, 0, out); feed every
+ * received chunk; then act on the status: READY -> start_message or quit;
+ * SEND_BODY -> send out, the body, then body_sent; MESSAGE_DONE -> read the
+ * results, then rset (or quit); CLOSED / FAILED -> close the socket, and
+ * retry every recipient that has no final result. An upstream that closes
+ * the socket by itself is the caller's to notice: the client never sees EOF.
  */
 #ifndef RINGMX_SMTP_CLIENT_H
 #define RINGMX_SMTP_CLIENT_H
