@@ -3,10 +3,12 @@
  * due messages, reports outcomes, ends attempts, performs the log commits
  * (into in-memory logs, or real files for recovery) and unlinks reclaimed
  * segments. Covered: due order, backoff growth and jitter bounds, expiry and
- * the two-step bounce, set-aside, commit batching over segments, commit
- * failure, a full entry buffer, reclamation only for sealed segments with
- * durable final entries, and recovery of a real shard written with the
- * store API, including offline list and mark.
+ * the two-step bounce, set-aside, requeue, commit batching over segments,
+ * commit failure, a full entry buffer, reclamation only for sealed segments
+ * with durable final entries, random operations checked against a replay
+ * of the logs, and on real shards written with the store API: recovery
+ * (with rollover, reclamation, offline list and mark), a log cut at every
+ * byte, and redelivery after a failed log commit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -1192,6 +1194,81 @@ static void test_recovery_real_files(void)
 }
 
 /*
+ * At-least-once across a failed log commit: what was not written comes
+ * back after a restart, what was written stays final; a missing log is
+ * recreated and means "nothing happened yet".
+ */
+static void test_failed_commit_redelivers(void)
+{
+	char dir[] = "/tmp/rmx-qfail-XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	struct store_config scfg = {
+		.data_dir = dir,
+		.worker = W,
+		.segment_size_bytes = SEG_BYTES,
+		.store_max_bytes = 8 * SEG_BYTES,
+		.fsync = true,
+	};
+	struct queue_config qcfg = cfg_make();
+	qcfg.data_dir = dir;
+	qcfg.now_unix_ms = 5000;
+	char err[256];
+	struct store *st = NULL;
+	struct store_recovery_stats srs;
+	struct queue *q = NULL;
+	struct queue_recovery_stats qrs;
+	REQUIRE(store_open(&scfg, &st, &srs, err, sizeof(err)) == 0);
+	REQUIRE(queue_open(&qcfg, &q, &qrs, err, sizeof(err)) == 0);
+	real_add(st, q, 0); /* 1 recipient */
+	real_add(st, q, 1); /* 2 recipients */
+	struct queue_msg *a = queue_next_due(q, 5000), *b = queue_next_due(q, 5000);
+	REQUIRE(a && b && queue_msg_id(a) == real[0].id);
+	queue_outcome(q, a, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 5001);
+	CHECK(queue_attempt_done(q, a, 5001) == QUEUE_ATTEMPT_DONE);
+	real_flush(q);
+	for (uint32_t k = 0; k < 2; k++)
+		queue_outcome(q, b, k, QUEUE_OUTCOME_DELIVERED, 250, 0, 5002);
+	CHECK(queue_attempt_done(q, b, 5002) == QUEUE_ATTEMPT_DONE);
+	struct queue_commit c;
+	REQUIRE(queue_commit_begin(q, &c));
+	queue_commit_done(q, -EIO); /* the disk said no: nothing written */
+	CHECK(queue_status(q) == -EIO);
+	queue_set_active_segment(q, 99);
+	uint32_t seq;
+	CHECK(!queue_reclaimable(q, &seq));
+	queue_close(q);
+	store_close(st);
+
+	REQUIRE(store_open(&scfg, &st, &srs, err, sizeof(err)) == 0);
+	REQUIRE(queue_open(&qcfg, &q, &qrs, err, sizeof(err)) == 0);
+	CHECK_EQ_U(qrs.records, 2);
+	CHECK_EQ_U(qrs.records_final, 1);
+	CHECK_EQ_U(qrs.recipients_pending, 2);
+	b = queue_next_due(q, 5000);
+	CHECK(b != NULL && queue_msg_id(b) == real[1].id);
+	CHECK(queue_next_due(q, 5000) == NULL);
+	queue_close(q);
+	store_close(st);
+
+	/* Without its log, every recipient is pending again. */
+	char path[512];
+	snprintf(path, sizeof(path), "%s/w%u/00000001.dlog", dir, (unsigned)W);
+	REQUIRE(unlink(path) == 0);
+	REQUIRE(store_open(&scfg, &st, &srs, err, sizeof(err)) == 0);
+	REQUIRE(queue_open(&qcfg, &q, &qrs, err, sizeof(err)) == 0);
+	CHECK_EQ_U(qrs.messages_pending, 2);
+	CHECK_EQ_U(qrs.recipients_pending, 3);
+	CHECK(path_exists(dir, "00000001.dlog"));
+	queue_close(q);
+	store_close(st);
+	for (int i = 0; i < 2; i++)
+		bytebuf_free(&real[i].env);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
+/*
  * A crash can cut a log anywhere. For every cut of a real log at every
  * byte, recovery must bring back exactly the recipients that the whole
  * entries before the cut leave pending (and cut the file there).
@@ -1323,5 +1400,6 @@ int main(void)
 	test_random_against_replay();
 	test_recovery_real_files();
 	test_recovery_every_log_cut();
+	test_failed_commit_redelivers();
 	return test_main_end("test_queue");
 }
