@@ -20,9 +20,10 @@
  * each send completes call smtp_client_feed(c, NULL, 0, out); feed every
  * received chunk; then act on the status: READY -> start_message or quit;
  * SEND_BODY -> send out, the body, then body_sent; MESSAGE_DONE -> read the
- * results, then rset (or quit); CLOSED / FAILED -> close the socket, and
- * retry every recipient that has no final result. An upstream that closes
- * the socket by itself is the caller's to notice: the client never sees EOF.
+ * results, then rset (or quit); CLOSED / FAILED -> close the socket (if a
+ * message was in flight, each of its recipients holds a result already: the
+ * interrupted ones a 4xx). An upstream that closes the socket by itself is
+ * the caller's to notice: the client never sees EOF.
  */
 #ifndef RINGMX_SMTP_CLIENT_H
 #define RINGMX_SMTP_CLIENT_H
