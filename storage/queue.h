@@ -16,7 +16,7 @@
  * caller stores a DSN for the recipients in state QUEUE_RCPT_BOUNCE_DUE or
  * QUEUE_RCPT_EXPIRE_DUE, then calls queue_bounce_done). A BOUNCED/EXPIRED
  * entry is logged only once its DSN is durable, so a crash can repeat a
- * bounce, never lose one.
+ * bounce, never lose one. queue_requeue puts a message back untried.
  *
  * Memory: queue_add allocates one block per message (a small struct and a
  * byte per recipient) and may grow the heap and segment table;
@@ -27,7 +27,9 @@
  * (after a restart its recipients are forwarded again: at-least-once).
  *
  * queue_open() and queue_close() and the queue_offline_* functions block;
- * everything else makes no system call. One queue is used by one thread.
+ * everything else makes no system call. One queue is used by one thread;
+ * it serves one shard (a worker may hold the queues of several, e.g. the
+ * shards left over when the worker count shrinks).
  */
 #ifndef RINGMX_QUEUE_H
 #define RINGMX_QUEUE_H
@@ -55,7 +57,7 @@ struct queue_config {
 	int64_t max_lifetime_ms;  /* past arrival + this, pending recipients expire */
 	bool fsync;               /* false: log writes are not followed by fdatasync */
 	uint64_t jitter_seed;     /* seeds the per-queue xorshift (0 picks a fixed one) */
-	int64_t now_unix_ms;      /* queue_open: recovered messages are due at this time */
+	int64_t now_unix_ms;      /* queue_open: recovered messages are due from this time */
 };
 
 struct queue_recovery_stats {
