@@ -485,7 +485,8 @@ int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes, uint32_
 	uint32_t worker, seq;
 	uint64_t offset;
 	queue_id_split(queue_id, &worker, &seq, &offset);
-	if (worker != q->worker || seq == 0 || rcpt_count == 0 || rcpt_count > SMTP_RECIPIENTS_MAX ||
+	if (worker != q->worker || seq == 0 || rcpt_count == 0 ||
+	    rcpt_count > SMTP_RECIPIENTS_MAX ||
 	    padded_bytes < RECORD_HEADER_BYTES || padded_bytes % RECORD_ALIGN_BYTES != 0)
 		return -EINVAL;
 	struct queue_msg *m = msg_alloc(queue_id, padded_bytes, rcpt_count, arrival_unix_ms);
@@ -588,13 +589,13 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
 		if (st == QUEUE_RCPT_BOUNCE_DUE) {
 			set_rcpt(m, i, QUEUE_RCPT_BOUNCED);
 			q->bounced++;
-			log_entry(q, m, DLOG_BOUNCED, i, m->attempts, now_unix_ms, m->last_reply_code,
-				  m->last_enhanced);
+			log_entry(q, m, DLOG_BOUNCED, i, m->attempts, now_unix_ms,
+				  m->last_reply_code, m->last_enhanced);
 		} else if (st == QUEUE_RCPT_EXPIRE_DUE) {
 			set_rcpt(m, i, QUEUE_RCPT_EXPIRED);
 			q->expired++;
-			log_entry(q, m, DLOG_EXPIRED, i, m->attempts, now_unix_ms, m->last_reply_code,
-				  m->last_enhanced);
+			log_entry(q, m, DLOG_EXPIRED, i, m->attempts, now_unix_ms,
+				  m->last_reply_code, m->last_enhanced);
 		} else {
 			continue;
 		}
@@ -1165,8 +1166,7 @@ int queue_open(const struct queue_config *cfg, struct queue **out,
 	return 0;
 }
 
-int queue_offline_list(const char *data_dir, uint32_t worker,
-		       int (*each)(void *ctx, const struct queue_deferred_info *info), void *ctx,
+int queue_offline_list(const char *data_dir, uint32_t worker, queue_deferred_fn *each, void *ctx,
 		       char *err, size_t errlen)
 {
 	if (worker >= WORKERS_MAX)
@@ -1235,7 +1235,8 @@ int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offli
 	if (flock(dirfd, LOCK_EX | LOCK_NB) != 0) {
 		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
 		close(dirfd);
-		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker, 0);
+		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
+			    0);
 	}
 	struct loaded_segment ls;
 	const char *what = "mark message in";

@@ -218,9 +218,10 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c);
 /*
  * Reports the commit begun last, once all its writes and syncs finished:
  * 0 (or any non-negative count) if every write wrote its whole iov and
- * every sync returned 0, else the first -errno (a short write is -EIO). A failure marks the queue failed
- * for good: forwarding goes on, no segment is reclaimed, no more log writes
- * (queue_status returns the error; a restart replays what is durable).
+ * every sync returned 0, else the first -errno (a short write is -EIO).
+ * A failure marks the queue failed for good: forwarding goes on, no
+ * segment is reclaimed, no more log writes (queue_status returns the
+ * error; a restart replays what is durable).
  */
 void queue_commit_done(struct queue *q, int result);
 
@@ -294,9 +295,10 @@ struct queue_deferred_info {
  * returns non-zero (that value is returned). Returns 0 or -errno with a
  * message in err.
  */
+typedef int queue_deferred_fn(void *ctx, const struct queue_deferred_info *info);
 RMX_MUST_CHECK int queue_offline_list(const char *data_dir, uint32_t worker,
-				      int (*each)(void *ctx, const struct queue_deferred_info *info),
-				      void *ctx, char *err, size_t errlen);
+				      queue_deferred_fn *each, void *ctx, char *err,
+				      size_t errlen);
 
 enum queue_offline_action {
 	QUEUE_OFFLINE_DELETE,  /* DELETED for every pending recipient */
