@@ -1129,6 +1129,20 @@ const struct smtp_client_result *smtp_client_conn_result(const struct smtp_clien
 	return &c->conn_result;
 }
 
+enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const char *why)
+{
+	RMX_ASSERT(why != NULL && why[0] != '\0');
+	if (!client_live(c))
+		return status_of(c);
+	if (c->state == ST_QUIT) {
+		c->state = ST_CLOSED;
+		return SMTP_CLIENT_CLOSED;
+	}
+	struct smtp_client_result r;
+	result_set(&r, 451, "4.4.2", why);
+	return client_failed_with(c, &r);
+}
+
 uint32_t smtp_client_caps(const struct smtp_client *c)
 {
 	return c->caps;

@@ -22,8 +22,8 @@
  * SEND_BODY -> send out, the body, then body_sent; MESSAGE_DONE -> read the
  * results, then rset (or quit); CLOSED / FAILED -> close the socket (if a
  * message was in flight, each of its recipients holds a result already: the
- * interrupted ones a 4xx). An upstream that closes the socket by itself is
- * the caller's to notice: the client never sees EOF.
+ * interrupted ones a 4xx). EOF, a reset or a timeout go through
+ * smtp_client_connection_lost(), which settles the results the same way.
  */
 #ifndef RINGMX_SMTP_CLIENT_H
 #define RINGMX_SMTP_CLIENT_H
@@ -173,6 +173,16 @@ enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out 
  * here (malformed or unexpected reply). When that happens mid-message, the
  * recipients without a final result get it too (always 4xx there). */
 const struct smtp_client_result *smtp_client_conn_result(const struct smtp_client *c);
+
+/*
+ * The connection ended without the reply we waited for (EOF, reset, the
+ * caller's timeout): FAILED with conn_result "451 4.4.2 <why>" (why: short
+ * printable text such as "lost connection with upstream"), and a message in
+ * flight ends as for a malformed reply: its unfinished recipients get that
+ * 4xx. After QUIT this is just CLOSED; when already CLOSED or FAILED,
+ * nothing changes.
+ */
+enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const char *why);
 
 uint32_t smtp_client_caps(const struct smtp_client *c);
 

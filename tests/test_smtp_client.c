@@ -6,8 +6,8 @@
  *   S: text      the upstream sends text CRLF; consecutive S/s lines are one
  *   s: text      flight (one TCP read); s: adds no CRLF
  *   C: text      the client must have written text CRLF by the next check
- *   > start | body | rset | quit | sent    call start_message, body_sent,
- *                rset, quit, or feed with n = 0
+ *   > start | body | rset | quit | sent | lost    call start_message,
+ *                body_sent, rset, quit, feed with n = 0, or connection_lost
  *   = STATUS     the status the last call returned
  *   R<i>: res    recipient i's result, "code status text" ("0": none)
  *   M: res / X: res    the message result / the connection result
@@ -422,6 +422,8 @@ static bool replay_action(struct replay *r, size_t step, const char *action)
 		r->status = smtp_client_quit(&r->client, &r->out);
 	else if (strcmp(action, "sent") == 0)
 		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
+	else if (strcmp(action, "lost") == 0)
+		r->status = smtp_client_connection_lost(&r->client, "lost connection with upstream");
 	else {
 		snprintf(r->error, sizeof(r->error), "step %zu: unknown action %s", step, action);
 		return false;
@@ -1469,6 +1471,55 @@ static const char conv_path_too_long[] =
 	"C: MAIL FROM:<s@o.example>\n"
 	"R0: 553 5.1.3 stored recipient address cannot be relayed\n";
 
+/* EOF in the middle of the replies: unfinished recipients get a 4xx. */
+static const char conv_lost_mid_message[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"T: c@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: RCPT TO:<c@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no b\n"
+	"s: 25\n"
+	"> lost\n"
+	"= FAILED\n"
+	"R0: 451 4.4.2 lost connection with upstream\n"
+	"R1: 550 5.1.1 no b\n"
+	"R2: 451 4.4.2 lost connection with upstream\n"
+	"M: 451 4.4.2 lost connection with upstream\n"
+	"X: 451 4.4.2 lost connection with upstream\n"
+	"> lost\n"
+	"= FAILED\n";
+
+/* EOF after QUIT is how a session ends; after a finished message it only
+ * fails the connection. */
+static const char conv_lost_after_quit[] =
+	GREET_EHLO_PIPE
+	"> quit\n"
+	"C: QUIT\n"
+	"> lost\n"
+	"= CLOSED\n";
+
+static const char conv_lost_after_done[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 550 5.7.1 no\n"
+	"= MESSAGE_DONE\n"
+	"> lost\n"
+	"= FAILED\n"
+	"R0: 550 5.7.1 no\n"
+	"M: 550 5.7.1 no\n";
+
 /* ---- conversations built in code -------------------------------------------------------- */
 
 /* XFORWARD lines stay under 512 bytes; a value that cannot fit one line is
@@ -1764,6 +1815,10 @@ static void test_random_upstreams(void)
 				st = rng(4) ? smtp_client_rset(&c, &out) : smtp_client_quit(&c, &out);
 				break;
 			default: {
+				if (rng(100) == 0) {
+					st = smtp_client_connection_lost(&c, "lost");
+					break;
+				}
 				size_t n = RMX_MIN(len - at, 1 + rng(64));
 				st = smtp_client_feed(&c, stream + at, n, &out);
 				at += n;
@@ -1892,6 +1947,9 @@ int main(void)
 		{ "size_huge", conv_size_huge },
 		{ "xforward_no_attrs", conv_xforward_no_attrs },
 		{ "path_too_long", conv_path_too_long },
+		{ "lost_mid_message", conv_lost_mid_message },
+		{ "lost_after_quit", conv_lost_after_quit },
+		{ "lost_after_done", conv_lost_after_done },
 	};
 	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
 		run_script(scripts[i].name, scripts[i].script);
