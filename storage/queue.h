@@ -255,7 +255,8 @@ void queue_set_active_segment(struct queue *q, uint32_t seq);
  * A sealed segment whose records are all final and whose log entries are
  * all durable: returns true and *seq, once per segment. core/ unlinks
  * <seq>.seg first, then <seq>.dlog (a crash between leaves an orphan log
- * that queue_open removes), then calls queue_reclaimed.
+ * that queue_open removes), then calls queue_reclaimed and
+ * store_segment_removed (so the store's size budget shrinks).
  */
 bool queue_reclaimable(struct queue *q, uint32_t *seq);
 

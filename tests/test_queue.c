@@ -1146,6 +1146,7 @@ static void test_recovery_real_files(void)
 		CHECK(fd >= 0);
 		if (fd >= 0)
 			close(fd);
+		store_segment_removed(st, seq);
 		reclaimed++;
 	}
 	/* Every segment holding records but the newest (the active one). */
