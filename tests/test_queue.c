@@ -1166,6 +1166,9 @@ static void test_recovery_real_files(void)
 	}
 	CHECK(distinct >= 3);
 	CHECK_EQ_U(reclaimed, distinct - 1);
+	struct store_stats after;
+	store_get_stats(st, &after);
+	CHECK_EQ_U(after.segments + reclaimed, ss.segments);
 	CHECK(!path_exists(dir, "00000001.seg") && !path_exists(dir, "00000001.dlog"));
 	queue_close(q);
 	store_close(st);
