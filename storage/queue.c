@@ -425,6 +425,7 @@ void queue_close(struct queue *q)
 {
 	if (q == NULL)
 		return;
+	RMX_ASSERT(!q->in_flight); /* core/ is still writing from q->flight */
 	while (q->all != NULL) {
 		struct queue_msg *next = q->all->next;
 		free(q->all);
