@@ -332,6 +332,7 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 	free(m);
 }
 
+/* Moves a PENDING or *_DUE recipient on, keeping m->pending and m->due. */
 static void set_rcpt(struct queue_msg *m, uint32_t rcpt, enum queue_rcpt_state to)
 {
 	enum queue_rcpt_state from = m->rcpt_state[rcpt];
@@ -939,6 +940,8 @@ static int load_records(const struct segment_map *m, uint32_t worker, uint32_t s
 	return 0;
 }
 
+/* Applies the valid prefix of a log image to the records of ls; entries
+ * naming no record (or recipient) of this segment are counted, not used. */
 static void replay_log(const uint8_t *image, size_t len, struct loaded_segment *ls)
 {
 	size_t valid = dlog_valid_prefix(image, len);
