@@ -1,0 +1,537 @@
+/*
+ * metrics.c - the metric table, histogram observation and the Prometheus
+ * text exposition.
+ *
+ * Workers write their own struct metrics_worker through the inline helpers
+ * in metrics.h; a scrape (the /metrics endpoint, on whichever worker the
+ * request landed) calls metrics_render, which walks metrics_table in order,
+ * reads every worker's value with a relaxed atomic load, aggregates (sum,
+ * or max for "the worst worker" gauges), and formats. Histogram buckets are
+ * stored per bucket and made cumulative here, so each worker's observe is a
+ * single store into one bucket plus one into the sum.
+ *
+ * Invariants: every table row's name ends with its unit (and "_total" for
+ * counters; checked by the tests); the output never exceeds cap bytes;
+ * rendering allocates nothing and keeps no state between calls.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+
+/* --- Bucket bounds ------------------------------------------------------- */
+
+#define NS_PER_US 1000ull
+#define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
+
+static const uint64_t latency_bound_ns[METRICS_LATENCY_BOUNDS] = {
+	50 * NS_PER_US,  100 * NS_PER_US, 250 * NS_PER_US, 500 * NS_PER_US,
+	1 * NS_PER_MS,   2500 * NS_PER_US, 5 * NS_PER_MS,  10 * NS_PER_MS,
+	25 * NS_PER_MS,  50 * NS_PER_MS,  100 * NS_PER_MS, 250 * NS_PER_MS,
+	500 * NS_PER_MS, 1 * NS_PER_S,    2500 * NS_PER_MS, 5 * NS_PER_S,
+	10 * NS_PER_S,   30 * NS_PER_S,   60 * NS_PER_S,
+};
+
+static const uint64_t size_bound_bytes[METRICS_SIZE_BOUNDS] = {
+	1ull << 10, 1ull << 12, 1ull << 14, 1ull << 16, 1ull << 18,
+	1ull << 20, 1ull << 22, 1ull << 24, 1ull << 26,
+};
+
+static const uint64_t batch_bound_records[METRICS_BATCH_BOUNDS] = {
+	1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024,
+};
+
+/* How a histogram's raw integers become Prometheus numbers: value =
+ * raw / 10^scale_digits (nanoseconds to seconds: 9). */
+struct bucket_set {
+	const uint64_t *bound;
+	unsigned bounds;
+	unsigned scale_digits;
+};
+
+enum { BUCKETS_NONE, BUCKETS_LATENCY, BUCKETS_SIZE, BUCKETS_BATCH };
+
+static const struct bucket_set bucket_sets[] = {
+	[BUCKETS_NONE] = { NULL, 0, 0 },
+	[BUCKETS_LATENCY] = { latency_bound_ns, METRICS_LATENCY_BOUNDS, 9 },
+	[BUCKETS_SIZE] = { size_bound_bytes, METRICS_SIZE_BOUNDS, 0 },
+	[BUCKETS_BATCH] = { batch_bound_records, METRICS_BATCH_BOUNDS, 0 },
+};
+
+/* render reads a histogram as {sum, bucket[bounds + 1]} at one offset. */
+_Static_assert(offsetof(struct metrics_latency_hist, bucket) == sizeof(uint64_t), "layout");
+_Static_assert(offsetof(struct metrics_size_hist, bucket) == sizeof(uint64_t), "layout");
+_Static_assert(offsetof(struct metrics_batch_hist, bucket) == sizeof(uint64_t), "layout");
+#define HIST_BUCKETS_MAX (METRICS_LATENCY_BOUNDS + 1)
+_Static_assert(METRICS_SIZE_BOUNDS < HIST_BUCKETS_MAX && METRICS_BATCH_BOUNDS < HIST_BUCKETS_MAX,
+	       "the latency histogram has the most buckets");
+
+/* --- Reply codes --------------------------------------------------------- */
+
+/* Every code in proto/smtp_reply.c's catalogue (the tests check it). */
+const uint16_t metrics_reply_codes[METRICS_REPLY_CODES] = {
+	214, 220, 221, 250, 252, 354, 421, 451, 452,
+	500, 501, 502, 503, 550, 552, 553, 554, 555,
+};
+
+static const char *const reply_code_label[METRICS_REPLY_SLOTS] = {
+	"214", "220", "221", "250", "252", "354", "421", "451", "452",
+	"500", "501", "502", "503", "550", "552", "553", "554", "555",
+	"other",
+};
+
+/* slot + 1 by code; 0 (the default) means "other". */
+static const uint8_t reply_slot_by_code[600] = {
+	[214] = 1,  [220] = 2,  [221] = 3,  [250] = 4,  [252] = 5,  [354] = 6,
+	[421] = 7,  [451] = 8,  [452] = 9,  [500] = 10, [501] = 11, [502] = 12,
+	[503] = 13, [550] = 14, [552] = 15, [553] = 16, [554] = 17, [555] = 18,
+};
+_Static_assert(METRICS_REPLY_CODES == 18, "reply_slot_by_code lists every code");
+
+unsigned metrics_reply_slot(unsigned code)
+{
+	if (code >= RMX_ARRAY_LEN(reply_slot_by_code) || reply_slot_by_code[code] == 0)
+		return METRICS_REPLY_OTHER;
+	return reply_slot_by_code[code] - 1u;
+}
+
+/* --- Label sets ---------------------------------------------------------- */
+
+static const char *const conn_reject_label[METRICS_CONN_REJECT_COUNT] = {
+	[METRICS_CONN_REJECT_LIMIT] = "limit",
+	[METRICS_CONN_REJECT_PER_IP] = "per_ip",
+	[METRICS_CONN_REJECT_PROXY] = "proxy",
+	[METRICS_CONN_REJECT_SHUTDOWN] = "shutdown",
+};
+
+static const char *const rcpt_reject_label[METRICS_RCPT_REJECT_COUNT] = {
+	[METRICS_RCPT_REJECT_RELAY_DENIED] = "relay_denied",
+	[METRICS_RCPT_REJECT_UNKNOWN_USER] = "unknown_user",
+	[METRICS_RCPT_REJECT_TOO_MANY] = "too_many",
+	[METRICS_RCPT_REJECT_SYNTAX] = "syntax",
+	[METRICS_RCPT_REJECT_STORAGE_FULL] = "storage_full",
+	[METRICS_RCPT_REJECT_OTHER] = "other",
+};
+
+static const char *const forward_result_label[METRICS_FORWARD_RESULT_COUNT] = {
+	[METRICS_FORWARD_SUCCESS] = "success",
+	[METRICS_FORWARD_TEMPFAIL] = "tempfail",
+	[METRICS_FORWARD_PERMFAIL] = "permfail",
+	[METRICS_FORWARD_ERROR] = "error",
+};
+
+enum {
+	LABELS_NONE,
+	LABELS_CONN_REJECT,
+	LABELS_COMMAND,
+	LABELS_REPLY,
+	LABELS_RCPT_REJECT,
+	LABELS_FORWARD_RESULT,
+	LABELS_UPSTREAM,
+	LABELS_VERSION,
+};
+
+static const char *const label_name[] = {
+	[LABELS_NONE] = NULL,
+	[LABELS_CONN_REJECT] = "reason",
+	[LABELS_COMMAND] = "command",
+	[LABELS_REPLY] = "code",
+	[LABELS_RCPT_REJECT] = "reason",
+	[LABELS_FORWARD_RESULT] = "result",
+	[LABELS_UPSTREAM] = "upstream",
+	[LABELS_VERSION] = "version",
+};
+
+static unsigned label_count(unsigned labels, const struct metrics_static *st)
+{
+	switch (labels) {
+	case LABELS_NONE: return 1;
+	case LABELS_CONN_REJECT: return METRICS_CONN_REJECT_COUNT;
+	case LABELS_COMMAND: return SMTP_VERB_COUNT;
+	case LABELS_REPLY: return METRICS_REPLY_SLOTS;
+	case LABELS_RCPT_REJECT: return METRICS_RCPT_REJECT_COUNT;
+	case LABELS_FORWARD_RESULT: return METRICS_FORWARD_RESULT_COUNT;
+	case LABELS_UPSTREAM: return st->upstream_count;
+	case LABELS_VERSION: return 1;
+	}
+	RMX_ASSERT(!"unknown label set");
+	return 0;
+}
+
+static const char *label_value(unsigned labels, unsigned i, const struct metrics_static *st)
+{
+	switch (labels) {
+	case LABELS_CONN_REJECT: return conn_reject_label[i];
+	case LABELS_COMMAND: return smtp_verb_name((enum smtp_verb)i);
+	case LABELS_REPLY: return reply_code_label[i];
+	case LABELS_RCPT_REJECT: return rcpt_reject_label[i];
+	case LABELS_FORWARD_RESULT: return forward_result_label[i];
+	case LABELS_UPSTREAM: return st->upstream[i];
+	case LABELS_VERSION: return st->version;
+	}
+	RMX_ASSERT(!"label set without values");
+	return "";
+}
+
+/* --- The table ----------------------------------------------------------- */
+
+/* Where a value comes from: workers (summed, or the largest), or st. */
+enum { FROM_SUM, FROM_MAX, FROM_BUILD_INFO, FROM_FSYNC_DISABLED };
+
+#define OFF(field) ((uint32_t)offsetof(struct metrics_worker, field))
+#define COUNTER(name, unit, labels, field, help) \
+	{ name, unit, help, METRICS_COUNTER, labels, FROM_SUM, BUCKETS_NONE, OFF(field) }
+#define GAUGE(name, unit, labels, from, field, help) \
+	{ name, unit, help, METRICS_GAUGE, labels, from, BUCKETS_NONE, OFF(field) }
+#define HISTOGRAM(name, unit, buckets, field, help) \
+	{ name, unit, help, METRICS_HISTOGRAM, LABELS_NONE, FROM_SUM, buckets, OFF(field) }
+
+const struct metrics_desc metrics_table[] = {
+	{ "ringmx_build_info", "", "Build of the running ringmx; the value is always 1.",
+	  METRICS_GAUGE, LABELS_VERSION, FROM_BUILD_INFO, BUCKETS_NONE, 0 },
+	{ "ringmx_fsync_disabled", "",
+	  "1 when fsync = never: accepted mail is NOT durable before 250 (benchmarks only).",
+	  METRICS_GAUGE, LABELS_NONE, FROM_FSYNC_DISABLED, BUCKETS_NONE, 0 },
+
+	COUNTER("ringmx_connections_accepted_total", "", LABELS_NONE, connections_accepted,
+		"SMTP connections accepted."),
+	GAUGE("ringmx_connections_active", "", LABELS_NONE, FROM_SUM, connections_active,
+	      "SMTP connections open now."),
+	COUNTER("ringmx_connections_rejected_total", "", LABELS_CONN_REJECT,
+		connections_rejected[0], "SMTP connections refused before the session, by reason."),
+
+	COUNTER("ringmx_smtp_commands_total", "", LABELS_COMMAND, commands[0],
+		"SMTP commands received, by command."),
+	COUNTER("ringmx_smtp_replies_total", "", LABELS_REPLY, replies[0],
+		"SMTP replies sent, by reply code."),
+	COUNTER("ringmx_messages_accepted_total", "", LABELS_NONE, messages_accepted,
+		"Messages made durable and acknowledged with 250."),
+	COUNTER("ringmx_received_bytes_total", "bytes", LABELS_NONE, received_bytes,
+		"Message bytes received (DATA and BDAT payload)."),
+	COUNTER("ringmx_recipients_accepted_total", "", LABELS_NONE, recipients_accepted,
+		"Recipients accepted with 250."),
+	COUNTER("ringmx_recipients_rejected_total", "", LABELS_RCPT_REJECT,
+		recipients_rejected[0], "Recipients refused, by reason."),
+	HISTOGRAM("ringmx_smtp_transaction_duration_seconds", "seconds", BUCKETS_LATENCY,
+		  transaction_duration, "Time from MAIL FROM to the final 250 of a transaction."),
+	HISTOGRAM("ringmx_smtp_ack_latency_seconds", "seconds", BUCKETS_LATENCY, ack_latency,
+		  "Time from the end of the message data to its 250 (the durability wait)."),
+	HISTOGRAM("ringmx_smtp_message_size_bytes", "bytes", BUCKETS_SIZE, message_size,
+		  "Size of accepted messages as stored."),
+
+	HISTOGRAM("ringmx_store_fsync_latency_seconds", "seconds", BUCKETS_LATENCY, fsync_latency,
+		  "Duration of one group commit's write and fdatasync."),
+	HISTOGRAM("ringmx_store_commit_batch_records", "records", BUCKETS_BATCH, commit_batch,
+		  "Records made durable by one group commit."),
+	GAUGE("ringmx_store_bytes", "bytes", LABELS_NONE, FROM_SUM, store_bytes,
+	      "Bytes held by the segment store."),
+	GAUGE("ringmx_store_segments", "", LABELS_NONE, FROM_SUM, store_segments,
+	      "Segment files in the store."),
+
+	GAUGE("ringmx_forward_pending_records", "records", LABELS_NONE, FROM_SUM,
+	      forward_pending_records, "Stored messages not yet forwarded or bounced."),
+	GAUGE("ringmx_forward_oldest_pending_age_seconds", "seconds", LABELS_NONE, FROM_MAX,
+	      forward_oldest_pending_age_s, "Age of the oldest message waiting to be forwarded."),
+	COUNTER("ringmx_forward_attempts_total", "", LABELS_FORWARD_RESULT, forward_attempts[0],
+		"Attempts to forward a message to an upstream relay, by result."),
+	COUNTER("ringmx_forward_deferrals_total", "", LABELS_NONE, forward_deferrals,
+		"Messages put back for a later retry."),
+	COUNTER("ringmx_forward_bounces_total", "", LABELS_NONE, forward_bounces,
+		"Messages given up on (5xx or queue lifetime) and reported to the sender."),
+	HISTOGRAM("ringmx_forward_latency_seconds", "seconds", BUCKETS_LATENCY, forward_latency,
+		  "Time from a message's acceptance to the upstream relay's 250."),
+	GAUGE("ringmx_upstream_up", "", LABELS_UPSTREAM, FROM_MAX, upstream_up[0],
+	      "1 when at least one worker reaches the upstream relay."),
+
+	COUNTER("ringmx_buffer_ring_enobufs_total", "", LABELS_NONE, buffer_ring_enobufs,
+		"Receives that found the provided buffer ring empty (ENOBUFS)."),
+	GAUGE("ringmx_buffer_ring_in_use_buffers", "buffers", LABELS_NONE, FROM_SUM,
+	      buffer_ring_in_use, "Provided receive buffers held by the application."),
+};
+
+const unsigned metrics_table_count = RMX_ARRAY_LEN(metrics_table);
+
+/* --- Hot path ------------------------------------------------------------ */
+
+void metrics_worker_init(struct metrics_worker *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+/* Index of the first bound >= v (v <= bound is Prometheus' le), or n for
+ * +Inf. Binary search: at most five comparisons for the latency bounds. */
+static unsigned bucket_index(const uint64_t *bound, unsigned n, uint64_t v)
+{
+	unsigned lo = 0, hi = n;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		if (bound[mid] < v)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void metrics_observe_latency_ns(struct metrics_latency_hist *h, uint64_t duration_ns)
+{
+	metrics_inc(&h->bucket[bucket_index(latency_bound_ns, METRICS_LATENCY_BOUNDS, duration_ns)]);
+	metrics_add(&h->sum_ns, duration_ns);
+}
+
+void metrics_observe_size_bytes(struct metrics_size_hist *h, uint64_t size_bytes)
+{
+	metrics_inc(&h->bucket[bucket_index(size_bound_bytes, METRICS_SIZE_BOUNDS, size_bytes)]);
+	metrics_add(&h->sum_bytes, size_bytes);
+}
+
+void metrics_observe_batch_records(struct metrics_batch_hist *h, uint64_t records)
+{
+	metrics_inc(&h->bucket[bucket_index(batch_bound_records, METRICS_BATCH_BOUNDS, records)]);
+	metrics_add(&h->sum_records, records);
+}
+
+int metrics_static_init(struct metrics_static *st, const char *version, bool fsync_disabled,
+			const char *const *upstreams, unsigned upstream_count)
+{
+	if (upstream_count > UPSTREAMS_MAX || strlen(version) >= sizeof(st->version))
+		return -EINVAL;
+	for (unsigned i = 0; i < upstream_count; i++)
+		if (strlen(upstreams[i]) >= sizeof(st->upstream[i]))
+			return -EINVAL;
+	memset(st, 0, sizeof(*st));
+	memcpy(st->version, version, strlen(version));
+	st->fsync_disabled = fsync_disabled;
+	st->upstream_count = upstream_count;
+	for (unsigned i = 0; i < upstream_count; i++)
+		memcpy(st->upstream[i], upstreams[i], strlen(upstreams[i]));
+	return 0;
+}
+
+/* --- Output -------------------------------------------------------------- */
+
+/* A bounded writer that keeps counting past cap, so the caller learns the
+ * length it needs. Once a piece does not fit nothing more is written
+ * (len > cap from then on), so buf never holds a piece out of order. In
+ * bound mode numbers count as their longest form and nothing is written. */
+struct out {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool bound;
+};
+
+static void out_bytes(struct out *o, const char *s, size_t n)
+{
+	if (n == 0)
+		return;
+	if (!o->bound && o->len <= o->cap && n <= o->cap - o->len)
+		memcpy(o->buf + o->len, s, n);
+	o->len += n;
+}
+
+static void out_str(struct out *o, const char *s)
+{
+	out_bytes(o, s, strlen(s));
+}
+
+#define U64_DIGITS_MAX 20 /* 18446744073709551615 */
+
+static void out_u64(struct out *o, uint64_t v)
+{
+	char tmp[U64_DIGITS_MAX];
+	size_t i = sizeof(tmp);
+	if (o->bound) {
+		o->len += U64_DIGITS_MAX;
+		return;
+	}
+	do {
+		tmp[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	out_bytes(o, tmp + i, sizeof(tmp) - i);
+}
+
+/* raw / 10^digits as a decimal without trailing zeros ("0.00005", "1",
+ * "2.5"). Exact: no floating point on the way. */
+static void out_fixed(struct out *o, uint64_t raw, unsigned digits)
+{
+	if (digits == 0) {
+		out_u64(o, raw);
+		return;
+	}
+	if (o->bound) {
+		o->len += U64_DIGITS_MAX + 1; /* every digit plus the point */
+		return;
+	}
+	uint64_t scale = 1;
+	for (unsigned i = 0; i < digits; i++)
+		scale *= 10;
+	uint64_t frac = raw % scale;
+	out_u64(o, raw / scale);
+	if (frac == 0)
+		return;
+	char tmp[U64_DIGITS_MAX];
+	RMX_ASSERT(digits <= sizeof(tmp));
+	for (unsigned i = digits; i-- > 0;) {
+		tmp[i] = (char)('0' + frac % 10);
+		frac /= 10;
+	}
+	unsigned n = digits;
+	while (tmp[n - 1] == '0')
+		n--;
+	out_bytes(o, ".", 1);
+	out_bytes(o, tmp, n);
+}
+
+/* Exposition format 0.0.4: in a label value, backslash, double quote and
+ * line feed are escaped; in HELP text, backslash and line feed. */
+static void out_escaped(struct out *o, const char *s, bool quote_too)
+{
+	const char *run = s;
+	for (; *s != '\0'; s++) {
+		const char *esc = NULL;
+		if (*s == '\\')
+			esc = "\\\\";
+		else if (*s == '\n')
+			esc = "\\n";
+		else if (*s == '"' && quote_too)
+			esc = "\\\"";
+		if (esc == NULL)
+			continue;
+		out_bytes(o, run, (size_t)(s - run));
+		out_bytes(o, esc, 2);
+		run = s + 1;
+	}
+	out_bytes(o, run, (size_t)(s - run));
+}
+
+static void out_header(struct out *o, const struct metrics_desc *d)
+{
+	static const char *const type_name[] = {
+		[METRICS_COUNTER] = "counter", [METRICS_GAUGE] = "gauge", [METRICS_HISTOGRAM] = "histogram",
+	};
+	out_str(o, "# HELP ");
+	out_str(o, d->name);
+	out_bytes(o, " ", 1);
+	out_escaped(o, d->help, false);
+	out_str(o, "\n# TYPE ");
+	out_str(o, d->name);
+	out_bytes(o, " ", 1);
+	out_str(o, type_name[d->type]);
+	out_bytes(o, "\n", 1);
+}
+
+static uint64_t load_at(const struct metrics_worker *w, size_t offset)
+{
+	const uint64_t *p = (const uint64_t *)(const void *)((const char *)w + offset);
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+static uint64_t aggregate(const struct metrics_worker *const *workers, unsigned n,
+			  size_t offset, bool max)
+{
+	uint64_t v = 0;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t x = load_at(workers[i], offset);
+		v = max ? RMX_MAX(v, x) : v + x;
+	}
+	return v;
+}
+
+static void out_sample(struct out *o, const struct metrics_desc *d, unsigned label_index,
+		       const struct metrics_static *st, uint64_t value)
+{
+	out_str(o, d->name);
+	if (d->labels != LABELS_NONE) {
+		out_bytes(o, "{", 1);
+		out_str(o, label_name[d->labels]);
+		out_bytes(o, "=\"", 2);
+		out_escaped(o, label_value(d->labels, label_index, st), true);
+		out_bytes(o, "\"}", 2);
+	}
+	out_bytes(o, " ", 1);
+	out_u64(o, value);
+	out_bytes(o, "\n", 1);
+}
+
+static void out_histogram(struct out *o, const struct metrics_desc *d,
+			  const struct metrics_worker *const *workers, unsigned n)
+{
+	const struct bucket_set *bs = &bucket_sets[d->buckets];
+	uint64_t sum = aggregate(workers, n, d->offset, false);
+	uint64_t cumulative = 0;
+	for (unsigned b = 0; b <= bs->bounds; b++) {
+		size_t offset = d->offset + sizeof(uint64_t) * (1 + b);
+		cumulative += aggregate(workers, n, offset, false);
+		out_str(o, d->name);
+		out_str(o, "_bucket{le=\"");
+		if (b < bs->bounds) {
+			/* Bounds are constants: bound mode counts their exact
+			 * length (it has no buffer, so nothing is written). */
+			bool bound = o->bound;
+			o->bound = false;
+			out_fixed(o, bs->bound[b], bs->scale_digits);
+			o->bound = bound;
+		} else {
+			out_str(o, "+Inf");
+		}
+		out_str(o, "\"} ");
+		out_u64(o, cumulative);
+		out_bytes(o, "\n", 1);
+	}
+	out_str(o, d->name);
+	out_str(o, "_sum ");
+	out_fixed(o, sum, bs->scale_digits);
+	out_bytes(o, "\n", 1);
+	out_str(o, d->name);
+	out_str(o, "_count ");
+	out_u64(o, cumulative);
+	out_bytes(o, "\n", 1);
+}
+
+static void render(struct out *o, const struct metrics_worker *const *workers, unsigned n,
+		   const struct metrics_static *st)
+{
+	RMX_ASSERT(st->upstream_count <= UPSTREAMS_MAX);
+	for (size_t i = 0; i < RMX_ARRAY_LEN(metrics_table); i++) {
+		const struct metrics_desc *d = &metrics_table[i];
+		out_header(o, d);
+		if (d->type == METRICS_HISTOGRAM) {
+			out_histogram(o, d, workers, n);
+			continue;
+		}
+		unsigned count = label_count(d->labels, st);
+		for (unsigned l = 0; l < count; l++) {
+			uint64_t v;
+			switch (d->from) {
+			case FROM_BUILD_INFO: v = 1; break;
+			case FROM_FSYNC_DISABLED: v = st->fsync_disabled ? 1 : 0; break;
+			default:
+				v = aggregate(workers, n, d->offset + sizeof(uint64_t) * l,
+					      d->from == FROM_MAX);
+				break;
+			}
+			out_sample(o, d, l, st, v);
+		}
+	}
+}
+
+size_t metrics_render(const struct metrics_worker *const *workers, unsigned n,
+		      const struct metrics_static *st, char *buf, size_t cap)
+{
+	RMX_ASSERT(buf != NULL || cap == 0);
+	RMX_ASSERT(workers != NULL || n == 0);
+	struct out o = { buf, cap, 0, false };
+	render(&o, workers, n, st);
+	return o.len;
+}
+
+size_t metrics_render_bound(const struct metrics_static *st)
+{
+	struct out o = { NULL, 0, 0, true };
+	render(&o, NULL, 0, st);
+	return o.len;
+}
