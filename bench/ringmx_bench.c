@@ -1,0 +1,1694 @@
+/*
+ * ringmx_bench.c - ringmx-bench, the SMTP load generator.
+ *
+ * Drives an SMTP server (ringmx, Postfix, Haraka ...) with many concurrent
+ * sessions from --threads event loops, each owning one io_uring and its own
+ * connections; nothing is shared between loops while they run except the
+ * read-only plan (addresses, command bytes, body templates). A connection is
+ * a small state machine: connect, banner, EHLO, then transactions, either
+ * pipelined (MAIL + RCPT.. + DATA in one write, RFC 2920) or one command per
+ * round trip, then QUIT. Closed loop by default (a connection starts its next
+ * message when the last one ends); with --rate, an open-loop schedule starts
+ * messages at fixed times and records how late each start was.
+ *
+ * Invariants: per connection at most one receive and one send are in flight;
+ * a socket is closed only when no operation on it is in flight; the bytes a
+ * send references (shared templates, the connection's header slots) stay put
+ * until its completion; every buffer is sized at start-up.
+ */
+#include "hist.h"
+#include "load.h"
+#include "procstat.h"
+#include "reply.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <liburing.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EXIT_OK 0
+#define EXIT_FAILED 1
+#define EXIT_USAGE 2
+
+#define THREADS_MAX 64
+#define CONNS_MAX 1000000u
+#define RCPTS_MAX 1000u
+#define ADDRESS_MAX_BYTES 256
+#define RECV_BUFFER_BYTES_PER_CONN 2048
+#define OUT_IOV_MAX 8
+#define RING_ENTRIES 1024
+#define RING_CQ_ENTRIES 16384
+#define CONNECTS_INFLIGHT_MAX 256      /* per loop: spreads a SYN burst */
+#define SWEEP_INTERVAL_NS (100ull * 1000 * 1000)
+#define RECONNECT_BACKOFF_NS (100ull * 1000 * 1000)
+#define CONN_FAILURES_MAX 5            /* consecutive, then the slot gives up */
+#define LATE_THRESHOLD_NS (1000ull * 1000)  /* a schedule slip worth reporting */
+#define REPLY_TIMEOUT_DEFAULT_S 60
+#define MESSAGES_DEFAULT 10000
+#define SOURCE_ADDRESSES 254           /* 127.0.0.1 .. 127.0.0.254 */
+#define NS_PER_S 1000000000ull
+
+_Static_assert(RECV_BUFFER_BYTES_PER_CONN > 2 * BENCH_REPLY_LINE_MAX_BYTES - 1,
+	       "a connection's receive buffer holds a maximal line plus more");
+
+/* ---------------------------------------------------------------- options */
+
+struct options {
+	char host[256];
+	char port[16];
+	unsigned threads;
+	unsigned conns;
+	uint64_t messages;       /* 0 with --duration */
+	double duration_s;       /* 0 with --messages */
+	struct size_dist sizes;
+	char size_text[128];
+	unsigned rcpts;
+	char from[ADDRESS_MAX_BYTES];
+	char to[ADDRESS_MAX_BYTES];
+	bool pipelining;
+	bool new_conn_per_message;
+	double rate_per_s;       /* 0: closed loop */
+	unsigned idle_conns;
+	double idle_noop_s;      /* 0: idle connections never send NOOP */
+	int source_spread;       /* -1: on for 127.* servers */
+	long pid;                /* 0: none */
+	const char *json_path;
+	bool allow_errors;
+	double timeout_s;
+	char helo[128];
+};
+
+/* --------------------------------------------------------------- the plan */
+
+/* Everything the event loops read and nobody writes once they run. */
+struct plan {
+	const struct options *opt;
+	struct sockaddr_storage addr;
+	socklen_t addr_len;
+	bool spread;
+	/* MAIL FROM, RCPT TO x rcpts, DATA: one buffer, each command at
+	 * cmd_off[i] (cmd_len[i] bytes); the whole is the pipelined group. */
+	char *commands;
+	size_t commands_len;
+	uint32_t *cmd_off;
+	uint32_t *cmd_len;
+	unsigned cmd_count;
+	char ehlo[160];
+	size_t ehlo_len;
+	size_t header_bytes;
+	uint8_t *fill[SIZE_CLASSES_MAX];
+	size_t fill_bytes[SIZE_CLASSES_MAX];
+	uint64_t start_ns;
+	uint64_t end_ns;         /* duration mode: no message starts after this */
+};
+
+static const char CMD_QUIT[] = "QUIT\r\n";
+static const char CMD_RSET[] = "RSET\r\n";
+static const char CMD_NOOP[] = "NOOP\r\n";
+static const char DATA_END[] = ".\r\n";
+
+/* ------------------------------------------------------------ connections */
+
+enum conn_state {
+	C_QUEUED,     /* waiting for a connect slot */
+	C_CONNECTING,
+	C_BANNER,
+	C_EHLO,
+	C_READY,      /* between messages (rate mode: waiting for the schedule) */
+	C_IDLE,       /* an idle connection, holding its session */
+	C_NOOP,
+	C_PIPE,       /* pipelined MAIL..DATA replies outstanding */
+	C_MAIL,
+	C_RCPT,
+	C_DATA,
+	C_BODY,       /* waiting for the reply to the end of data */
+	C_RSET,
+	C_QUIT,
+	C_CLOSING,    /* shut down; waiting for in-flight operations */
+	C_BACKOFF,    /* closed after a failure; reconnects at wake_ns */
+	C_DONE,
+};
+
+enum op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CANCEL };
+#define OP_BITS 3
+
+struct conn {
+	int fd;
+	enum conn_state state;
+	bool idle_role;          /* one of --idle-conns */
+	bool use_pipelining;
+	bool in_message;         /* a transaction is counted and not finished */
+	bool body_queued;        /* the end of data is still in the send queue */
+	bool send_inflight;
+	bool recv_inflight;
+	bool failed;             /* closing because of an error */
+	bool listed_ready;       /* its index is in the loop's ready list */
+	uint8_t header_slot;
+	unsigned inflight;       /* operations on fd not yet completed */
+	unsigned failures;       /* consecutive connection failures */
+	unsigned reply_index;    /* replies seen in the current command group */
+	unsigned rcpts_accepted;
+	unsigned first_error;    /* first failing reply code of the message */
+	unsigned size_class;
+	uint64_t deadline_ns;    /* reply expected by then; 0: none */
+	uint64_t wake_ns;        /* NOOP (idle) or reconnect (backoff) time */
+	uint64_t mail_ns;        /* MAIL submitted */
+	uint64_t data_end_ns;    /* last submission holding the end of data */
+	uint64_t message_bytes;
+	struct reply_reader reader;
+	struct msghdr msg;
+	struct iovec iov[OUT_IOV_MAX];
+	unsigned iov_head, iov_count;
+	char *header[2];         /* two slots: see start_message() */
+	size_t rlen;
+	uint8_t rbuf[RECV_BUFFER_BYTES_PER_CONN];
+};
+
+/* -------------------------------------------------------------- the loops */
+
+#define ERROR_CODES 600   /* index 0: no reply (connection failed) */
+
+struct loop_stats {
+	uint64_t ok;
+	uint64_t failed;
+	uint64_t message_bytes;  /* of messages acknowledged with 2xx */
+	uint64_t connects;       /* sessions that reached the banner */
+	uint64_t conn_errors;
+	uint64_t timeouts;
+	uint64_t late;           /* rate mode: started > 1 ms after schedule */
+	uint64_t no_pipelining;  /* sessions whose EHLO lacked PIPELINING */
+	uint64_t last_done_ns;
+	uint64_t errors_by_code[ERROR_CODES];
+	struct hist txn;         /* MAIL sent -> final reply */
+	struct hist ack;         /* end of data sent -> final reply */
+	struct hist lag;         /* rate mode: scheduled -> MAIL sent */
+};
+
+struct loop {
+	unsigned index;
+	const struct plan *plan;
+	struct io_uring ring;
+	struct conn *conns;
+	unsigned conn_total;     /* active first, then idle */
+	unsigned active_total;
+	unsigned open_active;    /* active connections not yet C_DONE */
+	unsigned open_idle;
+	unsigned connecting;
+	unsigned *connect_queue; /* conn indexes waiting for a connect slot */
+	unsigned connect_queue_len;
+	unsigned *ready;         /* rate mode: conns in C_READY */
+	unsigned ready_len;
+	uint64_t quota;          /* messages mode: this loop's share */
+	uint64_t started;
+	uint64_t seq;
+	double rate_per_s;       /* this loop's share */
+	double phase;            /* this loop's offset in the schedule, 0..1 */
+	unsigned source_next;
+	bool stopping;
+	bool told_connect_error;
+	uint64_t rng;
+	uint64_t next_sweep_ns;
+	char *header_slab;
+	int error;               /* a setup failure: -errno */
+	struct loop_stats st;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	int rc = clock_gettime(CLOCK_MONOTONIC, &ts);
+	RMX_ASSERT(rc == 0);
+	return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t pack_user_data(unsigned conn_index, enum op op)
+{
+	return ((uint64_t)conn_index << OP_BITS) | (uint64_t)op;
+}
+
+/* An SQE, submitting what is queued when the ring's SQ is full. */
+static struct io_uring_sqe *get_sqe(struct loop *lp)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&lp->ring);
+	if (sqe == NULL) {
+		int rc = io_uring_submit(&lp->ring);
+		RMX_ASSERT(rc >= 0);
+		sqe = io_uring_get_sqe(&lp->ring);
+	}
+	RMX_ASSERT(sqe != NULL);
+	return sqe;
+}
+
+static unsigned conn_index(const struct loop *lp, const struct conn *c)
+{
+	return (unsigned)(c - lp->conns);
+}
+
+/* Does this loop still have messages to start? */
+static bool loop_has_work(const struct loop *lp, uint64_t now)
+{
+	if (lp->stopping)
+		return false;
+	if (lp->quota != 0)
+		return lp->started < lp->quota;
+	return now < lp->plan->end_ns;
+}
+
+static void conn_fail(struct loop *lp, struct conn *c, unsigned code);
+static void conn_ready(struct loop *lp, struct conn *c);
+static void conn_close(struct loop *lp, struct conn *c);
+static void conn_maybe_release(struct loop *lp, struct conn *c);
+
+/* --------------------------------------------------------------- sending */
+
+static void out_push(struct conn *c, const void *ptr, size_t len)
+{
+	RMX_ASSERT(len > 0);
+	RMX_ASSERT(c->iov_head + c->iov_count < OUT_IOV_MAX);
+	struct iovec *v = &c->iov[c->iov_head + c->iov_count];
+	v->iov_base = (void *)ptr;
+	v->iov_len = len;
+	c->iov_count++;
+}
+
+/* Submits the queued bytes unless a send is already in flight (its
+ * completion submits the rest). */
+static void out_flush(struct loop *lp, struct conn *c)
+{
+	if (c->send_inflight || c->iov_count == 0)
+		return;
+	memset(&c->msg, 0, sizeof(c->msg));
+	c->msg.msg_iov = &c->iov[c->iov_head];
+	c->msg.msg_iovlen = c->iov_count;
+	struct io_uring_sqe *sqe = get_sqe(lp);
+	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_SEND));
+	c->send_inflight = true;
+	c->inflight++;
+	if (c->body_queued)
+		c->data_end_ns = now_ns();
+}
+
+static void on_send(struct loop *lp, struct conn *c, int res)
+{
+	c->send_inflight = false;
+	if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
+		return;
+	if (res < 0) {
+		conn_fail(lp, c, 0);
+		return;
+	}
+	size_t sent = (size_t)res;
+	while (sent > 0) {
+		RMX_ASSERT(c->iov_count > 0);
+		struct iovec *v = &c->iov[c->iov_head];
+		if (sent < v->iov_len) {
+			v->iov_base = (char *)v->iov_base + sent;
+			v->iov_len -= sent;
+			sent = 0;
+		} else {
+			sent -= v->iov_len;
+			c->iov_head++;
+			c->iov_count--;
+		}
+	}
+	if (c->iov_count == 0) {
+		c->iov_head = 0;
+		c->body_queued = false;
+	}
+	out_flush(lp, c);
+}
+
+/* Sends what is queued and waits for a reply in state next. */
+static void expect_reply(struct loop *lp, struct conn *c, enum conn_state next)
+{
+	c->state = next;
+	c->deadline_ns = now_ns() + (uint64_t)(lp->plan->opt->timeout_s * (double)NS_PER_S);
+	out_flush(lp, c);
+}
+
+/* Queues a send of bytes that outlive it and expects a reply. */
+static void send_command(struct loop *lp, struct conn *c, const void *ptr, size_t len,
+			 enum conn_state next)
+{
+	out_push(c, ptr, len);
+	expect_reply(lp, c, next);
+}
+
+static void arm_recv(struct loop *lp, struct conn *c)
+{
+	RMX_ASSERT(!c->recv_inflight && c->rlen < sizeof(c->rbuf));
+	struct io_uring_sqe *sqe = get_sqe(lp);
+	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_RECV));
+	c->recv_inflight = true;
+	c->inflight++;
+}
+
+/* ----------------------------------------------------------- transactions */
+
+/* Starts one message on a ready connection. The header block goes into the
+ * slot not used by the previous message: that one may still be referenced
+ * by a send whose completion has not been reaped, but the one before it
+ * cannot be (sends on a connection are serialised and this message's MAIL
+ * follows the previous message's final reply). */
+static void start_message(struct loop *lp, struct conn *c)
+{
+	const struct plan *pl = lp->plan;
+	lp->started++;
+	c->in_message = true;
+	c->first_error = 0;
+	c->reply_index = 0;
+	c->rcpts_accepted = 0;
+	c->size_class = size_dist_pick(&pl->opt->sizes, bench_random(&lp->rng));
+	c->header_slot ^= 1;
+	size_t n = message_header_format(c->header[c->header_slot], pl->header_bytes + 1,
+					 pl->opt->from, pl->opt->to, lp->index, lp->seq++);
+	RMX_ASSERT(n == pl->header_bytes);
+	c->message_bytes = n + pl->fill_bytes[c->size_class];
+	c->mail_ns = now_ns();
+	if (c->use_pipelining)
+		send_command(lp, c, pl->commands, pl->commands_len, C_PIPE);
+	else
+		send_command(lp, c, pl->commands + pl->cmd_off[0], pl->cmd_len[0], C_MAIL);
+}
+
+static void send_body(struct loop *lp, struct conn *c)
+{
+	const struct plan *pl = lp->plan;
+	out_push(c, c->header[c->header_slot], pl->header_bytes);
+	out_push(c, pl->fill[c->size_class], pl->fill_bytes[c->size_class]);
+	out_push(c, DATA_END, sizeof(DATA_END) - 1);
+	c->body_queued = true;
+	expect_reply(lp, c, C_BODY);
+}
+
+/* Counts a finished (or abandoned) message. code: its final reply. */
+static void finish_message(struct loop *lp, struct conn *c, unsigned code, uint64_t now)
+{
+	RMX_ASSERT(c->in_message);
+	c->in_message = false;
+	struct loop_stats *st = &lp->st;
+	st->last_done_ns = now;
+	if (code >= 200 && code < 300 && c->first_error == 0) {
+		st->ok++;
+		st->message_bytes += c->message_bytes;
+		hist_record(&st->txn, now - c->mail_ns);
+		hist_record(&st->ack, now > c->data_end_ns ? now - c->data_end_ns : 0);
+		return;
+	}
+	unsigned bad = c->first_error ? c->first_error : code;
+	st->failed++;
+	st->errors_by_code[bad < ERROR_CODES ? bad : 0]++;
+}
+
+static void after_message(struct loop *lp, struct conn *c)
+{
+	if (lp->plan->opt->new_conn_per_message)
+		send_command(lp, c, CMD_QUIT, sizeof(CMD_QUIT) - 1, C_QUIT);
+	else
+		conn_ready(lp, c);
+}
+
+static void abort_message(struct loop *lp, struct conn *c, unsigned code, uint64_t now)
+{
+	finish_message(lp, c, code, now);
+	send_command(lp, c, CMD_RSET, sizeof(CMD_RSET) - 1, C_RSET);
+}
+
+static bool is_2xx(unsigned code)
+{
+	return code >= 200 && code < 300;
+}
+
+/* One complete reply for connection c, in its current state. */
+static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned keywords)
+{
+	const struct plan *pl = lp->plan;
+	uint64_t now = now_ns();
+	c->deadline_ns = 0;
+	if (code == 421) { /* the server is closing the session */
+		conn_fail(lp, c, 421);
+		return;
+	}
+	switch (c->state) {
+	case C_BANNER:
+		if (code != 220) {
+			conn_fail(lp, c, code);
+			return;
+		}
+		lp->st.connects++;
+		send_command(lp, c, pl->ehlo, pl->ehlo_len, C_EHLO);
+		return;
+	case C_EHLO:
+		if (code != 250) {
+			conn_fail(lp, c, code);
+			return;
+		}
+		c->failures = 0;
+		c->use_pipelining = pl->opt->pipelining && (keywords & REPLY_KW_PIPELINING);
+		if (pl->opt->pipelining && !c->use_pipelining)
+			lp->st.no_pipelining++;
+		if (c->idle_role) {
+			c->state = C_IDLE;
+			c->wake_ns = pl->opt->idle_noop_s > 0
+					     ? now + (uint64_t)(pl->opt->idle_noop_s * (double)NS_PER_S)
+					     : 0;
+		} else {
+			conn_ready(lp, c);
+		}
+		return;
+	case C_NOOP:
+		if (code != 250) {
+			conn_fail(lp, c, code);
+			return;
+		}
+		c->state = C_IDLE;
+		c->wake_ns = now + (uint64_t)(pl->opt->idle_noop_s * (double)NS_PER_S);
+		return;
+	case C_PIPE: {
+		unsigned index = c->reply_index++;
+		if (index + 1 < pl->cmd_count) { /* MAIL or a RCPT */
+			if (!is_2xx(code) && c->first_error == 0)
+				c->first_error = code;
+			c->deadline_ns = now + (uint64_t)(pl->opt->timeout_s * (double)NS_PER_S);
+			return;
+		}
+		if (code == 354)
+			send_body(lp, c);
+		else
+			abort_message(lp, c, code, now);
+		return;
+	}
+	case C_MAIL:
+		if (!is_2xx(code)) {
+			abort_message(lp, c, code, now);
+			return;
+		}
+		c->reply_index = 1;
+		send_command(lp, c, pl->commands + pl->cmd_off[1], pl->cmd_len[1], C_RCPT);
+		return;
+	case C_RCPT: {
+		if (is_2xx(code))
+			c->rcpts_accepted++;
+		else if (c->first_error == 0)
+			c->first_error = code;
+		unsigned next = ++c->reply_index;
+		if (next + 1 < pl->cmd_count) {
+			send_command(lp, c, pl->commands + pl->cmd_off[next], pl->cmd_len[next],
+				     C_RCPT);
+		} else if (c->rcpts_accepted == 0) {
+			abort_message(lp, c, code, now);
+		} else {
+			send_command(lp, c, pl->commands + pl->cmd_off[next], pl->cmd_len[next],
+				     C_DATA);
+		}
+		return;
+	}
+	case C_DATA:
+		if (code == 354)
+			send_body(lp, c);
+		else
+			abort_message(lp, c, code, now);
+		return;
+	case C_BODY:
+		finish_message(lp, c, code, now);
+		after_message(lp, c);
+		return;
+	case C_RSET:
+		if (code != 250) {
+			conn_fail(lp, c, 0);
+			return;
+		}
+		after_message(lp, c);
+		return;
+	case C_QUIT:
+		conn_close(lp, c);
+		return;
+	default:
+		/* A reply nobody asked for: the peer is not speaking SMTP to us. */
+		conn_fail(lp, c, 0);
+		return;
+	}
+}
+
+static void on_recv(struct loop *lp, struct conn *c, int res)
+{
+	c->recv_inflight = false;
+	if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
+		return;
+	if (res <= 0) {
+		if (c->state == C_QUIT) /* the server closed first: fine */
+			conn_close(lp, c);
+		else
+			conn_fail(lp, c, 0);
+		return;
+	}
+	c->rlen += (size_t)res;
+	RMX_ASSERT(c->rlen <= sizeof(c->rbuf));
+	size_t pos = 0;
+	for (;;) {
+		size_t used;
+		enum reply_status rs = reply_read(&c->reader, c->rbuf + pos, c->rlen - pos, &used);
+		pos += used;
+		if (rs == REPLY_BAD) {
+			conn_fail(lp, c, 0);
+			return;
+		}
+		if (rs == REPLY_NEED_MORE)
+			break;
+		on_reply(lp, c, c->reader.code, c->reader.keywords);
+		if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
+			return;
+	}
+	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+	c->rlen -= pos;
+	arm_recv(lp, c);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void start_connect(struct loop *lp, struct conn *c)
+{
+	const struct plan *pl = lp->plan;
+	int fd = socket(pl->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "ringmx-bench: socket: %s\n", strerror(errno));
+		c->fd = -1;
+		c->state = C_CLOSING;
+		c->failed = true;
+		conn_maybe_release(lp, c); /* nothing in flight: backs off */
+		return;
+	}
+	int one = 1;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+		fprintf(stderr, "ringmx-bench: TCP_NODELAY: %s\n", strerror(errno));
+	if (pl->spread) {
+		/* Each source address has its own port space: 254 of them hold
+		 * far more than 64k connections to one server port. */
+		struct sockaddr_in src;
+		memset(&src, 0, sizeof(src));
+		src.sin_family = AF_INET;
+		unsigned x = lp->source_next++ % SOURCE_ADDRESSES + 1;
+		src.sin_addr.s_addr = htonl(0x7f000000u | x);
+		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) != 0 ||
+		    bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0)
+			fprintf(stderr, "ringmx-bench: bind 127.0.0.%u: %s\n", x, strerror(errno));
+	}
+	c->fd = fd;
+	c->state = C_CONNECTING;
+	c->rlen = 0;
+	c->iov_head = c->iov_count = 0;
+	c->body_queued = false;
+	c->failed = false;
+	reply_reader_init(&c->reader);
+	c->deadline_ns = now_ns() + (uint64_t)(pl->opt->timeout_s * (double)NS_PER_S);
+	lp->connecting++;
+	struct io_uring_sqe *sqe = get_sqe(lp);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&pl->addr, pl->addr_len);
+	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_CONNECT));
+	c->inflight++;
+}
+
+static void connect_next_queued(struct loop *lp)
+{
+	while (lp->connecting < CONNECTS_INFLIGHT_MAX && lp->connect_queue_len > 0) {
+		unsigned idx = lp->connect_queue[--lp->connect_queue_len];
+		start_connect(lp, &lp->conns[idx]);
+	}
+}
+
+static void queue_connect(struct loop *lp, struct conn *c)
+{
+	c->state = C_QUEUED;
+	lp->connect_queue[lp->connect_queue_len++] = conn_index(lp, c);
+	RMX_ASSERT(lp->connect_queue_len <= lp->conn_total);
+	connect_next_queued(lp);
+}
+
+static void on_connect(struct loop *lp, struct conn *c, int res)
+{
+	RMX_ASSERT(lp->connecting > 0);
+	lp->connecting--;
+	connect_next_queued(lp);
+	if (c->state != C_CONNECTING)
+		return; /* timed out and closing */
+	if (res < 0) {
+		if (!lp->told_connect_error) { /* one line per loop is enough */
+			lp->told_connect_error = true;
+			fprintf(stderr, "ringmx-bench: connect: %s\n", strerror(-res));
+		}
+		conn_fail(lp, c, 0);
+		return;
+	}
+	c->state = C_BANNER;
+	arm_recv(lp, c);
+}
+
+/* The slot is free again (its socket closed): reconnect, back off, or end. */
+static void conn_settle(struct loop *lp, struct conn *c)
+{
+	uint64_t now = now_ns();
+	c->fd = -1;
+	bool want = c->idle_role ? !lp->stopping : loop_has_work(lp, now);
+	if (c->failed)
+		c->failures++;
+	if (want && c->failures < CONN_FAILURES_MAX) {
+		if (c->failed) {
+			c->state = C_BACKOFF;
+			c->wake_ns = now + RECONNECT_BACKOFF_NS * c->failures;
+		} else {
+			queue_connect(lp, c);
+		}
+		return;
+	}
+	c->state = C_DONE;
+	if (c->idle_role) {
+		RMX_ASSERT(lp->open_idle > 0);
+		lp->open_idle--;
+	} else {
+		RMX_ASSERT(lp->open_active > 0);
+		lp->open_active--;
+	}
+}
+
+static void conn_maybe_release(struct loop *lp, struct conn *c)
+{
+	if (c->state != C_CLOSING || c->inflight > 0)
+		return;
+	if (c->fd >= 0 && close(c->fd) != 0)
+		fprintf(stderr, "ringmx-bench: close: %s\n", strerror(errno));
+	conn_settle(lp, c);
+}
+
+/* Begins closing: wakes the in-flight operations (shutdown, then a cancel of
+ * whatever still waits on the socket). The slot is released by
+ * conn_maybe_release() once the last one completes, called by whoever drives
+ * the connection (dispatch, the sweep), never from inside a handler that
+ * still looks at the connection afterwards. */
+static void conn_close(struct loop *lp, struct conn *c)
+{
+	if (c->state == C_CLOSING || c->state == C_DONE || c->state == C_BACKOFF)
+		return;
+	c->state = C_CLOSING;
+	c->deadline_ns = 0;
+	if (c->fd >= 0 && c->inflight > 0) {
+		(void)shutdown(c->fd, SHUT_RDWR); /* ENOTCONN is expected mid-connect */
+		struct io_uring_sqe *sqe = get_sqe(lp);
+		io_uring_prep_cancel_fd(sqe, c->fd, IORING_ASYNC_CANCEL_ALL);
+		io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_CANCEL));
+		c->inflight++;
+	}
+}
+
+/* A connection-level failure. code: the reply that ended it, 0 for none. */
+static void conn_fail(struct loop *lp, struct conn *c, unsigned code)
+{
+	if (c->in_message)
+		finish_message(lp, c, code, now_ns());
+	lp->st.conn_errors++;
+	c->failed = true;
+	conn_close(lp, c);
+}
+
+static void conn_quit(struct loop *lp, struct conn *c)
+{
+	send_command(lp, c, CMD_QUIT, sizeof(CMD_QUIT) - 1, C_QUIT);
+}
+
+/* Between messages: start the next one (closed loop), wait for the schedule
+ * (rate mode), or end the session. */
+static void conn_ready(struct loop *lp, struct conn *c)
+{
+	uint64_t now = now_ns();
+	if (!loop_has_work(lp, now)) {
+		conn_quit(lp, c);
+		return;
+	}
+	if (lp->rate_per_s > 0) {
+		c->state = C_READY;
+		/* A connection that failed while listed is still listed: the
+		 * entry stands for it again. */
+		if (!c->listed_ready) {
+			c->listed_ready = true;
+			lp->ready[lp->ready_len++] = conn_index(lp, c);
+			RMX_ASSERT(lp->ready_len <= lp->active_total);
+		}
+		return;
+	}
+	start_message(lp, c);
+}
+
+/* ----------------------------------------------------------- the schedule */
+
+/* Rate mode: the time message k of this loop is due. */
+static uint64_t due_ns(const struct loop *lp, uint64_t k)
+{
+	double offset_s = ((double)k + lp->phase) / lp->rate_per_s;
+	return lp->plan->start_ns + (uint64_t)(offset_s * (double)NS_PER_S);
+}
+
+/* Starts every due message that has a ready connection; returns the time the
+ * next one is due (UINT64_MAX: none). Lateness is measured from the due
+ * time, so a starved schedule shows up in the lag histogram. */
+static uint64_t run_schedule(struct loop *lp, uint64_t now)
+{
+	while (loop_has_work(lp, now)) {
+		uint64_t due = due_ns(lp, lp->started);
+		if (lp->quota == 0 && due >= lp->plan->end_ns) {
+			lp->stopping = true;
+			break;
+		}
+		if (due > now)
+			return due;
+		if (lp->ready_len == 0)
+			return UINT64_MAX; /* late: the next ready connection takes it */
+		struct conn *c = &lp->conns[lp->ready[--lp->ready_len]];
+		c->listed_ready = false;
+		if (c->state != C_READY)
+			continue; /* failed while it waited */
+		uint64_t lag = now - due;
+		hist_record(&lp->st.lag, lag);
+		if (lag > LATE_THRESHOLD_NS)
+			lp->st.late++;
+		start_message(lp, c);
+		now = now_ns();
+	}
+	return UINT64_MAX;
+}
+
+/* No more messages: ready connections say QUIT. */
+static void release_ready(struct loop *lp)
+{
+	while (lp->ready_len > 0) {
+		struct conn *c = &lp->conns[lp->ready[--lp->ready_len]];
+		c->listed_ready = false;
+		if (c->state == C_READY)
+			conn_quit(lp, c);
+	}
+}
+
+/* ----------------------------------------------------------------- sweeps */
+
+/* Timers, checked every SWEEP_INTERVAL_NS: reply deadlines, NOOPs of idle
+ * connections, reconnects after back-off, and the end of the idle sessions
+ * once the load is done. */
+static void sweep(struct loop *lp, uint64_t now)
+{
+	const struct options *opt = lp->plan->opt;
+	bool load_done = lp->open_active == 0;
+	for (unsigned i = 0; i < lp->conn_total; i++) {
+		struct conn *c = &lp->conns[i];
+		if (c->deadline_ns != 0 && now > c->deadline_ns) {
+			lp->st.timeouts++;
+			conn_fail(lp, c, 0);
+			conn_maybe_release(lp, c);
+			continue;
+		}
+		if (c->state == C_BACKOFF && now >= c->wake_ns) {
+			bool want = c->idle_role ? !lp->stopping : loop_has_work(lp, now);
+			if (want) {
+				queue_connect(lp, c);
+			} else {
+				c->state = C_DONE;
+				if (c->idle_role)
+					lp->open_idle--;
+				else
+					lp->open_active--;
+			}
+			continue;
+		}
+		if (c->state == C_IDLE && load_done) {
+			conn_quit(lp, c);
+			continue;
+		}
+		if (c->state == C_IDLE && opt->idle_noop_s > 0 && now >= c->wake_ns)
+			send_command(lp, c, CMD_NOOP, sizeof(CMD_NOOP) - 1, C_NOOP);
+	}
+}
+
+/* ------------------------------------------------------------- event loop */
+
+static int loop_setup(struct loop *lp)
+{
+	struct io_uring_params p;
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+	p.cq_entries = RING_CQ_ENTRIES;
+	int rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring, &p);
+	if (rc == -EINVAL) { /* an older kernel: plain ring */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = RING_CQ_ENTRIES;
+		rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring, &p);
+	}
+	return rc;
+}
+
+static void dispatch(struct loop *lp, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = io_uring_cqe_get_data64(cqe);
+	unsigned idx = (unsigned)(ud >> OP_BITS);
+	enum op op = (enum op)(ud & ((1u << OP_BITS) - 1));
+	RMX_ASSERT(idx < lp->conn_total);
+	struct conn *c = &lp->conns[idx];
+	RMX_ASSERT(c->inflight > 0);
+	c->inflight--;
+	switch (op) {
+	case OP_CONNECT:
+		on_connect(lp, c, cqe->res);
+		break;
+	case OP_RECV:
+		on_recv(lp, c, cqe->res);
+		break;
+	case OP_SEND:
+		on_send(lp, c, cqe->res);
+		break;
+	case OP_CANCEL:
+		break;
+	default:
+		RMX_ASSERT(0 && "unknown op in user_data");
+	}
+	conn_maybe_release(lp, c);
+}
+
+static void *loop_run(void *arg)
+{
+	struct loop *lp = arg;
+	const struct options *opt = lp->plan->opt;
+	int rc = loop_setup(lp);
+	if (rc < 0) {
+		lp->error = rc;
+		return NULL;
+	}
+	for (unsigned i = 0; i < lp->conn_total; i++)
+		queue_connect(lp, &lp->conns[i]);
+	lp->next_sweep_ns = now_ns() + SWEEP_INTERVAL_NS;
+	while (lp->open_active + lp->open_idle > 0) {
+		uint64_t now = now_ns();
+		uint64_t wake = lp->next_sweep_ns;
+		if (opt->rate_per_s > 0)
+			wake = RMX_MIN(wake, run_schedule(lp, now));
+		if (!lp->stopping && !loop_has_work(lp, now))
+			lp->stopping = true;
+		if (lp->stopping)
+			release_ready(lp);
+		if (now >= lp->next_sweep_ns) {
+			sweep(lp, now);
+			lp->next_sweep_ns = now + SWEEP_INTERVAL_NS;
+			wake = RMX_MIN(wake, lp->next_sweep_ns);
+		}
+		if (lp->open_active + lp->open_idle == 0)
+			break;
+		uint64_t wait = wake > now ? wake - now : 0;
+		struct __kernel_timespec ts = { .tv_sec = (long long)(wait / NS_PER_S),
+						.tv_nsec = (long long)(wait % NS_PER_S) };
+		struct io_uring_cqe *cqe;
+		rc = io_uring_submit_and_wait_timeout(&lp->ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY) {
+			fprintf(stderr, "ringmx-bench: io_uring wait: %s\n", strerror(-rc));
+			lp->error = rc;
+			break;
+		}
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&lp->ring, head, cqe) {
+			dispatch(lp, cqe);
+			seen++;
+		}
+		io_uring_cq_advance(&lp->ring, seen);
+	}
+	io_uring_queue_exit(&lp->ring);
+	return NULL;
+}
+
+/* ----------------------------------------------------------------- set-up */
+
+static int resolve(struct plan *pl, const struct options *opt)
+{
+	struct addrinfo hints, *res = NULL;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_family = AF_UNSPEC;
+	int rc = getaddrinfo(opt->host, opt->port, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "ringmx-bench: --server %s:%s: %s\n", opt->host, opt->port,
+			gai_strerror(rc));
+		return -1;
+	}
+	RMX_ASSERT(res->ai_addrlen <= sizeof(pl->addr));
+	memcpy(&pl->addr, res->ai_addr, res->ai_addrlen);
+	pl->addr_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	bool loopback127 = false;
+	if (pl->addr.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)&pl->addr;
+		loopback127 = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (opt->source_spread == 1 && !loopback127) {
+		fprintf(stderr, "ringmx-bench: --source-spread on needs a 127.* IPv4 server\n");
+		return -1;
+	}
+	pl->spread = opt->source_spread == -1 ? loopback127 : opt->source_spread == 1;
+	return 0;
+}
+
+/* Recipient i (0-based) of every message: --to itself for one recipient,
+ * else its local part with i+1 appended (user1@dom, user2@dom, ...). */
+static int recipient_address(const struct options *opt, unsigned i, char *buf, size_t cap)
+{
+	int n;
+	const char *at = strrchr(opt->to, '@');
+	if (opt->rcpts == 1)
+		n = snprintf(buf, cap, "%s", opt->to);
+	else if (at == NULL)
+		n = snprintf(buf, cap, "%s%u", opt->to, i + 1);
+	else
+		n = snprintf(buf, cap, "%.*s%u%s", (int)(at - opt->to), opt->to, i + 1, at);
+	return (n < 0 || (size_t)n >= cap) ? -1 : n;
+}
+
+static int plan_build(struct plan *pl, const struct options *opt)
+{
+	memset(pl, 0, sizeof(*pl));
+	pl->opt = opt;
+	if (resolve(pl, opt) != 0)
+		return -1;
+	pl->cmd_count = opt->rcpts + 2;
+	size_t cap = 64 + strlen(opt->from) + (size_t)opt->rcpts * (ADDRESS_MAX_BYTES + 32);
+	pl->commands = malloc(cap);
+	pl->cmd_off = calloc(pl->cmd_count, sizeof(uint32_t));
+	pl->cmd_len = calloc(pl->cmd_count, sizeof(uint32_t));
+	if (pl->commands == NULL || pl->cmd_off == NULL || pl->cmd_len == NULL)
+		return -1;
+	size_t len = 0;
+	for (unsigned i = 0; i < pl->cmd_count; i++) {
+		char addr[ADDRESS_MAX_BYTES + 16];
+		int n;
+		if (i == 0) {
+			n = snprintf(pl->commands + len, cap - len, "MAIL FROM:<%s>\r\n", opt->from);
+		} else if (i + 1 < pl->cmd_count) {
+			if (recipient_address(opt, i - 1, addr, sizeof(addr)) < 0)
+				return -1;
+			n = snprintf(pl->commands + len, cap - len, "RCPT TO:<%s>\r\n", addr);
+		} else {
+			n = snprintf(pl->commands + len, cap - len, "DATA\r\n");
+		}
+		if (n < 0 || (size_t)n >= cap - len)
+			return -1;
+		pl->cmd_off[i] = (uint32_t)len;
+		pl->cmd_len[i] = (uint32_t)n;
+		len += (size_t)n;
+	}
+	pl->commands_len = len;
+	int n = snprintf(pl->ehlo, sizeof(pl->ehlo), "EHLO %s\r\n", opt->helo);
+	RMX_ASSERT(n > 0 && (size_t)n < sizeof(pl->ehlo));
+	pl->ehlo_len = (size_t)n;
+	char header[MESSAGE_HEADER_MAX_BYTES];
+	pl->header_bytes = message_header_format(header, sizeof(header), opt->from, opt->to, 0, 0);
+	if (pl->header_bytes == 0)
+		return -1;
+	for (unsigned i = 0; i < opt->sizes.count; i++) {
+		pl->fill[i] = body_fill_make(opt->sizes.size_bytes[i], pl->header_bytes,
+					     &pl->fill_bytes[i]);
+		if (pl->fill[i] == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static void plan_free(struct plan *pl)
+{
+	free(pl->commands);
+	free(pl->cmd_off);
+	free(pl->cmd_len);
+	for (unsigned i = 0; i < SIZE_CLASSES_MAX; i++)
+		free(pl->fill[i]);
+}
+
+/* Splits n as evenly as possible: loop i of count gets this share. */
+static uint64_t share(uint64_t n, unsigned i, unsigned count)
+{
+	return n / count + (i < n % count ? 1 : 0);
+}
+
+static int loop_init(struct loop *lp, const struct plan *pl, unsigned index)
+{
+	const struct options *opt = pl->opt;
+	memset(lp, 0, sizeof(*lp));
+	lp->index = index;
+	lp->plan = pl;
+	lp->active_total = (unsigned)share(opt->conns, index, opt->threads);
+	unsigned idle = (unsigned)share(opt->idle_conns, index, opt->threads);
+	lp->conn_total = lp->active_total + idle;
+	lp->open_active = lp->active_total;
+	lp->open_idle = idle;
+	lp->quota = opt->messages ? share(opt->messages, index, opt->threads) : 0;
+	lp->rate_per_s = opt->rate_per_s / opt->threads;
+	lp->phase = (double)index / opt->threads;
+	lp->source_next = index * (SOURCE_ADDRESSES / opt->threads);
+	lp->rng = 0x9E3779B97F4A7C15ull * (index + 1);
+	hist_init(&lp->st.txn);
+	hist_init(&lp->st.ack);
+	hist_init(&lp->st.lag);
+	if (lp->conn_total == 0)
+		return 0;
+	lp->conns = calloc(lp->conn_total, sizeof(*lp->conns));
+	lp->connect_queue = calloc(lp->conn_total, sizeof(unsigned));
+	lp->ready = calloc(lp->active_total + 1, sizeof(unsigned));
+	lp->header_slab = malloc(((size_t)lp->active_total + 1) * 2 * (pl->header_bytes + 1));
+	if (!lp->conns || !lp->connect_queue || !lp->ready || !lp->header_slab)
+		return -1;
+	for (unsigned i = 0; i < lp->conn_total; i++) {
+		struct conn *c = &lp->conns[i];
+		c->fd = -1;
+		c->idle_role = i >= lp->active_total;
+		if (!c->idle_role) {
+			c->header[0] = lp->header_slab + (size_t)i * 2 * (pl->header_bytes + 1);
+			c->header[1] = c->header[0] + pl->header_bytes + 1;
+		}
+	}
+	return 0;
+}
+
+static void loop_free(struct loop *lp)
+{
+	free(lp->conns);
+	free(lp->connect_queue);
+	free(lp->ready);
+	free(lp->header_slab);
+}
+
+/* ---------------------------------------------------------------- options */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ringmx-bench --server HOST:PORT [options]\n"
+		"  --threads N            event loops, one io_uring each (default 1)\n"
+		"  --conns N              concurrent sessions sending mail (default 10)\n"
+		"  --messages N           messages in total (default %d), or\n"
+		"  --duration S           send for S seconds\n"
+		"  --size SPEC            1k, 32k, or 1k:60,10k:30,100k:10 (percent)\n"
+		"  --rcpts N              recipients per message (default 1)\n"
+		"  --from ADDR --to ADDR  envelope; with --rcpts > 1, user1@dom, user2@dom ...\n"
+		"  --helo NAME            EHLO name (default bench.ringmx.invalid)\n"
+		"  --pipelining on|off    MAIL+RCPT+DATA in one write (default on)\n"
+		"  --new-conn-per-message one session per message\n"
+		"  --rate R               open loop: start R messages/s on a fixed schedule\n"
+		"  --idle-conns N         extra sessions that only hold a session open\n"
+		"  --idle-noop S          idle sessions send NOOP every S seconds\n"
+		"  --source-spread on|off bind to 127.0.0.1-254 (default on for 127.*)\n"
+		"  --timeout S            wait at most S seconds for a reply (default %d)\n"
+		"  --pid PID              report that server's CPU per 1000 messages and RSS\n"
+		"  --json FILE|-          machine-readable results (- : stdout; the text\n"
+		"                         summary then goes to stderr)\n"
+		"  --allow-errors         exit 0 even if some messages failed\n"
+		"exit status: 0 every message got a 2xx final reply, 1 otherwise, 2 bad options\n",
+		MESSAGES_DEFAULT, REPLY_TIMEOUT_DEFAULT_S);
+}
+
+static int bad_option(const char *what, const char *value)
+{
+	fprintf(stderr, "ringmx-bench: bad %s '%s' (see --help)\n", what, value ? value : "");
+	return -1;
+}
+
+static int parse_on_off(const char *v, bool *out)
+{
+	if (strcmp(v, "on") == 0)
+		*out = true;
+	else if (strcmp(v, "off") == 0)
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+static int parse_seconds(const char *v, double min, double max, double *out)
+{
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (end == v || *end != '\0' || errno != 0 || !(d >= min) || !(d <= max))
+		return -1;
+	*out = d;
+	return 0;
+}
+
+static bool address_ok(const char *a)
+{
+	size_t n = strlen(a);
+	if (n == 0 || n >= ADDRESS_MAX_BYTES - 16)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)a[i] <= ' ' || a[i] == '<' || a[i] == '>' || a[i] == 0x7f)
+			return false;
+	return true;
+}
+
+enum {
+	O_SERVER = 256, O_THREADS, O_CONNS, O_MESSAGES, O_DURATION, O_SIZE, O_RCPTS, O_FROM,
+	O_TO, O_PIPELINING, O_NEWCONN, O_RATE, O_IDLE, O_IDLE_NOOP, O_SPREAD, O_PID, O_JSON,
+	O_TLS, O_ALLOW, O_TIMEOUT, O_HELO, O_HELP,
+};
+
+/* Fills opt from argv. Returns 0, 1 for --help, or -1 (message printed). */
+static int options_parse(struct options *opt, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "server", required_argument, NULL, O_SERVER },
+		{ "threads", required_argument, NULL, O_THREADS },
+		{ "conns", required_argument, NULL, O_CONNS },
+		{ "messages", required_argument, NULL, O_MESSAGES },
+		{ "duration", required_argument, NULL, O_DURATION },
+		{ "size", required_argument, NULL, O_SIZE },
+		{ "rcpts", required_argument, NULL, O_RCPTS },
+		{ "from", required_argument, NULL, O_FROM },
+		{ "to", required_argument, NULL, O_TO },
+		{ "pipelining", required_argument, NULL, O_PIPELINING },
+		{ "new-conn-per-message", no_argument, NULL, O_NEWCONN },
+		{ "rate", required_argument, NULL, O_RATE },
+		{ "idle-conns", required_argument, NULL, O_IDLE },
+		{ "idle-noop", required_argument, NULL, O_IDLE_NOOP },
+		{ "source-spread", required_argument, NULL, O_SPREAD },
+		{ "pid", required_argument, NULL, O_PID },
+		{ "json", required_argument, NULL, O_JSON },
+		{ "tls", no_argument, NULL, O_TLS },
+		{ "allow-errors", no_argument, NULL, O_ALLOW },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "helo", required_argument, NULL, O_HELO },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	memset(opt, 0, sizeof(*opt));
+	opt->threads = 1;
+	opt->conns = 10;
+	opt->rcpts = 1;
+	opt->pipelining = true;
+	opt->source_spread = -1;
+	opt->timeout_s = REPLY_TIMEOUT_DEFAULT_S;
+	strcpy(opt->from, "bench@client.invalid");
+	strcpy(opt->to, "user@example.com");
+	strcpy(opt->helo, "bench.ringmx.invalid");
+	strcpy(opt->size_text, "1k");
+	bool have_server = false, have_messages = false;
+	uint64_t v;
+	bool flag;
+	int ch;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		const char *a = optarg;
+		switch (ch) {
+		case O_SERVER: {
+			const char *colon = strrchr(a, ':');
+			const char *h = a;
+			size_t hl = colon ? (size_t)(colon - a) : 0;
+			if (hl >= 2 && a[0] == '[' && a[hl - 1] == ']') {
+				h = a + 1;
+				hl -= 2;
+			}
+			if (colon == NULL || hl == 0 || hl >= sizeof(opt->host) ||
+			    parse_unsigned(colon + 1, 1, 65535, &v) != 0)
+				return bad_option("--server (HOST:PORT)", a);
+			memcpy(opt->host, h, hl);
+			opt->host[hl] = '\0';
+			snprintf(opt->port, sizeof(opt->port), "%u", (unsigned)v);
+			have_server = true;
+			break;
+		}
+		case O_THREADS:
+			if (parse_unsigned(a, 1, THREADS_MAX, &v) != 0)
+				return bad_option("--threads (1-64)", a);
+			opt->threads = (unsigned)v;
+			break;
+		case O_CONNS:
+			if (parse_unsigned(a, 1, CONNS_MAX, &v) != 0)
+				return bad_option("--conns", a);
+			opt->conns = (unsigned)v;
+			break;
+		case O_MESSAGES:
+			if (parse_unsigned(a, 1, UINT64_MAX / 2, &v) != 0)
+				return bad_option("--messages", a);
+			opt->messages = v;
+			have_messages = true;
+			break;
+		case O_DURATION:
+			if (parse_seconds(a, 0.001, 1e7, &opt->duration_s) != 0)
+				return bad_option("--duration (seconds)", a);
+			break;
+		case O_SIZE: {
+			char err[200];
+			if (strlen(a) >= sizeof(opt->size_text) ||
+			    size_dist_parse(&opt->sizes, a, err, sizeof(err)) != 0) {
+				fprintf(stderr, "ringmx-bench: --size: %s\n",
+					strlen(a) >= sizeof(opt->size_text) ? "too long" : err);
+				return -1;
+			}
+			strcpy(opt->size_text, a);
+			break;
+		}
+		case O_RCPTS:
+			if (parse_unsigned(a, 1, RCPTS_MAX, &v) != 0)
+				return bad_option("--rcpts (1-1000)", a);
+			opt->rcpts = (unsigned)v;
+			break;
+		case O_FROM:
+		case O_TO:
+			if (!address_ok(a))
+				return bad_option(ch == O_FROM ? "--from" : "--to", a);
+			strcpy(ch == O_FROM ? opt->from : opt->to, a);
+			break;
+		case O_HELO:
+			if (!address_ok(a) || strlen(a) >= sizeof(opt->helo))
+				return bad_option("--helo", a);
+			strcpy(opt->helo, a);
+			break;
+		case O_PIPELINING:
+			if (parse_on_off(a, &opt->pipelining) != 0)
+				return bad_option("--pipelining (on|off)", a);
+			break;
+		case O_NEWCONN:
+			opt->new_conn_per_message = true;
+			break;
+		case O_RATE:
+			if (parse_seconds(a, 0.001, 1e8, &opt->rate_per_s) != 0)
+				return bad_option("--rate (messages/s)", a);
+			break;
+		case O_IDLE:
+			if (parse_unsigned(a, 0, CONNS_MAX, &v) != 0)
+				return bad_option("--idle-conns", a);
+			opt->idle_conns = (unsigned)v;
+			break;
+		case O_IDLE_NOOP:
+			if (parse_seconds(a, 0.01, 86400, &opt->idle_noop_s) != 0)
+				return bad_option("--idle-noop (seconds)", a);
+			break;
+		case O_SPREAD:
+			if (parse_on_off(a, &flag) != 0)
+				return bad_option("--source-spread (on|off)", a);
+			opt->source_spread = flag ? 1 : 0;
+			break;
+		case O_PID:
+			if (parse_unsigned(a, 1, 1u << 30, &v) != 0)
+				return bad_option("--pid", a);
+			opt->pid = (long)v;
+			break;
+		case O_JSON:
+			opt->json_path = a;
+			break;
+		case O_TLS:
+			fprintf(stderr, "ringmx-bench: --tls is not supported yet: this version "
+					"speaks plain SMTP only\n");
+			return -1;
+		case O_ALLOW:
+			opt->allow_errors = true;
+			break;
+		case O_TIMEOUT:
+			if (parse_seconds(a, 0.01, 86400, &opt->timeout_s) != 0)
+				return bad_option("--timeout (seconds)", a);
+			break;
+		case O_HELP:
+			return 1;
+		default:
+			fprintf(stderr, "ringmx-bench: unknown option or missing value: %s\n",
+				argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc)
+		return bad_option("argument", argv[optind]);
+	if (!have_server) {
+		fprintf(stderr, "ringmx-bench: --server HOST:PORT is required\n");
+		return -1;
+	}
+	if (have_messages && opt->duration_s > 0) {
+		fprintf(stderr, "ringmx-bench: give --messages or --duration, not both\n");
+		return -1;
+	}
+	if (!have_messages && opt->duration_s == 0)
+		opt->messages = MESSAGES_DEFAULT;
+	if (opt->sizes.count == 0 && size_dist_parse(&opt->sizes, opt->size_text, NULL, 0) != 0)
+		return -1;
+	if (opt->conns < opt->threads) {
+		fprintf(stderr, "ringmx-bench: --conns must be at least --threads\n");
+		return -1;
+	}
+	if (opt->idle_noop_s > 0 && opt->idle_conns == 0) {
+		fprintf(stderr, "ringmx-bench: --idle-noop needs --idle-conns\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- reports */
+
+struct results {
+	struct loop_stats st;
+	double elapsed_s;
+	double bench_cpu_s;
+	bool have_server;
+	struct proc_sample server_before, server_after;
+};
+
+static void print_latency(FILE *f, const char *name, const struct hist *h)
+{
+	if (h->count == 0) {
+		fprintf(f, "%-26s none\n", name);
+		return;
+	}
+	fprintf(f, "%-26s p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (us)\n", name,
+		(double)hist_percentile_ns(h, 50) / 1e3, (double)hist_percentile_ns(h, 90) / 1e3,
+		(double)hist_percentile_ns(h, 99) / 1e3, (double)hist_percentile_ns(h, 99.9) / 1e3,
+		(double)h->max_ns / 1e3);
+}
+
+static void print_errors(FILE *f, const struct loop_stats *st)
+{
+	bool any = false;
+	for (unsigned code = 1; code < ERROR_CODES; code++) {
+		if (st->errors_by_code[code]) {
+			fprintf(f, "%s%u:%" PRIu64, any ? " " : "", code, st->errors_by_code[code]);
+			any = true;
+		}
+	}
+	if (st->errors_by_code[0]) {
+		fprintf(f, "%sconn:%" PRIu64, any ? " " : "", st->errors_by_code[0]);
+		any = true;
+	}
+	if (!any)
+		fprintf(f, "none");
+}
+
+static double per_s(uint64_t n, double s)
+{
+	return s > 0 ? (double)n / s : 0.0;
+}
+
+static void report_text(FILE *f, const struct options *opt, const struct results *r)
+{
+	const struct loop_stats *st = &r->st;
+	fprintf(f, "ringmx-bench: %s:%s, %u thread%s, %u conns, pipelining %s, size %s, "
+		   "%u rcpt%s%s\n",
+		opt->host, opt->port, opt->threads, opt->threads == 1 ? "" : "s", opt->conns,
+		opt->pipelining ? "on" : "off", opt->size_text, opt->rcpts,
+		opt->rcpts == 1 ? "" : "s", opt->new_conn_per_message ? ", new conn per message" : "");
+	fprintf(f, "messages                   %" PRIu64 " ok, %" PRIu64 " failed in %.3f s\n",
+		st->ok, st->failed, r->elapsed_s);
+	fprintf(f, "throughput                 %.1f msgs/s, %.2f MB/s", per_s(st->ok, r->elapsed_s),
+		per_s(st->message_bytes, r->elapsed_s) / 1e6);
+	if (opt->new_conn_per_message)
+		fprintf(f, ", %.1f conns/s", per_s(st->connects, r->elapsed_s));
+	fprintf(f, "\nerrors                     ");
+	print_errors(f, st);
+	fprintf(f, " (connection failures %" PRIu64 ", timeouts %" PRIu64 ")\n", st->conn_errors,
+		st->timeouts);
+	print_latency(f, "latency transaction", &st->txn);
+	print_latency(f, "latency ack", &st->ack);
+	if (opt->rate_per_s > 0) {
+		print_latency(f, "schedule lag", &st->lag);
+		uint64_t starts = st->lag.count;
+		if (st->late > 0)
+			fprintf(f, "schedule                   NOT KEPT: %" PRIu64 " of %" PRIu64
+				   " messages started more than 1 ms late (target %.1f/s); "
+				   "more --conns may help\n",
+				st->late, starts, opt->rate_per_s);
+		else
+			fprintf(f, "schedule                   kept: %" PRIu64 " messages at %.1f/s\n",
+				starts, opt->rate_per_s);
+	}
+	if (st->no_pipelining)
+		fprintf(f, "warning                    %" PRIu64 " sessions got no PIPELINING "
+			   "in EHLO and ran one command per round trip\n", st->no_pipelining);
+	uint64_t done = st->ok + st->failed;
+	fprintf(f, "bench cpu                  %.3f s (%.4f s per 1000 messages)\n", r->bench_cpu_s,
+		done ? r->bench_cpu_s * 1000.0 / (double)done : 0.0);
+	if (r->have_server) {
+		double cpu = r->server_after.cpu_s - r->server_before.cpu_s;
+		fprintf(f, "server cpu                 %.3f s (%.4f s per 1000 messages), RSS %"
+			   PRIu64 " -> %" PRIu64 " KiB\n", cpu,
+			done ? cpu * 1000.0 / (double)done : 0.0, r->server_before.rss_kib,
+			r->server_after.rss_kib);
+	}
+}
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
+
+static void json_latency(FILE *f, const char *name, const struct hist *h)
+{
+	fprintf(f, "  \"%s\": {\"count\": %" PRIu64 ", \"p50\": %.3f, \"p90\": %.3f, "
+		   "\"p99\": %.3f, \"p99_9\": %.3f, \"max\": %.3f, \"mean\": %.3f},\n",
+		name, h->count, (double)hist_percentile_ns(h, 50) / 1e3,
+		(double)hist_percentile_ns(h, 90) / 1e3, (double)hist_percentile_ns(h, 99) / 1e3,
+		(double)hist_percentile_ns(h, 99.9) / 1e3, (double)h->max_ns / 1e3,
+		hist_mean_ns(h) / 1e3);
+}
+
+static int report_json(FILE *f, const struct options *opt, const struct results *r)
+{
+	const struct loop_stats *st = &r->st;
+	uint64_t done = st->ok + st->failed;
+	fprintf(f, "{\n  \"server\": ");
+	json_string(f, opt->host);
+	fprintf(f, ",\n  \"port\": %s,\n  \"threads\": %u,\n  \"conns\": %u,\n"
+		   "  \"idle_conns\": %u,\n  \"pipelining\": %s,\n  \"size\": ",
+		opt->port, opt->threads, opt->conns, opt->idle_conns,
+		opt->pipelining ? "true" : "false");
+	json_string(f, opt->size_text);
+	fprintf(f, ",\n  \"rcpts\": %u,\n  \"new_conn_per_message\": %s,\n"
+		   "  \"rate_target\": %.3f,\n",
+		opt->rcpts, opt->new_conn_per_message ? "true" : "false", opt->rate_per_s);
+	fprintf(f, "  \"messages\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n"
+		   "  \"elapsed_s\": %.6f,\n  \"msgs_per_s\": %.3f,\n  \"mb_per_s\": %.6f,\n"
+		   "  \"message_bytes\": %" PRIu64 ",\n  \"connects\": %" PRIu64 ",\n"
+		   "  \"conns_per_s\": %.3f,\n  \"connection_failures\": %" PRIu64 ",\n"
+		   "  \"timeouts\": %" PRIu64 ",\n  \"no_pipelining_sessions\": %" PRIu64 ",\n",
+		st->ok, st->failed, r->elapsed_s, per_s(st->ok, r->elapsed_s),
+		per_s(st->message_bytes, r->elapsed_s) / 1e6, st->message_bytes, st->connects,
+		per_s(st->connects, r->elapsed_s), st->conn_errors, st->timeouts,
+		st->no_pipelining);
+	fprintf(f, "  \"errors_by_code\": {");
+	bool any = false;
+	for (unsigned code = 0; code < ERROR_CODES; code++) {
+		if (st->errors_by_code[code] == 0)
+			continue;
+		if (code == 0)
+			fprintf(f, "%s\"conn\": %" PRIu64, any ? ", " : "", st->errors_by_code[0]);
+		else
+			fprintf(f, "%s\"%u\": %" PRIu64, any ? ", " : "", code,
+				st->errors_by_code[code]);
+		any = true;
+	}
+	fprintf(f, "},\n");
+	json_latency(f, "latency_txn_us", &st->txn);
+	json_latency(f, "latency_ack_us", &st->ack);
+	if (opt->rate_per_s > 0) {
+		json_latency(f, "schedule_lag_us", &st->lag);
+		fprintf(f, "  \"schedule_late\": %" PRIu64 ",\n  \"schedule_kept\": %s,\n", st->late,
+			st->late == 0 ? "true" : "false");
+	}
+	fprintf(f, "  \"bench_cpu_s\": %.6f,\n  \"bench_cpu_s_per_1000\": %.6f", r->bench_cpu_s,
+		done ? r->bench_cpu_s * 1000.0 / (double)done : 0.0);
+	if (r->have_server) {
+		double cpu = r->server_after.cpu_s - r->server_before.cpu_s;
+		fprintf(f, ",\n  \"server_pid\": %ld,\n  \"server_cpu_s\": %.6f,\n"
+			   "  \"server_cpu_s_per_1000\": %.6f,\n  \"server_rss_kib_before\": %" PRIu64
+			   ",\n  \"server_rss_kib_after\": %" PRIu64,
+			opt->pid, cpu, done ? cpu * 1000.0 / (double)done : 0.0,
+			r->server_before.rss_kib, r->server_after.rss_kib);
+	}
+	fprintf(f, "\n}\n");
+	return ferror(f) ? -1 : 0;
+}
+
+static void stats_merge(struct loop_stats *dst, const struct loop_stats *src)
+{
+	dst->ok += src->ok;
+	dst->failed += src->failed;
+	dst->message_bytes += src->message_bytes;
+	dst->connects += src->connects;
+	dst->conn_errors += src->conn_errors;
+	dst->timeouts += src->timeouts;
+	dst->late += src->late;
+	dst->no_pipelining += src->no_pipelining;
+	dst->last_done_ns = RMX_MAX(dst->last_done_ns, src->last_done_ns);
+	for (unsigned i = 0; i < ERROR_CODES; i++)
+		dst->errors_by_code[i] += src->errors_by_code[i];
+	hist_merge(&dst->txn, &src->txn);
+	hist_merge(&dst->ack, &src->ack);
+	hist_merge(&dst->lag, &src->lag);
+}
+
+static double cpu_self_s(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0.0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Raises the open-file limit to what the connections need (soft up to hard). */
+static void raise_nofile(uint64_t want)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rlim_t target = want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
+	rl.rlim_cur = target;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || target < want)
+		fprintf(stderr, "ringmx-bench: open files limited to %llu; %llu connections "
+				"may not all open\n", (unsigned long long)target,
+			(unsigned long long)want);
+}
+
+static int run(const struct options *opt, struct results *res)
+{
+	struct plan plan; /* read-only once the loops run */
+	struct loop *loops = NULL;
+	pthread_t tids[THREADS_MAX];
+	int rc = -1;
+	unsigned started = 0;
+	if (plan_build(&plan, opt) != 0) {
+		fprintf(stderr, "ringmx-bench: cannot build the messages\n");
+		goto out;
+	}
+	raise_nofile((uint64_t)opt->conns + opt->idle_conns + 64);
+	loops = calloc(opt->threads, sizeof(*loops));
+	if (loops == NULL)
+		goto out;
+	for (unsigned i = 0; i < opt->threads; i++)
+		if (loop_init(&loops[i], &plan, i) != 0) {
+			fprintf(stderr, "ringmx-bench: out of memory for %u connections\n",
+				opt->conns + opt->idle_conns);
+			goto out;
+		}
+	if (opt->pid) {
+		int prc = proc_sample_read((pid_t)opt->pid, &res->server_before);
+		if (prc != 0)
+			fprintf(stderr, "ringmx-bench: --pid %ld: %s\n", opt->pid, strerror(-prc));
+		res->have_server = prc == 0;
+	}
+	double cpu0 = cpu_self_s();
+	plan.start_ns = now_ns();
+	plan.end_ns = opt->duration_s > 0 ? plan.start_ns + (uint64_t)(opt->duration_s * 1e9)
+					  : UINT64_MAX;
+	for (; started < opt->threads; started++) {
+		int prc = pthread_create(&tids[started], NULL, loop_run, &loops[started]);
+		if (prc != 0) {
+			fprintf(stderr, "ringmx-bench: pthread_create: %s\n", strerror(prc));
+			break;
+		}
+	}
+	for (unsigned i = 0; i < started; i++) {
+		int prc = pthread_join(tids[i], NULL);
+		RMX_ASSERT(prc == 0);
+	}
+	uint64_t end = now_ns();
+	res->bench_cpu_s = cpu_self_s() - cpu0;
+	if (res->have_server &&
+	    proc_sample_read((pid_t)opt->pid, &res->server_after) != 0) {
+		fprintf(stderr, "ringmx-bench: --pid %ld: gone before the end\n", opt->pid);
+		res->have_server = false;
+	}
+	hist_init(&res->st.txn);
+	hist_init(&res->st.ack);
+	hist_init(&res->st.lag);
+	bool loop_failed = started < opt->threads;
+	for (unsigned i = 0; i < started; i++) {
+		if (loops[i].error) {
+			fprintf(stderr, "ringmx-bench: event loop %u: %s\n", i,
+				strerror(-loops[i].error));
+			loop_failed = true;
+		}
+		stats_merge(&res->st, &loops[i].st);
+	}
+	/* From the first connect to the last final reply (or the end when no
+	 * message finished). */
+	uint64_t last = res->st.last_done_ns ? res->st.last_done_ns : end;
+	res->elapsed_s = (double)(last - plan.start_ns) / 1e9;
+	rc = loop_failed ? -1 : 0;
+out:
+	if (loops)
+		for (unsigned i = 0; i < opt->threads; i++)
+			loop_free(&loops[i]);
+	free(loops);
+	plan_free(&plan);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct options opt;
+	int prc = options_parse(&opt, argc, argv);
+	if (prc == 1) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (prc != 0)
+		return EXIT_USAGE;
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		return EXIT_FAILED;
+	FILE *json = NULL;
+	bool json_stdout = opt.json_path && strcmp(opt.json_path, "-") == 0;
+	if (opt.json_path && !json_stdout) {
+		json = fopen(opt.json_path, "w");
+		if (json == NULL) {
+			fprintf(stderr, "ringmx-bench: --json %s: %s\n", opt.json_path,
+				strerror(errno));
+			return EXIT_USAGE;
+		}
+	}
+	/* Three histograms: too large for the stack. */
+	struct results *res = calloc(1, sizeof(*res));
+	if (res == NULL) {
+		fprintf(stderr, "ringmx-bench: out of memory\n");
+		return EXIT_FAILED;
+	}
+	int rc = run(&opt, res);
+	report_text(json_stdout ? stderr : stdout, &opt, res);
+	if (opt.json_path) {
+		FILE *f = json_stdout ? stdout : json;
+		if (report_json(f, &opt, res) != 0 || fflush(f) != 0) {
+			fprintf(stderr, "ringmx-bench: writing JSON failed\n");
+			rc = -1;
+		}
+		if (json && fclose(json) != 0)
+			rc = -1;
+	}
+	if (fflush(stdout) != 0)
+		rc = -1;
+	const struct loop_stats *st = &res->st;
+	bool all_done = opt.messages == 0 || st->ok + st->failed >= opt.messages;
+	bool clean = st->failed == 0 && st->conn_errors == 0;
+	int status = EXIT_OK;
+	if (rc != 0 || st->ok == 0 || !all_done || (!clean && !opt.allow_errors))
+		status = EXIT_FAILED;
+	free(res);
+	return status;
+}
