@@ -18,8 +18,10 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../storage/queue.h"
 #include "../storage/store.h"
 #include "config.h"
 #include "limits.h"
@@ -171,6 +173,31 @@ int main(int argc, char **argv)
 		if (rs.quarantined)
 			log_warn("event=store_quarantine worker=%u records=%u note=\"bad records "
 				 "set aside in %s/w%u/quarantine\"", i, rs.quarantined, cfg.data_dir, i);
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		struct queue_config qc = {
+			.data_dir = cfg.data_dir,
+			.worker = i,
+			.retry_min_ms = (int64_t)cfg.retry_min_s * 1000,
+			.retry_max_ms = (int64_t)cfg.retry_max_s * 1000,
+			.max_lifetime_ms = (int64_t)cfg.max_queue_lifetime_s * 1000,
+			.fsync = cfg.fsync,
+			.jitter_seed = (uint64_t)now.tv_nsec * 2654435761u + i + 1,
+			.now_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+		};
+		struct queue_recovery_stats qs;
+		memset(&qs, 0, sizeof(qs));
+		rc = queue_open(&qc, &w->queue, &qs, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "ringmx: forwarding queue of shard %u: %s\n", i, err);
+			return 1;
+		}
+		log_info("event=queue_recovered worker=%u messages=%llu recipients=%llu "
+			 "records_final=%llu log_entries=%llu log_bad_bytes=%llu",
+			 i, (unsigned long long)qs.messages_pending,
+			 (unsigned long long)qs.recipients_pending,
+			 (unsigned long long)qs.records_final, (unsigned long long)qs.log_entries,
+			 (unsigned long long)qs.log_bad_bytes);
 		for (uint32_t j = 0; j < cfg.listen_count; j++) {
 			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
 			if (fd < 0) {
@@ -227,6 +254,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		if (worker_join(&workers[i]) != 0)
 			status = 1;
+		queue_close(workers[i].queue);
 		store_close(workers[i].store);
 		close(workers[i].wake_fd);
 	}

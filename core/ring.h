@@ -37,6 +37,14 @@ enum ring_op {
 	OP_SPARE,        /* one step of preparing a spare segment */
 	OP_WAKE,         /* the worker's eventfd: shutdown requested */
 	OP_CANCEL,       /* result of a cancel request: ignored */
+	OP_FWD_CONNECT,  /* slot: upstream connection */
+	OP_FWD_RECV,     /* slot: upstream connection */
+	OP_FWD_SEND,     /* slot: upstream connection */
+	OP_FWD_READ,     /* slot: upstream connection (its record being read) */
+	OP_FWD_CLOSE,    /* slot: upstream connection (its socket being closed) */
+	OP_DLOG_WRITE,   /* slot: write index in the delivery-log commit */
+	OP_DLOG_SYNC,    /* slot: write index in the delivery-log commit */
+	OP_RECLAIM,      /* slot: 0 segment unlinked, 1 its log unlinked */
 	OP_COUNT
 };
 

@@ -63,7 +63,10 @@ static int op_rcpt(void *ctx, struct span forward_path)
 {
 	struct txn *t = ctx;
 	RMX_ASSERT(t->active);
-	return record_env_put(&t->env, RECORD_TAG_RECIPIENT, forward_path) == 0 ? 0 : -ENOMEM;
+	if (record_env_put(&t->env, RECORD_TAG_RECIPIENT, forward_path) != 0)
+		return -ENOMEM;
+	t->rcpt_count++;
+	return 0;
 }
 
 static int op_data_begin(void *ctx)
@@ -134,6 +137,7 @@ void txn_reset(struct txn *t)
 	t->size_hint_bytes = 0;
 	t->received_len = 0;
 	t->nparts = 0;
+	t->rcpt_count = 0;
 	t->active = false;
 }
 

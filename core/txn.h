@@ -40,6 +40,7 @@ struct txn {
 	struct iovec parts[4];
 	int nparts;
 	uint64_t queue_id;
+	uint32_t rcpt_count;         /* recipients in the envelope */
 	bool active;                 /* between MAIL and reset/commit */
 };
 

@@ -29,7 +29,10 @@
 
 #include "../storage/record.h"
 #include "../storage/store.h"
+#include "../storage/delivery_log.h"
+#include "../storage/queue.h"
 #include "conn.h"
+#include "forward.h"
 #include "log.h"
 #include "ring.h"
 #include "timer.h"
@@ -40,7 +43,15 @@
 #define SPARE_ZERO_CHUNK_BYTES (1u << 20)
 #define REJECT_REPLY_BYTES 256
 
-enum spare_step { SPARE_IDLE, SPARE_OPEN, SPARE_FALLOCATE, SPARE_ZERO, SPARE_SYNC, SPARE_DIRSYNC };
+enum spare_step {
+	SPARE_IDLE,
+	SPARE_OPEN,
+	SPARE_FALLOCATE,
+	SPARE_ZERO,
+	SPARE_DLOG, /* the segment's delivery log, created empty */
+	SPARE_SYNC,
+	SPARE_DIRSYNC
+};
 
 struct worker_loop {
 	struct worker *w;
@@ -70,6 +81,9 @@ struct worker_loop {
 	int spare_fd;
 	uint64_t spare_offset;
 	uint8_t *zero_chunk;
+	char spare_dlog_path[PATH_MAX];
+
+	struct forward *forward;
 
 	/* Connections whose finished message waits for room in the store. */
 	uint32_t reserve_head, reserve_tail;
@@ -335,12 +349,20 @@ static void conn_message_done(struct worker_loop *l, struct conn *c)
 static void commit_done_one(void *ctx, uint64_t cookie, int result)
 {
 	struct worker_loop *l = ctx;
+	if (cookie & FORWARD_COOKIE_BIT) {
+		forward_dsn_committed(l->forward, cookie, result);
+		return;
+	}
 	uint32_t slot = (uint32_t)cookie;
 	struct conn *c = &l->slab.conns[slot];
 	RMX_ASSERT(slot < l->slab.cap && (c->flags & CONN_USED) && (c->flags & CONN_WAIT_COMMIT));
 	RMX_ASSERT(c->gen == (uint32_t)(cookie >> 32));
 	char id_text[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(c->txn.queue_id, id_text);
+	if (result == 0)
+		forward_record_durable(l->forward, c->txn.queue_id,
+				       c->txn.header.length + record_padding(c->txn.header.length),
+				       c->txn.rcpt_count, c->txn.header.arrival_unix_ms);
 	txn_reset(&c->txn);
 	c->flags &= ~CONN_WAIT_COMMIT;
 	if (result != 0)
@@ -418,6 +440,10 @@ static void spare_step_submit(struct worker_loop *l)
 		io_uring_prep_write(sqe, l->spare_fd, l->zero_chunk, n, l->spare_offset);
 		break;
 	}
+	case SPARE_DLOG:
+		io_uring_prep_openat(sqe, AT_FDCWD, l->spare_dlog_path,
+				     O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		break;
 	case SPARE_SYNC:
 		io_uring_prep_fsync(sqe, l->spare_fd, IORING_FSYNC_DATASYNC);
 		break;
@@ -445,6 +471,14 @@ static void spare_start(struct worker_loop *l)
 		}
 		l->zero_chunk = z;
 	}
+	/* <seq>.dlog beside <seq>.seg: the same directory, the log's name. */
+	const char *slash = strrchr(path, '/');
+	size_t dir_len = slash ? (size_t)(slash - path + 1) : 0;
+	char dlog_name[DLOG_NAME_MAX_BYTES];
+	dlog_name_format(dlog_name, seq);
+	int n = snprintf(l->spare_dlog_path, sizeof(l->spare_dlog_path), "%.*s%s", (int)dir_len,
+			 path, dlog_name);
+	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_dlog_path));
 	l->spare_seq = seq;
 	l->spare_fd = -1;
 	l->spare_offset = 0;
@@ -457,6 +491,22 @@ static void spare_start(struct worker_loop *l)
 static void on_spare(struct worker_loop *l, int res)
 {
 	RMX_ASSERT(l->spare_step != SPARE_IDLE);
+	if (res < 0 && l->spare_step == SPARE_DLOG) {
+		/* The segment is fine; without its log, its outcomes are not kept
+		 * and it is never deleted in this run (the queue says so). */
+		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%d", l->w->id,
+			  l->spare_seq, res);
+		int rc = queue_dlog_ready(l->w->queue, l->spare_seq, res);
+		RMX_ASSERT(rc == 0 || rc == -EEXIST);
+		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
+		if (l->spare_step == SPARE_IDLE) {
+			store_spare_ready(l->w->store, l->spare_seq, l->spare_fd);
+			l->spare_fd = -1;
+			return;
+		}
+		spare_step_submit(l);
+		return;
+	}
 	if (res < 0) {
 		log_error("event=spare_segment_failed worker=%u seq=%u step=%d error=%d", l->w->id,
 			  l->spare_seq, (int)l->spare_step, res);
@@ -482,8 +532,20 @@ static void on_spare(struct worker_loop *l, int res)
 		}
 		if (l->spare_offset < l->cfg->segment_size_bytes)
 			break;
+		l->spare_step = SPARE_DLOG;
+		break;
+	case SPARE_DLOG: {
+		int rc = queue_dlog_ready(l->w->queue, l->spare_seq, res);
+		if (rc != 0) {
+			/* -EEXIST: the queue already holds this log (from start-up). */
+			close(res);
+			if (rc != -EEXIST)
+				log_error("event=delivery_log_open_failed worker=%u seq=%u error=%d",
+					  l->w->id, l->spare_seq, rc);
+		}
 		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
 		break;
+	}
 	case SPARE_SYNC:
 		l->spare_step = SPARE_DIRSYNC;
 		break;
@@ -531,6 +593,8 @@ static void store_kick(struct worker_loop *l)
 	spare_start(l);
 	for (int fd; (fd = store_retired_fd(l->w->store)) >= 0;)
 		close(fd); /* a sealed segment the store has finished writing */
+	forward_tick(l->forward, l->now_unix_ms, l->now_ms);
+	commit_submit(l); /* a bounce the forwarder just stored */
 }
 
 /* ---- feeding the session -------------------------------------------------- */
@@ -618,26 +682,29 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 
 /* ---- completions ----------------------------------------------------------- */
 
-static void peer_from_fd(int fd, struct smtp_peer *peer)
+/* The client's address; false when it is already gone (reset before we
+ * looked) or not an IP socket. */
+static bool peer_from_fd(int fd, struct smtp_peer *peer)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
 	memset(peer, 0, sizeof(*peer));
-	snprintf(peer->ip, sizeof(peer->ip), "unknown");
 	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-		return;
+		return false;
+	const char *p = NULL;
 	if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		inet_ntop(AF_INET, &a->sin_addr, peer->ip, sizeof(peer->ip));
+		p = inet_ntop(AF_INET, &a->sin_addr, peer->ip, sizeof(peer->ip));
 	} else if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
 		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
-			inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], peer->ip, sizeof(peer->ip));
+			p = inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], peer->ip, sizeof(peer->ip));
 		} else {
-			inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
+			p = inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
 			peer->ipv6 = true;
 		}
 	}
+	return p != NULL;
 }
 
 static void reject_connection(struct worker_loop *l, int fd)
@@ -671,9 +738,8 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	c->opened_ms = (int64_t)l->now_ms;
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	peer_from_fd(fd, &c->peer);
 	txn_init(&c->txn, &l->budget);
-	if (!conn_out_ready(c)) {
+	if (!peer_from_fd(fd, &c->peer) || !conn_out_ready(c)) {
 		c->flags |= CONN_CLOSING;
 		conn_maybe_release(l, c);
 		return;
@@ -847,8 +913,10 @@ static void drain_connections(struct worker_loop *l)
 
 static bool drain_finished(struct worker_loop *l)
 {
+	bool late = l->now_ms >= l->drain_deadline_ms;
+	bool forwarding = forward_drain(l->forward, late);
 	return l->slab.used == 0 && !l->commit_inflight && !store_busy(l->w->store) &&
-	       l->spare_step == SPARE_IDLE;
+	       l->spare_step == SPARE_IDLE && !forwarding;
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -884,6 +952,16 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 		arm_wake(l);
 		break;
 	case OP_CANCEL:
+		break;
+	case OP_FWD_CONNECT:
+	case OP_FWD_RECV:
+	case OP_FWD_SEND:
+	case OP_FWD_READ:
+	case OP_FWD_CLOSE:
+	case OP_DLOG_WRITE:
+	case OP_DLOG_SYNC:
+	case OP_RECLAIM:
+		forward_on_cqe(l->forward, cqe);
 		break;
 	default:
 		RMX_ASSERT(!"unknown op in user_data");
@@ -969,6 +1047,16 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	struct smtp_out out = { l->reject_reply, 0, sizeof(l->reject_reply) };
 	l->reject_reply_len = smtp_reply_too_many_connections(w->cfg->session.hostname, &out);
 	RMX_ASSERT(l->reject_reply_len > 0);
+	struct forward_env fe = {
+		.ring = &l->ring,
+		.store = w->store,
+		.queue = w->queue,
+		.cfg = w->cfg,
+		.worker = w->id,
+	};
+	rc = forward_new(&fe, &l->forward);
+	if (rc != 0)
+		return rc;
 	l->listening = true;
 	for (uint32_t i = 0; i < w->listen_count; i++)
 		arm_accept(l, i);
@@ -983,6 +1071,8 @@ static void loop_teardown(struct worker_loop *l)
 			close(l->w->listen_fds[i]);
 		l->w->listen_fds[i] = -1;
 	}
+	forward_free(l->forward);
+	l->forward = NULL;
 	buf_ring_free(&l->ring, &l->bufs);
 	io_uring_queue_exit(&l->ring);
 	conn_slab_free(&l->slab);

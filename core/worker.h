@@ -17,6 +17,7 @@
 #include "limits.h"
 
 struct store;
+struct queue;
 struct worker_loop;
 
 struct worker {
@@ -28,6 +29,7 @@ struct worker {
 	uint32_t listen_count;
 	int wake_fd;                    /* eventfd: a write asks the worker to stop */
 	struct store *store;
+	struct queue *queue;            /* the store shard's forwarding queue */
 	pthread_t thread;
 	atomic_int status;              /* 0 starting, 1 running, <0 -errno at start-up */
 	atomic_bool finished;           /* the loop has ended */

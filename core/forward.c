@@ -1,0 +1,1139 @@
+/*
+ * forward.c - the upstream side of a worker: connections to the relays,
+ * one message at a time per connection, outcomes into the queue, bounces
+ * into the store, delivery-log commits and segment deletion.
+ *
+ * A slot is one upstream connection and at most one message:
+ *
+ *   IDLE --connect--> CONNECTING --ok--> SESSION (smtp_client: greeting,
+ *   EHLO, READY, message, RSET, READY, ...) --QUIT / failure--> CLOSING --> IDLE
+ *
+ * A due message is attached to a free slot; its record is read from the
+ * segment into a buffer (an io_uring read: the worker never blocks on a
+ * cold page), checked (CRC), and handed to the client, which writes the
+ * commands; the body goes out verbatim from the buffer. At most one send
+ * and one receive are in flight per slot. Every wait for the upstream has
+ * the upstream_timeout deadline; a connection to a fallback relay is
+ * retired after FWD_FAILOVER_MAX_AGE_MS so that a recovered primary is used
+ * again.
+ */
+#include "forward.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../proto/dsn.h"
+#include "../proto/smtp_client.h"
+#include "../storage/delivery_log.h"
+#include "../storage/queue.h"
+#include "../storage/record.h"
+#include "../storage/segment.h"
+#include "../storage/store.h"
+#include "log.h"
+#include "ring.h"
+
+#define FWD_IN_BYTES 4096
+#define FWD_OUT_BYTES SMTP_REPLY_BUFFER_BYTES
+#define FWD_IDLE_QUIT_MS 10000
+#define FWD_UPSTREAM_DOWN_MS 30000
+#define FWD_FAILOVER_MAX_AGE_MS 60000
+#define FWD_SEGMENT_FDS 32
+#define FWD_DIAG_BYTES 320
+
+enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
+
+struct fwd_dsn {
+	bool active;       /* a DSN record is being stored for the slot's message */
+	bool reserve_wait; /* store_reserve said -EAGAIN: try again next turn */
+	uint8_t *body;
+	size_t body_len;
+	struct bytebuf env;
+	struct record_header header;
+	struct iovec parts[4];
+	uint64_t queue_id;
+	uint64_t padded_bytes;
+	int64_t arrival_unix_ms;
+};
+
+struct fwd_slot {
+	uint32_t index;
+	uint32_t gen;
+	int fd;
+	enum slot_state state;
+	uint32_t upstream;         /* index into cfg->upstream */
+	uint32_t tried_mask;       /* upstreams tried by this connection attempt */
+	uint64_t connected_ms;
+	uint64_t deadline_ms;      /* the upstream must answer by then (0: none) */
+	uint64_t idle_since_ms;    /* READY with no message since */
+	bool connect_inflight;
+	bool recv_inflight;
+	bool send_inflight;
+	bool read_inflight;
+	bool quitting;
+	bool client_ready;         /* the client said READY and nothing runs */
+	struct smtp_client client;
+	struct smtp_out out;
+	uint8_t out_buf[FWD_OUT_BYTES];
+	uint32_t send_bytes;       /* of out, in the send in flight */
+	bool body_sending;         /* the send in flight is body bytes */
+	size_t body_sent_bytes;
+	bool body_pending;         /* SEND_BODY: the body goes after out */
+	uint8_t in[FWD_IN_BYTES];
+
+	/* The message attached to the slot. */
+	struct queue_msg *msg;
+	uint8_t *rec;
+	uint64_t rec_bytes;
+	struct record_view view;
+	bool msg_loaded;           /* the record is read, checked and parsed */
+	bool msg_started;          /* the client is forwarding it */
+	struct span reverse_path;
+	struct span *rcpts;        /* pending recipients only */
+	uint32_t *rcpt_index;      /* their index in the record */
+	uint32_t rcpt_count;
+	struct smtp_client_result *results;
+	struct smtp_client_message cm;
+	struct smtp_client_xforward xf;
+	struct fwd_dsn dsn;
+};
+
+struct seg_fd {
+	uint32_t seq;
+	int fd;
+};
+
+struct forward {
+	struct forward_env env;
+	const struct config *cfg;
+	struct fwd_slot *slots;
+	uint32_t slot_count;
+	int64_t now_unix_ms;
+	uint64_t now_ms;
+	bool draining;
+	uint64_t upstream_down_until_ms[UPSTREAMS_MAX];
+
+	bool dlog_inflight;
+	uint32_t dlog_cqes_left;
+	int dlog_error;
+	struct queue_commit dlog_commit;
+
+	bool reclaim_inflight;
+	uint32_t reclaim_seq;
+	uint32_t reclaim_cqes_left;
+	char reclaim_seg_path[PATH_MAX];
+	char reclaim_dlog_path[PATH_MAX];
+
+	struct seg_fd seg_fds[FWD_SEGMENT_FDS];
+	uint32_t seg_fd_next;
+	uint64_t dsn_counter;
+
+	struct forward_stats stats;
+};
+
+static void slot_close(struct forward *f, struct fwd_slot *s);
+static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_status st);
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t slot_ud(enum ring_op op, const struct fwd_slot *s)
+{
+	return ring_ud(op, s->gen, s->index);
+}
+
+static void shard_path(const struct forward *f, char *out, size_t cap, const char *name)
+{
+	int n = snprintf(out, cap, "%s/w%u/%s", f->cfg->data_dir, f->env.worker, name);
+	RMX_ASSERT(n > 0 && (size_t)n < cap);
+}
+
+/* A read-only fd for segment seq, opened on first use (a rare open(2) of a
+ * local file; the reads themselves go through the ring). */
+static int segment_fd(struct forward *f, uint32_t seq)
+{
+	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].seq == seq)
+			return f->seg_fds[i].fd;
+	char name[SEGMENT_NAME_MAX_BYTES], path[PATH_MAX];
+	segment_name_format(name, seq);
+	shard_path(f, path, sizeof(path), name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct seg_fd *e = &f->seg_fds[f->seg_fd_next++ % FWD_SEGMENT_FDS];
+	if (e->fd >= 0)
+		close(e->fd);
+	e->seq = seq;
+	e->fd = fd;
+	return fd;
+}
+
+static void segment_fd_forget(struct forward *f, uint32_t seq)
+{
+	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++) {
+		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].seq == seq) {
+			close(f->seg_fds[i].fd);
+			f->seg_fds[i].fd = -1;
+		}
+	}
+}
+
+static void slot_arm_deadline(struct forward *f, struct fwd_slot *s)
+{
+	s->deadline_ms = f->now_ms + (uint64_t)f->cfg->upstream_timeout_s * 1000u;
+}
+
+/* ---- the message attached to a slot ---------------------------------------- */
+
+static void msg_free(struct fwd_slot *s)
+{
+	free(s->rec);
+	free(s->rcpts);
+	free(s->rcpt_index);
+	free(s->results);
+	s->rec = NULL;
+	s->rcpts = NULL;
+	s->rcpt_index = NULL;
+	s->results = NULL;
+	s->msg = NULL;
+	s->msg_loaded = false;
+	s->msg_started = false;
+	s->rcpt_count = 0;
+	s->body_pending = false;
+}
+
+static void dsn_free(struct fwd_dsn *d)
+{
+	free(d->body);
+	bytebuf_free(&d->env);
+	memset(d, 0, sizeof(*d));
+}
+
+static const char *attempt_result_name(enum queue_attempt_result r)
+{
+	return r == QUEUE_ATTEMPT_DONE ? "done" : r == QUEUE_ATTEMPT_RETRY ? "retry" : "bounce";
+}
+
+static bool dsn_start(struct forward *f, struct fwd_slot *s);
+
+/* The attempt on the slot's message is over (outcomes reported). */
+static void msg_attempt_finished(struct forward *f, struct fwd_slot *s)
+{
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_msg_id(s->msg), id); /* before: DONE frees the message */
+	enum queue_attempt_result r = queue_attempt_done(f->env.queue, s->msg, f->now_unix_ms);
+	log_debug("event=attempt_done worker=%u id=%.16s result=%s", f->env.worker, id,
+		  attempt_result_name(r));
+	if (r == QUEUE_ATTEMPT_BOUNCE_DUE) {
+		if (dsn_start(f, s))
+			return; /* the slot keeps the message until the DSN is durable */
+		r = queue_bounce_done(f->env.queue, s->msg, f->now_unix_ms);
+		RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
+	}
+	msg_free(s);
+}
+
+/* Every pending recipient of the slot's message failed the same way. */
+static void msg_fail_all(struct forward *f, struct fwd_slot *s, enum queue_outcome outcome,
+			 uint16_t code, const char *status)
+{
+	uint16_t enh = dlog_enhanced_parse(span_make(status, strlen(status)));
+	for (uint32_t i = 0; i < s->rcpt_count; i++)
+		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], outcome, code, enh,
+			      f->now_unix_ms);
+	if (outcome == QUEUE_OUTCOME_TEMPFAIL)
+		f->stats.deferred++;
+	msg_attempt_finished(f, s);
+}
+
+static void msg_results(struct forward *f, struct fwd_slot *s);
+
+/*
+ * The connection ended under the slot's message. Begun on the wire: the
+ * client settles every unfinished recipient with a 4xx (results already
+ * final, a 550 to RCPT say, stand) and the attempt ends. Not begun: the
+ * message waits for the next connection; not even read: back to the queue.
+ */
+static void msg_connection_lost(struct forward *f, struct fwd_slot *s, const char *why)
+{
+	if (!s->msg || s->dsn.active)
+		return;
+	if (!s->msg_loaded) {
+		if (!s->read_inflight) {
+			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms + 1000);
+			msg_free(s);
+		}
+		return;
+	}
+	if (!s->msg_started)
+		return;
+	(void)smtp_client_connection_lost(&s->client, why);
+	msg_results(f, s);
+}
+
+static uint16_t result_enhanced(const struct smtp_client_result *r)
+{
+	return dlog_enhanced_parse(span_make(r->status, strlen(r->status)));
+}
+
+/* MESSAGE_DONE: one outcome per recipient, then the attempt ends. */
+static void msg_results(struct forward *f, struct fwd_slot *s)
+{
+	const struct smtp_client_result *mr = smtp_client_message_result(&s->client);
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_msg_id(s->msg), id);
+	for (uint32_t i = 0; i < s->rcpt_count; i++) {
+		const struct smtp_client_result *r = &s->results[i];
+		if (r->code == 0)
+			r = mr;
+		enum queue_outcome o = r->code >= 200 && r->code < 300 ? QUEUE_OUTCOME_DELIVERED
+				       : r->code >= 500 && r->code < 600 ? QUEUE_OUTCOME_PERMFAIL
+									 : QUEUE_OUTCOME_TEMPFAIL;
+		uint16_t code = r->code ? r->code : 451;
+		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], o, code, result_enhanced(r),
+			      f->now_unix_ms);
+		if (o == QUEUE_OUTCOME_DELIVERED)
+			f->stats.delivered++;
+		else if (o == QUEUE_OUTCOME_TEMPFAIL)
+			f->stats.deferred++;
+		log_info("event=delivery worker=%u id=%.16s rcpt=\"%.*s\" upstream=%s "
+			 "result=%s reply=\"%u %s\" attempt=%u",
+			 f->env.worker, id, (int)RMX_MIN(s->rcpts[i].len, (size_t)256),
+			 (const char *)s->rcpts[i].ptr, f->cfg->upstream[s->upstream].text,
+			 o == QUEUE_OUTCOME_DELIVERED ? "delivered"
+			 : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
+						       : "deferred",
+			 code, r->status, (unsigned)queue_msg_attempts(s->msg) + 1);
+	}
+	msg_attempt_finished(f, s);
+}
+
+/* Parses the checked record into what the client needs. */
+static bool msg_parse(struct forward *f, struct fwd_slot *s)
+{
+	uint32_t total = queue_msg_rcpt_count(s->msg);
+	s->rcpts = calloc(total, sizeof(*s->rcpts));
+	s->rcpt_index = calloc(total, sizeof(*s->rcpt_index));
+	s->results = calloc(total, sizeof(*s->results));
+	if (!s->rcpts || !s->rcpt_index || !s->results)
+		return false;
+	memset(&s->cm, 0, sizeof(s->cm));
+	memset(&s->xf, 0, sizeof(s->xf));
+	s->xf.name = span_make("[UNAVAILABLE]", 13);
+	struct span cur = s->view.envelope, value;
+	uint8_t tag;
+	bool malformed = false;
+	uint32_t rcpt_no = 0;
+	while (record_env_next(&cur, &tag, &value, &malformed)) {
+		switch (tag) {
+		case RECORD_TAG_REVERSE_PATH:
+			s->reverse_path = value;
+			break;
+		case RECORD_TAG_RECIPIENT:
+			if (rcpt_no >= total)
+				return false;
+			if (queue_msg_rcpt_state(s->msg, rcpt_no) == QUEUE_RCPT_PENDING) {
+				s->rcpts[s->rcpt_count] = value;
+				s->rcpt_index[s->rcpt_count] = rcpt_no;
+				s->rcpt_count++;
+			}
+			rcpt_no++;
+			break;
+		case RECORD_TAG_HELO:
+			s->xf.helo = value;
+			break;
+		case RECORD_TAG_CLIENT_ADDR:
+			s->xf.addr = value;
+			break;
+		case RECORD_TAG_PROTOCOL:
+			s->xf.proto = value;
+			break;
+		case RECORD_TAG_BODY_TYPE:
+			if (value.len == 1 && value.ptr[0] <= SMTP_BODY_BINARYMIME)
+				s->cm.body_type = (enum smtp_body_type)value.ptr[0];
+			break;
+		case RECORD_TAG_SMTPUTF8:
+			s->cm.smtputf8 = true;
+			break;
+		default:
+			break; /* unknown items are skipped (forward compatible) */
+		}
+	}
+	if (malformed || rcpt_no != total)
+		return false;
+	(void)f;
+	s->cm.reverse_path = s->reverse_path;
+	s->cm.recipients = s->rcpts;
+	s->cm.recipient_count = s->rcpt_count;
+	s->cm.body_bytes = s->view.body.len;
+	s->cm.xforward = s->xf.addr.len ? &s->xf : NULL;
+	return true;
+}
+
+/* ---- bounces --------------------------------------------------------------- */
+
+/*
+ * Builds and stores the DSN for the recipients of the slot's message that
+ * are BOUNCE_DUE or EXPIRE_DUE. Returns false when none is to be sent (null
+ * reverse path: logged) so the caller finishes the bounce at once.
+ */
+static bool dsn_start(struct forward *f, struct fwd_slot *s)
+{
+	struct queue_msg *m = s->msg;
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_msg_id(m), id);
+	if (!s->msg_loaded || s->reverse_path.len == 0) {
+		log_warn("event=bounce_suppressed worker=%u id=%.16s reason=%s", f->env.worker, id,
+			 s->msg_loaded ? "null_reverse_path" : "record_not_loaded");
+		return false;
+	}
+	uint32_t total = queue_msg_rcpt_count(m);
+	struct dsn_recipient *dr = calloc(total, sizeof(*dr));
+	char(*diag)[FWD_DIAG_BYTES] = calloc(total, sizeof(*diag));
+	struct span *addr_of = calloc(total, sizeof(*addr_of));
+	const struct smtp_client_result **res_of = calloc(total, sizeof(*res_of));
+	bool ok = dr && diag && addr_of && res_of;
+	uint32_t n = 0;
+	if (ok) {
+		/* Every recipient's address, by record index. */
+		struct span cur = s->view.envelope, value;
+		uint8_t tag;
+		bool malformed = false;
+		uint32_t k = 0;
+		while (record_env_next(&cur, &tag, &value, &malformed))
+			if (tag == RECORD_TAG_RECIPIENT && k < total)
+				addr_of[k++] = value;
+		for (uint32_t i = 0; i < s->rcpt_count; i++)
+			res_of[s->rcpt_index[i]] = &s->results[i];
+		for (uint32_t r = 0; r < total; r++) {
+			enum queue_rcpt_state st = queue_msg_rcpt_state(m, r);
+			if (st != QUEUE_RCPT_BOUNCE_DUE && st != QUEUE_RCPT_EXPIRE_DUE)
+				continue;
+			const struct smtp_client_result *res = res_of[r];
+			struct dsn_recipient *d = &dr[n];
+			d->address = addr_of[r];
+			d->action = DSN_ACTION_FAILED;
+			d->last_attempt_unix = f->now_unix_ms / 1000;
+			if (st == QUEUE_RCPT_BOUNCE_DUE && res && res->code) {
+				int len = snprintf(diag[n], FWD_DIAG_BYTES, "%u %s %s", res->code,
+						   res->status, res->text);
+				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0) <
+								   FWD_DIAG_BYTES
+								   ? (size_t)RMX_MAX(len, 0)
+								   : FWD_DIAG_BYTES - 1);
+				d->status = span_make(res->status, strlen(res->status));
+				d->remote_mta = span_make("", 0);
+			} else {
+				int len = snprintf(diag[n], FWD_DIAG_BYTES,
+						   "delivery time expired after %u attempts",
+						   (unsigned)queue_msg_attempts(m));
+				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0));
+				d->status = span_make("5.4.7", 5);
+			}
+			n++;
+		}
+	}
+	struct fwd_dsn *dsn = &s->dsn;
+	char token[48];
+	int tlen = snprintf(token, sizeof(token), "%.16s-%u-%llu", id, f->env.worker,
+			    (unsigned long long)++f->dsn_counter);
+	struct dsn_input in = {
+		.reporting_mta = f->cfg->session.hostname,
+		.queue_id = span_make(id, RECORD_QUEUE_ID_CHARS),
+		.arrival_unix = queue_msg_arrival_unix_ms(m) / 1000,
+		.now_unix = f->now_unix_ms / 1000,
+		.to = s->reverse_path,
+		.recipients = dr,
+		.recipient_count = n,
+		.original = s->view.body,
+		.smtputf8 = s->cm.smtputf8,
+		.message_id_token = span_make(token, (size_t)tlen),
+	};
+	if (ok && n > 0) {
+		size_t need = dsn_build(&in, NULL, 0);
+		dsn->body = malloc(need);
+		ok = dsn->body != NULL;
+		if (ok) {
+			dsn->body_len = dsn_build(&in, dsn->body, need);
+			RMX_ASSERT(dsn->body_len == need);
+		}
+	}
+	unsigned needs = ok && n > 0 ? dsn_transport_needs(&in, dsn->body, dsn->body_len) : 0;
+	free(dr);
+	free(diag);
+	free(addr_of);
+	free(res_of);
+	if (!ok || n == 0) {
+		log_error("event=bounce_failed worker=%u id=%.16s reason=%s", f->env.worker, id,
+			  n == 0 ? "no_recipient_due" : "out_of_memory");
+		dsn_free(dsn);
+		return false;
+	}
+	uint8_t body_type = (needs & DSN_NEEDS_8BITMIME) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
+	const char *helo = f->cfg->hostname;
+	int rc = record_env_put(&dsn->env, RECORD_TAG_REVERSE_PATH, span_make("", 0));
+	if (rc == 0)
+		rc = record_env_put(&dsn->env, RECORD_TAG_BODY_TYPE, span_make(&body_type, 1));
+	if (rc == 0 && (needs & DSN_NEEDS_SMTPUTF8))
+		rc = record_env_put(&dsn->env, RECORD_TAG_SMTPUTF8, span_make("", 0));
+	if (rc == 0)
+		rc = record_env_put(&dsn->env, RECORD_TAG_RECIPIENT, s->reverse_path);
+	if (rc == 0)
+		rc = record_env_put(&dsn->env, RECORD_TAG_HELO, span_make(helo, strlen(helo)));
+	if (rc == 0)
+		rc = record_env_put(&dsn->env, RECORD_TAG_PROTOCOL, span_make("LOCAL", 5));
+	if (rc != 0) {
+		log_error("event=bounce_failed worker=%u id=%.16s reason=envelope", f->env.worker, id);
+		dsn_free(dsn);
+		return false;
+	}
+	dsn->active = true;
+	dsn->reserve_wait = true; /* stored by dsn_store() below or on a later turn */
+	f->stats.bounced += n;
+	log_info("event=bounce worker=%u id=%.16s to=\"%.*s\" recipients=%u", f->env.worker, id,
+		 (int)RMX_MIN(s->reverse_path.len, (size_t)256), (const char *)s->reverse_path.ptr,
+		 n);
+	return true;
+}
+
+/* Reserves, seals and appends the slot's DSN record; retried on -EAGAIN. */
+static void dsn_store(struct forward *f, struct fwd_slot *s)
+{
+	struct fwd_dsn *d = &s->dsn;
+	RMX_ASSERT(d->active && d->reserve_wait);
+	uint64_t padded = record_padded_length(d->env.len, d->body_len);
+	uint64_t qid;
+	int rc = store_reserve(f->env.store, padded, &qid);
+	if (rc == -EAGAIN)
+		return;
+	if (rc != 0) {
+		/* The store is failed or full: the bounce waits in the queue for a
+		 * restart (the message stays in flight here, nothing is lost). */
+		char id[RECORD_QUEUE_ID_CHARS];
+		queue_id_format(queue_msg_id(s->msg), id);
+		log_error("event=bounce_store_failed worker=%u id=%.16s error=%d", f->env.worker, id,
+			  rc);
+		d->reserve_wait = false;
+		return;
+	}
+	static const uint8_t zeros[RECORD_ALIGN_BYTES];
+	struct iovec body = { d->body, d->body_len };
+	d->arrival_unix_ms = f->now_unix_ms;
+	record_seal(&d->header, qid, d->arrival_unix_ms, span_make(d->env.data, d->env.len), &body,
+		    1);
+	d->parts[0] = (struct iovec){ &d->header, RECORD_HEADER_BYTES };
+	d->parts[1] = (struct iovec){ d->env.data, d->env.len };
+	d->parts[2] = body;
+	d->parts[3] = (struct iovec){ (void *)zeros, record_padding(d->header.length) };
+	d->queue_id = qid;
+	d->padded_bytes = padded;
+	rc = store_append(f->env.store, qid, d->parts, 4, FORWARD_COOKIE_BIT | s->index);
+	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
+	d->reserve_wait = false;
+}
+
+void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
+{
+	uint32_t i = (uint32_t)(cookie & ~FORWARD_COOKIE_BIT);
+	RMX_ASSERT(i < f->slot_count);
+	struct fwd_slot *s = &f->slots[i];
+	RMX_ASSERT(s->dsn.active && s->msg);
+	if (result != 0) {
+		log_error("event=bounce_store_failed worker=%u error=%d", f->env.worker, result);
+		return; /* as in dsn_store: kept in flight until a restart */
+	}
+	int rc = queue_add(f->env.queue, s->dsn.queue_id, s->dsn.padded_bytes, 1,
+			   s->dsn.arrival_unix_ms, f->now_unix_ms);
+	if (rc != 0)
+		log_error("event=queue_add_failed worker=%u error=%d", f->env.worker, rc);
+	enum queue_attempt_result r = queue_bounce_done(f->env.queue, s->msg, f->now_unix_ms);
+	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
+	dsn_free(&s->dsn);
+	msg_free(s);
+}
+
+/* ---- sending and receiving -------------------------------------------------- */
+
+static void slot_arm_recv(struct forward *f, struct fwd_slot *s)
+{
+	if (s->recv_inflight || s->state != SLOT_SESSION)
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_recv(sqe, s->fd, s->in, sizeof(s->in), 0);
+	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_RECV, s));
+	s->recv_inflight = true;
+}
+
+/* Sends what is due: the commands in out first, then the body. */
+static void slot_flush(struct forward *f, struct fwd_slot *s)
+{
+	if (s->send_inflight || s->state != SLOT_SESSION)
+		return;
+	const void *p;
+	size_t n;
+	if (s->out.len) {
+		p = s->out.buf;
+		n = s->out.len;
+		s->body_sending = false;
+		s->send_bytes = (uint32_t)n;
+	} else if (s->body_pending) {
+		RMX_ASSERT(s->body_sent_bytes < s->view.body.len);
+		p = s->view.body.ptr + s->body_sent_bytes;
+		n = RMX_MIN(s->view.body.len - s->body_sent_bytes, (size_t)(1u << 30));
+		s->body_sending = true;
+	} else {
+		return;
+	}
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_SEND, s));
+	s->send_inflight = true;
+	slot_arm_deadline(f, s);
+}
+
+static void slot_start_message(struct forward *f, struct fwd_slot *s)
+{
+	RMX_ASSERT(s->msg && s->msg_loaded && !s->msg_started && s->client_ready);
+	s->client_ready = false;
+	s->msg_started = true;
+	s->body_sent_bytes = 0;
+	f->stats.attempts++;
+	enum smtp_client_status st =
+		smtp_client_start_message(&s->client, &s->cm, s->results, &s->out);
+	slot_drive(f, s, st);
+}
+
+/* Acts on what the client says. */
+static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_status st)
+{
+	switch (st) {
+	case SMTP_CLIENT_WANT_INPUT:
+		slot_flush(f, s);
+		slot_arm_recv(f, s);
+		slot_arm_deadline(f, s);
+		return;
+	case SMTP_CLIENT_READY:
+		s->client_ready = true;
+		s->idle_since_ms = f->now_ms;
+		s->deadline_ms = 0;
+		slot_flush(f, s);
+		slot_arm_recv(f, s); /* notices an upstream that closes an idle link */
+		if (s->quitting) {
+			s->client_ready = false;
+			slot_drive(f, s, smtp_client_quit(&s->client, &s->out));
+			return;
+		}
+		if (s->msg && s->msg_loaded && !s->msg_started)
+			slot_start_message(f, s);
+		return;
+	case SMTP_CLIENT_SEND_BODY:
+		s->body_pending = s->view.body.len > 0;
+		if (!s->body_pending) {
+			slot_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
+			return;
+		}
+		slot_flush(f, s);
+		return;
+	case SMTP_CLIENT_MESSAGE_DONE:
+		msg_results(f, s);
+		slot_drive(f, s, smtp_client_rset(&s->client, &s->out));
+		return;
+	case SMTP_CLIENT_CLOSED:
+	case SMTP_CLIENT_FAILED: {
+		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
+		if (s->msg && s->msg_started && !s->dsn.active)
+			msg_results(f, s); /* the client settled every recipient */
+		if (st == SMTP_CLIENT_FAILED)
+			log_warn("event=upstream_failed worker=%u upstream=%s reply=\"%u %s %s\"",
+				 f->env.worker, f->cfg->upstream[s->upstream].text, why->code,
+				 why->status, why->text);
+		slot_flush(f, s); /* a QUIT still queued goes out before the close */
+		slot_close(f, s);
+		return;
+	}
+	}
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+/* The upstream to try next: first in order that is not marked down and not
+ * tried by this attempt; then any not tried. -1 when all were tried. */
+static int pick_upstream(const struct forward *f, uint32_t tried_mask)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < f->cfg->upstream_count; i++) {
+			if (tried_mask & (1u << i))
+				continue;
+			if (pass == 0 && f->upstream_down_until_ms[i] > f->now_ms)
+				continue;
+			return (int)i;
+		}
+	return -1;
+}
+
+static void slot_connect(struct forward *f, struct fwd_slot *s)
+{
+	int u = pick_upstream(f, s->tried_mask);
+	if (u < 0) {
+		s->tried_mask = 0;
+		s->state = SLOT_IDLE;
+		if (s->msg && s->msg_loaded && !s->dsn.active) {
+			log_info("event=forward_deferred worker=%u reason=\"no upstream relay "
+				 "reachable\"", f->env.worker);
+			msg_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, 451, "4.4.1");
+		}
+		return;
+	}
+	const struct listen_addr *a = &f->cfg->upstream[u];
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("event=upstream_socket_failed worker=%u errno=%d", f->env.worker, errno);
+		s->tried_mask |= 1u << u;
+		slot_connect(f, s);
+		return;
+	}
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->fd = fd;
+	s->upstream = (uint32_t)u;
+	s->tried_mask |= 1u << u;
+	s->state = SLOT_CONNECTING;
+	s->gen = (s->gen + 1) & 0xffffffu;
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&a->addr, a->addr_len);
+	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_CONNECT, s));
+	s->connect_inflight = true;
+	slot_arm_deadline(f, s);
+}
+
+static void on_connect(struct forward *f, struct fwd_slot *s, int res)
+{
+	s->connect_inflight = false;
+	if (s->state == SLOT_CLOSING) {
+		slot_close(f, s); /* timed out or drained while connecting */
+		return;
+	}
+	RMX_ASSERT(s->state == SLOT_CONNECTING);
+	if (res < 0) {
+		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%d",
+			 f->env.worker, f->cfg->upstream[s->upstream].text, res);
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
+		f->stats.upstream_up_mask &= ~(1u << s->upstream);
+		close(s->fd);
+		s->fd = -1;
+		slot_connect(f, s); /* the next relay in the list */
+		return;
+	}
+	f->upstream_down_until_ms[s->upstream] = 0;
+	f->stats.upstream_up_mask |= 1u << s->upstream;
+	s->tried_mask = 0;
+	s->state = SLOT_SESSION;
+	s->connected_ms = f->now_ms;
+	s->quitting = false;
+	s->client_ready = false;
+	s->out.buf = s->out_buf;
+	s->out.len = 0;
+	s->out.cap = sizeof(s->out_buf);
+	const char *helo = f->cfg->upstream_helo;
+	smtp_client_init(&s->client, span_make(helo, strlen(helo)));
+	slot_arm_recv(f, s);
+	slot_arm_deadline(f, s);
+}
+
+/* Stops the slot's connection; the slot is IDLE once nothing is in flight. */
+static void slot_close(struct forward *f, struct fwd_slot *s)
+{
+	if (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING) {
+		s->state = SLOT_CLOSING;
+		(void)shutdown(s->fd, SHUT_RDWR); /* ends the receive in flight */
+	}
+	if (s->state != SLOT_CLOSING || s->recv_inflight || s->send_inflight || s->connect_inflight)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	s->state = SLOT_IDLE;
+	s->client_ready = false;
+	s->deadline_ms = 0;
+	s->body_pending = false;
+	s->out.len = 0;
+	if (s->msg && !s->dsn.active && s->msg_loaded && s->msg_started)
+		msg_connection_lost(f, s, "lost connection with upstream");
+	if (s->msg && !s->dsn.active && s->msg_loaded && !s->msg_started) {
+		/* The session ended before the message could start (greeting
+		 * refused, EHLO failed...): a failed attempt, retried later. */
+		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
+		bool temp = why->code >= 400 && why->code < 500;
+		msg_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, temp ? why->code : 451,
+			     temp ? why->status : "4.4.2");
+	}
+}
+
+static void on_recv(struct forward *f, struct fwd_slot *s, int res)
+{
+	s->recv_inflight = false;
+	if (s->state != SLOT_SESSION) {
+		slot_close(f, s);
+		return;
+	}
+	if (res <= 0) {
+		msg_connection_lost(f, s, res == 0 ? "upstream closed the connection"
+						   : "receive from upstream failed");
+		slot_close(f, s);
+		return;
+	}
+	enum smtp_client_status st = smtp_client_feed(&s->client, s->in, (size_t)res, &s->out);
+	slot_drive(f, s, st);
+}
+
+static void on_send(struct forward *f, struct fwd_slot *s, int res)
+{
+	s->send_inflight = false;
+	if (s->state != SLOT_SESSION) {
+		slot_close(f, s);
+		return;
+	}
+	if (res <= 0) {
+		msg_connection_lost(f, s, "send to upstream failed");
+		slot_close(f, s);
+		return;
+	}
+	if (s->body_sending) {
+		s->body_sent_bytes += (size_t)res;
+		if (s->body_sent_bytes == s->view.body.len) {
+			s->body_pending = false;
+			slot_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
+			return;
+		}
+	} else {
+		RMX_ASSERT((size_t)res <= s->send_bytes && s->send_bytes <= s->out.len);
+		memmove(s->out.buf, s->out.buf + res, s->out.len - (size_t)res);
+		s->out.len -= (size_t)res;
+		if (s->out.len == 0 && s->msg_started && !s->body_pending) {
+			/* A pipelined message too big for out goes in rounds: the
+			 * client appends the next one now that out is empty. */
+			slot_drive(f, s, smtp_client_feed(&s->client, NULL, 0, &s->out));
+			return;
+		}
+	}
+	slot_flush(f, s);
+}
+
+/* ---- reading the record ------------------------------------------------------ */
+
+static void slot_read_record(struct forward *f, struct fwd_slot *s)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
+	s->rec_bytes = queue_msg_padded_bytes(s->msg);
+	s->rec = malloc(s->rec_bytes);
+	int fd = s->rec ? segment_fd(f, seq) : -ENOMEM;
+	if (fd < 0) {
+		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
+			  fd);
+		(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms + 60000);
+		msg_free(s);
+		return;
+	}
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_read(sqe, fd, s->rec, (unsigned)s->rec_bytes, offset);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_FWD_READ, 0, s->index));
+	s->read_inflight = true;
+}
+
+static void on_read(struct forward *f, struct fwd_slot *s, int res)
+{
+	s->read_inflight = false;
+	RMX_ASSERT(s->msg != NULL);
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_msg_id(s->msg), id);
+	enum record_check_result rc = RECORD_SHORT;
+	if (res > 0)
+		rc = record_check(s->rec, (size_t)res, &s->view);
+	if (res < 0 || rc != RECORD_OK || s->view.header.queue_id != queue_msg_id(s->msg) ||
+	    s->view.padded_length != s->rec_bytes) {
+		/* DESIGN.md: a record that does not read back is set aside, never sent. */
+		log_error("event=record_set_aside worker=%u id=%.16s read=%d check=%d", f->env.worker,
+			  id, res, (int)rc);
+		queue_set_aside(f->env.queue, s->msg, f->now_unix_ms);
+		msg_free(s);
+		return;
+	}
+	if (!msg_parse(f, s)) {
+		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
+			  id);
+		queue_set_aside(f->env.queue, s->msg, f->now_unix_ms);
+		msg_free(s);
+		return;
+	}
+	s->msg_loaded = true;
+	if (s->rcpt_count == 0) {
+		msg_attempt_finished(f, s); /* nothing pending after all */
+		return;
+	}
+	if (s->state == SLOT_IDLE) {
+		s->tried_mask = 0;
+		slot_connect(f, s);
+	} else if (s->state == SLOT_SESSION && s->client_ready) {
+		slot_start_message(f, s);
+	}
+}
+
+/* ---- the delivery log and reclamation ---------------------------------------- */
+
+static void dlog_submit(struct forward *f)
+{
+	if (f->dlog_inflight || !queue_commit_begin(f->env.queue, &f->dlog_commit))
+		return;
+	struct queue_commit *c = &f->dlog_commit;
+	RMX_ASSERT(c->count >= 1 && c->count <= QUEUE_COMMIT_WRITES_MAX);
+	f->dlog_inflight = true;
+	f->dlog_error = 0;
+	f->dlog_cqes_left = 0;
+	for (uint32_t i = 0; i < c->count; i++) {
+		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+		io_uring_prep_writev(sqe, c->write[i].fd, &c->write[i].iov, 1, c->write[i].offset);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_WRITE, 0, i));
+		f->dlog_cqes_left++;
+		if (c->sync) {
+			sqe->flags |= IOSQE_IO_LINK;
+			sqe = ring_sqe(f->env.ring);
+			io_uring_prep_fsync(sqe, c->write[i].fd, IORING_FSYNC_DATASYNC);
+			io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_SYNC, 0, i));
+			f->dlog_cqes_left++;
+		}
+	}
+}
+
+static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
+{
+	RMX_ASSERT(f->dlog_inflight && f->dlog_cqes_left > 0 && i < f->dlog_commit.count);
+	int err = res < 0 ? res : 0;
+	if (op == OP_DLOG_WRITE && res >= 0 && (size_t)res != f->dlog_commit.write[i].iov.iov_len)
+		err = -EIO;
+	if (err && !f->dlog_error)
+		f->dlog_error = err;
+	if (--f->dlog_cqes_left)
+		return;
+	f->dlog_inflight = false;
+	if (f->dlog_error)
+		log_error("event=delivery_log_failed worker=%u error=%d", f->env.worker,
+			  f->dlog_error);
+	queue_commit_done(f->env.queue, f->dlog_error);
+}
+
+static void reclaim_submit(struct forward *f)
+{
+	uint32_t seq;
+	if (f->reclaim_inflight || !queue_reclaimable(f->env.queue, &seq))
+		return;
+	char seg[SEGMENT_NAME_MAX_BYTES], dl[DLOG_NAME_MAX_BYTES];
+	segment_name_format(seg, seq);
+	dlog_name_format(dl, seq);
+	shard_path(f, f->reclaim_seg_path, sizeof(f->reclaim_seg_path), seg);
+	shard_path(f, f->reclaim_dlog_path, sizeof(f->reclaim_dlog_path), dl);
+	segment_fd_forget(f, seq);
+	f->reclaim_inflight = true;
+	f->reclaim_seq = seq;
+	f->reclaim_cqes_left = 2;
+	/* The segment first: a crash between leaves an orphan log that
+	 * queue_open removes. Not linked: the log goes even if the segment
+	 * was already gone. */
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_seg_path, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 0));
+	sqe->flags |= IOSQE_IO_DRAIN;
+	sqe = ring_sqe(f->env.ring);
+	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 1));
+}
+
+static void on_reclaim(struct forward *f, uint32_t which, int res)
+{
+	RMX_ASSERT(f->reclaim_inflight && f->reclaim_cqes_left > 0);
+	if (res < 0 && res != -ENOENT)
+		log_error("event=segment_unlink_failed worker=%u seq=%u file=%s error=%d",
+			  f->env.worker, f->reclaim_seq, which == 0 ? "seg" : "dlog", res);
+	if (--f->reclaim_cqes_left)
+		return;
+	f->reclaim_inflight = false;
+	int fd = queue_reclaimed(f->env.queue, f->reclaim_seq);
+	if (fd >= 0)
+		close(fd);
+	store_segment_removed(f->env.store, f->reclaim_seq);
+	log_info("event=segment_reclaimed worker=%u seq=%u", f->env.worker, f->reclaim_seq);
+}
+
+/* ---- the public face ---------------------------------------------------------- */
+
+int forward_new(const struct forward_env *env, struct forward **out)
+{
+	struct forward *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->env = *env;
+	f->cfg = env->cfg;
+	f->slot_count = env->cfg->upstream_count ? env->cfg->upstream_connections : 0;
+	if (f->slot_count) {
+		f->slots = calloc(f->slot_count, sizeof(*f->slots));
+		if (!f->slots) {
+			free(f);
+			return -ENOMEM;
+		}
+	}
+	for (uint32_t i = 0; i < f->slot_count; i++) {
+		f->slots[i].index = i;
+		f->slots[i].fd = -1;
+		f->slots[i].state = SLOT_IDLE;
+	}
+	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+		f->seg_fds[i].fd = -1;
+	*out = f;
+	return 0;
+}
+
+void forward_free(struct forward *f)
+{
+	if (!f)
+		return;
+	for (uint32_t i = 0; i < f->slot_count; i++) {
+		struct fwd_slot *s = &f->slots[i];
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s->rec);
+		free(s->rcpts);
+		free(s->rcpt_index);
+		free(s->results);
+		dsn_free(&s->dsn);
+	}
+	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+		if (f->seg_fds[i].fd >= 0)
+			close(f->seg_fds[i].fd);
+	free(f->slots);
+	free(f);
+}
+
+void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padded_bytes,
+			    uint32_t rcpt_count, int64_t arrival_unix_ms)
+{
+	int rc = queue_add(f->env.queue, queue_id, padded_bytes, rcpt_count, arrival_unix_ms,
+			   f->now_unix_ms ? f->now_unix_ms : arrival_unix_ms);
+	if (rc != 0) {
+		char id[RECORD_QUEUE_ID_CHARS];
+		queue_id_format(queue_id, id);
+		log_error("event=queue_add_failed worker=%u id=%.16s error=%d", f->env.worker, id,
+			  rc);
+	}
+}
+
+void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
+{
+	f->now_unix_ms = now_unix_ms;
+	f->now_ms = now_ms;
+	for (uint32_t i = 0; i < f->slot_count; i++) {
+		struct fwd_slot *s = &f->slots[i];
+		if (s->dsn.active && s->dsn.reserve_wait)
+			dsn_store(f, s);
+		if (s->deadline_ms && now_ms > s->deadline_ms &&
+		    (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING)) {
+			log_warn("event=upstream_timeout worker=%u upstream=%s", f->env.worker,
+				 f->cfg->upstream[s->upstream].text);
+			s->deadline_ms = 0;
+			if (s->state == SLOT_CONNECTING)
+				f->upstream_down_until_ms[s->upstream] = now_ms + FWD_UPSTREAM_DOWN_MS;
+			msg_connection_lost(f, s, "upstream timeout");
+			slot_close(f, s);
+			continue;
+		}
+		if (s->state == SLOT_SESSION && s->client_ready && !s->msg && !s->quitting &&
+		    (f->draining || now_ms - s->idle_since_ms > FWD_IDLE_QUIT_MS ||
+		     (s->upstream > 0 && now_ms - s->connected_ms > FWD_FAILOVER_MAX_AGE_MS))) {
+			s->quitting = true;
+			s->client_ready = false;
+			slot_drive(f, s, smtp_client_quit(&s->client, &s->out));
+			continue;
+		}
+		if (f->draining || s->msg || s->state == SLOT_CLOSING || s->state == SLOT_CONNECTING ||
+		    s->quitting)
+			continue;
+		if (s->state == SLOT_SESSION && !s->client_ready)
+			continue; /* greeting or RSET still running */
+		struct queue_msg *m = queue_next_due(f->env.queue, now_unix_ms);
+		if (!m)
+			break;
+		s->msg = m;
+		slot_read_record(f, s);
+	}
+	dlog_submit(f);
+	reclaim_submit(f);
+}
+
+void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
+{
+	enum ring_op op = ring_ud_op(cqe->user_data);
+	uint32_t i = ring_ud_slot(cqe->user_data);
+	switch (op) {
+	case OP_DLOG_WRITE:
+	case OP_DLOG_SYNC:
+		on_dlog(f, op, i, cqe->res);
+		return;
+	case OP_RECLAIM:
+		on_reclaim(f, i, cqe->res);
+		return;
+	default:
+		break;
+	}
+	RMX_ASSERT(i < f->slot_count);
+	struct fwd_slot *s = &f->slots[i];
+	switch (op) {
+	case OP_FWD_READ:
+		on_read(f, s, cqe->res);
+		return;
+	case OP_FWD_CONNECT:
+		RMX_ASSERT(ring_ud_gen(cqe->user_data) == s->gen && s->connect_inflight);
+		on_connect(f, s, cqe->res);
+		return;
+	case OP_FWD_RECV:
+		on_recv(f, s, cqe->res);
+		return;
+	case OP_FWD_SEND:
+		on_send(f, s, cqe->res);
+		return;
+	default:
+		RMX_ASSERT(!"not a forwarder op");
+	}
+}
+
+bool forward_drain(struct forward *f, bool hurry)
+{
+	f->draining = true;
+	bool busy = false;
+	for (uint32_t i = 0; i < f->slot_count; i++) {
+		struct fwd_slot *s = &f->slots[i];
+		if (hurry && s->state != SLOT_IDLE && s->state != SLOT_CLOSING && !s->dsn.active)
+			slot_close(f, s);
+		if (s->msg && !s->msg_loaded && !s->read_inflight) {
+			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms);
+			msg_free(s);
+		}
+		if (s->msg && s->msg_loaded && !s->msg_started && !s->dsn.active &&
+		    s->state != SLOT_CONNECTING) {
+			/* Not begun on the wire: back to the queue for the next start. */
+			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms);
+			msg_free(s);
+		}
+		busy |= s->state != SLOT_IDLE || s->msg != NULL || s->read_inflight;
+	}
+	return busy || f->dlog_inflight || queue_commit_busy(f->env.queue) ||
+	       f->reclaim_inflight;
+}
+
+void forward_get_stats(const struct forward *f, struct forward_stats *out)
+{
+	*out = f->stats;
+}
