@@ -220,6 +220,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The pid file tells ringmx-store whom to signal for live queue requests. */
+	char pid_path[PATH_MAX + 16];
+	snprintf(pid_path, sizeof(pid_path), "%s/ringmx.pid", cfg.data_dir);
+	FILE *pf = fopen(pid_path, "w");
+	if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
+		log_warn("event=pid_file_failed path=%s errno=%d", pid_path, errno);
 	for (uint32_t j = 0; j < cfg.listen_count; j++)
 		log_info("event=listening address=%s workers=%u hostname=%s data_dir=%s fsync=%s",
 			 cfg.listen[j].text, cfg.workers, cfg.hostname, cfg.data_dir,
@@ -259,6 +265,7 @@ int main(int argc, char **argv)
 		close(workers[i].wake_fd);
 	}
 	free(workers);
+	(void)unlink(pid_path);
 	config_free(&cfg);
 	log_info("event=stopped status=%d", status);
 	return status;
