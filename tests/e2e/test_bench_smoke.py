@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""ringmx-bench against a real ringmx: a 2-second run with --json - must exit
+0, print JSON that parses, report messages > 0 and errors == 0, and the
+store (read by ringmx-store stats) must hold at least as many messages as
+the bench says were acknowledged. Also: bad options exit 2 and --tls is
+refused. The bench binary is <build dir>/bench/ringmx-bench, the build dir
+being the parent of RINGMX_BIN.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmx_harness as h  # noqa: E402
+
+RUN_S = 2
+BENCH_TIMEOUT_S = 30
+
+
+def bench_bin():
+    build_dir = os.path.dirname(os.path.abspath(h.ringmx_bin()))
+    path = os.path.join(build_dir, "bench", "ringmx-bench")
+    if not os.access(path, os.X_OK):
+        sys.stderr.write("e2e: %s is not built (target ringmx-bench)\n" % path)
+        sys.exit(2)
+    return path
+
+
+class BenchSmokeTest(unittest.TestCase):
+
+    def test_two_second_run_is_counted_in_the_store(self):
+        srv = h.Server(settings=[("max_connections", "200")])
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port),
+               "--conns", "8", "--duration", str(RUN_S), "--size", "1k:70,10k:30",
+               "--rcpts", "2", "--to", "user@" + h.DOMAIN, "--idle-conns", "4",
+               "--pid", str(srv.proc.pid), "--json", "-"]
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=BENCH_TIMEOUT_S)
+        err = cp.stderr.decode("utf-8", "replace")
+        self.assertEqual(cp.returncode, 0, "ringmx-bench exited %d; stderr:\n%s"
+                         % (cp.returncode, err))
+        try:
+            res = json.loads(cp.stdout.decode("utf-8"))
+        except ValueError as e:
+            self.fail("--json - printed no JSON (%s): %r" % (e, cp.stdout[:500]))
+        self.assertGreater(res["messages"], 0, res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertEqual(res["errors_by_code"], {}, res)
+        self.assertEqual(res["connection_failures"], 0, res)
+        self.assertGreater(res["msgs_per_s"], 0, res)
+        lat = res["latency_txn_us"]
+        self.assertEqual(lat["count"], res["messages"], res)
+        self.assertTrue(0 < lat["p50"] <= lat["p99"] <= lat["max"], lat)
+        self.assertIn("server_cpu_s", res)
+        # the text summary went to stderr, not into the JSON
+        self.assertIn("msgs/s", err)
+        stats = srv.stats()
+        stored = int(stats.get("messages", "0"))
+        self.assertGreaterEqual(stored, res["messages"],
+                                "store holds %d messages, bench reported %d acknowledged"
+                                % (stored, res["messages"]))
+
+    def test_bad_options_exit_2(self):
+        for args in (["--conns", "5"],                          # no --server
+                     ["--server", "127.0.0.1:1", "--size", "1k:50,2k:40"],
+                     ["--server", "127.0.0.1:1", "--pipelining", "maybe"],
+                     ["--server", "127.0.0.1:1", "--messages", "5", "--duration", "1"],
+                     ["--server", "127.0.0.1:1", "--tls"]):
+            cp = subprocess.run([bench_bin()] + args, stdin=subprocess.DEVNULL,
+                                capture_output=True, timeout=BENCH_TIMEOUT_S)
+            self.assertEqual(cp.returncode, 2, "%r exited %d: %s"
+                             % (args, cp.returncode, cp.stderr))
+            self.assertTrue(cp.stderr.strip(), "%r said nothing on stderr" % args)
+
+
+if __name__ == "__main__":
+    unittest.main()
