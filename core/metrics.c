@@ -122,6 +122,12 @@ static const char *const forward_result_label[METRICS_FORWARD_RESULT_COUNT] = {
 	[METRICS_FORWARD_ERROR] = "error",
 };
 
+static const char *const tls_result_label[METRICS_TLS_RESULT_COUNT] = {
+	[METRICS_TLS_FULL] = "full",
+	[METRICS_TLS_RESUMED] = "resumed",
+	[METRICS_TLS_FAILED] = "failed",
+};
+
 enum {
 	LABELS_NONE,
 	LABELS_CONN_REJECT,
@@ -131,6 +137,7 @@ enum {
 	LABELS_FORWARD_RESULT,
 	LABELS_UPSTREAM,
 	LABELS_VERSION,
+	LABELS_TLS_RESULT,
 };
 
 static const char *const label_name[] = {
@@ -142,6 +149,7 @@ static const char *const label_name[] = {
 	[LABELS_FORWARD_RESULT] = "result",
 	[LABELS_UPSTREAM] = "upstream",
 	[LABELS_VERSION] = "version",
+	[LABELS_TLS_RESULT] = "result",
 };
 
 static unsigned label_count(unsigned labels, const struct metrics_static *st)
@@ -155,6 +163,7 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_FORWARD_RESULT: return METRICS_FORWARD_RESULT_COUNT;
 	case LABELS_UPSTREAM: return st->upstream_count;
 	case LABELS_VERSION: return 1;
+	case LABELS_TLS_RESULT: return METRICS_TLS_RESULT_COUNT;
 	}
 	RMX_ASSERT(!"unknown label set");
 	return 0;
@@ -170,6 +179,7 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_FORWARD_RESULT: return forward_result_label[i];
 	case LABELS_UPSTREAM: return st->upstream[i];
 	case LABELS_VERSION: return st->version;
+	case LABELS_TLS_RESULT: return tls_result_label[i];
 	}
 	RMX_ASSERT(!"label set without values");
 	return "";
@@ -249,6 +259,9 @@ const struct metrics_desc metrics_table[] = {
 		"Receives that found the provided buffer ring empty (ENOBUFS)."),
 	GAUGE("ringmx_buffer_ring_in_use_buffers", "buffers", LABELS_NONE, FROM_SUM,
 	      buffer_ring_in_use, "Provided receive buffers held by the application."),
+
+	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
+		"Server-side TLS handshakes (STARTTLS), by result."),
 };
 
 const unsigned metrics_table_count = RMX_ARRAY_LEN(metrics_table);
@@ -524,6 +537,8 @@ size_t metrics_render(const struct metrics_worker *const *workers, unsigned n,
 {
 	RMX_ASSERT(buf != NULL || cap == 0);
 	RMX_ASSERT(workers != NULL || n == 0);
+	for (unsigned i = 0; i < n; i++)
+		RMX_ASSERT(workers[i] != NULL);
 	struct out o = { buf, cap, 0, false };
 	render(&o, workers, n, st);
 	return o.len;

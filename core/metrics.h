@@ -53,6 +53,14 @@ enum metrics_forward_result {
 	METRICS_FORWARD_RESULT_COUNT
 };
 
+/* Outcome of a server-side TLS handshake (STARTTLS). */
+enum metrics_tls_result {
+	METRICS_TLS_FULL,    /* a full handshake completed */
+	METRICS_TLS_RESUMED, /* a session resumption completed */
+	METRICS_TLS_FAILED,  /* alert, protocol error or timeout */
+	METRICS_TLS_RESULT_COUNT
+};
+
 /* Reply codes counted by exact code; anything else counts as "other". */
 #define METRICS_REPLY_CODES 18
 #define METRICS_REPLY_OTHER METRICS_REPLY_CODES
@@ -115,6 +123,8 @@ struct __attribute__((aligned(64))) metrics_worker {
 	/* Provided buffer ring. */
 	uint64_t buffer_ring_enobufs;
 	uint64_t buffer_ring_in_use; /* gauge */
+	/* TLS. */
+	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT];
 };
 
 /* Longest upstream label ("host:port"), terminator included. */
