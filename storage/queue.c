@@ -15,7 +15,8 @@
  * seg->live_msgs counts the messages of a segment still held; seg->unsynced
  * counts its entries waiting or in flight, so a segment is reclaimable only
  * once that is 0, it is sealed, it lost no final entry and the queue has
- * not failed. At most one commit is in flight. Only queue_open(),
+ * not failed. At most one commit is in flight. Every message held is in
+ * the id index exactly once. Only queue_open(),
  * queue_close() and the offline functions make system calls.
  */
 #include "queue.h"
@@ -68,6 +69,12 @@ struct heap_slot {
 	struct queue_msg *msg;
 };
 
+/* One slot of the queue id index; msg NULL: empty. */
+struct id_slot {
+	uint64_t queue_id;
+	struct queue_msg *msg;
+};
+
 struct queue_segment {
 	uint32_t seq;
 	int fd;               /* the log, -1 until ready */
@@ -93,6 +100,9 @@ struct queue {
 	uint64_t rng;
 
 	struct queue_msg *all;     /* list of every message held */
+	struct id_slot *index;     /* queue id -> message, open addressing */
+	uint32_t index_cap;        /* a power of two, or 0 before the first add */
+	uint32_t index_bits;       /* log2(index_cap) */
 	struct heap_slot *heap;
 	uint32_t heap_len;
 	uint32_t heap_cap;
@@ -311,6 +321,88 @@ static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type
 	s->unsynced++;
 }
 
+/* ---- the queue id index ----
+ *
+ * Linear probing over {id, message} slots kept at most half full, so an
+ * insert compares ids inside the array and never touches a message; a
+ * removal shifts the following run back (no tombstones). It grows by
+ * doubling, allocated as messages are added (queue_add's amortised cost
+ * stays O(1)); operator requests (queue_make_due, queue_delete) look up. */
+
+static uint32_t index_home(const struct queue *q, uint64_t queue_id)
+{
+	/* Fibonacci hashing: ids differ mostly in their low offset bits. */
+	return (uint32_t)((queue_id * 0x9E3779B97F4A7C15ull) >> (64 - q->index_bits));
+}
+
+static void index_place(struct queue *q, uint64_t queue_id, struct queue_msg *m)
+{
+	uint32_t mask = q->index_cap - 1;
+	uint32_t i = index_home(q, queue_id);
+	while (q->index[i].msg != NULL) {
+		RMX_ASSERT(q->index[i].queue_id != queue_id);
+		i = (i + 1) & mask;
+	}
+	q->index[i] = (struct id_slot){ queue_id, m };
+}
+
+/* Room for want messages at a load of at most one half; 0 or -ENOMEM. */
+static int index_reserve(struct queue *q, uint64_t want)
+{
+	if (want * 2 <= q->index_cap)
+		return 0;
+	uint32_t bits = q->index_bits ? q->index_bits + 1 : 10;
+	while (want * 2 > (1ull << bits))
+		bits++;
+	if (bits > 31)
+		return -ENOMEM;
+	struct id_slot *old = q->index;
+	uint32_t old_cap = q->index_cap;
+	struct id_slot *grown = calloc((size_t)1 << bits, sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	q->index = grown;
+	q->index_cap = 1u << bits;
+	q->index_bits = bits;
+	for (uint32_t i = 0; i < old_cap; i++)
+		if (old[i].msg != NULL)
+			index_place(q, old[i].queue_id, old[i].msg);
+	free(old);
+	return 0;
+}
+
+/* The slot holding queue_id, or UINT32_MAX. */
+static uint32_t index_find(const struct queue *q, uint64_t queue_id)
+{
+	if (q->index_cap == 0)
+		return UINT32_MAX;
+	uint32_t mask = q->index_cap - 1;
+	for (uint32_t i = index_home(q, queue_id);; i = (i + 1) & mask) {
+		if (q->index[i].msg == NULL)
+			return UINT32_MAX;
+		if (q->index[i].queue_id == queue_id)
+			return i;
+	}
+}
+
+/* Empties slot i and moves back the entries of the run after it that
+ * probed past it, so that every lookup still finds them. */
+static void index_remove_at(struct queue *q, uint32_t i)
+{
+	uint32_t mask = q->index_cap - 1;
+	uint32_t hole = i;
+	for (uint32_t j = (i + 1) & mask; q->index[j].msg != NULL; j = (j + 1) & mask) {
+		uint32_t home = index_home(q, q->index[j].queue_id);
+		/* The entry at j may fill the hole if its home is not in
+		 * (hole, j] cyclically: it probed through the hole. */
+		if (((j - home) & mask) >= ((j - hole) & mask)) {
+			q->index[hole] = q->index[j];
+			hole = j;
+		}
+	}
+	q->index[hole] = (struct id_slot){ 0, NULL };
+}
+
 /* ---- messages ---- */
 
 static void msg_free(struct queue *q, struct queue_msg *m)
@@ -329,6 +421,9 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 	if (m->in_flight)
 		q->messages_in_flight--;
 	q->messages--;
+	uint32_t slot = index_find(q, m->queue_id);
+	RMX_ASSERT(slot != UINT32_MAX && q->index[slot].msg == m);
+	index_remove_at(q, slot);
 	free(m);
 }
 
@@ -433,6 +528,7 @@ void queue_close(struct queue *q)
 		q->all = next;
 	}
 	free(q->heap);
+	free(q->index);
 	for (uint32_t i = 0; i < q->seg_count; i++)
 		if (q->seg[i].fd >= 0)
 			close(q->seg[i].fd);
@@ -446,11 +542,17 @@ void queue_close(struct queue *q)
 static int msg_insert(struct queue *q, struct queue_msg *m)
 {
 	int rc = heap_reserve(q, q->messages + 1);
+	if (rc == 0)
+		rc = index_reserve(q, q->messages + 1);
 	if (rc != 0)
 		return rc;
+	/* A record is queued once: a second add of its id is refused. */
+	if (index_find(q, m->queue_id) != UINT32_MAX)
+		return -EINVAL;
 	struct queue_segment *s = seg_get(q, m->seq);
 	if (s == NULL)
 		return -ENOMEM;
+	index_place(q, m->queue_id, m);
 	s->live_msgs++;
 	q->messages++;
 	m->prev = NULL;
@@ -1279,6 +1381,219 @@ int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offli
 	}
 	if (rc == 0 && fsync(dirfd) != 0) {
 		what = "sync shard directory";
+		rc = -errno;
+	}
+	close(dirfd); /* drops the lock */
+	return rc != 0 ? fail(err, errlen, rc, what, data_dir, worker, seq) : 0;
+}
+
+/* ---- operator requests (core/control, ringmx-store) ---- */
+
+/*
+ * The heap slot of queued message m. The search skips every subtree whose
+ * root comes after m (heap order puts m below none of them), so it costs
+ * about the number of messages due before m. UINT32_MAX if absent.
+ */
+static uint32_t heap_find(const struct queue *q, const struct queue_msg *m)
+{
+	struct heap_slot key = { m->next_attempt_unix_ms, m->queue_id, NULL };
+	/* Preorder with an explicit stack: at most one pending sibling per
+	 * level plus the node popped, and a heap is at most 32 levels deep. */
+	uint32_t stack[66];
+	uint32_t depth = 0;
+	if (q->heap_len == 0)
+		return UINT32_MAX;
+	stack[depth++] = 0;
+	while (depth > 0) {
+		uint32_t i = stack[--depth];
+		const struct heap_slot *h = &q->heap[i];
+		if (h->msg == m)
+			return i;
+		if (slot_before(&key, h))
+			continue;
+		uint64_t left = 2 * (uint64_t)i + 1;
+		for (uint64_t c = left + 1; c >= left; c--) {
+			if (c < q->heap_len) {
+				RMX_ASSERT(depth < RMX_ARRAY_LEN(stack));
+				stack[depth++] = (uint32_t)c;
+			}
+		}
+	}
+	return UINT32_MAX;
+}
+
+/* Takes slot i out of the heap; its message is no longer queued. */
+static void heap_remove_at(struct queue *q, uint32_t i)
+{
+	RMX_ASSERT(i < q->heap_len);
+	struct queue_msg *m = q->heap[i].msg;
+	RMX_ASSERT(m->queued);
+	q->heap_len--;
+	if (i < q->heap_len) {
+		q->heap[i] = q->heap[q->heap_len];
+		heap_up(q, i);
+		heap_down(q, i); /* a no-op when heap_up moved the slot */
+	}
+	m->queued = false;
+}
+
+/* The queued (not in flight) message of queue_id: 0, -ENOENT or -EBUSY. */
+static int operator_target(struct queue *q, uint64_t queue_id, struct queue_msg **out)
+{
+	uint32_t slot = index_find(q, queue_id);
+	if (slot == UINT32_MAX)
+		return -ENOENT;
+	struct queue_msg *m = q->index[slot].msg;
+	if (m->in_flight)
+		return -EBUSY;
+	RMX_ASSERT(m->queued && m->pending > 0 && m->due == 0);
+	*out = m;
+	return 0;
+}
+
+int queue_make_due(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
+{
+	struct queue_msg *m = NULL;
+	int rc = operator_target(q, queue_id, &m);
+	if (rc != 0)
+		return rc;
+	if (m->next_attempt_unix_ms <= now_unix_ms)
+		return 0; /* due already; a restart would make it due too */
+	uint32_t i = heap_find(q, m);
+	RMX_ASSERT(i != UINT32_MAX);
+	m->next_attempt_unix_ms = now_unix_ms;
+	q->heap[i].due_unix_ms = now_unix_ms;
+	heap_up(q, i);
+	log_entry(q, m, DLOG_REQUEUE, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	return 0;
+}
+
+uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms)
+{
+	uint64_t changed = 0;
+	for (uint32_t i = 0; i < q->heap_len; i++) {
+		struct heap_slot *h = &q->heap[i];
+		if (h->due_unix_ms <= now_unix_ms)
+			continue;
+		h->due_unix_ms = now_unix_ms;
+		h->msg->next_attempt_unix_ms = now_unix_ms;
+		log_entry(q, h->msg, DLOG_REQUEUE, DLOG_RCPT_ALL, h->msg->attempts, now_unix_ms, 0,
+			  0);
+		changed++;
+	}
+	/* Many keys moved: rebuild the heap bottom-up (Floyd), O(n). */
+	if (changed > 0)
+		for (uint32_t i = q->heap_len / 2; i-- > 0;)
+			heap_down(q, i);
+	return changed;
+}
+
+int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
+{
+	struct queue_msg *m = NULL;
+	int rc = operator_target(q, queue_id, &m);
+	if (rc != 0)
+		return rc;
+	uint32_t i = heap_find(q, m);
+	RMX_ASSERT(i != UINT32_MAX);
+	heap_remove_at(q, i);
+	for (uint32_t r = 0; r < m->rcpt_count && m->pending > 0; r++) {
+		if (m->rcpt_state[r] != QUEUE_RCPT_PENDING)
+			continue;
+		set_rcpt(m, r, QUEUE_RCPT_DELETED);
+		q->recipients_pending--;
+	}
+	log_entry(q, m, DLOG_DELETED, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	msg_free(q, m);
+	return 0;
+}
+
+/* Appends REQUEUE entries for the records of one loaded segment whose next
+ * attempt lies after now; adds their number to *requeued. */
+static int requeue_segment(int dirfd, uint32_t seq, const struct loaded_segment *ls,
+			   int64_t now_unix_ms, uint64_t *requeued, const char **what)
+{
+	size_t count = 0;
+	for (size_t k = 0; k < ls->count; k++)
+		count += ls->rec[k].replay.pending > 0 &&
+			 ls->rec[k].replay.next_attempt_unix_ms > now_unix_ms;
+	if (count == 0)
+		return 0;
+	*what = "requeue messages in";
+	uint8_t *bytes = malloc(count * DLOG_ENTRY_BYTES);
+	if (bytes == NULL)
+		return -ENOMEM;
+	size_t used = 0;
+	for (size_t k = 0; k < ls->count; k++) {
+		const struct loaded_record *r = &ls->rec[k];
+		if (r->replay.pending == 0 || r->replay.next_attempt_unix_ms <= now_unix_ms)
+			continue;
+		struct dlog_entry e = {
+			.type = DLOG_REQUEUE,
+			.rcpt = DLOG_RCPT_ALL,
+			.queue_id = r->queue_id,
+			.time_unix_ms = now_unix_ms,
+			.attempt = r->replay.attempts,
+		};
+		RMX_ASSERT(used < count);
+		dlog_entry_encode(&e, bytes + used * DLOG_ENTRY_BYTES);
+		used++;
+	}
+	RMX_ASSERT(used == count);
+	int fd = -1;
+	*what = "open delivery log";
+	int rc = dlog_open_for_append(dirfd, seq, ls->log_valid_bytes, true, &fd);
+	if (rc == 0) {
+		*what = "append to delivery log";
+		rc = segment_write_all_at(fd, bytes, count * DLOG_ENTRY_BYTES, ls->log_valid_bytes);
+		if (rc == 0 && fdatasync(fd) != 0)
+			rc = -errno;
+		close(fd);
+	}
+	free(bytes);
+	if (rc == 0)
+		*requeued += count;
+	return rc;
+}
+
+int queue_offline_requeue_all(const char *data_dir, uint32_t worker, int64_t now_unix_ms,
+			      uint64_t *requeued, char *err, size_t errlen)
+{
+	*requeued = 0;
+	if (worker >= WORKERS_MAX)
+		return fail(err, errlen, -EINVAL, "requeue shard", data_dir, worker, 0);
+	int dirfd;
+	int rc = open_shard(data_dir, worker, &dirfd);
+	if (rc != 0)
+		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
+	if (flock(dirfd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(dirfd);
+		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
+			    0);
+	}
+	uint32_t *seqs = NULL;
+	size_t count = 0;
+	const char *what = "list segments of";
+	uint32_t seq = 0;
+	rc = segment_list(dirfd, &seqs, &count);
+	bool wrote = false;
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		seq = seqs[i];
+		struct loaded_segment ls;
+		rc = load_segment(dirfd, worker, seq, &ls, &what);
+		if (rc != 0)
+			break;
+		uint64_t before = *requeued;
+		rc = requeue_segment(dirfd, seq, &ls, now_unix_ms, requeued, &what);
+		wrote = wrote || *requeued != before;
+		loaded_segment_free(&ls);
+	}
+	free(seqs);
+	/* A log file created by the append is durable before we report. */
+	if (rc == 0 && wrote && fsync(dirfd) != 0) {
+		what = "sync shard directory";
+		seq = 0;
 		rc = -errno;
 	}
 	close(dirfd); /* drops the lock */

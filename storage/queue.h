@@ -19,7 +19,8 @@
  * bounce, never lose one. queue_requeue puts a message back untried.
  *
  * Memory: queue_add allocates one block per message (a small struct and a
- * byte per recipient) and may grow the heap and segment table;
+ * byte per recipient) and may grow the heap, the queue id index and the
+ * segment table;
  * queue_dlog_ready may grow the segment table (once per segment); nothing
  * else on the hot path allocates. Log entries wait in a fixed buffer of
  * QUEUE_PENDING_ENTRIES_MAX; when it is full a new entry is dropped and
@@ -315,5 +316,38 @@ enum queue_offline_action {
 RMX_MUST_CHECK int queue_offline_mark(const char *data_dir, uint64_t queue_id,
 				      enum queue_offline_action action, int64_t now_unix_ms,
 				      char *err, size_t errlen);
+
+/*
+ * Operator requests (core/control on the worker thread; no system call).
+ *
+ * queue_make_due: the queued message queue_id becomes due at now (a
+ * REQUEUE entry is logged so that a restart keeps it due; nothing is logged
+ * when it is due already). 0, -ENOENT (not held by this queue: unknown,
+ * final, or another shard's) or -EBUSY (in flight: being attempted now).
+ */
+RMX_MUST_CHECK int queue_make_due(struct queue *q, uint64_t queue_id, int64_t now_unix_ms);
+
+/* Every queued message not yet due becomes due at now, each with a REQUEUE
+ * entry (past the entry buffer they are dropped and counted: after a
+ * restart those keep their logged backoff). Returns how many moved. */
+uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms);
+
+/*
+ * Gives up on the queued message queue_id for good: its pending recipients
+ * become DELETED (one message-wide entry; never sent, no DSN) and the
+ * message is freed. 0, -ENOENT or -EBUSY as queue_make_due.
+ */
+RMX_MUST_CHECK int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms);
+
+/*
+ * Offline (ringmx-store), blocking, like queue_offline_mark: under the
+ * shard lock (-EBUSY while ringmx runs), appends a REQUEUE entry (then
+ * fdatasync) for every record of shard DIR/w<worker> with a pending
+ * recipient whose next attempt is after now; *requeued counts them. Each
+ * segment is read once. Returns 0 or -errno with a message in err.
+ */
+RMX_MUST_CHECK int queue_offline_requeue_all(const char *data_dir, uint32_t worker,
+					     int64_t now_unix_ms, uint64_t *requeued,
+					     char *err, size_t errlen);
 
 #endif
