@@ -189,6 +189,7 @@ struct loop_stats {
 	uint64_t conn_errors;
 	uint64_t timeouts;
 	uint64_t late;           /* rate mode: started > 1 ms after schedule */
+	uint64_t late_no_conn;   /* ... of which found no free connection */
 	uint64_t no_pipelining;  /* sessions whose EHLO lacked PIPELINING */
 	uint64_t last_done_ns;
 	uint64_t errors_by_code[ERROR_CODES];
@@ -219,6 +220,7 @@ struct loop {
 	unsigned source_next;
 	bool stopping;
 	bool told_connect_error;
+	bool starved;            /* rate mode: messages were due, none ready */
 	uint64_t rng;
 	uint64_t next_sweep_ns;
 	char *header_slab;
@@ -772,18 +774,25 @@ static uint64_t run_schedule(struct loop *lp, uint64_t now)
 			lp->stopping = true;
 			break;
 		}
-		if (due > now)
+		if (due > now) {
+			lp->starved = false;
 			return due;
-		if (lp->ready_len == 0)
+		}
+		if (lp->ready_len == 0) {
+			lp->starved = true;
 			return UINT64_MAX; /* late: the next ready connection takes it */
+		}
 		struct conn *c = &lp->conns[lp->ready[--lp->ready_len]];
 		c->listed_ready = false;
 		if (c->state != C_READY)
 			continue; /* failed while it waited */
 		uint64_t lag = now - due;
 		hist_record(&lp->st.lag, lag);
-		if (lag > LATE_THRESHOLD_NS)
+		if (lag > LATE_THRESHOLD_NS) {
 			lp->st.late++;
+			if (lp->starved)
+				lp->st.late_no_conn++;
+		}
 		start_message(lp, c);
 		now = now_ns();
 	}
@@ -1422,9 +1431,10 @@ static void report_text(FILE *f, const struct options *opt, const struct results
 		uint64_t starts = st->lag.count;
 		if (st->late > 0)
 			fprintf(f, "schedule                   NOT KEPT: %" PRIu64 " of %" PRIu64
-				   " messages started more than 1 ms late (target %.1f/s); "
-				   "more --conns may help\n",
-				st->late, starts, opt->rate_per_s);
+				   " messages started more than 1 ms late (target %.1f/s); %"
+				   PRIu64 " of them waited for a free connection (more --conns), "
+				   "the rest for this process to run\n",
+				st->late, starts, opt->rate_per_s, st->late_no_conn);
 		else
 			fprintf(f, "schedule                   kept: %" PRIu64 " messages at %.1f/s\n",
 				starts, opt->rate_per_s);
@@ -1509,7 +1519,8 @@ static int report_json(FILE *f, const struct options *opt, const struct results 
 	json_latency(f, "latency_ack_us", &st->ack);
 	if (opt->rate_per_s > 0) {
 		json_latency(f, "schedule_lag_us", &st->lag);
-		fprintf(f, "  \"schedule_late\": %" PRIu64 ",\n  \"schedule_kept\": %s,\n", st->late,
+		fprintf(f, "  \"schedule_late\": %" PRIu64 ",\n  \"schedule_late_no_conn\": %" PRIu64
+			   ",\n  \"schedule_kept\": %s,\n", st->late, st->late_no_conn,
 			st->late == 0 ? "true" : "false");
 	}
 	fprintf(f, "  \"bench_cpu_s\": %.6f,\n  \"bench_cpu_s_per_1000\": %.6f", r->bench_cpu_s,
@@ -1535,6 +1546,7 @@ static void stats_merge(struct loop_stats *dst, const struct loop_stats *src)
 	dst->conn_errors += src->conn_errors;
 	dst->timeouts += src->timeouts;
 	dst->late += src->late;
+	dst->late_no_conn += src->late_no_conn;
 	dst->no_pipelining += src->no_pipelining;
 	dst->last_done_ns = RMX_MAX(dst->last_done_ns, src->last_done_ns);
 	for (unsigned i = 0; i < ERROR_CODES; i++)
