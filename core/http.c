@@ -411,9 +411,11 @@ static unsigned step(struct http_parser *p, uint8_t c)
 			rc = target_end(c, &next);
 		break;
 	case S_QUERY:
+		/* The query is ignored, so it is read leniently: any visible
+		 * ASCII but '#' (clients send "[]{}|" unencoded). */
 		if (c == ' ')
 			next = S_VERSION;
-		else if (!(cls & P))
+		else if (c < 0x21 || c > 0x7e || c == '#')
 			rc = 400;
 		break;
 	case S_VERSION:

@@ -14,8 +14,9 @@
  *     "Connection: close"; 1.0 only with "Connection: keep-alive".
  *   - GET and HEAD; any other method gets 405 with "Allow: GET, HEAD".
  *   - Targets in origin form ("/metrics?x=1") or absolute form
- *     ("http://host:9100/metrics"); the query is ignored. Paths other than
- *     the three are 404. No percent-decoding: "/%6Detrics" is 404.
+ *     ("http://host:9100/metrics"). The query is ignored, and so read
+ *     leniently (any visible ASCII but '#'). Paths other than the three
+ *     are 404. No percent-decoding: "/%6Detrics" is 404.
  *   - No request bodies: a Content-Length above 0 gets 413 (the body limit
  *     is zero) and any Transfer-Encoding gets 400 (a body of unknown length
  *     on a GET is refused outright, which also rules out request smuggling
