@@ -648,7 +648,7 @@ size_t http_response_head(const struct http_response *r, char *buf, size_t cap)
 size_t http_response_write(const struct http_response *r, struct span body, char *buf,
 			   size_t cap)
 {
-	RMX_ASSERT(body.len == r->body_bytes);
+	RMX_ASSERT(body.len == r->body_bytes || (r->head_only && body.len == 0));
 	size_t head = http_response_head(r, buf, cap);
 	if (head == 0)
 		return 0;

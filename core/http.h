@@ -148,8 +148,9 @@ RMX_MUST_CHECK size_t http_response_head(const struct http_response *r, char *bu
 
 /*
  * Head and body together: the head, then body (r->body_bytes of it, which
- * must equal body.len) unless r->head_only. Returns bytes written, or 0 when
- * cap is too small.
+ * must equal body.len) unless r->head_only. For HEAD the body may be left
+ * empty: only its length (r->body_bytes, e.g. from a metrics_render dry run)
+ * is needed. Returns bytes written, or 0 when cap is too small.
  */
 RMX_MUST_CHECK size_t http_response_write(const struct http_response *r, struct span body,
 					  char *buf, size_t cap);

@@ -574,6 +574,11 @@ static void test_responses(void)
 	n = http_response_write(&r, span_make(body, 3), out, sizeof(out));
 	size_t head_len = strlen(whole) - 3;
 	CHECK_MEM(out, n, whole, head_len);
+	/* HEAD needs the body's length, not the body. */
+	n = http_response_write(&r, span_make(NULL, 0), out, sizeof(out));
+	CHECK_MEM(out, n, whole, head_len);
+	CHECK_EQ_U(http_response_write(&r, span_make(NULL, 0), out, head_len), head_len);
+	CHECK_EQ_U(http_response_write(&r, span_make(NULL, 0), out, head_len - 1), 0);
 
 	/* The longest head fits the bound, for every status we know. */
 	size_t longest = 0;
