@@ -989,12 +989,14 @@ static int recipient_address(const struct options *opt, unsigned i, char *buf, s
 	return (n < 0 || (size_t)n >= cap) ? -1 : n;
 }
 
+/* Returns 0, -2 when --server does not resolve (or does not fit the
+ * options), -1 when out of memory or an address is too long. */
 static int plan_build(struct plan *pl, const struct options *opt)
 {
 	memset(pl, 0, sizeof(*pl));
 	pl->opt = opt;
 	if (resolve(pl, opt) != 0)
-		return -1;
+		return -2;
 	pl->cmd_count = opt->rcpts + 2;
 	size_t cap = 64 + strlen(opt->from) + (size_t)opt->rcpts * (ADDRESS_MAX_BYTES + 32);
 	pl->commands = malloc(cap);
@@ -1579,6 +1581,9 @@ static void raise_nofile(uint64_t want)
 			(unsigned long long)want);
 }
 
+/* Runs the loops and fills res. Returns 0, -1 on a failure during the run
+ * (results are still reported), -2 when the server address is unusable
+ * (nothing ran). */
 static int run(const struct options *opt, struct results *res)
 {
 	struct plan plan; /* read-only once the loops run */
@@ -1586,10 +1591,13 @@ static int run(const struct options *opt, struct results *res)
 	pthread_t tids[THREADS_MAX];
 	int rc = -1;
 	unsigned started = 0;
-	if (plan_build(&plan, opt) != 0) {
-		fprintf(stderr, "ringmx-bench: cannot build the messages\n");
+	rc = plan_build(&plan, opt);
+	if (rc != 0) {
+		if (rc == -1)
+			fprintf(stderr, "ringmx-bench: cannot build the messages\n");
 		goto out;
 	}
+	rc = -1;
 	raise_nofile((uint64_t)opt->conns + opt->idle_conns + 64);
 	loops = calloc(opt->threads, sizeof(*loops));
 	if (loops == NULL)
@@ -1683,6 +1691,12 @@ int main(int argc, char **argv)
 		return EXIT_FAILED;
 	}
 	int rc = run(&opt, res);
+	if (rc == -2) {
+		free(res);
+		if (json)
+			(void)fclose(json);
+		return EXIT_USAGE;
+	}
 	report_text(json_stdout ? stderr : stdout, &opt, res);
 	if (opt.json_path) {
 		FILE *f = json_stdout ? stdout : json;
