@@ -50,7 +50,8 @@
 #define RECV_BUFFER_BYTES_PER_CONN 2048
 #define OUT_IOV_MAX 8
 #define RING_ENTRIES 1024
-#define RING_CQ_ENTRIES 16384
+#define RING_CQ_ENTRIES_MIN 4096
+#define RING_CQ_ENTRIES_MAX 65536      /* the kernel's ceiling */
 #define CONNECTS_INFLIGHT_MAX 256      /* per loop: spreads a SYN burst */
 #define SWEEP_INTERVAL_NS (100ull * 1000 * 1000)
 #define RECONNECT_BACKOFF_NS (100ull * 1000 * 1000)
@@ -309,7 +310,7 @@ static void on_send(struct loop *lp, struct conn *c, int res)
 	c->send_inflight = false;
 	if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
 		return;
-	if (res < 0) {
+	if (res <= 0) { /* 0 for a non-empty send: the socket is gone */
 		conn_fail(lp, c, 0);
 		return;
 	}
@@ -851,17 +852,23 @@ static void sweep(struct loop *lp, uint64_t now)
 
 /* ------------------------------------------------------------- event loop */
 
+/* The loop's ring, with room in the CQ for a completion of every operation
+ * that can be in flight (a receive, a send and a cancel per connection) up to
+ * the kernel's ceiling; past it the kernel keeps overflowed completions. */
 static int loop_setup(struct loop *lp)
 {
+	uint64_t cq = RMX_MAX((uint64_t)RING_CQ_ENTRIES_MIN, 3ull * lp->conn_total);
 	struct io_uring_params p;
 	memset(&p, 0, sizeof(p));
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
-	p.cq_entries = RING_CQ_ENTRIES;
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE |
+		  IORING_SETUP_CLAMP;
+	p.cq_entries = (unsigned)RMX_MIN(cq, (uint64_t)RING_CQ_ENTRIES_MAX);
 	int rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring, &p);
 	if (rc == -EINVAL) { /* an older kernel: plain ring */
+		unsigned cq_entries = p.cq_entries;
 		memset(&p, 0, sizeof(p));
-		p.flags = IORING_SETUP_CQSIZE;
-		p.cq_entries = RING_CQ_ENTRIES;
+		p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+		p.cq_entries = cq_entries;
 		rc = io_uring_queue_init_params(RING_ENTRIES, &lp->ring, &p);
 	}
 	return rc;
