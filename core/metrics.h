@@ -215,7 +215,7 @@ size_t metrics_render(const struct metrics_worker *const *workers, unsigned n,
  * (every number at its longest), for these static facts. */
 size_t metrics_render_bound(const struct metrics_static *st);
 
-/* The metric table, in rendering order (for tests and tools). */
+/* The metric table, in rendering order (the tests check its naming). */
 enum metrics_type { METRICS_COUNTER, METRICS_GAUGE, METRICS_HISTOGRAM };
 struct metrics_desc {
 	const char *name; /* unit last, then "_total" for counters */
@@ -230,7 +230,7 @@ struct metrics_desc {
 extern const struct metrics_desc metrics_table[];
 extern const unsigned metrics_table_count;
 
-/* Reply codes counted by exact code, in slot order (for tests and tools). */
+/* Reply codes counted by exact code, in slot order. */
 extern const uint16_t metrics_reply_codes[METRICS_REPLY_CODES];
 
 #endif
