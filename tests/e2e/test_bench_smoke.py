@@ -3,7 +3,8 @@
 0, print JSON that parses, report messages > 0 and errors == 0, and the
 store (read by ringmx-store stats) must hold at least as many messages as
 the bench says were acknowledged. Also: bad options exit 2 and --tls is
-refused. The bench binary is <build dir>/bench/ringmx-bench, the build dir
+refused; lock-step sessions, one per message, at a fixed rate; refused
+recipients counted by reply code. The bench binary is <build dir>/bench/ringmx-bench, the build dir
 being the parent of RINGMX_BIN.
 """
 
@@ -65,6 +66,51 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertGreaterEqual(stored, res["messages"],
                                 "store holds %d messages, bench reported %d acknowledged"
                                 % (stored, res["messages"]))
+
+    def test_lock_step_new_connections_at_a_fixed_rate(self):
+        srv = h.Server(settings=[("max_connections", "200")])
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        before = int(srv.stats().get("messages", "0"))
+        res, err = self.run_bench(srv, ["--conns", "4", "--messages", "60", "--rate", "100",
+                                        "--pipelining", "off", "--new-conn-per-message",
+                                        "--rcpts", "3"])
+        self.assertEqual(res["messages"], 60, res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertGreaterEqual(res["connects"], 60, res)
+        self.assertGreater(res["conns_per_s"], 0, res)
+        self.assertEqual(res["schedule_lag_us"]["count"], 60, res)
+        # 60 messages at 100/s cannot take much less than 0.59 s
+        self.assertGreater(res["elapsed_s"], 0.55, res)
+        after = int(srv.stats().get("messages", "0"))
+        self.assertGreaterEqual(after - before, 60)
+
+    def test_refused_recipients_are_counted_by_code(self):
+        srv = h.Server()
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--conns", "2",
+               "--messages", "20", "--to", "user@not-served.example", "--json", "-"]
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=BENCH_TIMEOUT_S)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        res = json.loads(cp.stdout.decode("utf-8"))
+        self.assertEqual(res["messages"], 0, res)
+        self.assertEqual(res["errors"], 20, res)
+        codes = res["errors_by_code"]
+        self.assertEqual(sum(codes.values()), 20, res)
+        self.assertTrue(all(k.startswith("5") for k in codes), res)
+
+    def run_bench(self, srv, args):
+        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--json", "-"] + args
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=BENCH_TIMEOUT_S)
+        err = cp.stderr.decode("utf-8", "replace")
+        self.assertEqual(cp.returncode, 0, "ringmx-bench %r exited %d; stderr:\n%s"
+                         % (args, cp.returncode, err))
+        return json.loads(cp.stdout.decode("utf-8")), err
 
     def test_bad_options_exit_2(self):
         for args in (["--conns", "5"],                          # no --server
