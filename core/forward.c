@@ -125,7 +125,6 @@ struct forward {
 
 	bool reclaim_inflight;
 	uint32_t reclaim_seq;
-	uint32_t reclaim_cqes_left;
 	char reclaim_seg_path[PATH_MAX];
 	char reclaim_dlog_path[PATH_MAX];
 
@@ -940,27 +939,26 @@ static void reclaim_submit(struct forward *f)
 	segment_fd_forget(f, seq);
 	f->reclaim_inflight = true;
 	f->reclaim_seq = seq;
-	f->reclaim_cqes_left = 2;
-	/* The segment first: a crash between leaves an orphan log that
-	 * queue_open removes. Not linked: the log goes even if the segment
-	 * was already gone. */
+	/* The segment first, its log once that is done: a crash between leaves
+	 * an orphan log that queue_open removes. (Not IOSQE_IO_DRAIN: with
+	 * multishot requests always pending, a drain would never start.) */
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_seg_path, 0);
 	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 0));
-	sqe->flags |= IOSQE_IO_DRAIN;
-	sqe = ring_sqe(f->env.ring);
-	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 1));
 }
 
 static void on_reclaim(struct forward *f, uint32_t which, int res)
 {
-	RMX_ASSERT(f->reclaim_inflight && f->reclaim_cqes_left > 0);
+	RMX_ASSERT(f->reclaim_inflight && which <= 1);
 	if (res < 0 && res != -ENOENT)
 		log_error("event=segment_unlink_failed worker=%u seq=%u file=%s error=%d",
 			  f->env.worker, f->reclaim_seq, which == 0 ? "seg" : "dlog", res);
-	if (--f->reclaim_cqes_left)
+	if (which == 0) {
+		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+		io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 1));
 		return;
+	}
 	f->reclaim_inflight = false;
 	int fd = queue_reclaimed(f->env.queue, f->reclaim_seq);
 	if (fd >= 0)
