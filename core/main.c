@@ -140,6 +140,17 @@ int main(int argc, char **argv)
 		log_warn("event=fsync_disabled note=\"fsync = never: acknowledged mail can be "
 			 "lost on a crash; for benchmarks only\"");
 
+	/* Shards left by a run with more workers: their mail is safe on disk and
+	 * listed by ringmx-store, but only a worker of the same number forwards
+	 * it. Say so rather than leave it unnoticed. */
+	uint32_t shards[WORKERS_MAX];
+	int shard_count = store_list_shards(cfg.data_dir, shards, WORKERS_MAX);
+	for (int i = 0; i < shard_count; i++)
+		if (shards[i] >= cfg.workers)
+			log_warn("event=shard_without_worker shard=w%u workers=%u note=\"its messages "
+				 "are kept but not forwarded until workers > %u\"",
+				 shards[i], cfg.workers, shards[i]);
+
 	static atomic_uint connections;
 	struct worker *workers = calloc(cfg.workers, sizeof(*workers));
 	if (!workers) {
