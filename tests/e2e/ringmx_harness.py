@@ -284,7 +284,9 @@ class Server:
     data_dir inside the temporary directory.
     """
 
-    def __init__(self, settings=(), workers=2, listen=None, extra_lines=(), raw_config=None):
+    def __init__(self, settings=(), workers=2, listen=None, extra_lines=(), raw_config=None,
+                 rlimit_nofile=None):
+        self.rlimit_nofile = rlimit_nofile  # RLIMIT_NOFILE for the server only
         self.tmp = tempfile.mkdtemp(prefix="ringmx-e2e-")
         self.data_dir = os.path.join(self.tmp, "data")
         self.config_path = os.path.join(self.tmp, "ringmx.conf")
@@ -335,9 +337,17 @@ class Server:
         self.exit_status = None
         err = open(self.stderr_path, "ab")
         out = open(self.stdout_path, "ab")
+        preexec = None
+        if self.rlimit_nofile is not None:
+            import resource
+            limit = self.rlimit_nofile
+
+            def preexec():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
         try:
             self.proc = subprocess.Popen([ringmx_bin()] + args, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err, cwd=cwd or self.tmp)
+                                         stdout=out, stderr=err, cwd=cwd or self.tmp,
+                                         preexec_fn=preexec)
         finally:
             err.close()
             out.close()

@@ -272,6 +272,61 @@ class ConnectionLimitTest(unittest.TestCase):
         self.run_limit(2, 6)
 
 
+class FileDescriptorLimitTest(unittest.TestCase):
+
+    def test_fd_exhaustion_recovers(self):
+        # The process runs out of descriptors (RLIMIT_NOFILE 128) before it
+        # reaches max_connections. Excess clients may wait or be refused,
+        # but the gateway must not spin or flood its log, and once the
+        # clients leave it must accept again.
+        srv = h.Server(rlimit_nofile=128, workers=2)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        held = []
+        self.addCleanup(lambda: [s.close() for s in held])
+        greeted = 0
+        t0 = time.monotonic()
+        for _ in range(200):
+            if time.monotonic() - t0 > 30:
+                break
+            try:
+                s = socket.create_connection((h.LOOPBACK4, srv.port), timeout=0.5)
+            except OSError:
+                continue
+            held.append(s)
+            try:
+                if s.recv(64).startswith(b"220 "):
+                    greeted += 1
+            except OSError:
+                pass
+        self.assertTrue(srv.running(), srv.stderr_text()[-2000:])
+        self.assertGreater(greeted, 0)
+        time.sleep(1.0)
+        log_bytes = len(srv.stderr_bytes())
+        for s in held:
+            s.close()
+        held.clear()
+        deadline = time.monotonic() + 15
+        last = None
+        while True:
+            try:
+                with srv.conn(timeout=3) as c:
+                    if c.banner.code == 220:
+                        break
+                    last = c.banner.text
+            except (OSError, h.Closed) as e:
+                last = repr(e)
+            self.assertLess(time.monotonic(), deadline,
+                            "no greeting 15s after the descriptor storm ended (last: %s); "
+                            "%d greeted during it; stderr tail:\n%s"
+                            % (last, greeted, srv.stderr_text()[-800:]))
+            time.sleep(0.5)
+        self.assertLess(log_bytes, 1 << 20, "%d bytes of log during a 200-connection descriptor "
+                        "storm (a busy accept loop?); tail:\n%s"
+                        % (log_bytes, srv.stderr_text()[-600:]))
+
+
 class StoreFullTest(unittest.TestCase):
 
     def test_store_max_bytes(self):
