@@ -4,7 +4,8 @@
 store (read by ringmx-store stats) must hold at least as many messages as
 the bench says were acknowledged. Also: bad options exit 2 and --tls is
 refused; lock-step sessions, one per message, at a fixed rate; refused
-recipients counted by reply code. The bench binary is <build dir>/bench/ringmx-bench, the build dir
+recipients counted by reply code; idle sessions kept past the server's idle
+timeout by NOOPs (and ended by it without them). The bench binary is <build dir>/bench/ringmx-bench, the build dir
 being the parent of RINGMX_BIN.
 """
 
@@ -102,6 +103,24 @@ class BenchSmokeTest(unittest.TestCase):
         codes = res["errors_by_code"]
         self.assertEqual(sum(codes.values()), 20, res)
         self.assertTrue(all(k.startswith("5") for k in codes), res)
+
+    def test_idle_sessions_outlive_the_idle_timeout_only_with_noop(self):
+        srv = h.Server(settings=[("idle_timeout", "1s"), ("command_timeout", "1s")])
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        self.addCleanup(srv.stop_checked, self)
+        load = ["--conns", "2", "--duration", "2.5", "--idle-conns", "6"]
+        res, _ = self.run_bench(srv, load + ["--idle-noop", "0.3"])
+        self.assertEqual(res["connection_failures"], 0, res)
+        self.assertEqual(res["connects"], 8, res)
+        # the control: without NOOPs the server ends the idle sessions
+        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--json", "-"] + load
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=BENCH_TIMEOUT_S)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        res = json.loads(cp.stdout.decode("utf-8"))
+        self.assertGreaterEqual(res["connection_failures"], 6, res)
+        self.assertEqual(res["errors"], 0, res)
 
     def run_bench(self, srv, args):
         cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--json", "-"] + args
