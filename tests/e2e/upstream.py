@@ -25,6 +25,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -236,6 +237,25 @@ class Sink:
         return out
 
 
+class SourceConn(h.SmtpConn):
+    """An SmtpConn whose local end is bound to source_ip (any 127.0.0.0/8
+    address works on Linux), so an upstream can tell the original client
+    from the gateway."""
+
+    def __init__(self, port, source_ip, host=h.LOOPBACK4, timeout=h.SOCKET_TIMEOUT_S):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.buf = b""
+        self.sent = b""
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.bind((source_ip, 0))
+            self.sock.connect((host, port))
+            self.banner = self.reply()
+        except BaseException:
+            self.sock.close()
+            raise
+
+
 # --------------------------------------------------------------------------
 # a private Postfix instance
 
@@ -305,8 +325,13 @@ class PostfixRelay:
                 f.write("%s %s/%s/\n" % (addr, domain, local))
             for domain in domains:
                 f.write("@%s %s/_other/\n" % (domain, domain))
+        # cleanup(8) logs a WARN header action with the client it was told
+        # about: under XFORWARD, the original client's name, address and HELO
+        with open(os.path.join(self.conf_dir, "header_checks"), "w") as f:
+            f.write("/^X-E2E-Log:/ WARN e2e\n")
         main = [
             "compatibility_level = 3.6",
+            "header_checks = regexp:%s/header_checks" % self.conf_dir,
             "queue_directory = %s" % self.queue_dir,
             "data_directory = %s" % self.data_dir,
             "myhostname = %s" % hostname,
