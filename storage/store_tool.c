@@ -23,6 +23,7 @@
  * Exit codes: 0 success, 1 not found / nothing pending / damage found /
  * I/O error / the running gateway could not be reached, 2 usage.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -733,11 +734,77 @@ static bool mask_has(const char *hex, int sig)
 	return (v >> (bit % 4)) & 1u;
 }
 
+/* What /proc/PID/task/TID/status says about one thread. */
+struct thread_signals {
+	bool named_ringmx;
+	bool blocks_usr1;
+	bool catches_usr1;
+};
+
+static bool thread_signals_read(const char *path, struct thread_signals *t)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	char line[256];
+	memset(t, 0, sizeof(*t));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "Name:", 5) == 0)
+			t->named_ringmx = strncmp(line + 5 + strspn(line + 5, " \t"), "ringmx\n", 7) == 0;
+		else if (strncmp(line, "SigBlk:", 7) == 0)
+			t->blocks_usr1 = mask_has(line + 7, SIGUSR1);
+		else if (strncmp(line, "SigCgt:", 7) == 0)
+			t->catches_usr1 = mask_has(line + 7, SIGUSR1);
+	}
+	fclose(f);
+	return true;
+}
+
 /*
- * The pid of the running gateway from DIR/ringmx.pid, checked: the process
- * exists, is named ringmx, and blocks or catches SIGUSR1 (a process that
- * does neither would be killed by it: an older ringmx). 0 and *pid, or 1
- * after printing why not.
+ * Whether process pid is ringmx and takes SIGUSR1 rather than dying of it:
+ * it catches it, or its threads block it (the gateway blocks it in every
+ * thread and its main thread takes it with sigwaitinfo, which unblocks it
+ * only while waiting). An older ringmx does neither. 0, or 1 after printing.
+ */
+static int check_daemon(long pid, const char *pid_path)
+{
+	char path[96];
+	struct thread_signals main_thread;
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	if (!thread_signals_read(path, &main_thread)) {
+		fprintf(stderr, TOOL_NAME ": pid %ld of %s is not running (%s)\n", pid, pid_path,
+			strerror(errno));
+		return 1;
+	}
+	if (!main_thread.named_ringmx) {
+		fprintf(stderr, TOOL_NAME ": pid %ld of %s is not ringmx\n", pid, pid_path);
+		return 1;
+	}
+	bool takes = main_thread.catches_usr1 || main_thread.blocks_usr1;
+	snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+	DIR *tasks = takes ? NULL : opendir(path);
+	for (struct dirent *de; tasks != NULL && !takes && (de = readdir(tasks)) != NULL;) {
+		if (de->d_name[0] == '.')
+			continue;
+		char tpath[128];
+		struct thread_signals t;
+		snprintf(tpath, sizeof(tpath), "/proc/%ld/task/%.20s/status", pid, de->d_name);
+		takes = thread_signals_read(tpath, &t) && (t.blocks_usr1 || t.catches_usr1);
+	}
+	if (tasks != NULL)
+		closedir(tasks);
+	if (!takes) {
+		fprintf(stderr, TOOL_NAME ": ringmx (pid %ld) does not take requests while it runs "
+				"(SIGUSR1 not handled by this version): stop it, then run this "
+				"command again\n", pid);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The pid of the running gateway from DIR/ringmx.pid, checked (see
+ * check_daemon). 0 and *pid, or 1 after printing why not.
  */
 static int daemon_pid(const char *data_dir, pid_t *pid)
 {
@@ -745,45 +812,19 @@ static int daemon_pid(const char *data_dir, pid_t *pid)
 	snprintf(path, sizeof(path), "%s/" PID_FILE_NAME, data_dir);
 	FILE *f = fopen(path, "r");
 	long value = 0;
-	char extra;
 	if (f == NULL) {
 		fprintf(stderr, TOOL_NAME ": ringmx holds the shard lock but %s cannot be read "
 				"(%s): cannot signal it\n", path, strerror(errno));
 		return 1;
 	}
-	int got = fscanf(f, "%ld%c", &value, &extra);
+	int got = fscanf(f, "%ld", &value);
 	fclose(f);
-	if (got < 1 || value <= 1 || value > INT32_MAX) {
+	if (got != 1 || value <= 1 || value > INT32_MAX) {
 		fprintf(stderr, TOOL_NAME ": %s does not hold a pid\n", path);
 		return 1;
 	}
-	char status_path[64];
-	snprintf(status_path, sizeof(status_path), "/proc/%ld/status", value);
-	f = fopen(status_path, "r");
-	if (f == NULL) {
-		fprintf(stderr, TOOL_NAME ": pid %ld of %s is not running (%s)\n", value, path,
-			strerror(errno));
+	if (check_daemon(value, path) != 0)
 		return 1;
-	}
-	char line[256];
-	bool named = false, takes_usr1 = false;
-	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "Name:", 5) == 0)
-			named = strncmp(line + 5 + strspn(line + 5, " \t"), "ringmx\n", 7) == 0;
-		else if (strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigCgt:", 7) == 0)
-			takes_usr1 = takes_usr1 || mask_has(line + 7, SIGUSR1);
-	}
-	fclose(f);
-	if (!named) {
-		fprintf(stderr, TOOL_NAME ": pid %ld of %s is not ringmx\n", value, path);
-		return 1;
-	}
-	if (!takes_usr1) {
-		fprintf(stderr, TOOL_NAME ": ringmx (pid %ld) does not take requests while it runs "
-				"(SIGUSR1 not handled by this version): stop it, then run this "
-				"command again\n", value);
-		return 1;
-	}
 	*pid = (pid_t)value;
 	return 0;
 }

@@ -65,16 +65,21 @@ def wait_for(what, cond, timeout=DELIVERY_WAIT_S):
 
 
 def usr1_handled(pid):
-    """True if process pid blocks or catches SIGUSR1 (else it would die)."""
+    """True if process pid catches SIGUSR1 or one of its threads blocks it
+    (the gateway's pattern: blocked everywhere, taken by sigwaitinfo);
+    otherwise SIGUSR1 would kill it."""
+    masks = []
     try:
-        with open("/proc/%d/status" % pid) as f:
-            text = f.read()
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                masks.append(f.read())
     except OSError:
         return False
-    for key in ("SigBlk:", "SigCgt:"):
-        m = re.search(r"^%s\s*([0-9a-fA-F]+)$" % key, text, re.M)
-        if m and int(m.group(1), 16) & SIGUSR1_BIT:
-            return True
+    for text in masks:
+        for key in ("SigBlk:", "SigCgt:"):
+            m = re.search(r"^%s\s*([0-9a-fA-F]+)$" % key, text, re.M)
+            if m and int(m.group(1), 16) & SIGUSR1_BIT:
+                return True
     return False
 
 
