@@ -133,6 +133,7 @@ struct loop {
 	unsigned source_next;
 	bool stopping;
 	bool told_connect_error;
+	bool told_bind_error;
 	bool starved;            /* rate mode: messages were due, none ready */
 	uint64_t rng;
 	uint64_t next_sweep_ns;
@@ -519,9 +520,12 @@ static void start_connect(struct loop *lp, struct conn *c)
 		src.sin_family = AF_INET;
 		unsigned x = lp->source_next++ % SOURCE_ADDRESSES + 1;
 		src.sin_addr.s_addr = htonl(0x7f000000u | x);
-		if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) != 0 ||
-		    bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0)
+		if ((setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one)) != 0 ||
+		     bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) &&
+		    !lp->told_bind_error) { /* the connect then uses the default source */
+			lp->told_bind_error = true;
 			fprintf(stderr, "ringmx-bench: bind 127.0.0.%u: %s\n", x, strerror(errno));
+		}
 	}
 	c->fd = fd;
 	c->state = C_CONNECTING;
