@@ -762,9 +762,11 @@ static bool thread_signals_read(const char *path, struct thread_signals *t)
 
 /*
  * Whether process pid is ringmx and takes SIGUSR1 rather than dying of it:
- * it catches it, or its threads block it (the gateway blocks it in every
- * thread and its main thread takes it with sigwaitinfo, which unblocks it
- * only while waiting). An older ringmx does neither. 0, or 1 after printing.
+ * it catches it, or every other ringmx thread blocks it (the gateway blocks
+ * it before its workers start and its main thread takes it with
+ * sigwaitinfo, which shows it unblocked while waiting). Kernel io_uring
+ * threads (named iou-*) block everything and prove nothing. An older
+ * ringmx does neither. 0, or 1 after printing.
  */
 static int check_daemon(long pid, const char *pid_path)
 {
@@ -783,16 +785,25 @@ static int check_daemon(long pid, const char *pid_path)
 	bool takes = main_thread.catches_usr1 || main_thread.blocks_usr1;
 	snprintf(path, sizeof(path), "/proc/%ld/task", pid);
 	DIR *tasks = takes ? NULL : opendir(path);
-	for (struct dirent *de; tasks != NULL && !takes && (de = readdir(tasks)) != NULL;) {
-		if (de->d_name[0] == '.')
+	uint32_t blocking = 0, open_to_it = 0;
+	for (struct dirent *de; tasks != NULL && (de = readdir(tasks)) != NULL;) {
+		char *end;
+		long tid = strtol(de->d_name, &end, 10);
+		if (*end != '\0' || tid <= 0 || tid == pid)
 			continue;
 		char tpath[128];
 		struct thread_signals t;
-		snprintf(tpath, sizeof(tpath), "/proc/%ld/task/%.20s/status", pid, de->d_name);
-		takes = thread_signals_read(tpath, &t) && (t.blocks_usr1 || t.catches_usr1);
+		snprintf(tpath, sizeof(tpath), "/proc/%ld/task/%ld/status", pid, tid);
+		if (!thread_signals_read(tpath, &t) || !t.named_ringmx)
+			continue; /* gone, or an io_uring kernel thread */
+		if (t.blocks_usr1)
+			blocking++;
+		else
+			open_to_it++;
 	}
 	if (tasks != NULL)
 		closedir(tasks);
+	takes = takes || (blocking > 0 && open_to_it == 0);
 	if (!takes) {
 		fprintf(stderr, TOOL_NAME ": ringmx (pid %ld) does not take requests while it runs "
 				"(SIGUSR1 not handled by this version): stop it, then run this "

@@ -65,22 +65,27 @@ def wait_for(what, cond, timeout=DELIVERY_WAIT_S):
 
 
 def usr1_handled(pid):
-    """True if process pid catches SIGUSR1 or one of its threads blocks it
-    (the gateway's pattern: blocked everywhere, taken by sigwaitinfo);
-    otherwise SIGUSR1 would kill it."""
-    masks = []
+    """True if process pid catches SIGUSR1, or every ringmx thread but the
+    main one blocks it (the gateway's pattern: blocked before the workers
+    start, taken by sigwaitinfo in the main thread); otherwise SIGUSR1
+    would kill it. io_uring kernel threads (iou-*) are not counted."""
+    threads = []
     try:
         for tid in os.listdir("/proc/%d/task" % pid):
             with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
-                masks.append(f.read())
+                threads.append((int(tid), f.read()))
     except OSError:
         return False
-    for text in masks:
-        for key in ("SigBlk:", "SigCgt:"):
-            m = re.search(r"^%s\s*([0-9a-fA-F]+)$" % key, text, re.M)
-            if m and int(m.group(1), 16) & SIGUSR1_BIT:
-                return True
-    return False
+
+    def has(text, key):
+        m = re.search(r"^%s\s*([0-9a-fA-F]+)$" % key, text, re.M)
+        return bool(m and int(m.group(1), 16) & SIGUSR1_BIT)
+
+    if any(has(text, "SigCgt:") for _, text in threads):
+        return True
+    others = [text for tid, text in threads
+              if tid != pid and re.search(r"^Name:\s*ringmx$", text, re.M)]
+    return bool(others) and all(has(text, "SigBlk:") for text in others)
 
 
 class QueueTest(unittest.TestCase):
