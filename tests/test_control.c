@@ -9,18 +9,24 @@
  * entries it hands out. The file side covers request files with good,
  * unknown, busy and malformed lines, files that are too large, symlinks,
  * FIFOs, temporary and foreign names, more files than one batch, and a
- * shard without a control directory.
+ * shard without a control directory. On a real shard (store + delivery
+ * logs): a requeue and a delete survive a restart, and the offline
+ * requeue of a whole shard needs the shard lock and moves exactly the
+ * messages not yet due.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../core/control.h"
 #include "../core/limits.h"
 #include "../storage/queue.h"
 #include "../storage/record.h"
+#include "../storage/store.h"
 #include "test.h"
 
 #define W 1
@@ -547,6 +553,182 @@ static void test_control_not_a_directory(void)
 	queue_close(q);
 }
 
+/* ---- a real shard: the store's records, the queue's delivery logs ---- */
+
+#define SHARD_RECS 6
+#define SHARD_BODY_BYTES 100
+
+struct shard_rec {
+	struct record_header h;
+	struct bytebuf env;
+	uint8_t body[SHARD_BODY_BYTES];
+	struct iovec parts[4];
+	uint64_t id;
+};
+static struct shard_rec recs[SHARD_RECS];
+static const uint8_t zero_pad[8];
+
+static void on_durable(void *ctx, uint64_t cookie, int result)
+{
+	(void)ctx;
+	REQUIRE(cookie < SHARD_RECS && result == 0);
+}
+
+/* Stores record i (two recipients), makes it durable, queues it due at 5000. */
+static void shard_add(struct store *st, struct queue *q, int i)
+{
+	struct shard_rec *r = &recs[i];
+	bytebuf_free(&r->env);
+	REQUIRE(record_env_put(&r->env, RECORD_TAG_REVERSE_PATH, span_make("s@example.net", 13)) == 0);
+	REQUIRE(record_env_put(&r->env, RECORD_TAG_RECIPIENT, span_make("a@example.org", 13)) == 0);
+	REQUIRE(record_env_put(&r->env, RECORD_TAG_RECIPIENT, span_make("b@example.org", 13)) == 0);
+	memset(r->body, 'a' + i, sizeof(r->body));
+	uint64_t padded = record_padded_length(r->env.len, sizeof(r->body));
+	REQUIRE(store_reserve(st, padded, &r->id) == 0);
+	struct iovec body = { r->body, sizeof(r->body) };
+	record_seal(&r->h, r->id, 1000 + i, span_make(r->env.data, r->env.len), &body, 1);
+	r->parts[0] = (struct iovec){ &r->h, RECORD_HEADER_BYTES };
+	r->parts[1] = (struct iovec){ r->env.data, r->env.len };
+	r->parts[2] = body;
+	r->parts[3] = (struct iovec){ (void *)zero_pad, record_padding(r->h.length) };
+	REQUIRE(store_append(st, r->id, r->parts, 4, (uint64_t)i) == 0);
+	struct store_commit c;
+	REQUIRE(store_commit_begin(st, &c));
+	ssize_t n = pwritev(c.fd, c.iov, c.iovcnt, (off_t)c.offset);
+	REQUIRE(n == (ssize_t)c.bytes && fdatasync(c.fd) == 0);
+	store_commit_done(st, (int)n, on_durable, NULL);
+	REQUIRE(queue_add(q, r->id, padded, 2, 1000 + i, 5000) == 0);
+}
+
+/* Performs the queue's log commits on the real files. */
+static void shard_flush(struct queue *q)
+{
+	struct queue_commit c;
+	while (queue_commit_begin(q, &c)) {
+		for (uint32_t k = 0; k < c.count; k++) {
+			const struct queue_commit_write *w = &c.write[k];
+			REQUIRE(pwritev(w->fd, &w->iov, 1, (off_t)w->offset) == (ssize_t)w->iov.iov_len);
+			REQUIRE(!c.sync || fdatasync(w->fd) == 0);
+		}
+		queue_commit_done(q, 0);
+	}
+}
+
+static void shard_open(const char *dir, int64_t now, struct store **st, struct queue **q)
+{
+	struct store_config scfg = {
+		.data_dir = dir,
+		.worker = W,
+		.segment_size_bytes = SEGMENT_SIZE_MIN_BYTES,
+		.store_max_bytes = 16 * SEGMENT_SIZE_MIN_BYTES,
+		.fsync = true,
+	};
+	struct queue_config qcfg = cfg_make();
+	qcfg.data_dir = dir;
+	qcfg.now_unix_ms = now;
+	char err[256];
+	struct store_recovery_stats srs;
+	struct queue_recovery_stats qrs;
+	REQUIRE(store_open(&scfg, st, &srs, err, sizeof(err)) == 0);
+	REQUIRE(queue_open(&qcfg, q, &qrs, err, sizeof(err)) == 0);
+}
+
+struct listed {
+	uint32_t count;
+	int64_t latest_next;
+	bool saw_deleted;
+};
+
+static int on_listed(void *ctx, const struct queue_deferred_info *info)
+{
+	struct listed *l = ctx;
+	l->count++;
+	if (info->next_attempt_unix_ms > l->latest_next)
+		l->latest_next = info->next_attempt_unix_ms;
+	l->saw_deleted = l->saw_deleted || info->queue_id == recs[1].id;
+	CHECK_EQ_U(info->rcpt_pending, 2);
+	CHECK_EQ_U(info->attempts, 1);
+	CHECK_EQ_U(info->last_reply_code, 451);
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void test_real_shard(void)
+{
+	char dir[] = "/tmp/ringmx-test-control-shard-XXXXXX";
+	REQUIRE(mkdtemp(dir) != NULL);
+	struct store *st;
+	struct queue *q;
+	shard_open(dir, 5000, &st, &q);
+	for (int i = 0; i < SHARD_RECS; i++)
+		shard_add(st, q, i);
+	/* First attempt: 451 for everyone; next attempts about 1 s later. */
+	struct queue_msg *m;
+	while ((m = queue_next_due(q, 5000)) != NULL) {
+		for (uint32_t k = 0; k < 2; k++)
+			queue_outcome(q, m, k, QUEUE_OUTCOME_TEMPFAIL, 451,
+				      dlog_enhanced_pack(4, 4, 1), 5000);
+		REQUIRE(queue_attempt_done(q, m, 5000) == QUEUE_ATTEMPT_RETRY);
+	}
+	CHECK(queue_next_due_time(q) >= 5800);
+	CHECK(queue_make_due(q, recs[0].id, 5100) == 0);
+	CHECK(queue_delete(q, recs[1].id, 5100) == 0);
+	shard_flush(q);
+	queue_close(q);
+	store_close(st);
+
+	/* Restart before the backoff ends: the requeued one is due at once,
+	 * the deleted one is gone, the others keep their backoff. */
+	shard_open(dir, 5200, &st, &q);
+	CHECK(queue_next_due_time(q) == 5200);
+	m = queue_next_due(q, 5200);
+	CHECK(m != NULL && queue_msg_id(m) == recs[0].id);
+	CHECK(queue_next_due(q, 5200) == NULL);
+	CHECK(queue_make_due(q, recs[1].id, 5200) == -ENOENT);
+	struct queue_stats qs;
+	queue_get_stats(q, &qs);
+	CHECK_EQ_U(qs.messages, SHARD_RECS - 1);
+
+	/* The daemon holds the shard: offline requeue refuses. */
+	char err[256];
+	uint64_t moved = 99;
+	CHECK(queue_offline_requeue_all(dir, W, 5300, &moved, err, sizeof(err)) == -EBUSY);
+	CHECK_EQ_U(moved, 0);
+	queue_close(q); /* drops recs[0] in flight: it stays due per its log */
+	store_close(st);
+
+	/* Stopped: the four messages still backing off are requeued. */
+	CHECK(queue_offline_requeue_all(dir, W, 5300, &moved, err, sizeof(err)) == 0);
+	CHECK_EQ_U(moved, SHARD_RECS - 2);
+	CHECK(queue_offline_requeue_all(dir, W, 5300, &moved, err, sizeof(err)) == 0);
+	CHECK_EQ_U(moved, 0);
+	CHECK(queue_offline_requeue_all(dir, W + 1, 5300, &moved, err, sizeof(err)) == -ENOENT);
+	struct listed l = { 0, 0, false };
+	CHECK(queue_offline_list(dir, W, on_listed, &l, err, sizeof(err)) == 0);
+	CHECK_EQ_U(l.count, SHARD_RECS - 1);
+	CHECK(l.latest_next <= 5300);
+	CHECK(!l.saw_deleted);
+
+	/* And the next start has every one of them due at once. */
+	shard_open(dir, 5400, &st, &q);
+	uint32_t due = 0;
+	while ((m = queue_next_due(q, 5400)) != NULL)
+		due++;
+	CHECK_EQ_U(due, SHARD_RECS - 1);
+	queue_close(q);
+	store_close(st);
+	for (int i = 0; i < SHARD_RECS; i++)
+		bytebuf_free(&recs[i].env);
+	CHECK(nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
+}
+
 /* Removes what the tests left: three ignored files, the directories. */
 static void cleanup(void)
 {
@@ -578,5 +760,6 @@ int main(void)
 	test_request_files();
 	test_control_not_a_directory();
 	cleanup();
+	test_real_shard();
 	return test_main_end("control");
 }
