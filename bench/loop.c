@@ -688,7 +688,7 @@ static uint64_t run_schedule(struct loop *lp, uint64_t now)
 	while (loop_has_work(lp, now)) {
 		uint64_t due = due_ns(lp, lp->started);
 		if (lp->quota == 0 && due >= lp->plan->end_ns) {
-			lp->stopping = true;
+			lp->stopping = true; /* every message of the schedule started */
 			break;
 		}
 		if (due > now) {
@@ -714,6 +714,16 @@ static uint64_t run_schedule(struct loop *lp, uint64_t now)
 		now = now_ns();
 	}
 	return UINT64_MAX;
+}
+
+/* Duration mode, at the end: messages that were due before the end but
+ * found no connection in time. */
+static uint64_t schedule_unstarted(const struct loop *lp)
+{
+	uint64_t due = lp->started;
+	while (due_ns(lp, due) < lp->plan->end_ns)
+		due++;
+	return due - lp->started;
 }
 
 /* No more messages: ready connections say QUIT. */
@@ -834,8 +844,11 @@ void *loop_run(void *arg)
 		uint64_t wake = lp->next_sweep_ns;
 		if (opt->rate_per_s > 0)
 			wake = RMX_MIN(wake, run_schedule(lp, now));
-		if (!lp->stopping && !loop_has_work(lp, now))
+		if (!lp->stopping && !loop_has_work(lp, now)) {
 			lp->stopping = true;
+			if (opt->rate_per_s > 0 && lp->quota == 0)
+				lp->st.never_started = schedule_unstarted(lp);
+		}
 		if (lp->stopping)
 			release_ready(lp);
 		if (now >= lp->next_sweep_ns) {

@@ -74,6 +74,10 @@ void report_text(FILE *f, const struct options *opt, const struct bench_results 
 	if (opt->rate_per_s > 0) {
 		print_latency(f, "schedule lag", &st->lag);
 		uint64_t starts = st->lag.count;
+		if (st->never_started > 0)
+			fprintf(f, "schedule                   NOT KEPT: %" PRIu64 " messages due "
+				   "before the end never started (no free connection)\n",
+				st->never_started);
 		if (st->late > 0)
 			fprintf(f, "schedule                   NOT KEPT: %" PRIu64 " of %" PRIu64
 				   " messages started more than 1 ms late (target %.1f/s); %"
@@ -165,8 +169,9 @@ int report_json(FILE *f, const struct options *opt, const struct bench_results *
 	if (opt->rate_per_s > 0) {
 		json_latency(f, "schedule_lag_us", &st->lag);
 		fprintf(f, "  \"schedule_late\": %" PRIu64 ",\n  \"schedule_late_no_conn\": %" PRIu64
-			   ",\n  \"schedule_kept\": %s,\n", st->late, st->late_no_conn,
-			st->late == 0 ? "true" : "false");
+			   ",\n  \"schedule_never_started\": %" PRIu64 ",\n  \"schedule_kept\": %s,\n",
+			st->late, st->late_no_conn, st->never_started,
+			st->late == 0 && st->never_started == 0 ? "true" : "false");
 	}
 	fprintf(f, "  \"bench_cpu_s\": %.6f,\n  \"bench_cpu_s_per_1000\": %.6f", r->bench_cpu_s,
 		done ? r->bench_cpu_s * 1000.0 / (double)done : 0.0);
@@ -192,6 +197,7 @@ void stats_merge(struct bench_stats *dst, const struct bench_stats *src)
 	dst->timeouts += src->timeouts;
 	dst->late += src->late;
 	dst->late_no_conn += src->late_no_conn;
+	dst->never_started += src->never_started;
 	dst->no_pipelining += src->no_pipelining;
 	dst->last_done_ns = RMX_MAX(dst->last_done_ns, src->last_done_ns);
 	for (unsigned i = 0; i < ERROR_CODES; i++)

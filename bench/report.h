@@ -26,6 +26,7 @@ struct bench_stats {
 	uint64_t timeouts;
 	uint64_t late;           /* rate mode: started > 1 ms after schedule */
 	uint64_t late_no_conn;   /* ... of which found no free connection */
+	uint64_t never_started;  /* rate + duration: due, but no connection in time */
 	uint64_t no_pipelining;  /* sessions whose EHLO lacked PIPELINING */
 	uint64_t last_done_ns;
 	uint64_t errors_by_code[ERROR_CODES];
