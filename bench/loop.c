@@ -137,6 +137,11 @@ struct loop {
 	bool starved;            /* rate mode: messages were due, none ready */
 	uint64_t rng;
 	uint64_t next_sweep_ns;
+	/* The clock as of the last wake-up: for deadlines and timers. The
+	 * latencies read the clock itself (MAIL submitted, end of data
+	 * submitted, final reply). */
+	uint64_t clock_ns;
+	uint64_t timeout_ns;     /* --timeout */
 	char *header_slab;
 	int error;               /* a setup failure: -errno */
 	struct bench_stats st;
@@ -252,7 +257,7 @@ static void on_send(struct loop *lp, struct conn *c, int res)
 static void expect_reply(struct loop *lp, struct conn *c, enum conn_state next)
 {
 	c->state = next;
-	c->deadline_ns = now_ns() + (uint64_t)(lp->plan->opt->timeout_s * (double)NS_PER_S);
+	c->deadline_ns = lp->clock_ns + lp->timeout_ns;
 	out_flush(lp, c);
 }
 
@@ -354,7 +359,7 @@ static bool is_2xx(unsigned code)
 static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned keywords)
 {
 	const struct plan *pl = lp->plan;
-	uint64_t now = now_ns();
+	uint64_t now = lp->clock_ns;
 	c->deadline_ns = 0;
 	if (code == 421) { /* the server is closing the session */
 		conn_fail(lp, c, 421);
@@ -400,7 +405,7 @@ static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned ke
 		if (index + 1 < pl->cmd_count) { /* MAIL or a RCPT */
 			if (!is_2xx(code) && c->first_error == 0)
 				c->first_error = code;
-			c->deadline_ns = now + (uint64_t)(pl->opt->timeout_s * (double)NS_PER_S);
+			c->deadline_ns = now + lp->timeout_ns;
 			return;
 		}
 		if (code == 354)
@@ -441,7 +446,8 @@ static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned ke
 			abort_message(lp, c, code, now);
 		return;
 	case C_BODY:
-		finish_message(lp, c, code, now);
+		/* the one reply whose time is measured: read the clock */
+		finish_message(lp, c, code, now_ns());
 		after_message(lp, c);
 		return;
 	case C_RSET:
@@ -534,7 +540,7 @@ static void start_connect(struct loop *lp, struct conn *c)
 	c->body_queued = false;
 	c->failed = false;
 	reply_reader_init(&c->reader);
-	c->deadline_ns = now_ns() + (uint64_t)(pl->opt->timeout_s * (double)NS_PER_S);
+	c->deadline_ns = lp->clock_ns + lp->timeout_ns;
 	lp->connecting++;
 	struct io_uring_sqe *sqe = get_sqe(lp);
 	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&pl->addr, pl->addr_len);
@@ -580,7 +586,7 @@ static void on_connect(struct loop *lp, struct conn *c, int res)
 /* The slot is free again (its socket closed): reconnect, back off, or end. */
 static void conn_settle(struct loop *lp, struct conn *c)
 {
-	uint64_t now = now_ns();
+	uint64_t now = lp->clock_ns;
 	c->fd = -1;
 	bool want = c->idle_role ? !lp->stopping : loop_has_work(lp, now);
 	if (c->failed)
@@ -838,9 +844,11 @@ void *loop_run(void *arg)
 	}
 	for (unsigned i = 0; i < lp->conn_total; i++)
 		queue_connect(lp, &lp->conns[i]);
-	lp->next_sweep_ns = now_ns() + SWEEP_INTERVAL_NS;
+	lp->clock_ns = now_ns();
+	lp->next_sweep_ns = lp->clock_ns + SWEEP_INTERVAL_NS;
 	while (lp->open_active + lp->open_idle > 0) {
 		uint64_t now = now_ns();
+		lp->clock_ns = now;
 		uint64_t wake = lp->next_sweep_ns;
 		if (opt->rate_per_s > 0)
 			wake = RMX_MIN(wake, run_schedule(lp, now));
@@ -868,6 +876,7 @@ void *loop_run(void *arg)
 			lp->error = rc;
 			break;
 		}
+		lp->clock_ns = now_ns();
 		unsigned head, seen = 0;
 		io_uring_for_each_cqe(&lp->ring, head, cqe) {
 			dispatch(lp, cqe);
@@ -1002,6 +1011,7 @@ static int loop_init(struct loop *lp, const struct plan *pl, unsigned index)
 	lp->open_idle = idle;
 	lp->quota = opt->messages ? share(opt->messages, index, opt->threads) : 0;
 	lp->rate_per_s = opt->rate_per_s / opt->threads;
+	lp->timeout_ns = (uint64_t)(opt->timeout_s * (double)NS_PER_S);
 	lp->phase = (double)index / opt->threads;
 	lp->source_next = index * (SOURCE_ADDRESSES / opt->threads);
 	lp->rng = 0x9E3779B97F4A7C15ull * (index + 1);
