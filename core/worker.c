@@ -90,6 +90,11 @@ struct worker_loop {
 	/* Connections whose recv must be re-armed after -ENOBUFS. */
 	uint32_t rearm_head;
 
+	uint32_t accept_rearm_mask;     /* listeners whose accept waits for a re-arm */
+	uint64_t accept_rearm_at_ms;
+	uint64_t accept_errors;         /* since the last accept_failed log line */
+	uint64_t accept_error_logged_ms;
+
 	uint8_t reject_reply[REJECT_REPLY_BYTES];
 	size_t reject_reply_len;
 };
@@ -717,13 +722,27 @@ static void reject_connection(struct worker_loop *l, int fd)
 static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 {
 	uint32_t i = ring_ud_slot(cqe->user_data);
-	if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening)
-		arm_accept(l, i);
 	if (cqe->res < 0) {
-		if (cqe->res != -ECANCELED)
-			log_warn("event=accept_failed worker=%u error=%d", l->w->id, cqe->res);
+		if (cqe->res == -ECANCELED)
+			return;
+		/* Out of descriptors or memory: the connection waits in the backlog.
+		 * Re-arm after a tick, not at once (that would spin), and log at most
+		 * once a second. */
+		if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening) {
+			l->accept_rearm_mask |= 1u << i;
+			l->accept_rearm_at_ms = l->now_ms + TIMER_TICK_MS;
+		}
+		l->accept_errors++;
+		if (l->now_ms >= l->accept_error_logged_ms + 1000) {
+			log_warn("event=accept_failed worker=%u error=%d count=%llu", l->w->id,
+				 cqe->res, (unsigned long long)l->accept_errors);
+			l->accept_error_logged_ms = l->now_ms;
+			l->accept_errors = 0;
+		}
 		return;
 	}
+	if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening)
+		arm_accept(l, i);
 	int fd = cqe->res;
 	unsigned open = atomic_fetch_add_explicit(l->w->connections, 1, memory_order_relaxed);
 	struct conn *c = NULL;
@@ -998,6 +1017,12 @@ static int loop_run(struct worker_loop *l)
 		}
 		buf_ring_publish(&l->bufs);
 		rearm_pending(l);
+		if (l->accept_rearm_mask && l->now_ms >= l->accept_rearm_at_ms) {
+			for (uint32_t i = 0; i < l->w->listen_count; i++)
+				if ((l->accept_rearm_mask & (1u << i)) && l->listening)
+					arm_accept(l, i);
+			l->accept_rearm_mask = 0;
+		}
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
 		struct io_uring_cqe *cqe;
 		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
