@@ -9,7 +9,8 @@ JOBS       ?= $(shell nproc)
 
 # Debian packages for building, running and testing.
 DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev \
-               libjemalloc-dev python3 swaks openssl postfix procps
+               libjemalloc-dev python3 swaks openssl postfix procps curl \
+               prometheus
 
 .PHONY: all deps build run test clean
 
