@@ -128,6 +128,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -257,6 +258,12 @@ int main(int argc, char **argv)
 		int sig = stops ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);
 		if (sig < 0)
 			continue;
+		if (sig == SIGUSR1) {
+			/* ringmx-store left request files: each worker applies its own. */
+			for (uint32_t i = 0; i < cfg.workers; i++)
+				worker_request_control(&workers[i]);
+			continue;
+		}
 		if (sig == SIGHUP) {
 			log_info("event=sighup note=\"reload is not supported yet; restart to apply "
 				 "changes\"");

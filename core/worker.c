@@ -32,6 +32,7 @@
 #include "../storage/delivery_log.h"
 #include "../storage/queue.h"
 #include "conn.h"
+#include "control.h"
 #include "forward.h"
 #include "log.h"
 #include "ring.h"
@@ -938,6 +939,22 @@ static bool drain_finished(struct worker_loop *l)
 	       l->spare_step == SPARE_IDLE && !forwarding;
 }
 
+/* Operator requests (ringmx-store requeue/delete while we run): a few small
+ * files read on the worker thread, only when asked. */
+static void apply_control(struct worker_loop *l)
+{
+	char shard_dir[PATH_MAX + 16];
+	snprintf(shard_dir, sizeof(shard_dir), "%s/w%u", l->cfg->data_dir, l->w->id);
+	struct control_result r;
+	memset(&r, 0, sizeof(r));
+	int rc = control_apply(l->w->queue, shard_dir, l->now_unix_ms, &r);
+	if (rc != 0 || r.files)
+		log_info("event=control worker=%u files=%u applied=%u made_due=%llu unknown=%u "
+			 "busy=%u malformed=%u errors=%u error=%d",
+			 l->w->id, r.files, r.applied, (unsigned long long)r.made_due, r.unknown,
+			 r.busy, r.malformed, r.errors, rc ? rc : r.first_error);
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
@@ -967,7 +984,10 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 		on_spare(l, cqe->res);
 		break;
 	case OP_WAKE:
-		drain_begin(l);
+		if (atomic_exchange(&l->w->control_requested, false))
+			apply_control(l);
+		if (atomic_load(&l->w->stop_requested))
+			drain_begin(l);
 		arm_wake(l);
 		break;
 	case OP_CANCEL:
@@ -1082,6 +1102,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	rc = forward_new(&fe, &l->forward);
 	if (rc != 0)
 		return rc;
+	apply_control(l); /* requests left while we were not running */
 	l->listening = true;
 	for (uint32_t i = 0; i < w->listen_count; i++)
 		arm_accept(l, i);
@@ -1144,6 +1165,8 @@ int worker_start(struct worker *w)
 {
 	atomic_store(&w->status, 0);
 	atomic_store(&w->finished, false);
+	atomic_store(&w->stop_requested, false);
+	atomic_store(&w->control_requested, false);
 	w->exit_status = 0;
 	int rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc != 0)
@@ -1162,8 +1185,17 @@ int worker_start(struct worker *w)
 	}
 }
 
+void worker_request_control(struct worker *w)
+{
+	atomic_store(&w->control_requested, true);
+	uint64_t one = 1;
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+}
+
 void worker_request_stop(struct worker *w)
 {
+	atomic_store(&w->stop_requested, true);
 	uint64_t one = 1;
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	(void)n; /* an eventfd write of 1 cannot fail short of overflow */

@@ -33,6 +33,8 @@ struct worker {
 	pthread_t thread;
 	atomic_int status;              /* 0 starting, 1 running, <0 -errno at start-up */
 	atomic_bool finished;           /* the loop has ended */
+	atomic_bool stop_requested;     /* set with the eventfd write: drain */
+	atomic_bool control_requested;  /* set with the eventfd write: operator requests */
 	int exit_status;
 	struct worker_loop *loop;       /* private to worker.c */
 };
@@ -42,6 +44,10 @@ RMX_MUST_CHECK int worker_start(struct worker *w);
 
 /* Asks the worker to drain (first call) or to hurry (later calls). Any thread. */
 void worker_request_stop(struct worker *w);
+
+/* Asks the worker to apply the operator's request files (control.h) of its
+ * shard. Any thread. */
+void worker_request_control(struct worker *w);
 
 /* Waits for the thread; returns its exit status (0 clean). */
 int worker_join(struct worker *w);
