@@ -134,6 +134,7 @@ struct loop {
 	bool stopping;
 	bool told_connect_error;
 	bool told_bind_error;
+	bool told_socket_error;
 	bool starved;            /* rate mode: messages were due, none ready */
 	uint64_t rng;
 	uint64_t next_sweep_ns;
@@ -508,7 +509,11 @@ static void start_connect(struct loop *lp, struct conn *c)
 	const struct plan *pl = lp->plan;
 	int fd = socket(pl->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		fprintf(stderr, "ringmx-bench: socket: %s\n", strerror(errno));
+		if (!lp->told_socket_error) { /* EMFILE would repeat per slot */
+			lp->told_socket_error = true;
+			fprintf(stderr, "ringmx-bench: socket: %s\n", strerror(errno));
+		}
+		lp->st.conn_errors++;
 		c->fd = -1;
 		c->state = C_CLOSING;
 		c->failed = true;
