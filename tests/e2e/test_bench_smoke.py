@@ -110,7 +110,7 @@ class BenchSmokeTest(unittest.TestCase):
         srv.start()
         self.addCleanup(srv.stop_checked, self)
         load = ["--conns", "2", "--duration", "2.5", "--idle-conns", "6"]
-        res, _ = self.run_bench(srv, load + ["--idle-noop", "0.3"])
+        res, _ = self.run_bench(srv, load + ["--idle-noop", "0.25"])
         self.assertEqual(res["connection_failures"], 0, res)
         self.assertEqual(res["connects"], 8, res)
         # the control: without NOOPs the server ends the idle sessions
