@@ -293,10 +293,13 @@ class PostfixRelay:
     domains: mail domains it accepts; mailboxes: addresses delivered into
     their own Maildir DIR/mail/<domain>/<local>/ (other addresses of those
     domains go to <domain>/_other/); reject: recipient addresses answered
-    with 550 5.1.1 at RCPT.
+    with 550 5.1.1 at RCPT; tempfail: recipients answered with 450 4.2.1;
+    reject_data_from: senders whose DATA gets 554 5.7.1 (every recipient of
+    the transaction fails at once).
     """
 
-    def __init__(self, domains, mailboxes=(), reject=(), hostname="relay.e2e.test"):
+    def __init__(self, domains, mailboxes=(), reject=(), tempfail=(), reject_data_from=(),
+                 hostname="relay.e2e.test"):
         self.postfix = h.require_program("postfix")
         h.require_program("postconf")
         self.port = h.free_port()
@@ -316,6 +319,12 @@ class PostfixRelay:
         with open(os.path.join(self.conf_dir, "rcpt_access"), "w") as f:
             for addr in reject:
                 f.write("/^%s$/ 550 5.1.1 no such user here\n"
+                        % re.escape(addr))
+            for addr in tempfail:
+                f.write("/^%s$/ 450 4.2.1 mailbox busy, try later\n" % re.escape(addr))
+        with open(os.path.join(self.conf_dir, "data_access"), "w") as f:
+            for addr in reject_data_from:
+                f.write("/^%s$/ 554 5.7.1 no message data accepted from this sender\n"
                         % re.escape(addr))
         # virtual(8) refuses regexp substitutions for mailbox paths, so each
         # address gets its own line; anything else lands in <domain>/_other/
@@ -343,6 +352,8 @@ class PostfixRelay:
             "smtpd_authorized_xforward_hosts = 127.0.0.0/8",
             "smtpd_recipient_restrictions = check_recipient_access regexp:%s/rcpt_access, "
             "permit_mynetworks, reject_unauth_destination" % self.conf_dir,
+            "smtpd_data_restrictions = check_sender_access regexp:%s/data_access"
+            % self.conf_dir,
             "virtual_mailbox_domains = %s" % " ".join(domains),
             "virtual_mailbox_base = %s" % self.mail_dir,
             "virtual_mailbox_maps = texthash:%s/mailboxes" % self.conf_dir,
