@@ -22,48 +22,11 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "le.h"
 #include "segment.h"
 
 #define DLOG_SUFFIX ".dlog"
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
 
 uint16_t dlog_enhanced_pack(unsigned cls, unsigned subject, unsigned detail)
 {
@@ -125,13 +88,13 @@ void dlog_entry_encode(const struct dlog_entry *e, uint8_t out[DLOG_ENTRY_BYTES]
 	RMX_ASSERT(type_valid(e->type));
 	out[4] = (uint8_t)e->type;
 	out[5] = 0;
-	put_u16(out + 6, e->reply_code);
-	put_u32(out + 8, e->rcpt);
-	put_u16(out + 12, e->attempt);
-	put_u16(out + 14, e->enhanced);
-	put_u64(out + 16, e->queue_id);
-	put_u64(out + 24, (uint64_t)e->time_unix_ms);
-	put_u32(out, crc32c(0, out + 4, DLOG_ENTRY_BYTES - 4));
+	put_le16(out + 6, e->reply_code);
+	put_le32(out + 8, e->rcpt);
+	put_le16(out + 12, e->attempt);
+	put_le16(out + 14, e->enhanced);
+	put_le64(out + 16, e->queue_id);
+	put_le64(out + 24, (uint64_t)e->time_unix_ms);
+	put_le32(out, crc32c(0, out + 4, DLOG_ENTRY_BYTES - 4));
 
 	struct dlog_entry back;
 	RMX_ASSERT(dlog_entry_decode(out, &back) == DLOG_OK);
@@ -142,17 +105,17 @@ void dlog_entry_encode(const struct dlog_entry *e, uint8_t out[DLOG_ENTRY_BYTES]
 enum dlog_decode_result dlog_entry_decode(const uint8_t in[DLOG_ENTRY_BYTES],
 					  struct dlog_entry *out)
 {
-	if (get_u32(in) != crc32c(0, in + 4, DLOG_ENTRY_BYTES - 4))
+	if (get_le32(in) != crc32c(0, in + 4, DLOG_ENTRY_BYTES - 4))
 		return DLOG_BAD_CRC;
 	if (!type_valid(in[4]) || in[5] != 0)
 		return DLOG_BAD_FIELD;
 	out->type = (enum dlog_type)in[4];
-	out->reply_code = get_u16(in + 6);
-	out->rcpt = get_u32(in + 8);
-	out->attempt = get_u16(in + 12);
-	out->enhanced = get_u16(in + 14);
-	out->queue_id = get_u64(in + 16);
-	out->time_unix_ms = (int64_t)get_u64(in + 24);
+	out->reply_code = get_le16(in + 6);
+	out->rcpt = get_le32(in + 8);
+	out->attempt = get_le16(in + 12);
+	out->enhanced = get_le16(in + 14);
+	out->queue_id = get_le64(in + 16);
+	out->time_unix_ms = (int64_t)get_le64(in + 24);
 	return DLOG_OK;
 }
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "le.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "struct record_header is written as is: little-endian hosts only");
@@ -46,44 +47,6 @@ _Static_assert((RECORD_ALIGN_BYTES & (RECORD_ALIGN_BYTES - 1)) == 0, "alignment 
 #define QUEUE_ID_SEQ_MASK 0xffffffu
 #define QUEUE_ID_OFFSET_MASK 0xffffffffu
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-	for (int i = 3; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
 
 static void header_encode(const struct record_header *h, uint8_t out[RECORD_HEADER_BYTES])
 {
