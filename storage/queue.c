@@ -16,7 +16,7 @@
  * counts its entries waiting or in flight, so a segment is reclaimable only
  * once that is 0, it is sealed, it lost no final entry and the queue has
  * not failed. At most one commit is in flight. Every message held is in
- * the id index exactly once. Only queue_open(),
+ * its segment's id list exactly once. Only queue_open(),
  * queue_close() and the offline functions make system calls.
  */
 #include "queue.h"
@@ -69,7 +69,7 @@ struct heap_slot {
 	struct queue_msg *msg;
 };
 
-/* One slot of the queue id index; msg NULL: empty. */
+/* One entry of a segment's id list; msg NULL: the message was freed. */
 struct id_slot {
 	uint64_t queue_id;
 	struct queue_msg *msg;
@@ -84,6 +84,9 @@ struct queue_segment {
 	uint32_t unsynced;    /* entries waiting or in flight */
 	bool log_lost;        /* a final entry was dropped: never reclaimed */
 	bool offered;         /* handed out by queue_reclaimable */
+	struct id_slot *ids;  /* its messages by queue id, ascending */
+	uint32_t ids_len;
+	uint32_t ids_cap;
 };
 
 struct waiting_entry {
@@ -100,9 +103,6 @@ struct queue {
 	uint64_t rng;
 
 	struct queue_msg *all;     /* list of every message held */
-	struct id_slot *index;     /* queue id -> message, open addressing */
-	uint32_t index_cap;        /* a power of two, or 0 before the first add */
-	uint32_t index_bits;       /* log2(index_cap) */
 	struct heap_slot *heap;
 	uint32_t heap_len;
 	uint32_t heap_cap;
@@ -323,84 +323,85 @@ static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type
 
 /* ---- the queue id index ----
  *
- * Linear probing over {id, message} slots kept at most half full, so an
- * insert compares ids inside the array and never touches a message; a
- * removal shifts the following run back (no tombstones). It grows by
- * doubling, allocated as messages are added (queue_add's amortised cost
- * stays O(1)); operator requests (queue_make_due, queue_delete) look up. */
+ * A queue id names its segment and offset, and records are queued in
+ * commit order, so each segment keeps a sorted list of {id, message} that
+ * queue_add only appends to (sequential memory, amortised O(1), no
+ * hashing). A freed message leaves its entry with msg NULL (the list keeps
+ * its order for the binary search); the list goes with its segment
+ * (queue_reclaimed). Lookups (operator requests, msg_free) cost a search
+ * over the segments and one within the segment. */
 
-static uint32_t index_home(const struct queue *q, uint64_t queue_id)
+/* Index in s->ids of queue_id, or where it would go (*found false). */
+static uint32_t ids_search(const struct queue_segment *s, uint64_t queue_id, bool *found)
 {
-	/* Fibonacci hashing: ids differ mostly in their low offset bits. */
-	return (uint32_t)((queue_id * 0x9E3779B97F4A7C15ull) >> (64 - q->index_bits));
-}
-
-static void index_place(struct queue *q, uint64_t queue_id, struct queue_msg *m)
-{
-	uint32_t mask = q->index_cap - 1;
-	uint32_t i = index_home(q, queue_id);
-	while (q->index[i].msg != NULL) {
-		RMX_ASSERT(q->index[i].queue_id != queue_id);
-		i = (i + 1) & mask;
+	uint32_t lo = 0, hi = s->ids_len;
+	/* The common case: the newest record of the segment. */
+	if (hi > 0 && s->ids[hi - 1].queue_id < queue_id) {
+		*found = false;
+		return hi;
 	}
-	q->index[i] = (struct id_slot){ queue_id, m };
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (s->ids[mid].queue_id < queue_id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < s->ids_len && s->ids[lo].queue_id == queue_id;
+	return lo;
 }
 
-/* Room for want messages at a load of at most one half; 0 or -ENOMEM. */
-static int index_reserve(struct queue *q, uint64_t want)
+/* Room for one more entry in s->ids: 0 or -ENOMEM. */
+static int ids_reserve(struct queue_segment *s)
 {
-	if (want * 2 <= q->index_cap)
+	if (s->ids_len < s->ids_cap)
 		return 0;
-	uint32_t bits = q->index_bits ? q->index_bits + 1 : 10;
-	while (want * 2 > (1ull << bits))
-		bits++;
-	if (bits > 31)
+	if (s->ids_cap > UINT32_MAX / 2)
 		return -ENOMEM;
-	struct id_slot *old = q->index;
-	uint32_t old_cap = q->index_cap;
-	struct id_slot *grown = calloc((size_t)1 << bits, sizeof(*grown));
+	uint32_t cap = s->ids_cap ? s->ids_cap * 2 : 64;
+	struct id_slot *grown = realloc(s->ids, (size_t)cap * sizeof(*grown));
 	if (grown == NULL)
 		return -ENOMEM;
-	q->index = grown;
-	q->index_cap = 1u << bits;
-	q->index_bits = bits;
-	for (uint32_t i = 0; i < old_cap; i++)
-		if (old[i].msg != NULL)
-			index_place(q, old[i].queue_id, old[i].msg);
-	free(old);
+	s->ids = grown;
+	s->ids_cap = cap;
 	return 0;
 }
 
-/* The slot holding queue_id, or UINT32_MAX. */
-static uint32_t index_find(const struct queue *q, uint64_t queue_id)
+/* Drops the freed entries of s->ids once they are three quarters of it
+ * (amortised O(1) per free) and gives memory back, so that a segment kept
+ * by a few deferred messages does not hold an entry per record. */
+static void ids_compact(struct queue_segment *s)
 {
-	if (q->index_cap == 0)
-		return UINT32_MAX;
-	uint32_t mask = q->index_cap - 1;
-	for (uint32_t i = index_home(q, queue_id);; i = (i + 1) & mask) {
-		if (q->index[i].msg == NULL)
-			return UINT32_MAX;
-		if (q->index[i].queue_id == queue_id)
-			return i;
+	if (s->ids_len < 64 || (uint64_t)s->live_msgs * 4 >= s->ids_len)
+		return;
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < s->ids_len; i++)
+		if (s->ids[i].msg != NULL)
+			s->ids[kept++] = s->ids[i];
+	RMX_ASSERT(kept == s->live_msgs);
+	s->ids_len = kept;
+	uint32_t cap = RMX_MAX(64u, kept * 2);
+	struct id_slot *shrunk = realloc(s->ids, (size_t)cap * sizeof(*shrunk));
+	if (shrunk != NULL) {
+		s->ids = shrunk;
+		s->ids_cap = cap;
 	}
 }
 
-/* Empties slot i and moves back the entries of the run after it that
- * probed past it, so that every lookup still finds them. */
-static void index_remove_at(struct queue *q, uint32_t i)
+/* The message of queue_id held by q, or NULL. */
+static struct queue_msg *ids_find(struct queue *q, uint64_t queue_id)
 {
-	uint32_t mask = q->index_cap - 1;
-	uint32_t hole = i;
-	for (uint32_t j = (i + 1) & mask; q->index[j].msg != NULL; j = (j + 1) & mask) {
-		uint32_t home = index_home(q, q->index[j].queue_id);
-		/* The entry at j may fill the hole if its home is not in
-		 * (hole, j] cyclically: it probed through the hole. */
-		if (((j - home) & mask) >= ((j - hole) & mask)) {
-			q->index[hole] = q->index[j];
-			hole = j;
-		}
-	}
-	q->index[hole] = (struct id_slot){ 0, NULL };
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &seq, &offset);
+	if (worker != q->worker)
+		return NULL;
+	const struct queue_segment *s = seg_find(q, seq);
+	if (s == NULL)
+		return NULL;
+	bool found;
+	uint32_t i = ids_search(s, queue_id, &found);
+	return found ? s->ids[i].msg : NULL;
 }
 
 /* ---- messages ---- */
@@ -421,9 +422,11 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 	if (m->in_flight)
 		q->messages_in_flight--;
 	q->messages--;
-	uint32_t slot = index_find(q, m->queue_id);
-	RMX_ASSERT(slot != UINT32_MAX && q->index[slot].msg == m);
-	index_remove_at(q, slot);
+	bool found;
+	uint32_t i = ids_search(s, m->queue_id, &found);
+	RMX_ASSERT(found && s->ids[i].msg == m);
+	s->ids[i].msg = NULL;
+	ids_compact(s);
 	free(m);
 }
 
@@ -528,10 +531,11 @@ void queue_close(struct queue *q)
 		q->all = next;
 	}
 	free(q->heap);
-	free(q->index);
-	for (uint32_t i = 0; i < q->seg_count; i++)
+	for (uint32_t i = 0; i < q->seg_count; i++) {
 		if (q->seg[i].fd >= 0)
 			close(q->seg[i].fd);
+		free(q->seg[i].ids);
+	}
 	free(q->seg);
 	free(q->waiting);
 	free(q->flight);
@@ -542,17 +546,21 @@ void queue_close(struct queue *q)
 static int msg_insert(struct queue *q, struct queue_msg *m)
 {
 	int rc = heap_reserve(q, q->messages + 1);
-	if (rc == 0)
-		rc = index_reserve(q, q->messages + 1);
 	if (rc != 0)
 		return rc;
-	/* A record is queued once: a second add of its id is refused. */
-	if (index_find(q, m->queue_id) != UINT32_MAX)
-		return -EINVAL;
 	struct queue_segment *s = seg_get(q, m->seq);
-	if (s == NULL)
+	if (s == NULL || ids_reserve(s) != 0)
 		return -ENOMEM;
-	index_place(q, m->queue_id, m);
+	bool found;
+	uint32_t at = ids_search(s, m->queue_id, &found);
+	if (found && s->ids[at].msg != NULL)
+		return -EINVAL; /* a record is queued once */
+	if (!found) {
+		/* Commit order makes this an append; anything else still works. */
+		memmove(&s->ids[at + 1], &s->ids[at], (size_t)(s->ids_len - at) * sizeof(*s->ids));
+		s->ids_len++;
+	}
+	s->ids[at] = (struct id_slot){ m->queue_id, m };
 	s->live_msgs++;
 	q->messages++;
 	m->prev = NULL;
@@ -910,6 +918,7 @@ int queue_reclaimed(struct queue *q, uint32_t seq)
 	struct queue_segment *s = &q->seg[i];
 	RMX_ASSERT(s->offered && s->live_msgs == 0 && s->unsynced == 0);
 	int fd = s->fd;
+	free(s->ids);
 	memmove(&q->seg[i], &q->seg[i + 1], (size_t)(q->seg_count - i - 1) * sizeof(*q->seg));
 	q->seg_count--;
 	return fd;
@@ -1440,10 +1449,9 @@ static void heap_remove_at(struct queue *q, uint32_t i)
 /* The queued (not in flight) message of queue_id: 0, -ENOENT or -EBUSY. */
 static int operator_target(struct queue *q, uint64_t queue_id, struct queue_msg **out)
 {
-	uint32_t slot = index_find(q, queue_id);
-	if (slot == UINT32_MAX)
+	struct queue_msg *m = ids_find(q, queue_id);
+	if (m == NULL)
 		return -ENOENT;
-	struct queue_msg *m = q->index[slot].msg;
 	if (m->in_flight)
 		return -EBUSY;
 	RMX_ASSERT(m->queued && m->pending > 0 && m->due == 0);

@@ -19,7 +19,7 @@
  * bounce, never lose one. queue_requeue puts a message back untried.
  *
  * Memory: queue_add allocates one block per message (a small struct and a
- * byte per recipient) and may grow the heap, the queue id index and the
+ * byte per recipient) and may grow the heap, its segment's id list and the
  * segment table;
  * queue_dlog_ready may grow the segment table (once per segment); nothing
  * else on the hot path allocates. Log entries wait in a fixed buffer of
