@@ -79,6 +79,32 @@ class ConfigErrorTest(unittest.TestCase):
             with self.subTest(line=line):
                 self.bad_config(self.base(h.free_port()) + [line], 5)
 
+    def start_failure(self, srv, what):
+        """The server must exit non-zero by itself, naming what is wrong."""
+        self.addCleanup(srv.cleanup)
+        srv.start(wait=False)
+        status = srv.wait_exit(30)
+        self.assertIsNotNone(status, "ringmx kept running with %s" % what)
+        self.assertNotEqual(status, 0, "exit status 0 with %s" % what)
+        srv.check_stderr(self)
+        return srv.stderr_text()
+
+    def test_port_in_use(self):
+        with socket.socket() as s:
+            s.bind((h.LOOPBACK4, 0))
+            s.listen(1)
+            port = s.getsockname()[1]
+            srv = h.Server(listen=["127.0.0.1:%d" % port])
+            err = self.start_failure(srv, "its listen port held by another program")
+            self.assertIn(str(port), err, "stderr does not name the address: " + err)
+
+    def test_data_dir_is_a_file(self):
+        srv = h.Server()
+        with open(srv.data_dir, "w") as f:
+            f.write("not a directory\n")
+        err = self.start_failure(srv, "data_dir naming a regular file")
+        self.assertIn(srv.data_dir, err, "stderr does not name data_dir: " + err)
+
     def test_missing_config_file(self):
         cp = subprocess.run([h.ringmx_bin(), "-c", "/nonexistent/ringmx-e2e.conf"],
                             capture_output=True, stdin=subprocess.DEVNULL, timeout=30)
