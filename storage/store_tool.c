@@ -567,7 +567,8 @@ static int cmd_ls_deferred(const char *data_dir)
 	printf("QUEUE_ID AGE NEXT ATTEMPTS LAST_REPLY PENDING/TOTAL\n");
 	for (int i = 0; i < n; i++) {
 		char err[512];
-		int rc = queue_offline_list(data_dir, workers[i], deferred_line, &c, err, sizeof(err));
+		int rc = queue_offline_list(data_dir, workers[i], deferred_line, &c, err,
+					    sizeof(err));
 		if (rc != 0) {
 			fprintf(stderr, TOOL_NAME ": %s\n", err);
 			return 1;
@@ -749,9 +750,10 @@ static bool thread_signals_read(const char *path, struct thread_signals *t)
 	char line[256];
 	memset(t, 0, sizeof(*t));
 	while (fgets(line, sizeof(line), f) != NULL) {
-		if (strncmp(line, "Name:", 5) == 0)
-			t->named_ringmx = strncmp(line + 5 + strspn(line + 5, " \t"), "ringmx\n", 7) == 0;
-		else if (strncmp(line, "SigBlk:", 7) == 0)
+		if (strncmp(line, "Name:", 5) == 0) {
+			const char *name = line + 5 + strspn(line + 5, " \t");
+			t->named_ringmx = strcmp(name, "ringmx\n") == 0;
+		} else if (strncmp(line, "SigBlk:", 7) == 0)
 			t->blocks_usr1 = mask_has(line + 7, SIGUSR1);
 		else if (strncmp(line, "SigCgt:", 7) == 0)
 			t->catches_usr1 = mask_has(line + 7, SIGUSR1);
@@ -957,7 +959,8 @@ static int cmd_mark(const char *data_dir, const char *id_text, enum queue_offlin
 	char err[512];
 	int rc = queue_offline_mark(data_dir, id, action, now_unix_ms(), err, sizeof(err));
 	if (rc == 0) {
-		printf("%s: %s\n", id_text, action == QUEUE_OFFLINE_DELETE ? "deleted" : "requeued");
+		printf("%s: %s\n", id_text,
+		       action == QUEUE_OFFLINE_DELETE ? "deleted" : "requeued");
 		return 0;
 	}
 	if (rc == -ENOENT || rc == -EINVAL) {
