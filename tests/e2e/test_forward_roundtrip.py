@@ -149,6 +149,14 @@ class ForwardRoundTrip(unittest.TestCase):
         qid = self.bdat_message(chunks)
         self.check_roundtrip(qid, token, body)
 
+    def test_bdat_without_final_crlf(self):
+        # BDAT may end a message without CRLF; DATA cannot carry that, so
+        # the relayed message gains exactly one CRLF (and nothing else)
+        token = h.unique_token("bdatnoeol")
+        body = body_with(token, b"first\r\n.second\r\nno line end")
+        qid = self.bdat_message([body[:20], body[20:]])
+        self.check_roundtrip(qid, token, body + b"\r\n")
+
     def test_long_lines(self):
         token = h.unique_token("long")
         body = body_with(token, b"x" * 990 + b"\r\n" + b"." + b"y" * 989 + b"\r\n"
