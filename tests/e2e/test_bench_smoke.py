@@ -5,14 +5,18 @@ store (read by ringmx-store stats) must hold at least as many messages as
 the bench says were acknowledged. Also: bad options exit 2 and --tls is
 refused; lock-step sessions, one per message, at a fixed rate; refused
 recipients counted by reply code; idle sessions kept past the server's idle
-timeout by NOOPs (and ended by it without them). The bench binary is <build dir>/bench/ringmx-bench, the build dir
+timeout by NOOPs (and ended by it without them). Against a scripted peer:
+replies dribbled a byte at a time, a refused recipient, no PIPELINING offered,
+421 and a close in the middle of a transaction. The bench binary is <build dir>/bench/ringmx-bench, the build dir
 being the parent of RINGMX_BIN.
 """
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,26 +35,34 @@ def bench_bin():
     return path
 
 
-class BenchSmokeTest(unittest.TestCase):
+def run_bench(testcase, port, args, want_rc=0):
+    """Runs the bench with --json - against port; asserts its exit status and
+    returns (parsed JSON, stderr text)."""
+    cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, port), "--json", "-"] + args
+    cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                        timeout=BENCH_TIMEOUT_S)
+    err = cp.stderr.decode("utf-8", "replace")
+    testcase.assertEqual(cp.returncode, want_rc, "ringmx-bench %r exited %d; stderr:\n%s"
+                         % (args, cp.returncode, err))
+    try:
+        res = json.loads(cp.stdout.decode("utf-8"))
+    except ValueError as e:
+        testcase.fail("--json - printed no JSON (%s): %r" % (e, cp.stdout[:500]))
+    return res, err
+
+
+class BenchSmokeTest(h.ServerTestCase, unittest.TestCase):
+    """One ringmx for these tests (they run one after another)."""
+
+    def stored(self):
+        return int(self.server.stats().get("messages", "0"))
 
     def test_two_second_run_is_counted_in_the_store(self):
-        srv = h.Server(settings=[("max_connections", "200")])
-        self.addCleanup(srv.cleanup)
-        srv.start()
-        self.addCleanup(srv.stop_checked, self)
-        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port),
-               "--conns", "8", "--duration", str(RUN_S), "--size", "1k:70,10k:30",
-               "--rcpts", "2", "--to", "user@" + h.DOMAIN, "--idle-conns", "4",
-               "--pid", str(srv.proc.pid), "--json", "-"]
-        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=BENCH_TIMEOUT_S)
-        err = cp.stderr.decode("utf-8", "replace")
-        self.assertEqual(cp.returncode, 0, "ringmx-bench exited %d; stderr:\n%s"
-                         % (cp.returncode, err))
-        try:
-            res = json.loads(cp.stdout.decode("utf-8"))
-        except ValueError as e:
-            self.fail("--json - printed no JSON (%s): %r" % (e, cp.stdout[:500]))
+        before = self.stored()
+        res, err = run_bench(self, self.server.port, [
+            "--conns", "8", "--duration", str(RUN_S), "--size", "1k:70,10k:30",
+            "--rcpts", "2", "--to", "user@" + h.DOMAIN, "--idle-conns", "4",
+            "--pid", str(self.server.proc.pid)])
         self.assertGreater(res["messages"], 0, res)
         self.assertEqual(res["errors"], 0, res)
         self.assertEqual(res["errors_by_code"], {}, res)
@@ -62,21 +74,16 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertIn("server_cpu_s", res)
         # the text summary went to stderr, not into the JSON
         self.assertIn("msgs/s", err)
-        stats = srv.stats()
-        stored = int(stats.get("messages", "0"))
+        stored = self.stored() - before
         self.assertGreaterEqual(stored, res["messages"],
-                                "store holds %d messages, bench reported %d acknowledged"
-                                % (stored, res["messages"]))
+                                "the store gained %d messages, the bench reported %d "
+                                "acknowledged" % (stored, res["messages"]))
 
     def test_lock_step_new_connections_at_a_fixed_rate(self):
-        srv = h.Server(settings=[("max_connections", "200")])
-        self.addCleanup(srv.cleanup)
-        srv.start()
-        self.addCleanup(srv.stop_checked, self)
-        before = int(srv.stats().get("messages", "0"))
-        res, err = self.run_bench(srv, ["--conns", "4", "--messages", "60", "--rate", "100",
-                                        "--pipelining", "off", "--new-conn-per-message",
-                                        "--rcpts", "3"])
+        before = self.stored()
+        res, _ = run_bench(self, self.server.port, [
+            "--conns", "4", "--messages", "60", "--rate", "100", "--pipelining", "off",
+            "--new-conn-per-message", "--rcpts", "3"])
         self.assertEqual(res["messages"], 60, res)
         self.assertEqual(res["errors"], 0, res)
         self.assertGreaterEqual(res["connects"], 60, res)
@@ -84,52 +91,34 @@ class BenchSmokeTest(unittest.TestCase):
         self.assertEqual(res["schedule_lag_us"]["count"], 60, res)
         # 60 messages at 100/s cannot take much less than 0.59 s
         self.assertGreater(res["elapsed_s"], 0.55, res)
-        after = int(srv.stats().get("messages", "0"))
-        self.assertGreaterEqual(after - before, 60)
+        self.assertGreaterEqual(self.stored() - before, 60)
 
     def test_refused_recipients_are_counted_by_code(self):
-        srv = h.Server()
-        self.addCleanup(srv.cleanup)
-        srv.start()
-        self.addCleanup(srv.stop_checked, self)
-        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--conns", "2",
-               "--messages", "20", "--to", "user@not-served.example", "--json", "-"]
-        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=BENCH_TIMEOUT_S)
-        self.assertEqual(cp.returncode, 1, cp.stderr)
-        res = json.loads(cp.stdout.decode("utf-8"))
+        res, _ = run_bench(self, self.server.port, [
+            "--conns", "2", "--messages", "20", "--to", "user@not-served.example"],
+            want_rc=1)
         self.assertEqual(res["messages"], 0, res)
         self.assertEqual(res["errors"], 20, res)
         codes = res["errors_by_code"]
         self.assertEqual(sum(codes.values()), 20, res)
         self.assertTrue(all(k.startswith("5") for k in codes), res)
 
+
+class BenchIdleSessionsTest(h.ServerTestCase, unittest.TestCase):
+    settings = [("idle_timeout", "1s"), ("command_timeout", "1s")]
+
     def test_idle_sessions_outlive_the_idle_timeout_only_with_noop(self):
-        srv = h.Server(settings=[("idle_timeout", "1s"), ("command_timeout", "1s")])
-        self.addCleanup(srv.cleanup)
-        srv.start()
-        self.addCleanup(srv.stop_checked, self)
-        load = ["--conns", "2", "--duration", "2.5", "--idle-conns", "6"]
-        res, _ = self.run_bench(srv, load + ["--idle-noop", "0.25"])
+        load = ["--conns", "2", "--duration", "2", "--idle-conns", "6"]
+        res, _ = run_bench(self, self.server.port, load + ["--idle-noop", "0.25"])
         self.assertEqual(res["connection_failures"], 0, res)
         self.assertEqual(res["connects"], 8, res)
         # the control: without NOOPs the server ends the idle sessions
-        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--json", "-"] + load
-        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=BENCH_TIMEOUT_S)
-        self.assertEqual(cp.returncode, 1, cp.stderr)
-        res = json.loads(cp.stdout.decode("utf-8"))
+        res, _ = run_bench(self, self.server.port, load, want_rc=1)
         self.assertGreaterEqual(res["connection_failures"], 6, res)
         self.assertEqual(res["errors"], 0, res)
 
-    def run_bench(self, srv, args):
-        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, srv.port), "--json", "-"] + args
-        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=BENCH_TIMEOUT_S)
-        err = cp.stderr.decode("utf-8", "replace")
-        self.assertEqual(cp.returncode, 0, "ringmx-bench %r exited %d; stderr:\n%s"
-                         % (args, cp.returncode, err))
-        return json.loads(cp.stdout.decode("utf-8")), err
+
+class BenchOptionsTest(unittest.TestCase):
 
     def test_bad_options_exit_2(self):
         for args in (["--conns", "5"],                          # no --server
@@ -142,6 +131,177 @@ class BenchSmokeTest(unittest.TestCase):
             self.assertEqual(cp.returncode, 2, "%r exited %d: %s"
                              % (args, cp.returncode, cp.stderr))
             self.assertTrue(cp.stderr.strip(), "%r said nothing on stderr" % args)
+
+
+class ScriptedPeer:
+    """A small SMTP server written for these tests, so the bench meets what
+    ringmx never sends: replies dribbled one byte per write, no PIPELINING,
+    refusals, 421 and a close in the middle of a transaction.
+
+    behaviour(conn_index, msg_index, command) returns the reply line(s) for a
+    command (bytes), or None to close the connection without a reply.
+    """
+
+    def __init__(self, behaviour, pipelining=True, dribble=False):
+        self.behaviour = behaviour
+        self.pipelining = pipelining
+        self.dribble = dribble
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind((h.LOOPBACK4, 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.subjects = []
+        self.lines_per_read = []  # command lines found in each read
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.conns = 0
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with self.lock:
+                index = self.conns
+                self.conns += 1
+            threading.Thread(target=self._serve, args=(c, index), daemon=True).start()
+
+    def _send(self, c, data):
+        if self.dribble:
+            for i in range(len(data)):
+                c.sendall(data[i:i + 1])
+        else:
+            c.sendall(data)
+
+    def _serve(self, c, index):
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.settimeout(15)
+        buf = b""
+        msg = 0
+        try:
+            self._send(c, b"220 peer.test ESMTP scripted\r\n")
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                with self.lock:
+                    self.lines_per_read.append(chunk.count(b"\n"))
+                while b"\r\n" in buf:
+                    line, buf = buf.split(b"\r\n", 1)
+                    verb = line[:4].upper()
+                    if verb == b"EHLO":
+                        ext = b"250-PIPELINING\r\n" if self.pipelining else b""
+                        self._send(c, b"250-peer.test\r\n" + ext + b"250 8BITMIME\r\n")
+                        continue
+                    if verb == b"QUIT":
+                        self._send(c, b"221 bye\r\n")
+                        return
+                    reply = self.behaviour(index, msg, line)
+                    if reply is None:
+                        return
+                    self._send(c, reply)
+                    if verb == b"DATA" and reply.startswith(b"354"):
+                        while b"\r\n.\r\n" not in buf:
+                            more = c.recv(65536)
+                            if not more:
+                                return
+                            buf += more
+                        body, buf = buf.split(b"\r\n.\r\n", 1)
+                        subject = [l for l in body.split(b"\r\n") if l.startswith(b"Subject:")]
+                        with self.lock:
+                            self.subjects.extend(subject)
+                        final = self.behaviour(index, msg, b".")
+                        msg += 1
+                        if final is None:
+                            return
+                        self._send(c, final)
+        except OSError:
+            return
+        finally:
+            c.close()
+
+
+def accept_all(conn_index, msg_index, line):
+    verb = line[:4].upper()
+    if verb == b"DATA":
+        return b"354 go ahead\r\n"
+    if line == b".":
+        return b"250 2.0.0 queued\r\n"
+    return b"250 2.1.0 ok\r\n"
+
+
+class BenchAgainstScriptedPeerTest(unittest.TestCase):
+
+    def bench(self, peer, args):
+        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, peer.port), "--json", "-",
+               "--timeout", "10"] + args
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=BENCH_TIMEOUT_S)
+        try:
+            res = json.loads(cp.stdout.decode("utf-8"))
+        except ValueError:
+            self.fail("no JSON from %r (exit %d): %s" % (args, cp.returncode, cp.stderr))
+        return cp.returncode, res, cp.stderr.decode("utf-8", "replace")
+
+    def test_dribbled_replies_and_a_refused_recipient(self):
+        def behaviour(ci, mi, line):
+            if line.upper().startswith(b"RCPT TO:<USER2@"):
+                return b"550 5.1.1 no such user\r\n"
+            return accept_all(ci, mi, line)
+        peer = ScriptedPeer(behaviour, dribble=True)
+        self.addCleanup(peer.close)
+        rc, res, err = self.bench(peer, ["--conns", "1", "--messages", "6", "--rcpts", "3"])
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(res["messages"], 0, res)
+        self.assertEqual(res["errors"], 6, res)
+        self.assertEqual(res["errors_by_code"], {"550": 6}, res)
+        # the body still went out after 354 (two recipients took it), each
+        # message with its own Subject
+        self.assertEqual(len(peer.subjects), 6, peer.subjects)
+        self.assertEqual(len(set(peer.subjects)), 6, peer.subjects)
+
+    def test_no_pipelining_offered_means_one_command_per_round_trip(self):
+        peer = ScriptedPeer(accept_all, pipelining=False)
+        self.addCleanup(peer.close)
+        rc, res, err = self.bench(peer, ["--conns", "2", "--messages", "20", "--rcpts", "2"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(res["messages"], 20, res)
+        self.assertEqual(res["no_pipelining_sessions"], 2, res)
+        self.assertIn("PIPELINING", err)
+        # body reads aside, no read ever held two command lines
+        commands = [n for n in peer.lines_per_read if n <= 3]
+        self.assertTrue(commands and max(commands) == 1, peer.lines_per_read)
+
+    def test_421_in_a_transaction_fails_it_and_the_slot_reconnects(self):
+        def behaviour(ci, mi, line):
+            if ci == 0 and mi == 1 and line.upper().startswith(b"MAIL"):
+                return b"421 4.3.2 going away\r\n"
+            if ci == 1 and mi == 0 and line == b".":
+                return None  # close with the final reply owed
+            return accept_all(ci, mi, line)
+        peer = ScriptedPeer(behaviour)
+        self.addCleanup(peer.close)
+        rc, res, err = self.bench(peer, ["--conns", "1", "--messages", "10"])
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(res["messages"], 8, res)
+        self.assertEqual(res["errors_by_code"], {"421": 1, "conn": 1}, res)
+        self.assertEqual(res["connection_failures"], 2, res)
+        # the same failures with --allow-errors: exit 0, same counts
+        again = ScriptedPeer(behaviour)
+        self.addCleanup(again.close)
+        rc, res, err = self.bench(again, ["--conns", "1", "--messages", "10", "--allow-errors"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(res["errors_by_code"], {"421": 1, "conn": 1}, res)
 
 
 if __name__ == "__main__":
