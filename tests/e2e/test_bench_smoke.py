@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """ringmx-bench against a real ringmx: a 2-second run with --json - must exit
 0, print JSON that parses, report messages > 0 and errors == 0, and the
-store (read by ringmx-store stats) must hold at least as many messages as
-the bench says were acknowledged. Also: bad options exit 2 and --tls is
+store (read by ringmx-store stats) must have gained at least as many
+messages as the bench says were acknowledged. Also: bad options exit 2 and --tls is
 refused; lock-step sessions, one per message, at a fixed rate; refused
 recipients counted by reply code; idle sessions kept past the server's idle
 timeout by NOOPs (and ended by it without them). Against a scripted peer:
 replies dribbled a byte at a time, a refused recipient, no PIPELINING offered,
-421 and a close in the middle of a transaction. The bench binary is <build dir>/bench/ringmx-bench, the build dir
-being the parent of RINGMX_BIN.
+421 and a close in the middle of a transaction. The bench binary is
+<build dir>/bench/ringmx-bench, the build dir being the parent of RINGMX_BIN.
 """
 
 import json
