@@ -125,7 +125,8 @@ struct loop {
 	unsigned connect_queue_len;
 	unsigned *ready;         /* rate mode: conns in C_READY */
 	unsigned ready_len;
-	uint64_t quota;          /* messages mode: this loop's share */
+	bool counted;            /* --messages (else --duration) */
+	uint64_t quota;          /* --messages: this loop's share (may be 0) */
 	uint64_t started;
 	uint64_t seq;
 	double rate_per_s;       /* this loop's share */
@@ -184,7 +185,7 @@ static bool loop_has_work(const struct loop *lp, uint64_t now)
 {
 	if (lp->stopping)
 		return false;
-	if (lp->quota != 0)
+	if (lp->counted)
 		return lp->started < lp->quota;
 	return now < lp->plan->end_ns;
 }
@@ -698,7 +699,7 @@ static uint64_t run_schedule(struct loop *lp, uint64_t now)
 {
 	while (loop_has_work(lp, now)) {
 		uint64_t due = due_ns(lp, lp->started);
-		if (lp->quota == 0 && due >= lp->plan->end_ns) {
+		if (!lp->counted && due >= lp->plan->end_ns) {
 			lp->stopping = true; /* every message of the schedule started */
 			break;
 		}
@@ -859,7 +860,7 @@ void *loop_run(void *arg)
 			wake = RMX_MIN(wake, run_schedule(lp, now));
 		if (!lp->stopping && !loop_has_work(lp, now)) {
 			lp->stopping = true;
-			if (opt->rate_per_s > 0 && lp->quota == 0)
+			if (opt->rate_per_s > 0 && !lp->counted)
 				lp->st.never_started = schedule_unstarted(lp);
 		}
 		if (lp->stopping)
@@ -1014,7 +1015,8 @@ static int loop_init(struct loop *lp, const struct plan *pl, unsigned index)
 	lp->conn_total = lp->active_total + idle;
 	lp->open_active = lp->active_total;
 	lp->open_idle = idle;
-	lp->quota = opt->messages ? share(opt->messages, index, opt->threads) : 0;
+	lp->counted = opt->messages != 0;
+	lp->quota = lp->counted ? share(opt->messages, index, opt->threads) : 0;
 	lp->rate_per_s = opt->rate_per_s / opt->threads;
 	lp->timeout_ns = (uint64_t)(opt->timeout_s * (double)NS_PER_S);
 	lp->phase = (double)index / opt->threads;

@@ -282,6 +282,17 @@ class BenchAgainstScriptedPeerTest(unittest.TestCase):
         commands = [n for n in peer.lines_per_read if n <= 3]
         self.assertTrue(commands and max(commands) == 1, peer.lines_per_read)
 
+    def test_more_threads_than_messages(self):
+        # a loop whose share of --messages is 0 ends at once, with or
+        # without a schedule
+        peer = ScriptedPeer(accept_all)
+        self.addCleanup(peer.close)
+        for extra in ([], ["--rate", "20"]):
+            rc, res, err = self.bench(peer, ["--threads", "3", "--conns", "3",
+                                             "--messages", "2"] + extra)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(res["messages"], 2, res)
+
     def test_421_in_a_transaction_fails_it_and_the_slot_reconnects(self):
         def behaviour(ci, mi, line):
             if ci == 0 and mi == 1 and line.upper().startswith(b"MAIL"):
