@@ -1607,3 +1607,43 @@ int queue_offline_requeue_all(const char *data_dir, uint32_t worker, int64_t now
 	close(dirfd); /* drops the lock */
 	return rc != 0 ? fail(err, errlen, rc, what, data_dir, worker, seq) : 0;
 }
+
+int queue_offline_find(const char *data_dir, uint64_t queue_id, struct queue_deferred_info *out,
+		       char *err, size_t errlen)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &seq, &offset);
+	if (worker >= WORKERS_MAX || seq == 0)
+		return 0;
+	int dirfd;
+	int rc = open_shard(data_dir, worker, &dirfd);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc != 0)
+		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
+	struct loaded_segment ls;
+	const char *what;
+	rc = load_segment(dirfd, worker, seq, &ls, &what);
+	close(dirfd);
+	if (rc == -ENOENT)
+		return 0; /* no such segment (or reclaimed: every record final) */
+	if (rc != 0)
+		return fail(err, errlen, rc, what, data_dir, worker, seq);
+	const struct loaded_record *r = find_record(&ls, queue_id);
+	int found = r != NULL && r->replay.pending > 0;
+	if (found) {
+		*out = (struct queue_deferred_info){
+			.queue_id = r->queue_id,
+			.arrival_unix_ms = r->arrival_unix_ms,
+			.next_attempt_unix_ms = r->replay.next_attempt_unix_ms,
+			.attempts = r->replay.attempts,
+			.last_reply_code = r->replay.last_reply_code,
+			.last_enhanced = r->replay.last_enhanced,
+			.rcpt_count = r->replay.rcpt_count,
+			.rcpt_pending = r->replay.pending,
+		};
+	}
+	loaded_segment_free(&ls);
+	return found;
+}

@@ -577,39 +577,16 @@ static int cmd_ls_deferred(const char *data_dir)
 	return 0;
 }
 
-/* Looks for one queue id among the pending messages of its shard. */
-struct find_ctx {
-	uint64_t queue_id;
-	struct queue_deferred_info info;
-};
-
-static int find_pending(void *ctx, const struct queue_deferred_info *info)
-{
-	struct find_ctx *c = ctx;
-	if (info->queue_id != c->queue_id)
-		return 0;
-	c->info = *info;
-	return 1;
-}
-
 /* 1: id has pending recipients in the logs now; 0: it has none; -1: the
- * shard could not be read (printed). */
+ * shard could not be read (printed). Reads only the id's segment. */
 static int is_pending(const char *data_dir, uint64_t id)
 {
-	uint32_t worker, seq;
-	uint64_t offset;
-	queue_id_split(id, &worker, &seq, &offset);
-	struct find_ctx c = { id, { 0 } };
+	struct queue_deferred_info info;
 	char err[512];
-	int rc = queue_offline_list(data_dir, worker, find_pending, &c, err, sizeof(err));
-	if (rc == 1)
-		return 1;
-	if (rc == 0)
-		return 0;
-	if (rc == -ENOENT || rc == -EINVAL)
-		return 0; /* no such shard */
-	fprintf(stderr, TOOL_NAME ": %s\n", err);
-	return -1;
+	int rc = queue_offline_find(data_dir, id, &info, err, sizeof(err));
+	if (rc < 0)
+		fprintf(stderr, TOOL_NAME ": %s\n", err);
+	return rc < 0 ? -1 : rc;
 }
 
 /* A request handed to the running gateway: where it was written. */

@@ -12,7 +12,7 @@
  * shard without a control directory. On a real shard (store + delivery
  * logs): a requeue and a delete survive a restart, and the offline
  * requeue of a whole shard needs the shard lock and moves exactly the
- * messages not yet due.
+ * messages not yet due; one message is found in its segment alone.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -711,6 +711,17 @@ static void test_real_shard(void)
 	CHECK(queue_offline_requeue_all(dir, W, 5300, &moved, err, sizeof(err)) == 0);
 	CHECK_EQ_U(moved, 0);
 	CHECK(queue_offline_requeue_all(dir, W + 1, 5300, &moved, err, sizeof(err)) == -ENOENT);
+	/* One message looked up in its own segment. */
+	struct queue_deferred_info info;
+	CHECK(queue_offline_find(dir, recs[2].id, &info, err, sizeof(err)) == 1);
+	CHECK(info.queue_id == recs[2].id && info.rcpt_pending == 2 && info.rcpt_count == 2);
+	CHECK(info.attempts == 1 && info.last_reply_code == 451);
+	CHECK(info.next_attempt_unix_ms == 5300);
+	CHECK(info.arrival_unix_ms == 1002);
+	CHECK(queue_offline_find(dir, recs[1].id, &info, err, sizeof(err)) == 0); /* deleted */
+	CHECK(queue_offline_find(dir, recs[2].id + 1, &info, err, sizeof(err)) == 0);
+	CHECK(queue_offline_find(dir, queue_id_make(W, 9, 0), &info, err, sizeof(err)) == 0);
+	CHECK(queue_offline_find(dir, queue_id_make(W + 1, 1, 0), &info, err, sizeof(err)) == 0);
 	struct listed l = { 0, 0, false };
 	CHECK(queue_offline_list(dir, W, on_listed, &l, err, sizeof(err)) == 0);
 	CHECK_EQ_U(l.count, SHARD_RECS - 1);
