@@ -61,6 +61,10 @@ void report_text(FILE *f, const struct options *opt, const struct bench_results 
 		opt->rcpts == 1 ? "" : "s", opt->new_conn_per_message ? ", new conn per message" : "");
 	fprintf(f, "messages                   %" PRIu64 " ok, %" PRIu64 " failed in %.3f s\n",
 		st->ok, st->failed, r->elapsed_s);
+	if (opt->messages > st->ok + st->failed)
+		fprintf(f, "NOT DONE                   %" PRIu64 " of %" PRIu64 " messages never "
+			   "started (no connection worked)\n",
+			opt->messages - st->ok - st->failed, opt->messages);
 	fprintf(f, "throughput                 %.1f msgs/s, %.2f MB/s", per_s(st->ok, r->elapsed_s),
 		per_s(st->message_bytes, r->elapsed_s) / 1e6);
 	if (opt->new_conn_per_message)
@@ -142,6 +146,7 @@ int report_json(FILE *f, const struct options *opt, const struct bench_results *
 	fprintf(f, ",\n  \"rcpts\": %u,\n  \"new_conn_per_message\": %s,\n"
 		   "  \"rate_target\": %.3f,\n",
 		opt->rcpts, opt->new_conn_per_message ? "true" : "false", opt->rate_per_s);
+	fprintf(f, "  \"messages_requested\": %" PRIu64 ",\n", opt->messages);
 	fprintf(f, "  \"messages\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n"
 		   "  \"elapsed_s\": %.6f,\n  \"msgs_per_s\": %.3f,\n  \"mb_per_s\": %.6f,\n"
 		   "  \"message_bytes\": %" PRIu64 ",\n  \"connects\": %" PRIu64 ",\n"
