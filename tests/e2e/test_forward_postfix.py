@@ -25,6 +25,7 @@ ORIG_HELO = "orig-client.helo.example"
 SENDER = "sender@client.example"
 GOOD = ["good1@" + h.DOMAIN, "good2@" + h.DOMAIN]
 BAD = "nosuchuser@" + h.DOMAIN
+BUSY = "busy@" + h.DOMAIN
 GATEWAY_EHLO = "gw-upstream.e2e.test"
 CLIENT_IP = "127.0.0.2"  # the original client; the gateway talks from 127.0.0.1
 DELIVERY_TIMEOUT_S = 60.0
@@ -37,7 +38,8 @@ class ForwardIntoPostfix(unittest.TestCase):
         up.require_root()
         cls.server = None
         cls.relay = up.PostfixRelay(domains=[h.DOMAIN, "client.example"],
-                                    mailboxes=GOOD + [BAD, SENDER], reject=[BAD])
+                                    mailboxes=GOOD + [BAD, BUSY, SENDER], reject=[BAD],
+                                    tempfail=[BUSY])
         try:
             cls.relay.start()
             cls.server = h.Server(settings=up.forward_settings(
@@ -177,6 +179,48 @@ class ForwardIntoPostfix(unittest.TestCase):
         results = {e.get("rcpt"): e.get("result") for e in up.log_events(self.server, "delivery")
                    if e.get("id", "").upper() == qid}
         self.assertEqual(results, {GOOD[0]: "delivered", GOOD[1]: "delivered", BAD: "bounced"})
+
+    # "zz": unittest runs methods by name; this one reloads Postfix without
+    # the 450 for BUSY, so it goes last
+    def test_zz_mixed_outcomes_retry_only_the_deferred(self):
+        """250, 550 and 450 in one transaction: the 250 recipient gets one
+        copy, the 550 one a DSN at once, the 450 one is retried until
+        Postfix accepts it, without a second copy for anyone else."""
+        token = h.unique_token("mixed")
+        body = b"Subject: " + token.encode() + b"\r\n\r\nmixed outcomes\r\n"
+        qid = self.send(body, [GOOD[0], BAD, BUSY])
+        self.wait_messages(GOOD[0], token)
+        (path, dsn), = self.wait_messages(SENDER, token)
+
+        def busy_deferrals():
+            return [e for e in up.log_events(self.server, "delivery")
+                    if e.get("id", "").upper() == qid and e.get("rcpt") == BUSY]
+
+        self.assertTrue(up.wait_for(lambda: len(busy_deferrals()) >= 2, 20, 0.2),
+                        "the 450 recipient was not retried: %r" % busy_deferrals())
+        self.assertTrue(all(e.get("result") == "deferred" for e in busy_deferrals()))
+        self.relay.set_rcpt_access(reject=[BAD])
+        self.wait_messages(BUSY, token)
+        up.wait_for(lambda: False, 2.0)
+        self.assertEqual(len([m for _, m in self.relay.messages(GOOD[0])
+                              if token.encode() in m]), 1, "the 250 recipient got a copy "
+                         "again when the 450 one was retried")
+        self.assertEqual(len([m for _, m in self.relay.messages(BUSY)
+                              if token.encode() in m]), 1)
+        dsns = [m for _, m in self.relay.messages(SENDER) if token.encode() in m]
+        self.assertEqual(len(dsns), 1, "%d DSNs" % len(dsns))
+        msg = up.parse_message(dsns[0])
+        status = [p for p in msg.iter_parts()
+                  if p.get_content_type() == "message/delivery-status"][0]
+        finals = [str(b["Final-Recipient"]) for b in status.get_payload()[1:]]
+        self.assertEqual(len(finals), 1, finals)
+        self.assertIn(BAD, finals[0], "the DSN reports only the 550 recipient")
+        results = [(e.get("rcpt"), e.get("result")) for e in up.log_events(self.server,
+                                                                           "delivery")
+                   if e.get("id", "").upper() == qid]
+        self.assertEqual(results.count((GOOD[0], "delivered")), 1, results)
+        self.assertEqual(results.count((BAD, "bounced")), 1, results)
+        self.assertEqual(results.count((BUSY, "delivered")), 1, results)
 
 
 if __name__ == "__main__":

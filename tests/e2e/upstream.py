@@ -316,12 +316,7 @@ class PostfixRelay:
             os.makedirs(d)
         nobody = pwd.getpwnam("nobody")
         os.chown(self.mail_dir, nobody.pw_uid, nobody.pw_gid)
-        with open(os.path.join(self.conf_dir, "rcpt_access"), "w") as f:
-            for addr in reject:
-                f.write("/^%s$/ 550 5.1.1 no such user here\n"
-                        % re.escape(addr))
-            for addr in tempfail:
-                f.write("/^%s$/ 450 4.2.1 mailbox busy, try later\n" % re.escape(addr))
+        self._write_rcpt_access(reject, tempfail)
         with open(os.path.join(self.conf_dir, "data_access"), "w") as f:
             for addr in reject_data_from:
                 f.write("/^%s$/ 554 5.7.1 no message data accepted from this sender\n"
@@ -382,6 +377,19 @@ class PostfixRelay:
             f.write("\n".join(main) + "\n")
         with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
             f.write(_MASTER_CF.format(addr=h.LOOPBACK4, port=self.port))
+
+    def _write_rcpt_access(self, reject, tempfail):
+        with open(os.path.join(self.conf_dir, "rcpt_access"), "w") as f:
+            for addr in reject:
+                f.write("/^%s$/ 550 5.1.1 no such user here\n" % re.escape(addr))
+            for addr in tempfail:
+                f.write("/^%s$/ 450 4.2.1 mailbox busy, try later\n" % re.escape(addr))
+
+    def set_rcpt_access(self, reject=(), tempfail=()):
+        """Replaces the 550/450 recipient lists and reloads Postfix (new
+        smtpd processes read the table; old ones exit when idle)."""
+        self._write_rcpt_access(reject, tempfail)
+        self._postfix("reload")
 
     def _postfix(self, *args, check=True):
         # postfix writes its errors to stderr only when that is a terminal;
