@@ -239,6 +239,22 @@ class QueueTest(unittest.TestCase):
         self.assertTrue(srv.running())
         srv.stop_checked(self)
 
+        # A request left in the control directory (the gateway stopped
+        # before reading it) is applied at the next start.
+        attempts = int(deferred(srv)[ids[2]].group("attempts"))
+        control = os.path.join(srv.data_dir, "w%d" % int(ids[2][:2], 16), "control")
+        os.makedirs(control, exist_ok=True)
+        left = os.path.join(control, "0000000000000000-left.req")
+        with open(left + ".tmp", "w") as f:
+            f.write("requeue %s\n" % ids[2])
+        os.rename(left + ".tmp", left)
+        srv.start()
+        wait_for("the left request read at start", lambda: not os.path.exists(left),
+                 timeout=30)
+        wait_for("an attempt on %s right after the start" % ids[2],
+                 lambda: int(deferred(srv)[ids[2]].group("attempts")) > attempts, timeout=30)
+        srv.stop_checked(self)
+
 
 def main():
     """unittest, then the house exit codes: 1 on any failure, else 77 when a
