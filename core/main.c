@@ -90,6 +90,32 @@ static int cpu_for_worker(uint32_t i)
 	return -1;
 }
 
+/*
+ * Undoes a start-up that failed part way: stops the workers already running,
+ * then closes what the others were given. Every resource is released so that
+ * a refused start leaves nothing behind (and leak checkers see nothing).
+ */
+static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t started)
+{
+	for (uint32_t i = 0; i < started; i++)
+		worker_request_stop(&workers[i]);
+	for (uint32_t i = 0; i < started; i++)
+		(void)worker_join(&workers[i]);
+	for (uint32_t i = 0; i < prepared; i++) {
+		struct worker *w = &workers[i];
+		for (uint32_t j = 0; j < LISTENERS_MAX; j++)
+			if (w->listen_fds[j] >= 0)
+				close(w->listen_fds[j]);
+		if (w->wake_fd >= 0)
+			close(w->wake_fd);
+		if (w->queue)
+			queue_close(w->queue);
+		if (w->store)
+			store_close(w->store);
+	}
+	free(workers);
+}
+
 int main(int argc, char **argv)
 {
 	const char *config_path = NULL;
@@ -135,6 +161,7 @@ int main(int argc, char **argv)
 	if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "ringmx: cannot create data_dir %s: %s\n", cfg.data_dir,
 			strerror(errno));
+		config_free(&cfg);
 		return 1;
 	}
 	if (!cfg.fsync)
@@ -156,10 +183,18 @@ int main(int argc, char **argv)
 	struct worker *workers = calloc(cfg.workers, sizeof(*workers));
 	if (!workers) {
 		fprintf(stderr, "ringmx: out of memory\n");
+		config_free(&cfg);
 		return 1;
 	}
 	for (uint32_t i = 0; i < cfg.workers; i++) {
+		for (uint32_t j = 0; j < LISTENERS_MAX; j++)
+			workers[i].listen_fds[j] = -1;
+		workers[i].wake_fd = -1;
+	}
+	uint32_t prepared = 0;
+	for (uint32_t i = 0; i < cfg.workers; i++) {
 		struct worker *w = &workers[i];
+		prepared = i + 1;
 		w->id = i;
 		w->cpu = cpu_for_worker(i);
 		w->cfg = &cfg;
@@ -176,7 +211,7 @@ int main(int argc, char **argv)
 		int rc = store_open(&sc, &w->store, &rs, err, sizeof(err));
 		if (rc != 0) {
 			fprintf(stderr, "ringmx: store shard %u: %s\n", i, err);
-			return 1;
+			goto fail;
 		}
 		log_info("event=store_recovered worker=%u segments=%u records=%llu bytes=%llu "
 			 "quarantined=%u truncated_bytes=%llu",
@@ -202,7 +237,7 @@ int main(int argc, char **argv)
 		rc = queue_open(&qc, &w->queue, &qs, err, sizeof(err));
 		if (rc != 0) {
 			fprintf(stderr, "ringmx: forwarding queue of shard %u: %s\n", i, err);
-			return 1;
+			goto fail;
 		}
 		log_info("event=queue_recovered worker=%u messages=%llu recipients=%llu "
 			 "records_final=%llu log_entries=%llu log_bad_bytes=%llu",
@@ -214,7 +249,7 @@ int main(int argc, char **argv)
 			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
 			if (fd < 0) {
 				fprintf(stderr, "ringmx: %s\n", err);
-				return 1;
+				goto fail;
 			}
 			w->listen_fds[j] = fd;
 		}
@@ -222,13 +257,15 @@ int main(int argc, char **argv)
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (w->wake_fd < 0) {
 			fprintf(stderr, "ringmx: eventfd: %s\n", strerror(errno));
-			return 1;
+			goto fail;
 		}
 	}
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		int rc = worker_start(&workers[i]);
 		if (rc != 0) {
 			fprintf(stderr, "ringmx: worker %u failed to start: %s\n", i, strerror(-rc));
+			startup_abort(workers, cfg.workers, i);
+			config_free(&cfg);
 			return 1;
 		}
 	}
@@ -287,4 +324,9 @@ int main(int argc, char **argv)
 	config_free(&cfg);
 	log_info("event=stopped status=%d", status);
 	return status;
+
+fail:
+	startup_abort(workers, prepared, 0);
+	config_free(&cfg);
+	return 1;
 }
