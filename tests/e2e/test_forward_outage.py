@@ -11,6 +11,7 @@
 """
 
 import os
+import socket
 import sys
 import time
 import unittest
@@ -94,7 +95,10 @@ class ForwardOutage(unittest.TestCase):
         time.sleep(2.0)
         sink = self.new_sink(port=port)
         sink.start()
+        t0 = time.monotonic()
         self.wait_all(sink, sent, srv)
+        print("upstream back: all %d delivered within %.1fs (retry_max 2s)"
+              % (len(sent), time.monotonic() - t0 - 1.0), file=sys.stderr)
         delivered = {e["id"].upper() for e in up.log_events(srv, "delivery")
                      if e.get("result") == "delivered"}
         self.assertTrue(set(sent.values()) <= delivered)
@@ -113,6 +117,35 @@ class ForwardOutage(unittest.TestCase):
         ups = {e.get("upstream") for e in up.log_events(srv, "delivery")
                if e.get("result") == "delivered"}
         self.assertEqual(ups, {"127.0.0.1:%d" % sink.port})
+        h.stop_and_check(srv)
+
+    def test_failover_on_421_greeting(self):
+        first = self.new_sink(extra=["-Q", "CONNECT"])
+        first.start()
+        second = self.new_sink()
+        second.start()
+        srv = self.start_gateway([first.port, second.port])
+        sent = send_batch(self, srv, 10, "greet421")
+        self.wait_all(second, sent, srv)
+        self.assertEqual(tokens_in(first), {})
+        h.stop_and_check(srv)
+
+    def test_failover_on_silent_upstream(self):
+        # the first upstream completes the TCP handshake (kernel backlog)
+        # but never greets: upstream_timeout, then the second one
+        silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(silent.close)
+        silent.bind((h.LOOPBACK4, 0))
+        silent.listen(64)
+        second = self.new_sink()
+        second.start()
+        srv = self.start_gateway([silent.getsockname()[1], second.port],
+                                 extra=[("upstream_timeout", "2s")])
+        t0 = time.monotonic()
+        sent = send_batch(self, srv, 10, "silent")
+        self.wait_all(second, sent, srv)
+        print("silent first upstream: all delivered to the second after %.1fs"
+              % (time.monotonic() - t0), file=sys.stderr)
         h.stop_and_check(srv)
 
     def soft_reject_then_accept(self, command):
