@@ -28,6 +28,7 @@ enum config_kind {
 	KIND_LISTEN,
 	KIND_DOMAINS,
 	KIND_UPSTREAMS,
+	KIND_METRICS_LISTEN,
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
 };
@@ -68,6 +69,7 @@ static const struct config_key config_keys[] = {
 	{ "segment_size", KIND_SIZE, FIELD(segment_size_bytes), SEGMENT_SIZE_MIN_BYTES,
 	  SEGMENT_SIZE_MAX_BYTES },
 	{ "upstream", KIND_UPSTREAMS, 0, 0, 0 },
+	{ "metrics_listen", KIND_METRICS_LISTEN, 0, 0, 0 },
 	{ "upstream_connections", KIND_U32, FIELD(upstream_connections), 1,
 	  UPSTREAM_CONNECTIONS_MAX },
 	{ "upstream_helo", KIND_HOSTNAME, FIELD(upstream_helo), 0, 0 },
@@ -320,6 +322,18 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		}
 		return true;
 	}
+	case KIND_METRICS_LISTEN:
+		if (strcmp(value, "off") == 0) {
+			c->metrics_enabled = false;
+			return true;
+		}
+		if (!config_parse_listen(value, &c->metrics_listen)) {
+			set_err(err, errlen,
+				"metrics_listen: '%s' is not ADDRESS:PORT (127.0.0.1:9225) or off", value);
+			return false;
+		}
+		c->metrics_enabled = true;
+		return true;
 	case KIND_FSYNC:
 		if (strcmp(value, "always") && strcmp(value, "never")) {
 			set_err(err, errlen, "fsync: '%s' is not 'always' or 'never'", value);
@@ -474,6 +488,9 @@ static void config_defaults(struct config *c)
 	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
 	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
 	c->segment_size_bytes = SEGMENT_SIZE_DEFAULT_BYTES;
+	ok = config_parse_listen("127.0.0.1:9225", &c->metrics_listen);
+	RMX_ASSERT(ok);
+	c->metrics_enabled = true;
 	c->upstream_connections = UPSTREAM_CONNECTIONS_DEFAULT;
 	c->upstream_timeout_s = UPSTREAM_TIMEOUT_DEFAULT_S;
 	c->retry_min_s = RETRY_MIN_DEFAULT_S;

@@ -53,6 +53,10 @@ struct config {
 	uint32_t retry_max_s;
 	uint32_t max_queue_lifetime_s;
 
+	/* The HTTP endpoint for /metrics, /healthz, /readyz. */
+	struct listen_addr metrics_listen;
+	bool metrics_enabled;               /* metrics_listen = off: false */
+
 	uint32_t accept_domain_count;
 	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
 	struct smtp_session_config session;  /* what sessions read, derived */

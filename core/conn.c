@@ -57,8 +57,10 @@ void conn_release(struct conn_slab *s, struct conn *c)
 	RMX_ASSERT(!(c->flags & (CONN_RECV_ARMED | CONN_SEND_INFLIGHT | CONN_WAIT_COMMIT)));
 	free(c->carry);
 	free(c->out.buf);
+	free(c->http);
 	c->carry = NULL;
 	c->out.buf = NULL;
+	c->http = NULL;
 	c->flags = 0;
 	c->next = s->free_head;
 	s->free_head = conn_index(s, c);

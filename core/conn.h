@@ -28,9 +28,12 @@ enum conn_flag {
 	CONN_REARM = 1u << 9,        /* recv must be re-armed (after -ENOBUFS) */
 	CONN_EOF = 1u << 10,         /* the client closed its side */
 	CONN_RECV_PAUSED = 1u << 11, /* too much input waits: receiving is paused */
+	CONN_HTTP = 1u << 12,        /* a metrics-endpoint client, not SMTP */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH)
+
+struct http_parser;
 
 struct conn {
 	int fd;
@@ -47,7 +50,9 @@ struct conn {
 	struct smtp_peer peer;
 	struct smtp_session session;
 	struct txn txn;
+	struct http_parser *http;  /* CONN_HTTP only */
 	int64_t opened_ms;
+	uint64_t msg_done_ms;      /* end of data seen (metrics) */
 };
 
 #define CONN_NONE UINT32_MAX

@@ -36,6 +36,7 @@
 #include "../storage/segment.h"
 #include "../storage/store.h"
 #include "log.h"
+#include "metrics.h"
 #include "ring.h"
 
 #define FWD_IN_BYTES 4096
@@ -245,8 +246,11 @@ static void msg_fail_all(struct forward *f, struct fwd_slot *s, enum queue_outco
 	for (uint32_t i = 0; i < s->rcpt_count; i++)
 		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], outcome, code, enh,
 			      f->now_unix_ms);
-	if (outcome == QUEUE_OUTCOME_TEMPFAIL)
-		f->stats.deferred++;
+	if (outcome == QUEUE_OUTCOME_TEMPFAIL) {
+		f->stats.deferred += s->rcpt_count;
+		metrics_add(&f->env.metrics->forward_deferrals, s->rcpt_count);
+	}
+	metrics_inc(&f->env.metrics->forward_attempts[METRICS_FORWARD_ERROR]);
 	msg_attempt_finished(f, s);
 }
 
@@ -286,6 +290,8 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 	const struct smtp_client_result *mr = smtp_client_message_result(&s->client);
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
+	struct metrics_worker *m = f->env.metrics;
+	unsigned seen = 0; /* bit 0 delivered, 1 tempfail, 2 permfail */
 	for (uint32_t i = 0; i < s->rcpt_count; i++) {
 		const struct smtp_client_result *r = &s->results[i];
 		if (r->code == 0)
@@ -296,10 +302,16 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 		uint16_t code = r->code ? r->code : 451;
 		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], o, code, result_enhanced(r),
 			      f->now_unix_ms);
-		if (o == QUEUE_OUTCOME_DELIVERED)
+		if (o == QUEUE_OUTCOME_DELIVERED) {
 			f->stats.delivered++;
-		else if (o == QUEUE_OUTCOME_TEMPFAIL)
+			int64_t age_ms = f->now_unix_ms - queue_msg_arrival_unix_ms(s->msg);
+			metrics_observe_latency_ns(&m->forward_latency,
+						   (uint64_t)RMX_MAX(age_ms, 0) * 1000000u);
+		} else if (o == QUEUE_OUTCOME_TEMPFAIL) {
 			f->stats.deferred++;
+			metrics_inc(&m->forward_deferrals);
+		}
+		seen |= o == QUEUE_OUTCOME_DELIVERED ? 1u : o == QUEUE_OUTCOME_TEMPFAIL ? 2u : 4u;
 		log_info("event=delivery worker=%u id=%.16s rcpt=\"%.*s\" upstream=%s "
 			 "result=%s reply=\"%u %s\" attempt=%u",
 			 f->env.worker, id, (int)RMX_MIN(s->rcpts[i].len, (size_t)256),
@@ -309,6 +321,9 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 						       : "deferred",
 			 code, r->status, (unsigned)queue_msg_attempts(s->msg) + 1);
 	}
+	metrics_inc(&m->forward_attempts[(seen & 4u)   ? METRICS_FORWARD_PERMFAIL
+					 : (seen & 2u) ? METRICS_FORWARD_TEMPFAIL
+						       : METRICS_FORWARD_SUCCESS]);
 	msg_attempt_finished(f, s);
 }
 
@@ -494,6 +509,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 	dsn->active = true;
 	dsn->reserve_wait = true; /* stored by dsn_store() below or on a later turn */
 	f->stats.bounced += n;
+	metrics_add(&f->env.metrics->forward_bounces, n);
 	log_info("event=bounce worker=%u id=%.16s to=\"%.*s\" recipients=%u", f->env.worker, id,
 		 (int)RMX_MIN(s->reverse_path.len, (size_t)256), (const char *)s->reverse_path.ptr,
 		 n);
@@ -723,6 +739,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 			 f->env.worker, f->cfg->upstream[s->upstream].text, res);
 		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
 		f->stats.upstream_up_mask &= ~(1u << s->upstream);
+		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
 		close(s->fd);
 		s->fd = -1;
 		slot_connect(f, s); /* the next relay in the list */
@@ -730,6 +747,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 	}
 	f->upstream_down_until_ms[s->upstream] = 0;
 	f->stats.upstream_up_mask |= 1u << s->upstream;
+	metrics_set(&f->env.metrics->upstream_up[s->upstream], 1);
 	s->tried_mask = 0;
 	s->state = SLOT_SESSION;
 	s->connected_ms = f->now_ms;
@@ -1069,6 +1087,9 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 	}
 	dlog_submit(f);
 	reclaim_submit(f);
+	struct queue_stats qs;
+	queue_get_stats(f->env.queue, &qs);
+	metrics_set(&f->env.metrics->forward_pending_records, qs.messages);
 }
 
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)

@@ -33,6 +33,7 @@ struct forward_env {
 	struct queue *queue;
 	const struct config *cfg;
 	uint32_t worker;
+	struct metrics_worker *metrics;
 };
 
 RMX_MUST_CHECK int forward_new(const struct forward_env *env, struct forward **out);

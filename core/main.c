@@ -26,6 +26,7 @@
 #include "config.h"
 #include "limits.h"
 #include "log.h"
+#include "metrics.h"
 #include "worker.h"
 
 #ifndef RINGMX_VERSION
@@ -108,6 +109,8 @@ static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t st
 				close(w->listen_fds[j]);
 		if (w->wake_fd >= 0)
 			close(w->wake_fd);
+		if (w->metrics_fd >= 0)
+			close(w->metrics_fd);
 		if (w->queue)
 			queue_close(w->queue);
 		if (w->store)
@@ -191,11 +194,44 @@ int main(int argc, char **argv)
 			workers[i].listen_fds[j] = -1;
 		workers[i].wake_fd = -1;
 	}
+	/* Metrics: one aligned block of counters per worker, the static facts,
+	 * and the list every worker's scrape sums. */
+	static struct metrics_static metrics_facts;
+	const char *upstream_labels[UPSTREAMS_MAX];
+	for (uint32_t j = 0; j < cfg.upstream_count; j++)
+		upstream_labels[j] = cfg.upstream[j].text;
+	if (metrics_static_init(&metrics_facts, RINGMX_VERSION, !cfg.fsync, upstream_labels,
+				cfg.upstream_count) != 0) {
+		fprintf(stderr, "ringmx: metrics: bad upstream labels\n");
+		free(workers);
+		config_free(&cfg);
+		return 1;
+	}
+	struct metrics_worker *metrics_blocks =
+		aligned_alloc(64, RMX_ALIGN_UP(sizeof(struct metrics_worker) * cfg.workers, 64));
+	const struct metrics_worker **metrics_all = calloc(cfg.workers, sizeof(*metrics_all));
+	if (!metrics_blocks || !metrics_all) {
+		fprintf(stderr, "ringmx: out of memory\n");
+		free(metrics_blocks);
+		free(metrics_all);
+		free(workers);
+		config_free(&cfg);
+		return 1;
+	}
+	for (uint32_t i = 0; i < cfg.workers; i++) {
+		metrics_worker_init(&metrics_blocks[i]);
+		metrics_all[i] = &metrics_blocks[i];
+		workers[i].metrics_fd = -1;
+	}
 	uint32_t prepared = 0;
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		struct worker *w = &workers[i];
 		prepared = i + 1;
 		w->id = i;
+		w->metrics = &metrics_blocks[i];
+		w->all_metrics = metrics_all;
+		w->worker_count = cfg.workers;
+		w->metrics_static = &metrics_facts;
 		w->cpu = cpu_for_worker(i);
 		w->cfg = &cfg;
 		w->connections = &connections;
@@ -254,6 +290,13 @@ int main(int argc, char **argv)
 			w->listen_fds[j] = fd;
 		}
 		w->listen_count = cfg.listen_count;
+		if (cfg.metrics_enabled) {
+			w->metrics_fd = open_listener(&cfg.metrics_listen, err, sizeof(err));
+			if (w->metrics_fd < 0) {
+				fprintf(stderr, "ringmx: metrics_listen: %s\n", err);
+				goto fail;
+			}
+		}
 		w->wake_fd = eventfd(0, EFD_CLOEXEC);
 		if (w->wake_fd < 0) {
 			fprintf(stderr, "ringmx: eventfd: %s\n", strerror(errno));
@@ -265,6 +308,8 @@ int main(int argc, char **argv)
 		if (rc != 0) {
 			fprintf(stderr, "ringmx: worker %u failed to start: %s\n", i, strerror(-rc));
 			startup_abort(workers, cfg.workers, i);
+			free(metrics_all);
+			free(metrics_blocks);
 			config_free(&cfg);
 			return 1;
 		}
@@ -275,6 +320,9 @@ int main(int argc, char **argv)
 	FILE *pf = fopen(pid_path, "w");
 	if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
 		log_warn("event=pid_file_failed path=%s errno=%d", pid_path, errno);
+	if (cfg.metrics_enabled)
+		log_info("event=metrics_listening address=%s paths=/metrics,/healthz,/readyz",
+			 cfg.metrics_listen.text);
 	for (uint32_t j = 0; j < cfg.listen_count; j++)
 		log_info("event=listening address=%s workers=%u hostname=%s data_dir=%s fsync=%s",
 			 cfg.listen[j].text, cfg.workers, cfg.hostname, cfg.data_dir,
@@ -320,6 +368,8 @@ int main(int argc, char **argv)
 		close(workers[i].wake_fd);
 	}
 	free(workers);
+	free(metrics_all);
+	free(metrics_blocks);
 	(void)unlink(pid_path);
 	config_free(&cfg);
 	log_info("event=stopped status=%d", status);
@@ -327,6 +377,8 @@ int main(int argc, char **argv)
 
 fail:
 	startup_abort(workers, prepared, 0);
+	free(metrics_all);
+	free(metrics_blocks);
 	config_free(&cfg);
 	return 1;
 }

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include "metrics.h"
+
 static int txn_reserve_body(struct txn *t, size_t extra)
 {
 	struct bytebuf *b = &t->body;
@@ -102,12 +104,49 @@ static void op_reset(void *ctx)
 	txn_reset(ctx);
 }
 
+static void count_rcpt_reply(struct metrics_worker *m, unsigned code)
+{
+	if (code >= 200 && code < 300) {
+		metrics_inc(&m->recipients_accepted);
+		return;
+	}
+	enum metrics_rcpt_reject r = code == 554   ? METRICS_RCPT_REJECT_RELAY_DENIED
+				     : code == 550 ? METRICS_RCPT_REJECT_UNKNOWN_USER
+				     : code == 452 ? METRICS_RCPT_REJECT_TOO_MANY
+				     : (code == 501 || code == 553 || code == 555)
+					     ? METRICS_RCPT_REJECT_SYNTAX
+					     : METRICS_RCPT_REJECT_OTHER;
+	if (code)
+		metrics_inc(&m->recipients_rejected[r]);
+}
+
+/* The session's observer: commands, replies and recipient outcomes go to the
+ * worker's counters; the time of an accepted MAIL starts the transaction
+ * clock. */
+static void op_observe(void *ctx, bool command, enum smtp_verb verb, unsigned code)
+{
+	struct txn *t = ctx;
+	struct metrics_worker *m = t->budget->metrics;
+	if (!m)
+		return;
+	if (command) {
+		metrics_count_command(m, verb);
+		if (verb == SMTP_VERB_RCPT)
+			count_rcpt_reply(m, code);
+		if (verb == SMTP_VERB_MAIL && code >= 200 && code < 300)
+			t->mail_ms = t->budget->now_ms;
+	}
+	if (code)
+		metrics_count_reply(m, code);
+}
+
 const struct smtp_txn_ops txn_ops = {
 	.mail = op_mail,
 	.rcpt = op_rcpt,
 	.data_begin = op_data_begin,
 	.data_append = op_data_append,
 	.reset = op_reset,
+	.observe = op_observe,
 };
 
 void txn_init(struct txn *t, struct txn_budget *budget)
@@ -138,6 +177,7 @@ void txn_reset(struct txn *t)
 	t->received_len = 0;
 	t->nparts = 0;
 	t->rcpt_count = 0;
+	t->mail_ms = 0;
 	t->active = false;
 }
 

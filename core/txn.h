@@ -22,11 +22,15 @@
 #include "../storage/record.h"
 #include "base.h"
 
+struct metrics_worker;
+
 /* The worker-wide budget txns draw on (max_inflight_data_bytes). */
 struct txn_budget {
 	uint64_t inflight_bytes;
 	uint64_t max_inflight_bytes;
 	int store_state; /* 0, -ENOSPC (store full) or -EIO (store failed) */
+	struct metrics_worker *metrics; /* the worker's counters (observer hook) */
+	uint64_t now_ms;                /* the worker's clock, this loop turn */
 };
 
 struct txn {
@@ -41,6 +45,7 @@ struct txn {
 	int nparts;
 	uint64_t queue_id;
 	uint32_t rcpt_count;         /* recipients in the envelope */
+	uint64_t mail_ms;            /* when MAIL was accepted (metrics) */
 	bool active;                 /* between MAIL and reset/commit */
 };
 

@@ -34,7 +34,9 @@
 #include "conn.h"
 #include "control.h"
 #include "forward.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "ring.h"
 #include "timer.h"
 #include "txn.h"
@@ -74,6 +76,7 @@ struct worker_loop {
 	bool commit_inflight;
 	bool commit_sync;
 	int commit_write_result;
+	uint64_t commit_started_ns;
 	uint64_t commit_bytes;
 
 	/* Spare segment preparation. */
@@ -92,6 +95,7 @@ struct worker_loop {
 	uint32_t rearm_head;
 
 	uint32_t accept_rearm_mask;     /* listeners whose accept waits for a re-arm */
+	bool accept_rearm_http;         /* the metrics listener's accept, likewise */
 	uint64_t accept_rearm_at_ms;
 	uint64_t accept_errors;         /* since the last accept_failed log line */
 	uint64_t accept_error_logged_ms;
@@ -102,8 +106,16 @@ struct worker_loop {
 
 static void conn_close(struct worker_loop *l, struct conn *c);
 static void conn_pump(struct worker_loop *l, struct conn *c);
+static void http_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n);
 
 /* ---- time ---------------------------------------------------------------- */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static void loop_clock(struct worker_loop *l)
 {
@@ -112,6 +124,7 @@ static void loop_clock(struct worker_loop *l)
 	l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	l->now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	l->budget.now_ms = l->now_ms;
 }
 
 static void conn_arm_deadline(struct worker_loop *l, struct conn *c)
@@ -185,6 +198,13 @@ static void conn_recv_update(struct worker_loop *l, struct conn *c)
 		arm_recv(l, c);
 }
 
+static void arm_http_accept(struct worker_loop *l)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_multishot_accept(sqe, l->w->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_HTTP_ACCEPT, 0, 0));
+}
+
 static void arm_wake(struct worker_loop *l)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
@@ -232,7 +252,11 @@ static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	bool http = c->flags & CONN_HTTP;
 	conn_release(&l->slab, c);
+	if (http)
+		return; /* metrics clients count neither as SMTP connections nor in the limit */
+	metrics_dec(&l->w->metrics->connections_active);
 	unsigned prev = atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
 	RMX_ASSERT(prev > 0);
 }
@@ -281,6 +305,8 @@ static void conn_after(struct worker_loop *l, struct conn *c)
 	if ((c->flags & CONN_EOF) && !(c->flags & (CONN_WAITING | CONN_SEND_INFLIGHT)))
 		conn_close(l, c);
 }
+
+/* ---- metrics --------------------------------------------------------------- */
 
 /* ---- the store ------------------------------------------------------------ */
 
@@ -365,6 +391,17 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	RMX_ASSERT(c->gen == (uint32_t)(cookie >> 32));
 	char id_text[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(c->txn.queue_id, id_text);
+	if (result == 0) {
+		struct metrics_worker *m = l->w->metrics;
+		uint64_t body_bytes = c->txn.body.len - TXN_HEADROOM_BYTES;
+		metrics_inc(&m->messages_accepted);
+		metrics_add(&m->received_bytes, body_bytes);
+		metrics_observe_size_bytes(&m->message_size, body_bytes);
+		metrics_observe_latency_ns(&m->ack_latency, (l->now_ms - c->msg_done_ms) * 1000000u);
+		if (c->txn.mail_ms)
+			metrics_observe_latency_ns(&m->transaction_duration,
+						   (l->now_ms - c->txn.mail_ms) * 1000000u);
+	}
 	if (result == 0)
 		forward_record_durable(l->forward, c->txn.queue_id,
 				       c->txn.header.length + record_padding(c->txn.header.length),
@@ -404,12 +441,16 @@ static void commit_submit(struct worker_loop *l)
 	l->commit_sync = sc.sync;
 	l->commit_bytes = sc.bytes;
 	l->commit_write_result = 0;
+	l->commit_started_ns = mono_ns();
+	metrics_observe_batch_records(&l->w->metrics->commit_batch, sc.records);
 }
 
 static void commit_finish(struct worker_loop *l, int result)
 {
 	RMX_ASSERT(l->commit_inflight);
 	l->commit_inflight = false;
+	metrics_observe_latency_ns(&l->w->metrics->fsync_latency,
+				   mono_ns() - l->commit_started_ns);
 	store_commit_done(l->w->store, result, commit_done_one, l);
 }
 
@@ -601,6 +642,10 @@ static void store_kick(struct worker_loop *l)
 		close(fd); /* a sealed segment the store has finished writing */
 	forward_tick(l->forward, l->now_unix_ms, l->now_ms);
 	commit_submit(l); /* a bounce the forwarder just stored */
+	struct store_stats ss;
+	store_get_stats(l->w->store, &ss);
+	metrics_set(&l->w->metrics->store_bytes, ss.bytes_used);
+	metrics_set(&l->w->metrics->store_segments, ss.segments);
 }
 
 /* ---- feeding the session -------------------------------------------------- */
@@ -620,6 +665,7 @@ static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p,
 		case SMTP_FEED_MORE:
 			return used;
 		case SMTP_FEED_MESSAGE:
+			c->msg_done_ms = l->now_ms;
 			conn_message_done(l, c);
 			if (c->flags & CONN_WAITING)
 				return used;
@@ -660,6 +706,10 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 {
 	if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND))
 		return; /* after the last reply, input is dropped */
+	if (c->flags & CONN_HTTP) {
+		http_input(l, c, p, n);
+		return;
+	}
 	if (c->carry_len || (c->flags & CONN_WAITING)) {
 		if (conn_carry_append(c, p, n) != 0) {
 			log_warn("event=input_overflow worker=%u client=%s", l->w->id, c->peer.ip);
@@ -684,6 +734,113 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 		conn_recv_update(l, c);
 	}
 	conn_after(l, c);
+}
+
+/* ---- the metrics endpoint --------------------------------------------------- */
+
+#define HTTP_DEADLINE_MS 10000
+
+/* Answers one request (or a malformed one) and closes after sending: every
+ * response says "Connection: close", which keeps this path short. */
+static void http_respond(struct worker_loop *l, struct conn *c, const struct http_request *req,
+			 unsigned error_status)
+{
+	unsigned status = error_status ? error_status : http_request_refusal(req);
+	enum http_body kind = HTTP_BODY_TEXT;
+	const char *text = NULL;
+	size_t body_cap = 64;
+	if (!status) {
+		switch (req->route) {
+		case HTTP_ROUTE_METRICS:
+			kind = HTTP_BODY_METRICS;
+			body_cap = metrics_render_bound(l->w->metrics_static);
+			status = 200;
+			break;
+		case HTTP_ROUTE_HEALTHZ:
+			status = 200;
+			text = "ok\n";
+			break;
+		case HTTP_ROUTE_READYZ:
+			status = l->draining ? 503 : 200;
+			text = l->draining ? "draining\n" : "ready\n";
+			break;
+		default:
+			status = 404;
+			break;
+		}
+	}
+	if (!text && kind == HTTP_BODY_TEXT)
+		text = http_status_reason(status);
+	size_t cap = HTTP_RESPONSE_HEAD_MAX_BYTES + body_cap + 2;
+	uint8_t *buf = malloc(cap);
+	if (!buf) {
+		conn_close(l, c);
+		return;
+	}
+	/* The body goes after the largest head; the head is written in front of it. */
+	char *body = (char *)buf + HTTP_RESPONSE_HEAD_MAX_BYTES;
+	size_t body_len;
+	if (kind == HTTP_BODY_METRICS) {
+		body_len = metrics_render(l->w->all_metrics, l->w->worker_count, l->w->metrics_static,
+					  body, body_cap);
+		RMX_ASSERT(body_len <= body_cap);
+	} else {
+		body_len = (size_t)snprintf(body, body_cap, "%s%s", text,
+					    text[strlen(text) - 1] == '\n' ? "" : "\n");
+	}
+	struct http_response r = http_response_for(error_status ? NULL : req, status, kind, body_len);
+	r.close = true;
+	r.keep_alive_10 = false;
+	char head[HTTP_RESPONSE_HEAD_MAX_BYTES];
+	size_t head_len = http_response_head(&r, head, sizeof(head));
+	RMX_ASSERT(head_len > 0 && head_len <= HTTP_RESPONSE_HEAD_MAX_BYTES);
+	uint8_t *start = buf + HTTP_RESPONSE_HEAD_MAX_BYTES - head_len;
+	memcpy(start, head, head_len);
+	size_t total = head_len + (r.head_only ? 0 : body_len);
+	memmove(buf, start, total);
+	free(c->out.buf);
+	c->out.buf = buf;
+	c->out.len = total;
+	c->out.cap = cap;
+	c->flags |= CONN_CLOSE_AFTER_SEND;
+	conn_after(l, c);
+}
+
+static void http_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t consumed = 0;
+	enum http_parse_status st = http_parse(c->http, p, n, &consumed);
+	if (st == HTTP_PARSE_AGAIN)
+		return;
+	/* One request per connection: anything after it is dropped with the close. */
+	http_respond(l, c, &c->http->request, st == HTTP_PARSE_ERROR ? c->http->error_status : 0);
+}
+
+static void on_http_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
+{
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		l->accept_rearm_http = true;
+		l->accept_rearm_at_ms = l->now_ms + (cqe->res < 0 ? TIMER_TICK_MS : 0);
+	}
+	if (cqe->res < 0)
+		return;
+	struct conn *c = conn_alloc(&l->slab);
+	if (!c) {
+		close(cqe->res);
+		return;
+	}
+	c->fd = cqe->res;
+	c->flags |= CONN_HTTP;
+	txn_init(&c->txn, &l->budget);
+	c->http = malloc(sizeof(*c->http));
+	if (!c->http) {
+		c->flags |= CONN_CLOSING;
+		conn_maybe_release(l, c);
+		return;
+	}
+	http_parser_init(c->http);
+	arm_recv(l, c);
+	timer_arm(&l->wheel, &c->timer, HTTP_DEADLINE_MS);
 }
 
 /* ---- completions ----------------------------------------------------------- */
@@ -751,6 +908,9 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 		c = conn_alloc(&l->slab);
 	if (!c) {
 		atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
+		metrics_inc(&l->w->metrics->connections_rejected[l->draining
+									? METRICS_CONN_REJECT_SHUTDOWN
+									: METRICS_CONN_REJECT_LIMIT]);
 		reject_connection(l, fd);
 		return;
 	}
@@ -765,6 +925,8 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 		return;
 	}
 	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
+	metrics_inc(&l->w->metrics->connections_accepted);
+	metrics_inc(&l->w->metrics->connections_active);
 	arm_recv(l, c);
 	conn_arm_deadline(l, c);
 	conn_flush(l, c);
@@ -799,6 +961,7 @@ static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
 		return;
 	}
 	if (cqe->res == -ENOBUFS) {
+		metrics_inc(&l->w->metrics->buffer_ring_enobufs);
 		/* Re-armed after this batch has returned its buffers: no spinning. */
 		if (!(c->flags & CONN_REARM)) {
 			c->flags |= CONN_REARM;
@@ -857,7 +1020,7 @@ static void on_timer(void *ctx, struct timer_node *n)
 {
 	struct worker_loop *l = ctx;
 	struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
-	if (c->flags & CONN_LINGER) {
+	if (c->flags & (CONN_LINGER | CONN_HTTP)) {
 		conn_close(l, c);
 		return;
 	}
@@ -911,8 +1074,8 @@ static void drain_connections(struct worker_loop *l)
 		struct conn *c = &l->slab.conns[i];
 		if (!(c->flags & CONN_USED))
 			continue;
-		if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND))
-			continue;
+		if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND | CONN_HTTP))
+			continue; /* a metrics client closes by itself or by its deadline */
 		if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE))
 			continue; /* its 250 is on the way */
 		if (!late && smtp_session_in_transaction(&c->session))
@@ -992,6 +1155,9 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 		break;
 	case OP_CANCEL:
 		break;
+	case OP_HTTP_ACCEPT:
+		on_http_accept(l, cqe);
+		break;
 	case OP_FWD_CONNECT:
 	case OP_FWD_RECV:
 	case OP_FWD_SEND:
@@ -1037,6 +1203,10 @@ static int loop_run(struct worker_loop *l)
 		}
 		buf_ring_publish(&l->bufs);
 		rearm_pending(l);
+		if (l->accept_rearm_http && l->now_ms >= l->accept_rearm_at_ms) {
+			l->accept_rearm_http = false;
+			arm_http_accept(l);
+		}
 		if (l->accept_rearm_mask && l->now_ms >= l->accept_rearm_at_ms) {
 			for (uint32_t i = 0; i < l->w->listen_count; i++)
 				if ((l->accept_rearm_mask & (1u << i)) && l->listening)
@@ -1069,6 +1239,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
 	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
+	l->budget.metrics = w->metrics;
 	loop_clock(l);
 	timer_wheel_init(&l->wheel, l->now_ms);
 	int rc = ring_init(&l->ring, RING_ENTRIES, &l->ring_info);
@@ -1098,11 +1269,14 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		.queue = w->queue,
 		.cfg = w->cfg,
 		.worker = w->id,
+		.metrics = w->metrics,
 	};
 	rc = forward_new(&fe, &l->forward);
 	if (rc != 0)
 		return rc;
 	apply_control(l); /* requests left while we were not running */
+	if (w->metrics_fd >= 0)
+		arm_http_accept(l);
 	l->listening = true;
 	for (uint32_t i = 0; i < w->listen_count; i++)
 		arm_accept(l, i);
@@ -1117,6 +1291,9 @@ static void loop_teardown(struct worker_loop *l)
 			close(l->w->listen_fds[i]);
 		l->w->listen_fds[i] = -1;
 	}
+	if (l->w->metrics_fd >= 0)
+		close(l->w->metrics_fd);
+	l->w->metrics_fd = -1;
 	forward_free(l->forward);
 	l->forward = NULL;
 	buf_ring_free(&l->ring, &l->bufs);

@@ -18,6 +18,8 @@
 
 struct store;
 struct queue;
+struct metrics_worker;
+struct metrics_static;
 struct worker_loop;
 
 struct worker {
@@ -30,6 +32,11 @@ struct worker {
 	int wake_fd;                    /* eventfd: a write asks the worker to stop */
 	struct store *store;
 	struct queue *queue;            /* the store shard's forwarding queue */
+	int metrics_fd;                 /* the metrics listener, -1 when off */
+	struct metrics_worker *metrics; /* this worker's counters (64-byte aligned) */
+	const struct metrics_worker *const *all_metrics; /* every worker's, for a scrape */
+	uint32_t worker_count;
+	const struct metrics_static *metrics_static;
 	pthread_t thread;
 	atomic_int status;              /* 0 starting, 1 running, <0 -errno at start-up */
 	atomic_bool finished;           /* the loop has ended */

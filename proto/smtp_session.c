@@ -661,6 +661,25 @@ static const struct command_row command_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_AUTH] = { CMD_GROUP_END, cmd_not_implemented },
 };
 
+/* Tells the caller's optional observer (metrics) about a command and the
+ * code of the reply written for it since out->len was `before` (0 when the
+ * reply comes later, as for a BDAT chunk). */
+static void observe_reply(struct smtp_session *s, bool command, enum smtp_verb verb,
+			  const struct smtp_out *out, size_t before)
+{
+	if (s->ops->observe == NULL)
+		return;
+	unsigned code = 0;
+	if (out->len >= before + 3) {
+		const uint8_t *r = out->buf + before;
+		if (r[0] >= '2' && r[0] <= '5' && r[1] >= '0' && r[1] <= '9' && r[2] >= '0' &&
+		    r[2] <= '9')
+			code = (unsigned)(r[0] - '0') * 100 + (unsigned)(r[1] - '0') * 10 +
+			       (unsigned)(r[2] - '0');
+	}
+	s->ops->observe(s->ops_ctx, command, verb, code);
+}
+
 /* One complete command line; after is the number of input bytes that follow
  * it in this feed call. */
 static enum step run_command(struct smtp_session *s, const struct smtp_line *line, size_t after,
@@ -703,7 +722,10 @@ static enum step feed_lines(struct smtp_session *s, const uint8_t *p, size_t n,
 		s->input = IN_DISCARD;
 		return reply_error(s, out, SMTP_R_LINE_TOO_LONG);
 	}
-	return run_command(s, &line, n - line.consumed, out);
+	size_t before = out->len;
+	enum step st = run_command(s, &line, n - line.consumed, out);
+	observe_reply(s, true, line.verb, out, before);
+	return st;
 }
 
 static enum step feed_discard(struct smtp_session *s, const uint8_t *p, size_t n, size_t *used)
@@ -853,12 +875,14 @@ void smtp_session_committed(struct smtp_session *s, int result, struct span queu
 			    struct smtp_out *out)
 {
 	RMX_ASSERT(s->phase == PH_COMMIT);
+	size_t before = out->len;
 	if (result == 0) {
 		reply_detail(out, SMTP_R_QUEUED, queue_id, false);
 	} else {
 		reply(out, SMTP_R_QUEUE_WRITE_ERROR);
 		s->ops->reset(s->ops_ctx);
 	}
+	observe_reply(s, false, SMTP_VERB_DATA, out, before);
 	txn_clear(s);
 }
 

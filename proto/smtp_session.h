@@ -81,6 +81,11 @@ struct smtp_txn_ops {
 	int (*data_begin)(void *ctx);
 	int (*data_append)(void *ctx, const uint8_t *p, size_t n);
 	void (*reset)(void *ctx);
+	/* Optional (NULL: none), for metrics: called after each command with
+	 * command = true and the code of its reply (0 when the reply comes
+	 * later), and with command = false for the reply to the end of a
+	 * message (verb DATA). */
+	void (*observe)(void *ctx, bool command, enum smtp_verb verb, unsigned reply_code);
 };
 
 enum smtp_feed_status {
