@@ -108,6 +108,27 @@ class ForwardBounces(unittest.TestCase):
         self.assertEqual(results, ["bounced"] * 3, results)
         h.stop_and_check(srv)
 
+    def test_too_big_for_upstream(self):
+        # Postfix advertises SIZE 100000; a 200 kB message cannot be relayed
+        relay = self.postfix(domains=[h.DOMAIN, "client.example"], mailboxes=[GOOD, SENDER],
+                             main_extra=["message_size_limit = 100000"])
+        srv = self.gateway(relay.port)
+        token = h.unique_token("toobig")
+        line = b"z" * 78 + b"\r\n"
+        body = b"Subject: " + token.encode() + b"\r\n\r\n" + line * 2500
+        qid = self.send(srv, body, SENDER, [GOOD])
+        small = h.unique_token("small")
+        self.send(srv, b"Subject: " + small.encode() + b"\r\n\r\nfits\r\n", SENDER, [GOOD])
+        self.wait_mail(relay, GOOD, small, srv)
+        dsn = self.wait_mail(relay, SENDER, token, srv)
+        self.assertEqual([m for _, m in relay.messages(GOOD) if token.encode() in m], [])
+        blocks = dsn_recipients(self, dsn[0], "size DSN for %s" % qid)
+        self.assertEqual(list(blocks), [GOOD])
+        self.assertEqual(str(blocks[GOOD]["Action"]).strip().lower(), "failed")
+        self.assertRegex(str(blocks[GOOD]["Status"]).strip(), r"^5\.[23]\.4$")
+        self.assertLess(len(dsn[0]), 60000, "the DSN must not carry the whole big message")
+        h.stop_and_check(srv)
+
     def test_queue_lifetime_expiry(self):
         relay = self.postfix(domains=[h.DOMAIN, "client.example"],
                              mailboxes=[GOOD, BUSY, SENDER], tempfail=[BUSY])

@@ -295,11 +295,11 @@ class PostfixRelay:
     domains go to <domain>/_other/); reject: recipient addresses answered
     with 550 5.1.1 at RCPT; tempfail: recipients answered with 450 4.2.1;
     reject_data_from: senders whose DATA gets 554 5.7.1 (every recipient of
-    the transaction fails at once).
+    the transaction fails at once); main_extra: more main.cf lines.
     """
 
     def __init__(self, domains, mailboxes=(), reject=(), tempfail=(), reject_data_from=(),
-                 hostname="relay.e2e.test"):
+                 hostname="relay.e2e.test", main_extra=()):
         self.postfix = h.require_program("postfix")
         h.require_program("postconf")
         self.port = h.free_port()
@@ -373,6 +373,7 @@ class PostfixRelay:
             "smtpd_client_message_rate_limit = 0",
             "anvil_rate_time_unit = 60s",
         ]
+        main.extend(main_extra)  # later lines win in main.cf
         with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
             f.write("\n".join(main) + "\n")
         with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
