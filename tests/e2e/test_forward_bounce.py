@@ -162,6 +162,39 @@ class ForwardBounces(unittest.TestCase):
         self.assertEqual(len(after), len(deferred), "the expired recipient is still tried")
         h.stop_and_check(srv)
 
+    def test_expiry_while_upstream_down(self):
+        # nothing listens until after max_queue_lifetime: the message expires
+        # unsent, its DSN waits in the queue and goes out once a relay is up
+        port = h.free_port()
+        srv = self.gateway(port, extra=[("max_queue_lifetime", "%ds" % LIFETIME_S)])
+        token = h.unique_token("expdown")
+        body = b"Subject: " + token.encode() + b"\r\n\r\nnever sent\r\n"
+        qid = self.send(srv, body, SENDER, [GOOD])
+        self.assertTrue(up.wait_for(lambda: [e for e in up.log_events(srv, "bounce")
+                                             if e.get("id", "").upper() == qid],
+                                    LIFETIME_S + 15, 0.2),
+                        "no event=bounce after max_queue_lifetime with the relay down:\n%s"
+                        % srv.stderr_text()[-3000:])
+        sink = up.Sink(port=port)
+        self.addCleanup(sink.cleanup)
+        sink.start()
+
+        def dsn():
+            return [d for d in sink.dumps() if d.sender == "" and token.encode() in d.message]
+
+        got = up.wait_for(dsn, DELIVERY_TIMEOUT_S, 0.2)
+        self.assertTrue(got, "the expiry DSN never reached the relay once it was up:\n%s"
+                        % srv.stderr_text()[-3000:])
+        self.assertEqual(got[0].rcpt_addrs, [SENDER])
+        blocks = dsn_recipients(self, got[0].message, "expiry DSN for %s" % qid)
+        self.assertEqual(list(blocks), [GOOD])
+        self.assertEqual(str(blocks[GOOD]["Action"]).strip().lower(), "failed")
+        time.sleep(2.0)
+        originals = [d for d in sink.dumps() if d.sender == SENDER]
+        self.assertEqual(originals, [], "the expired message was sent after all")
+        self.assertEqual(len(dsn()), 1)
+        h.stop_and_check(srv)
+
     def test_rejected_dsn_is_dropped_without_a_loop(self):
         sink = up.Sink(extra=["-f", "RCPT"])
         self.addCleanup(sink.cleanup)
