@@ -107,6 +107,64 @@ class ForwardFaults(unittest.TestCase):
                                              extra=[("upstream_timeout", "2s")])
         self.assertEqual(copies, 1)
 
+    def test_sigterm_while_upstream_stalls(self):
+        # the relay sits on DATA for a minute and upstream_timeout is the
+        # default 300s: a drain must not wait for it
+        sink = self.sink(["-w", "60"])
+        srv = h.Server(settings=up.forward_settings([sink.port])
+                       + [("upstream_timeout", "300s")])
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        token = h.unique_token("stall")
+        self.send(srv, b"Subject: " + token.encode() + b"\r\n\r\nstalled\r\n")
+        time.sleep(2.0)  # the gateway is waiting for the 354 now
+        t0 = time.monotonic()
+        status = srv.stop(timeout=h.STOP_TIMEOUT_S)
+        took = time.monotonic() - t0
+        srv.check_stderr(self)
+        self.assertEqual(status, 0, "exit status %r after SIGTERM with a stalled relay "
+                         "(%.1fs)" % (status, took))
+        self.assertLess(took, 10.0, "the drain waited %.1fs for a stalled relay" % took)
+        sink.stop()
+        sink.start(extra=[])
+        srv.start()
+        self.assertTrue(up.wait_for(lambda: self.with_token(sink, token), DELIVERY_TIMEOUT_S,
+                                    0.2), "not delivered after the restart")
+        time.sleep(1.0)
+        self.assertEqual(len(self.with_token(sink, token)), 1)
+        h.stop_and_check(srv)
+
+    def test_recipient_limit_at_upstream(self):
+        # Postfix takes 5 recipients per transaction and answers 452 4.5.3
+        # to the rest: those are retried, nobody gets two copies
+        rcpts = ["r%02d@%s" % (i, h.DOMAIN) for i in range(12)]
+        relay = up.PostfixRelay(domains=[h.DOMAIN, "client.example"], mailboxes=rcpts,
+                                main_extra=["smtpd_recipient_limit = 5"])
+        self.addCleanup(relay.cleanup)
+        relay.start()
+        srv = self.gateway(relay.port)
+        token = h.unique_token("rcptlimit")
+        qid = self.send(srv, b"Subject: " + token.encode() + b"\r\n\r\nmany\r\n",
+                        rcpts=rcpts)
+
+        def all_in():
+            return all(any(token.encode() in m for _, m in relay.messages(r)) for r in rcpts)
+
+        self.assertTrue(up.wait_for(all_in, DELIVERY_TIMEOUT_S, 0.3),
+                        "not every recipient got the message;\n%s"
+                        % srv.stderr_text()[-3000:])
+        time.sleep(2.0)
+        for r in rcpts:
+            n = len([m for _, m in relay.messages(r) if token.encode() in m])
+            self.assertEqual(n, 1, "%s got %d copies" % (r, n))
+        ev = [e for e in up.log_events(srv, "delivery") if e.get("id", "").upper() == qid]
+        deferred = [e for e in ev if e.get("result") == "deferred"]
+        self.assertTrue(deferred and all(e.get("reply", "").startswith("452") for e in deferred),
+                        "the recipients over the limit should be deferred with 452: %r" % ev)
+        self.assertEqual(sorted(e["rcpt"] for e in ev if e.get("result") == "delivered"),
+                         rcpts)
+        h.stop_and_check(srv)
+
     def dsn_for(self, sink, token, srv):
         """The DSN (from <>) whose returned part carries token."""
         def find():
