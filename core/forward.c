@@ -205,6 +205,7 @@ static void msg_free(struct fwd_slot *s)
 	s->msg_started = false;
 	s->rcpt_count = 0;
 	s->body_pending = false;
+	s->tried_mask = 0;
 }
 
 static void dsn_free(struct fwd_dsn *d)
@@ -748,7 +749,6 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 	f->upstream_down_until_ms[s->upstream] = 0;
 	f->stats.upstream_up_mask |= 1u << s->upstream;
 	metrics_set(&f->env.metrics->upstream_up[s->upstream], 1);
-	s->tried_mask = 0;
 	s->state = SLOT_SESSION;
 	s->connected_ms = f->now_ms;
 	s->quitting = false;
@@ -782,9 +782,18 @@ static void slot_close(struct forward *f, struct fwd_slot *s)
 		msg_connection_lost(f, s, "lost connection with upstream");
 	if (s->msg && !s->dsn.active && s->msg_loaded && !s->msg_started) {
 		/* The session ended before the message could start (greeting
-		 * refused, EHLO failed...): a failed attempt, retried later. */
+		 * refused, EHLO failed...): that relay is not serving; the next one
+		 * in the list gets the message, and when none is left the attempt
+		 * has failed and is retried later. */
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
+		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
+		if (!f->draining && pick_upstream(f, s->tried_mask) >= 0) {
+			slot_connect(f, s);
+			return;
+		}
 		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
 		bool temp = why->code >= 400 && why->code < 500;
+		s->tried_mask = 0;
 		msg_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, temp ? why->code : 451,
 			     temp ? why->status : "4.4.2");
 	}

@@ -916,6 +916,8 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 	c->fd = fd;
 	c->opened_ms = (int64_t)l->now_ms;
+	metrics_inc(&l->w->metrics->connections_accepted);
+	metrics_inc(&l->w->metrics->connections_active); /* released: decremented */
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	txn_init(&c->txn, &l->budget);
@@ -925,8 +927,6 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 		return;
 	}
 	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
-	metrics_inc(&l->w->metrics->connections_accepted);
-	metrics_inc(&l->w->metrics->connections_active);
 	arm_recv(l, c);
 	conn_arm_deadline(l, c);
 	conn_flush(l, c);
