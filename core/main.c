@@ -98,8 +98,10 @@ static int cpu_for_worker(uint32_t i)
  */
 static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t started)
 {
-	for (uint32_t i = 0; i < started; i++)
+	for (uint32_t i = 0; i < started; i++) {
 		worker_request_stop(&workers[i]);
+		worker_request_exit(&workers[i]); /* no need to wait for the others */
+	}
 	for (uint32_t i = 0; i < started; i++)
 		(void)worker_join(&workers[i]);
 	for (uint32_t i = 0; i < prepared; i++) {
@@ -333,11 +335,17 @@ int main(int argc, char **argv)
 	unsigned stops = 0;
 	for (;;) {
 		if (stops) {
-			bool running = false;
-			for (uint32_t i = 0; i < cfg.workers; i++)
+			bool running = false, draining = false;
+			for (uint32_t i = 0; i < cfg.workers; i++) {
 				running |= !atomic_load(&workers[i].finished);
+				draining |= !atomic_load(&workers[i].drained) &&
+					    !atomic_load(&workers[i].finished);
+			}
 			if (!running)
 				break;
+			if (!draining)
+				for (uint32_t i = 0; i < cfg.workers; i++)
+					worker_request_exit(&workers[i]);
 		}
 		struct timespec tick = { 0, 100 * 1000000L };
 		int sig = stops ? sigtimedwait(&sigs, NULL, &tick) : sigwaitinfo(&sigs, NULL);

@@ -1198,8 +1198,13 @@ static int loop_run(struct worker_loop *l)
 		if (l->draining) {
 			drain_connections(l);
 			store_kick(l);
-			if (drain_finished(l))
-				return 0;
+			/* Drained: keep answering /readyz (503) until every worker is
+			 * done, so that no scrape meets a closed listener. */
+			if (drain_finished(l)) {
+				atomic_store(&l->w->drained, true);
+				if (atomic_load(&l->w->exit_now))
+					return 0;
+			}
 		}
 		buf_ring_publish(&l->bufs);
 		rearm_pending(l);
@@ -1344,6 +1349,8 @@ int worker_start(struct worker *w)
 	atomic_store(&w->finished, false);
 	atomic_store(&w->stop_requested, false);
 	atomic_store(&w->control_requested, false);
+	atomic_store(&w->drained, false);
+	atomic_store(&w->exit_now, false);
 	w->exit_status = 0;
 	int rc = pthread_create(&w->thread, NULL, worker_main, w);
 	if (rc != 0)
@@ -1365,6 +1372,14 @@ int worker_start(struct worker *w)
 void worker_request_control(struct worker *w)
 {
 	atomic_store(&w->control_requested, true);
+	uint64_t one = 1;
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+}
+
+void worker_request_exit(struct worker *w)
+{
+	atomic_store(&w->exit_now, true);
 	uint64_t one = 1;
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	(void)n; /* an eventfd write of 1 cannot fail short of overflow */

@@ -42,6 +42,8 @@ struct worker {
 	atomic_bool finished;           /* the loop has ended */
 	atomic_bool stop_requested;     /* set with the eventfd write: drain */
 	atomic_bool control_requested;  /* set with the eventfd write: operator requests */
+	atomic_bool drained;            /* draining is over; waits for exit_now */
+	atomic_bool exit_now;           /* every worker has drained: leave the loop */
 	int exit_status;
 	struct worker_loop *loop;       /* private to worker.c */
 };
@@ -51,6 +53,9 @@ RMX_MUST_CHECK int worker_start(struct worker *w);
 
 /* Asks the worker to drain (first call) or to hurry (later calls). Any thread. */
 void worker_request_stop(struct worker *w);
+
+/* Every worker has drained (worker.drained): ends the worker's loop. Any thread. */
+void worker_request_exit(struct worker *w);
 
 /* Asks the worker to apply the operator's request files (control.h) of its
  * shard. Any thread. */
