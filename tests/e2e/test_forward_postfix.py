@@ -223,5 +223,53 @@ class ForwardIntoPostfix(unittest.TestCase):
         self.assertEqual(results.count((BUSY, "delivered")), 1, results)
 
 
+class ForwardIpv6ClientIntoPostfix(unittest.TestCase):
+    """A client on ::1: XFORWARD must name it the way Postfix accepts
+    (ADDR=IPV6:...; a bare IPv6 address gets 501 5.5.4), and mail from it
+    must be delivered, never bounced because of XFORWARD."""
+
+    def test_ipv6_client(self):
+        up.require_root()
+        if not h.ipv6_loopback_available():
+            self.skipTest("no IPv6 loopback")
+        relay = up.PostfixRelay(domains=[h.DOMAIN, "client.example"], mailboxes=GOOD[:1],
+                                main_extra=["inet_protocols = all"])
+        self.addCleanup(relay.cleanup)
+        relay.start()
+        port6 = h.free_port(h.socket.AF_INET6)
+        srv = h.Server(settings=up.forward_settings([relay.port]),
+                       listen=["%s:%d" % (h.LOOPBACK4, h.free_port()), "[::1]:%d" % port6])
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        token = h.unique_token("v6")
+        body = (b"From: <" + SENDER.encode() + b">\r\nTo: <" + GOOD[0].encode()
+                + b">\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\nMessage-ID: <"
+                + token.encode() + b"@client.example>\r\nSubject: " + token.encode()
+                + b"\r\nX-E2E-Log: " + token.encode() + b"\r\n\r\nfrom ::1\r\n")
+        with h.SmtpConn(port6, host=h.LOOPBACK6) as c:
+            qid = h.send_message(self, c, body, sender=SENDER, rcpts=GOOD[:1], helo=ORIG_HELO)
+            c.cmd("QUIT")
+        def delivered():
+            return [m for _, m in relay.messages(GOOD[0]) if token.encode() in m]
+
+        def bounced():
+            return [e for e in up.log_events(srv, "delivery")
+                    if e.get("id", "").upper() == qid and e.get("result") == "bounced"]
+
+        up.wait_for(lambda: delivered() or bounced(), DELIVERY_TIMEOUT_S, 0.2)
+        got = delivered()
+        results = [(e.get("result"), e.get("reply")) for e in up.log_events(srv, "delivery")
+                   if e.get("id", "").upper() == qid]
+        self.assertTrue(got, "mail from an IPv6 client was not delivered through Postfix; "
+                        "gateway outcomes %r" % results)
+        warn = [l for l in relay.log_text().splitlines()
+                if "warning: header X-E2E-Log: " + token in l]
+        self.assertEqual(len(warn), 1, relay.log_text()[-2000:])
+        self.assertIn("[::1]", warn[0], "Postfix did not see the original client ::1: "
+                      + warn[0])
+        self.assertIn("helo=<%s>" % ORIG_HELO, warn[0], warn[0])
+        h.stop_and_check(srv)
+
+
 if __name__ == "__main__":
     unittest.main()
