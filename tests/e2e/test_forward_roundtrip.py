@@ -157,6 +157,25 @@ class ForwardRoundTrip(unittest.TestCase):
         qid = self.bdat_message([body[:20], body[20:]])
         self.check_roundtrip(qid, token, body + b"\r\n")
 
+    def test_null_reverse_path(self):
+        # a bounce arriving at the MX is relayed with MAIL FROM:<>
+        token = h.unique_token("nullsender")
+        body = body_with(token, b"a delivery report\r\n")
+        with self.server.conn() as c:
+            h.assert_reply(self, c.cmd("EHLO " + HELO), 250, sent=c.sent)
+            h.assert_reply(self, c.cmd("MAIL FROM:<>"), 250, "2.1.0", sent=c.sent)
+            h.assert_reply(self, c.cmd("RCPT TO:<user@%s>" % h.DOMAIN), 250, "2.1.5",
+                           sent=c.sent)
+            h.assert_reply(self, c.cmd("DATA"), 354, sent=c.sent)
+            payload = h.dot_stuff(body)
+            c.send(payload)
+            qid = h.queued_id(self, c.reply(), payload)
+        d, = self.delivered(token)
+        self.assertEqual(d.mail_args.split()[0], "<>", d)
+        header, rest = h.split_received(d.message)
+        h.check_received(self, header, HELO, "127.0.0.1", qid)
+        self.assertEqual(rest, body)
+
     def test_long_lines(self):
         token = h.unique_token("long")
         body = body_with(token, b"x" * 990 + b"\r\n" + b"." + b"y" * 989 + b"\r\n"
