@@ -9,11 +9,15 @@ smtp-sink as upstream):
   most once more: the duplicate count is printed);
 - a SMTPUTF8 message to an upstream without SMTPUTF8, and an 8BITMIME one
   to an upstream without 8BITMIME (-8): not relayable, so the sender gets
-  a DSN (delivered through the same sink) saying so.
+  a DSN (delivered through the same sink) saying so;
+- SIGTERM while the relay stalls on DATA exits promptly; a relay's
+  recipient limit (452) only delays the recipients over it;
+- upstream_connections bounds the connections the relay sees.
 """
 
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -163,6 +167,36 @@ class ForwardFaults(unittest.TestCase):
                         "the recipients over the limit should be deferred with 452: %r" % ev)
         self.assertEqual(sorted(e["rcpt"] for e in ev if e.get("result") == "delivered"),
                          rcpts)
+        h.stop_and_check(srv)
+
+    def test_upstream_connections_bound(self):
+        # upstream_connections is per worker: with 2 workers and 2 each, the
+        # relay never sees more than 4 connections, however much is queued
+        ss = h.require_program("ss")
+        sink = self.sink(["-w", "1"])
+        srv = self.gateway(sink.port, extra=[("upstream_connections", "2")])
+        tokens = []
+        for i in range(3):
+            with srv.conn() as c:  # new connections spread over the workers
+                h.assert_reply(self, c.cmd("EHLO conns.example"), 250, sent=c.sent)
+                for j in range(5):
+                    t = h.unique_token("conns%d" % i)
+                    h.send_message(self, c, b"Subject: " + t.encode() + b"\r\n\r\nx\r\n")
+                    tokens.append(t)
+        peak = 0
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            out = subprocess.run([ss, "-Htn", "state", "established", "dport", "= :%d"
+                                  % sink.port], capture_output=True, text=True).stdout
+            peak = max(peak, len([l for l in out.splitlines() if l.strip()]))
+            if all(self.with_token(sink, t) for t in tokens):
+                break
+            time.sleep(0.05)
+        self.assertTrue(all(self.with_token(sink, t) for t in tokens), "not all delivered")
+        print("upstream connections: peak %d (limit 2 per worker, 2 workers)" % peak,
+              file=sys.stderr)
+        self.assertGreater(peak, 0)
+        self.assertLessEqual(peak, 4)
         h.stop_and_check(srv)
 
     def dsn_for(self, sink, token, srv):
