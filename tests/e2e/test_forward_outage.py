@@ -3,8 +3,9 @@
 
 - down, then up: mail accepted while nothing listens on the upstream port
   is deferred, and once smtp-sink starts every message arrives, none twice;
-- failover: the first upstream refuses connections, the second one
-  receives everything, exactly once;
+- failover: the first upstream refuses connections, answers the greeting
+  with 421, or completes the TCP handshake and never greets; in each case
+  the second one receives everything, exactly once;
 - 4xx then success: smtp-sink answers RCPT (or DATA) with a 4xx; the
   message is deferred, retried no sooner than retry_min and not much later
   than retry_max, and delivered once the upstream accepts it.

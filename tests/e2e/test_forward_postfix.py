@@ -10,6 +10,10 @@
   through the same Postfix: multipart/report; report-type=delivery-status,
   a message/delivery-status part naming the rejected recipient with
   Action: failed and a 5.x.x Status, from the null reverse path.
+- 250, 550 and 450 in one transaction: only the 450 recipient is retried
+  (until Postfix is reloaded without the 450), nobody gets two copies.
+- A client on ::1: XFORWARD names it so that Postfix accepts it, and its
+  mail is delivered.
 """
 
 import os
