@@ -11,7 +11,10 @@ loopback, started and stopped by the tests.
   port, trusts XFORWARD from 127.0.0.0/8, rejects chosen recipients with
   550 through check_recipient_access, and delivers every domain it is told
   about into Maildirs DIR/mail/<domain>/<local>/.
-- wait_for(): bounded polling.
+- SourceConn: a client connection from another loopback address, so an
+  upstream can tell the original client from the gateway.
+- log_events(): the gateway's logfmt stderr as dicts; forward_settings():
+  config pairs for a forwarding gateway; wait_for(): bounded polling.
 
 Invariants: every process started here is stopped (also at interpreter
 exit), every wait is bounded, and nothing listens beyond 127.0.0.1.
