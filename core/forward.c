@@ -101,6 +101,7 @@ struct fwd_slot {
 	struct smtp_client_result *results;
 	struct smtp_client_message cm;
 	struct smtp_client_xforward xf;
+	char xf_addr[64];          /* "IPV6:" + an IPv6 client address */
 	struct fwd_dsn dsn;
 };
 
@@ -363,7 +364,16 @@ static bool msg_parse(struct forward *f, struct fwd_slot *s)
 			s->xf.helo = value;
 			break;
 		case RECORD_TAG_CLIENT_ADDR:
-			s->xf.addr = value;
+			/* XFORWARD ADDR wants IPv6 addresses as "IPV6:..." (Postfix
+			 * refuses a bare one with 501), as in address literals. */
+			if (memchr(value.ptr, ':', value.len) &&
+			    value.len + 5 < sizeof(s->xf_addr)) {
+				memcpy(s->xf_addr, "IPV6:", 5);
+				memcpy(s->xf_addr + 5, value.ptr, value.len);
+				s->xf.addr = span_make(s->xf_addr, value.len + 5);
+			} else {
+				s->xf.addr = value;
+			}
 			break;
 		case RECORD_TAG_PROTOCOL:
 			s->xf.proto = value;
