@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "../storage/queue.h"
+#include "../storage/segment.h"
 #include "../storage/record.h"
 
 #define SUFFIX_LEN (sizeof(CONTROL_REQUEST_SUFFIX) - 1)
@@ -193,16 +194,10 @@ static int list_batch(int dirfd, struct name_batch *batch)
 {
 	batch->count = 0;
 	batch->full = false;
-	int fd = dup(dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *dir = fdopendir(fd);
-	if (dir == NULL) {
-		int rc = -errno;
-		close(fd);
-		return rc;
-	}
-	rewinddir(dir);
+	DIR *dir;
+	int orc = segment_opendir(dirfd, &dir);
+	if (orc != 0)
+		return orc;
 	int rc = 0;
 	struct dirent *de;
 	while ((errno = 0, de = readdir(dir)) != NULL) {

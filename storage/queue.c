@@ -1157,16 +1157,10 @@ static int queue_loaded(struct queue *q, const struct loaded_segment *ls, int64_
 /* Removes <seq>.dlog files whose segment is not in seqs[0..count). */
 static int remove_orphan_logs(int dirfd, const uint32_t *seqs, size_t count, uint32_t *removed)
 {
-	int fd = dup(dirfd);
-	if (fd < 0)
-		return -errno;
-	DIR *dir = fdopendir(fd);
-	if (dir == NULL) {
-		int rc = -errno;
-		close(fd);
-		return rc;
-	}
-	rewinddir(dir);
+	DIR *dir;
+	int orc = segment_opendir(dirfd, &dir);
+	if (orc != 0)
+		return orc;
 	int rc = 0;
 	struct dirent *de;
 	while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {

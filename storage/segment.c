@@ -216,11 +216,9 @@ static int compare_seq(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count)
+int segment_opendir(int dirfd, DIR **out)
 {
-	*seqs = NULL;
-	*count = 0;
-	int fd = dup(shard_dirfd);
+	int fd = dup(dirfd);
 	if (fd < 0)
 		return -errno;
 	DIR *dir = fdopendir(fd);
@@ -230,6 +228,18 @@ int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count)
 		return rc;
 	}
 	rewinddir(dir);
+	*out = dir;
+	return 0;
+}
+
+int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count)
+{
+	*seqs = NULL;
+	*count = 0;
+	DIR *dir;
+	int orc = segment_opendir(shard_dirfd, &dir);
+	if (orc != 0)
+		return orc;
 	uint32_t *list = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;

@@ -11,6 +11,8 @@
 #ifndef RINGMX_SEGMENT_H
 #define RINGMX_SEGMENT_H
 
+#include <dirent.h>
+
 #include "../core/base.h"
 #include "record.h"
 
@@ -73,6 +75,10 @@ bool segment_scan_next(struct segment_scan *s, struct segment_item *item);
 uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes);
 
 const char *segment_bad_reason_name(enum segment_bad_reason reason);
+
+/* A directory stream over a duplicate of dirfd, from its first entry; the
+ * caller closes it with closedir (dirfd stays open). 0 or -errno. Blocking. */
+int segment_opendir(int dirfd, DIR **out);
 
 /* "<seq, 8 digits>.seg". */
 void segment_name_format(char out[SEGMENT_NAME_MAX_BYTES], uint32_t seq);
