@@ -1,7 +1,8 @@
 /*
  * worker.c - the event loop of one worker: accept, receive, feed the pure
  * session, send replies, group-commit finished messages, prepare spare
- * segments, expire deadlines, drain on shutdown.
+ * segments (and their delivery logs), expire deadlines, serve the metrics
+ * endpoint, drive the forwarder (forward.c), drain on shutdown.
  *
  * The loop has liburing examples/proxy.c's shape: submit and wait, reap every
  * completion with io_uring_for_each_cqe, advance once, dispatch on the op in
@@ -9,8 +10,9 @@
  * to it as soon as the session has consumed them (DESIGN.md rule 3); a
  * partial command line, or input that must wait, is carried per connection.
  * At most one send is in flight per connection; the replies produced by one
- * read go out in one send. Nothing here blocks except shutdown(2)/close(2)
- * of sockets, which do not.
+ * read go out in one send. Direct system calls are the non-blocking socket
+ * chores (setsockopt, getpeername, shutdown, close) and, only when an
+ * operator asks, the reading of request files (control.c).
  */
 #include "worker.h"
 
