@@ -29,6 +29,7 @@ enum config_kind {
 	KIND_DOMAINS,
 	KIND_UPSTREAMS,
 	KIND_METRICS_LISTEN,
+	KIND_LOG_LEVEL,
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
 };
@@ -70,6 +71,7 @@ static const struct config_key config_keys[] = {
 	  SEGMENT_SIZE_MAX_BYTES },
 	{ "upstream", KIND_UPSTREAMS, 0, 0, 0 },
 	{ "metrics_listen", KIND_METRICS_LISTEN, 0, 0, 0 },
+	{ "log_level", KIND_LOG_LEVEL, 0, 0, 0 },
 	{ "upstream_connections", KIND_U32, FIELD(upstream_connections), 1,
 	  UPSTREAM_CONNECTIONS_MAX },
 	{ "upstream_helo", KIND_HOSTNAME, FIELD(upstream_helo), 0, 0 },
@@ -334,6 +336,17 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		}
 		c->metrics_enabled = true;
 		return true;
+	case KIND_LOG_LEVEL: {
+		static const char *const levels[] = { "error", "warn", "info", "debug" };
+		for (int i = 0; i < (int)RMX_ARRAY_LEN(levels); i++) {
+			if (strcmp(value, levels[i]) == 0) {
+				c->log_level = i;
+				return true;
+			}
+		}
+		set_err(err, errlen, "log_level: '%s' is not error, warn, info or debug", value);
+		return false;
+	}
 	case KIND_FSYNC:
 		if (strcmp(value, "always") && strcmp(value, "never")) {
 			set_err(err, errlen, "fsync: '%s' is not 'always' or 'never'", value);
@@ -491,6 +504,7 @@ static void config_defaults(struct config *c)
 	ok = config_parse_listen("127.0.0.1:9225", &c->metrics_listen);
 	RMX_ASSERT(ok);
 	c->metrics_enabled = true;
+	c->log_level = 2; /* info */
 	c->upstream_connections = UPSTREAM_CONNECTIONS_DEFAULT;
 	c->upstream_timeout_s = UPSTREAM_TIMEOUT_DEFAULT_S;
 	c->retry_min_s = RETRY_MIN_DEFAULT_S;
@@ -546,6 +560,17 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		}
 	}
 	c->accept_domain_count = domains.count;
+	size_t used = 0;
+	for (uint32_t i = 0; i < domains.count; i++) {
+		int n = snprintf(c->accept_domains_text + used, sizeof(c->accept_domains_text) - used,
+				 "%s%s", i ? " " : "", domains.names[i]);
+		if (n < 0 || (size_t)n >= sizeof(c->accept_domains_text) - used) {
+			set_err(err, errlen, "accept_domains: too long to keep (%zu bytes at most)",
+				sizeof(c->accept_domains_text) - 1);
+			goto out;
+		}
+		used += (size_t)n;
+	}
 	if (c->recipients_file[0] &&
 	    load_recipients(c->policy, c->recipients_file, err, errlen) != 0)
 		goto out;
@@ -571,4 +596,57 @@ void config_free(struct config *c)
 	if (c->policy)
 		policy_free(c->policy);
 	c->policy = NULL;
+}
+
+static void print_duration(FILE *out, const char *key, uint64_t s)
+{
+	if (s && s % 86400 == 0)
+		fprintf(out, "%s = %llud\n", key, (unsigned long long)(s / 86400));
+	else if (s && s % 3600 == 0)
+		fprintf(out, "%s = %lluh\n", key, (unsigned long long)(s / 3600));
+	else if (s && s % 60 == 0)
+		fprintf(out, "%s = %llum\n", key, (unsigned long long)(s / 60));
+	else
+		fprintf(out, "%s = %llus\n", key, (unsigned long long)s);
+}
+
+void config_print(const struct config *c, FILE *out)
+{
+	static const char *const levels[] = { "error", "warn", "info", "debug" };
+	fprintf(out, "hostname = %s\n", c->hostname);
+	fprintf(out, "workers = %u\n", c->workers);
+	for (uint32_t i = 0; i < c->listen_count; i++)
+		fprintf(out, "listen = %s\n", c->listen[i].text);
+	fprintf(out, "data_dir = %s\n", c->data_dir);
+	fprintf(out, "fsync = %s\n", c->fsync ? "always" : "never");
+	fprintf(out, "accept_domains = %s\n", c->accept_domains_text);
+	if (c->recipients_file[0])
+		fprintf(out, "recipients_file = %s\n", c->recipients_file);
+	fprintf(out, "max_message_size = %llu\n", (unsigned long long)c->max_message_size_bytes);
+	fprintf(out, "max_recipients = %u\n", c->max_recipients);
+	fprintf(out, "max_connections = %u\n", c->max_connections);
+	fprintf(out, "max_command_line = %u\n", c->max_command_line_bytes);
+	fprintf(out, "bare_newline = %s\n", c->bare_newline_normalize ? "normalize" : "reject");
+	print_duration(out, "idle_timeout", c->idle_timeout_s);
+	print_duration(out, "command_timeout", c->command_timeout_s);
+	print_duration(out, "data_timeout", c->data_timeout_s);
+	print_duration(out, "shutdown_grace", c->shutdown_grace_s);
+	fprintf(out, "store_max_bytes = %llu\n", (unsigned long long)c->store_max_bytes);
+	fprintf(out, "max_inflight_data_bytes = %llu\n",
+		(unsigned long long)c->max_inflight_data_bytes);
+	fprintf(out, "segment_size = %llu\n", (unsigned long long)c->segment_size_bytes);
+	fprintf(out, "metrics_listen = %s\n", c->metrics_enabled ? c->metrics_listen.text : "off");
+	fprintf(out, "log_level = %s\n", levels[c->log_level]);
+	if (c->upstream_count) {
+		fprintf(out, "upstream =");
+		for (uint32_t i = 0; i < c->upstream_count; i++)
+			fprintf(out, " %s", c->upstream[i].text);
+		fprintf(out, "\n");
+	}
+	fprintf(out, "upstream_connections = %u\n", c->upstream_connections);
+	fprintf(out, "upstream_helo = %s\n", c->upstream_helo);
+	print_duration(out, "upstream_timeout", c->upstream_timeout_s);
+	print_duration(out, "retry_min", c->retry_min_s);
+	print_duration(out, "retry_max", c->retry_max_s);
+	print_duration(out, "max_queue_lifetime", c->max_queue_lifetime_s);
 }

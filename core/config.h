@@ -57,7 +57,10 @@ struct config {
 	struct listen_addr metrics_listen;
 	bool metrics_enabled;               /* metrics_listen = off: false */
 
+	int log_level;                      /* enum log_level (log.h) */
+
 	uint32_t accept_domain_count;
+	char accept_domains_text[4096];     /* as normalised, for config_print */
 	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
 	struct smtp_session_config session;  /* what sessions read, derived */
 };
@@ -70,6 +73,11 @@ struct config {
 RMX_MUST_CHECK int config_load(struct config *c, const char *path, char *err, size_t errlen);
 
 void config_free(struct config *c);
+
+/* Prints the effective configuration as `key = value` lines, one per key
+ * (listen and upstream addresses in order; accept_domains from the policy's
+ * source text), in a form config_load reads back. */
+void config_print(const struct config *c, FILE *out);
 
 /* Parsers shared with tests: "30s", "5m", "2h", "5d" or plain seconds;
  * "10M", "512k", "1G" or plain bytes. Return false on syntax or overflow. */

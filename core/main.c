@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -36,10 +37,12 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ringmx [-c FILE]\n"
+		"usage: ringmx [-c FILE] [--check-config]\n"
 		"  -c FILE   configuration file (key = value lines); without it,\n"
 		"            the embedded defaults: listen 127.0.0.1:2525, accept mail\n"
 		"            for localhost, data in ./ringmx-data\n"
+		"  --check-config\n"
+		"            validate the configuration, print the effective one, exit\n"
 		"  -V        print the version\n");
 }
 
@@ -124,11 +127,21 @@ static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t st
 int main(int argc, char **argv)
 {
 	const char *config_path = NULL;
+	bool check_only = false;
+	static const struct option long_options[] = {
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int opt;
-	while ((opt = getopt(argc, argv, "c:hV")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:hV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config_path = optarg;
+			break;
+		case 'C':
+			check_only = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -152,6 +165,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ringmx: %s\n", err);
 		return 2;
 	}
+	if (check_only) {
+		/* Valid: print what would run, in a form -c reads back. */
+		printf("# ringmx %s: %s is valid; the effective configuration:\n", RINGMX_VERSION,
+		       config_path ? config_path : "(embedded defaults)");
+		config_print(&cfg, stdout);
+		config_free(&cfg);
+		return 0;
+	}
+	log_set_level((enum log_level)cfg.log_level);
 
 	/* Signals go to the main thread only: block them before threads start. */
 	sigset_t sigs;

@@ -143,6 +143,29 @@ int main(void)
 	CHECK(c.retry_min_s == 300 && c.retry_max_s == 3600 && c.max_queue_lifetime_s == 432000);
 	config_free(&c);
 
+	/* log_level, and config_print's output reads back to the same print. */
+	REQUIRE(load_text(&c, "log_level = debug\naccept_domains = a.example B.example.\n"
+			  "upstream = 127.0.0.1:2025\nretry_min = 90\nmetrics_listen = off\n",
+			  err, sizeof(err)) == 0);
+	CHECK(c.log_level == 3 && !c.metrics_enabled);
+	char first[8192], second[8192];
+	FILE *f = fmemopen(first, sizeof(first), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	config_free(&c);
+	CHECK(strstr(first, "accept_domains = a.example B.example\n") != NULL);
+	CHECK(strstr(first, "retry_min = 90s\n") != NULL);
+	CHECK(strstr(first, "metrics_listen = off\n") != NULL);
+	REQUIRE(load_text(&c, first, err, sizeof(err)) == 0);
+	f = fmemopen(second, sizeof(second), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	config_free(&c);
+	CHECK(strcmp(first, second) == 0);
+	expect_error("log_level = loud\n", ":1: log_level");
+
 	expect_error("workers = 2\nbogus = 1\n", "ringmx.conf:2: unknown key 'bogus'");
 	expect_error("\n\ncommand_timeout = 5x\n", ":3: command_timeout");
 	expect_error("max_message_size = lots\n", ":1: max_message_size");
