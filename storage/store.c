@@ -512,7 +512,8 @@ static int mkdir_durable(const char *path)
 
 /*
  * Recovers one segment: records counted, damage quarantined; in the active
- * segment a torn tail is zeroed and *tail set to where writing resumes.
+ * segment a torn tail is copied to quarantine, then zeroed, and *tail set to
+ * where writing resumes.
  * Keeps the fd open (returned in *fd) only for the active segment.
  */
 static int recover_segment(struct store *st, uint32_t seq, bool active,
@@ -543,7 +544,13 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 			break;
 		case SEGMENT_ITEM_TORN_TAIL:
 			if (active) {
-				rc = segment_zero_range(m.fd, it.offset, it.length_bytes);
+				/* Normally the unacknowledged end of the last batch; but a
+				 * damaged last record looks the same, so its bytes are kept
+				 * in quarantine before the tail is zeroed: never destroyed. */
+				rc = segment_quarantine(st->dir_fd, seq, it.offset,
+							m.image + it.offset, it.length_bytes);
+				if (rc == 0)
+					rc = segment_zero_range(m.fd, it.offset, it.length_bytes);
 				stats->truncated_bytes += it.length_bytes;
 			} else {
 				rc = segment_quarantine(st->dir_fd, seq, it.offset,

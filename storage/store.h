@@ -41,7 +41,8 @@ struct store_recovery_stats {
 	uint64_t records;
 	uint64_t bytes;
 	uint32_t quarantined;        /* bad records set aside */
-	uint64_t truncated_bytes;    /* torn tail zeroed in the active segment */
+	uint64_t truncated_bytes;    /* torn tail zeroed in the active segment (a copy
+					is kept in quarantine/) */
 };
 
 /*
