@@ -216,6 +216,15 @@ static void dsn_free(struct fwd_dsn *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/* Gives the slot's message back to the queue without counting an attempt,
+ * due at due_unix_ms (DONE or RETRY: either way the slot lets go of it). */
+static void msg_requeue(struct forward *f, struct fwd_slot *s, int64_t due_unix_ms)
+{
+	enum queue_attempt_result r = queue_requeue(f->env.queue, s->msg, due_unix_ms);
+	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
+	msg_free(s);
+}
+
 static const char *attempt_result_name(enum queue_attempt_result r)
 {
 	return r == QUEUE_ATTEMPT_DONE ? "done" : r == QUEUE_ATTEMPT_RETRY ? "retry" : "bounce";
@@ -269,10 +278,8 @@ static void msg_connection_lost(struct forward *f, struct fwd_slot *s, const cha
 	if (!s->msg || s->dsn.active)
 		return;
 	if (!s->msg_loaded) {
-		if (!s->read_inflight) {
-			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms + 1000);
-			msg_free(s);
-		}
+		if (!s->read_inflight)
+			msg_requeue(f, s, f->now_unix_ms + 1000);
 		return;
 	}
 	if (!s->msg_started)
@@ -872,8 +879,7 @@ static void slot_read_record(struct forward *f, struct fwd_slot *s)
 	if (fd < 0) {
 		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
 			  fd);
-		(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms + 60000);
-		msg_free(s);
+		msg_requeue(f, s, f->now_unix_ms + 60000);
 		return;
 	}
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
@@ -1155,16 +1161,13 @@ bool forward_drain(struct forward *f, bool hurry)
 		struct fwd_slot *s = &f->slots[i];
 		if (hurry && s->state != SLOT_IDLE && s->state != SLOT_CLOSING && !s->dsn.active)
 			slot_close(f, s);
-		if (s->msg && !s->msg_loaded && !s->read_inflight) {
-			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms);
-			msg_free(s);
-		}
-		if (s->msg && s->msg_loaded && !s->msg_started && !s->dsn.active &&
-		    s->state != SLOT_CONNECTING) {
-			/* Not begun on the wire: back to the queue for the next start. */
-			(void)queue_requeue(f->env.queue, s->msg, f->now_unix_ms);
-			msg_free(s);
-		}
+		/* Not read yet, or not begun on the wire: back to the queue for the
+		 * next start. */
+		bool unread = s->msg && !s->msg_loaded && !s->read_inflight;
+		bool unsent = s->msg && s->msg_loaded && !s->msg_started && !s->dsn.active &&
+			      s->state != SLOT_CONNECTING;
+		if (unread || unsent)
+			msg_requeue(f, s, f->now_unix_ms);
 		busy |= s->state != SLOT_IDLE || s->msg != NULL || s->read_inflight;
 	}
 	return busy || f->dlog_inflight || queue_commit_busy(f->env.queue) ||

@@ -1258,7 +1258,9 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "
 			 "running with flags 0x%x\"", w->id, l->ring_info.flags);
 	unsigned iowq[2] = { 2, 2 };
-	(void)io_uring_register_iowq_max_workers(&l->ring, iowq);
+	rc = io_uring_register_iowq_max_workers(&l->ring, iowq);
+	if (rc != 0) /* fsyncs then use the kernel's default io-wq pool: slower, correct */
+		log_warn("event=iowq_limit_failed worker=%u error=%d", w->id, rc);
 	rc = buf_ring_setup(&l->ring, &l->bufs, RECV_BUFFER_COUNT, RECV_BUFFER_BYTES, 0);
 	if (rc != 0) {
 		log_error("event=buffer_ring_failed worker=%u error=%d", w->id, rc);
@@ -1371,28 +1373,28 @@ int worker_start(struct worker *w)
 	}
 }
 
-void worker_request_control(struct worker *w)
+/* Sets one of the worker's request flags, then wakes its loop. */
+static void worker_wake(struct worker *w, atomic_bool *flag)
 {
-	atomic_store(&w->control_requested, true);
+	atomic_store(flag, true);
 	uint64_t one = 1;
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
-	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+	RMX_ASSERT(n == (ssize_t)sizeof(one)); /* an eventfd counter cannot overflow here */
+}
+
+void worker_request_control(struct worker *w)
+{
+	worker_wake(w, &w->control_requested);
 }
 
 void worker_request_exit(struct worker *w)
 {
-	atomic_store(&w->exit_now, true);
-	uint64_t one = 1;
-	ssize_t n = write(w->wake_fd, &one, sizeof(one));
-	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+	worker_wake(w, &w->exit_now);
 }
 
 void worker_request_stop(struct worker *w)
 {
-	atomic_store(&w->stop_requested, true);
-	uint64_t one = 1;
-	ssize_t n = write(w->wake_fd, &one, sizeof(one));
-	(void)n; /* an eventfd write of 1 cannot fail short of overflow */
+	worker_wake(w, &w->stop_requested);
 }
 
 int worker_join(struct worker *w)

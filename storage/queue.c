@@ -1327,6 +1327,26 @@ int queue_offline_list(const char *data_dir, uint32_t worker, queue_deferred_fn 
 	return rc != 0 ? rc : stop;
 }
 
+/*
+ * Opens shard DIR/w<worker> and takes its lock for an offline change. The
+ * daemon writes logs at offsets it keeps in memory: never append behind its
+ * back, so a running gateway makes this -EBUSY. 0, or -errno with err set.
+ */
+static int open_locked_shard(const char *data_dir, uint32_t worker, int *dirfd, char *err,
+			     size_t errlen)
+{
+	int rc = open_shard(data_dir, worker, dirfd);
+	if (rc != 0)
+		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
+	if (flock(*dirfd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+		close(*dirfd);
+		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
+			    0);
+	}
+	return 0;
+}
+
 int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offline_action action,
 		       int64_t now_unix_ms, char *err, size_t errlen)
 {
@@ -1336,17 +1356,9 @@ int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offli
 	if (worker >= WORKERS_MAX || seq == 0)
 		return fail(err, errlen, -EINVAL, "mark message in", data_dir, worker, seq);
 	int dirfd;
-	int rc = open_shard(data_dir, worker, &dirfd);
+	int rc = open_locked_shard(data_dir, worker, &dirfd, err, errlen);
 	if (rc != 0)
-		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
-	/* The daemon writes logs at offsets it keeps in memory: never append
-	 * behind its back. */
-	if (flock(dirfd, LOCK_EX | LOCK_NB) != 0) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		close(dirfd);
-		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
-			    0);
-	}
+		return rc;
 	struct loaded_segment ls;
 	const char *what = "mark message in";
 	rc = load_segment(dirfd, worker, seq, &ls, &what);
@@ -1565,15 +1577,9 @@ int queue_offline_requeue_all(const char *data_dir, uint32_t worker, int64_t now
 	if (worker >= WORKERS_MAX)
 		return fail(err, errlen, -EINVAL, "requeue shard", data_dir, worker, 0);
 	int dirfd;
-	int rc = open_shard(data_dir, worker, &dirfd);
+	int rc = open_locked_shard(data_dir, worker, &dirfd, err, errlen);
 	if (rc != 0)
-		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
-	if (flock(dirfd, LOCK_EX | LOCK_NB) != 0) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		close(dirfd);
-		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
-			    0);
-	}
+		return rc;
 	uint32_t *seqs = NULL;
 	size_t count = 0;
 	const char *what = "list segments of";
