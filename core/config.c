@@ -13,6 +13,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,6 +31,8 @@ enum config_kind {
 	KIND_UPSTREAMS,
 	KIND_METRICS_LISTEN,
 	KIND_LOG_LEVEL,
+	KIND_LOG_FORMAT,
+	KIND_USER,
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
 };
@@ -72,6 +75,8 @@ static const struct config_key config_keys[] = {
 	{ "upstream", KIND_UPSTREAMS, 0, 0, 0 },
 	{ "metrics_listen", KIND_METRICS_LISTEN, 0, 0, 0 },
 	{ "log_level", KIND_LOG_LEVEL, 0, 0, 0 },
+	{ "log_format", KIND_LOG_FORMAT, 0, 0, 0 },
+	{ "user", KIND_USER, FIELD(user), 0, 0 },
 	{ "upstream_connections", KIND_U32, FIELD(upstream_connections), 1,
 	  UPSTREAM_CONNECTIONS_MAX },
 	{ "upstream_helo", KIND_HOSTNAME, FIELD(upstream_helo), 0, 0 },
@@ -347,6 +352,22 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		set_err(err, errlen, "log_level: '%s' is not error, warn, info or debug", value);
 		return false;
 	}
+	case KIND_USER: {
+		/* Checked now so --check-config says so; looked up again at the drop. */
+		if (strlen(value) > USER_NAME_MAX_BYTES || getpwnam(value) == NULL) {
+			set_err(err, errlen, "user: '%s' is not a user of this system", value);
+			return false;
+		}
+		snprintf((char *)field, USER_NAME_MAX_BYTES + 1, "%s", value);
+		return true;
+	}
+	case KIND_LOG_FORMAT:
+		if (strcmp(value, "logfmt") && strcmp(value, "json")) {
+			set_err(err, errlen, "log_format: '%s' is not 'logfmt' or 'json'", value);
+			return false;
+		}
+		c->log_json = strcmp(value, "json") == 0;
+		return true;
 	case KIND_FSYNC:
 		if (strcmp(value, "always") && strcmp(value, "never")) {
 			set_err(err, errlen, "fsync: '%s' is not 'always' or 'never'", value);
@@ -637,6 +658,9 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "segment_size = %llu\n", (unsigned long long)c->segment_size_bytes);
 	fprintf(out, "metrics_listen = %s\n", c->metrics_enabled ? c->metrics_listen.text : "off");
 	fprintf(out, "log_level = %s\n", levels[c->log_level]);
+	fprintf(out, "log_format = %s\n", c->log_json ? "json" : "logfmt");
+	if (c->user[0])
+		fprintf(out, "user = %s\n", c->user);
 	if (c->upstream_count) {
 		fprintf(out, "upstream =");
 		for (uint32_t i = 0; i < c->upstream_count; i++)

@@ -58,6 +58,10 @@ struct config {
 	bool metrics_enabled;               /* metrics_listen = off: false */
 
 	int log_level;                      /* enum log_level (log.h) */
+	bool log_json;                      /* log_format = json */
+
+	/* Run as this user after binding the listeners (empty: stay as started). */
+	char user[USER_NAME_MAX_BYTES + 1];
 
 	uint32_t accept_domain_count;
 	char accept_domains_text[4096];     /* as normalised, for config_print */

@@ -47,6 +47,8 @@
 
 /* Forwarding. */
 #define UPSTREAMS_MAX 8
+/* A user name for the `user` key (useradd allows 32 bytes). */
+#define USER_NAME_MAX_BYTES 32
 #define UPSTREAM_CONNECTIONS_DEFAULT 4
 #define UPSTREAM_CONNECTIONS_MAX 64
 #define UPSTREAM_TIMEOUT_DEFAULT_S 300
