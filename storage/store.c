@@ -76,6 +76,7 @@ struct store {
 	uint64_t segment_size_bytes;
 	uint64_t store_max_bytes;
 	bool fsync;
+	bool leftover;             /* store_open_leftover: takes no new records */
 	int dir_fd;                /* DIR/w<N>, flock()ed for the shard's lifetime */
 
 	uint32_t active_seq;
@@ -154,6 +155,8 @@ static void batch_pop(struct store *st)
 
 int store_admit(const struct store *st)
 {
+	if (st->leftover)
+		return -EROFS;
 	if (st->failed)
 		return -EIO;
 	if ((uint64_t)st->segments_in_use * st->segment_size_bytes >= st->store_max_bytes)
@@ -188,6 +191,8 @@ static int roll_to_spare(struct store *st)
 int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
 {
 	RMX_ASSERT(!st->reserved);
+	if (st->leftover)
+		return -EROFS;
 	if (st->failed)
 		return -EIO;
 	if (padded_bytes < RECORD_HEADER_BYTES || padded_bytes % RECORD_ALIGN_BYTES != 0)
@@ -339,7 +344,7 @@ bool store_busy(const struct store *st)
 
 bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq)
 {
-	if (st->failed || st->spare_fd >= 0 || st->spare_requested)
+	if (st->leftover || st->failed || st->spare_fd >= 0 || st->spare_requested)
 		return false;
 	if (st->active_seq >= SEGMENT_SEQ_MAX)
 		return false;
@@ -377,7 +382,8 @@ int store_retired_fd(struct store *st)
 void store_segment_removed(struct store *st, uint32_t seq)
 {
 	RMX_ASSERT(seq < st->active_seq && !batches_use_seq(st, seq));
-	RMX_ASSERT(st->segments_in_use > 1);
+	/* The active segment always stays, but a leftover shard has none. */
+	RMX_ASSERT(st->segments_in_use > (st->leftover ? 0u : 1u));
 	st->segments_in_use--;
 }
 
@@ -677,9 +683,58 @@ static int check_config(const struct store_config *cfg, char *err, size_t errlen
 	return -EINVAL;
 }
 
+/*
+ * Recovery of a leftover shard: empty segments at the end (spares, an
+ * unused active one) are removed; every other segment is recovered, the
+ * newest like an active one (its torn tail cut). No segment stays open and
+ * none is created; active_seq is past the newest so that every segment
+ * counts as sealed.
+ */
+static int recover_leftover(struct store *st, struct store_recovery_stats *stats, char *err,
+			    size_t errlen)
+{
+	uint32_t *seqs = NULL;
+	size_t count = 0;
+	int rc = segment_list(st->dir_fd, &seqs, &count);
+	if (rc != 0)
+		return fail(err, errlen, rc, "list segments in shard", st->data_dir);
+	while (rc == 0 && count > 0) {
+		char name[SEGMENT_NAME_MAX_BYTES];
+		segment_name_format(name, seqs[count - 1]);
+		struct segment_map m;
+		rc = segment_map_open(st->dir_fd, seqs[count - 1], false, &m);
+		if (rc != 0) {
+			rc = fail(err, errlen, rc, "open segment", name);
+			break;
+		}
+		bool empty = m.size_bytes == 0 || segment_data_end(m.image, m.size_bytes) == 0;
+		segment_map_close(&m, false);
+		if (!empty)
+			break;
+		if (unlinkat(st->dir_fd, name, 0) != 0 || fsync(st->dir_fd) != 0)
+			rc = fail(err, errlen, -errno, "remove empty segment", name);
+		count--;
+	}
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		bool newest = i + 1 == count;
+		int fd = -1;
+		uint64_t size = 0, tail = 0;
+		rc = recover_segment(st, seqs[i], newest, stats, &fd, &size, &tail, err, errlen);
+		if (fd >= 0)
+			close(fd);
+	}
+	st->active_seq = count ? seqs[count - 1] + 1 : 1;
+	st->segments_in_use = (uint32_t)count;
+	stats->segments = st->segments_in_use;
+	free(seqs);
+	return rc;
+}
+
 static int store_recover(struct store *st, struct store_recovery_stats *stats, char *err,
 			 size_t errlen)
 {
+	if (st->leftover)
+		return recover_leftover(st, stats, err, errlen);
 	uint32_t *seqs = NULL;
 	size_t count = 0;
 	int rc = segment_list(st->dir_fd, &seqs, &count);
@@ -737,8 +792,8 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 	return 0;
 }
 
-int store_open(const struct store_config *cfg, struct store **out,
-	       struct store_recovery_stats *stats, char *err, size_t errlen)
+static int store_open_mode(const struct store_config *cfg, bool leftover, struct store **out,
+			   struct store_recovery_stats *stats, char *err, size_t errlen)
 {
 	*out = NULL;
 	memset(stats, 0, sizeof(*stats));
@@ -756,6 +811,7 @@ int store_open(const struct store_config *cfg, struct store **out,
 	st->segment_size_bytes = cfg->segment_size_bytes;
 	st->store_max_bytes = cfg->store_max_bytes;
 	st->fsync = cfg->fsync;
+	st->leftover = leftover;
 	st->data_dir = strdup(cfg->data_dir);
 	st->batch = calloc(STORE_BATCH_SLOTS, sizeof(*st->batch));
 	if (st->data_dir == NULL || st->batch == NULL) {
@@ -771,4 +827,21 @@ int store_open(const struct store_config *cfg, struct store **out,
 	}
 	*out = st;
 	return 0;
+}
+
+int store_open(const struct store_config *cfg, struct store **out,
+	       struct store_recovery_stats *stats, char *err, size_t errlen)
+{
+	return store_open_mode(cfg, false, out, stats, err, errlen);
+}
+
+int store_open_leftover(const struct store_config *cfg, struct store **out,
+			struct store_recovery_stats *stats, char *err, size_t errlen)
+{
+	return store_open_mode(cfg, true, out, stats, err, errlen);
+}
+
+uint32_t store_first_unsealed_seq(const struct store *st)
+{
+	return st->active_seq;
 }

@@ -54,6 +54,23 @@ struct store_recovery_stats {
 RMX_MUST_CHECK int store_open(const struct store_config *cfg, struct store **out,
 			      struct store_recovery_stats *stats, char *err, size_t errlen);
 
+/*
+ * Start-up (blocking), for a leftover shard: DIR/w<N> with N >= workers, left
+ * by a run with more workers. Locks and recovers it like store_open (torn
+ * tail of its newest segment cut, bad records quarantined) and removes its
+ * empty segments at the end (spares), but opens no active segment and makes
+ * no spare: the shard takes no new records (store_admit and store_reserve
+ * say -EROFS). Its segments are forwarded and reclaimed like any other, and
+ * once the last is gone the shard holds none.
+ */
+RMX_MUST_CHECK int store_open_leftover(const struct store_config *cfg, struct store **out,
+				       struct store_recovery_stats *stats, char *err,
+				       size_t errlen);
+
+/* Segments below this sequence are sealed: every record in them was
+ * recovered or committed (queue_set_active_segment takes it). */
+uint32_t store_first_unsealed_seq(const struct store *st);
+
 /* Closes files and frees the shard. Commits must be finished. */
 void store_close(struct store *st);
 

@@ -891,6 +891,72 @@ static void test_random_interleavings(void)
 	rm_rf(dir);
 }
 
+/* A shard left by a run with more workers: recovered (torn tail cut, spare
+ * removed), takes no records, and every segment can be removed. */
+static void test_leftover_shard(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "leftover");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	const size_t body = 100000; /* ten records per 1 MiB segment */
+	for (int i = 0; i < 13;) {
+		int rc = rec_add(st, i, body);
+		if (rc == -EAGAIN) {
+			while (run_commit(st, 0, NULL))
+				;
+			provide_spare(st);
+			continue;
+		}
+		REQUIRE(rc == 0);
+		i++;
+	}
+	while (run_commit(st, 0, NULL))
+		;
+	provide_spare(st);
+	/* A torn record at the end of segment 2, as a crash leaves it. */
+	REQUIRE(rec_add(st, 13, 300) == 0);
+	struct store_commit c;
+	REQUIRE(store_commit_begin(st, &c));
+	REQUIRE(pwrite(c.fd, c.iov[0].iov_base, 20, (off_t)c.offset) == 20);
+	store_commit_done(st, -EIO, on_done, NULL);
+	close_retired(st);
+	store_close(st);
+	CHECK(file_exists(dir, "w5/00000003.seg")); /* the spare */
+
+	struct store *lo = NULL;
+	char err[256] = "";
+	REQUIRE(store_open_leftover(&cfg, &lo, &rs, err, sizeof(err)) == 0);
+	CHECK_EQ_U(rs.records, 13);
+	CHECK_EQ_U(rs.segments, 2);
+	CHECK(rs.truncated_bytes > 0);
+	CHECK(!file_exists(dir, "w5/00000003.seg")); /* empty spare removed */
+	CHECK((store_admit(lo)) == -EROFS);
+	uint64_t qid;
+	CHECK((store_reserve(lo, 4096, &qid)) == -EROFS);
+	const char *path;
+	uint32_t seq;
+	CHECK(!store_spare_wanted(lo, &path, &seq));
+	CHECK_EQ_U(store_first_unsealed_seq(lo), 3);
+	/* A second opener is refused while the shard is held. */
+	struct store *again = NULL;
+	CHECK((store_open_leftover(&cfg, &again, &rs, err, sizeof(err))) == -EBUSY);
+	store_segment_removed(lo, 1);
+	store_segment_removed(lo, 2);
+	struct store_stats ss;
+	store_get_stats(lo, &ss);
+	CHECK_EQ_U(ss.segments, 0);
+	store_close(lo);
+	uint64_t ids[16];
+	uint32_t bad = 9;
+	CHECK_EQ_U(find_all(dir, 5, ids, 16, &bad), 13);
+	CHECK_EQ_U(bad, 0);
+	for (int i = 0; i < 14; i++)
+		rec_free(&recs[i]);
+}
+
 int main(void)
 {
 	REQUIRE(mkdtemp(tmp_root) != NULL);
@@ -905,6 +971,7 @@ int main(void)
 	test_list_shards_and_args();
 	test_random_interleavings();
 	test_segment_size_change();
+	test_leftover_shard();
 	rm_rf(tmp_root);
 	return test_main_end("store");
 }
