@@ -60,6 +60,7 @@ struct fwd_dsn {
 	uint64_t queue_id;
 	uint64_t padded_bytes;
 	int64_t arrival_unix_ms;
+	uint32_t recipients; /* the recipients it reports */
 };
 
 struct fwd_slot {
@@ -87,8 +88,9 @@ struct fwd_slot {
 	bool body_pending;         /* SEND_BODY: the body goes after out */
 	uint8_t in[FWD_IN_BYTES];
 
-	/* The message attached to the slot. */
+	/* The message attached to the slot, and its shard (index into shards). */
 	struct queue_msg *msg;
+	uint32_t shard;
 	uint8_t *rec;
 	uint64_t rec_bytes;
 	struct record_view view;
@@ -106,6 +108,7 @@ struct fwd_slot {
 };
 
 struct seg_fd {
+	uint32_t shard; /* index into shards */
 	uint32_t seq;
 	int fd;
 };
@@ -120,12 +123,17 @@ struct forward {
 	bool draining;
 	uint64_t upstream_down_until_ms[UPSTREAMS_MAX];
 
+	uint32_t due_next;         /* shard asked first for a due message */
+
 	bool dlog_inflight;
+	uint32_t dlog_shard;       /* whose commit is in flight */
+	uint32_t dlog_next;        /* asked first for the next commit */
 	uint32_t dlog_cqes_left;
 	int dlog_error;
 	struct queue_commit dlog_commit;
 
 	bool reclaim_inflight;
+	uint32_t reclaim_shard;
 	uint32_t reclaim_seq;
 	char reclaim_seg_path[PATH_MAX];
 	char reclaim_dlog_path[PATH_MAX];
@@ -147,37 +155,54 @@ static uint64_t slot_ud(enum ring_op op, const struct fwd_slot *s)
 	return ring_ud(op, s->gen, s->index);
 }
 
-static void shard_path(const struct forward *f, char *out, size_t cap, const char *name)
+static struct queue *shard_queue(const struct forward *f, uint32_t shard)
 {
-	int n = snprintf(out, cap, "%s/w%u/%s", f->cfg->data_dir, f->env.worker, name);
+	RMX_ASSERT(shard < f->env.shard_count);
+	return f->env.shards[shard].queue;
+}
+
+/* The queue of the slot's message. */
+static struct queue *slot_queue(const struct forward *f, const struct fwd_slot *s)
+{
+	return shard_queue(f, s->shard);
+}
+
+static void shard_path(const struct forward *f, uint32_t shard, char *out, size_t cap,
+		       const char *name)
+{
+	RMX_ASSERT(shard < f->env.shard_count);
+	int n = snprintf(out, cap, "%s/w%u/%s", f->cfg->data_dir, f->env.shards[shard].id, name);
 	RMX_ASSERT(n > 0 && (size_t)n < cap);
 }
 
-/* A read-only fd for segment seq, opened on first use (a rare open(2) of a
- * local file; the reads themselves go through the ring). */
-static int segment_fd(struct forward *f, uint32_t seq)
+/* A read-only fd for segment seq of a shard, opened on first use (a rare
+ * open(2) of a local file; the reads themselves go through the ring). */
+static int segment_fd(struct forward *f, uint32_t shard, uint32_t seq)
 {
 	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
-		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].seq == seq)
+		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].shard == shard &&
+		    f->seg_fds[i].seq == seq)
 			return f->seg_fds[i].fd;
 	char name[SEGMENT_NAME_MAX_BYTES], path[PATH_MAX];
 	segment_name_format(name, seq);
-	shard_path(f, path, sizeof(path), name);
+	shard_path(f, shard, path, sizeof(path), name);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct seg_fd *e = &f->seg_fds[f->seg_fd_next++ % FWD_SEGMENT_FDS];
 	if (e->fd >= 0)
 		close(e->fd);
+	e->shard = shard;
 	e->seq = seq;
 	e->fd = fd;
 	return fd;
 }
 
-static void segment_fd_forget(struct forward *f, uint32_t seq)
+static void segment_fd_forget(struct forward *f, uint32_t shard, uint32_t seq)
 {
 	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++) {
-		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].seq == seq) {
+		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].shard == shard &&
+		    f->seg_fds[i].seq == seq) {
 			close(f->seg_fds[i].fd);
 			f->seg_fds[i].fd = -1;
 		}
@@ -220,7 +245,7 @@ static void dsn_free(struct fwd_dsn *d)
  * due at due_unix_ms (DONE or RETRY: either way the slot lets go of it). */
 static void msg_requeue(struct forward *f, struct fwd_slot *s, int64_t due_unix_ms)
 {
-	enum queue_attempt_result r = queue_requeue(f->env.queue, s->msg, due_unix_ms);
+	enum queue_attempt_result r = queue_requeue(slot_queue(f, s), s->msg, due_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	msg_free(s);
 }
@@ -237,13 +262,13 @@ static void msg_attempt_finished(struct forward *f, struct fwd_slot *s)
 {
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id); /* before: DONE frees the message */
-	enum queue_attempt_result r = queue_attempt_done(f->env.queue, s->msg, f->now_unix_ms);
+	enum queue_attempt_result r = queue_attempt_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 	log_debug("event=attempt_done worker=%u id=%.16s result=%s", f->env.worker, id,
 		  attempt_result_name(r));
 	if (r == QUEUE_ATTEMPT_BOUNCE_DUE) {
 		if (dsn_start(f, s))
 			return; /* the slot keeps the message until the DSN is durable */
-		r = queue_bounce_done(f->env.queue, s->msg, f->now_unix_ms);
+		r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 		RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	}
 	msg_free(s);
@@ -255,7 +280,7 @@ static void msg_fail_all(struct forward *f, struct fwd_slot *s, enum queue_outco
 {
 	uint16_t enh = dlog_enhanced_parse(span_make(status, strlen(status)));
 	for (uint32_t i = 0; i < s->rcpt_count; i++)
-		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], outcome, code, enh,
+		queue_outcome(slot_queue(f, s), s->msg, s->rcpt_index[i], outcome, code, enh,
 			      f->now_unix_ms);
 	if (outcome == QUEUE_OUTCOME_TEMPFAIL) {
 		f->stats.deferred += s->rcpt_count;
@@ -309,7 +334,7 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 				       : r->code >= 500 && r->code < 600 ? QUEUE_OUTCOME_PERMFAIL
 									 : QUEUE_OUTCOME_TEMPFAIL;
 		uint16_t code = r->code ? r->code : 451;
-		queue_outcome(f->env.queue, s->msg, s->rcpt_index[i], o, code, result_enhanced(r),
+		queue_outcome(slot_queue(f, s), s->msg, s->rcpt_index[i], o, code, result_enhanced(r),
 			      f->now_unix_ms);
 		if (o == QUEUE_OUTCOME_DELIVERED) {
 			f->stats.delivered++;
@@ -461,9 +486,20 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 				d->status = span_make(res->status, strlen(res->status));
 				d->remote_mta = span_make("", 0);
 			} else {
+				/* The last reply the relay gave (codes only: the
+				 * text is not kept across attempts). */
+				char last[48] = "";
+				unsigned cls, subj, det;
+				if (queue_msg_last_reply_code(m) &&
+				    dlog_enhanced_unpack(queue_msg_last_enhanced(m), &cls, &subj, &det))
+					snprintf(last, sizeof(last), "; last reply %u %u.%u.%u",
+						 queue_msg_last_reply_code(m), cls, subj, det);
+				else if (queue_msg_last_reply_code(m))
+					snprintf(last, sizeof(last), "; last reply %u",
+						 queue_msg_last_reply_code(m));
 				int len = snprintf(diag[n], FWD_DIAG_BYTES,
-						   "delivery time expired after %u attempts",
-						   (unsigned)queue_msg_attempts(m));
+						   "delivery time expired after %u attempts%s",
+						   (unsigned)queue_msg_attempts(m), last);
 				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0));
 				d->status = span_make("5.4.7", 5);
 			}
@@ -525,13 +561,32 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 		return false;
 	}
 	dsn->active = true;
+	dsn->recipients = n;
 	dsn->reserve_wait = true; /* stored by dsn_store() below or on a later turn */
-	f->stats.bounced += n;
-	metrics_add(&f->env.metrics->forward_bounces, n);
 	log_info("event=bounce worker=%u id=%.16s to=\"%.*s\" recipients=%u", f->env.worker, id,
 		 (int)RMX_MIN(s->reverse_path.len, (size_t)256), (const char *)s->reverse_path.ptr,
 		 n);
 	return true;
+}
+
+/*
+ * The slot's DSN cannot be stored (the shard failed, or the DSN does not fit
+ * a segment): the recipients it was for go back to pending and the message
+ * to the queue, retried after retry_min like a temporary failure; the next
+ * attempt refuses or expires them again and asks for the DSN again. The slot
+ * is free at once, and nothing final was logged, so nothing is lost.
+ */
+static void dsn_abandon(struct forward *f, struct fwd_slot *s, int error)
+{
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_msg_id(s->msg), id);
+	log_error("event=bounce_store_failed worker=%u id=%.16s error=%d retry_s=%u", f->env.worker,
+		  id, error, f->cfg->retry_min_s);
+	enum queue_attempt_result r = queue_bounce_failed(
+		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->cfg->retry_min_s * 1000);
+	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
+	dsn_free(&s->dsn);
+	msg_free(s);
 }
 
 /* Reserves, seals and appends the slot's DSN record; retried on -EAGAIN. */
@@ -541,17 +596,11 @@ static void dsn_store(struct forward *f, struct fwd_slot *s)
 	RMX_ASSERT(d->active && d->reserve_wait);
 	uint64_t padded = record_padded_length(d->env.len, d->body_len);
 	uint64_t qid;
-	int rc = store_reserve(f->env.store, padded, &qid);
+	int rc = store_reserve(f->env.shards[0].store, padded, &qid);
 	if (rc == -EAGAIN)
 		return;
 	if (rc != 0) {
-		/* The store is failed or full: the bounce waits in the queue for a
-		 * restart (the message stays in flight here, nothing is lost). */
-		char id[RECORD_QUEUE_ID_CHARS];
-		queue_id_format(queue_msg_id(s->msg), id);
-		log_error("event=bounce_store_failed worker=%u id=%.16s error=%d", f->env.worker, id,
-			  rc);
-		d->reserve_wait = false;
+		dsn_abandon(f, s, rc);
 		return;
 	}
 	static const uint8_t zeros[RECORD_ALIGN_BYTES];
@@ -565,7 +614,7 @@ static void dsn_store(struct forward *f, struct fwd_slot *s)
 	d->parts[3] = (struct iovec){ (void *)zeros, record_padding(d->header.length) };
 	d->queue_id = qid;
 	d->padded_bytes = padded;
-	rc = store_append(f->env.store, qid, d->parts, 4, FORWARD_COOKIE_BIT | s->index);
+	rc = store_append(f->env.shards[0].store, qid, d->parts, 4, FORWARD_COOKIE_BIT | s->index);
 	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
 	d->reserve_wait = false;
 }
@@ -577,14 +626,16 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 	struct fwd_slot *s = &f->slots[i];
 	RMX_ASSERT(s->dsn.active && s->msg);
 	if (result != 0) {
-		log_error("event=bounce_store_failed worker=%u error=%d", f->env.worker, result);
-		return; /* as in dsn_store: kept in flight until a restart */
+		dsn_abandon(f, s, result);
+		return;
 	}
-	int rc = queue_add(f->env.queue, s->dsn.queue_id, s->dsn.padded_bytes, 1,
+	f->stats.bounced += s->dsn.recipients;
+	metrics_add(&f->env.metrics->forward_bounces, s->dsn.recipients);
+	int rc = queue_add(shard_queue(f, 0), s->dsn.queue_id, s->dsn.padded_bytes, 1,
 			   s->dsn.arrival_unix_ms, f->now_unix_ms);
 	if (rc != 0)
 		log_error("event=queue_add_failed worker=%u error=%d", f->env.worker, rc);
-	enum queue_attempt_result r = queue_bounce_done(f->env.queue, s->msg, f->now_unix_ms);
+	enum queue_attempt_result r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	dsn_free(&s->dsn);
 	msg_free(s);
@@ -875,7 +926,7 @@ static void slot_read_record(struct forward *f, struct fwd_slot *s)
 	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
 	s->rec_bytes = queue_msg_padded_bytes(s->msg);
 	s->rec = malloc(s->rec_bytes);
-	int fd = s->rec ? segment_fd(f, seq) : -ENOMEM;
+	int fd = s->rec ? segment_fd(f, s->shard, seq) : -ENOMEM;
 	if (fd < 0) {
 		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
 			  fd);
@@ -902,14 +953,14 @@ static void on_read(struct forward *f, struct fwd_slot *s, int res)
 		/* DESIGN.md: a record that does not read back is set aside, never sent. */
 		log_error("event=record_set_aside worker=%u id=%.16s read=%d check=%d", f->env.worker,
 			  id, res, (int)rc);
-		queue_set_aside(f->env.queue, s->msg, f->now_unix_ms);
+		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
 		msg_free(s);
 		return;
 	}
 	if (!msg_parse(f, s)) {
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
-		queue_set_aside(f->env.queue, s->msg, f->now_unix_ms);
+		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
 		msg_free(s);
 		return;
 	}
@@ -928,10 +979,19 @@ static void on_read(struct forward *f, struct fwd_slot *s, int res)
 
 /* ---- the delivery log and reclamation ---------------------------------------- */
 
+/* One delivery-log commit in flight, the shards taking turns. */
 static void dlog_submit(struct forward *f)
 {
-	if (f->dlog_inflight || !queue_commit_begin(f->env.queue, &f->dlog_commit))
+	if (f->dlog_inflight)
 		return;
+	uint32_t n = f->env.shard_count, k = 0;
+	while (k < n && !queue_commit_begin(shard_queue(f, (f->dlog_next + k) % n),
+					    &f->dlog_commit))
+		k++;
+	if (k == n)
+		return;
+	f->dlog_shard = (f->dlog_next + k) % n;
+	f->dlog_next = f->dlog_shard + 1;
 	struct queue_commit *c = &f->dlog_commit;
 	RMX_ASSERT(c->count >= 1 && c->count <= QUEUE_COMMIT_WRITES_MAX);
 	f->dlog_inflight = true;
@@ -966,21 +1026,26 @@ static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
 	if (f->dlog_error)
 		log_error("event=delivery_log_failed worker=%u error=%d", f->env.worker,
 			  f->dlog_error);
-	queue_commit_done(f->env.queue, f->dlog_error);
+	queue_commit_done(shard_queue(f, f->dlog_shard), f->dlog_error);
 }
 
 static void reclaim_submit(struct forward *f)
 {
-	uint32_t seq;
-	if (f->reclaim_inflight || !queue_reclaimable(f->env.queue, &seq))
+	uint32_t seq = 0, shard = 0;
+	if (f->reclaim_inflight)
+		return;
+	while (shard < f->env.shard_count && !queue_reclaimable(shard_queue(f, shard), &seq))
+		shard++;
+	if (shard == f->env.shard_count)
 		return;
 	char seg[SEGMENT_NAME_MAX_BYTES], dl[DLOG_NAME_MAX_BYTES];
 	segment_name_format(seg, seq);
 	dlog_name_format(dl, seq);
-	shard_path(f, f->reclaim_seg_path, sizeof(f->reclaim_seg_path), seg);
-	shard_path(f, f->reclaim_dlog_path, sizeof(f->reclaim_dlog_path), dl);
-	segment_fd_forget(f, seq);
+	shard_path(f, shard, f->reclaim_seg_path, sizeof(f->reclaim_seg_path), seg);
+	shard_path(f, shard, f->reclaim_dlog_path, sizeof(f->reclaim_dlog_path), dl);
+	segment_fd_forget(f, shard, seq);
 	f->reclaim_inflight = true;
+	f->reclaim_shard = shard;
 	f->reclaim_seq = seq;
 	/* The segment first, its log once that is done: a crash between leaves
 	 * an orphan log that queue_open removes. (Not IOSQE_IO_DRAIN: with
@@ -1003,17 +1068,20 @@ static void on_reclaim(struct forward *f, uint32_t which, int res)
 		return;
 	}
 	f->reclaim_inflight = false;
-	int fd = queue_reclaimed(f->env.queue, f->reclaim_seq);
+	const struct forward_shard *sh = &f->env.shards[f->reclaim_shard];
+	int fd = queue_reclaimed(sh->queue, f->reclaim_seq);
 	if (fd >= 0)
 		close(fd);
-	store_segment_removed(f->env.store, f->reclaim_seq);
-	log_info("event=segment_reclaimed worker=%u seq=%u", f->env.worker, f->reclaim_seq);
+	store_segment_removed(sh->store, f->reclaim_seq);
+	log_info("event=segment_reclaimed worker=%u shard=w%u seq=%u", f->env.worker, sh->id,
+		 f->reclaim_seq);
 }
 
 /* ---- the public face ---------------------------------------------------------- */
 
 int forward_new(const struct forward_env *env, struct forward **out)
 {
+	RMX_ASSERT(env->shard_count >= 1 && env->shard_count <= FORWARD_SHARDS_MAX);
 	struct forward *f = calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;
@@ -1062,7 +1130,7 @@ void forward_free(struct forward *f)
 void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padded_bytes,
 			    uint32_t rcpt_count, int64_t arrival_unix_ms)
 {
-	int rc = queue_add(f->env.queue, queue_id, padded_bytes, rcpt_count, arrival_unix_ms,
+	int rc = queue_add(shard_queue(f, 0), queue_id, padded_bytes, rcpt_count, arrival_unix_ms,
 			   f->now_unix_ms ? f->now_unix_ms : arrival_unix_ms);
 	if (rc != 0) {
 		char id[RECORD_QUEUE_ID_CHARS];
@@ -1070,6 +1138,23 @@ void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padde
 		log_error("event=queue_add_failed worker=%u id=%.16s error=%d", f->env.worker, id,
 			  rc);
 	}
+}
+
+/* Attaches a due message of some shard to the slot, the shards taking turns. */
+static bool next_due(struct forward *f, struct fwd_slot *s, int64_t now_unix_ms)
+{
+	uint32_t n = f->env.shard_count;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t shard = (f->due_next + k) % n;
+		struct queue_msg *m = queue_next_due(shard_queue(f, shard), now_unix_ms);
+		if (m) {
+			s->msg = m;
+			s->shard = shard;
+			f->due_next = shard + 1;
+			return true;
+		}
+	}
+	return false;
 }
 
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
@@ -1104,17 +1189,19 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 			continue;
 		if (s->state == SLOT_SESSION && !s->client_ready)
 			continue; /* greeting or RSET still running */
-		struct queue_msg *m = queue_next_due(f->env.queue, now_unix_ms);
-		if (!m)
+		if (!next_due(f, s, now_unix_ms))
 			break;
-		s->msg = m;
 		slot_read_record(f, s);
 	}
 	dlog_submit(f);
 	reclaim_submit(f);
-	struct queue_stats qs;
-	queue_get_stats(f->env.queue, &qs);
-	metrics_set(&f->env.metrics->forward_pending_records, qs.messages);
+	uint64_t pending = 0;
+	for (uint32_t k = 0; k < f->env.shard_count; k++) {
+		struct queue_stats qs;
+		queue_get_stats(shard_queue(f, k), &qs);
+		pending += qs.messages;
+	}
+	metrics_set(&f->env.metrics->forward_pending_records, pending);
 }
 
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
@@ -1170,8 +1257,9 @@ bool forward_drain(struct forward *f, bool hurry)
 			msg_requeue(f, s, f->now_unix_ms);
 		busy |= s->state != SLOT_IDLE || s->msg != NULL || s->read_inflight;
 	}
-	return busy || f->dlog_inflight || queue_commit_busy(f->env.queue) ||
-	       f->reclaim_inflight;
+	for (uint32_t k = 0; k < f->env.shard_count; k++)
+		busy |= queue_commit_busy(shard_queue(f, k));
+	return busy || f->dlog_inflight || f->reclaim_inflight;
 }
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out)

@@ -24,13 +24,24 @@ struct store;
 struct queue;
 struct forward;
 
+#define FORWARD_SHARDS_MAX WORKERS_MAX
+
 /* Store cookies with this bit belong to the forwarder (DSN records). */
 #define FORWARD_COOKIE_BIT (1ull << 63)
 
-struct forward_env {
-	struct io_uring *ring;
+/* A store shard whose mail the forwarder sends: the worker's own, and any
+ * leftover shard (store_open_leftover) the worker was given at start-up, so
+ * that a smaller worker count strands no mail (DESIGN.md "Storage"). */
+struct forward_shard {
+	uint32_t id;          /* the shard is DATA_DIR/w<id> */
 	struct store *store;
 	struct queue *queue;
+};
+
+struct forward_env {
+	struct io_uring *ring;
+	const struct forward_shard *shards; /* [0]: the worker's own (new records, DSNs) */
+	uint32_t shard_count;               /* 1 .. FORWARD_SHARDS_MAX */
 	const struct config *cfg;
 	uint32_t worker;
 	struct metrics_worker *metrics;

@@ -24,6 +24,7 @@
 
 #include "../storage/queue.h"
 #include "../storage/store.h"
+#include "control.h"
 #include "config.h"
 #include "limits.h"
 #include "log.h"
@@ -95,6 +96,131 @@ static int cpu_for_worker(uint32_t i)
 }
 
 /*
+ * Opens store shard DATA_DIR/w<id> and its forwarding queue (blocking
+ * recovery). leftover: a shard left by a run with more workers, which takes
+ * no new records (store_open_leftover). Returns 0, or -1 after saying why
+ * on stderr.
+ */
+static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
+		      struct forward_shard *out)
+{
+	char err[512];
+	struct store_config sc = {
+		.data_dir = cfg->data_dir,
+		.worker = id,
+		.segment_size_bytes = cfg->segment_size_bytes,
+		.store_max_bytes = cfg->store_max_bytes / cfg->workers,
+		.fsync = cfg->fsync,
+	};
+	struct store_recovery_stats rs;
+	memset(&rs, 0, sizeof(rs));
+	memset(out, 0, sizeof(*out));
+	out->id = id;
+	int rc = leftover ? store_open_leftover(&sc, &out->store, &rs, err, sizeof(err))
+			  : store_open(&sc, &out->store, &rs, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "ringmx: store shard w%u: %s\n", id, err);
+		return -1;
+	}
+	log_info("event=store_recovered shard=w%u leftover=%s segments=%u records=%llu bytes=%llu "
+		 "quarantined=%u truncated_bytes=%llu",
+		 id, leftover ? "yes" : "no", rs.segments, (unsigned long long)rs.records,
+		 (unsigned long long)rs.bytes, rs.quarantined,
+		 (unsigned long long)rs.truncated_bytes);
+	if (rs.quarantined)
+		log_warn("event=store_quarantine shard=w%u records=%u note=\"bad records "
+			 "set aside in %s/w%u/quarantine\"", id, rs.quarantined, cfg->data_dir, id);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct queue_config qc = {
+		.data_dir = cfg->data_dir,
+		.worker = id,
+		.retry_min_ms = (int64_t)cfg->retry_min_s * 1000,
+		.retry_max_ms = (int64_t)cfg->retry_max_s * 1000,
+		.max_lifetime_ms = (int64_t)cfg->max_queue_lifetime_s * 1000,
+		.fsync = cfg->fsync,
+		.jitter_seed = (uint64_t)now.tv_nsec * 2654435761u + id + 1,
+		.now_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+	};
+	struct queue_recovery_stats qs;
+	memset(&qs, 0, sizeof(qs));
+	rc = queue_open(&qc, &out->queue, &qs, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "ringmx: forwarding queue of shard w%u: %s\n", id, err);
+		store_close(out->store);
+		out->store = NULL;
+		return -1;
+	}
+	if (leftover) /* every segment of it is sealed: all may be reclaimed */
+		queue_set_active_segment(out->queue, store_first_unsealed_seq(out->store));
+	log_info("event=queue_recovered shard=w%u messages=%llu recipients=%llu "
+		 "records_final=%llu log_entries=%llu log_bad_bytes=%llu",
+		 id, (unsigned long long)qs.messages_pending,
+		 (unsigned long long)qs.recipients_pending, (unsigned long long)qs.records_final,
+		 (unsigned long long)qs.log_entries, (unsigned long long)qs.log_bad_bytes);
+	return 0;
+}
+
+static void shards_close(struct worker *w)
+{
+	for (uint32_t k = 0; k < w->shard_count; k++) {
+		queue_close(w->shards[k].queue);
+		store_close(w->shards[k].store);
+	}
+	w->shard_count = 0;
+}
+
+/* Removes an empty leftover shard directory (and its empty control/);
+ * anything still in it (a quarantine/) keeps it, which is fine. */
+static void remove_empty_shard(const struct config *cfg, uint32_t id)
+{
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof(path), "%s/w%u/%s", cfg->data_dir, id, CONTROL_DIR_NAME);
+	(void)rmdir(path);
+	snprintf(path, sizeof(path), "%s/w%u", cfg->data_dir, id);
+	if (rmdir(path) == 0)
+		log_info("event=shard_removed shard=w%u reason=empty_leftover", id);
+}
+
+/*
+ * Shards w<k> with k >= workers, left by a run with more workers: worker
+ * k mod workers forwards their mail and reclaims their segments, so that
+ * changing `workers` never strands mail (DESIGN.md "Storage"). They take
+ * no new records. Returns 0, or -1 after saying why on stderr.
+ */
+static int adopt_leftover_shards(const struct config *cfg, struct worker *workers)
+{
+	uint32_t ids[WORKERS_MAX];
+	int n = store_list_shards(cfg->data_dir, ids, WORKERS_MAX);
+	if (n < 0) {
+		fprintf(stderr, "ringmx: cannot list shards in %s: %s\n", cfg->data_dir,
+			strerror(-n));
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		if (ids[i] < cfg->workers)
+			continue;
+		struct worker *w = &workers[ids[i] % cfg->workers];
+		RMX_ASSERT(w->shard_count < FORWARD_SHARDS_MAX);
+		struct forward_shard *sh = &w->shards[w->shard_count];
+		if (open_shard(cfg, ids[i], true, sh) != 0)
+			return -1;
+		struct store_stats ss;
+		store_get_stats(sh->store, &ss);
+		if (ss.segments == 0) {
+			queue_close(sh->queue);
+			store_close(sh->store);
+			remove_empty_shard(cfg, ids[i]);
+			continue;
+		}
+		w->shard_count++;
+		log_info("event=shard_adopted shard=w%u worker=%u segments=%u", ids[i], w->id,
+			 ss.segments);
+	}
+	return 0;
+}
+
+/*
  * Undoes a start-up that failed part way: stops the workers already running,
  * then closes what the others were given. Every resource is released so that
  * a refused start leaves nothing behind (and leak checkers see nothing).
@@ -116,10 +242,7 @@ static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t st
 			close(w->wake_fd);
 		if (w->metrics_fd >= 0)
 			close(w->metrics_fd);
-		if (w->queue)
-			queue_close(w->queue);
-		if (w->store)
-			store_close(w->store);
+		shards_close(w);
 	}
 	free(workers);
 }
@@ -195,17 +318,6 @@ int main(int argc, char **argv)
 		log_warn("event=fsync_disabled note=\"fsync = never: acknowledged mail can be "
 			 "lost on a crash; for benchmarks only\"");
 
-	/* Shards left by a run with more workers: their mail is safe on disk and
-	 * listed by ringmx-store, but only a worker of the same number forwards
-	 * it. Say so rather than leave it unnoticed. */
-	uint32_t shards[WORKERS_MAX];
-	int shard_count = store_list_shards(cfg.data_dir, shards, WORKERS_MAX);
-	for (int i = 0; i < shard_count; i++)
-		if (shards[i] >= cfg.workers)
-			log_warn("event=shard_without_worker shard=w%u workers=%u note=\"its messages "
-				 "are kept but not forwarded until workers > %u\"",
-				 shards[i], cfg.workers, shards[i]);
-
 	static atomic_uint connections;
 	struct worker *workers = calloc(cfg.workers, sizeof(*workers));
 	if (!workers) {
@@ -259,52 +371,9 @@ int main(int argc, char **argv)
 		w->cpu = cpu_for_worker(i);
 		w->cfg = &cfg;
 		w->connections = &connections;
-		struct store_config sc = {
-			.data_dir = cfg.data_dir,
-			.worker = i,
-			.segment_size_bytes = cfg.segment_size_bytes,
-			.store_max_bytes = cfg.store_max_bytes / cfg.workers,
-			.fsync = cfg.fsync,
-		};
-		struct store_recovery_stats rs;
-		memset(&rs, 0, sizeof(rs));
-		int rc = store_open(&sc, &w->store, &rs, err, sizeof(err));
-		if (rc != 0) {
-			fprintf(stderr, "ringmx: store shard %u: %s\n", i, err);
+		if (open_shard(&cfg, i, false, &w->shards[0]) != 0)
 			goto fail;
-		}
-		log_info("event=store_recovered worker=%u segments=%u records=%llu bytes=%llu "
-			 "quarantined=%u truncated_bytes=%llu",
-			 i, rs.segments, (unsigned long long)rs.records, (unsigned long long)rs.bytes,
-			 rs.quarantined, (unsigned long long)rs.truncated_bytes);
-		if (rs.quarantined)
-			log_warn("event=store_quarantine worker=%u records=%u note=\"bad records "
-				 "set aside in %s/w%u/quarantine\"", i, rs.quarantined, cfg.data_dir, i);
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		struct queue_config qc = {
-			.data_dir = cfg.data_dir,
-			.worker = i,
-			.retry_min_ms = (int64_t)cfg.retry_min_s * 1000,
-			.retry_max_ms = (int64_t)cfg.retry_max_s * 1000,
-			.max_lifetime_ms = (int64_t)cfg.max_queue_lifetime_s * 1000,
-			.fsync = cfg.fsync,
-			.jitter_seed = (uint64_t)now.tv_nsec * 2654435761u + i + 1,
-			.now_unix_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
-		};
-		struct queue_recovery_stats qs;
-		memset(&qs, 0, sizeof(qs));
-		rc = queue_open(&qc, &w->queue, &qs, err, sizeof(err));
-		if (rc != 0) {
-			fprintf(stderr, "ringmx: forwarding queue of shard %u: %s\n", i, err);
-			goto fail;
-		}
-		log_info("event=queue_recovered worker=%u messages=%llu recipients=%llu "
-			 "records_final=%llu log_entries=%llu log_bad_bytes=%llu",
-			 i, (unsigned long long)qs.messages_pending,
-			 (unsigned long long)qs.recipients_pending,
-			 (unsigned long long)qs.records_final, (unsigned long long)qs.log_entries,
-			 (unsigned long long)qs.log_bad_bytes);
+		w->shard_count = 1;
 		for (uint32_t j = 0; j < cfg.listen_count; j++) {
 			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
 			if (fd < 0) {
@@ -327,6 +396,8 @@ int main(int argc, char **argv)
 			goto fail;
 		}
 	}
+	if (adopt_leftover_shards(&cfg, workers) != 0)
+		goto fail;
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		int rc = worker_start(&workers[i]);
 		if (rc != 0) {
@@ -393,8 +464,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		if (worker_join(&workers[i]) != 0)
 			status = 1;
-		queue_close(workers[i].queue);
-		store_close(workers[i].store);
+		shards_close(&workers[i]);
 		close(workers[i].wake_fd);
 	}
 	free(workers);

@@ -346,7 +346,7 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 					    now_unix, received, sizeof(received));
 	RMX_ASSERT(rlen > 0 && rlen <= TXN_HEADROOM_BYTES);
 	uint64_t qid;
-	int rc = store_reserve(l->w->store, txn_record_bytes(t, rlen), &qid);
+	int rc = store_reserve(l->w->shards[0].store, txn_record_bytes(t, rlen), &qid);
 	if (rc != 0)
 		return rc;
 	queue_id_format(qid, id_text);
@@ -355,7 +355,7 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 	RMX_ASSERT(rlen2 == rlen);
 	txn_set_received(t, received, rlen);
 	txn_seal(t, qid, l->now_unix_ms);
-	rc = store_append(l->w->store, qid, t->parts, t->nparts, conn_cookie(l, c));
+	rc = store_append(l->w->shards[0].store, qid, t->parts, t->nparts, conn_cookie(l, c));
 	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
 	c->flags |= CONN_WAIT_COMMIT;
 	return 0;
@@ -428,7 +428,7 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 static void commit_submit(struct worker_loop *l)
 {
 	struct store_commit sc;
-	if (l->commit_inflight || !store_commit_begin(l->w->store, &sc))
+	if (l->commit_inflight || !store_commit_begin(l->w->shards[0].store, &sc))
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_writev(sqe, sc.fd, sc.iov, (unsigned)sc.iovcnt, sc.offset);
@@ -453,7 +453,7 @@ static void commit_finish(struct worker_loop *l, int result)
 	l->commit_inflight = false;
 	metrics_observe_latency_ns(&l->w->metrics->fsync_latency,
 				   mono_ns() - l->commit_started_ns);
-	store_commit_done(l->w->store, result, commit_done_one, l);
+	store_commit_done(l->w->shards[0].store, result, commit_done_one, l);
 }
 
 static void on_commit_write(struct worker_loop *l, int res)
@@ -497,7 +497,7 @@ static void spare_step_submit(struct worker_loop *l)
 		io_uring_prep_fsync(sqe, l->spare_fd, IORING_FSYNC_DATASYNC);
 		break;
 	case SPARE_DIRSYNC:
-		io_uring_prep_fsync(sqe, store_dir_fd(l->w->store), 0);
+		io_uring_prep_fsync(sqe, store_dir_fd(l->w->shards[0].store), 0);
 		break;
 	default:
 		RMX_ASSERT(!"bad spare step");
@@ -509,13 +509,13 @@ static void spare_start(struct worker_loop *l)
 {
 	const char *path;
 	uint32_t seq;
-	if (l->spare_step != SPARE_IDLE || l->draining || !store_spare_wanted(l->w->store, &path, &seq))
+	if (l->spare_step != SPARE_IDLE || l->draining || !store_spare_wanted(l->w->shards[0].store, &path, &seq))
 		return;
 	if (!l->zero_chunk) {
 		void *z = mmap(NULL, SPARE_ZERO_CHUNK_BYTES, PROT_READ,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (z == MAP_FAILED) {
-			store_spare_ready(l->w->store, seq, -errno);
+			store_spare_ready(l->w->shards[0].store, seq, -errno);
 			return;
 		}
 		l->zero_chunk = z;
@@ -545,11 +545,11 @@ static void on_spare(struct worker_loop *l, int res)
 		 * and it is never deleted in this run (the queue says so). */
 		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%d", l->w->id,
 			  l->spare_seq, res);
-		int rc = queue_dlog_ready(l->w->queue, l->spare_seq, res);
+		int rc = queue_dlog_ready(l->w->shards[0].queue, l->spare_seq, res);
 		RMX_ASSERT(rc == 0 || rc == -EEXIST);
 		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
 		if (l->spare_step == SPARE_IDLE) {
-			store_spare_ready(l->w->store, l->spare_seq, l->spare_fd);
+			store_spare_ready(l->w->shards[0].store, l->spare_seq, l->spare_fd);
 			l->spare_fd = -1;
 			return;
 		}
@@ -562,7 +562,7 @@ static void on_spare(struct worker_loop *l, int res)
 		if (l->spare_fd >= 0)
 			close(l->spare_fd);
 		l->spare_step = SPARE_IDLE;
-		store_spare_ready(l->w->store, l->spare_seq, res);
+		store_spare_ready(l->w->shards[0].store, l->spare_seq, res);
 		return;
 	}
 	switch (l->spare_step) {
@@ -584,7 +584,7 @@ static void on_spare(struct worker_loop *l, int res)
 		l->spare_step = SPARE_DLOG;
 		break;
 	case SPARE_DLOG: {
-		int rc = queue_dlog_ready(l->w->queue, l->spare_seq, res);
+		int rc = queue_dlog_ready(l->w->shards[0].queue, l->spare_seq, res);
 		if (rc != 0) {
 			/* -EEXIST: the queue already holds this log (from start-up). */
 			close(res);
@@ -605,7 +605,7 @@ static void on_spare(struct worker_loop *l, int res)
 		RMX_ASSERT(!"bad spare step");
 	}
 	if (l->spare_step == SPARE_IDLE) {
-		store_spare_ready(l->w->store, l->spare_seq, l->spare_fd);
+		store_spare_ready(l->w->shards[0].store, l->spare_seq, l->spare_fd);
 		l->spare_fd = -1;
 		return;
 	}
@@ -615,7 +615,7 @@ static void on_spare(struct worker_loop *l, int res)
 /* Once per loop turn: start a commit, a spare, and retry waiting messages. */
 static void store_kick(struct worker_loop *l)
 {
-	l->budget.store_state = store_admit(l->w->store);
+	l->budget.store_state = store_admit(l->w->shards[0].store);
 	while (l->reserve_head != CONN_NONE) {
 		struct conn *c = &l->slab.conns[l->reserve_head];
 		int rc = 0;
@@ -640,14 +640,19 @@ static void store_kick(struct worker_loop *l)
 	}
 	commit_submit(l);
 	spare_start(l);
-	for (int fd; (fd = store_retired_fd(l->w->store)) >= 0;)
+	for (int fd; (fd = store_retired_fd(l->w->shards[0].store)) >= 0;)
 		close(fd); /* a sealed segment the store has finished writing */
 	forward_tick(l->forward, l->now_unix_ms, l->now_ms);
 	commit_submit(l); /* a bounce the forwarder just stored */
-	struct store_stats ss;
-	store_get_stats(l->w->store, &ss);
-	metrics_set(&l->w->metrics->store_bytes, ss.bytes_used);
-	metrics_set(&l->w->metrics->store_segments, ss.segments);
+	uint64_t bytes = 0, segments = 0;
+	for (uint32_t k = 0; k < l->w->shard_count; k++) {
+		struct store_stats ss;
+		store_get_stats(l->w->shards[k].store, &ss);
+		bytes += ss.bytes_used;
+		segments += ss.segments;
+	}
+	metrics_set(&l->w->metrics->store_bytes, bytes);
+	metrics_set(&l->w->metrics->store_segments, segments);
 }
 
 /* ---- feeding the session -------------------------------------------------- */
@@ -1100,7 +1105,7 @@ static bool drain_finished(struct worker_loop *l)
 {
 	bool late = l->now_ms >= l->drain_deadline_ms;
 	bool forwarding = forward_drain(l->forward, late);
-	return l->slab.used == 0 && !l->commit_inflight && !store_busy(l->w->store) &&
+	return l->slab.used == 0 && !l->commit_inflight && !store_busy(l->w->shards[0].store) &&
 	       l->spare_step == SPARE_IDLE && !forwarding;
 }
 
@@ -1108,16 +1113,20 @@ static bool drain_finished(struct worker_loop *l)
  * files read on the worker thread, only when asked. */
 static void apply_control(struct worker_loop *l)
 {
-	char shard_dir[PATH_MAX + 16];
-	snprintf(shard_dir, sizeof(shard_dir), "%s/w%u", l->cfg->data_dir, l->w->id);
-	struct control_result r;
-	memset(&r, 0, sizeof(r));
-	int rc = control_apply(l->w->queue, shard_dir, l->now_unix_ms, &r);
-	if (rc != 0 || r.files)
-		log_info("event=control worker=%u files=%u applied=%u made_due=%llu unknown=%u "
-			 "busy=%u malformed=%u errors=%u error=%d",
-			 l->w->id, r.files, r.applied, (unsigned long long)r.made_due, r.unknown,
-			 r.busy, r.malformed, r.errors, rc ? rc : r.first_error);
+	for (uint32_t k = 0; k < l->w->shard_count; k++) {
+		const struct forward_shard *sh = &l->w->shards[k];
+		char shard_dir[PATH_MAX + 16];
+		snprintf(shard_dir, sizeof(shard_dir), "%s/w%u", l->cfg->data_dir, sh->id);
+		struct control_result r;
+		memset(&r, 0, sizeof(r));
+		int rc = control_apply(sh->queue, shard_dir, l->now_unix_ms, &r);
+		if (rc != 0 || r.files)
+			log_info("event=control worker=%u shard=w%u files=%u applied=%u "
+				 "made_due=%llu unknown=%u busy=%u malformed=%u errors=%u error=%d",
+				 l->w->id, sh->id, r.files, r.applied,
+				 (unsigned long long)r.made_due, r.unknown, r.busy, r.malformed,
+				 r.errors, rc ? rc : r.first_error);
+	}
 }
 
 /* ---- the loop ------------------------------------------------------------- */
@@ -1274,8 +1283,8 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	RMX_ASSERT(l->reject_reply_len > 0);
 	struct forward_env fe = {
 		.ring = &l->ring,
-		.store = w->store,
-		.queue = w->queue,
+		.shards = w->shards,
+		.shard_count = w->shard_count,
 		.cfg = w->cfg,
 		.worker = w->id,
 		.metrics = w->metrics,

@@ -14,6 +14,7 @@
 
 #include "base.h"
 #include "config.h"
+#include "forward.h"
 #include "limits.h"
 
 struct store;
@@ -30,8 +31,11 @@ struct worker {
 	int listen_fds[LISTENERS_MAX];
 	uint32_t listen_count;
 	int wake_fd;                    /* eventfd: a write asks the worker to stop */
-	struct store *store;
-	struct queue *queue;            /* the store shard's forwarding queue */
+	/* Store shards and their forwarding queues: [0] is the worker's own
+	 * (w<id>), which takes the new records; the others are leftover shards
+	 * (w<k>, k >= workers) whose mail this worker forwards. */
+	struct forward_shard shards[FORWARD_SHARDS_MAX];
+	uint32_t shard_count;
 	int metrics_fd;                 /* the metrics listener, -1 when off */
 	struct metrics_worker *metrics; /* this worker's counters (64-byte aligned) */
 	const struct metrics_worker *const *all_metrics; /* every worker's, for a scrape */

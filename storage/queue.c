@@ -717,6 +717,22 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
 	return finish_attempt(q, m, now_unix_ms);
 }
 
+enum queue_attempt_result queue_bounce_failed(struct queue *q, struct queue_msg *m,
+					      int64_t due_unix_ms)
+{
+	RMX_ASSERT(m->in_flight);
+	for (uint32_t i = 0; i < m->rcpt_count && m->due > 0; i++) {
+		enum queue_rcpt_state st = m->rcpt_state[i];
+		if (st != QUEUE_RCPT_BOUNCE_DUE && st != QUEUE_RCPT_EXPIRE_DUE)
+			continue;
+		m->rcpt_state[i] = QUEUE_RCPT_PENDING; /* still counted in recipients_pending */
+		m->due--;
+		m->pending++;
+	}
+	RMX_ASSERT(m->due == 0);
+	return queue_requeue(q, m, due_unix_ms);
+}
+
 void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms)
 {
 	RMX_ASSERT(m->in_flight);

@@ -177,6 +177,16 @@ enum queue_attempt_result queue_attempt_done(struct queue *q, struct queue_msg *
 enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m,
 					    int64_t now_unix_ms);
 
+/*
+ * The DSN for a BOUNCE_DUE message could not be stored (store failed or
+ * the record does not fit): its *_DUE recipients become PENDING again and
+ * the message is queued for due_unix_ms, as after a restart (nothing was
+ * logged for them). The next attempt refuses or expires them again and
+ * asks for the DSN again. Returns RETRY (or DONE when nothing is pending).
+ */
+enum queue_attempt_result queue_bounce_failed(struct queue *q, struct queue_msg *m,
+					      int64_t due_unix_ms);
+
 /* The in-flight record does not read back (CRC): logs SET_ASIDE for the
  * whole message (never sent, no DSN) and frees m. */
 void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms);

@@ -1390,6 +1390,47 @@ static void test_recovery_every_log_cut(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* A DSN that cannot be stored: the refused recipient is pending again,
+ * nothing final is logged for it, and the next attempt asks again. */
+static void test_bounce_store_failed(void)
+{
+	struct queue_config c = cfg_make();
+	c.retry_min_ms = 4000;
+	c.retry_max_ms = 4000;
+	struct queue *q = new_queue(&c);
+	mem_reset();
+	REQUIRE(queue_add(q, qid(2, 0), 64, 2, 0, 0) == 0);
+	struct queue_msg *m = queue_next_due(q, 0);
+	REQUIRE(m != NULL);
+	queue_outcome(q, m, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 1);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, dlog_enhanced_pack(5, 1, 1), 1);
+	CHECK(queue_attempt_done(q, m, 2) == QUEUE_ATTEMPT_BOUNCE_DUE);
+	CHECK(queue_bounce_failed(q, m, 5000) == QUEUE_ATTEMPT_RETRY);
+	CHECK(queue_msg_rcpt_state(m, 1) == QUEUE_RCPT_PENDING);
+	CHECK(queue_msg_rcpt_state(m, 0) == QUEUE_RCPT_DELIVERED);
+	CHECK_EQ_U(queue_next_due_time(q), 5000);
+	struct queue_stats st;
+	queue_get_stats(q, &st);
+	CHECK_EQ_U(st.messages, 1);
+	CHECK_EQ_U(st.in_flight, 0);
+	CHECK_EQ_U(st.recipients_pending, 1);
+	CHECK_EQ_U(st.bounced, 0);
+	mem_flush(q);
+	for (uint64_t i = 0; i < mem_entries(2); i++)
+		CHECK(mem_entry(2, i).type != DLOG_BOUNCED);
+	/* The next attempt refuses it again; this time the DSN is stored. */
+	m = queue_next_due(q, 5000);
+	REQUIRE(m != NULL);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, dlog_enhanced_pack(5, 1, 1), 5001);
+	CHECK(queue_attempt_done(q, m, 5002) == QUEUE_ATTEMPT_BOUNCE_DUE);
+	CHECK(queue_bounce_done(q, m, 5003) == QUEUE_ATTEMPT_DONE);
+	queue_get_stats(q, &st);
+	CHECK_EQ_U(st.messages, 0);
+	CHECK_EQ_U(st.recipients_pending, 0);
+	CHECK_EQ_U(st.bounced, 1);
+	queue_close(q);
+}
+
 int main(void)
 {
 	test_config_checked();
@@ -1397,6 +1438,7 @@ int main(void)
 	test_requeue();
 	test_backoff();
 	test_bounce_and_expiry();
+	test_bounce_store_failed();
 	test_commit_batching();
 	test_commit_failure();
 	test_reclaim();

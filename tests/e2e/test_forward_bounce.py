@@ -154,6 +154,9 @@ class ForwardBounces(unittest.TestCase):
         self.assertEqual(str(b["Action"]).strip().lower(), "failed", str(b))
         status = str(b["Status"]).strip()
         self.assertRegex(status, r"^[45]\.\d{1,3}\.\d{1,3}$")
+        # the relay's last temporary refusal is named, not only the expiry
+        self.assertRegex(" ".join(str(b["Diagnostic-Code"]).split()),
+                         r"expired after \d+ attempts; last reply 45\d 4\.\d+\.\d+")
         print("expiry DSN after %.1fs: Status %s, Diagnostic-Code %s"
               % (elapsed, status, b["Diagnostic-Code"]), file=sys.stderr)
         time.sleep(3.0)  # retry_max is 2s: no attempt may follow the bounce
