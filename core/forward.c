@@ -1202,6 +1202,11 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 		pending += qs.messages;
 	}
 	metrics_set(&f->env.metrics->forward_pending_records, pending);
+	int64_t oldest = INT64_MAX;
+	for (uint32_t k = 0; k < f->env.shard_count; k++)
+		oldest = RMX_MIN(oldest, queue_oldest_arrival_unix_ms(shard_queue(f, k)));
+	metrics_set(&f->env.metrics->forward_oldest_pending_age_s,
+		    oldest == INT64_MAX ? 0 : (uint64_t)RMX_MAX(now_unix_ms - oldest, 0) / 1000);
 }
 
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)

@@ -258,7 +258,9 @@ const struct metrics_desc metrics_table[] = {
 	COUNTER("ringmx_buffer_ring_enobufs_total", "", LABELS_NONE, buffer_ring_enobufs,
 		"Receives that found the provided buffer ring empty (ENOBUFS)."),
 	GAUGE("ringmx_buffer_ring_in_use_buffers", "buffers", LABELS_NONE, FROM_SUM,
-	      buffer_ring_in_use, "Provided receive buffers held by the application."),
+	      buffer_ring_in_use,
+	      "Provided receive buffers filled and not yet given back at once: the largest "
+	      "batch of the last second, summed over workers."),
 
 	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
 		"Server-side TLS handshakes (STARTTLS), by result."),

@@ -64,6 +64,8 @@ struct worker_loop {
 	struct io_uring ring;
 	struct ring_info ring_info;
 	struct buf_ring bufs;
+	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
+	uint64_t bufs_peak_since_ms;
 	struct conn_slab slab;
 	struct timer_wheel wheel;
 	struct txn_budget budget;
@@ -1200,6 +1202,22 @@ static void rearm_pending(struct worker_loop *l)
 	}
 }
 
+/*
+ * Buffer-ring occupancy: the buffers the kernel filled in one batch of
+ * completions are all given back at the next publish, so the batch's count
+ * is how close the ring came to running dry (ENOBUFS). The gauge holds the
+ * largest batch of the last second.
+ */
+static void buffer_occupancy(struct worker_loop *l)
+{
+	l->bufs_peak = RMX_MAX(l->bufs_peak, l->bufs.returned);
+	if (l->now_ms - l->bufs_peak_since_ms < 1000)
+		return;
+	metrics_set(&l->w->metrics->buffer_ring_in_use, l->bufs_peak);
+	l->bufs_peak = 0;
+	l->bufs_peak_since_ms = l->now_ms;
+}
+
 static int loop_run(struct worker_loop *l)
 {
 	for (;;) {
@@ -1217,6 +1235,7 @@ static int loop_run(struct worker_loop *l)
 					return 0;
 			}
 		}
+		buffer_occupancy(l);
 		buf_ring_publish(&l->bufs);
 		rearm_pending(l);
 		if (l->accept_rearm_http && l->now_ms >= l->accept_rearm_at_ms) {

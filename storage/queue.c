@@ -102,7 +102,8 @@ struct queue {
 	bool fsync;
 	uint64_t rng;
 
-	struct queue_msg *all;     /* list of every message held */
+	struct queue_msg *all;     /* list of every message held, newest first */
+	struct queue_msg *all_tail; /* its oldest: messages are queued in arrival order */
 	struct heap_slot *heap;
 	uint32_t heap_len;
 	uint32_t heap_cap;
@@ -419,6 +420,8 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 		q->all = m->next;
 	if (m->next != NULL)
 		m->next->prev = m->prev;
+	else
+		q->all_tail = m->prev;
 	if (m->in_flight)
 		q->messages_in_flight--;
 	q->messages--;
@@ -567,6 +570,8 @@ static int msg_insert(struct queue *q, struct queue_msg *m)
 	m->next = q->all;
 	if (q->all != NULL)
 		q->all->prev = m;
+	else
+		q->all_tail = m;
 	q->all = m;
 	if (m->seq > q->sealed_below)
 		q->sealed_below = m->seq;
@@ -635,6 +640,11 @@ uint64_t queue_msg_id(const struct queue_msg *m) { return m->queue_id; }
 uint64_t queue_msg_padded_bytes(const struct queue_msg *m) { return m->padded_bytes; }
 uint32_t queue_msg_rcpt_count(const struct queue_msg *m) { return m->rcpt_count; }
 int64_t queue_msg_arrival_unix_ms(const struct queue_msg *m) { return m->arrival_unix_ms; }
+
+int64_t queue_oldest_arrival_unix_ms(const struct queue *q)
+{
+	return q->all_tail ? q->all_tail->arrival_unix_ms : INT64_MAX;
+}
 uint16_t queue_msg_attempts(const struct queue_msg *m) { return m->attempts; }
 uint16_t queue_msg_last_reply_code(const struct queue_msg *m) { return m->last_reply_code; }
 uint16_t queue_msg_last_enhanced(const struct queue_msg *m) { return m->last_enhanced; }

@@ -105,6 +105,11 @@ void queue_close(struct queue *q);
 RMX_MUST_CHECK int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes,
 			     uint32_t rcpt_count, int64_t arrival_unix_ms, int64_t now_unix_ms);
 
+/* Arrival time of the oldest message held (queued or in flight), INT64_MAX
+ * when none: the oldest by queueing order, which is arrival order (records
+ * are queued in commit order, recovered in segment order). O(1). */
+int64_t queue_oldest_arrival_unix_ms(const struct queue *q);
+
 /* The earliest next-attempt time of a queued (not in flight) message, or
  * INT64_MAX when there is none: arm the timer for it. */
 int64_t queue_next_due_time(const struct queue *q);

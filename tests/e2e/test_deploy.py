@@ -116,7 +116,7 @@ class PromtoolTest(unittest.TestCase):
     def test_check_rules(self):
         cp, out = self.run_promtool("check", "rules", deploy_path("ringmx-alerts.yml"))
         self.assertEqual(cp.returncode, 0, out)
-        self.assertIn("6 rules found", out)
+        self.assertIn("7 rules found", out)
 
     def test_check_config(self):
         cp, out = self.run_promtool("check", "config", deploy_path("prometheus.yml"))
@@ -134,7 +134,7 @@ class PromtoolTest(unittest.TestCase):
         # expressions, for: periods and labels exactly as written
         with open(deploy_path("ringmx-alerts.yml")) as f:
             rules = strip_annotations(f.read())
-        self.assertEqual(rules.count("- alert: "), 6)
+        self.assertEqual(rules.count("- alert: "), 7)
         with open(os.path.join(tmp, "ringmx-alerts.yml"), "w") as f:
             f.write(rules)
         gib = 1024 * 1024 * 1024
@@ -150,6 +150,9 @@ class PromtoolTest(unittest.TestCase):
              "5x40"),
             ('ringmx_forward_attempts_total{job="ringmx",instance="b",result="success"}',
              "5+3x40"),
+            ('ringmx_forward_oldest_pending_age_seconds{job="ringmx",instance="a"}',
+             "7200+60x40"),
+            ('ringmx_forward_oldest_pending_age_seconds{job="ringmx",instance="b"}', "60x40"),
             ('ringmx_upstream_up{job="ringmx",instance="a",upstream="192.0.2.10:25"}',
              "0x40"),
             ('ringmx_upstream_up{job="ringmx",instance="b",upstream="192.0.2.10:25"}',
@@ -185,6 +188,7 @@ class PromtoolTest(unittest.TestCase):
             alert("RingmxDown", "a", sev["critical"]),
             alert("RingmxStoreFilling", "a", sev["warning"]),
             alert("RingmxOldestPendingOld", "a", sev["warning"]),
+            alert("RingmxNotForwarding", "a", sev["warning"]),
             alert("RingmxUpstreamDown", "a",
                   dict(sev["warning"], upstream="192.0.2.10:25")),
             alert("RingmxFsyncSlow", "a", sev["warning"]),
@@ -212,6 +216,7 @@ class PromtoolTest(unittest.TestCase):
         self.assertNotEqual(cp.returncode, 0,
                             "promtool accepted alerts on the healthy instance:\n" + out)
         for name in ("RingmxDown", "RingmxStoreFilling", "RingmxOldestPendingOld",
+                     "RingmxNotForwarding",
                      "RingmxUpstreamDown", "RingmxFsyncSlow", "RingmxFsyncDisabled"):
             self.assertIn(name, out, "promtool did not report %s as failing" % name)
 

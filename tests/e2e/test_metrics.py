@@ -112,6 +112,13 @@ class MetricsTest(unittest.TestCase):
         self.assertGreater(m["ringmx_received_bytes_total"], 0)
         self.assertEqual(m["ringmx_fsync_disabled"], 0)
         self.assertEqual(m["ringmx_forward_pending_records"], MESSAGES)  # no upstream
+        # nothing leaves without an upstream: the oldest message ages
+        sent_at = time.monotonic()
+        aged = self.wait_for(
+            lambda m: m.get("ringmx_forward_oldest_pending_age_seconds", 0) >= 2,
+            "oldest pending age reaching 2s", timeout=20)
+        self.assertLessEqual(aged["ringmx_forward_oldest_pending_age_seconds"],
+                             time.monotonic() - sent_at + 30)
         promtool = shutil.which("promtool")
         if promtool is None:
             self.skipTest("promtool (Debian package prometheus) is not installed")
