@@ -82,6 +82,16 @@
 #define COMMIT_BATCH_RECORDS_MAX 256     /* records in one group commit */
 #define COMMIT_IOV_MAX 1024              /* <= IOV_MAX */
 
+/* Logs (core/log). A line, newline included, is at most LOG_LINE_MAX_BYTES,
+ * and one write of a worker's log buffer at most LOG_WRITE_MAX_BYTES, ending
+ * at a line boundary: PIPE_BUF on Linux, the size up to which a write to a
+ * pipe is atomic, so lines of different threads never interleave on a pipe.
+ * Each worker buffers lines in two halves (one being written while the other
+ * fills); a line that finds the filling half full is dropped and counted. */
+#define LOG_LINE_MAX_BYTES 4096
+#define LOG_WRITE_MAX_BYTES 4096
+#define LOG_BUFFER_HALF_BYTES (64 * 1024)
+
 _Static_assert(RECV_BUFFER_BYTES > SMTP_COMMAND_LINE_MAX_BYTES,
 	       "a receive buffer holds the longest legal command line");
 _Static_assert(CARRY_SOFT_MAX_BYTES >= RECV_BUFFER_BYTES + SMTP_COMMAND_LINE_MAX_BYTES,
@@ -98,5 +108,10 @@ _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 4 * SMTP_REPLY_LINE_MAX_BYTES,
 _Static_assert(COMMIT_IOV_MAX >= 4 * COMMIT_BATCH_RECORDS_MAX,
 	       "each record needs at most four iovecs");
 _Static_assert(SMTP_MESSAGE_SIZE_DEFAULT_BYTES <= SMTP_MESSAGE_SIZE_MAX_BYTES, "default in range");
+_Static_assert(LOG_LINE_MAX_BYTES <= LOG_WRITE_MAX_BYTES, "a log line fits one write");
+_Static_assert(LOG_BUFFER_HALF_BYTES >= 4 * LOG_LINE_MAX_BYTES,
+	       "a log buffer half holds several of the longest lines");
+_Static_assert(LOG_LINE_MAX_BYTES >= 4 * SMTP_PATH_MAX_BYTES + SMTP_DOMAIN_MAX_BYTES + 512,
+	       "a message_accepted line holds an escaped path, a HELO name and the rest");
 
 #endif

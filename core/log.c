@@ -1,34 +1,814 @@
 /*
- * log.c - the line writer. A line longer than the buffer is cut, never
- * split across writes.
+ * log.c - log lines: logfmt values, the JSON form, per-worker buffers.
+ *
+ * A line is built as logfmt text (log_begin/log_add/log_end, or log_line's
+ * printf), at most LOG_LINE_MAX_BYTES with its newline. In logfmt mode on a
+ * thread with a log buffer it is formatted in place at the end of the
+ * buffer's filling half; otherwise on the caller's stack. JSON mode converts
+ * the finished logfmt text, again straight into the buffer when there is
+ * room. A thread without a buffer writes the line with one write(2).
+ *
+ * Invariants of struct log_buffer: both halves hold only whole lines
+ * (fill_len and write_len end on a newline); the writing half is the one
+ * that is not filling; write_off <= write_len, and both are zero when the
+ * writing half is done; at most one write is in flight, and its bytes are
+ * [write_off, write_off + inflight_bytes) of the writing half, never touched
+ * until its completion.
  */
 #include "log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+_Static_assert(LOG_WRITE_MAX_BYTES <= PIPE_BUF, "one log write is atomic on a pipe");
+_Static_assert(LOG_BUFFER_HALF_BYTES < UINT32_MAX, "buffer offsets are 32-bit");
+
+/* Set once at start-up, before worker threads exist (log.h). */
 static enum log_level log_threshold = LOG_INFO;
+static bool log_json_mode;
+
+/* The attached buffer of this thread, if any. */
+static _Thread_local struct log_buffer *log_tls_buffer;
+
+static const char *const level_prefix[] = { " level=error", " level=warn", " level=info",
+					     " level=debug" };
+static const uint8_t level_prefix_len[] = { 12, 11, 11, 12 };
+
+/* " truncated=true", kept free at the end of every line for a cut. */
+#define TRUNCATED_PAIR " truncated=true"
+#define TRUNCATED_PAIR_BYTES (sizeof(TRUNCATED_PAIR) - 1)
 
 void log_set_level(enum log_level level)
 {
+	RMX_ASSERT((unsigned)level <= LOG_DEBUG);
 	log_threshold = level;
+}
+
+void log_set_json(bool json)
+{
+	log_json_mode = json;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level <= log_threshold;
+}
+
+/* ---- logfmt values ------------------------------------------------------ */
+
+/* How a byte is written in a value. The low two bits are the extra bytes
+ * its escaped form takes; bit 2 says the value must be quoted. V_: as
+ * itself, bare is fine; Q_: as itself, inside quotes; S_: a two-byte
+ * escape; X_: \xHH. */
+enum { V_ = 0, Q_ = 4, S_ = 4 | 1, X_ = 4 | 3 };
+#define VALUE_QUOTE 4
+#define VALUE_EXTRA 3
+
+static const uint8_t value_class[256] = {
+	/* 0x00-0x0f: NUL..SI; HT, LF and CR have short escapes */
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, S_, S_, X_, X_, S_, X_, X_,
+	/* 0x10-0x1f: DLE..US */
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	/* 0x20-0x2f: SP ! " # $ % & ' ( ) * + , - . / */
+	Q_, V_, S_, V_, Q_, V_, V_, V_, Q_, Q_, V_, V_, V_, V_, V_, V_,
+	/* 0x30-0x3f: 0-9 : ; < = > ? */
+	V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, Q_, V_, V_,
+	/* 0x40-0x4f: @ A-O */
+	V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_,
+	/* 0x50-0x5f: P-Z [ \ ] ^ _ */
+	V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, S_, V_, Q_, V_,
+	/* 0x60-0x6f: ` a-o */
+	Q_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_,
+	/* 0x70-0x7f: p-z { | } ~ DEL */
+	V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, V_, Q_, Q_, Q_, V_, X_,
+	/* 0x80-0xff: 8-bit bytes, always \xHH: a line stays 7-bit */
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+	X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_, X_,
+};
+
+static const char hex_digits[] = "0123456789abcdef";
+
+/* Writes the escaped form of byte c at out; returns its width. */
+static size_t value_put(char *out, uint8_t c)
+{
+	switch (value_class[c]) {
+	case V_:
+	case Q_:
+		out[0] = (char)c;
+		return 1;
+	case S_:
+		out[0] = '\\';
+		out[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : (char)c;
+		return 2;
+	default:
+		out[0] = '\\';
+		out[1] = 'x';
+		out[2] = hex_digits[c >> 4];
+		out[3] = hex_digits[c & 15];
+		return 4;
+	}
+}
+
+/* log_value, telling the caller whether the value was cut. */
+static size_t value_write(char *out, size_t cap, const uint8_t *p, size_t n, bool *cut)
+{
+	*cut = false;
+	if (cap == 0)
+		return 0;
+	size_t extra = 0;
+	unsigned any = n == 0 ? VALUE_QUOTE : 0;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = value_class[p[i]];
+		extra += c & VALUE_EXTRA;
+		any |= c;
+	}
+	bool quote = any & VALUE_QUOTE;
+	size_t total = n + extra + (quote ? 2 : 0);
+	size_t o = 0;
+	if (total < cap && !quote) {
+		memcpy(out, p, n);
+		out[n] = '\0';
+		return n;
+	}
+	if (total < cap) {
+		out[o++] = '"';
+		for (size_t i = 0; i < n; i++)
+			o += value_put(out + o, p[i]);
+		out[o++] = '"';
+		RMX_ASSERT(o == total);
+		out[o] = '\0';
+		return o;
+	}
+	*cut = true;
+	if (cap < LOG_VALUE_MIN_CAP) {
+		out[0] = '\0';
+		return 0;
+	}
+	size_t room = cap - LOG_VALUE_MIN_CAP; /* for whole escaped characters */
+	out[o++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		size_t w = 1 + (value_class[p[i]] & VALUE_EXTRA);
+		if (w > room)
+			break;
+		o += value_put(out + o, p[i]);
+		room -= w;
+	}
+	memcpy(out + o, "...\"", 4);
+	o += 4;
+	out[o] = '\0';
+	RMX_ASSERT(o < cap);
+	return o;
+}
+
+size_t log_value(char *out, size_t cap, const void *bytes, size_t len)
+{
+	bool cut;
+	return value_write(out, cap, bytes, len, &cut);
+}
+
+/* ---- time stamps -------------------------------------------------------- */
+
+#define TS_BYTES 24 /* 2026-12-01T23:59:59.123Z */
+
+/* Writes the UTC time as RFC 3339 with milliseconds (TS_BYTES, no NUL). The
+ * date and time of the current second are kept per thread, so most lines
+ * cost one clock read and a few digits. */
+static void ts_format(char out[TS_BYTES])
+{
+	static _Thread_local int64_t cached_sec = -1;
+	static _Thread_local char cached[TS_BYTES];
+	struct timespec now;
+	if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+		now = (struct timespec){ 0, 0 };
+	if ((int64_t)now.tv_sec != cached_sec) {
+		struct tm tm;
+		char text[64];
+		int n = -1;
+		if (gmtime_r(&now.tv_sec, &tm))
+			n = snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d",
+				     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+				     tm.tm_min, tm.tm_sec);
+		if (n != TS_BYTES - 5) /* outside years 0-9999: say so, keep the width */
+			memcpy(text, "0000-00-00T00:00:00", TS_BYTES - 5);
+		memcpy(cached, text, TS_BYTES - 5);
+		cached_sec = (int64_t)now.tv_sec;
+	}
+	memcpy(out, cached, TS_BYTES - 5);
+	unsigned ms = (unsigned)(now.tv_nsec / 1000000);
+	out[TS_BYTES - 5] = '.';
+	out[TS_BYTES - 4] = (char)('0' + ms / 100);
+	out[TS_BYTES - 3] = (char)('0' + ms / 10 % 10);
+	out[TS_BYTES - 2] = (char)('0' + ms % 10);
+	out[TS_BYTES - 1] = 'Z';
+}
+
+/* ---- the buffer, filling side ------------------------------------------- */
+
+void log_buffer_init(struct log_buffer *b)
+{
+	b->fill = 0;
+	b->fill_len = 0;
+	b->write_off = 0;
+	b->write_len = 0;
+	b->inflight_bytes = 0;
+	b->reserved = false;
+	b->dropped_lines = 0;
+}
+
+void log_thread_attach(struct log_buffer *b)
+{
+	RMX_ASSERT(!b || !b->reserved);
+	log_tls_buffer = b;
+}
+
+uint64_t log_buffer_dropped_lines(const struct log_buffer *b)
+{
+	return b->dropped_lines;
+}
+
+/* Free bytes in the filling half. When it has fewer than want and the
+ * writing half is idle and empty, the halves swap first: the full one waits
+ * for the loop's next write, the empty one takes new lines. */
+static size_t buffer_room(struct log_buffer *b, size_t want)
+{
+	size_t room = LOG_BUFFER_HALF_BYTES - b->fill_len;
+	if (room < want && b->write_len == 0 && b->fill_len > 0) {
+		RMX_ASSERT(b->inflight_bytes == 0 && b->write_off == 0);
+		b->write_len = b->fill_len;
+		b->fill ^= 1;
+		b->fill_len = 0;
+		room = LOG_BUFFER_HALF_BYTES;
+	}
+	return room;
+}
+
+/* Appends one whole line (newline included), or drops and counts it. */
+static void buffer_append(struct log_buffer *b, const char *line, size_t len)
+{
+	RMX_ASSERT(!b->reserved && len > 0 && line[len - 1] == '\n');
+	if (buffer_room(b, len) < len) {
+		b->dropped_lines++;
+		return;
+	}
+	memcpy(b->half[b->fill] + b->fill_len, line, len);
+	b->fill_len += (uint32_t)len;
+}
+
+/* One line to fd 2 with blocking write(2), for threads without a buffer. */
+static void write_direct(const char *line, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(STDERR_FILENO, line, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return; /* nowhere to report a failed log write */
+		line += w;
+		len -= (size_t)w;
+	}
+}
+
+/* ---- building a line ---------------------------------------------------- */
+
+/* Key bytes: A-Z a-z 0-9 _ . - as a bitmap of 0x00-0x3f and 0x40-0x7f. */
+static bool key_byte(uint8_t c)
+{
+	static const uint64_t low = 1ull << '-' | 1ull << '.' | 0x3ffull << '0';
+	static const uint64_t high = 0x3ffffffull << ('A' - 64) | 1ull << ('_' - 64) |
+				     0x3ffffffull << ('a' - 64);
+	return c < 64 ? low >> c & 1 : c < 128 ? high >> (c - 64) & 1 : false;
+}
+
+static bool key_ok(const char *key, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!key_byte((uint8_t)key[i]))
+			return false;
+	return true;
+}
+
+/* Starts a line with "ts=... level=...". */
+static bool msg_start(struct log_msg *m, enum log_level level)
+{
+	m->active = false;
+	if (!log_enabled(level))
+		return false;
+	RMX_ASSERT((unsigned)level <= LOG_DEBUG);
+	m->buf = m->text;
+	m->direct = false;
+	struct log_buffer *b = log_tls_buffer;
+	if (b && !log_json_mode && buffer_room(b, LOG_LINE_MAX_BYTES) >= LOG_LINE_MAX_BYTES) {
+		RMX_ASSERT(!b->reserved);
+		b->reserved = true;
+		m->buf = b->half[b->fill] + b->fill_len;
+		m->direct = true;
+	}
+	/* Room for the text; the newline and the NUL of the last value or
+	 * vsnprintf take the two bytes after it. */
+	m->cap = LOG_LINE_MAX_BYTES - 1 - TRUNCATED_PAIR_BYTES - 1;
+	m->cut = false;
+	m->active = true;
+	memcpy(m->buf, "ts=", 3);
+	ts_format(m->buf + 3);
+	size_t n = level_prefix_len[level];
+	memcpy(m->buf + 3 + TS_BYTES, level_prefix[level], n);
+	m->len = 3 + TS_BYTES + n;
+	return true;
+}
+
+bool log_begin(struct log_msg *m, enum log_level level, const char *event)
+{
+	if (!msg_start(m, level))
+		return false;
+	log_add(m, "event", event, strlen(event));
+	return true;
+}
+
+void log_add(struct log_msg *m, const char *key, const void *bytes, size_t len)
+{
+	if (!m->active || m->cut)
+		return;
+	size_t klen = strlen(key);
+	RMX_ASSERT(key_ok(key, klen));
+	RMX_ASSERT(m->len <= m->cap);
+	size_t room = m->cap - m->len;
+	if (room < klen + 2 + LOG_VALUE_MIN_CAP) {
+		m->cut = true;
+		return;
+	}
+	char *at = m->buf + m->len;
+	at[0] = ' ';
+	memcpy(at + 1, key, klen);
+	at[1 + klen] = '=';
+	bool cut;
+	size_t v = value_write(at + 2 + klen, room - (klen + 2) + 1, bytes, len, &cut);
+	RMX_ASSERT(v > 0);
+	m->len += klen + 2 + v;
+	m->cut = cut;
+}
+
+void log_add_u64(struct log_msg *m, const char *key, uint64_t value)
+{
+	char digits[24];
+	char *at = digits + sizeof(digits);
+	do {
+		*--at = (char)('0' + value % 10);
+		value /= 10;
+	} while (value);
+	log_add(m, key, at, (size_t)(digits + sizeof(digits) - at));
+}
+
+/* A byte that would break a line or its 7-bit promise: control, DEL, 8-bit. */
+static bool byte_unsafe(uint8_t c)
+{
+	return c < 0x20 || c >= 0x7f;
+}
+
+/* The length of s[0..n) without its last, cut, pair: the position of the
+ * last space outside double quotes (0 if none). */
+static size_t drop_partial_pair(const char *s, size_t n)
+{
+	size_t boundary = 0;
+	bool quoted = false;
+	for (size_t i = 0; i < n; i++) {
+		if (quoted && s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			quoted = !quoted;
+		else if (!quoted && s[i] == ' ')
+			boundary = i;
+	}
+	return boundary;
+}
+
+/* Appends " " + the printf text of a call site. */
+static void msg_vappend(struct log_msg *m, const char *fmt, va_list ap)
+{
+	RMX_ASSERT(m->active && m->len <= m->cap);
+	size_t room = m->cap - m->len;
+	if (room < 2) {
+		m->cut = true;
+		return;
+	}
+	char *at = m->buf + m->len + 1;
+	int n = vsnprintf(at, room, fmt, ap); /* room - 1 bytes and a NUL */
+	if (n <= 0)
+		return;
+	size_t got = RMX_MIN((size_t)n, room - 1);
+	for (size_t i = 0; i < got; i++)
+		if (byte_unsafe((uint8_t)at[i]))
+			at[i] = '?';
+	if ((size_t)n > got) {
+		m->cut = true;
+		got = drop_partial_pair(at, got);
+		if (got == 0)
+			return;
+	}
+	at[-1] = ' ';
+	m->len += 1 + got;
 }
 
 void log_line(enum log_level level, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warn", "info", "debug" };
-	if (level > log_threshold)
+	struct log_msg m;
+	if (!msg_start(&m, level))
 		return;
-	char line[1024];
-	int n = snprintf(line, sizeof(line), "ringmx: level=%s ", names[level]);
-	RMX_ASSERT(n > 0 && (size_t)n < sizeof(line));
 	va_list ap;
 	va_start(ap, fmt);
-	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	msg_vappend(&m, fmt, ap);
 	va_end(ap);
-	size_t len = (size_t)n + (m < 0 ? 0 : RMX_MIN((size_t)m, sizeof(line) - (size_t)n - 2));
-	line[len++] = '\n';
-	ssize_t w = write(STDERR_FILENO, line, len);
-	(void)w; /* nowhere to report a failed log write */
+	log_end(&m);
+}
+
+void log_end(struct log_msg *m)
+{
+	if (!m->active)
+		return;
+	m->active = false;
+	RMX_ASSERT(m->len <= m->cap);
+	if (m->cut) {
+		memcpy(m->buf + m->len, TRUNCATED_PAIR, TRUNCATED_PAIR_BYTES);
+		m->len += TRUNCATED_PAIR_BYTES;
+	}
+	struct log_buffer *b = log_tls_buffer;
+	if (m->direct) {
+		RMX_ASSERT(b && b->reserved && m->buf == b->half[b->fill] + b->fill_len);
+		m->buf[m->len++] = '\n';
+		b->fill_len += (uint32_t)m->len;
+		b->reserved = false;
+		return;
+	}
+	if (!log_json_mode) {
+		m->buf[m->len++] = '\n';
+		if (b)
+			buffer_append(b, m->buf, m->len);
+		else
+			write_direct(m->buf, m->len);
+		return;
+	}
+	if (b && buffer_room(b, LOG_LINE_MAX_BYTES) >= LOG_LINE_MAX_BYTES) {
+		size_t n = log_json_from_logfmt(b->half[b->fill] + b->fill_len, LOG_LINE_MAX_BYTES,
+						m->buf, m->len);
+		b->fill_len += (uint32_t)n;
+		return;
+	}
+	char json[LOG_LINE_MAX_BYTES];
+	size_t n = log_json_from_logfmt(json, sizeof(json), m->buf, m->len);
+	if (b)
+		buffer_append(b, json, n);
+	else
+		write_direct(json, n);
+}
+
+/* ---- JSON --------------------------------------------------------------- */
+
+#define JSON_KEYS_MAX 64    /* pairs per line; the rest goes into "msg" */
+#define JSON_KEY_MAX_BYTES 48
+/* Kept free for the end of a cut object: `..."` of the cut string, then
+ * `,"truncated_N":"true"}\n` and the NUL (29 bytes with a two-digit N). */
+#define JSON_RESERVE_BYTES 48
+
+struct json_out {
+	char *out;
+	size_t len;
+	size_t end;   /* normal output stops here; the reserve follows */
+	size_t cap;
+	bool first;   /* no pair written yet */
+	bool cut;
+	uint32_t keys;
+	uint16_t key_off[JSON_KEYS_MAX];
+	uint8_t key_len[JSON_KEYS_MAX];
+};
+
+/* Width of byte c inside a JSON string. */
+static size_t json_width(uint8_t c)
+{
+	if (c == '"' || c == '\\')
+		return 2;
+	return c < 0x20 || c >= 0x7f ? 6 : 1;
+}
+
+static void json_put_byte(struct json_out *j, uint8_t c)
+{
+	char *o = j->out + j->len;
+	if (c == '"' || c == '\\') {
+		o[0] = '\\';
+		o[1] = (char)c;
+		j->len += 2;
+	} else if (c < 0x20 || c >= 0x7f) {
+		memcpy(o, "\\u00", 4);
+		o[4] = hex_digits[c >> 4];
+		o[5] = hex_digits[c & 15];
+		j->len += 6;
+	} else {
+		o[0] = (char)c;
+		j->len += 1;
+	}
+}
+
+static bool json_key_taken(const struct json_out *j, const char *name, size_t len)
+{
+	for (uint32_t i = 0; i < j->keys; i++)
+		if (j->key_len[i] == len && memcmp(j->out + j->key_off[i], name, len) == 0)
+			return true;
+	return false;
+}
+
+/* Writes `,"key":` (key made unique with _2, _3 ...) within limit; false if
+ * it does not fit. */
+static bool json_put_key(struct json_out *j, const char *key, size_t klen, size_t limit)
+{
+	RMX_ASSERT(klen > 0 && klen <= JSON_KEY_MAX_BYTES && j->keys < JSON_KEYS_MAX);
+	char name[JSON_KEY_MAX_BYTES + 8];
+	memcpy(name, key, klen);
+	size_t nlen = klen;
+	for (unsigned k = 2; json_key_taken(j, name, nlen); k++) {
+		int n = snprintf(name + klen, sizeof(name) - klen, "_%u", k);
+		RMX_ASSERT(n > 0 && (size_t)n < sizeof(name) - klen);
+		nlen = klen + (size_t)n;
+	}
+	size_t need = (j->first ? 0 : 1) + nlen + 3;
+	if (j->len + need > limit)
+		return false;
+	if (!j->first)
+		j->out[j->len++] = ',';
+	j->out[j->len++] = '"';
+	j->key_off[j->keys] = (uint16_t)j->len;
+	j->key_len[j->keys] = (uint8_t)nlen;
+	j->keys++;
+	memcpy(j->out + j->len, name, nlen);
+	j->len += nlen;
+	memcpy(j->out + j->len, "\":", 2);
+	j->len += 2;
+	j->first = false;
+	return true;
+}
+
+/* Decodes the logfmt escape at s (s[0] == '\\', n bytes available): the byte
+ * it stands for, and its width in *w; -1 if it is not one of ours. */
+static int logfmt_unescape(const char *s, size_t n, size_t *w)
+{
+	if (n < 2)
+		return -1;
+	*w = 2;
+	switch (s[1]) {
+	case '"':
+	case '\\':
+		return (uint8_t)s[1];
+	case 'n':
+		return '\n';
+	case 'r':
+		return '\r';
+	case 't':
+		return '\t';
+	case 'x': {
+		if (n < 4)
+			return -1;
+		int v = 0;
+		for (int i = 2; i < 4; i++) {
+			char c = s[i];
+			int d = c >= '0' && c <= '9'   ? c - '0'
+				: c >= 'a' && c <= 'f' ? c - 'a' + 10
+				: c >= 'A' && c <= 'F' ? c - 'A' + 10
+						       : -1;
+			if (d < 0)
+				return -1;
+			v = v * 16 + d;
+		}
+		*w = 4;
+		return v;
+	}
+	default:
+		return -1;
+	}
+}
+
+/* Writes one byte of a string value, or cuts the string when it does not
+ * fit before j->end. */
+static bool json_string_byte(struct json_out *j, uint8_t c)
+{
+	if (j->len + json_width(c) > j->end) {
+		memcpy(j->out + j->len, "...", 3);
+		j->len += 3;
+		j->cut = true;
+		return false;
+	}
+	json_put_byte(j, c);
+	return true;
+}
+
+/* Writes bytes [s, s+n) as a JSON string; when quoted, they are a logfmt
+ * quoted value's content (already validated) and are unescaped first. */
+static void json_put_string(struct json_out *j, const char *s, size_t n, bool quoted)
+{
+	j->out[j->len++] = '"';
+	for (size_t i = 0; i < n;) {
+		int c = (uint8_t)s[i];
+		size_t w = 1;
+		if (quoted && c == '\\')
+			c = logfmt_unescape(s + i, n - i, &w);
+		RMX_ASSERT(c >= 0);
+		if (!json_string_byte(j, (uint8_t)c))
+			break;
+		i += w;
+	}
+	j->out[j->len++] = '"';
+}
+
+/* A bare value that JSON takes as a number: 0, or up to 15 digits without a
+ * leading zero (exact in a double), optionally negative. */
+static bool json_number_ok(const char *s, size_t n)
+{
+	size_t i = n > 0 && s[0] == '-' ? 1 : 0;
+	size_t digits = n - i;
+	if (digits == 0 || digits > 15)
+		return false;
+	if (s[i] == '0')
+		return digits == 1 && i == 0;
+	for (; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/* The end of the logfmt value starting at s[0] (n bytes to the end of the
+ * text): bare up to a space, or quoted with valid escapes. Returns its
+ * length, or 0 if malformed (unterminated, bad escape, a bare '"' or '=',
+ * nothing or no space after it). */
+static size_t logfmt_value_len(const char *s, size_t n)
+{
+	size_t i = 0;
+	if (n > 0 && s[0] == '"') {
+		for (i = 1; i < n && s[i] != '"'; i++) {
+			if (s[i] == '\\') {
+				size_t w;
+				if (logfmt_unescape(s + i, n - i, &w) < 0)
+					return 0;
+				i += w - 1;
+			}
+		}
+		if (i >= n)
+			return 0;
+		i++; /* the closing quote */
+	} else {
+		while (i < n && s[i] != ' ') {
+			if (s[i] == '"' || s[i] == '=')
+				return 0;
+			i++;
+		}
+		if (i == 0)
+			return SIZE_MAX; /* "key=": an empty value */
+	}
+	if (i < n && s[i] != ' ')
+		return 0;
+	return i;
+}
+
+size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len)
+{
+	RMX_ASSERT(cap >= LOG_JSON_MIN_CAP && cap <= UINT16_MAX);
+	struct json_out j = {
+		.out = out, .end = cap - JSON_RESERVE_BYTES, .cap = cap, .first = true,
+	};
+	j.out[j.len++] = '{';
+	size_t i = 0;
+	while (i < len && !j.cut) {
+		while (i < len && text[i] == ' ')
+			i++;
+		if (i == len)
+			break;
+		size_t start = i;
+		size_t klen = 0;
+		while (i < len && klen <= JSON_KEY_MAX_BYTES && key_ok(text + i, 1)) {
+			i++;
+			klen++;
+		}
+		size_t vlen = 0;
+		bool good = klen > 0 && klen <= JSON_KEY_MAX_BYTES && i < len && text[i] == '=' &&
+			    j.keys < JSON_KEYS_MAX - 2;
+		if (good) {
+			vlen = logfmt_value_len(text + i + 1, len - i - 1);
+			good = vlen != 0;
+		}
+		if (!good) {
+			/* A call-site bug: keep the rest, readable, as "msg". */
+			if (!json_put_key(&j, "msg", 3, j.end - 6))
+				j.cut = true;
+			else
+				json_put_string(&j, text + start, len - start, false);
+			break;
+		}
+		const char *v = text + i + 1;
+		if (vlen == SIZE_MAX)
+			vlen = 0;
+		size_t mark = j.len;
+		bool first = j.first;
+		if (!json_put_key(&j, text + start, klen, j.end - 6)) {
+			j.cut = true;
+			break;
+		}
+		if (vlen > 0 && v[0] == '"') {
+			json_put_string(&j, v + 1, vlen - 2, true);
+		} else if (json_number_ok(v, vlen)) {
+			if (j.len + vlen > j.end) {
+				j.len = mark;
+				j.first = first;
+				j.keys--;
+				j.cut = true;
+				break;
+			}
+			memcpy(j.out + j.len, v, vlen);
+			j.len += vlen;
+		} else {
+			json_put_string(&j, v, vlen, false);
+		}
+		i += 1 + vlen;
+	}
+	if (j.cut) {
+		/* The reserve holds this: the key is short, the value "true". */
+		bool ok = json_put_key(&j, "truncated", 9, cap - 9);
+		RMX_ASSERT(ok);
+		memcpy(j.out + j.len, "\"true\"", 6);
+		j.len += 6;
+	}
+	RMX_ASSERT(j.len + 3 <= cap);
+	j.out[j.len++] = '}';
+	j.out[j.len++] = '\n';
+	j.out[j.len] = '\0';
+	return j.len;
+}
+
+/* ---- the buffer, writing side ------------------------------------------- */
+
+bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n)
+{
+	RMX_ASSERT(!b->reserved);
+	if (b->inflight_bytes)
+		return false;
+	if (b->write_off == b->write_len) {
+		RMX_ASSERT(b->write_off == 0);
+		if (b->fill_len == 0)
+			return false;
+		b->write_len = b->fill_len;
+		b->fill ^= 1;
+		b->fill_len = 0;
+	}
+	const char *s = b->half[b->fill ^ 1] + b->write_off;
+	size_t len = b->write_len - b->write_off;
+	if (len > LOG_WRITE_MAX_BYTES) {
+		const char *nl = memrchr(s, '\n', LOG_WRITE_MAX_BYTES);
+		RMX_ASSERT(nl); /* every line, and every rest of one, is shorter */
+		len = (size_t)(nl - s) + 1;
+	}
+	RMX_ASSERT(s[len - 1] == '\n');
+	b->inflight_bytes = (uint32_t)len;
+	*p = s;
+	*n = len;
+	return true;
+}
+
+void log_buffer_write_done(struct log_buffer *b, int res)
+{
+	RMX_ASSERT(b->inflight_bytes > 0);
+	const char *s = b->half[b->fill ^ 1] + b->write_off;
+	if (res > 0) {
+		RMX_ASSERT((uint32_t)res <= b->inflight_bytes);
+		b->write_off += (uint32_t)res;
+	} else {
+		for (uint32_t i = 0; i < b->inflight_bytes; i++)
+			b->dropped_lines += s[i] == '\n';
+		b->write_off += b->inflight_bytes;
+	}
+	b->inflight_bytes = 0;
+	RMX_ASSERT(b->write_off <= b->write_len);
+	if (b->write_off == b->write_len) {
+		b->write_off = 0;
+		b->write_len = 0;
+	}
+}
+
+void log_buffer_flush_sync(struct log_buffer *b)
+{
+	RMX_ASSERT(b->inflight_bytes == 0);
+	const void *p;
+	size_t n;
+	while (log_buffer_begin_write(b, &p, &n)) {
+		ssize_t w;
+		do
+			w = write(STDERR_FILENO, p, n);
+		while (w < 0 && errno == EINTR);
+		log_buffer_write_done(b, w < 0 ? -errno : (int)w);
+	}
 }

@@ -1,25 +1,193 @@
 /*
- * log.h - one line per event on stderr, logfmt style (key=value).
+ * log.h - one line per event on stderr: logfmt, or JSON objects.
  *
- * Each line is formatted into a local buffer and written with a single
- * write(2), so lines from different workers never interleave. Values that
- * come from clients must go through log_quote(). Any thread.
+ * Every line is
+ *     ts=2026-12-01T23:59:59.123Z level=info event=NAME key=value ...
+ * (RFC 3339 UTC with milliseconds), or with log_set_json(true) the same
+ * facts as one JSON object per line:
+ *     {"ts":"2026-12-01T23:59:59.123Z","level":"info","event":"NAME","key":"value",...}
+ * A line is at most LOG_LINE_MAX_BYTES, newline included, and always 7-bit
+ * clean: a longer one is cut at a whole key=value and ends with
+ * truncated=true.
+ *
+ * Call sites write logfmt: `key=value` pairs separated by one space, keys of
+ * [A-Za-z0-9_.-], values either bare (no space, '=', '"', backslash, control
+ * or 8-bit byte) or double-quoted with the escapes log_value() produces.
+ * Anything a client or a peer controls (HELO, paths, replies, file names)
+ * goes through log_value() or the log_msg builder, never a raw %s: that is
+ * what keeps a hostile value from ending a line or forging a key. As a last
+ * line of defence, a control or 8-bit byte that a printf-style call site lets
+ * through is replaced by '?'.
+ *
+ * JSON mode converts the logfmt text: quoted values are unescaped and
+ * re-escaped as JSON strings (control bytes as \u00XX, bytes >= 0x80 as
+ * \u0080..\u00FF: each byte maps to the code point of the same number, so
+ * the original bytes come back by encoding the string as Latin-1); bare
+ * decimal integers of up to 15 digits without leading zeros become numbers;
+ * everything else is a string. A key that repeats gets a suffix: the second
+ * `worker` is "worker_2", the third "worker_3". Text that does not parse as
+ * logfmt (a call-site bug) goes, from the first bad pair on, into "msg".
+ *
+ * Where lines go: a thread with an attached struct log_buffer (a worker)
+ * appends whole lines to it and never blocks; its loop writes them to fd 2
+ * in batches (log_buffer_begin_write / log_buffer_write_done). Any other
+ * thread (main, start-up, tools) writes each line with one write(2).
+ *
+ * The guarantee on interleaving: every write ringmx makes to stderr, direct
+ * or batched, holds only whole lines and is at most LOG_WRITE_MAX_BYTES
+ * (= PIPE_BUF), so on a pipe (journald, a log shipper) lines from different
+ * threads never interleave. The only exception is a short write: its rest
+ * goes out in the next write, and another thread's line may come between
+ * the two parts. (On a regular file or a terminal the kernel gives no such
+ * promise for concurrent writers, whatever their size.)
+ *
+ * log_set_level and log_set_json are called once at start-up, before any
+ * worker thread starts. Everything else: any thread.
  */
 #ifndef RINGMX_LOG_H
 #define RINGMX_LOG_H
 
 #include "base.h"
+#include "limits.h"
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* true: JSON objects (log_format = json); false: logfmt (the default). */
+void log_set_json(bool json);
 
-/* Formats "level=... " + fmt and writes one line. */
+/* True if lines of this level are written: skip building costly values. */
+bool log_enabled(enum log_level level);
+
+/* Formats "ts=... level=... " + fmt (logfmt, see above) and emits one line. */
 void log_line(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_error(...) log_line(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_line(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_line(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_line(LOG_DEBUG, __VA_ARGS__)
+
+/* ---- values ------------------------------------------------------------ */
+
+/* Room that any value of len bytes needs uncut: every byte as \xHH, two
+ * quotes, the NUL. */
+#define LOG_VALUE_CAP(len) (4 * (size_t)(len) + 3)
+/* The least cap at which a value that does not fit is still written, cut:
+ * "...", quotes and NUL. */
+#define LOG_VALUE_MIN_CAP 6
+
+/*
+ * Writes bytes[0..len) as a logfmt value into out, NUL-terminated, never
+ * more than cap bytes in all. Bare when every byte is a letter, a digit or
+ * one of -._@:/+[]<>,;~!*%#&?' ; otherwise double-quoted, with \" \\ \n \r
+ * \t, and \xHH (lowercase hex) for every other control byte, DEL and byte
+ * >= 0x80; the empty value is "". When the whole form does not fit, the
+ * value is quoted, cut after a whole character of the escaped form and ends
+ * with ... inside the quotes ("abc..."); below LOG_VALUE_MIN_CAP such a value
+ * is written as nothing (out = ""). Returns strlen(out). Pure; any thread.
+ */
+size_t log_value(char *out, size_t cap, const void *bytes, size_t len);
+
+static inline size_t log_span(char *out, size_t cap, struct span value)
+{
+	return log_value(out, cap, value.ptr, value.len);
+}
+
+/* ---- building a line without printf ----------------------------------- */
+
+/*
+ * A line assembled pair by pair, quoting each value as log_value() does:
+ *
+ *     struct log_msg m;
+ *     if (log_begin(&m, LOG_INFO, "message_accepted")) {
+ *             log_add_span(&m, "from", reverse_path);
+ *             log_add_u64(&m, "rcpts", n);
+ *             log_end(&m);
+ *     }
+ *
+ * On a worker in logfmt mode the text is formatted straight into the
+ * thread's log buffer (no copy, no allocation). Between log_begin and
+ * log_end the thread must not log anything else. A pair that does not fit
+ * the line is cut (and the line ends with truncated=true). Lives on the
+ * caller's stack; private fields.
+ */
+struct log_msg {
+	char *buf;      /* the logfmt text: in the thread's log buffer, or text */
+	size_t len;
+	size_t cap;     /* text bytes allowed, room for " truncated=true" kept */
+	bool active;    /* between a true log_begin and log_end */
+	bool direct;    /* buf is inside the thread's log buffer */
+	bool cut;
+	char text[LOG_LINE_MAX_BYTES];
+};
+
+/* Starts a line with ts, level and event (an identifier the caller owns).
+ * Returns false, and the rest are no-ops, when level is filtered out. */
+bool log_begin(struct log_msg *m, enum log_level level, const char *event);
+/* Adds " key=value"; key is a constant of [A-Za-z0-9_.-] (asserted). */
+void log_add(struct log_msg *m, const char *key, const void *bytes, size_t len);
+void log_add_u64(struct log_msg *m, const char *key, uint64_t value);
+/* Emits the line (appends it to the thread's buffer, or writes it). */
+void log_end(struct log_msg *m);
+
+static inline void log_add_span(struct log_msg *m, const char *key, struct span value)
+{
+	log_add(m, key, value.ptr, value.len);
+}
+
+/*
+ * The JSON form of one logfmt text (no newline), as described above, with
+ * a newline, NUL-terminated, at most cap bytes in all (a value that does
+ * not fit is cut with "..." and "truncated":true ends the object; cap must
+ * be at least LOG_JSON_MIN_CAP). Returns the length written. Pure; exposed
+ * for tests.
+ */
+#define LOG_JSON_MIN_CAP 64
+size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len);
+
+/* ---- per-worker buffering --------------------------------------------- */
+
+/*
+ * Two halves: the loop writes one while lines fill the other. A line that
+ * does not fit the filling half is dropped and counted: appending never
+ * blocks and the buffer never grows. Owned and used by one thread.
+ */
+struct log_buffer {
+	uint32_t fill;            /* index of the half taking new lines */
+	uint32_t fill_len;        /* bytes of whole lines in it */
+	uint32_t write_off;       /* next byte of the other half to write */
+	uint32_t write_len;       /* bytes of lines in the other half */
+	uint32_t inflight_bytes;  /* handed to the write in flight; 0: none */
+	bool reserved;            /* a log_msg is being formatted into it */
+	uint64_t dropped_lines;
+	char half[2][LOG_BUFFER_HALF_BYTES];
+};
+
+void log_buffer_init(struct log_buffer *b);
+
+/* Lines this thread logs from now on go to b (NULL: written directly).
+ * Thread-local. */
+void log_thread_attach(struct log_buffer *b);
+
+/*
+ * If lines are waiting and no write is in flight: marks a write in flight
+ * and returns true with the bytes to write (whole lines, or the rest of a
+ * short write; at most LOG_WRITE_MAX_BYTES, ending with a newline). The
+ * bytes stay valid and unchanged until log_buffer_write_done. The caller
+ * submits one write of them to fd 2.
+ */
+bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n);
+
+/* The completion of that write: res bytes written (a short write keeps the
+ * rest for the next begin_write), or a negative errno or 0, which drops the
+ * bytes (their lines are counted as dropped). */
+void log_buffer_write_done(struct log_buffer *b, int res);
+
+/* At thread exit, with no write in flight (asserted): writes everything
+ * left with blocking write(2), in the same whole-line pieces. */
+void log_buffer_flush_sync(struct log_buffer *b);
+
+/* Lines lost so far: the filling half was full, or their write failed. */
+uint64_t log_buffer_dropped_lines(const struct log_buffer *b);
 
 #endif

@@ -4,13 +4,15 @@
  * The envelope is encoded item by item as the session accepts MAIL and RCPT.
  * The body buffer is sized once from MAIL SIZE= when given, else grows
  * geometrically; every byte appended is charged to the worker's in-flight
- * budget and released when the txn resets.
+ * budget and released when the txn resets. Once the record is durable,
+ * txn_log_accepted() writes the message's one log line from the envelope.
  */
 #include "txn.h"
 
 #include <errno.h>
 #include <string.h>
 
+#include "log.h"
 #include "metrics.h"
 
 static int txn_reserve_body(struct txn *t, size_t extra)
@@ -212,4 +214,35 @@ void txn_seal(struct txn *t, uint64_t queue_id, int64_t arrival_unix_ms)
 	RMX_ASSERT(pad < RECORD_ALIGN_BYTES);
 	t->parts[3] = (struct iovec){ (void *)zeros, pad };
 	t->nparts = 4;
+}
+
+void txn_log_accepted(const struct txn *t)
+{
+	struct log_msg m;
+	if (!log_begin(&m, LOG_INFO, "message_accepted"))
+		return;
+	RMX_ASSERT(t->nparts == 4 && t->body.len >= TXN_HEADROOM_BYTES);
+	struct span from = span_make("", 0), client = from, helo = from;
+	struct span cursor = span_make(t->env.data, t->env.len), value;
+	uint8_t tag;
+	bool malformed = false;
+	while (record_env_next(&cursor, &tag, &value, &malformed)) {
+		if (tag == RECORD_TAG_REVERSE_PATH)
+			from = value;
+		else if (tag == RECORD_TAG_CLIENT_ADDR)
+			client = value;
+		else if (tag == RECORD_TAG_HELO)
+			helo = value;
+	}
+	RMX_ASSERT(!malformed); /* we encoded it */
+	char id[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(t->queue_id, id);
+	log_add(&m, "queue_id", id, sizeof(id));
+	log_add_span(&m, "from", from);
+	log_add_u64(&m, "rcpts", t->rcpt_count);
+	log_add_u64(&m, "size", t->body.len - TXN_HEADROOM_BYTES);
+	log_add_span(&m, "client", client);
+	log_add_span(&m, "helo", helo);
+	log_add(&m, "tls", "no", 2); /* until STARTTLS lands */
+	log_end(&m);
 }

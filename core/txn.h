@@ -73,4 +73,10 @@ void txn_set_received(struct txn *t, const char *received, size_t len);
 /* Seals the record (header + CRC) for queue_id and fills t->parts. */
 void txn_seal(struct txn *t, uint64_t queue_id, int64_t arrival_unix_ms);
 
+/* The record of a sealed txn is durable and its 250 goes out: logs
+ * event=message_accepted (queue id, reverse path, recipients, body bytes,
+ * client, HELO, TLS) from the envelope, quoted, into the thread's log
+ * buffer. Call before txn_reset. */
+void txn_log_accepted(const struct txn *t);
+
 #endif
