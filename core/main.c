@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -93,6 +95,91 @@ static int cpu_for_worker(uint32_t i)
 			return cpu;
 	}
 	return -1;
+}
+
+/*
+ * Creates data_dir (0700) when missing. With `user`, a data_dir created now
+ * is given to that user; an existing one must already be that user's (we
+ * never chown a tree we did not make: say what to run instead). Returns 0,
+ * or -1 after saying why on stderr.
+ */
+static int prepare_data_dir(const struct config *cfg)
+{
+	bool created = mkdir(cfg->data_dir, 0700) == 0;
+	if (!created && errno != EEXIST) {
+		fprintf(stderr, "ringmx: cannot create data_dir %s: %s\n", cfg->data_dir,
+			strerror(errno));
+		return -1;
+	}
+	struct stat st;
+	if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "ringmx: data_dir %s is not a directory\n", cfg->data_dir);
+		return -1;
+	}
+	if (!cfg->user[0])
+		return 0;
+	struct passwd *pw = getpwnam(cfg->user);
+	if (!pw) {
+		fprintf(stderr, "ringmx: user %s: no such user\n", cfg->user);
+		return -1;
+	}
+	if (created && chown(cfg->data_dir, pw->pw_uid, pw->pw_gid) != 0) {
+		fprintf(stderr, "ringmx: cannot give data_dir %s to %s: %s\n", cfg->data_dir,
+			cfg->user, strerror(errno));
+		return -1;
+	}
+	if (!created && st.st_uid != pw->pw_uid) {
+		fprintf(stderr, "ringmx: data_dir %s belongs to uid %u, not to user %s; run "
+			"chown -R %s: %s\n", cfg->data_dir, (unsigned)st.st_uid, cfg->user,
+			cfg->user, cfg->data_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Runs the process as `user` from here on (all threads: none has started
+ * yet): supplementary groups, group, then user, and checks that root cannot
+ * be regained. Without `user` nothing changes. Then makes data_dir 0700 as
+ * its owner. Returns 0, or -1 after saying why on stderr.
+ */
+static int drop_privileges(const struct config *cfg)
+{
+	if (cfg->user[0]) {
+		struct passwd *pw = getpwnam(cfg->user);
+		if (!pw) {
+			fprintf(stderr, "ringmx: user %s: no such user\n", cfg->user);
+			return -1;
+		}
+		if (geteuid() != 0 && geteuid() != pw->pw_uid) {
+			fprintf(stderr, "ringmx: user = %s needs ringmx started as root (or as %s)\n",
+				cfg->user, cfg->user);
+			return -1;
+		}
+		if (geteuid() == 0 &&
+		    (initgroups(cfg->user, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+		     setuid(pw->pw_uid) != 0)) {
+			fprintf(stderr, "ringmx: cannot switch to user %s: %s\n", cfg->user,
+				strerror(errno));
+			return -1;
+		}
+		if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() != pw->pw_uid)) {
+			fprintf(stderr, "ringmx: still able to regain root after switching to %s\n",
+				cfg->user);
+			return -1;
+		}
+		log_info("event=privileges_dropped user=%s uid=%u gid=%u", cfg->user,
+			 (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	}
+	/* The store holds other people's mail: owner only. */
+	struct stat st;
+	if (stat(cfg->data_dir, &st) == 0 && st.st_uid == geteuid() && (st.st_mode & 077) &&
+	    chmod(cfg->data_dir, 0700) != 0) {
+		fprintf(stderr, "ringmx: cannot make data_dir %s mode 0700: %s\n", cfg->data_dir,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -308,12 +395,6 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-		fprintf(stderr, "ringmx: cannot create data_dir %s: %s\n", cfg.data_dir,
-			strerror(errno));
-		config_free(&cfg);
-		return 1;
-	}
 	if (!cfg.fsync)
 		log_warn("event=fsync_disabled note=\"fsync = never: acknowledged mail can be "
 			 "lost on a crash; for benchmarks only\"");
@@ -371,9 +452,6 @@ int main(int argc, char **argv)
 		w->cpu = cpu_for_worker(i);
 		w->cfg = &cfg;
 		w->connections = &connections;
-		if (open_shard(&cfg, i, false, &w->shards[0]) != 0)
-			goto fail;
-		w->shard_count = 1;
 		for (uint32_t j = 0; j < cfg.listen_count; j++) {
 			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
 			if (fd < 0) {
@@ -395,6 +473,14 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ringmx: eventfd: %s\n", strerror(errno));
 			goto fail;
 		}
+	}
+	/* Listeners are bound: the rest runs as `user`, so the store is its. */
+	if (prepare_data_dir(&cfg) != 0 || drop_privileges(&cfg) != 0)
+		goto fail;
+	for (uint32_t i = 0; i < cfg.workers; i++) {
+		if (open_shard(&cfg, i, false, &workers[i].shards[0]) != 0)
+			goto fail;
+		workers[i].shard_count = 1;
 	}
 	if (adopt_leftover_shards(&cfg, workers) != 0)
 		goto fail;
