@@ -398,6 +398,37 @@ static char *trim(char *s)
 	return s;
 }
 
+/* Appends one "FILE:LINE: what" line to err (lines separated by '\n');
+ * when err is full, the last line says that more errors were cut. */
+static void add_err(char *err, size_t errlen, unsigned *count, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void add_err(char *err, size_t errlen, unsigned *count, const char *fmt, ...)
+{
+	static const char more[] = "\n(more errors not shown)";
+	if (errlen == 0)
+		return;
+	size_t used = *count ? strlen(err) : 0;
+	if (*count == 0)
+		err[0] = '\0';
+	(*count)++;
+	if (used + sizeof(more) >= errlen || strstr(err, more))
+		return;
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	size_t room = errlen - used - sizeof(more);
+	int n = snprintf(err + used, room, "%s%s", used ? "\n" : "", line);
+	if (n < 0 || (size_t)n >= room) {
+		err[used] = '\0';
+		snprintf(err + used, errlen - used, "%s", more + (used ? 0 : 1));
+	}
+}
+
+/* Reads the file; every bad line is reported (one err line each), and any
+ * error fails the load. */
 static int load_file(struct config *c, struct domain_list *domains, const char *path,
 		     char *err, size_t errlen)
 {
@@ -408,14 +439,19 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 	}
 	char line[4096];
 	char what[512];
-	unsigned lineno = 0;
-	bool listen_seen = false;
+	unsigned lineno = 0, errors = 0;
+	bool listen_seen = false, skipping = false;
 	while (fgets(line, sizeof(line), f)) {
+		bool whole = strchr(line, '\n') || feof(f);
+		if (skipping) { /* the rest of a line too long */
+			skipping = !whole;
+			continue;
+		}
 		lineno++;
-		if (!strchr(line, '\n') && !feof(f)) {
-			set_err(err, errlen, "%s:%u: line too long", path, lineno);
-			fclose(f);
-			return -1;
+		if (!whole) {
+			add_err(err, errlen, &errors, "%s:%u: line too long", path, lineno);
+			skipping = true;
+			continue;
 		}
 		char *hash = strchr(line, '#');
 		if (hash)
@@ -425,36 +461,29 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			set_err(err, errlen, "%s:%u: expected 'key = value'", path, lineno);
-			fclose(f);
-			return -1;
+			add_err(err, errlen, &errors, "%s:%u: expected 'key = value'", path, lineno);
+			continue;
 		}
 		*eq = '\0';
 		char *key = trim(s);
 		char *value = trim(eq + 1);
 		if (*value == '\0') {
-			set_err(err, errlen, "%s:%u: %s: empty value", path, lineno, key);
-			fclose(f);
-			return -1;
+			add_err(err, errlen, &errors, "%s:%u: %s: empty value", path, lineno, key);
+			continue;
 		}
 		/* The first `listen` line replaces the embedded default. */
 		if (strcmp(key, "listen") == 0 && !listen_seen) {
 			listen_seen = true;
 			c->listen_count = 0;
 		}
-		if (!apply_key(c, domains, key, value, what, sizeof(what))) {
-			set_err(err, errlen, "%s:%u: %s", path, lineno, what);
-			fclose(f);
-			return -1;
-		}
+		if (!apply_key(c, domains, key, value, what, sizeof(what)))
+			add_err(err, errlen, &errors, "%s:%u: %s", path, lineno, what);
 	}
 	bool read_error = ferror(f);
 	fclose(f);
-	if (read_error) {
-		set_err(err, errlen, "%s: read error", path);
-		return -1;
-	}
-	return 0;
+	if (read_error)
+		add_err(err, errlen, &errors, "%s: read error", path);
+	return errors ? -1 : 0;
 }
 
 static int load_recipients(struct smtp_policy *p, const char *path, char *err, size_t errlen)
@@ -533,6 +562,17 @@ static void config_defaults(struct config *c)
 	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
 }
 
+/* What sessions read, from the keys (spans point into c itself). */
+static void derive_session(struct config *c)
+{
+	c->session.hostname = span_make(c->hostname, strlen(c->hostname));
+	c->session.max_message_size_bytes = c->max_message_size_bytes;
+	c->session.max_recipients = c->max_recipients;
+	c->session.max_command_line_bytes = c->max_command_line_bytes;
+	c->session.bare_newline_normalize = c->bare_newline_normalize;
+	c->session.policy = c->policy;
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct domain_list domains = { 0 };
@@ -596,12 +636,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	    load_recipients(c->policy, c->recipients_file, err, errlen) != 0)
 		goto out;
 
-	c->session.hostname = span_make(c->hostname, strlen(c->hostname));
-	c->session.max_message_size_bytes = c->max_message_size_bytes;
-	c->session.max_recipients = c->max_recipients;
-	c->session.max_command_line_bytes = c->max_command_line_bytes;
-	c->session.bare_newline_normalize = c->bare_newline_normalize;
-	c->session.policy = c->policy;
+	derive_session(c);
 	rc = 0;
 out:
 	free(domains.names);
@@ -673,4 +708,98 @@ void config_print(const struct config *c, FILE *out)
 	print_duration(out, "retry_min", c->retry_min_s);
 	print_duration(out, "retry_max", c->retry_max_s);
 	print_duration(out, "max_queue_lifetime", c->max_queue_lifetime_s);
+}
+
+/*
+ * The keys a reload cannot change: what the process set up at start-up
+ * (sockets, threads, the store's files and sizes, connection slots, the
+ * forwarder's connection pool and the names it gave). One row per key:
+ * whether it differs, and how to keep the running value.
+ */
+#define SAME_BYTES(f) (memcmp(&a->f, &b->f, sizeof(a->f)) == 0)
+#define SAME_STR(f) (strcmp(a->f, b->f) == 0)
+
+static bool same_listen(const struct config *a, const struct config *b)
+{
+	if (a->listen_count != b->listen_count)
+		return false;
+	for (uint32_t i = 0; i < a->listen_count; i++)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+			return false;
+	return true;
+}
+
+static bool same_upstreams(const struct config *a, const struct config *b)
+{
+	if (a->upstream_count != b->upstream_count)
+		return false;
+	for (uint32_t i = 0; i < a->upstream_count; i++)
+		if (strcmp(a->upstream[i].text, b->upstream[i].text) != 0)
+			return false;
+	return true;
+}
+
+size_t config_restart_keys(struct config *next, const struct config *running, char *out,
+			   size_t cap)
+{
+	const struct config *a = next, *b = running;
+	bool differs[] = {
+		!SAME_STR(hostname),
+		!SAME_BYTES(workers),
+		!same_listen(a, b),
+		!SAME_STR(data_dir),
+		!SAME_BYTES(fsync),
+		!SAME_BYTES(store_max_bytes),
+		!SAME_BYTES(segment_size_bytes),
+		!SAME_BYTES(max_connections),
+		a->metrics_enabled != b->metrics_enabled ||
+			(a->metrics_enabled && !SAME_STR(metrics_listen.text)),
+		!SAME_STR(user),
+		!same_upstreams(a, b),
+		!SAME_BYTES(upstream_connections),
+		!SAME_STR(upstream_helo),
+		/* a larger message size than the running segments can take */
+		a->max_message_size_bytes + 65536 > b->segment_size_bytes,
+	};
+	static const char *const names[] = {
+		"hostname",        "workers",        "listen",          "data_dir",
+		"fsync",           "store_max_bytes", "segment_size",   "max_connections",
+		"metrics_listen",  "user",           "upstream",        "upstream_connections",
+		"upstream_helo",   "max_message_size",
+	};
+	_Static_assert(RMX_ARRAY_LEN(differs) == RMX_ARRAY_LEN(names), "a name per key");
+	size_t count = 0, used = 0;
+	if (cap)
+		out[0] = '\0';
+	for (size_t i = 0; i < RMX_ARRAY_LEN(names); i++) {
+		if (!differs[i])
+			continue;
+		count++;
+		int n = cap > used ? snprintf(out + used, cap - used, "%s%s", used ? "," : "",
+					      names[i])
+				   : 0;
+		if (n > 0)
+			used = RMX_MIN(used + (size_t)n, cap ? cap - 1 : 0);
+	}
+	/* Keep the running values of all of them. */
+	memcpy(next->hostname, b->hostname, sizeof(next->hostname));
+	next->workers = b->workers;
+	memcpy(next->listen, b->listen, sizeof(next->listen));
+	next->listen_count = b->listen_count;
+	memcpy(next->data_dir, b->data_dir, sizeof(next->data_dir));
+	next->fsync = b->fsync;
+	next->store_max_bytes = b->store_max_bytes;
+	next->segment_size_bytes = b->segment_size_bytes;
+	next->max_connections = b->max_connections;
+	next->metrics_enabled = b->metrics_enabled;
+	next->metrics_listen = b->metrics_listen;
+	memcpy(next->user, b->user, sizeof(next->user));
+	memcpy(next->upstream, b->upstream, sizeof(next->upstream));
+	next->upstream_count = b->upstream_count;
+	next->upstream_connections = b->upstream_connections;
+	memcpy(next->upstream_helo, b->upstream_helo, sizeof(next->upstream_helo));
+	if (differs[RMX_ARRAY_LEN(differs) - 1])
+		next->max_message_size_bytes = b->max_message_size_bytes;
+	derive_session(next);
+	return count;
 }

@@ -63,6 +63,8 @@ struct config {
 	/* Run as this user after binding the listeners (empty: stay as started). */
 	char user[USER_NAME_MAX_BYTES + 1];
 
+	uint32_t snapshot;                  /* slot of this snapshot (< CONFIG_SNAPSHOTS_MAX) */
+
 	uint32_t accept_domain_count;
 	char accept_domains_text[4096];     /* as normalised, for config_print */
 	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
@@ -77,6 +79,16 @@ struct config {
 RMX_MUST_CHECK int config_load(struct config *c, const char *path, char *err, size_t errlen);
 
 void config_free(struct config *c);
+
+/*
+ * Reload: the keys of next that a running process cannot change (listeners,
+ * workers, data_dir, store sizes, connection slots, upstream pool...) are
+ * set back to running's values; out[cap] gets the names of those that
+ * differed, comma-separated, and the count is returned. next's derived
+ * session settings are rebuilt. Any thread; no I/O.
+ */
+size_t config_restart_keys(struct config *next, const struct config *running, char *out,
+			   size_t cap);
 
 /* Prints the effective configuration as `key = value` lines, one per key
  * (listen and upstream addresses in order; accept_domains from the policy's

@@ -47,6 +47,7 @@ struct conn *conn_alloc(struct conn_slab *s)
 	c->fd = -1;
 	c->next = CONN_NONE;
 	c->rearm_next = CONN_NONE;
+	c->cfg_snapshot = -1;
 	s->used++;
 	return c;
 }

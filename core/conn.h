@@ -53,6 +53,7 @@ struct conn {
 	struct http_parser *http;  /* CONN_HTTP only */
 	int64_t opened_ms;
 	uint64_t msg_done_ms;      /* end of data seen (metrics) */
+	int32_t cfg_snapshot;      /* the config snapshot its session reads, -1: none */
 };
 
 #define CONN_NONE UINT32_MAX

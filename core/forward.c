@@ -1127,6 +1127,14 @@ void forward_free(struct forward *f)
 	free(f);
 }
 
+void forward_set_config(struct forward *f, const struct config *cfg)
+{
+	RMX_ASSERT(cfg->upstream_count == f->cfg->upstream_count &&
+		   cfg->upstream_connections == f->cfg->upstream_connections);
+	f->cfg = cfg;
+	f->env.cfg = cfg;
+}
+
 void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padded_bytes,
 			    uint32_t rcpt_count, int64_t arrival_unix_ms)
 {

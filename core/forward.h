@@ -50,6 +50,11 @@ struct forward_env {
 RMX_MUST_CHECK int forward_new(const struct forward_env *env, struct forward **out);
 void forward_free(struct forward *f);
 
+/* A reloaded configuration: upstream_timeout and the diagnostics use it
+ * from now on (the upstream list and pool are restart-only, so they are
+ * the same). cfg outlives the forwarder's use of it. */
+void forward_set_config(struct forward *f, const struct config *cfg);
+
 /* Once per loop turn: start due attempts, expire deadlines, submit the
  * delivery-log commit, reclaim segments. */
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms);

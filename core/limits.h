@@ -47,6 +47,9 @@
 
 /* Forwarding. */
 #define UPSTREAMS_MAX 8
+/* Configuration snapshots alive at once: the running one plus those still
+ * used by sessions that started before a reload (SIGHUP). */
+#define CONFIG_SNAPSHOTS_MAX 8
 /* A user name for the `user` key (useradd allows 32 bytes). */
 #define USER_NAME_MAX_BYTES 32
 #define UPSTREAM_CONNECTIONS_DEFAULT 4

@@ -97,6 +97,107 @@ static int cpu_for_worker(uint32_t i)
 	return -1;
 }
 
+/* ---- reload (SIGHUP) --------------------------------------------------------- */
+
+/* The configuration snapshots alive: [0] is the one loaded at start-up
+ * (main's own, whose restart-only keys main keeps reading), the others
+ * were loaded by reloads. A snapshot is freed once it is not the current
+ * one and no worker reads it any more (worker.cfg_held_mask). */
+struct reload_state {
+	struct config *snapshot[CONFIG_SNAPSHOTS_MAX];
+	uint32_t current;
+	uint32_t reloads;
+};
+
+static bool snapshot_held(const struct worker *workers, uint32_t count, uint32_t k)
+{
+	for (uint32_t i = 0; i < count; i++)
+		if (atomic_load_explicit(&workers[i].cfg_held_mask, memory_order_acquire) &
+		    (1u << k))
+			return true;
+	return false;
+}
+
+static void snapshot_drop(struct reload_state *rs, uint32_t k)
+{
+	config_free(rs->snapshot[k]);
+	if (k != 0) /* [0] is main's static one */
+		free(rs->snapshot[k]);
+	rs->snapshot[k] = NULL;
+}
+
+/* Frees every snapshot (at exit, after the workers are joined). */
+static void snapshots_free(struct reload_state *rs)
+{
+	for (uint32_t k = 0; k < CONFIG_SNAPSHOTS_MAX; k++)
+		if (rs->snapshot[k])
+			snapshot_drop(rs, k);
+}
+
+/* Logs a multi-line error text one line per problem, quoted. */
+static void log_error_lines(const char *event, char *text)
+{
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		struct log_msg m;
+		if (log_begin(&m, LOG_ERROR, event)) {
+			log_add(&m, "error", line, strlen(line));
+			log_end(&m);
+		}
+	}
+}
+
+/*
+ * SIGHUP: reads the file again. Invalid: the running configuration stays
+ * and every problem is logged. Valid: keys that cannot change while running
+ * keep their running values (and are named as needing a restart); the rest
+ * goes to every worker as one new snapshot.
+ */
+static void reload(struct reload_state *rs, const char *path, struct worker *workers,
+		   uint32_t count)
+{
+	for (uint32_t k = 0; k < CONFIG_SNAPSHOTS_MAX; k++)
+		if (rs->snapshot[k] && k != rs->current && !snapshot_held(workers, count, k))
+			snapshot_drop(rs, k);
+	uint32_t slot = 1;
+	while (slot < CONFIG_SNAPSHOTS_MAX && rs->snapshot[slot])
+		slot++;
+	if (slot == CONFIG_SNAPSHOTS_MAX) {
+		log_error("event=reload_refused reason=snapshots_in_use snapshots=%d note=\"sessions "
+			  "opened before earlier reloads are still open; try again later\"",
+			  CONFIG_SNAPSHOTS_MAX);
+		return;
+	}
+	struct config *next = calloc(1, sizeof(*next));
+	char err[4096];
+	if (!next) {
+		log_error("event=reload_failed error=out_of_memory");
+		return;
+	}
+	if (config_load(next, path, err, sizeof(err)) != 0) {
+		log_error_lines("reload_failed", err);
+		log_error("event=reload_refused reason=invalid_file note=\"the running "
+			  "configuration stays\"");
+		free(next);
+		return;
+	}
+	const struct config *running = rs->snapshot[rs->current];
+	char keys[512];
+	if (config_restart_keys(next, running, keys, sizeof(keys)))
+		log_warn("event=reload_restart_needed keys=%s note=\"these keep their running "
+			 "values until a restart\"", keys);
+	next->snapshot = slot;
+	rs->snapshot[slot] = next;
+	rs->current = slot;
+	rs->reloads++;
+	log_set_level((enum log_level)next->log_level);
+	log_set_json(next->log_json);
+	for (uint32_t i = 0; i < count; i++)
+		worker_request_reload(&workers[i], next);
+	log_info("event=reload snapshot=%u reloads=%u accept_domains=%u", slot, rs->reloads,
+		 next->accept_domain_count);
+}
+
 /*
  * Creates data_dir (0700) when missing. With `user`, a data_dir created now
  * is given to that user; an existing one must already be that user's (we
@@ -372,7 +473,10 @@ int main(int argc, char **argv)
 	static struct config cfg;
 	char err[1024];
 	if (config_load(&cfg, config_path, err, sizeof(err)) != 0) {
-		fprintf(stderr, "ringmx: %s\n", err);
+		/* One line per problem found in the file. */
+		for (char *save = NULL, *line = strtok_r(err, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save))
+			fprintf(stderr, "ringmx: %s\n", line);
 		return 2;
 	}
 	if (check_only) {
@@ -384,6 +488,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_json(cfg.log_json);
+	struct reload_state rs = { .snapshot = { &cfg }, .current = 0 };
+	cfg.snapshot = 0;
 
 	/* Signals go to the main thread only: block them before threads start. */
 	sigset_t sigs;
@@ -537,8 +644,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			log_info("event=sighup note=\"reload is not supported yet; restart to apply "
-				 "changes\"");
+			if (stops == 0)
+				reload(&rs, config_path, workers, cfg.workers);
 			continue;
 		}
 		stops++;
@@ -557,7 +664,7 @@ int main(int argc, char **argv)
 	free(metrics_all);
 	free(metrics_blocks);
 	(void)unlink(pid_path);
-	config_free(&cfg);
+	snapshots_free(&rs);
 	log_info("event=stopped status=%d", status);
 	return status;
 

@@ -64,6 +64,7 @@ struct worker_loop {
 	struct io_uring ring;
 	struct ring_info ring_info;
 	struct buf_ring bufs;
+	uint32_t cfg_users[CONFIG_SNAPSHOTS_MAX]; /* open sessions per config snapshot */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
 	struct conn_slab slab;
@@ -242,6 +243,28 @@ static bool conn_out_ready(struct conn *c)
 
 /* ---- connection life ----------------------------------------------------- */
 
+/* Tells main.c which config snapshots this worker still reads: the
+ * current one and those of sessions still open. */
+static void cfg_publish_held(struct worker_loop *l)
+{
+	unsigned mask = 1u << l->cfg->snapshot;
+	for (uint32_t k = 0; k < CONFIG_SNAPSHOTS_MAX; k++)
+		if (l->cfg_users[k])
+			mask |= 1u << k;
+	if (atomic_load_explicit(&l->w->cfg_held_mask, memory_order_relaxed) != mask)
+		atomic_store_explicit(&l->w->cfg_held_mask, mask, memory_order_release);
+}
+
+static void conn_cfg_release(struct worker_loop *l, struct conn *c)
+{
+	if (c->cfg_snapshot < 0)
+		return;
+	RMX_ASSERT(l->cfg_users[c->cfg_snapshot] > 0);
+	if (--l->cfg_users[c->cfg_snapshot] == 0 && (uint32_t)c->cfg_snapshot != l->cfg->snapshot)
+		cfg_publish_held(l);
+	c->cfg_snapshot = -1;
+}
+
 static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 {
 	if (!(c->flags & CONN_CLOSING))
@@ -256,6 +279,7 @@ static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	conn_cfg_release(l, c);
 	bool http = c->flags & CONN_HTTP;
 	conn_release(&l->slab, c);
 	if (http)
@@ -935,6 +959,8 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 		conn_maybe_release(l, c);
 		return;
 	}
+	c->cfg_snapshot = (int32_t)l->cfg->snapshot;
+	l->cfg_users[l->cfg->snapshot]++;
 	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
 	arm_recv(l, c);
 	conn_arm_deadline(l, c);
@@ -1131,6 +1157,30 @@ static void apply_control(struct worker_loop *l)
 	}
 }
 
+/* A new configuration snapshot (SIGHUP): from now on new sessions, the
+ * deadlines armed next, the in-flight data bound, the forwarder and the
+ * retry schedule use it. Open sessions keep theirs (cfg_users). */
+static void apply_reload(struct worker_loop *l)
+{
+	const struct config *next = atomic_load_explicit(&l->w->cfg_next, memory_order_acquire);
+	if (!next || next == l->cfg)
+		return;
+	RMX_ASSERT(next->snapshot < CONFIG_SNAPSHOTS_MAX);
+	l->cfg = next;
+	l->budget.max_inflight_bytes = next->max_inflight_data_bytes;
+	forward_set_config(l->forward, next);
+	for (uint32_t k = 0; k < l->w->shard_count; k++) {
+		int rc = queue_set_timing(l->w->shards[k].queue, (int64_t)next->retry_min_s * 1000,
+					  (int64_t)next->retry_max_s * 1000,
+					  (int64_t)next->max_queue_lifetime_s * 1000);
+		if (rc != 0) /* config_load checks the same bounds */
+			log_error("event=reload_queue_timing_refused worker=%u error=%d", l->w->id,
+				  rc);
+	}
+	cfg_publish_held(l);
+	log_info("event=reload_applied worker=%u snapshot=%u", l->w->id, next->snapshot);
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
@@ -1160,6 +1210,8 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 		on_spare(l, cqe->res);
 		break;
 	case OP_WAKE:
+		if (atomic_exchange(&l->w->reload_requested, false))
+			apply_reload(l);
 		if (atomic_exchange(&l->w->control_requested, false))
 			apply_control(l);
 		if (atomic_load(&l->w->stop_requested))
@@ -1271,6 +1323,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	memset(l, 0, sizeof(*l));
 	l->w = w;
 	l->cfg = w->cfg;
+	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
 	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
 	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
@@ -1408,6 +1461,12 @@ static void worker_wake(struct worker *w, atomic_bool *flag)
 	uint64_t one = 1;
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	RMX_ASSERT(n == (ssize_t)sizeof(one)); /* an eventfd counter cannot overflow here */
+}
+
+void worker_request_reload(struct worker *w, const struct config *next)
+{
+	atomic_store_explicit(&w->cfg_next, next, memory_order_release);
+	worker_wake(w, &w->reload_requested);
 }
 
 void worker_request_control(struct worker *w)

@@ -26,7 +26,9 @@ struct worker_loop;
 struct worker {
 	uint32_t id;
 	int cpu;                        /* pinned to this CPU, -1: not pinned */
-	const struct config *cfg;
+	const struct config *cfg;       /* the snapshot at start-up */
+	_Atomic(const struct config *) cfg_next; /* set by worker_request_reload */
+	atomic_uint cfg_held_mask;      /* bit k: snapshot k is still read by this worker */
 	atomic_uint *connections;       /* all workers' open connections */
 	int listen_fds[LISTENERS_MAX];
 	uint32_t listen_count;
@@ -46,6 +48,7 @@ struct worker {
 	atomic_bool finished;           /* the loop has ended */
 	atomic_bool stop_requested;     /* set with the eventfd write: drain */
 	atomic_bool control_requested;  /* set with the eventfd write: operator requests */
+	atomic_bool reload_requested;   /* set with the eventfd write: cfg_next is new */
 	atomic_bool drained;            /* draining is over; waits for exit_now */
 	atomic_bool exit_now;           /* every worker has drained: leave the loop */
 	int exit_status;
@@ -64,6 +67,15 @@ void worker_request_exit(struct worker *w);
 /* Asks the worker to apply the operator's request files (control.h) of its
  * shard. Any thread. */
 void worker_request_control(struct worker *w);
+
+/*
+ * Hands the worker a new configuration snapshot (SIGHUP). The worker
+ * switches at its next loop turn: new sessions, timers, the forwarder and
+ * the queues use it; sessions already open keep reading the snapshot they
+ * started with. cfg_held_mask tells when a snapshot is no longer read
+ * (main.c frees it then). Any thread; next outlives the worker's use.
+ */
+void worker_request_reload(struct worker *w, const struct config *next);
 
 /* Waits for the thread; returns its exit status (0 clean). */
 int worker_join(struct worker *w);

@@ -497,12 +497,29 @@ static enum queue_attempt_result finish_attempt(struct queue *q, struct queue_ms
 
 /* ---- public hot path ---- */
 
+static bool timing_valid(int64_t retry_min_ms, int64_t retry_max_ms, int64_t max_lifetime_ms)
+{
+	return retry_min_ms > 0 && retry_max_ms >= retry_min_ms &&
+	       retry_max_ms <= QUEUE_RETRY_MAX_LIMIT_MS && max_lifetime_ms > 0 &&
+	       max_lifetime_ms <= QUEUE_LIFETIME_LIMIT_MS;
+}
+
+int queue_set_timing(struct queue *q, int64_t retry_min_ms, int64_t retry_max_ms,
+		     int64_t max_lifetime_ms)
+{
+	if (!timing_valid(retry_min_ms, retry_max_ms, max_lifetime_ms))
+		return -EINVAL;
+	q->retry_min_ms = retry_min_ms;
+	q->retry_max_ms = retry_max_ms;
+	q->max_lifetime_ms = max_lifetime_ms;
+	return 0;
+}
+
 int queue_new(const struct queue_config *cfg, struct queue **out)
 {
 	*out = NULL;
-	if (cfg->worker >= WORKERS_MAX || cfg->retry_min_ms <= 0 ||
-	    cfg->retry_max_ms < cfg->retry_min_ms || cfg->retry_max_ms > QUEUE_RETRY_MAX_LIMIT_MS ||
-	    cfg->max_lifetime_ms <= 0 || cfg->max_lifetime_ms > QUEUE_LIFETIME_LIMIT_MS)
+	if (cfg->worker >= WORKERS_MAX ||
+	    !timing_valid(cfg->retry_min_ms, cfg->retry_max_ms, cfg->max_lifetime_ms))
 		return -EINVAL;
 	struct queue *q = calloc(1, sizeof(*q));
 	if (q == NULL)

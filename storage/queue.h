@@ -93,6 +93,12 @@ RMX_MUST_CHECK int queue_new(const struct queue_config *cfg, struct queue **out)
 RMX_MUST_CHECK int queue_open(const struct queue_config *cfg, struct queue **out,
 			      struct queue_recovery_stats *stats, char *err, size_t errlen);
 
+/* A reload: the retry bounds and lifetime for attempts that end from now
+ * on (messages already scheduled keep their time). Same rules as
+ * queue_config; returns -EINVAL and changes nothing when they are broken. */
+RMX_MUST_CHECK int queue_set_timing(struct queue *q, int64_t retry_min_ms, int64_t retry_max_ms,
+				    int64_t max_lifetime_ms);
+
 /* Frees the queue and closes the log fds it still holds (blocking). A
  * commit in flight must be finished; messages in flight are dropped. */
 void queue_close(struct queue *q);

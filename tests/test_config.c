@@ -186,6 +186,58 @@ int main(void)
 	snprintf(text, sizeof(text), "recipients_file = %s\n", bad_rcpts);
 	expect_error(text, "bad-rcpts:2:");
 
+	/* Every bad line is reported, one per line, in file order. */
+	struct config many;
+	char errs[2048];
+	CHECK(load_text(&many, "workers = 0\nfsync = sometimes\nok_line_missing_equals\n"
+			       "hostname = mx.example.org\nbogus = 1\n",
+			errs, sizeof(errs)) == -1);
+	CHECK(strstr(errs, ":1: workers") != NULL);
+	CHECK(strstr(errs, ":2: fsync") != NULL);
+	CHECK(strstr(errs, ":3: expected 'key = value'") != NULL);
+	CHECK(strstr(errs, ":5: unknown key") != NULL || strstr(errs, ":5: bogus") != NULL);
+	CHECK(strstr(errs, ":4:") == NULL);
+	unsigned lines = 0;
+	for (const char *q = errs; *q; q++)
+		lines += *q == '\n';
+	CHECK_EQ_U(lines, 3); /* four messages, three separators */
+	/* Too many to keep: cut, and said so. */
+	char lots[8192] = "";
+	for (int i = 0; i < 200; i++)
+		strcat(lots, "workers = 0\n");
+	char small[256];
+	CHECK(load_text(&many, lots, small, sizeof(small)) == -1);
+	CHECK(strlen(small) < sizeof(small));
+	CHECK(strstr(small, "(more errors not shown)") != NULL);
+
+	/* Reload: restart-only keys keep their running values and are named. */
+	struct config running, next;
+	char keys[256];
+	REQUIRE(load_text(&running, "workers = 2\nlisten = 127.0.0.1:2525\n"
+				    "accept_domains = a.example\nmax_recipients = 10\n",
+			  err, sizeof(err)) == 0);
+	REQUIRE(load_text(&next, "workers = 3\nlisten = 127.0.0.1:2526\n"
+				 "accept_domains = b.example\nmax_recipients = 20\n"
+				 "hostname = other.example\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &running, keys, sizeof(keys)), 4);
+	/* upstream_helo follows hostname when not set */
+	CHECK(strcmp(keys, "hostname,workers,listen,upstream_helo") == 0);
+	CHECK_EQ_U(next.workers, 2);
+	CHECK(strcmp(next.listen[0].text, "127.0.0.1:2525") == 0);
+	CHECK(strcmp(next.hostname, running.hostname) == 0);
+	CHECK_EQ_U(next.session.hostname.len, strlen(running.hostname));
+	CHECK_EQ_U(next.max_recipients, 20);          /* live */
+	CHECK_EQ_U(next.session.max_recipients, 20);
+	CHECK(strcmp(next.accept_domains_text, "b.example") == 0);
+	struct config same;
+	REQUIRE(load_text(&same, "workers = 2\nlisten = 127.0.0.1:2525\n", err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&same, &running, keys, sizeof(keys)), 0);
+	CHECK(keys[0] == '\0');
+	config_free(&running);
+	config_free(&next);
+	config_free(&same);
+
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
 	unlink(bad_rcpts);
