@@ -54,6 +54,9 @@ struct conn {
 	int64_t opened_ms;
 	uint64_t msg_done_ms;      /* end of data seen (metrics) */
 	int32_t cfg_snapshot;      /* the config snapshot its session reads, -1: none */
+	uint64_t bytes_in;         /* for the connection_close log line */
+	uint64_t bytes_out;
+	uint32_t messages;         /* accepted (durable) */
 };
 
 #define CONN_NONE UINT32_MAX

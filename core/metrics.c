@@ -262,6 +262,9 @@ const struct metrics_desc metrics_table[] = {
 	      "Provided receive buffers filled and not yet given back at once: the largest "
 	      "batch of the last second, summed over workers."),
 
+	COUNTER("ringmx_log_lines_dropped_total", "", LABELS_NONE, log_lines_dropped,
+		"Log lines dropped because the worker's log buffer was full or a write failed."),
+
 	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
 		"Server-side TLS handshakes (STARTTLS), by result."),
 };

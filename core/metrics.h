@@ -123,6 +123,9 @@ struct __attribute__((aligned(64))) metrics_worker {
 	/* Provided buffer ring. */
 	uint64_t buffer_ring_enobufs;
 	uint64_t buffer_ring_in_use; /* gauge */
+
+	/* Logs. */
+	uint64_t log_lines_dropped;
 	/* TLS. */
 	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT];
 };

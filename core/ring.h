@@ -46,6 +46,7 @@ enum ring_op {
 	OP_DLOG_SYNC,    /* slot: write index in the delivery-log commit */
 	OP_RECLAIM,      /* slot: 0 segment unlinked, 1 its log unlinked */
 	OP_HTTP_ACCEPT,  /* the metrics listener */
+	OP_LOG_WRITE,    /* a batch of the worker's log lines to stderr */
 	OP_COUNT
 };
 

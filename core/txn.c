@@ -129,6 +129,8 @@ static void op_observe(void *ctx, bool command, enum smtp_verb verb, unsigned co
 {
 	struct txn *t = ctx;
 	struct metrics_worker *m = t->budget->metrics;
+	if (command)
+		t->commands++;
 	if (!m)
 		return;
 	if (command) {

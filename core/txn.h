@@ -46,6 +46,7 @@ struct txn {
 	uint64_t queue_id;
 	uint32_t rcpt_count;         /* recipients in the envelope */
 	uint64_t mail_ms;            /* when MAIL was accepted (metrics) */
+	uint32_t commands;           /* commands of the whole connection (logs) */
 	bool active;                 /* between MAIL and reset/commit */
 };
 

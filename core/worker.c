@@ -65,6 +65,8 @@ struct worker_loop {
 	struct ring_info ring_info;
 	struct buf_ring bufs;
 	uint32_t cfg_users[CONFIG_SNAPSHOTS_MAX]; /* open sessions per config snapshot */
+	bool log_write_inflight;
+	struct log_buffer logbuf;      /* this thread's log lines (log.h) */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
 	struct conn_slab slab;
@@ -265,6 +267,23 @@ static void conn_cfg_release(struct worker_loop *l, struct conn *c)
 	c->cfg_snapshot = -1;
 }
 
+/* event=connection_close: who, how long, how much. */
+static void log_connection_close(struct worker_loop *l, const struct conn *c)
+{
+	struct log_msg m;
+	if (!log_begin(&m, LOG_INFO, "connection_close"))
+		return;
+	log_add_u64(&m, "worker", l->w->id);
+	log_add(&m, "client", c->peer.ip, strlen(c->peer.ip));
+	log_add_span(&m, "helo", smtp_session_helo(&c->session));
+	log_add_u64(&m, "duration_ms", l->now_ms - (uint64_t)c->opened_ms);
+	log_add_u64(&m, "commands", c->txn.commands);
+	log_add_u64(&m, "messages", c->messages);
+	log_add_u64(&m, "bytes_in", c->bytes_in);
+	log_add_u64(&m, "bytes_out", c->bytes_out);
+	log_end(&m);
+}
+
 static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 {
 	if (!(c->flags & CONN_CLOSING))
@@ -279,6 +298,8 @@ static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
+	if (c->cfg_snapshot >= 0)
+		log_connection_close(l, c);
 	conn_cfg_release(l, c);
 	bool http = c->flags & CONN_HTTP;
 	conn_release(&l->slab, c);
@@ -429,6 +450,8 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		if (c->txn.mail_ms)
 			metrics_observe_latency_ns(&m->transaction_duration,
 						   (l->now_ms - c->txn.mail_ms) * 1000000u);
+		c->messages++;
+		txn_log_accepted(&c->txn);
 	}
 	if (result == 0)
 		forward_record_durable(l->forward, c->txn.queue_id,
@@ -961,6 +984,12 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 	c->cfg_snapshot = (int32_t)l->cfg->snapshot;
 	l->cfg_users[l->cfg->snapshot]++;
+	struct log_msg lm;
+	if (log_begin(&lm, LOG_INFO, "connection_open")) {
+		log_add_u64(&lm, "worker", l->w->id);
+		log_add(&lm, "client", c->peer.ip, strlen(c->peer.ip));
+		log_end(&lm);
+	}
 	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
 	arm_recv(l, c);
 	conn_arm_deadline(l, c);
@@ -982,6 +1011,7 @@ static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
 		c->flags &= ~CONN_RECV_ARMED;
 	if (cqe->res > 0) {
 		RMX_ASSERT(has_buf);
+		c->bytes_in += (uint64_t)cqe->res;
 		conn_input(l, c, buf_ring_addr(&l->bufs, bid), (size_t)cqe->res);
 		buf_ring_return(&l->bufs, bid);
 		if (!(c->flags & CONN_USED))
@@ -1037,6 +1067,7 @@ static void on_send(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 	size_t sent = (size_t)cqe->res;
 	RMX_ASSERT(sent <= c->send_bytes && c->send_bytes <= c->out.len);
+	c->bytes_out += sent;
 	memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
 	c->out.len -= sent;
 	if (c->flags & CONN_CLOSING) {
@@ -1181,6 +1212,62 @@ static void apply_reload(struct worker_loop *l)
 	log_info("event=reload_applied worker=%u snapshot=%u", l->w->id, next->snapshot);
 }
 
+/* ---- logs --------------------------------------------------------------------- */
+
+/* Hands the next batch of log lines to the ring (never blocks the loop: a
+ * slow stderr only delays the batch, and a full buffer drops lines, which
+ * ringmx_log_lines_dropped_total counts). */
+static void log_pump(struct worker_loop *l)
+{
+	const void *p;
+	size_t n;
+	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, &p, &n))
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_LOG_WRITE, 0, 0));
+	l->log_write_inflight = true;
+}
+
+static void on_log_write(struct worker_loop *l, int res)
+{
+	RMX_ASSERT(l->log_write_inflight);
+	l->log_write_inflight = false;
+	log_buffer_write_done(&l->logbuf, res);
+	metrics_set(&l->w->metrics->log_lines_dropped, log_buffer_dropped_lines(&l->logbuf));
+	log_pump(l);
+}
+
+/* At exit: waits for the write in flight (other completions are moot now),
+ * then writes what is left directly. */
+static void log_finish(struct worker_loop *l)
+{
+	while (l->log_write_inflight) {
+		struct io_uring_cqe *cqe;
+		if (io_uring_submit_and_wait(&l->ring, 1) < 0 && errno != EINTR)
+			break;
+		unsigned head, seen = 0;
+		int res = 0;
+		bool done = false;
+		io_uring_for_each_cqe(&l->ring, head, cqe)
+		{
+			if (ring_ud_op(cqe->user_data) == OP_LOG_WRITE) {
+				res = cqe->res;
+				done = true;
+			}
+			seen++;
+		}
+		io_uring_cq_advance(&l->ring, seen);
+		if (done) {
+			l->log_write_inflight = false;
+			log_buffer_write_done(&l->logbuf, res);
+		}
+	}
+	log_thread_attach(NULL);
+	if (!l->log_write_inflight)
+		log_buffer_flush_sync(&l->logbuf);
+}
+
 /* ---- the loop ------------------------------------------------------------- */
 
 static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
@@ -1222,6 +1309,9 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 		break;
 	case OP_HTTP_ACCEPT:
 		on_http_accept(l, cqe);
+		break;
+	case OP_LOG_WRITE:
+		on_log_write(l, cqe->res);
 		break;
 	case OP_FWD_CONNECT:
 	case OP_FWD_RECV:
@@ -1288,6 +1378,7 @@ static int loop_run(struct worker_loop *l)
 			}
 		}
 		buffer_occupancy(l);
+		log_pump(l);
 		buf_ring_publish(&l->bufs);
 		rearm_pending(l);
 		if (l->accept_rearm_http && l->now_ms >= l->accept_rearm_at_ms) {
@@ -1410,8 +1501,11 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	w->loop = l;
+	log_buffer_init(&l->logbuf);
+	log_thread_attach(&l->logbuf);
 	int rc = loop_setup(l, w);
 	if (rc != 0) {
+		log_finish(l);
 		loop_teardown(l);
 		free(l);
 		w->loop = NULL;
@@ -1421,6 +1515,7 @@ static void *worker_main(void *arg)
 	}
 	atomic_store(&w->status, 1);
 	w->exit_status = loop_run(l) == 0 ? 0 : 1;
+	log_finish(l);
 	loop_teardown(l);
 	free(l);
 	w->loop = NULL;
