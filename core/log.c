@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,9 +28,10 @@
 _Static_assert(LOG_WRITE_MAX_BYTES <= PIPE_BUF, "one log write is atomic on a pipe");
 _Static_assert(LOG_BUFFER_HALF_BYTES < UINT32_MAX, "buffer offsets are 32-bit");
 
-/* Set once at start-up, before worker threads exist (log.h). */
-static enum log_level log_threshold = LOG_INFO;
-static bool log_json_mode;
+/* Set at start-up and on reload by the main thread, read by every thread:
+ * relaxed atomics (a line formatted during the switch may use either). */
+static atomic_int log_threshold = LOG_INFO;
+static atomic_bool log_json_mode;
 
 /* The attached buffer of this thread, if any. */
 static _Thread_local struct log_buffer *log_tls_buffer;
@@ -45,17 +47,17 @@ static const uint8_t level_prefix_len[] = { 12, 11, 11, 12 };
 void log_set_level(enum log_level level)
 {
 	RMX_ASSERT((unsigned)level <= LOG_DEBUG);
-	log_threshold = level;
+	atomic_store_explicit(&log_threshold, (int)level, memory_order_relaxed);
 }
 
 void log_set_json(bool json)
 {
-	log_json_mode = json;
+	atomic_store_explicit(&log_json_mode, json, memory_order_relaxed);
 }
 
 bool log_enabled(enum log_level level)
 {
-	return level <= log_threshold;
+	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
 /* ---- logfmt values ------------------------------------------------------ */
@@ -308,8 +310,9 @@ static bool msg_start(struct log_msg *m, enum log_level level)
 	RMX_ASSERT((unsigned)level <= LOG_DEBUG);
 	m->buf = m->text;
 	m->direct = false;
+	m->json = atomic_load_explicit(&log_json_mode, memory_order_relaxed);
 	struct log_buffer *b = log_tls_buffer;
-	if (b && !log_json_mode && buffer_room(b, LOG_LINE_MAX_BYTES) >= LOG_LINE_MAX_BYTES) {
+	if (b && !m->json && buffer_room(b, LOG_LINE_MAX_BYTES) >= LOG_LINE_MAX_BYTES) {
 		RMX_ASSERT(!b->reserved);
 		b->reserved = true;
 		m->buf = b->half[b->fill] + b->fill_len;
@@ -450,7 +453,7 @@ void log_end(struct log_msg *m)
 		b->reserved = false;
 		return;
 	}
-	if (!log_json_mode) {
+	if (!m->json) {
 		m->buf[m->len++] = '\n';
 		if (b)
 			buffer_append(b, m->buf, m->len);

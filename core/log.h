@@ -41,8 +41,9 @@
  * the two parts. (On a regular file or a terminal the kernel gives no such
  * promise for concurrent writers, whatever their size.)
  *
- * log_set_level and log_set_json are called once at start-up, before any
- * worker thread starts. Everything else: any thread.
+ * log_set_level and log_set_json: the main thread, at start-up and on
+ * reload; a line being formatted meanwhile uses the old or the new setting.
+ * Everything else: any thread.
  */
 #ifndef RINGMX_LOG_H
 #define RINGMX_LOG_H
@@ -117,6 +118,7 @@ struct log_msg {
 	size_t cap;     /* text bytes allowed, room for " truncated=true" kept */
 	bool active;    /* between a true log_begin and log_end */
 	bool direct;    /* buf is inside the thread's log buffer */
+	bool json;      /* the format when the line began */
 	bool cut;
 	char text[LOG_LINE_MAX_BYTES];
 };

@@ -1013,8 +1013,9 @@ static void test_txn_accepted(void)
 		CHECK(val_is(find(kv, n, "client"), "2001:db8::7"));
 		CHECK(val_is(find(kv, n, "helo"), "[192.0.2.1]"));
 		CHECK(val_is(find(kv, n, "tls"), "no"));
+		const struct kv *rc = find(kv, n, "rcpts"), *qi = find(kv, n, "queue_id");
 		if (json)
-			CHECK(!find(kv, n, "rcpts")->quoted && find(kv, n, "queue_id")->quoted);
+			CHECK(rc && !rc->quoted && qi && qi->quoted);
 	}
 	log_set_json(false);
 
@@ -1025,7 +1026,8 @@ static void test_txn_accepted(void)
 	size_t len;
 	const char *s = one_line(&len);
 	int n = parse_line(s, len, kv, KV_MAX);
-	CHECK(val_is(find(kv, n, "from"), "") && find(kv, n, "from")->quoted);
+	const struct kv *f = find(kv, n, "from");
+	CHECK(val_is(f, "") && f->quoted);
 	CHECK(strstr(s, " from=\"\" ") != NULL);
 	CHECK_EQ_U(budget.inflight_bytes, 0);
 	free(kv);
