@@ -617,7 +617,20 @@ static bool json_string_byte(struct json_out *j, uint8_t c)
 static void json_put_string(struct json_out *j, const char *s, size_t n, bool quoted)
 {
 	j->out[j->len++] = '"';
-	for (size_t i = 0; i < n;) {
+	/* With room for the worst case (every byte as \u00XX), a run of plain
+	 * bytes is copied without checks. */
+	size_t i = 0;
+	if (j->len + 6 * n <= j->end) {
+		char *o = j->out + j->len;
+		for (; i < n; i++) {
+			uint8_t c = (uint8_t)s[i];
+			if (value_class[c] & VALUE_EXTRA) /* not printable, or " or \\ */
+				break;
+			*o++ = (char)c;
+		}
+		j->len = (size_t)(o - j->out);
+	}
+	while (i < n) {
 		int c = (uint8_t)s[i];
 		size_t w = 1;
 		if (quoted && c == '\\')
@@ -694,7 +707,7 @@ size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len)
 			break;
 		size_t start = i;
 		size_t klen = 0;
-		while (i < len && klen <= JSON_KEY_MAX_BYTES && key_ok(text + i, 1)) {
+		while (i < len && klen <= JSON_KEY_MAX_BYTES && key_byte((uint8_t)text[i])) {
 			i++;
 			klen++;
 		}
