@@ -214,6 +214,14 @@ static void slot_arm_deadline(struct forward *f, struct fwd_slot *s)
 	s->deadline_ms = f->now_ms + (uint64_t)f->cfg->upstream_timeout_s * 1000u;
 }
 
+/* reply="CODE STATUS TEXT" (the relay's words, quoted by the logger). */
+static void log_add_reply(struct log_msg *m, unsigned code, const char *status, const char *text)
+{
+	char reply[FWD_DIAG_BYTES];
+	int n = snprintf(reply, sizeof(reply), "%u %s%s%s", code, status, text[0] ? " " : "", text);
+	log_add(m, "reply", reply, n < 0 ? 0 : RMX_MIN((size_t)n, sizeof(reply) - 1));
+}
+
 /* ---- the message attached to a slot ---------------------------------------- */
 
 static void msg_free(struct fwd_slot *s)
@@ -346,14 +354,21 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 			metrics_inc(&m->forward_deferrals);
 		}
 		seen |= o == QUEUE_OUTCOME_DELIVERED ? 1u : o == QUEUE_OUTCOME_TEMPFAIL ? 2u : 4u;
-		log_info("event=delivery worker=%u id=%.16s rcpt=\"%.*s\" upstream=%s "
-			 "result=%s reply=\"%u %s\" attempt=%u",
-			 f->env.worker, id, (int)RMX_MIN(s->rcpts[i].len, (size_t)256),
-			 (const char *)s->rcpts[i].ptr, f->cfg->upstream[s->upstream].text,
-			 o == QUEUE_OUTCOME_DELIVERED ? "delivered"
-			 : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
-						       : "deferred",
-			 code, r->status, (unsigned)queue_msg_attempts(s->msg) + 1);
+		struct log_msg lm;
+		if (log_begin(&lm, LOG_INFO, "delivery")) {
+			log_add_u64(&lm, "worker", f->env.worker);
+			log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
+			log_add_span(&lm, "rcpt", s->rcpts[i]);
+			log_add(&lm, "upstream", f->cfg->upstream[s->upstream].text,
+				strlen(f->cfg->upstream[s->upstream].text));
+			const char *result = o == QUEUE_OUTCOME_DELIVERED ? "delivered"
+					     : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
+									   : "deferred";
+			log_add(&lm, "result", result, strlen(result));
+			log_add_reply(&lm, code, r->status, "");
+			log_add_u64(&lm, "attempt", (unsigned)queue_msg_attempts(s->msg) + 1);
+			log_end(&lm);
+		}
 	}
 	metrics_inc(&m->forward_attempts[(seen & 4u)   ? METRICS_FORWARD_PERMFAIL
 					 : (seen & 2u) ? METRICS_FORWARD_TEMPFAIL
@@ -563,9 +578,14 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 	dsn->active = true;
 	dsn->recipients = n;
 	dsn->reserve_wait = true; /* stored by dsn_store() below or on a later turn */
-	log_info("event=bounce worker=%u id=%.16s to=\"%.*s\" recipients=%u", f->env.worker, id,
-		 (int)RMX_MIN(s->reverse_path.len, (size_t)256), (const char *)s->reverse_path.ptr,
-		 n);
+	struct log_msg lm;
+	if (log_begin(&lm, LOG_INFO, "bounce")) {
+		log_add_u64(&lm, "worker", f->env.worker);
+		log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
+		log_add_span(&lm, "to", s->reverse_path);
+		log_add_u64(&lm, "recipients", n);
+		log_end(&lm);
+	}
 	return true;
 }
 
@@ -732,10 +752,14 @@ static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_s
 		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
 		if (s->msg && s->msg_started && !s->dsn.active)
 			msg_results(f, s); /* the client settled every recipient */
-		if (st == SMTP_CLIENT_FAILED)
-			log_warn("event=upstream_failed worker=%u upstream=%s reply=\"%u %s %s\"",
-				 f->env.worker, f->cfg->upstream[s->upstream].text, why->code,
-				 why->status, why->text);
+		struct log_msg lm;
+		if (st == SMTP_CLIENT_FAILED && log_begin(&lm, LOG_WARN, "upstream_failed")) {
+			log_add_u64(&lm, "worker", f->env.worker);
+			log_add(&lm, "upstream", f->cfg->upstream[s->upstream].text,
+				strlen(f->cfg->upstream[s->upstream].text));
+			log_add_reply(&lm, why->code, why->status, why->text);
+			log_end(&lm);
+		}
 		slot_flush(f, s); /* a QUIT still queued goes out before the close */
 		slot_close(f, s);
 		return;

@@ -269,7 +269,9 @@ static int drop_privileges(const struct config *cfg)
 				cfg->user);
 			return -1;
 		}
-		log_info("event=privileges_dropped user=%s uid=%u gid=%u", cfg->user,
+		char user_q[3 * USER_NAME_MAX_BYTES + 8];
+		log_value(user_q, sizeof(user_q), cfg->user, strlen(cfg->user));
+		log_info("event=privileges_dropped user=%s uid=%u gid=%u", user_q,
 			 (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
 	}
 	/* The store holds other people's mail: owner only. */
@@ -315,9 +317,13 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		 id, leftover ? "yes" : "no", rs.segments, (unsigned long long)rs.records,
 		 (unsigned long long)rs.bytes, rs.quarantined,
 		 (unsigned long long)rs.truncated_bytes);
-	if (rs.quarantined)
-		log_warn("event=store_quarantine shard=w%u records=%u note=\"bad records "
-			 "set aside in %s/w%u/quarantine\"", id, rs.quarantined, cfg->data_dir, id);
+	if (rs.quarantined) {
+		char dir[PATH_MAX + 32], q[PATH_MAX + 96];
+		snprintf(dir, sizeof(dir), "%s/w%u/quarantine", cfg->data_dir, id);
+		log_value(q, sizeof(q), dir, strlen(dir));
+		log_warn("event=store_quarantine shard=w%u records=%u dir=%s note=\"bad records "
+			 "set aside\"", id, rs.quarantined, q);
+	}
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	struct queue_config qc = {
@@ -607,13 +613,19 @@ int main(int argc, char **argv)
 	snprintf(pid_path, sizeof(pid_path), "%s/ringmx.pid", cfg.data_dir);
 	FILE *pf = fopen(pid_path, "w");
 	if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
-		log_warn("event=pid_file_failed path=%s errno=%d", pid_path, errno);
+	{
+		char q[PATH_MAX + 64];
+		log_value(q, sizeof(q), pid_path, strlen(pid_path));
+		log_warn("event=pid_file_failed path=%s errno=%d", q, errno);
+	}
 	if (cfg.metrics_enabled)
 		log_info("event=metrics_listening address=%s paths=/metrics,/healthz,/readyz",
 			 cfg.metrics_listen.text);
+	char data_dir_q[PATH_MAX + 64];
+	log_value(data_dir_q, sizeof(data_dir_q), cfg.data_dir, strlen(cfg.data_dir));
 	for (uint32_t j = 0; j < cfg.listen_count; j++)
 		log_info("event=listening address=%s workers=%u hostname=%s data_dir=%s fsync=%s",
-			 cfg.listen[j].text, cfg.workers, cfg.hostname, cfg.data_dir,
+			 cfg.listen[j].text, cfg.workers, cfg.hostname, data_dir_q,
 			 cfg.fsync ? "always" : "never");
 
 	/* Wait for a signal; after the first stop, keep listening (a second one

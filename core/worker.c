@@ -1244,7 +1244,8 @@ static void log_finish(struct worker_loop *l)
 {
 	while (l->log_write_inflight) {
 		struct io_uring_cqe *cqe;
-		if (io_uring_submit_and_wait(&l->ring, 1) < 0 && errno != EINTR)
+		int rc = io_uring_submit_and_wait(&l->ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			break;
 		unsigned head, seen = 0;
 		int res = 0;
@@ -1413,6 +1414,8 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 {
 	memset(l, 0, sizeof(*l));
 	l->w = w;
+	log_buffer_init(&l->logbuf);
+	log_thread_attach(&l->logbuf);
 	l->cfg = w->cfg;
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
 	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
@@ -1501,8 +1504,6 @@ static void *worker_main(void *arg)
 		return NULL;
 	}
 	w->loop = l;
-	log_buffer_init(&l->logbuf);
-	log_thread_attach(&l->logbuf);
 	int rc = loop_setup(l, w);
 	if (rc != 0) {
 		log_finish(l);
