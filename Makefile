@@ -1,7 +1,8 @@
 # Thin wrapper around CMake. The two commands a new machine needs:
 #   make run    install what is needed, build, run the gateway on its defaults
 #   make test   install what is needed, build with the sanitizers, run every test
-# Other targets: make deps, make (release build), make clean.
+# Other targets: make deps, make (release build), make clean,
+#   make bench  the side-by-side comparison with Postfix and Haraka (about 35 min)
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -13,6 +14,15 @@ DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev \
                prometheus
 
 .PHONY: all deps build run test clean
+
+# make bench: Debian packages the comparison needs on top of DEB_PACKAGES
+# (npm comes with Node.js from some sources, so it is installed only when
+# missing), Haraka from npm into bench/.haraka, then the full run.
+# BENCH_ARGS passes options to bench/compare/compare.py (--help lists them).
+BENCH_DEB_PACKAGES = gnuplot-nox postfix nodejs procps
+BENCH_ARGS ?=
+
+.PHONY: bench bench-deps
 
 all: build
 
@@ -46,3 +56,20 @@ test: deps
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD)
+
+bench-deps: deps
+	@missing=$$(for p in $(BENCH_DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || \
+	    echo $$p; done; command -v npm >/dev/null 2>&1 || echo npm); \
+	if [ -n "$$missing" ]; then \
+		echo "ringmx: installing Debian packages for the benchmark: $$missing"; \
+		echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	else \
+		echo "ringmx: benchmark packages already installed"; \
+	fi
+	python3 bench/compare/compare.py --install-haraka-only
+
+bench: bench-deps build
+	python3 bench/compare/compare.py --build-dir $(BUILD) $(BENCH_ARGS)
