@@ -7,6 +7,7 @@ every acknowledged message stored, no 250 for anything not stored).
 """
 
 import os
+import socket
 import signal
 import sys
 import threading
@@ -128,7 +129,8 @@ class PressureTest(unittest.TestCase):
         srv.stop_checked(self)
 
     def test_sigterm_under_load(self):
-        srv = self.start([("shutdown_grace", "5s")])
+        mport = h.free_port()
+        srv = self.start([("shutdown_grace", "5s"), ("metrics_listen", "127.0.0.1:%d" % mport)])
         stop = threading.Event()
         lock = threading.Lock()
         acked, odd = [], []
@@ -163,9 +165,27 @@ class PressureTest(unittest.TestCase):
             except (h.Closed, OSError):
                 pass
 
+        # /readyz as a load balancer sees it, every 10 ms: (time, status)
+        ready = []
+
+        def poll_readyz():
+            while not stop.is_set():
+                try:
+                    s = socket.create_connection((h.LOOPBACK4, mport), timeout=2)
+                    s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    head = s.recv(64)
+                    s.close()
+                    code = int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else -1
+                except OSError:
+                    code = None  # the listener is gone
+                ready.append((time.monotonic(), code))
+                time.sleep(0.01)
+
         threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(20)]
+        poller = threading.Thread(target=poll_readyz, daemon=True)
         for t in threads:
             t.start()
+        poller.start()
         time.sleep(1.5)
         t0 = time.monotonic()
         srv.send_signal(signal.SIGTERM)
@@ -174,6 +194,17 @@ class PressureTest(unittest.TestCase):
         stop.set()
         for t in threads:
             t.join(timeout=30)
+        poller.join(timeout=10)
+        # ready before the signal; after it, 503 before anything else (the
+        # listener closing) and never 200 again
+        before = [c for t, c in ready if t < t0]
+        after = [c for t, c in ready if t >= t0]
+        self.assertTrue(before and all(c == 200 for c in before), before[-5:])
+        self.assertTrue(after, "no /readyz poll after SIGTERM")
+        first = next((c for c in after if c != 200), "none")
+        self.assertEqual(first, 503, "after SIGTERM /readyz went %r first: %r" % (first, after[:20]))
+        flipped = after.index(503)
+        self.assertNotIn(200, after[flipped:], "readyz said 200 again during the drain")
         self.assertEqual(status, 0, "exit status %r %.1fs after SIGTERM under load; stderr:\n%s"
                          % (status, elapsed, srv.stderr_text()[-2000:]))
         self.assertLess(elapsed, 5 + 5)
