@@ -47,6 +47,11 @@
 
 /* Forwarding. */
 #define UPSTREAMS_MAX 8
+/* Reply buffers (SMTP_REPLY_BUFFER_BYTES) a worker keeps for reuse: a
+ * connection holds one only while replies wait to be sent, so an idle
+ * session costs its slot and nothing more. */
+#define REPLY_BUFFER_POOL_MAX 4096
+
 /* Configuration snapshots alive at once: the running one plus those still
  * used by sessions that started before a reload (SIGHUP). */
 #define CONFIG_SNAPSHOTS_MAX 8

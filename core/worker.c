@@ -65,6 +65,8 @@ struct worker_loop {
 	struct ring_info ring_info;
 	struct buf_ring bufs;
 	uint32_t cfg_users[CONFIG_SNAPSHOTS_MAX]; /* open sessions per config snapshot */
+	void *reply_pool[REPLY_BUFFER_POOL_MAX]; /* free reply buffers */
+	uint32_t reply_pool_count;
 	bool log_write_inflight;
 	struct log_buffer logbuf;      /* this thread's log lines (log.h) */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
@@ -231,16 +233,35 @@ static void conn_flush(struct worker_loop *l, struct conn *c)
 	c->flags |= CONN_SEND_INFLIGHT;
 }
 
-static bool conn_out_ready(struct conn *c)
+/* Gives the connection a reply buffer (from the worker's pool) before the
+ * session may write a reply. False: out of memory. */
+static bool conn_out_ready(struct worker_loop *l, struct conn *c)
 {
 	if (c->out.buf)
 		return true;
-	c->out.buf = malloc(SMTP_REPLY_BUFFER_BYTES);
+	c->out.buf = l->reply_pool_count ? l->reply_pool[--l->reply_pool_count]
+					 : malloc(SMTP_REPLY_BUFFER_BYTES);
 	if (!c->out.buf)
 		return false;
 	c->out.len = 0;
 	c->out.cap = SMTP_REPLY_BUFFER_BYTES;
 	return true;
+}
+
+/* Takes the reply buffer back when nothing waits in it: an idle session
+ * holds none (50,000 idle connections cost their slots, not 200 MiB of
+ * buffers). HTTP responses have buffers of their own size: freed. */
+static void conn_out_put(struct worker_loop *l, struct conn *c)
+{
+	if (!c->out.buf || c->out.len || (c->flags & CONN_SEND_INFLIGHT))
+		return;
+	if (c->out.cap == SMTP_REPLY_BUFFER_BYTES && !(c->flags & CONN_HTTP) &&
+	    l->reply_pool_count < REPLY_BUFFER_POOL_MAX)
+		l->reply_pool[l->reply_pool_count++] = c->out.buf;
+	else
+		free(c->out.buf);
+	c->out.buf = NULL;
+	c->out.cap = 0;
 }
 
 /* ---- connection life ----------------------------------------------------- */
@@ -301,6 +322,8 @@ static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 	if (c->cfg_snapshot >= 0)
 		log_connection_close(l, c);
 	conn_cfg_release(l, c);
+	c->out.len = 0; /* never to be sent now */
+	conn_out_put(l, c);
 	bool http = c->flags & CONN_HTTP;
 	conn_release(&l->slab, c);
 	if (http)
@@ -465,7 +488,7 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		conn_maybe_release(l, c);
 		return;
 	}
-	if (!conn_out_ready(c)) {
+	if (!conn_out_ready(l, c)) {
 		conn_close(l, c);
 		return;
 	}
@@ -683,6 +706,10 @@ static void store_kick(struct worker_loop *l)
 		}
 		if (rc != 0) {
 			txn_reset(&c->txn);
+			if (!conn_out_ready(l, c)) { /* its earlier replies were sent meanwhile */
+				conn_close(l, c);
+				continue;
+			}
 			smtp_session_committed(&c->session, rc, span_make("", 0), &c->out);
 			conn_pump(l, c);
 		}
@@ -741,7 +768,7 @@ static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p,
 static void conn_pump(struct worker_loop *l, struct conn *c)
 {
 	while (c->carry_len && !(c->flags & (CONN_WAITING | CONN_CLOSE_AFTER_SEND | CONN_CLOSING))) {
-		if (!conn_out_ready(c)) {
+		if (!conn_out_ready(l, c)) {
 			conn_close(l, c);
 			return;
 		}
@@ -775,7 +802,7 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 		conn_pump(l, c);
 		return;
 	}
-	if (!conn_out_ready(c)) {
+	if (!conn_out_ready(l, c)) {
 		conn_close(l, c);
 		return;
 	}
@@ -977,7 +1004,7 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	txn_init(&c->txn, &l->budget);
-	if (!peer_from_fd(fd, &c->peer) || !conn_out_ready(c)) {
+	if (!peer_from_fd(fd, &c->peer) || !conn_out_ready(l, c)) {
 		c->flags |= CONN_CLOSING;
 		conn_maybe_release(l, c);
 		return;
@@ -1077,9 +1104,13 @@ static void on_send(struct worker_loop *l, struct io_uring_cqe *cqe)
 	if (c->out.len == 0 && (c->flags & CONN_WAIT_FLUSH)) {
 		c->flags &= ~CONN_WAIT_FLUSH;
 		conn_pump(l, c);
-		return;
+	} else {
+		conn_after(l, c);
 	}
-	conn_after(l, c);
+	/* Everything sent and the session waits for the client: the buffer
+	 * goes back to the pool until the next reply. */
+	if ((c->flags & CONN_USED) && !(c->flags & (CONN_CLOSING | CONN_HTTP)))
+		conn_out_put(l, c);
 }
 
 static void on_timer(void *ctx, struct timer_node *n)
@@ -1098,7 +1129,7 @@ static void on_timer(void *ctx, struct timer_node *n)
 		conn_close(l, c); /* the client stopped reading our replies */
 		return;
 	}
-	if (!conn_out_ready(c)) {
+	if (!conn_out_ready(l, c)) {
 		conn_close(l, c);
 		return;
 	}
@@ -1148,7 +1179,7 @@ static void drain_connections(struct worker_loop *l)
 			continue;
 		if (late && (c->flags & CONN_SEND_INFLIGHT))
 			continue;
-		if (!conn_out_ready(c)) {
+		if (!conn_out_ready(l, c)) {
 			conn_close(l, c);
 			continue;
 		}
@@ -1483,6 +1514,8 @@ static void loop_teardown(struct worker_loop *l)
 	buf_ring_free(&l->ring, &l->bufs);
 	io_uring_queue_exit(&l->ring);
 	conn_slab_free(&l->slab);
+	while (l->reply_pool_count)
+		free(l->reply_pool[--l->reply_pool_count]);
 	if (l->zero_chunk)
 		munmap(l->zero_chunk, SPARE_ZERO_CHUNK_BYTES);
 }
