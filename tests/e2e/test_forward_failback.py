@@ -20,17 +20,6 @@ import upstream as up  # noqa: E402
 FAILBACK_WITHIN_S = 75.0
 
 
-def tokens(sink):
-    out = {}
-    for d in sink.dumps():
-        for line in d.message.split(b"\r\n"):
-            if line.startswith(b"Subject: "):
-                t = line[len(b"Subject: "):].decode()
-                out[t] = out.get(t, 0) + 1
-                break
-    return out
-
-
 class ForwardFailback(unittest.TestCase):
 
     def send_one(self, srv, tag):
@@ -51,7 +40,7 @@ class ForwardFailback(unittest.TestCase):
         self.addCleanup(srv.cleanup)
         srv.start()
         sent = [self.send_one(srv, "early%d" % i) for i in range(4)]
-        self.assertTrue(up.wait_for(lambda: set(sent) <= set(tokens(secondary)), 30, 0.2),
+        self.assertTrue(up.wait_for(lambda: set(sent) <= set(secondary.subjects()), 30, 0.2),
                         "the second relay did not get the mail while the first was down")
         primary = up.Sink(port=primary_port)
         self.addCleanup(primary.cleanup)
@@ -62,7 +51,7 @@ class ForwardFailback(unittest.TestCase):
         while time.monotonic() - t0 < FAILBACK_WITHIN_S:
             sent.append(self.send_one(srv, "late"))
             time.sleep(1.0)
-            if tokens(primary):
+            if primary.subjects():
                 at_primary = time.monotonic() - t0
                 break
         self.assertIsNotNone(at_primary, "no mail went to the recovered first relay within "
@@ -70,12 +59,12 @@ class ForwardFailback(unittest.TestCase):
         print("failback: first relay used again %.1fs after it came back" % at_primary,
               file=sys.stderr)
         both = {}
-        ok = up.wait_for(lambda: set(sent) <= set(tokens(primary)) | set(tokens(secondary)),
+        ok = up.wait_for(lambda: set(sent) <= set(primary.subjects()) | set(secondary.subjects()),
                          30, 0.2)
         self.assertTrue(ok, "mail lost around the failback")
         time.sleep(1.0)
         for sink in (primary, secondary):
-            for t, n in tokens(sink).items():
+            for t, n in sink.subjects().items():
                 both[t] = both.get(t, 0) + n
         self.assertEqual({t: n for t, n in both.items() if n > 1}, {}, "duplicates")
         h.stop_and_check(srv)

@@ -37,17 +37,6 @@ def shard_of(queue_id):
     return int(queue_id[:2], 16)
 
 
-def subjects_in(sink):
-    out = {}
-    for d in sink.dumps():
-        for line in d.message.split(b"\r\n"):
-            if line.startswith(b"Subject: "):
-                t = line[len(b"Subject: "):].decode()
-                out[t] = out.get(t, 0) + 1
-                break
-    return out
-
-
 class ForwardShrink(unittest.TestCase):
 
     def setUp(self):
@@ -99,16 +88,16 @@ class ForwardShrink(unittest.TestCase):
         self.assertEqual([e.get("shard") for e in adopted], ["w1"], second.stderr_text())
 
         def all_there():
-            got = subjects_in(sink)
+            got = sink.subjects()
             return all(t in got for t in sent)
 
         if not up.wait_for(all_there, DELIVERY_TIMEOUT_S, 0.2):
-            got = subjects_in(sink)
+            got = sink.subjects()
             missing = [t for t in sent if t not in got]
             self.fail("%d of %d messages not delivered; log tail:\n%s"
                       % (len(missing), len(sent), second.stderr_text()[-3000:]))
         time.sleep(1.0)  # a duplicate would show up now
-        got = subjects_in(sink)
+        got = sink.subjects()
         twice = [t for t in sent if got.get(t, 0) != 1]
         self.assertEqual(twice, [], "delivered more than once")
 
@@ -126,7 +115,7 @@ class ForwardShrink(unittest.TestCase):
             qid = h.send_message(self, c, b"Subject: " + token.encode() + b"\r\n\r\nx\r\n")
             c.cmd("QUIT")
         self.assertEqual(shard_of(qid), 0, qid)
-        self.assertTrue(up.wait_for(lambda: token in subjects_in(sink), 20.0, 0.2))
+        self.assertTrue(up.wait_for(lambda: token in sink.subjects(), 20.0, 0.2))
         second.stop_checked(self)
 
         # 3. The next start finds w1 empty and removes it.

@@ -239,6 +239,18 @@ class Sink:
                 # still being written
         return out
 
+    def subjects(self):
+        """{Subject: copies} over the complete dumps: the tests put a unique
+        token in each message's Subject, so this counts deliveries."""
+        out = {}
+        for d in self.dumps():
+            for line in d.message.split(b"\r\n"):
+                if line.startswith(b"Subject: "):
+                    t = line[len(b"Subject: "):].decode()
+                    out[t] = out.get(t, 0) + 1
+                    break
+        return out
+
 
 class SourceConn(h.SmtpConn):
     """An SmtpConn whose local end is bound to source_ip (any 127.0.0.0/8
