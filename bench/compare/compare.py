@@ -133,6 +133,8 @@ class Harness:
         self.peaks = {}            # system -> closed-loop msgs/s (S6)
         self.nofile = None
         self.loads = []
+        self.others = []           # others_cpu_share per run
+        self.cpus = os.cpu_count() or 1
         self.notes = []
         self.seq = 0
 
@@ -242,12 +244,19 @@ class Harness:
 
     # ------------------------------------------------------------ measuring
 
-    def measure(self, server, fn):
+    def measure(self, server, fn, sink=None):
         """Runs fn() while sampling the server's process tree; returns
-        (fn's result, dict of CPU/RSS/PSS/load figures)."""
+        (fn's result, dict of CPU/RSS/PSS/load figures). others_cpu_s is
+        the machine's busy CPU time during the run less the server's, the
+        client's and the upstream sink's: what everything else used (other
+        work on the machine, and this harness)."""
         tree = server.tree()
+        sink_tree = sink.tree() if sink is not None else None
         load = measure.loadavg()
         before = tree.sample()
+        sink_before = sink_tree.sample().cpu_s if sink_tree else 0.0
+        busy_before = measure.cpu_busy_s()
+        t0 = time.monotonic()
         sampler = measure.RssSampler(tree)
         sampler.start()
         try:
@@ -255,11 +264,21 @@ class Harness:
         finally:
             sampler.stop()
         after = tree.sample()
-        m = {"server_cpu_s": after.cpu_s - before.cpu_s,
+        wall = time.monotonic() - t0
+        busy = measure.cpu_busy_s() - busy_before
+        sink_cpu = (sink_tree.sample().cpu_s - sink_before) if sink_tree else 0.0
+        server_cpu = after.cpu_s - before.cpu_s
+        client_cpu = res.get("bench_cpu_s", res.get("client_cpu_s")) or 0.0
+        others = max(0.0, busy - server_cpu - client_cpu - sink_cpu)
+        m = {"server_cpu_s": server_cpu,
              "rss_max_kib": max(sampler.max_rss_kib, after.rss_kib),
              "procs_max": max(sampler.max_procs, after.procs),
-             "pss_end_kib": tree.pss_kib(), "load1": load[0]}
+             "pss_end_kib": tree.pss_kib(), "load1": load[0],
+             "upstream_sink_cpu_s": sink_cpu if sink_tree else None,
+             "machine_busy_s": busy, "others_cpu_s": others,
+             "others_cpu_share": others / (wall * self.cpus) if wall > 0 else None}
         self.loads.append(load[0])
+        self.others.append(m["others_cpu_share"])
         return res, m
 
     def record(self, scn_name, sysname, client, rnd, res, m, extra=None):
@@ -285,11 +304,12 @@ class Harness:
         rate = run.get("delivered_msgs_per_s", run.get("msgs_per_s", 0.0))
         err = run.get("errors")
         log("  %s %-15s %-12s round %d: %9.0f msgs/s%s, server %s us/msg, RSS max %.1f MiB,"
-            " load %.1f%s" % (scn_name, sysname, client, rnd, rate or 0.0,
+            " load %.1f, others %.0f%%%s" % (scn_name, sysname, client, rnd, rate or 0.0,
                               " (delivered)" if scn_name == "S4" else "",
                               "%.1f" % run["server_cpu_us_per_msg"]
                               if "server_cpu_us_per_msg" in run else "-",
                               run["rss_max_kib"] / 1024.0, run["load1"],
+                              100.0 * (run.get("others_cpu_share") or 0.0),
                               "" if not err else ", ERRORS %s %s"
                               % (err, run.get("errors_by_code", ""))))
         return run
@@ -357,12 +377,12 @@ class Harness:
                 try:
                     if client == "ringmx-bench":
                         argv = self.bench_argv(srv.port, scn, duration_s=run_s)
-                        res, m = self.measure(srv, lambda: self.run_bench(argv, run_s))
+                        res, m = self.measure(srv, lambda: self.run_bench(argv, run_s), sink)
                     else:
                         n = self.plan_count(key, run_s, lambda k: self.run_source(
                             srv.port, scn, k, run_s * 4)["msgs_per_s"])
                         res, m = self.measure(srv, lambda: self.run_source(
-                            srv.port, scn, n, run_s))
+                            srv.port, scn, n, run_s), sink)
                     run = self.record(scn_name, sysname, client, rnd, res, m)
                     if run.get("msgs_per_s"):
                         self.estimates[key] = run["msgs_per_s"]
@@ -403,7 +423,7 @@ class Harness:
                     n = self.plan_count(key, run_s, lambda k: self.s4_once(
                         srv, sink, client, scn, k, run_s)["delivered_msgs_per_s"])
                     res, m = self.measure(srv, lambda: self.s4_once(srv, sink, client, scn,
-                                                                   n, run_s))
+                                                                   n, run_s), sink)
                     extra = {k: res[k] for k in ("delivered", "delivered_all",
                                                  "delivery_span_s", "delivered_msgs_per_s")}
                     run = self.record(scn_name, sysname, client, rnd, res, m, extra)
@@ -523,7 +543,7 @@ class Harness:
             mport = getattr(srv, "metrics_port", None)
             if mport:
                 metrics_before = measure.scrape(mport)
-            res, m = self.measure(srv, lambda: self.run_bench(argv, run_s))
+            res, m = self.measure(srv, lambda: self.run_bench(argv, run_s), sink)
             extra = {"peak_msgs_per_s": peak, "peak_from": source, "rate": rate}
             if mport:
                 metrics_after = measure.scrape(mport)

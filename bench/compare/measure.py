@@ -6,11 +6,11 @@
   Postfix smtpd or a Haraka worker that ends during a run still counts.
 - RssSampler: a thread that samples the tree's RSS while a load runs and
   keeps the largest value.
-- established_conns(): server-side TCP connections on a local port.
+- established_conns(): TCP connections a server has accepted on a port.
 - SinkCounter: the message counter that `smtp-sink -c` writes to its
   stdout (one "sess=N quit=N mesg=N" record per event, CR separated).
 - Prometheus text parsing for ringmx's /metrics and histogram quantiles.
-- loadavg(): /proc/loadavg.
+- loadavg(), cpu_busy_s(): /proc/loadavg, /proc/stat.
 
 Nothing here starts or stops a process.
 """
@@ -142,8 +142,10 @@ class RssSampler(threading.Thread):
 
 
 def established_conns(port):
-    """TCP connections in ESTABLISHED state whose local port is port (the
-    server's side of each connection), IPv4 and IPv6."""
+    """Connections a server on local port has accepted and holds: TCP
+    sockets in ESTABLISHED state on that port that belong to a file (inode
+    not 0; a connection still waiting in the listen queue has none),
+    IPv4 and IPv6."""
     want = ":%04X" % port
     n = 0
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -151,8 +153,8 @@ def established_conns(port):
             with open(path) as f:
                 next(f)
                 for line in f:
-                    parts = line.split(None, 4)
-                    if parts[3] == "01" and parts[1].endswith(want):
+                    parts = line.split()
+                    if parts[3] == "01" and parts[1].endswith(want) and parts[9] != "0":
                         n += 1
         except OSError:
             pass
@@ -248,6 +250,15 @@ def histogram_quantile(q, buckets):
             return prev_bound + (bound - prev_bound) * (rank - prev_count) / (count - prev_count)
         prev_bound, prev_count = bound, count
     return prev_bound
+
+
+def cpu_busy_s():
+    """CPU seconds the whole machine has spent busy since boot (every CPU:
+    user, nice, system, irq, softirq, steal), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def loadavg():

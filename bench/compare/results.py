@@ -77,6 +77,7 @@ def environment(args, hs, started, load_start, load_end, interrupted):
         "load_end": load_end,
         "load1_per_run": {"min": min(loads), "median": statistics.median(loads),
                           "max": max(loads)},
+        "others_cpu_share_per_run": _spread(hs.others),
         "nofile_limit": hs.nofile,
         "interrupted": interrupted,
         "options": {"rounds": args.rounds, "run_seconds": args.run_seconds,
@@ -86,6 +87,13 @@ def environment(args, hs, started, load_start, load_end, interrupted):
                     "warmup_seconds": args.warmup_seconds,
                     "quick": args.quick},
     }
+
+
+def _spread(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
 # ------------------------------------------------------------------ medians
@@ -127,7 +135,8 @@ def summarize(runs):
              "client_cpu_us_per_msg": _med(r.get("client_cpu_us_per_msg") for r in rs),
              "rss_max_kib": _med(r.get("rss_max_kib") for r in rs),
              "pss_end_kib": _med(r.get("pss_end_kib") for r in rs),
-             "procs_max": _med(r.get("procs_max") for r in rs)}
+             "procs_max": _med(r.get("procs_max") for r in rs),
+             "others_cpu_share": _med(r.get("others_cpu_share") for r in rs)}
         scn = key[0]
         if scn == "S4":
             s["accept_rate"] = _med(r.get("msgs_per_s") for r in rs)
@@ -376,12 +385,21 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
         md.append("")
     ls = meta["load_start"]
     lr = meta["load1_per_run"]
+    oc = meta.get("others_cpu_share_per_run")
     md.append("Machine: %s, %d CPUs, %s GiB, kernel %s. Server and load generator share the "
-              "same CPUs. The machine was shared with other work while this ran (builds and "
-              "tests): load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end; "
-              "1-minute load before each run: min %.2f, median %.2f, max %.2f."
+              "same CPUs. The machine was shared with other work while this ran (other "
+              "engineers' builds and tests): load average %.2f %.2f %.2f at the start, "
+              "%.2f %.2f %.2f at the end; 1-minute load before each run: min %.2f, median "
+              "%.2f, max %.2f (the load average also counts the benchmark's own processes, "
+              "e.g. Postfix's cleanup processes waiting in fsync)."
               % (meta["cpu"], meta["cpus"], meta["mem_gib"], meta["kernel"], ls[0], ls[1],
                  ls[2], *meta["load_end"], lr["min"], lr["median"], lr["max"]))
+    if oc:
+        md.append("")
+        md.append("CPU used by everything but the server, its client and the upstream sink "
+                  "during each run (other work, and this harness), as a share of the "
+                  "machine's %d CPUs: median %.0f%%, min %.0f%%, max %.0f%%."
+                  % (meta["cpus"], 100 * oc["median"], 100 * oc["min"], 100 * oc["max"]))
     md.append("")
     o = meta["options"]
     md.append("ringmx %s%s; Postfix %s; Haraka %s on Node.js %s. %d round(s) per scenario, "
@@ -425,6 +443,13 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
         else:
             table_latency(summary, systems_order, md)
         md.append("")
+        shares = [v.get("others_cpu_share") for k, v in summary.items() if k[0] == scn]
+        sp = _spread(shares)
+        if sp:
+            md.append("Other work's share of the CPUs during these runs: median %.0f%% "
+                      "(%.0f%%-%.0f%%)." % (100 * sp["median"], 100 * sp["min"],
+                                            100 * sp["max"]))
+            md.append("")
         md.extend(NOTES.get(scn, []))
         fails = [(k, v) for k, v in summary.items() if k[0] == scn and v.get("failure")]
         for k, v in fails:
