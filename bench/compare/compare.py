@@ -137,6 +137,7 @@ class Harness:
         self.cpus = os.cpu_count() or 1
         self.notes = []
         self.seq = 0
+        self.source = (None, False)  # git commit of the tree, modified or not
 
     # ------------------------------------------------------------ set-up
 
@@ -683,6 +684,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_term)
 
     hs = Harness(args)
+    hs.source = results.source_state()
     hs.ensure_built()
     hs.check_tools()
     hs.nofile = systems.raise_nofile()

@@ -55,10 +55,17 @@ def _mem_gib():
     return None
 
 
+def source_state():
+    """(commit, whether tracked files differ from it): read before the run,
+    since the tree may move on while it lasts."""
+    dirty = _cmd(["git", "status", "--porcelain", "--untracked-files=no"])
+    return _cmd(["git", "rev-parse", "--short=12", "HEAD"]), bool(dirty)
+
+
 def environment(args, hs, started, load_start, load_end, interrupted):
     import systems
     loads = hs.loads or [load_start[0]]
-    dirty = _cmd(["git", "status", "--porcelain", "--untracked-files=no"])
+    commit, dirty = hs.source
     return {
         "date": time.strftime("%Y-%m-%d", time.localtime(started)),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -68,8 +75,8 @@ def environment(args, hs, started, load_start, load_end, interrupted):
         "cpus": os.cpu_count(),
         "mem_gib": _mem_gib(),
         "kernel": platform.release(),
-        "ringmx_commit": _cmd(["git", "rev-parse", "--short=12", "HEAD"]),
-        "ringmx_tree_modified": bool(dirty),
+        "ringmx_commit": commit,
+        "ringmx_tree_modified": dirty,
         "postfix": _cmd(["dpkg-query", "-W", "-f=${Version}", "postfix"]),
         "haraka": systems.haraka_version(),
         "node": _cmd(["node", "--version"]),
