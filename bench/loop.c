@@ -848,9 +848,10 @@ void *loop_run(void *arg)
 		lp->error = rc;
 		return NULL;
 	}
+	/* The clock first: the first connects take their deadlines from it. */
+	lp->clock_ns = now_ns();
 	for (unsigned i = 0; i < lp->conn_total; i++)
 		queue_connect(lp, &lp->conns[i]);
-	lp->clock_ns = now_ns();
 	lp->next_sweep_ns = lp->clock_ns + SWEEP_INTERVAL_NS;
 	while (lp->open_active + lp->open_idle > 0) {
 		uint64_t now = now_ns();
