@@ -366,6 +366,9 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 									   : "deferred";
 			log_add(&lm, "result", result, strlen(result));
 			log_add_reply(&lm, code, r->status, "");
+			/* since the message was accepted */
+			int64_t delay_ms = f->now_unix_ms - queue_msg_arrival_unix_ms(s->msg);
+			log_add_u64(&lm, "delay_ms", (uint64_t)RMX_MAX(delay_ms, 0));
 			log_add_u64(&lm, "attempt", (unsigned)queue_msg_attempts(s->msg) + 1);
 			log_end(&lm);
 		}

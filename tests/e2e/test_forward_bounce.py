@@ -148,6 +148,10 @@ class ForwardBounces(unittest.TestCase):
         self.assertGreaterEqual(len(deferred), 2, "the busy recipient was retried: %r"
                                 % deferred)
         self.assertTrue(all(e.get("result") == "deferred" for e in deferred), deferred)
+        # each attempt's line says how long the message has waited, growing
+        delays = [int(e["delay_ms"]) for e in deferred]
+        self.assertEqual(delays, sorted(delays), deferred)
+        self.assertGreater(delays[-1], delays[0], deferred)
         blocks = dsn_recipients(self, dsn[0], "expiry DSN for %s" % qid)
         self.assertEqual(list(blocks), [BUSY], "only the expired recipient is reported")
         b = blocks[BUSY]
