@@ -372,11 +372,12 @@ DESCRIPTIONS = {
     "postfix": "Postfix `smtpd` with its real queue (private `postfix -c DIR` instance; "
                "cleanup fsyncs each queue file before the 250); S1-S3, S5, S6: every "
                "message put on hold (accept only); S4: relayed to the upstream sink",
-    "haraka-forward": "Haraka 3, `nodes = 2`, log level warn, `queue/smtp_forward` to an "
+    "haraka-forward": "Haraka 3, `nodes = 2`, log level warn, no reverse DNS lookups, "
+                      "`queue/smtp_forward` to an "
                       "upstream smtp-sink (acknowledges after the upstream's 250, one upstream "
                       "connection per message; nothing on disk)",
-    "haraka-discard": "Haraka 3, `nodes = 2`, log level warn, a queue plugin that accepts and "
-                      "discards (its best case)",
+    "haraka-discard": "Haraka 3, `nodes = 2`, log level warn, no reverse DNS lookups, a queue "
+                      "plugin that accepts and discards (its best case)",
 }
 
 
@@ -496,9 +497,10 @@ NOTES = {
            "server-side ack p99 come from its /metrics histograms "
            "(`ringmx_store_fsync_latency_seconds`, `ringmx_smtp_ack_latency_seconds`), "
            "interpolated inside buckets whose bounds are 0.25, 0.5, 1, 2.5, 5 ms, so they "
-           "are coarse. The latency chart is a staircase through the bench's percentiles "
-           "(p50, p90, p99, p99.9, max): its JSON holds percentiles, not the histogram's "
-           "buckets."],
+           "are coarse. The table gives the median of each percentile over the rounds; the "
+           "latency chart is a staircase through the percentiles (p50, p90, p99, p99.9, max) "
+           "of the round with the median p99: the bench's JSON holds percentiles, not the "
+           "histogram's buckets."],
 }
 
 

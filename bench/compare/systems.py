@@ -455,6 +455,16 @@ class PostfixSmtpd(Server):
 
 # ------------------------------------------------------------------- Haraka
 
+_NO_RDNS_PLUGIN = """\
+// bench_no_rdns: answers Haraka's lookup_rdns hook at once, so no reverse
+// DNS query is made for a client (Postfix runs with smtpd_peername_lookup
+// = no and ringmx makes none; the query would time each connection on the
+// resolver).
+exports.hook_lookup_rdns = function (next) {
+    next(OK, 'unknown')
+}
+"""
+
 _DISCARD_PLUGIN = """\
 // bench_discard: a queue plugin that accepts every message and throws it
 // away - Haraka's best case, nothing written and nothing relayed.
@@ -492,9 +502,10 @@ def haraka_version():
 
 
 class Haraka(Server):
-    """Haraka 3, nodes = 2 (cluster), log level warn. mode "forward":
-    queue/smtp_forward to the upstream given to start(); mode "discard":
-    the bench_discard queue plugin."""
+    """Haraka 3, nodes = 2 (cluster), log level warn, no reverse DNS
+    lookups (bench_no_rdns). mode "forward": queue/smtp_forward to the
+    upstream given to start(); mode "discard": the bench_discard queue
+    plugin."""
 
     def __init__(self, scratch, mode, nodes=2):
         super().__init__(scratch)
@@ -522,7 +533,7 @@ class Haraka(Server):
             "log.ini": "[main]\nlevel=warn\ntimestamps=false\nformat=default\n",
             "me": SERVER_NAME + "\n",
             "host_list": DOMAIN + "\n",
-            "plugins": "rcpt_to.in_host_list\n%s\n"
+            "plugins": "bench_no_rdns\nrcpt_to.in_host_list\n%s\n"
                        % ("queue/smtp_forward" if self.mode == "forward" else "bench_discard"),
         }
         if self.mode == "forward":
@@ -533,6 +544,8 @@ class Haraka(Server):
                 f.write(text)
         with open(os.path.join(inst, "plugins", "bench_discard.js"), "w") as f:
             f.write(_DISCARD_PLUGIN)
+        with open(os.path.join(inst, "plugins", "bench_no_rdns.js"), "w") as f:
+            f.write(_NO_RDNS_PLUGIN)
         self._spawn([exe, "-c", inst], cwd=inst)
         self._wait_ready()
         # every cluster worker listens once the master's first one greets;
