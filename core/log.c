@@ -23,6 +23,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 _Static_assert(LOG_WRITE_MAX_BYTES <= PIPE_BUF, "one log write is atomic on a pipe");
@@ -216,7 +217,7 @@ static void ts_format(char out[TS_BYTES])
 
 /* ---- the buffer, filling side ------------------------------------------- */
 
-void log_buffer_init(struct log_buffer *b)
+void log_buffer_init(struct log_buffer *b, int fd)
 {
 	b->fill = 0;
 	b->fill_len = 0;
@@ -225,6 +226,13 @@ void log_buffer_init(struct log_buffer *b)
 	b->inflight_bytes = 0;
 	b->reserved = false;
 	b->dropped_lines = 0;
+	/* On a pipe or socket, lines of different threads stay whole only in
+	 * writes of at most PIPE_BUF. A regular file appends each write whole
+	 * (O_APPEND, or one writer at the file position under the inode lock),
+	 * so there a whole half goes in one write: far fewer writes. */
+	struct stat st;
+	b->write_max = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? LOG_BUFFER_HALF_BYTES
+										: LOG_WRITE_MAX_BYTES;
 }
 
 void log_thread_attach(struct log_buffer *b)
@@ -783,8 +791,8 @@ bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n)
 	}
 	const char *s = b->half[b->fill ^ 1] + b->write_off;
 	size_t len = b->write_len - b->write_off;
-	if (len > LOG_WRITE_MAX_BYTES) {
-		const char *nl = memrchr(s, '\n', LOG_WRITE_MAX_BYTES);
+	if (len > b->write_max) {
+		const char *nl = memrchr(s, '\n', b->write_max);
 		RMX_ASSERT(nl); /* every line, and every rest of one, is shorter */
 		len = (size_t)(nl - s) + 1;
 	}

@@ -162,10 +162,14 @@ struct log_buffer {
 	uint32_t inflight_bytes;  /* handed to the write in flight; 0: none */
 	bool reserved;            /* a log_msg is being formatted into it */
 	uint64_t dropped_lines;
+	uint32_t write_max;       /* bytes per write: PIPE_BUF, or a half for a file */
 	char half[2][LOG_BUFFER_HALF_BYTES];
 };
 
-void log_buffer_init(struct log_buffer *b);
+/* Empty buffer for lines that will be written to fd: a regular file takes
+ * a whole half per write, anything else (a pipe, a socket, a terminal, or
+ * fd < 0) at most LOG_WRITE_MAX_BYTES. */
+void log_buffer_init(struct log_buffer *b, int fd);
 
 /* Lines this thread logs from now on go to b (NULL: written directly).
  * Thread-local. */

@@ -1445,7 +1445,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 {
 	memset(l, 0, sizeof(*l));
 	l->w = w;
-	log_buffer_init(&l->logbuf);
+	log_buffer_init(&l->logbuf, STDERR_FILENO);
 	log_thread_attach(&l->logbuf);
 	l->cfg = w->cfg;
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);

@@ -1080,14 +1080,38 @@ static void measure(void)
 	drain(&tbuf);
 }
 
+/* To a regular file a whole half goes in one write (still whole lines). */
+static void test_buffer_file(void)
+{
+	char path[] = "/tmp/ringmx-test-log-XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	static struct log_buffer fb;
+	log_buffer_init(&fb, fd);
+	log_thread_attach(&fb);
+	for (unsigned i = 0; i < 100; i++)
+		log_numbered(i);
+	const void *p;
+	size_t n;
+	CHECK(log_buffer_begin_write(&fb, &p, &n));
+	CHECK(n > LOG_WRITE_MAX_BYTES && n <= LOG_BUFFER_HALF_BYTES);
+	CHECK(((const char *)p)[n - 1] == '\n');
+	log_buffer_write_done(&fb, (int)n);
+	CHECK(!log_buffer_begin_write(&fb, &p, &n)); /* all 100 lines in one write */
+	log_thread_attach(&tbuf);
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
-	log_buffer_init(&tbuf);
+	log_buffer_init(&tbuf, -1); /* writes capped as for a pipe */
 	log_thread_attach(&tbuf);
 	test_values();
 	test_lines();
 	test_json();
 	test_buffer();
+	test_buffer_file();
 	test_fd2();
 	test_txn_accepted();
 	measure();
