@@ -93,6 +93,8 @@ struct worker_loop {
 	uint32_t spare_seq;
 	int spare_fd;
 	uint64_t spare_offset;
+	bool spare_direct;             /* the spare is open with O_DIRECT for its zero-fill */
+	char spare_path[PATH_MAX];
 	uint8_t *zero_chunk;
 	char spare_dlog_path[PATH_MAX];
 
@@ -577,6 +579,22 @@ static void spare_step_submit(struct worker_loop *l)
 	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, l->spare_step));
 }
 
+/*
+ * The spare is zero-filled with O_DIRECT: 64 MiB of zeros through the page
+ * cache would be dirty data that the next journal commit (every group
+ * commit's fdatasync) has to wait for, stalling acknowledgements for
+ * hundreds of milliseconds. A file system without O_DIRECT (tmpfs) gets
+ * buffered writes. O_DIRECT is cleared before the store writes records.
+ */
+static void spare_open_submit(struct worker_loop *l)
+{
+	l->spare_step = SPARE_OPEN;
+	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	io_uring_prep_openat(sqe, AT_FDCWD, l->spare_path,
+			     O_RDWR | O_CREAT | O_CLOEXEC | (l->spare_direct ? O_DIRECT : 0), 0600);
+	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, SPARE_OPEN));
+}
+
 static void spare_start(struct worker_loop *l)
 {
 	const char *path;
@@ -600,13 +618,13 @@ static void spare_start(struct worker_loop *l)
 	int n = snprintf(l->spare_dlog_path, sizeof(l->spare_dlog_path), "%.*s%s", (int)dir_len,
 			 path, dlog_name);
 	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_dlog_path));
+	n = snprintf(l->spare_path, sizeof(l->spare_path), "%s", path);
+	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_path));
 	l->spare_seq = seq;
 	l->spare_fd = -1;
 	l->spare_offset = 0;
-	l->spare_step = SPARE_OPEN;
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_openat(sqe, AT_FDCWD, path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, SPARE_OPEN));
+	l->spare_direct = true;
+	spare_open_submit(l);
 }
 
 static void on_spare(struct worker_loop *l, int res)
@@ -626,6 +644,11 @@ static void on_spare(struct worker_loop *l, int res)
 			return;
 		}
 		spare_step_submit(l);
+		return;
+	}
+	if (res == -EINVAL && l->spare_step == SPARE_OPEN && l->spare_direct) {
+		l->spare_direct = false; /* no O_DIRECT here: buffered zero-fill */
+		spare_open_submit(l);
 		return;
 	}
 	if (res < 0) {
@@ -653,6 +676,14 @@ static void on_spare(struct worker_loop *l, int res)
 		}
 		if (l->spare_offset < l->cfg->segment_size_bytes)
 			break;
+		if (l->spare_direct) {
+			int fl = fcntl(l->spare_fd, F_GETFL);
+			if (fl < 0 || fcntl(l->spare_fd, F_SETFL, fl & ~O_DIRECT) != 0) {
+				on_spare(l, -errno);
+				return;
+			}
+			l->spare_direct = false;
+		}
 		l->spare_step = SPARE_DLOG;
 		break;
 	case SPARE_DLOG: {
