@@ -2,7 +2,7 @@
 #   make run    install what is needed, build, run the gateway on its defaults
 #   make test   install what is needed, build with the sanitizers, run every test
 # Other targets: make deps, make (release build), make clean,
-#   make bench  the side-by-side comparison with Postfix and Haraka (about 35 min)
+#   make bench  the side-by-side comparison with Postfix and Haraka (about 30 min)
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
