@@ -21,7 +21,6 @@ process of its tree, by pid, that is still the same process.
 
 import atexit
 import os
-import pwd
 import resource
 import shutil
 import signal
@@ -575,11 +574,3 @@ def make_system(name, scratch, ringmx_binary):
 
 SYSTEMS = ["ringmx-durable", "ringmx-nofsync", "smtp-sink", "postfix", "haraka-forward",
            "haraka-discard"]
-
-
-def nobody_exists():
-    try:
-        pwd.getpwnam("nobody")
-        return True
-    except KeyError:
-        return False
