@@ -52,7 +52,7 @@ struct conn {
 	struct txn txn;
 	struct http_parser *http;  /* CONN_HTTP only */
 	int64_t opened_ms;
-	uint64_t msg_done_ms;      /* end of data seen (metrics) */
+	uint64_t msg_done_ns;      /* end of data seen (metrics; the loop's clock) */
 	int32_t cfg_snapshot;      /* the config snapshot its session reads, -1: none */
 	uint64_t bytes_in;         /* for the connection_close log line */
 	uint64_t bytes_out;

@@ -138,7 +138,7 @@ static void op_observe(void *ctx, bool command, enum smtp_verb verb, unsigned co
 		if (verb == SMTP_VERB_RCPT)
 			count_rcpt_reply(m, code);
 		if (verb == SMTP_VERB_MAIL && code >= 200 && code < 300)
-			t->mail_ms = t->budget->now_ms;
+			t->mail_ns = t->budget->now_ns;
 	}
 	if (code)
 		metrics_count_reply(m, code);
@@ -181,7 +181,7 @@ void txn_reset(struct txn *t)
 	t->received_len = 0;
 	t->nparts = 0;
 	t->rcpt_count = 0;
-	t->mail_ms = 0;
+	t->mail_ns = 0;
 	t->active = false;
 }
 

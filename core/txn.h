@@ -30,7 +30,7 @@ struct txn_budget {
 	uint64_t max_inflight_bytes;
 	int store_state; /* 0, -ENOSPC (store full) or -EIO (store failed) */
 	struct metrics_worker *metrics; /* the worker's counters (observer hook) */
-	uint64_t now_ms;                /* the worker's clock, this loop turn */
+	uint64_t now_ns;                /* the worker's monotonic clock, this loop turn */
 };
 
 struct txn {
@@ -45,7 +45,7 @@ struct txn {
 	int nparts;
 	uint64_t queue_id;
 	uint32_t rcpt_count;         /* recipients in the envelope */
-	uint64_t mail_ms;            /* when MAIL was accepted (metrics) */
+	uint64_t mail_ns;            /* when MAIL was accepted (metrics) */
 	uint32_t commands;           /* commands of the whole connection (logs) */
 	bool active;                 /* between MAIL and reset/commit */
 };

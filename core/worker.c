@@ -75,6 +75,7 @@ struct worker_loop {
 	struct timer_wheel wheel;
 	struct txn_budget budget;
 	uint64_t now_ms;        /* CLOCK_MONOTONIC, once per loop turn */
+	uint64_t now_ns;        /* the same, in nanoseconds (latency metrics) */
 	int64_t now_unix_ms;    /* CLOCK_REALTIME, once per loop turn */
 	uint64_t wake_value;
 	bool listening;
@@ -132,10 +133,11 @@ static void loop_clock(struct worker_loop *l)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	l->now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	l->now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	l->now_ms = l->now_ns / 1000000u;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	l->now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	l->budget.now_ms = l->now_ms;
+	l->budget.now_ns = l->now_ns;
 }
 
 static void conn_arm_deadline(struct worker_loop *l, struct conn *c)
@@ -471,10 +473,10 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		metrics_inc(&m->messages_accepted);
 		metrics_add(&m->received_bytes, body_bytes);
 		metrics_observe_size_bytes(&m->message_size, body_bytes);
-		metrics_observe_latency_ns(&m->ack_latency, (l->now_ms - c->msg_done_ms) * 1000000u);
-		if (c->txn.mail_ms)
+		metrics_observe_latency_ns(&m->ack_latency, l->now_ns - c->msg_done_ns);
+		if (c->txn.mail_ns)
 			metrics_observe_latency_ns(&m->transaction_duration,
-						   (l->now_ms - c->txn.mail_ms) * 1000000u);
+						   l->now_ns - c->txn.mail_ns);
 		c->messages++;
 		txn_log_accepted(&c->txn);
 	}
@@ -779,7 +781,7 @@ static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p,
 		case SMTP_FEED_MORE:
 			return used;
 		case SMTP_FEED_MESSAGE:
-			c->msg_done_ms = l->now_ms;
+			c->msg_done_ns = l->now_ns;
 			conn_message_done(l, c);
 			if (c->flags & CONN_WAITING)
 				return used;
