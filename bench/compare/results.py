@@ -396,7 +396,7 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
     oc = meta.get("others_cpu_share_per_run")
     md.append("Machine: %s, %d CPUs, %s GiB, kernel %s. Server and load generator share the "
               "same CPUs. The machine was shared with other work while this ran (other "
-              "engineers' builds and tests): load average %.2f %.2f %.2f at the start, "
+              "builds and tests): load average %.2f %.2f %.2f at the start, "
               "%.2f %.2f %.2f at the end; 1-minute load before each run: min %.2f, median "
               "%.2f, max %.2f (the load average also counts the benchmark's own processes, "
               "e.g. Postfix's cleanup processes waiting in fsync)."
@@ -509,7 +509,7 @@ def caveats(meta):
         "- One 2-CPU machine runs the server and the load generator (and, in S4, the "
         "upstream sink): every system competes with its client for the same two CPUs, so "
         "these are not the rates of a dedicated server.",
-        "- The machine was shared with other engineers' builds and tests; the load averages "
+        "- The machine was shared with other builds and tests; the load averages "
         "above say how busy it was. Compare systems within one file, not across files.",
         "- Durability differs: ringmx durable and Postfix fsync every message before the "
         "250; ringmx-nofsync, smtp-sink and Haraka never write the message to disk.",
