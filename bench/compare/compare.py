@@ -347,15 +347,21 @@ class Harness:
             if sink is not None:
                 sink.cleanup(keep=self.args.keep)
 
+    def round_clients(self, scn, rnd):
+        """The scenario's clients chosen on the command line, in an order
+        that alternates from round to round."""
+        clients = [c for c in scn["clients"] if c in self.args.clients]
+        if rnd % 2 == 0:
+            clients.reverse()
+        return clients
+
     def accept_round(self, scn_name, sysname, rnd):
         """S1-S3: both clients against one instance."""
         scn = SCENARIOS[scn_name]
         run_s = self.args.run_seconds
 
         def body(srv, sink):
-            clients = [c for c in scn["clients"] if c in self.args.clients]
-            if rnd % 2 == 0:
-                clients.reverse()
+            clients = self.round_clients(scn, rnd)
             try:
                 self.warm_up(srv, scn)
             except RunFailed as e:
@@ -403,9 +409,7 @@ class Harness:
         run_s = self.args.run_seconds
 
         def body(srv, sink):
-            clients = [c for c in scn["clients"] if c in self.args.clients]
-            if rnd % 2 == 0:
-                clients.reverse()
+            clients = self.round_clients(scn, rnd)
             for client in clients:
                 key = (scn_name, sysname, client)
                 try:
