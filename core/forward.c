@@ -359,12 +359,11 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 			log_add_u64(&lm, "worker", f->env.worker);
 			log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
 			log_add_span(&lm, "rcpt", s->rcpts[i]);
-			log_add(&lm, "upstream", f->cfg->upstream[s->upstream].text,
-				strlen(f->cfg->upstream[s->upstream].text));
+			log_add_str(&lm, "upstream", f->cfg->upstream[s->upstream].text);
 			const char *result = o == QUEUE_OUTCOME_DELIVERED ? "delivered"
 					     : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
 									   : "deferred";
-			log_add(&lm, "result", result, strlen(result));
+			log_add_str(&lm, "result", result);
 			log_add_reply(&lm, code, r->status, "");
 			/* since the message was accepted */
 			int64_t delay_ms = f->now_unix_ms - queue_msg_arrival_unix_ms(s->msg);
@@ -758,8 +757,7 @@ static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_s
 		struct log_msg lm;
 		if (st == SMTP_CLIENT_FAILED && log_begin(&lm, LOG_WARN, "upstream_failed")) {
 			log_add_u64(&lm, "worker", f->env.worker);
-			log_add(&lm, "upstream", f->cfg->upstream[s->upstream].text,
-				strlen(f->cfg->upstream[s->upstream].text));
+			log_add_str(&lm, "upstream", f->cfg->upstream[s->upstream].text);
 			log_add_reply(&lm, why->code, why->status, why->text);
 			log_end(&lm);
 		}

@@ -48,6 +48,8 @@
 #ifndef RINGMX_LOG_H
 #define RINGMX_LOG_H
 
+#include <string.h>
+
 #include "base.h"
 #include "limits.h"
 
@@ -135,6 +137,11 @@ void log_end(struct log_msg *m);
 static inline void log_add_span(struct log_msg *m, const char *key, struct span value)
 {
 	log_add(m, key, value.ptr, value.len);
+}
+
+static inline void log_add_str(struct log_msg *m, const char *key, const char *value)
+{
+	log_add(m, key, value, strlen(value));
 }
 
 /*

@@ -141,7 +141,7 @@ static void log_error_lines(const char *event, char *text)
 	     line = strtok_r(NULL, "\n", &save)) {
 		struct log_msg m;
 		if (log_begin(&m, LOG_ERROR, event)) {
-			log_add(&m, "error", line, strlen(line));
+			log_add_str(&m, "error", line);
 			log_end(&m);
 		}
 	}
@@ -198,13 +198,36 @@ static void reload(struct reload_state *rs, const char *path, struct worker *wor
 		 next->accept_domain_count);
 }
 
+/* The account of `user`, looked up once at start-up. */
+struct run_as {
+	bool set;     /* `user` is configured */
+	uid_t uid;
+	gid_t gid;
+};
+
+static int run_as_lookup(const struct config *cfg, struct run_as *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!cfg->user[0])
+		return 0;
+	struct passwd *pw = getpwnam(cfg->user);
+	if (!pw) {
+		fprintf(stderr, "ringmx: user %s: no such user\n", cfg->user);
+		return -1;
+	}
+	out->set = true;
+	out->uid = pw->pw_uid;
+	out->gid = pw->pw_gid;
+	return 0;
+}
+
 /*
  * Creates data_dir (0700) when missing. With `user`, a data_dir created now
  * is given to that user; an existing one must already be that user's (we
  * never chown a tree we did not make: say what to run instead). Returns 0,
  * or -1 after saying why on stderr.
  */
-static int prepare_data_dir(const struct config *cfg)
+static int prepare_data_dir(const struct config *cfg, const struct run_as *as)
 {
 	bool created = mkdir(cfg->data_dir, 0700) == 0;
 	if (!created && errno != EEXIST) {
@@ -217,19 +240,14 @@ static int prepare_data_dir(const struct config *cfg)
 		fprintf(stderr, "ringmx: data_dir %s is not a directory\n", cfg->data_dir);
 		return -1;
 	}
-	if (!cfg->user[0])
+	if (!as->set)
 		return 0;
-	struct passwd *pw = getpwnam(cfg->user);
-	if (!pw) {
-		fprintf(stderr, "ringmx: user %s: no such user\n", cfg->user);
-		return -1;
-	}
-	if (created && chown(cfg->data_dir, pw->pw_uid, pw->pw_gid) != 0) {
+	if (created && chown(cfg->data_dir, as->uid, as->gid) != 0) {
 		fprintf(stderr, "ringmx: cannot give data_dir %s to %s: %s\n", cfg->data_dir,
 			cfg->user, strerror(errno));
 		return -1;
 	}
-	if (!created && st.st_uid != pw->pw_uid) {
+	if (!created && st.st_uid != as->uid) {
 		fprintf(stderr, "ringmx: data_dir %s belongs to uid %u, not to user %s; run "
 			"chown -R %s: %s\n", cfg->data_dir, (unsigned)st.st_uid, cfg->user,
 			cfg->user, cfg->data_dir);
@@ -244,27 +262,21 @@ static int prepare_data_dir(const struct config *cfg)
  * be regained. Without `user` nothing changes. Then makes data_dir 0700 as
  * its owner. Returns 0, or -1 after saying why on stderr.
  */
-static int drop_privileges(const struct config *cfg)
+static int drop_privileges(const struct config *cfg, const struct run_as *as)
 {
-	if (cfg->user[0]) {
-		struct passwd *pw = getpwnam(cfg->user);
-		if (!pw) {
-			fprintf(stderr, "ringmx: user %s: no such user\n", cfg->user);
-			return -1;
-		}
-		if (geteuid() != 0 && geteuid() != pw->pw_uid) {
+	if (as->set) {
+		if (geteuid() != 0 && geteuid() != as->uid) {
 			fprintf(stderr, "ringmx: user = %s needs ringmx started as root (or as %s)\n",
 				cfg->user, cfg->user);
 			return -1;
 		}
-		if (geteuid() == 0 &&
-		    (initgroups(cfg->user, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
-		     setuid(pw->pw_uid) != 0)) {
+		if (geteuid() == 0 && (initgroups(cfg->user, as->gid) != 0 || setgid(as->gid) != 0 ||
+				       setuid(as->uid) != 0)) {
 			fprintf(stderr, "ringmx: cannot switch to user %s: %s\n", cfg->user,
 				strerror(errno));
 			return -1;
 		}
-		if (pw->pw_uid != 0 && (setuid(0) == 0 || geteuid() != pw->pw_uid)) {
+		if (as->uid != 0 && (setuid(0) == 0 || geteuid() != as->uid)) {
 			fprintf(stderr, "ringmx: still able to regain root after switching to %s\n",
 				cfg->user);
 			return -1;
@@ -272,7 +284,7 @@ static int drop_privileges(const struct config *cfg)
 		char user_q[3 * USER_NAME_MAX_BYTES + 8];
 		log_value(user_q, sizeof(user_q), cfg->user, strlen(cfg->user));
 		log_info("event=privileges_dropped user=%s uid=%u gid=%u", user_q,
-			 (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+			 (unsigned)as->uid, (unsigned)as->gid);
 	}
 	/* The store holds other people's mail: owner only. */
 	struct stat st;
@@ -588,7 +600,9 @@ int main(int argc, char **argv)
 		}
 	}
 	/* Listeners are bound: the rest runs as `user`, so the store is its. */
-	if (prepare_data_dir(&cfg) != 0 || drop_privileges(&cfg) != 0)
+	struct run_as as;
+	if (run_as_lookup(&cfg, &as) != 0 || prepare_data_dir(&cfg, &as) != 0 ||
+	    drop_privileges(&cfg, &as) != 0)
 		goto fail;
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		if (open_shard(&cfg, i, false, &workers[i].shards[0]) != 0)
@@ -612,11 +626,16 @@ int main(int argc, char **argv)
 	char pid_path[PATH_MAX + 16];
 	snprintf(pid_path, sizeof(pid_path), "%s/ringmx.pid", cfg.data_dir);
 	FILE *pf = fopen(pid_path, "w");
-	if (!pf || fprintf(pf, "%ld\n", (long)getpid()) < 0 || fclose(pf) != 0)
-	{
+	bool pid_written = pf && fprintf(pf, "%ld\n", (long)getpid()) >= 0;
+	int pid_errno = errno;
+	if (pf && fclose(pf) != 0 && pid_written) {
+		pid_written = false;
+		pid_errno = errno;
+	}
+	if (!pid_written) {
 		char q[PATH_MAX + 64];
 		log_value(q, sizeof(q), pid_path, strlen(pid_path));
-		log_warn("event=pid_file_failed path=%s errno=%d", q, errno);
+		log_warn("event=pid_file_failed path=%s errno=%d", q, pid_errno);
 	}
 	if (cfg.metrics_enabled)
 		log_info("event=metrics_listening address=%s paths=/metrics,/healthz,/readyz",

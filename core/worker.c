@@ -299,7 +299,7 @@ static void log_connection_close(struct worker_loop *l, const struct conn *c)
 	if (!log_begin(&m, LOG_INFO, "connection_close"))
 		return;
 	log_add_u64(&m, "worker", l->w->id);
-	log_add(&m, "client", c->peer.ip, strlen(c->peer.ip));
+	log_add_str(&m, "client", c->peer.ip);
 	log_add_span(&m, "helo", smtp_session_helo(&c->session));
 	log_add_u64(&m, "duration_ms", l->now_ms - (uint64_t)c->opened_ms);
 	log_add_u64(&m, "commands", c->txn.commands);
@@ -1047,7 +1047,7 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	struct log_msg lm;
 	if (log_begin(&lm, LOG_INFO, "connection_open")) {
 		log_add_u64(&lm, "worker", l->w->id);
-		log_add(&lm, "client", c->peer.ip, strlen(c->peer.ip));
+		log_add_str(&lm, "client", c->peer.ip);
 		log_end(&lm);
 	}
 	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);

@@ -599,6 +599,20 @@ static int ensure_prezeroed(int fd, uint64_t from, uint64_t size_bytes)
  * removed when its size is another (it holds nothing). Returns how many
  * segments remain in use.
  */
+/* A segment that holds no record (a spare, or an active one never written). */
+static bool segment_map_empty(const struct segment_map *m)
+{
+	return m->size_bytes == 0 || segment_data_end(m->image, m->size_bytes) == 0;
+}
+
+/* Unlinks an empty segment and makes the removal durable. */
+static int remove_empty_segment(struct store *st, const char *name, char *err, size_t errlen)
+{
+	if (unlinkat(st->dir_fd, name, 0) != 0 || fsync(st->dir_fd) != 0)
+		return fail(err, errlen, -errno, "remove empty segment", name);
+	return 0;
+}
+
 static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, size_t *in_use,
 		       char *err, size_t errlen)
 {
@@ -612,8 +626,7 @@ static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, siz
 	int rc = segment_map_open(st->dir_fd, seq, true, &m);
 	if (rc != 0)
 		return fail(err, errlen, rc, "open segment", name);
-	bool empty = m.size_bytes == 0 || segment_data_end(m.image, m.size_bytes) == 0;
-	if (!empty) {
+	if (!segment_map_empty(&m)) {
 		segment_map_close(&m, false);
 		return 0;
 	}
@@ -631,10 +644,10 @@ static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, siz
 	}
 	if (m.size_bytes != st->segment_size_bytes) {
 		segment_map_close(&m, false);
-		if (unlinkat(st->dir_fd, name, 0) != 0 || fsync(st->dir_fd) != 0)
-			return fail(err, errlen, -errno, "remove empty segment", name);
-		*in_use = count - 1;
-		return 0;
+		rc = remove_empty_segment(st, name, err, errlen);
+		if (rc == 0)
+			*in_use = count - 1;
+		return rc;
 	}
 	segment_map_close(&m, false); /* the only segment, empty: it is the active one */
 	return 0;
@@ -707,12 +720,11 @@ static int recover_leftover(struct store *st, struct store_recovery_stats *stats
 			rc = fail(err, errlen, rc, "open segment", name);
 			break;
 		}
-		bool empty = m.size_bytes == 0 || segment_data_end(m.image, m.size_bytes) == 0;
+		bool empty = segment_map_empty(&m);
 		segment_map_close(&m, false);
 		if (!empty)
 			break;
-		if (unlinkat(st->dir_fd, name, 0) != 0 || fsync(st->dir_fd) != 0)
-			rc = fail(err, errlen, -errno, "remove empty segment", name);
+		rc = remove_empty_segment(st, name, err, errlen);
 		count--;
 	}
 	for (size_t i = 0; rc == 0 && i < count; i++) {
