@@ -398,33 +398,36 @@ static char *trim(char *s)
 	return s;
 }
 
-/* Appends one "FILE:LINE: what" line to err (lines separated by '\n');
- * when err is full, the last line says that more errors were cut. */
-static void add_err(char *err, size_t errlen, unsigned *count, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+/* The errors of one file, one "FILE:LINE: what" line each, in err[cap]. */
+struct err_list {
+	char *buf;
+	size_t cap;
+	size_t len;
+	unsigned count;
+	bool cut; /* full: the last line says more were left out */
+};
 
-static void add_err(char *err, size_t errlen, unsigned *count, const char *fmt, ...)
+static void add_err(struct err_list *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_err(struct err_list *e, const char *fmt, ...)
 {
-	static const char more[] = "\n(more errors not shown)";
-	if (errlen == 0)
-		return;
-	size_t used = *count ? strlen(err) : 0;
-	if (*count == 0)
-		err[0] = '\0';
-	(*count)++;
-	if (used + sizeof(more) >= errlen || strstr(err, more))
+	static const char more[] = "(more errors not shown)";
+	e->count++;
+	if (e->cut || e->cap == 0)
 		return;
 	char line[600];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	size_t room = errlen - used - sizeof(more);
-	int n = snprintf(err + used, room, "%s%s", used ? "\n" : "", line);
-	if (n < 0 || (size_t)n >= room) {
-		err[used] = '\0';
-		snprintf(err + used, errlen - used, "%s", more + (used ? 0 : 1));
+	const char *text = line;
+	if (e->len + 1 + strlen(line) + 1 + sizeof(more) > e->cap) {
+		text = more; /* keep room for it: it is the last line */
+		e->cut = true;
 	}
+	int n = snprintf(e->buf + e->len, e->cap - e->len, "%s%s", e->len ? "\n" : "", text);
+	if (n > 0)
+		e->len = RMX_MIN(e->len + (size_t)n, e->cap - 1);
 }
 
 /* Reads the file; every bad line is reported (one err line each), and any
@@ -439,7 +442,10 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 	}
 	char line[4096];
 	char what[512];
-	unsigned lineno = 0, errors = 0;
+	unsigned lineno = 0;
+	struct err_list errors = { .buf = err, .cap = errlen };
+	if (errlen)
+		err[0] = '\0';
 	bool listen_seen = false, skipping = false;
 	while (fgets(line, sizeof(line), f)) {
 		bool whole = strchr(line, '\n') || feof(f);
@@ -449,7 +455,7 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 		}
 		lineno++;
 		if (!whole) {
-			add_err(err, errlen, &errors, "%s:%u: line too long", path, lineno);
+			add_err(&errors, "%s:%u: line too long", path, lineno);
 			skipping = true;
 			continue;
 		}
@@ -461,14 +467,14 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			add_err(err, errlen, &errors, "%s:%u: expected 'key = value'", path, lineno);
+			add_err(&errors, "%s:%u: expected 'key = value'", path, lineno);
 			continue;
 		}
 		*eq = '\0';
 		char *key = trim(s);
 		char *value = trim(eq + 1);
 		if (*value == '\0') {
-			add_err(err, errlen, &errors, "%s:%u: %s: empty value", path, lineno, key);
+			add_err(&errors, "%s:%u: %s: empty value", path, lineno, key);
 			continue;
 		}
 		/* The first `listen` line replaces the embedded default. */
@@ -477,13 +483,13 @@ static int load_file(struct config *c, struct domain_list *domains, const char *
 			c->listen_count = 0;
 		}
 		if (!apply_key(c, domains, key, value, what, sizeof(what)))
-			add_err(err, errlen, &errors, "%s:%u: %s", path, lineno, what);
+			add_err(&errors, "%s:%u: %s", path, lineno, what);
 	}
 	bool read_error = ferror(f);
 	fclose(f);
 	if (read_error)
-		add_err(err, errlen, &errors, "%s: read error", path);
-	return errors ? -1 : 0;
+		add_err(&errors, "%s: read error", path);
+	return errors.count ? -1 : 0;
 }
 
 static int load_recipients(struct smtp_policy *p, const char *path, char *err, size_t errlen)

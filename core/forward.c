@@ -114,8 +114,7 @@ struct seg_fd {
 };
 
 struct forward {
-	struct forward_env env;
-	const struct config *cfg;
+	struct forward_env env;       /* env.cfg: the current configuration snapshot */
 	struct fwd_slot *slots;
 	uint32_t slot_count;
 	int64_t now_unix_ms;
@@ -171,7 +170,7 @@ static void shard_path(const struct forward *f, uint32_t shard, char *out, size_
 		       const char *name)
 {
 	RMX_ASSERT(shard < f->env.shard_count);
-	int n = snprintf(out, cap, "%s/w%u/%s", f->cfg->data_dir, f->env.shards[shard].id, name);
+	int n = snprintf(out, cap, "%s/w%u/%s", f->env.cfg->data_dir, f->env.shards[shard].id, name);
 	RMX_ASSERT(n > 0 && (size_t)n < cap);
 }
 
@@ -211,7 +210,7 @@ static void segment_fd_forget(struct forward *f, uint32_t shard, uint32_t seq)
 
 static void slot_arm_deadline(struct forward *f, struct fwd_slot *s)
 {
-	s->deadline_ms = f->now_ms + (uint64_t)f->cfg->upstream_timeout_s * 1000u;
+	s->deadline_ms = f->now_ms + (uint64_t)f->env.cfg->upstream_timeout_s * 1000u;
 }
 
 /* reply="CODE STATUS TEXT" (the relay's words, quoted by the logger). */
@@ -359,7 +358,7 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 			log_add_u64(&lm, "worker", f->env.worker);
 			log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
 			log_add_span(&lm, "rcpt", s->rcpts[i]);
-			log_add_str(&lm, "upstream", f->cfg->upstream[s->upstream].text);
+			log_add_str(&lm, "upstream", f->env.cfg->upstream[s->upstream].text);
 			const char *result = o == QUEUE_OUTCOME_DELIVERED ? "delivered"
 					     : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
 									   : "deferred";
@@ -528,7 +527,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 	int tlen = snprintf(token, sizeof(token), "%.16s-%u-%llu", id, f->env.worker,
 			    (unsigned long long)++f->dsn_counter);
 	struct dsn_input in = {
-		.reporting_mta = f->cfg->session.hostname,
+		.reporting_mta = f->env.cfg->session.hostname,
 		.queue_id = span_make(id, RECORD_QUEUE_ID_CHARS),
 		.arrival_unix = queue_msg_arrival_unix_ms(m) / 1000,
 		.now_unix = f->now_unix_ms / 1000,
@@ -560,7 +559,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 		return false;
 	}
 	uint8_t body_type = (needs & DSN_NEEDS_8BITMIME) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
-	const char *helo = f->cfg->hostname;
+	const char *helo = f->env.cfg->hostname;
 	int rc = record_env_put(&dsn->env, RECORD_TAG_REVERSE_PATH, span_make("", 0));
 	if (rc == 0)
 		rc = record_env_put(&dsn->env, RECORD_TAG_BODY_TYPE, span_make(&body_type, 1));
@@ -603,9 +602,9 @@ static void dsn_abandon(struct forward *f, struct fwd_slot *s, int error)
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
 	log_error("event=bounce_store_failed worker=%u id=%.16s error=%d retry_s=%u", f->env.worker,
-		  id, error, f->cfg->retry_min_s);
+		  id, error, f->env.cfg->retry_min_s);
 	enum queue_attempt_result r = queue_bounce_failed(
-		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->cfg->retry_min_s * 1000);
+		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->env.cfg->retry_min_s * 1000);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	dsn_free(&s->dsn);
 	msg_free(s);
@@ -757,7 +756,7 @@ static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_s
 		struct log_msg lm;
 		if (st == SMTP_CLIENT_FAILED && log_begin(&lm, LOG_WARN, "upstream_failed")) {
 			log_add_u64(&lm, "worker", f->env.worker);
-			log_add_str(&lm, "upstream", f->cfg->upstream[s->upstream].text);
+			log_add_str(&lm, "upstream", f->env.cfg->upstream[s->upstream].text);
 			log_add_reply(&lm, why->code, why->status, why->text);
 			log_end(&lm);
 		}
@@ -775,7 +774,7 @@ static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_s
 static int pick_upstream(const struct forward *f, uint32_t tried_mask)
 {
 	for (int pass = 0; pass < 2; pass++)
-		for (uint32_t i = 0; i < f->cfg->upstream_count; i++) {
+		for (uint32_t i = 0; i < f->env.cfg->upstream_count; i++) {
 			if (tried_mask & (1u << i))
 				continue;
 			if (pass == 0 && f->upstream_down_until_ms[i] > f->now_ms)
@@ -798,7 +797,7 @@ static void slot_connect(struct forward *f, struct fwd_slot *s)
 		}
 		return;
 	}
-	const struct listen_addr *a = &f->cfg->upstream[u];
+	const struct listen_addr *a = &f->env.cfg->upstream[u];
 	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		log_error("event=upstream_socket_failed worker=%u errno=%d", f->env.worker, errno);
@@ -830,7 +829,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 	RMX_ASSERT(s->state == SLOT_CONNECTING);
 	if (res < 0) {
 		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%d",
-			 f->env.worker, f->cfg->upstream[s->upstream].text, res);
+			 f->env.worker, f->env.cfg->upstream[s->upstream].text, res);
 		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
 		f->stats.upstream_up_mask &= ~(1u << s->upstream);
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
@@ -849,7 +848,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 	s->out.buf = s->out_buf;
 	s->out.len = 0;
 	s->out.cap = sizeof(s->out_buf);
-	const char *helo = f->cfg->upstream_helo;
+	const char *helo = f->env.cfg->upstream_helo;
 	smtp_client_init(&s->client, span_make(helo, strlen(helo)));
 	slot_arm_recv(f, s);
 	slot_arm_deadline(f, s);
@@ -1111,7 +1110,6 @@ int forward_new(const struct forward_env *env, struct forward **out)
 	if (!f)
 		return -ENOMEM;
 	f->env = *env;
-	f->cfg = env->cfg;
 	f->slot_count = env->cfg->upstream_count ? env->cfg->upstream_connections : 0;
 	if (f->slot_count) {
 		f->slots = calloc(f->slot_count, sizeof(*f->slots));
@@ -1154,9 +1152,8 @@ void forward_free(struct forward *f)
 
 void forward_set_config(struct forward *f, const struct config *cfg)
 {
-	RMX_ASSERT(cfg->upstream_count == f->cfg->upstream_count &&
-		   cfg->upstream_connections == f->cfg->upstream_connections);
-	f->cfg = cfg;
+	RMX_ASSERT(cfg->upstream_count == f->env.cfg->upstream_count &&
+		   cfg->upstream_connections == f->env.cfg->upstream_connections);
 	f->env.cfg = cfg;
 }
 
@@ -1201,7 +1198,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 		if (s->deadline_ms && now_ms > s->deadline_ms &&
 		    (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING)) {
 			log_warn("event=upstream_timeout worker=%u upstream=%s", f->env.worker,
-				 f->cfg->upstream[s->upstream].text);
+				 f->env.cfg->upstream[s->upstream].text);
 			s->deadline_ms = 0;
 			if (s->state == SLOT_CONNECTING)
 				f->upstream_down_until_ms[s->upstream] = now_ms + FWD_UPSTREAM_DOWN_MS;
