@@ -526,6 +526,19 @@ static void chunk_expect(struct smtp_session *s, uint64_t size, bool last, bool 
 		s->flags |= F_CHUNK_SKIP;
 }
 
+/*
+ * Body bytes the message may still take. message_bytes counts the stored
+ * form, which is never shorter than what the client sent (stuffing and
+ * line-end repair only add bytes), so a chunk larger than this would fail
+ * the size check in body_sink by its end anyway. Outside a transaction
+ * message_bytes is 0: a refused BDAT's chunk is bounded the same way.
+ */
+static uint64_t message_room_bytes(const struct smtp_session *s)
+{
+	const uint64_t max = s->cfg->max_message_size_bytes;
+	return s->message_bytes < max ? max - s->message_bytes : 0;
+}
+
 static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
@@ -535,6 +548,16 @@ static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, 
 		/* Without a size the chunk cannot be told from commands: any
 		 * guess would parse message text as commands. Stop here. */
 		reply(out, SMTP_R_SYNTAX_BDAT);
+		return close_session(s);
+	}
+
+	/* A chunk that carries the message past max_message_size is refused
+	 * before any of it is read: 552 and close, because what follows this
+	 * line is that chunk (up to 2^63 bytes), and dropping it would mean
+	 * reading all of it. RFC 1870/3030 bound the message, not a chunk:
+	 * the chunks so far count, and BDAT 0 LAST always fits. */
+	if (size > message_room_bytes(s)) {
+		reply(out, SMTP_R_SIZE_EXCEEDED);
 		return close_session(s);
 	}
 

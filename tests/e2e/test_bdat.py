@@ -2,11 +2,15 @@
 """CHUNKING (RFC 3030): BDAT in one or many chunks, pipelined BDAT, chunk
 bytes that look like commands or like an end of data, BINARYMIME, and the
 sequence rules (BDAT without a transaction, DATA after BDAT, BINARYMIME with
-DATA). Every accepted message must come back byte-exact from ringmx-store.
+DATA), and the size bound (a chunk that would take the message past
+max_message_size is refused before it is read, and the connection closed).
+Every accepted message must come back byte-exact from ringmx-store.
 """
 
 import os
+import socket
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -134,20 +138,37 @@ class BdatTest(h.ServerTestCase, unittest.TestCase):
             self.expect(c, "DATA", 503, "5.5.1")
 
     def test_bdat_over_size_limit(self):
+        # RFC 3030 bounds the message: the 150 kB already taken count, so the
+        # LAST chunk of 100 kB is refused on its command line, before its
+        # bytes are read (552, close), though the client sent them behind it.
         before = len(self.server.ls())
         with self.ehlo(HELO) as c:
             self.begin(c)
-            r1 = self.chunk(c, b"Subject: big\r\n\r\n" + b"y" * 150000)
-            r2 = None
-            if r1.code == 250:
-                r2 = self.chunk(c, b"y" * 100000, last=True)
-            final = r2 or r1
-            h.assert_reply(self, final, 552, "5.3.4", sent=c.sent)
-            # the chunk bytes were consumed: the session goes on
-            self.expect(c, "RSET", 250, "2.0.0")
-            self.expect(c, "NOOP", 250, "2.0.0")
+            r = self.chunk(c, b"Subject: big\r\n\r\n" + b"y" * 150000)
+            h.assert_reply(self, r, 250, "2.0.0", sent=c.sent[-200:])
+            c.settimeout(5.0)
+            r = self.chunk(c, b"y" * 100000, last=True)
+            h.assert_reply(self, r, 552, "5.3.4", sent=c.sent[-200:])
+            self.assertTrue(c.is_closed(wait_s=5.0), "the session goes on after 552")
         self.assertEqual(len(self.server.ls()), before)
 
+    def test_bdat_count_past_limit_closes_at_once(self):
+        # BDAT 2^63: answered 552 and closed within a second, not read.
+        before = len(self.server.ls())
+        with self.ehlo(HELO) as c:
+            self.begin(c)
+            c.settimeout(2.0)
+            start = time.monotonic()
+            head = b"BDAT 9223372036854775808 LAST\r\n"
+            c.send(head + b"z" * 65536)
+            try:
+                r = c.reply()
+            except socket.timeout:
+                self.fail("no reply to %r within 2 s: the chunk is being read" % head)
+            h.assert_reply(self, r, 552, "5.3.4", sent=head)
+            self.assertTrue(c.is_closed(wait_s=1.0), "the connection stays open")
+            self.assertLess(time.monotonic() - start, 1.0)
+        self.assertEqual(len(self.server.ls()), before)
 
 if __name__ == "__main__":
     unittest.main()
