@@ -31,6 +31,10 @@
 #define SMTP_MESSAGE_SIZE_MAX_BYTES (1ull << 31)
 #define SMTP_RECEIVED_HEADERS_MAX 100    /* RFC 5321 6.3 loop detection */
 #define SMTP_BAD_COMMANDS_MAX 20         /* then 421 and close */
+/* RCPTs past max_recipients (each answered 452 4.5.3) that a session may send
+ * before each further one counts against SMTP_BAD_COMMANDS_MAX (Postfix
+ * smtpd_recipient_overshoot_limit, there per transaction, here per session). */
+#define SMTP_RECIPIENT_OVERSHOOT_MAX 1000
 #define SMTP_RECEIVED_HEADER_MAX_BYTES 1024
 
 /* RFC 5321 4.5.3.2 (server side: at least 5 minutes waiting for a command;

@@ -138,19 +138,26 @@ static enum step close_session(struct smtp_session *s)
 	return STEP_CLOSE;
 }
 
-/* Replies with an error; errors that count lead to 421 after
- * SMTP_BAD_COMMANDS_MAX of them (Postfix smtpd_hard_error_limit). */
-static enum step reply_error(struct smtp_session *s, struct smtp_out *out, enum smtp_reply_id id)
+/* Counts one error against the session, after its reply; the
+ * SMTP_BAD_COMMANDS_MAXth gets 421 and closes (Postfix
+ * smtpd_hard_error_limit). */
+static enum step count_error(struct smtp_session *s, struct smtp_out *out)
 {
-	reply(out, id);
-	if (!smtp_reply_counts_as_error(id))
-		return STEP_GO;
 	if (s->bad_commands < UINT16_MAX)
 		s->bad_commands++;
 	if (s->bad_commands < SMTP_BAD_COMMANDS_MAX)
 		return STEP_GO;
 	reply_detail(out, SMTP_R_TOO_MANY_ERRORS, hostname_of(s), false);
 	return close_session(s);
+}
+
+/* Replies with an error, and counts it when its row says so. */
+static enum step reply_error(struct smtp_session *s, struct smtp_out *out, enum smtp_reply_id id)
+{
+	reply(out, id);
+	if (!smtp_reply_counts_as_error(id))
+		return STEP_GO;
+	return count_error(s, out);
 }
 
 /* The record builder's errno, as a reply. */
@@ -400,6 +407,27 @@ static enum step cmd_mail(struct smtp_session *s, const struct smtp_line *line, 
 	return STEP_GO;
 }
 
+_Static_assert(SMTP_RECIPIENT_OVERSHOOT_MAX < UINT16_MAX, "rcpt_overshoot holds the allowance");
+
+/*
+ * A RCPT past max_recipients. RFC 5321 4.5.3.1.8 and 4.5.3.1.10: the reply
+ * is 452, and a client with more recipients sends the rest in later
+ * transactions, so a pipelining client may overshoot by a batch. The 452 itself costs the client
+ * nothing, though: past SMTP_RECIPIENT_OVERSHOOT_MAX of them in the session
+ * each further one counts as an error, so the session ends with 421 within
+ * SMTP_BAD_COMMANDS_MAX more. Per session, not per transaction: MAIL or
+ * RSET does not renew the allowance.
+ */
+static enum step recipient_overshoot(struct smtp_session *s, struct smtp_out *out)
+{
+	reply(out, SMTP_R_TOO_MANY_RECIPIENTS);
+	if (s->rcpt_overshoot < SMTP_RECIPIENT_OVERSHOOT_MAX) {
+		s->rcpt_overshoot++;
+		return STEP_GO;
+	}
+	return count_error(s, out);
+}
+
 static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
@@ -426,7 +454,7 @@ static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_line *line, 
 		return reply_error(s, out, SMTP_R_BAD_PARAMETER);
 
 	if (s->recipients >= s->cfg->max_recipients)
-		return reply_error(s, out, SMTP_R_TOO_MANY_RECIPIENTS);
+		return recipient_overshoot(s, out);
 	switch (policy_check_rcpt(s->cfg->policy, path.local, path.domain, path.route_chars,
 				  path.address_literal)) {
 	case POLICY_ACCEPT:

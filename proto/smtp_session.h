@@ -116,6 +116,7 @@ struct smtp_session {
 	uint64_t chunk_bytes;          /* size of the current BDAT chunk */
 	uint32_t recipients;           /* accepted in this transaction */
 	uint16_t bad_commands;         /* against SMTP_BAD_COMMANDS_MAX */
+	uint16_t rcpt_overshoot;       /* 452s past max_recipients in this session */
 	uint16_t received_headers;     /* Received: lines seen in this message */
 	uint8_t phase;                 /* enum session_phase */
 	uint8_t input;                 /* enum input_mode */

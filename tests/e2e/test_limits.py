@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Bounds: max_message_size (552 5.3.4 after reading to the end), the
-Received: hop count (554 5.4.6 past 100), max_command_line (500 5.5.2, the
-session survives), idle/command/data timeouts (421 4.4.2 and close),
-max_connections (421 4.3.2, others keep being served) and store_max_bytes
-(452 4.3.1 once the store is full; everything acknowledged stays stored).
+Received: hop count (554 5.4.6 past 100), max_recipients (452 4.5.3; past
+1000 of those in a session each counts as an error, 421 4.7.0 at the 20th),
+max_command_line (500 5.5.2, the session survives), idle/command/data
+timeouts (421 4.4.2 and close), max_connections (421 4.3.2, others keep
+being served) and store_max_bytes (452 4.3.1 once the store is full;
+everything acknowledged stays stored).
 """
 
 import os
@@ -92,6 +94,59 @@ class SizeAndLinesTest(h.ServerTestCase, unittest.TestCase):
             c.send(b"\r\n")
             h.assert_reply(self, c.reply(), 500, "5.5.2", sent=b"NOOP bbbb...(20005 bytes)")
             h.send_message(self, c, b"Subject: survived\r\n\r\nok\r\n")
+
+
+# Past max_recipients every RCPT gets 452 4.5.3; after this many of them in a
+# session (SMTP_RECIPIENT_OVERSHOOT_MAX) each further one counts as an error,
+# and SMTP_BAD_COMMANDS_MAX errors end the session.
+RECIPIENT_OVERSHOOT_MAX = 1000
+BAD_COMMANDS_MAX = 20
+
+
+class RecipientOvershootTest(h.ServerTestCase, unittest.TestCase):
+    settings = [("max_recipients", "2")]
+
+    def begin(self, c):
+        self.expect(c, "MAIL FROM:<s@client.example>", 250, "2.1.0")
+        self.expect(c, "RCPT TO:<user@example.com>", 250, "2.1.5")
+        self.expect(c, "RCPT TO:<other@example.com>", 250, "2.1.5")
+
+    def test_pipelined_overshoot_keeps_the_transaction(self):
+        # a client that pipelines a batch past the limit gets 452s and still
+        # sends its message to the recipients that were accepted
+        with self.ehlo() as c:
+            self.begin(c)
+            burst = b"".join(b"RCPT TO:<x%d@example.com>\r\n" % i for i in range(50))
+            c.send(burst)
+            for _ in range(50):
+                h.assert_reply(self, c.reply(), 452, "4.5.3", sent=burst)
+            self.expect(c, "DATA", 354)
+            payload = b"Subject: two of many\r\n\r\nx\r\n.\r\n"
+            c.send(payload)
+            qid = h.queued_id(self, c.reply(), payload)
+            self.expect(c, "QUIT", 221)
+        entry = [m for m in self.server.ls() if m["id"] == qid][0]
+        self.assertEqual(entry["to"], "<user@example.com>,<other@example.com>")
+
+    def test_endless_overshoot_ends_the_session(self):
+        # one error made first; then past the allowance, 452 number
+        # RECIPIENT_OVERSHOOT_MAX + 19 is the 20th error: 421 and close
+        before = len(self.server.ls())
+        extra = RECIPIENT_OVERSHOOT_MAX + BAD_COMMANDS_MAX - 1
+        with self.ehlo() as c:
+            self.expect(c, "WHAT", 500, "5.5.2")
+            self.begin(c)
+            burst = b"RCPT TO:<x@example.com>\r\n" * (extra + 100)
+            start = time.monotonic()
+            c.send(burst)
+            for i in range(extra):
+                r = c.reply()
+                h.assert_reply(self, r, 452, "4.5.3", sent=b"RCPT number %d" % (i + 1))
+            r = c.reply()
+            h.assert_reply(self, r, 421, "4.7.0", sent=b"RCPT number %d" % (extra + 1))
+            self.assertTrue(c.is_closed(wait_s=5.0), "the session goes on after 421")
+            self.assertLess(time.monotonic() - start, 10.0)
+        self.assertEqual(len(self.server.ls()), before)
 
 
 class TimeoutsTest(unittest.TestCase):
