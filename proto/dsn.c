@@ -16,7 +16,9 @@
  *    by the writer itself, so no caller can forget it;
  *  - text from clients and upstreams (addresses, diagnostics, host names)
  *    is made safe before it is written: bounded, one line, printable ASCII
- *    (or well-formed UTF-8 where RFC 6533 allows it);
+ *    (or well-formed UTF-8 where RFC 6533 allows it); the original's header
+ *    lines keep their bytes, but no control byte other than HT, and 8-bit
+ *    bytes only under a declared 8bit (and only UTF-8 in the global type);
  *  - the MIME boundary occurs in no input span, so no line of any part can
  *    be taken for a delimiter. Generated text never contains "=_".
  */
@@ -442,28 +444,65 @@ static bool next_line(struct span original, size_t *pos, struct span *line)
 	return true;
 }
 
-/* Line content with every CR (a bare one: the line end is gone) a space. */
-static void w_text_cr_as_space(struct dsn_writer *w, const uint8_t *p, size_t n)
+/*
+ * How many bytes at p[0..n) (n >= 1) part 3 keeps as they are: HT and
+ * printable ASCII, a well-formed UTF-8 sequence whole, and any other 8-bit
+ * byte unless utf8_only. 0: the byte is replaced.
+ */
+static size_t header_kept_bytes(const uint8_t *p, size_t n, bool utf8_only)
 {
-	while (n > 0) {
-		const uint8_t *cr = memchr(p, '\r', n);
-		size_t run = cr != NULL ? (size_t)(cr - p) : n;
-		w_text(w, p, run);
-		if (cr == NULL)
-			return;
-		w_str(w, " ");
-		p += run + 1;
-		n -= run + 1;
-	}
+	uint8_t c = p[0];
+	if (c == '\t' || (c >= 0x20 && c < 0x7f))
+		return 1;
+	if (c < 0x80)
+		return 0;
+	uint32_t cp;
+	size_t seq = utf8_decode(p, n, &cp);
+	if (seq > 0)
+		return seq;
+	return utf8_only ? 0 : 1;
 }
 
 /*
- * Writes one non-empty line of the original's header section as it is,
- * except that a bare CR becomes a space and a line too long for
- * DSN_LINE_MAX_BYTES is cut into pieces, each after the first opened by a
- * space (a folded header line). A cut does not split a UTF-8 sequence.
+ * Writes header line content p[0..n) as part 3 may carry it. Field text is
+ * printable ASCII and WSP (RFC 5322 2.2; we never write its obsolete
+ * controls), and NUL is legal in no MIME body (RFC 2045 2.7, 2.8): a NUL,
+ * another control byte or DEL becomes '?', a bare CR (its line end is
+ * gone) a space. 8-bit bytes stay where part 3 declares 8bit; in
+ * message/global-headers (utf8_only) they must be UTF-8 (RFC 6532 3.2), so
+ * a byte of no well-formed sequence becomes '?'. Every byte maps to one, so
+ * lengths and cuts are those of the input. Sets *eight_bit when it writes
+ * an 8-bit byte.
  */
-static void w_header_line(struct dsn_writer *w, struct span line)
+static void w_header_text(struct dsn_writer *w, const uint8_t *p, size_t n, bool utf8_only,
+			  bool *eight_bit)
+{
+	size_t run = 0; /* p[0..run) is kept as it is */
+	while (run < n) {
+		size_t kept = header_kept_bytes(p + run, n - run, utf8_only);
+		if (kept > 0) {
+			if (p[run] >= 0x80)
+				*eight_bit = true;
+			run += kept;
+			continue;
+		}
+		w_text(w, p, run);
+		w_str(w, p[run] == '\r' ? " " : "?");
+		p += run + 1;
+		n -= run + 1;
+		run = 0;
+	}
+	w_text(w, p, run);
+}
+
+/*
+ * Writes one non-empty line of the original's header section, its bytes
+ * made safe by w_header_text; a line too long for DSN_LINE_MAX_BYTES is
+ * cut into pieces, each after the first opened by a space (a folded header
+ * line). A cut does not split a UTF-8 sequence.
+ */
+static void w_header_line(struct dsn_writer *w, struct span line, bool utf8_only,
+			  bool *eight_bit)
 {
 	RMX_ASSERT(w->col == 0 && line.len > 0);
 	const uint8_t *p = line.ptr;
@@ -479,7 +518,7 @@ static void w_header_line(struct dsn_writer *w, struct span line)
 		}
 		if (!first)
 			w_str(w, " ");
-		w_text_cr_as_space(w, p, take);
+		w_header_text(w, p, take, utf8_only, eight_bit);
 		w_eol(w);
 		p += take;
 		n -= take;
@@ -490,26 +529,28 @@ static void w_header_line(struct dsn_writer *w, struct span line)
 /* How much of the original's header section part 3 returns. */
 struct headers_plan {
 	size_t end;      /* the original's bytes [0..end) are returned */
-	bool eight_bit;  /* they hold a byte above 0x7f */
+	bool utf8_only;  /* message/global-headers: see w_header_text */
+	bool eight_bit;  /* what part 3 writes of them holds a byte above 0x7f */
 };
 
 /* The header section ends at the first empty line; what is returned stops
  * at the last whole line that keeps part 3 (its final empty line included)
  * within DSN_HEADERS_MAX_BYTES. */
-static struct headers_plan plan_headers(struct span original)
+static struct headers_plan plan_headers(struct span original, bool utf8_only)
 {
-	struct headers_plan plan = { 0, false };
+	struct headers_plan plan = { 0, utf8_only, false };
 	size_t pos = 0;
 	size_t total_bytes = 2;
 	struct span line;
 	while (next_line(original, &pos, &line) && line.len > 0) {
 		struct dsn_writer probe = { NULL, 0, 0, 0 };
-		w_header_line(&probe, line);
+		bool line_8bit = false;
+		w_header_line(&probe, line, utf8_only, &line_8bit);
 		if (probe.len > DSN_HEADERS_MAX_BYTES - total_bytes)
 			break;
 		total_bytes += probe.len;
 		plan.end = pos;
-		plan.eight_bit = plan.eight_bit || has_8bit(line);
+		plan.eight_bit = plan.eight_bit || line_8bit;
 	}
 	return plan;
 }
@@ -519,10 +560,13 @@ static void w_headers(struct dsn_writer *w, struct span original, const struct h
 	size_t pos = 0;
 	struct span line;
 	struct span returned = span_make(original.ptr, plan->end);
+	bool eight_bit = false;
 	while (next_line(returned, &pos, &line)) {
 		RMX_ASSERT(line.len > 0);
-		w_header_line(w, line);
+		w_header_line(w, line, plan->utf8_only, &eight_bit);
 	}
+	/* What is written is what was planned, and declared. */
+	RMX_ASSERT(eight_bit == plan->eight_bit);
 }
 
 /* ---- the MIME boundary --------------------------------------------------- */
@@ -943,7 +987,7 @@ static void gather_facts(const struct dsn_input *in, struct dsn_facts *f)
 	}
 	f->to_8bit = has_8bit(in->to);
 	f->global = in->smtputf8 || f->to_8bit || f->addresses_8bit;
-	f->headers = plan_headers(in->original);
+	f->headers = plan_headers(in->original, f->global);
 	choose_boundary(in, &f->boundary);
 }
 

@@ -13,8 +13,10 @@
  * message/global-delivery-status when an address is not ASCII or the
  * original used SMTPUTF8), and the original's header section
  * (text/rfc822-headers, or message/global-headers in the global case),
- * bounded to DSN_HEADERS_MAX_BYTES. Text that came from a client or an
- * upstream is made safe before it is written: printable, bounded, one line.
+ * bounded to DSN_HEADERS_MAX_BYTES, with its control bytes but HT replaced
+ * (and, in the global case, bytes that are not UTF-8). Text that came from
+ * a client or an upstream is made safe before it is written: printable,
+ * bounded, one line.
  */
 #ifndef RINGMX_DSN_H
 #define RINGMX_DSN_H

@@ -8,7 +8,8 @@
  * wording, header lines that start with '.', originals that contain the
  * would-be boundary (once, twice, and in thousands of suffixed forms), huge
  * and hostile diagnostics, internationalised addresses, the 64 KiB bound on
- * returned headers, over-long header lines, and every too-small capacity.
+ * returned headers, over-long header lines, control and malformed 8-bit
+ * bytes in returned headers, and every too-small capacity.
  * Dates are compared with the C library's gmtime_r/strftime. One message is
  * parsed by Python's email package when python3 is there (else that check
  * says it is skipped and the rest still runs).
@@ -223,6 +224,54 @@ static bool all_ascii(struct span s)
 	for (size_t i = 0; i < s.len; i++) {
 		if (s.ptr[i] >= 0x80)
 			return false;
+	}
+	return true;
+}
+
+/* No byte of p is a control other than the CR LF of line ends and HT, nor
+ * DEL: what RFC 5322 (2.2, 3.2.2) allows outside its obsolete syntax, and
+ * never a NUL (RFC 2045 2.7, 2.8). */
+static bool no_control_bytes(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if ((c < 0x20 && c != '\r' && c != '\n' && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+/* Whether p is well-formed UTF-8 (RFC 3629: shortest forms, no surrogates,
+ * at most U+10FFFF). */
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		size_t len;
+		uint32_t v, min;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			len = 2, v = c & 0x1fu, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			len = 3, v = c & 0x0fu, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			len = 4, v = c & 0x07u, min = 0x10000;
+		else
+			return false;
+		if (n - i < len)
+			return false;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			v = (v << 6) | (p[i + k] & 0x3fu);
+		}
+		if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+			return false;
+		i += len;
 	}
 	return true;
 }
@@ -642,6 +691,63 @@ static void test_header_bounds(void)
 	free(b.bytes);
 }
 
+/* ---- control and 8-bit bytes in the returned header section ---------------------------- */
+
+static void test_header_controls(void)
+{
+	/* NUL, the other controls and DEL become '?' (HT stays, a bare CR is
+	 * a space, a lone LF ends a line); in text/rfc822-headers, declared
+	 * 8bit, 8-bit bytes stay as they are. */
+	static const char original[] = "Received: from a by b\r\n"
+				       "X-Ctl: a\0b\x01" "c\x1b" "d\x7f" "e\tf\vg\fh\ri\r\n"
+				       "X-\x02Name: v\0\r\n"
+				       "\0\r\n"
+				       "X-Lf: one\ntwo\r\n"
+				       "Subject: caf\xc3\xa9 \xff\r\n"
+				       "\r\n"
+				       "body \0\x01\r\n";
+	struct dsn_input in = base_input(&rcpt_user_unknown, 1);
+	in.original = S(original);
+	struct built b = build(&in);
+	struct span headers = part_of(&b, 3);
+	CHECK(no_control_bytes(b.bytes, b.len));
+	CHECK(has_line(headers.ptr, headers.len, "Content-Type: text/rfc822-headers"));
+	CHECK(has_line(headers.ptr, headers.len, "X-Ctl: a?b?c?d?e\tf?g?h i"));
+	CHECK(has_line(headers.ptr, headers.len, "X-?Name: v?"));
+	CHECK(has_line(headers.ptr, headers.len, "?"));
+	CHECK(has_line(headers.ptr, headers.len, "X-Lf: one"));
+	CHECK(has_line(headers.ptr, headers.len, "two"));
+	CHECK(has_line(headers.ptr, headers.len, "Subject: caf\xc3\xa9 \xff"));
+	CHECK(has_line(headers.ptr, headers.len, "Content-Transfer-Encoding: 8bit"));
+	CHECK(!contains(b.bytes, b.len, "body"));
+	free(b.bytes);
+
+	/* message/global-headers carries UTF-8 (RFC 6532): a byte of no
+	 * well-formed sequence becomes '?', a well-formed one stays. */
+	in.smtputf8 = true;
+	b = build(&in);
+	headers = part_of(&b, 3);
+	CHECK(no_control_bytes(b.bytes, b.len));
+	CHECK(utf8_valid(b.bytes, b.len));
+	CHECK(has_line(headers.ptr, headers.len, "Content-Type: message/global-headers"));
+	CHECK(has_line(headers.ptr, headers.len, "X-Ctl: a?b?c?d?e\tf?g?h i"));
+	CHECK(has_line(headers.ptr, headers.len, "Subject: caf\xc3\xa9 ?"));
+	CHECK(has_line(headers.ptr, headers.len, "Content-Transfer-Encoding: 8bit"));
+	free(b.bytes);
+
+	/* When every 8-bit byte is replaced, nothing 8-bit is left to
+	 * declare, and the DSN needs no 8BITMIME. */
+	static const char malformed[] = "Subject: \xff\xfe \xc3(\xe2\x82\r\n\r\n";
+	in.original = S(malformed);
+	b = build(&in);
+	headers = part_of(&b, 3);
+	CHECK(has_line(headers.ptr, headers.len, "Subject: ?? ?(??"));
+	CHECK(!contains(b.bytes, b.len, "Content-Transfer-Encoding"));
+	CHECK(all_ascii(span_make(b.bytes, b.len)));
+	CHECK(dsn_transport_needs(&in, b.bytes, b.len) == 0);
+	free(b.bytes);
+}
+
 /* ---- the boundary ------------------------------------------------------------------ */
 
 static void test_boundary_collision(void)
@@ -998,6 +1104,14 @@ static void test_random_inputs(void)
 		snprintf(delimiter, sizeof delimiter, "\r\n--%s--\r\n", boundary);
 		ok = ok && need > strlen(delimiter) &&
 		     memcmp(buf + need - strlen(delimiter), delimiter, strlen(delimiter)) == 0;
+		/* No control byte but line ends and HT; in the RFC 6533 types
+		 * all of it is UTF-8; 8-bit bytes in part 3 are declared. */
+		ok = ok && no_control_bytes(buf, need);
+		bool global = contains(buf, need, "report-type=global-delivery-status;");
+		ok = ok && (!global || utf8_valid(buf, need));
+		struct span headers = part_of(&b, 3);
+		ok = ok && (all_ascii(headers) ||
+			    has_line(headers.ptr, headers.len, "Content-Transfer-Encoding: 8bit"));
 		if (!ok && failures++ < 3)
 			fprintf(stderr, "random round %d: an invariant does not hold\n", round);
 		free(buf);
@@ -1141,6 +1255,7 @@ int main(void)
 	test_delayed_only();
 	test_dot_lines();
 	test_header_bounds();
+	test_header_controls();
 	test_boundary_collision();
 	test_huge_diagnostic();
 	test_non_ascii();
