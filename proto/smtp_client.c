@@ -20,8 +20,14 @@
  *    every recipient without a final result a 4xx, never a 5xx;
  *  - bytes that start a reply while none is expected are never taken as the
  *    answer to a later command;
+ *  - a reply that starts in the feed call which wrote the command it would
+ *    answer is ahead of that command (the caller sends out only after feed
+ *    returns): the connection fails with a 4xx, as it does when a command
+ *    the upstream's replies call for finds no room in out. Nothing an
+ *    upstream sends reaches an assertion;
  *  - the input is consumed whole on every call, and the outcome does not
- *    depend on how it was split.
+ *    depend on how it was split, as long as no reply begins in the call
+ *    that wrote its command.
  */
 #include "smtp_client.h"
 
@@ -68,7 +74,12 @@ enum {
 	CF_UNEXPECTED = 1u << 2, /* the reply being read began while none was expected */
 	CF_ABORT = 1u << 3,      /* XFORWARD or MAIL refused: read the rest, send nothing */
 	CF_PIPELINED = 1u << 4,  /* this transaction pipelines (RFC 2920) */
+	CF_UNSENT = 1u << 5,     /* EHLO, HELO or a lone "." written in this feed call */
+	CF_AHEAD = 1u << 6,      /* the reply being read began before its command was sent */
 };
+
+#define AHEAD_TEXT "upstream replied before the command was sent"
+#define OUT_FULL_TEXT "upstream replied ahead: output buffer full"
 
 enum { XF_NAME = 1u << 0, XF_ADDR = 1u << 1, XF_HELO = 1u << 2, XF_PROTO = 1u << 3 };
 
@@ -232,8 +243,9 @@ static void lb_u64(struct line_buf *lb, uint64_t v)
 		lb->p[lb->len++] = digits[--n];
 }
 
-/* Writes a single command that must fit (the caller keeps the minimum). */
-static void out_command(struct smtp_out *out, const char *verb, struct span arg)
+/* Writes one command line; false, and nothing written, when out lacks room
+ * for it (unsent commands fill out only when the upstream answers ahead). */
+RMX_MUST_CHECK static bool out_command(struct smtp_out *out, const char *verb, struct span arg)
 {
 	char cmd[COMMAND_MAX_BYTES];
 	struct line_buf lb = { cmd, 0, sizeof(cmd) };
@@ -243,7 +255,10 @@ static void out_command(struct smtp_out *out, const char *verb, struct span arg)
 		lb_put(&lb, arg.ptr, arg.len);
 	}
 	lb_str(&lb, "\r\n");
+	if (!out_fits(out, lb.len))
+		return false;
 	out_put(out, cmd, lb.len);
+	return true;
 }
 
 /* ---- xtext and XFORWARD --------------------------------------------------------- */
@@ -428,7 +443,7 @@ static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap
 }
 
 /* Appends command cmd_written if it fits; false when out is too full. */
-static bool cmd_write_next(struct smtp_client *c, struct smtp_out *out)
+RMX_MUST_CHECK static bool cmd_write_next(struct smtp_client *c, struct smtp_out *out)
 {
 	char cmd[COMMAND_MAX_BYTES];
 	RMX_ASSERT(c->cmd_written < c->cmd_count);
@@ -442,10 +457,11 @@ static bool cmd_write_next(struct smtp_client *c, struct smtp_out *out)
 	return true;
 }
 
-/* Pipelined: writes commands until all are out or out is full. */
+/* Pipelined: writes commands until all are out or out is full. A round that
+ * finds out too full for even one command writes nothing; the caller sends
+ * out and calls feed with n = 0, and the round runs again. */
 static void cmd_write_round(struct smtp_client *c, struct smtp_out *out)
 {
-	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
 	while (c->cmd_written < c->cmd_count && cmd_write_next(c, out)) {
 	}
 }
@@ -502,6 +518,16 @@ static enum smtp_client_status client_failed(struct smtp_client *c, const char *
 static enum smtp_client_status protocol_error(struct smtp_client *c)
 {
 	return client_failed(c, "unexpected reply code from upstream");
+}
+
+/* RFC 5321 4.5.3.1.x bounds commands, not how many pile up unsent: a
+ * command that does not fit means the upstream answered commands the caller
+ * has not managed to send. 4.5.0: a protocol violation, retried later. */
+static enum smtp_client_status out_full(struct smtp_client *c)
+{
+	struct smtp_client_result r;
+	result_set(&r, 451, "4.5.0", OUT_FULL_TEXT);
+	return client_failed_with(c, &r);
 }
 
 static enum smtp_client_status message_done(struct smtp_client *c)
@@ -564,11 +590,23 @@ static bool reply_expected(const struct smtp_client *c)
 	}
 }
 
+/* True when a reply that starts now (one is expected) would answer a
+ * command written during this feed call, which the caller cannot have sent
+ * yet. */
+static bool reply_ahead(const struct smtp_client *c)
+{
+	if (c->flags & CF_UNSENT)
+		return true;
+	return c->state == ST_TRANSACTION && c->cmd_replied >= c->cmd_unsent_first;
+}
+
 static enum smtp_client_status on_greeting(struct smtp_client *c, const struct smtp_client_result *r,
 					   struct smtp_out *out)
 {
 	if (r->code == 220) {
-		out_command(out, "EHLO", c->helo_name);
+		if (!out_command(out, "EHLO", c->helo_name))
+			return out_full(c);
+		c->flags |= CF_UNSENT;
 		c->state = ST_EHLO;
 		return SMTP_CLIENT_WANT_INPUT;
 	}
@@ -590,7 +628,9 @@ static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp
 	c->upstream_size_max = 0;
 	c->xforward_attrs = 0;
 	if (c->state == ST_EHLO && r->code / 100 == 5) {
-		out_command(out, "HELO", c->helo_name);
+		if (!out_command(out, "HELO", c->helo_name))
+			return out_full(c);
+		c->flags |= CF_UNSENT;
 		c->state = ST_HELO;
 		return SMTP_CLIENT_WANT_INPUT;
 	}
@@ -607,7 +647,10 @@ static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_
 		if (c->rcpt_accepted == 0) {
 			/* RFC 2920 3.1: DATA went out with the batch but no
 			 * recipient was accepted; end the empty body. */
+			if (!out_fits(out, 3))
+				return out_full(c);
 			out_put(out, ".\r\n", 3);
+			c->flags |= CF_UNSENT;
 			c->state = ST_DOT_DISCARD;
 			return SMTP_CLIENT_WANT_INPUT;
 		}
@@ -647,9 +690,8 @@ static enum smtp_client_status transaction_next(struct smtp_client *c, struct sm
 	RMX_ASSERT(c->cmd_written < c->cmd_count);
 	if (cmd_kind(c, c->cmd_written) == CMD_DATA && c->rcpt_accepted == 0)
 		return message_done(c); /* no DATA without a recipient */
-	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
-	bool written = cmd_write_next(c, out);
-	RMX_ASSERT(written);
+	if (!cmd_write_next(c, out))
+		return out_full(c);
 	return SMTP_CLIENT_WANT_INPUT;
 }
 
@@ -733,6 +775,14 @@ static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp
 		if (r->code == 421)
 			return client_closed(c, r);
 		return client_failed(c, "unexpected reply from upstream");
+	}
+	if (c->flags & CF_AHEAD) {
+		c->flags &= (uint16_t)~CF_AHEAD;
+		if (r->code == 421)
+			return client_closed(c, r); /* the upstream may close at any time */
+		struct smtp_client_result f;
+		result_set(&f, 451, "4.5.0", AHEAD_TEXT);
+		return client_failed_with(c, &f);
 	}
 	if (c->state == ST_QUIT) {
 		c->state = ST_CLOSED;
@@ -889,7 +939,7 @@ static enum smtp_client_status line_end(struct smtp_client *c, struct smtp_out *
 	if (c->flags & CF_MULTI) {
 		if (code != c->reply_code)
 			return malformed(c);
-		if (c->state == ST_EHLO && !(c->flags & CF_UNEXPECTED))
+		if (c->state == ST_EHLO && !(c->flags & (CF_UNEXPECTED | CF_AHEAD)))
 			ehlo_line(c, text, text_len);
 		else
 			result_append_line(&c->reply, text, text_len);
@@ -928,6 +978,10 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 					 struct smtp_out *out)
 {
 	RMX_ASSERT(n == 0 || p != NULL);
+	RMX_ASSERT(out->len <= out->cap && out->cap >= SMTP_CLIENT_OUT_MIN_BYTES);
+	/* Whatever was written before this call may have been sent. */
+	c->flags &= (uint16_t)~CF_UNSENT;
+	c->cmd_unsent_first = c->cmd_written;
 	for (size_t i = 0; i < n && client_live(c); i++) {
 		uint8_t cls = reply_byte_class[p[i]];
 		if (c->flags & CF_CR) {
@@ -939,6 +993,8 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 			/* The first byte of a reply. */
 			if (!reply_expected(c))
 				c->flags |= CF_UNEXPECTED;
+			else if (reply_ahead(c))
+				c->flags |= CF_AHEAD;
 			result_clear(&c->reply);
 			c->reply_lines = 0;
 		}
@@ -1035,7 +1091,7 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	RMX_ASSERT(c->state == ST_READY);
 	RMX_ASSERT(m != NULL && rcpt_results != NULL);
 	RMX_ASSERT(m->recipient_count >= 1 && m->recipient_count <= SMTP_RECIPIENTS_MAX);
-	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
+	RMX_ASSERT(out->len <= out->cap && out->cap >= SMTP_CLIENT_OUT_MIN_BYTES);
 	c->msg = m;
 	c->rcpt_results = rcpt_results;
 	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED);
@@ -1083,9 +1139,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	if (c->caps & SMTP_CAP_PIPELINING) {
 		c->flags |= CF_PIPELINED;
 		cmd_write_round(c, out);
-	} else {
-		bool written = cmd_write_next(c, out);
-		RMX_ASSERT(written);
+	} else if (!cmd_write_next(c, out)) {
+		return out_full(c); /* every recipient gets its 4xx */
 	}
 	return SMTP_CLIENT_WANT_INPUT;
 }
@@ -1095,7 +1150,8 @@ enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp
 	if (!client_live(c))
 		return status_of(c); /* a 421 or garbage arrived while the body went out */
 	RMX_ASSERT(c->state == ST_SEND_BODY);
-	RMX_ASSERT(out_fits(out, 3));
+	if (!out_fits(out, 3))
+		return out_full(c);
 	out_put(out, ".\r\n", 3);
 	c->state = ST_DOT;
 	return SMTP_CLIENT_WANT_INPUT;
@@ -1109,8 +1165,8 @@ const struct smtp_client_result *smtp_client_message_result(const struct smtp_cl
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out)
 {
 	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
-	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
-	out_command(out, "RSET", span_make(NULL, 0));
+	if (!out_command(out, "RSET", span_make(NULL, 0)))
+		return out_full(c);
 	c->state = ST_RSET;
 	return SMTP_CLIENT_WANT_INPUT;
 }
@@ -1118,8 +1174,8 @@ enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out 
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out)
 {
 	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
-	RMX_ASSERT(out_fits(out, SMTP_CLIENT_OUT_MIN_BYTES));
-	out_command(out, "QUIT", span_make(NULL, 0));
+	if (!out_command(out, "QUIT", span_make(NULL, 0)))
+		return out_full(c);
 	c->state = ST_QUIT;
 	return SMTP_CLIENT_WANT_INPUT;
 }

@@ -13,8 +13,12 @@
  *
  * Robust replies: a malformed, truncated, over-long or NUL-bearing reply is a
  * temporary failure of the connection (SMTP_CLIENT_FAILED with a 4xx), never a
- * crash. A reply nobody asked for is one too (a 421 closes: CLOSED). One
- * client is used by one thread.
+ * crash. A reply nobody asked for is one too (a 421 closes: CLOSED), and so is
+ * a reply ahead of its command: one that begins in the feed call which wrote
+ * that command, since the caller has not sent it yet ("451 4.5.0 upstream
+ * replied before the command was sent"; a relay without PIPELINING that
+ * answers a burst of RCPTs in one read). No byte from the upstream reaches an
+ * assertion. One client is used by one thread.
  *
  * Driving it (core/forward): send out whenever it is not empty, and after
  * each send completes call smtp_client_feed(c, NULL, 0, out); feed every
@@ -98,6 +102,7 @@ struct smtp_client {
 	uint32_t cmd_count;           /* commands of this transaction (XFORWARD..DATA) */
 	uint32_t cmd_written;         /* of those, appended to out so far */
 	uint32_t cmd_replied;         /* of those, answered so far */
+	uint32_t cmd_unsent_first;    /* first command written during this feed call */
 	uint32_t rcpt_write_next;     /* recipient index of the next RCPT to write */
 	uint32_t rcpt_reply_next;     /* recipient index the next RCPT reply is for */
 	uint32_t rcpt_accepted;       /* RCPT replies that were 2xx */
@@ -124,11 +129,17 @@ void smtp_client_init(struct smtp_client *c, struct span helo_name);
  * and the next round is appended only then (WANT_INPUT with out->len > 0
  * means "send this too").
  *
- * Buffer contract (for every function here that takes out): out must have at
- * least SMTP_CLIENT_OUT_MIN_BYTES free; every command line is shorter than
- * that (RFC 5321 4.5.3.1.4), and a round stops at the first command that
- * does not fit. A 4 KiB out buffer carries any message, 1000 recipients
- * included, in several rounds.
+ * Buffer contract (for every function here that takes out): out->cap is at
+ * least SMTP_CLIENT_OUT_MIN_BYTES and out->len <= out->cap (asserted: the
+ * caller's own invariants); every command line is shorter than that (RFC
+ * 5321 4.5.3.1.4). out may still hold bytes not yet sent: a pipelined round
+ * stops at the first command that does not fit (and may write nothing; the
+ * next feed with n = 0 goes on), while any other command that does not fit
+ * (EHLO, HELO, a command without PIPELINING, the final dot, RSET, QUIT)
+ * fails the connection with "451 4.5.0 upstream replied ahead: output buffer
+ * full": unsent commands pile up only when the upstream answers commands the
+ * caller could not send yet. A 4 KiB out buffer carries any message, 1000
+ * recipients included, in several rounds.
  */
 enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n,
 					 struct smtp_out *out);
@@ -145,7 +156,9 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
  * that recipient with 553 5.1.3 (the sender: the message, 553 5.1.7).
  * Otherwise writes [XFORWARD] MAIL, RCPTs and DATA (in one write when
  * PIPELINING is offered and out holds them, else in rounds: see feed;
- * without PIPELINING one command per reply) and returns WANT_INPUT.
+ * without PIPELINING one command per reply) and returns WANT_INPUT; FAILED,
+ * every recipient holding the 4xx, when MAIL is due without PIPELINING and
+ * out has no room for it.
  */
 enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 						  const struct smtp_client_message *m,
@@ -153,7 +166,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 						  struct smtp_out *out);
 
 /* The caller has sent the body: appends ".\r\n"; returns WANT_INPUT (or
- * CLOSED/FAILED if the upstream gave up while the body went out). */
+ * CLOSED/FAILED if the upstream gave up while the body went out, or FAILED
+ * when out has no room for the dot: see the buffer contract). */
 enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out);
 
 /* After MESSAGE_DONE: the outcome for the message as a whole (MAIL, DATA or
@@ -164,7 +178,8 @@ const struct smtp_client_result *smtp_client_message_result(const struct smtp_cl
 
 /* Appends RSET (between messages, after a failed one) or QUIT; only in
  * READY or after MESSAGE_DONE. RSET's 2xx gives READY; QUIT's reply, any
- * reply, gives CLOSED. */
+ * reply, gives CLOSED. FAILED at once when out has no room for the command
+ * (see the buffer contract); results already final stay as they are. */
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out);
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out);
 
