@@ -65,6 +65,7 @@ static const struct config_key config_keys[] = {
 	{ "command_timeout", KIND_DURATION, FIELD(command_timeout_s), 1, 86400 },
 	{ "data_timeout", KIND_DURATION, FIELD(data_timeout_s), 1, 86400 },
 	{ "idle_timeout", KIND_DURATION, FIELD(idle_timeout_s), 1, 86400 },
+	{ "min_data_rate", KIND_SIZE, FIELD(min_data_rate_bytes_per_s), 1, 1u << 30 },
 	{ "shutdown_grace", KIND_DURATION, FIELD(shutdown_grace_s), 0, 3600 },
 	{ "store_max_bytes", KIND_SIZE, FIELD(store_max_bytes), SEGMENT_SIZE_MIN_BYTES,
 	  UINT64_MAX / 2 },
@@ -553,6 +554,7 @@ static void config_defaults(struct config *c)
 	c->command_timeout_s = TIMEOUT_COMMAND_DEFAULT_S;
 	c->data_timeout_s = TIMEOUT_DATA_DEFAULT_S;
 	c->idle_timeout_s = TIMEOUT_IDLE_DEFAULT_S;
+	c->min_data_rate_bytes_per_s = MIN_DATA_RATE_DEFAULT_BYTES_PER_S;
 	c->shutdown_grace_s = SHUTDOWN_GRACE_DEFAULT_S;
 	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
 	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
@@ -599,6 +601,17 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 			"segment_size (%llu) must exceed max_message_size (%llu) by 64k",
 			(unsigned long long)c->segment_size_bytes,
 			(unsigned long long)c->max_message_size_bytes);
+		goto out;
+	}
+	if (c->max_message_size_bytes + SMTP_RECEIVED_HEADER_MAX_BYTES > c->max_inflight_data_bytes) {
+		/* Bodies are bounded per byte (with room for our Received:): a
+		 * smaller budget could never take a message of the size EHLO
+		 * advertises, and would answer it 451 for ever. */
+		set_err(err, errlen,
+			"max_inflight_data_bytes (%llu) must exceed max_message_size (%llu) by %u",
+			(unsigned long long)c->max_inflight_data_bytes,
+			(unsigned long long)c->max_message_size_bytes,
+			(unsigned)SMTP_RECEIVED_HEADER_MAX_BYTES);
 		goto out;
 	}
 	if (c->store_max_bytes < (uint64_t)c->workers * 2 * c->segment_size_bytes) {
@@ -692,6 +705,7 @@ void config_print(const struct config *c, FILE *out)
 	print_duration(out, "idle_timeout", c->idle_timeout_s);
 	print_duration(out, "command_timeout", c->command_timeout_s);
 	print_duration(out, "data_timeout", c->data_timeout_s);
+	fprintf(out, "min_data_rate = %u\n", c->min_data_rate_bytes_per_s);
 	print_duration(out, "shutdown_grace", c->shutdown_grace_s);
 	fprintf(out, "store_max_bytes = %llu\n", (unsigned long long)c->store_max_bytes);
 	fprintf(out, "max_inflight_data_bytes = %llu\n",

@@ -38,6 +38,7 @@ struct config {
 	uint32_t command_timeout_s;
 	uint32_t data_timeout_s;
 	uint32_t idle_timeout_s;
+	uint32_t min_data_rate_bytes_per_s; /* each body byte extends the data deadline */
 	uint32_t shutdown_grace_s;
 	uint64_t store_max_bytes;
 	uint64_t max_inflight_data_bytes;

@@ -47,6 +47,9 @@ struct conn {
 	uint8_t *carry;        /* input not yet consumed by the session */
 	struct smtp_out out;   /* replies; buf allocated on demand */
 	struct timer_node timer;
+	uint64_t deadline_ms;       /* when the timer fires (the loop's clock) */
+	uint32_t deadline_commands; /* txn.commands when the deadline was set */
+	uint8_t deadline_kind;      /* enum smtp_timeout_kind it was set for */
 	struct smtp_peer peer;
 	struct smtp_session session;
 	struct txn txn;

@@ -137,6 +137,8 @@ struct forward {
 	char reclaim_seg_path[PATH_MAX];
 	char reclaim_dlog_path[PATH_MAX];
 
+	uint64_t rec_held_bytes;      /* record buffers of all slots (max_inflight_data_bytes) */
+
 	struct seg_fd seg_fds[FWD_SEGMENT_FDS];
 	uint32_t seg_fd_next;
 	uint64_t dsn_counter;
@@ -223,8 +225,14 @@ static void log_add_reply(struct log_msg *m, unsigned code, const char *status, 
 
 /* ---- the message attached to a slot ---------------------------------------- */
 
-static void msg_free(struct fwd_slot *s)
+/* Lets go of the slot's message and its buffers; the record buffer's bytes
+ * go back to the forwarder's budget. */
+static void msg_free(struct forward *f, struct fwd_slot *s)
 {
+	if (s->rec) {
+		RMX_ASSERT(f->rec_held_bytes >= s->rec_bytes);
+		f->rec_held_bytes -= s->rec_bytes;
+	}
 	free(s->rec);
 	free(s->rcpts);
 	free(s->rcpt_index);
@@ -254,7 +262,7 @@ static void msg_requeue(struct forward *f, struct fwd_slot *s, int64_t due_unix_
 {
 	enum queue_attempt_result r = queue_requeue(slot_queue(f, s), s->msg, due_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
-	msg_free(s);
+	msg_free(f, s);
 }
 
 static const char *attempt_result_name(enum queue_attempt_result r)
@@ -278,7 +286,7 @@ static void msg_attempt_finished(struct forward *f, struct fwd_slot *s)
 		r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 		RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	}
-	msg_free(s);
+	msg_free(f, s);
 }
 
 /* Every pending recipient of the slot's message failed the same way. */
@@ -607,7 +615,7 @@ static void dsn_abandon(struct forward *f, struct fwd_slot *s, int error)
 		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->env.cfg->retry_min_s * 1000);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	dsn_free(&s->dsn);
-	msg_free(s);
+	msg_free(f, s);
 }
 
 /* Reserves, seals and appends the slot's DSN record; retried on -EAGAIN. */
@@ -659,7 +667,7 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 	enum queue_attempt_result r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	dsn_free(&s->dsn);
-	msg_free(s);
+	msg_free(f, s);
 }
 
 /* ---- sending and receiving -------------------------------------------------- */
@@ -950,6 +958,8 @@ static void slot_read_record(struct forward *f, struct fwd_slot *s)
 	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
 	s->rec_bytes = queue_msg_padded_bytes(s->msg);
 	s->rec = malloc(s->rec_bytes);
+	if (s->rec)
+		f->rec_held_bytes += s->rec_bytes;
 	int fd = s->rec ? segment_fd(f, s->shard, seq) : -ENOMEM;
 	if (fd < 0) {
 		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
@@ -978,14 +988,14 @@ static void on_read(struct forward *f, struct fwd_slot *s, int res)
 		log_error("event=record_set_aside worker=%u id=%.16s read=%d check=%d", f->env.worker,
 			  id, res, (int)rc);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
-		msg_free(s);
+		msg_free(f, s);
 		return;
 	}
 	if (!msg_parse(f, s)) {
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
-		msg_free(s);
+		msg_free(f, s);
 		return;
 	}
 	s->msg_loaded = true;
@@ -1170,19 +1180,30 @@ void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padde
 	}
 }
 
-/* Attaches a due message of some shard to the slot, the shards taking turns. */
+/*
+ * Attaches a due message of some shard to the slot, the shards taking turns.
+ * The record buffers the slots hold stay within max_inflight_data_bytes (the
+ * same bound as the bodies being received): a message that would pass it
+ * waits until another slot lets go of its record. One record is always
+ * allowed, so the largest message is never stuck.
+ */
 static bool next_due(struct forward *f, struct fwd_slot *s, int64_t now_unix_ms)
 {
 	uint32_t n = f->env.shard_count;
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t shard = (f->due_next + k) % n;
+		uint64_t bytes = queue_next_due_bytes(shard_queue(f, shard), now_unix_ms);
+		if (bytes == 0)
+			continue;
+		if (f->rec_held_bytes > 0 &&
+		    f->rec_held_bytes + bytes > f->env.cfg->max_inflight_data_bytes)
+			return false;
 		struct queue_msg *m = queue_next_due(shard_queue(f, shard), now_unix_ms);
-		if (m) {
-			s->msg = m;
-			s->shard = shard;
-			f->due_next = shard + 1;
-			return true;
-		}
+		RMX_ASSERT(m != NULL && queue_msg_padded_bytes(m) == bytes);
+		s->msg = m;
+		s->shard = shard;
+		f->due_next = shard + 1;
+		return true;
 	}
 	return false;
 }
@@ -1232,6 +1253,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 		pending += qs.messages;
 	}
 	metrics_set(&f->env.metrics->forward_pending_records, pending);
+	metrics_set(&f->env.metrics->forward_record_buffer_bytes, f->rec_held_bytes);
 	int64_t oldest = INT64_MAX;
 	for (uint32_t k = 0; k < f->env.shard_count; k++)
 		oldest = RMX_MIN(oldest, queue_oldest_arrival_unix_ms(shard_queue(f, k)));

@@ -42,6 +42,10 @@
 #define TIMEOUT_COMMAND_DEFAULT_S 300
 #define TIMEOUT_IDLE_DEFAULT_S 300
 #define TIMEOUT_DATA_DEFAULT_S 600
+/* In a message body the deadline moves by 1 / MIN_DATA_RATE seconds per byte
+ * received, never beyond data_timeout from now (Postfix smtpd_min_data_rate):
+ * a trickle cannot hold a slot for longer than data_timeout. */
+#define MIN_DATA_RATE_DEFAULT_BYTES_PER_S 500
 #define SHUTDOWN_GRACE_DEFAULT_S 30
 
 #define CONNECTIONS_DEFAULT 10000        /* all workers together */
@@ -55,6 +59,13 @@
  * connection holds one only while replies wait to be sent, so an idle
  * session costs its slot and nothing more. */
 #define REPLY_BUFFER_POOL_MAX 4096
+
+/* The metrics endpoint: connections per worker, in a pool of their own
+ * beside the SMTP slots (a scraper can never take an SMTP client's slot,
+ * nor a crowd of idle HTTP clients), and the time one connection may take
+ * from accept to the end of its response. */
+#define HTTP_CONNECTIONS_MAX 32
+#define HTTP_DEADLINE_MS 10000
 
 /* Configuration snapshots alive at once: the running one plus those still
  * used by sessions that started before a reload (SIGHUP). */

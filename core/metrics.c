@@ -220,6 +220,14 @@ const struct metrics_desc metrics_table[] = {
 		"Messages made durable and acknowledged with 250."),
 	COUNTER("ringmx_received_bytes_total", "bytes", LABELS_NONE, received_bytes,
 		"Message bytes received (DATA and BDAT payload)."),
+	GAUGE("ringmx_inflight_data_bytes", "bytes", LABELS_NONE, FROM_SUM, inflight_data_bytes,
+	      "Memory held by message bodies being received or made durable "
+	      "(bounded by max_inflight_data_bytes per worker)."),
+	COUNTER("ringmx_inflight_data_refused_total", "", LABELS_NONE, inflight_data_refused,
+		"Transactions refused or ended with 451 4.3.1 by max_inflight_data_bytes."),
+	COUNTER("ringmx_smtp_timeouts_total", "", LABELS_NONE, smtp_timeouts,
+		"SMTP sessions closed with 421 4.4.2 because a command or the data did not "
+		"arrive in time."),
 	COUNTER("ringmx_recipients_accepted_total", "", LABELS_NONE, recipients_accepted,
 		"Recipients accepted with 250."),
 	COUNTER("ringmx_recipients_rejected_total", "", LABELS_RCPT_REJECT,
@@ -242,6 +250,10 @@ const struct metrics_desc metrics_table[] = {
 
 	GAUGE("ringmx_forward_pending_records", "records", LABELS_NONE, FROM_SUM,
 	      forward_pending_records, "Stored messages not yet forwarded or bounced."),
+	GAUGE("ringmx_forward_record_buffer_bytes", "bytes", LABELS_NONE, FROM_SUM,
+	      forward_record_buffer_bytes,
+	      "Memory held by stored records being forwarded (bounded by "
+	      "max_inflight_data_bytes per worker)."),
 	GAUGE("ringmx_forward_oldest_pending_age_seconds", "seconds", LABELS_NONE, FROM_MAX,
 	      forward_oldest_pending_age_s, "Age of the oldest message waiting to be forwarded."),
 	COUNTER("ringmx_forward_attempts_total", "", LABELS_FORWARD_RESULT, forward_attempts[0],
@@ -264,6 +276,10 @@ const struct metrics_desc metrics_table[] = {
 
 	COUNTER("ringmx_log_lines_dropped_total", "", LABELS_NONE, log_lines_dropped,
 		"Log lines dropped because the worker's log buffer was full or a write failed."),
+
+	COUNTER("ringmx_http_connections_rejected_total", "", LABELS_NONE,
+		http_connections_rejected,
+		"Connections to the metrics endpoint closed at once because its pool was full."),
 
 	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
 		"Server-side TLS handshakes (STARTTLS), by result."),

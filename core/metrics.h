@@ -102,6 +102,9 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t replies[METRICS_REPLY_SLOTS];
 	uint64_t messages_accepted;
 	uint64_t received_bytes;
+	uint64_t inflight_data_bytes;   /* gauge: body buffers not yet durable */
+	uint64_t inflight_data_refused; /* transactions ended by max_inflight_data_bytes */
+	uint64_t smtp_timeouts;         /* sessions ended by a deadline (421 4.4.2) */
 	uint64_t recipients_accepted;
 	uint64_t recipients_rejected[METRICS_RCPT_REJECT_COUNT];
 	struct metrics_latency_hist transaction_duration; /* MAIL to the final 250 */
@@ -114,6 +117,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t store_segments; /* gauge */
 	/* Forwarding. */
 	uint64_t forward_pending_records;           /* gauge */
+	uint64_t forward_record_buffer_bytes;       /* gauge */
 	uint64_t forward_oldest_pending_age_s;      /* gauge; max over workers */
 	uint64_t forward_attempts[METRICS_FORWARD_RESULT_COUNT];
 	uint64_t forward_deferrals;
@@ -126,6 +130,8 @@ struct __attribute__((aligned(64))) metrics_worker {
 
 	/* Logs. */
 	uint64_t log_lines_dropped;
+	/* The metrics endpoint. */
+	uint64_t http_connections_rejected;
 	/* TLS. */
 	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT];
 };

@@ -3,8 +3,10 @@
  *
  * The envelope is encoded item by item as the session accepts MAIL and RCPT.
  * The body buffer is sized once from MAIL SIZE= when given, else grows
- * geometrically; every byte appended is charged to the worker's in-flight
- * budget and released when the txn resets. Once the record is durable,
+ * geometrically; its capacity is charged to the worker's in-flight budget
+ * before it is allocated, so the bound holds per byte: a body that would
+ * pass it is released at once and its transaction ends with 451 4.3.1. The
+ * charge is given back when the txn resets. Once the record is durable,
  * txn_log_accepted() writes the message's one log line from the envelope.
  */
 #include "txn.h"
@@ -15,24 +17,72 @@
 #include "log.h"
 #include "metrics.h"
 
+/* Capacity the body buffer grows to for want bytes: geometric from 16 KiB,
+ * or sized once from MAIL SIZE= while that takes at most a quarter of the
+ * budget left (a declared size is a hint, not a reservation a client can
+ * hold without sending); never more than the budget allows, then exactly
+ * want. 0 when even want does not fit. */
+static size_t txn_body_capacity(const struct txn *t, size_t want)
+{
+	const struct bytebuf *b = &t->body;
+	const struct txn_budget *g = t->budget;
+	uint64_t room = g->inflight_bytes < g->max_inflight_bytes
+				? g->max_inflight_bytes - g->inflight_bytes
+				: 0;
+	size_t cap = b->cap ? b->cap : TXN_BODY_INITIAL_BYTES;
+	uint64_t hinted = t->size_hint_bytes + TXN_HEADROOM_BYTES + 4096; /* + stuffing */
+	if (!b->cap && hinted > cap && hinted <= room / 4)
+		cap = (size_t)hinted;
+	while (cap < want)
+		cap *= 2;
+	if (cap - b->cap <= room)
+		return cap;
+	if (want - b->cap <= room)
+		return want;
+	return 0;
+}
+
+/*
+ * Makes room for extra more body bytes. What the buffer holds (its
+ * capacity, not only the bytes in it) is charged to the worker's budget
+ * before it is allocated, so the bodies of all open transactions never hold
+ * more than max_inflight_bytes. -ENOBUFS past the budget, -ENOMEM when the
+ * allocation fails.
+ */
 static int txn_reserve_body(struct txn *t, size_t extra)
 {
 	struct bytebuf *b = &t->body;
 	if (b->cap - b->len >= extra)
 		return 0;
-	size_t want = b->len + extra;
-	size_t cap = b->cap ? b->cap : 16384;
-	if (!b->cap && t->size_hint_bytes + TXN_HEADROOM_BYTES > cap)
-		/* Sized once from SIZE=, with room for the stuffing SIZE omits. */
-		cap = (size_t)t->size_hint_bytes + TXN_HEADROOM_BYTES + 4096;
-	while (cap < want)
-		cap *= 2;
+	size_t cap = txn_body_capacity(t, b->len + extra);
+	if (cap == 0)
+		return -ENOBUFS;
 	void *p = realloc(b->data, cap);
 	if (!p)
 		return -ENOMEM;
+	uint64_t grow = cap - b->cap;
 	b->data = p;
 	b->cap = cap;
+	t->charged_bytes += grow;
+	t->budget->inflight_bytes += grow;
+	RMX_ASSERT(t->budget->inflight_bytes <= t->budget->max_inflight_bytes);
 	return 0;
+}
+
+/* Frees the body and gives its charge back to the budget at once. */
+static void txn_release_body(struct txn *t)
+{
+	RMX_ASSERT(t->budget->inflight_bytes >= t->charged_bytes);
+	t->budget->inflight_bytes -= t->charged_bytes;
+	t->charged_bytes = 0;
+	bytebuf_free(&t->body);
+}
+
+/* A transaction refused or ended by the in-flight bound. */
+static void txn_count_refused(const struct txn *t)
+{
+	if (t->budget->metrics)
+		metrics_inc(&t->budget->metrics->inflight_data_refused);
 }
 
 static int op_mail(void *ctx, const struct smtp_mail_info *m)
@@ -79,25 +129,33 @@ static int op_data_begin(void *ctx)
 	RMX_ASSERT(t->active);
 	if (t->budget->store_state == -EIO)
 		return -EIO;
-	if (t->budget->inflight_bytes >= t->budget->max_inflight_bytes)
+	RMX_ASSERT(t->body.len == 0 && t->charged_bytes == 0);
+	int rc = txn_reserve_body(t, TXN_HEADROOM_BYTES);
+	if (rc != 0) {
+		txn_count_refused(t);
 		return -ENOBUFS;
-	RMX_ASSERT(t->body.len == 0);
-	if (txn_reserve_body(t, TXN_HEADROOM_BYTES) != 0)
-		return -ENOBUFS;
+	}
 	t->body.len = TXN_HEADROOM_BYTES;
 	return 0;
 }
 
+/* Past the budget the transaction ends (451 4.3.1, from the session once the
+ * body is over) and its bytes are released now, not when the client finishes
+ * sending: the session sends no more bytes after a failed append. */
 static int op_data_append(void *ctx, const uint8_t *p, size_t n)
 {
 	struct txn *t = ctx;
-	RMX_ASSERT(t->active && t->body.len >= TXN_HEADROOM_BYTES);
-	if (txn_reserve_body(t, n) != 0)
-		return -ENOMEM;
+	RMX_ASSERT(t->active);
+	if (t->body.len < TXN_HEADROOM_BYTES)
+		return -ENOBUFS; /* released after an earlier refusal */
+	int rc = txn_reserve_body(t, n);
+	if (rc != 0) {
+		txn_release_body(t);
+		txn_count_refused(t);
+		return rc;
+	}
 	memcpy(t->body.data + t->body.len, p, n);
 	t->body.len += n;
-	t->charged_bytes += n;
-	t->budget->inflight_bytes += n;
 	return 0;
 }
 
@@ -172,11 +230,8 @@ int txn_add_client(struct txn *t, struct span client_ip, struct span helo, const
 
 void txn_reset(struct txn *t)
 {
-	RMX_ASSERT(t->budget->inflight_bytes >= t->charged_bytes);
-	t->budget->inflight_bytes -= t->charged_bytes;
-	t->charged_bytes = 0;
+	txn_release_body(t);
 	bytebuf_free(&t->env);
-	bytebuf_free(&t->body);
 	t->size_hint_bytes = 0;
 	t->received_len = 0;
 	t->nparts = 0;

@@ -7,7 +7,9 @@
  * (DESIGN.md rule 3): from the receive buffer into txn.body, from which the
  * group commit writes it. A txn belongs to one connection on one worker; it
  * is allocated at MAIL and freed when the transaction ends or its record is
- * durable. In-flight body bytes are charged to the worker's budget.
+ * durable. What its body buffer holds is charged to the worker's budget
+ * (max_inflight_data_bytes) before it is allocated; past the budget the
+ * transaction ends with 451 4.3.1 and its bytes are released at once.
  *
  * The body buffer starts with TXN_HEADROOM_BYTES of room so that the
  * Received: header, known only once the queue id is, is written right in
@@ -26,8 +28,8 @@ struct metrics_worker;
 
 /* The worker-wide budget txns draw on (max_inflight_data_bytes). */
 struct txn_budget {
-	uint64_t inflight_bytes;
-	uint64_t max_inflight_bytes;
+	uint64_t inflight_bytes;     /* capacity of every open body buffer */
+	uint64_t max_inflight_bytes; /* never exceeded (max_inflight_data_bytes) */
 	int store_state; /* 0, -ENOSPC (store full) or -EIO (store failed) */
 	struct metrics_worker *metrics; /* the worker's counters (observer hook) */
 	uint64_t now_ns;                /* the worker's monotonic clock, this loop turn */
@@ -37,7 +39,7 @@ struct txn {
 	struct txn_budget *budget;
 	struct bytebuf env;
 	struct bytebuf body;
-	uint64_t charged_bytes;      /* body bytes counted in budget */
+	uint64_t charged_bytes;      /* body capacity counted in budget */
 	uint64_t size_hint_bytes;    /* MAIL SIZE=, to size the body buffer once */
 	struct record_header header; /* filled at seal time */
 	size_t received_len;         /* Received: sits just before the body */
@@ -51,6 +53,7 @@ struct txn {
 };
 
 #define TXN_HEADROOM_BYTES SMTP_RECEIVED_HEADER_MAX_BYTES
+#define TXN_BODY_INITIAL_BYTES 16384 /* first body buffer without SIZE= */
 
 extern const struct smtp_txn_ops txn_ops;
 

@@ -71,7 +71,8 @@ struct worker_loop {
 	struct log_buffer logbuf;      /* this thread's log lines (log.h) */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
-	struct conn_slab slab;
+	struct conn_slab slab;         /* SMTP connections, then HTTP_CONNECTIONS_MAX more */
+	uint32_t http_open;            /* metrics-endpoint connections in the slab */
 	struct timer_wheel wheel;
 	struct txn_budget budget;
 	uint64_t now_ms;        /* CLOCK_MONOTONIC, once per loop turn */
@@ -140,21 +141,69 @@ static void loop_clock(struct worker_loop *l)
 	l->budget.now_ns = l->now_ns;
 }
 
+static uint32_t timeout_s(const struct config *cfg, enum smtp_timeout_kind kind)
+{
+	switch (kind) {
+	case SMTP_TIMEOUT_DATA:
+		return cfg->data_timeout_s;
+	case SMTP_TIMEOUT_COMMAND:
+		return cfg->command_timeout_s;
+	default:
+		return cfg->idle_timeout_s;
+	}
+}
+
+/* What the session waits for; between BDAT chunks the body is still open,
+ * so the data deadline goes on (a chunk's command does not restart it). */
+static enum smtp_timeout_kind conn_timeout_kind(const struct conn *c)
+{
+	enum smtp_timeout_kind kind = smtp_session_timeout_kind(&c->session);
+	if (kind == SMTP_TIMEOUT_COMMAND && c->txn.active && c->txn.body.len > 0 &&
+	    !(c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)))
+		return SMTP_TIMEOUT_DATA;
+	return kind;
+}
+
+static void conn_set_deadline(struct worker_loop *l, struct conn *c, uint64_t at_ms)
+{
+	c->deadline_ms = at_ms;
+	timer_arm(&l->wheel, &c->timer, at_ms > l->now_ms ? at_ms - l->now_ms : 0);
+}
+
+/* A fresh deadline for what the session waits for now: after a reply we
+ * owed (the client's time starts again), and at accept. */
 static void conn_arm_deadline(struct worker_loop *l, struct conn *c)
 {
-	uint32_t s;
-	switch (smtp_session_timeout_kind(&c->session)) {
-	case SMTP_TIMEOUT_DATA:
-		s = l->cfg->data_timeout_s;
-		break;
-	case SMTP_TIMEOUT_COMMAND:
-		s = l->cfg->command_timeout_s;
-		break;
-	default:
-		s = l->cfg->idle_timeout_s;
-		break;
+	enum smtp_timeout_kind kind = conn_timeout_kind(c);
+	c->deadline_kind = (uint8_t)kind;
+	c->deadline_commands = c->txn.commands;
+	conn_set_deadline(l, c, l->now_ms + (uint64_t)timeout_s(l->cfg, kind) * 1000u);
+}
+
+/*
+ * After input: the deadline moves only with progress (RFC 5321 4.5.3.2: a
+ * command must arrive whole within its timeout, counted from when we began
+ * to wait for it). A new command, or a change of what the session waits
+ * for, starts a fresh deadline; bytes of a line still incomplete do not. In
+ * a body, each of the body_bytes received moves the deadline by
+ * 1 / min_data_rate seconds, never beyond data_timeout from now, so a
+ * trickle cannot hold the connection much past data_timeout.
+ */
+static void conn_deadline_progress(struct worker_loop *l, struct conn *c, size_t body_bytes)
+{
+	enum smtp_timeout_kind kind = conn_timeout_kind(c);
+	if (!c->timer.armed || kind != c->deadline_kind ||
+	    (kind != SMTP_TIMEOUT_DATA && c->txn.commands != c->deadline_commands)) {
+		conn_arm_deadline(l, c);
+		return;
 	}
-	timer_arm(&l->wheel, &c->timer, (uint64_t)s * 1000u);
+	if (kind != SMTP_TIMEOUT_DATA || body_bytes == 0)
+		return;
+	uint64_t cap_ms = l->now_ms + (uint64_t)l->cfg->data_timeout_s * 1000u;
+	uint64_t more_ms = (uint64_t)body_bytes * 1000u / l->cfg->min_data_rate_bytes_per_s;
+	uint64_t at_ms = RMX_MIN(c->deadline_ms + more_ms, cap_ms);
+	if (at_ms != c->deadline_ms)
+		conn_set_deadline(l, c, at_ms);
 }
 
 /* ---- submission helpers -------------------------------------------------- */
@@ -330,8 +379,12 @@ static void conn_maybe_release(struct worker_loop *l, struct conn *c)
 	conn_out_put(l, c);
 	bool http = c->flags & CONN_HTTP;
 	conn_release(&l->slab, c);
-	if (http)
-		return; /* metrics clients count neither as SMTP connections nor in the limit */
+	if (http) {
+		/* Metrics clients count neither as SMTP connections nor in the limit. */
+		RMX_ASSERT(l->http_open > 0);
+		l->http_open--;
+		return;
+	}
 	metrics_dec(&l->w->metrics->connections_active);
 	unsigned prev = atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
 	RMX_ASSERT(prev > 0);
@@ -760,6 +813,7 @@ static void store_kick(struct worker_loop *l)
 		bytes += ss.bytes_used;
 		segments += ss.segments;
 	}
+	metrics_set(&l->w->metrics->inflight_data_bytes, l->budget.inflight_bytes);
 	metrics_set(&l->w->metrics->store_bytes, bytes);
 	metrics_set(&l->w->metrics->store_segments, segments);
 }
@@ -797,8 +851,9 @@ static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p,
 	return used;
 }
 
-/* Feeds carried input while the session is not waiting. */
-static void conn_pump(struct worker_loop *l, struct conn *c)
+/* Feeds carried input while the session is not waiting; bytes_in arrived
+ * just now (they move the data deadline). */
+static void conn_pump_input(struct worker_loop *l, struct conn *c, size_t bytes_in)
 {
 	while (c->carry_len && !(c->flags & (CONN_WAITING | CONN_CLOSE_AFTER_SEND | CONN_CLOSING))) {
 		if (!conn_out_ready(l, c)) {
@@ -812,10 +867,15 @@ static void conn_pump(struct worker_loop *l, struct conn *c)
 			break; /* a partial line: wait for more input */
 	}
 	if (!(c->flags & CONN_CLOSING)) {
-		conn_arm_deadline(l, c);
+		conn_deadline_progress(l, c, bytes_in);
 		conn_recv_update(l, c);
 	}
 	conn_after(l, c);
+}
+
+static void conn_pump(struct worker_loop *l, struct conn *c)
+{
+	conn_pump_input(l, c, 0);
 }
 
 static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
@@ -832,7 +892,7 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 			conn_close(l, c);
 			return;
 		}
-		conn_pump(l, c);
+		conn_pump_input(l, c, n);
 		return;
 	}
 	if (!conn_out_ready(l, c)) {
@@ -846,15 +906,13 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 		return;
 	}
 	if (!(c->flags & CONN_CLOSING)) {
-		conn_arm_deadline(l, c);
+		conn_deadline_progress(l, c, n);
 		conn_recv_update(l, c);
 	}
 	conn_after(l, c);
 }
 
 /* ---- the metrics endpoint --------------------------------------------------- */
-
-#define HTTP_DEADLINE_MS 10000
 
 /* Answers one request (or a malformed one) and closes after sending: every
  * response says "Connection: close", which keeps this path short. */
@@ -940,11 +998,16 @@ static void on_http_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 	if (cqe->res < 0)
 		return;
-	struct conn *c = conn_alloc(&l->slab);
+	/* The slab holds HTTP_CONNECTIONS_MAX slots beyond max_connections, and
+	 * SMTP never takes more than max_connections of it: so an HTTP client
+	 * within its pool always finds a slot, and never takes an SMTP one. */
+	struct conn *c = l->http_open < HTTP_CONNECTIONS_MAX ? conn_alloc(&l->slab) : NULL;
 	if (!c) {
+		metrics_inc(&l->w->metrics->http_connections_rejected);
 		close(cqe->res);
 		return;
 	}
+	l->http_open++;
 	c->fd = cqe->res;
 	c->flags |= CONN_HTTP;
 	txn_init(&c->txn, &l->budget);
@@ -1167,6 +1230,7 @@ static void on_timer(void *ctx, struct timer_node *n)
 		return;
 	}
 	smtp_session_timeout(&c->session, &c->out);
+	metrics_inc(&l->w->metrics->smtp_timeouts);
 	c->flags |= CONN_CLOSE_AFTER_SEND;
 	conn_carry_consume(c, c->carry_len);
 	conn_after(l, c);
@@ -1505,7 +1569,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		log_error("event=buffer_ring_failed worker=%u error=%d", w->id, rc);
 		return rc;
 	}
-	rc = conn_slab_init(&l->slab, w->cfg->max_connections);
+	rc = conn_slab_init(&l->slab, w->cfg->max_connections + HTTP_CONNECTIONS_MAX);
 	if (rc != 0)
 		return rc;
 	struct smtp_out out = { l->reject_reply, 0, sizeof(l->reject_reply) };

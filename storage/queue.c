@@ -653,6 +653,13 @@ struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms)
 	return m;
 }
 
+uint64_t queue_next_due_bytes(const struct queue *q, int64_t now_unix_ms)
+{
+	if (q->heap_len == 0 || q->heap[0].due_unix_ms > now_unix_ms)
+		return 0;
+	return q->heap[0].msg->padded_bytes;
+}
+
 uint64_t queue_msg_id(const struct queue_msg *m) { return m->queue_id; }
 uint64_t queue_msg_padded_bytes(const struct queue_msg *m) { return m->padded_bytes; }
 uint32_t queue_msg_rcpt_count(const struct queue_msg *m) { return m->rcpt_count; }

@@ -125,6 +125,10 @@ int64_t queue_next_due_time(const struct queue *q);
  * returns DONE or RETRY, or queue_set_aside. */
 struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms);
 
+/* The padded record size of the message queue_next_due would pop now, or 0
+ * when none is due: lets the caller bound the record buffers it holds. */
+uint64_t queue_next_due_bytes(const struct queue *q, int64_t now_unix_ms);
+
 uint64_t queue_msg_id(const struct queue_msg *m);
 uint64_t queue_msg_padded_bytes(const struct queue_msg *m);
 uint32_t queue_msg_rcpt_count(const struct queue_msg *m);

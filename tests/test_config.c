@@ -108,6 +108,7 @@ int main(void)
 		 "command_timeout = 1m\n"
 		 "data_timeout = 10m\n"
 		 "idle_timeout = 30s\n"
+		 "min_data_rate = 2k\n"
 		 "shutdown_grace = 5s\n"
 		 "store_max_bytes = 1G\n"
 		 "max_inflight_data_bytes = 64M\n"
@@ -128,6 +129,7 @@ int main(void)
 	CHECK(c.max_message_size_bytes == 20u << 20 && c.max_recipients == 50);
 	CHECK(c.max_connections == 100 && c.max_command_line_bytes == 1024);
 	CHECK(c.command_timeout_s == 60 && c.data_timeout_s == 600 && c.idle_timeout_s == 30);
+	CHECK(c.min_data_rate_bytes_per_s == 2048);
 	CHECK(c.shutdown_grace_s == 5 && c.store_max_bytes == 1ull << 30);
 	CHECK(c.max_inflight_data_bytes == 64u << 20 && c.segment_size_bytes == 32u << 20);
 	CHECK(c.session.max_recipients == 50 && c.session.policy == c.policy);
@@ -141,6 +143,7 @@ int main(void)
 	REQUIRE(load_text(&c, "hostname = mx.example.org\n", err, sizeof(err)) == 0);
 	CHECK(c.upstream_count == 0 && strcmp(c.upstream_helo, "mx.example.org") == 0);
 	CHECK(c.retry_min_s == 300 && c.retry_max_s == 3600 && c.max_queue_lifetime_s == 432000);
+	CHECK(c.min_data_rate_bytes_per_s == MIN_DATA_RATE_DEFAULT_BYTES_PER_S);
 	config_free(&c);
 
 	/* log_level, and config_print's output reads back to the same print. */
@@ -179,6 +182,10 @@ int main(void)
 	expect_error("just some words\n", ":1: expected 'key = value'");
 	expect_error("recipients_file = /nonexistent/ringmx-rcpts\n", "cannot open");
 	expect_error("segment_size = 1M\n", "segment_size");
+	/* A message of the advertised size must fit the in-flight bound. */
+	expect_error("max_message_size = 2M\nmax_inflight_data_bytes = 2M\n",
+		     "max_inflight_data_bytes (2097152) must exceed max_message_size");
+	expect_error("min_data_rate = 0\n", ":1: min_data_rate");
 	expect_error("upstream = 127.0.0.1:25 relay\n", ":1: upstream: 'relay'");
 	expect_error("retry_min = 2h\nretry_max = 1h\n", "retry_min");
 	expect_error("upstream_connections = 0\n", ":1: upstream_connections");
