@@ -912,8 +912,17 @@ static void on_recv(struct forward *f, struct fwd_slot *s, int res)
 		slot_close(f, s);
 		return;
 	}
+	/* The deadline moves with whole replies (and with our sends), not with
+	 * every byte: an upstream that trickles a reply line cannot hold the
+	 * slot past upstream_timeout. */
+	uint32_t replies = smtp_client_replies(&s->client);
+	uint64_t deadline_ms = s->deadline_ms;
+	bool sending = s->send_inflight;
 	enum smtp_client_status st = smtp_client_feed(&s->client, s->in, (size_t)res, &s->out);
 	slot_drive(f, s, st);
+	if (smtp_client_replies(&s->client) == replies && s->state == SLOT_SESSION &&
+	    deadline_ms != 0 && s->send_inflight == sending)
+		s->deadline_ms = deadline_ms;
 }
 
 static void on_send(struct forward *f, struct fwd_slot *s, int res)

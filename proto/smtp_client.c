@@ -770,6 +770,7 @@ static enum smtp_client_status on_rset(struct smtp_client *c, const struct smtp_
 static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp_out *out)
 {
 	const struct smtp_client_result *r = &c->reply;
+	c->replies++;
 	if (c->flags & CF_UNEXPECTED) {
 		c->flags &= (uint16_t)~CF_UNEXPECTED;
 		if (r->code == 421)
@@ -1197,6 +1198,11 @@ enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const
 	struct smtp_client_result r;
 	result_set(&r, 451, "4.4.2", why);
 	return client_failed_with(c, &r);
+}
+
+uint32_t smtp_client_replies(const struct smtp_client *c)
+{
+	return c->replies;
 }
 
 uint32_t smtp_client_caps(const struct smtp_client *c)

@@ -107,6 +107,7 @@ struct smtp_client {
 	uint32_t rcpt_reply_next;     /* recipient index the next RCPT reply is for */
 	uint32_t rcpt_accepted;       /* RCPT replies that were 2xx */
 	uint32_t line_len;            /* bytes of the current reply line (all, not just kept) */
+	uint32_t replies;             /* complete replies read (wraps) */
 	uint16_t reply_code;          /* code of the multi-line reply being read */
 	uint16_t reply_lines;         /* lines of it so far */
 	uint16_t flags;               /* CF_* */
@@ -200,5 +201,10 @@ const struct smtp_client_result *smtp_client_conn_result(const struct smtp_clien
 enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const char *why);
 
 uint32_t smtp_client_caps(const struct smtp_client *c);
+
+/* Complete replies read so far (wrapping): a caller's deadline moves when
+ * this does, not with every byte, so an upstream that trickles a reply
+ * cannot hold the connection past its timeout. */
+uint32_t smtp_client_replies(const struct smtp_client *c);
 
 #endif
