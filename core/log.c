@@ -13,12 +13,27 @@
  * that is not filling; write_off <= write_len, and both are zero when the
  * writing half is done; at most one write is in flight, and its bytes are
  * [write_off, write_off + inflight_bytes) of the writing half, never touched
- * until its completion.
+ * until its completion; while stalled, no write is in flight.
+ *
+ * Why append mode and not one log writer or a lock: the defect to avoid is
+ * two workers' io_uring writes at the same file position (io_uring reads and
+ * updates f_pos for offset -1 without the f_pos_lock that write(2) takes).
+ * O_APPEND is the kernel's own answer for many writers of one file: the
+ * position is taken from the file size under the inode lock that the file
+ * system holds for the whole write (generic_write_checks; ext4, xfs, btrfs,
+ * tmpfs alike), for write(2) and io_uring alike (fcntl F_SETFL refreshes
+ * the flags io_uring reads). It costs nothing per write, keeps the workers
+ * independent (no shared lock, no thread handing lines over), and also does
+ * the right thing when the file is truncated under us (logrotate
+ * copytruncate) or shared with other processes. Pipes, terminals and
+ * sockets have no position to share.
  */
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -36,6 +51,9 @@ static atomic_bool log_json_mode;
 
 /* The attached buffer of this thread, if any. */
 static _Thread_local struct log_buffer *log_tls_buffer;
+
+/* Lines that threads without a buffer could not write. */
+static atomic_uint_fast64_t log_direct_dropped;
 
 static const char *const level_prefix[] = { " level=error", " level=warn", " level=info",
 					     " level=debug" };
@@ -59,6 +77,80 @@ void log_set_json(bool json)
 bool log_enabled(enum log_level level)
 {
 	return (int)level <= atomic_load_explicit(&log_threshold, memory_order_relaxed);
+}
+
+int log_stderr_setup(void)
+{
+	struct stat st;
+	if (fstat(STDERR_FILENO, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0; /* closed, or a pipe, terminal, socket: no position */
+	int flags = fcntl(STDERR_FILENO, F_GETFL);
+	if (flags < 0)
+		return -errno;
+	if (flags & O_APPEND)
+		return 0;
+	if (fcntl(STDERR_FILENO, F_SETFL, flags | O_APPEND) != 0)
+		return -errno;
+	return 0;
+}
+
+uint64_t log_direct_dropped_lines(void)
+{
+	return atomic_load_explicit(&log_direct_dropped, memory_order_relaxed);
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Blocking: waits until fd 2 takes bytes again, at most until deadline_ms.
+ * False when the deadline has passed (or poll failed). */
+static bool wait_writable(uint64_t deadline_ms)
+{
+	for (;;) {
+		uint64_t now = monotonic_ms();
+		if (now >= deadline_ms)
+			return false;
+		struct pollfd pfd = { .fd = STDERR_FILENO, .events = POLLOUT };
+		int rc = poll(&pfd, 1, (int)(deadline_ms - now));
+		if (rc > 0)
+			return true; /* writable, or an error the next write reports */
+		if (rc < 0 && errno != EINTR)
+			return false;
+	}
+}
+
+/*
+ * Blocking write(2) of [p, p+n) to fd 2, continuing after short writes,
+ * EINTR, and EAGAIN (a non-blocking fd that is full: waits with poll until
+ * nothing has gone out for LOG_WRITE_STALL_MAX_MS). Returns the bytes
+ * written: n, or less after an error or a stall.
+ */
+static size_t write_fd2(const char *p, size_t n)
+{
+	size_t done = 0;
+	uint64_t deadline_ms = 0;
+	while (done < n) {
+		ssize_t w = write(STDERR_FILENO, p + done, n - done);
+		if (w > 0) {
+			done += (size_t)w;
+			deadline_ms = 0;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			break;
+		if (deadline_ms == 0)
+			deadline_ms = monotonic_ms() + LOG_WRITE_STALL_MAX_MS;
+		if (!wait_writable(deadline_ms))
+			break;
+	}
+	return done;
 }
 
 /* ---- logfmt values ------------------------------------------------------ */
@@ -225,11 +317,14 @@ void log_buffer_init(struct log_buffer *b, int fd)
 	b->write_len = 0;
 	b->inflight_bytes = 0;
 	b->reserved = false;
+	b->stalled = false;
+	b->stalled_since_ms = 0;
+	b->retry_at_ms = 0;
 	b->dropped_lines = 0;
 	/* On a pipe or socket, lines of different threads stay whole only in
-	 * writes of at most PIPE_BUF. A regular file appends each write whole
-	 * (O_APPEND, or one writer at the file position under the inode lock),
-	 * so there a whole half goes in one write: far fewer writes. */
+	 * writes of at most PIPE_BUF. A regular file in append mode (see
+	 * log_stderr_setup) appends each write whole, so there a whole half
+	 * goes in one write: far fewer writes. */
 	struct stat st;
 	b->write_max = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? LOG_BUFFER_HALF_BYTES
 										: LOG_WRITE_MAX_BYTES;
@@ -274,18 +369,12 @@ static void buffer_append(struct log_buffer *b, const char *line, size_t len)
 	b->fill_len += (uint32_t)len;
 }
 
-/* One line to fd 2 with blocking write(2), for threads without a buffer. */
+/* One line to fd 2 with blocking write(2), for threads without a buffer;
+ * a line that does not go out whole is counted. */
 static void write_direct(const char *line, size_t len)
 {
-	while (len > 0) {
-		ssize_t w = write(STDERR_FILENO, line, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return; /* nowhere to report a failed log write */
-		line += w;
-		len -= (size_t)w;
-	}
+	if (write_fd2(line, len) < len)
+		atomic_fetch_add_explicit(&log_direct_dropped, 1, memory_order_relaxed);
 }
 
 /* ---- building a line ---------------------------------------------------- */
@@ -776,10 +865,12 @@ size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len)
 
 /* ---- the buffer, writing side ------------------------------------------- */
 
-bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n)
+bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **p, size_t *n)
 {
 	RMX_ASSERT(!b->reserved);
 	if (b->inflight_bytes)
+		return false;
+	if (b->stalled && now_ms < b->retry_at_ms)
 		return false;
 	if (b->write_off == b->write_len) {
 		RMX_ASSERT(b->write_off == 0);
@@ -803,17 +894,37 @@ bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n)
 	return true;
 }
 
-void log_buffer_write_done(struct log_buffer *b, int res)
+/* Gives up the bytes of the write in flight: their lines, and the line a
+ * short write began, are counted as dropped. */
+static void drop_inflight(struct log_buffer *b)
+{
+	const char *s = b->half[b->fill ^ 1] + b->write_off;
+	for (uint32_t i = 0; i < b->inflight_bytes; i++)
+		b->dropped_lines += s[i] == '\n';
+	b->write_off += b->inflight_bytes;
+}
+
+void log_buffer_write_done(struct log_buffer *b, int res, uint64_t now_ms)
 {
 	RMX_ASSERT(b->inflight_bytes > 0);
-	const char *s = b->half[b->fill ^ 1] + b->write_off;
 	if (res > 0) {
 		RMX_ASSERT((uint32_t)res <= b->inflight_bytes);
 		b->write_off += (uint32_t)res;
+		b->stalled = false;
+	} else if ((res == -EAGAIN || res == -EINTR) &&
+		   (!b->stalled || now_ms - b->stalled_since_ms < LOG_WRITE_STALL_MAX_MS)) {
+		/* Nothing went out: the same bytes again a little later (anything
+		 * else first could split the line a short write began). */
+		if (!b->stalled) {
+			b->stalled = true;
+			b->stalled_since_ms = now_ms;
+		}
+		b->retry_at_ms = now_ms + LOG_WRITE_RETRY_MS;
+		b->inflight_bytes = 0;
+		return;
 	} else {
-		for (uint32_t i = 0; i < b->inflight_bytes; i++)
-			b->dropped_lines += s[i] == '\n';
-		b->write_off += b->inflight_bytes;
+		drop_inflight(b); /* an error, 0 bytes, or stuck for too long */
+		b->stalled = false;
 	}
 	b->inflight_bytes = 0;
 	RMX_ASSERT(b->write_off <= b->write_len);
@@ -826,13 +937,21 @@ void log_buffer_write_done(struct log_buffer *b, int res)
 void log_buffer_flush_sync(struct log_buffer *b)
 {
 	RMX_ASSERT(b->inflight_bytes == 0);
+	b->stalled = false; /* write_fd2 waits for a full fd itself */
 	const void *p;
 	size_t n;
-	while (log_buffer_begin_write(b, &p, &n)) {
-		ssize_t w;
-		do
-			w = write(STDERR_FILENO, p, n);
-		while (w < 0 && errno == EINTR);
-		log_buffer_write_done(b, w < 0 ? -errno : (int)w);
+	while (log_buffer_begin_write(b, 0, &p, &n)) {
+		size_t w = write_fd2(p, n);
+		if (w == n) {
+			log_buffer_write_done(b, (int)n, 0);
+			continue;
+		}
+		/* Failed or stalled: this write's rest and everything after it are
+		 * dropped and counted, without a wait for each piece. */
+		if (w > 0)
+			log_buffer_write_done(b, (int)w, 0);
+		while (b->inflight_bytes || log_buffer_begin_write(b, 0, &p, &n))
+			log_buffer_write_done(b, -EIO, 0);
+		return;
 	}
 }

@@ -31,15 +31,35 @@
  * Where lines go: a thread with an attached struct log_buffer (a worker)
  * appends whole lines to it and never blocks; its loop writes them to fd 2
  * in batches (log_buffer_begin_write / log_buffer_write_done). Any other
- * thread (main, start-up, tools) writes each line with one write(2).
+ * thread (main, start-up, tools) writes each line with write(2).
  *
- * The guarantee on interleaving: every write ringmx makes to stderr, direct
- * or batched, holds only whole lines and is at most LOG_WRITE_MAX_BYTES
- * (= PIPE_BUF), so on a pipe (journald, a log shipper) lines from different
- * threads never interleave. The only exception is a short write: its rest
- * goes out in the next write, and another thread's line may come between
- * the two parts. (On a regular file or a terminal the kernel gives no such
- * promise for concurrent writers, whatever their size.)
+ * The guarantee: every line reaches fd 2 whole, or is counted as dropped
+ * (ringmx_log_lines_dropped_total), whatever fd 2 is. Every write ringmx
+ * makes to it, direct or batched, starts at a line boundary and holds only
+ * whole lines; what makes concurrent writes of several threads safe depends
+ * on the kind of fd:
+ *   - a regular file: log_stderr_setup() puts it in append mode at start-up
+ *     (as 2>> would). Each write then lands whole at the end of the file:
+ *     the file system takes the inode lock for the whole write and sets the
+ *     position to the file size under it. Without O_APPEND, io_uring writes
+ *     at the file position (offset -1) read and update that position without
+ *     the lock that write(2) takes, so two workers' batches would be written
+ *     at the same offset, one over the other.
+ *   - a pipe or FIFO (a log shipper): a write of at most PIPE_BUF is atomic,
+ *     and buffered writes are at most LOG_WRITE_MAX_BYTES (= PIPE_BUF).
+ *   - a terminal: the tty layer holds its write lock for a whole write.
+ *   - a Unix stream socket (journald): a write of at most
+ *     LOG_WRITE_MAX_BYTES goes into the peer's queue as one piece, so it is
+ *     not split either (Linux behaviour, not a POSIX promise).
+ * A short write is the only way a line could be split between two threads'
+ * writes: its rest goes out in the thread's next write. The kernel writes a
+ * part of such a buffer only when the rest cannot be written at all (a full
+ * disk, a file size limit, a signal during a terminal write, a non-blocking
+ * terminal that is full), and then the rest usually fails too and is counted.
+ * EAGAIN (a non-blocking fd that is full) and EINTR are retried, every
+ * LOG_WRITE_RETRY_MS, until a write has made no progress for
+ * LOG_WRITE_STALL_MAX_MS; then its lines are dropped and counted. Any other
+ * error drops the lines of that write, counted.
  *
  * log_set_level and log_set_json: the main thread, at start-up and on
  * reload; a line being formatted meanwhile uses the old or the new setting.
@@ -61,6 +81,19 @@ void log_set_json(bool json);
 
 /* True if lines of this level are written: skip building costly values. */
 bool log_enabled(enum log_level level);
+
+/*
+ * Start-up, main thread, before any other thread logs: when fd 2 is a
+ * regular file opened without O_APPEND, sets O_APPEND on it (the open file
+ * description, shared with whoever else holds it: they append too). Returns
+ * 0 (also when fd 2 is something else, or closed), or -errno when the flag
+ * could not be set; then the caller must not start workers (their writes
+ * would overwrite each other).
+ */
+RMX_MUST_CHECK int log_stderr_setup(void);
+
+/* Lines that threads without a log buffer could not write (see above). */
+uint64_t log_direct_dropped_lines(void);
 
 /* Formats "ts=... level=... " + fmt (logfmt, see above) and emits one line. */
 void log_line(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -156,6 +189,13 @@ size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len)
 
 /* ---- per-worker buffering --------------------------------------------- */
 
+/* A write that met EAGAIN or EINTR is tried again after this long ... */
+#define LOG_WRITE_RETRY_MS 10
+/* ... until no byte has gone out for this long; then its lines are dropped.
+ * Also the longest a thread without a buffer waits for a full fd 2, and the
+ * longest a worker's exit waits for its last lines. */
+#define LOG_WRITE_STALL_MAX_MS 3000
+
 /*
  * Two halves: the loop writes one while lines fill the other. A line that
  * does not fit the filling half is dropped and counted: appending never
@@ -168,6 +208,9 @@ struct log_buffer {
 	uint32_t write_len;       /* bytes of lines in the other half */
 	uint32_t inflight_bytes;  /* handed to the write in flight; 0: none */
 	bool reserved;            /* a log_msg is being formatted into it */
+	bool stalled;             /* the last write met EAGAIN/EINTR */
+	uint64_t stalled_since_ms; /* when: the last progress, or the first EAGAIN */
+	uint64_t retry_at_ms;     /* while stalled: no write before this */
 	uint64_t dropped_lines;
 	uint32_t write_max;       /* bytes per write: PIPE_BUF, or a half for a file */
 	char half[2][LOG_BUFFER_HALF_BYTES];
@@ -183,21 +226,26 @@ void log_buffer_init(struct log_buffer *b, int fd);
 void log_thread_attach(struct log_buffer *b);
 
 /*
- * If lines are waiting and no write is in flight: marks a write in flight
- * and returns true with the bytes to write (whole lines, or the rest of a
- * short write; at most LOG_WRITE_MAX_BYTES, ending with a newline). The
- * bytes stay valid and unchanged until log_buffer_write_done. The caller
- * submits one write of them to fd 2.
+ * If lines are waiting, no write is in flight and no retry is pending before
+ * now_ms (CLOCK_MONOTONIC milliseconds): marks a write in flight and returns
+ * true with the bytes to write (whole lines, or the rest of a short write;
+ * at most write_max, ending with a newline). The bytes stay valid and
+ * unchanged until log_buffer_write_done. The caller submits one write of
+ * them to fd 2.
  */
-bool log_buffer_begin_write(struct log_buffer *b, const void **p, size_t *n);
+bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **p, size_t *n);
 
-/* The completion of that write: res bytes written (a short write keeps the
- * rest for the next begin_write), or a negative errno or 0, which drops the
+/* The completion of that write at now_ms: res bytes written (a short write
+ * keeps the rest for the next begin_write); -EAGAIN or -EINTR keep the
+ * bytes for a retry after LOG_WRITE_RETRY_MS, unless nothing has gone out
+ * for LOG_WRITE_STALL_MAX_MS; any other negative errno, or 0, drops the
  * bytes (their lines are counted as dropped). */
-void log_buffer_write_done(struct log_buffer *b, int res);
+void log_buffer_write_done(struct log_buffer *b, int res, uint64_t now_ms);
 
 /* At thread exit, with no write in flight (asserted): writes everything
- * left with blocking write(2), in the same whole-line pieces. */
+ * left with blocking write(2), in the same whole-line pieces, waiting for a
+ * full non-blocking fd 2 until nothing has gone out for
+ * LOG_WRITE_STALL_MAX_MS (then the rest is dropped, counted). */
 void log_buffer_flush_sync(struct log_buffer *b);
 
 /* Lines lost so far: the filling half was full, or their write failed. */

@@ -505,6 +505,15 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 0;
 	}
+	/* Before any worker writes: a regular-file stderr goes to append mode,
+	 * or the workers' writes would overwrite each other (core/log.h). */
+	int stderr_rc = log_stderr_setup();
+	if (stderr_rc != 0) {
+		fprintf(stderr, "ringmx: cannot put stderr, a regular file, in append mode: %s; "
+			"redirect it with 2>> instead\n", strerror(-stderr_rc));
+		config_free(&cfg);
+		return 1;
+	}
 	log_set_level((enum log_level)cfg.log_level);
 	log_set_json(cfg.log_json);
 	struct reload_state rs = { .snapshot = { &cfg }, .current = 0 };

@@ -1342,14 +1342,28 @@ static void apply_reload(struct worker_loop *l)
 
 /* ---- logs --------------------------------------------------------------------- */
 
+/* Publishes the lines lost so far: this worker's, and (worker 0 only, so
+ * that the sum counts them once) those of threads without a log buffer. */
+static void log_publish_dropped(struct worker_loop *l)
+{
+	uint64_t dropped = log_buffer_dropped_lines(&l->logbuf);
+	if (l->w->id == 0)
+		dropped += log_direct_dropped_lines();
+	metrics_set(&l->w->metrics->log_lines_dropped, dropped);
+}
+
 /* Hands the next batch of log lines to the ring (never blocks the loop: a
- * slow stderr only delays the batch, and a full buffer drops lines, which
- * ringmx_log_lines_dropped_total counts). */
+ * slow stderr only delays the batch, a full non-blocking one is retried a
+ * little later, and a full buffer drops lines, which
+ * ringmx_log_lines_dropped_total counts). Offset -1 (the file position) is
+ * safe for a regular file only because log_stderr_setup put it in append
+ * mode (log.h). */
 static void log_pump(struct worker_loop *l)
 {
+	log_publish_dropped(l);
 	const void *p;
 	size_t n;
-	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, &p, &n))
+	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, l->now_ms, &p, &n))
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
@@ -1361,8 +1375,7 @@ static void on_log_write(struct worker_loop *l, int res)
 {
 	RMX_ASSERT(l->log_write_inflight);
 	l->log_write_inflight = false;
-	log_buffer_write_done(&l->logbuf, res);
-	metrics_set(&l->w->metrics->log_lines_dropped, log_buffer_dropped_lines(&l->logbuf));
+	log_buffer_write_done(&l->logbuf, res, l->now_ms);
 	log_pump(l);
 }
 
@@ -1389,7 +1402,7 @@ static void log_finish(struct worker_loop *l)
 		io_uring_cq_advance(&l->ring, seen);
 		if (done) {
 			l->log_write_inflight = false;
-			log_buffer_write_done(&l->logbuf, res);
+			log_buffer_write_done(&l->logbuf, res, l->now_ms);
 		}
 	}
 	log_thread_attach(NULL);

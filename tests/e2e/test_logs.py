@@ -17,13 +17,28 @@ Each accepted message has exactly one event=message_accepted line with its
 queue id, its reverse path and HELO exactly as sent (after unescaping; JSON
 strings map each byte to the code point of the same number), its recipient
 count, body size, client address and tls=no.
+
+Under load, with both workers logging at once (Postfix's smtp-source, a new
+connection per message), no line may vanish or be cut, whatever stderr is:
+a regular file opened WITHOUT O_APPEND (what `2>FILE` gives), a pipe, and a
+non-blocking pipe whose reader stops for a while (the writes meet EAGAIN
+and must be retried, not dropped). Every message the store holds has its
+message_accepted line, every line parses, and
+ringmx_log_lines_dropped_total stays 0.
 """
 
+import fcntl
 import json
 import os
 import re
+import select
+import signal
+import subprocess
 import sys
+import threading
+import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
@@ -272,6 +287,232 @@ class JsonTest(LogScenario, unittest.TestCase):
         self.assertFalse(quoted, "a count is a JSON number")
         return v
 
+
+
+# ---- every line arrives, under load, whatever stderr is ------------------------
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+LOAD_SESSIONS = 100
+LOAD_MESSAGES = 10000      # about 4 s here; 3000 already lost lines to overlapping writes
+LOAD_BODY_BYTES = 200
+LOAD_TIMEOUT_S = 45
+PIPE_SMALL_BYTES = 4096    # F_SETPIPE_SZ: one page, which one filler write fills
+READER_PAUSE_S = 1.0       # well below the time a stalled write is waited for
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def http_get(port, path, timeout=10):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=timeout) as r:
+        return r.read().decode()
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in the scrape" % name)
+
+
+def filler_lines(total_bytes):
+    """Whole logfmt lines of exactly total_bytes in all."""
+    out = b""
+    n = 0
+    while len(out) < total_bytes:
+        head = b"ts=2026-01-01T00:00:00.000Z level=info event=test_filler n=%d pad=" % n
+        room = total_bytes - len(out) - len(head) - 1
+        if room > 300:
+            room = 200
+        out += head + b"x" * max(room, 1) + b"\n"
+        n += 1
+    if len(out) != total_bytes:
+        raise AssertionError("filler of %d bytes, not %d" % (len(out), total_bytes))
+    return out
+
+
+class StderrServer(h.Server):
+    """A server whose stderr is a descriptor the test chose. (The harness's
+    own start() opens its file with O_APPEND, which hides the defect of
+    overlapping writes.) stderr_bytes() reads self.stderr_path, which the
+    test points at the file, or at the file its pipe reader fills."""
+
+    stderr_fd = None
+
+    def start(self, wait=True, args=None, cwd=None):
+        self.exit_status = None
+        self.proc = subprocess.Popen([h.ringmx_bin(), "-c", self.config_path],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr_fd, cwd=self.tmp)
+        with h._live_lock:
+            h._live_servers.append(self)
+        if wait:
+            self.wait_ready()
+        return self
+
+
+class PipeReader(threading.Thread):
+    """Copies a pipe into a file until end of file. While `paused` is set it
+    reads nothing (and sets `idle`), so the pipe fills up."""
+
+    def __init__(self, read_fd, path):
+        super().__init__(daemon=True)
+        self.read_fd = read_fd
+        self.path = path
+        self.paused = threading.Event()
+        self.idle = threading.Event()
+
+    def run(self):
+        with open(self.path, "wb") as out:
+            while True:
+                if self.paused.is_set():
+                    self.idle.set()
+                    time.sleep(0.01)
+                    continue
+                self.idle.clear()
+                ready, _, _ = select.select([self.read_fd], [], [], 0.05)
+                if not ready:
+                    continue
+                data = os.read(self.read_fd, 65536)
+                if not data:
+                    break
+                out.write(data)
+                out.flush()
+        os.close(self.read_fd)
+
+
+class ConcurrentLinesTest(unittest.TestCase):
+    """Both workers log at once; no line may vanish or be cut."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.access(SMTP_SOURCE, os.X_OK):
+            raise unittest.SkipTest("%s not installed (Debian package postfix)" % SMTP_SOURCE)
+
+    def setUp(self):
+        self.mport = h.free_port()
+        self.srv = StderrServer(settings=[("metrics_listen", "127.0.0.1:%d" % self.mport)],
+                                workers=2)
+        self.addCleanup(self.srv.cleanup)
+        self.reader = None
+
+    def start_on_file(self):
+        """stderr: a regular file opened without O_APPEND, as `2>FILE` does."""
+        fd = os.open(self.srv.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.assertFalse(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND)
+        self.srv.stderr_fd = fd
+        try:
+            self.srv.start()
+        finally:
+            os.close(fd)
+
+    def start_on_pipe(self, nonblocking=False):
+        """stderr: a pipe read by a thread. Returns the test's own copy of
+        the write end when nonblocking (the caller closes it), else None."""
+        r, w = os.pipe()
+        if nonblocking:
+            fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SMALL_BYTES)
+            os.set_blocking(w, False)  # the flag is the shared description's
+        self.reader = PipeReader(r, self.srv.stderr_path)
+        self.reader.start()
+        self.srv.stderr_fd = w
+        try:
+            self.srv.start()
+        finally:
+            if not nonblocking:
+                os.close(w)
+        return w if nonblocking else None
+
+    def load(self, messages=LOAD_MESSAGES):
+        """smtp-source: `messages` messages, a new connection for each, from
+        LOAD_SESSIONS sessions at once."""
+        cmd = [SMTP_SOURCE, "-s", str(LOAD_SESSIONS), "-m", str(messages),
+               "-l", str(LOAD_BODY_BYTES), "-M", "load.example",
+               "-f", "sender@client.example", "-t", "user@" + h.DOMAIN,
+               "%s:%d" % (h.LOOPBACK4, self.srv.port)]
+        cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=LOAD_TIMEOUT_S)
+        self.assertEqual(cp.returncode, 0, "smtp-source: %r" % cp.stderr[-2000:])
+
+    def dropped(self):
+        return metric(http_get(self.mport, "/metrics"), "ringmx_log_lines_dropped_total")
+
+    def check_lines(self, dropped):
+        """After the stop: every stored message has its one message_accepted
+        line, every line parses, nothing was dropped. Returns the events."""
+        if self.reader:
+            self.reader.join(timeout=30)
+            self.assertFalse(self.reader.is_alive(), "stderr pipe never reached end of file")
+        stored = set(self.srv.ls_ids())
+        data = self.srv.stderr_bytes()
+        self.assertGreater(len(stored), 0)
+        self.assertEqual(dropped, 0, "log lines dropped")
+        self.assertTrue(data.endswith(b"\n"), "stderr ends inside a line: %r" % data[-200:])
+        logged = []
+        events = []
+        for no, line in enumerate(data[:-1].split(b"\n"), 1):
+            try:
+                pairs = parse_logfmt(line)
+            except ValueError as e:
+                self.fail("line %d is not whole (%s): %r" % (no, e, line[:300]))
+            self.assertEqual([k for k, _, _ in pairs[:3]], ["ts", "level", "event"],
+                             "line %d: %r" % (no, line[:300]))
+            d = dict((k, v) for k, v, _ in pairs)
+            events.append(d["event"])
+            if d["event"] == b"message_accepted":
+                logged.append(d["queue_id"].decode("ascii").upper())
+        self.assertEqual(len(logged), len(set(logged)), "a message_accepted line twice")
+        missing = stored - set(logged)
+        self.assertFalse(missing, "%d of %d stored messages have no message_accepted line"
+                         " (e.g. %s)" % (len(missing), len(stored), sorted(missing)[:5]))
+        self.assertEqual(set(logged), stored, "message_accepted lines for unstored messages")
+        workers = {qid[:2] for qid in stored}
+        self.assertEqual(len(workers), 2, "the load reached one worker only: %s" % workers)
+        for want in (b"listening", b"shutdown", b"stopped"):
+            self.assertIn(want, events, "no event=%s line" % want.decode())
+        return events
+
+    def test_regular_file_without_append(self):
+        self.start_on_file()
+        self.load()
+        dropped = self.dropped()
+        self.srv.stop_checked(self)
+        self.check_lines(dropped)
+
+    def test_pipe(self):
+        self.start_on_pipe()
+        self.load()
+        dropped = self.dropped()
+        self.srv.stop_checked(self)
+        self.check_lines(dropped)
+
+    def test_nonblocking_pipe_with_a_stalled_reader(self):
+        """The reader stops and the test fills the one-page non-blocking
+        pipe; then mail arrives and the server is told to stop, so both the
+        workers' writes and the main thread's 'shutdown' line find the pipe
+        full (a write(2) gets EAGAIN). When the reader comes back, every line
+        must follow."""
+        w = self.start_on_pipe(nonblocking=True)
+        try:
+            time.sleep(0.3)  # the start-up lines are read; the server is quiet
+            self.reader.paused.set()
+            self.assertTrue(self.reader.idle.wait(5))
+            filler = filler_lines(PIPE_SMALL_BYTES)
+            self.assertEqual(os.write(w, filler), len(filler), "the pipe was not empty")
+        finally:
+            os.close(w)
+        try:
+            # About 430 bytes of lines a message: 150 fit the buffers easily.
+            self.load(messages=150)
+            dropped = self.dropped()
+            self.srv.send_signal(signal.SIGTERM)
+            time.sleep(READER_PAUSE_S)
+            self.assertTrue(self.srv.running(), "ringmx exited with its stderr stalled")
+        finally:
+            self.reader.paused.clear()
+        status = self.srv.wait_exit(h.STOP_TIMEOUT_S)
+        self.srv.check_stderr(self)
+        self.assertEqual(status, 0, "exit status after SIGTERM")
+        events = self.check_lines(dropped)
+        self.assertEqual(events.count(b"test_filler"), filler.count(b"\n"))
 
 if __name__ == "__main__":
     unittest.main()
