@@ -102,21 +102,12 @@ static int cpu_for_worker(uint32_t i)
 /* The configuration snapshots alive: [0] is the one loaded at start-up
  * (main's own, whose restart-only keys main keeps reading), the others
  * were loaded by reloads. A snapshot is freed once it is not the current
- * one and no worker reads it any more (worker.cfg_held_mask). */
+ * one and no worker reads it or can be about to (worker_snapshot_unused). */
 struct reload_state {
 	struct config *snapshot[CONFIG_SNAPSHOTS_MAX];
 	uint32_t current;
 	uint32_t reloads;
 };
-
-static bool snapshot_held(const struct worker *workers, uint32_t count, uint32_t k)
-{
-	for (uint32_t i = 0; i < count; i++)
-		if (atomic_load_explicit(&workers[i].cfg_held_mask, memory_order_acquire) &
-		    (1u << k))
-			return true;
-	return false;
-}
 
 static void snapshot_drop(struct reload_state *rs, uint32_t k)
 {
@@ -157,7 +148,7 @@ static void reload(struct reload_state *rs, const char *path, struct worker *wor
 		   uint32_t count)
 {
 	for (uint32_t k = 0; k < CONFIG_SNAPSHOTS_MAX; k++)
-		if (rs->snapshot[k] && k != rs->current && !snapshot_held(workers, count, k))
+		if (rs->snapshot[k] && k != rs->current && worker_snapshot_unused(workers, count, k))
 			snapshot_drop(rs, k);
 	uint32_t slot = 1;
 	while (slot < CONFIG_SNAPSHOTS_MAX && rs->snapshot[slot])

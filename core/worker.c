@@ -1337,6 +1337,9 @@ static void apply_reload(struct worker_loop *l)
 				  rc);
 	}
 	cfg_publish_held(l);
+	/* Only now may the reloading thread free what this worker read before:
+	 * the mask naming next is visible before this store is. */
+	atomic_store_explicit(&l->w->cfg_applied, next, memory_order_release);
 	log_info("event=reload_applied worker=%u snapshot=%u", l->w->id, next->snapshot);
 }
 
@@ -1559,6 +1562,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	log_thread_attach(&l->logbuf);
 	l->cfg = w->cfg;
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
+	atomic_store(&w->cfg_applied, w->cfg);
 	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
 	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
@@ -1700,6 +1704,22 @@ static void worker_wake(struct worker *w, atomic_bool *flag)
 	uint64_t one = 1;
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	RMX_ASSERT(n == (ssize_t)sizeof(one)); /* an eventfd counter cannot overflow here */
+}
+
+bool worker_snapshot_unused(const struct worker *workers, uint32_t count, uint32_t k)
+{
+	RMX_ASSERT(k < CONFIG_SNAPSHOTS_MAX);
+	for (uint32_t i = 0; i < count; i++) {
+		const struct worker *w = &workers[i];
+		const struct config *next = atomic_load_explicit(&w->cfg_next, memory_order_acquire);
+		const struct config *applied =
+			atomic_load_explicit(&w->cfg_applied, memory_order_acquire);
+		if (next != NULL && applied != next)
+			return false; /* may hold a pointer it has not published yet */
+		if (atomic_load_explicit(&w->cfg_held_mask, memory_order_acquire) & (1u << k))
+			return false;
+	}
+	return true;
 }
 
 void worker_request_reload(struct worker *w, const struct config *next)

@@ -29,6 +29,8 @@ struct worker {
 	const struct config *cfg;       /* the snapshot at start-up */
 	_Atomic(const struct config *) cfg_next; /* set by worker_request_reload */
 	atomic_uint cfg_held_mask;      /* bit k: snapshot k is still read by this worker */
+	_Atomic(const struct config *) cfg_applied; /* the last snapshot switched to, stored
+						     * after cfg_held_mask names it */
 	atomic_uint *connections;       /* all workers' open connections */
 	int listen_fds[LISTENERS_MAX];
 	uint32_t listen_count;
@@ -76,6 +78,15 @@ void worker_request_control(struct worker *w);
  * (main.c frees it then). Any thread; next outlives the worker's use.
  */
 void worker_request_reload(struct worker *w, const struct config *next);
+
+/*
+ * True when snapshot k is read by none of the count workers and none can be
+ * about to read it: every worker has switched to the snapshot last handed
+ * to it (one that has loaded cfg_next but not yet published its held mask
+ * has not), so snapshots other than that current one are safe to free. The
+ * reloading thread only.
+ */
+bool worker_snapshot_unused(const struct worker *workers, uint32_t count, uint32_t k);
 
 /* Waits for the thread; returns its exit status (0 clean). */
 int worker_join(struct worker *w);
