@@ -12,6 +12,13 @@
  * bytes at a time; the skip only jumps over bytes whose class is C_TEXT, so
  * it never changes what the tables decide.
  *
+ * Resumable (the nginx / picohttpparser shape): a line that arrives in
+ * pieces is presented again from its start with each piece, and struct
+ * smtp_lex_scan remembers how far it was scanned, in which state and with
+ * which flags, so each byte of a line is examined once however it is cut.
+ * Resuming is exact because the tables are a pure function of (state, byte)
+ * and the flags only accumulate.
+ *
  * Invariants: never reads p[i] for i >= min(n, max_line_bytes); every field
  * of *out is written on every return; spans point into p.
  */
@@ -212,26 +219,24 @@ static void split_verb(struct smtp_line *out)
 		out->arg = span_make(t + len, 0);
 }
 
-enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_bytes,
-				   bool bare_lf_ends_line, struct smtp_line *out)
+void smtp_lex_scan_init(struct smtp_lex_scan *scan)
 {
-	RMX_ASSERT(out != NULL);
-	RMX_ASSERT(p != NULL || n == 0);
-	RMX_ASSERT(max_line_bytes >= 2);
+	RMX_ASSERT(scan != NULL);
+	memset(scan, 0, sizeof(*scan));
+}
 
-	memset(out, 0, sizeof(*out));
-	out->text = span_make(p, 0);
-	out->verb_text = out->text;
-	out->arg = out->text;
-
-	const size_t limit = RMX_MIN(n, max_line_bytes);
-	const unsigned body_state = bare_lf_ends_line ? S_LAX : S_LINE;
-	unsigned state = body_state;
-	unsigned flags = 0;
-	size_t i = 0;
-
+/*
+ * Runs the tables over p[i..limit) from *state, raising *flags, and stops
+ * after a line end or at limit. Returns the offset reached. Runs of plain
+ * text in a body state are stepped over eight bytes at a time.
+ */
+static size_t scan_bytes(const uint8_t *p, size_t i, size_t limit, unsigned body_state,
+			 unsigned *state, unsigned *flags)
+{
+	unsigned st = *state;
+	unsigned fl = *flags;
 	while (i < limit) {
-		if (state == body_state) {
+		if (st == body_state) {
 			while (i + 8 <= limit) {
 				uint64_t w;
 				memcpy(&w, p + i, sizeof(w));
@@ -242,18 +247,54 @@ enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_b
 			if (i == limit)
 				break;
 		}
-		uint8_t step = smtp_next[state][smtp_class[p[i]]];
+		uint8_t step = smtp_next[st][smtp_class[p[i]]];
 		i++;
-		state = step & 0xfu;
-		flags |= step >> 4;
-		if (state >= S_END_CRLF)
+		st = step & 0xfu;
+		fl |= step >> 4;
+		if (st >= S_END_CRLF)
 			break;
 	}
+	*state = st;
+	*flags = fl;
+	return i;
+}
+
+enum smtp_lex_status smtp_lex_line_resume(struct smtp_lex_scan *scan, const uint8_t *p, size_t n,
+					  size_t max_line_bytes, bool bare_lf_ends_line,
+					  struct smtp_line *out)
+{
+	RMX_ASSERT(scan != NULL && out != NULL);
+	RMX_ASSERT(p != NULL || n == 0);
+	RMX_ASSERT(max_line_bytes >= 2 && max_line_bytes <= UINT16_MAX);
+
+	memset(out, 0, sizeof(*out));
+	out->text = span_make(p, 0);
+	out->verb_text = out->text;
+	out->arg = out->text;
+
+	const size_t limit = RMX_MIN(n, max_line_bytes);
+	const unsigned body_state = bare_lf_ends_line ? S_LAX : S_LINE;
+	size_t from = scan->scanned_bytes;
+	unsigned state = body_state;
+	unsigned flags = 0;
+	if (from != 0) {
+		/* The carried partial line comes first again: resume after it.
+		 * It stopped short of both n and the bound last time, in a
+		 * state of this mode that had not ended the line. */
+		RMX_ASSERT(from < limit || (from == limit && n < max_line_bytes));
+		RMX_ASSERT(scan->state == body_state || scan->state == body_state + 1);
+		state = scan->state;
+		flags = scan->flags;
+	}
+
+	size_t i = scan_bytes(p, from, limit, body_state, &state, &flags);
+	scan->examined_bytes += (uint32_t)(i - from);
 
 	out->flags = flags;
 	if (state == S_END_CRLF || state == S_END_LF) {
 		size_t terminator = state == S_END_CRLF ? 2 : 1;
 		RMX_ASSERT(i >= terminator && i <= limit);
+		scan->scanned_bytes = 0;
 		out->consumed = i;
 		out->text = span_make(p, i - terminator);
 		split_verb(out);
@@ -261,8 +302,21 @@ enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_b
 	}
 	RMX_ASSERT(i == limit);
 	if (n >= max_line_bytes) {
+		scan->scanned_bytes = 0;
 		out->consumed = max_line_bytes;
 		return SMTP_LEX_TOO_LONG;
 	}
+	RMX_ASSERT(i <= UINT16_MAX);
+	scan->scanned_bytes = (uint16_t)i;
+	scan->state = (uint8_t)state;
+	scan->flags = (uint8_t)flags;
 	return SMTP_LEX_INCOMPLETE;
+}
+
+enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_bytes,
+				   bool bare_lf_ends_line, struct smtp_line *out)
+{
+	struct smtp_lex_scan scan;
+	smtp_lex_scan_init(&scan);
+	return smtp_lex_line_resume(&scan, p, n, max_line_bytes, bare_lf_ends_line, out);
 }

@@ -11,6 +11,7 @@
 #define RINGMX_SMTP_LEX_H
 
 #include "../core/base.h"
+#include "../core/limits.h"
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN = 0,
@@ -58,11 +59,40 @@ struct smtp_line {
 };
 
 /*
+ * How far the current partial line has been scanned, so that a line that
+ * arrives in pieces is scanned once, not once per piece. Zeroed (or
+ * smtp_lex_scan_init) means "nothing scanned yet". Owned by the caller
+ * (the session embeds one); only smtp_lex_line_resume writes it.
+ */
+struct smtp_lex_scan {
+	uint32_t examined_bytes; /* bytes stepped over by every scan since init,
+				    modulo 2^32: a measure of work, for tests */
+	uint16_t scanned_bytes;  /* of the partial line already examined */
+	uint8_t state;           /* lexer state after scanned_bytes */
+	uint8_t flags;           /* SMTP_LINE_* raised by those bytes */
+};
+_Static_assert(SMTP_COMMAND_LINE_MAX_BYTES <= UINT16_MAX, "scanned_bytes holds a whole line");
+
+void smtp_lex_scan_init(struct smtp_lex_scan *scan);
+
+/*
  * Lexes the first line of p[0..n). A line ends at CRLF; with
  * bare_lf_ends_line, also at a lone LF (flagged SMTP_LINE_BARE_LF either
  * way: the caller decides policy). max_line_bytes bounds the line,
- * terminator included. The spans point into p.
+ * terminator included (2..UINT16_MAX). The spans point into p.
+ *
+ * Resumable: when the previous call on scan returned SMTP_LEX_INCOMPLETE,
+ * p must start with the same bytes it was given then (the carried partial
+ * line, n at least as long), followed by newer input; only the newer bytes
+ * are examined. Any other result leaves scan ready for the next line. The
+ * caller must not change max_line_bytes or bare_lf_ends_line in the middle
+ * of a line.
  */
+enum smtp_lex_status smtp_lex_line_resume(struct smtp_lex_scan *scan, const uint8_t *p, size_t n,
+					  size_t max_line_bytes, bool bare_lf_ends_line,
+					  struct smtp_line *out);
+
+/* smtp_lex_line_resume with a fresh scan: p[0..n) is examined from its start. */
 enum smtp_lex_status smtp_lex_line(const uint8_t *p, size_t n, size_t max_line_bytes,
 				   bool bare_lf_ends_line, struct smtp_line *out);
 

@@ -762,7 +762,10 @@ static enum step feed_lines(struct smtp_session *s, const uint8_t *p, size_t n,
 			    struct smtp_out *out, size_t *used)
 {
 	struct smtp_line line;
-	enum smtp_lex_status ls = smtp_lex_line(p, n, s->cfg->max_command_line_bytes, true, &line);
+	/* p starts with the partial line of the last MORE, if any: s->lex
+	 * resumes after what was scanned of it then. */
+	enum smtp_lex_status ls =
+		smtp_lex_line_resume(&s->lex, p, n, s->cfg->max_command_line_bytes, true, &line);
 	if (ls == SMTP_LEX_INCOMPLETE) {
 		*used = 0;
 		return STEP_MORE;

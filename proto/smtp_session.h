@@ -13,11 +13,13 @@
  * how many bytes it consumed; unconsumed bytes are either a partial command
  * line (status MORE, at most max_command_line bytes) or input that must wait
  * (status MESSAGE or FLUSH). The caller keeps them and presents them again,
- * followed by newer input, on the next call. In DATA and BDAT, the session
- * consumes everything up to the end of the body (unless it asks for a
- * FLUSH) and passes body bytes to ops->data_append (DATA wire form: CRLF
- * lines, dot-stuffed, without the final ".CRLF"; BDAT chunks are
- * dot-stuffed on the way in).
+ * unchanged and first, followed by newer input, on the next call: the
+ * session remembers how far it has scanned a partial line and scans only
+ * what is new, so a line costs its length however finely it is cut. In
+ * DATA and BDAT, the session consumes everything up to the end of the body
+ * (unless it asks for a FLUSH) and passes body bytes to ops->data_append
+ * (DATA wire form: CRLF lines, dot-stuffed, without the final ".CRLF"; BDAT
+ * chunks are dot-stuffed on the way in).
  *
  * Pipelining (RFC 2920) is judged per call: bytes that follow a
  * group-ending command (EHLO, HELO, DATA, NOOP, QUIT, ...; every command
@@ -125,6 +127,8 @@ struct smtp_session {
 	uint8_t body_error;            /* deferred reply for the end of the body */
 	uint8_t header_state;          /* Received: counter position */
 	struct smtp_data_scanner scan;    /* end-of-data DFA / BDAT stuffing state */
+	struct smtp_lex_scan lex;         /* how far the carried partial command
+					     line has been scanned */
 	struct smtp_peer peer;
 	uint8_t helo_len;
 	char helo[SMTP_DOMAIN_MAX_BYTES + 1]; /* validated HELO/EHLO name */
