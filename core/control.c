@@ -194,7 +194,7 @@ static int list_batch(int dirfd, struct name_batch *batch)
 {
 	batch->count = 0;
 	batch->full = false;
-	DIR *dir;
+	DIR *dir = NULL;
 	int orc = segment_opendir(dirfd, &dir);
 	if (orc != 0)
 		return orc;

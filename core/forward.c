@@ -990,7 +990,8 @@ static void on_read(struct forward *f, struct fwd_slot *s, int res)
 	queue_id_format(queue_msg_id(s->msg), id);
 	enum record_check_result rc = RECORD_SHORT;
 	if (res > 0)
-		rc = record_check(s->rec, (size_t)res, &s->view);
+		rc = store_record_check(f->env.shards[s->shard].store, queue_msg_id(s->msg), s->rec,
+					(size_t)res, &s->view);
 	if (res < 0 || rc != RECORD_OK || s->view.header.queue_id != queue_msg_id(s->msg) ||
 	    s->view.padded_length != s->rec_bytes) {
 		/* DESIGN.md: a record that does not read back is set aside, never sent. */

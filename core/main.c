@@ -316,10 +316,14 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		return -1;
 	}
 	log_info("event=store_recovered shard=w%u leftover=%s segments=%u records=%llu bytes=%llu "
-		 "quarantined=%u truncated_bytes=%llu",
+		 "quarantined=%u sealed_damaged=%u truncated_bytes=%llu",
 		 id, leftover ? "yes" : "no", rs.segments, (unsigned long long)rs.records,
-		 (unsigned long long)rs.bytes, rs.quarantined,
+		 (unsigned long long)rs.bytes, rs.quarantined, rs.sealed_damaged,
 		 (unsigned long long)rs.truncated_bytes);
+	if (rs.sealed_damaged)
+		log_error("event=store_corruption shard=w%u regions=%u note=\"damage in sealed "
+			  "segments: not a torn write; set aside in quarantine/, check the disk\"",
+			  id, rs.sealed_damaged);
 	if (rs.quarantined) {
 		char dir[PATH_MAX + 32], q[PATH_MAX + 96];
 		snprintf(dir, sizeof(dir), "%s/w%u/quarantine", cfg->data_dir, id);

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -604,7 +605,8 @@ static void on_commit_sync(struct worker_loop *l, int res)
 	commit_finish(l, result < 0 ? result : 0);
 }
 
-/* Spare segments: open, fallocate, zero-fill, fdatasync, directory fsync. */
+/* Spare segments: open, fallocate, header block + zero-fill, fdatasync,
+ * directory fsync. */
 static void spare_step_submit(struct worker_loop *l)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
@@ -613,9 +615,15 @@ static void spare_step_submit(struct worker_loop *l)
 		io_uring_prep_fallocate(sqe, l->spare_fd, 0, 0, (off_t)l->cfg->segment_size_bytes);
 		break;
 	case SPARE_ZERO: {
-		uint64_t left = l->cfg->segment_size_bytes - l->spare_offset;
-		unsigned n = (unsigned)RMX_MIN(left, (uint64_t)SPARE_ZERO_CHUNK_BYTES);
-		io_uring_prep_write(sqe, l->spare_fd, l->zero_chunk, n, l->spare_offset);
+		/* The header block first, then zeros (spare_start: the buffer). */
+		const uint64_t zeros_bytes = SPARE_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
+		const uint8_t *src = l->zero_chunk;
+		uint64_t n = RMX_MIN(l->cfg->segment_size_bytes - l->spare_offset, zeros_bytes);
+		if (l->spare_offset < SEGMENT_HEADER_BYTES) {
+			src = l->zero_chunk + zeros_bytes + l->spare_offset;
+			n = SEGMENT_HEADER_BYTES - l->spare_offset;
+		}
+		io_uring_prep_write(sqe, l->spare_fd, src, (unsigned)n, l->spare_offset);
 		break;
 	}
 	case SPARE_DLOG:
@@ -657,7 +665,13 @@ static void spare_start(struct worker_loop *l)
 	if (l->spare_step != SPARE_IDLE || l->draining || !store_spare_wanted(l->w->shards[0].store, &path, &seq))
 		return;
 	if (!l->zero_chunk) {
-		void *z = mmap(NULL, SPARE_ZERO_CHUNK_BYTES, PROT_READ,
+		/* Zeros, then in the last SEGMENT_HEADER_BYTES the header block of
+		 * the spare being made: page-aligned for O_DIRECT, and only that
+		 * block is ever written to. */
+		_Static_assert(SPARE_ZERO_CHUNK_BYTES > SEGMENT_HEADER_BYTES &&
+				       SPARE_ZERO_CHUNK_BYTES % SEGMENT_HEADER_BYTES == 0,
+			       "the header block ends the zero chunk, aligned");
+		void *z = mmap(NULL, SPARE_ZERO_CHUNK_BYTES, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (z == MAP_FAILED) {
 			store_spare_ready(l->w->shards[0].store, seq, -errno);
@@ -665,6 +679,15 @@ static void spare_start(struct worker_loop *l)
 		}
 		l->zero_chunk = z;
 	}
+	/* A fresh salt per segment: what makes its record framing unforgeable. */
+	uint64_t salt;
+	ssize_t got = getrandom(&salt, sizeof(salt), GRND_NONBLOCK);
+	if (got != (ssize_t)sizeof(salt)) {
+		store_spare_ready(l->w->shards[0].store, seq, got < 0 ? -errno : -EIO);
+		return;
+	}
+	store_spare_header(l->w->shards[0].store, salt,
+			   l->zero_chunk + SPARE_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES);
 	/* <seq>.dlog beside <seq>.seg: the same directory, the log's name. */
 	const char *slash = strrchr(path, '/');
 	size_t dir_len = slash ? (size_t)(slash - path + 1) : 0;

@@ -12,7 +12,9 @@
  * the header byte by byte and asserts that the two agree. record_check()
  * trusts no field before validating it: magic, version, type, then that the
  * lengths add up without overflow, then that they fit the bytes available,
- * then the CRC.
+ * then the CRC, salted with the segment's salt. The salt goes in last (the
+ * record's own CRC continued over it), so the store can salt a sealed
+ * header in constant time, whatever the record's length.
  */
 #include "record.h"
 
@@ -221,6 +223,13 @@ void record_seal(struct record_header *h, uint64_t queue_id, int64_t arrival_uni
 		   back.envelope_bytes == env.len);
 }
 
+uint32_t record_crc_salted(uint32_t crc, uint64_t salt)
+{
+	uint8_t le[8];
+	put_le64(le, salt);
+	return crc32c(crc, le, sizeof(le));
+}
+
 static bool all_zero(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -229,7 +238,8 @@ static bool all_zero(const uint8_t *p, size_t n)
 	return true;
 }
 
-enum record_check_result record_check(const uint8_t *p, size_t avail, struct record_view *out)
+enum record_check_result record_check(const uint8_t *p, size_t avail, uint64_t salt,
+				      struct record_view *out)
 {
 	size_t head = RMX_MIN(avail, (size_t)RECORD_HEADER_BYTES);
 	if (all_zero(p, head))
@@ -248,7 +258,7 @@ enum record_check_result record_check(const uint8_t *p, size_t avail, struct rec
 	if (h.length > avail)
 		return RECORD_SHORT;
 	uint32_t crc = crc32c(0, p + RECORD_CRC_START_BYTES, h.length - RECORD_CRC_START_BYTES);
-	if (crc != h.crc32c)
+	if (record_crc_salted(crc, salt) != h.crc32c)
 		return RECORD_BAD_CRC;
 
 	out->header = h;

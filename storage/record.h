@@ -4,9 +4,13 @@
  * A record is a fixed little-endian header, an envelope (tag-length-value
  * items), then the body (Received: header + message in DATA wire form),
  * padded with zeros to 8 bytes. The CRC32C covers every byte after the crc
- * field up to `length` (padding excluded). Sealing computes the CRC over the
- * caller's parts and asserts it back; checking verifies it before any field
- * is trusted (STYLE.md 10). Pure; any thread.
+ * field up to `length` (padding excluded), then the 8-byte salt of the
+ * segment the record lives in (segment.h): bytes a client chose cannot carry
+ * a CRC that checks, because the client never learns the salt. Sealing
+ * computes the record's own CRC over the caller's parts and asserts it back;
+ * the store mixes the salt in when it takes the record (record_crc_salted);
+ * checking verifies the salted CRC before any field is trusted (STYLE.md 10).
+ * Pure; any thread.
  */
 #ifndef RINGMX_RECORD_H
 #define RINGMX_RECORD_H
@@ -16,7 +20,9 @@
 #include "../core/base.h"
 
 #define RECORD_MAGIC 0x584d4752u /* "RGMX" read little-endian */
-#define RECORD_VERSION 1
+/* 2: the CRC is salted per segment and records start after the segment
+ * header block (format 1: unsalted, records from offset 0). */
+#define RECORD_VERSION 2
 #define RECORD_ALIGN_BYTES 8
 #define RECORD_HEADER_BYTES 40
 #define RECORD_QUEUE_ID_CHARS 16 /* hex text of a queue id, fixed width */
@@ -71,12 +77,18 @@ uint64_t record_padded_length(size_t envelope_bytes, size_t body_bytes);
 
 /*
  * Fills h for a record whose envelope is env and whose body is the
- * concatenation of body[0..nbody) and computes the CRC over all of it.
- * The caller writes h (RECORD_HEADER_BYTES), env, the body parts and
- * record_padding(length) zero bytes, in that order.
+ * concatenation of body[0..nbody) and computes the CRC over all of it: the
+ * record's own CRC, without the salt. The caller hands h (RECORD_HEADER_BYTES),
+ * env, the body parts and record_padding(length) zero bytes, in that order,
+ * to store_append(), which writes its own copy of h with the CRC salted
+ * (h itself is not changed): callers never see a salt.
  */
 void record_seal(struct record_header *h, uint64_t queue_id, int64_t arrival_unix_ms,
 		 struct span env, const struct iovec *body, int nbody);
+
+/* The CRC a record carries on disk in a segment whose salt is salt: its own
+ * CRC (record_seal) continued over the salt's 8 little-endian bytes. */
+uint32_t record_crc_salted(uint32_t crc, uint64_t salt);
 
 /* Zero bytes to append after a record of this unpadded length. */
 size_t record_padding(uint64_t length);
@@ -95,11 +107,14 @@ enum record_check_result {
 			   * (a zero magic in a non-zero header is BAD_HEADER) */
 	RECORD_SHORT,     /* fewer bytes available than the header says */
 	RECORD_BAD_HEADER,/* wrong magic/version/type or impossible lengths */
-	RECORD_BAD_CRC,
+	RECORD_BAD_CRC,   /* a sane header whose record fits avail; the CRC,
+			   * salted with salt, does not check */
 };
 
-/* Verifies the record at p (avail bytes readable). */
-enum record_check_result record_check(const uint8_t *p, size_t avail, struct record_view *out);
+/* Verifies the record at p (avail bytes readable) of a segment whose salt
+ * is salt. out is filled only for RECORD_OK. */
+enum record_check_result record_check(const uint8_t *p, size_t avail, uint64_t salt,
+				      struct record_view *out);
 
 /* Iterates envelope items: returns true and advances *cursor while items remain;
  * false at the end or on a malformed item (*malformed set). */

@@ -4,16 +4,27 @@
  * Where it sits: store_open() runs the scanner over every segment of a shard
  * at start-up to find the records, set aside damage and find where writing
  * resumes; the ringmx-store tool runs the same scanner over live segments.
+ * The header block is written here at start-up (segment_create_zeroed,
+ * segment_write_header) and by core/ for the spares it prepares at run time
+ * (store_spare_header encodes it with segment_header_encode).
  *
- * The scanner's rules: records start at offset 0 and follow each other at
- * their padded lengths. A record counts only if record_check() accepts it
+ * The scanner's rules: the header block must be sound, or nothing in the
+ * segment is read (its salt is unknown). Records start at
+ * SEGMENT_HEADER_BYTES and follow each other at their padded lengths. A
+ * record counts only if record_check() accepts it with the segment's salt
  * and its queue id names the place it sits in. Everything past the last
- * non-zero byte is the clean end. A position that does not hold a record
- * starts a bad region; the scanner looks for the next valid record 8 bytes
- * at a time. If it finds one, the region in between is CORRUPT and scanning
- * goes on from that record; if not, the region up to the last non-zero byte
- * is a TORN_TAIL and the scan ends. The scanner never reads outside
- * image[0..size) and never writes.
+ * non-zero byte is the clean end. A record that does not check but whose
+ * header is plausible (it would check but for the CRC, and its id names its
+ * place) is bad for exactly the span it claims: the scan never looks inside,
+ * so bytes inside a message body are never taken for framing. At any other
+ * bad position the scanner looks 8 bytes at a time for the next record or
+ * plausible header (resync). If one follows, the bad region up to it is
+ * CORRUPT and scanning goes on from there; if not, the region up to the last
+ * non-zero byte is a TORN_TAIL and the scan ends. Because of the salt a
+ * resync can only stop at framing the store wrote; a plausible header forged
+ * inside a damaged record's body can at worst make the scan set more bytes
+ * aside, never accept any. The scanner never reads outside image[0..size)
+ * and never writes.
  */
 #include "segment.h"
 
@@ -25,21 +36,128 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "crc32c.h"
+#include "le.h"
 
 #define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
 #define SEGMENT_QUARANTINE_NAME_MAX_BYTES 64
 #define SEGMENT_FIEMAP_EXTENTS 64
 
-static uint32_t load_le32(const uint8_t *p)
+/* The header's fields; the CRC covers [8, SEGMENT_HEADER_FIELDS_BYTES) and
+ * the rest of the block is zero. */
+#define SEGMENT_HEADER_FIELDS_BYTES 32
+#define SEGMENT_HEADER_CRC_START_BYTES 8
+#define SH_MAGIC 0
+#define SH_CRC 4
+#define SH_VERSION 8
+#define SH_HEADER_BYTES 12
+#define SH_WORKER 16
+#define SH_SEQ 20
+#define SH_SALT 24
+
+_Static_assert(SEGMENT_HEADER_BYTES % RECORD_ALIGN_BYTES == 0, "records stay aligned");
+_Static_assert(SEGMENT_HEADER_BYTES >= SEGMENT_HEADER_FIELDS_BYTES, "the fields fit the block");
+_Static_assert(SH_SALT + 8 == SEGMENT_HEADER_FIELDS_BYTES, "layout");
+_Static_assert(SEGMENT_MAGIC != RECORD_MAGIC, "a header is never taken for a record");
+
+static bool all_zero(const uint8_t *p, uint64_t n)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	for (uint64_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return false;
+	return true;
 }
 
-static uint64_t load_le64(const uint8_t *p)
+static uint32_t header_crc(const uint8_t *block)
 {
-	return (uint64_t)load_le32(p) | (uint64_t)load_le32(p + 4) << 32;
+	return crc32c(0, block + SEGMENT_HEADER_CRC_START_BYTES,
+		      SEGMENT_HEADER_FIELDS_BYTES - SEGMENT_HEADER_CRC_START_BYTES);
+}
+
+void segment_header_encode(uint8_t out[SEGMENT_HEADER_BYTES], uint32_t worker, uint32_t seq,
+			   uint64_t salt)
+{
+	RMX_ASSERT(worker <= 0xff && seq <= SEGMENT_SEQ_MAX);
+	memset(out, 0, SEGMENT_HEADER_BYTES);
+	put_le32(out + SH_MAGIC, SEGMENT_MAGIC);
+	put_le32(out + SH_VERSION, SEGMENT_FORMAT_VERSION);
+	put_le32(out + SH_HEADER_BYTES, SEGMENT_HEADER_BYTES);
+	put_le32(out + SH_WORKER, worker);
+	put_le32(out + SH_SEQ, seq);
+	put_le64(out + SH_SALT, salt);
+	put_le32(out + SH_CRC, header_crc(out));
+	uint64_t back = 0;
+	RMX_ASSERT(segment_header_check(out, SEGMENT_HEADER_BYTES, worker, seq, &back) ==
+			   SEGMENT_HEADER_OK &&
+		   back == salt);
+}
+
+/*
+ * Magic first, then the format (a newer format is named as such, whatever
+ * its CRC covers), then the CRC, then that the block holds nothing else,
+ * and last that it names this segment (a file copied or renamed).
+ */
+enum segment_header_status segment_header_check(const uint8_t *image, uint64_t size_bytes,
+						uint32_t worker, uint32_t seq, uint64_t *salt)
+{
+	uint64_t avail = RMX_MIN(size_bytes, (uint64_t)SEGMENT_HEADER_BYTES);
+	if (all_zero(image, avail))
+		return SEGMENT_HEADER_NONE;
+	if (avail < 4)
+		return SEGMENT_HEADER_UNKNOWN;
+	uint32_t magic = get_le32(image + SH_MAGIC);
+	if (magic == RECORD_MAGIC)
+		return SEGMENT_HEADER_FORMAT_1;
+	if (magic != SEGMENT_MAGIC)
+		return SEGMENT_HEADER_UNKNOWN;
+	if (avail < SEGMENT_HEADER_BYTES)
+		return SEGMENT_HEADER_DAMAGED;
+	if (get_le32(image + SH_VERSION) != SEGMENT_FORMAT_VERSION)
+		return SEGMENT_HEADER_VERSION;
+	if (get_le32(image + SH_CRC) != header_crc(image) ||
+	    get_le32(image + SH_HEADER_BYTES) != SEGMENT_HEADER_BYTES ||
+	    !all_zero(image + SEGMENT_HEADER_FIELDS_BYTES,
+		      SEGMENT_HEADER_BYTES - SEGMENT_HEADER_FIELDS_BYTES))
+		return SEGMENT_HEADER_DAMAGED;
+	if (get_le32(image + SH_WORKER) != worker || get_le32(image + SH_SEQ) != seq)
+		return SEGMENT_HEADER_MISPLACED;
+	*salt = get_le64(image + SH_SALT);
+	return SEGMENT_HEADER_OK;
+}
+
+const char *segment_header_status_name(enum segment_header_status status)
+{
+	switch (status) {
+	case SEGMENT_HEADER_OK:
+		return "ok";
+	case SEGMENT_HEADER_NONE:
+		return "no segment header";
+	case SEGMENT_HEADER_FORMAT_1:
+		return "format 1 (written by an earlier ringmx: no segment header)";
+	case SEGMENT_HEADER_VERSION:
+		return "a segment format this version cannot read";
+	case SEGMENT_HEADER_DAMAGED:
+		return "damaged segment header";
+	case SEGMENT_HEADER_MISPLACED:
+		return "segment header names another worker or segment";
+	case SEGMENT_HEADER_UNKNOWN:
+		return "not a segment";
+	}
+	return "unknown";
+}
+
+bool segment_image_unused(const uint8_t *image, uint64_t size_bytes)
+{
+	uint64_t end = size_bytes ? segment_data_end(image, size_bytes) : 0;
+	if (end == 0)
+		return true;
+	if (end > SEGMENT_HEADER_BYTES)
+		return false;
+	return size_bytes >= 4 && get_le32(image + SH_MAGIC) == SEGMENT_MAGIC;
 }
 
 uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes)
@@ -61,8 +179,8 @@ uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes)
 	return 0;
 }
 
-void segment_scan_init(struct segment_scan *s, const uint8_t *image, uint64_t size_bytes,
-		       uint32_t worker, uint32_t seq)
+enum segment_header_status segment_scan_init(struct segment_scan *s, const uint8_t *image,
+					     uint64_t size_bytes, uint32_t worker, uint32_t seq)
 {
 	RMX_ASSERT(worker <= 0xff);
 	RMX_ASSERT(seq <= SEGMENT_SEQ_MAX);
@@ -70,10 +188,13 @@ void segment_scan_init(struct segment_scan *s, const uint8_t *image, uint64_t si
 	s->image = image;
 	s->size_bytes = size_bytes;
 	s->data_end = size_bytes ? segment_data_end(image, size_bytes) : 0;
-	s->offset = 0;
+	s->offset = SEGMENT_HEADER_BYTES;
 	s->worker = worker;
 	s->seq = seq;
-	s->finished = false;
+	s->salt = 0;
+	s->header = segment_header_check(image, size_bytes, worker, seq, &s->salt);
+	s->finished = s->header != SEGMENT_HEADER_OK;
+	return s->header;
 }
 
 /* The queue id a record at offset must carry; false if none can. */
@@ -85,48 +206,65 @@ static bool expected_id(const struct segment_scan *s, uint64_t offset, uint64_t 
 	return true;
 }
 
-static bool record_at(const struct segment_scan *s, uint64_t offset, struct record_view *view,
-		      enum segment_bad_reason *why)
+/* What stands at an offset of the data. */
+enum at_kind {
+	AT_RECORD,    /* a valid record of this place */
+	AT_PLAUSIBLE, /* a header that would check but for the CRC: its span is *span */
+	AT_NOTHING,   /* neither: *why says what is wrong */
+};
+
+static enum at_kind what_is_at(const struct segment_scan *s, uint64_t offset,
+			       struct record_view *view, uint64_t *span,
+			       enum segment_bad_reason *why)
 {
 	RMX_ASSERT(offset < s->size_bytes);
-	switch (record_check(s->image + offset, s->size_bytes - offset, view)) {
+	const uint8_t *p = s->image + offset;
+	uint64_t avail = s->size_bytes - offset;
+	uint64_t id = 0;
+	bool placed = expected_id(s, offset, &id);
+	switch (record_check(p, (size_t)avail, s->salt, view)) {
 	case RECORD_OK:
-		break;
+		if (placed && view->header.queue_id == id)
+			return AT_RECORD;
+		*why = SEGMENT_BAD_MISPLACED;
+		return AT_NOTHING;
+	case RECORD_BAD_CRC:
+		/* record_check vouched for the lengths and that they fit. */
+		RMX_ASSERT(avail >= RECORD_HEADER_BYTES);
+		*why = SEGMENT_BAD_CRC;
+		if (!placed || get_le64(p + 16) != id)
+			return AT_NOTHING;
+		*span = get_le32(p + 12) + record_padding(get_le32(p + 12));
+		return AT_PLAUSIBLE;
 	case RECORD_EMPTY:
 		*why = SEGMENT_BAD_ZERO_HEADER;
-		return false;
+		return AT_NOTHING;
 	case RECORD_SHORT:
 		*why = SEGMENT_BAD_SHORT;
-		return false;
+		return AT_NOTHING;
 	case RECORD_BAD_HEADER:
 		*why = SEGMENT_BAD_HEADER;
-		return false;
-	case RECORD_BAD_CRC:
-		*why = SEGMENT_BAD_CRC;
-		return false;
+		return AT_NOTHING;
 	}
-	uint64_t id;
-	if (!expected_id(s, offset, &id) || view->header.queue_id != id) {
-		*why = SEGMENT_BAD_MISPLACED;
-		return false;
-	}
-	return true;
+	RMX_ASSERT(!"unknown record_check result");
+	return AT_NOTHING;
 }
 
-/* Resync: the next offset after bad_start holding a valid record, or 0. */
-static uint64_t next_valid(const struct segment_scan *s, uint64_t bad_start,
-			   struct record_view *view)
+/* Resync: the first offset from `from` (8-aligned) holding a valid record or
+ * a plausible header, or 0 when there is none before the end of the data. */
+static uint64_t next_anchor(const struct segment_scan *s, uint64_t from)
 {
-	for (uint64_t y = bad_start + RECORD_ALIGN_BYTES;
-	     y < s->data_end && s->size_bytes - y >= RECORD_HEADER_BYTES;
+	for (uint64_t y = from; y < s->data_end && s->size_bytes - y >= RECORD_HEADER_BYTES;
 	     y += RECORD_ALIGN_BYTES) {
 		uint64_t id;
-		/* Cheap filters first: the CRC runs only on plausible headers. */
-		if (load_le32(s->image + y) != RECORD_MAGIC || !expected_id(s, y, &id) ||
-		    load_le64(s->image + y + 16) != id)
+		/* Cheap filters first: the CRC runs only on headers of this place. */
+		if (get_le32(s->image + y) != RECORD_MAGIC || !expected_id(s, y, &id) ||
+		    get_le64(s->image + y + 16) != id)
 			continue;
+		struct record_view view;
+		uint64_t span;
 		enum segment_bad_reason why;
-		if (record_at(s, y, view, &why))
+		if (what_is_at(s, y, &view, &span, &why) != AT_NOTHING)
 			return y;
 	}
 	return 0;
@@ -147,16 +285,19 @@ bool segment_scan_next(struct segment_scan *s, struct segment_item *item)
 	}
 
 	enum segment_bad_reason why = SEGMENT_BAD_NONE;
-	if (record_at(s, x, &item->record, &why)) {
+	uint64_t span = 0;
+	enum at_kind at = what_is_at(s, x, &item->record, &span, &why);
+	if (at == AT_RECORD) {
 		item->kind = SEGMENT_ITEM_RECORD;
 		item->length_bytes = item->record.padded_length;
 		s->offset = RMX_MIN(x + item->record.padded_length, s->size_bytes);
 		return true;
 	}
-
-	struct record_view next;
-	uint64_t y = next_valid(s, x, &next);
+	memset(&item->record, 0, sizeof(item->record));
 	item->reason = why;
+	/* A plausible header's span is bad as a whole: never searched inside. */
+	uint64_t from = at == AT_PLAUSIBLE ? x + span : x + RECORD_ALIGN_BYTES;
+	uint64_t y = next_anchor(s, from);
 	if (y != 0) {
 		RMX_ASSERT(y > x && y < s->data_end);
 		item->kind = SEGMENT_ITEM_CORRUPT;
@@ -218,6 +359,7 @@ static int compare_seq(const void *a, const void *b)
 
 int segment_opendir(int dirfd, DIR **out)
 {
+	*out = NULL;
 	int fd = dup(dirfd);
 	if (fd < 0)
 		return -errno;
@@ -236,7 +378,7 @@ int segment_list(int shard_dirfd, uint32_t **seqs, size_t *count)
 {
 	*seqs = NULL;
 	*count = 0;
-	DIR *dir;
+	DIR *dir = NULL;
 	int orc = segment_opendir(shard_dirfd, &dir);
 	if (orc != 0)
 		return orc;
@@ -372,8 +514,56 @@ static int write_zeros(int fd, uint64_t offset, uint64_t len)
 	return rc;
 }
 
-int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes, int *fd_out)
+int segment_salt_new(uint64_t *salt)
 {
+	uint8_t buf[8];
+	size_t got = 0;
+	while (got < sizeof(buf)) {
+		ssize_t n = getrandom(buf + got, sizeof(buf) - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	*salt = get_le64(buf);
+	return 0;
+}
+
+/* Writes the header block of w<worker>/<seq> with a fresh salt, no sync. */
+static int put_header(int fd, uint32_t worker, uint32_t seq, uint64_t *salt)
+{
+	uint64_t fresh = 0;
+	int rc = segment_salt_new(&fresh);
+	if (rc != 0)
+		return rc;
+	uint8_t *block = malloc(SEGMENT_HEADER_BYTES);
+	if (block == NULL)
+		return -ENOMEM;
+	segment_header_encode(block, worker, seq, fresh);
+	rc = segment_write_all_at(fd, block, SEGMENT_HEADER_BYTES, 0);
+	free(block);
+	if (rc == 0)
+		*salt = fresh;
+	return rc;
+}
+
+int segment_write_header(int fd, uint32_t worker, uint32_t seq, uint64_t *salt)
+{
+	uint64_t fresh = 0;
+	int rc = put_header(fd, worker, seq, &fresh);
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = -errno;
+	if (rc == 0)
+		*salt = fresh;
+	return rc;
+}
+
+int segment_create_zeroed(int shard_dirfd, uint32_t worker, uint32_t seq, uint64_t size_bytes,
+			  int *fd_out, uint64_t *salt)
+{
+	RMX_ASSERT(size_bytes >= SEGMENT_HEADER_BYTES);
 	char name[SEGMENT_NAME_MAX_BYTES];
 	segment_name_format(name, seq);
 	*fd_out = -1;
@@ -386,8 +576,11 @@ int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes, in
 		rc = -errno;
 	/* Then really write the zeros: overwriting written blocks later needs
 	 * no extent conversion, which is what keeps fdatasync short. */
+	uint64_t fresh = 0;
 	if (rc == 0)
-		rc = write_zeros(fd, 0, size_bytes);
+		rc = put_header(fd, worker, seq, &fresh);
+	if (rc == 0)
+		rc = write_zeros(fd, SEGMENT_HEADER_BYTES, size_bytes - SEGMENT_HEADER_BYTES);
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = -errno;
 	if (rc == 0 && fsync(shard_dirfd) != 0)
@@ -398,6 +591,7 @@ int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes, in
 		return rc;
 	}
 	*fd_out = fd;
+	*salt = fresh;
 	return 0;
 }
 

@@ -1,6 +1,15 @@
 /*
- * segment.h - reading segment images record by record, and the blocking file
- * chores around segments (create pre-zeroed, map, zero a range, quarantine).
+ * segment.h - the segment header, reading segment images record by record,
+ * and the blocking file chores around segments (create pre-zeroed with a
+ * header, map, zero a range, quarantine).
+ *
+ * A segment (format 2) opens with a SEGMENT_HEADER_BYTES block: magic,
+ * format, worker, sequence and a random salt, with a CRC of its own; the
+ * rest of the block is zero. Records follow from SEGMENT_HEADER_BYTES on, so
+ * their file offsets (which queue ids carry) stay aligned to the block for a
+ * future O_DIRECT commit path. Every record's CRC is salted with the
+ * segment's salt (record.h), which makes record framing unforgeable by
+ * message content: the salt never leaves the file.
  *
  * The scanner is pure: it walks a buffer holding a whole segment and yields
  * valid records, bad regions and the end, so recovery and the ringmx-store
@@ -20,10 +29,25 @@
 #define SEGMENT_NAME_MAX_BYTES 32           /* "00000001.seg" and the like */
 #define SEGMENT_QUARANTINE_DIR "quarantine"
 
+#define SEGMENT_MAGIC 0x53584d52u      /* "RMXS" read little-endian */
+#define SEGMENT_FORMAT_VERSION 2       /* 1: no header, records from offset 0 */
+#define SEGMENT_HEADER_BYTES 4096      /* records start here */
+
+/* What the first block of a segment holds. */
+enum segment_header_status {
+	SEGMENT_HEADER_OK = 0,    /* a sound header of this worker and segment */
+	SEGMENT_HEADER_NONE,      /* only zeros: no header written (yet) */
+	SEGMENT_HEADER_FORMAT_1,  /* a record at offset 0: written before format 2 */
+	SEGMENT_HEADER_VERSION,   /* a segment header of a format this build cannot read */
+	SEGMENT_HEADER_DAMAGED,   /* the segment magic, but a bad CRC or stray bytes */
+	SEGMENT_HEADER_MISPLACED, /* sound, but names another worker or sequence */
+	SEGMENT_HEADER_UNKNOWN,   /* not a segment at all */
+};
+
 enum segment_item_kind {
 	SEGMENT_ITEM_RECORD,    /* a valid record at its own position */
-	SEGMENT_ITEM_CORRUPT,   /* bad bytes with a valid record after them */
-	SEGMENT_ITEM_TORN_TAIL, /* bad bytes with nothing valid after them */
+	SEGMENT_ITEM_CORRUPT,   /* bad bytes with a record (or a plausible header) after them */
+	SEGMENT_ITEM_TORN_TAIL, /* bad bytes with nothing of the kind after them */
 	SEGMENT_ITEM_END,       /* only zero bytes from here on */
 };
 
@@ -50,26 +74,55 @@ struct segment_scan {
 	uint64_t size_bytes;
 	uint64_t data_end;   /* past the last non-zero byte, rounded up to 8 */
 	uint64_t offset;     /* the next item starts here */
+	uint64_t salt;       /* from the header */
 	uint32_t worker;
 	uint32_t seq;
+	enum segment_header_status header;
 	bool finished;
 };
 
 /*
- * Starts a scan of the segment w<worker>/<seq> held in image[0..size).
- * A record counts only where its queue id names this worker, segment and
- * offset, so a stray copy of a record elsewhere is never taken for real.
+ * Starts a scan of the segment w<worker>/<seq> held in image[0..size) and
+ * returns what its header block holds. Unless that is SEGMENT_HEADER_OK the
+ * scan yields nothing (records cannot be checked without the salt). A
+ * record counts only where its queue id names this worker, segment and
+ * offset and its CRC checks with this segment's salt, so neither a stray
+ * copy of a record nor one carried inside a message body is taken for real.
  */
-void segment_scan_init(struct segment_scan *s, const uint8_t *image, uint64_t size_bytes,
-		       uint32_t worker, uint32_t seq);
+enum segment_header_status segment_scan_init(struct segment_scan *s, const uint8_t *image,
+					     uint64_t size_bytes, uint32_t worker, uint32_t seq);
 
 /*
  * Yields the next item and returns true; returns false once END or
- * TORN_TAIL has been yielded. Items tile the image: each starts where the
- * previous one ended. A CORRUPT item is followed by the valid record found
- * by scanning forward 8 bytes at a time.
+ * TORN_TAIL has been yielded (at once when the header is not sound). Items
+ * tile the image from SEGMENT_HEADER_BYTES: each starts where the previous
+ * one ended. A record that does not check but whose header is plausible
+ * (sane lengths within the segment, the queue id of its place) is bad for
+ * exactly its claimed length, never searched inside; past other bad bytes
+ * the scan looks for the next record or plausible header 8 bytes at a time.
+ * A CORRUPT item is followed by one of those; a TORN_TAIL runs to the end
+ * of the data.
  */
 bool segment_scan_next(struct segment_scan *s, struct segment_item *item);
+
+/* The header block of segment w<worker>/<seq> with this salt. */
+void segment_header_encode(uint8_t out[SEGMENT_HEADER_BYTES], uint32_t worker, uint32_t seq,
+			   uint64_t salt);
+
+/* Checks the header block at the start of image[0..size); sets *salt when
+ * it returns SEGMENT_HEADER_OK. A shorter image is checked as far as it goes. */
+enum segment_header_status segment_header_check(const uint8_t *image, uint64_t size_bytes,
+						uint32_t worker, uint32_t seq, uint64_t *salt);
+
+const char *segment_header_status_name(enum segment_header_status status);
+
+/*
+ * True when the segment holds no record, only (at most) a header: nothing
+ * but zeros past the header block, and a block that is zeros or starts with
+ * the segment magic (a header, sound or torn). A segment of format 1 is
+ * never unused unless it is all zeros.
+ */
+bool segment_image_unused(const uint8_t *image, uint64_t size_bytes);
 
 /* Offset just past the last non-zero byte of image, rounded up to 8. */
 uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes);
@@ -77,7 +130,8 @@ uint64_t segment_data_end(const uint8_t *image, uint64_t size_bytes);
 const char *segment_bad_reason_name(enum segment_bad_reason reason);
 
 /* A directory stream over a duplicate of dirfd, from its first entry; the
- * caller closes it with closedir (dirfd stays open). 0 or -errno. Blocking. */
+ * caller closes it with closedir (dirfd stays open). 0 or -errno (then *out
+ * is NULL). Blocking. */
 int segment_opendir(int dirfd, DIR **out);
 
 /* "<seq, 8 digits>.seg". */
@@ -105,13 +159,22 @@ RMX_MUST_CHECK int segment_map_open(int shard_dirfd, uint32_t seq, bool writable
 /* Unmaps; closes the fd unless keep_fd (then the caller owns m->fd). */
 void segment_map_close(struct segment_map *m, bool keep_fd);
 
+/* A fresh random salt (getrandom; blocks only until the kernel's pool is
+ * first initialised at boot). */
+RMX_MUST_CHECK int segment_salt_new(uint64_t *salt);
+
 /*
  * Creates <seq>.seg (must not exist) of size_bytes, allocated and filled
- * with zeros, fdatasynced, and the directory fsynced. On success *fd is
- * open read-write; on failure the file is removed.
+ * with zeros, with the header of w<worker>/<seq> and a fresh salt in its
+ * first block, fdatasynced, and the directory fsynced. On success *fd is
+ * open read-write and *salt set; on failure the file is removed.
  */
-RMX_MUST_CHECK int segment_create_zeroed(int shard_dirfd, uint32_t seq, uint64_t size_bytes,
-					 int *fd);
+RMX_MUST_CHECK int segment_create_zeroed(int shard_dirfd, uint32_t worker, uint32_t seq,
+					 uint64_t size_bytes, int *fd, uint64_t *salt);
+
+/* Writes the header of w<worker>/<seq> with a fresh salt over the first
+ * block of fd, then fdatasync; for a segment that holds no record. */
+RMX_MUST_CHECK int segment_write_header(int fd, uint32_t worker, uint32_t seq, uint64_t *salt);
 
 /* 1 if every block of the file's first size_bytes is allocated and
  * written (no holes, no unwritten extents: an overwrite needs no metadata

@@ -16,10 +16,19 @@
  *
  * Invariants: at most one commit in flight, always the oldest batch. A batch
  * holding the outstanding reservation is never handed out before its
- * append. Offsets handed out only grow within a segment, and the queue id of
- * a reservation is the id sealed into the record appended for it (asserted).
- * After a failed write or sync the shard is failed for good: every queued
- * record is answered -EIO and nothing new is taken.
+ * append. Offsets handed out only grow within a segment, start after its
+ * header block, and the queue id of a reservation is the id sealed into the
+ * record appended for it (asserted). After a failed write or sync the shard
+ * is failed for good: every queued record is answered -EIO and nothing new
+ * is taken.
+ *
+ * Salts: each segment in use has a random salt, kept in a table sorted by
+ * sequence (filled at recovery, extended when the spare becomes active,
+ * shrunk when core/ removes a segment). A batch writes its own copies of its
+ * records' headers, with the CRC record_seal() computed salted for the
+ * batch's segment; the forwarder checks what it reads back through
+ * store_record_check(). The table grows only at start-up and when a spare
+ * is handed over, never when a record is reserved.
  *
  * Only store_open() and store_close() touch the file system; the hot-path
  * functions make no system calls (retired segment fds are handed to core/
@@ -56,6 +65,7 @@ _Static_assert(STORE_RECORD_MAX_BYTES <= INT32_MAX, "commit results are ints");
 _Static_assert(WORKERS_MAX <= 256, "the queue id holds the worker in 8 bits");
 _Static_assert(SEGMENT_SIZE_MAX_BYTES / RECORD_ALIGN_BYTES <= (1ull << 32),
 	       "the queue id holds offset/8 in 32 bits");
+_Static_assert(SEGMENT_SIZE_MIN_BYTES > SEGMENT_HEADER_BYTES, "a segment has room for records");
 
 struct store_batch {
 	uint32_t seq;              /* segment written by this batch */
@@ -66,8 +76,15 @@ struct store_batch {
 	int iovcnt;
 	bool in_flight;
 	bool pending_append;       /* holds the outstanding reservation */
+	uint64_t salt;             /* of segment seq */
 	struct iovec iov[COMMIT_IOV_MAX];
 	uint64_t cookie[COMMIT_BATCH_RECORDS_MAX];
+	struct record_header header[COMMIT_BATCH_RECORDS_MAX]; /* salted copies, written */
+};
+
+struct segment_salt {
+	uint32_t seq;
+	uint64_t salt;
 };
 
 struct store {
@@ -80,6 +97,7 @@ struct store {
 	int dir_fd;                /* DIR/w<N>, flock()ed for the shard's lifetime */
 
 	uint32_t active_seq;
+	uint64_t active_salt;
 	int active_fd;
 	uint64_t active_size_bytes;
 	uint64_t active_tail;      /* next reservation starts here */
@@ -87,7 +105,9 @@ struct store {
 
 	int spare_fd;              /* -1: none */
 	uint32_t spare_seq;
+	uint64_t spare_salt;
 	bool spare_requested;      /* handed out by store_spare_wanted, not back yet */
+	bool spare_header_made;    /* store_spare_header called for the request */
 	int spare_error;           /* the last failed spare, 0 when the last worked */
 	char spare_path[PATH_MAX];
 
@@ -105,10 +125,52 @@ struct store {
 	int retired_fd[STORE_RETIRED_FDS_MAX];
 	uint32_t retired_count;
 
+	struct segment_salt *salts; /* segments in use, ascending seq */
+	uint32_t salt_count;
+	uint32_t salt_cap;
+
 	uint32_t segments_in_use;  /* active and sealed, not the spare */
 	uint64_t records_committed;
 	uint64_t commits;
 };
+
+/* Room for `more` salts beyond those held. 0 or -ENOMEM. */
+static int salt_reserve(struct store *st, uint32_t more)
+{
+	if (more <= st->salt_cap - st->salt_count)
+		return 0;
+	if (more > UINT32_MAX / 2 - st->salt_count)
+		return -ENOMEM;
+	uint32_t cap = RMX_MAX(st->salt_count + more, st->salt_cap ? st->salt_cap * 2 : 64u);
+	struct segment_salt *grown = realloc(st->salts, cap * sizeof(*grown));
+	if (grown == NULL)
+		return -ENOMEM;
+	st->salts = grown;
+	st->salt_cap = cap;
+	return 0;
+}
+
+/* Appends a segment newer than every one held; room was reserved. */
+static void salt_put(struct store *st, uint32_t seq, uint64_t salt)
+{
+	RMX_ASSERT(st->salt_count < st->salt_cap);
+	RMX_ASSERT(st->salt_count == 0 || st->salts[st->salt_count - 1].seq < seq);
+	st->salts[st->salt_count++] = (struct segment_salt){ seq, salt };
+}
+
+/* Index of seq in the table, or salt_count. */
+static uint32_t salt_index(const struct store *st, uint32_t seq)
+{
+	uint32_t lo = 0, hi = st->salt_count;
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (st->salts[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < st->salt_count && st->salts[lo].seq == seq ? lo : st->salt_count;
+}
 
 static struct store_batch *batch_at(struct store *st, uint32_t i)
 {
@@ -179,12 +241,14 @@ static int roll_to_spare(struct store *st)
 		retire_fd(st, old);
 	}
 	st->active_seq = st->spare_seq;
+	st->active_salt = st->spare_salt;
 	st->active_fd = st->spare_fd;
 	st->active_size_bytes = st->segment_size_bytes;
-	st->active_tail = 0;
+	st->active_tail = SEGMENT_HEADER_BYTES;
 	st->active_sealed = false;
 	st->spare_fd = -1;
 	st->segments_in_use++;
+	salt_put(st, st->active_seq, st->active_salt); /* room reserved with the spare */
 	return 0;
 }
 
@@ -197,7 +261,8 @@ int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
 		return -EIO;
 	if (padded_bytes < RECORD_HEADER_BYTES || padded_bytes % RECORD_ALIGN_BYTES != 0)
 		return -EINVAL;
-	if (padded_bytes > st->segment_size_bytes || padded_bytes > STORE_RECORD_MAX_BYTES)
+	if (padded_bytes > st->segment_size_bytes - SEGMENT_HEADER_BYTES ||
+	    padded_bytes > STORE_RECORD_MAX_BYTES)
 		return -E2BIG;
 	if (st->active_sealed || padded_bytes > st->active_size_bytes - st->active_tail) {
 		int rc = roll_to_spare(st);
@@ -222,6 +287,7 @@ int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
 		st->batch_count++;
 		b = batch_at(st, st->batch_count - 1);
 		b->seq = st->active_seq;
+		b->salt = st->active_salt;
 		b->fd = st->active_fd;
 		b->offset = st->active_tail;
 		b->bytes = 0;
@@ -257,16 +323,22 @@ int store_append(struct store *st, uint64_t queue_id, const struct iovec *parts,
 	for (int i = 0; i < nparts; i++)
 		total += parts[i].iov_len;
 	RMX_ASSERT(total == st->reserved_bytes);
-	/* The pair of the reservation: the sealed header names the same place. */
-	RMX_ASSERT(parts[0].iov_len >= RECORD_HEADER_BYTES);
-	struct record_header h;
-	memcpy(&h, parts[0].iov_base, sizeof(h));
-	RMX_ASSERT(h.magic == RECORD_MAGIC && h.queue_id == queue_id);
-	RMX_ASSERT(h.length + record_padding(h.length) == total);
-
 	struct store_batch *b = &st->batch[st->reserved_slot];
 	RMX_ASSERT(b->pending_append && !b->in_flight && b->records > 0);
-	for (int i = 0; i < nparts; i++) {
+
+	/* The pair of the reservation: the sealed header names the same place. */
+	RMX_ASSERT(parts[0].iov_len == RECORD_HEADER_BYTES);
+	struct record_header *h = &b->header[b->records - 1];
+	memcpy(h, parts[0].iov_base, sizeof(*h));
+	RMX_ASSERT(h->magic == RECORD_MAGIC && h->version == RECORD_VERSION &&
+		   h->queue_id == queue_id);
+	RMX_ASSERT(h->length + record_padding(h->length) == total);
+	/* The record's own CRC becomes its CRC in this segment. */
+	h->crc32c = record_crc_salted(h->crc32c, b->salt);
+
+	RMX_ASSERT(b->iovcnt < COMMIT_IOV_MAX);
+	b->iov[b->iovcnt++] = (struct iovec){ h, RECORD_HEADER_BYTES };
+	for (int i = 1; i < nparts; i++) {
 		if (parts[i].iov_len == 0)
 			continue;
 		RMX_ASSERT(b->iovcnt < COMMIT_IOV_MAX);
@@ -354,10 +426,19 @@ bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq)
 	if (n < 0 || (size_t)n >= sizeof(st->spare_path))
 		return false; /* store_open checked that the longest path fits */
 	st->spare_requested = true;
+	st->spare_header_made = false;
 	st->spare_seq = next;
 	*path = st->spare_path;
 	*seq = next;
 	return true;
+}
+
+void store_spare_header(struct store *st, uint64_t salt, uint8_t block[SEGMENT_HEADER_BYTES])
+{
+	RMX_ASSERT(st->spare_requested && st->spare_fd < 0);
+	segment_header_encode(block, st->worker, st->spare_seq, salt);
+	st->spare_salt = salt;
+	st->spare_header_made = true;
 }
 
 void store_spare_ready(struct store *st, uint32_t seq, int fd)
@@ -368,8 +449,28 @@ void store_spare_ready(struct store *st, uint32_t seq, int fd)
 		st->spare_error = fd;
 		return;
 	}
+	RMX_ASSERT(st->spare_header_made);
+	/* Its salt joins the table when it becomes active: room now, so that
+	 * rolling over never allocates. */
+	if (salt_reserve(st, 1) != 0) {
+		st->spare_error = -ENOMEM;
+		retire_fd(st, fd);
+		return;
+	}
 	st->spare_error = 0;
 	st->spare_fd = fd;
+}
+
+enum record_check_result store_record_check(const struct store *st, uint64_t queue_id,
+					    const uint8_t *p, size_t avail, struct record_view *out)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_id, &worker, &seq, &offset);
+	uint32_t i = salt_index(st, seq);
+	if (worker != st->worker || i == st->salt_count)
+		return RECORD_BAD_HEADER;
+	return record_check(p, avail, st->salts[i].salt, out);
 }
 
 int store_retired_fd(struct store *st)
@@ -385,6 +486,11 @@ void store_segment_removed(struct store *st, uint32_t seq)
 	/* The active segment always stays, but a leftover shard has none. */
 	RMX_ASSERT(st->segments_in_use > (st->leftover ? 0u : 1u));
 	st->segments_in_use--;
+	uint32_t i = salt_index(st, seq);
+	RMX_ASSERT(i < st->salt_count);
+	memmove(&st->salts[i], &st->salts[i + 1],
+		(st->salt_count - i - 1) * sizeof(st->salts[0]));
+	st->salt_count--;
 }
 
 int store_dir_fd(const struct store *st)
@@ -416,6 +522,7 @@ void store_close(struct store *st)
 		close(st->spare_fd);
 	if (st->dir_fd >= 0)
 		close(st->dir_fd); /* drops the flock */
+	free(st->salts);
 	free(st->batch);
 	free(st->data_dir);
 	free(st);
@@ -516,18 +623,77 @@ static int mkdir_durable(const char *path)
 	return rc;
 }
 
-/*
- * Recovers one segment: records counted, damage quarantined; in the active
- * segment a torn tail is copied to quarantine, then zeroed, and *tail set to
- * where writing resumes.
- * Keeps the fd open (returned in *fd) only for the active segment.
- */
-static int recover_segment(struct store *st, uint32_t seq, bool active,
-			   struct store_recovery_stats *stats, int *fd, uint64_t *size_bytes,
-			   uint64_t *tail, char *err, size_t errlen)
+/* Refuses a segment that holds data this version cannot check, saying what
+ * the operator can do about it. */
+static int refuse_segment(const struct store *st, const char *name,
+			  enum segment_header_status status, char *err, size_t errlen)
+{
+	const char *advice;
+	switch (status) {
+	case SEGMENT_HEADER_FORMAT_1:
+		advice = "let the earlier version forward all it holds first (stop new mail, "
+			 "wait until its queue is empty), or move the shard directory aside";
+		break;
+	case SEGMENT_HEADER_VERSION:
+		advice = "run the version that wrote it, or move the shard directory aside";
+		break;
+	default:
+		advice = "its records cannot be checked: move the file out of the shard "
+			 "directory (to keep it), then start again";
+		break;
+	}
+	if (errlen > 0)
+		snprintf(err, errlen,
+			 "segment %s/w%u/%s: %s; this ringmx reads segment format %d only: %s",
+			 st->data_dir, (unsigned)st->worker, name,
+			 segment_header_status_name(status), SEGMENT_FORMAT_VERSION, advice);
+	return -EPROTO;
+}
+
+/* Writes a fresh header (and salt) over the first block of a segment that
+ * holds no record. */
+static int give_header(struct store *st, uint32_t seq, int fd, uint64_t *salt)
 {
 	char name[SEGMENT_NAME_MAX_BYTES];
 	segment_name_format(name, seq);
+	int own = -1;
+	if (fd < 0) {
+		own = openat(st->dir_fd, name, O_RDWR | O_CLOEXEC);
+		if (own < 0)
+			return -errno;
+		fd = own;
+	}
+	int rc = segment_write_header(fd, st->worker, seq, salt);
+	if (own >= 0)
+		close(own);
+	return rc;
+}
+
+/* What recovery learnt of one segment. */
+struct recovered {
+	int fd;               /* kept open for the active segment only, else -1 */
+	uint64_t size_bytes;
+	uint64_t tail;        /* where writing would resume */
+	uint64_t salt;
+	uint32_t damaged;     /* CORRUPT and TORN_TAIL items set aside */
+	bool has_records;     /* any byte past the header block */
+};
+
+/*
+ * Recovers one segment: records counted, damage quarantined; in the active
+ * segment a torn tail is copied to quarantine, then zeroed. A segment with
+ * no record and no sound header (its preparation stopped before the header
+ * was durable, or a format-1 spare) gets a header; one with data and no
+ * header this version reads stops recovery (refuse_segment).
+ */
+static int recover_segment(struct store *st, uint32_t seq, bool active,
+			   struct store_recovery_stats *stats, struct recovered *out, char *err,
+			   size_t errlen)
+{
+	char name[SEGMENT_NAME_MAX_BYTES];
+	segment_name_format(name, seq);
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
 	struct segment_map m;
 	int rc = segment_map_open(st->dir_fd, seq, active, &m);
 	if (rc != 0)
@@ -535,9 +701,21 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 
 	struct segment_scan s;
 	struct segment_item it;
-	segment_scan_init(&s, m.image, m.size_bytes, st->worker, seq);
-	*tail = 0;
-	while (rc == 0 && segment_scan_next(&s, &it)) {
+	enum segment_header_status hs = segment_scan_init(&s, m.image, m.size_bytes, st->worker, seq);
+	out->size_bytes = m.size_bytes;
+	out->tail = SEGMENT_HEADER_BYTES;
+	out->has_records = s.data_end > SEGMENT_HEADER_BYTES;
+	if (hs != SEGMENT_HEADER_OK) {
+		if (!segment_image_unused(m.image, m.size_bytes)) {
+			segment_map_close(&m, false);
+			return refuse_segment(st, name, hs, err, errlen);
+		}
+		rc = give_header(st, seq, active ? m.fd : -1, &out->salt);
+		out->has_records = false;
+	} else {
+		out->salt = s.salt;
+	}
+	while (rc == 0 && hs == SEGMENT_HEADER_OK && segment_scan_next(&s, &it)) {
 		switch (it.kind) {
 		case SEGMENT_ITEM_RECORD:
 			stats->records++;
@@ -547,6 +725,7 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 			rc = segment_quarantine(st->dir_fd, seq, it.offset, m.image + it.offset,
 						it.length_bytes);
 			stats->quarantined++;
+			out->damaged++;
 			break;
 		case SEGMENT_ITEM_TORN_TAIL:
 			if (active) {
@@ -562,11 +741,12 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 				rc = segment_quarantine(st->dir_fd, seq, it.offset,
 							m.image + it.offset, it.length_bytes);
 				stats->quarantined++;
+				out->damaged++;
 			}
-			*tail = it.offset;
+			out->tail = it.offset;
 			break;
 		case SEGMENT_ITEM_END:
-			*tail = it.offset;
+			out->tail = it.offset;
 			break;
 		}
 	}
@@ -574,9 +754,42 @@ static int recover_segment(struct store *st, uint32_t seq, bool active,
 		segment_map_close(&m, false);
 		return fail(err, errlen, rc, "recover segment", name);
 	}
-	*size_bytes = m.size_bytes;
-	*fd = active ? m.fd : -1;
+	out->fd = active ? m.fd : -1;
 	segment_map_close(&m, active);
+	return 0;
+}
+
+/*
+ * Recovers segments seqs[0..count) in order, the last as the active one;
+ * fills the salt table. Damage in a segment that a later segment with
+ * records follows is counted in stats->sealed_damaged: commits go oldest
+ * first and the active segment changes only forward, so a write into a
+ * later segment means every write into this one had completed; its damage
+ * cannot be a torn write. *active holds the last segment's findings.
+ */
+static int recover_segments(struct store *st, const uint32_t *seqs, size_t count,
+			    struct store_recovery_stats *stats, struct recovered *active,
+			    char *err, size_t errlen)
+{
+	memset(active, 0, sizeof(*active));
+	active->fd = -1;
+	if (salt_reserve(st, (uint32_t)RMX_MIN(count + 1, (size_t)UINT32_MAX / 4)) != 0)
+		return fail(err, errlen, -ENOMEM, "allocate salts for", st->data_dir);
+	uint32_t unconfirmed = 0; /* damage in segments with no later data yet */
+	for (size_t i = 0; i < count; i++) {
+		bool last = i + 1 == count;
+		struct recovered r;
+		int rc = recover_segment(st, seqs[i], last, stats, &r, err, errlen);
+		if (rc != 0)
+			return rc;
+		if (r.has_records) {
+			stats->sealed_damaged += unconfirmed;
+			unconfirmed = r.damaged;
+		}
+		salt_put(st, seqs[i], r.salt);
+		if (last)
+			*active = r;
+	}
 	return 0;
 }
 
@@ -593,18 +806,6 @@ static int ensure_prezeroed(int fd, uint64_t from, uint64_t size_bytes)
 	return segment_zero_range(fd, from, size_bytes - from);
 }
 
-/*
- * The newest segment holding nothing but zeros is the spare of the last
- * run: kept as the spare when it has today's size and older segments exist,
- * removed when its size is another (it holds nothing). Returns how many
- * segments remain in use.
- */
-/* A segment that holds no record (a spare, or an active one never written). */
-static bool segment_map_empty(const struct segment_map *m)
-{
-	return m->size_bytes == 0 || segment_data_end(m->image, m->size_bytes) == 0;
-}
-
 /* Unlinks an empty segment and makes the removal durable. */
 static int remove_empty_segment(struct store *st, const char *name, char *err, size_t errlen)
 {
@@ -613,6 +814,12 @@ static int remove_empty_segment(struct store *st, const char *name, char *err, s
 	return 0;
 }
 
+/*
+ * The newest segment holding no record is the spare of the last run: kept
+ * as the spare when it has today's size and older segments exist (given a
+ * header if it has none sound), removed when its size is another (it holds
+ * nothing). Returns how many segments remain in use.
+ */
 static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, size_t *in_use,
 		       char *err, size_t errlen)
 {
@@ -626,19 +833,27 @@ static int adopt_spare(struct store *st, const uint32_t *seqs, size_t count, siz
 	int rc = segment_map_open(st->dir_fd, seq, true, &m);
 	if (rc != 0)
 		return fail(err, errlen, rc, "open segment", name);
-	if (!segment_map_empty(&m)) {
+	if (!segment_image_unused(m.image, m.size_bytes)) {
 		segment_map_close(&m, false);
 		return 0;
 	}
 	if (m.size_bytes == st->segment_size_bytes && count >= 2) {
+		uint64_t salt = 0;
+		enum segment_header_status hs =
+			segment_header_check(m.image, m.size_bytes, st->worker, seq, &salt);
 		segment_map_close(&m, true);
-		rc = ensure_prezeroed(m.fd, 0, m.size_bytes);
+		rc = ensure_prezeroed(m.fd, SEGMENT_HEADER_BYTES, m.size_bytes);
+		if (rc == 0 && hs != SEGMENT_HEADER_OK)
+			rc = segment_write_header(m.fd, st->worker, seq, &salt);
+		if (rc == 0)
+			rc = salt_reserve(st, 1);
 		if (rc != 0) {
 			close(m.fd);
-			return fail(err, errlen, rc, "zero spare segment", name);
+			return fail(err, errlen, rc, "prepare spare segment", name);
 		}
 		st->spare_fd = m.fd;
 		st->spare_seq = seq;
+		st->spare_salt = salt;
 		*in_use = count - 1;
 		return 0;
 	}
@@ -697,11 +912,11 @@ static int check_config(const struct store_config *cfg, char *err, size_t errlen
 }
 
 /*
- * Recovery of a leftover shard: empty segments at the end (spares, an
- * unused active one) are removed; every other segment is recovered, the
- * newest like an active one (its torn tail cut). No segment stays open and
- * none is created; active_seq is past the newest so that every segment
- * counts as sealed.
+ * Recovery of a leftover shard: segments at the end that hold no record
+ * (spares, an unused active one) are removed; every other segment is
+ * recovered, the newest like an active one (its torn tail cut). No segment
+ * stays open and none is created; active_seq is past the newest so that
+ * every segment counts as sealed.
  */
 static int recover_leftover(struct store *st, struct store_recovery_stats *stats, char *err,
 			    size_t errlen)
@@ -720,21 +935,18 @@ static int recover_leftover(struct store *st, struct store_recovery_stats *stats
 			rc = fail(err, errlen, rc, "open segment", name);
 			break;
 		}
-		bool empty = segment_map_empty(&m);
+		bool empty = segment_image_unused(m.image, m.size_bytes);
 		segment_map_close(&m, false);
 		if (!empty)
 			break;
 		rc = remove_empty_segment(st, name, err, errlen);
 		count--;
 	}
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		bool newest = i + 1 == count;
-		int fd = -1;
-		uint64_t size = 0, tail = 0;
-		rc = recover_segment(st, seqs[i], newest, stats, &fd, &size, &tail, err, errlen);
-		if (fd >= 0)
-			close(fd);
-	}
+	struct recovered newest;
+	if (rc == 0)
+		rc = recover_segments(st, seqs, count, stats, &newest, err, errlen);
+	if (rc == 0 && newest.fd >= 0)
+		close(newest.fd);
 	st->active_seq = count ? seqs[count - 1] + 1 : 1;
 	st->segments_in_use = (uint32_t)count;
 	stats->segments = st->segments_in_use;
@@ -756,21 +968,19 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 	size_t in_use = 0;
 	rc = adopt_spare(st, seqs, count, &in_use, err, errlen);
 
-	for (size_t i = 0; rc == 0 && i < in_use; i++) {
-		bool active = i + 1 == in_use;
-		int fd = -1;
-		uint64_t size = 0, tail = 0;
-		rc = recover_segment(st, seqs[i], active, stats, &fd, &size, &tail, err, errlen);
-		if (rc == 0 && active) {
-			st->active_seq = seqs[i];
-			st->active_fd = fd;
-			st->active_size_bytes = RMX_MIN(size, SEGMENT_SIZE_MAX_BYTES);
-			st->active_tail = RMX_MIN(tail, size);
-			/* Past the tail there are only zeros (recovery made sure). */
-			rc = ensure_prezeroed(fd, st->active_tail, size);
-			if (rc != 0)
-				rc = fail(err, errlen, rc, "zero active segment in", st->data_dir);
-		}
+	struct recovered active;
+	if (rc == 0)
+		rc = recover_segments(st, seqs, in_use, stats, &active, err, errlen);
+	if (rc == 0 && in_use > 0) {
+		st->active_seq = seqs[in_use - 1];
+		st->active_salt = active.salt;
+		st->active_fd = active.fd;
+		st->active_size_bytes = RMX_MIN(active.size_bytes, SEGMENT_SIZE_MAX_BYTES);
+		st->active_tail = RMX_MIN(active.tail, active.size_bytes);
+		/* Past the tail there are only zeros (recovery made sure). */
+		rc = ensure_prezeroed(active.fd, st->active_tail, active.size_bytes);
+		if (rc != 0)
+			rc = fail(err, errlen, rc, "zero active segment in", st->data_dir);
 	}
 	free(seqs);
 	if (rc != 0)
@@ -781,12 +991,16 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 			return fail(err, errlen, -EOVERFLOW, "segment numbers used up in",
 				    st->data_dir);
 		st->active_seq = highest + 1;
-		rc = segment_create_zeroed(st->dir_fd, st->active_seq, st->segment_size_bytes,
-					   &st->active_fd);
+		rc = salt_reserve(st, 1);
+		if (rc == 0)
+			rc = segment_create_zeroed(st->dir_fd, st->worker, st->active_seq,
+						   st->segment_size_bytes, &st->active_fd,
+						   &st->active_salt);
 		if (rc != 0)
 			return fail(err, errlen, rc, "create first segment in", st->data_dir);
+		salt_put(st, st->active_seq, st->active_salt);
 		st->active_size_bytes = st->segment_size_bytes;
-		st->active_tail = 0;
+		st->active_tail = SEGMENT_HEADER_BYTES;
 		in_use = 1;
 		highest = st->active_seq;
 	}
@@ -795,7 +1009,11 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 	if (st->spare_fd < 0 && highest < SEGMENT_SEQ_MAX) {
 		/* A spare numbered past everything seen, adopted or not. */
 		uint32_t seq = RMX_MAX(highest, st->active_seq) + 1;
-		rc = segment_create_zeroed(st->dir_fd, seq, st->segment_size_bytes, &st->spare_fd);
+		rc = salt_reserve(st, 1);
+		if (rc == 0)
+			rc = segment_create_zeroed(st->dir_fd, st->worker, seq,
+						   st->segment_size_bytes, &st->spare_fd,
+						   &st->spare_salt);
 		if (rc != 0)
 			return fail(err, errlen, rc, "create spare segment in", st->data_dir);
 		st->spare_seq = seq;

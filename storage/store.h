@@ -2,9 +2,15 @@
  * store.h - one worker's shard of the segment store: recovery at start-up,
  * then a sans-IO group-commit state machine on the hot path.
  *
- * Layout: DIR/w<N>/<seq>.seg, pre-zeroed files of segment_size bytes holding
- * 8-byte-aligned records (record.h) from offset 0; the first all-zero header
- * ends a segment. Bad records are copied to DIR/w<N>/quarantine/ at recovery.
+ * Layout: DIR/w<N>/<seq>.seg, pre-zeroed files of segment_size bytes: a
+ * header block with the segment's random salt (segment.h), then 8-byte-
+ * aligned records (record.h) from SEGMENT_HEADER_BYTES on; the first
+ * all-zero record header ends a segment. Every record's CRC is salted with
+ * its segment's salt, which the store mixes in when it takes the record, so
+ * a message body can never pass for framing. Bad records are copied to
+ * DIR/w<N>/quarantine/ at recovery; damage in a sealed segment (one that a
+ * later segment with data follows) cannot be a torn write and is reported
+ * as such (sealed_damaged). Segments of another format stop store_open.
  *
  * Hot path (DESIGN.md rules 2 and 6): core/ appends sealed records with
  * store_append(), asks store_commit_begin() for the next write (one pwritev
@@ -13,7 +19,8 @@
  * of every record made durable. One commit in flight; the next batch fills
  * meanwhile. When the active segment cannot take a record, the store asks
  * for a pre-zeroed spare (store_spare_wanted) which core/ prepares
- * asynchronously and hands over with store_spare_ready().
+ * asynchronously, writing the header block store_spare_header() gives it,
+ * and hands over with store_spare_ready().
  *
  * Start-up functions block (open, scan, fdatasync); everything else does no
  * I/O. One store is used by one thread.
@@ -25,6 +32,7 @@
 
 #include "../core/base.h"
 #include "record.h"
+#include "segment.h"
 
 struct store;
 
@@ -41,6 +49,8 @@ struct store_recovery_stats {
 	uint64_t records;
 	uint64_t bytes;
 	uint32_t quarantined;        /* bad records set aside */
+	uint32_t sealed_damaged;     /* of those, the ones in sealed segments: corruption,
+					never a torn write (an alarm) */
 	uint64_t truncated_bytes;    /* torn tail zeroed in the active segment (a copy
 					is kept in quarantine/) */
 };
@@ -48,8 +58,11 @@ struct store_recovery_stats {
 /*
  * Start-up (blocking): creates DIR/w<N> (0700) if needed, recovers every
  * segment there, opens the newest as active (or creates segment 1) and
- * prepares one spare. Returns 0 and *out, or -errno with a message in
- * err[errlen]. Logs nothing itself.
+ * prepares one spare. A segment that holds no record but lacks a sound
+ * header gets one. Returns 0 and *out, or -errno with a message in
+ * err[errlen]: -EPROTO when a segment with data has no header this version
+ * reads (format 1, a newer format, a damaged or foreign header), with what
+ * the operator should do. Logs nothing itself.
  */
 RMX_MUST_CHECK int store_open(const struct store_config *cfg, struct store **out,
 			      struct store_recovery_stats *stats, char *err, size_t errlen);
@@ -95,9 +108,12 @@ int store_admit(const struct store *st);
 RMX_MUST_CHECK int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id);
 
 /*
- * Queues a sealed record at its reserved place. parts are the header, the
- * envelope, body pieces and padding; the caller keeps them alive until the
- * cookie comes back from store_commit_done. At most 6 parts.
+ * Queues a sealed record at its reserved place. parts are the header
+ * (exactly RECORD_HEADER_BYTES, as record_seal left it), the envelope, body
+ * pieces and padding; the caller keeps them alive until the cookie comes
+ * back from store_commit_done. At most 6 parts. The store writes its own
+ * copy of the header, with the CRC salted for the segment; parts[0] is
+ * not changed.
  */
 RMX_MUST_CHECK int store_append(struct store *st, uint64_t queue_id, const struct iovec *parts,
 				int nparts, uint64_t cookie);
@@ -133,11 +149,27 @@ bool store_busy(const struct store *st);
 
 /* The shard wants a spare segment: returns true and its path and sequence
  * (path is valid until store_spare_ready). core/ creates it, fallocates and
- * zero-fills it, fdatasyncs it and the directory, then hands over the fd. */
+ * zero-fills it with the header block of store_spare_header at offset 0,
+ * fdatasyncs it and the directory, then hands over the fd. */
 bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq);
+
+/* Fills block with the header of the spare asked for, salted with salt (a
+ * fresh random value the caller drew: getrandom is a system call, so it is
+ * core/'s to make). The store keeps the salt for the spare's records. Call
+ * after store_spare_wanted, before a store_spare_ready that hands an fd over. */
+void store_spare_header(struct store *st, uint64_t salt, uint8_t block[SEGMENT_HEADER_BYTES]);
 
 /* The spare is ready (fd >= 0) or could not be made (fd = -errno). */
 void store_spare_ready(struct store *st, uint32_t seq, int fd);
+
+/*
+ * Verifies the record of queue_id read back from this shard into
+ * p[0..avail) with its segment's salt: record_check() for callers that hold
+ * no salts (the forwarder). RECORD_BAD_HEADER when the id names no segment
+ * of the shard. out is filled only for RECORD_OK.
+ */
+enum record_check_result store_record_check(const struct store *st, uint64_t queue_id,
+					    const uint8_t *p, size_t avail, struct record_view *out);
 
 /* The shard directory fd (for the directory fsync after creating a segment). */
 int store_dir_fd(const struct store *st);

@@ -10,7 +10,10 @@
  * looks torn; every command treats it as the end. Only verify reports
  * damage, and only where valid records follow it (corruption, not a write
  * in progress); it rescans a damaged segment once after a pause so that a
- * write racing the first scan is not reported.
+ * write racing the first scan is not reported. A segment whose header this
+ * version cannot read (format 1, damaged) holds records nobody can check:
+ * ls and stats say so on stderr and skip it, verify counts it as damage.
+ * show reads the segment's header block for its salt, then the record.
  *
  * ls --deferred lists the forwarding queue from the delivery logs (also
  * safe while ringmx runs). requeue and delete change it: with ringmx
@@ -228,13 +231,24 @@ static void ls_record(const struct ls_ctx *c, const struct record_view *v)
 	putchar('\n');
 }
 
+/* Starts a scan; a segment with data and no header this version reads is
+ * named on stderr (its records are skipped). */
+static void scan_start(struct segment_scan *s, const struct segment_map *m, uint32_t worker,
+		       uint32_t seq)
+{
+	enum segment_header_status hs = segment_scan_init(s, m->image, m->size_bytes, worker, seq);
+	if (hs != SEGMENT_HEADER_OK && !segment_image_unused(m->image, m->size_bytes))
+		fprintf(stderr, TOOL_NAME ": w%u/%08u.seg skipped: %s\n", (unsigned)worker,
+			(unsigned)seq, segment_header_status_name(hs));
+}
+
 static int ls_segment(void *ctx, uint32_t worker, uint32_t seq, const struct segment_map *m,
 		      bool last)
 {
 	(void)last;
 	struct segment_scan s;
 	struct segment_item it;
-	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	scan_start(&s, m, worker, seq);
 	while (segment_scan_next(&s, &it))
 		if (it.kind == SEGMENT_ITEM_RECORD)
 			ls_record(ctx, &it.record);
@@ -253,7 +267,7 @@ static int stats_segment(void *ctx, uint32_t worker, uint32_t seq, const struct 
 	struct stats_ctx *c = ctx;
 	struct segment_scan s;
 	struct segment_item it;
-	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	scan_start(&s, m, worker, seq);
 	while (segment_scan_next(&s, &it)) {
 		if (it.kind == SEGMENT_ITEM_RECORD) {
 			c->messages++;
@@ -348,10 +362,23 @@ static void show_envelope(const struct record_view *v)
 	printf("\n");
 }
 
+/* The salt from the header block of fd (segment w<worker>/<seq>). */
+static bool read_salt(int fd, uint32_t worker, uint32_t seq, uint64_t *salt)
+{
+	uint8_t *block = malloc(SEGMENT_HEADER_BYTES);
+	bool ok = block != NULL &&
+		  pread(fd, block, SEGMENT_HEADER_BYTES, 0) == (ssize_t)SEGMENT_HEADER_BYTES &&
+		  segment_header_check(block, SEGMENT_HEADER_BYTES, worker, seq, salt) ==
+			  SEGMENT_HEADER_OK;
+	free(block);
+	return ok;
+}
+
 /*
  * Reads the record named by id straight from its place (worker directory,
- * segment, offset): header first, then exactly its length. Returns a malloc'd
- * buffer holding it and fills *v, or NULL when there is no such record.
+ * segment, offset): the segment's salt, the record header, then exactly its
+ * length. Returns a malloc'd buffer holding it and fills *v, or NULL when
+ * there is no such record.
  */
 static uint8_t *read_record(const char *data_dir, uint64_t id, struct record_view *v)
 {
@@ -369,7 +396,9 @@ static uint8_t *read_record(const char *data_dir, uint64_t id, struct record_vie
 	uint8_t head[RECORD_HEADER_BYTES];
 	uint8_t *buf = NULL;
 	struct stat sb;
-	if (fstat(fd, &sb) == 0 && offset < (uint64_t)sb.st_size &&
+	uint64_t salt = 0;
+	if (fstat(fd, &sb) == 0 && offset >= SEGMENT_HEADER_BYTES &&
+	    offset < (uint64_t)sb.st_size && read_salt(fd, worker, seq, &salt) &&
 	    pread(fd, head, sizeof(head), (off_t)offset) == (ssize_t)sizeof(head)) {
 		uint32_t length = (uint32_t)head[12] | (uint32_t)head[13] << 8 |
 				  (uint32_t)head[14] << 16 | (uint32_t)head[15] << 24;
@@ -379,7 +408,7 @@ static uint8_t *read_record(const char *data_dir, uint64_t id, struct record_vie
 			buf = malloc(length);
 		if (buf != NULL &&
 		    (pread(fd, buf, length, (off_t)offset) != (ssize_t)length ||
-		     record_check(buf, length, v) != RECORD_OK || v->header.queue_id != id)) {
+		     record_check(buf, length, salt, v) != RECORD_OK || v->header.queue_id != id)) {
 			free(buf);
 			buf = NULL;
 		}
@@ -420,7 +449,8 @@ struct damage {
 
 struct verify_scan {
 	uint64_t records;
-	bool has_data;              /* any non-zero byte: not an unused spare */
+	bool has_data;              /* any byte past the header: not an unused spare */
+	enum segment_header_status header; /* not OK: nothing in it could be read */
 	struct damage damage[DAMAGE_LIST_MAX];
 	uint32_t damage_count;      /* may exceed DAMAGE_LIST_MAX */
 	bool torn;
@@ -443,8 +473,10 @@ static void verify_scan_segment(const struct segment_map *m, uint32_t worker, ui
 	memset(vs, 0, sizeof(*vs));
 	struct segment_scan s;
 	struct segment_item it;
-	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
-	vs->has_data = s.data_end > 0;
+	vs->header = segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
+	if (vs->header != SEGMENT_HEADER_OK && segment_image_unused(m->image, m->size_bytes))
+		vs->header = SEGMENT_HEADER_OK; /* a spare being prepared: nothing to read */
+	vs->has_data = s.data_end > SEGMENT_HEADER_BYTES;
 	while (segment_scan_next(&s, &it)) {
 		struct damage d = { it.offset, it.length_bytes, it.reason, false };
 		if (it.kind == SEGMENT_ITEM_RECORD) {
@@ -489,6 +521,11 @@ static int verify_segment(void *ctx, uint32_t worker, uint32_t seq, const struct
 		c->pending_tail = false;
 	}
 	c->records += vs.records;
+	if (vs.header != SEGMENT_HEADER_OK) {
+		printf("w%u/%08u.seg: %s\n", (unsigned)worker, (unsigned)seq,
+		       segment_header_status_name(vs.header));
+		c->bad++;
+	}
 	for (uint32_t i = 0; i < vs.damage_count && i < DAMAGE_LIST_MAX; i++)
 		report_damage(worker, seq, &vs.damage[i]);
 	if (vs.damage_count > DAMAGE_LIST_MAX)

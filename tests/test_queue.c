@@ -843,6 +843,9 @@ static void real_provide_spare(struct store *st, struct queue *q)
 	REQUIRE(fd >= 0);
 	uint8_t *zeros = calloc(1, SEG_BYTES);
 	REQUIRE(zeros != NULL);
+	/* Like core/: the header block with a new salt, then zeros. */
+	static uint64_t salts_made;
+	store_spare_header(st, 0x9E3779B97F4A7C15ull * ++salts_made, zeros);
 	REQUIRE(pwrite(fd, zeros, SEG_BYTES, 0) == (ssize_t)SEG_BYTES);
 	free(zeros);
 	REQUIRE(fdatasync(fd) == 0);

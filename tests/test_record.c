@@ -1,7 +1,8 @@
 /*
- * test_record.c - record encode/seal/check round trips, every field, each
- * way record_check() refuses a record, envelope iteration (including
- * malformed items), the byte buffer, and queue id packing and text.
+ * test_record.c - record encode/seal/check round trips, every field, the
+ * segment salt in the CRC, each way record_check() refuses a record,
+ * envelope iteration (including malformed items), the byte buffer, and
+ * queue id packing and text.
  */
 #include <errno.h>
 
@@ -9,13 +10,18 @@
 #include "../storage/record.h"
 #include "test.h"
 
-/* Serializes a sealed record the way the store writes it. */
+#define TEST_SALT 0x5EED0123456789ABull
+
+/* Serializes a sealed record the way the store writes it into a segment
+ * whose salt is TEST_SALT. */
 static size_t write_record(uint8_t *out, size_t cap, const struct record_header *h,
 			   struct span env, const struct iovec *body, int nbody)
 {
 	size_t n = 0;
 	REQUIRE(cap >= record_padded_length(env.len, h->body_bytes));
-	memcpy(out, h, RECORD_HEADER_BYTES);
+	struct record_header salted = *h;
+	salted.crc32c = record_crc_salted(h->crc32c, TEST_SALT);
+	memcpy(out, &salted, RECORD_HEADER_BYTES);
 	n += RECORD_HEADER_BYTES;
 	if (env.len > 0)
 		memcpy(out + n, env.ptr, env.len);
@@ -187,15 +193,19 @@ static void test_seal_check_round_trip(void)
 	CHECK_EQ_U(s.image[12] | s.image[13] << 8, length);
 	CHECK_EQ_U(s.image[16], 4096 / 8 & 0xff);
 	CHECK_EQ_U(s.image[23], 3);
-	/* The CRC is of bytes [8, length). */
-	uint32_t crc = crc32c(0, s.image + 8, length - 8);
-	CHECK_EQ_U(s.h.crc32c, crc);
+	/* Sealing leaves the CRC of bytes [8, length); on disk it goes on over
+	 * the segment's salt, 8 bytes little-endian. */
+	uint32_t own = crc32c(0, s.image + 8, length - 8);
+	CHECK_EQ_U(s.h.crc32c, own);
+	static const uint8_t salt_le[8] = { 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, 0xED, 0x5E };
+	uint32_t crc = crc32c(own, salt_le, sizeof(salt_le));
+	CHECK_EQ_U(record_crc_salted(own, TEST_SALT), crc);
 	CHECK_EQ_U((uint32_t)s.image[4] | (uint32_t)s.image[5] << 8 | (uint32_t)s.image[6] << 16 |
 			   (uint32_t)s.image[7] << 24,
 		   crc);
 
 	struct record_view v;
-	REQUIRE(record_check(s.image, s.image_len, &v) == RECORD_OK);
+	REQUIRE(record_check(s.image, s.image_len, TEST_SALT, &v) == RECORD_OK);
 	CHECK_EQ_U(v.header.queue_id, queue_id_make(3, 17, 4096));
 	CHECK(v.header.arrival_unix_ms == 1764345600123ll);
 	CHECK_EQ_U(v.header.length, length);
@@ -205,8 +215,8 @@ static void test_seal_check_round_trip(void)
 	CHECK_MEM(v.body.ptr, v.body.len,
 		  "Received: from a by b; now\r\nSubject: hi\r\n\r\n..dot\r\n", body_len);
 	/* Exactly `length` bytes are enough: padding is not required. */
-	CHECK(record_check(s.image, length, &v) == RECORD_OK);
-	CHECK(record_check(s.image, length - 1, &v) == RECORD_SHORT);
+	CHECK(record_check(s.image, length, TEST_SALT, &v) == RECORD_OK);
+	CHECK(record_check(s.image, length - 1, TEST_SALT, &v) == RECORD_SHORT);
 
 	/* A record with an empty envelope and body. */
 	struct record_header h0;
@@ -214,10 +224,30 @@ static void test_seal_check_round_trip(void)
 	record_seal(&h0, 1, -5, span_make(NULL, 0), NULL, 0);
 	size_t n = write_record(tiny, sizeof(tiny), &h0, span_make(NULL, 0), NULL, 0);
 	CHECK_EQ_U(n, 40);
-	REQUIRE(record_check(tiny, n, &v) == RECORD_OK);
+	REQUIRE(record_check(tiny, n, TEST_SALT, &v) == RECORD_OK);
 	CHECK(v.header.arrival_unix_ms == -5);
 	CHECK_EQ_U(v.envelope.len, 0);
 	CHECK_EQ_U(v.body.len, 0);
+	bytebuf_free(&s.env);
+}
+
+/* The salt is part of the CRC: the same bytes under another salt, or as
+ * record_seal left them (what a client could compute), do not check. */
+static void test_salt(void)
+{
+	struct sample s;
+	sample_make(&s);
+	struct record_view v;
+	CHECK(record_check(s.image, s.image_len, TEST_SALT, &v) == RECORD_OK);
+	CHECK(record_check(s.image, s.image_len, TEST_SALT ^ 1, &v) == RECORD_BAD_CRC);
+	CHECK(record_check(s.image, s.image_len, TEST_SALT ^ (1ull << 63), &v) == RECORD_BAD_CRC);
+	CHECK(record_check(s.image, s.image_len, 0, &v) == RECORD_BAD_CRC);
+	uint8_t img[512];
+	memcpy(img, s.image, s.image_len);
+	memcpy(img + 4, &s.h.crc32c, 4); /* the unsalted CRC */
+	for (uint64_t salt = 0; salt < 4096; salt++)
+		CHECK(record_check(img, s.image_len, TEST_SALT + salt, &v) == RECORD_BAD_CRC);
+	CHECK(record_check(img, s.image_len, 0, &v) == RECORD_BAD_CRC);
 	bytebuf_free(&s.env);
 }
 
@@ -230,7 +260,7 @@ static void put32(uint8_t *p, uint32_t v)
 static void refresh_crc(uint8_t *image)
 {
 	uint32_t length = image[12] | image[13] << 8 | image[14] << 16 | (uint32_t)image[15] << 24;
-	put32(image + 4, crc32c(0, image + 8, length - 8));
+	put32(image + 4, record_crc_salted(crc32c(0, image + 8, length - 8), TEST_SALT));
 }
 
 static void test_check_failures(void)
@@ -241,51 +271,56 @@ static void test_check_failures(void)
 	uint8_t img[512];
 
 	uint8_t zero[64] = { 0 };
-	CHECK(record_check(zero, sizeof(zero), &v) == RECORD_EMPTY);
-	CHECK(record_check(zero, 10, &v) == RECORD_EMPTY);
-	CHECK(record_check(zero, 0, &v) == RECORD_EMPTY);
+	CHECK(record_check(zero, sizeof(zero), TEST_SALT, &v) == RECORD_EMPTY);
+	CHECK(record_check(zero, 10, TEST_SALT, &v) == RECORD_EMPTY);
+	CHECK(record_check(zero, 0, TEST_SALT, &v) == RECORD_EMPTY);
 
 	/* Every prefix shorter than the record is SHORT (or EMPTY if zero). */
 	for (size_t avail = 1; avail < s.h.length; avail++)
-		CHECK(record_check(s.image, avail, &v) == RECORD_SHORT);
+		CHECK(record_check(s.image, avail, TEST_SALT, &v) == RECORD_SHORT);
 
 	/* Magic, version, type: each refused even with a CRC that matches. */
 	memcpy(img, s.image, s.image_len);
 	img[0] ^= 1;
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	memcpy(img, s.image, s.image_len);
-	img[10] = 2;
+	img[10] = 3;
 	refresh_crc(img);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
+	/* Format 1 (an unsalted CRC) is not read as this format. */
+	memcpy(img, s.image, s.image_len);
+	img[10] = 1;
+	put32(img + 4, crc32c(0, img + 8, s.h.length - 8));
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	memcpy(img, s.image, s.image_len);
 	img[8] = 9;
 	refresh_crc(img);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	/* Zero magic with a non-zero header is damage, not the empty tail. */
 	memcpy(img, s.image, s.image_len);
 	memset(img, 0, 4);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 
 	/* Lengths: below the header, parts not adding up, huge values. */
 	memcpy(img, s.image, s.image_len);
 	put32(img + 12, 39);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	memcpy(img, s.image, s.image_len);
 	put32(img + 32, s.h.envelope_bytes + 1);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	memcpy(img, s.image, s.image_len);
 	put32(img + 36, s.h.body_bytes - 1);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	memcpy(img, s.image, s.image_len);
 	put32(img + 32, 0xffffffffu);
 	put32(img + 36, 0xffffffffu);
 	put32(img + 12, 0xffffffffu);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_BAD_HEADER);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_BAD_HEADER);
 	/* Consistent but larger than what is there. */
 	memcpy(img, s.image, s.image_len);
 	put32(img + 36, 0x7fffffffu);
 	put32(img + 12, 40 + s.h.envelope_bytes + 0x7fffffffu);
-	CHECK(record_check(img, s.image_len, &v) == RECORD_SHORT);
+	CHECK(record_check(img, s.image_len, TEST_SALT, &v) == RECORD_SHORT);
 
 	/* CRC: a flipped bit anywhere in [4, length) is caught. */
 	unsigned missed = 0;
@@ -293,7 +328,7 @@ static void test_check_failures(void)
 		for (int bit = 0; bit < 8; bit++) {
 			memcpy(img, s.image, s.image_len);
 			img[byte] ^= (uint8_t)(1u << bit);
-			enum record_check_result r = record_check(img, s.image_len, &v);
+			enum record_check_result r = record_check(img, s.image_len, TEST_SALT, &v);
 			if (r == RECORD_OK)
 				missed++;
 			if (byte >= RECORD_HEADER_BYTES || byte == 5 || byte == 24)
@@ -353,6 +388,7 @@ int main(void)
 	test_envelope();
 	test_lengths();
 	test_seal_check_round_trip();
+	test_salt();
 	test_check_failures();
 	test_queue_id();
 	return test_main_end("record");
