@@ -1042,13 +1042,15 @@ static void dlog_submit(struct forward *f)
 	f->dlog_error = 0;
 	f->dlog_cqes_left = 0;
 	for (uint32_t i = 0; i < c->count; i++) {
-		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+		struct io_uring_sqe *sqes[2]; /* one submission: the link must not be cut */
+		ring_sqes(f->env.ring, c->sync ? 2 : 1, sqes);
+		struct io_uring_sqe *sqe = sqes[0];
 		io_uring_prep_writev(sqe, c->write[i].fd, &c->write[i].iov, 1, c->write[i].offset);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_WRITE, 0, i));
 		f->dlog_cqes_left++;
 		if (c->sync) {
 			sqe->flags |= IOSQE_IO_LINK;
-			sqe = ring_sqe(f->env.ring);
+			sqe = sqes[1];
 			io_uring_prep_fsync(sqe, c->write[i].fd, IORING_FSYNC_DATASYNC);
 			io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_SYNC, 0, i));
 			f->dlog_cqes_left++;

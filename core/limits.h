@@ -96,6 +96,14 @@
  * land after a pause, is bounded (the kernel doubles the value). */
 #define CLIENT_SOCKET_RCVBUF_BYTES (256 * 1024)
 
+/* io_uring submission (core/ring): SQEs a ring may hold in user space while
+ * the kernel refuses submissions with a full SQ (as many as the SQ, up to
+ * this), and how long a full backlog waits for the kernel, retrying every
+ * millisecond, before the process aborts (a refusal that outlasts it is not
+ * a passing condition). */
+#define RING_BACKLOG_SQES_MAX 4096
+#define RING_SUBMIT_STALL_MAX_MS 10000
+
 /* Store. */
 #define SEGMENT_SIZE_DEFAULT_BYTES (64ull << 20)
 #define SEGMENT_SIZE_MIN_BYTES (1ull << 20)

@@ -66,8 +66,9 @@ struct ring_info {
 
 /*
  * Creates ring with `entries` SQEs, trying SINGLE_ISSUER + DEFER_TASKRUN,
- * then COOP_TASKRUN, then nothing. Must run on the worker thread. Returns 0
- * or -errno.
+ * then COOP_TASKRUN, then nothing, and allocates its SQE backlog (below).
+ * Must run on the worker thread, which then owns the ring until ring_exit;
+ * one ring per thread. Returns 0 or -errno.
  */
 RMX_MUST_CHECK int ring_init(struct io_uring *ring, unsigned entries, struct ring_info *info);
 
@@ -108,7 +109,55 @@ static inline void buf_ring_publish(struct buf_ring *b)
 	}
 }
 
-/* An SQE, submitting pending ones first if the SQ is full. Never NULL. */
+/*
+ * Submission without aborting and without cutting link chains.
+ *
+ * Every ring made by ring_init has a user-space backlog of SQEs beside its
+ * SQ, as many entries as the SQ holds (at most RING_BACKLOG_SQES_MAX). When the
+ * SQ is full and the kernel refuses a submission (-EAGAIN, -EBUSY, -EINTR, or
+ * any other error, which the loop's own wait then reports), SQEs are handed
+ * out from the backlog instead: liburing's prep helpers only fill the struct,
+ * so callers cannot tell. Order is strict: once anything waits in the
+ * backlog, every new SQE goes there too, and ring_flush moves the backlog
+ * into the SQ, oldest first, one whole link chain at a time (a chain moves
+ * only when all of it fits, so one submission carries it whole).
+ *
+ * The backlog is found through the calling thread (one ring per worker
+ * thread): every function below must run on the thread that called
+ * ring_init, with that ring.
+ */
+
+/* Releases the backlog and the ring. Safe after a failed ring_init. */
+void ring_exit(struct io_uring *ring);
+
+/* An SQE, from the SQ or (see above) the backlog. Never NULL. */
 struct io_uring_sqe *ring_sqe(struct io_uring *ring);
+
+/*
+ * n SQEs (1 <= n <= the SQ size) that go to the kernel in one submission, in
+ * this order, out[0] first: what a link chain (IOSQE_IO_LINK on all but the
+ * last) needs, since a submission that ends inside a chain cuts it in two.
+ * Never fails.
+ */
+void ring_sqes(struct io_uring *ring, unsigned n, struct io_uring_sqe **out);
+
+/* Moves waiting SQEs into the SQ (submitting when a chain does not fit).
+ * Call once per loop turn, just before the loop submits and waits. */
+void ring_flush(struct io_uring *ring);
+
+/* What the backlog has seen, for logs and metrics. */
+struct ring_backlog_stats {
+	uint64_t sqes_total;            /* SQEs handed out from the backlog */
+	uint64_t submit_failures_total; /* submissions the kernel refused */
+	uint32_t waiting;               /* SQEs in the backlog now */
+	uint32_t waiting_peak;
+	int last_error;                 /* -errno of the last refused submission */
+};
+struct ring_backlog_stats ring_backlog_stats(const struct io_uring *ring);
+
+/* Tests only: the function that submits the SQ when it is full or when
+ * ring_flush needs room (NULL: io_uring_submit). Runs only on those paths. */
+typedef int (*ring_submit_fn)(struct io_uring *ring);
+void ring_set_submit_hook(struct io_uring *ring, ring_submit_fn fn);
 
 #endif

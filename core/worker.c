@@ -560,12 +560,14 @@ static void commit_submit(struct worker_loop *l)
 	struct store_commit sc;
 	if (l->commit_inflight || !store_commit_begin(l->w->shards[0].store, &sc))
 		return;
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
+	struct io_uring_sqe *sqes[2]; /* one submission: the link must not be cut */
+	ring_sqes(&l->ring, sc.sync ? 2 : 1, sqes);
+	struct io_uring_sqe *sqe = sqes[0];
 	io_uring_prep_writev(sqe, sc.fd, sc.iov, (unsigned)sc.iovcnt, sc.offset);
 	io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_WRITE, 0, 0));
 	if (sc.sync) {
 		sqe->flags |= IOSQE_IO_LINK;
-		sqe = ring_sqe(&l->ring);
+		sqe = sqes[1];
 		io_uring_prep_fsync(sqe, sc.fd, IORING_FSYNC_DATASYNC);
 		io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_SYNC, 0, 0));
 	}
@@ -1411,6 +1413,7 @@ static void log_finish(struct worker_loop *l)
 {
 	while (l->log_write_inflight) {
 		struct io_uring_cqe *cqe;
+		ring_flush(&l->ring);
 		int rc = io_uring_submit_and_wait(&l->ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
 			break;
@@ -1561,6 +1564,7 @@ static int loop_run(struct worker_loop *l)
 		}
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
 		struct io_uring_cqe *cqe;
+		ring_flush(&l->ring);
 		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
 			log_error("event=ring_wait_failed worker=%u error=%d", l->w->id, rc);
@@ -1649,7 +1653,7 @@ static void loop_teardown(struct worker_loop *l)
 	forward_free(l->forward);
 	l->forward = NULL;
 	buf_ring_free(&l->ring, &l->bufs);
-	io_uring_queue_exit(&l->ring);
+	ring_exit(&l->ring);
 	conn_slab_free(&l->slab);
 	while (l->reply_pool_count)
 		free(l->reply_pool[--l->reply_pool_count]);
