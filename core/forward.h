@@ -36,6 +36,7 @@ struct forward_shard {
 	uint32_t id;          /* the shard is DATA_DIR/w<id> */
 	struct store *store;
 	struct queue *queue;
+	uint32_t sealed_damaged; /* damaged regions recovery found in sealed segments */
 };
 
 struct forward_env {

@@ -320,6 +320,7 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		 id, leftover ? "yes" : "no", rs.segments, (unsigned long long)rs.records,
 		 (unsigned long long)rs.bytes, rs.quarantined, rs.sealed_damaged,
 		 (unsigned long long)rs.truncated_bytes);
+	out->sealed_damaged = rs.sealed_damaged;
 	if (rs.sealed_damaged)
 		log_error("event=store_corruption shard=w%u regions=%u note=\"damage in sealed "
 			  "segments: not a torn write; set aside in quarantine/, check the disk\"",

@@ -247,6 +247,10 @@ const struct metrics_desc metrics_table[] = {
 	      "Bytes held by the segment store."),
 	GAUGE("ringmx_store_segments", "", LABELS_NONE, FROM_SUM, store_segments,
 	      "Segment files in the store."),
+	GAUGE("ringmx_store_sealed_damaged_regions", "", LABELS_NONE, FROM_SUM,
+	      store_sealed_damaged,
+	      "Damaged regions start-up recovery found in sealed segments: corruption, never a "
+	      "torn write (set aside in quarantine/; check the disk)."),
 
 	GAUGE("ringmx_forward_pending_records", "records", LABELS_NONE, FROM_SUM,
 	      forward_pending_records, "Stored messages not yet forwarded or bounced."),
@@ -273,6 +277,12 @@ const struct metrics_desc metrics_table[] = {
 	      buffer_ring_in_use,
 	      "Provided receive buffers filled and not yet given back at once: the largest "
 	      "batch of the last second, summed over workers."),
+
+	COUNTER("ringmx_ring_backlog_sqes_total", "", LABELS_NONE, ring_backlog_sqes,
+		"io_uring requests held back in the worker's backlog while the kernel refused "
+		"submissions (EAGAIN, EBUSY); submitted in order later."),
+	COUNTER("ringmx_ring_submit_failures_total", "", LABELS_NONE, ring_submit_failures,
+		"io_uring submissions the kernel refused."),
 
 	COUNTER("ringmx_log_lines_dropped_total", "", LABELS_NONE, log_lines_dropped,
 		"Log lines dropped because the worker's log buffer was full or a write failed."),

@@ -115,6 +115,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	struct metrics_batch_hist commit_batch;
 	uint64_t store_bytes;    /* gauge */
 	uint64_t store_segments; /* gauge */
+	uint64_t store_sealed_damaged; /* gauge, set at start-up */
 	/* Forwarding. */
 	uint64_t forward_pending_records;           /* gauge */
 	uint64_t forward_record_buffer_bytes;       /* gauge */
@@ -128,6 +129,9 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t buffer_ring_enobufs;
 	uint64_t buffer_ring_in_use; /* gauge */
 
+	/* io_uring submissions (ring.h backlog). */
+	uint64_t ring_backlog_sqes;      /* SQEs parked while the kernel refused submissions */
+	uint64_t ring_submit_failures;   /* submissions the kernel refused */
 	/* Logs. */
 	uint64_t log_lines_dropped;
 	/* The metrics endpoint. */

@@ -839,6 +839,9 @@ static void store_kick(struct worker_loop *l)
 		segments += ss.segments;
 	}
 	metrics_set(&l->w->metrics->inflight_data_bytes, l->budget.inflight_bytes);
+	struct ring_backlog_stats rb = ring_backlog_stats(&l->ring);
+	metrics_set(&l->w->metrics->ring_backlog_sqes, rb.sqes_total);
+	metrics_set(&l->w->metrics->ring_submit_failures, rb.submit_failures_total);
 	metrics_set(&l->w->metrics->store_bytes, bytes);
 	metrics_set(&l->w->metrics->store_segments, segments);
 }
@@ -1594,6 +1597,10 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
 	l->budget.metrics = w->metrics;
+	uint64_t sealed_damaged = 0;
+	for (uint32_t k = 0; k < w->shard_count; k++)
+		sealed_damaged += w->shards[k].sealed_damaged;
+	metrics_set(&w->metrics->store_sealed_damaged, sealed_damaged);
 	loop_clock(l);
 	timer_wheel_init(&l->wheel, l->now_ms);
 	int rc = ring_init(&l->ring, RING_ENTRIES, &l->ring_info);

@@ -116,7 +116,7 @@ class PromtoolTest(unittest.TestCase):
     def test_check_rules(self):
         cp, out = self.run_promtool("check", "rules", deploy_path("ringmx-alerts.yml"))
         self.assertEqual(cp.returncode, 0, out)
-        self.assertIn("7 rules found", out)
+        self.assertIn("8 rules found", out)
 
     def test_check_config(self):
         cp, out = self.run_promtool("check", "config", deploy_path("prometheus.yml"))
@@ -134,7 +134,7 @@ class PromtoolTest(unittest.TestCase):
         # expressions, for: periods and labels exactly as written
         with open(deploy_path("ringmx-alerts.yml")) as f:
             rules = strip_annotations(f.read())
-        self.assertEqual(rules.count("- alert: "), 7)
+        self.assertEqual(rules.count("- alert: "), 8)
         with open(os.path.join(tmp, "ringmx-alerts.yml"), "w") as f:
             f.write(rules)
         gib = 1024 * 1024 * 1024
@@ -159,6 +159,8 @@ class PromtoolTest(unittest.TestCase):
              "1x40"),
             ('ringmx_fsync_disabled{job="ringmx",instance="a"}', "1x40"),
             ('ringmx_fsync_disabled{job="ringmx",instance="b"}', "0x40"),
+            ('ringmx_store_sealed_damaged_regions{job="ringmx",instance="a"}', "2x40"),
+            ('ringmx_store_sealed_damaged_regions{job="ringmx",instance="b"}', "0x40"),
         ]
         # fsync latency histogram: a's observations all land above 0.1s,
         # b's all below 0.01s (cumulative buckets, 10 per minute)
@@ -193,6 +195,7 @@ class PromtoolTest(unittest.TestCase):
                   dict(sev["warning"], upstream="192.0.2.10:25")),
             alert("RingmxFsyncSlow", "a", sev["warning"]),
             alert("RingmxFsyncDisabled", "a", sev["critical"]),
+            alert("RingmxStoreCorruption", "a", sev["critical"]),
         ]
         lines = ["rule_files:", "  - ringmx-alerts.yml", "evaluation_interval: 1m",
                  "tests:", "  - interval: 1m", "    input_series:"]
@@ -217,7 +220,8 @@ class PromtoolTest(unittest.TestCase):
                             "promtool accepted alerts on the healthy instance:\n" + out)
         for name in ("RingmxDown", "RingmxStoreFilling", "RingmxOldestPendingOld",
                      "RingmxNotForwarding",
-                     "RingmxUpstreamDown", "RingmxFsyncSlow", "RingmxFsyncDisabled"):
+                     "RingmxUpstreamDown", "RingmxFsyncSlow", "RingmxFsyncDisabled",
+                     "RingmxStoreCorruption"):
             self.assertIn(name, out, "promtool did not report %s as failing" % name)
 
 
