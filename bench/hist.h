@@ -11,7 +11,7 @@
 #ifndef RINGMX_BENCH_HIST_H
 #define RINGMX_BENCH_HIST_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 #define HIST_SUB_BITS 7                         /* 128 buckets per octave */
 #define HIST_SUB_COUNT (1u << HIST_SUB_BITS)

@@ -11,7 +11,7 @@
 #ifndef RINGMX_BENCH_LOAD_H
 #define RINGMX_BENCH_LOAD_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 #define SIZE_CLASSES_MAX 16
 #define BODY_LINE_TEXT_BYTES 78

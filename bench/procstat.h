@@ -8,7 +8,7 @@
 #ifndef RINGMX_BENCH_PROCSTAT_H
 #define RINGMX_BENCH_PROCSTAT_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 #include <sys/types.h>
 

@@ -10,7 +10,7 @@
 #ifndef RINGMX_BENCH_REPLY_H
 #define RINGMX_BENCH_REPLY_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 /* RFC 5321 4.5.3.1.5 allows 512 octets per reply line; accept some slack
  * from servers that go past it, and treat more as a broken peer. */

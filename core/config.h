@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 
 #include "../proto/smtp_session.h"
-#include "base.h"
-#include "limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
 struct listen_addr {
 	struct sockaddr_storage addr;

@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "limits.h"
+#include "../common/bounds.h"
 
 int conn_slab_init(struct conn_slab *s, uint32_t cap)
 {

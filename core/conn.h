@@ -11,7 +11,7 @@
 #define RINGMX_CONN_H
 
 #include "../proto/smtp_session.h"
-#include "base.h"
+#include "../common/base.h"
 #include "timer.h"
 #include "txn.h"
 

@@ -44,31 +44,6 @@ static void note_error(struct control_result *out, int rc)
 		out->first_error = rc;
 }
 
-static bool is_blank(uint8_t c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* Splits the next blank-separated word off *rest; false at the end. */
-static bool next_word(struct span *rest, struct span *word)
-{
-	size_t i = 0;
-	while (i < rest->len && is_blank(rest->ptr[i]))
-		i++;
-	size_t start = i;
-	while (i < rest->len && !is_blank(rest->ptr[i]))
-		i++;
-	*word = span_make(rest->ptr + start, i - start);
-	*rest = span_make(rest->ptr + i, rest->len - i);
-	return word->len > 0;
-}
-
-static bool word_is(struct span w, const char *text)
-{
-	size_t n = strlen(text);
-	return w.len == n && memcmp(w.ptr, text, n) == 0;
-}
-
 /* Counts the result of one queue call on a single message. */
 static void count_single(struct control_result *out, int rc)
 {
@@ -83,31 +58,27 @@ static void count_single(struct control_result *out, int rc)
 void control_apply_line(struct queue *q, struct span line, int64_t now_unix_ms,
 			struct control_result *out)
 {
-	if (line.len > 0 && line.ptr[line.len - 1] == '\r')
-		line.len--;
-	struct span rest = line, verb, arg, extra;
-	if (!next_word(&rest, &verb))
-		return; /* an empty line */
-	if (!next_word(&rest, &arg) || next_word(&rest, &extra)) {
+	struct control_request r;
+	switch (control_line_parse(line, &r)) {
+	case CONTROL_LINE_EMPTY:
+		return;
+	case CONTROL_LINE_MALFORMED:
 		out->malformed++;
 		return;
+	case CONTROL_LINE_OK:
+		break;
 	}
-	bool requeue = word_is(verb, "requeue");
-	if (!requeue && !word_is(verb, "delete")) {
-		out->malformed++;
-		return;
-	}
-	if (requeue && word_is(arg, "all")) {
+	if (r.all) {
 		out->made_due += queue_make_all_due(q, now_unix_ms);
 		out->applied++;
 		return;
 	}
 	uint64_t id;
-	if (!queue_id_parse(arg, &id)) {
+	if (!queue_id_parse(r.id_text, &id)) {
 		out->malformed++;
 		return;
 	}
-	if (requeue)
+	if (r.verb == CONTROL_VERB_REQUEUE)
 		count_single(out, queue_make_due(q, id, now_unix_ms));
 	else
 		count_single(out, queue_delete(q, id, now_unix_ms));

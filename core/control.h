@@ -7,29 +7,17 @@
  * and sends SIGUSR1 to the pid in DATA_DIR/ringmx.pid. Each worker, asked
  * by the main thread, applies the files of its shard with control_apply().
  *
- * Request file: CONTROL_DIR_NAME/<name>.req (names starting with '.' are
- * temporary and ignored), at most CONTROL_REQUEST_MAX_BYTES of lines
- *
- *   requeue <QUEUE_ID>      the message is due now
- *   requeue all             every queued message is due now
- *   delete <QUEUE_ID>       DELETED for its pending recipients, no DSN
- *
- * QUEUE_ID is 16 hex digits; words are separated by blanks; a CR before the
- * LF and empty lines are allowed. Anything else counts as malformed and is
- * skipped. Files are applied in name order, then removed.
+ * The request files and their line grammar: common/control_proto.h.
  */
 #ifndef RINGMX_CONTROL_H
 #define RINGMX_CONTROL_H
 
-#include "base.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
+#include "../common/control_proto.h"
 
 struct queue;
 
-#define CONTROL_DIR_NAME "control"          /* inside the shard directory */
-#define CONTROL_REQUEST_SUFFIX ".req"
-#define CONTROL_REQUEST_MAX_BYTES 65536     /* larger files are refused whole */
-#define CONTROL_NAME_MAX_BYTES 128          /* longer names are not ours: ignored */
-#define CONTROL_FILES_PER_BATCH 64          /* names read before one sort */
 
 struct control_result {
 	uint32_t files;      /* request files read and removed */

@@ -14,7 +14,7 @@
  * commands; the body goes out verbatim from the buffer. At most one send
  * and one receive are in flight per slot. Every wait for the upstream has
  * the upstream_timeout deadline; a connection to a fallback relay is
- * retired after FWD_FAILOVER_MAX_AGE_MS so that a recovered primary is used
+ * retired after FORWARD_FAILOVER_MAX_AGE_MS so that a recovered primary is used
  * again.
  */
 #include "forward.h"
@@ -39,17 +39,10 @@
 #include "metrics.h"
 #include "ring.h"
 
-#define FWD_IN_BYTES 4096
-#define FWD_OUT_BYTES SMTP_REPLY_BUFFER_BYTES
-#define FWD_IDLE_QUIT_MS 10000
-#define FWD_UPSTREAM_DOWN_MS 30000
-#define FWD_FAILOVER_MAX_AGE_MS 60000
-#define FWD_SEGMENT_FDS 32
-#define FWD_DIAG_BYTES 320
 
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
 
-struct fwd_dsn {
+struct forward_dsn {
 	bool active;       /* a DSN record is being stored for the slot's message */
 	bool reserve_wait; /* store_reserve said -EAGAIN: try again next turn */
 	uint8_t *body;
@@ -63,7 +56,7 @@ struct fwd_dsn {
 	uint32_t recipients; /* the recipients it reports */
 };
 
-struct fwd_slot {
+struct forward_slot {
 	uint32_t index;
 	uint32_t gen;
 	int fd;
@@ -81,12 +74,12 @@ struct fwd_slot {
 	bool client_ready;         /* the client said READY and nothing runs */
 	struct smtp_client client;
 	struct smtp_out out;
-	uint8_t out_buf[FWD_OUT_BYTES];
+	uint8_t out_buf[FORWARD_OUT_BUFFER_BYTES];
 	uint32_t send_bytes;       /* of out, in the send in flight */
 	bool body_sending;         /* the send in flight is body bytes */
 	size_t body_sent_bytes;
 	bool body_pending;         /* SEND_BODY: the body goes after out */
-	uint8_t in[FWD_IN_BYTES];
+	uint8_t in[FORWARD_IN_BUFFER_BYTES];
 
 	/* The message attached to the slot, and its shard (index into shards). */
 	struct queue_msg *msg;
@@ -104,7 +97,7 @@ struct fwd_slot {
 	struct smtp_client_message cm;
 	struct smtp_client_xforward xf;
 	char xf_addr[64];          /* "IPV6:" + an IPv6 client address */
-	struct fwd_dsn dsn;
+	struct forward_dsn dsn;
 };
 
 struct seg_fd {
@@ -115,7 +108,7 @@ struct seg_fd {
 
 struct forward {
 	struct forward_env env;       /* env.cfg: the current configuration snapshot */
-	struct fwd_slot *slots;
+	struct forward_slot *slots;
 	uint32_t slot_count;
 	int64_t now_unix_ms;
 	uint64_t now_ms;
@@ -124,12 +117,12 @@ struct forward {
 
 	uint32_t due_next;         /* shard asked first for a due message */
 
-	bool dlog_inflight;
-	uint32_t dlog_shard;       /* whose commit is in flight */
-	uint32_t dlog_next;        /* asked first for the next commit */
-	uint32_t dlog_cqes_left;
-	int dlog_error;
-	struct queue_commit dlog_commit;
+	bool delivery_log_inflight;
+	uint32_t delivery_log_shard;       /* whose commit is in flight */
+	uint32_t delivery_log_next;        /* asked first for the next commit */
+	uint32_t delivery_log_cqes_left;
+	int delivery_log_error;
+	struct queue_commit delivery_log_commit;
 
 	bool reclaim_inflight;
 	uint32_t reclaim_shard;
@@ -139,19 +132,19 @@ struct forward {
 
 	uint64_t rec_held_bytes;      /* record buffers of all slots (max_inflight_data_bytes) */
 
-	struct seg_fd seg_fds[FWD_SEGMENT_FDS];
+	struct seg_fd seg_fds[FORWARD_SEGMENT_FDS_MAX];
 	uint32_t seg_fd_next;
 	uint64_t dsn_counter;
 
 	struct forward_stats stats;
 };
 
-static void slot_close(struct forward *f, struct fwd_slot *s);
-static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_status st);
+static void slot_close(struct forward *f, struct forward_slot *s);
+static void slot_drive(struct forward *f, struct forward_slot *s, enum smtp_client_status st);
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static uint64_t slot_ud(enum ring_op op, const struct fwd_slot *s)
+static uint64_t slot_ud(enum ring_op op, const struct forward_slot *s)
 {
 	return ring_ud(op, s->gen, s->index);
 }
@@ -163,7 +156,7 @@ static struct queue *shard_queue(const struct forward *f, uint32_t shard)
 }
 
 /* The queue of the slot's message. */
-static struct queue *slot_queue(const struct forward *f, const struct fwd_slot *s)
+static struct queue *slot_queue(const struct forward *f, const struct forward_slot *s)
 {
 	return shard_queue(f, s->shard);
 }
@@ -180,7 +173,7 @@ static void shard_path(const struct forward *f, uint32_t shard, char *out, size_
  * open(2) of a local file; the reads themselves go through the ring). */
 static int segment_fd(struct forward *f, uint32_t shard, uint32_t seq)
 {
-	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].shard == shard &&
 		    f->seg_fds[i].seq == seq)
 			return f->seg_fds[i].fd;
@@ -190,7 +183,7 @@ static int segment_fd(struct forward *f, uint32_t shard, uint32_t seq)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	struct seg_fd *e = &f->seg_fds[f->seg_fd_next++ % FWD_SEGMENT_FDS];
+	struct seg_fd *e = &f->seg_fds[f->seg_fd_next++ % FORWARD_SEGMENT_FDS_MAX];
 	if (e->fd >= 0)
 		close(e->fd);
 	e->shard = shard;
@@ -201,7 +194,7 @@ static int segment_fd(struct forward *f, uint32_t shard, uint32_t seq)
 
 static void segment_fd_forget(struct forward *f, uint32_t shard, uint32_t seq)
 {
-	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++) {
+	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++) {
 		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].shard == shard &&
 		    f->seg_fds[i].seq == seq) {
 			close(f->seg_fds[i].fd);
@@ -210,7 +203,7 @@ static void segment_fd_forget(struct forward *f, uint32_t shard, uint32_t seq)
 	}
 }
 
-static void slot_arm_deadline(struct forward *f, struct fwd_slot *s)
+static void slot_arm_deadline(struct forward *f, struct forward_slot *s)
 {
 	s->deadline_ms = f->now_ms + (uint64_t)f->env.cfg->upstream_timeout_s * 1000u;
 }
@@ -218,7 +211,7 @@ static void slot_arm_deadline(struct forward *f, struct fwd_slot *s)
 /* reply="CODE STATUS TEXT" (the relay's words, quoted by the logger). */
 static void log_add_reply(struct log_msg *m, unsigned code, const char *status, const char *text)
 {
-	char reply[FWD_DIAG_BYTES];
+	char reply[FORWARD_DIAG_BYTES];
 	int n = snprintf(reply, sizeof(reply), "%u %s%s%s", code, status, text[0] ? " " : "", text);
 	log_add(m, "reply", reply, n < 0 ? 0 : RMX_MIN((size_t)n, sizeof(reply) - 1));
 }
@@ -227,7 +220,7 @@ static void log_add_reply(struct log_msg *m, unsigned code, const char *status, 
 
 /* Lets go of the slot's message and its buffers; the record buffer's bytes
  * go back to the forwarder's budget. */
-static void msg_free(struct forward *f, struct fwd_slot *s)
+static void msg_free(struct forward *f, struct forward_slot *s)
 {
 	if (s->rec) {
 		RMX_ASSERT(f->rec_held_bytes >= s->rec_bytes);
@@ -249,7 +242,7 @@ static void msg_free(struct forward *f, struct fwd_slot *s)
 	s->tried_mask = 0;
 }
 
-static void dsn_free(struct fwd_dsn *d)
+static void dsn_free(struct forward_dsn *d)
 {
 	free(d->body);
 	bytebuf_free(&d->env);
@@ -258,7 +251,7 @@ static void dsn_free(struct fwd_dsn *d)
 
 /* Gives the slot's message back to the queue without counting an attempt,
  * due at due_unix_ms (DONE or RETRY: either way the slot lets go of it). */
-static void msg_requeue(struct forward *f, struct fwd_slot *s, int64_t due_unix_ms)
+static void msg_requeue(struct forward *f, struct forward_slot *s, int64_t due_unix_ms)
 {
 	enum queue_attempt_result r = queue_requeue(slot_queue(f, s), s->msg, due_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
@@ -270,10 +263,10 @@ static const char *attempt_result_name(enum queue_attempt_result r)
 	return r == QUEUE_ATTEMPT_DONE ? "done" : r == QUEUE_ATTEMPT_RETRY ? "retry" : "bounce";
 }
 
-static bool dsn_start(struct forward *f, struct fwd_slot *s);
+static bool dsn_start(struct forward *f, struct forward_slot *s);
 
 /* The attempt on the slot's message is over (outcomes reported). */
-static void msg_attempt_finished(struct forward *f, struct fwd_slot *s)
+static void msg_attempt_finished(struct forward *f, struct forward_slot *s)
 {
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id); /* before: DONE frees the message */
@@ -290,10 +283,10 @@ static void msg_attempt_finished(struct forward *f, struct fwd_slot *s)
 }
 
 /* Every pending recipient of the slot's message failed the same way. */
-static void msg_fail_all(struct forward *f, struct fwd_slot *s, enum queue_outcome outcome,
+static void msg_fail_all(struct forward *f, struct forward_slot *s, enum queue_outcome outcome,
 			 uint16_t code, const char *status)
 {
-	uint16_t enh = dlog_enhanced_parse(span_make(status, strlen(status)));
+	uint16_t enh = delivery_log_enhanced_parse(span_make(status, strlen(status)));
 	for (uint32_t i = 0; i < s->rcpt_count; i++)
 		queue_outcome(slot_queue(f, s), s->msg, s->rcpt_index[i], outcome, code, enh,
 			      f->now_unix_ms);
@@ -305,7 +298,7 @@ static void msg_fail_all(struct forward *f, struct fwd_slot *s, enum queue_outco
 	msg_attempt_finished(f, s);
 }
 
-static void msg_results(struct forward *f, struct fwd_slot *s);
+static void msg_results(struct forward *f, struct forward_slot *s);
 
 /*
  * The connection ended under the slot's message. Begun on the wire: the
@@ -313,7 +306,7 @@ static void msg_results(struct forward *f, struct fwd_slot *s);
  * final, a 550 to RCPT say, stand) and the attempt ends. Not begun: the
  * message waits for the next connection; not even read: back to the queue.
  */
-static void msg_connection_lost(struct forward *f, struct fwd_slot *s, const char *why)
+static void msg_connection_lost(struct forward *f, struct forward_slot *s, const char *why)
 {
 	if (!s->msg || s->dsn.active)
 		return;
@@ -330,11 +323,11 @@ static void msg_connection_lost(struct forward *f, struct fwd_slot *s, const cha
 
 static uint16_t result_enhanced(const struct smtp_client_result *r)
 {
-	return dlog_enhanced_parse(span_make(r->status, strlen(r->status)));
+	return delivery_log_enhanced_parse(span_make(r->status, strlen(r->status)));
 }
 
 /* MESSAGE_DONE: one outcome per recipient, then the attempt ends. */
-static void msg_results(struct forward *f, struct fwd_slot *s)
+static void msg_results(struct forward *f, struct forward_slot *s)
 {
 	const struct smtp_client_result *mr = smtp_client_message_result(&s->client);
 	char id[RECORD_QUEUE_ID_CHARS];
@@ -386,7 +379,7 @@ static void msg_results(struct forward *f, struct fwd_slot *s)
 }
 
 /* Parses the checked record into what the client needs. */
-static bool msg_parse(struct forward *f, struct fwd_slot *s)
+static bool msg_parse(struct forward *f, struct forward_slot *s)
 {
 	uint32_t total = queue_msg_rcpt_count(s->msg);
 	s->rcpts = calloc(total, sizeof(*s->rcpts));
@@ -463,7 +456,7 @@ static bool msg_parse(struct forward *f, struct fwd_slot *s)
  * are BOUNCE_DUE or EXPIRE_DUE. Returns false when none is to be sent (null
  * reverse path: logged) so the caller finishes the bounce at once.
  */
-static bool dsn_start(struct forward *f, struct fwd_slot *s)
+static bool dsn_start(struct forward *f, struct forward_slot *s)
 {
 	struct queue_msg *m = s->msg;
 	char id[RECORD_QUEUE_ID_CHARS];
@@ -475,7 +468,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 	}
 	uint32_t total = queue_msg_rcpt_count(m);
 	struct dsn_recipient *dr = calloc(total, sizeof(*dr));
-	char(*diag)[FWD_DIAG_BYTES] = calloc(total, sizeof(*diag));
+	char(*diag)[FORWARD_DIAG_BYTES] = calloc(total, sizeof(*diag));
 	struct span *addr_of = calloc(total, sizeof(*addr_of));
 	const struct smtp_client_result **res_of = calloc(total, sizeof(*res_of));
 	bool ok = dr && diag && addr_of && res_of;
@@ -501,12 +494,12 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 			d->action = DSN_ACTION_FAILED;
 			d->last_attempt_unix = f->now_unix_ms / 1000;
 			if (st == QUEUE_RCPT_BOUNCE_DUE && res && res->code) {
-				int len = snprintf(diag[n], FWD_DIAG_BYTES, "%u %s %s", res->code,
+				int len = snprintf(diag[n], FORWARD_DIAG_BYTES, "%u %s %s", res->code,
 						   res->status, res->text);
 				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0) <
-								   FWD_DIAG_BYTES
+								   FORWARD_DIAG_BYTES
 								   ? (size_t)RMX_MAX(len, 0)
-								   : FWD_DIAG_BYTES - 1);
+								   : FORWARD_DIAG_BYTES - 1);
 				d->status = span_make(res->status, strlen(res->status));
 				d->remote_mta = span_make("", 0);
 			} else {
@@ -515,13 +508,13 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 				char last[48] = "";
 				unsigned cls, subj, det;
 				if (queue_msg_last_reply_code(m) &&
-				    dlog_enhanced_unpack(queue_msg_last_enhanced(m), &cls, &subj, &det))
+				    delivery_log_enhanced_unpack(queue_msg_last_enhanced(m), &cls, &subj, &det))
 					snprintf(last, sizeof(last), "; last reply %u %u.%u.%u",
 						 queue_msg_last_reply_code(m), cls, subj, det);
 				else if (queue_msg_last_reply_code(m))
 					snprintf(last, sizeof(last), "; last reply %u",
 						 queue_msg_last_reply_code(m));
-				int len = snprintf(diag[n], FWD_DIAG_BYTES,
+				int len = snprintf(diag[n], FORWARD_DIAG_BYTES,
 						   "delivery time expired after %u attempts%s",
 						   (unsigned)queue_msg_attempts(m), last);
 				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0));
@@ -530,7 +523,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
 			n++;
 		}
 	}
-	struct fwd_dsn *dsn = &s->dsn;
+	struct forward_dsn *dsn = &s->dsn;
 	char token[48];
 	int tlen = snprintf(token, sizeof(token), "%.16s-%u-%llu", id, f->env.worker,
 			    (unsigned long long)++f->dsn_counter);
@@ -605,7 +598,7 @@ static bool dsn_start(struct forward *f, struct fwd_slot *s)
  * attempt refuses or expires them again and asks for the DSN again. The slot
  * is free at once, and nothing final was logged, so nothing is lost.
  */
-static void dsn_abandon(struct forward *f, struct fwd_slot *s, int error)
+static void dsn_abandon(struct forward *f, struct forward_slot *s, int error)
 {
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
@@ -619,9 +612,9 @@ static void dsn_abandon(struct forward *f, struct fwd_slot *s, int error)
 }
 
 /* Reserves, seals and appends the slot's DSN record; retried on -EAGAIN. */
-static void dsn_store(struct forward *f, struct fwd_slot *s)
+static void dsn_store(struct forward *f, struct forward_slot *s)
 {
-	struct fwd_dsn *d = &s->dsn;
+	struct forward_dsn *d = &s->dsn;
 	RMX_ASSERT(d->active && d->reserve_wait);
 	uint64_t padded = record_padded_length(d->env.len, d->body_len);
 	uint64_t qid;
@@ -652,7 +645,7 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 {
 	uint32_t i = (uint32_t)(cookie & ~FORWARD_COOKIE_BIT);
 	RMX_ASSERT(i < f->slot_count);
-	struct fwd_slot *s = &f->slots[i];
+	struct forward_slot *s = &f->slots[i];
 	RMX_ASSERT(s->dsn.active && s->msg);
 	if (result != 0) {
 		dsn_abandon(f, s, result);
@@ -672,18 +665,18 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 
 /* ---- sending and receiving -------------------------------------------------- */
 
-static void slot_arm_recv(struct forward *f, struct fwd_slot *s)
+static void slot_arm_recv(struct forward *f, struct forward_slot *s)
 {
 	if (s->recv_inflight || s->state != SLOT_SESSION)
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_recv(sqe, s->fd, s->in, sizeof(s->in), 0);
-	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_RECV, s));
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_RECV, s));
 	s->recv_inflight = true;
 }
 
 /* Sends what is due: the commands in out first, then the body. */
-static void slot_flush(struct forward *f, struct fwd_slot *s)
+static void slot_flush(struct forward *f, struct forward_slot *s)
 {
 	if (s->send_inflight || s->state != SLOT_SESSION)
 		return;
@@ -704,12 +697,12 @@ static void slot_flush(struct forward *f, struct fwd_slot *s)
 	}
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_SEND, s));
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_SEND, s));
 	s->send_inflight = true;
 	slot_arm_deadline(f, s);
 }
 
-static void slot_start_message(struct forward *f, struct fwd_slot *s)
+static void slot_start_message(struct forward *f, struct forward_slot *s)
 {
 	RMX_ASSERT(s->msg && s->msg_loaded && !s->msg_started && s->client_ready);
 	s->client_ready = false;
@@ -722,7 +715,7 @@ static void slot_start_message(struct forward *f, struct fwd_slot *s)
 }
 
 /* Acts on what the client says. */
-static void slot_drive(struct forward *f, struct fwd_slot *s, enum smtp_client_status st)
+static void slot_drive(struct forward *f, struct forward_slot *s, enum smtp_client_status st)
 {
 	switch (st) {
 	case SMTP_CLIENT_WANT_INPUT:
@@ -792,7 +785,7 @@ static int pick_upstream(const struct forward *f, uint32_t tried_mask)
 	return -1;
 }
 
-static void slot_connect(struct forward *f, struct fwd_slot *s)
+static void slot_connect(struct forward *f, struct forward_slot *s)
 {
 	int u = pick_upstream(f, s->tried_mask);
 	if (u < 0) {
@@ -822,12 +815,12 @@ static void slot_connect(struct forward *f, struct fwd_slot *s)
 	s->gen = (s->gen + 1) & 0xffffffu;
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&a->addr, a->addr_len);
-	io_uring_sqe_set_data64(sqe, slot_ud(OP_FWD_CONNECT, s));
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_CONNECT, s));
 	s->connect_inflight = true;
 	slot_arm_deadline(f, s);
 }
 
-static void on_connect(struct forward *f, struct fwd_slot *s, int res)
+static void on_connect(struct forward *f, struct forward_slot *s, int res)
 {
 	s->connect_inflight = false;
 	if (s->state == SLOT_CLOSING) {
@@ -838,7 +831,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 	if (res < 0) {
 		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%d",
 			 f->env.worker, f->env.cfg->upstream[s->upstream].text, res);
-		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
 		f->stats.upstream_up_mask &= ~(1u << s->upstream);
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
 		close(s->fd);
@@ -863,7 +856,7 @@ static void on_connect(struct forward *f, struct fwd_slot *s, int res)
 }
 
 /* Stops the slot's connection; the slot is IDLE once nothing is in flight. */
-static void slot_close(struct forward *f, struct fwd_slot *s)
+static void slot_close(struct forward *f, struct forward_slot *s)
 {
 	if (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING) {
 		s->state = SLOT_CLOSING;
@@ -885,7 +878,7 @@ static void slot_close(struct forward *f, struct fwd_slot *s)
 		 * refused, EHLO failed...): that relay is not serving; the next one
 		 * in the list gets the message, and when none is left the attempt
 		 * has failed and is retried later. */
-		f->upstream_down_until_ms[s->upstream] = f->now_ms + FWD_UPSTREAM_DOWN_MS;
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
 		if (!f->draining && pick_upstream(f, s->tried_mask) >= 0) {
 			slot_connect(f, s);
@@ -899,7 +892,7 @@ static void slot_close(struct forward *f, struct fwd_slot *s)
 	}
 }
 
-static void on_recv(struct forward *f, struct fwd_slot *s, int res)
+static void on_recv(struct forward *f, struct forward_slot *s, int res)
 {
 	s->recv_inflight = false;
 	if (s->state != SLOT_SESSION) {
@@ -925,7 +918,7 @@ static void on_recv(struct forward *f, struct fwd_slot *s, int res)
 		s->deadline_ms = deadline_ms;
 }
 
-static void on_send(struct forward *f, struct fwd_slot *s, int res)
+static void on_send(struct forward *f, struct forward_slot *s, int res)
 {
 	s->send_inflight = false;
 	if (s->state != SLOT_SESSION) {
@@ -960,7 +953,7 @@ static void on_send(struct forward *f, struct fwd_slot *s, int res)
 
 /* ---- reading the record ------------------------------------------------------ */
 
-static void slot_read_record(struct forward *f, struct fwd_slot *s)
+static void slot_read_record(struct forward *f, struct forward_slot *s)
 {
 	uint32_t worker, seq;
 	uint64_t offset;
@@ -973,16 +966,16 @@ static void slot_read_record(struct forward *f, struct fwd_slot *s)
 	if (fd < 0) {
 		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
 			  fd);
-		msg_requeue(f, s, f->now_unix_ms + 60000);
+		msg_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
 		return;
 	}
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_read(sqe, fd, s->rec, (unsigned)s->rec_bytes, offset);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_FWD_READ, 0, s->index));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_FWD_READ, 0, s->index));
 	s->read_inflight = true;
 }
 
-static void on_read(struct forward *f, struct fwd_slot *s, int res)
+static void on_read(struct forward *f, struct forward_slot *s, int res)
 {
 	s->read_inflight = false;
 	RMX_ASSERT(s->msg != NULL);
@@ -1024,55 +1017,55 @@ static void on_read(struct forward *f, struct fwd_slot *s, int res)
 /* ---- the delivery log and reclamation ---------------------------------------- */
 
 /* One delivery-log commit in flight, the shards taking turns. */
-static void dlog_submit(struct forward *f)
+static void delivery_log_submit(struct forward *f)
 {
-	if (f->dlog_inflight)
+	if (f->delivery_log_inflight)
 		return;
 	uint32_t n = f->env.shard_count, k = 0;
-	while (k < n && !queue_commit_begin(shard_queue(f, (f->dlog_next + k) % n),
-					    &f->dlog_commit))
+	while (k < n && !queue_commit_begin(shard_queue(f, (f->delivery_log_next + k) % n),
+					    &f->delivery_log_commit))
 		k++;
 	if (k == n)
 		return;
-	f->dlog_shard = (f->dlog_next + k) % n;
-	f->dlog_next = f->dlog_shard + 1;
-	struct queue_commit *c = &f->dlog_commit;
+	f->delivery_log_shard = (f->delivery_log_next + k) % n;
+	f->delivery_log_next = f->delivery_log_shard + 1;
+	struct queue_commit *c = &f->delivery_log_commit;
 	RMX_ASSERT(c->count >= 1 && c->count <= QUEUE_COMMIT_WRITES_MAX);
-	f->dlog_inflight = true;
-	f->dlog_error = 0;
-	f->dlog_cqes_left = 0;
+	f->delivery_log_inflight = true;
+	f->delivery_log_error = 0;
+	f->delivery_log_cqes_left = 0;
 	for (uint32_t i = 0; i < c->count; i++) {
 		struct io_uring_sqe *sqes[2]; /* one submission: the link must not be cut */
 		ring_sqes(f->env.ring, c->sync ? 2 : 1, sqes);
 		struct io_uring_sqe *sqe = sqes[0];
 		io_uring_prep_writev(sqe, c->write[i].fd, &c->write[i].iov, 1, c->write[i].offset);
-		io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_WRITE, 0, i));
-		f->dlog_cqes_left++;
+		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_DLOG_WRITE, 0, i));
+		f->delivery_log_cqes_left++;
 		if (c->sync) {
 			sqe->flags |= IOSQE_IO_LINK;
 			sqe = sqes[1];
 			io_uring_prep_fsync(sqe, c->write[i].fd, IORING_FSYNC_DATASYNC);
-			io_uring_sqe_set_data64(sqe, ring_ud(OP_DLOG_SYNC, 0, i));
-			f->dlog_cqes_left++;
+			io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_DLOG_SYNC, 0, i));
+			f->delivery_log_cqes_left++;
 		}
 	}
 }
 
 static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
 {
-	RMX_ASSERT(f->dlog_inflight && f->dlog_cqes_left > 0 && i < f->dlog_commit.count);
+	RMX_ASSERT(f->delivery_log_inflight && f->delivery_log_cqes_left > 0 && i < f->delivery_log_commit.count);
 	int err = res < 0 ? res : 0;
-	if (op == OP_DLOG_WRITE && res >= 0 && (size_t)res != f->dlog_commit.write[i].iov.iov_len)
+	if (op == RING_OP_DLOG_WRITE && res >= 0 && (size_t)res != f->delivery_log_commit.write[i].iov.iov_len)
 		err = -EIO;
-	if (err && !f->dlog_error)
-		f->dlog_error = err;
-	if (--f->dlog_cqes_left)
+	if (err && !f->delivery_log_error)
+		f->delivery_log_error = err;
+	if (--f->delivery_log_cqes_left)
 		return;
-	f->dlog_inflight = false;
-	if (f->dlog_error)
+	f->delivery_log_inflight = false;
+	if (f->delivery_log_error)
 		log_error("event=delivery_log_failed worker=%u error=%d", f->env.worker,
-			  f->dlog_error);
-	queue_commit_done(shard_queue(f, f->dlog_shard), f->dlog_error);
+			  f->delivery_log_error);
+	queue_commit_done(shard_queue(f, f->delivery_log_shard), f->delivery_log_error);
 }
 
 static void reclaim_submit(struct forward *f)
@@ -1084,9 +1077,9 @@ static void reclaim_submit(struct forward *f)
 		shard++;
 	if (shard == f->env.shard_count)
 		return;
-	char seg[SEGMENT_NAME_MAX_BYTES], dl[DLOG_NAME_MAX_BYTES];
+	char seg[SEGMENT_NAME_MAX_BYTES], dl[DELIVERY_LOG_NAME_MAX_BYTES];
 	segment_name_format(seg, seq);
-	dlog_name_format(dl, seq);
+	delivery_log_name_format(dl, seq);
 	shard_path(f, shard, f->reclaim_seg_path, sizeof(f->reclaim_seg_path), seg);
 	shard_path(f, shard, f->reclaim_dlog_path, sizeof(f->reclaim_dlog_path), dl);
 	segment_fd_forget(f, shard, seq);
@@ -1098,7 +1091,7 @@ static void reclaim_submit(struct forward *f)
 	 * multishot requests always pending, a drain would never start.) */
 	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_seg_path, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 0));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECLAIM, 0, 0));
 }
 
 static void on_reclaim(struct forward *f, uint32_t which, int res)
@@ -1110,7 +1103,7 @@ static void on_reclaim(struct forward *f, uint32_t which, int res)
 	if (which == 0) {
 		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 		io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(OP_RECLAIM, 0, 1));
+		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECLAIM, 0, 1));
 		return;
 	}
 	f->reclaim_inflight = false;
@@ -1145,7 +1138,7 @@ int forward_new(const struct forward_env *env, struct forward **out)
 		f->slots[i].fd = -1;
 		f->slots[i].state = SLOT_IDLE;
 	}
-	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		f->seg_fds[i].fd = -1;
 	*out = f;
 	return 0;
@@ -1156,7 +1149,7 @@ void forward_free(struct forward *f)
 	if (!f)
 		return;
 	for (uint32_t i = 0; i < f->slot_count; i++) {
-		struct fwd_slot *s = &f->slots[i];
+		struct forward_slot *s = &f->slots[i];
 		if (s->fd >= 0)
 			close(s->fd);
 		free(s->rec);
@@ -1165,7 +1158,7 @@ void forward_free(struct forward *f)
 		free(s->results);
 		dsn_free(&s->dsn);
 	}
-	for (uint32_t i = 0; i < FWD_SEGMENT_FDS; i++)
+	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		if (f->seg_fds[i].fd >= 0)
 			close(f->seg_fds[i].fd);
 	free(f->slots);
@@ -1199,7 +1192,7 @@ void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padde
  * waits until another slot lets go of its record. One record is always
  * allowed, so the largest message is never stuck.
  */
-static bool next_due(struct forward *f, struct fwd_slot *s, int64_t now_unix_ms)
+static bool next_due(struct forward *f, struct forward_slot *s, int64_t now_unix_ms)
 {
 	uint32_t n = f->env.shard_count;
 	for (uint32_t k = 0; k < n; k++) {
@@ -1225,7 +1218,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 	f->now_unix_ms = now_unix_ms;
 	f->now_ms = now_ms;
 	for (uint32_t i = 0; i < f->slot_count; i++) {
-		struct fwd_slot *s = &f->slots[i];
+		struct forward_slot *s = &f->slots[i];
 		if (s->dsn.active && s->dsn.reserve_wait)
 			dsn_store(f, s);
 		if (s->deadline_ms && now_ms > s->deadline_ms &&
@@ -1234,14 +1227,14 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 				 f->env.cfg->upstream[s->upstream].text);
 			s->deadline_ms = 0;
 			if (s->state == SLOT_CONNECTING)
-				f->upstream_down_until_ms[s->upstream] = now_ms + FWD_UPSTREAM_DOWN_MS;
+				f->upstream_down_until_ms[s->upstream] = now_ms + FORWARD_UPSTREAM_DOWN_MS;
 			msg_connection_lost(f, s, "upstream timeout");
 			slot_close(f, s);
 			continue;
 		}
 		if (s->state == SLOT_SESSION && s->client_ready && !s->msg && !s->quitting &&
-		    (f->draining || now_ms - s->idle_since_ms > FWD_IDLE_QUIT_MS ||
-		     (s->upstream > 0 && now_ms - s->connected_ms > FWD_FAILOVER_MAX_AGE_MS))) {
+		    (f->draining || now_ms - s->idle_since_ms > FORWARD_IDLE_QUIT_MS ||
+		     (s->upstream > 0 && now_ms - s->connected_ms > FORWARD_FAILOVER_MAX_AGE_MS))) {
 			s->quitting = true;
 			s->client_ready = false;
 			slot_drive(f, s, smtp_client_quit(&s->client, &s->out));
@@ -1256,7 +1249,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 			break;
 		slot_read_record(f, s);
 	}
-	dlog_submit(f);
+	delivery_log_submit(f);
 	reclaim_submit(f);
 	uint64_t pending = 0;
 	for (uint32_t k = 0; k < f->env.shard_count; k++) {
@@ -1278,30 +1271,30 @@ void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
 	enum ring_op op = ring_ud_op(cqe->user_data);
 	uint32_t i = ring_ud_slot(cqe->user_data);
 	switch (op) {
-	case OP_DLOG_WRITE:
-	case OP_DLOG_SYNC:
+	case RING_OP_DLOG_WRITE:
+	case RING_OP_DLOG_SYNC:
 		on_dlog(f, op, i, cqe->res);
 		return;
-	case OP_RECLAIM:
+	case RING_OP_RECLAIM:
 		on_reclaim(f, i, cqe->res);
 		return;
 	default:
 		break;
 	}
 	RMX_ASSERT(i < f->slot_count);
-	struct fwd_slot *s = &f->slots[i];
+	struct forward_slot *s = &f->slots[i];
 	switch (op) {
-	case OP_FWD_READ:
+	case RING_OP_FWD_READ:
 		on_read(f, s, cqe->res);
 		return;
-	case OP_FWD_CONNECT:
+	case RING_OP_FWD_CONNECT:
 		RMX_ASSERT(ring_ud_gen(cqe->user_data) == s->gen && s->connect_inflight);
 		on_connect(f, s, cqe->res);
 		return;
-	case OP_FWD_RECV:
+	case RING_OP_FWD_RECV:
 		on_recv(f, s, cqe->res);
 		return;
-	case OP_FWD_SEND:
+	case RING_OP_FWD_SEND:
 		on_send(f, s, cqe->res);
 		return;
 	default:
@@ -1314,7 +1307,7 @@ bool forward_drain(struct forward *f, bool hurry)
 	f->draining = true;
 	bool busy = false;
 	for (uint32_t i = 0; i < f->slot_count; i++) {
-		struct fwd_slot *s = &f->slots[i];
+		struct forward_slot *s = &f->slots[i];
 		if (hurry && s->state != SLOT_IDLE && s->state != SLOT_CLOSING && !s->dsn.active)
 			slot_close(f, s);
 		/* Not read yet, or not begun on the wire: back to the queue for the
@@ -1328,7 +1321,7 @@ bool forward_drain(struct forward *f, bool hurry)
 	}
 	for (uint32_t k = 0; k < f->env.shard_count; k++)
 		busy |= queue_commit_busy(shard_queue(f, k));
-	return busy || f->dlog_inflight || f->reclaim_inflight;
+	return busy || f->delivery_log_inflight || f->reclaim_inflight;
 }
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out)

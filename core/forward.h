@@ -17,7 +17,7 @@
 
 #include <liburing.h>
 
-#include "base.h"
+#include "../common/base.h"
 #include "config.h"
 
 struct store;
@@ -60,7 +60,7 @@ void forward_set_config(struct forward *f, const struct config *cfg);
  * delivery-log commit, reclaim segments. */
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms);
 
-/* A completion whose op is one of OP_FWD_*, OP_DLOG_*, OP_RECLAIM. */
+/* A completion whose op is one of RING_OP_FWD_*, RING_OP_DLOG_*, RING_OP_RECLAIM. */
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe);
 
 /* A record is durable (store_commit_done said 0): queue it for forwarding. */

@@ -33,12 +33,9 @@
 #ifndef RINGMX_HTTP_H
 #define RINGMX_HTTP_H
 
-#include "base.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
-#define HTTP_REQUEST_HEAD_MAX_BYTES 8192
-#define HTTP_REQUEST_FIELDS_MAX 100
-/* Longest head http_response_head writes (checked by the tests). */
-#define HTTP_RESPONSE_HEAD_MAX_BYTES 256
 
 enum http_method { HTTP_METHOD_OTHER, HTTP_METHOD_GET, HTTP_METHOD_HEAD };
 

@@ -70,8 +70,8 @@
 
 #include <string.h>
 
-#include "base.h"
-#include "limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -189,12 +189,6 @@ size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len)
 
 /* ---- per-worker buffering --------------------------------------------- */
 
-/* A write that met EAGAIN or EINTR is tried again after this long ... */
-#define LOG_WRITE_RETRY_MS 10
-/* ... until no byte has gone out for this long; then its lines are dropped.
- * Also the longest a thread without a buffer waits for a full fd 2, and the
- * longest a worker's exit waits for its last lines. */
-#define LOG_WRITE_STALL_MAX_MS 3000
 
 /*
  * Two halves: the loop writes one while lines fill the other. A line that

@@ -28,7 +28,7 @@
 #include "../storage/store.h"
 #include "control.h"
 #include "config.h"
-#include "limits.h"
+#include "../common/bounds.h"
 #include "log.h"
 #include "metrics.h"
 #include "worker.h"
@@ -629,7 +629,7 @@ int main(int argc, char **argv)
 	}
 	/* The pid file tells ringmx-store whom to signal for live queue requests. */
 	char pid_path[PATH_MAX + 16];
-	snprintf(pid_path, sizeof(pid_path), "%s/ringmx.pid", cfg.data_dir);
+	snprintf(pid_path, sizeof(pid_path), "%s/" CONTROL_PID_FILE_NAME, cfg.data_dir);
 	FILE *pf = fopen(pid_path, "w");
 	bool pid_written = pf && fprintf(pf, "%ld\n", (long)getpid()) >= 0;
 	int pid_errno = errno;

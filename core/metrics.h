@@ -20,8 +20,8 @@
 #ifndef RINGMX_METRICS_H
 #define RINGMX_METRICS_H
 
-#include "base.h"
-#include "limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 #include "../proto/smtp_lex.h"
 
 /* Why a connection was refused before its session started. */

@@ -24,7 +24,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "limits.h"
+#include "../common/bounds.h"
 #include "log.h"
 
 struct ring_backlog {

@@ -13,7 +13,7 @@
 
 #include <liburing.h>
 
-#include "base.h"
+#include "../common/base.h"
 
 /* UAPI constants that liburing 2.3's headers may lack. */
 #ifndef IORING_SETUP_SINGLE_ISSUER
@@ -27,27 +27,27 @@
 #endif
 
 enum ring_op {
-	OP_NONE = 0,
-	OP_ACCEPT,       /* slot: listener index */
-	OP_RECV,         /* slot: connection */
-	OP_SEND,         /* slot: connection */
-	OP_REJECT_SEND,  /* slot: the fd of a refused connection */
-	OP_COMMIT_WRITE, /* store group commit: the writev */
-	OP_COMMIT_SYNC,  /* store group commit: the fdatasync */
-	OP_SPARE,        /* one step of preparing a spare segment */
-	OP_WAKE,         /* the worker's eventfd: shutdown requested */
-	OP_CANCEL,       /* result of a cancel request: ignored */
-	OP_FWD_CONNECT,  /* slot: upstream connection */
-	OP_FWD_RECV,     /* slot: upstream connection */
-	OP_FWD_SEND,     /* slot: upstream connection */
-	OP_FWD_READ,     /* slot: upstream connection (its record being read) */
-	OP_FWD_CLOSE,    /* slot: upstream connection (its socket being closed) */
-	OP_DLOG_WRITE,   /* slot: write index in the delivery-log commit */
-	OP_DLOG_SYNC,    /* slot: write index in the delivery-log commit */
-	OP_RECLAIM,      /* slot: 0 segment unlinked, 1 its log unlinked */
-	OP_HTTP_ACCEPT,  /* the metrics listener */
-	OP_LOG_WRITE,    /* a batch of the worker's log lines to stderr */
-	OP_COUNT
+	RING_OP_NONE = 0,
+	RING_OP_ACCEPT,       /* slot: listener index */
+	RING_OP_RECV,         /* slot: connection */
+	RING_OP_SEND,         /* slot: connection */
+	RING_OP_REJECT_SEND,  /* slot: the fd of a refused connection */
+	RING_OP_COMMIT_WRITE, /* store group commit: the writev */
+	RING_OP_COMMIT_SYNC,  /* store group commit: the fdatasync */
+	RING_OP_SPARE,        /* one step of preparing a spare segment */
+	RING_OP_WAKE,         /* the worker's eventfd: shutdown requested */
+	RING_OP_CANCEL,       /* result of a cancel request: ignored */
+	RING_OP_FWD_CONNECT,  /* slot: upstream connection */
+	RING_OP_FWD_RECV,     /* slot: upstream connection */
+	RING_OP_FWD_SEND,     /* slot: upstream connection */
+	RING_OP_FWD_READ,     /* slot: upstream connection (its record being read) */
+	RING_OP_FWD_CLOSE,    /* slot: upstream connection (its socket being closed) */
+	RING_OP_DLOG_WRITE,   /* slot: write index in the delivery-log commit */
+	RING_OP_DLOG_SYNC,    /* slot: write index in the delivery-log commit */
+	RING_OP_RECLAIM,      /* slot: 0 segment unlinked, 1 its log unlinked */
+	RING_OP_HTTP_ACCEPT,  /* the metrics listener */
+	RING_OP_LOG_WRITE,    /* a batch of the worker's log lines to stderr */
+	RING_OP_COUNT
 };
 
 static inline uint64_t ring_ud(enum ring_op op, uint32_t gen, uint32_t slot)

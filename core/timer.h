@@ -9,10 +9,9 @@
 #ifndef RINGMX_TIMER_H
 #define RINGMX_TIMER_H
 
-#include "base.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
-#define TIMER_TICK_MS 100
-#define TIMER_SLOTS 1024 /* a power of two: about 102 s per turn */
 
 struct timer_node {
 	struct timer_node *prev;

@@ -22,7 +22,7 @@
 
 #include "../proto/smtp_session.h"
 #include "../storage/record.h"
-#include "base.h"
+#include "../common/base.h"
 
 struct metrics_worker;
 
@@ -53,7 +53,6 @@ struct txn {
 };
 
 #define TXN_HEADROOM_BYTES SMTP_RECEIVED_HEADER_MAX_BYTES
-#define TXN_BODY_INITIAL_BYTES 16384 /* first body buffer without SIZE= */
 
 extern const struct smtp_txn_ops txn_ops;
 

@@ -44,10 +44,6 @@
 #include "timer.h"
 #include "txn.h"
 
-#define RING_ENTRIES 4096
-#define LINGER_MS 2000
-#define SPARE_ZERO_CHUNK_BYTES (1u << 20)
-#define REJECT_REPLY_BYTES 256
 
 enum spare_step {
 	SPARE_IDLE,
@@ -213,7 +209,7 @@ static void arm_accept(struct worker_loop *l, uint32_t i)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_multishot_accept(sqe, l->w->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_ACCEPT, 0, i));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_ACCEPT, 0, i));
 }
 
 /*
@@ -232,7 +228,7 @@ static void arm_recv(struct worker_loop *l, struct conn *c)
 		io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = l->bufs.bgid;
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_RECV, c->gen, conn_index(&l->slab, c)));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECV, c->gen, conn_index(&l->slab, c)));
 	c->flags |= CONN_RECV_ARMED;
 }
 
@@ -250,8 +246,8 @@ static void conn_recv_update(struct worker_loop *l, struct conn *c)
 	if (too_full) {
 		if ((c->flags & CONN_RECV_ARMED) && !paused) {
 			struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-			io_uring_prep_cancel64(sqe, ring_ud(OP_RECV, c->gen, conn_index(&l->slab, c)), 0);
-			io_uring_sqe_set_data64(sqe, ring_ud(OP_CANCEL, 0, 0));
+			io_uring_prep_cancel64(sqe, ring_ud(RING_OP_RECV, c->gen, conn_index(&l->slab, c)), 0);
+			io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_CANCEL, 0, 0));
 		}
 		c->flags |= CONN_RECV_PAUSED;
 		return;
@@ -265,14 +261,14 @@ static void arm_http_accept(struct worker_loop *l)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_multishot_accept(sqe, l->w->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_HTTP_ACCEPT, 0, 0));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_HTTP_ACCEPT, 0, 0));
 }
 
 static void arm_wake(struct worker_loop *l)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_read(sqe, l->w->wake_fd, &l->wake_value, sizeof(l->wake_value), 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_WAKE, 0, 0));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_WAKE, 0, 0));
 }
 
 /* Sends what the session wrote, if nothing is in flight. */
@@ -282,7 +278,7 @@ static void conn_flush(struct worker_loop *l, struct conn *c)
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_send(sqe, c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_SEND, c->gen, conn_index(&l->slab, c)));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SEND, c->gen, conn_index(&l->slab, c)));
 	c->send_bytes = (uint32_t)c->out.len;
 	c->flags |= CONN_SEND_INFLIGHT;
 }
@@ -564,12 +560,12 @@ static void commit_submit(struct worker_loop *l)
 	ring_sqes(&l->ring, sc.sync ? 2 : 1, sqes);
 	struct io_uring_sqe *sqe = sqes[0];
 	io_uring_prep_writev(sqe, sc.fd, sc.iov, (unsigned)sc.iovcnt, sc.offset);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_WRITE, 0, 0));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_COMMIT_WRITE, 0, 0));
 	if (sc.sync) {
 		sqe->flags |= IOSQE_IO_LINK;
 		sqe = sqes[1];
 		io_uring_prep_fsync(sqe, sc.fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, ring_ud(OP_COMMIT_SYNC, 0, 0));
+		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_COMMIT_SYNC, 0, 0));
 	}
 	l->commit_inflight = true;
 	l->commit_sync = sc.sync;
@@ -618,7 +614,7 @@ static void spare_step_submit(struct worker_loop *l)
 		break;
 	case SPARE_ZERO: {
 		/* The header block first, then zeros (spare_start: the buffer). */
-		const uint64_t zeros_bytes = SPARE_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
+		const uint64_t zeros_bytes = SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
 		const uint8_t *src = l->zero_chunk;
 		uint64_t n = RMX_MIN(l->cfg->segment_size_bytes - l->spare_offset, zeros_bytes);
 		if (l->spare_offset < SEGMENT_HEADER_BYTES) {
@@ -641,7 +637,7 @@ static void spare_step_submit(struct worker_loop *l)
 	default:
 		RMX_ASSERT(!"bad spare step");
 	}
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, l->spare_step));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SPARE, 0, l->spare_step));
 }
 
 /*
@@ -657,7 +653,7 @@ static void spare_open_submit(struct worker_loop *l)
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_openat(sqe, AT_FDCWD, l->spare_path,
 			     O_RDWR | O_CREAT | O_CLOEXEC | (l->spare_direct ? O_DIRECT : 0), 0600);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_SPARE, 0, SPARE_OPEN));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SPARE, 0, SPARE_OPEN));
 }
 
 static void spare_start(struct worker_loop *l)
@@ -670,10 +666,10 @@ static void spare_start(struct worker_loop *l)
 		/* Zeros, then in the last SEGMENT_HEADER_BYTES the header block of
 		 * the spare being made: page-aligned for O_DIRECT, and only that
 		 * block is ever written to. */
-		_Static_assert(SPARE_ZERO_CHUNK_BYTES > SEGMENT_HEADER_BYTES &&
-				       SPARE_ZERO_CHUNK_BYTES % SEGMENT_HEADER_BYTES == 0,
+		_Static_assert(SEGMENT_ZERO_CHUNK_BYTES > SEGMENT_HEADER_BYTES &&
+				       SEGMENT_ZERO_CHUNK_BYTES % SEGMENT_HEADER_BYTES == 0,
 			       "the header block ends the zero chunk, aligned");
-		void *z = mmap(NULL, SPARE_ZERO_CHUNK_BYTES, PROT_READ | PROT_WRITE,
+		void *z = mmap(NULL, SEGMENT_ZERO_CHUNK_BYTES, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (z == MAP_FAILED) {
 			store_spare_ready(l->w->shards[0].store, seq, -errno);
@@ -689,14 +685,14 @@ static void spare_start(struct worker_loop *l)
 		return;
 	}
 	store_spare_header(l->w->shards[0].store, salt,
-			   l->zero_chunk + SPARE_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES);
+			   l->zero_chunk + SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES);
 	/* <seq>.dlog beside <seq>.seg: the same directory, the log's name. */
 	const char *slash = strrchr(path, '/');
 	size_t dir_len = slash ? (size_t)(slash - path + 1) : 0;
-	char dlog_name[DLOG_NAME_MAX_BYTES];
-	dlog_name_format(dlog_name, seq);
+	char delivery_log_name[DELIVERY_LOG_NAME_MAX_BYTES];
+	delivery_log_name_format(delivery_log_name, seq);
 	int n = snprintf(l->spare_dlog_path, sizeof(l->spare_dlog_path), "%.*s%s", (int)dir_len,
-			 path, dlog_name);
+			 path, delivery_log_name);
 	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_dlog_path));
 	n = snprintf(l->spare_path, sizeof(l->spare_path), "%s", path);
 	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_path));
@@ -1081,7 +1077,7 @@ static void reject_connection(struct worker_loop *l, int fd)
 {
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_send(sqe, fd, l->reject_reply, l->reject_reply_len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_REJECT_SEND, 0, (uint32_t)fd));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_REJECT_SEND, 0, (uint32_t)fd));
 }
 
 static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
@@ -1277,8 +1273,8 @@ static void drain_begin(struct worker_loop *l)
 	l->drain_deadline_ms = l->now_ms + (uint64_t)l->cfg->shutdown_grace_s * 1000u;
 	for (uint32_t i = 0; i < l->w->listen_count; i++) {
 		struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-		io_uring_prep_cancel64(sqe, ring_ud(OP_ACCEPT, 0, i), 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(OP_CANCEL, 0, 0));
+		io_uring_prep_cancel64(sqe, ring_ud(RING_OP_ACCEPT, 0, i), 0);
+		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_CANCEL, 0, 0));
 		/* The pending accept keeps its own reference until cancelled. */
 		close(l->w->listen_fds[i]);
 		l->w->listen_fds[i] = -1;
@@ -1398,7 +1394,7 @@ static void log_pump(struct worker_loop *l)
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
-	io_uring_sqe_set_data64(sqe, ring_ud(OP_LOG_WRITE, 0, 0));
+	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_LOG_WRITE, 0, 0));
 	l->log_write_inflight = true;
 }
 
@@ -1425,7 +1421,7 @@ static void log_finish(struct worker_loop *l)
 		bool done = false;
 		io_uring_for_each_cqe(&l->ring, head, cqe)
 		{
-			if (ring_ud_op(cqe->user_data) == OP_LOG_WRITE) {
+			if (ring_ud_op(cqe->user_data) == RING_OP_LOG_WRITE) {
 				res = cqe->res;
 				done = true;
 			}
@@ -1447,30 +1443,30 @@ static void log_finish(struct worker_loop *l)
 static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 {
 	switch (ring_ud_op(cqe->user_data)) {
-	case OP_ACCEPT:
+	case RING_OP_ACCEPT:
 		on_accept(l, cqe);
 		break;
-	case OP_RECV:
+	case RING_OP_RECV:
 		on_recv(l, cqe);
 		break;
-	case OP_SEND:
+	case RING_OP_SEND:
 		on_send(l, cqe);
 		break;
-	case OP_REJECT_SEND: {
+	case RING_OP_REJECT_SEND: {
 		int fd = (int)ring_ud_slot(cqe->user_data);
 		close(fd);
 		break;
 	}
-	case OP_COMMIT_WRITE:
+	case RING_OP_COMMIT_WRITE:
 		on_commit_write(l, cqe->res);
 		break;
-	case OP_COMMIT_SYNC:
+	case RING_OP_COMMIT_SYNC:
 		on_commit_sync(l, cqe->res);
 		break;
-	case OP_SPARE:
+	case RING_OP_SPARE:
 		on_spare(l, cqe->res);
 		break;
-	case OP_WAKE:
+	case RING_OP_WAKE:
 		if (atomic_exchange(&l->w->reload_requested, false))
 			apply_reload(l);
 		if (atomic_exchange(&l->w->control_requested, false))
@@ -1479,22 +1475,22 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 			drain_begin(l);
 		arm_wake(l);
 		break;
-	case OP_CANCEL:
+	case RING_OP_CANCEL:
 		break;
-	case OP_HTTP_ACCEPT:
+	case RING_OP_HTTP_ACCEPT:
 		on_http_accept(l, cqe);
 		break;
-	case OP_LOG_WRITE:
+	case RING_OP_LOG_WRITE:
 		on_log_write(l, cqe->res);
 		break;
-	case OP_FWD_CONNECT:
-	case OP_FWD_RECV:
-	case OP_FWD_SEND:
-	case OP_FWD_READ:
-	case OP_FWD_CLOSE:
-	case OP_DLOG_WRITE:
-	case OP_DLOG_SYNC:
-	case OP_RECLAIM:
+	case RING_OP_FWD_CONNECT:
+	case RING_OP_FWD_RECV:
+	case RING_OP_FWD_SEND:
+	case RING_OP_FWD_READ:
+	case RING_OP_FWD_CLOSE:
+	case RING_OP_DLOG_WRITE:
+	case RING_OP_DLOG_SYNC:
+	case RING_OP_RECLAIM:
 		forward_on_cqe(l->forward, cqe);
 		break;
 	default:
@@ -1603,7 +1599,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	metrics_set(&w->metrics->store_sealed_damaged, sealed_damaged);
 	loop_clock(l);
 	timer_wheel_init(&l->wheel, l->now_ms);
-	int rc = ring_init(&l->ring, RING_ENTRIES, &l->ring_info);
+	int rc = ring_init(&l->ring, RING_SQ_ENTRIES, &l->ring_info);
 	if (rc != 0) {
 		log_error("event=ring_init_failed worker=%u error=%d", w->id, rc);
 		return rc;
@@ -1611,7 +1607,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	if (!l->ring_info.defer_taskrun)
 		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "
 			 "running with flags 0x%x\"", w->id, l->ring_info.flags);
-	unsigned iowq[2] = { 2, 2 };
+	unsigned iowq[2] = { IOWQ_BOUNDED_WORKERS_MAX, IOWQ_UNBOUNDED_WORKERS_MAX };
 	rc = io_uring_register_iowq_max_workers(&l->ring, iowq);
 	if (rc != 0) /* fsyncs then use the kernel's default io-wq pool: slower, correct */
 		log_warn("event=iowq_limit_failed worker=%u error=%d", w->id, rc);
@@ -1665,7 +1661,7 @@ static void loop_teardown(struct worker_loop *l)
 	while (l->reply_pool_count)
 		free(l->reply_pool[--l->reply_pool_count]);
 	if (l->zero_chunk)
-		munmap(l->zero_chunk, SPARE_ZERO_CHUNK_BYTES);
+		munmap(l->zero_chunk, SEGMENT_ZERO_CHUNK_BYTES);
 }
 
 static void *worker_main(void *arg)

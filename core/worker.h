@@ -12,10 +12,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "base.h"
+#include "../common/base.h"
 #include "config.h"
 #include "forward.h"
-#include "limits.h"
+#include "../common/bounds.h"
 
 struct store;
 struct queue;

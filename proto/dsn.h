@@ -21,8 +21,8 @@
 #ifndef RINGMX_DSN_H
 #define RINGMX_DSN_H
 
-#include "../core/base.h"
-#include "../core/limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
 /* RFC 5322 2.1.1: at most 998 octets per line, CRLF excluded (this bound
  * holds for the wire form, a stuffing dot included). */

@@ -16,7 +16,7 @@
  */
 #include "policy.h"
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "smtp_cmd.h"
 
 #include <errno.h>

@@ -11,7 +11,7 @@
 #ifndef RINGMX_POLICY_H
 #define RINGMX_POLICY_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 struct smtp_policy;
 

@@ -39,16 +39,14 @@ _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
 	       "a reply-sized out buffer carries several commands per round");
 
 /* A command line, CRLF included, is shorter than this (RFC 5321 4.5.3.1.4). */
-#define COMMAND_MAX_BYTES 512
 /* "MAIL FROM:<" path "> SIZE=" 20 digits " BODY=8BITMIME SMTPUTF8\r\n" */
-_Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < COMMAND_MAX_BYTES,
+_Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < SMTP_CLIENT_COMMAND_MAX_BYTES,
 	       "the longest MAIL command fits one line");
-_Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= COMMAND_MAX_BYTES, "a command fits out");
+_Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= SMTP_CLIENT_COMMAND_MAX_BYTES, "a command fits out");
 /* Bytes of a line kept: "ddd-" and the text we may report. */
 #define LINE_KEEP_BYTES sizeof(((struct smtp_client *)0)->line)
 _Static_assert(LINE_KEEP_BYTES >= 4 + SMTP_CLIENT_REPLY_TEXT_MAX_BYTES, "line keeps the text");
 /* Lines in one reply; an EHLO reply has a few dozen at most. */
-#define REPLY_LINES_MAX 1000
 #define XFORWARD_VERB "XFORWARD"
 #define XFORWARD_UNAVAILABLE "[UNAVAILABLE]"
 
@@ -247,7 +245,7 @@ static void lb_u64(struct line_buf *lb, uint64_t v)
  * for it (unsent commands fill out only when the upstream answers ahead). */
 RMX_MUST_CHECK static bool out_command(struct smtp_out *out, const char *verb, struct span arg)
 {
-	char cmd[COMMAND_MAX_BYTES];
+	char cmd[SMTP_CLIENT_COMMAND_MAX_BYTES];
 	struct line_buf lb = { cmd, 0, sizeof(cmd) };
 	lb_str(&lb, verb);
 	if (arg.len > 0) {
@@ -320,7 +318,7 @@ static struct span xforward_value(const struct smtp_client_xforward *xf, uint8_t
 }
 
 /* Room for " NAME=value" in one XFORWARD line under 512 bytes with CRLF. */
-#define XFORWARD_ATTR_ROOM (COMMAND_MAX_BYTES - 1 - (sizeof(XFORWARD_VERB) - 1) - 2)
+#define XFORWARD_ATTR_ROOM (SMTP_CLIENT_COMMAND_MAX_BYTES - 1 - (sizeof(XFORWARD_VERB) - 1) - 2)
 
 /* An empty value, or one too long for a line once encoded, is sent as
  * [UNAVAILABLE], which the README defines for unknown information. */
@@ -351,7 +349,7 @@ static uint32_t xforward_pack(const struct smtp_client *c, uint32_t want, struct
 			continue;
 		struct span v = xforward_value(xf, a->bit);
 		size_t n = xforward_attr_len(a, v);
-		if (line_len > 0 && line_len + n + 2 > COMMAND_MAX_BYTES - 1) {
+		if (line_len > 0 && line_len + n + 2 > SMTP_CLIENT_COMMAND_MAX_BYTES - 1) {
 			if (lb != NULL && line == want)
 				lb_str(lb, "\r\n");
 			line++;
@@ -438,14 +436,14 @@ static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap
 		lb_str(&lb, "DATA\r\n");
 		break;
 	}
-	RMX_ASSERT(lb.len > 2 && lb.len < COMMAND_MAX_BYTES);
+	RMX_ASSERT(lb.len > 2 && lb.len < SMTP_CLIENT_COMMAND_MAX_BYTES);
 	return lb.len;
 }
 
 /* Appends command cmd_written if it fits; false when out is too full. */
 RMX_MUST_CHECK static bool cmd_write_next(struct smtp_client *c, struct smtp_out *out)
 {
-	char cmd[COMMAND_MAX_BYTES];
+	char cmd[SMTP_CLIENT_COMMAND_MAX_BYTES];
 	RMX_ASSERT(c->cmd_written < c->cmd_count);
 	size_t n = cmd_build(c, c->cmd_written, cmd, sizeof(cmd));
 	if (!out_fits(out, n))
@@ -949,7 +947,7 @@ static enum smtp_client_status line_end(struct smtp_client *c, struct smtp_out *
 		result_from_first_line(&c->reply, code, text, text_len);
 	}
 	if (!last) {
-		if (++c->reply_lines >= REPLY_LINES_MAX)
+		if (++c->reply_lines >= SMTP_CLIENT_REPLY_LINES_MAX)
 			return malformed(c);
 		c->flags |= CF_MULTI;
 		return status_of(c);

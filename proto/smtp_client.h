@@ -32,13 +32,11 @@
 #ifndef RINGMX_SMTP_CLIENT_H
 #define RINGMX_SMTP_CLIENT_H
 
-#include "../core/base.h"
-#include "../core/limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 #include "smtp_cmd.h"
 #include "smtp_session.h"
 
-#define SMTP_CLIENT_REPLY_TEXT_MAX_BYTES 256
-#define SMTP_CLIENT_REPLY_LINE_MAX_BYTES 4096 /* longer: malformed */
 /* Free space out must have at each call; no command line is longer. */
 #define SMTP_CLIENT_OUT_MIN_BYTES SMTP_COMMAND_LINE_MIN_BYTES
 

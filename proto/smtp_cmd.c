@@ -14,7 +14,7 @@
  */
 #include "smtp_cmd.h"
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 
 #include <string.h>
 

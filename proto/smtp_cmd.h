@@ -10,7 +10,7 @@
 #ifndef RINGMX_SMTP_CMD_H
 #define RINGMX_SMTP_CMD_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 enum smtp_parse_result {
 	SMTP_PARSE_OK = 0,

@@ -30,7 +30,7 @@
 #ifndef RINGMX_SMTP_DATA_H
 #define RINGMX_SMTP_DATA_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 enum smtp_data_kind {
 	SMTP_DATA_DOT = 0,

@@ -10,8 +10,8 @@
 #ifndef RINGMX_SMTP_LEX_H
 #define RINGMX_SMTP_LEX_H
 
-#include "../core/base.h"
-#include "../core/limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN = 0,

@@ -8,7 +8,7 @@
 #ifndef RINGMX_SMTP_REPLY_H
 #define RINGMX_SMTP_REPLY_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 #include "smtp_session.h"
 
 enum smtp_reply_id {

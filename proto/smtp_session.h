@@ -30,8 +30,8 @@
 #ifndef RINGMX_SMTP_SESSION_H
 #define RINGMX_SMTP_SESSION_H
 
-#include "../core/base.h"
-#include "../core/limits.h"
+#include "../common/base.h"
+#include "../common/bounds.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_lex.h"

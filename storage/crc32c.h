@@ -9,7 +9,7 @@
 #ifndef RINGMX_CRC32C_H
 #define RINGMX_CRC32C_H
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 /*
  * Continues a CRC: pass 0 for the first piece, then the previous result.

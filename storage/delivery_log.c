@@ -22,20 +22,20 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "le.h"
+#include "../common/le.h"
 #include "segment.h"
 
-#define DLOG_SUFFIX ".dlog"
+#define DELIVERY_LOG_SUFFIX ".dlog"
 
 
-uint16_t dlog_enhanced_pack(unsigned cls, unsigned subject, unsigned detail)
+uint16_t delivery_log_enhanced_pack(unsigned cls, unsigned subject, unsigned detail)
 {
 	if ((cls != 2 && cls != 4 && cls != 5) || subject > 15 || detail > 511)
 		return 0;
 	return (uint16_t)(cls << 13 | subject << 9 | detail);
 }
 
-bool dlog_enhanced_unpack(uint16_t packed, unsigned *cls, unsigned *subject, unsigned *detail)
+bool delivery_log_enhanced_unpack(uint16_t packed, unsigned *cls, unsigned *subject, unsigned *detail)
 {
 	unsigned c = packed >> 13;
 	if (c != 2 && c != 4 && c != 5)
@@ -60,7 +60,7 @@ static bool parse_number(struct span text, size_t *i, unsigned *out)
 	return n >= 1 && n <= 3;
 }
 
-uint16_t dlog_enhanced_parse(struct span text)
+uint16_t delivery_log_enhanced_parse(struct span text)
 {
 	unsigned part[3];
 	size_t i = 0;
@@ -75,15 +75,15 @@ uint16_t dlog_enhanced_parse(struct span text)
 	}
 	if (i != text.len)
 		return 0;
-	return dlog_enhanced_pack(part[0], part[1], part[2]);
+	return delivery_log_enhanced_pack(part[0], part[1], part[2]);
 }
 
 static bool type_valid(unsigned type)
 {
-	return type >= DLOG_DELIVERED && type <= DLOG_TYPE_MAX;
+	return type >= DELIVERY_LOG_DELIVERED && type <= DELIVERY_LOG_TYPE_MAX;
 }
 
-void dlog_entry_encode(const struct dlog_entry *e, uint8_t out[DLOG_ENTRY_BYTES])
+void delivery_log_entry_encode(const struct delivery_log_entry *e, uint8_t out[DELIVERY_LOG_ENTRY_BYTES])
 {
 	RMX_ASSERT(type_valid(e->type));
 	out[4] = (uint8_t)e->type;
@@ -94,113 +94,113 @@ void dlog_entry_encode(const struct dlog_entry *e, uint8_t out[DLOG_ENTRY_BYTES]
 	put_le16(out + 14, e->enhanced);
 	put_le64(out + 16, e->queue_id);
 	put_le64(out + 24, (uint64_t)e->time_unix_ms);
-	put_le32(out, crc32c(0, out + 4, DLOG_ENTRY_BYTES - 4));
+	put_le32(out, crc32c(0, out + 4, DELIVERY_LOG_ENTRY_BYTES - 4));
 
-	struct dlog_entry back;
-	RMX_ASSERT(dlog_entry_decode(out, &back) == DLOG_OK);
+	struct delivery_log_entry back;
+	RMX_ASSERT(delivery_log_entry_decode(out, &back) == DELIVERY_LOG_OK);
 	RMX_ASSERT(back.queue_id == e->queue_id && back.rcpt == e->rcpt &&
 		   back.time_unix_ms == e->time_unix_ms);
 }
 
-enum dlog_decode_result dlog_entry_decode(const uint8_t in[DLOG_ENTRY_BYTES],
-					  struct dlog_entry *out)
+enum delivery_log_decode_result delivery_log_entry_decode(const uint8_t in[DELIVERY_LOG_ENTRY_BYTES],
+					  struct delivery_log_entry *out)
 {
-	if (get_le32(in) != crc32c(0, in + 4, DLOG_ENTRY_BYTES - 4))
-		return DLOG_BAD_CRC;
+	if (get_le32(in) != crc32c(0, in + 4, DELIVERY_LOG_ENTRY_BYTES - 4))
+		return DELIVERY_LOG_BAD_CRC;
 	if (!type_valid(in[4]) || in[5] != 0)
-		return DLOG_BAD_FIELD;
-	out->type = (enum dlog_type)in[4];
+		return DELIVERY_LOG_BAD_FIELD;
+	out->type = (enum delivery_log_type)in[4];
 	out->reply_code = get_le16(in + 6);
 	out->rcpt = get_le32(in + 8);
 	out->attempt = get_le16(in + 12);
 	out->enhanced = get_le16(in + 14);
 	out->queue_id = get_le64(in + 16);
 	out->time_unix_ms = (int64_t)get_le64(in + 24);
-	return DLOG_OK;
+	return DELIVERY_LOG_OK;
 }
 
-size_t dlog_valid_prefix(const uint8_t *image, size_t len)
+size_t delivery_log_valid_prefix(const uint8_t *image, size_t len)
 {
 	size_t off = 0;
-	struct dlog_entry e;
-	while (len - off >= DLOG_ENTRY_BYTES && dlog_entry_decode(image + off, &e) == DLOG_OK)
-		off += DLOG_ENTRY_BYTES;
+	struct delivery_log_entry e;
+	while (len - off >= DELIVERY_LOG_ENTRY_BYTES && delivery_log_entry_decode(image + off, &e) == DELIVERY_LOG_OK)
+		off += DELIVERY_LOG_ENTRY_BYTES;
 	return off;
 }
 
-bool dlog_type_is_final(enum dlog_type type)
+bool delivery_log_type_is_final(enum delivery_log_type type)
 {
 	switch (type) {
-	case DLOG_DELIVERED:
-	case DLOG_BOUNCED:
-	case DLOG_EXPIRED:
-	case DLOG_DELETED:
-	case DLOG_SET_ASIDE:
+	case DELIVERY_LOG_DELIVERED:
+	case DELIVERY_LOG_BOUNCED:
+	case DELIVERY_LOG_EXPIRED:
+	case DELIVERY_LOG_DELETED:
+	case DELIVERY_LOG_SET_ASIDE:
 		return true;
-	case DLOG_DEFERRED:
-	case DLOG_REQUEUE:
+	case DELIVERY_LOG_DEFERRED:
+	case DELIVERY_LOG_REQUEUE:
 		return false;
 	}
 	return false;
 }
 
-const char *dlog_type_name(enum dlog_type type)
+const char *delivery_log_type_name(enum delivery_log_type type)
 {
 	switch (type) {
-	case DLOG_DELIVERED: return "delivered";
-	case DLOG_DEFERRED: return "deferred";
-	case DLOG_BOUNCED: return "bounced";
-	case DLOG_EXPIRED: return "expired";
-	case DLOG_DELETED: return "deleted";
-	case DLOG_SET_ASIDE: return "set-aside";
-	case DLOG_REQUEUE: return "requeue";
+	case DELIVERY_LOG_DELIVERED: return "delivered";
+	case DELIVERY_LOG_DEFERRED: return "deferred";
+	case DELIVERY_LOG_BOUNCED: return "bounced";
+	case DELIVERY_LOG_EXPIRED: return "expired";
+	case DELIVERY_LOG_DELETED: return "deleted";
+	case DELIVERY_LOG_SET_ASIDE: return "set-aside";
+	case DELIVERY_LOG_REQUEUE: return "requeue";
 	}
 	return "unknown";
 }
 
-const char *dlog_rcpt_state_name(enum dlog_rcpt_state state)
+const char *delivery_log_rcpt_state_name(enum delivery_log_rcpt_state state)
 {
 	switch (state) {
-	case DLOG_RCPT_PENDING: return "pending";
-	case DLOG_RCPT_DELIVERED: return "delivered";
-	case DLOG_RCPT_BOUNCED: return "bounced";
-	case DLOG_RCPT_EXPIRED: return "expired";
-	case DLOG_RCPT_DELETED: return "deleted";
-	case DLOG_RCPT_SET_ASIDE: return "set-aside";
+	case DELIVERY_LOG_RCPT_PENDING: return "pending";
+	case DELIVERY_LOG_RCPT_DELIVERED: return "delivered";
+	case DELIVERY_LOG_RCPT_BOUNCED: return "bounced";
+	case DELIVERY_LOG_RCPT_EXPIRED: return "expired";
+	case DELIVERY_LOG_RCPT_DELETED: return "deleted";
+	case DELIVERY_LOG_RCPT_SET_ASIDE: return "set-aside";
 	}
 	return "unknown";
 }
 
-static enum dlog_rcpt_state final_state_of(enum dlog_type type)
+static enum delivery_log_rcpt_state final_state_of(enum delivery_log_type type)
 {
 	switch (type) {
-	case DLOG_DELIVERED: return DLOG_RCPT_DELIVERED;
-	case DLOG_BOUNCED: return DLOG_RCPT_BOUNCED;
-	case DLOG_EXPIRED: return DLOG_RCPT_EXPIRED;
-	case DLOG_DELETED: return DLOG_RCPT_DELETED;
-	case DLOG_SET_ASIDE: return DLOG_RCPT_SET_ASIDE;
-	case DLOG_DEFERRED:
-	case DLOG_REQUEUE:
+	case DELIVERY_LOG_DELIVERED: return DELIVERY_LOG_RCPT_DELIVERED;
+	case DELIVERY_LOG_BOUNCED: return DELIVERY_LOG_RCPT_BOUNCED;
+	case DELIVERY_LOG_EXPIRED: return DELIVERY_LOG_RCPT_EXPIRED;
+	case DELIVERY_LOG_DELETED: return DELIVERY_LOG_RCPT_DELETED;
+	case DELIVERY_LOG_SET_ASIDE: return DELIVERY_LOG_RCPT_SET_ASIDE;
+	case DELIVERY_LOG_DEFERRED:
+	case DELIVERY_LOG_REQUEUE:
 		break;
 	}
 	RMX_ASSERT(!"not a final type");
-	return DLOG_RCPT_PENDING;
+	return DELIVERY_LOG_RCPT_PENDING;
 }
 
 /* Moves one recipient to a final state, if it is still pending. */
-static void finish_rcpt(struct dlog_replay_msg *m, uint32_t rcpt, enum dlog_rcpt_state state)
+static void finish_rcpt(struct delivery_log_replay_msg *m, uint32_t rcpt, enum delivery_log_rcpt_state state)
 {
-	if (m->rcpt_state[rcpt] != DLOG_RCPT_PENDING)
+	if (m->rcpt_state[rcpt] != DELIVERY_LOG_RCPT_PENDING)
 		return;
 	RMX_ASSERT(m->pending > 0);
 	m->rcpt_state[rcpt] = (uint8_t)state;
 	m->pending--;
 }
 
-bool dlog_apply(struct dlog_replay_msg *m, const struct dlog_entry *e)
+bool delivery_log_apply(struct delivery_log_replay_msg *m, const struct delivery_log_entry *e)
 {
 	RMX_ASSERT(m->pending <= m->rcpt_count);
-	if (e->rcpt != DLOG_RCPT_ALL && e->rcpt >= m->rcpt_count)
+	if (e->rcpt != DELIVERY_LOG_RCPT_ALL && e->rcpt >= m->rcpt_count)
 		return false;
 	if (e->attempt > m->attempts)
 		m->attempts = e->attempt;
@@ -208,13 +208,13 @@ bool dlog_apply(struct dlog_replay_msg *m, const struct dlog_entry *e)
 		m->last_reply_code = e->reply_code;
 		m->last_enhanced = e->enhanced;
 	}
-	if (!dlog_type_is_final(e->type)) {
+	if (!delivery_log_type_is_final(e->type)) {
 		/* DEFERRED or REQUEUE: the next attempt, for whatever is pending. */
 		m->next_attempt_unix_ms = e->time_unix_ms;
 		return true;
 	}
-	enum dlog_rcpt_state state = final_state_of(e->type);
-	if (e->rcpt != DLOG_RCPT_ALL) {
+	enum delivery_log_rcpt_state state = final_state_of(e->type);
+	if (e->rcpt != DELIVERY_LOG_RCPT_ALL) {
 		finish_rcpt(m, e->rcpt, state);
 		return true;
 	}
@@ -223,12 +223,12 @@ bool dlog_apply(struct dlog_replay_msg *m, const struct dlog_entry *e)
 	return true;
 }
 
-void dlog_name_format(char out[DLOG_NAME_MAX_BYTES], uint32_t seq)
+void delivery_log_name_format(char out[DELIVERY_LOG_NAME_MAX_BYTES], uint32_t seq)
 {
-	snprintf(out, DLOG_NAME_MAX_BYTES, "%08u" DLOG_SUFFIX, (unsigned)seq);
+	snprintf(out, DELIVERY_LOG_NAME_MAX_BYTES, "%08u" DELIVERY_LOG_SUFFIX, (unsigned)seq);
 }
 
-bool dlog_name_parse(const char *name, uint32_t *seq)
+bool delivery_log_name_parse(const char *name, uint32_t *seq)
 {
 	uint64_t v = 0;
 	size_t i = 0;
@@ -238,16 +238,16 @@ bool dlog_name_parse(const char *name, uint32_t *seq)
 			return false;
 		i++;
 	}
-	if (i == 0 || strcmp(name + i, DLOG_SUFFIX) != 0 || v == 0)
+	if (i == 0 || strcmp(name + i, DELIVERY_LOG_SUFFIX) != 0 || v == 0)
 		return false;
 	*seq = (uint32_t)v;
 	return true;
 }
 
-int dlog_read(int shard_dirfd, uint32_t seq, uint8_t **image, size_t *len)
+int delivery_log_read(int shard_dirfd, uint32_t seq, uint8_t **image, size_t *len)
 {
-	char name[DLOG_NAME_MAX_BYTES];
-	dlog_name_format(name, seq);
+	char name[DELIVERY_LOG_NAME_MAX_BYTES];
+	delivery_log_name_format(name, seq);
 	*image = NULL;
 	*len = 0;
 	int fd = openat(shard_dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -296,11 +296,11 @@ int dlog_read(int shard_dirfd, uint32_t seq, uint8_t **image, size_t *len)
 	return 0;
 }
 
-int dlog_open_for_append(int shard_dirfd, uint32_t seq, uint64_t valid_bytes, bool sync, int *fd)
+int delivery_log_open_for_append(int shard_dirfd, uint32_t seq, uint64_t valid_bytes, bool sync, int *fd)
 {
-	char name[DLOG_NAME_MAX_BYTES];
-	dlog_name_format(name, seq);
-	RMX_ASSERT(valid_bytes % DLOG_ENTRY_BYTES == 0);
+	char name[DELIVERY_LOG_NAME_MAX_BYTES];
+	delivery_log_name_format(name, seq);
+	RMX_ASSERT(valid_bytes % DELIVERY_LOG_ENTRY_BYTES == 0);
 	*fd = -1;
 	int f = openat(shard_dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (f < 0)

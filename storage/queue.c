@@ -30,7 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "record.h"
 #include "segment.h"
 
@@ -39,9 +39,9 @@
 #define QUEUE_LIFETIME_LIMIT_MS (3660ll * 24 * 60 * 60 * 1000)
 #define QUEUE_JITTER_SEED_DEFAULT 0x9E3779B97F4A7C15ull
 
-_Static_assert(QUEUE_PENDING_ENTRIES_MAX * DLOG_ENTRY_BYTES <= INT32_MAX,
+_Static_assert(QUEUE_PENDING_ENTRIES_MAX * DELIVERY_LOG_ENTRY_BYTES <= INT32_MAX,
 	       "a commit's byte count fits the result int");
-_Static_assert(SMTP_RECIPIENTS_MAX < DLOG_RCPT_ALL, "recipient indexes never look like ALL");
+_Static_assert(SMTP_RECIPIENTS_MAX < DELIVERY_LOG_RCPT_ALL, "recipient indexes never look like ALL");
 
 struct queue_msg {
 	struct queue_msg *prev; /* every message of the queue, for queue_close */
@@ -91,7 +91,7 @@ struct queue_segment {
 
 struct waiting_entry {
 	uint32_t seq;
-	uint8_t bytes[DLOG_ENTRY_BYTES];
+	uint8_t bytes[DELIVERY_LOG_ENTRY_BYTES];
 };
 
 struct queue {
@@ -294,20 +294,20 @@ static struct queue_segment *seg_get(struct queue *q, uint32_t seq)
  * queue failed, the segment's log could not be made, or the waiting buffer
  * is full; a dropped final entry keeps its segment from being reclaimed.
  */
-static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type type,
+static void log_entry(struct queue *q, const struct queue_msg *m, enum delivery_log_type type,
 		      uint32_t rcpt, uint16_t attempt, int64_t time_unix_ms, uint16_t code,
 		      uint16_t enhanced)
 {
 	struct queue_segment *s = seg_find(q, m->seq);
 	RMX_ASSERT(s != NULL);
-	bool final = dlog_type_is_final(type);
+	bool final = delivery_log_type_is_final(type);
 	if (q->status != 0 || s->fd_error != 0 || q->waiting_count == QUEUE_PENDING_ENTRIES_MAX) {
 		q->entries_dropped++;
 		if (final)
 			s->log_lost = true;
 		return;
 	}
-	struct dlog_entry e = {
+	struct delivery_log_entry e = {
 		.type = type,
 		.rcpt = rcpt,
 		.queue_id = m->queue_id,
@@ -318,7 +318,7 @@ static void log_entry(struct queue *q, const struct queue_msg *m, enum dlog_type
 	};
 	struct waiting_entry *w = &q->waiting[q->waiting_count++];
 	w->seq = m->seq;
-	dlog_entry_encode(&e, w->bytes);
+	delivery_log_entry_encode(&e, w->bytes);
 	s->unsynced++;
 }
 
@@ -489,7 +489,7 @@ static enum queue_attempt_result finish_attempt(struct queue *q, struct queue_ms
 	m->in_flight = false;
 	q->messages_in_flight--;
 	q->deferred++;
-	log_entry(q, m, DLOG_DEFERRED, DLOG_RCPT_ALL, m->attempts, next, m->last_reply_code,
+	log_entry(q, m, DELIVERY_LOG_DEFERRED, DELIVERY_LOG_RCPT_ALL, m->attempts, next, m->last_reply_code,
 		  m->last_enhanced);
 	heap_push(q, m);
 	return QUEUE_ATTEMPT_RETRY;
@@ -531,7 +531,7 @@ int queue_new(const struct queue_config *cfg, struct queue **out)
 	q->fsync = cfg->fsync;
 	q->rng = cfg->jitter_seed ? cfg->jitter_seed : QUEUE_JITTER_SEED_DEFAULT;
 	q->waiting = calloc(QUEUE_PENDING_ENTRIES_MAX, sizeof(*q->waiting));
-	q->flight = calloc(QUEUE_PENDING_ENTRIES_MAX, DLOG_ENTRY_BYTES);
+	q->flight = calloc(QUEUE_PENDING_ENTRIES_MAX, DELIVERY_LOG_ENTRY_BYTES);
 	if (q->waiting == NULL || q->flight == NULL) {
 		queue_close(q);
 		return -ENOMEM;
@@ -697,7 +697,7 @@ void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,
 		q->recipients_pending--;
 		q->delivered++;
 		/* The attempt in progress is number attempts + 1. */
-		log_entry(q, m, DLOG_DELIVERED, rcpt,
+		log_entry(q, m, DELIVERY_LOG_DELIVERED, rcpt,
 			  m->attempts < UINT16_MAX ? m->attempts + 1 : UINT16_MAX, now_unix_ms,
 			  code, enhanced);
 		m->attempt_logged = true;
@@ -735,12 +735,12 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
 		if (st == QUEUE_RCPT_BOUNCE_DUE) {
 			set_rcpt(m, i, QUEUE_RCPT_BOUNCED);
 			q->bounced++;
-			log_entry(q, m, DLOG_BOUNCED, i, m->attempts, now_unix_ms,
+			log_entry(q, m, DELIVERY_LOG_BOUNCED, i, m->attempts, now_unix_ms,
 				  m->last_reply_code, m->last_enhanced);
 		} else if (st == QUEUE_RCPT_EXPIRE_DUE) {
 			set_rcpt(m, i, QUEUE_RCPT_EXPIRED);
 			q->expired++;
-			log_entry(q, m, DLOG_EXPIRED, i, m->attempts, now_unix_ms,
+			log_entry(q, m, DELIVERY_LOG_EXPIRED, i, m->attempts, now_unix_ms,
 				  m->last_reply_code, m->last_enhanced);
 		} else {
 			continue;
@@ -779,7 +779,7 @@ void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms)
 		}
 	}
 	q->set_aside++;
-	log_entry(q, m, DLOG_SET_ASIDE, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	log_entry(q, m, DELIVERY_LOG_SET_ASIDE, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
 	msg_free(q, m);
 }
 
@@ -836,8 +836,8 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c)
 		for (uint32_t i = 0; i < q->waiting_count; i++) {
 			if (q->waiting[i].seq != chosen[k]->seq)
 				continue;
-			memcpy(q->flight + (size_t)used * DLOG_ENTRY_BYTES, q->waiting[i].bytes,
-			       DLOG_ENTRY_BYTES);
+			memcpy(q->flight + (size_t)used * DELIVERY_LOG_ENTRY_BYTES, q->waiting[i].bytes,
+			       DELIVERY_LOG_ENTRY_BYTES);
 			used++;
 		}
 		RMX_ASSERT(used > first && used <= QUEUE_PENDING_ENTRIES_MAX);
@@ -845,8 +845,8 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c)
 		w->seq = chosen[k]->seq;
 		w->offset = chosen[k]->log_bytes;
 		w->entries = used - first;
-		w->iov.iov_base = q->flight + (size_t)first * DLOG_ENTRY_BYTES;
-		w->iov.iov_len = (size_t)w->entries * DLOG_ENTRY_BYTES;
+		w->iov.iov_base = q->flight + (size_t)first * DELIVERY_LOG_ENTRY_BYTES;
+		w->iov.iov_len = (size_t)w->entries * DELIVERY_LOG_ENTRY_BYTES;
 		chosen[k]->log_bytes += w->iov.iov_len;
 		q->flight_seq[k] = w->seq;
 		q->flight_entries[k] = w->entries;
@@ -999,7 +999,7 @@ struct loaded_record {
 	uint64_t queue_id;
 	uint64_t padded_bytes;
 	int64_t arrival_unix_ms;
-	struct dlog_replay_msg replay;
+	struct delivery_log_replay_msg replay;
 };
 
 /* A segment read and its log replayed (load_segment). */
@@ -1105,15 +1105,15 @@ static int load_records(const struct segment_map *m, uint32_t worker, uint32_t s
  * naming no record (or recipient) of this segment are counted, not used. */
 static void replay_log(const uint8_t *image, size_t len, struct loaded_segment *ls)
 {
-	size_t valid = dlog_valid_prefix(image, len);
+	size_t valid = delivery_log_valid_prefix(image, len);
 	ls->log_valid_bytes = valid;
 	ls->log_bad_bytes = len - valid;
-	for (size_t off = 0; off < valid; off += DLOG_ENTRY_BYTES) {
-		struct dlog_entry e;
-		RMX_ASSERT(dlog_entry_decode(image + off, &e) == DLOG_OK);
+	for (size_t off = 0; off < valid; off += DELIVERY_LOG_ENTRY_BYTES) {
+		struct delivery_log_entry e;
+		RMX_ASSERT(delivery_log_entry_decode(image + off, &e) == DELIVERY_LOG_OK);
 		ls->log_entries++;
 		struct loaded_record *r = find_record(ls, e.queue_id);
-		if (r == NULL || !dlog_apply(&r->replay, &e))
+		if (r == NULL || !delivery_log_apply(&r->replay, &e))
 			ls->log_unmatched++;
 	}
 }
@@ -1140,7 +1140,7 @@ static int load_segment(int dirfd, uint32_t worker, uint32_t seq, struct loaded_
 	uint8_t *image = NULL;
 	size_t len = 0;
 	*what = "read delivery log";
-	rc = dlog_read(dirfd, seq, &image, &len);
+	rc = delivery_log_read(dirfd, seq, &image, &len);
 	if (rc != 0) {
 		loaded_segment_free(ls);
 		return rc;
@@ -1215,7 +1215,7 @@ static int remove_orphan_logs(int dirfd, const uint32_t *seqs, size_t count, uin
 	struct dirent *de;
 	while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {
 		uint32_t seq;
-		if (!dlog_name_parse(de->d_name, &seq))
+		if (!delivery_log_name_parse(de->d_name, &seq))
 			continue;
 		bool present = false;
 		for (size_t lo = 0, hi = count; lo < hi && !present;) {
@@ -1255,7 +1255,7 @@ static int recover_segment(struct queue *q, int dirfd, uint32_t seq, int64_t now
 	stats->log_unmatched += ls.log_unmatched;
 	*what = "open delivery log";
 	int fd = -1;
-	rc = dlog_open_for_append(dirfd, seq, ls.log_valid_bytes, q->fsync, &fd);
+	rc = delivery_log_open_for_append(dirfd, seq, ls.log_valid_bytes, q->fsync, &fd);
 	if (rc == 0) {
 		struct queue_segment *s = seg_get(q, seq);
 		if (s == NULL) {
@@ -1423,20 +1423,20 @@ int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offli
 		return fail(err, errlen, -ENOENT, "no pending message at its place in", data_dir,
 			    worker, seq);
 	}
-	struct dlog_entry e = {
-		.type = action == QUEUE_OFFLINE_DELETE ? DLOG_DELETED : DLOG_REQUEUE,
-		.rcpt = DLOG_RCPT_ALL,
+	struct delivery_log_entry e = {
+		.type = action == QUEUE_OFFLINE_DELETE ? DELIVERY_LOG_DELETED : DELIVERY_LOG_REQUEUE,
+		.rcpt = DELIVERY_LOG_RCPT_ALL,
 		.queue_id = queue_id,
 		.time_unix_ms = now_unix_ms,
 		.attempt = r->replay.attempts,
 	};
-	uint8_t bytes[DLOG_ENTRY_BYTES];
-	dlog_entry_encode(&e, bytes);
+	uint8_t bytes[DELIVERY_LOG_ENTRY_BYTES];
+	delivery_log_entry_encode(&e, bytes);
 	uint64_t at = ls.log_valid_bytes;
 	loaded_segment_free(&ls);
 	int fd = -1;
 	what = "open delivery log";
-	rc = dlog_open_for_append(dirfd, seq, at, true, &fd);
+	rc = delivery_log_open_for_append(dirfd, seq, at, true, &fd);
 	if (rc == 0) {
 		what = "append to delivery log";
 		rc = segment_write_all_at(fd, bytes, sizeof(bytes), at);
@@ -1528,7 +1528,7 @@ int queue_make_due(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
 	m->next_attempt_unix_ms = now_unix_ms;
 	q->heap[i].due_unix_ms = now_unix_ms;
 	heap_up(q, i);
-	log_entry(q, m, DLOG_REQUEUE, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	log_entry(q, m, DELIVERY_LOG_REQUEUE, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
 	return 0;
 }
 
@@ -1541,7 +1541,7 @@ uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms)
 			continue;
 		h->due_unix_ms = now_unix_ms;
 		h->msg->next_attempt_unix_ms = now_unix_ms;
-		log_entry(q, h->msg, DLOG_REQUEUE, DLOG_RCPT_ALL, h->msg->attempts, now_unix_ms, 0,
+		log_entry(q, h->msg, DELIVERY_LOG_REQUEUE, DELIVERY_LOG_RCPT_ALL, h->msg->attempts, now_unix_ms, 0,
 			  0);
 		changed++;
 	}
@@ -1567,7 +1567,7 @@ int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
 		set_rcpt(m, r, QUEUE_RCPT_DELETED);
 		q->recipients_pending--;
 	}
-	log_entry(q, m, DLOG_DELETED, DLOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
+	log_entry(q, m, DELIVERY_LOG_DELETED, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
 	msg_free(q, m);
 	return 0;
 }
@@ -1584,7 +1584,7 @@ static int requeue_segment(int dirfd, uint32_t seq, const struct loaded_segment 
 	if (count == 0)
 		return 0;
 	*what = "requeue messages in";
-	uint8_t *bytes = malloc(count * DLOG_ENTRY_BYTES);
+	uint8_t *bytes = malloc(count * DELIVERY_LOG_ENTRY_BYTES);
 	if (bytes == NULL)
 		return -ENOMEM;
 	size_t used = 0;
@@ -1592,24 +1592,24 @@ static int requeue_segment(int dirfd, uint32_t seq, const struct loaded_segment 
 		const struct loaded_record *r = &ls->rec[k];
 		if (r->replay.pending == 0 || r->replay.next_attempt_unix_ms <= now_unix_ms)
 			continue;
-		struct dlog_entry e = {
-			.type = DLOG_REQUEUE,
-			.rcpt = DLOG_RCPT_ALL,
+		struct delivery_log_entry e = {
+			.type = DELIVERY_LOG_REQUEUE,
+			.rcpt = DELIVERY_LOG_RCPT_ALL,
 			.queue_id = r->queue_id,
 			.time_unix_ms = now_unix_ms,
 			.attempt = r->replay.attempts,
 		};
 		RMX_ASSERT(used < count);
-		dlog_entry_encode(&e, bytes + used * DLOG_ENTRY_BYTES);
+		delivery_log_entry_encode(&e, bytes + used * DELIVERY_LOG_ENTRY_BYTES);
 		used++;
 	}
 	RMX_ASSERT(used == count);
 	int fd = -1;
 	*what = "open delivery log";
-	int rc = dlog_open_for_append(dirfd, seq, ls->log_valid_bytes, true, &fd);
+	int rc = delivery_log_open_for_append(dirfd, seq, ls->log_valid_bytes, true, &fd);
 	if (rc == 0) {
 		*what = "append to delivery log";
-		rc = segment_write_all_at(fd, bytes, count * DLOG_ENTRY_BYTES, ls->log_valid_bytes);
+		rc = segment_write_all_at(fd, bytes, count * DELIVERY_LOG_ENTRY_BYTES, ls->log_valid_bytes);
 		if (rc == 0 && fdatasync(fd) != 0)
 			rc = -errno;
 		close(fd);

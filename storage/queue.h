@@ -37,7 +37,7 @@
 
 #include <sys/uio.h>
 
-#include "../core/base.h"
+#include "../common/base.h"
 #include "delivery_log.h"
 
 #define QUEUE_COMMIT_WRITES_MAX 4        /* segment logs written by one commit */
@@ -140,12 +140,12 @@ uint16_t queue_msg_last_enhanced(const struct queue_msg *m);
 /* Recipient states: the final ones of delivery_log.h, plus two that wait
  * for a DSN (queue only, never logged). */
 enum queue_rcpt_state {
-	QUEUE_RCPT_PENDING = DLOG_RCPT_PENDING,
-	QUEUE_RCPT_DELIVERED = DLOG_RCPT_DELIVERED,
-	QUEUE_RCPT_BOUNCED = DLOG_RCPT_BOUNCED,
-	QUEUE_RCPT_EXPIRED = DLOG_RCPT_EXPIRED,
-	QUEUE_RCPT_DELETED = DLOG_RCPT_DELETED,
-	QUEUE_RCPT_SET_ASIDE = DLOG_RCPT_SET_ASIDE,
+	QUEUE_RCPT_PENDING = DELIVERY_LOG_RCPT_PENDING,
+	QUEUE_RCPT_DELIVERED = DELIVERY_LOG_RCPT_DELIVERED,
+	QUEUE_RCPT_BOUNCED = DELIVERY_LOG_RCPT_BOUNCED,
+	QUEUE_RCPT_EXPIRED = DELIVERY_LOG_RCPT_EXPIRED,
+	QUEUE_RCPT_DELETED = DELIVERY_LOG_RCPT_DELETED,
+	QUEUE_RCPT_SET_ASIDE = DELIVERY_LOG_RCPT_SET_ASIDE,
 	QUEUE_RCPT_BOUNCE_DUE = 16, /* refused for good this attempt; DSN to store */
 	QUEUE_RCPT_EXPIRE_DUE = 17, /* lifetime over; DSN to store */
 };
@@ -161,7 +161,7 @@ enum queue_outcome {
  * Reports the outcome of recipient rcpt of an in-flight message. Only a
  * PENDING recipient changes: DELIVERED logs a DELIVERED entry at once;
  * PERMFAIL makes it BOUNCE_DUE; TEMPFAIL keeps it pending. code/enhanced
- * (dlog_enhanced_pack) become the message's last reply. A recipient given
+ * (delivery_log_enhanced_pack) become the message's last reply. A recipient given
  * no outcome in an attempt stays pending (retried).
  */
 void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,

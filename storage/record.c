@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "crc32c.h"
-#include "le.h"
+#include "../common/le.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 	       "struct record_header is written as is: little-endian hosts only");

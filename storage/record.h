@@ -17,7 +17,7 @@
 
 #include <sys/uio.h>
 
-#include "../core/base.h"
+#include "../common/base.h"
 
 #define RECORD_MAGIC 0x584d4752u /* "RGMX" read little-endian */
 /* 2: the CRC is salted per segment and records start after the segment

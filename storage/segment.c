@@ -41,9 +41,9 @@
 #include <unistd.h>
 
 #include "crc32c.h"
-#include "le.h"
+#include "../common/bounds.h"
+#include "../common/le.h"
 
-#define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
 #define SEGMENT_QUARANTINE_NAME_MAX_BYTES 64
 #define SEGMENT_FIEMAP_EXTENTS 64
 

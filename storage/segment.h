@@ -22,7 +22,7 @@
 
 #include <dirent.h>
 
-#include "../core/base.h"
+#include "../common/base.h"
 #include "record.h"
 
 #define SEGMENT_SEQ_MAX 0xffffffu           /* 24 bits in a queue id */

@@ -45,19 +45,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "segment.h"
 
-#define STORE_BATCH_SLOTS 8
-#define STORE_APPEND_PARTS_MAX 6
-#define STORE_RETIRED_FDS_MAX 16
-/* Records join a batch while it stays under this; a single larger record
- * gets a batch of its own. Keeps one commit near 10 ms at disk speed. */
-#define STORE_BATCH_BYTES_MAX (8ull << 20)
-/* Linux moves at most this much in one write (MAX_RW_COUNT); a longer
- * record would always be a short write. It also keeps a commit's byte
- * count within the int that store_commit_done() takes. */
-#define STORE_RECORD_MAX_BYTES 0x7ffff000ull
 
 _Static_assert(COMMIT_IOV_MAX >= STORE_APPEND_PARTS_MAX, "one record fits a batch");
 _Static_assert(STORE_BATCH_BYTES_MAX < STORE_RECORD_MAX_BYTES, "a batch is one write");

@@ -30,7 +30,7 @@
 
 #include <sys/uio.h>
 
-#include "../core/base.h"
+#include "../common/base.h"
 #include "record.h"
 #include "segment.h"
 

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #include "../core/control.h"
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/store.h"
@@ -66,7 +66,7 @@ static uint64_t qid(uint32_t seq, uint64_t n)
 }
 
 /* Every log entry the queue handed out, in commit order, all segments. */
-static struct dlog_entry logged[LOG_ENTRIES_MAX];
+static struct delivery_log_entry logged[LOG_ENTRIES_MAX];
 static size_t logged_count;
 
 static void flush(struct queue *q)
@@ -77,8 +77,8 @@ static void flush(struct queue *q)
 			const uint8_t *p = c.write[k].iov.iov_base;
 			for (uint32_t i = 0; i < c.write[k].entries; i++) {
 				REQUIRE(logged_count < LOG_ENTRIES_MAX);
-				REQUIRE(dlog_entry_decode(p + (size_t)i * DLOG_ENTRY_BYTES,
-							  &logged[logged_count]) == DLOG_OK);
+				REQUIRE(delivery_log_entry_decode(p + (size_t)i * DELIVERY_LOG_ENTRY_BYTES,
+							  &logged[logged_count]) == DELIVERY_LOG_OK);
 				logged_count++;
 			}
 		}
@@ -87,7 +87,7 @@ static void flush(struct queue *q)
 }
 
 /* Entries of type for queue_id logged from index from on. */
-static uint32_t count_logged(size_t from, enum dlog_type type, uint64_t queue_id)
+static uint32_t count_logged(size_t from, enum delivery_log_type type, uint64_t queue_id)
 {
 	uint32_t n = 0;
 	for (size_t i = from; i < logged_count; i++)
@@ -121,8 +121,8 @@ static void test_make_due_and_delete(void)
 	/* Due already: nothing more logged. */
 	CHECK(queue_make_due(q, qid(2, 0), 300) == 0);
 	flush(q);
-	CHECK_EQ_U(count_logged(0, DLOG_REQUEUE, qid(2, 0)), 1);
-	CHECK(logged[0].rcpt == DLOG_RCPT_ALL && logged[0].time_unix_ms == 200);
+	CHECK_EQ_U(count_logged(0, DELIVERY_LOG_REQUEUE, qid(2, 0)), 1);
+	CHECK(logged[0].rcpt == DELIVERY_LOG_RCPT_ALL && logged[0].time_unix_ms == 200);
 	struct queue_msg *m2 = queue_next_due(q, 250);
 	REQUIRE(m2 != NULL);
 	CHECK(queue_msg_id(m2) == qid(2, 0));
@@ -130,7 +130,7 @@ static void test_make_due_and_delete(void)
 
 	/* The first attempt on qid(1,0) ends with a 4xx: deferred, then
 	 * deleted by the operator. */
-	queue_outcome(q, m, 0, QUEUE_OUTCOME_TEMPFAIL, 451, dlog_enhanced_pack(4, 4, 1), 300);
+	queue_outcome(q, m, 0, QUEUE_OUTCOME_TEMPFAIL, 451, delivery_log_enhanced_pack(4, 4, 1), 300);
 	REQUIRE(queue_attempt_done(q, m, 300) == QUEUE_ATTEMPT_RETRY);
 	struct queue_stats st;
 	queue_get_stats(q, &st);
@@ -144,11 +144,11 @@ static void test_make_due_and_delete(void)
 	CHECK_EQ_U(st.messages, 2);
 	CHECK_EQ_U(st.recipients_pending, 4);
 	flush(q);
-	CHECK_EQ_U(count_logged(mark, DLOG_DELETED, qid(1, 0)), 1);
-	CHECK_EQ_U(count_logged(mark, DLOG_DEFERRED, qid(1, 0)), 1);
+	CHECK_EQ_U(count_logged(mark, DELIVERY_LOG_DELETED, qid(1, 0)), 1);
+	CHECK_EQ_U(count_logged(mark, DELIVERY_LOG_DEFERRED, qid(1, 0)), 1);
 	for (size_t i = mark; i < logged_count; i++)
-		if (logged[i].type == DLOG_DELETED)
-			CHECK(logged[i].attempt == 1 && logged[i].rcpt == DLOG_RCPT_ALL);
+		if (logged[i].type == DELIVERY_LOG_DELETED)
+			CHECK(logged[i].attempt == 1 && logged[i].rcpt == DELIVERY_LOG_RCPT_ALL);
 
 	/* Delete of a partly delivered message: only pending ones change. */
 	CHECK(queue_make_due(q, qid(1, 1), 500) == 0);
@@ -202,7 +202,7 @@ static void test_make_all_due(void)
 	flush(q);
 	uint32_t requeues = 0;
 	for (size_t i = 0; i < logged_count; i++)
-		requeues += logged[i].type == DLOG_REQUEUE && logged[i].time_unix_ms == 500;
+		requeues += logged[i].type == DELIVERY_LOG_REQUEUE && logged[i].time_unix_ms == 500;
 	CHECK_EQ_U(requeues, 90);
 	queue_close(q);
 }
@@ -472,9 +472,9 @@ static void test_request_files(void)
 	CHECK_EQ_U(st.messages, 3); /* d deleted */
 	CHECK_EQ_U(st.recipients_pending, 3);
 	flush(q);
-	CHECK_EQ_U(count_logged(0, DLOG_REQUEUE, a), 1);
-	CHECK_EQ_U(count_logged(0, DLOG_DELETED, d), 1);
-	CHECK_EQ_U(count_logged(0, DLOG_REQUEUE, c), 0);
+	CHECK_EQ_U(count_logged(0, DELIVERY_LOG_REQUEUE, a), 1);
+	CHECK_EQ_U(count_logged(0, DELIVERY_LOG_DELETED, d), 1);
+	CHECK_EQ_U(count_logged(0, DELIVERY_LOG_REQUEUE, c), 0);
 
 	/* requeue all: b moves (a is due already, c in flight). */
 	write_text("0006.req", "requeue all\n");
@@ -675,7 +675,7 @@ static void test_real_shard(void)
 	while ((m = queue_next_due(q, 5000)) != NULL) {
 		for (uint32_t k = 0; k < 2; k++)
 			queue_outcome(q, m, k, QUEUE_OUTCOME_TEMPFAIL, 451,
-				      dlog_enhanced_pack(4, 4, 1), 5000);
+				      delivery_log_enhanced_pack(4, 4, 1), 5000);
 		REQUIRE(queue_attempt_done(q, m, 5000) == QUEUE_ATTEMPT_RETRY);
 	}
 	CHECK(queue_next_due_time(q) >= 5800);

@@ -7,7 +7,7 @@
  * rehashes. Lookups run on spans copied into exact-size heap blocks, and
  * from two threads at once; ASan checks that policy_free releases it all.
  */
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "../proto/policy.h"
 #include "test.h"
 

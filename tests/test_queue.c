@@ -17,7 +17,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "../storage/queue.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"
@@ -49,7 +49,7 @@ static uint64_t qid(uint32_t seq, uint64_t offset)
 }
 
 /* In-memory delivery logs, one per segment, as core/ would write them. */
-static uint8_t mem_log[SEQS_MAX][MEM_LOG_ENTRIES * DLOG_ENTRY_BYTES];
+static uint8_t mem_log[SEQS_MAX][MEM_LOG_ENTRIES * DELIVERY_LOG_ENTRY_BYTES];
 static uint64_t mem_log_bytes[SEQS_MAX];
 
 static void mem_reset(void)
@@ -69,7 +69,7 @@ static uint32_t mem_commit(struct queue *q, int inject, struct queue_commit *see
 		const struct queue_commit_write *w = &c.write[k];
 		REQUIRE(w->seq < SEQS_MAX);
 		REQUIRE(w->fd == FAKE_FD_BASE + (int)w->seq);
-		REQUIRE(w->iov.iov_len == (size_t)w->entries * DLOG_ENTRY_BYTES);
+		REQUIRE(w->iov.iov_len == (size_t)w->entries * DELIVERY_LOG_ENTRY_BYTES);
 		REQUIRE(w->offset == mem_log_bytes[w->seq]);
 		REQUIRE(w->offset + w->iov.iov_len <= sizeof(mem_log[0]));
 		memcpy(mem_log[w->seq] + w->offset, w->iov.iov_base, w->iov.iov_len);
@@ -88,18 +88,18 @@ static void mem_flush(struct queue *q)
 }
 
 /* The i-th entry of segment seq's in-memory log. */
-static struct dlog_entry mem_entry(uint32_t seq, uint64_t i)
+static struct delivery_log_entry mem_entry(uint32_t seq, uint64_t i)
 {
-	struct dlog_entry e;
+	struct delivery_log_entry e;
 	memset(&e, 0, sizeof(e));
-	REQUIRE((i + 1) * DLOG_ENTRY_BYTES <= mem_log_bytes[seq]);
-	REQUIRE(dlog_entry_decode(mem_log[seq] + i * DLOG_ENTRY_BYTES, &e) == DLOG_OK);
+	REQUIRE((i + 1) * DELIVERY_LOG_ENTRY_BYTES <= mem_log_bytes[seq]);
+	REQUIRE(delivery_log_entry_decode(mem_log[seq] + i * DELIVERY_LOG_ENTRY_BYTES, &e) == DELIVERY_LOG_OK);
 	return e;
 }
 
 static uint64_t mem_entries(uint32_t seq)
 {
-	return mem_log_bytes[seq] / DLOG_ENTRY_BYTES;
+	return mem_log_bytes[seq] / DELIVERY_LOG_ENTRY_BYTES;
 }
 
 static struct queue *new_queue(const struct queue_config *c)
@@ -168,8 +168,8 @@ static void test_due_order(void)
 	CHECK_EQ_U(st.recipients_pending, 6);
 
 	/* a: 2 delivered, 1 temporary failure -> retry; one DELIVERED entry each. */
-	queue_outcome(q, a, 0, QUEUE_OUTCOME_DELIVERED, 250, dlog_enhanced_pack(2, 0, 0), 1000);
-	queue_outcome(q, a, 1, QUEUE_OUTCOME_TEMPFAIL, 451, dlog_enhanced_pack(4, 3, 0), 1000);
+	queue_outcome(q, a, 0, QUEUE_OUTCOME_DELIVERED, 250, delivery_log_enhanced_pack(2, 0, 0), 1000);
+	queue_outcome(q, a, 1, QUEUE_OUTCOME_TEMPFAIL, 451, delivery_log_enhanced_pack(4, 3, 0), 1000);
 	queue_outcome(q, a, 2, QUEUE_OUTCOME_DELIVERED, 250, 0, 1000);
 	/* An outcome for a recipient that is final already changes nothing. */
 	queue_outcome(q, a, 0, QUEUE_OUTCOME_PERMFAIL, 550, 0, 1000);
@@ -197,17 +197,17 @@ static void test_due_order(void)
 	CHECK(!queue_commit_busy(q));
 	/* Log: a0 a2 DELIVERED, a DEFERRED, b0 b1 DELIVERED, d DEFERRED. */
 	REQUIRE(mem_entries(1) == 6);
-	struct dlog_entry e = mem_entry(1, 0);
-	CHECK(e.type == DLOG_DELIVERED && e.rcpt == 0 && e.queue_id == qid(1, 128));
+	struct delivery_log_entry e = mem_entry(1, 0);
+	CHECK(e.type == DELIVERY_LOG_DELIVERED && e.rcpt == 0 && e.queue_id == qid(1, 128));
 	CHECK(e.attempt == 1 && e.reply_code == 250 && e.time_unix_ms == 1000);
 	e = mem_entry(1, 1);
-	CHECK(e.type == DLOG_DELIVERED && e.rcpt == 2 && e.queue_id == qid(1, 128));
+	CHECK(e.type == DELIVERY_LOG_DELIVERED && e.rcpt == 2 && e.queue_id == qid(1, 128));
 	e = mem_entry(1, 2);
-	CHECK(e.type == DLOG_DEFERRED && e.rcpt == DLOG_RCPT_ALL && e.queue_id == qid(1, 128));
+	CHECK(e.type == DELIVERY_LOG_DEFERRED && e.rcpt == DELIVERY_LOG_RCPT_ALL && e.queue_id == qid(1, 128));
 	CHECK(e.attempt == 1 && e.reply_code == 550);
 	CHECK(e.time_unix_ms >= 1000 + 800 && e.time_unix_ms <= 1000 + 1200);
 	e = mem_entry(1, 5);
-	CHECK(e.type == DLOG_DEFERRED && e.queue_id == qid(1, 64) && e.reply_code == 0);
+	CHECK(e.type == DELIVERY_LOG_DEFERRED && e.queue_id == qid(1, 64) && e.reply_code == 0);
 
 	/* The retries come back in time order, not before. */
 	int64_t t = queue_next_due_time(q);
@@ -337,23 +337,23 @@ static void test_bounce_and_expiry(void)
 	struct queue_msg *m = queue_next_due(q, 0);
 	REQUIRE(m != NULL);
 	queue_outcome(q, m, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 1);
-	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, dlog_enhanced_pack(5, 1, 1), 1);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, delivery_log_enhanced_pack(5, 1, 1), 1);
 	queue_outcome(q, m, 2, QUEUE_OUTCOME_TEMPFAIL, 450, 0, 1);
 	CHECK(queue_msg_rcpt_state(m, 1) == QUEUE_RCPT_BOUNCE_DUE);
 	CHECK(queue_attempt_done(q, m, 2) == QUEUE_ATTEMPT_BOUNCE_DUE);
 	/* Nothing BOUNCED is logged before the DSN is durable. */
 	mem_flush(q);
 	CHECK_EQ_U(mem_entries(2), 1);
-	CHECK(mem_entry(2, 0).type == DLOG_DELIVERED);
+	CHECK(mem_entry(2, 0).type == DELIVERY_LOG_DELIVERED);
 	CHECK_EQ_U(queue_next_due_time(q), INT64_MAX); /* still in flight */
 	CHECK(queue_bounce_done(q, m, 3) == QUEUE_ATTEMPT_RETRY);
 	CHECK(queue_msg_rcpt_state(m, 1) == QUEUE_RCPT_BOUNCED);
 	mem_flush(q);
 	REQUIRE(mem_entries(2) == 3);
-	struct dlog_entry e = mem_entry(2, 1);
-	CHECK(e.type == DLOG_BOUNCED && e.rcpt == 1 && e.time_unix_ms == 3 && e.attempt == 1);
+	struct delivery_log_entry e = mem_entry(2, 1);
+	CHECK(e.type == DELIVERY_LOG_BOUNCED && e.rcpt == 1 && e.time_unix_ms == 3 && e.attempt == 1);
 	e = mem_entry(2, 2);
-	CHECK(e.type == DLOG_DEFERRED && e.rcpt == DLOG_RCPT_ALL);
+	CHECK(e.type == DELIVERY_LOG_DEFERRED && e.rcpt == DELIVERY_LOG_RCPT_ALL);
 
 	/* Second attempt at about 4000, third at about 8000; the fourth would
 	 * be past the expiry, so it is moved to exactly 10000. */
@@ -376,9 +376,9 @@ static void test_bounce_and_expiry(void)
 	uint64_t n = mem_entries(2);
 	REQUIRE(n >= 2);
 	e = mem_entry(2, n - 2);
-	CHECK(e.type == DLOG_DELIVERED && e.rcpt == 3);
+	CHECK(e.type == DELIVERY_LOG_DELIVERED && e.rcpt == 3);
 	e = mem_entry(2, n - 1);
-	CHECK(e.type == DLOG_EXPIRED && e.rcpt == 2 && e.time_unix_ms == now + 5);
+	CHECK(e.type == DELIVERY_LOG_EXPIRED && e.rcpt == 2 && e.time_unix_ms == now + 5);
 	CHECK(e.attempt == 4);
 
 	struct queue_stats st;
@@ -391,14 +391,14 @@ static void test_bounce_and_expiry(void)
 
 	/* Replaying that log gives the same final states. */
 	uint8_t states[4];
-	struct dlog_replay_msg r = { .rcpt_state = states, .rcpt_count = 4, .pending = 4 };
+	struct delivery_log_replay_msg r = { .rcpt_state = states, .rcpt_count = 4, .pending = 4 };
 	memset(states, 0, sizeof(states));
 	for (uint64_t i = 0; i < n; i++) {
 		e = mem_entry(2, i);
-		CHECK(dlog_apply(&r, &e));
+		CHECK(delivery_log_apply(&r, &e));
 	}
-	CHECK(r.pending == 0 && states[0] == DLOG_RCPT_DELIVERED && states[1] == DLOG_RCPT_BOUNCED &&
-	      states[2] == DLOG_RCPT_EXPIRED && states[3] == DLOG_RCPT_DELIVERED);
+	CHECK(r.pending == 0 && states[0] == DELIVERY_LOG_RCPT_DELIVERED && states[1] == DELIVERY_LOG_RCPT_BOUNCED &&
+	      states[2] == DELIVERY_LOG_RCPT_EXPIRED && states[3] == DELIVERY_LOG_RCPT_DELIVERED);
 
 	/* Already expired when first tried: expires after one attempt. */
 	REQUIRE(queue_add(q, qid(2, 64), 64, 2, 0, 20000) == 0);
@@ -415,7 +415,7 @@ static void test_bounce_and_expiry(void)
 	queue_set_aside(q, m, 20002);
 	mem_flush(q);
 	e = mem_entry(2, mem_entries(2) - 1);
-	CHECK(e.type == DLOG_SET_ASIDE && e.rcpt == DLOG_RCPT_ALL && e.queue_id == qid(2, 128));
+	CHECK(e.type == DELIVERY_LOG_SET_ASIDE && e.rcpt == DELIVERY_LOG_RCPT_ALL && e.queue_id == qid(2, 128));
 	queue_get_stats(q, &st);
 	CHECK_EQ_U(st.messages, 0);
 	CHECK_EQ_U(st.recipients_pending, 0);
@@ -473,8 +473,8 @@ static void test_commit_batching(void)
 	for (uint32_t s = 1; s <= 6; s++) {
 		REQUIRE(mem_entries(s) == 3);
 		for (uint32_t r = 0; r < 3; r++) {
-			struct dlog_entry e = mem_entry(s, r);
-			CHECK(e.type == DLOG_DELIVERED && e.rcpt == r && e.queue_id == qid(s, 0));
+			struct delivery_log_entry e = mem_entry(s, r);
+			CHECK(e.type == DELIVERY_LOG_DELIVERED && e.rcpt == r && e.queue_id == qid(s, 0));
 		}
 	}
 	/* Later entries of a segment land after the earlier ones. */
@@ -493,7 +493,7 @@ static void test_commit_batching(void)
 	CHECK(queue_attempt_done(q, b, 1) == QUEUE_ATTEMPT_DONE);
 	CHECK_EQ_U(mem_commit(q, 0, &seen), 1);
 	CHECK_EQ_U(seen.write[0].seq, 1);
-	CHECK_EQ_U(seen.write[0].offset, 3 * DLOG_ENTRY_BYTES);
+	CHECK_EQ_U(seen.write[0].offset, 3 * DELIVERY_LOG_ENTRY_BYTES);
 	CHECK(!queue_commit_begin(q, &c2));
 	CHECK(queue_commit_busy(q)); /* an entry waits for segment 9's log */
 	REQUIRE(queue_dlog_ready(q, 9, FAKE_FD_BASE + 9) == 0);
@@ -753,19 +753,19 @@ static void test_random_against_replay(void)
 
 	/* Replay every segment's log. */
 	static uint8_t states[MODEL_MSGS][MODEL_RCPTS_MAX];
-	static struct dlog_replay_msg rp[MODEL_MSGS];
+	static struct delivery_log_replay_msg rp[MODEL_MSGS];
 	for (int i = 0; i < added; i++) {
 		memset(states[i], 0, sizeof(states[i]));
-		rp[i] = (struct dlog_replay_msg){ .rcpt_state = states[i],
+		rp[i] = (struct delivery_log_replay_msg){ .rcpt_state = states[i],
 						  .rcpt_count = mm[i].rcpts,
 						  .pending = mm[i].rcpts };
 	}
 	for (uint32_t seq = 1; seq < SEQS_MAX; seq++) {
 		for (uint64_t k = 0; k < mem_entries(seq); k++) {
-			struct dlog_entry e = mem_entry(seq, k);
+			struct delivery_log_entry e = mem_entry(seq, k);
 			int i = model_find(mm, e.queue_id);
 			REQUIRE(i >= 0);
-			CHECK(dlog_apply(&rp[i], &e));
+			CHECK(delivery_log_apply(&rp[i], &e));
 		}
 	}
 	/* Every message still held, in flight or queued, matches its replay. */
@@ -779,7 +779,7 @@ static void test_random_against_replay(void)
 		seen[i] = true;
 		for (uint32_t k = 0; k < mm[i].rcpts; k++) {
 			enum queue_rcpt_state s = queue_msg_rcpt_state(m, k);
-			uint8_t want = s >= QUEUE_RCPT_BOUNCE_DUE ? DLOG_RCPT_PENDING : (uint8_t)s;
+			uint8_t want = s >= QUEUE_RCPT_BOUNCE_DUE ? DELIVERY_LOG_RCPT_PENDING : (uint8_t)s;
 			CHECK_EQ_U(states[i][k], want);
 			pending_total += s == QUEUE_RCPT_PENDING || s >= QUEUE_RCPT_BOUNCE_DUE;
 		}
@@ -793,7 +793,7 @@ static void test_random_against_replay(void)
 		CHECK_EQ_U(queue_msg_attempts(m), rp[i].attempts);
 		for (uint32_t k = 0; k < mm[i].rcpts; k++) {
 			CHECK_EQ_U(queue_msg_rcpt_state(m, k), states[i][k]);
-			pending_total += states[i][k] == DLOG_RCPT_PENDING;
+			pending_total += states[i][k] == DELIVERY_LOG_RCPT_PENDING;
 		}
 	}
 	CHECK_EQ_U(pending_total, st.recipients_pending);
@@ -850,8 +850,8 @@ static void real_provide_spare(struct store *st, struct queue *q)
 	free(zeros);
 	REQUIRE(fdatasync(fd) == 0);
 	/* Like core/: the spare's delivery log comes with it. */
-	char name[DLOG_NAME_MAX_BYTES];
-	dlog_name_format(name, seq);
+	char name[DELIVERY_LOG_NAME_MAX_BYTES];
+	delivery_log_name_format(name, seq);
 	int lfd = openat(store_dir_fd(st), name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	REQUIRE(lfd >= 0);
 	REQUIRE(fsync(store_dir_fd(st)) == 0);
@@ -1140,10 +1140,10 @@ static void test_recovery_real_files(void)
 	store_get_stats(st, &ss);
 	uint32_t reclaimed = 0;
 	while (queue_reclaimable(q, &seq)) {
-		char name[DLOG_NAME_MAX_BYTES];
+		char name[DELIVERY_LOG_NAME_MAX_BYTES];
 		segment_name_format(name, seq);
 		CHECK(unlinkat(store_dir_fd(st), name, 0) == 0);
-		dlog_name_format(name, seq);
+		delivery_log_name_format(name, seq);
 		CHECK(unlinkat(store_dir_fd(st), name, 0) == 0);
 		int fd = queue_reclaimed(q, seq);
 		CHECK(fd >= 0);
@@ -1336,33 +1336,33 @@ static void test_recovery_every_log_cut(void)
 	static uint8_t full[64 * 1024];
 	ssize_t len = read(fd, full, sizeof(full));
 	close(fd);
-	REQUIRE(len > 0 && len % DLOG_ENTRY_BYTES == 0 && (size_t)len < sizeof(full));
-	CHECK(len / DLOG_ENTRY_BYTES > 2 * CUT_RECS);
+	REQUIRE(len > 0 && len % DELIVERY_LOG_ENTRY_BYTES == 0 && (size_t)len < sizeof(full));
+	CHECK(len / DELIVERY_LOG_ENTRY_BYTES > 2 * CUT_RECS);
 
 	for (ssize_t cut = 0; cut <= len; cut++) {
 		/* The crash: the log ends at cut, with junk after a torn entry. */
 		fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 		REQUIRE(fd >= 0);
 		REQUIRE(write(fd, full, (size_t)cut) == cut);
-		if (cut % DLOG_ENTRY_BYTES != 0)
+		if (cut % DELIVERY_LOG_ENTRY_BYTES != 0)
 			REQUIRE(write(fd, "\xff\xff", 2) == 2);
 		close(fd);
 
 		/* What the whole entries before the cut say. */
 		uint8_t states[CUT_RECS][4];
-		struct dlog_replay_msg want[CUT_RECS];
+		struct delivery_log_replay_msg want[CUT_RECS];
 		for (int i = 0; i < CUT_RECS; i++) {
 			memset(states[i], 0, sizeof(states[i]));
-			want[i] = (struct dlog_replay_msg){ .rcpt_state = states[i],
+			want[i] = (struct delivery_log_replay_msg){ .rcpt_state = states[i],
 							    .rcpt_count = real[i].rcpts,
 							    .pending = real[i].rcpts };
 		}
-		for (ssize_t off = 0; off + DLOG_ENTRY_BYTES <= cut; off += DLOG_ENTRY_BYTES) {
-			struct dlog_entry e;
-			REQUIRE(dlog_entry_decode(full + off, &e) == DLOG_OK);
+		for (ssize_t off = 0; off + DELIVERY_LOG_ENTRY_BYTES <= cut; off += DELIVERY_LOG_ENTRY_BYTES) {
+			struct delivery_log_entry e;
+			REQUIRE(delivery_log_entry_decode(full + off, &e) == DELIVERY_LOG_OK);
 			int i = find_real(e.queue_id);
 			REQUIRE(i >= 0);
-			CHECK(dlog_apply(&want[i], &e));
+			CHECK(delivery_log_apply(&want[i], &e));
 		}
 
 		qcfg.now_unix_ms = INT64_MAX / 2;
@@ -1371,7 +1371,7 @@ static void test_recovery_every_log_cut(void)
 		for (int i = 0; i < CUT_RECS; i++)
 			want_msgs += want[i].pending > 0;
 		CHECK_EQ_U(qrs.messages_pending, want_msgs);
-		CHECK_EQ_U(qrs.log_entries, (uint64_t)cut / DLOG_ENTRY_BYTES);
+		CHECK_EQ_U(qrs.log_entries, (uint64_t)cut / DELIVERY_LOG_ENTRY_BYTES);
 		struct queue_msg *m;
 		while ((m = queue_next_due(q, INT64_MAX / 2)) != NULL) {
 			int i = find_real(queue_msg_id(m));
@@ -1384,7 +1384,7 @@ static void test_recovery_every_log_cut(void)
 		queue_close(q);
 		struct stat sb;
 		CHECK(stat(path, &sb) == 0 &&
-		      sb.st_size == cut / DLOG_ENTRY_BYTES * DLOG_ENTRY_BYTES);
+		      sb.st_size == cut / DELIVERY_LOG_ENTRY_BYTES * DELIVERY_LOG_ENTRY_BYTES);
 	}
 	for (int i = 0; i < CUT_RECS; i++)
 		bytebuf_free(&real[i].env);
@@ -1406,7 +1406,7 @@ static void test_bounce_store_failed(void)
 	struct queue_msg *m = queue_next_due(q, 0);
 	REQUIRE(m != NULL);
 	queue_outcome(q, m, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 1);
-	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, dlog_enhanced_pack(5, 1, 1), 1);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, delivery_log_enhanced_pack(5, 1, 1), 1);
 	CHECK(queue_attempt_done(q, m, 2) == QUEUE_ATTEMPT_BOUNCE_DUE);
 	CHECK(queue_bounce_failed(q, m, 5000) == QUEUE_ATTEMPT_RETRY);
 	CHECK(queue_msg_rcpt_state(m, 1) == QUEUE_RCPT_PENDING);
@@ -1420,11 +1420,11 @@ static void test_bounce_store_failed(void)
 	CHECK_EQ_U(st.bounced, 0);
 	mem_flush(q);
 	for (uint64_t i = 0; i < mem_entries(2); i++)
-		CHECK(mem_entry(2, i).type != DLOG_BOUNCED);
+		CHECK(mem_entry(2, i).type != DELIVERY_LOG_BOUNCED);
 	/* The next attempt refuses it again; this time the DSN is stored. */
 	m = queue_next_due(q, 5000);
 	REQUIRE(m != NULL);
-	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, dlog_enhanced_pack(5, 1, 1), 5001);
+	queue_outcome(q, m, 1, QUEUE_OUTCOME_PERMFAIL, 550, delivery_log_enhanced_pack(5, 1, 1), 5001);
 	CHECK(queue_attempt_done(q, m, 5002) == QUEUE_ATTEMPT_BOUNCE_DUE);
 	CHECK(queue_bounce_done(q, m, 5003) == QUEUE_ATTEMPT_DONE);
 	queue_get_stats(q, &st);

@@ -6,7 +6,7 @@
  * length before parsing, so ASan reports any read past the end of the span.
  * Each length limit is tested at exactly the bound and one over.
  */
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "../proto/smtp_cmd.h"
 #include "test.h"
 

@@ -13,7 +13,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "../core/limits.h"
+#include "../common/bounds.h"
 #include "../storage/crc32c.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"

@@ -1,5 +1,5 @@
 /*
- * store_tool.c - ringmx-store: look into a data directory from the outside.
+ * ringmx-store.c - ringmx-store: look into a data directory from the outside.
  *
  *   ringmx-store -d DIR ls [--deferred] | show [--body] ID | stats | verify
  *   ringmx-store -d DIR requeue ID|all | delete ID
@@ -36,23 +36,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/limits.h"
-#include "delivery_log.h"
-#include "queue.h"
-#include "record.h"
-#include "segment.h"
-#include "store.h"
+#include "../common/bounds.h"
+#include "../common/control_proto.h"
+#include "../storage/delivery_log.h"
+#include "../storage/queue.h"
+#include "../storage/record.h"
+#include "../storage/segment.h"
+#include "../storage/store.h"
 
 #define TOOL_NAME "ringmx-store"
-#define VERIFY_RESCAN_DELAY_MS 200
-
-/* The request hand-over of core/control.h (storage/ may not include it). */
-#define CONTROL_DIR_NAME "control"
-#define CONTROL_REQUEST_SUFFIX ".req"
-#define PID_FILE_NAME "ringmx.pid"
-#define HANDOVER_WAIT_MS 10000      /* for ringmx to pick a request up */
-#define DELETE_CONFIRM_WAIT_MS 3000 /* then for its DELETED entry to be durable */
-#define POLL_INTERVAL_MS 20
 
 static void usage(FILE *out)
 {
@@ -508,7 +500,7 @@ static int verify_segment(void *ctx, uint32_t worker, uint32_t seq, const struct
 	verify_scan_segment(m, worker, seq, &vs);
 	if (vs.damage_count > 0) {
 		/* A write in progress can look like damage for an instant. */
-		struct timespec pause = { 0, VERIFY_RESCAN_DELAY_MS * 1000000L };
+		struct timespec pause = { 0, STORE_TOOL_VERIFY_RESCAN_DELAY_MS * 1000000L };
 		nanosleep(&pause, NULL);
 		verify_scan_segment(m, worker, seq, &vs);
 	}
@@ -566,7 +558,7 @@ static void format_reply(const struct queue_deferred_info *info, char *out, size
 	unsigned cls, subject, detail;
 	if (info->last_reply_code == 0)
 		snprintf(out, cap, "-");
-	else if (dlog_enhanced_unpack(info->last_enhanced, &cls, &subject, &detail))
+	else if (delivery_log_enhanced_unpack(info->last_enhanced, &cls, &subject, &detail))
 		snprintf(out, cap, "%u %u.%u.%u", (unsigned)info->last_reply_code, cls, subject,
 			 detail);
 	else
@@ -836,7 +828,7 @@ static int check_daemon(long pid, const char *pid_path)
 static int daemon_pid(const char *data_dir, pid_t *pid)
 {
 	char path[PATH_MAX];
-	snprintf(path, sizeof(path), "%s/" PID_FILE_NAME, data_dir);
+	snprintf(path, sizeof(path), "%s/" CONTROL_PID_FILE_NAME, data_dir);
 	FILE *f = fopen(path, "r");
 	long value = 0;
 	if (f == NULL) {
@@ -860,13 +852,13 @@ static int daemon_pid(const char *data_dir, pid_t *pid)
  * request; true if it has. */
 static bool wait_picked_up(struct handover *h, uint32_t count)
 {
-	for (long waited = 0; waited <= HANDOVER_WAIT_MS; waited += POLL_INTERVAL_MS) {
+	for (long waited = 0; waited <= STORE_TOOL_HANDOVER_WAIT_MS; waited += STORE_TOOL_POLL_INTERVAL_MS) {
 		bool left = false;
 		for (uint32_t i = 0; i < count; i++)
 			left = left || (h[i].written && access(h[i].path, F_OK) == 0);
 		if (!left)
 			return true;
-		sleep_ms(POLL_INTERVAL_MS);
+		sleep_ms(STORE_TOOL_POLL_INTERVAL_MS);
 	}
 	return false;
 }
@@ -894,7 +886,7 @@ static int handover(const char *data_dir, const char *label, struct handover *h,
 	if (!wait_picked_up(h, count)) {
 		fprintf(stderr, TOOL_NAME ": ringmx (pid %ld) did not read the request within "
 				"%d s; it stays queued and is applied when ringmx reads it\n",
-			(long)pid, HANDOVER_WAIT_MS / 1000);
+			(long)pid, STORE_TOOL_HANDOVER_WAIT_MS / 1000);
 		return 1;
 	}
 	printf("%s: handed to ringmx (pid %ld), which has applied it\n", label, (long)pid);
@@ -921,8 +913,11 @@ static int cmd_requeue_all(const char *data_dir)
 						   sizeof(err));
 		if (rc == -EBUSY) {
 			/* ringmx serves this shard: it applies the request. */
-			if (request_write(data_dir, workers[i], "requeue all\n",
-					  &live[live_count]) != 0) {
+			char line[32];
+			size_t len = control_line_format(line, sizeof(line), CONTROL_VERB_REQUEUE,
+							 NULL);
+			RMX_ASSERT(len > 0);
+			if (request_write(data_dir, workers[i], line, &live[live_count]) != 0) {
 				for (uint32_t k = 0; k < live_count; k++)
 					request_withdraw(&live[k]);
 				free(live);
@@ -953,11 +948,11 @@ static int cmd_requeue_all(const char *data_dir)
  * entry to make the message final in the log. */
 static bool confirm_gone(const char *data_dir, uint64_t id)
 {
-	for (long waited = 0; waited <= DELETE_CONFIRM_WAIT_MS; waited += POLL_INTERVAL_MS) {
+	for (long waited = 0; waited <= STORE_TOOL_DELETE_CONFIRM_WAIT_MS; waited += STORE_TOOL_POLL_INTERVAL_MS) {
 		int pending = is_pending(data_dir, id);
 		if (pending <= 0)
 			return pending == 0;
-		sleep_ms(POLL_INTERVAL_MS);
+		sleep_ms(STORE_TOOL_POLL_INTERVAL_MS);
 	}
 	return false;
 }
@@ -1000,7 +995,11 @@ static int cmd_mark(const char *data_dir, const char *id_text, enum queue_offlin
 	char canonical[RECORD_QUEUE_ID_CHARS + 1];
 	queue_id_format(id, canonical);
 	canonical[RECORD_QUEUE_ID_CHARS] = '\0';
-	snprintf(text, sizeof(text), "%s %s\n", verb, canonical);
+	size_t len = control_line_format(text, sizeof(text),
+					 action == QUEUE_OFFLINE_DELETE ? CONTROL_VERB_DELETE
+									: CONTROL_VERB_REQUEUE,
+					 canonical);
+	RMX_ASSERT(len > 0);
 	struct handover h;
 	if (request_write(data_dir, worker, text, &h) != 0)
 		return 1;

@@ -1,5 +1,5 @@
 /*
- * limits.h - every bound in ringmx, in one place, with units last in names.
+ * bounds.h - every bound in ringmx, in one place, with units last in names.
  *
  * Hard limits (_MAX) are compile-time ceilings that size static arrays and
  * bound the configuration; defaults (_DEFAULT) are what runs without a config
@@ -7,8 +7,8 @@
  * invariant (a receive buffer shorter than the longest legal line, say) does
  * not build. Includes nothing of ours.
  */
-#ifndef RINGMX_LIMITS_H
-#define RINGMX_LIMITS_H
+#ifndef RINGMX_BOUNDS_H
+#define RINGMX_BOUNDS_H
 
 /* RFC 5321 4.5.3.1: local part 64, domain 255, path 256 octets. */
 #define SMTP_LOCAL_PART_MAX_BYTES 64
@@ -28,7 +28,9 @@
 #define SMTP_RECIPIENTS_DEFAULT 1000      /* Postfix smtpd_recipient_limit */
 #define SMTP_RECIPIENTS_MAX 100000
 #define SMTP_MESSAGE_SIZE_DEFAULT_BYTES 10240000ull /* Postfix message_size_limit */
-#define SMTP_MESSAGE_SIZE_MAX_BYTES (1ull << 31)
+/* The largest message with the most recipients must fit one record, which
+ * is one write (STORE_RECORD_MAX_BYTES): asserted below. */
+#define SMTP_MESSAGE_SIZE_MAX_BYTES (1ull << 30)
 #define SMTP_RECEIVED_HEADERS_MAX 100    /* RFC 5321 6.3 loop detection */
 #define SMTP_BAD_COMMANDS_MAX 20         /* then 421 and close */
 /* RCPTs past max_recipients (each answered 452 4.5.3) that a session may send
@@ -66,6 +68,13 @@
  * from accept to the end of its response. */
 #define HTTP_CONNECTIONS_MAX 32
 #define HTTP_DEADLINE_MS 10000
+
+/* Operator requests (common/control_proto.h): a request file larger than
+ * this is refused whole; a longer file name is not ours and is ignored;
+ * names read before one sort. */
+#define CONTROL_REQUEST_MAX_BYTES 65536
+#define CONTROL_NAME_MAX_BYTES 128
+#define CONTROL_FILES_PER_BATCH 64
 
 /* Configuration snapshots alive at once: the running one plus those still
  * used by sessions that started before a reload (SIGHUP). */
@@ -123,6 +132,73 @@
 #define LOG_WRITE_MAX_BYTES 4096
 #define LOG_BUFFER_HALF_BYTES (64 * 1024)
 
+/* ---- the event loop (core/worker, core/ring, core/timer) ---- */
+#define RING_SQ_ENTRIES 4096             /* submission queue of a worker's ring */
+/* io-wq threads per ring (bounded: file I/O; unbounded: sockets): buffered
+ * segment writes and fdatasync are punted there. */
+#define IOWQ_BOUNDED_WORKERS_MAX 2
+#define IOWQ_UNBOUNDED_WORKERS_MAX 2
+#define TIMER_TICK_MS 100                /* deadline resolution */
+#define TIMER_SLOTS 1024                 /* a power of two: about 102 s per turn */
+/* After the final reply: FIN sent, input read and dropped this long. */
+#define LINGER_MS 2000
+/* The 421 sent to a connection refused before its session. */
+#define REJECT_REPLY_BYTES 256
+/* A message body buffer starts this large when MAIL gave no SIZE=. */
+#define TXN_BODY_INITIAL_BYTES 16384
+
+/* ---- the metrics endpoint (core/http) ---- */
+#define HTTP_REQUEST_HEAD_MAX_BYTES 8192
+#define HTTP_REQUEST_FIELDS_MAX 100
+#define HTTP_RESPONSE_HEAD_MAX_BYTES 256 /* longest head written (checked by tests) */
+
+/* ---- the upstream client (proto/smtp_client, core/forward) ---- */
+/* A command line we send, CRLF included, is shorter than this (RFC 5321
+ * 4.5.3.1.4). */
+#define SMTP_CLIENT_COMMAND_MAX_BYTES 512
+#define SMTP_CLIENT_REPLY_TEXT_MAX_BYTES 256  /* reply text kept per result */
+#define SMTP_CLIENT_REPLY_LINE_MAX_BYTES 4096 /* longer: malformed */
+#define SMTP_CLIENT_REPLY_LINES_MAX 1000      /* lines in one reply; more: malformed */
+#define FORWARD_IN_BUFFER_BYTES 4096          /* one receive from an upstream */
+#define FORWARD_OUT_BUFFER_BYTES SMTP_REPLY_BUFFER_BYTES /* commands queued to send */
+#define FORWARD_IDLE_QUIT_MS 10000            /* an idle upstream connection is closed */
+#define FORWARD_UPSTREAM_DOWN_MS 30000        /* a refusing relay is skipped this long */
+/* Connections to a fallback relay are renewed, so a recovered primary is
+ * used again. */
+#define FORWARD_FAILOVER_MAX_AGE_MS 60000
+#define FORWARD_SEGMENT_FDS_MAX 32            /* open segment files cached for reads */
+#define FORWARD_DIAG_BYTES 320                /* a reply as one log or DSN text */
+/* A record that could not be read (no memory, no file) is tried again. */
+#define FORWARD_READ_RETRY_MS 60000
+
+/* ---- the store (storage/) ---- */
+/* Zero-filling a segment goes in chunks of this size (O_DIRECT-aligned). */
+#define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
+#define STORE_BATCH_SLOTS 8              /* batches queued behind the commit in flight */
+#define STORE_APPEND_PARTS_MAX 6         /* iovecs of one record */
+#define STORE_RETIRED_FDS_MAX 16         /* sealed segments' fds awaiting close */
+/* Records join a batch while it stays under this; a single larger record
+ * gets a batch of its own. Keeps one commit near 10 ms at disk speed. */
+#define STORE_BATCH_BYTES_MAX (8ull << 20)
+/* Linux moves at most this much in one write (MAX_RW_COUNT); a longer
+ * record would always be a short write. It also keeps a commit's byte
+ * count within the int that store_commit_done() takes. */
+#define STORE_RECORD_MAX_BYTES 0x7ffff000ull
+
+/* ---- logs (core/log) ---- */
+/* A write that met EAGAIN or EINTR is tried again after this long ... */
+#define LOG_WRITE_RETRY_MS 10
+/* ... until no byte has gone out for this long; then its lines are dropped.
+ * Also the longest a thread without a buffer waits for a full fd 2, and the
+ * longest a worker's exit waits for its last lines. */
+#define LOG_WRITE_STALL_MAX_MS 3000
+
+/* ---- the store tool (tools/ringmx-store) ---- */
+#define STORE_TOOL_VERIFY_RESCAN_DELAY_MS 200
+#define STORE_TOOL_HANDOVER_WAIT_MS 10000      /* for ringmx to pick a request up */
+#define STORE_TOOL_DELETE_CONFIRM_WAIT_MS 3000 /* then for its DELETED entry to be durable */
+#define STORE_TOOL_POLL_INTERVAL_MS 20
+
 _Static_assert(RECV_BUFFER_BYTES > SMTP_COMMAND_LINE_MAX_BYTES,
 	       "a receive buffer holds the longest legal command line");
 _Static_assert(CARRY_SOFT_MAX_BYTES >= RECV_BUFFER_BYTES + SMTP_COMMAND_LINE_MAX_BYTES,
@@ -144,5 +220,24 @@ _Static_assert(LOG_BUFFER_HALF_BYTES >= 4 * LOG_LINE_MAX_BYTES,
 	       "a log buffer half holds several of the longest lines");
 _Static_assert(LOG_LINE_MAX_BYTES >= 4 * SMTP_PATH_MAX_BYTES + SMTP_DOMAIN_MAX_BYTES + 512,
 	       "a message_accepted line holds an escaped path, a HELO name and the rest");
+
+_Static_assert(SMTP_CLIENT_COMMAND_MAX_BYTES <= SMTP_COMMAND_LINE_MIN_BYTES,
+	       "our commands fit the line every server must take");
+_Static_assert(SMTP_CLIENT_REPLY_TEXT_MAX_BYTES < SMTP_CLIENT_REPLY_LINE_MAX_BYTES,
+	       "reply text is a prefix of a line");
+_Static_assert(FORWARD_DIAG_BYTES >= SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 32,
+	       "a diagnostic holds a code, a status and the reply text");
+_Static_assert(SEGMENT_ZERO_CHUNK_BYTES % 4096 == 0, "zero-fill chunks are O_DIRECT-aligned");
+_Static_assert(SEGMENT_SIZE_MAX_BYTES <= (1ull << 32) * 8,
+	       "a queue id's 32-bit offset field (8-byte units) reaches the segment end");
+_Static_assert(SMTP_MESSAGE_SIZE_MAX_BYTES + SMTP_RECEIVED_HEADER_MAX_BYTES +
+		       (unsigned long long)SMTP_RECIPIENTS_MAX * (SMTP_PATH_MAX_BYTES + 8) + 4096 <=
+		       STORE_RECORD_MAX_BYTES,
+	       "the largest message with the most recipients fits one record");
+_Static_assert(STORE_BATCH_BYTES_MAX <= STORE_RECORD_MAX_BYTES, "a batch is one write");
+_Static_assert((TIMER_SLOTS & (TIMER_SLOTS - 1)) == 0, "timer slots are a power of two");
+_Static_assert(LINGER_MS >= TIMER_TICK_MS && HTTP_DEADLINE_MS >= TIMER_TICK_MS,
+	       "deadlines are longer than a tick");
+_Static_assert(LOG_WRITE_RETRY_MS < LOG_WRITE_STALL_MAX_MS, "a stalled write is retried first");
 
 #endif
