@@ -160,6 +160,83 @@ bool record_env_next(struct span *cursor, uint8_t *tag, struct span *value, bool
 	return true;
 }
 
+void record_envelope_decode(struct span envelope, struct record_envelope *out)
+{
+	static const uint8_t empty[1];
+	struct span none = span_make(empty, 0);
+	*out = (struct record_envelope){
+		.reverse_path = none,
+		.helo = none,
+		.client_addr = none,
+		.protocol = none,
+		.body_type = RECORD_BODY_7BIT,
+		.recipient_items = none,
+	};
+	struct span cursor = envelope, value;
+	const uint8_t *first_recipient = NULL;
+	uint8_t tag;
+	while (record_env_next(&cursor, &tag, &value, &out->malformed)) {
+		switch (tag) {
+		case RECORD_TAG_REVERSE_PATH:
+			out->reverse_path = value;
+			break;
+		case RECORD_TAG_RECIPIENT:
+			if (first_recipient == NULL)
+				first_recipient = value.ptr - RECORD_ITEM_HEAD_BYTES;
+			/* Items are at least 3 bytes and an envelope at most
+			 * UINT32_MAX bytes: the count cannot wrap. */
+			out->recipient_count++;
+			break;
+		case RECORD_TAG_HELO:
+			out->helo = value;
+			break;
+		case RECORD_TAG_CLIENT_ADDR:
+			out->client_addr = value;
+			break;
+		case RECORD_TAG_PROTOCOL:
+			out->protocol = value;
+			break;
+		case RECORD_TAG_BODY_TYPE:
+			out->body_type = value.len == 1 && value.ptr[0] <= RECORD_BODY_BINARYMIME
+						 ? (enum record_body_type)value.ptr[0]
+						 : RECORD_BODY_UNKNOWN;
+			break;
+		case RECORD_TAG_SMTPUTF8:
+			out->smtputf8 = true;
+			break;
+		case RECORD_TAG_SIZE_DECLARED:
+			/* Another length is no size we wrote: skipped like an
+			 * unknown item. */
+			out->size_declared = value.len == 8;
+			out->size_declared_bytes = value.len == 8 ? get_le64(value.ptr) : 0;
+			break;
+		default:
+			break;
+		}
+	}
+	/* The well-formed items from the first recipient on: a malformed
+	 * tail stays out of reach of record_recipient_next. */
+	if (first_recipient != NULL)
+		out->recipient_items =
+			span_make(first_recipient, (size_t)(cursor.ptr - first_recipient));
+}
+
+struct record_recipient_cursor record_recipient_first(const struct record_envelope *e)
+{
+	return (struct record_recipient_cursor){ e->recipient_items };
+}
+
+bool record_recipient_next(struct record_recipient_cursor *c, struct span *address)
+{
+	uint8_t tag;
+	bool malformed;
+	while (record_env_next(&c->rest, &tag, address, &malformed))
+		if (tag == RECORD_TAG_RECIPIENT)
+			return true;
+	RMX_ASSERT(!malformed); /* recipient_items holds whole items only */
+	return false;
+}
+
 uint64_t record_length(size_t envelope_bytes, size_t body_bytes)
 {
 	return (uint64_t)RECORD_HEADER_BYTES + (uint64_t)envelope_bytes + (uint64_t)body_bytes;

@@ -120,6 +120,52 @@ enum record_check_result record_check(const uint8_t *p, size_t avail, uint64_t s
  * false at the end or on a malformed item (*malformed set). */
 bool record_env_next(struct span *cursor, uint8_t *tag, struct span *value, bool *malformed);
 
+/* The body type item's values (RFC 6152 8BITMIME, RFC 3030 BINARYMIME). */
+enum record_body_type {
+	RECORD_BODY_7BIT = 0,       /* also what an envelope without the item means */
+	RECORD_BODY_8BITMIME = 1,
+	RECORD_BODY_BINARYMIME = 2,
+	RECORD_BODY_UNKNOWN = 255,  /* an item of another value or length */
+};
+
+/*
+ * Every fact of an envelope, decoded in one pass by record_envelope_decode.
+ * Spans point into the envelope bytes (the caller's buffer; nothing is
+ * copied or allocated) and are never NULL: an absent item reads as empty.
+ * A single-valued item that appears twice keeps its last value, as the
+ * readers before this decoder did. Decoding stops at the first malformed
+ * item (malformed set): the facts and recipients are those of the items
+ * before it. Unknown tags are skipped (forward compatible).
+ */
+struct record_envelope {
+	struct span reverse_path;     /* empty for <> and when absent */
+	struct span helo;
+	struct span client_addr;      /* textual IP */
+	struct span protocol;
+	enum record_body_type body_type;
+	bool smtputf8;
+	bool size_declared;           /* a SIZE= value was recorded */
+	uint64_t size_declared_bytes; /* 0 unless size_declared */
+	uint32_t recipient_count;     /* recipient items, in RCPT order */
+	struct span recipient_items;  /* for record_recipient_first only */
+	bool malformed;
+};
+
+/* Walks a decoded envelope's recipients in RCPT order. */
+struct record_recipient_cursor {
+	struct span rest;
+};
+
+/* Decodes envelope (the bytes of a checked record, or one being built) into
+ * *out. Bounded by envelope.len; pure. */
+void record_envelope_decode(struct span envelope, struct record_envelope *out);
+
+/* A cursor at e's first recipient; record_recipient_next then yields each
+ * recipient address (e->recipient_count of them) and false after the last.
+ * The envelope bytes e was decoded from must still be there. */
+struct record_recipient_cursor record_recipient_first(const struct record_envelope *e);
+bool record_recipient_next(struct record_recipient_cursor *c, struct span *address);
+
 /* Queue id <-> (worker, segment sequence, byte offset / 8). */
 uint64_t queue_id_make(uint32_t worker, uint32_t segment_seq, uint64_t offset_bytes);
 void queue_id_split(uint64_t id, uint32_t *worker, uint32_t *segment_seq, uint64_t *offset_bytes);

@@ -1,7 +1,8 @@
 /*
  * test_record.c - record encode/seal/check round trips, every field, the
  * segment salt in the CRC, each way record_check() refuses a record,
- * envelope iteration (including malformed items), the byte buffer, and
+ * envelope iteration (including malformed items), the envelope decoder
+ * (every tag, duplicates, every truncation, unknown tags), the byte buffer, and
  * queue id packing and text.
  */
 #include <errno.h>
@@ -382,10 +383,255 @@ static void test_queue_id(void)
 	CHECK_EQ_U(bad, 0);
 }
 
+/* Recipients yielded by the cursor, joined with ',' into out. */
+static size_t recipients_joined(const struct record_envelope *e, char *out, size_t cap)
+{
+	struct record_recipient_cursor c = record_recipient_first(e);
+	struct span a;
+	size_t n = 0, count = 0;
+	while (record_recipient_next(&c, &a)) {
+		REQUIRE(n + a.len + 1 < cap);
+		if (count++ > 0)
+			out[n++] = ',';
+		memcpy(out + n, a.ptr, a.len);
+		n += a.len;
+	}
+	CHECK_EQ_U(count, e->recipient_count);
+	out[n] = '\0';
+	return n;
+}
+
+/* An envelope with every tag we write, an unknown tag between them and
+ * recipients interleaved with the other items. */
+static void build_full_envelope(struct bytebuf *env)
+{
+	uint8_t le[8] = { 0x00, 0x10, 0, 0, 1, 0, 0, 0 }; /* 0x100001000 */
+	uint8_t body = RECORD_BODY_8BITMIME;
+	REQUIRE(record_env_put(env, RECORD_TAG_REVERSE_PATH, span_make("s@x.example", 11)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_BODY_TYPE, span_make(&body, 1)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_SMTPUTF8, span_make("", 0)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_SIZE_DECLARED, span_make(le, 8)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_RECIPIENT, span_make("a@y.example", 11)) == 0);
+	REQUIRE(record_env_put(env, 200, span_make("future", 6)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_RECIPIENT, span_make("b@y.example", 11)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_CLIENT_ADDR, span_make("2001:db8::1", 11)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_HELO, span_make("mx.z.example", 12)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_PROTOCOL, span_make("ESMTP", 5)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_RECIPIENT, span_make("c@y.example", 11)) == 0);
+	REQUIRE(record_env_put(env, 0xff, span_make("", 0)) == 0);
+}
+
+static void test_envelope_decode_every_tag(void)
+{
+	struct bytebuf env = { 0 };
+	build_full_envelope(&env);
+	/* A heap copy of exactly its length: ASan sees any read past it. */
+	uint8_t *exact = malloc(env.len);
+	REQUIRE(exact != NULL);
+	memcpy(exact, env.data, env.len);
+	struct record_envelope e;
+	record_envelope_decode(span_make(exact, env.len), &e);
+	CHECK(!e.malformed);
+	CHECK_MEM(e.reverse_path.ptr, e.reverse_path.len, "s@x.example", 11);
+	CHECK_MEM(e.helo.ptr, e.helo.len, "mx.z.example", 12);
+	CHECK_MEM(e.client_addr.ptr, e.client_addr.len, "2001:db8::1", 11);
+	CHECK_MEM(e.protocol.ptr, e.protocol.len, "ESMTP", 5);
+	CHECK_EQ_U(e.body_type, RECORD_BODY_8BITMIME);
+	CHECK(e.smtputf8);
+	CHECK(e.size_declared);
+	CHECK_EQ_U(e.size_declared_bytes, 0x100001000ull);
+	CHECK_EQ_U(e.recipient_count, 3);
+	char joined[128];
+	size_t n = recipients_joined(&e, joined, sizeof(joined));
+	CHECK_MEM(joined, n, "a@y.example,b@y.example,c@y.example", 35);
+	free(exact);
+
+	/* The empty envelope: every span empty and not NULL, 7BIT, no
+	 * recipients, not malformed. */
+	record_envelope_decode(span_make(NULL, 0), &e);
+	CHECK(!e.malformed);
+	CHECK(e.reverse_path.ptr != NULL && e.reverse_path.len == 0);
+	CHECK(e.helo.ptr != NULL && e.helo.len == 0);
+	CHECK(e.client_addr.ptr != NULL && e.client_addr.len == 0);
+	CHECK(e.protocol.ptr != NULL && e.protocol.len == 0);
+	CHECK_EQ_U(e.body_type, RECORD_BODY_7BIT);
+	CHECK(!e.smtputf8 && !e.size_declared && e.size_declared_bytes == 0);
+	CHECK_EQ_U(e.recipient_count, 0);
+	CHECK_EQ_U(recipients_joined(&e, joined, sizeof(joined)), 0);
+	bytebuf_free(&env);
+}
+
+static void test_envelope_decode_values(void)
+{
+	/* Body type: each legal value, then other values and lengths. */
+	static const struct {
+		uint8_t value[2];
+		size_t len;
+		enum record_body_type want;
+	} body_cases[] = {
+		{ { 0 }, 1, RECORD_BODY_7BIT },    { { 1 }, 1, RECORD_BODY_8BITMIME },
+		{ { 2 }, 1, RECORD_BODY_BINARYMIME }, { { 3 }, 1, RECORD_BODY_UNKNOWN },
+		{ { 255 }, 1, RECORD_BODY_UNKNOWN }, { { 0 }, 0, RECORD_BODY_UNKNOWN },
+		{ { 1, 0 }, 2, RECORD_BODY_UNKNOWN },
+	};
+	struct record_envelope e;
+	for (size_t i = 0; i < RMX_ARRAY_LEN(body_cases); i++) {
+		struct bytebuf env = { 0 };
+		REQUIRE(record_env_put(&env, RECORD_TAG_BODY_TYPE,
+				       span_make(body_cases[i].value, body_cases[i].len)) == 0);
+		record_envelope_decode(span_make(env.data, env.len), &e);
+		CHECK(!e.malformed);
+		CHECK_EQ_U(e.body_type, body_cases[i].want);
+		bytebuf_free(&env);
+	}
+	/* A declared size of any length but 8 is not a size. */
+	uint8_t le[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+	for (size_t len = 0; len <= sizeof(le); len++) {
+		struct bytebuf env = { 0 };
+		REQUIRE(record_env_put(&env, RECORD_TAG_SIZE_DECLARED, span_make(le, len)) == 0);
+		record_envelope_decode(span_make(env.data, env.len), &e);
+		CHECK(!e.malformed);
+		CHECK(e.size_declared == (len == 8));
+		CHECK_EQ_U(e.size_declared_bytes, len == 8 ? 0x0807060504030201ull : 0);
+		bytebuf_free(&env);
+	}
+	/* The SMTPUTF8 item means yes whatever its value. */
+	struct bytebuf env = { 0 };
+	REQUIRE(record_env_put(&env, RECORD_TAG_SMTPUTF8, span_make("x", 1)) == 0);
+	record_envelope_decode(span_make(env.data, env.len), &e);
+	CHECK(e.smtputf8 && !e.malformed);
+	bytebuf_free(&env);
+}
+
+static void test_envelope_decode_duplicates(void)
+{
+	uint8_t le_a[8] = { 7 }, le_b[8] = { 9 };
+	uint8_t bin = RECORD_BODY_BINARYMIME, eight = RECORD_BODY_8BITMIME;
+	struct bytebuf env = { 0 };
+	REQUIRE(record_env_put(&env, RECORD_TAG_REVERSE_PATH, span_make("first@x", 7)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_HELO, span_make("h1", 2)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_CLIENT_ADDR, span_make("192.0.2.1", 9)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_PROTOCOL, span_make("SMTP", 4)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_BODY_TYPE, span_make(&bin, 1)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_SIZE_DECLARED, span_make(le_a, 8)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_RECIPIENT, span_make("r@y", 3)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_RECIPIENT, span_make("r@y", 3)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_REVERSE_PATH, span_make("", 0)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_HELO, span_make("h2", 2)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_CLIENT_ADDR, span_make("192.0.2.2", 9)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_PROTOCOL, span_make("ESMTPS", 6)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_BODY_TYPE, span_make(&eight, 1)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_SIZE_DECLARED, span_make(le_b, 8)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_SMTPUTF8, span_make("", 0)) == 0);
+	REQUIRE(record_env_put(&env, RECORD_TAG_SMTPUTF8, span_make("", 0)) == 0);
+	struct record_envelope e;
+	record_envelope_decode(span_make(env.data, env.len), &e);
+	CHECK(!e.malformed);
+	/* The last of each single-valued item wins... */
+	CHECK_EQ_U(e.reverse_path.len, 0);
+	CHECK_MEM(e.helo.ptr, e.helo.len, "h2", 2);
+	CHECK_MEM(e.client_addr.ptr, e.client_addr.len, "192.0.2.2", 9);
+	CHECK_MEM(e.protocol.ptr, e.protocol.len, "ESMTPS", 6);
+	CHECK_EQ_U(e.body_type, RECORD_BODY_8BITMIME);
+	CHECK_EQ_U(e.size_declared_bytes, 9);
+	CHECK(e.smtputf8);
+	/* ...and a repeated recipient is two recipients, as RCPT gave them. */
+	CHECK_EQ_U(e.recipient_count, 2);
+	char joined[64];
+	size_t n = recipients_joined(&e, joined, sizeof(joined));
+	CHECK_MEM(joined, n, "r@y,r@y", 7);
+	bytebuf_free(&env);
+}
+
+/*
+ * Every cut of the full envelope: at an item boundary it decodes as the
+ * items before the cut, not malformed; inside an item it is malformed with
+ * exactly the facts and recipients of the whole items before that one. The
+ * cut copy lives in a heap block of its exact length (ASan bounds).
+ */
+static void test_envelope_decode_truncated(void)
+{
+	struct bytebuf env = { 0 };
+	build_full_envelope(&env);
+	size_t boundaries[32], nb = 0;
+	for (struct span cur = span_make(env.data, env.len);;) {
+		boundaries[nb++] = env.len - cur.len;
+		uint8_t tag;
+		struct span v;
+		bool malformed;
+		if (!record_env_next(&cur, &tag, &v, &malformed))
+			break;
+		REQUIRE(nb < RMX_ARRAY_LEN(boundaries));
+	}
+	CHECK_EQ_U(boundaries[nb - 1], env.len);
+	unsigned bad = 0;
+	for (size_t cut = 0; cut <= env.len; cut++) {
+		size_t whole = 0; /* the last boundary at or before cut */
+		bool at_boundary = false;
+		for (size_t b = 0; b < nb; b++) {
+			if (boundaries[b] <= cut)
+				whole = boundaries[b];
+			at_boundary = at_boundary || boundaries[b] == cut;
+		}
+		uint8_t *part = malloc(cut ? cut : 1);
+		REQUIRE(part != NULL);
+		memcpy(part, env.data, cut);
+		struct record_envelope got, want;
+		record_envelope_decode(span_make(part, cut), &got);
+		record_envelope_decode(span_make(env.data, whole), &want);
+		char got_r[128], want_r[128];
+		size_t got_n = recipients_joined(&got, got_r, sizeof(got_r));
+		size_t want_n = recipients_joined(&want, want_r, sizeof(want_r));
+		bool same = got.malformed == !at_boundary && !want.malformed &&
+			    got.reverse_path.len == want.reverse_path.len &&
+			    got.helo.len == want.helo.len &&
+			    got.client_addr.len == want.client_addr.len &&
+			    got.protocol.len == want.protocol.len &&
+			    got.body_type == want.body_type && got.smtputf8 == want.smtputf8 &&
+			    got.size_declared == want.size_declared &&
+			    got.size_declared_bytes == want.size_declared_bytes &&
+			    got.recipient_count == want.recipient_count && got_n == want_n &&
+			    memcmp(got_r, want_r, got_n) == 0;
+		if (!same) {
+			fprintf(stderr, "envelope cut at %zu decodes wrong\n", cut);
+			bad++;
+		}
+		free(part);
+	}
+	CHECK_EQ_U(bad, 0);
+
+	/* A zero tag and a length past the end stop the decode likewise;
+	 * the recipient before them is still there. */
+	for (int kind = 0; kind < 2; kind++) {
+		struct bytebuf b = { 0 };
+		REQUIRE(record_env_put(&b, RECORD_TAG_RECIPIENT, span_make("a@y", 3)) == 0);
+		REQUIRE(record_env_put(&b, RECORD_TAG_HELO, span_make("mx", 2)) == 0);
+		REQUIRE(record_env_put(&b, RECORD_TAG_RECIPIENT, span_make("b@y", 3)) == 0);
+		if (kind == 0)
+			b.data[6] = 0;  /* the HELO item's tag */
+		else
+			b.data[7] = 10; /* the HELO item's length */
+		struct record_envelope e;
+		record_envelope_decode(span_make(b.data, b.len), &e);
+		CHECK(e.malformed);
+		CHECK_EQ_U(e.helo.len, 0);
+		CHECK_EQ_U(e.recipient_count, 1);
+		char joined[32];
+		size_t n = recipients_joined(&e, joined, sizeof(joined));
+		CHECK_MEM(joined, n, "a@y", 3);
+		bytebuf_free(&b);
+	}
+	bytebuf_free(&env);
+}
+
 int main(void)
 {
 	test_bytebuf();
 	test_envelope();
+	test_envelope_decode_every_tag();
+	test_envelope_decode_values();
+	test_envelope_decode_duplicates();
+	test_envelope_decode_truncated();
 	test_lengths();
 	test_seal_check_round_trip();
 	test_salt();
