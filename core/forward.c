@@ -602,8 +602,8 @@ static void dsn_abandon(struct forward *f, struct forward_slot *s, int error)
 {
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
-	log_error("event=bounce_store_failed worker=%u id=%.16s error=%d retry_s=%u", f->env.worker,
-		  id, error, f->env.cfg->retry_min_s);
+	log_error("event=bounce_store_failed worker=%u id=%.16s error=%s retry_s=%u", f->env.worker,
+		  id, log_errno_name(error), f->env.cfg->retry_min_s);
 	enum queue_attempt_result r = queue_bounce_failed(
 		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->env.cfg->retry_min_s * 1000);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
@@ -656,7 +656,7 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 	int rc = queue_add(shard_queue(f, 0), s->dsn.queue_id, s->dsn.padded_bytes, 1,
 			   s->dsn.arrival_unix_ms, f->now_unix_ms);
 	if (rc != 0)
-		log_error("event=queue_add_failed worker=%u error=%d", f->env.worker, rc);
+		log_error("event=queue_add_failed worker=%u error=%s", f->env.worker, log_errno_name(rc));
 	enum queue_attempt_result r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
 	dsn_free(&s->dsn);
@@ -801,7 +801,7 @@ static void slot_connect(struct forward *f, struct forward_slot *s)
 	const struct listen_addr *a = &f->env.cfg->upstream[u];
 	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		log_error("event=upstream_socket_failed worker=%u errno=%d", f->env.worker, errno);
+		log_error("event=upstream_socket_failed worker=%u errno=%s", f->env.worker, log_errno_name(errno));
 		s->tried_mask |= 1u << u;
 		slot_connect(f, s);
 		return;
@@ -829,8 +829,8 @@ static void on_connect(struct forward *f, struct forward_slot *s, int res)
 	}
 	RMX_ASSERT(s->state == SLOT_CONNECTING);
 	if (res < 0) {
-		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%d",
-			 f->env.worker, f->env.cfg->upstream[s->upstream].text, res);
+		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%s",
+			 f->env.worker, f->env.cfg->upstream[s->upstream].text, log_errno_name(res));
 		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
 		f->stats.upstream_up_mask &= ~(1u << s->upstream);
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
@@ -964,8 +964,8 @@ static void slot_read_record(struct forward *f, struct forward_slot *s)
 		f->rec_held_bytes += s->rec_bytes;
 	int fd = s->rec ? segment_fd(f, s->shard, seq) : -ENOMEM;
 	if (fd < 0) {
-		log_error("event=record_read_failed worker=%u seq=%u error=%d", f->env.worker, seq,
-			  fd);
+		log_error("event=record_read_failed worker=%u seq=%u error=%s", f->env.worker, seq,
+			  log_errno_name(fd));
 		msg_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
 		return;
 	}
@@ -991,6 +991,7 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 		log_error("event=record_set_aside worker=%u id=%.16s read=%d check=%d", f->env.worker,
 			  id, res, (int)rc);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
+		metrics_inc(&f->env.metrics->forward_set_aside);
 		msg_free(f, s);
 		return;
 	}
@@ -998,6 +999,7 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
+		metrics_inc(&f->env.metrics->forward_set_aside);
 		msg_free(f, s);
 		return;
 	}
@@ -1062,9 +1064,11 @@ static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
 	if (--f->delivery_log_cqes_left)
 		return;
 	f->delivery_log_inflight = false;
-	if (f->delivery_log_error)
-		log_error("event=delivery_log_failed worker=%u error=%d", f->env.worker,
-			  f->delivery_log_error);
+	if (f->delivery_log_error) {
+		log_error("event=delivery_log_failed worker=%u error=%s", f->env.worker,
+			  log_errno_name(f->delivery_log_error));
+		metrics_inc(&f->env.metrics->delivery_log_failures);
+	}
 	queue_commit_done(shard_queue(f, f->delivery_log_shard), f->delivery_log_error);
 }
 
@@ -1098,8 +1102,8 @@ static void on_reclaim(struct forward *f, uint32_t which, int res)
 {
 	RMX_ASSERT(f->reclaim_inflight && which <= 1);
 	if (res < 0 && res != -ENOENT)
-		log_error("event=segment_unlink_failed worker=%u seq=%u file=%s error=%d",
-			  f->env.worker, f->reclaim_seq, which == 0 ? "seg" : "dlog", res);
+		log_error("event=segment_unlink_failed worker=%u seq=%u file=%s error=%s",
+			  f->env.worker, f->reclaim_seq, which == 0 ? "seg" : "dlog", log_errno_name(res));
 	if (which == 0) {
 		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
 		io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
@@ -1180,8 +1184,8 @@ void forward_record_durable(struct forward *f, uint64_t queue_id, uint64_t padde
 	if (rc != 0) {
 		char id[RECORD_QUEUE_ID_CHARS];
 		queue_id_format(queue_id, id);
-		log_error("event=queue_add_failed worker=%u id=%.16s error=%d", f->env.worker, id,
-			  rc);
+		log_error("event=queue_add_failed worker=%u id=%.16s error=%s", f->env.worker, id,
+			  log_errno_name(rc));
 	}
 }
 

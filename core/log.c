@@ -459,6 +459,17 @@ void log_add(struct log_msg *m, const char *key, const void *bytes, size_t len)
 	m->cut = cut;
 }
 
+const char *log_errno_name(int err)
+{
+	static _Thread_local char unknown[16];
+	int e = err < 0 ? -err : err;
+	const char *name = strerrorname_np(e);
+	if (name != NULL)
+		return name;
+	snprintf(unknown, sizeof(unknown), "%d", e);
+	return unknown;
+}
+
 void log_add_u64(struct log_msg *m, const char *key, uint64_t value)
 {
 	char digits[24];

@@ -164,6 +164,11 @@ bool log_begin(struct log_msg *m, enum log_level level, const char *event);
 /* Adds " key=value"; key is a constant of [A-Za-z0-9_.-] (asserted). */
 void log_add(struct log_msg *m, const char *key, const void *bytes, size_t len);
 void log_add_u64(struct log_msg *m, const char *key, uint64_t value);
+
+/* The symbolic name of an errno value, either sign ("ENOSPC" for 28 or
+ * -28), for error=NAME in log lines; an unknown value as its number. The
+ * result lives until the calling thread's next call. */
+const char *log_errno_name(int err);
 /* Emits the line (appends it to the thread's buffer, or writes it). */
 void log_end(struct log_msg *m);
 

@@ -640,7 +640,7 @@ int main(int argc, char **argv)
 	if (!pid_written) {
 		char q[PATH_MAX + 64];
 		log_value(q, sizeof(q), pid_path, strlen(pid_path));
-		log_warn("event=pid_file_failed path=%s errno=%d", q, pid_errno);
+		log_warn("event=pid_file_failed path=%s errno=%s", q, log_errno_name(pid_errno));
 	}
 	if (cfg.metrics_enabled)
 		log_info("event=metrics_listening address=%s paths=/metrics,/healthz,/readyz",

@@ -212,6 +212,13 @@ const struct metrics_desc metrics_table[] = {
 	COUNTER("ringmx_connections_rejected_total", "", LABELS_CONN_REJECT,
 		connections_rejected[0], "SMTP connections refused before the session, by reason."),
 
+	COUNTER("ringmx_accept_errors_total", "", LABELS_NONE, accept_errors,
+		"Accepts that failed (out of descriptors or memory): the client waits in the "
+		"backlog."),
+	COUNTER("ringmx_connections_overflow_closed_total", "", LABELS_NONE,
+		connections_overflow_closed,
+		"Connections closed because they sent far past what the session had consumed."),
+
 	COUNTER("ringmx_smtp_commands_total", "", LABELS_COMMAND, commands[0],
 		"SMTP commands received, by command."),
 	COUNTER("ringmx_smtp_replies_total", "", LABELS_REPLY, replies[0],
@@ -247,6 +254,17 @@ const struct metrics_desc metrics_table[] = {
 	      "Bytes held by the segment store."),
 	GAUGE("ringmx_store_segments", "", LABELS_NONE, FROM_SUM, store_segments,
 	      "Segment files in the store."),
+	GAUGE("ringmx_store_failed", "", LABELS_NONE, FROM_SUM, store_failed,
+	      "Store shards that refuse new mail after a write or fdatasync error (restart "
+	      "after fixing the disk)."),
+	COUNTER("ringmx_store_commit_failures_total", "", LABELS_NONE, store_commit_failures,
+		"Group commits whose write or fdatasync failed: their messages got 451."),
+	COUNTER("ringmx_store_spare_failures_total", "", LABELS_NONE, store_spare_failures,
+		"Spare segments that could not be prepared (retried)."),
+	COUNTER("ringmx_delivery_log_failures_total", "", LABELS_NONE, delivery_log_failures,
+		"Delivery-log writes, syncs or creations that failed."),
+	COUNTER("ringmx_forward_set_aside_total", "", LABELS_NONE, forward_set_aside,
+		"Stored records that did not read back intact and were set aside, never sent."),
 	GAUGE("ringmx_store_sealed_damaged_regions", "", LABELS_NONE, FROM_SUM,
 	      store_sealed_damaged,
 	      "Damaged regions start-up recovery found in sealed segments: corruption, never a "

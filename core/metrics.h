@@ -97,6 +97,8 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t connections_accepted;
 	uint64_t connections_active; /* gauge */
 	uint64_t connections_rejected[METRICS_CONN_REJECT_COUNT];
+	uint64_t accept_errors;       /* accepts that failed (EMFILE, ENOMEM ...) */
+	uint64_t connections_overflow_closed; /* closed past the carried-input hard bound */
 	/* SMTP. */
 	uint64_t commands[SMTP_VERB_COUNT];
 	uint64_t replies[METRICS_REPLY_SLOTS];
@@ -116,6 +118,11 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t store_bytes;    /* gauge */
 	uint64_t store_segments; /* gauge */
 	uint64_t store_sealed_damaged; /* gauge, set at start-up */
+	uint64_t store_failed;         /* gauge: 1 while the shard refuses data after an I/O error */
+	uint64_t store_commit_failures;
+	uint64_t store_spare_failures;
+	uint64_t delivery_log_failures;
+	uint64_t forward_set_aside;    /* records that did not read back: never sent */
 	/* Forwarding. */
 	uint64_t forward_pending_records;           /* gauge */
 	uint64_t forward_record_buffer_bytes;       /* gauge */

@@ -397,7 +397,7 @@ static void conn_close(struct worker_loop *l, struct conn *c)
 	timer_cancel(&l->wheel, &c->timer);
 	/* Wakes the multishot recv with a final completion. */
 	if (shutdown(c->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
-		log_debug("event=shutdown_failed errno=%d", errno);
+		log_debug("event=shutdown_failed errno=%s", log_errno_name(errno));
 	conn_maybe_release(l, c);
 }
 
@@ -498,7 +498,7 @@ static void conn_message_done(struct worker_loop *l, struct conn *c)
 		return;
 	}
 	if (rc != 0) {
-		log_error("event=store_reject worker=%u error=%d", l->w->id, rc);
+		log_error("event=store_reject worker=%u error=%s", l->w->id, log_errno_name(rc));
 		txn_reset(&c->txn);
 		smtp_session_committed(&c->session, rc, span_make("", 0), &c->out);
 	}
@@ -537,7 +537,7 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	txn_reset(&c->txn);
 	c->flags &= ~CONN_WAIT_COMMIT;
 	if (result != 0)
-		log_error("event=commit_failed worker=%u error=%d", l->w->id, result);
+		log_error("event=commit_failed worker=%u error=%s", l->w->id, log_errno_name(result));
 	if (c->flags & CONN_CLOSING) {
 		conn_maybe_release(l, c);
 		return;
@@ -581,6 +581,8 @@ static void commit_finish(struct worker_loop *l, int result)
 	l->commit_inflight = false;
 	metrics_observe_latency_ns(&l->w->metrics->fsync_latency,
 				   mono_ns() - l->commit_started_ns);
+	if (result < 0)
+		metrics_inc(&l->w->metrics->store_commit_failures);
 	store_commit_done(l->w->shards[0].store, result, commit_done_one, l);
 }
 
@@ -709,8 +711,9 @@ static void on_spare(struct worker_loop *l, int res)
 	if (res < 0 && l->spare_step == SPARE_DLOG) {
 		/* The segment is fine; without its log, its outcomes are not kept
 		 * and it is never deleted in this run (the queue says so). */
-		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%d", l->w->id,
-			  l->spare_seq, res);
+		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s", l->w->id,
+			  l->spare_seq, log_errno_name(res));
+		metrics_inc(&l->w->metrics->delivery_log_failures);
 		int rc = queue_dlog_ready(l->w->shards[0].queue, l->spare_seq, res);
 		RMX_ASSERT(rc == 0 || rc == -EEXIST);
 		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
@@ -728,8 +731,9 @@ static void on_spare(struct worker_loop *l, int res)
 		return;
 	}
 	if (res < 0) {
-		log_error("event=spare_segment_failed worker=%u seq=%u step=%d error=%d", l->w->id,
-			  l->spare_seq, (int)l->spare_step, res);
+		log_error("event=spare_segment_failed worker=%u seq=%u step=%d error=%s", l->w->id,
+			  l->spare_seq, (int)l->spare_step, log_errno_name(res));
+		metrics_inc(&l->w->metrics->store_spare_failures);
 		if (l->spare_fd >= 0)
 			close(l->spare_fd);
 		l->spare_step = SPARE_IDLE;
@@ -767,9 +771,11 @@ static void on_spare(struct worker_loop *l, int res)
 		if (rc != 0) {
 			/* -EEXIST: the queue already holds this log (from start-up). */
 			close(res);
-			if (rc != -EEXIST)
-				log_error("event=delivery_log_open_failed worker=%u seq=%u error=%d",
-					  l->w->id, l->spare_seq, rc);
+			if (rc != -EEXIST) {
+				log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s",
+					  l->w->id, l->spare_seq, log_errno_name(rc));
+				metrics_inc(&l->w->metrics->delivery_log_failures);
+			}
 		}
 		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
 		break;
@@ -835,6 +841,7 @@ static void store_kick(struct worker_loop *l)
 		segments += ss.segments;
 	}
 	metrics_set(&l->w->metrics->inflight_data_bytes, l->budget.inflight_bytes);
+	metrics_set(&l->w->metrics->store_failed, l->budget.store_state == -EIO);
 	struct ring_backlog_stats rb = ring_backlog_stats(&l->ring);
 	metrics_set(&l->w->metrics->ring_backlog_sqes, rb.sqes_total);
 	metrics_set(&l->w->metrics->ring_submit_failures, rb.submit_failures_total);
@@ -913,6 +920,7 @@ static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, 
 	if (c->carry_len || (c->flags & CONN_WAITING)) {
 		if (conn_carry_append(c, p, n) != 0) {
 			log_warn("event=input_overflow worker=%u client=%s", l->w->id, c->peer.ip);
+			metrics_inc(&l->w->metrics->connections_overflow_closed);
 			conn_close(l, c);
 			return;
 		}
@@ -1094,9 +1102,10 @@ static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
 			l->accept_rearm_at_ms = l->now_ms + TIMER_TICK_MS;
 		}
 		l->accept_errors++;
+		metrics_inc(&l->w->metrics->accept_errors);
 		if (l->now_ms >= l->accept_error_logged_ms + 1000) {
-			log_warn("event=accept_failed worker=%u error=%d count=%llu", l->w->id,
-				 cqe->res, (unsigned long long)l->accept_errors);
+			log_warn("event=accept_failed worker=%u error=%s count=%llu", l->w->id,
+				 log_errno_name(cqe->res), (unsigned long long)l->accept_errors);
 			l->accept_error_logged_ms = l->now_ms;
 			l->accept_errors = 0;
 		}
@@ -1333,10 +1342,10 @@ static void apply_control(struct worker_loop *l)
 		int rc = control_apply(sh->queue, shard_dir, l->now_unix_ms, &r);
 		if (rc != 0 || r.files)
 			log_info("event=control worker=%u shard=w%u files=%u applied=%u "
-				 "made_due=%llu unknown=%u busy=%u malformed=%u errors=%u error=%d",
+				 "made_due=%llu unknown=%u busy=%u malformed=%u errors=%u error=%s",
 				 l->w->id, sh->id, r.files, r.applied,
 				 (unsigned long long)r.made_due, r.unknown, r.busy, r.malformed,
-				 r.errors, rc ? rc : r.first_error);
+				 r.errors, log_errno_name(rc ? rc : r.first_error));
 	}
 }
 
@@ -1357,8 +1366,8 @@ static void apply_reload(struct worker_loop *l)
 					  (int64_t)next->retry_max_s * 1000,
 					  (int64_t)next->max_queue_lifetime_s * 1000);
 		if (rc != 0) /* config_load checks the same bounds */
-			log_error("event=reload_queue_timing_refused worker=%u error=%d", l->w->id,
-				  rc);
+			log_error("event=reload_queue_timing_refused worker=%u error=%s", l->w->id,
+				  log_errno_name(rc));
 	}
 	cfg_publish_held(l);
 	/* Only now may the reloading thread free what this worker read before:
@@ -1566,7 +1575,7 @@ static int loop_run(struct worker_loop *l)
 		ring_flush(&l->ring);
 		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			log_error("event=ring_wait_failed worker=%u error=%d", l->w->id, rc);
+			log_error("event=ring_wait_failed worker=%u error=%s", l->w->id, log_errno_name(rc));
 			return rc;
 		}
 		loop_clock(l);
@@ -1601,7 +1610,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	timer_wheel_init(&l->wheel, l->now_ms);
 	int rc = ring_init(&l->ring, RING_SQ_ENTRIES, &l->ring_info);
 	if (rc != 0) {
-		log_error("event=ring_init_failed worker=%u error=%d", w->id, rc);
+		log_error("event=ring_init_failed worker=%u error=%s", w->id, log_errno_name(rc));
 		return rc;
 	}
 	if (!l->ring_info.defer_taskrun)
@@ -1610,10 +1619,10 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	unsigned iowq[2] = { IOWQ_BOUNDED_WORKERS_MAX, IOWQ_UNBOUNDED_WORKERS_MAX };
 	rc = io_uring_register_iowq_max_workers(&l->ring, iowq);
 	if (rc != 0) /* fsyncs then use the kernel's default io-wq pool: slower, correct */
-		log_warn("event=iowq_limit_failed worker=%u error=%d", w->id, rc);
+		log_warn("event=iowq_limit_failed worker=%u error=%s", w->id, log_errno_name(rc));
 	rc = buf_ring_setup(&l->ring, &l->bufs, RECV_BUFFER_COUNT, RECV_BUFFER_BYTES, 0);
 	if (rc != 0) {
-		log_error("event=buffer_ring_failed worker=%u error=%d", w->id, rc);
+		log_error("event=buffer_ring_failed worker=%u error=%s", w->id, log_errno_name(rc));
 		return rc;
 	}
 	rc = conn_slab_init(&l->slab, w->cfg->max_connections + HTTP_CONNECTIONS_MAX);

@@ -1455,8 +1455,18 @@ static void test_broken_fd2(void)
 	CHECK_EQ_U(log_buffer_dropped_lines(&tbuf) - dropped0, 400);
 }
 
+/* error=NAME: either sign, and a number for what has no name. */
+static void test_errno_name(void)
+{
+	CHECK(strcmp(log_errno_name(28), "ENOSPC") == 0);
+	CHECK(strcmp(log_errno_name(-28), "ENOSPC") == 0);
+	CHECK(strcmp(log_errno_name(-EMFILE), "EMFILE") == 0);
+	CHECK(strcmp(log_errno_name(-100000), "100000") == 0);
+}
+
 int main(void)
 {
+	test_errno_name();
 	signal(SIGPIPE, SIG_IGN); /* as ringmx does: a closed pipe is EPIPE */
 	log_buffer_init(&tbuf, -1); /* writes capped as for a pipe */
 	log_thread_attach(&tbuf);

@@ -9,6 +9,7 @@ everything acknowledged stays stored).
 """
 
 import os
+import re
 import socket
 import sys
 import time
@@ -337,7 +338,9 @@ class FileDescriptorLimitTest(unittest.TestCase):
         # reaches max_connections. Excess clients may wait or be refused,
         # but the gateway must not spin or flood its log, and once the
         # clients leave it must accept again.
-        srv = h.Server(rlimit_nofile=128, workers=2)
+        mport = h.free_port()
+        srv = h.Server(settings=[("metrics_listen", "127.0.0.1:%d" % mport)], rlimit_nofile=128,
+                       workers=2)
         self.addCleanup(srv.cleanup)
         srv.start()
         self.addCleanup(srv.stop_checked, self)
@@ -383,6 +386,15 @@ class FileDescriptorLimitTest(unittest.TestCase):
         self.assertLess(log_bytes, 1 << 20, "%d bytes of log during a 200-connection descriptor "
                         "storm (a busy accept loop?); tail:\n%s"
                         % (log_bytes, srv.stderr_text()[-600:]))
+        # the failures are counted and named, not only logged as numbers
+        import urllib.request
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10) as r:
+            text = r.read().decode()
+        m = re.search(r"^ringmx_accept_errors_total (\d+)$", text, re.M)
+        self.assertIsNotNone(m, "no ringmx_accept_errors_total")
+        self.assertGreater(int(m.group(1)), 0)
+        self.assertIn("event=accept_failed", srv.stderr_text())
+        self.assertIn("error=EMFILE", srv.stderr_text())
 
 
 class StoreFullTest(unittest.TestCase):
