@@ -172,6 +172,17 @@
 #define FORWARD_READ_RETRY_MS 60000
 
 /* ---- the store (storage/) ---- */
+/* A stored envelope (storage/record.h: items of a 3-byte head and a value):
+ * the fixed items (reverse path, body type, SMTPUTF8, declared size, client
+ * address, HELO, protocol, and room for the TLS and AUTH facts to come) and
+ * one item per recipient. With the Received: header and the body this sizes
+ * the largest record a configuration can produce (config.c checks that a
+ * segment holds it). */
+#define RECORD_ENVELOPE_FIXED_MAX_BYTES 2048
+#define RECORD_ENVELOPE_RCPT_MAX_BYTES (3 + SMTP_PATH_MAX_BYTES)
+#define RECORD_ENVELOPE_MAX_BYTES(rcpts)                                                 \
+	(RECORD_ENVELOPE_FIXED_MAX_BYTES +                                               \
+	 (unsigned long long)(rcpts) * RECORD_ENVELOPE_RCPT_MAX_BYTES)
 /* Zero-filling a segment goes in chunks of this size (O_DIRECT-aligned). */
 #define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
 #define STORE_BATCH_SLOTS 8              /* batches queued behind the commit in flight */
@@ -230,8 +241,11 @@ _Static_assert(FORWARD_DIAG_BYTES >= SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 32,
 _Static_assert(SEGMENT_ZERO_CHUNK_BYTES % 4096 == 0, "zero-fill chunks are O_DIRECT-aligned");
 _Static_assert(SEGMENT_SIZE_MAX_BYTES <= (1ull << 32) * 8,
 	       "a queue id's 32-bit offset field (8-byte units) reaches the segment end");
+_Static_assert(8 * 3 + SMTP_PATH_MAX_BYTES + 1 + 8 + 64 + SMTP_DOMAIN_MAX_BYTES + 16 + 512 <=
+		       RECORD_ENVELOPE_FIXED_MAX_BYTES,
+	       "the fixed envelope items fit their share");
 _Static_assert(SMTP_MESSAGE_SIZE_MAX_BYTES + SMTP_RECEIVED_HEADER_MAX_BYTES +
-		       (unsigned long long)SMTP_RECIPIENTS_MAX * (SMTP_PATH_MAX_BYTES + 8) + 4096 <=
+		       RECORD_ENVELOPE_MAX_BYTES(SMTP_RECIPIENTS_MAX) + 4096 <=
 		       STORE_RECORD_MAX_BYTES,
 	       "the largest message with the most recipients fits one record");
 _Static_assert(STORE_BATCH_BYTES_MAX <= STORE_RECORD_MAX_BYTES, "a batch is one write");

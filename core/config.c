@@ -9,6 +9,9 @@
  */
 #include "config.h"
 
+#include "../storage/record.h"
+#include "../storage/segment.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -581,6 +584,22 @@ static void derive_session(struct config *c)
 	c->session.policy = c->policy;
 }
 
+uint64_t config_record_max_bytes(const struct config *c)
+{
+	uint64_t bytes = RECORD_HEADER_BYTES + RECORD_ENVELOPE_MAX_BYTES(c->max_recipients) +
+			 SMTP_RECEIVED_HEADER_MAX_BYTES + c->max_message_size_bytes;
+	return RMX_ALIGN_UP(bytes, (uint64_t)RECORD_ALIGN_BYTES);
+}
+
+/* A segment of segment_bytes holds a record of c's largest message with
+ * c's most recipients (else that message would get 451 for ever). */
+static bool segment_holds_largest_record(const struct config *c, uint64_t segment_bytes)
+{
+	uint64_t record = config_record_max_bytes(c);
+	return record <= STORE_RECORD_MAX_BYTES && segment_bytes > SEGMENT_HEADER_BYTES &&
+	       record <= segment_bytes - SEGMENT_HEADER_BYTES;
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct domain_list domains = { 0 };
@@ -596,11 +615,14 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		set_err(err, errlen, "segment_size must be a multiple of 4096");
 		goto out;
 	}
-	if (c->max_message_size_bytes + 65536 > c->segment_size_bytes) {
+	if (!segment_holds_largest_record(c, c->segment_size_bytes)) {
 		set_err(err, errlen,
-			"segment_size (%llu) must exceed max_message_size (%llu) by 64k",
+			"segment_size (%llu) cannot hold the largest record (%llu bytes: "
+			"max_message_size %llu, the envelope of max_recipients %u, headers); raise "
+			"segment_size or lower max_message_size or max_recipients",
 			(unsigned long long)c->segment_size_bytes,
-			(unsigned long long)c->max_message_size_bytes);
+			(unsigned long long)config_record_max_bytes(c),
+			(unsigned long long)c->max_message_size_bytes, c->max_recipients);
 		goto out;
 	}
 	if (c->max_message_size_bytes + SMTP_RECEIVED_HEADER_MAX_BYTES > c->max_inflight_data_bytes) {
@@ -778,14 +800,14 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		!same_upstreams(a, b),
 		!SAME_BYTES(upstream_connections),
 		!SAME_STR(upstream_helo),
-		/* a larger message size than the running segments can take */
-		a->max_message_size_bytes + 65536 > b->segment_size_bytes,
+		/* a larger record than the running segments can take */
+		!segment_holds_largest_record(a, b->segment_size_bytes),
 	};
 	static const char *const names[] = {
 		"hostname",        "workers",        "listen",          "data_dir",
 		"fsync",           "store_max_bytes", "segment_size",   "max_connections",
 		"metrics_listen",  "user",           "upstream",        "upstream_connections",
-		"upstream_helo",   "max_message_size",
+		"upstream_helo",   "max_message_size/max_recipients",
 	};
 	_Static_assert(RMX_ARRAY_LEN(differs) == RMX_ARRAY_LEN(names), "a name per key");
 	size_t count = 0, used = 0;
@@ -818,8 +840,10 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	next->upstream_count = b->upstream_count;
 	next->upstream_connections = b->upstream_connections;
 	memcpy(next->upstream_helo, b->upstream_helo, sizeof(next->upstream_helo));
-	if (differs[RMX_ARRAY_LEN(differs) - 1])
+	if (differs[RMX_ARRAY_LEN(differs) - 1]) {
 		next->max_message_size_bytes = b->max_message_size_bytes;
+		next->max_recipients = b->max_recipients;
+	}
 	derive_session(next);
 	return count;
 }

@@ -81,6 +81,11 @@ RMX_MUST_CHECK int config_load(struct config *c, const char *path, char *err, si
 
 void config_free(struct config *c);
 
+/* The largest record c's limits allow (max_message_size, the envelope of
+ * max_recipients recipients, Received:, record header, padding): a segment
+ * must hold it, which config_load checks. */
+uint64_t config_record_max_bytes(const struct config *c);
+
 /*
  * Reload: the keys of next that a running process cannot change (listeners,
  * workers, data_dir, store sizes, connection slots, upstream pool...) are

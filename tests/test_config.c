@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../core/config.h"
+#include "../storage/segment.h"
 #include "test.h"
 
 static char dir[] = "/tmp/ringmx-test-config-XXXXXX";
@@ -182,6 +183,20 @@ int main(void)
 	expect_error("just some words\n", ":1: expected 'key = value'");
 	expect_error("recipients_file = /nonexistent/ringmx-rcpts\n", "cannot open");
 	expect_error("segment_size = 1M\n", "segment_size");
+	/* A segment must hold the largest record: the largest message with the
+	 * envelope of max_recipients long recipients (64k of slack was not
+	 * enough: 1000 recipients of 256 bytes take 259 KiB). */
+	expect_error("segment_size = 2M\nmax_message_size = 1900k\n",
+		     "segment_size (2097152) cannot hold the largest record");
+	expect_error("segment_size = 2M\nmax_message_size = 1M\nmax_recipients = 5000\n",
+		     "cannot hold the largest record");
+	REQUIRE(load_text(&c, "segment_size = 2M\nmax_message_size = 1M\n", err, sizeof(err)) ==
+		0);
+	uint64_t record = config_record_max_bytes(&c);
+	CHECK(record % 8 == 0);
+	CHECK(record >= (1u << 20) + 1000ull * (3 + SMTP_PATH_MAX_BYTES) + SMTP_RECEIVED_HEADER_MAX_BYTES);
+	CHECK(record <= (2u << 20) - SEGMENT_HEADER_BYTES);
+	config_free(&c);
 	/* A message of the advertised size must fit the in-flight bound. */
 	expect_error("max_message_size = 2M\nmax_inflight_data_bytes = 2M\n",
 		     "max_inflight_data_bytes (2097152) must exceed max_message_size");
@@ -244,6 +259,20 @@ int main(void)
 	config_free(&running);
 	config_free(&next);
 	config_free(&same);
+
+	/* A reload cannot raise the largest record past what the running
+	 * segments hold: both limits keep their running values. */
+	REQUIRE(load_text(&running, "segment_size = 4M\nmax_message_size = 1M\n", err,
+			  sizeof(err)) == 0);
+	REQUIRE(load_text(&next, "segment_size = 64M\nmax_message_size = 1M\n"
+				 "max_recipients = 20000\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &running, keys, sizeof(keys)), 2);
+	CHECK(strcmp(keys, "segment_size,max_message_size/max_recipients") == 0);
+	CHECK_EQ_U(next.max_recipients, running.max_recipients);
+	CHECK_EQ_U(next.session.max_recipients, running.max_recipients);
+	config_free(&running);
+	config_free(&next);
 
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
