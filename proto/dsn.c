@@ -23,6 +23,7 @@
  *    be taken for a delimiter. Generated text never contains "=_".
  */
 #include "dsn.h"
+#include "rfc5322_date.h"
 
 #include <string.h>
 
@@ -74,24 +75,6 @@ static void w_line(struct dsn_writer *w, const char *s)
 {
 	w_str(w, s);
 	w_eol(w);
-}
-
-/* Appends v in decimal, zero-padded to at least min_digits. */
-static void w_uint(struct dsn_writer *w, uint64_t v, unsigned min_digits)
-{
-	uint8_t digits[20];
-	size_t n = 0;
-	RMX_ASSERT(min_digits <= sizeof digits);
-	do {
-		digits[sizeof digits - 1 - n] = (uint8_t)('0' + v % 10);
-		v /= 10;
-		n++;
-	} while (v != 0);
-	while (n < min_digits) {
-		digits[sizeof digits - 1 - n] = '0';
-		n++;
-	}
-	w_text(w, digits + sizeof digits - n, n);
 }
 
 /*
@@ -360,62 +343,11 @@ static bool has_8bit(struct span s)
 
 /* ---- dates --------------------------------------------------------------- */
 
-/* Days since 1970-01-01 to a civil date in the proleptic Gregorian calendar
- * (eras of 400 years, years starting in March so the leap day comes last). */
-static void civil_from_days(int64_t days, int64_t *year, unsigned *month, unsigned *day)
-{
-	days += 719468; /* from 0000-03-01 */
-	int64_t era = (days >= 0 ? days : days - 146096) / 146097;
-	unsigned day_of_era = (unsigned)(days - era * 146097);
-	unsigned year_of_era =
-		(day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-	unsigned day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-	unsigned month_from_march = (5 * day_of_year + 2) / 153;
-	*day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-	*month = month_from_march < 10 ? month_from_march + 3 : month_from_march - 9;
-	*year = (int64_t)year_of_era + era * 400 + (*month <= 2 ? 1 : 0);
-}
-
-void dsn_format_date(int64_t t, uint8_t out[DSN_DATE_BYTES])
-{
-	static const char weekday[7][4] = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed" };
-	static const char month_name[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-						"Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-	const int64_t last_second = 253402300799; /* 9999-12-31 23:59:59 */
-	if (t < 0)
-		t = 0;
-	if (t > last_second)
-		t = last_second;
-	int64_t days = t / 86400;
-	unsigned secs = (unsigned)(t % 86400);
-	int64_t year;
-	unsigned month, day;
-	civil_from_days(days, &year, &month, &day);
-	RMX_ASSERT(year >= 1970 && year <= 9999 && month >= 1 && month <= 12);
-
-	struct dsn_writer w = { out, DSN_DATE_BYTES, 0, 0 };
-	w_text(&w, (const uint8_t *)weekday[days % 7], 3);
-	w_str(&w, ", ");
-	w_uint(&w, day, 2);
-	w_str(&w, " ");
-	w_text(&w, (const uint8_t *)month_name[month - 1], 3);
-	w_str(&w, " ");
-	w_uint(&w, (uint64_t)year, 4);
-	w_str(&w, " ");
-	w_uint(&w, secs / 3600, 2);
-	w_str(&w, ":");
-	w_uint(&w, secs / 60 % 60, 2);
-	w_str(&w, ":");
-	w_uint(&w, secs % 60, 2);
-	w_str(&w, " +0000");
-	RMX_ASSERT(w.len == DSN_DATE_BYTES);
-}
-
 static void w_date(struct dsn_writer *w, int64_t t)
 {
-	uint8_t date[DSN_DATE_BYTES];
-	dsn_format_date(t, date);
-	w_text(w, date, sizeof date);
+	char date[RFC5322_DATE_BYTES];
+	rfc5322_date_format(t, date);
+	w_text(w, (const uint8_t *)date, sizeof date);
 }
 
 /* ---- the original's header section --------------------------------------- */

@@ -41,8 +41,6 @@
 #define DSN_TOKEN_MAX_BYTES 64
 /* RFC 2046 5.1.1: a boundary is 1 to 70 characters. */
 #define DSN_BOUNDARY_MAX_BYTES 70
-/* An RFC 5322 date as dsn_format_date() writes it. */
-#define DSN_DATE_BYTES 31
 
 _Static_assert(DSN_ADDRESS_MAX_BYTES + 32 < DSN_LINE_MAX_BYTES,
 	       "a Final-Recipient line with the longest address fits one line");
@@ -100,12 +98,5 @@ enum {
  * ASCII; 8BITMIME when the message holds any byte above 0x7f.
  */
 unsigned dsn_transport_needs(const struct dsn_input *in, const uint8_t *message, size_t len);
-
-/*
- * Writes t as an RFC 5322 date in UTC, "Thu, 01 Jan 1970 00:00:00 +0000"
- * (exactly DSN_DATE_BYTES bytes, no terminator) without libc time
- * functions. t is clamped to years 1970..9999.
- */
-void dsn_format_date(int64_t t, uint8_t out[DSN_DATE_BYTES]);
 
 #endif

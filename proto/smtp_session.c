@@ -22,6 +22,7 @@
  *    without reaching SMTP_FEED_MESSAGE; the caller owns a committed one.
  */
 #include "smtp_session.h"
+#include "rfc5322_date.h"
 
 #include <errno.h>
 #include <string.h>
@@ -1008,49 +1009,6 @@ static void text_str(struct text *t, const char *str)
 	text_put(t, str, strlen(str));
 }
 
-/* v in decimal, zero-padded to at least width digits. */
-static void text_num(struct text *t, uint64_t v, unsigned width)
-{
-	char digits[24];
-	struct span d = format_u64(v, digits);
-	for (size_t i = d.len; i < width; i++)
-		text_put(t, "0", 1);
-	text_put(t, d.ptr, d.len);
-}
-
-struct civil_date {
-	int64_t year;
-	unsigned month; /* 1..12 */
-	unsigned day;   /* 1..31 */
-};
-
-/*
- * Days since 1970-01-01 to a proleptic Gregorian date. Works in 400-year
- * eras (146097 days) counted from 0000-03-01, so that the leap day is the
- * last day of each shifted year and the month lengths from March on follow
- * the 153-days-per-5-months pattern.
- */
-static struct civil_date civil_from_days(int64_t days)
-{
-	const int64_t shifted = days + 719468; /* days from 0000-03-01 */
-	const int64_t era = (shifted >= 0 ? shifted : shifted - 146096) / 146097;
-	const int64_t day_of_era = shifted - era * 146097;                  /* 0..146096 */
-	const int64_t year_of_era =
-		(day_of_era - day_of_era / 1460 + day_of_era / 36524 - day_of_era / 146096) / 365;
-	const int64_t day_of_year =
-		day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); /* 0..365 */
-	const int64_t month_index = (5 * day_of_year + 2) / 153; /* 0 = March */
-	struct civil_date d;
-	d.day = (unsigned)(day_of_year - (153 * month_index + 2) / 5 + 1);
-	d.month = (unsigned)(month_index < 10 ? month_index + 3 : month_index - 9);
-	d.year = year_of_era + era * 400 + (d.month <= 2 ? 1 : 0);
-	return d;
-}
-
-static const char weekday_names[7][4] = { "Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed" };
-static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-					  "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-
 const char *smtp_session_protocol(const struct smtp_session *s)
 {
 	if (!(s->flags & F_ESMTP))
@@ -1058,21 +1016,16 @@ const char *smtp_session_protocol(const struct smtp_session *s)
 	return (s->flags & F_UTF8) ? "UTF8SMTP" : "ESMTP";
 }
 
-/* Latest instant with a four-digit year: 9999-12-31T23:59:59Z. */
-#define RECEIVED_TIME_MAX_UNIX 253402300799ll
-
 size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 			     int64_t now_unix, char *buf, size_t cap)
 {
 	RMX_ASSERT(s != NULL && buf != NULL);
 	RMX_ASSERT(s->helo_len > 0 && peer_ip_ok(&s->peer));
 	RMX_ASSERT(queue_id.len > 0 && queue_id.len <= 64 && helo_token_ok(queue_id));
-	if (now_unix < 0 || now_unix > RECEIVED_TIME_MAX_UNIX)
+	if (now_unix < 0 || now_unix > RFC5322_DATE_UNIX_MAX)
 		return 0;
-
-	const int64_t days = now_unix / 86400;
-	const int64_t secs = now_unix % 86400;
-	const struct civil_date date = civil_from_days(days);
+	char date[RFC5322_DATE_BYTES];
+	rfc5322_date_format(now_unix, date);
 
 	const char *proto = smtp_session_protocol(s);
 
@@ -1088,20 +1041,8 @@ size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 	text_str(&t, " id ");
 	text_put(&t, queue_id.ptr, queue_id.len);
 	text_str(&t, ";\r\n\t");
-	text_put(&t, weekday_names[days % 7], 3);
-	text_str(&t, ", ");
-	text_num(&t, date.day, 2);
-	text_str(&t, " ");
-	text_put(&t, month_names[date.month - 1], 3);
-	text_str(&t, " ");
-	text_num(&t, (uint64_t)date.year, 4);
-	text_str(&t, " ");
-	text_num(&t, (uint64_t)(secs / 3600), 2);
-	text_str(&t, ":");
-	text_num(&t, (uint64_t)(secs / 60 % 60), 2);
-	text_str(&t, ":");
-	text_num(&t, (uint64_t)(secs % 60), 2);
-	text_str(&t, " +0000\r\n");
+	text_put(&t, date, sizeof(date));
+	text_str(&t, "\r\n");
 	if (t.overflow)
 		return 0;
 	RMX_ASSERT(t.len <= SMTP_RECEIVED_HEADER_MAX_BYTES);
