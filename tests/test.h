@@ -9,6 +9,7 @@
 #define RINGMX_TEST_H
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,28 @@ static inline int test_main_end(const char *name)
 		return 1;
 	}
 	return test_checks_failed ? 1 : 0;
+}
+
+/* Unit tests that also check their output with a real program (python3's
+ * email package, promtool, curl) do that in a separate ctest entry,
+ * "<test>_peer", which runs the program with --peer: it exits 77 (skipped,
+ * never passed) when the program is missing. True when argv asks for it. */
+static inline bool test_peer_mode(int argc, char **argv)
+{
+	return argc > 1 && strcmp(argv[1], "--peer") == 0;
+}
+
+/* Exits 77 unless program is on PATH (the peer-check entry only). */
+static inline void test_require_program(const char *test, const char *program,
+					const char *package)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof cmd, "command -v %s >/dev/null 2>&1", program);
+	if (system(cmd) != 0) {
+		printf("%s: SKIP: %s is not installed (Debian package %s)\n", test, program,
+		       package);
+		exit(77);
+	}
 }
 
 #endif
