@@ -1,32 +1,26 @@
 /*
- * worker.c - the event loop of one worker: accept, receive, feed the pure
- * session, send replies, group-commit finished messages, prepare spare
- * segments (and their delivery logs), expire deadlines, serve the metrics
- * endpoint, drive the forwarder (forward.c), drain on shutdown.
+ * worker.c - the event loop of one worker: the loop, the dispatch of every
+ * completion, draining, reload and operator requests; for now also the
+ * store's group commit and the preparation of spare segments (and their
+ * delivery logs), kept together below.
  *
  * The loop has liburing examples/proxy.c's shape: submit and wait, reap every
  * completion with io_uring_for_each_cqe, advance once, dispatch on the op in
- * user_data. Receive buffers come from the provided buffer ring and go back
- * to it as soon as the session has consumed them (DESIGN.md rule 3); a
- * partial command line, or input that must wait, is carried per connection.
- * At most one send is in flight per connection; the replies produced by one
- * read go out in one send. Direct system calls are the non-blocking socket
- * chores (setsockopt, getpeername, shutdown, close) and, only when an
- * operator asks, the reading of request files (control.c).
+ * user_data (the one switch; the modules expose on_<op> handlers). Client
+ * connections are smtp_conn.c's, the metrics endpoint metrics_http.c's, the
+ * upstream side forward.c's. Direct system calls are the store's chores
+ * (fcntl, getrandom, closing retired segments) and, only when an operator
+ * asks, the reading of request files (control.c).
  */
 #include "worker.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,16 +28,14 @@
 #include "../storage/store.h"
 #include "../storage/delivery_log.h"
 #include "../storage/queue.h"
-#include "conn.h"
 #include "control.h"
 #include "forward.h"
-#include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "ring.h"
-#include "timer.h"
+#include "smtp_conn.h"
 #include "txn.h"
-
 
 enum spare_step {
 	SPARE_IDLE,
@@ -61,22 +53,15 @@ struct worker_loop {
 	struct io_uring ring;
 	struct ring_info ring_info;
 	struct buf_ring bufs;
-	uint32_t cfg_users[CONFIG_SNAPSHOTS_MAX]; /* open sessions per config snapshot */
-	void *reply_pool[REPLY_BUFFER_POOL_MAX]; /* free reply buffers */
-	uint32_t reply_pool_count;
 	bool log_write_inflight;
 	struct log_buffer logbuf;      /* this thread's log lines (log.h) */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
-	struct conn_slab slab;         /* SMTP connections, then HTTP_CONNECTIONS_MAX more */
-	uint32_t http_open;            /* metrics-endpoint connections in the slab */
-	struct timer_wheel wheel;
+	struct smtp_conns conns;       /* client connections (SMTP, then metrics clients) */
+	struct metrics_http http;      /* the metrics endpoint */
 	struct txn_budget budget;
-	uint64_t now_ms;        /* CLOCK_MONOTONIC, once per loop turn */
-	uint64_t now_ns;        /* the same, in nanoseconds (latency metrics) */
-	int64_t now_unix_ms;    /* CLOCK_REALTIME, once per loop turn */
+	struct loop_clock clock;       /* read once per loop turn */
 	uint64_t wake_value;
-	bool listening;
 	bool draining;
 	uint64_t drain_deadline_ms;
 
@@ -101,22 +86,7 @@ struct worker_loop {
 
 	/* Connections whose finished message waits for room in the store. */
 	uint32_t reserve_head, reserve_tail;
-	/* Connections whose recv must be re-armed after -ENOBUFS. */
-	uint32_t rearm_head;
-
-	uint32_t accept_rearm_mask;     /* listeners whose accept waits for a re-arm */
-	bool accept_rearm_http;         /* the metrics listener's accept, likewise */
-	uint64_t accept_rearm_at_ms;
-	uint64_t accept_errors;         /* since the last accept_failed log line */
-	uint64_t accept_error_logged_ms;
-
-	uint8_t reject_reply[REJECT_REPLY_BYTES];
-	size_t reject_reply_len;
 };
-
-static void conn_close(struct worker_loop *l, struct conn *c);
-static void conn_pump(struct worker_loop *l, struct conn *c);
-static void http_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n);
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -131,137 +101,11 @@ static void loop_clock(struct worker_loop *l)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	l->now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	l->now_ms = l->now_ns / 1000000u;
+	l->clock.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	l->clock.now_ms = l->clock.now_ns / 1000000u;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	l->now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	l->budget.now_ns = l->now_ns;
-}
-
-static uint32_t timeout_s(const struct config *cfg, enum smtp_timeout_kind kind)
-{
-	switch (kind) {
-	case SMTP_TIMEOUT_DATA:
-		return cfg->data_timeout_s;
-	case SMTP_TIMEOUT_COMMAND:
-		return cfg->command_timeout_s;
-	default:
-		return cfg->idle_timeout_s;
-	}
-}
-
-/* What the session waits for; between BDAT chunks the body is still open,
- * so the data deadline goes on (a chunk's command does not restart it). */
-static enum smtp_timeout_kind conn_timeout_kind(const struct conn *c)
-{
-	enum smtp_timeout_kind kind = smtp_session_timeout_kind(&c->session);
-	if (kind == SMTP_TIMEOUT_COMMAND && c->txn.active && c->txn.body.len > 0 &&
-	    !(c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)))
-		return SMTP_TIMEOUT_DATA;
-	return kind;
-}
-
-static void conn_set_deadline(struct worker_loop *l, struct conn *c, uint64_t at_ms)
-{
-	c->deadline_ms = at_ms;
-	timer_arm(&l->wheel, &c->timer, at_ms > l->now_ms ? at_ms - l->now_ms : 0);
-}
-
-/* A fresh deadline for what the session waits for now: after a reply we
- * owed (the client's time starts again), and at accept. */
-static void conn_arm_deadline(struct worker_loop *l, struct conn *c)
-{
-	enum smtp_timeout_kind kind = conn_timeout_kind(c);
-	c->deadline_kind = (uint8_t)kind;
-	c->deadline_commands = c->txn.commands;
-	conn_set_deadline(l, c, l->now_ms + (uint64_t)timeout_s(l->cfg, kind) * 1000u);
-}
-
-/*
- * After input: the deadline moves only with progress (RFC 5321 4.5.3.2: a
- * command must arrive whole within its timeout, counted from when we began
- * to wait for it). A new command, or a change of what the session waits
- * for, starts a fresh deadline; bytes of a line still incomplete do not. In
- * a body, each of the body_bytes received moves the deadline by
- * 1 / min_data_rate seconds, never beyond data_timeout from now, so a
- * trickle cannot hold the connection much past data_timeout.
- */
-static void conn_deadline_progress(struct worker_loop *l, struct conn *c, size_t body_bytes)
-{
-	enum smtp_timeout_kind kind = conn_timeout_kind(c);
-	if (!c->timer.armed || kind != c->deadline_kind ||
-	    (kind != SMTP_TIMEOUT_DATA && c->txn.commands != c->deadline_commands)) {
-		conn_arm_deadline(l, c);
-		return;
-	}
-	if (kind != SMTP_TIMEOUT_DATA || body_bytes == 0)
-		return;
-	uint64_t cap_ms = l->now_ms + (uint64_t)l->cfg->data_timeout_s * 1000u;
-	uint64_t more_ms = (uint64_t)body_bytes * 1000u / l->cfg->min_data_rate_bytes_per_s;
-	uint64_t at_ms = RMX_MIN(c->deadline_ms + more_ms, cap_ms);
-	if (at_ms != c->deadline_ms)
-		conn_set_deadline(l, c, at_ms);
-}
-
-/* ---- submission helpers -------------------------------------------------- */
-
-static void arm_accept(struct worker_loop *l, uint32_t i)
-{
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_multishot_accept(sqe, l->w->listen_fds[i], NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_ACCEPT, 0, i));
-}
-
-/*
- * Arms a receive into the buffer ring: multishot while the session keeps up
- * with its input, single-shot (one buffer per completion) while input is
- * carried, so a client far ahead of us cannot pour its whole socket buffer
- * into the carry in one wake-up.
- */
-static void arm_recv(struct worker_loop *l, struct conn *c)
-{
-	RMX_ASSERT(!(c->flags & CONN_RECV_ARMED));
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	if (c->carry_len == 0 && !(c->flags & CONN_WAITING))
-		io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	else
-		io_uring_prep_recv(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT;
-	sqe->buf_group = l->bufs.bgid;
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECV, c->gen, conn_index(&l->slab, c)));
-	c->flags |= CONN_RECV_ARMED;
-}
-
-/*
- * Keeps the receive side in step with the carry buffer: a client that sends
- * far ahead of our replies is paused (its multishot recv cancelled, so TCP
- * pushes back) once CARRY_SOFT_MAX_BYTES wait, and resumed at half that.
- */
-static void conn_recv_update(struct worker_loop *l, struct conn *c)
-{
-	if (c->flags & (CONN_CLOSING | CONN_EOF | CONN_REARM))
-		return;
-	bool paused = c->flags & CONN_RECV_PAUSED;
-	bool too_full = c->carry_len > (paused ? CARRY_SOFT_MAX_BYTES / 2 : CARRY_SOFT_MAX_BYTES);
-	if (too_full) {
-		if ((c->flags & CONN_RECV_ARMED) && !paused) {
-			struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-			io_uring_prep_cancel64(sqe, ring_ud(RING_OP_RECV, c->gen, conn_index(&l->slab, c)), 0);
-			io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_CANCEL, 0, 0));
-		}
-		c->flags |= CONN_RECV_PAUSED;
-		return;
-	}
-	c->flags &= ~CONN_RECV_PAUSED;
-	if (!(c->flags & CONN_RECV_ARMED))
-		arm_recv(l, c);
-}
-
-static void arm_http_accept(struct worker_loop *l)
-{
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_multishot_accept(sqe, l->w->metrics_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_HTTP_ACCEPT, 0, 0));
+	l->clock.now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	l->budget.now_ns = l->clock.now_ns;
 }
 
 static void arm_wake(struct worker_loop *l)
@@ -271,185 +115,22 @@ static void arm_wake(struct worker_loop *l)
 	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_WAKE, 0, 0));
 }
 
-/* Sends what the session wrote, if nothing is in flight. */
-static void conn_flush(struct worker_loop *l, struct conn *c)
-{
-	if ((c->flags & CONN_SEND_INFLIGHT) || c->out.len == 0)
-		return;
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_send(sqe, c->fd, c->out.buf, c->out.len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SEND, c->gen, conn_index(&l->slab, c)));
-	c->send_bytes = (uint32_t)c->out.len;
-	c->flags |= CONN_SEND_INFLIGHT;
-}
-
-/* Gives the connection a reply buffer (from the worker's pool) before the
- * session may write a reply. False: out of memory. */
-static bool conn_out_ready(struct worker_loop *l, struct conn *c)
-{
-	if (c->out.buf)
-		return true;
-	c->out.buf = l->reply_pool_count ? l->reply_pool[--l->reply_pool_count]
-					 : malloc(SMTP_REPLY_BUFFER_BYTES);
-	if (!c->out.buf)
-		return false;
-	c->out.len = 0;
-	c->out.cap = SMTP_REPLY_BUFFER_BYTES;
-	return true;
-}
-
-/* Takes the reply buffer back when nothing waits in it: an idle session
- * holds none (50,000 idle connections cost their slots, not 200 MiB of
- * buffers). HTTP responses have buffers of their own size: freed. */
-static void conn_out_put(struct worker_loop *l, struct conn *c)
-{
-	if (!c->out.buf || c->out.len || (c->flags & CONN_SEND_INFLIGHT))
-		return;
-	if (c->out.cap == SMTP_REPLY_BUFFER_BYTES && !(c->flags & CONN_HTTP) &&
-	    l->reply_pool_count < REPLY_BUFFER_POOL_MAX)
-		l->reply_pool[l->reply_pool_count++] = c->out.buf;
-	else
-		free(c->out.buf);
-	c->out.buf = NULL;
-	c->out.cap = 0;
-}
-
-/* ---- connection life ----------------------------------------------------- */
-
-/* Tells main.c which config snapshots this worker still reads: the
- * current one and those of sessions still open. */
-static void cfg_publish_held(struct worker_loop *l)
-{
-	unsigned mask = 1u << l->cfg->snapshot;
-	for (uint32_t k = 0; k < CONFIG_SNAPSHOTS_MAX; k++)
-		if (l->cfg_users[k])
-			mask |= 1u << k;
-	if (atomic_load_explicit(&l->w->cfg_held_mask, memory_order_relaxed) != mask)
-		atomic_store_explicit(&l->w->cfg_held_mask, mask, memory_order_release);
-}
-
-static void conn_cfg_release(struct worker_loop *l, struct conn *c)
-{
-	if (c->cfg_snapshot < 0)
-		return;
-	RMX_ASSERT(l->cfg_users[c->cfg_snapshot] > 0);
-	if (--l->cfg_users[c->cfg_snapshot] == 0 && (uint32_t)c->cfg_snapshot != l->cfg->snapshot)
-		cfg_publish_held(l);
-	c->cfg_snapshot = -1;
-}
-
-/* event=connection_close: who, how long, how much. */
-static void log_connection_close(struct worker_loop *l, const struct conn *c)
-{
-	struct log_msg m;
-	if (!log_begin(&m, LOG_INFO, "connection_close"))
-		return;
-	log_add_u64(&m, "worker", l->w->id);
-	log_add_str(&m, "client", c->peer.ip);
-	log_add_span(&m, "helo", smtp_session_helo(&c->session));
-	log_add_u64(&m, "duration_ms", l->now_ms - (uint64_t)c->opened_ms);
-	log_add_u64(&m, "commands", c->txn.commands);
-	log_add_u64(&m, "messages", c->messages);
-	log_add_u64(&m, "bytes_in", c->bytes_in);
-	log_add_u64(&m, "bytes_out", c->bytes_out);
-	log_end(&m);
-}
-
-static void conn_maybe_release(struct worker_loop *l, struct conn *c)
-{
-	if (!(c->flags & CONN_CLOSING))
-		return;
-	if (c->flags & (CONN_RECV_ARMED | CONN_SEND_INFLIGHT | CONN_WAIT_COMMIT))
-		return;
-	if (c->flags & (CONN_WAIT_RESERVE | CONN_REARM))
-		return; /* on a worker list: released when taken off it */
-	timer_cancel(&l->wheel, &c->timer);
-	if (c->txn.active || c->txn.body.data || c->txn.env.data)
-		txn_reset(&c->txn);
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	if (c->cfg_snapshot >= 0)
-		log_connection_close(l, c);
-	conn_cfg_release(l, c);
-	c->out.len = 0; /* never to be sent now */
-	conn_out_put(l, c);
-	bool http = c->flags & CONN_HTTP;
-	conn_release(&l->slab, c);
-	if (http) {
-		/* Metrics clients count neither as SMTP connections nor in the limit. */
-		RMX_ASSERT(l->http_open > 0);
-		l->http_open--;
-		return;
-	}
-	metrics_dec(&l->w->metrics->connections_active);
-	unsigned prev = atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
-	RMX_ASSERT(prev > 0);
-}
-
-/* Stops the connection now: no more replies. */
-static void conn_close(struct worker_loop *l, struct conn *c)
-{
-	if (c->flags & CONN_CLOSING)
-		return;
-	c->flags |= CONN_CLOSING;
-	c->flags &= ~(CONN_CLOSE_AFTER_SEND | CONN_LINGER | CONN_WAIT_FLUSH);
-	timer_cancel(&l->wheel, &c->timer);
-	/* Wakes the multishot recv with a final completion. */
-	if (shutdown(c->fd, SHUT_RDWR) != 0 && errno != ENOTCONN)
-		log_debug("event=shutdown_failed errno=%s", log_errno_name(errno));
-	conn_maybe_release(l, c);
-}
-
-/* The final reply has gone out: send FIN, read and drop what still comes,
- * then close. The client reads our last reply instead of a reset. */
-static void conn_linger(struct worker_loop *l, struct conn *c)
-{
-	c->flags &= ~CONN_CLOSE_AFTER_SEND;
-	c->flags |= CONN_LINGER;
-	if (shutdown(c->fd, SHUT_WR) != 0) {
-		conn_close(l, c);
-		return;
-	}
-	if (!(c->flags & CONN_RECV_ARMED) || (c->flags & CONN_EOF)) {
-		conn_close(l, c);
-		return;
-	}
-	timer_arm(&l->wheel, &c->timer, LINGER_MS);
-}
-
-/* After the session or a send changed something: send, close, or resume. */
-static void conn_after(struct worker_loop *l, struct conn *c)
-{
-	if (c->flags & CONN_CLOSING)
-		return;
-	conn_flush(l, c);
-	if ((c->flags & CONN_CLOSE_AFTER_SEND) && !(c->flags & CONN_SEND_INFLIGHT)) {
-		conn_linger(l, c);
-		return;
-	}
-	if ((c->flags & CONN_EOF) && !(c->flags & (CONN_WAITING | CONN_SEND_INFLIGHT)))
-		conn_close(l, c);
-}
-
-/* ---- metrics --------------------------------------------------------------- */
-
 /* ---- the store ------------------------------------------------------------ */
 
 static uint64_t conn_cookie(struct worker_loop *l, struct conn *c)
 {
-	return ((uint64_t)c->gen << 32) | conn_index(&l->slab, c);
+	return ((uint64_t)c->gen << 32) | conn_index(&l->conns.slab, c);
 }
 
 static void reserve_wait_push(struct worker_loop *l, struct conn *c)
 {
 	c->flags |= CONN_WAIT_RESERVE;
 	c->next = CONN_NONE;
-	uint32_t idx = conn_index(&l->slab, c);
+	uint32_t idx = conn_index(&l->conns.slab, c);
 	if (l->reserve_tail == CONN_NONE)
 		l->reserve_head = idx;
 	else
-		l->slab.conns[l->reserve_tail].next = idx;
+		l->conns.slab.conns[l->reserve_tail].next = idx;
 	l->reserve_tail = idx;
 }
 
@@ -464,7 +145,7 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 	struct txn *t = &c->txn;
 	char received[SMTP_RECEIVED_HEADER_MAX_BYTES];
 	char id_text[RECORD_QUEUE_ID_CHARS];
-	int64_t now_unix = l->now_unix_ms / 1000;
+	int64_t now_unix = l->clock.now_unix_ms / 1000;
 	memset(id_text, '0', sizeof(id_text));
 	size_t rlen = smtp_session_received(&c->session, span_make(id_text, sizeof(id_text)),
 					    now_unix, received, sizeof(received));
@@ -478,16 +159,18 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 					     now_unix, received, sizeof(received));
 	RMX_ASSERT(rlen2 == rlen);
 	txn_set_received(t, received, rlen);
-	txn_seal(t, qid, l->now_unix_ms);
+	txn_seal(t, qid, l->clock.now_unix_ms);
 	rc = store_append(l->w->shards[0].store, qid, t->parts, t->nparts, conn_cookie(l, c));
 	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
 	c->flags |= CONN_WAIT_COMMIT;
 	return 0;
 }
 
-/* The session finished a message: add the client facts, then store it. */
-static void conn_message_done(struct worker_loop *l, struct conn *c)
+/* The session finished a message: add the client facts, then store it
+ * (the smtp_conns hook). */
+static void conn_message_done(void *ctx, struct conn *c)
 {
+	struct worker_loop *l = ctx;
 	int rc = txn_add_client(&c->txn, span_make(c->peer.ip, strlen(c->peer.ip)),
 				smtp_session_helo(&c->session),
 				smtp_session_protocol(&c->session));
@@ -512,8 +195,8 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		return;
 	}
 	uint32_t slot = (uint32_t)cookie;
-	struct conn *c = &l->slab.conns[slot];
-	RMX_ASSERT(slot < l->slab.cap && (c->flags & CONN_USED) && (c->flags & CONN_WAIT_COMMIT));
+	struct conn *c = &l->conns.slab.conns[slot];
+	RMX_ASSERT(slot < l->conns.slab.cap && (c->flags & CONN_USED) && (c->flags & CONN_WAIT_COMMIT));
 	RMX_ASSERT(c->gen == (uint32_t)(cookie >> 32));
 	char id_text[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(c->txn.queue_id, id_text);
@@ -523,10 +206,10 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		metrics_inc(&m->messages_accepted);
 		metrics_add(&m->received_bytes, body_bytes);
 		metrics_observe_size_bytes(&m->message_size, body_bytes);
-		metrics_observe_latency_ns(&m->ack_latency, l->now_ns - c->msg_done_ns);
+		metrics_observe_latency_ns(&m->ack_latency, l->clock.now_ns - c->msg_done_ns);
 		if (c->txn.mail_ns)
 			metrics_observe_latency_ns(&m->transaction_duration,
-						   l->now_ns - c->txn.mail_ns);
+						   l->clock.now_ns - c->txn.mail_ns);
 		c->messages++;
 		txn_log_accepted(&c->txn);
 	}
@@ -539,16 +222,16 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	if (result != 0)
 		log_error("event=commit_failed worker=%u error=%s", l->w->id, log_errno_name(result));
 	if (c->flags & CONN_CLOSING) {
-		conn_maybe_release(l, c);
+		smtp_conn_release_if_done(&l->conns, c);
 		return;
 	}
-	if (!conn_out_ready(l, c)) {
-		conn_close(l, c);
+	if (!smtp_conn_out_ready(&l->conns, c)) {
+		smtp_conn_close(&l->conns, c);
 		return;
 	}
 	smtp_session_committed(&c->session, result, span_make(id_text, sizeof(id_text)), &c->out);
-	conn_arm_deadline(l, c);
-	conn_pump(l, c);
+	smtp_conn_arm_deadline(&l->conns, c);
+	smtp_conn_pump(&l->conns, c);
 }
 
 static void commit_submit(struct worker_loop *l)
@@ -802,7 +485,7 @@ static void store_kick(struct worker_loop *l)
 {
 	l->budget.store_state = store_admit(l->w->shards[0].store);
 	while (l->reserve_head != CONN_NONE) {
-		struct conn *c = &l->slab.conns[l->reserve_head];
+		struct conn *c = &l->conns.slab.conns[l->reserve_head];
 		int rc = 0;
 		if (!(c->flags & CONN_CLOSING)) {
 			rc = conn_store_message(l, c);
@@ -814,24 +497,24 @@ static void store_kick(struct worker_loop *l)
 			l->reserve_tail = CONN_NONE;
 		c->flags &= ~CONN_WAIT_RESERVE;
 		if (c->flags & CONN_CLOSING) {
-			conn_maybe_release(l, c);
+			smtp_conn_release_if_done(&l->conns, c);
 			continue;
 		}
 		if (rc != 0) {
 			txn_reset(&c->txn);
-			if (!conn_out_ready(l, c)) { /* its earlier replies were sent meanwhile */
-				conn_close(l, c);
+			if (!smtp_conn_out_ready(&l->conns, c)) { /* its earlier replies were sent meanwhile */
+				smtp_conn_close(&l->conns, c);
 				continue;
 			}
 			smtp_session_committed(&c->session, rc, span_make("", 0), &c->out);
-			conn_pump(l, c);
+			smtp_conn_pump(&l->conns, c);
 		}
 	}
 	commit_submit(l);
 	spare_start(l);
 	for (int fd; (fd = store_retired_fd(l->w->shards[0].store)) >= 0;)
 		close(fd); /* a sealed segment the store has finished writing */
-	forward_tick(l->forward, l->now_unix_ms, l->now_ms);
+	forward_tick(l->forward, l->clock.now_unix_ms, l->clock.now_ms);
 	commit_submit(l); /* a bounce the forwarder just stored */
 	uint64_t bytes = 0, segments = 0;
 	for (uint32_t k = 0; k < l->w->shard_count; k++) {
@@ -849,483 +532,26 @@ static void store_kick(struct worker_loop *l)
 	metrics_set(&l->w->metrics->store_segments, segments);
 }
 
-/* ---- feeding the session -------------------------------------------------- */
-
-/*
- * Feeds p[0..n) to the session until it wants more, pauses or closes.
- * Returns the bytes consumed; the rest must be carried.
- */
-static size_t conn_feed(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
-{
-	size_t used = 0;
-	while (used < n) {
-		struct smtp_feed_result r = smtp_session_feed(&c->session, p + used, n - used, &c->out);
-		RMX_ASSERT(r.consumed <= n - used);
-		used += r.consumed;
-		switch (r.status) {
-		case SMTP_FEED_MORE:
-			return used;
-		case SMTP_FEED_MESSAGE:
-			c->msg_done_ns = l->now_ns;
-			conn_message_done(l, c);
-			if (c->flags & CONN_WAITING)
-				return used;
-			break; /* refused at once (451/452): the session goes on */
-		case SMTP_FEED_FLUSH:
-			c->flags |= CONN_WAIT_FLUSH;
-			return used;
-		case SMTP_FEED_CLOSE:
-			c->flags |= CONN_CLOSE_AFTER_SEND;
-			return n;
-		}
-	}
-	return used;
-}
-
-/* Feeds carried input while the session is not waiting; bytes_in arrived
- * just now (they move the data deadline). */
-static void conn_pump_input(struct worker_loop *l, struct conn *c, size_t bytes_in)
-{
-	while (c->carry_len && !(c->flags & (CONN_WAITING | CONN_CLOSE_AFTER_SEND | CONN_CLOSING))) {
-		if (!conn_out_ready(l, c)) {
-			conn_close(l, c);
-			return;
-		}
-		uint32_t before = c->carry_len;
-		size_t used = conn_feed(l, c, c->carry, c->carry_len);
-		conn_carry_consume(c, used);
-		if (used == 0 || c->carry_len == before)
-			break; /* a partial line: wait for more input */
-	}
-	if (!(c->flags & CONN_CLOSING)) {
-		conn_deadline_progress(l, c, bytes_in);
-		conn_recv_update(l, c);
-	}
-	conn_after(l, c);
-}
-
-static void conn_pump(struct worker_loop *l, struct conn *c)
-{
-	conn_pump_input(l, c, 0);
-}
-
-static void conn_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
-{
-	if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND))
-		return; /* after the last reply, input is dropped */
-	if (c->flags & CONN_HTTP) {
-		http_input(l, c, p, n);
-		return;
-	}
-	if (c->carry_len || (c->flags & CONN_WAITING)) {
-		if (conn_carry_append(c, p, n) != 0) {
-			log_warn("event=input_overflow worker=%u client=%s", l->w->id, c->peer.ip);
-			metrics_inc(&l->w->metrics->connections_overflow_closed);
-			conn_close(l, c);
-			return;
-		}
-		conn_pump_input(l, c, n);
-		return;
-	}
-	if (!conn_out_ready(l, c)) {
-		conn_close(l, c);
-		return;
-	}
-	size_t used = conn_feed(l, c, p, n);
-	if (used < n && !(c->flags & CONN_CLOSE_AFTER_SEND) &&
-	    conn_carry_append(c, p + used, n - used) != 0) {
-		conn_close(l, c);
-		return;
-	}
-	if (!(c->flags & CONN_CLOSING)) {
-		conn_deadline_progress(l, c, n);
-		conn_recv_update(l, c);
-	}
-	conn_after(l, c);
-}
-
-/* ---- the metrics endpoint --------------------------------------------------- */
-
-/* Answers one request (or a malformed one) and closes after sending: every
- * response says "Connection: close", which keeps this path short. */
-static void http_respond(struct worker_loop *l, struct conn *c, const struct http_request *req,
-			 unsigned error_status)
-{
-	unsigned status = error_status ? error_status : http_request_refusal(req);
-	enum http_body kind = HTTP_BODY_TEXT;
-	const char *text = NULL;
-	size_t body_cap = 64;
-	if (!status) {
-		switch (req->route) {
-		case HTTP_ROUTE_METRICS:
-			kind = HTTP_BODY_METRICS;
-			body_cap = metrics_render_bound(l->w->metrics_static);
-			status = 200;
-			break;
-		case HTTP_ROUTE_HEALTHZ:
-			status = 200;
-			text = "ok\n";
-			break;
-		case HTTP_ROUTE_READYZ:
-			status = l->draining ? 503 : 200;
-			text = l->draining ? "draining\n" : "ready\n";
-			break;
-		default:
-			status = 404;
-			break;
-		}
-	}
-	if (!text && kind == HTTP_BODY_TEXT)
-		text = http_status_reason(status);
-	size_t cap = HTTP_RESPONSE_HEAD_MAX_BYTES + body_cap + 2;
-	uint8_t *buf = malloc(cap);
-	if (!buf) {
-		conn_close(l, c);
-		return;
-	}
-	/* The body goes after the largest head; the head is written in front of it. */
-	char *body = (char *)buf + HTTP_RESPONSE_HEAD_MAX_BYTES;
-	size_t body_len;
-	if (kind == HTTP_BODY_METRICS) {
-		body_len = metrics_render(l->w->all_metrics, l->w->worker_count, l->w->metrics_static,
-					  body, body_cap);
-		RMX_ASSERT(body_len <= body_cap);
-	} else {
-		body_len = (size_t)snprintf(body, body_cap, "%s%s", text,
-					    text[strlen(text) - 1] == '\n' ? "" : "\n");
-	}
-	struct http_response r = http_response_for(error_status ? NULL : req, status, kind, body_len);
-	r.close = true;
-	r.keep_alive_10 = false;
-	char head[HTTP_RESPONSE_HEAD_MAX_BYTES];
-	size_t head_len = http_response_head(&r, head, sizeof(head));
-	RMX_ASSERT(head_len > 0 && head_len <= HTTP_RESPONSE_HEAD_MAX_BYTES);
-	uint8_t *start = buf + HTTP_RESPONSE_HEAD_MAX_BYTES - head_len;
-	memcpy(start, head, head_len);
-	size_t total = head_len + (r.head_only ? 0 : body_len);
-	memmove(buf, start, total);
-	free(c->out.buf);
-	c->out.buf = buf;
-	c->out.len = total;
-	c->out.cap = cap;
-	c->flags |= CONN_CLOSE_AFTER_SEND;
-	conn_after(l, c);
-}
-
-static void http_input(struct worker_loop *l, struct conn *c, const uint8_t *p, size_t n)
-{
-	size_t consumed = 0;
-	enum http_parse_status st = http_parse(c->http, p, n, &consumed);
-	if (st == HTTP_PARSE_AGAIN)
-		return;
-	/* One request per connection: anything after it is dropped with the close. */
-	http_respond(l, c, &c->http->request, st == HTTP_PARSE_ERROR ? c->http->error_status : 0);
-}
-
-static void on_http_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
-{
-	if (!(cqe->flags & IORING_CQE_F_MORE)) {
-		l->accept_rearm_http = true;
-		l->accept_rearm_at_ms = l->now_ms + (cqe->res < 0 ? TIMER_TICK_MS : 0);
-	}
-	if (cqe->res < 0)
-		return;
-	/* The slab holds HTTP_CONNECTIONS_MAX slots beyond max_connections, and
-	 * SMTP never takes more than max_connections of it: so an HTTP client
-	 * within its pool always finds a slot, and never takes an SMTP one. */
-	struct conn *c = l->http_open < HTTP_CONNECTIONS_MAX ? conn_alloc(&l->slab) : NULL;
-	if (!c) {
-		metrics_inc(&l->w->metrics->http_connections_rejected);
-		close(cqe->res);
-		return;
-	}
-	l->http_open++;
-	c->fd = cqe->res;
-	c->flags |= CONN_HTTP;
-	txn_init(&c->txn, &l->budget);
-	c->http = malloc(sizeof(*c->http));
-	if (!c->http) {
-		c->flags |= CONN_CLOSING;
-		conn_maybe_release(l, c);
-		return;
-	}
-	http_parser_init(c->http);
-	arm_recv(l, c);
-	timer_arm(&l->wheel, &c->timer, HTTP_DEADLINE_MS);
-}
-
-/* ---- completions ----------------------------------------------------------- */
-
-/* The client's address; false when it is already gone (reset before we
- * looked) or not an IP socket. */
-static bool peer_from_fd(int fd, struct smtp_peer *peer)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	memset(peer, 0, sizeof(*peer));
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
-		return false;
-	const char *p = NULL;
-	if (ss.ss_family == AF_INET) {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		p = inet_ntop(AF_INET, &a->sin_addr, peer->ip, sizeof(peer->ip));
-	} else if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr)) {
-			p = inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], peer->ip, sizeof(peer->ip));
-		} else {
-			p = inet_ntop(AF_INET6, &a->sin6_addr, peer->ip, sizeof(peer->ip));
-			peer->ipv6 = true;
-		}
-	}
-	return p != NULL;
-}
-
-static void reject_connection(struct worker_loop *l, int fd)
-{
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_send(sqe, fd, l->reject_reply, l->reject_reply_len, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_REJECT_SEND, 0, (uint32_t)fd));
-}
-
-static void on_accept(struct worker_loop *l, struct io_uring_cqe *cqe)
-{
-	uint32_t i = ring_ud_slot(cqe->user_data);
-	if (cqe->res < 0) {
-		if (cqe->res == -ECANCELED)
-			return;
-		/* Out of descriptors or memory: the connection waits in the backlog.
-		 * Re-arm after a tick, not at once (that would spin), and log at most
-		 * once a second. */
-		if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening) {
-			l->accept_rearm_mask |= 1u << i;
-			l->accept_rearm_at_ms = l->now_ms + TIMER_TICK_MS;
-		}
-		l->accept_errors++;
-		metrics_inc(&l->w->metrics->accept_errors);
-		if (l->now_ms >= l->accept_error_logged_ms + 1000) {
-			log_warn("event=accept_failed worker=%u error=%s count=%llu", l->w->id,
-				 log_errno_name(cqe->res), (unsigned long long)l->accept_errors);
-			l->accept_error_logged_ms = l->now_ms;
-			l->accept_errors = 0;
-		}
-		return;
-	}
-	if (!(cqe->flags & IORING_CQE_F_MORE) && l->listening)
-		arm_accept(l, i);
-	int fd = cqe->res;
-	unsigned open = atomic_fetch_add_explicit(l->w->connections, 1, memory_order_relaxed);
-	struct conn *c = NULL;
-	if (open < l->cfg->max_connections && !l->draining)
-		c = conn_alloc(&l->slab);
-	if (!c) {
-		atomic_fetch_sub_explicit(l->w->connections, 1, memory_order_relaxed);
-		metrics_inc(&l->w->metrics->connections_rejected[l->draining
-									? METRICS_CONN_REJECT_SHUTDOWN
-									: METRICS_CONN_REJECT_LIMIT]);
-		reject_connection(l, fd);
-		return;
-	}
-	c->fd = fd;
-	c->opened_ms = (int64_t)l->now_ms;
-	metrics_inc(&l->w->metrics->connections_accepted);
-	metrics_inc(&l->w->metrics->connections_active); /* released: decremented */
-	int one = 1;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	txn_init(&c->txn, &l->budget);
-	if (!peer_from_fd(fd, &c->peer) || !conn_out_ready(l, c)) {
-		c->flags |= CONN_CLOSING;
-		conn_maybe_release(l, c);
-		return;
-	}
-	c->cfg_snapshot = (int32_t)l->cfg->snapshot;
-	l->cfg_users[l->cfg->snapshot]++;
-	struct log_msg lm;
-	if (log_begin(&lm, LOG_INFO, "connection_open")) {
-		log_add_u64(&lm, "worker", l->w->id);
-		log_add_str(&lm, "client", c->peer.ip);
-		log_end(&lm);
-	}
-	smtp_session_start(&c->session, &l->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
-	arm_recv(l, c);
-	conn_arm_deadline(l, c);
-	conn_flush(l, c);
-}
-
-static void on_recv(struct worker_loop *l, struct io_uring_cqe *cqe)
-{
-	struct conn *c = conn_lookup(&l->slab, ring_ud_slot(cqe->user_data),
-				     ring_ud_gen(cqe->user_data));
-	bool has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
-	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
-	if (!c) {
-		if (has_buf)
-			buf_ring_return(&l->bufs, bid);
-		return;
-	}
-	if (!(cqe->flags & IORING_CQE_F_MORE))
-		c->flags &= ~CONN_RECV_ARMED;
-	if (cqe->res > 0) {
-		RMX_ASSERT(has_buf);
-		c->bytes_in += (uint64_t)cqe->res;
-		conn_input(l, c, buf_ring_addr(&l->bufs, bid), (size_t)cqe->res);
-		buf_ring_return(&l->bufs, bid);
-		if (!(c->flags & CONN_USED))
-			return; /* released while handling the input */
-	} else if (has_buf) {
-		buf_ring_return(&l->bufs, bid);
-	}
-	if (c->flags & CONN_RECV_ARMED)
-		return;
-	if (c->flags & CONN_CLOSING) {
-		conn_maybe_release(l, c); /* the final completion we waited for */
-		return;
-	}
-	if (cqe->res == -ENOBUFS) {
-		metrics_inc(&l->w->metrics->buffer_ring_enobufs);
-		/* Re-armed after this batch has returned its buffers: no spinning. */
-		if (!(c->flags & CONN_REARM)) {
-			c->flags |= CONN_REARM;
-			c->rearm_next = l->rearm_head;
-			l->rearm_head = conn_index(&l->slab, c);
-		}
-		return;
-	}
-	if (cqe->res > 0 || (cqe->res == -ECANCELED && (c->flags & CONN_RECV_PAUSED))) {
-		/* The kernel ended the multishot, or we paused it: re-arm when wanted. */
-		conn_recv_update(l, c);
-		return;
-	}
-	/* End of input (0) or an error. */
-	c->flags |= CONN_EOF;
-	if (c->flags & CONN_LINGER || cqe->res < 0) {
-		conn_close(l, c);
-		return;
-	}
-	/* Replies still owed (to input before the FIN) go out first; a message
-	 * being made durable gets its answer; then the connection closes. */
-	conn_after(l, c);
-}
-
-static void on_send(struct worker_loop *l, struct io_uring_cqe *cqe)
-{
-	struct conn *c = conn_lookup(&l->slab, ring_ud_slot(cqe->user_data),
-				     ring_ud_gen(cqe->user_data));
-	RMX_ASSERT(c != NULL); /* a connection is never released with a send in flight */
-	RMX_ASSERT(c->flags & CONN_SEND_INFLIGHT);
-	c->flags &= ~CONN_SEND_INFLIGHT;
-	if (cqe->res < 0) {
-		if (c->flags & CONN_CLOSING)
-			conn_maybe_release(l, c);
-		else
-			conn_close(l, c);
-		return;
-	}
-	size_t sent = (size_t)cqe->res;
-	RMX_ASSERT(sent <= c->send_bytes && c->send_bytes <= c->out.len);
-	c->bytes_out += sent;
-	memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
-	c->out.len -= sent;
-	if (c->flags & CONN_CLOSING) {
-		conn_maybe_release(l, c);
-		return;
-	}
-	if (c->out.len == 0 && (c->flags & CONN_WAIT_FLUSH)) {
-		c->flags &= ~CONN_WAIT_FLUSH;
-		conn_pump(l, c);
-	} else {
-		conn_after(l, c);
-	}
-	/* Everything sent and the session waits for the client: the buffer
-	 * goes back to the pool until the next reply. */
-	if ((c->flags & CONN_USED) && !(c->flags & (CONN_CLOSING | CONN_HTTP)))
-		conn_out_put(l, c);
-}
-
-static void on_timer(void *ctx, struct timer_node *n)
-{
-	struct worker_loop *l = ctx;
-	struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
-	if (c->flags & (CONN_LINGER | CONN_HTTP)) {
-		conn_close(l, c);
-		return;
-	}
-	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)) {
-		conn_arm_deadline(l, c); /* we are the slow side, not the client */
-		return;
-	}
-	if (c->flags & CONN_SEND_INFLIGHT) {
-		conn_close(l, c); /* the client stopped reading our replies */
-		return;
-	}
-	if (!conn_out_ready(l, c)) {
-		conn_close(l, c);
-		return;
-	}
-	smtp_session_timeout(&c->session, &c->out);
-	metrics_inc(&l->w->metrics->smtp_timeouts);
-	c->flags |= CONN_CLOSE_AFTER_SEND;
-	conn_carry_consume(c, c->carry_len);
-	conn_after(l, c);
-}
-
 /* ---- draining ------------------------------------------------------------- */
 
 static void drain_begin(struct worker_loop *l)
 {
 	if (l->draining) {
-		l->drain_deadline_ms = l->now_ms; /* asked again: hurry */
+		l->drain_deadline_ms = l->clock.now_ms; /* asked again: hurry */
 		return;
 	}
 	l->draining = true;
-	l->listening = false;
-	l->drain_deadline_ms = l->now_ms + (uint64_t)l->cfg->shutdown_grace_s * 1000u;
-	for (uint32_t i = 0; i < l->w->listen_count; i++) {
-		struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-		io_uring_prep_cancel64(sqe, ring_ud(RING_OP_ACCEPT, 0, i), 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_CANCEL, 0, 0));
-		/* The pending accept keeps its own reference until cancelled. */
-		close(l->w->listen_fds[i]);
-		l->w->listen_fds[i] = -1;
-	}
-	log_info("event=drain worker=%u connections=%u grace_s=%u", l->w->id, l->slab.used,
+	l->drain_deadline_ms = l->clock.now_ms + (uint64_t)l->cfg->shutdown_grace_s * 1000u;
+	smtp_conns_stop_listening(&l->conns);
+	log_info("event=drain worker=%u connections=%u grace_s=%u", l->w->id, l->conns.slab.used,
 		 l->cfg->shutdown_grace_s);
-}
-
-/* Sends 421 to every connection that is not in a transaction (all of them
- * once the grace period is over). */
-static void drain_connections(struct worker_loop *l)
-{
-	bool late = l->now_ms >= l->drain_deadline_ms;
-	for (uint32_t i = 0; i < l->slab.high_water; i++) {
-		struct conn *c = &l->slab.conns[i];
-		if (!(c->flags & CONN_USED))
-			continue;
-		if (c->flags & (CONN_CLOSING | CONN_LINGER | CONN_CLOSE_AFTER_SEND | CONN_HTTP))
-			continue; /* a metrics client closes by itself or by its deadline */
-		if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE))
-			continue; /* its 250 is on the way */
-		if (!late && smtp_session_in_transaction(&c->session))
-			continue;
-		if (late && (c->flags & CONN_SEND_INFLIGHT))
-			continue;
-		if (!conn_out_ready(l, c)) {
-			conn_close(l, c);
-			continue;
-		}
-		smtp_session_shutdown(&c->session, &c->out);
-		c->flags |= CONN_CLOSE_AFTER_SEND;
-		c->flags &= ~CONN_WAIT_FLUSH;
-		conn_carry_consume(c, c->carry_len);
-		conn_after(l, c);
-	}
 }
 
 static bool drain_finished(struct worker_loop *l)
 {
-	bool late = l->now_ms >= l->drain_deadline_ms;
+	bool late = l->clock.now_ms >= l->drain_deadline_ms;
 	bool forwarding = forward_drain(l->forward, late);
-	return l->slab.used == 0 && !l->commit_inflight && !store_busy(l->w->shards[0].store) &&
+	return l->conns.slab.used == 0 && !l->commit_inflight && !store_busy(l->w->shards[0].store) &&
 	       l->spare_step == SPARE_IDLE && !forwarding;
 }
 
@@ -1339,7 +565,7 @@ static void apply_control(struct worker_loop *l)
 		snprintf(shard_dir, sizeof(shard_dir), "%s/w%u", l->cfg->data_dir, sh->id);
 		struct control_result r;
 		memset(&r, 0, sizeof(r));
-		int rc = control_apply(sh->queue, shard_dir, l->now_unix_ms, &r);
+		int rc = control_apply(sh->queue, shard_dir, l->clock.now_unix_ms, &r);
 		if (rc != 0 || r.files)
 			log_info("event=control worker=%u shard=w%u files=%u applied=%u "
 				 "made_due=%llu unknown=%u busy=%u malformed=%u errors=%u error=%s",
@@ -1359,6 +585,7 @@ static void apply_reload(struct worker_loop *l)
 		return;
 	RMX_ASSERT(next->snapshot < CONFIG_SNAPSHOTS_MAX);
 	l->cfg = next;
+	smtp_conns_set_config(&l->conns, next);
 	l->budget.max_inflight_bytes = next->max_inflight_data_bytes;
 	forward_set_config(l->forward, next);
 	for (uint32_t k = 0; k < l->w->shard_count; k++) {
@@ -1369,7 +596,6 @@ static void apply_reload(struct worker_loop *l)
 			log_error("event=reload_queue_timing_refused worker=%u error=%s", l->w->id,
 				  log_errno_name(rc));
 	}
-	cfg_publish_held(l);
 	/* Only now may the reloading thread free what this worker read before:
 	 * the mask naming next is visible before this store is. */
 	atomic_store_explicit(&l->w->cfg_applied, next, memory_order_release);
@@ -1399,7 +625,7 @@ static void log_pump(struct worker_loop *l)
 	log_publish_dropped(l);
 	const void *p;
 	size_t n;
-	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, l->now_ms, &p, &n))
+	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
 		return;
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
@@ -1411,7 +637,7 @@ static void on_log_write(struct worker_loop *l, int res)
 {
 	RMX_ASSERT(l->log_write_inflight);
 	l->log_write_inflight = false;
-	log_buffer_write_done(&l->logbuf, res, l->now_ms);
+	log_buffer_write_done(&l->logbuf, res, l->clock.now_ms);
 	log_pump(l);
 }
 
@@ -1439,7 +665,7 @@ static void log_finish(struct worker_loop *l)
 		io_uring_cq_advance(&l->ring, seen);
 		if (done) {
 			l->log_write_inflight = false;
-			log_buffer_write_done(&l->logbuf, res, l->now_ms);
+			log_buffer_write_done(&l->logbuf, res, l->clock.now_ms);
 		}
 	}
 	log_thread_attach(NULL);
@@ -1453,19 +679,17 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 {
 	switch (ring_ud_op(cqe->user_data)) {
 	case RING_OP_ACCEPT:
-		on_accept(l, cqe);
+		smtp_conn_on_accept(&l->conns, cqe);
 		break;
 	case RING_OP_RECV:
-		on_recv(l, cqe);
+		smtp_conn_on_recv(&l->conns, cqe);
 		break;
 	case RING_OP_SEND:
-		on_send(l, cqe);
+		smtp_conn_on_send(&l->conns, cqe);
 		break;
-	case RING_OP_REJECT_SEND: {
-		int fd = (int)ring_ud_slot(cqe->user_data);
-		close(fd);
+	case RING_OP_REJECT_SEND:
+		smtp_conn_on_reject_sent(&l->conns, cqe);
 		break;
-	}
 	case RING_OP_COMMIT_WRITE:
 		on_commit_write(l, cqe->res);
 		break;
@@ -1487,7 +711,7 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_CANCEL:
 		break;
 	case RING_OP_HTTP_ACCEPT:
-		on_http_accept(l, cqe);
+		metrics_http_on_accept(&l->http, cqe);
 		break;
 	case RING_OP_LOG_WRITE:
 		on_log_write(l, cqe->res);
@@ -1507,22 +731,6 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	}
 }
 
-static void rearm_pending(struct worker_loop *l)
-{
-	while (l->rearm_head != CONN_NONE) {
-		struct conn *c = &l->slab.conns[l->rearm_head];
-		l->rearm_head = c->rearm_next;
-		c->rearm_next = CONN_NONE;
-		if (!(c->flags & CONN_REARM))
-			continue;
-		c->flags &= ~CONN_REARM;
-		if (c->flags & CONN_CLOSING)
-			conn_maybe_release(l, c);
-		else
-			conn_recv_update(l, c);
-	}
-}
-
 /*
  * Buffer-ring occupancy: the buffers the kernel filled in one batch of
  * completions are all given back at the next publish, so the batch's count
@@ -1532,21 +740,21 @@ static void rearm_pending(struct worker_loop *l)
 static void buffer_occupancy(struct worker_loop *l)
 {
 	l->bufs_peak = RMX_MAX(l->bufs_peak, l->bufs.returned);
-	if (l->now_ms - l->bufs_peak_since_ms < 1000)
+	if (l->clock.now_ms - l->bufs_peak_since_ms < 1000)
 		return;
 	metrics_set(&l->w->metrics->buffer_ring_in_use, l->bufs_peak);
 	l->bufs_peak = 0;
-	l->bufs_peak_since_ms = l->now_ms;
+	l->bufs_peak_since_ms = l->clock.now_ms;
 }
 
 static int loop_run(struct worker_loop *l)
 {
 	for (;;) {
 		loop_clock(l);
-		timer_wheel_advance(&l->wheel, l->now_ms, on_timer, l);
+		smtp_conns_tick(&l->conns);
 		store_kick(l);
 		if (l->draining) {
-			drain_connections(l);
+			smtp_conns_drain(&l->conns, l->clock.now_ms >= l->drain_deadline_ms);
 			store_kick(l);
 			/* Drained: keep answering /readyz (503) until every worker is
 			 * done, so that no scrape meets a closed listener. */
@@ -1559,17 +767,8 @@ static int loop_run(struct worker_loop *l)
 		buffer_occupancy(l);
 		log_pump(l);
 		buf_ring_publish(&l->bufs);
-		rearm_pending(l);
-		if (l->accept_rearm_http && l->now_ms >= l->accept_rearm_at_ms) {
-			l->accept_rearm_http = false;
-			arm_http_accept(l);
-		}
-		if (l->accept_rearm_mask && l->now_ms >= l->accept_rearm_at_ms) {
-			for (uint32_t i = 0; i < l->w->listen_count; i++)
-				if ((l->accept_rearm_mask & (1u << i)) && l->listening)
-					arm_accept(l, i);
-			l->accept_rearm_mask = 0;
-		}
+		smtp_conns_rearm(&l->conns);
+		metrics_http_rearm(&l->http);
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
 		struct io_uring_cqe *cqe;
 		ring_flush(&l->ring);
@@ -1598,7 +797,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	l->cfg = w->cfg;
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
 	atomic_store(&w->cfg_applied, w->cfg);
-	l->reserve_head = l->reserve_tail = l->rearm_head = CONN_NONE;
+	l->reserve_head = l->reserve_tail = CONN_NONE;
 	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
 	l->budget.metrics = w->metrics;
@@ -1607,7 +806,6 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		sealed_damaged += w->shards[k].sealed_damaged;
 	metrics_set(&w->metrics->store_sealed_damaged, sealed_damaged);
 	loop_clock(l);
-	timer_wheel_init(&l->wheel, l->now_ms);
 	int rc = ring_init(&l->ring, RING_SQ_ENTRIES, &l->ring_info);
 	if (rc != 0) {
 		log_error("event=ring_init_failed worker=%u error=%s", w->id, log_errno_name(rc));
@@ -1625,12 +823,17 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		log_error("event=buffer_ring_failed worker=%u error=%s", w->id, log_errno_name(rc));
 		return rc;
 	}
-	rc = conn_slab_init(&l->slab, w->cfg->max_connections + HTTP_CONNECTIONS_MAX);
+	struct transport_env env = { .ring = &l->ring, .buf_group = l->bufs.bgid };
+	struct smtp_conn_hooks hooks = {
+		.message_done = conn_message_done,
+		.message_ctx = l,
+		.http_input = metrics_http_input,
+		.http_ctx = &l->http,
+	};
+	rc = smtp_conns_init(&l->conns, w, w->cfg, &l->clock, env, &l->bufs, &l->budget, &hooks);
 	if (rc != 0)
 		return rc;
-	struct smtp_out out = { l->reject_reply, 0, sizeof(l->reject_reply) };
-	l->reject_reply_len = smtp_reply_too_many_connections(w->cfg->session.hostname, &out);
-	RMX_ASSERT(l->reject_reply_len > 0);
+	metrics_http_init(&l->http, &l->conns, w, &l->draining);
 	struct forward_env fe = {
 		.ring = &l->ring,
 		.shards = w->shards,
@@ -1643,11 +846,8 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	if (rc != 0)
 		return rc;
 	apply_control(l); /* requests left while we were not running */
-	if (w->metrics_fd >= 0)
-		arm_http_accept(l);
-	l->listening = true;
-	for (uint32_t i = 0; i < w->listen_count; i++)
-		arm_accept(l, i);
+	metrics_http_listen(&l->http);
+	smtp_conns_listen(&l->conns);
 	arm_wake(l);
 	return 0;
 }
@@ -1666,9 +866,7 @@ static void loop_teardown(struct worker_loop *l)
 	l->forward = NULL;
 	buf_ring_free(&l->ring, &l->bufs);
 	ring_exit(&l->ring);
-	conn_slab_free(&l->slab);
-	while (l->reply_pool_count)
-		free(l->reply_pool[--l->reply_pool_count]);
+	smtp_conns_free(&l->conns);
 	if (l->zero_chunk)
 		munmap(l->zero_chunk, SEGMENT_ZERO_CHUNK_BYTES);
 }

@@ -1,0 +1,102 @@
+/*
+ * transport.h - the small table of operations through which a client
+ * connection reaches its socket: receive, send, shut down, close
+ * (STYLE.md item 8). The SMTP connection code (smtp_conn.c) and the metrics
+ * endpoint never arm a receive or a send, nor shut down or close a socket,
+ * themselves; they call the ops of the connection's transport, so they
+ * cannot tell plain text from TLS.
+ *
+ * The plain transport (transport_plain.c) turns each op into its io_uring
+ * SQE on the worker's ring: a receive into the provided buffer ring
+ * (multishot or single-shot), a send of the caller's bytes, shutdown(2),
+ * close(2). Its input op hands received bytes through untouched, so the
+ * session parses them in place in the receive buffer (DESIGN.md rule 3).
+ *
+ * Contract for a TLS transport (next; wolfSSL over our own buffers, never
+ * over the socket):
+ *   - arm_recv arms the same receive of ciphertext; its completion comes
+ *     back to the connection code as today, which passes the bytes to
+ *     input. input feeds them to the TLS engine (whose custom I/O callback
+ *     reads them and returns WANT_READ when they run dry) and returns the
+ *     plaintext it decrypted into the connection's plaintext buffer: often
+ *     nothing (a record still incomplete, a handshake message), never more
+ *     than that buffer holds. Decrypted bytes feed the same session parser.
+ *   - send takes plaintext (replies) and sends its encryption; bytes the
+ *     engine must send by itself (handshake, alerts) go out with the next
+ *     send or are sent by input. A send completion reports plaintext bytes
+ *     consumed, so the connection code keeps one accounting for both.
+ *   - shutdown(WRITE) sends close_notify before the FIN; shutdown(BOTH)
+ *     abandons the session at once.
+ *   - STARTTLS switches t->ops of a live connection from plain to TLS
+ *     between two reads: nothing received after the STARTTLS command in
+ *     the same read is kept (DESIGN.md rule 8), and no send is in flight.
+ *
+ * The caller owns struct transport (one per connection, inside its slot)
+ * and the user_data of each completion; the ops own nothing but what a TLS
+ * session will keep in t->state. Worker thread only.
+ */
+#ifndef RINGMX_TRANSPORT_H
+#define RINGMX_TRANSPORT_H
+
+#include "../common/base.h"
+
+struct io_uring;
+
+/* What the ops need of the worker: its ring and its buffer ring's group. */
+struct transport_env {
+	struct io_uring *ring;
+	uint16_t buf_group;
+};
+
+struct transport_ops;
+
+/* One connection's end of the transport. */
+struct transport {
+	const struct transport_ops *ops;
+	int fd;      /* the socket, -1 once closed */
+	void *state; /* the TLS session later; NULL for plain text */
+};
+
+enum transport_shutdown {
+	TRANSPORT_SHUTDOWN_WRITE, /* our side is done (FIN after the last reply) */
+	TRANSPORT_SHUTDOWN_BOTH,  /* stop both ways now (wakes a pending receive) */
+};
+
+struct transport_ops {
+	const char *name;
+	/* Arms a receive into the buffer ring; its completions carry
+	 * user_data. Multishot keeps receiving until the kernel or a cancel
+	 * ends it; otherwise one completion, one buffer. */
+	void (*arm_recv)(const struct transport_env *env, struct transport *t, bool multishot,
+			 uint64_t user_data);
+	/* Asks the kernel to end the receive armed with recv_user_data; the
+	 * receive then completes with -ECANCELED. */
+	void (*cancel_recv)(const struct transport_env *env, struct transport *t,
+			    uint64_t recv_user_data);
+	/* Turns n received bytes at p into plaintext: returns its length and
+	 * points *out at it (plain: p itself; the bytes stay valid until the
+	 * caller returns the receive buffer). */
+	size_t (*input)(struct transport *t, const uint8_t *p, size_t n, const uint8_t **out);
+	/* Sends p[0..n); the bytes stay untouched until the completion
+	 * (user_data) reports how many went out, or -errno. */
+	void (*send)(const struct transport_env *env, struct transport *t, const uint8_t *p,
+		     size_t n, uint64_t user_data);
+	/* Shuts down one or both directions now. 0 or -errno (-ENOTCONN when
+	 * the peer is already gone). */
+	RMX_MUST_CHECK int (*shutdown)(struct transport *t, enum transport_shutdown how);
+	/* Releases the socket (and any TLS session); t->fd becomes -1. Only
+	 * once nothing of t is in flight. */
+	void (*close)(struct transport *t);
+};
+
+extern const struct transport_ops transport_plain;
+
+/* Binds fd to the plain transport. */
+static inline void transport_plain_attach(struct transport *t, int fd)
+{
+	t->ops = &transport_plain;
+	t->fd = fd;
+	t->state = NULL;
+}
+
+#endif
