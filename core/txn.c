@@ -279,27 +279,17 @@ void txn_log_accepted(const struct txn *t)
 	if (!log_begin(&m, LOG_INFO, "message_accepted"))
 		return;
 	RMX_ASSERT(t->nparts == 4 && t->body.len >= TXN_HEADROOM_BYTES);
-	struct span from = span_make("", 0), client = from, helo = from;
-	struct span cursor = span_make(t->env.data, t->env.len), value;
-	uint8_t tag;
-	bool malformed = false;
-	while (record_env_next(&cursor, &tag, &value, &malformed)) {
-		if (tag == RECORD_TAG_REVERSE_PATH)
-			from = value;
-		else if (tag == RECORD_TAG_CLIENT_ADDR)
-			client = value;
-		else if (tag == RECORD_TAG_HELO)
-			helo = value;
-	}
-	RMX_ASSERT(!malformed); /* we encoded it */
+	struct record_envelope e;
+	record_envelope_decode(span_make(t->env.data, t->env.len), &e);
+	RMX_ASSERT(!e.malformed); /* we encoded it */
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(t->queue_id, id);
 	log_add(&m, "queue_id", id, sizeof(id));
-	log_add_span(&m, "from", from);
+	log_add_span(&m, "from", e.reverse_path);
 	log_add_u64(&m, "rcpts", t->rcpt_count);
 	log_add_u64(&m, "size", t->body.len - TXN_HEADROOM_BYTES);
-	log_add_span(&m, "client", client);
-	log_add_span(&m, "helo", helo);
+	log_add_span(&m, "client", e.client_addr);
+	log_add_span(&m, "helo", e.helo);
 	log_add(&m, "tls", "no", 2); /* until STARTTLS lands */
 	log_end(&m);
 }
