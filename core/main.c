@@ -25,7 +25,9 @@
 #include <unistd.h>
 
 #include "../storage/queue.h"
+#include "../storage/queue_recover.h"
 #include "../storage/store.h"
+#include "../storage/store_recover.h"
 #include "control.h"
 #include "config.h"
 #include "../common/bounds.h"

@@ -1,8 +1,10 @@
 /*
- * queue.c - one worker's forwarding queue (see queue.h): due messages,
- * per-recipient outcomes, retry backoff, the group commit of outcome entries
- * to the per-segment delivery logs, segment reclamation, and the start-up
- * recovery that rebuilds all of it from the segments and their logs.
+ * queue.c - one worker's forwarding queue at run time (see queue.h): due
+ * messages, per-recipient outcomes, retry backoff, the group commit of
+ * outcome entries to the per-segment delivery logs, segment reclamation and
+ * the operator's requests. Start-up recovery, which rebuilds the queue from
+ * the segments and their logs, is queue_recover.c; it fills the queue
+ * through queue_restore and queue_log_resume.
  *
  * Where it sits: the store makes a record durable -> core/ calls queue_add;
  * core/forward pops due messages, forwards them through proto/smtp_client
@@ -16,18 +18,13 @@
  * counts its entries waiting or in flight, so a segment is reclaimable only
  * once that is 0, it is sealed, it lost no final entry and the queue has
  * not failed. At most one commit is in flight. Every message held is in
- * its segment's id list exactly once. Only queue_open(),
- * queue_close() and the offline functions make system calls.
+ * its segment's id list exactly once. Only queue_close() makes system
+ * calls (it closes the log fds).
  */
 #include "queue.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/bounds.h"
@@ -613,6 +610,19 @@ static struct queue_msg *msg_alloc(uint64_t queue_id, uint64_t padded_bytes, uin
 	return m; /* every recipient QUEUE_RCPT_PENDING (0), not queued */
 }
 
+/* Inserts m (built by msg_alloc) and counts its pending recipients; frees
+ * it when it cannot be queued. */
+static int msg_queue(struct queue *q, struct queue_msg *m)
+{
+	int rc = msg_insert(q, m);
+	if (rc != 0) {
+		free(m);
+		return rc;
+	}
+	q->recipients_pending += m->pending;
+	return 0;
+}
+
 int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes, uint32_t rcpt_count,
 	      int64_t arrival_unix_ms, int64_t now_unix_ms)
 {
@@ -627,13 +637,25 @@ int queue_add(struct queue *q, uint64_t queue_id, uint64_t padded_bytes, uint32_
 	if (m == NULL)
 		return -ENOMEM;
 	m->next_attempt_unix_ms = now_unix_ms;
-	int rc = msg_insert(q, m);
-	if (rc != 0) {
-		free(m);
-		return rc;
-	}
-	q->recipients_pending += rcpt_count;
-	return 0;
+	return msg_queue(q, m);
+}
+
+int queue_restore(struct queue *q, uint64_t queue_id, uint64_t padded_bytes,
+		  int64_t arrival_unix_ms, const struct delivery_log_replay_msg *replay,
+		  int64_t due_unix_ms)
+{
+	RMX_ASSERT(replay->pending > 0 && replay->pending <= replay->rcpt_count);
+	struct queue_msg *m = msg_alloc(queue_id, padded_bytes, replay->rcpt_count,
+					arrival_unix_ms);
+	if (m == NULL)
+		return -ENOMEM;
+	memcpy(m->rcpt_state, replay->rcpt_state, replay->rcpt_count);
+	m->pending = replay->pending;
+	m->attempts = replay->attempts;
+	m->last_reply_code = replay->last_reply_code;
+	m->last_enhanced = replay->last_enhanced;
+	m->next_attempt_unix_ms = due_unix_ms;
+	return msg_queue(q, m);
 }
 
 int64_t queue_next_due_time(const struct queue *q)
@@ -907,32 +929,53 @@ int queue_status(const struct queue *q)
 
 /* ---- segments and reclamation ---- */
 
-int queue_dlog_ready(struct queue *q, uint32_t seq, int fd)
+/* The entry of segment seq, which has no log yet: 0 and *out, -ENOMEM, or
+ * -EEXIST when its log was handed over (or failed) already. */
+static int seg_without_log(struct queue *q, uint32_t seq, struct queue_segment **out)
 {
 	RMX_ASSERT(seq >= 1 && seq <= SEGMENT_SEQ_MAX);
 	struct queue_segment *s = seg_get(q, seq);
 	if (s == NULL)
 		return -ENOMEM;
 	if (s->fd >= 0 || s->fd_error != 0)
-		return -EEXIST; /* queue_open already opened it (a spare made at start-up) */
-	if (fd < 0) {
-		s->fd_error = fd;
-		s->log_lost = s->log_lost || s->unsynced > 0;
-		/* Entries already waiting for it can never be written. */
-		uint32_t kept = 0;
-		for (uint32_t i = 0; i < q->waiting_count; i++) {
-			if (q->waiting[i].seq == seq)
-				q->entries_dropped++;
-			else
-				q->waiting[kept++] = q->waiting[i];
-		}
-		q->waiting_count = kept;
-		s->unsynced = 0;
-		return 0;
-	}
+		return -EEXIST;
+	*out = s;
+	return 0;
+}
+
+int queue_log_resume(struct queue *q, uint32_t seq, int fd, uint64_t log_bytes)
+{
+	RMX_ASSERT(fd >= 0);
+	struct queue_segment *s;
+	int rc = seg_without_log(q, seq, &s);
+	if (rc != 0)
+		return rc;
 	s->fd = fd;
-	s->fd_error = 0;
-	s->log_bytes = 0;
+	s->log_bytes = log_bytes;
+	return 0;
+}
+
+int queue_dlog_ready(struct queue *q, uint32_t seq, int fd)
+{
+	if (fd >= 0) /* -EEXIST: queue_open holds it already (a spare made at start-up) */
+		return queue_log_resume(q, seq, fd, 0);
+	struct queue_segment *s;
+	int rc = seg_without_log(q, seq, &s);
+	if (rc != 0)
+		return rc;
+	/* core/ could not make the log. */
+	s->fd_error = fd;
+	s->log_lost = s->log_lost || s->unsynced > 0;
+	/* Entries already waiting for it can never be written. */
+	uint32_t kept = 0;
+	for (uint32_t i = 0; i < q->waiting_count; i++) {
+		if (q->waiting[i].seq == seq)
+			q->entries_dropped++;
+		else
+			q->waiting[kept++] = q->waiting[i];
+	}
+	q->waiting_count = kept;
+	s->unsynced = 0;
 	return 0;
 }
 
@@ -990,466 +1033,6 @@ void queue_get_stats(const struct queue *q, struct queue_stats *out)
 	out->expired = q->expired;
 	out->deferred = q->deferred;
 	out->set_aside = q->set_aside;
-}
-
-/* ---- start-up recovery and the offline functions (blocking) ---- */
-
-/* One valid record of a segment with what its log says about it. */
-struct loaded_record {
-	uint64_t queue_id;
-	uint64_t padded_bytes;
-	int64_t arrival_unix_ms;
-	struct delivery_log_replay_msg replay;
-};
-
-/* A segment read and its log replayed (load_segment). */
-struct loaded_segment {
-	struct loaded_record *rec; /* in offset order, so by queue id */
-	size_t count;
-	uint8_t *states;           /* every record's recipient states */
-	uint64_t log_valid_bytes;
-	uint64_t log_bad_bytes;
-	uint64_t log_entries;
-	uint64_t log_unmatched;
-	uint64_t unreadable;       /* corrupt regions, torn tail, records without recipients */
-};
-
-static void loaded_segment_free(struct loaded_segment *ls)
-{
-	free(ls->rec);
-	free(ls->states);
-	memset(ls, 0, sizeof(*ls));
-}
-
-/* Recipients of a checked record; 0 when its envelope is malformed or
- * names none (such a record cannot be forwarded). */
-static uint32_t count_recipients(const struct record_view *v)
-{
-	struct span cursor = v->envelope;
-	uint8_t tag;
-	struct span value;
-	bool malformed = false;
-	uint64_t n = 0;
-	while (record_env_next(&cursor, &tag, &value, &malformed))
-		if (tag == RECORD_TAG_RECIPIENT)
-			n++;
-	if (malformed || n > SMTP_RECIPIENTS_MAX)
-		return 0;
-	return (uint32_t)n;
-}
-
-static struct loaded_record *find_record(const struct loaded_segment *ls, uint64_t queue_id)
-{
-	size_t lo = 0, hi = ls->count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (ls->rec[mid].queue_id < queue_id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < ls->count && ls->rec[lo].queue_id == queue_id ? &ls->rec[lo] : NULL;
-}
-
-/* Scans the mapped image twice: once to size the arrays, once to fill them. */
-static int load_records(const struct segment_map *m, uint32_t worker, uint32_t seq,
-			struct loaded_segment *ls)
-{
-	struct segment_scan s;
-	struct segment_item it;
-	size_t records = 0;
-	uint64_t rcpts = 0;
-	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
-	while (segment_scan_next(&s, &it)) {
-		if (it.kind == SEGMENT_ITEM_RECORD) {
-			uint32_t n = count_recipients(&it.record);
-			records += n > 0;
-			rcpts += n;
-		}
-	}
-	if (records == 0)
-		return 0;
-	ls->rec = calloc(records, sizeof(*ls->rec));
-	ls->states = calloc((size_t)rcpts, 1);
-	if (ls->rec == NULL || ls->states == NULL)
-		return -ENOMEM;
-	uint64_t used = 0;
-	segment_scan_init(&s, m->image, m->size_bytes, worker, seq);
-	while (segment_scan_next(&s, &it)) {
-		if (it.kind != SEGMENT_ITEM_RECORD) {
-			ls->unreadable += it.kind == SEGMENT_ITEM_CORRUPT ||
-					  it.kind == SEGMENT_ITEM_TORN_TAIL;
-			continue;
-		}
-		uint32_t n = count_recipients(&it.record);
-		if (n == 0) {
-			ls->unreadable++;
-			continue;
-		}
-		RMX_ASSERT(ls->count < records && used + n <= rcpts);
-		struct loaded_record *r = &ls->rec[ls->count++];
-		r->queue_id = it.record.header.queue_id;
-		r->padded_bytes = it.record.padded_length;
-		r->arrival_unix_ms = it.record.header.arrival_unix_ms;
-		r->replay.rcpt_state = ls->states + used;
-		r->replay.rcpt_count = n;
-		r->replay.pending = n;
-		used += n;
-		RMX_ASSERT(ls->count == 1 || ls->rec[ls->count - 2].queue_id < r->queue_id);
-	}
-	RMX_ASSERT(ls->count == records && used == rcpts);
-	return 0;
-}
-
-/* Applies the valid prefix of a log image to the records of ls; entries
- * naming no record (or recipient) of this segment are counted, not used. */
-static void replay_log(const uint8_t *image, size_t len, struct loaded_segment *ls)
-{
-	size_t valid = delivery_log_valid_prefix(image, len);
-	ls->log_valid_bytes = valid;
-	ls->log_bad_bytes = len - valid;
-	for (size_t off = 0; off < valid; off += DELIVERY_LOG_ENTRY_BYTES) {
-		struct delivery_log_entry e;
-		RMX_ASSERT(delivery_log_entry_decode(image + off, &e) == DELIVERY_LOG_OK);
-		ls->log_entries++;
-		struct loaded_record *r = find_record(ls, e.queue_id);
-		if (r == NULL || !delivery_log_apply(&r->replay, &e))
-			ls->log_unmatched++;
-	}
-}
-
-/*
- * Reads segment seq of the shard (dirfd) and replays its log. Returns 0 or
- * -errno; *what names the step that failed.
- */
-static int load_segment(int dirfd, uint32_t worker, uint32_t seq, struct loaded_segment *ls,
-			const char **what)
-{
-	memset(ls, 0, sizeof(*ls));
-	struct segment_map m;
-	*what = "read segment";
-	int rc = segment_map_open(dirfd, seq, false, &m);
-	if (rc != 0)
-		return rc;
-	rc = load_records(&m, worker, seq, ls);
-	segment_map_close(&m, false);
-	if (rc != 0) {
-		loaded_segment_free(ls);
-		return rc;
-	}
-	uint8_t *image = NULL;
-	size_t len = 0;
-	*what = "read delivery log";
-	rc = delivery_log_read(dirfd, seq, &image, &len);
-	if (rc != 0) {
-		loaded_segment_free(ls);
-		return rc;
-	}
-	replay_log(image, len, ls);
-	free(image);
-	return 0;
-}
-
-static int fail(char *err, size_t errlen, int rc, const char *what, const char *dir,
-		uint32_t worker, uint32_t seq)
-{
-	if (errlen > 0 && seq != 0)
-		snprintf(err, errlen, "queue: %s %s/w%u/%08u: %s", what, dir, (unsigned)worker,
-			 (unsigned)seq, strerror(-rc));
-	else if (errlen > 0)
-		snprintf(err, errlen, "queue: %s %s/w%u: %s", what, dir, (unsigned)worker,
-			 strerror(-rc));
-	return rc;
-}
-
-static int open_shard(const char *data_dir, uint32_t worker, int *dirfd)
-{
-	char path[PATH_MAX];
-	int n = snprintf(path, sizeof(path), "%s/w%u", data_dir, (unsigned)worker);
-	if (n < 0 || (size_t)n >= sizeof(path))
-		return -ENAMETOOLONG;
-	*dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	return *dirfd < 0 ? -errno : 0;
-}
-
-/* Queues the records of ls with pending recipients. */
-static int queue_loaded(struct queue *q, const struct loaded_segment *ls, int64_t now_unix_ms,
-			struct queue_recovery_stats *stats)
-{
-	for (size_t i = 0; i < ls->count; i++) {
-		const struct loaded_record *r = &ls->rec[i];
-		if (r->replay.pending == 0) {
-			stats->records_final++;
-			continue;
-		}
-		struct queue_msg *m = msg_alloc(r->queue_id, r->padded_bytes, r->replay.rcpt_count,
-						r->arrival_unix_ms);
-		if (m == NULL)
-			return -ENOMEM;
-		memcpy(m->rcpt_state, r->replay.rcpt_state, r->replay.rcpt_count);
-		m->pending = r->replay.pending;
-		m->attempts = r->replay.attempts;
-		m->last_reply_code = r->replay.last_reply_code;
-		m->last_enhanced = r->replay.last_enhanced;
-		m->next_attempt_unix_ms = RMX_MAX(now_unix_ms, r->replay.next_attempt_unix_ms);
-		int rc = msg_insert(q, m);
-		if (rc != 0) {
-			free(m);
-			return rc;
-		}
-		q->recipients_pending += m->pending;
-		stats->messages_pending++;
-		stats->recipients_pending += m->pending;
-	}
-	return 0;
-}
-
-/* Removes <seq>.dlog files whose segment is not in seqs[0..count). */
-static int remove_orphan_logs(int dirfd, const uint32_t *seqs, size_t count, uint32_t *removed)
-{
-	DIR *dir;
-	int orc = segment_opendir(dirfd, &dir);
-	if (orc != 0)
-		return orc;
-	int rc = 0;
-	struct dirent *de;
-	while (rc == 0 && (errno = 0, de = readdir(dir)) != NULL) {
-		uint32_t seq;
-		if (!delivery_log_name_parse(de->d_name, &seq))
-			continue;
-		bool present = false;
-		for (size_t lo = 0, hi = count; lo < hi && !present;) {
-			size_t mid = lo + (hi - lo) / 2;
-			present = seqs[mid] == seq;
-			if (seqs[mid] < seq)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (present)
-			continue;
-		if (unlinkat(dirfd, de->d_name, 0) != 0)
-			rc = -errno;
-		else
-			(*removed)++;
-	}
-	if (rc == 0 && errno != 0)
-		rc = -errno;
-	closedir(dir);
-	return rc;
-}
-
-/* Recovers one segment into q: load, queue, open its log for appending. */
-static int recover_segment(struct queue *q, int dirfd, uint32_t seq, int64_t now_unix_ms,
-			   struct queue_recovery_stats *stats, const char **what)
-{
-	struct loaded_segment ls;
-	int rc = load_segment(dirfd, q->worker, seq, &ls, what);
-	if (rc != 0)
-		return rc;
-	stats->segments++;
-	stats->records += ls.count;
-	stats->records_unreadable += ls.unreadable;
-	stats->log_entries += ls.log_entries;
-	stats->log_bad_bytes += ls.log_bad_bytes;
-	stats->log_unmatched += ls.log_unmatched;
-	*what = "open delivery log";
-	int fd = -1;
-	rc = delivery_log_open_for_append(dirfd, seq, ls.log_valid_bytes, q->fsync, &fd);
-	if (rc == 0) {
-		struct queue_segment *s = seg_get(q, seq);
-		if (s == NULL) {
-			close(fd);
-			rc = -ENOMEM;
-		} else {
-			s->fd = fd;
-			s->log_bytes = ls.log_valid_bytes;
-		}
-	}
-	if (rc == 0) {
-		*what = "queue records of";
-		rc = queue_loaded(q, &ls, now_unix_ms, stats);
-		/* A segment with records is at least as new as the active one's
-		 * predecessors: every segment below it is sealed. */
-		if (rc == 0 && ls.count > 0 && seq > q->sealed_below)
-			q->sealed_below = seq;
-	}
-	loaded_segment_free(&ls);
-	return rc;
-}
-
-int queue_open(const struct queue_config *cfg, struct queue **out,
-	       struct queue_recovery_stats *stats, char *err, size_t errlen)
-{
-	memset(stats, 0, sizeof(*stats));
-	*out = NULL;
-	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0')
-		return fail(err, errlen, -EINVAL, "no data_dir for shard", "", cfg->worker, 0);
-	struct queue *q;
-	int rc = queue_new(cfg, &q);
-	if (rc != 0)
-		return fail(err, errlen, rc, "configure queue of", cfg->data_dir, cfg->worker, 0);
-	int dirfd;
-	rc = open_shard(cfg->data_dir, cfg->worker, &dirfd);
-	if (rc != 0) {
-		queue_close(q);
-		return fail(err, errlen, rc, "open shard", cfg->data_dir, cfg->worker, 0);
-	}
-	uint32_t *seqs = NULL;
-	size_t count = 0;
-	const char *what = "list segments of";
-	uint32_t seq = 0;
-	rc = segment_list(dirfd, &seqs, &count);
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		seq = seqs[i];
-		rc = recover_segment(q, dirfd, seq, cfg->now_unix_ms, stats, &what);
-	}
-	if (rc == 0) {
-		what = "remove orphan delivery logs in";
-		seq = 0;
-		rc = remove_orphan_logs(dirfd, seqs, count, &stats->orphan_logs_removed);
-	}
-	/* New log files and removed ones are durable before anything relies
-	 * on them. */
-	if (rc == 0 && cfg->fsync && fsync(dirfd) != 0) {
-		what = "sync shard directory";
-		rc = -errno;
-	}
-	free(seqs);
-	close(dirfd);
-	if (rc != 0) {
-		queue_close(q);
-		return fail(err, errlen, rc, what, cfg->data_dir, cfg->worker, seq);
-	}
-	*out = q;
-	return 0;
-}
-
-int queue_offline_list(const char *data_dir, uint32_t worker, queue_deferred_fn *each, void *ctx,
-		       char *err, size_t errlen)
-{
-	if (worker >= WORKERS_MAX)
-		return fail(err, errlen, -EINVAL, "list shard", data_dir, worker, 0);
-	int dirfd;
-	int rc = open_shard(data_dir, worker, &dirfd);
-	if (rc != 0)
-		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
-	uint32_t *seqs = NULL;
-	size_t count = 0;
-	rc = segment_list(dirfd, &seqs, &count);
-	if (rc != 0) {
-		close(dirfd);
-		return fail(err, errlen, rc, "list segments of", data_dir, worker, 0);
-	}
-	int stop = 0;
-	for (size_t i = 0; rc == 0 && stop == 0 && i < count; i++) {
-		struct loaded_segment ls;
-		const char *what;
-		rc = load_segment(dirfd, worker, seqs[i], &ls, &what);
-		if (rc == -ENOENT) {
-			rc = 0; /* removed since the listing (reclaimed) */
-			continue;
-		}
-		if (rc != 0) {
-			rc = fail(err, errlen, rc, what, data_dir, worker, seqs[i]);
-			break;
-		}
-		for (size_t k = 0; stop == 0 && k < ls.count; k++) {
-			const struct loaded_record *r = &ls.rec[k];
-			if (r->replay.pending == 0)
-				continue;
-			struct queue_deferred_info info = {
-				.queue_id = r->queue_id,
-				.arrival_unix_ms = r->arrival_unix_ms,
-				.next_attempt_unix_ms = r->replay.next_attempt_unix_ms,
-				.attempts = r->replay.attempts,
-				.last_reply_code = r->replay.last_reply_code,
-				.last_enhanced = r->replay.last_enhanced,
-				.rcpt_count = r->replay.rcpt_count,
-				.rcpt_pending = r->replay.pending,
-			};
-			stop = each(ctx, &info);
-		}
-		loaded_segment_free(&ls);
-	}
-	free(seqs);
-	close(dirfd);
-	return rc != 0 ? rc : stop;
-}
-
-/*
- * Opens shard DIR/w<worker> and takes its lock for an offline change. The
- * daemon writes logs at offsets it keeps in memory: never append behind its
- * back, so a running gateway makes this -EBUSY. 0, or -errno with err set.
- */
-static int open_locked_shard(const char *data_dir, uint32_t worker, int *dirfd, char *err,
-			     size_t errlen)
-{
-	int rc = open_shard(data_dir, worker, dirfd);
-	if (rc != 0)
-		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
-	if (flock(*dirfd, LOCK_EX | LOCK_NB) != 0) {
-		rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-		close(*dirfd);
-		return fail(err, errlen, rc, "lock shard (is ringmx running?)", data_dir, worker,
-			    0);
-	}
-	return 0;
-}
-
-int queue_offline_mark(const char *data_dir, uint64_t queue_id, enum queue_offline_action action,
-		       int64_t now_unix_ms, char *err, size_t errlen)
-{
-	uint32_t worker, seq;
-	uint64_t offset;
-	queue_id_split(queue_id, &worker, &seq, &offset);
-	if (worker >= WORKERS_MAX || seq == 0)
-		return fail(err, errlen, -EINVAL, "mark message in", data_dir, worker, seq);
-	int dirfd;
-	int rc = open_locked_shard(data_dir, worker, &dirfd, err, errlen);
-	if (rc != 0)
-		return rc;
-	struct loaded_segment ls;
-	const char *what = "mark message in";
-	rc = load_segment(dirfd, worker, seq, &ls, &what);
-	if (rc != 0) {
-		close(dirfd);
-		return fail(err, errlen, rc, what, data_dir, worker, seq);
-	}
-	const struct loaded_record *r = find_record(&ls, queue_id);
-	if (r == NULL || r->replay.pending == 0) {
-		loaded_segment_free(&ls);
-		close(dirfd);
-		return fail(err, errlen, -ENOENT, "no pending message at its place in", data_dir,
-			    worker, seq);
-	}
-	struct delivery_log_entry e = {
-		.type = action == QUEUE_OFFLINE_DELETE ? DELIVERY_LOG_DELETED : DELIVERY_LOG_REQUEUE,
-		.rcpt = DELIVERY_LOG_RCPT_ALL,
-		.queue_id = queue_id,
-		.time_unix_ms = now_unix_ms,
-		.attempt = r->replay.attempts,
-	};
-	uint8_t bytes[DELIVERY_LOG_ENTRY_BYTES];
-	delivery_log_entry_encode(&e, bytes);
-	uint64_t at = ls.log_valid_bytes;
-	loaded_segment_free(&ls);
-	int fd = -1;
-	what = "open delivery log";
-	rc = delivery_log_open_for_append(dirfd, seq, at, true, &fd);
-	if (rc == 0) {
-		what = "append to delivery log";
-		rc = segment_write_all_at(fd, bytes, sizeof(bytes), at);
-		if (rc == 0 && fdatasync(fd) != 0)
-			rc = -errno;
-		close(fd);
-	}
-	if (rc == 0 && fsync(dirfd) != 0) {
-		what = "sync shard directory";
-		rc = -errno;
-	}
-	close(dirfd); /* drops the lock */
-	return rc != 0 ? fail(err, errlen, rc, what, data_dir, worker, seq) : 0;
 }
 
 /* ---- operator requests (core/control, ringmx-store) ---- */
@@ -1572,128 +1155,3 @@ int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
 	return 0;
 }
 
-/* Appends REQUEUE entries for the records of one loaded segment whose next
- * attempt lies after now; adds their number to *requeued. */
-static int requeue_segment(int dirfd, uint32_t seq, const struct loaded_segment *ls,
-			   int64_t now_unix_ms, uint64_t *requeued, const char **what)
-{
-	size_t count = 0;
-	for (size_t k = 0; k < ls->count; k++)
-		count += ls->rec[k].replay.pending > 0 &&
-			 ls->rec[k].replay.next_attempt_unix_ms > now_unix_ms;
-	if (count == 0)
-		return 0;
-	*what = "requeue messages in";
-	uint8_t *bytes = malloc(count * DELIVERY_LOG_ENTRY_BYTES);
-	if (bytes == NULL)
-		return -ENOMEM;
-	size_t used = 0;
-	for (size_t k = 0; k < ls->count; k++) {
-		const struct loaded_record *r = &ls->rec[k];
-		if (r->replay.pending == 0 || r->replay.next_attempt_unix_ms <= now_unix_ms)
-			continue;
-		struct delivery_log_entry e = {
-			.type = DELIVERY_LOG_REQUEUE,
-			.rcpt = DELIVERY_LOG_RCPT_ALL,
-			.queue_id = r->queue_id,
-			.time_unix_ms = now_unix_ms,
-			.attempt = r->replay.attempts,
-		};
-		RMX_ASSERT(used < count);
-		delivery_log_entry_encode(&e, bytes + used * DELIVERY_LOG_ENTRY_BYTES);
-		used++;
-	}
-	RMX_ASSERT(used == count);
-	int fd = -1;
-	*what = "open delivery log";
-	int rc = delivery_log_open_for_append(dirfd, seq, ls->log_valid_bytes, true, &fd);
-	if (rc == 0) {
-		*what = "append to delivery log";
-		rc = segment_write_all_at(fd, bytes, count * DELIVERY_LOG_ENTRY_BYTES, ls->log_valid_bytes);
-		if (rc == 0 && fdatasync(fd) != 0)
-			rc = -errno;
-		close(fd);
-	}
-	free(bytes);
-	if (rc == 0)
-		*requeued += count;
-	return rc;
-}
-
-int queue_offline_requeue_all(const char *data_dir, uint32_t worker, int64_t now_unix_ms,
-			      uint64_t *requeued, char *err, size_t errlen)
-{
-	*requeued = 0;
-	if (worker >= WORKERS_MAX)
-		return fail(err, errlen, -EINVAL, "requeue shard", data_dir, worker, 0);
-	int dirfd;
-	int rc = open_locked_shard(data_dir, worker, &dirfd, err, errlen);
-	if (rc != 0)
-		return rc;
-	uint32_t *seqs = NULL;
-	size_t count = 0;
-	const char *what = "list segments of";
-	uint32_t seq = 0;
-	rc = segment_list(dirfd, &seqs, &count);
-	bool wrote = false;
-	for (size_t i = 0; rc == 0 && i < count; i++) {
-		seq = seqs[i];
-		struct loaded_segment ls;
-		rc = load_segment(dirfd, worker, seq, &ls, &what);
-		if (rc != 0)
-			break;
-		uint64_t before = *requeued;
-		rc = requeue_segment(dirfd, seq, &ls, now_unix_ms, requeued, &what);
-		wrote = wrote || *requeued != before;
-		loaded_segment_free(&ls);
-	}
-	free(seqs);
-	/* A log file created by the append is durable before we report. */
-	if (rc == 0 && wrote && fsync(dirfd) != 0) {
-		what = "sync shard directory";
-		seq = 0;
-		rc = -errno;
-	}
-	close(dirfd); /* drops the lock */
-	return rc != 0 ? fail(err, errlen, rc, what, data_dir, worker, seq) : 0;
-}
-
-int queue_offline_find(const char *data_dir, uint64_t queue_id, struct queue_deferred_info *out,
-		       char *err, size_t errlen)
-{
-	uint32_t worker, seq;
-	uint64_t offset;
-	queue_id_split(queue_id, &worker, &seq, &offset);
-	if (worker >= WORKERS_MAX || seq == 0)
-		return 0;
-	int dirfd;
-	int rc = open_shard(data_dir, worker, &dirfd);
-	if (rc == -ENOENT)
-		return 0;
-	if (rc != 0)
-		return fail(err, errlen, rc, "open shard", data_dir, worker, 0);
-	struct loaded_segment ls;
-	const char *what;
-	rc = load_segment(dirfd, worker, seq, &ls, &what);
-	close(dirfd);
-	if (rc == -ENOENT)
-		return 0; /* no such segment (or reclaimed: every record final) */
-	if (rc != 0)
-		return fail(err, errlen, rc, what, data_dir, worker, seq);
-	const struct loaded_record *r = find_record(&ls, queue_id);
-	int found = r != NULL && r->replay.pending > 0;
-	if (found) {
-		*out = (struct queue_deferred_info){
-			.queue_id = r->queue_id,
-			.arrival_unix_ms = r->arrival_unix_ms,
-			.next_attempt_unix_ms = r->replay.next_attempt_unix_ms,
-			.attempts = r->replay.attempts,
-			.last_reply_code = r->replay.last_reply_code,
-			.last_enhanced = r->replay.last_enhanced,
-			.rcpt_count = r->replay.rcpt_count,
-			.rcpt_pending = r->replay.pending,
-		};
-	}
-	loaded_segment_free(&ls);
-	return found;
-}

@@ -27,9 +27,11 @@
  * counted, and if it was final its segment is never reclaimed in this run
  * (after a restart its recipients are forwarded again: at-least-once).
  *
- * queue_open() and queue_close() and the queue_offline_* functions block;
- * everything else makes no system call. One queue is used by one thread;
- * it serves one shard (a worker may hold the queues of several, e.g. the
+ * queue_close() blocks; everything else makes no system call. Start-up
+ * (queue_open, the replay of the delivery logs) is queue_recover.h; the
+ * store tool's offline functions live beside the tool
+ * (tools/queue_offline.h). One queue is used by one thread; it serves one
+ * shard (a worker may hold the queues of several, e.g. the
  * shards left over when the worker count shrinks).
  */
 #ifndef RINGMX_QUEUE_H
@@ -61,37 +63,10 @@ struct queue_config {
 	int64_t now_unix_ms;      /* queue_open: recovered messages are due from this time */
 };
 
-struct queue_recovery_stats {
-	uint32_t segments;            /* segment files read */
-	uint64_t records;             /* valid records found */
-	uint64_t records_final;       /* every recipient final: not queued */
-	uint64_t messages_pending;    /* queued again */
-	uint64_t recipients_pending;
-	uint64_t records_unreadable;  /* corrupt regions or torn tails skipped */
-	uint64_t log_entries;         /* valid log entries replayed */
-	uint64_t log_bad_bytes;       /* torn/bad log tails cut off */
-	uint64_t log_unmatched;       /* entries naming no record or recipient */
-	uint32_t orphan_logs_removed; /* <seq>.dlog without its <seq>.seg */
-};
-
-/* An empty queue with no files (tests, or a shard with nothing stored).
+/* An empty queue with no files (tests, a shard with nothing stored, and the
+ * start of queue_open).
  * Returns 0, -EINVAL (bad config) or -ENOMEM. */
 RMX_MUST_CHECK int queue_new(const struct queue_config *cfg, struct queue **out);
-
-/*
- * Start-up (blocking), after store_open() of the same shard (the store has
- * cut torn tails and holds the shard lock; this does not lock): reads every
- * segment of DIR/w<worker>, counts each valid record's recipients, replays
- * its delivery log, opens each log for appending (creating missing ones,
- * cutting bad tails; fdatasync when cfg->fsync) and queues every record
- * with a pending recipient, attempts and last reply from the log, due at
- * the later of cfg->now_unix_ms and the next attempt its log names (a
- * restart does not undo backoff; an operator REQUEUE makes it due at
- * once). Removes logs whose segment is gone. Returns 0 and
- * *out, or -errno with a message in err[errlen].
- */
-RMX_MUST_CHECK int queue_open(const struct queue_config *cfg, struct queue **out,
-			      struct queue_recovery_stats *stats, char *err, size_t errlen);
 
 /* A reload: the retry bounds and lifetime for attempts that end from now
  * on (messages already scheduled keep their time). Same rules as
@@ -303,44 +278,25 @@ struct queue_stats {
 };
 void queue_get_stats(const struct queue *q, struct queue_stats *out);
 
-/* Offline (ringmx-store), blocking: the daemon may run while listing. */
-
-struct queue_deferred_info {
-	uint64_t queue_id;
-	int64_t arrival_unix_ms;
-	int64_t next_attempt_unix_ms;   /* 0: due at once (never attempted) */
-	uint16_t attempts;
-	uint16_t last_reply_code;
-	uint16_t last_enhanced;
-	uint32_t rcpt_count;
-	uint32_t rcpt_pending;
-};
+/* For start-up recovery (queue_recover.c) only. */
 
 /*
- * Calls each(ctx, info) for every record of shard DIR/w<worker> with a
- * pending recipient, in segment and offset order; stops early when each
- * returns non-zero (that value is returned). Returns 0 or -errno with a
- * message in err.
+ * Queues a recovered record as its log left it: replay->pending (>= 1)
+ * recipients pending, the others in their final states, attempts and last
+ * reply from the log; due at due_unix_ms. Returns 0, -EINVAL (queued
+ * already) or -ENOMEM. Allocates.
  */
-typedef int queue_deferred_fn(void *ctx, const struct queue_deferred_info *info);
-RMX_MUST_CHECK int queue_offline_list(const char *data_dir, uint32_t worker,
-				      queue_deferred_fn *each, void *ctx, char *err,
-				      size_t errlen);
-
-enum queue_offline_action {
-	QUEUE_OFFLINE_DELETE,  /* DELETED for every pending recipient */
-	QUEUE_OFFLINE_REQUEUE, /* REQUEUE: due at now on the next start */
-};
+RMX_MUST_CHECK int queue_restore(struct queue *q, uint64_t queue_id, uint64_t padded_bytes,
+				 int64_t arrival_unix_ms,
+				 const struct delivery_log_replay_msg *replay, int64_t due_unix_ms);
 
 /*
- * Appends one message-wide entry for queue_id to its segment's log (then
- * fdatasync). Needs the daemon stopped: takes the shard lock (-EBUSY while
- * ringmx runs). -ENOENT when the record is not there or has no pending
- * recipient. Returns 0 or -errno with a message in err.
+ * The log of segment seq, opened for appending, whose valid prefix ends at
+ * log_bytes: the next entries go there. 0 and the queue owns fd, or
+ * -ENOMEM or -EEXIST (a log of seq is held already) and the caller still
+ * owns fd.
  */
-RMX_MUST_CHECK int queue_offline_mark(const char *data_dir, uint64_t queue_id,
-				      enum queue_offline_action action, int64_t now_unix_ms,
-				      char *err, size_t errlen);
+RMX_MUST_CHECK int queue_log_resume(struct queue *q, uint32_t seq, int fd, uint64_t log_bytes);
 
 /*
  * Operator requests (core/control on the worker thread; no system call).
@@ -365,26 +321,5 @@ uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms);
  * message is freed. 0, -ENOENT or -EBUSY as queue_make_due.
  */
 RMX_MUST_CHECK int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms);
-
-/*
- * Offline (ringmx-store), blocking, like queue_offline_mark: under the
- * shard lock (-EBUSY while ringmx runs), appends a REQUEUE entry (then
- * fdatasync) for every record of shard DIR/w<worker> with a pending
- * recipient whose next attempt is after now; *requeued counts them. Each
- * segment is read once. Returns 0 or -errno with a message in err.
- */
-RMX_MUST_CHECK int queue_offline_requeue_all(const char *data_dir, uint32_t worker,
-					     int64_t now_unix_ms, uint64_t *requeued,
-					     char *err, size_t errlen);
-
-/*
- * Offline, blocking, safe while ringmx runs (like queue_offline_list):
- * reads only the segment queue_id names and its log. Returns 1 and *out
- * when the record is there with a pending recipient, 0 when it is not
- * (no such shard, segment or record, or every recipient final), or -errno
- * with a message in err.
- */
-RMX_MUST_CHECK int queue_offline_find(const char *data_dir, uint64_t queue_id,
-				      struct queue_deferred_info *out, char *err, size_t errlen);
 
 #endif

@@ -25,8 +25,11 @@
 #include "../core/control.h"
 #include "../common/bounds.h"
 #include "../storage/queue.h"
+#include "../storage/queue_recover.h"
 #include "../storage/record.h"
 #include "../storage/store.h"
+#include "../storage/store_recover.h"
+#include "../tools/queue_offline.h"
 #include "test.h"
 
 #define W 1

@@ -19,8 +19,11 @@
 
 #include "../common/bounds.h"
 #include "../storage/queue.h"
+#include "../storage/queue_recover.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"
+#include "../storage/store_recover.h"
+#include "../tools/queue_offline.h"
 #include "test.h"
 
 #define W 3                    /* the worker of most tests */

@@ -17,6 +17,7 @@
 #include "../storage/crc32c.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"
+#include "../storage/store_recover.h"
 #include "test.h"
 
 #define SEG_BYTES SEGMENT_SIZE_MIN_BYTES

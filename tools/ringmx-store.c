@@ -43,6 +43,8 @@
 #include "../storage/record.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"
+#include "../storage/store_recover.h"
+#include "queue_offline.h"
 
 #define TOOL_NAME "ringmx-store"
 
@@ -134,41 +136,6 @@ static void put_text(struct span s)
 	}
 }
 
-struct envelope {
-	struct span reverse_path, helo, client, protocol;
-	int body_type;  /* -1: absent */
-	bool malformed;
-};
-
-static void envelope_read(struct span env, struct envelope *e)
-{
-	memset(e, 0, sizeof(*e));
-	e->body_type = -1;
-	uint8_t tag;
-	struct span v;
-	while (record_env_next(&env, &tag, &v, &e->malformed)) {
-		switch (tag) {
-		case RECORD_TAG_REVERSE_PATH:
-			e->reverse_path = v;
-			break;
-		case RECORD_TAG_HELO:
-			e->helo = v;
-			break;
-		case RECORD_TAG_CLIENT_ADDR:
-			e->client = v;
-			break;
-		case RECORD_TAG_PROTOCOL:
-			e->protocol = v;
-			break;
-		case RECORD_TAG_BODY_TYPE:
-			e->body_type = v.len == 1 ? v.ptr[0] : 255;
-			break;
-		default:
-			break;
-		}
-	}
-}
-
 static int64_t now_unix_ms(void)
 {
 	struct timespec ts;
@@ -201,20 +168,17 @@ static void ls_record(const struct ls_ctx *c, const struct record_view *v)
 	id[RECORD_QUEUE_ID_CHARS] = '\0';
 	char age[32];
 	format_age(c->now_ms - v->header.arrival_unix_ms, age, sizeof(age));
-	struct envelope e;
-	envelope_read(v->envelope, &e);
+	struct record_envelope e;
+	record_envelope_decode(v->envelope, &e);
 	printf("%s %s %u <", id, age, (unsigned)v->header.body_bytes);
 	put_text(e.reverse_path);
 	printf("> ");
-	struct span cur = v->envelope;
-	uint8_t tag;
-	struct span val;
-	bool malformed, first = true;
-	while (record_env_next(&cur, &tag, &val, &malformed)) {
-		if (tag != RECORD_TAG_RECIPIENT)
-			continue;
+	struct record_recipient_cursor rcpts = record_recipient_first(&e);
+	struct span rcpt;
+	bool first = true;
+	while (record_recipient_next(&rcpts, &rcpt)) {
 		printf("%s<", first ? "" : ",");
-		put_text(val);
+		put_text(rcpt);
 		putchar('>');
 		first = false;
 	}
@@ -299,16 +263,17 @@ static void write_unstuffed(struct span body, FILE *out)
 	}
 }
 
-static const char *body_type_name(int t)
+static const char *body_type_name(enum record_body_type t)
 {
 	switch (t) {
-	case -1:
-	case 0:
+	case RECORD_BODY_7BIT:
 		return "7BIT";
-	case 1:
+	case RECORD_BODY_8BITMIME:
 		return "8BITMIME";
-	case 2:
+	case RECORD_BODY_BINARYMIME:
 		return "BINARYMIME";
+	case RECORD_BODY_UNKNOWN:
+		break;
 	}
 	return "UNKNOWN";
 }
@@ -318,8 +283,8 @@ static void show_envelope(const struct record_view *v)
 	char id[RECORD_QUEUE_ID_CHARS + 1];
 	queue_id_format(v->header.queue_id, id);
 	id[RECORD_QUEUE_ID_CHARS] = '\0';
-	struct envelope e;
-	envelope_read(v->envelope, &e);
+	struct record_envelope e;
+	record_envelope_decode(v->envelope, &e);
 
 	time_t secs = (time_t)(v->header.arrival_unix_ms / 1000);
 	if (v->header.arrival_unix_ms < 0 && v->header.arrival_unix_ms % 1000 != 0)
@@ -330,7 +295,7 @@ static void show_envelope(const struct record_view *v)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
 	printf("Queue-Id: %s\nArrival: %s\nClient: ", id, when);
-	put_text(e.client);
+	put_text(e.client_addr);
 	printf("\nHelo: ");
 	put_text(e.helo);
 	printf("\nProtocol: ");
@@ -338,15 +303,11 @@ static void show_envelope(const struct record_view *v)
 	printf("\nBody-Type: %s\nFrom: <", body_type_name(e.body_type));
 	put_text(e.reverse_path);
 	printf(">\n");
-	struct span cur = v->envelope;
-	uint8_t tag;
-	struct span val;
-	bool malformed;
-	while (record_env_next(&cur, &tag, &val, &malformed)) {
-		if (tag != RECORD_TAG_RECIPIENT)
-			continue;
+	struct record_recipient_cursor rcpts = record_recipient_first(&e);
+	struct span rcpt;
+	while (record_recipient_next(&rcpts, &rcpt)) {
 		printf("To: <");
-		put_text(val);
+		put_text(rcpt);
 		printf(">\n");
 	}
 	if (e.malformed)
