@@ -1,7 +1,8 @@
 /*
  * forward.c - the upstream side of a worker: connections to the relays,
- * one message at a time per connection, outcomes into the queue, bounces
- * into the store, delivery-log commits and segment deletion.
+ * one message at a time per connection, outcomes into the queue (the
+ * message and its outcomes are made in forward_msg.c), DSNs handed to
+ * bounce.c, delivery-log commits and segment deletion.
  *
  * A slot is one upstream connection and at most one message:
  *
@@ -28,33 +29,20 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../proto/dsn.h"
 #include "../proto/smtp_client.h"
 #include "../storage/delivery_log.h"
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/segment.h"
 #include "../storage/store.h"
+#include "bounce.h"
+#include "forward_msg.h"
 #include "log.h"
 #include "metrics.h"
 #include "ring.h"
 
 
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
-
-struct forward_dsn {
-	bool active;       /* a DSN record is being stored for the slot's message */
-	bool reserve_wait; /* store_reserve said -EAGAIN: try again next turn */
-	uint8_t *body;
-	size_t body_len;
-	struct bytebuf env;
-	struct record_header header;
-	struct iovec parts[4];
-	uint64_t queue_id;
-	uint64_t padded_bytes;
-	int64_t arrival_unix_ms;
-	uint32_t recipients; /* the recipients it reports */
-};
 
 struct forward_slot {
 	uint32_t index;
@@ -87,17 +75,10 @@ struct forward_slot {
 	uint8_t *rec;
 	uint64_t rec_bytes;
 	struct record_view view;
-	bool msg_loaded;           /* the record is read, checked and parsed */
+	bool msg_loaded;           /* the record is read, checked and parsed into fm */
 	bool msg_started;          /* the client is forwarding it */
-	struct span reverse_path;
-	struct span *rcpts;        /* pending recipients only */
-	uint32_t *rcpt_index;      /* their index in the record */
-	uint32_t rcpt_count;
-	struct smtp_client_result *results;
-	struct smtp_client_message cm;
-	struct smtp_client_xforward xf;
-	char xf_addr[64];          /* "IPV6:" + an IPv6 client address */
-	struct forward_dsn dsn;
+	struct forward_msg fm;
+	struct bounce dsn;
 };
 
 struct seg_fd {
@@ -227,26 +208,13 @@ static void msg_free(struct forward *f, struct forward_slot *s)
 		f->rec_held_bytes -= s->rec_bytes;
 	}
 	free(s->rec);
-	free(s->rcpts);
-	free(s->rcpt_index);
-	free(s->results);
 	s->rec = NULL;
-	s->rcpts = NULL;
-	s->rcpt_index = NULL;
-	s->results = NULL;
+	forward_msg_free(&s->fm);
 	s->msg = NULL;
 	s->msg_loaded = false;
 	s->msg_started = false;
-	s->rcpt_count = 0;
 	s->body_pending = false;
 	s->tried_mask = 0;
-}
-
-static void dsn_free(struct forward_dsn *d)
-{
-	free(d->body);
-	bytebuf_free(&d->env);
-	memset(d, 0, sizeof(*d));
 }
 
 /* Gives the slot's message back to the queue without counting an attempt,
@@ -263,8 +231,6 @@ static const char *attempt_result_name(enum queue_attempt_result r)
 	return r == QUEUE_ATTEMPT_DONE ? "done" : r == QUEUE_ATTEMPT_RETRY ? "retry" : "bounce";
 }
 
-static bool dsn_start(struct forward *f, struct forward_slot *s);
-
 /* The attempt on the slot's message is over (outcomes reported). */
 static void msg_attempt_finished(struct forward *f, struct forward_slot *s)
 {
@@ -274,7 +240,8 @@ static void msg_attempt_finished(struct forward *f, struct forward_slot *s)
 	log_debug("event=attempt_done worker=%u id=%.16s result=%s", f->env.worker, id,
 		  attempt_result_name(r));
 	if (r == QUEUE_ATTEMPT_BOUNCE_DUE) {
-		if (dsn_start(f, s))
+		if (bounce_start(&s->dsn, s->msg_loaded ? &s->fm : NULL, s->msg, f->env.cfg,
+				 f->env.worker, &f->dsn_counter, f->now_unix_ms))
 			return; /* the slot keeps the message until the DSN is durable */
 		r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
 		RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
@@ -286,13 +253,11 @@ static void msg_attempt_finished(struct forward *f, struct forward_slot *s)
 static void msg_fail_all(struct forward *f, struct forward_slot *s, enum queue_outcome outcome,
 			 uint16_t code, const char *status)
 {
-	uint16_t enh = delivery_log_enhanced_parse(span_make(status, strlen(status)));
-	for (uint32_t i = 0; i < s->rcpt_count; i++)
-		queue_outcome(slot_queue(f, s), s->msg, s->rcpt_index[i], outcome, code, enh,
-			      f->now_unix_ms);
+	forward_msg_fail_all(&s->fm, slot_queue(f, s), s->msg, outcome, code, status,
+			     f->now_unix_ms);
 	if (outcome == QUEUE_OUTCOME_TEMPFAIL) {
-		f->stats.deferred += s->rcpt_count;
-		metrics_add(&f->env.metrics->forward_deferrals, s->rcpt_count);
+		f->stats.deferred += s->fm.rcpt_count;
+		metrics_add(&f->env.metrics->forward_deferrals, s->fm.rcpt_count);
 	}
 	metrics_inc(&f->env.metrics->forward_attempts[METRICS_FORWARD_ERROR]);
 	msg_attempt_finished(f, s);
@@ -321,11 +286,6 @@ static void msg_connection_lost(struct forward *f, struct forward_slot *s, const
 	msg_results(f, s);
 }
 
-static uint16_t result_enhanced(const struct smtp_client_result *r)
-{
-	return delivery_log_enhanced_parse(span_make(r->status, strlen(r->status)));
-}
-
 /* MESSAGE_DONE: one outcome per recipient, then the attempt ends. */
 static void msg_results(struct forward *f, struct forward_slot *s)
 {
@@ -334,16 +294,10 @@ static void msg_results(struct forward *f, struct forward_slot *s)
 	queue_id_format(queue_msg_id(s->msg), id);
 	struct metrics_worker *m = f->env.metrics;
 	unsigned seen = 0; /* bit 0 delivered, 1 tempfail, 2 permfail */
-	for (uint32_t i = 0; i < s->rcpt_count; i++) {
-		const struct smtp_client_result *r = &s->results[i];
-		if (r->code == 0)
-			r = mr;
-		enum queue_outcome o = r->code >= 200 && r->code < 300 ? QUEUE_OUTCOME_DELIVERED
-				       : r->code >= 500 && r->code < 600 ? QUEUE_OUTCOME_PERMFAIL
-									 : QUEUE_OUTCOME_TEMPFAIL;
-		uint16_t code = r->code ? r->code : 451;
-		queue_outcome(slot_queue(f, s), s->msg, s->rcpt_index[i], o, code, result_enhanced(r),
-			      f->now_unix_ms);
+	for (uint32_t i = 0; i < s->fm.rcpt_count; i++) {
+		struct forward_outcome fo =
+			forward_msg_report(&s->fm, i, mr, slot_queue(f, s), s->msg, f->now_unix_ms);
+		enum queue_outcome o = fo.outcome;
 		if (o == QUEUE_OUTCOME_DELIVERED) {
 			f->stats.delivered++;
 			int64_t age_ms = f->now_unix_ms - queue_msg_arrival_unix_ms(s->msg);
@@ -358,13 +312,13 @@ static void msg_results(struct forward *f, struct forward_slot *s)
 		if (log_begin(&lm, LOG_INFO, "delivery")) {
 			log_add_u64(&lm, "worker", f->env.worker);
 			log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
-			log_add_span(&lm, "rcpt", s->rcpts[i]);
+			log_add_span(&lm, "rcpt", s->fm.rcpts[i]);
 			log_add_str(&lm, "upstream", f->env.cfg->upstream[s->upstream].text);
 			const char *result = o == QUEUE_OUTCOME_DELIVERED ? "delivered"
 					     : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
 									   : "deferred";
 			log_add_str(&lm, "result", result);
-			log_add_reply(&lm, code, r->status, "");
+			log_add_reply(&lm, fo.code, fo.reply->status, "");
 			/* since the message was accepted */
 			int64_t delay_ms = f->now_unix_ms - queue_msg_arrival_unix_ms(s->msg);
 			log_add_u64(&lm, "delay_ms", (uint64_t)RMX_MAX(delay_ms, 0));
@@ -378,267 +332,24 @@ static void msg_results(struct forward *f, struct forward_slot *s)
 	msg_attempt_finished(f, s);
 }
 
-/* Parses the checked record into what the client needs. */
-static bool msg_parse(struct forward *f, struct forward_slot *s)
-{
-	uint32_t total = queue_msg_rcpt_count(s->msg);
-	s->rcpts = calloc(total, sizeof(*s->rcpts));
-	s->rcpt_index = calloc(total, sizeof(*s->rcpt_index));
-	s->results = calloc(total, sizeof(*s->results));
-	if (!s->rcpts || !s->rcpt_index || !s->results)
-		return false;
-	memset(&s->cm, 0, sizeof(s->cm));
-	memset(&s->xf, 0, sizeof(s->xf));
-	s->xf.name = span_make("[UNAVAILABLE]", 13);
-	struct span cur = s->view.envelope, value;
-	uint8_t tag;
-	bool malformed = false;
-	uint32_t rcpt_no = 0;
-	while (record_env_next(&cur, &tag, &value, &malformed)) {
-		switch (tag) {
-		case RECORD_TAG_REVERSE_PATH:
-			s->reverse_path = value;
-			break;
-		case RECORD_TAG_RECIPIENT:
-			if (rcpt_no >= total)
-				return false;
-			if (queue_msg_rcpt_state(s->msg, rcpt_no) == QUEUE_RCPT_PENDING) {
-				s->rcpts[s->rcpt_count] = value;
-				s->rcpt_index[s->rcpt_count] = rcpt_no;
-				s->rcpt_count++;
-			}
-			rcpt_no++;
-			break;
-		case RECORD_TAG_HELO:
-			s->xf.helo = value;
-			break;
-		case RECORD_TAG_CLIENT_ADDR:
-			/* XFORWARD ADDR wants IPv6 addresses as "IPV6:..." (Postfix
-			 * refuses a bare one with 501), as in address literals. */
-			if (memchr(value.ptr, ':', value.len) &&
-			    value.len + 5 < sizeof(s->xf_addr)) {
-				memcpy(s->xf_addr, "IPV6:", 5);
-				memcpy(s->xf_addr + 5, value.ptr, value.len);
-				s->xf.addr = span_make(s->xf_addr, value.len + 5);
-			} else {
-				s->xf.addr = value;
-			}
-			break;
-		case RECORD_TAG_PROTOCOL:
-			s->xf.proto = value;
-			break;
-		case RECORD_TAG_BODY_TYPE:
-			if (value.len == 1 && value.ptr[0] <= SMTP_BODY_BINARYMIME)
-				s->cm.body_type = (enum smtp_body_type)value.ptr[0];
-			break;
-		case RECORD_TAG_SMTPUTF8:
-			s->cm.smtputf8 = true;
-			break;
-		default:
-			break; /* unknown items are skipped (forward compatible) */
-		}
-	}
-	if (malformed || rcpt_no != total)
-		return false;
-	(void)f;
-	s->cm.reverse_path = s->reverse_path;
-	s->cm.recipients = s->rcpts;
-	s->cm.recipient_count = s->rcpt_count;
-	s->cm.body_bytes = s->view.body.len;
-	s->cm.xforward = s->xf.addr.len ? &s->xf : NULL;
-	return true;
-}
-
 /* ---- bounces --------------------------------------------------------------- */
 
-/*
- * Builds and stores the DSN for the recipients of the slot's message that
- * are BOUNCE_DUE or EXPIRE_DUE. Returns false when none is to be sent (null
- * reverse path: logged) so the caller finishes the bounce at once.
- */
-static bool dsn_start(struct forward *f, struct forward_slot *s)
-{
-	struct queue_msg *m = s->msg;
-	char id[RECORD_QUEUE_ID_CHARS];
-	queue_id_format(queue_msg_id(m), id);
-	if (!s->msg_loaded || s->reverse_path.len == 0) {
-		log_warn("event=bounce_suppressed worker=%u id=%.16s reason=%s", f->env.worker, id,
-			 s->msg_loaded ? "null_reverse_path" : "record_not_loaded");
-		return false;
-	}
-	uint32_t total = queue_msg_rcpt_count(m);
-	struct dsn_recipient *dr = calloc(total, sizeof(*dr));
-	char(*diag)[FORWARD_DIAG_BYTES] = calloc(total, sizeof(*diag));
-	struct span *addr_of = calloc(total, sizeof(*addr_of));
-	const struct smtp_client_result **res_of = calloc(total, sizeof(*res_of));
-	bool ok = dr && diag && addr_of && res_of;
-	uint32_t n = 0;
-	if (ok) {
-		/* Every recipient's address, by record index. */
-		struct span cur = s->view.envelope, value;
-		uint8_t tag;
-		bool malformed = false;
-		uint32_t k = 0;
-		while (record_env_next(&cur, &tag, &value, &malformed))
-			if (tag == RECORD_TAG_RECIPIENT && k < total)
-				addr_of[k++] = value;
-		for (uint32_t i = 0; i < s->rcpt_count; i++)
-			res_of[s->rcpt_index[i]] = &s->results[i];
-		for (uint32_t r = 0; r < total; r++) {
-			enum queue_rcpt_state st = queue_msg_rcpt_state(m, r);
-			if (st != QUEUE_RCPT_BOUNCE_DUE && st != QUEUE_RCPT_EXPIRE_DUE)
-				continue;
-			const struct smtp_client_result *res = res_of[r];
-			struct dsn_recipient *d = &dr[n];
-			d->address = addr_of[r];
-			d->action = DSN_ACTION_FAILED;
-			d->last_attempt_unix = f->now_unix_ms / 1000;
-			if (st == QUEUE_RCPT_BOUNCE_DUE && res && res->code) {
-				int len = snprintf(diag[n], FORWARD_DIAG_BYTES, "%u %s %s", res->code,
-						   res->status, res->text);
-				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0) <
-								   FORWARD_DIAG_BYTES
-								   ? (size_t)RMX_MAX(len, 0)
-								   : FORWARD_DIAG_BYTES - 1);
-				d->status = span_make(res->status, strlen(res->status));
-				d->remote_mta = span_make("", 0);
-			} else {
-				/* The last reply the relay gave (codes only: the
-				 * text is not kept across attempts). */
-				char last[48] = "";
-				unsigned cls, subj, det;
-				if (queue_msg_last_reply_code(m) &&
-				    delivery_log_enhanced_unpack(queue_msg_last_enhanced(m), &cls, &subj, &det))
-					snprintf(last, sizeof(last), "; last reply %u %u.%u.%u",
-						 queue_msg_last_reply_code(m), cls, subj, det);
-				else if (queue_msg_last_reply_code(m))
-					snprintf(last, sizeof(last), "; last reply %u",
-						 queue_msg_last_reply_code(m));
-				int len = snprintf(diag[n], FORWARD_DIAG_BYTES,
-						   "delivery time expired after %u attempts%s",
-						   (unsigned)queue_msg_attempts(m), last);
-				d->diagnostic = span_make(diag[n], (size_t)RMX_MAX(len, 0));
-				d->status = span_make("5.4.7", 5);
-			}
-			n++;
-		}
-	}
-	struct forward_dsn *dsn = &s->dsn;
-	char token[48];
-	int tlen = snprintf(token, sizeof(token), "%.16s-%u-%llu", id, f->env.worker,
-			    (unsigned long long)++f->dsn_counter);
-	struct dsn_input in = {
-		.reporting_mta = f->env.cfg->session.hostname,
-		.queue_id = span_make(id, RECORD_QUEUE_ID_CHARS),
-		.arrival_unix = queue_msg_arrival_unix_ms(m) / 1000,
-		.now_unix = f->now_unix_ms / 1000,
-		.to = s->reverse_path,
-		.recipients = dr,
-		.recipient_count = n,
-		.original = s->view.body,
-		.smtputf8 = s->cm.smtputf8,
-		.message_id_token = span_make(token, (size_t)tlen),
-	};
-	if (ok && n > 0) {
-		size_t need = dsn_build(&in, NULL, 0);
-		dsn->body = malloc(need);
-		ok = dsn->body != NULL;
-		if (ok) {
-			dsn->body_len = dsn_build(&in, dsn->body, need);
-			RMX_ASSERT(dsn->body_len == need);
-		}
-	}
-	unsigned needs = ok && n > 0 ? dsn_transport_needs(&in, dsn->body, dsn->body_len) : 0;
-	free(dr);
-	free(diag);
-	free(addr_of);
-	free(res_of);
-	if (!ok || n == 0) {
-		log_error("event=bounce_failed worker=%u id=%.16s reason=%s", f->env.worker, id,
-			  n == 0 ? "no_recipient_due" : "out_of_memory");
-		dsn_free(dsn);
-		return false;
-	}
-	uint8_t body_type = (needs & DSN_NEEDS_8BITMIME) ? SMTP_BODY_8BITMIME : SMTP_BODY_7BIT;
-	const char *helo = f->env.cfg->hostname;
-	int rc = record_env_put(&dsn->env, RECORD_TAG_REVERSE_PATH, span_make("", 0));
-	if (rc == 0)
-		rc = record_env_put(&dsn->env, RECORD_TAG_BODY_TYPE, span_make(&body_type, 1));
-	if (rc == 0 && (needs & DSN_NEEDS_SMTPUTF8))
-		rc = record_env_put(&dsn->env, RECORD_TAG_SMTPUTF8, span_make("", 0));
-	if (rc == 0)
-		rc = record_env_put(&dsn->env, RECORD_TAG_RECIPIENT, s->reverse_path);
-	if (rc == 0)
-		rc = record_env_put(&dsn->env, RECORD_TAG_HELO, span_make(helo, strlen(helo)));
-	if (rc == 0)
-		rc = record_env_put(&dsn->env, RECORD_TAG_PROTOCOL, span_make("LOCAL", 5));
-	if (rc != 0) {
-		log_error("event=bounce_failed worker=%u id=%.16s reason=envelope", f->env.worker, id);
-		dsn_free(dsn);
-		return false;
-	}
-	dsn->active = true;
-	dsn->recipients = n;
-	dsn->reserve_wait = true; /* stored by dsn_store() below or on a later turn */
-	struct log_msg lm;
-	if (log_begin(&lm, LOG_INFO, "bounce")) {
-		log_add_u64(&lm, "worker", f->env.worker);
-		log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
-		log_add_span(&lm, "to", s->reverse_path);
-		log_add_u64(&lm, "recipients", n);
-		log_end(&lm);
-	}
-	return true;
-}
-
-/*
- * The slot's DSN cannot be stored (the shard failed, or the DSN does not fit
- * a segment): the recipients it was for go back to pending and the message
- * to the queue, retried after retry_min like a temporary failure; the next
- * attempt refuses or expires them again and asks for the DSN again. The slot
- * is free at once, and nothing final was logged, so nothing is lost.
- */
+/* The slot's DSN cannot be stored: the slot lets go of the message, whose
+ * recipients due a DSN are pending again (bounce_abandon). */
 static void dsn_abandon(struct forward *f, struct forward_slot *s, int error)
 {
-	char id[RECORD_QUEUE_ID_CHARS];
-	queue_id_format(queue_msg_id(s->msg), id);
-	log_error("event=bounce_store_failed worker=%u id=%.16s error=%s retry_s=%u", f->env.worker,
-		  id, log_errno_name(error), f->env.cfg->retry_min_s);
-	enum queue_attempt_result r = queue_bounce_failed(
-		slot_queue(f, s), s->msg, f->now_unix_ms + (int64_t)f->env.cfg->retry_min_s * 1000);
-	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
-	dsn_free(&s->dsn);
+	bounce_abandon(&s->dsn, slot_queue(f, s), s->msg, f->env.worker, f->env.cfg->retry_min_s,
+		       f->now_unix_ms, error);
 	msg_free(f, s);
 }
 
-/* Reserves, seals and appends the slot's DSN record; retried on -EAGAIN. */
+/* Appends the slot's DSN record to the worker's own shard; retried on -EAGAIN. */
 static void dsn_store(struct forward *f, struct forward_slot *s)
 {
-	struct forward_dsn *d = &s->dsn;
-	RMX_ASSERT(d->active && d->reserve_wait);
-	uint64_t padded = record_padded_length(d->env.len, d->body_len);
-	uint64_t qid;
-	int rc = store_reserve(f->env.shards[0].store, padded, &qid);
-	if (rc == -EAGAIN)
-		return;
-	if (rc != 0) {
+	int rc = bounce_store(&s->dsn, f->env.shards[0].store, FORWARD_COOKIE_BIT | s->index,
+			      f->now_unix_ms);
+	if (rc != 0 && rc != -EAGAIN)
 		dsn_abandon(f, s, rc);
-		return;
-	}
-	static const uint8_t zeros[RECORD_ALIGN_BYTES];
-	struct iovec body = { d->body, d->body_len };
-	d->arrival_unix_ms = f->now_unix_ms;
-	record_seal(&d->header, qid, d->arrival_unix_ms, span_make(d->env.data, d->env.len), &body,
-		    1);
-	d->parts[0] = (struct iovec){ &d->header, RECORD_HEADER_BYTES };
-	d->parts[1] = (struct iovec){ d->env.data, d->env.len };
-	d->parts[2] = body;
-	d->parts[3] = (struct iovec){ (void *)zeros, record_padding(d->header.length) };
-	d->queue_id = qid;
-	d->padded_bytes = padded;
-	rc = store_append(f->env.shards[0].store, qid, d->parts, 4, FORWARD_COOKIE_BIT | s->index);
-	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
-	d->reserve_wait = false;
 }
 
 void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
@@ -651,15 +362,10 @@ void forward_dsn_committed(struct forward *f, uint64_t cookie, int result)
 		dsn_abandon(f, s, result);
 		return;
 	}
-	f->stats.bounced += s->dsn.recipients;
-	metrics_add(&f->env.metrics->forward_bounces, s->dsn.recipients);
-	int rc = queue_add(shard_queue(f, 0), s->dsn.queue_id, s->dsn.padded_bytes, 1,
-			   s->dsn.arrival_unix_ms, f->now_unix_ms);
-	if (rc != 0)
-		log_error("event=queue_add_failed worker=%u error=%s", f->env.worker, log_errno_name(rc));
-	enum queue_attempt_result r = queue_bounce_done(slot_queue(f, s), s->msg, f->now_unix_ms);
-	RMX_ASSERT(r != QUEUE_ATTEMPT_BOUNCE_DUE);
-	dsn_free(&s->dsn);
+	uint32_t n = bounce_committed(&s->dsn, shard_queue(f, 0), slot_queue(f, s), s->msg,
+				      f->env.worker, f->now_unix_ms);
+	f->stats.bounced += n;
+	metrics_add(&f->env.metrics->forward_bounces, n);
 	msg_free(f, s);
 }
 
@@ -710,7 +416,7 @@ static void slot_start_message(struct forward *f, struct forward_slot *s)
 	s->body_sent_bytes = 0;
 	f->stats.attempts++;
 	enum smtp_client_status st =
-		smtp_client_start_message(&s->client, &s->cm, s->results, &s->out);
+		smtp_client_start_message(&s->client, &s->fm.cm, s->fm.results, &s->out);
 	slot_drive(f, s, st);
 }
 
@@ -995,7 +701,7 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 		msg_free(f, s);
 		return;
 	}
-	if (!msg_parse(f, s)) {
+	if (forward_msg_load(&s->fm, &s->view, s->msg) != FORWARD_MSG_LOADED) {
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
@@ -1004,7 +710,7 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 		return;
 	}
 	s->msg_loaded = true;
-	if (s->rcpt_count == 0) {
+	if (s->fm.rcpt_count == 0) {
 		msg_attempt_finished(f, s); /* nothing pending after all */
 		return;
 	}
@@ -1157,10 +863,8 @@ void forward_free(struct forward *f)
 		if (s->fd >= 0)
 			close(s->fd);
 		free(s->rec);
-		free(s->rcpts);
-		free(s->rcpt_index);
-		free(s->results);
-		dsn_free(&s->dsn);
+		forward_msg_free(&s->fm);
+		bounce_free(&s->dsn);
 	}
 	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		if (f->seg_fds[i].fd >= 0)
