@@ -2,11 +2,12 @@
  * http.h - the HTTP/1.1 request parser and response writer of the metrics
  * listener (/metrics, /healthz, /readyz).
  *
- * Sans-IO: the worker feeds received bytes to http_parse and sends what
- * http_response_head / http_response_write put in its buffer. The parser
- * keeps its whole state in struct http_parser, so input may arrive split at
- * any byte and nothing of it has to be kept by the caller. Pure: no I/O, no
- * allocation, no clock; any thread, one parser per connection.
+ * Sans-IO: the metrics endpoint (core/metrics_http.c) feeds received bytes
+ * to http_parse and sends what http_response_head / http_response_write put
+ * in its buffer. The parser keeps its whole state in struct http_parser, so
+ * input may arrive split at any byte and nothing of it has to be kept by the
+ * caller. Pure: no I/O, no allocation, no clock; any thread, one parser per
+ * connection.
  *
  * What the endpoint accepts (RFC 9110, RFC 9112):
  *   - HTTP/1.0 and HTTP/1.1 (1.x with x > 1 is answered as 1.1); other
