@@ -147,7 +147,7 @@
 /* A message body buffer starts this large when MAIL gave no SIZE=. */
 #define TXN_BODY_INITIAL_BYTES 16384
 
-/* ---- the metrics endpoint (core/http) ---- */
+/* ---- the metrics endpoint (proto/http, core/metrics_http) ---- */
 #define HTTP_REQUEST_HEAD_MAX_BYTES 8192
 #define HTTP_REQUEST_FIELDS_MAX 100
 #define HTTP_RESPONSE_HEAD_MAX_BYTES 256 /* longest head written (checked by tests) */

@@ -3,7 +3,7 @@
  * RFC 2920, SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034, SMTPUTF8
  * 6531, CHUNKING and BINARYMIME 3030).
  *
- * Sits between core/conn (which owns the socket, the receive buffers and the
+ * Sits between core/smtp_conn (which owns the socket, the receive buffers and the
  * clock) and the record builder behind struct smtp_txn_ops. core/ feeds the
  * bytes it received; the session lexes command lines in place
  * (smtp_lex.c), parses arguments (smtp_cmd.c), asks the policy about

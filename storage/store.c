@@ -1,7 +1,7 @@
 /*
  * store.c - one worker's shard of the segment store (see store.h).
  *
- * Where it sits: core/conn finishes a message, core/ seals its record and
+ * Where it sits: core/smtp_conn finishes a message, core/ seals its record and
  * calls store_reserve() + store_append(); the worker loop asks
  * store_commit_begin() for the next group commit, runs pwritev + fdatasync
  * as linked SQEs, and reports back with store_commit_done(), which releases

@@ -512,7 +512,7 @@ static void drain(struct replay *r)
 	r->out.len = 0;
 }
 
-/* Feeds newly arrived bytes, like core/conn: what the session leaves
+/* Feeds newly arrived bytes, like core/smtp_conn: what the session leaves
  * unconsumed is presented again, ahead of anything newer. */
 static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 {
