@@ -5,17 +5,13 @@
  */
 #include "../storage/crc32c.h"
 #include "test.h"
+#include "test_util.h"
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
 
 static uint64_t rng_next(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	rng_state = x;
-	return x;
+	return test_xorshift64(&rng_state);
 }
 
 typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);

@@ -12,6 +12,7 @@
  */
 #include "../proto/http.h"
 #include "test.h"
+#include "test_util.h"
 
 #include <errno.h>
 
@@ -410,10 +411,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng_next(void)
 {
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
+	return test_xorshift64star(&rng_state);
 }
 
 static void test_mutations(void)

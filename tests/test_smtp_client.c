@@ -32,46 +32,14 @@
 #include "../proto/smtp_client.h"
 
 #include "test.h"
-
-/* ---- growable bytes ------------------------------------------------------------ */
-
-struct buf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
-};
-
-static void buf_put(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		REQUIRE(b->data != NULL);
-		b->cap = cap;
-	}
-	if (n > 0)
-		memcpy(b->data + b->len, p, n);
-	b->len += n;
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
-}
-
-static bool buf_eq(const struct buf *a, const struct buf *b)
-{
-	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
+#include "test_util.h"
 
 /* Decodes script escapes from s into b; false on a bad escape. */
-static bool unescape(const char *s, struct buf *b)
+static bool unescape(const char *s, struct test_buf *b)
 {
 	for (; *s; s++) {
 		if (*s != '\\') {
-			buf_put(b, s, 1);
+			test_buf_put(b, s, 1);
 			continue;
 		}
 		s++;
@@ -93,7 +61,7 @@ static bool unescape(const char *s, struct buf *b)
 		default:
 			return false;
 		}
-		buf_put(b, &c, 1);
+		test_buf_put(b, &c, 1);
 	}
 	return true;
 }
@@ -113,7 +81,7 @@ enum step_kind {
 
 struct step {
 	enum step_kind kind;
-	struct buf data;   /* flight bytes, expected out bytes */
+	struct test_buf data;   /* flight bytes, expected out bytes */
 	char *text;        /* action name, expected status/result/caps */
 	uint32_t index;    /* STEP_RCPT */
 };
@@ -126,7 +94,7 @@ struct conv {
 	size_t step_count;
 	size_t out_cap;
 	/* the message */
-	struct buf strings[CONV_RCPT_MAX + 5];
+	struct test_buf strings[CONV_RCPT_MAX + 5];
 	size_t string_count;
 	struct span rcpts[CONV_RCPT_MAX];
 	struct smtp_client_xforward xf;
@@ -147,9 +115,9 @@ static struct step *conv_step(struct conv *cv, enum step_kind kind)
 static struct span conv_string(struct conv *cv, const char *text)
 {
 	REQUIRE(cv->string_count < RMX_ARRAY_LEN(cv->strings));
-	struct buf *b = &cv->strings[cv->string_count++];
+	struct test_buf *b = &cv->strings[cv->string_count++];
 	REQUIRE(unescape(text, b));
-	buf_put(b, "", 1); /* keeps data non-NULL */
+	test_buf_put(b, "", 1); /* keeps data non-NULL */
 	b->len--;
 	return span_make(b->data, b->len);
 }
@@ -187,14 +155,14 @@ static bool conv_line(struct conv *cv, const char *line)
 		if (!unescape(arg, &st->data))
 			return false;
 		if (line[0] == 'S')
-			buf_put(&st->data, "\r\n", 2);
+			test_buf_put(&st->data, "\r\n", 2);
 		return true;
 	}
 	case 'C': {
 		struct step *st = conv_step(cv, STEP_EXPECT_OUT);
 		if (!unescape(arg, &st->data))
 			return false;
-		buf_put(&st->data, "\r\n", 2);
+		test_buf_put(&st->data, "\r\n", 2);
 		return true;
 	}
 	case 'R': {
@@ -351,8 +319,8 @@ struct replay {
 	struct smtp_client client;
 	struct smtp_out out;
 	struct smtp_client_result *results;
-	struct buf actual;    /* every byte the client wrote */
-	struct buf expected;  /* every C: line so far */
+	struct test_buf actual;    /* every byte the client wrote */
+	struct test_buf expected;  /* every C: line so far */
 	enum smtp_client_status status;
 	size_t out_line_bytes;     /* of the command line being written */
 	size_t out_line_max_bytes; /* longest command line, CRLF included */
@@ -365,7 +333,7 @@ static void replay_drain(struct replay *r)
 	unsigned rounds = 0;
 	while (r->out.len > 0) {
 		REQUIRE(r->out.len <= r->out.cap);
-		buf_put(&r->actual, r->out.buf, r->out.len);
+		test_buf_put(&r->actual, r->out.buf, r->out.len);
 		for (size_t i = 0; i < r->out.len; i++) {
 			r->out_line_bytes++;
 			if (r->out.buf[i] == '\n') {
@@ -391,7 +359,7 @@ static void replay_feed(struct replay *r, const uint8_t *p, size_t n)
 
 static bool replay_out_ok(struct replay *r, size_t step)
 {
-	if (buf_eq(&r->actual, &r->expected))
+	if (test_buf_eq(&r->actual, &r->expected))
 		return true;
 	snprintf(r->error, sizeof(r->error), "step %zu: out differs\n--- got:\n%.*s--- want:\n%.*s",
 		 step, (int)RMX_MIN(r->actual.len, 800), (const char *)r->actual.data,
@@ -434,7 +402,7 @@ static bool replay_action(struct replay *r, size_t step, const char *action)
 
 /* Feeds one flight: whole (split_at 0), byte by byte (split_at SIZE_MAX),
  * or in two pieces at split_at. */
-static void replay_flight(struct replay *r, const struct buf *f, size_t split_at)
+static void replay_flight(struct replay *r, const struct test_buf *f, size_t split_at)
 {
 	if (split_at == SIZE_MAX) {
 		for (size_t i = 0; i < f->len; i++)
@@ -484,7 +452,7 @@ static bool replay_run(struct replay *r, const struct conv *cv, size_t split_fli
 			flight++;
 			break;
 		case STEP_EXPECT_OUT:
-			buf_put(&r->expected, st->data.data, st->data.len);
+			test_buf_put(&r->expected, st->data.data, st->data.len);
 			break;
 		case STEP_ACTION:
 			ok = replay_action(r, i, st->text);
@@ -1533,29 +1501,29 @@ static void test_xforward_split(bool refuse_first)
 	helo[250] = '\0';
 	memset(addr, 'a', 250);
 	addr[250] = '\0';
-	struct buf s = { 0 };
-	buf_str(&s, "F: s@o.example\nT: r@d.example\nW: ");
-	buf_str(&s, name);
-	buf_str(&s, "|");
-	buf_str(&s, addr);
-	buf_str(&s, "|");
-	buf_str(&s, helo);
-	buf_str(&s, "|ESMTP\n");
-	buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\nS: 250-PIPELINING\n"
+	struct test_buf s = { 0 };
+	test_buf_str(&s, "F: s@o.example\nT: r@d.example\nW: ");
+	test_buf_str(&s, name);
+	test_buf_str(&s, "|");
+	test_buf_str(&s, addr);
+	test_buf_str(&s, "|");
+	test_buf_str(&s, helo);
+	test_buf_str(&s, "|ESMTP\n");
+	test_buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\nS: 250-PIPELINING\n"
 		     "S: 250 XFORWARD NAME ADDR HELO PROTO\n> start\n");
-	buf_str(&s, "C: XFORWARD NAME=[UNAVAILABLE] ADDR=");
-	buf_str(&s, addr);
-	buf_str(&s, "\nC: XFORWARD HELO=");
-	buf_str(&s, helo);
-	buf_str(&s, " PROTO=ESMTP\nC: MAIL FROM:<s@o.example>\nC: RCPT TO:<r@d.example>\n"
+	test_buf_str(&s, "C: XFORWARD NAME=[UNAVAILABLE] ADDR=");
+	test_buf_str(&s, addr);
+	test_buf_str(&s, "\nC: XFORWARD HELO=");
+	test_buf_str(&s, helo);
+	test_buf_str(&s, " PROTO=ESMTP\nC: MAIL FROM:<s@o.example>\nC: RCPT TO:<r@d.example>\n"
 		     "C: DATA\n");
 	if (refuse_first)
-		buf_str(&s, "S: 550 5.7.0 no\nS: 250 ok\nS: 250 ok\nS: 550 5.1.1 no\nS: 503 5.5.1 no\n"
+		test_buf_str(&s, "S: 550 5.7.0 no\nS: 250 ok\nS: 250 ok\nS: 550 5.1.1 no\nS: 503 5.5.1 no\n"
 			     "= MESSAGE_DONE\nR0: 550 5.7.0 no\nM: 550 5.7.0 no\n");
 	else
-		buf_str(&s, "S: 250 ok\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 354 go\n"
+		test_buf_str(&s, "S: 250 ok\nS: 250 ok\nS: 250 ok\nS: 250 ok\nS: 354 go\n"
 			     "= SEND_BODY\n");
-	buf_put(&s, "", 1);
+	test_buf_put(&s, "", 1);
 	run_script(refuse_first ? "xforward_split_refused" : "xforward_split",
 		   (const char *)s.data);
 
@@ -1567,13 +1535,13 @@ static void test_long_lines(void)
 {
 	size_t limit = SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2; /* without CRLF */
 	for (int over = 0; over <= 1; over++) {
-		struct buf s = { 0 };
-		buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-");
+		struct test_buf s = { 0 };
+		test_buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-");
 		for (size_t i = 4; i < limit + (size_t)over; i++)
-			buf_put(&s, i % 60 ? "x" : " ", 1);
-		buf_str(&s, over ? "\n= FAILED\nX: 451 4.4.0 malformed reply from upstream\n"
+			test_buf_put(&s, i % 60 ? "x" : " ", 1);
+		test_buf_str(&s, over ? "\n= FAILED\nX: 451 4.4.0 malformed reply from upstream\n"
 				 : "\nS: 250 PIPELINING\n= READY\nK: PIPELINING\n");
-		buf_put(&s, "", 1);
+		test_buf_put(&s, "", 1);
 		struct conv *cv = conv_load(over ? "line_too_long" : "line_at_limit",
 					    (const char *)s.data);
 		conv_check(cv, 97, 1);
@@ -1581,12 +1549,12 @@ static void test_long_lines(void)
 		free(s.data);
 	}
 	/* A reply of too many lines is malformed too, not an endless read. */
-	struct buf s = { 0 };
-	buf_str(&s, "S: 220 x\nC: EHLO relay.example\n");
+	struct test_buf s = { 0 };
+	test_buf_str(&s, "S: 220 x\nC: EHLO relay.example\n");
 	for (int i = 0; i < 1000; i++)
-		buf_str(&s, "S: 250-X\n");
-	buf_str(&s, "= FAILED\nX: 451 4.4.0 malformed reply from upstream\n");
-	buf_put(&s, "", 1);
+		test_buf_str(&s, "S: 250-X\n");
+	test_buf_str(&s, "= FAILED\nX: 451 4.4.0 malformed reply from upstream\n");
+	test_buf_put(&s, "", 1);
 	struct conv *cv = conv_load("too_many_lines", (const char *)s.data);
 	conv_check(cv, 13, 1);
 	conv_free(cv);
@@ -1600,42 +1568,42 @@ static void test_long_lines(void)
 static void test_many_recipients(size_t out_cap, bool pipelined)
 {
 	enum { N = 1000 };
-	struct buf s = { 0 };
+	struct test_buf s = { 0 };
 	char line[128];
 	snprintf(line, sizeof(line), "O: %zu\nF: s@o.example\n", out_cap);
-	buf_str(&s, line);
+	test_buf_str(&s, line);
 	for (int i = 0; i < N; i++) {
 		snprintf(line, sizeof(line), "T: user%04d@dest.example\n", i);
-		buf_str(&s, line);
+		test_buf_str(&s, line);
 	}
-	buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\n");
-	buf_str(&s, pipelined ? "S: 250 PIPELINING\n> start\n" : "S: 250 8BITMIME\n> start\n");
-	buf_str(&s, "C: MAIL FROM:<s@o.example>\n");
+	test_buf_str(&s, "S: 220 x\nC: EHLO relay.example\nS: 250-x\n");
+	test_buf_str(&s, pipelined ? "S: 250 PIPELINING\n> start\n" : "S: 250 8BITMIME\n> start\n");
+	test_buf_str(&s, "C: MAIL FROM:<s@o.example>\n");
 	if (pipelined) {
 		for (int i = 0; i < N; i++) {
 			snprintf(line, sizeof(line), "C: RCPT TO:<user%04d@dest.example>\n", i);
-			buf_str(&s, line);
+			test_buf_str(&s, line);
 		}
-		buf_str(&s, "C: DATA\n= WANT_INPUT\nS: 250 ok\n");
+		test_buf_str(&s, "C: DATA\n= WANT_INPUT\nS: 250 ok\n");
 		for (int i = 0; i < N; i++)
-			buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
-		buf_str(&s, "S: 354 go\n");
+			test_buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
+		test_buf_str(&s, "S: 354 go\n");
 	} else {
-		buf_str(&s, "S: 250 ok\n");
+		test_buf_str(&s, "S: 250 ok\n");
 		for (int i = 0; i < N; i++) {
 			snprintf(line, sizeof(line), "C: RCPT TO:<user%04d@dest.example>\n", i);
-			buf_str(&s, line);
-			buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
+			test_buf_str(&s, line);
+			test_buf_str(&s, i % 7 == 3 ? "S: 450 4.2.1 later\n" : "S: 250 2.1.5 ok\n");
 		}
-		buf_str(&s, "C: DATA\nS: 354 go\n");
+		test_buf_str(&s, "C: DATA\nS: 354 go\n");
 	}
-	buf_str(&s, "= SEND_BODY\n> body\nC: .\nS: 250 2.0.0 queued\n= MESSAGE_DONE\n");
+	test_buf_str(&s, "= SEND_BODY\n> body\nC: .\nS: 250 2.0.0 queued\n= MESSAGE_DONE\n");
 	for (int i = 0; i < N; i += 1) {
 		snprintf(line, sizeof(line), "R%d: %s\n", i,
 			 i % 7 == 3 ? "450 4.2.1 later" : "250 2.0.0 queued");
-		buf_str(&s, line);
+		test_buf_str(&s, line);
 	}
-	buf_put(&s, "", 1);
+	test_buf_put(&s, "", 1);
 	char name[64];
 	snprintf(name, sizeof(name), "rcpt_1000_out_%zu_%s", out_cap, pipelined ? "pipe" : "plain");
 	struct conv *cv = conv_load(name, (const char *)s.data);
@@ -1841,9 +1809,9 @@ static bool ahead_failed_4xx(const struct ahead *a)
  * sent, and the 250 to DATA is the failure. */
 static void test_ahead_rcpt_burst(void)
 {
-	struct buf flight = { 0 };
+	struct test_buf flight = { 0 };
 	for (int i = 0; i < 300; i++)
-		buf_str(&flight, "250 2.1.5 ok\r\n");
+		test_buf_str(&flight, "250 2.1.5 ok\r\n");
 	unsigned bad = 0, runs = 0;
 	for (size_t at = 0; at <= flight.len; at++) {
 		/* at 0: whole; at flight.len: byte by byte; else two pieces */
@@ -2057,10 +2025,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint32_t rng(uint32_t n)
 {
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state % n);
+	return (uint32_t)(test_xorshift64(&rng_state) % n);
 }
 
 /* True when a line of stream that starts with '5' holds text, '?' in text

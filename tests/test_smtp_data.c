@@ -11,6 +11,7 @@
 #include "../proto/smtp_data.h"
 
 #include "test.h"
+#include "test_util.h"
 
 /* ---- a growable output buffer for the sink ---------------------------- */
 
@@ -286,11 +287,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rng_next(void)
 {
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dull;
+	return test_xorshift64star(&rng_state);
 }
 
 static size_t rng_below(size_t n)

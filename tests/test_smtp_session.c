@@ -41,6 +41,7 @@
 #include <errno.h>
 
 #include "test.h"
+#include "test_util.h"
 
 #ifndef RINGMX_SOURCE_DIR
 #error "tests/CMakeLists.txt defines RINGMX_SOURCE_DIR"
@@ -48,66 +49,23 @@
 
 #define HOSTNAME "mx.example.test"
 
-/* ---- growable byte buffer ---------------------------------------------------- */
-
-struct buf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
-};
-
-static void buf_put(struct buf *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		REQUIRE(b->data != NULL);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_put(b, s, strlen(s));
-}
-
-static bool buf_eq(const struct buf *a, const struct buf *b)
-{
-	return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
-}
-
-static void buf_drop_front(struct buf *b, size_t n)
-{
-	REQUIRE(n <= b->len);
-	if (n == 0)
-		return;
-	memmove(b->data, b->data + n, b->len - n);
-	b->len -= n;
-}
-
 /* Appends p escaped as scripts write it. */
-static void buf_escaped(struct buf *b, const uint8_t *p, size_t n)
+static void buf_escaped(struct test_buf *b, const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		char tmp[8];
 		switch (p[i]) {
-		case '\r': buf_str(b, "\\r"); break;
-		case '\n': buf_str(b, "\\n"); break;
-		case '\t': buf_str(b, "\\t"); break;
-		case '\0': buf_str(b, "\\0"); break;
-		case '\\': buf_str(b, "\\\\"); break;
+		case '\r': test_buf_str(b, "\\r"); break;
+		case '\n': test_buf_str(b, "\\n"); break;
+		case '\t': test_buf_str(b, "\\t"); break;
+		case '\0': test_buf_str(b, "\\0"); break;
+		case '\\': test_buf_str(b, "\\\\"); break;
 		default:
 			if (p[i] < 0x20 || p[i] >= 0x7f) {
 				snprintf(tmp, sizeof(tmp), "\\x%02X", p[i]);
-				buf_str(b, tmp);
+				test_buf_str(b, tmp);
 			} else {
-				buf_put(b, p + i, 1);
+				test_buf_put(b, p + i, 1);
 			}
 		}
 	}
@@ -125,12 +83,12 @@ static int hex_value(char c)
 }
 
 /* Decodes script escapes; false on a malformed escape. */
-static bool unescape(const char *s, struct buf *out)
+static bool unescape(const char *s, struct test_buf *out)
 {
 	for (size_t i = 0; s[i] != '\0'; i++) {
 		uint8_t c = (uint8_t)s[i];
 		if (c != '\\') {
-			buf_put(out, &c, 1);
+			test_buf_put(out, &c, 1);
 			continue;
 		}
 		i++;
@@ -152,7 +110,7 @@ static bool unescape(const char *s, struct buf *out)
 		default:
 			return false;
 		}
-		buf_put(out, &c, 1);
+		test_buf_put(out, &c, 1);
 	}
 	return true;
 }
@@ -180,12 +138,12 @@ struct script {
 	char recipients[SCRIPT_MAX_RECIPIENTS][64];
 	size_t nrecipients;
 
-	struct buf client;            /* all flights, back to back */
+	struct test_buf client;            /* all flights, back to back */
 	size_t flight_end[SCRIPT_MAX_FLIGHTS];
 	size_t nflights;
 	bool in_flight;
-	struct buf server;            /* expected transcript */
-	struct buf events;            /* expected events, one per line */
+	struct test_buf server;            /* expected transcript */
+	struct test_buf events;            /* expected events, one per line */
 	struct {
 		bool ok;
 		char id[32];
@@ -227,19 +185,19 @@ static bool script_line(struct script *sc, char kind, const char *text, unsigned
 			end_flight(sc);
 			if (!unescape(text, &sc->server))
 				return false;
-			buf_str(&sc->server, "\r\n");
+			test_buf_str(&sc->server, "\r\n");
 		} else if (kind == 'O') {
 			end_flight(sc);
-			buf_str(&sc->events, text);
-			buf_str(&sc->events, "\n");
+			test_buf_str(&sc->events, text);
+			test_buf_str(&sc->events, "\n");
 		} else {
 			/* "O+": continues the previous event line. */
 			end_flight(sc);
 			if (sc->events.len == 0)
 				return false;
 			sc->events.len--;
-			buf_str(&sc->events, text);
-			buf_str(&sc->events, "\n");
+			test_buf_str(&sc->events, text);
+			test_buf_str(&sc->events, "\n");
 		}
 	}
 	return true;
@@ -389,8 +347,8 @@ static void script_free(struct script *sc)
 
 struct test_txn {
 	const struct script *sc;
-	struct buf events;
-	struct buf body;
+	struct test_buf events;
+	struct test_buf body;
 	bool binary;
 	bool open;
 };
@@ -401,21 +359,21 @@ static int ops_mail(void *ctx, const struct smtp_mail_info *m)
 	CHECK(!t->open);
 	if (t->sc->fail[FAIL_MAIL])
 		return t->sc->fail[FAIL_MAIL];
-	buf_str(&t->events, "mail <");
+	test_buf_str(&t->events, "mail <");
 	buf_escaped(&t->events, m->reverse_path.ptr, m->reverse_path.len);
-	buf_str(&t->events, ">");
+	test_buf_str(&t->events, ">");
 	if (m->params->size_given) {
 		char tmp[40];
 		snprintf(tmp, sizeof(tmp), " SIZE=%" PRIu64, m->params->size_bytes);
-		buf_str(&t->events, tmp);
+		test_buf_str(&t->events, tmp);
 	}
 	if (m->params->body == SMTP_BODY_8BITMIME)
-		buf_str(&t->events, " BODY=8BITMIME");
+		test_buf_str(&t->events, " BODY=8BITMIME");
 	if (m->params->body == SMTP_BODY_BINARYMIME)
-		buf_str(&t->events, " BODY=BINARYMIME");
+		test_buf_str(&t->events, " BODY=BINARYMIME");
 	if (m->params->smtputf8)
-		buf_str(&t->events, " SMTPUTF8");
-	buf_str(&t->events, "\n");
+		test_buf_str(&t->events, " SMTPUTF8");
+	test_buf_str(&t->events, "\n");
 	t->binary = m->params->body == SMTP_BODY_BINARYMIME;
 	t->open = true;
 	return 0;
@@ -427,9 +385,9 @@ static int ops_rcpt(void *ctx, struct span forward_path)
 	CHECK(t->open);
 	if (t->sc->fail[FAIL_RCPT])
 		return t->sc->fail[FAIL_RCPT];
-	buf_str(&t->events, "rcpt <");
+	test_buf_str(&t->events, "rcpt <");
 	buf_escaped(&t->events, forward_path.ptr, forward_path.len);
-	buf_str(&t->events, ">\n");
+	test_buf_str(&t->events, ">\n");
 	return 0;
 }
 
@@ -439,7 +397,7 @@ static int ops_data_begin(void *ctx)
 	CHECK(t->open);
 	if (t->sc->fail[FAIL_DATA_BEGIN])
 		return t->sc->fail[FAIL_DATA_BEGIN];
-	buf_str(&t->events, "begin\n");
+	test_buf_str(&t->events, "begin\n");
 	t->body.len = 0;
 	return 0;
 }
@@ -451,14 +409,14 @@ static int ops_data_append(void *ctx, const uint8_t *p, size_t n)
 	CHECK(n > 0);
 	if (t->sc->fail[FAIL_DATA_APPEND])
 		return t->sc->fail[FAIL_DATA_APPEND];
-	buf_put(&t->body, p, n);
+	test_buf_put(&t->body, p, n);
 	return 0;
 }
 
 static void ops_reset(void *ctx)
 {
 	struct test_txn *t = ctx;
-	buf_str(&t->events, "reset\n");
+	test_buf_str(&t->events, "reset\n");
 	t->body.len = 0;
 	t->open = false;
 }
@@ -496,8 +454,8 @@ struct replay {
 	struct test_txn txn;
 	uint8_t out_buf[SMTP_REPLY_BUFFER_BYTES];
 	struct smtp_out out;
-	struct buf transcript;
-	struct buf pending; /* bytes the session has not consumed yet */
+	struct test_buf transcript;
+	struct test_buf pending; /* bytes the session has not consumed yet */
 	size_t next_commit;
 	bool closed;
 	bool broken; /* the harness saw a contract violation */
@@ -508,7 +466,7 @@ static unsigned long flushes_seen;
 
 static void drain(struct replay *r)
 {
-	buf_put(&r->transcript, r->out.buf, r->out.len);
+	test_buf_put(&r->transcript, r->out.buf, r->out.len);
 	r->out.len = 0;
 }
 
@@ -518,7 +476,7 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 {
 	if (r->closed)
 		return;
-	buf_put(&r->pending, p, n);
+	test_buf_put(&r->pending, p, n);
 	for (unsigned guard = 0; guard < 1000000; guard++) {
 		struct smtp_feed_result res =
 			smtp_session_feed(&r->session, r->pending.data, r->pending.len, &r->out);
@@ -526,7 +484,7 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 			r->broken = true;
 			return;
 		}
-		buf_drop_front(&r->pending, res.consumed);
+		test_buf_drop_front(&r->pending, res.consumed);
 		drain(r);
 		switch (res.status) {
 		case SMTP_FEED_MORE:
@@ -541,10 +499,10 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 			r->closed = true;
 			return;
 		case SMTP_FEED_MESSAGE: {
-			struct buf *ev = &r->txn.events;
-			buf_str(ev, "message ");
+			struct test_buf *ev = &r->txn.events;
+			test_buf_str(ev, "message ");
 			buf_escaped(ev, r->txn.body.data, r->txn.body.len);
-			buf_str(ev, "\n");
+			test_buf_str(ev, "\n");
 			if (!r->txn.binary && !stored_body_ok(r->txn.body.data, r->txn.body.len)) {
 				fprintf(stderr, "%s: stored body is not DATA wire form\n", r->sc->name);
 				r->broken = true;
@@ -620,8 +578,8 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 		start = sc->flight_end[f];
 	}
 
-	bool same_out = buf_eq(&r->transcript, &sc->server);
-	bool same_events = buf_eq(&r->txn.events, &sc->events);
+	bool same_out = test_buf_eq(&r->transcript, &sc->server);
+	bool same_events = test_buf_eq(&r->txn.events, &sc->events);
 	bool all_commits = r->next_commit == sc->ncommits;
 	bool ok = same_out && same_events && all_commits && !r->broken;
 	if (!ok) {
@@ -976,7 +934,7 @@ struct strict_txn {
 	unsigned rcpts;
 	unsigned violations;
 	unsigned messages;
-	struct buf body;
+	struct test_buf body;
 };
 
 static int strict_mail(void *ctx, const struct smtp_mail_info *m)
@@ -1011,7 +969,7 @@ static int strict_data_append(void *ctx, const uint8_t *p, size_t n)
 {
 	struct strict_txn *t = ctx;
 	t->violations += !t->begun || n == 0;
-	buf_put(&t->body, p, n);
+	test_buf_put(&t->body, p, n);
 	return 0;
 }
 
@@ -1046,7 +1004,7 @@ static size_t conv_below(size_t n)
 #define CONV_MAX_TOKENS 256
 
 struct conversation {
-	struct buf bytes;
+	struct test_buf bytes;
 	size_t token_end[CONV_MAX_TOKENS];
 	size_t ntokens;
 };
@@ -1055,7 +1013,7 @@ static void conv_token(struct conversation *c, const char *text, size_t len)
 {
 	if (c->ntokens == CONV_MAX_TOKENS)
 		return;
-	buf_put(&c->bytes, text, len);
+	test_buf_put(&c->bytes, text, len);
 	c->token_end[c->ntokens++] = c->bytes.len;
 }
 
@@ -1138,7 +1096,7 @@ static void test_random_conversations(void)
 	REQUIRE(policy != NULL);
 	REQUIRE(policy_add_domain(policy, span_make("example.com", 11)) == 0);
 	struct conversation conv = { 0 };
-	struct buf pending = { 0 };
+	struct test_buf pending = { 0 };
 	unsigned long violations = 0, messages = 0, closes = 0, bad_bodies = 0, bad_carry = 0;
 
 	for (unsigned t = 0; t < TRIALS; t++) {
@@ -1159,7 +1117,7 @@ static void test_random_conversations(void)
 
 		pending.len = 0;
 		random_conversation(&conv);
-		const struct buf *in = &conv.bytes;
+		const struct test_buf *in = &conv.bytes;
 		size_t pos = 0, token = 0;
 		bool closed = false;
 		while (pos < in->len && !closed) {
@@ -1172,14 +1130,14 @@ static void test_random_conversations(void)
 			if (conv_below(10) == 0)
 				limit = in->len - pos;
 			size_t piece = 1 + conv_below(RMX_MIN(limit, (size_t)64));
-			buf_put(&pending, in->data + pos, piece);
+			test_buf_put(&pending, in->data + pos, piece);
 			pos += piece;
 			for (;;) {
 				out.len = 0;
 				struct smtp_feed_result r =
 					smtp_session_feed(&s, pending.data, pending.len, &out);
 				REQUIRE(r.consumed <= pending.len);
-				buf_drop_front(&pending, r.consumed);
+				test_buf_drop_front(&pending, r.consumed);
 				if (r.status == SMTP_FEED_MORE) {
 					bad_carry += pending.len >= cfg.max_command_line_bytes;
 					break;
