@@ -4,9 +4,9 @@
  * Where it sits: store_open() runs the scanner over every segment of a shard
  * at start-up to find the records, set aside damage and find where writing
  * resumes; the ringmx-store tool runs the same scanner over live segments.
- * The header block is written here at start-up (segment_create_zeroed,
- * segment_write_header) and by core/ for the spares it prepares at run time
- * (store_spare_header encodes it with segment_header_encode).
+ * A new segment is made by segment_make.h's machine: blocking at start-up
+ * (segment_create_zeroed), on the worker's ring for the spares of the run
+ * time (store_spare_header encodes their header block).
  *
  * The scanner's rules: the header block must be sound, or nothing in the
  * segment is read (its salt is unknown). Records start at
@@ -27,6 +27,7 @@
  * and never writes.
  */
 #include "segment.h"
+#include "segment_make.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -563,34 +564,30 @@ int segment_write_header(int fd, uint32_t worker, uint32_t seq, uint64_t *salt)
 int segment_create_zeroed(int shard_dirfd, uint32_t worker, uint32_t seq, uint64_t size_bytes,
 			  int *fd_out, uint64_t *salt)
 {
-	RMX_ASSERT(size_bytes >= SEGMENT_HEADER_BYTES);
-	char name[SEGMENT_NAME_MAX_BYTES];
-	segment_name_format(name, seq);
+	RMX_ASSERT(size_bytes > SEGMENT_HEADER_BYTES);
 	*fd_out = -1;
-	int fd = openat(shard_dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	int rc = 0;
-	/* Allocate first so a full disk fails here, not halfway through. */
-	if (fallocate(fd, 0, 0, (off_t)size_bytes) != 0 && errno != EOPNOTSUPP)
-		rc = -errno;
-	/* Then really write the zeros: overwriting written blocks later needs
-	 * no extent conversion, which is what keeps fdatasync short. */
 	uint64_t fresh = 0;
-	if (rc == 0)
-		rc = put_header(fd, worker, seq, &fresh);
-	if (rc == 0)
-		rc = write_zeros(fd, SEGMENT_HEADER_BYTES, size_bytes - SEGMENT_HEADER_BYTES);
-	if (rc == 0 && fdatasync(fd) != 0)
-		rc = -errno;
-	if (rc == 0 && fsync(shard_dirfd) != 0)
-		rc = -errno;
-	if (rc != 0) {
-		close(fd);
-		unlinkat(shard_dirfd, name, 0);
+	int rc = segment_salt_new(&fresh);
+	if (rc != 0)
 		return rc;
-	}
-	*fd_out = fd;
+	/* The run time's machine, run blocking: one way to make a segment. */
+	uint8_t *chunk = NULL;
+	if (posix_memalign((void **)&chunk, SEGMENT_HEADER_BYTES, SEGMENT_ZERO_CHUNK_BYTES) != 0)
+		return -ENOMEM;
+	memset(chunk, 0, SEGMENT_ZERO_CHUNK_BYTES);
+	const uint64_t zeros_bytes = SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
+	segment_header_encode(chunk + zeros_bytes, worker, seq, fresh);
+	struct segment_make_config cfg = {
+		.dir_fd = shard_dirfd, .size_bytes = size_bytes, .header = chunk + zeros_bytes,
+		.zeros = chunk, .zeros_bytes = zeros_bytes, .sync = true, .with_log = false,
+	};
+	struct segment_make m;
+	segment_make_start(&m, &cfg, seq);
+	segment_make_run_blocking(&m);
+	free(chunk);
+	if (m.error != 0)
+		return m.error;
+	*fd_out = m.fd;
 	*salt = fresh;
 	return 0;
 }
