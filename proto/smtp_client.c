@@ -5,11 +5,10 @@
  * Postfix XFORWARD).
  *
  * Upstream bytes come in through smtp_client_feed() in whatever pieces the
- * socket delivered; a 256-entry class table sorts each byte and a line
- * assembler keeps only a bounded prefix of each reply line, so memory stays
- * fixed whatever the upstream sends. A complete reply goes to the handler of
- * the state that expects it. Commands go out into the caller's struct
- * smtp_out; the message body never passes through here.
+ * socket delivered; proto/smtp_client_reply assembles them into checked
+ * reply lines and results, within fixed memory. A complete reply goes to
+ * the handler of the state that expects it. Commands go out into the
+ * caller's struct smtp_out; the message body never passes through here.
  *
  * Invariants:
  *  - a transaction is the command sequence XFORWARD* MAIL RCPT+ DATA, indexed
@@ -43,10 +42,6 @@ _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
 _Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < SMTP_CLIENT_COMMAND_MAX_BYTES,
 	       "the longest MAIL command fits one line");
 _Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= SMTP_CLIENT_COMMAND_MAX_BYTES, "a command fits out");
-/* Bytes of a line kept: "ddd-" and the text we may report. */
-#define LINE_KEEP_BYTES sizeof(((struct smtp_client *)0)->line)
-_Static_assert(LINE_KEEP_BYTES >= 4 + SMTP_CLIENT_REPLY_TEXT_MAX_BYTES, "line keeps the text");
-/* Lines in one reply; an EHLO reply has a few dozen at most. */
 #define XFORWARD_VERB "XFORWARD"
 #define XFORWARD_UNAVAILABLE "[UNAVAILABLE]"
 
@@ -67,8 +62,6 @@ enum client_state {
 };
 
 enum {
-	CF_CR = 1u << 0,         /* the last byte was a CR: LF must follow */
-	CF_MULTI = 1u << 1,      /* a continuation line was read; more lines follow */
 	CF_UNEXPECTED = 1u << 2, /* the reply being read began while none was expected */
 	CF_ABORT = 1u << 3,      /* XFORWARD or MAIL refused: read the rest, send nothing */
 	CF_PIPELINED = 1u << 4,  /* this transaction pipelines (RFC 2920) */
@@ -78,119 +71,6 @@ enum {
 
 #define AHEAD_TEXT "upstream replied before the command was sent"
 #define OUT_FULL_TEXT "upstream replied ahead: output buffer full"
-
-enum { XF_NAME = 1u << 0, XF_ADDR = 1u << 1, XF_HELO = 1u << 2, XF_PROTO = 1u << 3 };
-
-/* ---- results ------------------------------------------------------------------ */
-
-/* Copies text into r->text from offset at, as printable ASCII ('?' for any
- * other byte), truncating at the field's end. Returns the new length. */
-static size_t result_text_put(struct smtp_client_result *r, size_t at, const char *p, size_t n)
-{
-	size_t room = sizeof(r->text) - 1;
-	RMX_ASSERT(at <= room);
-	size_t i = 0;
-	for (; i < n && at < room; i++, at++) {
-		uint8_t b = (uint8_t)p[i];
-		r->text[at] = (b >= 0x20 && b <= 0x7e) ? (char)b : '?';
-	}
-	r->text[at] = '\0';
-	return at;
-}
-
-static void result_set(struct smtp_client_result *r, uint16_t code, const char *status,
-		       const char *text)
-{
-	RMX_ASSERT(code >= 200 && code <= 599);
-	RMX_ASSERT(strlen(status) < sizeof(r->status));
-	r->code = code;
-	memcpy(r->status, status, strlen(status) + 1);
-	(void)result_text_put(r, 0, text, strlen(text));
-}
-
-static void result_clear(struct smtp_client_result *r)
-{
-	r->code = 0;
-	r->status[0] = '\0';
-	r->text[0] = '\0';
-}
-
-static bool is_digit(uint8_t b)
-{
-	return b >= '0' && b <= '9';
-}
-
-/* Length of a run of 1..3 digits at p[0..n), 0 if there is none or 4+. */
-static size_t digits_1_3(const char *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n && i < 4 && is_digit((uint8_t)p[i]))
-		i++;
-	return (i >= 1 && i <= 3) ? i : 0;
-}
-
-/*
- * Length of an RFC 3463 status "class.subject.detail" at the start of text
- * whose class is the reply code's first digit, followed by a space or the
- * end; 0 when there is none (then one is made up from the code).
- */
-static size_t enhanced_status_len(const char *p, size_t n, uint16_t code)
-{
-	uint8_t cls = (uint8_t)(code / 100);
-	if (cls == 3 || n < 5 || (uint8_t)p[0] != (uint8_t)('0' + cls) || p[1] != '.')
-		return 0;
-	size_t at = 2;
-	size_t d = digits_1_3(p + at, n - at);
-	if (d == 0 || at + d >= n || p[at + d] != '.')
-		return 0;
-	at += d + 1;
-	d = digits_1_3(p + at, n - at);
-	if (d == 0)
-		return 0;
-	at += d;
-	return (at == n || p[at] == ' ') ? at : 0;
-}
-
-/* Sets r from the first line of a reply: code, status (given or made up)
- * and the text after the status. */
-static void result_from_first_line(struct smtp_client_result *r, uint16_t code,
-				   const char *text, size_t n)
-{
-	r->code = code;
-	size_t sl = enhanced_status_len(text, n, code);
-	uint8_t cls = (uint8_t)(code / 100);
-	if (sl > 0) {
-		RMX_ASSERT(sl < sizeof(r->status));
-		memcpy(r->status, text, sl);
-		r->status[sl] = '\0';
-		while (sl < n && text[sl] == ' ')
-			sl++;
-	} else if (cls == 2 || cls == 4 || cls == 5) {
-		r->status[0] = (char)('0' + cls);
-		memcpy(r->status + 1, ".0.0", 5);
-	} else {
-		r->status[0] = '\0';
-	}
-	(void)result_text_put(r, 0, text + sl, n - sl);
-}
-
-/* Appends a continuation line's text (its status repeat dropped) after a
- * space, as far as the field holds. */
-static void result_append_line(struct smtp_client_result *r, const char *text, size_t n)
-{
-	size_t sl = enhanced_status_len(text, n, r->code);
-	if (sl > 0 && strncmp(r->status, text, sl) == 0 && r->status[sl] == '\0') {
-		while (sl < n && text[sl] == ' ')
-			sl++;
-		text += sl;
-		n -= sl;
-	}
-	size_t at = strlen(r->text);
-	if (n == 0 || at + 1 >= sizeof(r->text) - 1)
-		return;
-	at = result_text_put(r, at, " ", 1);
-	(void)result_text_put(r, at, text, n);
-}
 
 /* ---- output ------------------------------------------------------------------- */
 
@@ -290,29 +170,17 @@ static void lb_xtext(struct line_buf *lb, struct span v)
 	}
 }
 
-struct xforward_attr {
-	uint8_t bit;
-	const char *name;
-};
-
-static const struct xforward_attr xforward_attrs[] = {
-	{ XF_NAME, "NAME" },
-	{ XF_ADDR, "ADDR" },
-	{ XF_HELO, "HELO" },
-	{ XF_PROTO, "PROTO" },
-};
-
 static struct span xforward_value(const struct smtp_client_xforward *xf, uint8_t bit)
 {
 	switch (bit) {
-	case XF_NAME:
+	case SMTP_XFORWARD_NAME:
 		return xf->name;
-	case XF_ADDR:
+	case SMTP_XFORWARD_ADDR:
 		return xf->addr;
-	case XF_HELO:
+	case SMTP_XFORWARD_HELO:
 		return xf->helo;
 	default:
-		RMX_ASSERT(bit == XF_PROTO);
+		RMX_ASSERT(bit == SMTP_XFORWARD_PROTO);
 		return xf->proto;
 	}
 }
@@ -322,12 +190,12 @@ static struct span xforward_value(const struct smtp_client_xforward *xf, uint8_t
 
 /* An empty value, or one too long for a line once encoded, is sent as
  * [UNAVAILABLE], which the README defines for unknown information. */
-static bool xforward_value_usable(const struct xforward_attr *a, struct span v)
+static bool xforward_value_usable(const struct smtp_xforward_attr *a, struct span v)
 {
 	return v.len > 0 && 1 + strlen(a->name) + 1 + xtext_len(v) <= XFORWARD_ATTR_ROOM;
 }
 
-static size_t xforward_attr_len(const struct xforward_attr *a, struct span v)
+static size_t xforward_attr_len(const struct smtp_xforward_attr *a, struct span v)
 {
 	size_t value = xforward_value_usable(a, v) ? xtext_len(v) : strlen(XFORWARD_UNAVAILABLE);
 	return 1 + strlen(a->name) + 1 + value;
@@ -343,9 +211,9 @@ static uint32_t xforward_pack(const struct smtp_client *c, uint32_t want, struct
 	const struct smtp_client_xforward *xf = c->msg->xforward;
 	uint32_t line = 0;
 	size_t line_len = 0; /* 0: no line started */
-	for (size_t i = 0; i < RMX_ARRAY_LEN(xforward_attrs); i++) {
-		const struct xforward_attr *a = &xforward_attrs[i];
-		if (!(c->xforward_attrs & a->bit))
+	for (size_t i = 0; i < RMX_ARRAY_LEN(smtp_xforward_attrs); i++) {
+		const struct smtp_xforward_attr *a = &smtp_xforward_attrs[i];
+		if (!(c->upstream.xforward_attrs & a->bit))
 			continue;
 		struct span v = xforward_value(xf, a->bit);
 		size_t n = xforward_attr_len(a, v);
@@ -414,7 +282,7 @@ static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap
 		lb_str(&lb, "MAIL FROM:<");
 		lb_put(&lb, m->reverse_path.ptr, m->reverse_path.len);
 		lb_str(&lb, ">");
-		if (c->caps & SMTP_CAP_SIZE) {
+		if (c->upstream.caps & SMTP_CAP_SIZE) {
 			lb_str(&lb, " SIZE=");
 			lb_u64(&lb, m->body_bytes);
 		}
@@ -509,7 +377,7 @@ static enum smtp_client_status client_failed_with(struct smtp_client *c,
 static enum smtp_client_status client_failed(struct smtp_client *c, const char *text)
 {
 	struct smtp_client_result r;
-	result_set(&r, 451, "4.4.0", text);
+	smtp_client_result_set(&r, 451, "4.4.0", text);
 	return client_failed_with(c, &r);
 }
 
@@ -524,7 +392,7 @@ static enum smtp_client_status protocol_error(struct smtp_client *c)
 static enum smtp_client_status out_full(struct smtp_client *c)
 {
 	struct smtp_client_result r;
-	result_set(&r, 451, "4.5.0", OUT_FULL_TEXT);
+	smtp_client_result_set(&r, 451, "4.5.0", OUT_FULL_TEXT);
 	return client_failed_with(c, &r);
 }
 
@@ -622,9 +490,7 @@ static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp
 		c->state = ST_READY;
 		return SMTP_CLIENT_READY;
 	}
-	c->caps = 0;
-	c->upstream_size_max = 0;
-	c->xforward_attrs = 0;
+	memset(&c->upstream, 0, sizeof(c->upstream));
 	if (c->state == ST_EHLO && r->code / 100 == 5) {
 		if (!out_command(out, "HELO", c->helo_name))
 			return out_full(c);
@@ -708,7 +574,7 @@ static enum smtp_client_status on_transaction(struct smtp_client *c,
 		if (r->code != 250) {
 			struct smtp_client_result f = *r;
 			if (cls < 4)
-				result_set(&f, 451, "4.5.0", "unexpected XFORWARD reply from upstream");
+				smtp_client_result_set(&f, 451, "4.5.0", "unexpected XFORWARD reply from upstream");
 			message_abort(c, &f);
 		}
 		break;
@@ -780,7 +646,7 @@ static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp
 		if (r->code == 421)
 			return client_closed(c, r); /* the upstream may close at any time */
 		struct smtp_client_result f;
-		result_set(&f, 451, "4.5.0", AHEAD_TEXT);
+		smtp_client_result_set(&f, 451, "4.5.0", AHEAD_TEXT);
 		return client_failed_with(c, &f);
 	}
 	if (c->state == ST_QUIT) {
@@ -809,150 +675,29 @@ static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp
 	}
 }
 
-/* ---- EHLO keywords ------------------------------------------------------------------ */
-
-struct ehlo_keyword {
-	const char *name;
-	uint32_t cap;
-};
-
-static const struct ehlo_keyword ehlo_keywords[] = {
-	{ "PIPELINING", SMTP_CAP_PIPELINING },
-	{ "SIZE", SMTP_CAP_SIZE },
-	{ "8BITMIME", SMTP_CAP_8BITMIME },
-	{ "SMTPUTF8", SMTP_CAP_SMTPUTF8 },
-	{ "CHUNKING", SMTP_CAP_CHUNKING },
-	{ "BINARYMIME", SMTP_CAP_BINARYMIME },
-	{ "XFORWARD", SMTP_CAP_XFORWARD },
-	{ "ENHANCEDSTATUSCODES", SMTP_CAP_ENHANCEDSTATUSCODES },
-	{ "STARTTLS", SMTP_CAP_STARTTLS },
-};
-
-/* Splits the next space-separated word off [*p, end). */
-static struct span next_word(const char **p, const char *end)
-{
-	const char *s = *p;
-	while (s < end && *s == ' ')
-		s++;
-	const char *e = s;
-	while (e < end && *e != ' ')
-		e++;
-	*p = e;
-	return span_make(s, (size_t)(e - s));
-}
-
-/* SIZE's argument: decimal, saturating; anything else means no limit. */
-static uint64_t parse_size(struct span w)
-{
-	uint64_t v = 0;
-	for (size_t i = 0; i < w.len; i++) {
-		if (!is_digit(w.ptr[i]))
-			return 0;
-		uint64_t d = (uint64_t)(w.ptr[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return UINT64_MAX;
-		v = v * 10 + d;
-	}
-	return v;
-}
-
-/* One EHLO line after the first: "KEYWORD [params]". The line may have been
- * cut at LINE_KEEP_BYTES; a cut parameter list only loses its tail. */
-static void ehlo_line(struct smtp_client *c, const char *p, size_t n)
-{
-	const char *end = p + n;
-	struct span kw = next_word(&p, end);
-	for (size_t i = 0; i < RMX_ARRAY_LEN(ehlo_keywords); i++) {
-		if (!span_eq_nocase(kw, ehlo_keywords[i].name))
-			continue;
-		c->caps |= ehlo_keywords[i].cap;
-		if (ehlo_keywords[i].cap == SMTP_CAP_SIZE)
-			c->upstream_size_max = parse_size(next_word(&p, end));
-		if (ehlo_keywords[i].cap == SMTP_CAP_XFORWARD) {
-			for (struct span w = next_word(&p, end); w.len > 0; w = next_word(&p, end)) {
-				for (size_t a = 0; a < RMX_ARRAY_LEN(xforward_attrs); a++) {
-					if (span_eq_nocase(w, xforward_attrs[a].name))
-						c->xforward_attrs |= xforward_attrs[a].bit;
-				}
-			}
-		}
-		return;
-	}
-}
-
-/* ---- the line assembler ---------------------------------------------------------------- */
-
-enum byte_class { BC_TEXT, BC_CR, BC_LF, BC_BAD };
-
-/* RFC 5321 4.2: reply text is HT and 0x20-0x7e; UTF-8 (0x80-0xff) may come
- * from an SMTPUTF8 server and is kept as '?'. Other controls, NUL and DEL
- * mean the stream is not SMTP. */
-static const uint8_t reply_byte_class[256] = {
-	/* 0x00-0x0f: NUL and controls; HT; LF; CR */
-	3, 3, 3, 3, 3, 3, 3, 3, 3, 0, 2, 3, 3, 1, 3, 3,
-	/* 0x10-0x1f: controls */
-	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,
-	/* 0x20-0x7e: printable; 0x7f: DEL */
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3,
-	/* 0x80-0xff: UTF-8 bytes */
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-};
-
 static enum smtp_client_status malformed(struct smtp_client *c)
 {
 	return client_failed(c, "malformed reply from upstream");
 }
 
 /*
- * A whole line is in (its first LINE_KEEP_BYTES in c->line): checks the code
- * and separator (RFC 5321 4.2.1), folds the line into the reply, and
- * dispatches the reply after its last line. Returns the new status.
+ * A whole reply line is in: folds it into the reply (or, in an EHLO reply,
+ * into the capabilities), and dispatches the reply after its last line.
+ * Returns the new status.
  */
-static enum smtp_client_status line_end(struct smtp_client *c, struct smtp_out *out)
+static enum smtp_client_status line_got(struct smtp_client *c,
+					const struct smtp_client_reply_line *line,
+					struct smtp_out *out)
 {
-	size_t len = c->line_len;
-	size_t kept = RMX_MIN(len, LINE_KEEP_BYTES);
-	const char *l = c->line;
-	c->line_len = 0;
-	if (len < 3 || !is_digit((uint8_t)l[0]) || !is_digit((uint8_t)l[1]) ||
-	    !is_digit((uint8_t)l[2]) || l[0] < '2' || l[0] > '5')
-		return malformed(c);
-	if (len > 3 && l[3] != '-' && l[3] != ' ')
-		return malformed(c);
-	uint16_t code = (uint16_t)((l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'));
-	bool last = len == 3 || l[3] == ' ';
-	const char *text = l + RMX_MIN(kept, 4);
-	size_t text_len = kept - RMX_MIN(kept, 4);
-	if (c->flags & CF_MULTI) {
-		if (code != c->reply_code)
+	if (!line->first && c->state == ST_EHLO && !(c->flags & (CF_UNEXPECTED | CF_AHEAD)))
+		smtp_client_caps_add_line(&c->upstream, line->text, line->text_len);
+	else
+		smtp_client_result_add_line(&c->reply, line);
+	if (!line->last) {
+		if (line->lines_over_max)
 			return malformed(c);
-		if (c->state == ST_EHLO && !(c->flags & (CF_UNEXPECTED | CF_AHEAD)))
-			ehlo_line(c, text, text_len);
-		else
-			result_append_line(&c->reply, text, text_len);
-	} else {
-		c->reply_code = code;
-		result_from_first_line(&c->reply, code, text, text_len);
-	}
-	if (!last) {
-		if (++c->reply_lines >= SMTP_CLIENT_REPLY_LINES_MAX)
-			return malformed(c);
-		c->flags |= CF_MULTI;
 		return status_of(c);
 	}
-	c->flags &= (uint16_t)~CF_MULTI;
 	return reply_dispatch(c, out);
 }
 
@@ -969,6 +714,7 @@ void smtp_client_init(struct smtp_client *c, struct span helo_name)
 	for (size_t i = 0; i < helo_name.len; i++)
 		RMX_ASSERT(helo_name.ptr[i] > 0x20 && helo_name.ptr[i] < 0x7f);
 	memset(c, 0, sizeof(*c));
+	smtp_client_reply_reader_init(&c->reader);
 	c->helo_name = helo_name;
 	c->state = ST_GREETING;
 }
@@ -981,45 +727,22 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 	/* Whatever was written before this call may have been sent. */
 	c->flags &= (uint16_t)~CF_UNSENT;
 	c->cmd_unsent_first = c->cmd_written;
-	for (size_t i = 0; i < n && client_live(c); i++) {
-		uint8_t cls = reply_byte_class[p[i]];
-		if (c->flags & CF_CR) {
-			c->flags &= (uint16_t)~CF_CR;
-			if (cls != BC_LF)
-				return malformed(c);
-		}
-		if (c->line_len == 0 && !(c->flags & CF_MULTI) && cls != BC_LF) {
-			/* The first byte of a reply. */
+	for (size_t at = 0; at < n && client_live(c);) {
+		struct smtp_client_reply_line line;
+		switch (smtp_client_reply_read(&c->reader, p, n, &at, &line)) {
+		case SMTP_CLIENT_REPLY_MORE:
+			break;
+		case SMTP_CLIENT_REPLY_BEGIN:
 			if (!reply_expected(c))
 				c->flags |= CF_UNEXPECTED;
 			else if (reply_ahead(c))
 				c->flags |= CF_AHEAD;
-			result_clear(&c->reply);
-			c->reply_lines = 0;
-		}
-		switch ((enum byte_class)cls) {
-		case BC_TEXT: {
-			/* The run of text up to the next CR, LF or bad byte. */
-			size_t end = i + 1;
-			while (end < n && reply_byte_class[p[end]] == BC_TEXT)
-				end++;
-			size_t run = end - i;
-			if (run > SMTP_CLIENT_REPLY_LINE_MAX_BYTES - 2 - c->line_len)
-				return malformed(c);
-			if (c->line_len < LINE_KEEP_BYTES)
-				memcpy(c->line + c->line_len, p + i,
-				       RMX_MIN(run, LINE_KEEP_BYTES - c->line_len));
-			c->line_len += (uint32_t)run;
-			i = end - 1;
+			smtp_client_result_clear(&c->reply);
 			break;
-		}
-		case BC_CR:
-			c->flags |= CF_CR;
+		case SMTP_CLIENT_REPLY_LINE:
+			(void)line_got(c, &line, out);
 			break;
-		case BC_LF:
-			(void)line_end(c, out);
-			break;
-		case BC_BAD:
+		case SMTP_CLIENT_REPLY_MALFORMED:
 			return malformed(c);
 		}
 	}
@@ -1072,7 +795,7 @@ static enum smtp_client_status message_refused(struct smtp_client *c, uint16_t c
 					       const char *status, const char *text)
 {
 	struct smtp_client_result r;
-	result_set(&r, code, status, text);
+	smtp_client_result_set(&r, code, status, text);
 	message_abort(c, &r);
 	c->msg = NULL;
 	c->rcpt_results = NULL;
@@ -1097,18 +820,18 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	c->cmd_written = 0;
 	c->cmd_replied = 0;
 	c->rcpt_accepted = 0;
-	result_clear(&c->message_result);
+	smtp_client_result_clear(&c->message_result);
 	for (uint32_t i = 0; i < m->recipient_count; i++)
-		result_clear(&rcpt_results[i]);
+		smtp_client_result_clear(&rcpt_results[i]);
 
-	if (m->smtputf8 && !(c->caps & SMTP_CAP_SMTPUTF8))
+	if (m->smtputf8 && !(c->upstream.caps & SMTP_CAP_SMTPUTF8))
 		return message_refused(c, 553, "5.6.7", "upstream does not support SMTPUTF8");
 	if (m->body_type == SMTP_BODY_BINARYMIME)
 		return message_refused(c, 554, "5.6.3", "binary content cannot be relayed");
-	if (m->body_type == SMTP_BODY_8BITMIME && !(c->caps & SMTP_CAP_8BITMIME))
+	if (m->body_type == SMTP_BODY_8BITMIME && !(c->upstream.caps & SMTP_CAP_8BITMIME))
 		return message_refused(c, 554, "5.6.3", "upstream does not support 8BITMIME");
-	if ((c->caps & SMTP_CAP_SIZE) && c->upstream_size_max > 0 &&
-	    m->body_bytes > c->upstream_size_max)
+	if ((c->upstream.caps & SMTP_CAP_SIZE) && c->upstream.size_max > 0 &&
+	    m->body_bytes > c->upstream.size_max)
 		return message_refused(c, 552, "5.3.4", "message too big for upstream");
 	if (!path_sendable(m->reverse_path, m->smtputf8))
 		return message_refused(c, 553, "5.1.7", "stored sender address cannot be relayed");
@@ -1118,11 +841,11 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 		if (path_sendable(m->recipients[i], m->smtputf8) && m->recipients[i].len > 0)
 			sendable++;
 		else
-			result_set(&rcpt_results[i], 553, "5.1.3",
+			smtp_client_result_set(&rcpt_results[i], 553, "5.1.3",
 				   "stored recipient address cannot be relayed");
 	}
 	if (sendable == 0) {
-		result_set(&c->message_result, 553, "5.1.3",
+		smtp_client_result_set(&c->message_result, 553, "5.1.3",
 			   "stored recipient address cannot be relayed");
 		c->msg = NULL;
 		c->rcpt_results = NULL;
@@ -1131,11 +854,11 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	c->rcpt_write_next = rcpt_skip_refused(c, 0);
 	c->rcpt_reply_next = c->rcpt_write_next;
 	c->xforward_commands = 0;
-	if ((c->caps & SMTP_CAP_XFORWARD) && m->xforward != NULL)
+	if ((c->upstream.caps & SMTP_CAP_XFORWARD) && m->xforward != NULL)
 		c->xforward_commands = (uint8_t)xforward_pack(c, 0, NULL);
 	c->cmd_count = c->xforward_commands + 1 + sendable + 1;
 	c->state = ST_TRANSACTION;
-	if (c->caps & SMTP_CAP_PIPELINING) {
+	if (c->upstream.caps & SMTP_CAP_PIPELINING) {
 		c->flags |= CF_PIPELINED;
 		cmd_write_round(c, out);
 	} else if (!cmd_write_next(c, out)) {
@@ -1194,7 +917,7 @@ enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const
 		return SMTP_CLIENT_CLOSED;
 	}
 	struct smtp_client_result r;
-	result_set(&r, 451, "4.4.2", why);
+	smtp_client_result_set(&r, 451, "4.4.2", why);
 	return client_failed_with(c, &r);
 }
 
@@ -1205,5 +928,5 @@ uint32_t smtp_client_replies(const struct smtp_client *c)
 
 uint32_t smtp_client_caps(const struct smtp_client *c)
 {
-	return c->caps;
+	return c->upstream.caps;
 }

@@ -34,31 +34,12 @@
 
 #include "../common/base.h"
 #include "../common/bounds.h"
+#include "smtp_client_reply.h"
 #include "smtp_cmd.h"
 #include "smtp_session.h"
 
 /* Free space out must have at each call; no command line is longer. */
 #define SMTP_CLIENT_OUT_MIN_BYTES SMTP_COMMAND_LINE_MIN_BYTES
-
-/* Capabilities learnt from EHLO. */
-enum {
-	SMTP_CAP_PIPELINING = 1u << 0,
-	SMTP_CAP_SIZE = 1u << 1,
-	SMTP_CAP_8BITMIME = 1u << 2,
-	SMTP_CAP_SMTPUTF8 = 1u << 3,
-	SMTP_CAP_CHUNKING = 1u << 4,
-	SMTP_CAP_BINARYMIME = 1u << 5,
-	SMTP_CAP_XFORWARD = 1u << 6,
-	SMTP_CAP_ENHANCEDSTATUSCODES = 1u << 7,
-	SMTP_CAP_STARTTLS = 1u << 8,
-};
-
-/* The outcome of one recipient (or of the whole message). */
-struct smtp_client_result {
-	uint16_t code;                 /* 250, 450, 550 ...; 0 = not attempted */
-	char status[16];               /* enhanced status "5.1.1", or "" */
-	char text[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES]; /* reply text, printable ASCII only */
-};
 
 /* What the upstream is told about the original client (Postfix XFORWARD). */
 struct smtp_client_xforward {
@@ -94,9 +75,7 @@ struct smtp_client {
 	struct span helo_name;
 	const struct smtp_client_message *msg;   /* the message in flight, else NULL */
 	struct smtp_client_result *rcpt_results; /* caller's array, recipient_count long */
-	uint64_t upstream_size_max;   /* SIZE n from EHLO, 0 = no limit given */
 	uint32_t state;               /* enum client_state */
-	uint32_t caps;                /* SMTP_CAP_* */
 	uint32_t cmd_count;           /* commands of this transaction (XFORWARD..DATA) */
 	uint32_t cmd_written;         /* of those, appended to out so far */
 	uint32_t cmd_replied;         /* of those, answered so far */
@@ -104,17 +83,14 @@ struct smtp_client {
 	uint32_t rcpt_write_next;     /* recipient index of the next RCPT to write */
 	uint32_t rcpt_reply_next;     /* recipient index the next RCPT reply is for */
 	uint32_t rcpt_accepted;       /* RCPT replies that were 2xx */
-	uint32_t line_len;            /* bytes of the current reply line (all, not just kept) */
 	uint32_t replies;             /* complete replies read (wraps) */
-	uint16_t reply_code;          /* code of the multi-line reply being read */
-	uint16_t reply_lines;         /* lines of it so far */
 	uint16_t flags;               /* CF_* */
-	uint8_t xforward_attrs;       /* XFORWARD attributes the upstream listed */
 	uint8_t xforward_commands;    /* XFORWARD commands in this transaction */
 	struct smtp_client_result reply;          /* the reply being read */
 	struct smtp_client_result message_result; /* MAIL/DATA/final-dot outcome */
 	struct smtp_client_result conn_result;    /* why the connection failed */
-	char line[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 16]; /* kept prefix of the line */
+	struct smtp_client_caps upstream;         /* what EHLO offered */
+	struct smtp_client_reply_reader reader;   /* the reply line being read */
 };
 
 /* Starts a client: nothing is sent until the upstream's 220 greeting arrives. */

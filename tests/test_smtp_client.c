@@ -305,9 +305,9 @@ static void caps_format(const struct smtp_client *c, char *s, size_t cap)
 		int w = snprintf(s + n, cap - n, "%s%s", n ? " " : "", names[i]);
 		REQUIRE(w > 0 && (size_t)w < cap - n);
 		n += (size_t)w;
-		if ((1u << i) == SMTP_CAP_SIZE && c->upstream_size_max > 0) {
+		if ((1u << i) == SMTP_CAP_SIZE && c->upstream.size_max > 0) {
 			w = snprintf(s + n, cap - n, "=%llu",
-				     (unsigned long long)c->upstream_size_max);
+				     (unsigned long long)c->upstream.size_max);
 			REQUIRE(w > 0 && (size_t)w < cap - n);
 			n += (size_t)w;
 		}
