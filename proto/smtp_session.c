@@ -22,12 +22,12 @@
  *    without reaching SMTP_FEED_MESSAGE; the caller owns a committed one.
  */
 #include "smtp_session.h"
-#include "rfc5322_date.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "policy.h"
+#include "smtp_received.h"
 #include "smtp_reply.h"
 
 _Static_assert(sizeof(struct smtp_session) < 1024, "an idle connection costs its session");
@@ -71,11 +71,6 @@ static const enum smtp_reply_id body_error_reply[] = {
 	[BE_APPEND] = SMTP_R_RESOURCES,
 };
 
-/* Received: counter positions: 0..8 is how much of "received:" matched at
- * the start of the current header line (0: at a line start). */
-enum { H_BOL = 0, H_NAME_LEN = 9, H_BOL_CR = 10, H_SKIP = 11, H_DONE = 12 };
-static const char received_name[H_NAME_LEN + 1] = "received:";
-
 /* What a processing step asks the feed loop to do. */
 enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE };
 
@@ -115,10 +110,9 @@ static void txn_clear(struct smtp_session *s)
 	s->message_bytes = 0;
 	s->chunk_remaining_bytes = 0;
 	s->chunk_bytes = 0;
-	s->received_headers = 0;
+	smtp_received_counter_init(&s->received);
 	s->body_type = SMTP_BODY_7BIT;
 	s->body_error = BE_NONE;
-	s->header_state = H_BOL;
 	s->flags &= (uint8_t)~(F_UTF8 | F_CHUNK_LAST | F_CHUNK_SKIP);
 	s->input = IN_LINES;
 	s->phase = (s->flags & F_GREETED) ? PH_READY : PH_INIT;
@@ -174,43 +168,6 @@ static enum smtp_reply_id resource_reply(int rc)
 
 /* ---- bodies ----------------------------------------------------------- */
 
-/* Counts Received: header lines in the stored body until the header
- * section ends (the first empty line). */
-static void count_received(struct smtp_session *s, const uint8_t *p, size_t n)
-{
-	unsigned st = s->header_state;
-	for (size_t i = 0; i < n && st != H_DONE; i++) {
-		uint8_t c = p[i];
-		if (st == H_SKIP) {
-			const uint8_t *lf = memchr(p + i, '\n', n - i);
-			if (lf == NULL)
-				break;
-			i = (size_t)(lf - p);
-			st = H_BOL;
-			continue;
-		}
-		if (st == H_BOL_CR) {
-			st = c == '\n' ? H_DONE : H_SKIP;
-			continue;
-		}
-		if (st == H_BOL && (c == '\r' || c == '\n')) {
-			st = c == '\r' ? H_BOL_CR : H_DONE;
-			continue;
-		}
-		uint8_t lower = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
-		if (lower == (uint8_t)received_name[st]) {
-			if (++st == H_NAME_LEN) {
-				if (s->received_headers < UINT16_MAX)
-					s->received_headers++;
-				st = H_SKIP;
-			}
-		} else {
-			st = c == '\n' ? H_BOL : H_SKIP;
-		}
-	}
-	s->header_state = (uint8_t)st;
-}
-
 /* The sink of smtp_data_scan: enforces the size and loop limits, then hands
  * the bytes to the record builder. After the first error nothing more is
  * stored; the body is still read to its end. */
@@ -224,9 +181,9 @@ static void body_sink(void *ctx, const uint8_t *p, size_t n)
 		s->body_error = BE_SIZE;
 		return;
 	}
-	if (s->header_state != H_DONE) {
-		count_received(s, p, n);
-		if (s->received_headers > SMTP_RECEIVED_HEADERS_MAX) {
+	if (smtp_received_counting(&s->received)) {
+		smtp_received_count(&s->received, p, n);
+		if (s->received.count > SMTP_RECEIVED_HEADERS_MAX) {
 			s->body_error = BE_LOOP;
 			return;
 		}
@@ -238,8 +195,7 @@ static void body_sink(void *ctx, const uint8_t *p, size_t n)
 static void body_start(struct smtp_session *s, enum smtp_data_kind kind)
 {
 	s->message_bytes = 0;
-	s->received_headers = 0;
-	s->header_state = H_BOL;
+	smtp_received_counter_init(&s->received);
 	s->body_error = BE_NONE;
 	smtp_data_init(&s->scan, kind);
 }
@@ -986,29 +942,6 @@ struct span smtp_session_helo(const struct smtp_session *s)
 
 /* ---- Received: -------------------------------------------------------- */
 
-/* A bounded text builder: once something does not fit, it stays failed. */
-struct text {
-	char *buf;
-	size_t cap;
-	size_t len;
-	bool overflow;
-};
-
-static void text_put(struct text *t, const void *p, size_t n)
-{
-	if (t->overflow || t->cap - t->len < n) {
-		t->overflow = true;
-		return;
-	}
-	memcpy(t->buf + t->len, p, n);
-	t->len += n;
-}
-
-static void text_str(struct text *t, const char *str)
-{
-	text_put(t, str, strlen(str));
-}
-
 const char *smtp_session_protocol(const struct smtp_session *s)
 {
 	if (!(s->flags & F_ESMTP))
@@ -1022,29 +955,14 @@ size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 	RMX_ASSERT(s != NULL && buf != NULL);
 	RMX_ASSERT(s->helo_len > 0 && peer_ip_ok(&s->peer));
 	RMX_ASSERT(queue_id.len > 0 && queue_id.len <= 64 && helo_token_ok(queue_id));
-	if (now_unix < 0 || now_unix > RFC5322_DATE_UNIX_MAX)
-		return 0;
-	char date[RFC5322_DATE_BYTES];
-	rfc5322_date_format(now_unix, date);
-
-	const char *proto = smtp_session_protocol(s);
-
-	struct text t = { buf, cap, 0, false };
-	text_str(&t, "Received: from ");
-	text_put(&t, s->helo, s->helo_len);
-	text_str(&t, s->peer.ipv6 ? " ([IPv6:" : " ([");
-	text_str(&t, s->peer.ip);
-	text_str(&t, "])\r\n\tby ");
-	text_put(&t, hostname_of(s).ptr, hostname_of(s).len);
-	text_str(&t, " (ringmx) with ");
-	text_str(&t, proto);
-	text_str(&t, " id ");
-	text_put(&t, queue_id.ptr, queue_id.len);
-	text_str(&t, ";\r\n\t");
-	text_put(&t, date, sizeof(date));
-	text_str(&t, "\r\n");
-	if (t.overflow)
-		return 0;
-	RMX_ASSERT(t.len <= SMTP_RECEIVED_HEADER_MAX_BYTES);
-	return t.len;
+	struct smtp_received_facts f = {
+		.helo = span_make(s->helo, s->helo_len),
+		.client_ip = s->peer.ip,
+		.client_ipv6 = s->peer.ipv6,
+		.hostname = hostname_of(s),
+		.protocol = smtp_session_protocol(s),
+		.queue_id = queue_id,
+		.now_unix = now_unix,
+	};
+	return smtp_received_write(&f, buf, cap);
 }

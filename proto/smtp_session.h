@@ -35,6 +35,7 @@
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_lex.h"
+#include "smtp_received.h"
 
 struct smtp_policy;
 
@@ -119,13 +120,12 @@ struct smtp_session {
 	uint32_t recipients;           /* accepted in this transaction */
 	uint16_t bad_commands;         /* against SMTP_BAD_COMMANDS_MAX */
 	uint16_t rcpt_overshoot;       /* 452s past max_recipients in this session */
-	uint16_t received_headers;     /* Received: lines seen in this message */
 	uint8_t phase;                 /* enum session_phase */
 	uint8_t input;                 /* enum input_mode */
 	uint8_t flags;                 /* SESSION_F_* */
 	uint8_t body_type;             /* enum smtp_body_type of this transaction */
 	uint8_t body_error;            /* deferred reply for the end of the body */
-	uint8_t header_state;          /* Received: counter position */
+	struct smtp_received_counter received; /* Received: lines seen in this message */
 	struct smtp_data_scanner scan;    /* end-of-data DFA / BDAT stuffing state */
 	struct smtp_lex_scan lex;         /* how far the carried partial command
 					     line has been scanned */
