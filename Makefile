@@ -9,7 +9,7 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc)
 
 # Debian packages for building, running and testing.
-DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev \
+DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
                libjemalloc-dev python3 swaks openssl postfix procps curl \
                prometheus
 

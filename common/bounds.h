@@ -185,6 +185,8 @@
 	 (unsigned long long)(rcpts) * RECORD_ENVELOPE_RCPT_MAX_BYTES)
 /* Zero-filling a segment goes in chunks of this size (O_DIRECT-aligned). */
 #define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
+#define STORE_SPARE_RETRY_MIN_MS 100     /* a failed spare is retried after this, */
+#define STORE_SPARE_RETRY_MAX_MS 10000   /* doubling up to this */
 #define STORE_BATCH_SLOTS 8              /* batches queued behind the commit in flight */
 #define STORE_APPEND_PARTS_MAX 6         /* iovecs of one record */
 #define STORE_RETIRED_FDS_MAX 16         /* sealed segments' fds awaiting close */
@@ -239,6 +241,8 @@ _Static_assert(SMTP_CLIENT_REPLY_TEXT_MAX_BYTES < SMTP_CLIENT_REPLY_LINE_MAX_BYT
 _Static_assert(FORWARD_DIAG_BYTES >= SMTP_CLIENT_REPLY_TEXT_MAX_BYTES + 32,
 	       "a diagnostic holds a code, a status and the reply text");
 _Static_assert(SEGMENT_ZERO_CHUNK_BYTES % 4096 == 0, "zero-fill chunks are O_DIRECT-aligned");
+_Static_assert(STORE_SPARE_RETRY_MIN_MS > 0 && STORE_SPARE_RETRY_MIN_MS <= STORE_SPARE_RETRY_MAX_MS,
+	       "a failed spare backs off");
 _Static_assert(SEGMENT_SIZE_MAX_BYTES <= (1ull << 32) * 8,
 	       "a queue id's 32-bit offset field (8-byte units) reaches the segment end");
 _Static_assert(8 * 3 + SMTP_PATH_MAX_BYTES + 1 + 8 + 64 + SMTP_DOMAIN_MAX_BYTES + 16 + 512 <=

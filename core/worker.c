@@ -1,8 +1,9 @@
 /*
  * worker.c - the event loop of one worker: the loop, the dispatch of every
  * completion, draining, reload and operator requests; for now also the
- * store's group commit and the preparation of spare segments (and their
- * delivery logs), kept together below.
+ * store's group commit, and the start and finish of spare segments (and
+ * their delivery logs), whose disk work storage plans (segment_make.h) and
+ * store_io.c performs.
  *
  * The loop has liburing examples/proxy.c's shape: submit and wait, reap every
  * completion with io_uring_for_each_cqe, advance once, dispatch on the op in
@@ -28,6 +29,7 @@
 #include "../storage/store.h"
 #include "../storage/delivery_log.h"
 #include "../storage/queue.h"
+#include "../storage/segment_make.h"
 #include "control.h"
 #include "forward.h"
 #include "log.h"
@@ -35,17 +37,8 @@
 #include "metrics_http.h"
 #include "ring.h"
 #include "smtp_conn.h"
+#include "store_io.h"
 #include "txn.h"
-
-enum spare_step {
-	SPARE_IDLE,
-	SPARE_OPEN,
-	SPARE_FALLOCATE,
-	SPARE_ZERO,
-	SPARE_DLOG, /* the segment's delivery log, created empty */
-	SPARE_SYNC,
-	SPARE_DIRSYNC
-};
 
 struct worker_loop {
 	struct worker *w;
@@ -72,15 +65,12 @@ struct worker_loop {
 	uint64_t commit_started_ns;
 	uint64_t commit_bytes;
 
-	/* Spare segment preparation. */
-	enum spare_step spare_step;
-	uint32_t spare_seq;
-	int spare_fd;
-	uint64_t spare_offset;
-	bool spare_direct;             /* the spare is open with O_DIRECT for its zero-fill */
-	char spare_path[PATH_MAX];
-	uint8_t *zero_chunk;
-	char spare_dlog_path[PATH_MAX];
+	/* Storage's plans on this ring: the spare segment's making. */
+	struct store_io io;
+	struct store_io_job spare_job;
+	struct segment_make spare;
+	bool spare_active;             /* spare is being made */
+	uint8_t *zero_chunk;           /* zeros, then the spare's header block */
 
 	struct forward *forward;
 
@@ -288,76 +278,88 @@ static void on_commit_sync(struct worker_loop *l, int res)
 	commit_finish(l, result < 0 ? result : 0);
 }
 
-/* Spare segments: open, fallocate, header block + zero-fill, fdatasync,
- * directory fsync. */
-static void spare_step_submit(struct worker_loop *l)
+/*
+ * Spare segments: made by storage's machine (segment_make.h) on this ring,
+ * the same one start-up runs blocking. Its plans zero-fill with O_DIRECT:
+ * 64 MiB of zeros through the page cache would be dirty data that the next
+ * journal commit (every group commit's fdatasync) has to wait for, stalling
+ * acknowledgements for hundreds of milliseconds.
+ */
+static void spare_finish(struct worker_loop *l)
 {
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	switch (l->spare_step) {
-	case SPARE_FALLOCATE:
-		io_uring_prep_fallocate(sqe, l->spare_fd, 0, 0, (off_t)l->cfg->segment_size_bytes);
-		break;
-	case SPARE_ZERO: {
-		/* The header block first, then zeros (spare_start: the buffer). */
-		const uint64_t zeros_bytes = SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
-		const uint8_t *src = l->zero_chunk;
-		uint64_t n = RMX_MIN(l->cfg->segment_size_bytes - l->spare_offset, zeros_bytes);
-		if (l->spare_offset < SEGMENT_HEADER_BYTES) {
-			src = l->zero_chunk + zeros_bytes + l->spare_offset;
-			n = SEGMENT_HEADER_BYTES - l->spare_offset;
+	struct segment_make *m = &l->spare;
+	struct store *st = l->w->shards[0].store;
+	l->spare_active = false;
+	if (m->error == 0 && m->log_fd >= 0) {
+		int rc = queue_dlog_ready(l->w->shards[0].queue, m->seq, m->log_fd);
+		if (rc != 0) {
+			/* -EEXIST: the queue already holds this log (from start-up). */
+			close(m->log_fd);
+			if (rc != -EEXIST) {
+				log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s",
+					  l->w->id, m->seq, log_errno_name(rc));
+				metrics_inc(&l->w->metrics->delivery_log_failures);
+			}
 		}
-		io_uring_prep_write(sqe, l->spare_fd, src, (unsigned)n, l->spare_offset);
-		break;
+	} else if (m->error == 0 && m->log_error != 0) {
+		/* The segment is fine; without its log, its outcomes are not kept
+		 * and it is never deleted in this run (the queue says so). */
+		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s", l->w->id,
+			  m->seq, log_errno_name(m->log_error));
+		metrics_inc(&l->w->metrics->delivery_log_failures);
+		int rc = queue_dlog_ready(l->w->shards[0].queue, m->seq, m->log_error);
+		RMX_ASSERT(rc == 0 || rc == -EEXIST);
 	}
-	case SPARE_DLOG:
-		io_uring_prep_openat(sqe, AT_FDCWD, l->spare_dlog_path,
-				     O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-		break;
-	case SPARE_SYNC:
-		io_uring_prep_fsync(sqe, l->spare_fd, IORING_FSYNC_DATASYNC);
-		break;
-	case SPARE_DIRSYNC:
-		io_uring_prep_fsync(sqe, store_dir_fd(l->w->shards[0].store), 0);
-		break;
-	default:
-		RMX_ASSERT(!"bad spare step");
+	if (m->error != 0) {
+		log_error("event=spare_segment_failed worker=%u seq=%u step=%s op=%s error=%s",
+			  l->w->id, m->seq, segment_make_state_name(m->failed_state),
+			  io_step_op_name(m->failed_op), log_errno_name(m->error));
+		metrics_inc(&l->w->metrics->store_spare_failures);
+		store_spare_ready(st, m->seq, m->error);
+		return;
 	}
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SPARE, 0, l->spare_step));
+	if (m->fallocate_unsupported)
+		log_info("event=spare_segment_zero_filled worker=%u seq=%u reason=fallocate_unsupported",
+			 l->w->id, m->seq);
+	store_spare_ready(st, m->seq, m->fd);
 }
 
-/*
- * The spare is zero-filled with O_DIRECT: 64 MiB of zeros through the page
- * cache would be dirty data that the next journal commit (every group
- * commit's fdatasync) has to wait for, stalling acknowledgements for
- * hundreds of milliseconds. A file system without O_DIRECT (tmpfs) gets
- * buffered writes. O_DIRECT is cleared before the store writes records.
- */
-static void spare_open_submit(struct worker_loop *l)
+static bool spare_plan(void *owner, struct io_plan *p)
 {
-	l->spare_step = SPARE_OPEN;
-	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
-	io_uring_prep_openat(sqe, AT_FDCWD, l->spare_path,
-			     O_RDWR | O_CREAT | O_CLOEXEC | (l->spare_direct ? O_DIRECT : 0), 0600);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_SPARE, 0, SPARE_OPEN));
+	struct worker_loop *l = owner;
+	if (!l->spare_active)
+		return false;
+	if (segment_make_plan(&l->spare, p))
+		return true;
+	spare_finish(l);
+	return false;
+}
+
+static void spare_advance(void *owner, const struct io_plan *p)
+{
+	struct worker_loop *l = owner;
+	segment_make_advance(&l->spare, p);
 }
 
 static void spare_start(struct worker_loop *l)
 {
 	const char *path;
 	uint32_t seq;
-	if (l->spare_step != SPARE_IDLE || l->draining || !store_spare_wanted(l->w->shards[0].store, &path, &seq))
+	struct store *st = l->w->shards[0].store;
+	if (l->spare_active || l->draining || !store_spare_wanted(st, l->clock.now_ms, &path, &seq))
 		return;
+	/* Zeros, then in the last SEGMENT_HEADER_BYTES the header block of the
+	 * spare being made: page-aligned for O_DIRECT, and only that block is
+	 * ever written to. */
+	_Static_assert(SEGMENT_ZERO_CHUNK_BYTES > SEGMENT_HEADER_BYTES &&
+			       SEGMENT_ZERO_CHUNK_BYTES % SEGMENT_HEADER_BYTES == 0,
+		       "the header block ends the zero chunk, aligned");
+	const uint64_t zeros_bytes = SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES;
 	if (!l->zero_chunk) {
-		/* Zeros, then in the last SEGMENT_HEADER_BYTES the header block of
-		 * the spare being made: page-aligned for O_DIRECT, and only that
-		 * block is ever written to. */
-		_Static_assert(SEGMENT_ZERO_CHUNK_BYTES > SEGMENT_HEADER_BYTES &&
-				       SEGMENT_ZERO_CHUNK_BYTES % SEGMENT_HEADER_BYTES == 0,
-			       "the header block ends the zero chunk, aligned");
 		void *z = mmap(NULL, SEGMENT_ZERO_CHUNK_BYTES, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (z == MAP_FAILED) {
-			store_spare_ready(l->w->shards[0].store, seq, -errno);
+			store_spare_ready(st, seq, -errno);
 			return;
 		}
 		l->zero_chunk = z;
@@ -366,118 +368,22 @@ static void spare_start(struct worker_loop *l)
 	uint64_t salt;
 	ssize_t got = getrandom(&salt, sizeof(salt), GRND_NONBLOCK);
 	if (got != (ssize_t)sizeof(salt)) {
-		store_spare_ready(l->w->shards[0].store, seq, got < 0 ? -errno : -EIO);
+		store_spare_ready(st, seq, got < 0 ? -errno : -EIO);
 		return;
 	}
-	store_spare_header(l->w->shards[0].store, salt,
-			   l->zero_chunk + SEGMENT_ZERO_CHUNK_BYTES - SEGMENT_HEADER_BYTES);
-	/* <seq>.dlog beside <seq>.seg: the same directory, the log's name. */
-	const char *slash = strrchr(path, '/');
-	size_t dir_len = slash ? (size_t)(slash - path + 1) : 0;
-	char delivery_log_name[DELIVERY_LOG_NAME_MAX_BYTES];
-	delivery_log_name_format(delivery_log_name, seq);
-	int n = snprintf(l->spare_dlog_path, sizeof(l->spare_dlog_path), "%.*s%s", (int)dir_len,
-			 path, delivery_log_name);
-	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_dlog_path));
-	n = snprintf(l->spare_path, sizeof(l->spare_path), "%s", path);
-	RMX_ASSERT(n > 0 && (size_t)n < sizeof(l->spare_path));
-	l->spare_seq = seq;
-	l->spare_fd = -1;
-	l->spare_offset = 0;
-	l->spare_direct = true;
-	spare_open_submit(l);
-}
-
-static void on_spare(struct worker_loop *l, int res)
-{
-	RMX_ASSERT(l->spare_step != SPARE_IDLE);
-	if (res < 0 && l->spare_step == SPARE_DLOG) {
-		/* The segment is fine; without its log, its outcomes are not kept
-		 * and it is never deleted in this run (the queue says so). */
-		log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s", l->w->id,
-			  l->spare_seq, log_errno_name(res));
-		metrics_inc(&l->w->metrics->delivery_log_failures);
-		int rc = queue_dlog_ready(l->w->shards[0].queue, l->spare_seq, res);
-		RMX_ASSERT(rc == 0 || rc == -EEXIST);
-		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
-		if (l->spare_step == SPARE_IDLE) {
-			store_spare_ready(l->w->shards[0].store, l->spare_seq, l->spare_fd);
-			l->spare_fd = -1;
-			return;
-		}
-		spare_step_submit(l);
-		return;
-	}
-	if (res == -EINVAL && l->spare_step == SPARE_OPEN && l->spare_direct) {
-		l->spare_direct = false; /* no O_DIRECT here: buffered zero-fill */
-		spare_open_submit(l);
-		return;
-	}
-	if (res < 0) {
-		log_error("event=spare_segment_failed worker=%u seq=%u step=%d error=%s", l->w->id,
-			  l->spare_seq, (int)l->spare_step, log_errno_name(res));
-		metrics_inc(&l->w->metrics->store_spare_failures);
-		if (l->spare_fd >= 0)
-			close(l->spare_fd);
-		l->spare_step = SPARE_IDLE;
-		store_spare_ready(l->w->shards[0].store, l->spare_seq, res);
-		return;
-	}
-	switch (l->spare_step) {
-	case SPARE_OPEN:
-		l->spare_fd = res;
-		l->spare_step = SPARE_FALLOCATE;
-		break;
-	case SPARE_FALLOCATE:
-		l->spare_step = SPARE_ZERO;
-		break;
-	case SPARE_ZERO:
-		l->spare_offset += (uint64_t)res;
-		if (res == 0) {
-			on_spare(l, -EIO);
-			return;
-		}
-		if (l->spare_offset < l->cfg->segment_size_bytes)
-			break;
-		if (l->spare_direct) {
-			int fl = fcntl(l->spare_fd, F_GETFL);
-			if (fl < 0 || fcntl(l->spare_fd, F_SETFL, fl & ~O_DIRECT) != 0) {
-				on_spare(l, -errno);
-				return;
-			}
-			l->spare_direct = false;
-		}
-		l->spare_step = SPARE_DLOG;
-		break;
-	case SPARE_DLOG: {
-		int rc = queue_dlog_ready(l->w->shards[0].queue, l->spare_seq, res);
-		if (rc != 0) {
-			/* -EEXIST: the queue already holds this log (from start-up). */
-			close(res);
-			if (rc != -EEXIST) {
-				log_error("event=delivery_log_open_failed worker=%u seq=%u error=%s",
-					  l->w->id, l->spare_seq, log_errno_name(rc));
-				metrics_inc(&l->w->metrics->delivery_log_failures);
-			}
-		}
-		l->spare_step = l->cfg->fsync ? SPARE_SYNC : SPARE_IDLE;
-		break;
-	}
-	case SPARE_SYNC:
-		l->spare_step = SPARE_DIRSYNC;
-		break;
-	case SPARE_DIRSYNC:
-		l->spare_step = SPARE_IDLE;
-		break;
-	default:
-		RMX_ASSERT(!"bad spare step");
-	}
-	if (l->spare_step == SPARE_IDLE) {
-		store_spare_ready(l->w->shards[0].store, l->spare_seq, l->spare_fd);
-		l->spare_fd = -1;
-		return;
-	}
-	spare_step_submit(l);
+	store_spare_header(st, salt, l->zero_chunk + zeros_bytes);
+	struct segment_make_config mc = {
+		.dir_fd = store_dir_fd(st),
+		.size_bytes = l->cfg->segment_size_bytes,
+		.header = l->zero_chunk + zeros_bytes,
+		.zeros = l->zero_chunk,
+		.zeros_bytes = zeros_bytes,
+		.sync = l->cfg->fsync,
+		.with_log = true,
+	};
+	segment_make_start(&l->spare, &mc, seq);
+	l->spare_active = true;
+	store_io_kick(&l->io, &l->spare_job);
 }
 
 /* Once per loop turn: start a commit, a spare, and retry waiting messages. */
@@ -552,7 +458,7 @@ static bool drain_finished(struct worker_loop *l)
 	bool late = l->clock.now_ms >= l->drain_deadline_ms;
 	bool forwarding = forward_drain(l->forward, late);
 	return l->conns.slab.used == 0 && !l->commit_inflight && !store_busy(l->w->shards[0].store) &&
-	       l->spare_step == SPARE_IDLE && !forwarding;
+	       !l->spare_active && !forwarding;
 }
 
 /* Operator requests (ringmx-store requeue/delete while we run): a few small
@@ -696,8 +602,8 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_COMMIT_SYNC:
 		on_commit_sync(l, cqe->res);
 		break;
-	case RING_OP_SPARE:
-		on_spare(l, cqe->res);
+	case RING_OP_STORE_IO:
+		store_io_on_cqe(&l->io, cqe);
 		break;
 	case RING_OP_WAKE:
 		if (atomic_exchange(&l->w->reload_requested, false))
@@ -798,7 +704,6 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
 	atomic_store(&w->cfg_applied, w->cfg);
 	l->reserve_head = l->reserve_tail = CONN_NONE;
-	l->spare_fd = -1;
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
 	l->budget.metrics = w->metrics;
 	uint64_t sealed_damaged = 0;
@@ -811,6 +716,8 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		log_error("event=ring_init_failed worker=%u error=%s", w->id, log_errno_name(rc));
 		return rc;
 	}
+	store_io_init(&l->io, &l->ring);
+	store_io_add(&l->io, &l->spare_job, spare_plan, spare_advance, l);
 	if (!l->ring_info.defer_taskrun)
 		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "
 			 "running with flags 0x%x\"", w->id, l->ring_info.flags);

@@ -332,10 +332,20 @@ bool store_busy(const struct store *st)
 	return st->in_flight || st->batch_count > 0;
 }
 
-bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq)
+bool store_spare_wanted(struct store *st, uint64_t now_ms, const char **path, uint32_t *seq)
 {
 	if (st->leftover || st->failed || st->spare_fd >= 0 || st->spare_requested)
 		return false;
+	if (st->spare_error != 0) {
+		/* Backoff: a failing file system is not asked again every turn. */
+		if (!st->spare_retry_armed) {
+			st->spare_retry_at_ms = now_ms + st->spare_backoff_ms;
+			st->spare_retry_armed = true;
+		}
+		if (now_ms < st->spare_retry_at_ms)
+			return false;
+		st->spare_retry_armed = false;
+	}
 	if (st->active_seq >= SEGMENT_SEQ_MAX)
 		return false;
 	uint32_t next = st->active_seq + 1;
@@ -365,6 +375,10 @@ void store_spare_ready(struct store *st, uint32_t seq, int fd)
 	st->spare_requested = false;
 	if (fd < 0) {
 		st->spare_error = fd;
+		st->spare_backoff_ms = st->spare_backoff_ms == 0
+					       ? STORE_SPARE_RETRY_MIN_MS
+					       : RMX_MIN(2 * st->spare_backoff_ms, STORE_SPARE_RETRY_MAX_MS);
+		st->spare_retry_armed = false;
 		return;
 	}
 	RMX_ASSERT(st->spare_header_made);
@@ -376,6 +390,7 @@ void store_spare_ready(struct store *st, uint32_t seq, int fd)
 		return;
 	}
 	st->spare_error = 0;
+	st->spare_backoff_ms = 0;
 	st->spare_fd = fd;
 }
 

@@ -101,10 +101,12 @@ void store_commit_done(struct store *st, int result,
 bool store_busy(const struct store *st);
 
 /* The shard wants a spare segment: returns true and its path and sequence
- * (path is valid until store_spare_ready). core/ creates it, fallocates and
- * zero-fills it with the header block of store_spare_header at offset 0,
- * fdatasyncs it and the directory, then hands over the fd. */
-bool store_spare_wanted(struct store *st, const char **path, uint32_t *seq);
+ * (path is valid until store_spare_ready). core/ makes it (segment_make.h:
+ * with the header block of store_spare_header), then hands over the fd.
+ * After a failed spare the next request waits STORE_SPARE_RETRY_MIN_MS from
+ * the first call that sees the failure (now_ms, a monotonic clock), doubling
+ * with each failure up to STORE_SPARE_RETRY_MAX_MS; a success resets it. */
+bool store_spare_wanted(struct store *st, uint64_t now_ms, const char **path, uint32_t *seq);
 
 /* Fills block with the header of the spare asked for, salted with salt (a
  * fresh random value the caller drew: getrandom is a system call, so it is

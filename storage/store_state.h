@@ -58,6 +58,9 @@ struct store {
 	bool spare_requested;      /* handed out by store_spare_wanted, not back yet */
 	bool spare_header_made;    /* store_spare_header called for the request */
 	int spare_error;           /* the last failed spare, 0 when the last worked */
+	uint64_t spare_backoff_ms; /* after a failure: the wait before the next try, doubling */
+	uint64_t spare_retry_at_ms;
+	bool spare_retry_armed;    /* spare_retry_at_ms is set for the failure in spare_error */
 	char spare_path[PATH_MAX];
 
 	bool reserved;

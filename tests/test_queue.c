@@ -840,7 +840,7 @@ static void real_provide_spare(struct store *st, struct queue *q)
 {
 	const char *path;
 	uint32_t seq;
-	if (!store_spare_wanted(st, &path, &seq))
+	if (!store_spare_wanted(st, 0, &path, &seq))
 		return;
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	REQUIRE(fd >= 0);

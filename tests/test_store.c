@@ -126,7 +126,7 @@ static void provide_spare(struct store *st)
 {
 	const char *path;
 	uint32_t seq;
-	REQUIRE(store_spare_wanted(st, &path, &seq));
+	REQUIRE(store_spare_wanted(st, 0, &path, &seq));
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	REQUIRE(fd >= 0);
 	REQUIRE(fallocate(fd, 0, 0, SEG_BYTES) == 0);
@@ -242,7 +242,7 @@ static void test_round_trip(void)
 	CHECK(!store_busy(st));
 	const char *path;
 	uint32_t seq;
-	CHECK(!store_spare_wanted(st, &path, &seq)); /* it has one */
+	CHECK(!store_spare_wanted(st, 0, &path, &seq)); /* it has one */
 
 	/* A second open of the same shard is refused while this one lives. */
 	struct store *twin = NULL;
@@ -476,11 +476,30 @@ static void test_rollover(void)
 	CHECK_EQ_U(ss.bytes_used, 4 * SEG_BYTES);
 	const char *path;
 	uint32_t want;
-	REQUIRE(store_spare_wanted(st, &path, &want));
+	REQUIRE(store_spare_wanted(st, 0, &path, &want));
 	CHECK_EQ_U(want, 5);
-	CHECK(!store_spare_wanted(st, &path, &want)); /* one request at a time */
+	CHECK(!store_spare_wanted(st, 0, &path, &want)); /* one request at a time */
 	store_spare_ready(st, want, -ENOSPC);         /* core/ could not make it */
 	CHECK_EQ_U(store_admit(st), 0);               /* the active still has room */
+	/* A failed spare is asked for again after a backoff that doubles, not
+	 * at once (every loop turn, with an error line each time). */
+	const uint64_t t0 = 5000;
+	CHECK(!store_spare_wanted(st, t0, &path, &want));
+	CHECK(!store_spare_wanted(st, t0 + STORE_SPARE_RETRY_MIN_MS - 1, &path, &want));
+	REQUIRE(store_spare_wanted(st, t0 + STORE_SPARE_RETRY_MIN_MS, &path, &want));
+	CHECK_EQ_U(want, 5);
+	store_spare_ready(st, want, -EIO);
+	const uint64_t t1 = t0 + 1000;
+	CHECK(!store_spare_wanted(st, t1, &path, &want));
+	CHECK(!store_spare_wanted(st, t1 + 2 * STORE_SPARE_RETRY_MIN_MS - 1, &path, &want));
+	REQUIRE(store_spare_wanted(st, t1 + 2 * STORE_SPARE_RETRY_MIN_MS, &path, &want));
+	store_spare_ready(st, want, -EIO);
+	for (int k = 0; k < 20; k++) { /* the wait stops growing */
+		CHECK(!store_spare_wanted(st, t1 + 1000000ull * (uint64_t)(k + 1), &path, &want));
+		REQUIRE(store_spare_wanted(st, t1 + 1000000ull * (uint64_t)(k + 1) +
+						       STORE_SPARE_RETRY_MAX_MS, &path, &want));
+		store_spare_ready(st, want, -EIO);
+	}
 	store_close(st);
 
 	uint64_t ids[64];
@@ -527,7 +546,7 @@ static void test_fault_injection(void)
 	CHECK(!store_busy(st));
 	const char *path;
 	uint32_t seq;
-	CHECK(!store_spare_wanted(st, &path, &seq));
+	CHECK(!store_spare_wanted(st, 0, &path, &seq));
 	store_close(st);
 
 	/* A short write is a failure too; so is a failed sync after a
@@ -1201,7 +1220,7 @@ static void test_random_interleavings(void)
 		} else {
 			const char *path;
 			uint32_t seq;
-			if (rng_next() % 2 && store_spare_wanted(st, &path, &seq)) {
+			if (rng_next() % 2 && store_spare_wanted(st, 0, &path, &seq)) {
 				/* Provide it through the same steps as provide_spare. */
 				int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 				REQUIRE(fd >= 0);
@@ -1289,7 +1308,7 @@ static void test_leftover_shard(void)
 	CHECK((store_reserve(lo, 4096, &qid)) == -EROFS);
 	const char *path;
 	uint32_t seq;
-	CHECK(!store_spare_wanted(lo, &path, &seq));
+	CHECK(!store_spare_wanted(lo, 0, &path, &seq));
 	CHECK_EQ_U(store_first_unsealed_seq(lo), 3);
 	/* A second opener is refused while the shard is held. */
 	struct store *again = NULL;
