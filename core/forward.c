@@ -34,12 +34,14 @@
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/segment.h"
+#include "../storage/segment_remove.h"
 #include "../storage/store.h"
 #include "bounce.h"
 #include "forward_msg.h"
 #include "log.h"
 #include "metrics.h"
 #include "ring.h"
+#include "store_io.h"
 
 
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
@@ -107,9 +109,8 @@ struct forward {
 
 	bool reclaim_inflight;
 	uint32_t reclaim_shard;
-	uint32_t reclaim_seq;
-	char reclaim_seg_path[PATH_MAX];
-	char reclaim_dlog_path[PATH_MAX];
+	struct segment_remove reclaim;     /* storage's plans, on store_io */
+	struct store_io_job reclaim_job;
 
 	uint64_t rec_held_bytes;      /* record buffers of all slots (max_inflight_data_bytes) */
 
@@ -778,6 +779,43 @@ static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
 	queue_commit_done(shard_queue(f, f->delivery_log_shard), f->delivery_log_error);
 }
 
+/* The removal of a reclaimable segment and its log: storage plans it
+ * (segment_remove.h: the segment, a directory fsync, then the log), store_io
+ * performs it. One at a time, the shards taking turns from the first. */
+static void reclaim_finish(struct forward *f)
+{
+	const struct segment_remove *r = &f->reclaim;
+	f->reclaim_inflight = false;
+	const struct forward_shard *sh = &f->env.shards[f->reclaim_shard];
+	if (r->error != 0)
+		log_error("event=segment_unlink_failed worker=%u seq=%u op=%s log_kept=%d error=%s",
+			  f->env.worker, r->seq, io_step_op_name(r->failed_op), (int)r->log_kept,
+			  log_errno_name(r->error));
+	int fd = queue_reclaimed(sh->queue, r->seq);
+	if (fd >= 0)
+		close(fd);
+	store_segment_removed(sh->store, r->seq);
+	log_info("event=segment_reclaimed worker=%u shard=w%u seq=%u", f->env.worker, sh->id,
+		 r->seq);
+}
+
+static bool reclaim_plan(void *owner, struct io_plan *p)
+{
+	struct forward *f = owner;
+	if (!f->reclaim_inflight)
+		return false;
+	if (segment_remove_plan(&f->reclaim, p))
+		return true;
+	reclaim_finish(f);
+	return false;
+}
+
+static void reclaim_advance(void *owner, const struct io_plan *p)
+{
+	struct forward *f = owner;
+	segment_remove_advance(&f->reclaim, p);
+}
+
 static void reclaim_submit(struct forward *f)
 {
 	uint32_t seq = 0, shard = 0;
@@ -787,43 +825,11 @@ static void reclaim_submit(struct forward *f)
 		shard++;
 	if (shard == f->env.shard_count)
 		return;
-	char seg[SEGMENT_NAME_MAX_BYTES], dl[DELIVERY_LOG_NAME_MAX_BYTES];
-	segment_name_format(seg, seq);
-	delivery_log_name_format(dl, seq);
-	shard_path(f, shard, f->reclaim_seg_path, sizeof(f->reclaim_seg_path), seg);
-	shard_path(f, shard, f->reclaim_dlog_path, sizeof(f->reclaim_dlog_path), dl);
 	segment_fd_forget(f, shard, seq);
 	f->reclaim_inflight = true;
 	f->reclaim_shard = shard;
-	f->reclaim_seq = seq;
-	/* The segment first, its log once that is done: a crash between leaves
-	 * an orphan log that queue_open removes. (Not IOSQE_IO_DRAIN: with
-	 * multishot requests always pending, a drain would never start.) */
-	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
-	io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_seg_path, 0);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECLAIM, 0, 0));
-}
-
-static void on_reclaim(struct forward *f, uint32_t which, int res)
-{
-	RMX_ASSERT(f->reclaim_inflight && which <= 1);
-	if (res < 0 && res != -ENOENT)
-		log_error("event=segment_unlink_failed worker=%u seq=%u file=%s error=%s",
-			  f->env.worker, f->reclaim_seq, which == 0 ? "seg" : "dlog", log_errno_name(res));
-	if (which == 0) {
-		struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
-		io_uring_prep_unlinkat(sqe, AT_FDCWD, f->reclaim_dlog_path, 0);
-		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_RECLAIM, 0, 1));
-		return;
-	}
-	f->reclaim_inflight = false;
-	const struct forward_shard *sh = &f->env.shards[f->reclaim_shard];
-	int fd = queue_reclaimed(sh->queue, f->reclaim_seq);
-	if (fd >= 0)
-		close(fd);
-	store_segment_removed(sh->store, f->reclaim_seq);
-	log_info("event=segment_reclaimed worker=%u shard=w%u seq=%u", f->env.worker, sh->id,
-		 f->reclaim_seq);
+	segment_remove_start(&f->reclaim, store_dir_fd(f->env.shards[shard].store), seq);
+	store_io_kick(f->env.io, &f->reclaim_job);
 }
 
 /* ---- the public face ---------------------------------------------------------- */
@@ -850,6 +856,7 @@ int forward_new(const struct forward_env *env, struct forward **out)
 	}
 	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		f->seg_fds[i].fd = -1;
+	store_io_add(env->io, &f->reclaim_job, reclaim_plan, reclaim_advance, f);
 	*out = f;
 	return 0;
 }
@@ -982,9 +989,6 @@ void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
 	case RING_OP_DLOG_WRITE:
 	case RING_OP_DLOG_SYNC:
 		on_dlog(f, op, i, cqe->res);
-		return;
-	case RING_OP_RECLAIM:
-		on_reclaim(f, i, cqe->res);
 		return;
 	default:
 		break;

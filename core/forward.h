@@ -20,6 +20,8 @@
 #include "../common/base.h"
 #include "config.h"
 
+struct store_io;
+
 struct store;
 struct queue;
 struct forward;
@@ -46,6 +48,7 @@ struct forward_env {
 	const struct config *cfg;
 	uint32_t worker;
 	struct metrics_worker *metrics;
+	struct store_io *io;                /* the worker's executor of storage's plans */
 };
 
 RMX_MUST_CHECK int forward_new(const struct forward_env *env, struct forward **out);
@@ -60,7 +63,7 @@ void forward_set_config(struct forward *f, const struct config *cfg);
  * delivery-log commit, reclaim segments. */
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms);
 
-/* A completion whose op is one of RING_OP_FWD_*, RING_OP_DLOG_*, RING_OP_RECLAIM. */
+/* A completion whose op is one of RING_OP_FWD_*, RING_OP_DLOG_*. */
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe);
 
 /* A record is durable (store_commit_done said 0): queue it for forwarding. */

@@ -629,7 +629,6 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_FWD_CLOSE:
 	case RING_OP_DLOG_WRITE:
 	case RING_OP_DLOG_SYNC:
-	case RING_OP_RECLAIM:
 		forward_on_cqe(l->forward, cqe);
 		break;
 	default:
@@ -748,6 +747,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		.cfg = w->cfg,
 		.worker = w->id,
 		.metrics = w->metrics,
+		.io = &l->io,
 	};
 	rc = forward_new(&fe, &l->forward);
 	if (rc != 0)
