@@ -682,21 +682,46 @@ static void slot_read_record(struct forward *f, struct forward_slot *s)
 	s->read_inflight = true;
 }
 
+/* A copy of a corrupt record in the shard's quarantine/. Blocking, but only
+ * on corruption, which is rare and already an operator's matter. */
+static void record_quarantine(struct forward *f, struct forward_slot *s)
+{
+	uint32_t worker, seq;
+	uint64_t offset;
+	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
+	int rc = segment_quarantine(store_dir_fd(f->env.shards[s->shard].store), seq, offset,
+				    s->rec, s->rec_bytes);
+	if (rc != 0)
+		log_error("event=record_quarantine_failed worker=%u seq=%u offset=%llu error=%s",
+			  f->env.worker, seq, (unsigned long long)offset, log_errno_name(rc));
+}
+
 static void on_read(struct forward *f, struct forward_slot *s, int res)
 {
 	s->read_inflight = false;
 	RMX_ASSERT(s->msg != NULL);
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
-	enum record_check_result rc = RECORD_SHORT;
-	if (res > 0)
-		rc = store_record_check(f->env.shards[s->shard].store, queue_msg_id(s->msg), s->rec,
-					(size_t)res, &s->view);
-	if (res < 0 || rc != RECORD_OK || s->view.header.queue_id != queue_msg_id(s->msg) ||
+	if (res < 0 || (uint64_t)res != s->rec_bytes) {
+		/* An I/O error or a short read says nothing about the record: the
+		 * message waits and is read again later, never set aside for it. */
+		log_error("event=record_read_failed worker=%u id=%.16s read=%d of=%llu error=%s",
+			  f->env.worker, id, res, (unsigned long long)s->rec_bytes,
+			  log_errno_name(res < 0 ? res : -EIO));
+		metrics_inc(&f->env.metrics->forward_record_read_failures);
+		msg_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
+		return;
+	}
+	enum record_check_result rc = store_record_check(f->env.shards[s->shard].store,
+							 queue_msg_id(s->msg), s->rec,
+							 (size_t)res, &s->view);
+	if (rc != RECORD_OK || s->view.header.queue_id != queue_msg_id(s->msg) ||
 	    s->view.padded_length != s->rec_bytes) {
-		/* DESIGN.md: a record that does not read back is set aside, never sent. */
-		log_error("event=record_set_aside worker=%u id=%.16s read=%d check=%d", f->env.worker,
-			  id, res, (int)rc);
+		/* DESIGN.md: a record that does not read back is set aside, never
+		 * sent; its bytes are kept in quarantine/ as recovery keeps them. */
+		record_quarantine(f, s);
+		log_error("event=record_set_aside worker=%u id=%.16s check=%d", f->env.worker, id,
+			  (int)rc);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
 		metrics_inc(&f->env.metrics->forward_set_aside);
 		msg_free(f, s);

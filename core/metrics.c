@@ -265,6 +265,9 @@ const struct metrics_desc metrics_table[] = {
 		"Delivery-log writes, syncs or creations that failed."),
 	COUNTER("ringmx_forward_set_aside_total", "", LABELS_NONE, forward_set_aside,
 		"Stored records that did not read back intact and were set aside, never sent."),
+	COUNTER("ringmx_forward_record_read_failures_total", "", LABELS_NONE,
+		forward_record_read_failures,
+		"Reads of stored records that failed or came short; the message is retried."),
 	GAUGE("ringmx_store_sealed_damaged_regions", "", LABELS_NONE, FROM_SUM,
 	      store_sealed_damaged,
 	      "Damaged regions start-up recovery found in sealed segments: corruption, never a "

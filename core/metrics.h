@@ -123,6 +123,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t store_spare_failures;
 	uint64_t delivery_log_failures;
 	uint64_t forward_set_aside;    /* records that did not read back: never sent */
+	uint64_t forward_record_read_failures; /* reads that failed or came short: retried */
 	/* Forwarding. */
 	uint64_t forward_pending_records;           /* gauge */
 	uint64_t forward_record_buffer_bytes;       /* gauge */
