@@ -19,14 +19,8 @@
  * line of defence, a control or 8-bit byte that a printf-style call site lets
  * through is replaced by '?'.
  *
- * JSON mode converts the logfmt text: quoted values are unescaped and
- * re-escaped as JSON strings (control bytes as \u00XX, bytes >= 0x80 as
- * \u0080..\u00FF: each byte maps to the code point of the same number, so
- * the original bytes come back by encoding the string as Latin-1); bare
- * decimal integers of up to 15 digits without leading zeros become numbers;
- * everything else is a string. A key that repeats gets a suffix: the second
- * `worker` is "worker_2", the third "worker_3". Text that does not parse as
- * logfmt (a call-site bug) goes, from the first bad pair on, into "msg".
+ * JSON mode converts the finished logfmt text (see log_format.h for the
+ * mapping).
  *
  * Where lines go: a thread with an attached struct log_buffer (a worker)
  * appends whole lines to it and never blocks; its loop writes them to fd 2
@@ -72,6 +66,7 @@
 
 #include "../common/base.h"
 #include "../common/bounds.h"
+#include "log_format.h"
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -102,32 +97,6 @@ void log_line(enum log_level level, const char *fmt, ...) __attribute__((format(
 #define log_warn(...) log_line(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_line(LOG_INFO, __VA_ARGS__)
 #define log_debug(...) log_line(LOG_DEBUG, __VA_ARGS__)
-
-/* ---- values ------------------------------------------------------------ */
-
-/* Room that any value of len bytes needs uncut: every byte as \xHH, two
- * quotes, the NUL. */
-#define LOG_VALUE_CAP(len) (4 * (size_t)(len) + 3)
-/* The least cap at which a value that does not fit is still written, cut:
- * "...", quotes and NUL. */
-#define LOG_VALUE_MIN_CAP 6
-
-/*
- * Writes bytes[0..len) as a logfmt value into out, NUL-terminated, never
- * more than cap bytes in all. Bare when every byte is a letter, a digit or
- * one of -._@:/+[]<>,;~!*%#&?' ; otherwise double-quoted, with \" \\ \n \r
- * \t, and \xHH (lowercase hex) for every other control byte, DEL and byte
- * >= 0x80; the empty value is "". When the whole form does not fit, the
- * value is quoted, cut after a whole character of the escaped form and ends
- * with ... inside the quotes ("abc..."); below LOG_VALUE_MIN_CAP such a value
- * is written as nothing (out = ""). Returns strlen(out). Pure; any thread.
- */
-size_t log_value(char *out, size_t cap, const void *bytes, size_t len);
-
-static inline size_t log_span(char *out, size_t cap, struct span value)
-{
-	return log_value(out, cap, value.ptr, value.len);
-}
 
 /* ---- building a line without printf ----------------------------------- */
 
@@ -181,16 +150,6 @@ static inline void log_add_str(struct log_msg *m, const char *key, const char *v
 {
 	log_add(m, key, value, strlen(value));
 }
-
-/*
- * The JSON form of one logfmt text (no newline), as described above, with
- * a newline, NUL-terminated, at most cap bytes in all (a value that does
- * not fit is cut with "..." and "truncated":true ends the object; cap must
- * be at least LOG_JSON_MIN_CAP). Returns the length written. Pure; exposed
- * for tests.
- */
-#define LOG_JSON_MIN_CAP 64
-size_t log_json_from_logfmt(char *out, size_t cap, const char *text, size_t len);
 
 /* ---- per-worker buffering --------------------------------------------- */
 
