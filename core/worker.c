@@ -308,7 +308,9 @@ static void spare_finish(struct worker_loop *l)
 			  m->seq, log_errno_name(m->log_error));
 		metrics_inc(&l->w->metrics->delivery_log_failures);
 		int rc = queue_dlog_ready(l->w->shards[0].queue, m->seq, m->log_error);
-		RMX_ASSERT(rc == 0 || rc == -EEXIST);
+		if (rc != 0 && rc != -EEXIST) /* -ENOMEM: the queue cannot even note it */
+			log_error("event=delivery_log_untracked worker=%u seq=%u error=%s",
+				  l->w->id, m->seq, log_errno_name(rc));
 	}
 	if (m->error != 0) {
 		log_error("event=spare_segment_failed worker=%u seq=%u step=%s op=%s error=%s",
