@@ -32,8 +32,6 @@ enum ring_op {
 	RING_OP_RECV,         /* slot: connection */
 	RING_OP_SEND,         /* slot: connection */
 	RING_OP_REJECT_SEND,  /* slot: the fd of a refused connection */
-	RING_OP_COMMIT_WRITE, /* store group commit: the writev */
-	RING_OP_COMMIT_SYNC,  /* store group commit: the fdatasync */
 	RING_OP_STORE_IO,     /* gen: a store_io job, slot: the step of its plan */
 	RING_OP_WAKE,         /* the worker's eventfd: shutdown requested */
 	RING_OP_CANCEL,       /* result of a cancel request: ignored */

@@ -1,9 +1,9 @@
 /*
  * worker.c - the event loop of one worker: the loop, the dispatch of every
  * completion, draining, reload and operator requests; for now also the
- * store's group commit, and the start and finish of spare segments (and
- * their delivery logs), whose disk work storage plans (segment_make.h) and
- * store_io.c performs.
+ * ends of the store's group commit and of spare segments (and their delivery
+ * logs): storage plans their disk work (store.h, segment_make.h) and
+ * store_io.c performs it.
  *
  * The loop has liburing examples/proxy.c's shape: submit and wait, reap every
  * completion with io_uring_for_each_cqe, advance once, dispatch on the op in
@@ -58,15 +58,12 @@ struct worker_loop {
 	bool draining;
 	uint64_t drain_deadline_ms;
 
-	/* Group commit: one in flight. */
-	bool commit_inflight;
-	bool commit_sync;
-	int commit_write_result;
-	uint64_t commit_started_ns;
-	uint64_t commit_bytes;
-
-	/* Storage's plans on this ring: the spare segment's making. */
+	/* Storage's plans on this ring: the group commit (one in flight) and
+	 * the spare segment's making. */
 	struct store_io io;
+	struct store_io_job commit_job;
+	bool commit_wanted;            /* commit_submit is asking */
+	uint64_t commit_started_ns;
 	struct store_io_job spare_job;
 	struct segment_make spare;
 	bool spare_active;             /* spare is being made */
@@ -224,58 +221,40 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	smtp_conn_pump(&l->conns, c);
 }
 
-static void commit_submit(struct worker_loop *l)
+/*
+ * The group commit: storage plans it (store_commit_plan: the batch's
+ * writev linked to its fdatasync), store_io performs it, and
+ * store_commit_advance reports it to every record of the batch. A commit
+ * starts only from commit_submit, once per loop turn (not again from its
+ * own completion), so that a batch collects what finishes meanwhile.
+ */
+static bool commit_plan(void *owner, struct io_plan *p)
 {
-	struct store_commit sc;
-	if (l->commit_inflight || !store_commit_begin(l->w->shards[0].store, &sc))
-		return;
-	struct io_uring_sqe *sqes[2]; /* one submission: the link must not be cut */
-	ring_sqes(&l->ring, sc.sync ? 2 : 1, sqes);
-	struct io_uring_sqe *sqe = sqes[0];
-	io_uring_prep_writev(sqe, sc.fd, sc.iov, (unsigned)sc.iovcnt, sc.offset);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_COMMIT_WRITE, 0, 0));
-	if (sc.sync) {
-		sqe->flags |= IOSQE_IO_LINK;
-		sqe = sqes[1];
-		io_uring_prep_fsync(sqe, sc.fd, IORING_FSYNC_DATASYNC);
-		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_COMMIT_SYNC, 0, 0));
-	}
-	l->commit_inflight = true;
-	l->commit_sync = sc.sync;
-	l->commit_bytes = sc.bytes;
-	l->commit_write_result = 0;
+	struct worker_loop *l = owner;
+	uint32_t records;
+	if (!l->commit_wanted || !store_commit_plan(l->w->shards[0].store, p, &records))
+		return false;
+	l->commit_wanted = false;
 	l->commit_started_ns = mono_ns();
-	metrics_observe_batch_records(&l->w->metrics->commit_batch, sc.records);
+	metrics_observe_batch_records(&l->w->metrics->commit_batch, records);
+	return true;
 }
 
-static void commit_finish(struct worker_loop *l, int result)
+static void commit_advance(void *owner, const struct io_plan *p)
 {
-	RMX_ASSERT(l->commit_inflight);
-	l->commit_inflight = false;
+	struct worker_loop *l = owner;
 	metrics_observe_latency_ns(&l->w->metrics->fsync_latency,
 				   mono_ns() - l->commit_started_ns);
+	int result = store_commit_advance(l->w->shards[0].store, p, commit_done_one, l);
 	if (result < 0)
 		metrics_inc(&l->w->metrics->store_commit_failures);
-	store_commit_done(l->w->shards[0].store, result, commit_done_one, l);
 }
 
-static void on_commit_write(struct worker_loop *l, int res)
+static void commit_submit(struct worker_loop *l)
 {
-	int result = res;
-	if (res >= 0 && (uint64_t)res != l->commit_bytes)
-		result = -EIO; /* a short write into a pre-zeroed segment is a failure */
-	if (!l->commit_sync) {
-		commit_finish(l, result < 0 ? result : 0);
-		return;
-	}
-	l->commit_write_result = result < 0 ? result : 0;
-}
-
-static void on_commit_sync(struct worker_loop *l, int res)
-{
-	/* A broken link reports -ECANCELED here: the write's error is the cause. */
-	int result = l->commit_write_result != 0 ? l->commit_write_result : res;
-	commit_finish(l, result < 0 ? result : 0);
+	l->commit_wanted = true;
+	store_io_kick(&l->io, &l->commit_job);
+	l->commit_wanted = false;
 }
 
 /*
@@ -459,7 +438,7 @@ static bool drain_finished(struct worker_loop *l)
 {
 	bool late = l->clock.now_ms >= l->drain_deadline_ms;
 	bool forwarding = forward_drain(l->forward, late);
-	return l->conns.slab.used == 0 && !l->commit_inflight && !store_busy(l->w->shards[0].store) &&
+	return l->conns.slab.used == 0 && !l->commit_job.busy && !store_busy(l->w->shards[0].store) &&
 	       !l->spare_active && !forwarding;
 }
 
@@ -598,12 +577,6 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_REJECT_SEND:
 		smtp_conn_on_reject_sent(&l->conns, cqe);
 		break;
-	case RING_OP_COMMIT_WRITE:
-		on_commit_write(l, cqe->res);
-		break;
-	case RING_OP_COMMIT_SYNC:
-		on_commit_sync(l, cqe->res);
-		break;
 	case RING_OP_STORE_IO:
 		store_io_on_cqe(&l->io, cqe);
 		break;
@@ -718,6 +691,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		return rc;
 	}
 	store_io_init(&l->io, &l->ring);
+	store_io_add(&l->io, &l->commit_job, commit_plan, commit_advance, l);
 	store_io_add(&l->io, &l->spare_job, spare_plan, spare_advance, l);
 	if (!l->ring_info.defer_taskrun)
 		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "

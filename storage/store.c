@@ -3,9 +3,10 @@
  *
  * Where it sits: core/smtp_conn finishes a message, core/ seals its record and
  * calls store_reserve() + store_append(); the worker loop asks
- * store_commit_begin() for the next group commit, runs pwritev + fdatasync
- * as linked SQEs, and reports back with store_commit_done(), which releases
- * the "250 queued as ID" replies of every record in the batch.
+ * store_commit_plan() for the next group commit (pwritev linked to
+ * fdatasync), core/store_io performs it, and store_commit_advance() reports
+ * the results through store_commit_done(), which releases the "250 queued
+ * as ID" replies of every record in the batch.
  *
  * Batches: a ring of STORE_BATCH_SLOTS batches, oldest first. The oldest may
  * be in flight; the newest accepts records while it has room (records,
@@ -325,6 +326,40 @@ void store_commit_done(struct store *st, int result,
 		for (uint32_t i = 0; i < n; i++)
 			done(ctx, cookies[i], -EIO);
 	}
+}
+
+bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records)
+{
+	struct store_commit c;
+	if (!store_commit_begin(st, &c))
+		return false;
+	io_plan_clear(p);
+	struct io_step *s = io_plan_add(p, IO_STEP_WRITEV, c.fd);
+	s->iov = c.iov;
+	s->iovcnt = c.iovcnt;
+	s->len = c.bytes;
+	s->offset = c.offset;
+	if (c.sync) {
+		s->link = true; /* never acknowledge a batch whose write did not complete */
+		(void)io_plan_add(p, IO_STEP_FDATASYNC, c.fd);
+	}
+	p->pending = p->count;
+	*records = c.records;
+	return true;
+}
+
+int store_commit_advance(struct store *st, const struct io_plan *p,
+			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx)
+{
+	RMX_ASSERT(p->pending == 0 && p->count >= 1 && p->step[0].op == IO_STEP_WRITEV);
+	/* A short write into a pre-zeroed segment is a failure: the tail of
+	 * the batch is not there. The write's error is the cause of a broken
+	 * link's -ECANCELED. */
+	int result = io_step_outcome(&p->step[0], p->result[0]);
+	if (result == 0 && p->count > 1)
+		result = io_step_outcome(&p->step[1], p->result[1]);
+	store_commit_done(st, result, done, ctx);
+	return result;
 }
 
 bool store_busy(const struct store *st)

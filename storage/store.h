@@ -14,9 +14,9 @@
  * as such (sealed_damaged). Segments of another format stop store_open.
  *
  * Hot path (DESIGN.md rules 2 and 6): core/ appends sealed records with
- * store_append(), asks store_commit_begin() for the next write (one pwritev
- * of the whole batch + fdatasync, linked SQEs), performs it on its ring and
- * reports the result with store_commit_done(), which hands back the cookie
+ * store_append(), asks store_commit_plan() for the next write (one pwritev
+ * of the whole batch linked to an fdatasync), performs it on its ring and
+ * hands the results to store_commit_advance(), which hands back the cookie
  * of every record made durable. One commit in flight; the next batch fills
  * meanwhile. When the active segment cannot take a record, the store asks
  * for a pre-zeroed spare (store_spare_wanted) which core/ prepares
@@ -32,6 +32,7 @@
 #include <sys/uio.h>
 
 #include "../common/base.h"
+#include "io_plan.h"
 #include "record.h"
 #include "segment.h"
 
@@ -96,6 +97,22 @@ bool store_commit_begin(struct store *st, struct store_commit *c);
  */
 void store_commit_done(struct store *st, int result,
 		       void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
+
+/*
+ * The group commit in io_plan.h's words, as core/store_io performs it at run
+ * time (the one commit driver; store_commit_begin/done above are its two
+ * halves). store_commit_plan: when store_commit_begin hands out a commit,
+ * fills p with its pwritev (IO_STEP_WRITEV, len the batch's bytes), linked
+ * to an fdatasync when the store syncs, sets *records to the batch's record
+ * count and returns true; else false. store_commit_advance: judges the
+ * results (a short write is -EIO; after a failed write the sync's
+ * -ECANCELED gives way to the write's error), reports them through
+ * store_commit_done, and returns what it reported: 0 or -errno. The batch's
+ * iovecs stay put until then.
+ */
+bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records);
+int store_commit_advance(struct store *st, const struct io_plan *p,
+			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
 
 /* True while a commit is in flight or records wait (shutdown flushes). */
 bool store_busy(const struct store *st);

@@ -90,22 +90,34 @@ static int rec_add(struct store *st, int i, size_t body_len)
 	return 0;
 }
 
-/* Performs one commit like core/ would. inject: 0 for the real result, else
- * the errno to report instead (the write still happens). */
+/* Performs one commit like core/ would: the plan, run by the blocking
+ * executor, its results to store_commit_advance. inject: 0 for the real
+ * results, else the errno the write reports instead (the write still
+ * happens; the linked sync is then cancelled). */
 static bool run_commit(struct store *st, int inject, struct store_commit *seen)
 {
-	struct store_commit c;
-	if (!store_commit_begin(st, &c))
+	struct io_plan p;
+	uint32_t records;
+	if (!store_commit_plan(st, &p, &records))
 		return false;
-	REQUIRE(c.iovcnt > 0 && c.iovcnt <= COMMIT_IOV_MAX);
-	REQUIRE(c.records > 0 && c.records <= COMMIT_BATCH_RECORDS_MAX);
-	ssize_t n = pwritev(c.fd, c.iov, c.iovcnt, (off_t)c.offset);
-	REQUIRE(n == (ssize_t)c.bytes);
-	if (c.sync)
-		REQUIRE(fdatasync(c.fd) == 0);
+	const struct io_step *w = &p.step[0];
+	REQUIRE(w->op == IO_STEP_WRITEV && w->iovcnt > 0 && w->iovcnt <= COMMIT_IOV_MAX);
+	REQUIRE(records > 0 && records <= COMMIT_BATCH_RECORDS_MAX);
+	io_plan_run_blocking(&p);
+	REQUIRE(p.result[0] == (int)w->len);
+	if (p.count > 1)
+		REQUIRE(p.result[1] == 0);
 	if (seen)
-		*seen = c;
-	store_commit_done(st, inject ? -inject : (int)n, on_done, NULL);
+		*seen = (struct store_commit){ .fd = w->fd, .offset = w->offset, .iov = w->iov,
+					       .iovcnt = w->iovcnt, .bytes = w->len,
+					       .sync = p.count > 1, .records = records };
+	if (inject) {
+		p.result[0] = -inject;
+		if (p.count > 1)
+			p.result[1] = -ECANCELED;
+	}
+	int rc = store_commit_advance(st, &p, on_done, NULL);
+	REQUIRE(rc == -inject);
 	return true;
 }
 
@@ -361,6 +373,80 @@ static void test_group_commit(void)
 	uint64_t ids[8];
 	CHECK_EQ_U(find_all(dir, 5, ids, 8, NULL), 7);
 	for (int i = 0; i < 7; i++)
+		rec_free(&recs[i]);
+}
+
+/* The group commit as a plan: the batch's writev linked to its fdatasync
+ * (alone with fsync = never); the results judged as one: a short write, a
+ * failed write whose sync was cancelled, a failed sync after a whole write. */
+static void test_commit_plan(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "plan");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	struct io_plan p;
+	uint32_t records = 0;
+	CHECK(!store_commit_plan(st, &p, &records)); /* nothing waits */
+	REQUIRE(rec_add(st, 0, 10) == 0);
+	REQUIRE(rec_add(st, 1, 20) == 0);
+	REQUIRE(store_commit_plan(st, &p, &records));
+	CHECK_EQ_U(records, 2);
+	REQUIRE(p.count == 2 && p.pending == 2);
+	CHECK(p.step[0].op == IO_STEP_WRITEV && p.step[0].link && p.step[0].iovcnt >= 6);
+	CHECK_EQ_U(p.step[0].offset, SEGMENT_HEADER_BYTES);
+	uint64_t sum = 0;
+	for (int i = 0; i < p.step[0].iovcnt; i++)
+		sum += p.step[0].iov[i].iov_len;
+	CHECK_EQ_U(p.step[0].len, sum);
+	CHECK(p.step[1].op == IO_STEP_FDATASYNC && p.step[1].fd == p.step[0].fd &&
+	      !p.step[1].link);
+	struct io_plan again;
+	CHECK(!store_commit_plan(st, &again, &records)); /* one in flight */
+	io_plan_run_blocking(&p);
+	CHECK(store_commit_advance(st, &p, on_done, NULL) == 0);
+	CHECK(done_count[0] == 1 && done_result[0] == 0 && done_count[1] == 1);
+	store_close(st);
+
+	/* fsync = never: the write alone. */
+	cfg.fsync = false;
+	st = open_ok(&cfg, &rs);
+	REQUIRE(rec_add(st, 2, 10) == 0);
+	REQUIRE(store_commit_plan(st, &p, &records));
+	CHECK(p.count == 1 && p.step[0].op == IO_STEP_WRITEV && !p.step[0].link);
+	io_plan_run_blocking(&p);
+	CHECK(store_commit_advance(st, &p, on_done, NULL) == 0);
+	CHECK(done_count[2] == 1 && done_result[2] == 0);
+	store_close(st);
+	cfg.fsync = true;
+
+	/* A short write fails the batch (the sync ran: a short write breaks
+	 * the link, but a 0 there must not mask the write). */
+	static const struct { int write_delta, write_error, sync; int want; } cases[] = {
+		{ -8, 0, -ECANCELED, -EIO },
+		{ -8, 0, 0, -EIO },
+		{ 0, -ENOSPC, -ECANCELED, -ENOSPC },
+		{ 0, 0, -EIO, -EIO },
+	};
+	for (size_t k = 0; k < RMX_ARRAY_LEN(cases); k++) {
+		st = open_ok(&cfg, &rs);
+		reset_done();
+		REQUIRE(rec_add(st, 3, 10) == 0);
+		REQUIRE(store_commit_plan(st, &p, &records));
+		p.result[0] = cases[k].write_error ? cases[k].write_error
+						    : (int)p.step[0].len + cases[k].write_delta;
+		p.result[1] = cases[k].sync;
+		p.pending = 0;
+		CHECK_EQ_U(store_commit_advance(st, &p, on_done, NULL),
+			   (unsigned long long)cases[k].want);
+		CHECK(done_count[3] == 1 && done_result[3] == -EIO);
+		CHECK_EQ_U(store_admit(st), (unsigned long long)-EIO); /* the shard is failed */
+		CHECK(!store_commit_plan(st, &p, &records));
+		store_close(st);
+	}
+	for (int i = 0; i < 4; i++)
 		rec_free(&recs[i]);
 }
 
@@ -1332,6 +1418,7 @@ int main(void)
 	REQUIRE(mkdtemp(tmp_root) != NULL);
 	test_round_trip();
 	test_group_commit();
+	test_commit_plan();
 	test_batch_bounds();
 	test_rollover();
 	test_fault_injection();
