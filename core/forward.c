@@ -100,12 +100,10 @@ struct forward {
 
 	uint32_t due_next;         /* shard asked first for a due message */
 
-	bool delivery_log_inflight;
+	struct store_io_job delivery_log_job; /* the queues' commits, on store_io */
+	bool delivery_log_wanted;          /* delivery_log_submit is asking */
 	uint32_t delivery_log_shard;       /* whose commit is in flight */
 	uint32_t delivery_log_next;        /* asked first for the next commit */
-	uint32_t delivery_log_cqes_left;
-	int delivery_log_error;
-	struct queue_commit delivery_log_commit;
 
 	bool reclaim_inflight;
 	uint32_t reclaim_shard;
@@ -750,58 +748,46 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 
 /* ---- the delivery log and reclamation ---------------------------------------- */
 
-/* One delivery-log commit in flight, the shards taking turns. */
-static void delivery_log_submit(struct forward *f)
+/*
+ * The delivery-log commit: the queue plans it (queue_commit_plan: each
+ * log's write linked to its fdatasync), store_io performs it, and
+ * queue_commit_advance takes the results. One in flight, the shards taking
+ * turns; a commit starts only from delivery_log_submit, once per tick.
+ */
+static bool delivery_log_plan(void *owner, struct io_plan *p)
 {
-	if (f->delivery_log_inflight)
-		return;
-	uint32_t n = f->env.shard_count, k = 0;
-	while (k < n && !queue_commit_begin(shard_queue(f, (f->delivery_log_next + k) % n),
-					    &f->delivery_log_commit))
-		k++;
-	if (k == n)
-		return;
-	f->delivery_log_shard = (f->delivery_log_next + k) % n;
-	f->delivery_log_next = f->delivery_log_shard + 1;
-	struct queue_commit *c = &f->delivery_log_commit;
-	RMX_ASSERT(c->count >= 1 && c->count <= QUEUE_COMMIT_WRITES_MAX);
-	f->delivery_log_inflight = true;
-	f->delivery_log_error = 0;
-	f->delivery_log_cqes_left = 0;
-	for (uint32_t i = 0; i < c->count; i++) {
-		struct io_uring_sqe *sqes[2]; /* one submission: the link must not be cut */
-		ring_sqes(f->env.ring, c->sync ? 2 : 1, sqes);
-		struct io_uring_sqe *sqe = sqes[0];
-		io_uring_prep_writev(sqe, c->write[i].fd, &c->write[i].iov, 1, c->write[i].offset);
-		io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_DLOG_WRITE, 0, i));
-		f->delivery_log_cqes_left++;
-		if (c->sync) {
-			sqe->flags |= IOSQE_IO_LINK;
-			sqe = sqes[1];
-			io_uring_prep_fsync(sqe, c->write[i].fd, IORING_FSYNC_DATASYNC);
-			io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_DLOG_SYNC, 0, i));
-			f->delivery_log_cqes_left++;
+	struct forward *f = owner;
+	if (!f->delivery_log_wanted)
+		return false;
+	uint32_t n = f->env.shard_count;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t shard = (f->delivery_log_next + k) % n;
+		if (queue_commit_plan(shard_queue(f, shard), p)) {
+			f->delivery_log_wanted = false;
+			f->delivery_log_shard = shard;
+			f->delivery_log_next = shard + 1;
+			return true;
 		}
+	}
+	return false;
+}
+
+static void delivery_log_advance(void *owner, const struct io_plan *p)
+{
+	struct forward *f = owner;
+	int rc = queue_commit_advance(shard_queue(f, f->delivery_log_shard), p);
+	if (rc != 0) {
+		log_error("event=delivery_log_failed worker=%u error=%s", f->env.worker,
+			  log_errno_name(rc));
+		metrics_inc(&f->env.metrics->delivery_log_failures);
 	}
 }
 
-static void on_dlog(struct forward *f, enum ring_op op, uint32_t i, int res)
+static void delivery_log_submit(struct forward *f)
 {
-	RMX_ASSERT(f->delivery_log_inflight && f->delivery_log_cqes_left > 0 && i < f->delivery_log_commit.count);
-	int err = res < 0 ? res : 0;
-	if (op == RING_OP_DLOG_WRITE && res >= 0 && (size_t)res != f->delivery_log_commit.write[i].iov.iov_len)
-		err = -EIO;
-	if (err && !f->delivery_log_error)
-		f->delivery_log_error = err;
-	if (--f->delivery_log_cqes_left)
-		return;
-	f->delivery_log_inflight = false;
-	if (f->delivery_log_error) {
-		log_error("event=delivery_log_failed worker=%u error=%s", f->env.worker,
-			  log_errno_name(f->delivery_log_error));
-		metrics_inc(&f->env.metrics->delivery_log_failures);
-	}
-	queue_commit_done(shard_queue(f, f->delivery_log_shard), f->delivery_log_error);
+	f->delivery_log_wanted = true;
+	store_io_kick(f->env.io, &f->delivery_log_job);
+	f->delivery_log_wanted = false;
 }
 
 /* The removal of a reclaimable segment and its log: storage plans it
@@ -881,6 +867,7 @@ int forward_new(const struct forward_env *env, struct forward **out)
 	}
 	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		f->seg_fds[i].fd = -1;
+	store_io_add(env->io, &f->delivery_log_job, delivery_log_plan, delivery_log_advance, f);
 	store_io_add(env->io, &f->reclaim_job, reclaim_plan, reclaim_advance, f);
 	*out = f;
 	return 0;
@@ -1010,14 +997,6 @@ void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
 {
 	enum ring_op op = ring_ud_op(cqe->user_data);
 	uint32_t i = ring_ud_slot(cqe->user_data);
-	switch (op) {
-	case RING_OP_DLOG_WRITE:
-	case RING_OP_DLOG_SYNC:
-		on_dlog(f, op, i, cqe->res);
-		return;
-	default:
-		break;
-	}
 	RMX_ASSERT(i < f->slot_count);
 	struct forward_slot *s = &f->slots[i];
 	switch (op) {
@@ -1058,7 +1037,7 @@ bool forward_drain(struct forward *f, bool hurry)
 	}
 	for (uint32_t k = 0; k < f->env.shard_count; k++)
 		busy |= queue_commit_busy(shard_queue(f, k));
-	return busy || f->delivery_log_inflight || f->reclaim_inflight;
+	return busy || f->delivery_log_job.busy || f->reclaim_inflight;
 }
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out)

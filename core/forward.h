@@ -63,7 +63,7 @@ void forward_set_config(struct forward *f, const struct config *cfg);
  * delivery-log commit, reclaim segments. */
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms);
 
-/* A completion whose op is one of RING_OP_FWD_*, RING_OP_DLOG_*. */
+/* A completion whose op is one of RING_OP_FWD_*. */
 void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe);
 
 /* A record is durable (store_commit_done said 0): queue it for forwarding. */

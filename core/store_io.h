@@ -1,8 +1,8 @@
 /*
  * store_io.h - performs storage's plans (storage/io_plan.h) on a worker's
  * ring: the one driver of the disk work that storage plans, for the accept
- * side (the group commit, spare segments) and the forwarder (reclamation)
- * alike.
+ * side (the group commit, spare segments) and the forwarder (the
+ * delivery-log commit, reclamation) alike: one commit driver.
  *
  * A job is a storage state machine seen through two functions, plan and
  * advance. store_io_kick asks an idle job for its next plan and submits every

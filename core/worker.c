@@ -602,8 +602,6 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_FWD_SEND:
 	case RING_OP_FWD_READ:
 	case RING_OP_FWD_CLOSE:
-	case RING_OP_DLOG_WRITE:
-	case RING_OP_DLOG_SYNC:
 		forward_on_cqe(l->forward, cqe);
 		break;
 	default:

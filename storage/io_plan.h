@@ -51,7 +51,9 @@ struct io_step {
 	uint64_t offset;
 };
 
-#define IO_PLAN_STEPS_MAX 4
+/* The longest plan is the delivery-log commit: a write and its fdatasync for
+ * each of QUEUE_COMMIT_WRITES_MAX logs (queue.c asserts it fits). */
+#define IO_PLAN_STEPS_MAX 8
 
 struct io_plan {
 	uint32_t count;

@@ -9,7 +9,7 @@
  * Where it sits: the store makes a record durable -> core/ calls queue_add;
  * core/forward pops due messages, forwards them through proto/smtp_client
  * and reports outcomes here; entries are written by core/ as handed out by
- * queue_commit_begin; sealed segments with every recipient final and every
+ * queue_commit_plan; sealed segments with every recipient final and every
  * entry durable are handed to core/ for unlinking.
  *
  * Invariants: a queued message is in the heap exactly when it is not in
@@ -915,6 +915,39 @@ void queue_commit_done(struct queue *q, int result)
 	}
 	q->commits++;
 	q->flight_count = 0;
+}
+
+_Static_assert(2 * QUEUE_COMMIT_WRITES_MAX <= IO_PLAN_STEPS_MAX,
+	       "a commit's writes and syncs are one plan");
+
+bool queue_commit_plan(struct queue *q, struct io_plan *p)
+{
+	struct queue_commit c;
+	if (!queue_commit_begin(q, &c))
+		return false;
+	io_plan_clear(p);
+	for (uint32_t k = 0; k < c.count; k++) {
+		struct io_step *s = io_plan_add(p, IO_STEP_WRITE, c.write[k].fd);
+		s->buf = c.write[k].iov.iov_base;
+		s->len = c.write[k].iov.iov_len;
+		s->offset = c.write[k].offset;
+		if (c.sync) {
+			s->link = true; /* the sync runs only after the whole write */
+			(void)io_plan_add(p, IO_STEP_FDATASYNC, c.write[k].fd);
+		}
+	}
+	p->pending = p->count;
+	return true;
+}
+
+int queue_commit_advance(struct queue *q, const struct io_plan *p)
+{
+	RMX_ASSERT(p->pending == 0 && p->count >= 1);
+	int result = 0;
+	for (uint32_t i = 0; i < p->count && result == 0; i++)
+		result = io_step_outcome(&p->step[i], p->result[i]);
+	queue_commit_done(q, result);
+	return result;
 }
 
 bool queue_commit_busy(const struct queue *q)

@@ -6,8 +6,8 @@
  * Sans-IO like the store (DESIGN.md rule 2): core/forward asks for a due
  * message (queue_next_due), forwards it, reports each recipient's outcome
  * (queue_outcome) and the end of the attempt (queue_attempt_done), and
- * performs the log writes handed out by queue_commit_begin(), reporting with
- * queue_commit_done(). Segments whose every recipient is final, with those
+ * performs the log writes that queue_commit_plan() plans, handing their
+ * results to queue_commit_advance(). Segments whose every recipient is final, with those
  * final entries durable, are offered for deletion (queue_reclaimable).
  *
  * Message life: queue_add (due now) -> queue_next_due (in flight) ->
@@ -41,6 +41,7 @@
 
 #include "../common/base.h"
 #include "delivery_log.h"
+#include "io_plan.h"
 
 #define QUEUE_COMMIT_WRITES_MAX 4        /* segment logs written by one commit */
 #define QUEUE_PENDING_ENTRIES_MAX 8192   /* log entries waiting (256 KiB) */
@@ -225,6 +226,20 @@ bool queue_commit_begin(struct queue *q, struct queue_commit *c);
  * error; a restart replays what is durable).
  */
 void queue_commit_done(struct queue *q, int result);
+
+/*
+ * The delivery-log commit in io_plan.h's words, as core/store_io performs
+ * it at run time (queue_commit_begin/done above are its two halves).
+ * queue_commit_plan: when queue_commit_begin hands out a commit, fills p with
+ * one write per log, each linked to its fdatasync when the commit syncs (the
+ * logs independent of each other), and returns true; else false.
+ * queue_commit_advance: judges the results (a short write is -EIO; the first
+ * failure in plan order, so a write's error comes before its cancelled
+ * sync), reports them through queue_commit_done and returns what it
+ * reported: 0 or -errno.
+ */
+bool queue_commit_plan(struct queue *q, struct io_plan *p);
+int queue_commit_advance(struct queue *q, const struct io_plan *p);
 
 /* True while a commit is in flight or entries wait (shutdown flushes).
  * Entries wait also for a segment whose log fd has not been handed over. */

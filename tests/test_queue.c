@@ -542,6 +542,87 @@ static void test_commit_failure(void)
 	queue_close(q);
 }
 
+/* The commit as a plan: per log a write of its entries at its offset,
+ * linked to that log's fdatasync (the write alone without fsync); the
+ * results judged as one, the first failure in plan order. */
+static void test_commit_plan(void)
+{
+	struct queue_config c = cfg_make();
+	struct queue *q = new_queue(&c);
+	mem_reset();
+	struct io_plan p;
+	CHECK(!queue_commit_plan(q, &p)); /* nothing waits */
+	for (uint32_t s = 1; s <= 4; s++)
+		REQUIRE(queue_add(q, qid(s, 0), 64, 1, 0, 0) == 0);
+	for (uint32_t s = 1; s <= 4; s++) {
+		struct queue_msg *m = queue_next_due(q, 0);
+		REQUIRE(m != NULL);
+		queue_outcome(q, m, 0, QUEUE_OUTCOME_DELIVERED, 250, 0, 1);
+		CHECK(queue_attempt_done(q, m, 1) == QUEUE_ATTEMPT_DONE);
+	}
+	REQUIRE(queue_commit_plan(q, &p));
+	REQUIRE(p.count == 8 && p.pending == 8);
+	for (uint32_t k = 0; k < 4; k++) {
+		const struct io_step *w = &p.step[2 * k], *y = &p.step[2 * k + 1];
+		CHECK(w->op == IO_STEP_WRITE && w->link && w->offset == 0);
+		CHECK(w->fd >= FAKE_FD_BASE + 1 && w->fd <= FAKE_FD_BASE + 4);
+		CHECK_EQ_U(w->len, DELIVERY_LOG_ENTRY_BYTES);
+		CHECK(y->op == IO_STEP_FDATASYNC && y->fd == w->fd && !y->link);
+		p.result[2 * k] = (int)w->len;
+		p.result[2 * k + 1] = 0;
+	}
+	struct io_plan again;
+	CHECK(!queue_commit_plan(q, &again)); /* one in flight */
+	p.pending = 0;
+	CHECK(queue_commit_advance(q, &p) == 0);
+	CHECK(queue_status(q) == 0 && !queue_commit_busy(q));
+	queue_close(q);
+
+	/* Without fsync: the writes alone, unlinked. */
+	c.fsync = false;
+	q = new_queue(&c);
+	REQUIRE(queue_add(q, qid(1, 0), 64, 1, 0, 0) == 0);
+	struct queue_msg *m = queue_next_due(q, 0);
+	REQUIRE(m != NULL);
+	queue_set_aside(q, m, 1);
+	REQUIRE(queue_commit_plan(q, &p));
+	CHECK(p.count == 1 && p.step[0].op == IO_STEP_WRITE && !p.step[0].link);
+	p.result[0] = (int)p.step[0].len;
+	p.pending = 0;
+	CHECK(queue_commit_advance(q, &p) == 0);
+	queue_close(q);
+	c.fsync = true;
+
+	/* Two logs; one thing goes wrong. */
+	static const struct { int result[4]; int want; } cases[] = {
+		{ { -8, 0, 0, 0 }, -EIO },                 /* short write (len - 8) */
+		{ { 0, 0, -ENOSPC, -ECANCELED }, -ENOSPC }, /* failed write, sync cancelled */
+		{ { 0, -EIO, 0, 0 }, -EIO },               /* failed sync */
+		{ { -8, -ECANCELED, 0, -EROFS }, -EIO },    /* the first in plan order */
+	};
+	for (size_t k = 0; k < RMX_ARRAY_LEN(cases); k++) {
+		q = new_queue(&c);
+		for (uint32_t s = 1; s <= 2; s++)
+			REQUIRE(queue_add(q, qid(s, 0), 64, 1, 0, 0) == 0);
+		for (uint32_t s = 1; s <= 2; s++) {
+			m = queue_next_due(q, 0);
+			REQUIRE(m != NULL);
+			queue_set_aside(q, m, 1);
+		}
+		REQUIRE(queue_commit_plan(q, &p) && p.count == 4);
+		for (uint32_t i = 0; i < 4; i++) {
+			int r = cases[k].result[i];
+			bool write = p.step[i].op == IO_STEP_WRITE;
+			p.result[i] = write && (r == 0 || r == -8) ? (int)p.step[i].len + r : r;
+		}
+		p.pending = 0;
+		CHECK_EQ_U(queue_commit_advance(q, &p), (unsigned long long)cases[k].want);
+		CHECK_EQ_U(queue_status(q), (unsigned long long)cases[k].want); /* failed for good */
+		CHECK(!queue_commit_plan(q, &p));
+		queue_close(q);
+	}
+}
+
 static void test_reclaim(void)
 {
 	struct queue_config c = cfg_make();
@@ -889,13 +970,12 @@ static void real_add(struct store *st, struct queue *q, int i)
 	r->parts[2] = body;
 	r->parts[3] = (struct iovec){ (void *)zero_pad, record_padding(r->h.length) };
 	REQUIRE(store_append(st, r->id, r->parts, 4, (uint64_t)i) == 0);
-	struct store_commit c;
-	REQUIRE(store_commit_begin(st, &c));
-	ssize_t n = pwritev(c.fd, c.iov, c.iovcnt, (off_t)c.offset);
-	REQUIRE(n == (ssize_t)c.bytes);
-	REQUIRE(fdatasync(c.fd) == 0);
+	struct io_plan p;
+	uint32_t records;
+	REQUIRE(store_commit_plan(st, &p, &records) && records == 1);
+	io_plan_run_blocking(&p);
 	durable[i] = 0;
-	store_commit_done(st, (int)n, on_durable, NULL);
+	REQUIRE(store_commit_advance(st, &p, on_durable, NULL) == 0);
 	REQUIRE(durable[i] == 1);
 	REQUIRE(queue_add(q, r->id, padded, r->rcpts, 1000 + i, 5000) == 0);
 	int fd;
@@ -903,18 +983,13 @@ static void real_add(struct store *st, struct queue *q, int i)
 		close(fd);
 }
 
-/* Performs the queue's commits on the real files. */
+/* Performs the queue's commits on the real files, as planned. */
 static void real_flush(struct queue *q)
 {
-	struct queue_commit c;
-	while (queue_commit_begin(q, &c)) {
-		for (uint32_t k = 0; k < c.count; k++) {
-			const struct queue_commit_write *w = &c.write[k];
-			REQUIRE(pwritev(w->fd, &w->iov, 1, (off_t)w->offset) == (ssize_t)w->iov.iov_len);
-			if (c.sync)
-				REQUIRE(fdatasync(w->fd) == 0);
-		}
-		queue_commit_done(q, 0);
+	struct io_plan p;
+	while (queue_commit_plan(q, &p)) {
+		io_plan_run_blocking(&p);
+		REQUIRE(queue_commit_advance(q, &p) == 0);
 	}
 }
 
@@ -1447,6 +1522,7 @@ int main(void)
 	test_bounce_store_failed();
 	test_commit_batching();
 	test_commit_failure();
+	test_commit_plan();
 	test_reclaim();
 	test_entry_buffer_full();
 	test_random_against_replay();
