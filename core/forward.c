@@ -10,13 +10,13 @@
  *   EHLO, READY, message, RSET, READY, ...) --QUIT / failure--> CLOSING --> IDLE
  *
  * A due message is attached to a free slot; its record is read from the
- * segment into a buffer (an io_uring read: the worker never blocks on a
- * cold page), checked (CRC), and handed to the client, which writes the
- * commands; the body goes out verbatim from the buffer. At most one send
- * and one receive are in flight per slot. Every wait for the upstream has
- * the upstream_timeout deadline; a connection to a fallback relay is
- * retired after FORWARD_FAILOVER_MAX_AGE_MS so that a recovered primary is used
- * again.
+ * segment into a buffer (storage plans the read, store_io performs it on
+ * the ring: the worker never blocks on a cold page), checked (CRC), and
+ * handed to the client, which writes the commands; the body goes out
+ * verbatim from the buffer. At most one send and one receive are in flight
+ * per slot. Every wait for the upstream has the upstream_timeout deadline;
+ * a connection to a fallback relay is retired after
+ * FORWARD_FAILOVER_MAX_AGE_MS so that a recovered primary is used again.
  */
 #include "forward.h"
 
@@ -36,6 +36,7 @@
 #include "../storage/segment.h"
 #include "../storage/segment_remove.h"
 #include "../storage/store.h"
+#include "../storage/store_read.h"
 #include "bounce.h"
 #include "forward_msg.h"
 #include "log.h"
@@ -47,6 +48,7 @@
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
 
 struct forward_slot {
+	struct forward *owner;
 	uint32_t index;
 	uint32_t gen;
 	int fd;
@@ -76,6 +78,8 @@ struct forward_slot {
 	uint32_t shard;
 	uint8_t *rec;
 	uint64_t rec_bytes;
+	struct store_io_job io_job;  /* the record's read, on store_io */
+	struct store_read read;
 	struct record_view view;
 	bool msg_loaded;           /* the record is read, checked and parsed into fm */
 	bool msg_started;          /* the client is forwarding it */
@@ -658,6 +662,9 @@ static void on_send(struct forward *f, struct forward_slot *s, int res)
 
 /* ---- reading the record ------------------------------------------------------ */
 
+/* Reads the slot's message's record into a buffer of its own: storage
+ * plans the read (store_read.h), store_io performs it, record_read_done
+ * acts on the outcome. */
 static void slot_read_record(struct forward *f, struct forward_slot *s)
 {
 	uint32_t worker, seq;
@@ -674,10 +681,10 @@ static void slot_read_record(struct forward *f, struct forward_slot *s)
 		msg_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
 		return;
 	}
-	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
-	io_uring_prep_read(sqe, fd, s->rec, (unsigned)s->rec_bytes, offset);
-	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_FWD_READ, 0, s->index));
+	store_read_start(&s->read, f->env.shards[s->shard].store, queue_msg_id(s->msg), fd, s->rec,
+			 s->rec_bytes);
 	s->read_inflight = true;
+	store_io_kick(f->env.io, &s->io_job);
 }
 
 /* A copy of a corrupt record in the shard's quarantine/. Blocking, but only
@@ -694,37 +701,35 @@ static void record_quarantine(struct forward *f, struct forward_slot *s)
 			  f->env.worker, seq, (unsigned long long)offset, log_errno_name(rc));
 }
 
-static void on_read(struct forward *f, struct forward_slot *s, int res)
+static void record_read_done(struct forward *f, struct forward_slot *s)
 {
+	const struct store_read *r = &s->read;
 	s->read_inflight = false;
-	RMX_ASSERT(s->msg != NULL);
+	RMX_ASSERT(s->msg != NULL && r->outcome != STORE_READ_PENDING);
 	char id[RECORD_QUEUE_ID_CHARS];
 	queue_id_format(queue_msg_id(s->msg), id);
-	if (res < 0 || (uint64_t)res != s->rec_bytes) {
+	if (r->outcome == STORE_READ_FAILED) {
 		/* An I/O error or a short read says nothing about the record: the
 		 * message waits and is read again later, never set aside for it. */
 		log_error("event=record_read_failed worker=%u id=%.16s read=%d of=%llu error=%s",
-			  f->env.worker, id, res, (unsigned long long)s->rec_bytes,
-			  log_errno_name(res < 0 ? res : -EIO));
+			  f->env.worker, id, r->bytes, (unsigned long long)s->rec_bytes,
+			  log_errno_name(r->error));
 		metrics_inc(&f->env.metrics->forward_record_read_failures);
 		msg_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
 		return;
 	}
-	enum record_check_result rc = store_record_check(f->env.shards[s->shard].store,
-							 queue_msg_id(s->msg), s->rec,
-							 (size_t)res, &s->view);
-	if (rc != RECORD_OK || s->view.header.queue_id != queue_msg_id(s->msg) ||
-	    s->view.padded_length != s->rec_bytes) {
+	if (r->outcome == STORE_READ_BAD) {
 		/* DESIGN.md: a record that does not read back is set aside, never
 		 * sent; its bytes are kept in quarantine/ as recovery keeps them. */
 		record_quarantine(f, s);
 		log_error("event=record_set_aside worker=%u id=%.16s check=%d", f->env.worker, id,
-			  (int)rc);
+			  (int)r->check);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
 		metrics_inc(&f->env.metrics->forward_set_aside);
 		msg_free(f, s);
 		return;
 	}
+	s->view = r->view;
 	if (forward_msg_load(&s->fm, &s->view, s->msg) != FORWARD_MSG_LOADED) {
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
@@ -744,6 +749,20 @@ static void on_read(struct forward *f, struct forward_slot *s, int res)
 	} else if (s->state == SLOT_SESSION && s->client_ready) {
 		slot_start_message(f, s);
 	}
+}
+
+/* The slot's store_io job: the plans of its record's read. */
+static bool slot_io_plan(void *owner, struct io_plan *p)
+{
+	struct forward_slot *s = owner;
+	return s->read_inflight && store_read_plan(&s->read, p);
+}
+
+static void slot_io_advance(void *owner, const struct io_plan *p)
+{
+	struct forward_slot *s = owner;
+	store_read_advance(&s->read, p);
+	record_read_done(s->owner, s);
 }
 
 /* ---- the delivery log and reclamation ---------------------------------------- */
@@ -861,9 +880,12 @@ int forward_new(const struct forward_env *env, struct forward **out)
 		}
 	}
 	for (uint32_t i = 0; i < f->slot_count; i++) {
-		f->slots[i].index = i;
-		f->slots[i].fd = -1;
-		f->slots[i].state = SLOT_IDLE;
+		struct forward_slot *s = &f->slots[i];
+		s->owner = f;
+		s->index = i;
+		s->fd = -1;
+		s->state = SLOT_IDLE;
+		store_io_add(env->io, &s->io_job, slot_io_plan, slot_io_advance, s);
 	}
 	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		f->seg_fds[i].fd = -1;
@@ -1000,9 +1022,6 @@ void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
 	RMX_ASSERT(i < f->slot_count);
 	struct forward_slot *s = &f->slots[i];
 	switch (op) {
-	case RING_OP_FWD_READ:
-		on_read(f, s, cqe->res);
-		return;
 	case RING_OP_FWD_CONNECT:
 		RMX_ASSERT(ring_ud_gen(cqe->user_data) == s->gen && s->connect_inflight);
 		on_connect(f, s, cqe->res);

@@ -38,7 +38,6 @@ enum ring_op {
 	RING_OP_FWD_CONNECT,  /* slot: upstream connection */
 	RING_OP_FWD_RECV,     /* slot: upstream connection */
 	RING_OP_FWD_SEND,     /* slot: upstream connection */
-	RING_OP_FWD_READ,     /* slot: upstream connection (its record being read) */
 	RING_OP_FWD_CLOSE,    /* slot: upstream connection (its socket being closed) */
 	RING_OP_HTTP_ACCEPT,  /* the metrics listener */
 	RING_OP_LOG_WRITE,    /* a batch of the worker's log lines to stderr */

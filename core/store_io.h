@@ -18,9 +18,13 @@
 
 #include <liburing.h>
 
+#include "../common/bounds.h"
 #include "../storage/io_plan.h"
 
-#define STORE_IO_JOBS_MAX 8
+/* The worker's jobs (the group commit, the spare), the forwarder's (the
+ * delivery-log commit, reclamation) and one per upstream connection (its
+ * record's read), with room to spare. */
+#define STORE_IO_JOBS_MAX (8 + UPSTREAM_CONNECTIONS_MAX)
 
 struct store_io_job {
 	bool (*plan)(void *owner, struct io_plan *p);

@@ -600,7 +600,6 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_FWD_CONNECT:
 	case RING_OP_FWD_RECV:
 	case RING_OP_FWD_SEND:
-	case RING_OP_FWD_READ:
 	case RING_OP_FWD_CLOSE:
 		forward_on_cqe(l->forward, cqe);
 		break;
