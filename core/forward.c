@@ -34,6 +34,7 @@
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/segment.h"
+#include "../storage/segment_quarantine.h"
 #include "../storage/segment_remove.h"
 #include "../storage/store.h"
 #include "../storage/store_read.h"
@@ -78,8 +79,12 @@ struct forward_slot {
 	uint32_t shard;
 	uint8_t *rec;
 	uint64_t rec_bytes;
-	struct store_io_job io_job;  /* the record's read, on store_io */
+	struct store_io_job io_job;  /* the record's read, then a bad one's copy, on store_io */
 	struct store_read read;
+	struct segment_quarantine quarantine;
+	bool quarantine_active;      /* the slot takes no message until the copy is made */
+	uint8_t *quarantine_rec;     /* the bad record's bytes, held for the copy */
+	uint64_t quarantine_bytes;
 	struct record_view view;
 	bool msg_loaded;           /* the record is read, checked and parsed into fm */
 	bool msg_started;          /* the client is forwarding it */
@@ -687,18 +692,38 @@ static void slot_read_record(struct forward *f, struct forward_slot *s)
 	store_io_kick(f->env.io, &s->io_job);
 }
 
-/* A copy of a corrupt record in the shard's quarantine/. Blocking, but only
- * on corruption, which is rare and already an operator's matter. */
-static void record_quarantine(struct forward *f, struct forward_slot *s)
+/* A copy of a record that does not check in the shard's quarantine/ (as
+ * recovery keeps one): storage plans it (segment_quarantine.h), store_io
+ * performs it on the slot's job. The copy takes the record's buffer, still
+ * counted in rec_held_bytes, and the slot takes no message until it is
+ * made; an existing copy is never replaced. */
+static void record_quarantine_start(struct forward *f, struct forward_slot *s)
 {
 	uint32_t worker, seq;
 	uint64_t offset;
 	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
-	int rc = segment_quarantine(store_dir_fd(f->env.shards[s->shard].store), seq, offset,
-				    s->rec, s->rec_bytes);
-	if (rc != 0)
-		log_error("event=record_quarantine_failed worker=%u seq=%u offset=%llu error=%s",
-			  f->env.worker, seq, (unsigned long long)offset, log_errno_name(rc));
+	RMX_ASSERT(!s->quarantine_active && s->rec != NULL);
+	s->quarantine_rec = s->rec;
+	s->quarantine_bytes = s->rec_bytes;
+	s->rec = NULL;
+	segment_quarantine_start(&s->quarantine, store_dir_fd(f->env.shards[s->shard].store), seq,
+				 offset, s->quarantine_rec, s->quarantine_bytes, false);
+	s->quarantine_active = true;
+	store_io_kick(f->env.io, &s->io_job);
+}
+
+static void record_quarantine_done(struct forward *f, struct forward_slot *s)
+{
+	const struct segment_quarantine *q = &s->quarantine;
+	if (q->error != 0)
+		log_error("event=record_quarantine_failed worker=%u seq=%u offset=%llu op=%s "
+			  "error=%s", f->env.worker, q->seq, (unsigned long long)q->offset,
+			  io_step_op_name(q->failed_op), log_errno_name(q->error));
+	RMX_ASSERT(f->rec_held_bytes >= s->quarantine_bytes);
+	f->rec_held_bytes -= s->quarantine_bytes;
+	free(s->quarantine_rec);
+	s->quarantine_rec = NULL;
+	s->quarantine_active = false;
 }
 
 static void record_read_done(struct forward *f, struct forward_slot *s)
@@ -721,9 +746,9 @@ static void record_read_done(struct forward *f, struct forward_slot *s)
 	if (r->outcome == STORE_READ_BAD) {
 		/* DESIGN.md: a record that does not read back is set aside, never
 		 * sent; its bytes are kept in quarantine/ as recovery keeps them. */
-		record_quarantine(f, s);
 		log_error("event=record_set_aside worker=%u id=%.16s check=%d", f->env.worker, id,
 			  (int)r->check);
+		record_quarantine_start(f, s);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
 		metrics_inc(&f->env.metrics->forward_set_aside);
 		msg_free(f, s);
@@ -751,18 +776,28 @@ static void record_read_done(struct forward *f, struct forward_slot *s)
 	}
 }
 
-/* The slot's store_io job: the plans of its record's read. */
+/* The slot's store_io job: the plans of its record's read, then of a bad
+ * record's quarantine copy; one of the two at a time. */
 static bool slot_io_plan(void *owner, struct io_plan *p)
 {
 	struct forward_slot *s = owner;
-	return s->read_inflight && store_read_plan(&s->read, p);
+	if (s->read_inflight)
+		return store_read_plan(&s->read, p);
+	return s->quarantine_active && segment_quarantine_plan(&s->quarantine, p);
 }
 
 static void slot_io_advance(void *owner, const struct io_plan *p)
 {
 	struct forward_slot *s = owner;
-	store_read_advance(&s->read, p);
-	record_read_done(s->owner, s);
+	if (s->read_inflight) {
+		store_read_advance(&s->read, p);
+		record_read_done(s->owner, s);
+		return;
+	}
+	RMX_ASSERT(s->quarantine_active);
+	segment_quarantine_advance(&s->quarantine, p);
+	if (segment_quarantine_done(&s->quarantine))
+		record_quarantine_done(s->owner, s);
 }
 
 /* ---- the delivery log and reclamation ---------------------------------------- */
@@ -904,6 +939,7 @@ void forward_free(struct forward *f)
 		if (s->fd >= 0)
 			close(s->fd);
 		free(s->rec);
+		free(s->quarantine_rec);
 		forward_msg_free(&s->fm);
 		bounce_free(&s->dsn);
 	}
@@ -990,7 +1026,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 			continue;
 		}
 		if (f->draining || s->msg || s->state == SLOT_CLOSING || s->state == SLOT_CONNECTING ||
-		    s->quitting)
+		    s->quitting || s->quarantine_active)
 			continue;
 		if (s->state == SLOT_SESSION && !s->client_ready)
 			continue; /* greeting or RSET still running */
@@ -1052,7 +1088,8 @@ bool forward_drain(struct forward *f, bool hurry)
 			      s->state != SLOT_CONNECTING;
 		if (unread || unsent)
 			msg_requeue(f, s, f->now_unix_ms);
-		busy |= s->state != SLOT_IDLE || s->msg != NULL || s->read_inflight;
+		busy |= s->state != SLOT_IDLE || s->msg != NULL || s->read_inflight ||
+			s->quarantine_active;
 	}
 	for (uint32_t k = 0; k < f->env.shard_count; k++)
 		busy |= queue_commit_busy(shard_queue(f, k));

@@ -54,14 +54,19 @@ static void prep_step(struct io_uring_sqe *sqe, const struct io_step *s)
 	case IO_STEP_UNLINKAT:
 		io_uring_prep_unlinkat(sqe, s->fd, s->path, s->flags);
 		break;
+	case IO_STEP_MKDIRAT: /* IORING_OP_MKDIRAT: Linux 5.15 */
+		io_uring_prep_mkdirat(sqe, s->fd, s->path, (mode_t)s->mode);
+		break;
 	case IO_STEP_CLOSE:
 		io_uring_prep_close(sqe, s->fd);
 		break;
 	default:
 		RMX_ASSERT(!"bad io step");
 	}
-	if (s->link)
+	if (s->link) {
+		RMX_ASSERT(io_step_can_link(s->op)); /* io_plan.h */
 		sqe->flags |= IOSQE_IO_LINK;
+	}
 }
 
 bool store_io_kick(struct store_io *io, struct store_io_job *job)

@@ -2,7 +2,8 @@
  * store_io.h - performs storage's plans (storage/io_plan.h) on a worker's
  * ring: the one driver of the disk work that storage plans, for the accept
  * side (the group commit, spare segments) and the forwarder (the
- * delivery-log commit, reclamation) alike: one commit driver.
+ * delivery-log commit, record reads, quarantine copies, reclamation) alike:
+ * one commit driver.
  *
  * A job is a storage state machine seen through two functions, plan and
  * advance. store_io_kick asks an idle job for its next plan and submits every
@@ -23,7 +24,7 @@
 
 /* The worker's jobs (the group commit, the spare), the forwarder's (the
  * delivery-log commit, reclamation) and one per upstream connection (its
- * record's read), with room to spare. */
+ * record's read, then a bad record's quarantine copy), with room to spare. */
 #define STORE_IO_JOBS_MAX (8 + UPSTREAM_CONNECTIONS_MAX)
 
 struct store_io_job {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void io_plan_clear(struct io_plan *p)
@@ -33,7 +34,7 @@ const char *io_step_op_name(enum io_step_op op)
 		[IO_STEP_WRITE] = "write",       [IO_STEP_WRITEV] = "writev",
 		[IO_STEP_READ] = "read",         [IO_STEP_FDATASYNC] = "fdatasync",
 		[IO_STEP_FSYNC] = "fsync",       [IO_STEP_UNLINKAT] = "unlinkat",
-		[IO_STEP_CLOSE] = "close",
+		[IO_STEP_MKDIRAT] = "mkdirat",   [IO_STEP_CLOSE] = "close",
 	};
 	return (unsigned)op < RMX_ARRAY_LEN(names) ? names[op] : "unknown";
 }
@@ -77,6 +78,9 @@ static int run_step(const struct io_step *s)
 		case IO_STEP_UNLINKAT:
 			rc = unlinkat(s->fd, s->path, s->flags);
 			break;
+		case IO_STEP_MKDIRAT:
+			rc = mkdirat(s->fd, s->path, (mode_t)s->mode);
+			break;
 		case IO_STEP_CLOSE:
 			return close(s->fd) == 0 ? 0 : -errno; /* never retried: the fd is gone */
 		default:
@@ -95,6 +99,7 @@ void io_plan_run_blocking(struct io_plan *p)
 	bool cancelled = false;
 	for (uint32_t i = 0; i < p->count; i++) {
 		const struct io_step *s = &p->step[i];
+		RMX_ASSERT(!s->link || io_step_can_link(s->op));
 		p->result[i] = cancelled ? -ECANCELED : run_step(s);
 		cancelled = s->link && (cancelled || io_step_outcome(s, p->result[i]) != 0);
 	}

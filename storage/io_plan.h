@@ -1,7 +1,8 @@
 /*
  * io_plan.h - the words in which storage/ states its disk work. A plan is a
  * short list of steps (open, fallocate, write, writev, read, fdatasync, fsync
- * of a directory, unlinkat, close), each optionally linked to the next. A
+ * of a directory, unlinkat, mkdirat, close), each optionally linked to the
+ * next. A
  * storage state machine fills a plan, someone performs it, and the state
  * machine reads every step's result from the plan and decides what comes
  * next (DESIGN.md rule 2: storage plans, core/ talks to the kernel).
@@ -10,7 +11,10 @@
  * time (a plan goes in one submission, so a linked run is never cut), and
  * io_plan_run_blocking() below with plain system calls, for start-up and
  * tools. Results follow io_uring: bytes, a new fd, 0, or -errno; a step after
- * a linked step that failed (or wrote or read short) gets -ECANCELED.
+ * a linked step that failed (or wrote or read short) gets -ECANCELED. No
+ * step links from a mkdirat or an unlinkat: io_uring completes those
+ * without breaking the link when they fail, so the next step would run on
+ * the ring and not in the blocking executor (both assert it).
  *
  * The protocol for a state machine X: X_plan(x, plan) fills plan and returns
  * true, or returns false when it has nothing to do (done or idle); once every
@@ -34,6 +38,7 @@ enum io_step_op {
 	IO_STEP_FDATASYNC, /* fd */
 	IO_STEP_FSYNC,     /* fd (a directory, after creating or removing a name) */
 	IO_STEP_UNLINKAT,  /* fd: directory; path; flags: AT_ flags */
+	IO_STEP_MKDIRAT,   /* fd: directory; path, mode */
 	IO_STEP_CLOSE,     /* fd */
 };
 
@@ -65,6 +70,13 @@ struct io_plan {
 /* Empties a plan; io_plan_add appends a step and returns it (asserts room). */
 void io_plan_clear(struct io_plan *p);
 struct io_step *io_plan_add(struct io_plan *p, enum io_step_op op, int fd);
+
+/* Whether io_uring breaks a link after a failure of op (all but mkdirat
+ * and unlinkat): the only steps a plan may link from. */
+static inline bool io_step_can_link(enum io_step_op op)
+{
+	return op != IO_STEP_MKDIRAT && op != IO_STEP_UNLINKAT;
+}
 
 /* The step's name in log lines ("openat", "fallocate", ...). */
 const char *io_step_op_name(enum io_step_op op);

@@ -45,7 +45,6 @@
 #include "../common/bounds.h"
 #include "../common/le.h"
 
-#define SEGMENT_QUARANTINE_NAME_MAX_BYTES 64
 #define SEGMENT_FIEMAP_EXTENTS 64
 
 /* The header's fields; the CRC covers [8, SEGMENT_HEADER_FIELDS_BYTES) and
@@ -628,39 +627,6 @@ int segment_zero_range(int fd, uint64_t offset, uint64_t len)
 {
 	int rc = write_zeros(fd, offset, len);
 	if (rc == 0 && fdatasync(fd) != 0)
-		rc = -errno;
-	return rc;
-}
-
-int segment_quarantine(int shard_dirfd, uint32_t seq, uint64_t offset, const uint8_t *bytes,
-		       uint64_t len)
-{
-	bool created = false;
-	if (mkdirat(shard_dirfd, SEGMENT_QUARANTINE_DIR, 0700) == 0)
-		created = true;
-	else if (errno != EEXIST)
-		return -errno;
-	int qfd = openat(shard_dirfd, SEGMENT_QUARANTINE_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (qfd < 0)
-		return -errno;
-	char name[SEGMENT_QUARANTINE_NAME_MAX_BYTES];
-	int n = snprintf(name, sizeof(name), "%08u-%llu.bad", (unsigned)seq,
-			 (unsigned long long)offset);
-	RMX_ASSERT(n > 0 && (size_t)n < sizeof(name));
-	int rc = 0;
-	int fd = openat(qfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		rc = -errno;
-	if (rc == 0)
-		rc = segment_write_all_at(fd, bytes, (size_t)len, 0);
-	if (rc == 0 && fsync(fd) != 0)
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	if (rc == 0 && fsync(qfd) != 0)
-		rc = -errno;
-	close(qfd);
-	if (rc == 0 && created && fsync(shard_dirfd) != 0)
 		rc = -errno;
 	return rc;
 }

@@ -1,7 +1,7 @@
 /*
  * segment.h - the segment header, reading segment images record by record,
  * and the blocking file chores around segments (create pre-zeroed with a
- * header, map, zero a range, quarantine).
+ * header, map, zero a range; the quarantine copy is segment_quarantine.h).
  *
  * A segment (format 2) opens with a SEGMENT_HEADER_BYTES block: magic,
  * format, worker, sequence and a random salt, with a CRC of its own; the
@@ -183,11 +183,6 @@ RMX_MUST_CHECK int segment_is_prezeroed(int fd, uint64_t size_bytes);
 
 /* Overwrites [offset, offset+len) with zeros, then fdatasync. */
 RMX_MUST_CHECK int segment_zero_range(int fd, uint64_t offset, uint64_t len);
-
-/* Copies bytes to quarantine/<seq>-<offset>.bad in the shard directory
- * (created 0700 if needed), fsyncs the file and the directory. */
-RMX_MUST_CHECK int segment_quarantine(int shard_dirfd, uint32_t seq, uint64_t offset,
-				      const uint8_t *bytes, uint64_t len);
 
 /* Writes all of buf at offset, retrying short writes and EINTR. */
 RMX_MUST_CHECK int segment_write_all_at(int fd, const void *buf, size_t len, uint64_t offset);

@@ -30,6 +30,7 @@
 
 #include "../common/bounds.h"
 #include "segment.h"
+#include "segment_quarantine.h"
 #include "store_state.h"
 
 /* "w<N>" with N decimal without leading zeros, N < WORKERS_MAX. */

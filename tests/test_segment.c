@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../storage/segment.h"
+#include "../storage/segment_quarantine.h"
 #include "test.h"
 
 #define BASE SEGMENT_HEADER_BYTES          /* the first record's offset */
