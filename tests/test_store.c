@@ -924,6 +924,25 @@ static bool file_byte_is(const char *dir, const char *rel, uint64_t offset, uint
 	return ok;
 }
 
+/* Adds count records of body bytes, committing and handing over a spare
+ * whenever the active segment is full, then commits the rest. */
+static void fill_segments(struct store *st, int count, size_t body)
+{
+	for (int i = 0; i < count;) {
+		int rc = rec_add(st, i, body);
+		if (rc == -EAGAIN) {
+			while (run_commit(st, 0, NULL))
+				;
+			provide_spare(st);
+			continue;
+		}
+		REQUIRE(rc == 0);
+		i++;
+	}
+	while (run_commit(st, 0, NULL))
+		;
+}
+
 /*
  * Damage in a sealed segment (a later segment holds records) cannot be a
  * torn write: it is counted as an alarm, set aside, and the segment's bytes
@@ -940,19 +959,7 @@ static void test_sealed_damage_alarm(void)
 	struct store *st = open_ok(&cfg, &rs);
 	reset_done();
 	const size_t body = 100000; /* ten records per 1 MiB segment */
-	for (int i = 0; i < 13;) {
-		int rc = rec_add(st, i, body);
-		if (rc == -EAGAIN) {
-			while (run_commit(st, 0, NULL))
-				;
-			provide_spare(st);
-			continue;
-		}
-		REQUIRE(rc == 0);
-		i++;
-	}
-	while (run_commit(st, 0, NULL))
-		;
+	fill_segments(st, 13, body);
 	close_retired(st);
 	store_close(st);
 
@@ -1357,20 +1364,7 @@ static void test_leftover_shard(void)
 	struct store_recovery_stats rs;
 	struct store *st = open_ok(&cfg, &rs);
 	reset_done();
-	const size_t body = 100000; /* ten records per 1 MiB segment */
-	for (int i = 0; i < 13;) {
-		int rc = rec_add(st, i, body);
-		if (rc == -EAGAIN) {
-			while (run_commit(st, 0, NULL))
-				;
-			provide_spare(st);
-			continue;
-		}
-		REQUIRE(rc == 0);
-		i++;
-	}
-	while (run_commit(st, 0, NULL))
-		;
+	fill_segments(st, 13, 100000); /* ten records per 1 MiB segment */
 	provide_spare(st);
 	/* A torn record at the end of segment 2, as a crash leaves it. */
 	REQUIRE(rec_add(st, 13, 300) == 0);
