@@ -16,7 +16,6 @@ import re
 import smtplib
 import socket
 import sys
-import threading
 import time
 import unittest
 
@@ -36,58 +35,20 @@ DEFERRED_RE = re.compile(r"^(?P<id>[0-9A-F]{16}) \S+ (?:now|in \S+) (?P<attempts
                          r"(?P<reply>-|\d{3}(?: \d\.\d+\.\d+)?) (?P<pending>\d+)/(?P<total>\d+)$")
 
 
-class AheadRelay:
-    """Listens on 127.0.0.1; greets, answers EHLO without PIPELINING, and
-    answers MAIL with BURST_REPLIES lines of 250 in one write, then only
-    reads until the peer closes. Counts the bursts it sent. Every socket
-    has a timeout; stop() ends the listener and every connection."""
+class AheadRelay(up.ScriptedRelay):
+    """Greets, answers EHLO without PIPELINING, and answers MAIL with
+    BURST_REPLIES lines of 250 in one write, then only reads until the peer
+    closes. Counts the bursts it sent."""
+
+    JOIN_TIMEOUT_S = RELAY_IDLE_S + 5
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((h.LOOPBACK4, 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.stopping = threading.Event()
-        self.lock = threading.Lock()
+        super().__init__()
         self.bursts = 0
-        self.conns = []
-        self.threads = []
-
-    def start(self):
-        t = threading.Thread(target=self._accept_loop, daemon=True)
-        t.start()
-        self.threads.append(t)
-        return self
-
-    def stop(self):
-        self.stopping.set()
-        for t in self.threads:
-            t.join(timeout=RELAY_IDLE_S + 5)
-        self.sock.close()
-        with self.lock:
-            for c in self.conns:
-                c.close()
 
     def burst_count(self):
         with self.lock:
             return self.bursts
-
-    def _accept_loop(self):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            conn.settimeout(0.2)
-            with self.lock:
-                self.conns.append(conn)
-            t = threading.Thread(target=self._session, args=(conn,), daemon=True)
-            t.start()
-            self.threads.append(t)
 
     def _lines(self, conn):
         """Yields command lines until EOF, idleness or stop."""
@@ -112,7 +73,7 @@ class AheadRelay:
             if len(buf) > RELAY_LINE_MAX_BYTES:
                 return
 
-    def _session(self, conn):
+    def session(self, conn):
         try:
             conn.sendall(b"220 ahead.e2e.test ESMTP\r\n")
             burst_sent = False

@@ -10,7 +10,6 @@ then sends the EHLO reply one byte every 0.4 s and never finishes it.
 import os
 import socket
 import sys
-import threading
 import time
 import unittest
 
@@ -22,35 +21,16 @@ TRICKLE_FOR_S = 20.0      # the relay gives up on its own after this
 UPSTREAM_TIMEOUT_S = 2
 
 
-class TricklingRelay:
-    """Accepts connections; each gets a greeting, then an EHLO reply
-    trickled a byte at a time. Records how long each connection lasted."""
+class TricklingRelay(up.ScriptedRelay):
+    """Each connection gets a greeting, then an EHLO reply trickled a byte
+    at a time. Records how long each connection lasted."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((h.LOOPBACK4, 0))
-        self.sock.listen(8)
-        self.sock.settimeout(0.5)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(conn_timeout_s=TRICKLE_FOR_S)
         self.lasted = []      # seconds from the EHLO to the close, per connection
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
 
-    def serve(self):
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self.one, args=(conn,), daemon=True).start()
-
-    def one(self, conn):
+    def session(self, conn):
         with conn:
-            conn.settimeout(TRICKLE_FOR_S)
             conn.sendall(b"220 trickle.example ESMTP\r\n")
             got = b""
             while b"\r\n" not in got:
@@ -62,7 +42,7 @@ class TricklingRelay:
             text = b"250-trickle.example says hello and takes its time about it"
             conn.setblocking(True)
             for i in range(int(TRICKLE_FOR_S / 0.4)):
-                if self.stop.is_set():
+                if self.stopping.is_set():
                     return
                 try:
                     conn.sendall(text[i % len(text):i % len(text) + 1])
@@ -79,17 +59,12 @@ class TricklingRelay:
                     break
             self.lasted.append(time.monotonic() - t0)
 
-    def close(self):
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(timeout=5)
-
 
 class ForwardTrickleTest(unittest.TestCase):
 
     def test_trickled_reply_times_out(self):
-        relay = TricklingRelay()
-        self.addCleanup(relay.close)
+        relay = TricklingRelay().start()
+        self.addCleanup(relay.stop)
         srv = h.Server(settings=up.forward_settings(
             [relay.port], retry_min="60s", retry_max="60s",
             extra=[("upstream_timeout", "%ds" % UPSTREAM_TIMEOUT_S),

@@ -516,6 +516,61 @@ def log_events(srv, event=None):
     return out
 
 
+class ScriptedRelay:
+    """A relay that misbehaves on purpose, for what no real relay does: a
+    listener on 127.0.0.1 whose every connection runs self.session(conn) in
+    a thread of its own. Every socket has a timeout; stop() ends the
+    listener, closes every connection and joins the threads (bounded)."""
+
+    JOIN_TIMEOUT_S = 15.0
+
+    def __init__(self, conn_timeout_s=0.2):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((h.LOOPBACK4, 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.conn_timeout_s = conn_timeout_s
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.conns = []
+        self.threads = []
+
+    def start(self):
+        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t.start()
+        self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stopping.set()
+        for t in list(self.threads):
+            t.join(timeout=self.JOIN_TIMEOUT_S)
+        self.sock.close()
+        with self.lock:
+            for c in self.conns:
+                c.close()
+
+    def session(self, conn):
+        raise NotImplementedError
+
+    def _accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            conn.settimeout(self.conn_timeout_s)
+            with self.lock:
+                self.conns.append(conn)
+            t = threading.Thread(target=self.session, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+
 def forward_settings(upstreams, retry_min="1s", retry_max="2s", extra=()):
     """Config pairs for a gateway forwarding to the given ports, with small
     segments so reclamation shows quickly."""
