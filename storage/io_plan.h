@@ -57,7 +57,7 @@ struct io_step {
 };
 
 /* The longest plan is the delivery-log commit: a write and its fdatasync for
- * each of QUEUE_COMMIT_WRITES_MAX logs (queue.c asserts it fits). */
+ * each of QUEUE_COMMIT_WRITES_MAX logs (queue_commit.c asserts it fits). */
 #define IO_PLAN_STEPS_MAX 8
 
 struct io_plan {

@@ -1,9 +1,12 @@
 /*
- * queue.c - one worker's forwarding queue at run time (see queue.h): due
- * messages, per-recipient outcomes, retry backoff, the group commit of
- * outcome entries to the per-segment delivery logs, segment reclamation and
- * the operator's requests. Start-up recovery, which rebuilds the queue from
- * the segments and their logs, is queue_recover.c; it fills the queue
+ * queue.c - one worker's forwarding queue at run time (see queue.h): the
+ * messages held, their per-recipient outcomes and retry backoff, the
+ * segment table with each segment's id list, and segment reclamation. The
+ * other parts of the module share its state (queue_state.h): the heap on
+ * next attempt time (queue_heap.c), the group commit of outcome entries to
+ * the per-segment delivery logs (queue_commit.c) and the operator's
+ * requests (queue_operator.c). Start-up recovery, which rebuilds the queue
+ * from the segments and their logs, is queue_recover.c; it fills the queue
  * through queue_restore and queue_log_resume.
  *
  * Where it sits: the store makes a record durable -> core/ calls queue_add;
@@ -21,7 +24,7 @@
  * its segment's id list exactly once. Only queue_close() makes system
  * calls (it closes the log fds).
  */
-#include "queue.h"
+#include "queue_state.h"
 
 #include <errno.h>
 #include <string.h>
@@ -29,104 +32,13 @@
 
 #include "../common/bounds.h"
 #include "record.h"
-#include "segment.h"
 
 /* Sanity bounds on the configuration (a year; ten years). */
 #define QUEUE_RETRY_MAX_LIMIT_MS (366ll * 24 * 60 * 60 * 1000)
 #define QUEUE_LIFETIME_LIMIT_MS (3660ll * 24 * 60 * 60 * 1000)
 #define QUEUE_JITTER_SEED_DEFAULT 0x9E3779B97F4A7C15ull
 
-_Static_assert(QUEUE_PENDING_ENTRIES_MAX * DELIVERY_LOG_ENTRY_BYTES <= INT32_MAX,
-	       "a commit's byte count fits the result int");
 _Static_assert(SMTP_RECIPIENTS_MAX < DELIVERY_LOG_RCPT_ALL, "recipient indexes never look like ALL");
-
-struct queue_msg {
-	struct queue_msg *prev; /* every message of the queue, for queue_close */
-	struct queue_msg *next;
-	uint64_t queue_id;
-	uint64_t padded_bytes;
-	int64_t arrival_unix_ms;
-	int64_t next_attempt_unix_ms;
-	uint32_t seq;
-	uint32_t rcpt_count;
-	uint32_t pending;     /* recipients in QUEUE_RCPT_PENDING */
-	uint32_t due;         /* recipients in QUEUE_RCPT_*_DUE */
-	uint16_t attempts;
-	uint16_t last_reply_code;
-	uint16_t last_enhanced;
-	bool in_flight;
-	bool queued;          /* in the heap (exactly when not in flight) */
-	bool attempt_logged;  /* an entry numbered the attempt in flight */
-	uint8_t rcpt_state[]; /* rcpt_count bytes, enum queue_rcpt_state */
-};
-
-struct heap_slot {
-	int64_t due_unix_ms;
-	uint64_t queue_id;
-	struct queue_msg *msg;
-};
-
-/* One entry of a segment's id list; msg NULL: the message was freed. */
-struct id_slot {
-	uint64_t queue_id;
-	struct queue_msg *msg;
-};
-
-struct queue_segment {
-	uint32_t seq;
-	int fd;               /* the log, -1 until ready */
-	int fd_error;         /* queue_dlog_ready said -errno */
-	uint64_t log_bytes;   /* where the next write lands */
-	uint64_t live_msgs;
-	uint32_t unsynced;    /* entries waiting or in flight */
-	bool log_lost;        /* a final entry was dropped: never reclaimed */
-	bool offered;         /* handed out by queue_reclaimable */
-	struct id_slot *ids;  /* its messages by queue id, ascending */
-	uint32_t ids_len;
-	uint32_t ids_cap;
-};
-
-struct waiting_entry {
-	uint32_t seq;
-	uint8_t bytes[DELIVERY_LOG_ENTRY_BYTES];
-};
-
-struct queue {
-	uint32_t worker;
-	int64_t retry_min_ms;
-	int64_t retry_max_ms;
-	int64_t max_lifetime_ms;
-	bool fsync;
-	uint64_t rng;
-
-	struct queue_msg *all;     /* list of every message held, newest first */
-	struct queue_msg *all_tail; /* its oldest: messages are queued in arrival order */
-	struct heap_slot *heap;
-	uint32_t heap_len;
-	uint32_t heap_cap;
-
-	struct queue_segment *seg; /* sorted by seq */
-	uint32_t seg_count;
-	uint32_t seg_cap;
-	uint32_t sealed_below;     /* segments below this are sealed */
-
-	struct waiting_entry *waiting; /* QUEUE_PENDING_ENTRIES_MAX */
-	uint32_t waiting_count;
-	uint8_t *flight;               /* QUEUE_PENDING_ENTRIES_MAX entries */
-	uint32_t flight_seq[QUEUE_COMMIT_WRITES_MAX];
-	uint32_t flight_entries[QUEUE_COMMIT_WRITES_MAX];
-	uint32_t flight_count;
-	bool in_flight;
-	int status;
-
-	uint64_t messages;
-	uint64_t messages_in_flight;
-	uint64_t recipients_pending;
-	uint64_t entries_dropped;
-	uint64_t entries_committed;
-	uint64_t commits;
-	uint64_t delivered, bounced, expired, deferred, set_aside;
-};
 
 /* ---- small pieces ---- */
 
@@ -147,94 +59,6 @@ static int64_t add_sat(int64_t a, int64_t b)
 	return a > INT64_MAX - b ? INT64_MAX : a + b;
 }
 
-/* ---- the heap on next attempt time ----
- *
- * Slots carry their key, so sifting compares within the array and never
- * touches a message (a backlog of a million deferred messages stays cheap:
- * no cache miss per comparison). Ties go by queue id, oldest first. */
-
-static bool slot_before(const struct heap_slot *a, const struct heap_slot *b)
-{
-	if (a->due_unix_ms != b->due_unix_ms)
-		return a->due_unix_ms < b->due_unix_ms;
-	return a->queue_id < b->queue_id;
-}
-
-static void heap_up(struct queue *q, uint32_t i)
-{
-	struct heap_slot moving = q->heap[i];
-	while (i > 0) {
-		uint32_t parent = (i - 1) / 2;
-		if (!slot_before(&moving, &q->heap[parent]))
-			break;
-		q->heap[i] = q->heap[parent];
-		i = parent;
-	}
-	q->heap[i] = moving;
-}
-
-static void heap_down(struct queue *q, uint32_t i)
-{
-	struct heap_slot moving = q->heap[i];
-	for (;;) {
-		uint32_t child = 2 * i + 1;
-		if (child >= q->heap_len)
-			break;
-		if (child + 1 < q->heap_len && slot_before(&q->heap[child + 1], &q->heap[child]))
-			child++;
-		if (!slot_before(&q->heap[child], &moving))
-			break;
-		q->heap[i] = q->heap[child];
-		i = child;
-	}
-	q->heap[i] = moving;
-}
-
-/* Pushes m at its next attempt time; the capacity was reserved when m was
- * inserted (one slot per message). */
-static void heap_push(struct queue *q, struct queue_msg *m)
-{
-	RMX_ASSERT(q->heap_len < q->heap_cap);
-	RMX_ASSERT(!m->queued);
-	m->queued = true;
-	q->heap[q->heap_len] = (struct heap_slot){ m->next_attempt_unix_ms, m->queue_id, m };
-	q->heap_len++;
-	heap_up(q, q->heap_len - 1);
-}
-
-static struct queue_msg *heap_pop(struct queue *q)
-{
-	RMX_ASSERT(q->heap_len > 0);
-	struct queue_msg *top = q->heap[0].msg;
-	RMX_ASSERT(top->queued && top->next_attempt_unix_ms == q->heap[0].due_unix_ms);
-	q->heap_len--;
-	if (q->heap_len > 0) {
-		q->heap[0] = q->heap[q->heap_len];
-		heap_down(q, 0);
-	}
-	top->queued = false;
-	return top;
-}
-
-static int heap_reserve(struct queue *q, uint64_t want)
-{
-	if (want <= q->heap_cap)
-		return 0;
-	if (want > UINT32_MAX - 1)
-		return -ENOMEM;
-	uint64_t cap = q->heap_cap ? (uint64_t)q->heap_cap * 2 : 1024;
-	if (cap < want)
-		cap = want;
-	if (cap > UINT32_MAX - 1)
-		cap = UINT32_MAX - 1;
-	struct heap_slot *grown = realloc(q->heap, cap * sizeof(*grown));
-	if (grown == NULL)
-		return -ENOMEM;
-	q->heap = grown;
-	q->heap_cap = (uint32_t)cap;
-	return 0;
-}
-
 /* ---- segments ---- */
 
 /* Index of seq in the sorted table, or where it would go (*found false). */
@@ -252,7 +76,7 @@ static uint32_t seg_search(const struct queue *q, uint32_t seq, bool *found)
 	return lo;
 }
 
-static struct queue_segment *seg_find(struct queue *q, uint32_t seq)
+struct queue_segment *queue_seg_find(struct queue *q, uint32_t seq)
 {
 	bool found;
 	uint32_t i = seg_search(q, seq, &found);
@@ -261,7 +85,7 @@ static struct queue_segment *seg_find(struct queue *q, uint32_t seq)
 
 /* Finds or inserts the entry of seq. Allocates when the table grows (once
  * per segment of the shard's life). NULL: out of memory. */
-static struct queue_segment *seg_get(struct queue *q, uint32_t seq)
+struct queue_segment *queue_seg_get(struct queue *q, uint32_t seq)
 {
 	bool found;
 	uint32_t i = seg_search(q, seq, &found);
@@ -282,41 +106,6 @@ static struct queue_segment *seg_get(struct queue *q, uint32_t seq)
 	s->seq = seq;
 	s->fd = -1;
 	return s;
-}
-
-/* ---- log entries ---- */
-
-/*
- * Queues one entry for m's segment log. Dropped (and counted) when the
- * queue failed, the segment's log could not be made, or the waiting buffer
- * is full; a dropped final entry keeps its segment from being reclaimed.
- */
-static void log_entry(struct queue *q, const struct queue_msg *m, enum delivery_log_type type,
-		      uint32_t rcpt, uint16_t attempt, int64_t time_unix_ms, uint16_t code,
-		      uint16_t enhanced)
-{
-	struct queue_segment *s = seg_find(q, m->seq);
-	RMX_ASSERT(s != NULL);
-	bool final = delivery_log_type_is_final(type);
-	if (q->status != 0 || s->fd_error != 0 || q->waiting_count == QUEUE_PENDING_ENTRIES_MAX) {
-		q->entries_dropped++;
-		if (final)
-			s->log_lost = true;
-		return;
-	}
-	struct delivery_log_entry e = {
-		.type = type,
-		.rcpt = rcpt,
-		.queue_id = m->queue_id,
-		.time_unix_ms = time_unix_ms,
-		.attempt = attempt,
-		.reply_code = code,
-		.enhanced = enhanced,
-	};
-	struct waiting_entry *w = &q->waiting[q->waiting_count++];
-	w->seq = m->seq;
-	delivery_log_entry_encode(&e, w->bytes);
-	s->unsynced++;
 }
 
 /* ---- the queue id index ----
@@ -387,14 +176,14 @@ static void ids_compact(struct queue_segment *s)
 }
 
 /* The message of queue_id held by q, or NULL. */
-static struct queue_msg *ids_find(struct queue *q, uint64_t queue_id)
+struct queue_msg *queue_ids_find(struct queue *q, uint64_t queue_id)
 {
 	uint32_t worker, seq;
 	uint64_t offset;
 	queue_id_split(queue_id, &worker, &seq, &offset);
 	if (worker != q->worker)
 		return NULL;
-	const struct queue_segment *s = seg_find(q, seq);
+	const struct queue_segment *s = queue_seg_find(q, seq);
 	if (s == NULL)
 		return NULL;
 	bool found;
@@ -404,11 +193,11 @@ static struct queue_msg *ids_find(struct queue *q, uint64_t queue_id)
 
 /* ---- messages ---- */
 
-static void msg_free(struct queue *q, struct queue_msg *m)
+void queue_msg_free(struct queue *q, struct queue_msg *m)
 {
 	RMX_ASSERT(m->pending == 0 && m->due == 0);
 	RMX_ASSERT(!m->queued);
-	struct queue_segment *s = seg_find(q, m->seq);
+	struct queue_segment *s = queue_seg_find(q, m->seq);
 	RMX_ASSERT(s != NULL && s->live_msgs > 0);
 	s->live_msgs--;
 	if (m->prev != NULL)
@@ -431,7 +220,7 @@ static void msg_free(struct queue *q, struct queue_msg *m)
 }
 
 /* Moves a PENDING or *_DUE recipient on, keeping m->pending and m->due. */
-static void set_rcpt(struct queue_msg *m, uint32_t rcpt, enum queue_rcpt_state to)
+void queue_rcpt_set(struct queue_msg *m, uint32_t rcpt, enum queue_rcpt_state to)
 {
 	enum queue_rcpt_state from = m->rcpt_state[rcpt];
 	bool from_due = from == QUEUE_RCPT_BOUNCE_DUE || from == QUEUE_RCPT_EXPIRE_DUE;
@@ -475,7 +264,7 @@ static enum queue_attempt_result finish_attempt(struct queue *q, struct queue_ms
 {
 	RMX_ASSERT(m->in_flight && m->due == 0);
 	if (m->pending == 0) {
-		msg_free(q, m);
+		queue_msg_free(q, m);
 		return QUEUE_ATTEMPT_DONE;
 	}
 	int64_t next = add_sat(now_unix_ms, retry_delay_ms(q, m->attempts));
@@ -486,9 +275,9 @@ static enum queue_attempt_result finish_attempt(struct queue *q, struct queue_ms
 	m->in_flight = false;
 	q->messages_in_flight--;
 	q->deferred++;
-	log_entry(q, m, DELIVERY_LOG_DEFERRED, DELIVERY_LOG_RCPT_ALL, m->attempts, next, m->last_reply_code,
-		  m->last_enhanced);
-	heap_push(q, m);
+	queue_log_entry(q, m, DELIVERY_LOG_DEFERRED, DELIVERY_LOG_RCPT_ALL, m->attempts, next,
+			m->last_reply_code, m->last_enhanced);
+	queue_heap_push(q, m);
 	return QUEUE_ATTEMPT_RETRY;
 }
 
@@ -562,10 +351,10 @@ void queue_close(struct queue *q)
 /* Inserts a message built by the caller (queue_add, recovery). */
 static int msg_insert(struct queue *q, struct queue_msg *m)
 {
-	int rc = heap_reserve(q, q->messages + 1);
+	int rc = queue_heap_reserve(q, q->messages + 1);
 	if (rc != 0)
 		return rc;
-	struct queue_segment *s = seg_get(q, m->seq);
+	struct queue_segment *s = queue_seg_get(q, m->seq);
 	if (s == NULL || ids_reserve(s) != 0)
 		return -ENOMEM;
 	bool found;
@@ -589,7 +378,7 @@ static int msg_insert(struct queue *q, struct queue_msg *m)
 	q->all = m;
 	if (m->seq > q->sealed_below)
 		q->sealed_below = m->seq;
-	heap_push(q, m);
+	queue_heap_push(q, m);
 	return 0;
 }
 
@@ -667,7 +456,7 @@ struct queue_msg *queue_next_due(struct queue *q, int64_t now_unix_ms)
 {
 	if (q->heap_len == 0 || q->heap[0].due_unix_ms > now_unix_ms)
 		return NULL;
-	struct queue_msg *m = heap_pop(q);
+	struct queue_msg *m = queue_heap_pop(q);
 	RMX_ASSERT(!m->in_flight && m->pending > 0 && m->due == 0);
 	m->in_flight = true;
 	m->attempt_logged = false;
@@ -715,17 +504,17 @@ void queue_outcome(struct queue *q, struct queue_msg *m, uint32_t rcpt,
 		return;
 	switch (outcome) {
 	case QUEUE_OUTCOME_DELIVERED:
-		set_rcpt(m, rcpt, QUEUE_RCPT_DELIVERED);
+		queue_rcpt_set(m, rcpt, QUEUE_RCPT_DELIVERED);
 		q->recipients_pending--;
 		q->delivered++;
 		/* The attempt in progress is number attempts + 1. */
-		log_entry(q, m, DELIVERY_LOG_DELIVERED, rcpt,
-			  m->attempts < UINT16_MAX ? m->attempts + 1 : UINT16_MAX, now_unix_ms,
-			  code, enhanced);
+		queue_log_entry(q, m, DELIVERY_LOG_DELIVERED, rcpt,
+				m->attempts < UINT16_MAX ? m->attempts + 1 : UINT16_MAX, now_unix_ms,
+				code, enhanced);
 		m->attempt_logged = true;
 		break;
 	case QUEUE_OUTCOME_PERMFAIL:
-		set_rcpt(m, rcpt, QUEUE_RCPT_BOUNCE_DUE);
+		queue_rcpt_set(m, rcpt, QUEUE_RCPT_BOUNCE_DUE);
 		break;
 	case QUEUE_OUTCOME_TEMPFAIL:
 		break;
@@ -741,7 +530,7 @@ enum queue_attempt_result queue_attempt_done(struct queue *q, struct queue_msg *
 	if (m->pending > 0 && now_unix_ms >= expiry_unix_ms(q, m)) {
 		for (uint32_t i = 0; i < m->rcpt_count && m->pending > 0; i++)
 			if (m->rcpt_state[i] == QUEUE_RCPT_PENDING)
-				set_rcpt(m, i, QUEUE_RCPT_EXPIRE_DUE);
+				queue_rcpt_set(m, i, QUEUE_RCPT_EXPIRE_DUE);
 	}
 	if (m->due > 0)
 		return QUEUE_ATTEMPT_BOUNCE_DUE;
@@ -755,15 +544,15 @@ enum queue_attempt_result queue_bounce_done(struct queue *q, struct queue_msg *m
 	for (uint32_t i = 0; i < m->rcpt_count && m->due > 0; i++) {
 		enum queue_rcpt_state st = m->rcpt_state[i];
 		if (st == QUEUE_RCPT_BOUNCE_DUE) {
-			set_rcpt(m, i, QUEUE_RCPT_BOUNCED);
+			queue_rcpt_set(m, i, QUEUE_RCPT_BOUNCED);
 			q->bounced++;
-			log_entry(q, m, DELIVERY_LOG_BOUNCED, i, m->attempts, now_unix_ms,
-				  m->last_reply_code, m->last_enhanced);
+			queue_log_entry(q, m, DELIVERY_LOG_BOUNCED, i, m->attempts, now_unix_ms,
+					m->last_reply_code, m->last_enhanced);
 		} else if (st == QUEUE_RCPT_EXPIRE_DUE) {
-			set_rcpt(m, i, QUEUE_RCPT_EXPIRED);
+			queue_rcpt_set(m, i, QUEUE_RCPT_EXPIRED);
 			q->expired++;
-			log_entry(q, m, DELIVERY_LOG_EXPIRED, i, m->attempts, now_unix_ms,
-				  m->last_reply_code, m->last_enhanced);
+			queue_log_entry(q, m, DELIVERY_LOG_EXPIRED, i, m->attempts, now_unix_ms,
+					m->last_reply_code, m->last_enhanced);
 		} else {
 			continue;
 		}
@@ -796,13 +585,14 @@ void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms)
 		enum queue_rcpt_state st = m->rcpt_state[i];
 		if (st == QUEUE_RCPT_PENDING || st == QUEUE_RCPT_BOUNCE_DUE ||
 		    st == QUEUE_RCPT_EXPIRE_DUE) {
-			set_rcpt(m, i, QUEUE_RCPT_SET_ASIDE);
+			queue_rcpt_set(m, i, QUEUE_RCPT_SET_ASIDE);
 			q->recipients_pending--;
 		}
 	}
 	q->set_aside++;
-	log_entry(q, m, DELIVERY_LOG_SET_ASIDE, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
-	msg_free(q, m);
+	queue_log_entry(q, m, DELIVERY_LOG_SET_ASIDE, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms,
+			0, 0);
+	queue_msg_free(q, m);
 }
 
 enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
@@ -810,7 +600,7 @@ enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
 {
 	RMX_ASSERT(m->in_flight && m->due == 0);
 	if (m->pending == 0) {
-		msg_free(q, m);
+		queue_msg_free(q, m);
 		return QUEUE_ATTEMPT_DONE;
 	}
 	/* The log numbered this attempt already: count it, as replay will. */
@@ -819,198 +609,11 @@ enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
 	m->next_attempt_unix_ms = due_unix_ms;
 	m->in_flight = false;
 	q->messages_in_flight--;
-	heap_push(q, m);
+	queue_heap_push(q, m);
 	return QUEUE_ATTEMPT_RETRY;
 }
 
-/* ---- group commit of log entries ---- */
-
-bool queue_commit_begin(struct queue *q, struct queue_commit *c)
-{
-	if (q->in_flight || q->status != 0 || q->waiting_count == 0)
-		return false;
-	memset(c, 0, sizeof(*c));
-	/* Pick up to QUEUE_COMMIT_WRITES_MAX segments whose log is ready, in
-	 * the order their entries arrived. */
-	struct queue_segment *chosen[QUEUE_COMMIT_WRITES_MAX];
-	uint32_t nchosen = 0;
-	for (uint32_t i = 0; i < q->waiting_count && nchosen < QUEUE_COMMIT_WRITES_MAX; i++) {
-		uint32_t seq = q->waiting[i].seq;
-		bool seen = false;
-		for (uint32_t k = 0; k < nchosen; k++)
-			seen = seen || chosen[k]->seq == seq;
-		if (seen)
-			continue;
-		struct queue_segment *s = seg_find(q, seq);
-		RMX_ASSERT(s != NULL);
-		if (s->fd >= 0)
-			chosen[nchosen++] = s;
-	}
-	if (nchosen == 0)
-		return false;
-
-	/* Copy each chosen segment's entries, in order, into the flight buffer;
-	 * keep the others waiting, in order. */
-	uint32_t used = 0;
-	for (uint32_t k = 0; k < nchosen; k++) {
-		struct queue_commit_write *w = &c->write[k];
-		uint32_t first = used;
-		for (uint32_t i = 0; i < q->waiting_count; i++) {
-			if (q->waiting[i].seq != chosen[k]->seq)
-				continue;
-			memcpy(q->flight + (size_t)used * DELIVERY_LOG_ENTRY_BYTES, q->waiting[i].bytes,
-			       DELIVERY_LOG_ENTRY_BYTES);
-			used++;
-		}
-		RMX_ASSERT(used > first && used <= QUEUE_PENDING_ENTRIES_MAX);
-		w->fd = chosen[k]->fd;
-		w->seq = chosen[k]->seq;
-		w->offset = chosen[k]->log_bytes;
-		w->entries = used - first;
-		w->iov.iov_base = q->flight + (size_t)first * DELIVERY_LOG_ENTRY_BYTES;
-		w->iov.iov_len = (size_t)w->entries * DELIVERY_LOG_ENTRY_BYTES;
-		chosen[k]->log_bytes += w->iov.iov_len;
-		q->flight_seq[k] = w->seq;
-		q->flight_entries[k] = w->entries;
-	}
-	uint32_t kept = 0;
-	for (uint32_t i = 0; i < q->waiting_count; i++) {
-		bool taken = false;
-		for (uint32_t k = 0; k < nchosen; k++)
-			taken = taken || q->waiting[i].seq == chosen[k]->seq;
-		if (!taken)
-			q->waiting[kept++] = q->waiting[i];
-	}
-	RMX_ASSERT(kept + used == q->waiting_count);
-	q->waiting_count = kept;
-	c->count = nchosen;
-	c->sync = q->fsync;
-	q->flight_count = nchosen;
-	q->in_flight = true;
-	return true;
-}
-
-void queue_commit_done(struct queue *q, int result)
-{
-	RMX_ASSERT(q->in_flight);
-	q->in_flight = false;
-	if (result < 0) {
-		/* Never retry-and-pretend: the logs stay as they are on disk
-		 * until a restart replays them. Everything not written is lost
-		 * for this run and no segment is reclaimed. */
-		q->status = result;
-		uint64_t lost = q->waiting_count;
-		for (uint32_t k = 0; k < q->flight_count; k++)
-			lost += q->flight_entries[k];
-		q->entries_dropped += lost;
-		q->waiting_count = 0;
-		q->flight_count = 0;
-		return;
-	}
-	for (uint32_t k = 0; k < q->flight_count; k++) {
-		struct queue_segment *s = seg_find(q, q->flight_seq[k]);
-		RMX_ASSERT(s != NULL && s->unsynced >= q->flight_entries[k]);
-		s->unsynced -= q->flight_entries[k];
-		q->entries_committed += q->flight_entries[k];
-	}
-	q->commits++;
-	q->flight_count = 0;
-}
-
-_Static_assert(2 * QUEUE_COMMIT_WRITES_MAX <= IO_PLAN_STEPS_MAX,
-	       "a commit's writes and syncs are one plan");
-
-bool queue_commit_plan(struct queue *q, struct io_plan *p)
-{
-	struct queue_commit c;
-	if (!queue_commit_begin(q, &c))
-		return false;
-	io_plan_clear(p);
-	for (uint32_t k = 0; k < c.count; k++) {
-		struct io_step *s = io_plan_add(p, IO_STEP_WRITE, c.write[k].fd);
-		s->buf = c.write[k].iov.iov_base;
-		s->len = c.write[k].iov.iov_len;
-		s->offset = c.write[k].offset;
-		if (c.sync) {
-			s->link = true; /* the sync runs only after the whole write */
-			(void)io_plan_add(p, IO_STEP_FDATASYNC, c.write[k].fd);
-		}
-	}
-	p->pending = p->count;
-	return true;
-}
-
-int queue_commit_advance(struct queue *q, const struct io_plan *p)
-{
-	RMX_ASSERT(p->pending == 0 && p->count >= 1);
-	int result = 0;
-	for (uint32_t i = 0; i < p->count && result == 0; i++)
-		result = io_step_outcome(&p->step[i], p->result[i]);
-	queue_commit_done(q, result);
-	return result;
-}
-
-bool queue_commit_busy(const struct queue *q)
-{
-	return q->in_flight || (q->status == 0 && q->waiting_count > 0);
-}
-
-int queue_status(const struct queue *q)
-{
-	return q->status;
-}
-
 /* ---- segments and reclamation ---- */
-
-/* The entry of segment seq, which has no log yet: 0 and *out, -ENOMEM, or
- * -EEXIST when its log was handed over (or failed) already. */
-static int seg_without_log(struct queue *q, uint32_t seq, struct queue_segment **out)
-{
-	RMX_ASSERT(seq >= 1 && seq <= SEGMENT_SEQ_MAX);
-	struct queue_segment *s = seg_get(q, seq);
-	if (s == NULL)
-		return -ENOMEM;
-	if (s->fd >= 0 || s->fd_error != 0)
-		return -EEXIST;
-	*out = s;
-	return 0;
-}
-
-int queue_log_resume(struct queue *q, uint32_t seq, int fd, uint64_t log_bytes)
-{
-	RMX_ASSERT(fd >= 0);
-	struct queue_segment *s;
-	int rc = seg_without_log(q, seq, &s);
-	if (rc != 0)
-		return rc;
-	s->fd = fd;
-	s->log_bytes = log_bytes;
-	return 0;
-}
-
-int queue_dlog_ready(struct queue *q, uint32_t seq, int fd)
-{
-	if (fd >= 0) /* -EEXIST: queue_open holds it already (a spare made at start-up) */
-		return queue_log_resume(q, seq, fd, 0);
-	struct queue_segment *s;
-	int rc = seg_without_log(q, seq, &s);
-	if (rc != 0)
-		return rc;
-	/* core/ could not make the log. */
-	s->fd_error = fd;
-	s->log_lost = s->log_lost || s->unsynced > 0;
-	/* Entries already waiting for it can never be written. */
-	uint32_t kept = 0;
-	for (uint32_t i = 0; i < q->waiting_count; i++) {
-		if (q->waiting[i].seq == seq)
-			q->entries_dropped++;
-		else
-			q->waiting[kept++] = q->waiting[i];
-	}
-	q->waiting_count = kept;
-	s->unsynced = 0;
-	return 0;
-}
 
 void queue_set_active_segment(struct queue *q, uint32_t seq)
 {
@@ -1066,125 +669,5 @@ void queue_get_stats(const struct queue *q, struct queue_stats *out)
 	out->expired = q->expired;
 	out->deferred = q->deferred;
 	out->set_aside = q->set_aside;
-}
-
-/* ---- operator requests (core/control, ringmx-store) ---- */
-
-/*
- * The heap slot of queued message m. The search skips every subtree whose
- * root comes after m (heap order puts m below none of them), so it costs
- * about the number of messages due before m. UINT32_MAX if absent.
- */
-static uint32_t heap_find(const struct queue *q, const struct queue_msg *m)
-{
-	struct heap_slot key = { m->next_attempt_unix_ms, m->queue_id, NULL };
-	/* Preorder with an explicit stack: at most one pending sibling per
-	 * level plus the node popped, and a heap is at most 32 levels deep. */
-	uint32_t stack[66];
-	uint32_t depth = 0;
-	if (q->heap_len == 0)
-		return UINT32_MAX;
-	stack[depth++] = 0;
-	while (depth > 0) {
-		uint32_t i = stack[--depth];
-		const struct heap_slot *h = &q->heap[i];
-		if (h->msg == m)
-			return i;
-		if (slot_before(&key, h))
-			continue;
-		uint64_t left = 2 * (uint64_t)i + 1;
-		for (uint64_t c = left + 1; c >= left; c--) {
-			if (c < q->heap_len) {
-				RMX_ASSERT(depth < RMX_ARRAY_LEN(stack));
-				stack[depth++] = (uint32_t)c;
-			}
-		}
-	}
-	return UINT32_MAX;
-}
-
-/* Takes slot i out of the heap; its message is no longer queued. */
-static void heap_remove_at(struct queue *q, uint32_t i)
-{
-	RMX_ASSERT(i < q->heap_len);
-	struct queue_msg *m = q->heap[i].msg;
-	RMX_ASSERT(m->queued);
-	q->heap_len--;
-	if (i < q->heap_len) {
-		q->heap[i] = q->heap[q->heap_len];
-		heap_up(q, i);
-		heap_down(q, i); /* a no-op when heap_up moved the slot */
-	}
-	m->queued = false;
-}
-
-/* The queued (not in flight) message of queue_id: 0, -ENOENT or -EBUSY. */
-static int operator_target(struct queue *q, uint64_t queue_id, struct queue_msg **out)
-{
-	struct queue_msg *m = ids_find(q, queue_id);
-	if (m == NULL)
-		return -ENOENT;
-	if (m->in_flight)
-		return -EBUSY;
-	RMX_ASSERT(m->queued && m->pending > 0 && m->due == 0);
-	*out = m;
-	return 0;
-}
-
-int queue_make_due(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
-{
-	struct queue_msg *m = NULL;
-	int rc = operator_target(q, queue_id, &m);
-	if (rc != 0)
-		return rc;
-	if (m->next_attempt_unix_ms <= now_unix_ms)
-		return 0; /* due already; a restart would make it due too */
-	uint32_t i = heap_find(q, m);
-	RMX_ASSERT(i != UINT32_MAX);
-	m->next_attempt_unix_ms = now_unix_ms;
-	q->heap[i].due_unix_ms = now_unix_ms;
-	heap_up(q, i);
-	log_entry(q, m, DELIVERY_LOG_REQUEUE, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
-	return 0;
-}
-
-uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms)
-{
-	uint64_t changed = 0;
-	for (uint32_t i = 0; i < q->heap_len; i++) {
-		struct heap_slot *h = &q->heap[i];
-		if (h->due_unix_ms <= now_unix_ms)
-			continue;
-		h->due_unix_ms = now_unix_ms;
-		h->msg->next_attempt_unix_ms = now_unix_ms;
-		log_entry(q, h->msg, DELIVERY_LOG_REQUEUE, DELIVERY_LOG_RCPT_ALL, h->msg->attempts, now_unix_ms, 0,
-			  0);
-		changed++;
-	}
-	/* Many keys moved: rebuild the heap bottom-up (Floyd), O(n). */
-	if (changed > 0)
-		for (uint32_t i = q->heap_len / 2; i-- > 0;)
-			heap_down(q, i);
-	return changed;
-}
-
-int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms)
-{
-	struct queue_msg *m = NULL;
-	int rc = operator_target(q, queue_id, &m);
-	if (rc != 0)
-		return rc;
-	uint32_t i = heap_find(q, m);
-	RMX_ASSERT(i != UINT32_MAX);
-	heap_remove_at(q, i);
-	for (uint32_t r = 0; r < m->rcpt_count && m->pending > 0; r++) {
-		if (m->rcpt_state[r] != QUEUE_RCPT_PENDING)
-			continue;
-		set_rcpt(m, r, QUEUE_RCPT_DELETED);
-		q->recipients_pending--;
-	}
-	log_entry(q, m, DELIVERY_LOG_DELETED, DELIVERY_LOG_RCPT_ALL, m->attempts, now_unix_ms, 0, 0);
-	msg_free(q, m);
-	return 0;
 }
 

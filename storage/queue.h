@@ -7,8 +7,10 @@
  * message (queue_next_due), forwards it, reports each recipient's outcome
  * (queue_outcome) and the end of the attempt (queue_attempt_done), and
  * performs the log writes that queue_commit_plan() plans, handing their
- * results to queue_commit_advance(). Segments whose every recipient is final, with those
- * final entries durable, are offered for deletion (queue_reclaimable).
+ * results to queue_commit_advance() (queue_commit.h). Segments whose every
+ * recipient is final, with those final entries durable, are offered for
+ * deletion (queue_reclaimable). The operator's requests are
+ * queue_operator.h; this header includes both.
  *
  * Message life: queue_add (due now) -> queue_next_due (in flight) ->
  * outcomes -> queue_attempt_done: DONE (all final, freed), RETRY (back in
@@ -37,13 +39,11 @@
 #ifndef RINGMX_QUEUE_H
 #define RINGMX_QUEUE_H
 
-#include <sys/uio.h>
-
 #include "../common/base.h"
 #include "delivery_log.h"
-#include "io_plan.h"
+#include "queue_commit.h"
+#include "queue_operator.h"
 
-#define QUEUE_COMMIT_WRITES_MAX 4        /* segment logs written by one commit */
 #define QUEUE_PENDING_ENTRIES_MAX 8192   /* log entries waiting (256 KiB) */
 
 #define QUEUE_RETRY_MIN_DEFAULT_MS (5ll * 60 * 1000)
@@ -192,74 +192,6 @@ void queue_set_aside(struct queue *q, struct queue_msg *m, int64_t now_unix_ms);
 enum queue_attempt_result queue_requeue(struct queue *q, struct queue_msg *m,
 					int64_t due_unix_ms);
 
-/* A log write to perform: pwritev(fd, &iov, 1, offset), then fdatasync(fd)
- * when the commit says sync (link the two). fd is not opened O_APPEND by
- * the queue; offsets are exact. */
-struct queue_commit_write {
-	int fd;
-	uint32_t seq;
-	uint64_t offset;
-	struct iovec iov;   /* points into the queue; valid until queue_commit_done */
-	uint32_t entries;
-};
-
-struct queue_commit {
-	struct queue_commit_write write[QUEUE_COMMIT_WRITES_MAX];
-	uint32_t count;     /* >= 1 when handed out */
-	bool sync;
-};
-
-/*
- * If no commit is in flight and entries wait for segments whose log fd is
- * ready, fills c with the writes of up to QUEUE_COMMIT_WRITES_MAX segments
- * (each segment's entries in order) and returns true. Returns false after
- * a failure (the logs are frozen until restart).
- */
-bool queue_commit_begin(struct queue *q, struct queue_commit *c);
-
-/*
- * Reports the commit begun last, once all its writes and syncs finished:
- * 0 (or any non-negative count) if every write wrote its whole iov and
- * every sync returned 0, else the first -errno (a short write is -EIO).
- * A failure marks the queue failed for good: forwarding goes on, no
- * segment is reclaimed, no more log writes (queue_status returns the
- * error; a restart replays what is durable).
- */
-void queue_commit_done(struct queue *q, int result);
-
-/*
- * The delivery-log commit in io_plan.h's words, as core/store_io performs
- * it at run time (queue_commit_begin/done above are its two halves).
- * queue_commit_plan: when queue_commit_begin hands out a commit, fills p with
- * one write per log, each linked to its fdatasync when the commit syncs (the
- * logs independent of each other), and returns true; else false.
- * queue_commit_advance: judges the results (a short write is -EIO; the first
- * failure in plan order, so a write's error comes before its cancelled
- * sync), reports them through queue_commit_done and returns what it
- * reported: 0 or -errno.
- */
-bool queue_commit_plan(struct queue *q, struct io_plan *p);
-int queue_commit_advance(struct queue *q, const struct io_plan *p);
-
-/* True while a commit is in flight or entries wait (shutdown flushes).
- * Entries wait also for a segment whose log fd has not been handed over. */
-bool queue_commit_busy(const struct queue *q);
-
-/* 0, or the -errno of the failed log commit. */
-int queue_status(const struct queue *q);
-
-/*
- * The log fd of segment seq (core/ creates <seq>.dlog, O_RDWR|O_CREAT|
- * O_TRUNC|O_CLOEXEC 0600, when it prepares the store's spare <seq>.seg,
- * before the directory fsync that makes the spare durable) or
- * -errno when it could not: then that segment's entries are dropped and it
- * is never reclaimed in this run. Returns 0 and the queue owns fd from here
- * on (queue_reclaimed or queue_close give it back), or -ENOMEM, or -EEXIST
- * (queue_open already holds that log: the spare store_open made), and the
- * caller still owns fd.
- */
-RMX_MUST_CHECK int queue_dlog_ready(struct queue *q, uint32_t seq, int fd);
-
 /*
  * Every record of segments below seq is durable and was given to queue_add
  * (e.g. the first record of seq was): those segments are sealed. queue_add
@@ -304,37 +236,5 @@ void queue_get_stats(const struct queue *q, struct queue_stats *out);
 RMX_MUST_CHECK int queue_restore(struct queue *q, uint64_t queue_id, uint64_t padded_bytes,
 				 int64_t arrival_unix_ms,
 				 const struct delivery_log_replay_msg *replay, int64_t due_unix_ms);
-
-/*
- * The log of segment seq, opened for appending, whose valid prefix ends at
- * log_bytes: the next entries go there. 0 and the queue owns fd, or
- * -ENOMEM or -EEXIST (a log of seq is held already) and the caller still
- * owns fd.
- */
-RMX_MUST_CHECK int queue_log_resume(struct queue *q, uint32_t seq, int fd, uint64_t log_bytes);
-
-/*
- * Operator requests (core/control on the worker thread; no system call).
- *
- * queue_make_due: the queued message queue_id becomes due at now (a
- * REQUEUE entry is logged so that a restart keeps it due; nothing is logged
- * when it is due already). 0, -ENOENT (not held by this queue: unknown,
- * final, or another shard's) or -EBUSY (in flight: being attempted now).
- * Finding the message's heap slot costs about the number of messages due
- * before it (about 1-2 ms with a million queued); queue_delete likewise.
- */
-RMX_MUST_CHECK int queue_make_due(struct queue *q, uint64_t queue_id, int64_t now_unix_ms);
-
-/* Every queued message not yet due becomes due at now, each with a REQUEUE
- * entry (past the entry buffer they are dropped and counted: after a
- * restart those keep their logged backoff). Returns how many moved. */
-uint64_t queue_make_all_due(struct queue *q, int64_t now_unix_ms);
-
-/*
- * Gives up on the queued message queue_id for good: its pending recipients
- * become DELETED (one message-wide entry; never sent, no DSN) and the
- * message is freed. 0, -ENOENT or -EBUSY as queue_make_due.
- */
-RMX_MUST_CHECK int queue_delete(struct queue *q, uint64_t queue_id, int64_t now_unix_ms);
 
 #endif
