@@ -1,0 +1,320 @@
+/*
+ * forward_upstream.c - the upstream side of a forwarder slot: one
+ * connection to a relay and at most one message on it.
+ *
+ *   IDLE --connect--> CONNECTING --ok--> SESSION (smtp_client: greeting,
+ *   EHLO, READY, message, RSET, READY, ...) --QUIT / failure--> CLOSING --> IDLE
+ *
+ * The client writes the commands into out; the body goes out verbatim from
+ * the record buffer. At most one send and one receive are in flight per
+ * slot. Every wait for the upstream has the upstream_timeout deadline
+ * (forward_tick enforces it); a relay that refuses connections or the
+ * session is marked down for FORWARD_UPSTREAM_DOWN_MS and the next one in
+ * the list is tried. What the attempt's outcomes become is
+ * forward_attempt.c's business.
+ */
+#include "forward_upstream.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "forward_attempt.h"
+#include "metrics.h"
+
+/* ---- sending and receiving -------------------------------------------------- */
+
+static void slot_arm_deadline(struct forward *f, struct forward_slot *s)
+{
+	s->deadline_ms = f->now_ms + (uint64_t)f->env.cfg->upstream_timeout_s * 1000u;
+}
+
+static void slot_arm_recv(struct forward *f, struct forward_slot *s)
+{
+	if (s->recv_inflight || s->state != SLOT_SESSION)
+		return;
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_recv(sqe, s->fd, s->in, sizeof(s->in), 0);
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_RECV, s));
+	s->recv_inflight = true;
+}
+
+/* Sends what is due: the commands in out first, then the body. */
+static void slot_flush(struct forward *f, struct forward_slot *s)
+{
+	if (s->send_inflight || s->state != SLOT_SESSION)
+		return;
+	const void *p;
+	size_t n;
+	if (s->out.len) {
+		p = s->out.buf;
+		n = s->out.len;
+		s->body_sending = false;
+		s->send_bytes = (uint32_t)n;
+	} else if (s->body_pending) {
+		RMX_ASSERT(s->body_sent_bytes < s->view.body.len);
+		p = s->view.body.ptr + s->body_sent_bytes;
+		n = RMX_MIN(s->view.body.len - s->body_sent_bytes, (size_t)(1u << 30));
+		s->body_sending = true;
+	} else {
+		return;
+	}
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_SEND, s));
+	s->send_inflight = true;
+	slot_arm_deadline(f, s);
+}
+
+void forward_upstream_start_message(struct forward *f, struct forward_slot *s)
+{
+	RMX_ASSERT(s->msg && s->msg_loaded && !s->msg_started && s->client_ready);
+	s->client_ready = false;
+	s->msg_started = true;
+	s->body_sent_bytes = 0;
+	f->stats.attempts++;
+	enum smtp_client_status st =
+		smtp_client_start_message(&s->client, &s->fm.cm, s->fm.results, &s->out);
+	forward_upstream_drive(f, s, st);
+}
+
+/* Acts on what the client says. */
+void forward_upstream_drive(struct forward *f, struct forward_slot *s,
+			    enum smtp_client_status st)
+{
+	switch (st) {
+	case SMTP_CLIENT_WANT_INPUT:
+		slot_flush(f, s);
+		slot_arm_recv(f, s);
+		slot_arm_deadline(f, s);
+		return;
+	case SMTP_CLIENT_READY:
+		s->client_ready = true;
+		s->idle_since_ms = f->now_ms;
+		s->deadline_ms = 0;
+		slot_flush(f, s);
+		slot_arm_recv(f, s); /* notices an upstream that closes an idle link */
+		if (s->quitting) {
+			s->client_ready = false;
+			forward_upstream_drive(f, s, smtp_client_quit(&s->client, &s->out));
+			return;
+		}
+		if (s->msg && s->msg_loaded && !s->msg_started)
+			forward_upstream_start_message(f, s);
+		return;
+	case SMTP_CLIENT_SEND_BODY:
+		s->body_pending = s->view.body.len > 0;
+		if (!s->body_pending) {
+			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
+			return;
+		}
+		slot_flush(f, s);
+		return;
+	case SMTP_CLIENT_MESSAGE_DONE:
+		forward_attempt_results(f, s);
+		forward_upstream_drive(f, s, smtp_client_rset(&s->client, &s->out));
+		return;
+	case SMTP_CLIENT_CLOSED:
+	case SMTP_CLIENT_FAILED: {
+		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
+		if (s->msg && s->msg_started && !s->dsn.active)
+			forward_attempt_results(f, s); /* the client settled every recipient */
+		struct log_msg lm;
+		if (st == SMTP_CLIENT_FAILED && log_begin(&lm, LOG_WARN, "upstream_failed")) {
+			log_add_u64(&lm, "worker", f->env.worker);
+			log_add_str(&lm, "upstream", f->env.cfg->upstream[s->upstream].text);
+			log_add_reply(&lm, why->code, why->status, why->text);
+			log_end(&lm);
+		}
+		slot_flush(f, s); /* a QUIT still queued goes out before the close */
+		forward_upstream_close(f, s);
+		return;
+	}
+	}
+}
+
+/* ---- connections ------------------------------------------------------------ */
+
+/* The upstream to try next: first in order that is not marked down and not
+ * tried by this attempt; then any not tried. -1 when all were tried. */
+static int pick_upstream(const struct forward *f, uint32_t tried_mask)
+{
+	for (int pass = 0; pass < 2; pass++)
+		for (uint32_t i = 0; i < f->env.cfg->upstream_count; i++) {
+			if (tried_mask & (1u << i))
+				continue;
+			if (pass == 0 && f->upstream_down_until_ms[i] > f->now_ms)
+				continue;
+			return (int)i;
+		}
+	return -1;
+}
+
+void forward_upstream_connect(struct forward *f, struct forward_slot *s)
+{
+	int u = pick_upstream(f, s->tried_mask);
+	if (u < 0) {
+		s->tried_mask = 0;
+		s->state = SLOT_IDLE;
+		if (s->msg && s->msg_loaded && !s->dsn.active) {
+			log_info("event=forward_deferred worker=%u reason=\"no upstream relay "
+				 "reachable\"", f->env.worker);
+			forward_attempt_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, 451, "4.4.1");
+		}
+		return;
+	}
+	const struct listen_addr *a = &f->env.cfg->upstream[u];
+	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_error("event=upstream_socket_failed worker=%u errno=%s", f->env.worker, log_errno_name(errno));
+		s->tried_mask |= 1u << u;
+		forward_upstream_connect(f, s);
+		return;
+	}
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->fd = fd;
+	s->upstream = (uint32_t)u;
+	s->tried_mask |= 1u << u;
+	s->state = SLOT_CONNECTING;
+	s->gen = (s->gen + 1) & 0xffffffu;
+	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
+	io_uring_prep_connect(sqe, fd, (const struct sockaddr *)&a->addr, a->addr_len);
+	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_CONNECT, s));
+	s->connect_inflight = true;
+	slot_arm_deadline(f, s);
+}
+
+void forward_upstream_on_connect(struct forward *f, struct forward_slot *s, int res)
+{
+	s->connect_inflight = false;
+	if (s->state == SLOT_CLOSING) {
+		forward_upstream_close(f, s); /* timed out or drained while connecting */
+		return;
+	}
+	RMX_ASSERT(s->state == SLOT_CONNECTING);
+	if (res < 0) {
+		log_warn("event=upstream_connect_failed worker=%u upstream=%s error=%s",
+			 f->env.worker, f->env.cfg->upstream[s->upstream].text, log_errno_name(res));
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
+		f->stats.upstream_up_mask &= ~(1u << s->upstream);
+		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
+		close(s->fd);
+		s->fd = -1;
+		forward_upstream_connect(f, s); /* the next relay in the list */
+		return;
+	}
+	f->upstream_down_until_ms[s->upstream] = 0;
+	f->stats.upstream_up_mask |= 1u << s->upstream;
+	metrics_set(&f->env.metrics->upstream_up[s->upstream], 1);
+	s->state = SLOT_SESSION;
+	s->connected_ms = f->now_ms;
+	s->quitting = false;
+	s->client_ready = false;
+	s->out.buf = s->out_buf;
+	s->out.len = 0;
+	s->out.cap = sizeof(s->out_buf);
+	const char *helo = f->env.cfg->upstream_helo;
+	smtp_client_init(&s->client, span_make(helo, strlen(helo)));
+	slot_arm_recv(f, s);
+	slot_arm_deadline(f, s);
+}
+
+/* Stops the slot's connection; the slot is IDLE once nothing is in flight. */
+void forward_upstream_close(struct forward *f, struct forward_slot *s)
+{
+	if (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING) {
+		s->state = SLOT_CLOSING;
+		(void)shutdown(s->fd, SHUT_RDWR); /* ends the receive in flight */
+	}
+	if (s->state != SLOT_CLOSING || s->recv_inflight || s->send_inflight || s->connect_inflight)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	s->state = SLOT_IDLE;
+	s->client_ready = false;
+	s->deadline_ms = 0;
+	s->body_pending = false;
+	s->out.len = 0;
+	if (s->msg && !s->dsn.active && s->msg_loaded && s->msg_started)
+		forward_attempt_connection_lost(f, s, "lost connection with upstream");
+	if (s->msg && !s->dsn.active && s->msg_loaded && !s->msg_started) {
+		/* The session ended before the message could start (greeting
+		 * refused, EHLO failed...): that relay is not serving; the next one
+		 * in the list gets the message, and when none is left the attempt
+		 * has failed and is retried later. */
+		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
+		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
+		if (!f->draining && pick_upstream(f, s->tried_mask) >= 0) {
+			forward_upstream_connect(f, s);
+			return;
+		}
+		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
+		bool temp = why->code >= 400 && why->code < 500;
+		s->tried_mask = 0;
+		forward_attempt_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, temp ? why->code : 451,
+			     temp ? why->status : "4.4.2");
+	}
+}
+
+void forward_upstream_on_recv(struct forward *f, struct forward_slot *s, int res)
+{
+	s->recv_inflight = false;
+	if (s->state != SLOT_SESSION) {
+		forward_upstream_close(f, s);
+		return;
+	}
+	if (res <= 0) {
+		forward_attempt_connection_lost(f, s, res == 0 ? "upstream closed the connection"
+						   : "receive from upstream failed");
+		forward_upstream_close(f, s);
+		return;
+	}
+	/* The deadline moves with whole replies (and with our sends), not with
+	 * every byte: an upstream that trickles a reply line cannot hold the
+	 * slot past upstream_timeout. */
+	uint32_t replies = smtp_client_replies(&s->client);
+	uint64_t deadline_ms = s->deadline_ms;
+	bool sending = s->send_inflight;
+	enum smtp_client_status st = smtp_client_feed(&s->client, s->in, (size_t)res, &s->out);
+	forward_upstream_drive(f, s, st);
+	if (smtp_client_replies(&s->client) == replies && s->state == SLOT_SESSION &&
+	    deadline_ms != 0 && s->send_inflight == sending)
+		s->deadline_ms = deadline_ms;
+}
+
+void forward_upstream_on_send(struct forward *f, struct forward_slot *s, int res)
+{
+	s->send_inflight = false;
+	if (s->state != SLOT_SESSION) {
+		forward_upstream_close(f, s);
+		return;
+	}
+	if (res <= 0) {
+		forward_attempt_connection_lost(f, s, "send to upstream failed");
+		forward_upstream_close(f, s);
+		return;
+	}
+	if (s->body_sending) {
+		s->body_sent_bytes += (size_t)res;
+		if (s->body_sent_bytes == s->view.body.len) {
+			s->body_pending = false;
+			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
+			return;
+		}
+	} else {
+		RMX_ASSERT((size_t)res <= s->send_bytes && s->send_bytes <= s->out.len);
+		memmove(s->out.buf, s->out.buf + res, s->out.len - (size_t)res);
+		s->out.len -= (size_t)res;
+		if (s->out.len == 0 && s->msg_started && !s->body_pending) {
+			/* A pipelined message too big for out goes in rounds: the
+			 * client appends the next one now that out is empty. */
+			forward_upstream_drive(f, s,
+					       smtp_client_feed(&s->client, NULL, 0, &s->out));
+			return;
+		}
+	}
+	slot_flush(f, s);
+}
