@@ -8,7 +8,9 @@
  * socket delivered; proto/smtp_client_reply assembles them into checked
  * reply lines and results, within fixed memory. A complete reply goes to
  * the handler of the state that expects it. Commands go out into the
- * caller's struct smtp_out; the message body never passes through here.
+ * caller's struct smtp_out, their lines written by proto/smtp_client_line
+ * (the line builder, XFORWARD and its xtext, which addresses may be sent);
+ * the message body never passes through here.
  *
  * Invariants:
  *  - a transaction is the command sequence XFORWARD* MAIL RCPT+ DATA, indexed
@@ -32,6 +34,8 @@
 
 #include <string.h>
 
+#include "smtp_client_line.h"
+
 _Static_assert(sizeof(struct smtp_client) < 2048, "a forwarder connection stays small");
 _Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= 512, "every command line fits the minimum");
 _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
@@ -42,8 +46,6 @@ _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
 _Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < SMTP_CLIENT_COMMAND_MAX_BYTES,
 	       "the longest MAIL command fits one line");
 _Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= SMTP_CLIENT_COMMAND_MAX_BYTES, "a command fits out");
-#define XFORWARD_VERB "XFORWARD"
-#define XFORWARD_UNAVAILABLE "[UNAVAILABLE]"
 
 enum client_state {
 	ST_GREETING,     /* waiting for 220 */
@@ -72,180 +74,6 @@ enum {
 #define AHEAD_TEXT "upstream replied before the command was sent"
 #define OUT_FULL_TEXT "upstream replied ahead: output buffer full"
 
-/* ---- output ------------------------------------------------------------------- */
-
-static void out_put(struct smtp_out *out, const void *p, size_t n)
-{
-	RMX_ASSERT(out->len <= out->cap && n <= out->cap - out->len);
-	memcpy(out->buf + out->len, p, n);
-	out->len += n;
-}
-
-static bool out_fits(const struct smtp_out *out, size_t n)
-{
-	RMX_ASSERT(out->len <= out->cap);
-	return n <= out->cap - out->len;
-}
-
-/* A bounded line builder over a caller's stack buffer. */
-struct line_buf {
-	char *p;
-	size_t len;
-	size_t cap;
-};
-
-static void lb_put(struct line_buf *lb, const void *p, size_t n)
-{
-	RMX_ASSERT(n <= lb->cap - lb->len);
-	if (n == 0)
-		return; /* an empty span may have no pointer */
-	memcpy(lb->p + lb->len, p, n);
-	lb->len += n;
-}
-
-static void lb_str(struct line_buf *lb, const char *s)
-{
-	lb_put(lb, s, strlen(s));
-}
-
-static void lb_u64(struct line_buf *lb, uint64_t v)
-{
-	char digits[20];
-	size_t n = 0;
-	do {
-		digits[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	RMX_ASSERT(n <= lb->cap - lb->len);
-	while (n > 0)
-		lb->p[lb->len++] = digits[--n];
-}
-
-/* Writes one command line; false, and nothing written, when out lacks room
- * for it (unsent commands fill out only when the upstream answers ahead). */
-RMX_MUST_CHECK static bool out_command(struct smtp_out *out, const char *verb, struct span arg)
-{
-	char cmd[SMTP_CLIENT_COMMAND_MAX_BYTES];
-	struct line_buf lb = { cmd, 0, sizeof(cmd) };
-	lb_str(&lb, verb);
-	if (arg.len > 0) {
-		lb_str(&lb, " ");
-		lb_put(&lb, arg.ptr, arg.len);
-	}
-	lb_str(&lb, "\r\n");
-	if (!out_fits(out, lb.len))
-		return false;
-	out_put(out, cmd, lb.len);
-	return true;
-}
-
-/* ---- xtext and XFORWARD --------------------------------------------------------- */
-
-/* xtext (RFC 1891 section 5, as Postfix's XFORWARD_README asks): '+', '='
- * and bytes outside 0x21-0x7e become +HH. */
-static bool xtext_plain(uint8_t b)
-{
-	return b >= 0x21 && b <= 0x7e && b != '+' && b != '=';
-}
-
-static size_t xtext_len(struct span v)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < v.len; i++)
-		n += xtext_plain(v.ptr[i]) ? 1 : 3;
-	return n;
-}
-
-static void lb_xtext(struct line_buf *lb, struct span v)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (size_t i = 0; i < v.len; i++) {
-		uint8_t b = v.ptr[i];
-		if (xtext_plain(b)) {
-			lb_put(lb, &b, 1);
-		} else {
-			char e[3] = { '+', hex[b >> 4], hex[b & 15] };
-			lb_put(lb, e, 3);
-		}
-	}
-}
-
-static struct span xforward_value(const struct smtp_client_xforward *xf, uint8_t bit)
-{
-	switch (bit) {
-	case SMTP_XFORWARD_NAME:
-		return xf->name;
-	case SMTP_XFORWARD_ADDR:
-		return xf->addr;
-	case SMTP_XFORWARD_HELO:
-		return xf->helo;
-	default:
-		RMX_ASSERT(bit == SMTP_XFORWARD_PROTO);
-		return xf->proto;
-	}
-}
-
-/* Room for " NAME=value" in one XFORWARD line under 512 bytes with CRLF. */
-#define XFORWARD_ATTR_ROOM (SMTP_CLIENT_COMMAND_MAX_BYTES - 1 - (sizeof(XFORWARD_VERB) - 1) - 2)
-
-/* An empty value, or one too long for a line once encoded, is sent as
- * [UNAVAILABLE], which the README defines for unknown information. */
-static bool xforward_value_usable(const struct smtp_xforward_attr *a, struct span v)
-{
-	return v.len > 0 && 1 + strlen(a->name) + 1 + xtext_len(v) <= XFORWARD_ATTR_ROOM;
-}
-
-static size_t xforward_attr_len(const struct smtp_xforward_attr *a, struct span v)
-{
-	size_t value = xforward_value_usable(a, v) ? xtext_len(v) : strlen(XFORWARD_UNAVAILABLE);
-	return 1 + strlen(a->name) + 1 + value;
-}
-
-/*
- * Packs the offered attributes greedily into XFORWARD lines, each under 512
- * bytes with its CRLF. Returns how many lines there are; when lb is given,
- * writes line number want (CRLF included) into it.
- */
-static uint32_t xforward_pack(const struct smtp_client *c, uint32_t want, struct line_buf *lb)
-{
-	const struct smtp_client_xforward *xf = c->msg->xforward;
-	uint32_t line = 0;
-	size_t line_len = 0; /* 0: no line started */
-	for (size_t i = 0; i < RMX_ARRAY_LEN(smtp_xforward_attrs); i++) {
-		const struct smtp_xforward_attr *a = &smtp_xforward_attrs[i];
-		if (!(c->upstream.xforward_attrs & a->bit))
-			continue;
-		struct span v = xforward_value(xf, a->bit);
-		size_t n = xforward_attr_len(a, v);
-		if (line_len > 0 && line_len + n + 2 > SMTP_CLIENT_COMMAND_MAX_BYTES - 1) {
-			if (lb != NULL && line == want)
-				lb_str(lb, "\r\n");
-			line++;
-			line_len = 0;
-		}
-		if (line_len == 0) {
-			line_len = sizeof(XFORWARD_VERB) - 1;
-			if (lb != NULL && line == want)
-				lb_str(lb, XFORWARD_VERB);
-		}
-		line_len += n;
-		if (lb != NULL && line == want) {
-			lb_str(lb, " ");
-			lb_str(lb, a->name);
-			lb_str(lb, "=");
-			if (xforward_value_usable(a, v))
-				lb_xtext(lb, v);
-			else
-				lb_str(lb, XFORWARD_UNAVAILABLE);
-		}
-	}
-	if (line_len == 0)
-		return line;
-	if (lb != NULL && line == want)
-		lb_str(lb, "\r\n");
-	return line + 1;
-}
-
 /* ---- the transaction's commands --------------------------------------------------- */
 
 enum cmd_kind { CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_DATA };
@@ -273,35 +101,35 @@ static uint32_t rcpt_skip_refused(const struct smtp_client *c, uint32_t i)
 static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap)
 {
 	const struct smtp_client_message *m = c->msg;
-	struct line_buf lb = { cmd, 0, cap };
+	struct smtp_client_line lb = { cmd, 0, cap };
 	switch (cmd_kind(c, i)) {
 	case CMD_XFORWARD:
-		(void)xforward_pack(c, i, &lb);
+		(void)smtp_client_xforward_pack(m->xforward, c->upstream.xforward_attrs, i, &lb);
 		break;
 	case CMD_MAIL:
-		lb_str(&lb, "MAIL FROM:<");
-		lb_put(&lb, m->reverse_path.ptr, m->reverse_path.len);
-		lb_str(&lb, ">");
+		smtp_client_line_str(&lb, "MAIL FROM:<");
+		smtp_client_line_put(&lb, m->reverse_path.ptr, m->reverse_path.len);
+		smtp_client_line_str(&lb, ">");
 		if (c->upstream.caps & SMTP_CAP_SIZE) {
-			lb_str(&lb, " SIZE=");
-			lb_u64(&lb, m->body_bytes);
+			smtp_client_line_str(&lb, " SIZE=");
+			smtp_client_line_u64(&lb, m->body_bytes);
 		}
 		if (m->body_type == SMTP_BODY_8BITMIME)
-			lb_str(&lb, " BODY=8BITMIME");
+			smtp_client_line_str(&lb, " BODY=8BITMIME");
 		if (m->smtputf8)
-			lb_str(&lb, " SMTPUTF8");
-		lb_str(&lb, "\r\n");
+			smtp_client_line_str(&lb, " SMTPUTF8");
+		smtp_client_line_str(&lb, "\r\n");
 		break;
 	case CMD_RCPT: {
 		uint32_t r = c->rcpt_write_next;
 		RMX_ASSERT(r < m->recipient_count);
-		lb_str(&lb, "RCPT TO:<");
-		lb_put(&lb, m->recipients[r].ptr, m->recipients[r].len);
-		lb_str(&lb, ">\r\n");
+		smtp_client_line_str(&lb, "RCPT TO:<");
+		smtp_client_line_put(&lb, m->recipients[r].ptr, m->recipients[r].len);
+		smtp_client_line_str(&lb, ">\r\n");
 		break;
 	}
 	case CMD_DATA:
-		lb_str(&lb, "DATA\r\n");
+		smtp_client_line_str(&lb, "DATA\r\n");
 		break;
 	}
 	RMX_ASSERT(lb.len > 2 && lb.len < SMTP_CLIENT_COMMAND_MAX_BYTES);
@@ -314,9 +142,9 @@ RMX_MUST_CHECK static bool cmd_write_next(struct smtp_client *c, struct smtp_out
 	char cmd[SMTP_CLIENT_COMMAND_MAX_BYTES];
 	RMX_ASSERT(c->cmd_written < c->cmd_count);
 	size_t n = cmd_build(c, c->cmd_written, cmd, sizeof(cmd));
-	if (!out_fits(out, n))
+	if (!smtp_client_out_fits(out, n))
 		return false;
-	out_put(out, cmd, n);
+	smtp_client_out_put(out, cmd, n);
 	if (cmd_kind(c, c->cmd_written) == CMD_RCPT)
 		c->rcpt_write_next = rcpt_skip_refused(c, c->rcpt_write_next + 1);
 	c->cmd_written++;
@@ -470,7 +298,7 @@ static enum smtp_client_status on_greeting(struct smtp_client *c, const struct s
 					   struct smtp_out *out)
 {
 	if (r->code == 220) {
-		if (!out_command(out, "EHLO", c->helo_name))
+		if (!smtp_client_out_command(out, "EHLO", c->helo_name))
 			return out_full(c);
 		c->flags |= CF_UNSENT;
 		c->state = ST_EHLO;
@@ -492,7 +320,7 @@ static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp
 	}
 	memset(&c->upstream, 0, sizeof(c->upstream));
 	if (c->state == ST_EHLO && r->code / 100 == 5) {
-		if (!out_command(out, "HELO", c->helo_name))
+		if (!smtp_client_out_command(out, "HELO", c->helo_name))
 			return out_full(c);
 		c->flags |= CF_UNSENT;
 		c->state = ST_HELO;
@@ -511,9 +339,9 @@ static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_
 		if (c->rcpt_accepted == 0) {
 			/* RFC 2920 3.1: DATA went out with the batch but no
 			 * recipient was accepted; end the empty body. */
-			if (!out_fits(out, 3))
+			if (!smtp_client_out_fits(out, 3))
 				return out_full(c);
-			out_put(out, ".\r\n", 3);
+			smtp_client_out_put(out, ".\r\n", 3);
 			c->flags |= CF_UNSENT;
 			c->state = ST_DOT_DISCARD;
 			return SMTP_CLIENT_WANT_INPUT;
@@ -752,44 +580,6 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 	return status_of(c);
 }
 
-/* Bytes of a stored address: 0 never on a command line, 1 ASCII, 2 UTF-8. */
-static const uint8_t path_byte_class[256] = {
-	/* 0x00-0x1f: controls */
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-	/* 0x20-0x7f: printable, but not < > or DEL */
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
-	/* 0x80-0xff: UTF-8, only under SMTPUTF8 */
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
-};
-
-/* A path we can put between <> on a command line: bounded, no controls, no
- * angle brackets, non-ASCII only under SMTPUTF8. */
-static bool path_sendable(struct span p, bool smtputf8)
-{
-	if (p.len > SMTP_PATH_MAX_BYTES)
-		return false;
-	uint8_t allowed_max = smtputf8 ? 2 : 1;
-	for (size_t i = 0; i < p.len; i++) {
-		uint8_t k = path_byte_class[p.ptr[i]];
-		if (k == 0 || k > allowed_max)
-			return false;
-	}
-	return true;
-}
-
 /* Refuses the whole message before anything is sent. */
 static enum smtp_client_status message_refused(struct smtp_client *c, uint16_t code,
 					       const char *status, const char *text)
@@ -833,12 +623,12 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	if ((c->upstream.caps & SMTP_CAP_SIZE) && c->upstream.size_max > 0 &&
 	    m->body_bytes > c->upstream.size_max)
 		return message_refused(c, 552, "5.3.4", "message too big for upstream");
-	if (!path_sendable(m->reverse_path, m->smtputf8))
+	if (!smtp_client_path_sendable(m->reverse_path, m->smtputf8))
 		return message_refused(c, 553, "5.1.7", "stored sender address cannot be relayed");
 
 	uint32_t sendable = 0;
 	for (uint32_t i = 0; i < m->recipient_count; i++) {
-		if (path_sendable(m->recipients[i], m->smtputf8) && m->recipients[i].len > 0)
+		if (smtp_client_path_sendable(m->recipients[i], m->smtputf8) && m->recipients[i].len > 0)
 			sendable++;
 		else
 			smtp_client_result_set(&rcpt_results[i], 553, "5.1.3",
@@ -855,7 +645,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	c->rcpt_reply_next = c->rcpt_write_next;
 	c->xforward_commands = 0;
 	if ((c->upstream.caps & SMTP_CAP_XFORWARD) && m->xforward != NULL)
-		c->xforward_commands = (uint8_t)xforward_pack(c, 0, NULL);
+		c->xforward_commands =
+			(uint8_t)smtp_client_xforward_pack(m->xforward, c->upstream.xforward_attrs, 0, NULL);
 	c->cmd_count = c->xforward_commands + 1 + sendable + 1;
 	c->state = ST_TRANSACTION;
 	if (c->upstream.caps & SMTP_CAP_PIPELINING) {
@@ -872,9 +663,9 @@ enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp
 	if (!client_live(c))
 		return status_of(c); /* a 421 or garbage arrived while the body went out */
 	RMX_ASSERT(c->state == ST_SEND_BODY);
-	if (!out_fits(out, 3))
+	if (!smtp_client_out_fits(out, 3))
 		return out_full(c);
-	out_put(out, ".\r\n", 3);
+	smtp_client_out_put(out, ".\r\n", 3);
 	c->state = ST_DOT;
 	return SMTP_CLIENT_WANT_INPUT;
 }
@@ -887,7 +678,7 @@ const struct smtp_client_result *smtp_client_message_result(const struct smtp_cl
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out)
 {
 	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
-	if (!out_command(out, "RSET", span_make(NULL, 0)))
+	if (!smtp_client_out_command(out, "RSET", span_make(NULL, 0)))
 		return out_full(c);
 	c->state = ST_RSET;
 	return SMTP_CLIENT_WANT_INPUT;
@@ -896,7 +687,7 @@ enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out 
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out)
 {
 	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
-	if (!out_command(out, "QUIT", span_make(NULL, 0)))
+	if (!smtp_client_out_command(out, "QUIT", span_make(NULL, 0)))
 		return out_full(c);
 	c->state = ST_QUIT;
 	return SMTP_CLIENT_WANT_INPUT;
@@ -930,3 +721,4 @@ uint32_t smtp_client_caps(const struct smtp_client *c)
 {
 	return c->upstream.caps;
 }
+
