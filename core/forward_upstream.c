@@ -255,7 +255,7 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 		bool temp = why->code >= 400 && why->code < 500;
 		s->tried_mask = 0;
 		forward_attempt_fail_all(f, s, QUEUE_OUTCOME_TEMPFAIL, temp ? why->code : 451,
-			     temp ? why->status : "4.4.2");
+					 temp ? why->status : "4.4.2");
 	}
 }
 
@@ -268,7 +268,7 @@ void forward_upstream_on_recv(struct forward *f, struct forward_slot *s, int res
 	}
 	if (res <= 0) {
 		forward_attempt_connection_lost(f, s, res == 0 ? "upstream closed the connection"
-						   : "receive from upstream failed");
+							       : "receive from upstream failed");
 		forward_upstream_close(f, s);
 		return;
 	}
