@@ -3,7 +3,7 @@
  * delivery_log.h): encode, check, decode, replay, and the start-up file
  * helpers.
  *
- * Where it sits: the queue (queue.c) turns each recipient outcome into an
+ * Where it sits: the queue (queue_commit.c) turns each recipient outcome into an
  * entry and group-commits entries per segment log; recovery and the
  * ringmx-store tool read a log whole and replay it onto the records of its
  * segment. An entry is trusted only after its CRC and every field check
