@@ -13,6 +13,7 @@
 #include "../storage/segment.h"
 #include "../storage/segment_quarantine.h"
 #include "test.h"
+#include "test_util.h"
 
 #define BASE SEGMENT_HEADER_BYTES          /* the first record's offset */
 #define IMAGE_BYTES (BASE + 4096)
@@ -24,12 +25,7 @@ static uint64_t rng_state = 0x243F6A8885A308D3ull;
 
 static uint64_t rng_next(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	rng_state = x;
-	return x;
+	return test_xorshift64(&rng_state);
 }
 
 /* A segment image: the header block of TEST_WORKER/TEST_SEQ, then zeros. */

@@ -19,6 +19,7 @@
 #include "../storage/store.h"
 #include "../storage/store_recover.h"
 #include "test.h"
+#include "test_util.h"
 
 #define SEG_BYTES SEGMENT_SIZE_MIN_BYTES
 #define RECS_MAX 4000
@@ -1245,12 +1246,7 @@ static uint64_t rng_state = 0x853C49E6748FEA9Bull;
 
 static uint64_t rng_next(void)
 {
-	uint64_t x = rng_state;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	rng_state = x;
-	return x;
+	return test_xorshift64(&rng_state);
 }
 
 /*
