@@ -6,8 +6,6 @@
  */
 #include "store_io.h"
 
-#include <errno.h>
-
 #include "ring.h"
 
 void store_io_init(struct store_io *io, struct io_uring *ring)
@@ -87,7 +85,6 @@ bool store_io_kick(struct store_io *io, struct store_io_job *job)
 	}
 	p->pending = p->count;
 	job->busy = true;
-	io->plans_total++;
 	return true;
 }
 

@@ -40,7 +40,6 @@ struct store_io {
 	struct io_uring *ring;
 	struct store_io_job *jobs[STORE_IO_JOBS_MAX];
 	uint32_t count;
-	uint64_t plans_total;
 };
 
 void store_io_init(struct store_io *io, struct io_uring *ring);
