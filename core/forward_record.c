@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -28,26 +27,18 @@
 
 /* ---- segment fds -------------------------------------------------------------- */
 
-static void shard_path(const struct forward *f, uint32_t shard, char *out, size_t cap,
-		       const char *name)
-{
-	RMX_ASSERT(shard < f->env.shard_count);
-	int n = snprintf(out, cap, "%s/w%u/%s", f->env.cfg->data_dir, f->env.shards[shard].id, name);
-	RMX_ASSERT(n > 0 && (size_t)n < cap);
-}
-
 /* A read-only fd for segment seq of a shard, opened on first use (a rare
- * open(2) of a local file; the reads themselves go through the ring). */
+ * openat(2) in the shard directory; the reads themselves go through the ring). */
 static int segment_fd(struct forward *f, uint32_t shard, uint32_t seq)
 {
 	for (uint32_t i = 0; i < FORWARD_SEGMENT_FDS_MAX; i++)
 		if (f->seg_fds[i].fd >= 0 && f->seg_fds[i].shard == shard &&
 		    f->seg_fds[i].seq == seq)
 			return f->seg_fds[i].fd;
-	char name[SEGMENT_NAME_MAX_BYTES], path[PATH_MAX];
+	RMX_ASSERT(shard < f->env.shard_count);
+	char name[SEGMENT_NAME_MAX_BYTES];
 	segment_name_format(name, seq);
-	shard_path(f, shard, path, sizeof(path), name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = openat(store_dir_fd(f->env.shards[shard].store), name, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct seg_fd *e = &f->seg_fds[f->seg_fd_next++ % FORWARD_SEGMENT_FDS_MAX];
