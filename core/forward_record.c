@@ -151,7 +151,15 @@ static void record_read_done(struct forward *f, struct forward_slot *s)
 		return;
 	}
 	s->view = r->view;
-	if (forward_msg_load(&s->fm, &s->view, s->msg) != FORWARD_MSG_LOADED) {
+	enum forward_msg_load_result load = forward_msg_load(&s->fm, &s->view, s->msg);
+	if (load == FORWARD_MSG_NO_MEMORY) {
+		/* Out of memory says nothing about the record: read it again later. */
+		log_error("event=record_read_failed worker=%u id=%.16s error=%s", f->env.worker, id,
+			  log_errno_name(-ENOMEM));
+		forward_attempt_requeue(f, s, f->now_unix_ms + FORWARD_READ_RETRY_MS);
+		return;
+	}
+	if (load != FORWARD_MSG_LOADED) {
 		log_error("event=record_set_aside worker=%u id=%.16s reason=envelope", f->env.worker,
 			  id);
 		queue_set_aside(slot_queue(f, s), s->msg, f->now_unix_ms);
