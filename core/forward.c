@@ -183,16 +183,15 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 	}
 	forward_upkeep_submit(f);
 	uint64_t pending = 0;
+	int64_t oldest = INT64_MAX;
 	for (uint32_t k = 0; k < f->env.shard_count; k++) {
 		struct queue_stats qs;
 		queue_get_stats(shard_queue(f, k), &qs);
 		pending += qs.messages;
+		oldest = RMX_MIN(oldest, queue_oldest_arrival_unix_ms(shard_queue(f, k)));
 	}
 	metrics_set(&f->env.metrics->forward_pending_records, pending);
 	metrics_set(&f->env.metrics->forward_record_buffer_bytes, f->rec_held_bytes);
-	int64_t oldest = INT64_MAX;
-	for (uint32_t k = 0; k < f->env.shard_count; k++)
-		oldest = RMX_MIN(oldest, queue_oldest_arrival_unix_ms(shard_queue(f, k)));
 	metrics_set(&f->env.metrics->forward_oldest_pending_age_s,
 		    oldest == INT64_MAX ? 0 : (uint64_t)RMX_MAX(now_unix_ms - oldest, 0) / 1000);
 }
