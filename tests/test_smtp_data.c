@@ -16,9 +16,7 @@
 /* ---- a growable output buffer for the sink ---------------------------- */
 
 struct sinkbuf {
-	uint8_t *data;
-	size_t len;
-	size_t cap;
+	struct test_buf buf;
 	size_t calls;
 };
 
@@ -26,22 +24,13 @@ static void sink_append(void *ctx, const uint8_t *p, size_t n)
 {
 	struct sinkbuf *b = ctx;
 	REQUIRE(n > 0);
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n)
-			cap *= 2;
-		b->data = realloc(b->data, cap);
-		REQUIRE(b->data != NULL);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
+	test_buf_put(&b->buf, p, n);
 	b->calls++;
 }
 
 static void sink_reset(struct sinkbuf *b)
 {
-	b->len = 0;
+	b->buf.len = 0;
 	b->calls = 0;
 }
 
@@ -128,8 +117,8 @@ static void test_smuggling(void)
 		CHECK(r.end);
 		CHECK_EQ_U(r.consumed, n);
 		CHECK_EQ_U(r.bare, sc->bare ? r.bare | sc->bare : 0);
-		CHECK(valid_wire_form(out.data, out.len));
-		CHECK(contains(out.data, out.len, "MAIL FROM:<x@y>\r\n"));
+		CHECK(valid_wire_form(out.buf.data, out.buf.len));
+		CHECK(contains(out.buf.data, out.buf.len, "MAIL FROM:<x@y>\r\n"));
 		(void)end_at;
 
 		/* Reject: stops at the first bare byte, or (no bare byte) ends
@@ -160,11 +149,11 @@ static void test_smuggling(void)
 		struct smtp_data_result r = scan_dot(in, n, false, &out);
 		CHECK(r.end);
 		if (sc->bare)
-			CHECK_MEM(out.data, out.len, "a\r\n..\r\nb\r\n", 10);
+			CHECK_MEM(out.buf.data, out.buf.len, "a\r\n..\r\nb\r\n", 10);
 		else
-			CHECK_MEM(out.data, out.len, "a\r\n\0.\r\nb\r\n", 10);
+			CHECK_MEM(out.buf.data, out.buf.len, "a\r\n\0.\r\nb\r\n", 10);
 	}
-	free(out.data);
+	test_buf_free(&out.buf);
 }
 
 /* ---- fixed cases ---------------------------------------------------------- */
@@ -178,24 +167,24 @@ static void test_terminator(void)
 	r = scan_dot(".\r\nNEXT", 8, true, &out);
 	CHECK(r.end);
 	CHECK_EQ_U(r.consumed, 3);
-	CHECK_EQ_U(out.len, 0);
+	CHECK_EQ_U(out.buf.len, 0);
 
 	/* The final CRLF belongs to the body; ".CRLF" does not. */
 	r = scan_dot("Subject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n", 27, true, &out);
 	CHECK(r.end);
 	CHECK_EQ_U(r.consumed, 21);
-	CHECK_MEM(out.data, out.len, "Subject: x\r\n\r\nhi\r\n", 18);
+	CHECK_MEM(out.buf.data, out.buf.len, "Subject: x\r\n\r\nhi\r\n", 18);
 
 	/* Dot-stuffing is kept exactly as received. */
 	r = scan_dot("..\r\n...x\r\n.y\r\n.\r\n", 17, true, &out);
 	CHECK(r.end);
-	CHECK_MEM(out.data, out.len, "..\r\n...x\r\n.y\r\n", 14);
+	CHECK_MEM(out.buf.data, out.buf.len, "..\r\n...x\r\n.y\r\n", 14);
 
 	/* A dot inside a line, or a held dot followed by text. */
 	r = scan_dot("a.\r\n.\r", 6, true, &out);
 	CHECK(!r.end);
 	CHECK_EQ_U(r.consumed, 6);
-	CHECK_MEM(out.data, out.len, "a.\r\n", 4);
+	CHECK_MEM(out.buf.data, out.buf.len, "a.\r\n", 4);
 
 	/* Split exactly inside the terminator, one byte at a time. */
 	const char *msg = "x\r\n.\r\n";
@@ -207,7 +196,7 @@ static void test_terminator(void)
 		CHECK_EQ_U(r.consumed, 1);
 		CHECK(r.end == (i == 5));
 	}
-	CHECK_MEM(out.data, out.len, "x\r\n", 3);
+	CHECK_MEM(out.buf.data, out.buf.len, "x\r\n", 3);
 
 	/* A long run of ordinary bytes goes to the sink in one piece. */
 	char big[5000];
@@ -215,7 +204,7 @@ static void test_terminator(void)
 	memcpy(big + sizeof(big) - 5, "\r\n.\r\n", 5);
 	r = scan_dot(big, sizeof(big), true, &out);
 	CHECK(r.end);
-	CHECK_EQ_U(out.len, sizeof(big) - 3);
+	CHECK_EQ_U(out.buf.len, sizeof(big) - 3);
 	CHECK_EQ_U(out.calls, 1);
 
 	/* Bare CR at the end of input is undecided until the next byte. */
@@ -226,7 +215,7 @@ static void test_terminator(void)
 	r = smtp_data_scan(&d, (const uint8_t *)"c", 1, true, sink_append, &out);
 	CHECK(r.stopped);
 	CHECK_EQ_U(r.bare, SMTP_DATA_BARE_CR);
-	free(out.data);
+	test_buf_free(&out.buf);
 }
 
 static void bdat_run(enum smtp_data_kind kind, const char *in, size_t n, bool stop,
@@ -251,34 +240,34 @@ static void test_bdat(void)
 
 	bdat_run(SMTP_DATA_BDAT_TEXT, SEQ(".a\r\n.\r\nb"), true, &out, &bare);
 	CHECK_EQ_U(bare, 0);
-	CHECK_MEM(out.data, out.len, "..a\r\n..\r\nb\r\n", 12);
+	CHECK_MEM(out.buf.data, out.buf.len, "..a\r\n..\r\nb\r\n", 12);
 
 	bdat_run(SMTP_DATA_BDAT_TEXT, "x\r\n", 3, true, &out, &bare);
-	CHECK_MEM(out.data, out.len, "x\r\n", 3);
+	CHECK_MEM(out.buf.data, out.buf.len, "x\r\n", 3);
 
 	bdat_run(SMTP_DATA_BDAT_TEXT, "", 0, true, &out, &bare);
-	CHECK_EQ_U(out.len, 0);
+	CHECK_EQ_U(out.buf.len, 0);
 
 	/* Bare LF: rejected, or repaired with the following dot doubled. */
 	bdat_run(SMTP_DATA_BDAT_TEXT, "a\n.\n", 4, true, &out, &bare);
 	CHECK_EQ_U(bare, SMTP_DATA_BARE_LF);
 	bdat_run(SMTP_DATA_BDAT_TEXT, "a\n.\n", 4, false, &out, &bare);
-	CHECK_MEM(out.data, out.len, "a\r\n..\r\n", 7);
-	CHECK(valid_wire_form(out.data, out.len));
+	CHECK_MEM(out.buf.data, out.buf.len, "a\r\n..\r\n", 7);
+	CHECK(valid_wire_form(out.buf.data, out.buf.len));
 
 	/* A CR at the very end of the last chunk is bare. */
 	bdat_run(SMTP_DATA_BDAT_TEXT, "a\r", 2, true, &out, &bare);
 	CHECK_EQ_U(bare, SMTP_DATA_BARE_CR);
 	bdat_run(SMTP_DATA_BDAT_TEXT, "a\r", 2, false, &out, &bare);
-	CHECK_MEM(out.data, out.len, "a\r\n", 3);
+	CHECK_MEM(out.buf.data, out.buf.len, "a\r\n", 3);
 
 	/* BINARYMIME: opaque, but a dot after CRLF (or at the start) is
 	 * doubled so the store stays DATA wire form. */
 	bdat_run(SMTP_DATA_BDAT_BINARY, SEQ(".\n.x\r\n.y\r\r\n.\r\n\0"), true, &out, &bare);
 	CHECK_EQ_U(bare, 0);
 	static const char want_binary[] = "..\n.x\r\n..y\r\r\n..\r\n\0";
-	CHECK_MEM(out.data, out.len, want_binary, sizeof(want_binary) - 1);
-	free(out.data);
+	CHECK_MEM(out.buf.data, out.buf.len, want_binary, sizeof(want_binary) - 1);
+	test_buf_free(&out.buf);
 }
 
 /* ---- fast path against the pure table ------------------------------------- */
@@ -399,8 +388,8 @@ static void test_fast_equals_table(void)
 			    bare == ref.bare;
 		/* On a stop the body is abandoned: its bytes do not matter. */
 		if (!stopped) {
-			same = same && d.state == ref.state && got.len == want.len &&
-			       memcmp(got.data, want.data, got.len) == 0;
+			same = same && d.state == ref.state && got.buf.len == want.buf.len &&
+			       memcmp(got.buf.data, want.buf.data, got.buf.len) == 0;
 		}
 		if (!same) {
 			if (mismatches < 5)
@@ -413,10 +402,10 @@ static void test_fast_equals_table(void)
 		/* Whatever the input, a repaired text body is valid wire form. */
 		if (!stop && kind == SMTP_DATA_BDAT_TEXT) {
 			(void)smtp_data_finish(&d, false, sink_append, &got);
-			CHECK(valid_wire_form(got.data, got.len));
+			CHECK(valid_wire_form(got.buf.data, got.buf.len));
 		}
 		if (!stop && kind == SMTP_DATA_DOT && end)
-			CHECK(valid_wire_form(got.data, got.len));
+			CHECK(valid_wire_form(got.buf.data, got.buf.len));
 	}
 	CHECK_EQ_U(mismatches, 0);
 	/* The alphabet must actually exercise both outcomes. */
@@ -425,8 +414,8 @@ static void test_fast_equals_table(void)
 	printf("fast path vs table: %u trials, %lu ended, %lu stopped on bare\n", (unsigned)TRIALS,
 	       ends, stops);
 	free(in);
-	free(want.data);
-	free(got.data);
+	test_buf_free(&want.buf);
+	test_buf_free(&got.buf);
 }
 
 int main(void)
