@@ -997,16 +997,37 @@ static void test_buffer_retry(void)
 		CHECK_EQ_U(seqs[i], i < first_lines ? i : i + stuck_lines);
 }
 
-/* flush_sync and unattached threads write to fd 2 itself: point it at a
- * file for the test. */
-static void test_fd2(void)
+/* A temporary file, already unlinked: closing fd removes it. */
+static int tmp_file_fd(void)
 {
 	char path[] = "/tmp/test_log_XXXXXX";
 	int fd = mkstemp(path);
 	REQUIRE(fd >= 0);
 	unlink(path);
+	return fd;
+}
+
+/* Points fd 2 at fd; returns a copy of the old fd 2 for fd2_restore. Test
+ * output written meanwhile goes to fd too: check after restoring. */
+static int fd2_redirect(int fd)
+{
 	int saved = dup(STDERR_FILENO);
 	REQUIRE(saved >= 0 && dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+	return saved;
+}
+
+static void fd2_restore(int saved)
+{
+	REQUIRE(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+	close(saved);
+}
+
+/* flush_sync and unattached threads write to fd 2 itself: point it at a
+ * file for the test. */
+static void test_fd2(void)
+{
+	int fd = tmp_file_fd();
+	int saved = fd2_redirect(fd);
 
 	uint64_t dropped0 = log_buffer_dropped_lines(&tbuf);
 	for (unsigned i = 0; i < 400; i++) /* more than a half, more than a write */
@@ -1017,8 +1038,7 @@ static void test_fd2(void)
 	log_info("event=unattached k=\"a b\"");
 	log_thread_attach(&tbuf);
 
-	REQUIRE(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
-	close(saved);
+	fd2_restore(saved);
 	off_t size = lseek(fd, 0, SEEK_END);
 	REQUIRE(size > 0 && (size_t)size < sizeof(captured));
 	REQUIRE(pread(fd, captured, (size_t)size, 0) == size);
@@ -1180,29 +1200,11 @@ static void test_buffer_file(void)
 
 /* ---- fd 2 of every kind ---------------------------------------------------- */
 
-/* Points fd 2 at fd; returns a copy of the old fd 2 for fd2_restore. Test
- * output written meanwhile goes to fd too: check after restoring. */
-static int fd2_redirect(int fd)
-{
-	int saved = dup(STDERR_FILENO);
-	REQUIRE(saved >= 0 && dup2(fd, STDERR_FILENO) == STDERR_FILENO);
-	return saved;
-}
-
-static void fd2_restore(int saved)
-{
-	REQUIRE(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
-	close(saved);
-}
-
 /* A regular file opened without O_APPEND (what `2>FILE` gives) is put in
  * append mode; a pipe is left as it is. */
 static void test_stderr_setup(void)
 {
-	char path[] = "/tmp/test_log_XXXXXX";
-	int fd = mkstemp(path);
-	REQUIRE(fd >= 0);
-	unlink(path);
+	int fd = tmp_file_fd();
 	CHECK(!(fcntl(fd, F_GETFL) & O_APPEND));
 	int saved = fd2_redirect(fd);
 	int rc = log_stderr_setup();
@@ -1320,10 +1322,7 @@ static void test_rings_share_a_file(void)
 {
 	/* Without append mode: measured and printed, not judged (the overlap
 	 * is a race). */
-	char path[] = "/tmp/test_log_XXXXXX";
-	int fd = mkstemp(path);
-	REQUIRE(fd >= 0);
-	unlink(path);
+	int fd = tmp_file_fd();
 	size_t sent = ring_writers_run(fd);
 	off_t size = lseek(fd, 0, SEEK_END);
 	bool whole;
@@ -1334,10 +1333,7 @@ static void test_rings_share_a_file(void)
 	close(fd);
 
 	/* In append mode, set on fd 2 by log_stderr_setup: every line arrives. */
-	char path2[] = "/tmp/test_log_XXXXXX";
-	fd = mkstemp(path2);
-	REQUIRE(fd >= 0);
-	unlink(path2);
+	fd = tmp_file_fd();
 	int saved = fd2_redirect(fd);
 	int rc = log_stderr_setup();
 	sent = ring_writers_run(STDERR_FILENO);
