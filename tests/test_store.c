@@ -240,6 +240,48 @@ static bool file_exists(const char *dir, const char *rel)
 	return stat(path, &sb) == 0;
 }
 
+/* Flips one byte of a shard file at offset. */
+static void flip_byte(const char *dir, const char *rel, uint64_t offset)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	int fd = open(path, O_RDWR);
+	REQUIRE(fd >= 0);
+	uint8_t b;
+	REQUIRE(pread(fd, &b, 1, (off_t)offset) == 1);
+	b ^= 0x04;
+	REQUIRE(pwrite(fd, &b, 1, (off_t)offset) == 1);
+	REQUIRE(fsync(fd) == 0);
+	close(fd);
+}
+
+/* The byte of a shard file at offset. */
+static uint8_t file_byte(const char *dir, const char *rel, uint64_t offset)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	int fd = open(path, O_RDONLY);
+	REQUIRE(fd >= 0);
+	uint8_t b = 0;
+	REQUIRE(pread(fd, &b, 1, (off_t)offset) == 1);
+	close(fd);
+	return b;
+}
+
+static bool file_byte_is(const char *dir, const char *rel, uint64_t offset, uint8_t want)
+{
+	return file_byte(dir, rel, offset) == want;
+}
+
+/* Whether w5/quarantine/ holds the copy of segment seq's record at offset. */
+static bool quarantined(const char *dir, uint32_t seq, uint64_t offset)
+{
+	char rel[128];
+	snprintf(rel, sizeof(rel), "w5/quarantine/%08u-%llu.bad", (unsigned)seq,
+		 (unsigned long long)offset);
+	return file_exists(dir, rel);
+}
+
 static void test_round_trip(void)
 {
 	char dir[256];
@@ -778,23 +820,13 @@ static void test_corruption_quarantined(void)
 	uint32_t w, seq;
 	uint64_t mid;
 	queue_id_split(recs[1].id, &w, &seq, &mid);
-	char path[512];
-	snprintf(path, sizeof(path), "%s/w5/00000001.seg", dir);
-	int fd = open(path, O_RDWR);
-	REQUIRE(fd >= 0);
-	uint8_t b;
-	REQUIRE(pread(fd, &b, 1, (off_t)(mid + 200)) == 1);
-	b ^= 0x10;
-	REQUIRE(pwrite(fd, &b, 1, (off_t)(mid + 200)) == 1);
-	close(fd);
+	flip_byte(dir, "w5/00000001.seg", mid + 200);
 
 	st = open_ok(&cfg, &rs);
 	CHECK_EQ_U(rs.records, 2);
 	CHECK_EQ_U(rs.quarantined, 1);
 	CHECK_EQ_U(rs.truncated_bytes, 0);
-	char rel[128];
-	snprintf(rel, sizeof(rel), "w5/quarantine/00000001-%llu.bad", (unsigned long long)mid);
-	CHECK(file_exists(dir, rel));
+	CHECK(quarantined(dir, 1, mid));
 	/* Writing resumes after the last record, not at the damage. */
 	REQUIRE(rec_add(st, 3, 10) == 0);
 	uint64_t off;
@@ -891,38 +923,9 @@ static void test_forged_record_not_recovered(void)
 		forged_found = forged_found || ids[i] == forged_id;
 	CHECK(!forged_found);
 	CHECK_EQ_U(n, 1);
-	snprintf(path, sizeof(path), "w5/quarantine/%08u-%llu.bad", (unsigned)seq,
-		 (unsigned long long)off);
-	CHECK(file_exists(dir, path));
+	CHECK(quarantined(dir, seq, off));
 	rec_free(&recs[0]);
 	rec_free(&recs[1]);
-}
-
-/* Flips one byte of a shard file at offset. */
-static void flip_byte(const char *dir, const char *rel, uint64_t offset)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	int fd = open(path, O_RDWR);
-	REQUIRE(fd >= 0);
-	uint8_t b;
-	REQUIRE(pread(fd, &b, 1, (off_t)offset) == 1);
-	b ^= 0x04;
-	REQUIRE(pwrite(fd, &b, 1, (off_t)offset) == 1);
-	REQUIRE(fsync(fd) == 0);
-	close(fd);
-}
-
-static bool file_byte_is(const char *dir, const char *rel, uint64_t offset, uint8_t want)
-{
-	char path[512];
-	snprintf(path, sizeof(path), "%s/%s", dir, rel);
-	int fd = open(path, O_RDONLY);
-	REQUIRE(fd >= 0);
-	uint8_t b = 0;
-	bool ok = pread(fd, &b, 1, (off_t)offset) == 1 && b == want;
-	close(fd);
-	return ok;
 }
 
 /* Adds count records of body bytes, committing and handing over a spare
@@ -972,25 +975,14 @@ static void test_sealed_damage_alarm(void)
 	queue_id_split(recs[4].id, &w, &seq, &mid_off);
 	flip_byte(dir, "w5/00000001.seg", last_off + 500);
 	flip_byte(dir, "w5/00000001.seg", mid_off + 500);
-	uint8_t flipped = 0;
-	{
-		char path[512];
-		snprintf(path, sizeof(path), "%s/w5/00000001.seg", dir);
-		int fd = open(path, O_RDONLY);
-		REQUIRE(fd >= 0);
-		REQUIRE(pread(fd, &flipped, 1, (off_t)(last_off + 500)) == 1);
-		close(fd);
-	}
+	uint8_t flipped = file_byte(dir, "w5/00000001.seg", last_off + 500);
 	st = open_ok(&cfg, &rs);
 	CHECK_EQ_U(rs.records, 11);
 	CHECK_EQ_U(rs.quarantined, 2);
 	CHECK_EQ_U(rs.sealed_damaged, 2);
 	CHECK_EQ_U(rs.truncated_bytes, 0);
-	char rel[128];
-	snprintf(rel, sizeof(rel), "w5/quarantine/00000001-%llu.bad", (unsigned long long)last_off);
-	CHECK(file_exists(dir, rel));
-	snprintf(rel, sizeof(rel), "w5/quarantine/00000001-%llu.bad", (unsigned long long)mid_off);
-	CHECK(file_exists(dir, rel));
+	CHECK(quarantined(dir, 1, last_off));
+	CHECK(quarantined(dir, 1, mid_off));
 	/* Not cut: the sealed segment still holds the damaged bytes. */
 	CHECK(file_byte_is(dir, "w5/00000001.seg", last_off + 500, flipped));
 	store_close(st);
