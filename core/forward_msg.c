@@ -9,7 +9,6 @@
  */
 #include "forward_msg.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
