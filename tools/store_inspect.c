@@ -15,6 +15,7 @@
 #include "store_inspect.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "../common/bounds.h"
+#include "../common/le.h"
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/segment.h"
@@ -299,8 +301,7 @@ static uint8_t *read_record(const char *data_dir, uint64_t id, struct record_vie
 	if (fstat(fd, &sb) == 0 && offset >= SEGMENT_HEADER_BYTES &&
 	    offset < (uint64_t)sb.st_size && read_salt(fd, worker, seq, &salt) &&
 	    pread(fd, head, sizeof(head), (off_t)offset) == (ssize_t)sizeof(head)) {
-		uint32_t length = (uint32_t)head[12] | (uint32_t)head[13] << 8 |
-				  (uint32_t)head[14] << 16 | (uint32_t)head[15] << 24;
+		uint32_t length = get_le32(head + offsetof(struct record_header, length));
 		/* record_check() below validates everything; this only bounds
 		 * the read to what the file holds. */
 		if (length >= RECORD_HEADER_BYTES && length <= (uint64_t)sb.st_size - offset)
