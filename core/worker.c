@@ -86,10 +86,9 @@ static uint64_t mono_ns(void)
 
 static void loop_clock(struct worker_loop *l)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	l->clock.now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	l->clock.now_ns = mono_ns();
 	l->clock.now_ms = l->clock.now_ns / 1000000u;
+	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	l->clock.now_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	l->budget.now_ns = l->clock.now_ns;
@@ -199,11 +198,10 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 						   l->clock.now_ns - c->txn.mail_ns);
 		c->messages++;
 		txn_log_accepted(&c->txn);
-	}
-	if (result == 0)
 		forward_record_durable(l->forward, c->txn.queue_id,
 				       c->txn.header.length + record_padding(c->txn.header.length),
 				       c->txn.rcpt_count, c->txn.header.arrival_unix_ms);
+	}
 	txn_reset(&c->txn);
 	c->flags &= ~CONN_WAIT_COMMIT;
 	if (result != 0)
