@@ -10,16 +10,14 @@
  * user_data (the one switch; the modules expose on_<op> handlers). Client
  * connections are smtp_conn.c's, the metrics endpoint metrics_http.c's, the
  * upstream side forward.c's. Direct system calls are the store's chores
- * (fcntl, getrandom, closing retired segments) and, only when an operator
- * asks, the reading of request files (control.c).
+ * (getrandom, the zero chunk's mmap, closing retired segments) and, only
+ * when an operator asks, the reading of request files (control.c).
  */
 #include "worker.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
@@ -27,7 +25,6 @@
 
 #include "../storage/record.h"
 #include "../storage/store.h"
-#include "../storage/delivery_log.h"
 #include "../storage/queue.h"
 #include "../storage/segment_make.h"
 #include "control.h"
