@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../common/le.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -102,8 +103,7 @@ static int op_mail(void *ctx, const struct smtp_mail_info *m)
 		rc = record_env_put(&t->env, RECORD_TAG_SMTPUTF8, span_make("", 0));
 	if (rc == 0 && m->params->size_given) {
 		uint8_t le[8];
-		for (int i = 0; i < 8; i++)
-			le[i] = (uint8_t)(m->params->size_bytes >> (8 * i));
+		put_le64(le, m->params->size_bytes);
 		rc = record_env_put(&t->env, RECORD_TAG_SIZE_DECLARED, span_make(le, 8));
 	}
 	if (rc != 0) {
