@@ -634,13 +634,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 			smtp_client_result_set(&rcpt_results[i], 553, "5.1.3",
 				   "stored recipient address cannot be relayed");
 	}
-	if (sendable == 0) {
-		smtp_client_result_set(&c->message_result, 553, "5.1.3",
-			   "stored recipient address cannot be relayed");
-		c->msg = NULL;
-		c->rcpt_results = NULL;
-		return SMTP_CLIENT_MESSAGE_DONE;
-	}
+	if (sendable == 0) /* each recipient holds its 553 already */
+		return message_refused(c, 553, "5.1.3", "stored recipient address cannot be relayed");
 	c->rcpt_write_next = rcpt_skip_refused(c, 0);
 	c->rcpt_reply_next = c->rcpt_write_next;
 	c->xforward_commands = 0;
