@@ -17,7 +17,6 @@
 #define RMX_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RMX_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define RMX_MUST_CHECK __attribute__((warn_unused_result))
-#define RMX_UNUSED __attribute__((unused))
 #define RMX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define RMX_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define RMX_MAX(a, b) ((a) > (b) ? (a) : (b))
