@@ -63,7 +63,6 @@ enum transport_shutdown {
 };
 
 struct transport_ops {
-	const char *name;
 	/* Arms a receive into the buffer ring; its completions carry
 	 * user_data. Multishot keeps receiving until the kernel or a cancel
 	 * ends it; otherwise one completion, one buffer. */

@@ -66,7 +66,6 @@ static void plain_close(struct transport *t)
 }
 
 const struct transport_ops transport_plain = {
-	.name = "plain",
 	.arm_recv = plain_arm_recv,
 	.cancel_recv = plain_cancel_recv,
 	.input = plain_input,
