@@ -202,18 +202,12 @@ int bounce_store(struct bounce *b, struct store *store, uint64_t cookie, int64_t
 	int rc = store_reserve(store, padded, &qid);
 	if (rc != 0)
 		return rc;
-	static const uint8_t zeros[RECORD_ALIGN_BYTES];
-	struct iovec body = { b->body, b->body_len };
 	b->arrival_unix_ms = now_unix_ms;
-	record_seal(&b->header, qid, b->arrival_unix_ms, span_make(b->env.data, b->env.len), &body,
-		    1);
-	b->parts[0] = (struct iovec){ &b->header, RECORD_HEADER_BYTES };
-	b->parts[1] = (struct iovec){ b->env.data, b->env.len };
-	b->parts[2] = body;
-	b->parts[3] = (struct iovec){ (void *)zeros, record_padding(b->header.length) };
+	record_seal_parts(&b->header, qid, b->arrival_unix_ms, span_make(b->env.data, b->env.len),
+			  (struct iovec){ b->body, b->body_len }, b->parts);
 	b->queue_id = qid;
 	b->padded_bytes = padded;
-	rc = store_append(store, qid, b->parts, 4, cookie);
+	rc = store_append(store, qid, b->parts, RECORD_SEALED_PARTS, cookie);
 	RMX_ASSERT(rc == 0); /* a reservation always takes its record */
 	b->reserve_wait = false;
 	return 0;

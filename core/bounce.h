@@ -76,7 +76,7 @@ struct bounce {
 	size_t body_len;
 	struct bytebuf env;
 	struct record_header header;
-	struct iovec parts[4];
+	struct iovec parts[RECORD_SEALED_PARTS];
 	uint64_t queue_id;
 	uint64_t padded_bytes;
 	int64_t arrival_unix_ms;

@@ -255,22 +255,15 @@ void txn_set_received(struct txn *t, const char *received, size_t len)
 
 void txn_seal(struct txn *t, uint64_t queue_id, int64_t arrival_unix_ms)
 {
-	static const uint8_t zeros[RECORD_ALIGN_BYTES];
 	RMX_ASSERT(t->received_len > 0);
 	struct iovec body = {
 		t->body.data + TXN_HEADROOM_BYTES - t->received_len,
 		t->body.len - TXN_HEADROOM_BYTES + t->received_len,
 	};
-	record_seal(&t->header, queue_id, arrival_unix_ms, span_make(t->env.data, t->env.len),
-		    &body, 1);
+	record_seal_parts(&t->header, queue_id, arrival_unix_ms,
+			  span_make(t->env.data, t->env.len), body, t->parts);
 	t->queue_id = queue_id;
-	t->parts[0] = (struct iovec){ &t->header, RECORD_HEADER_BYTES };
-	t->parts[1] = (struct iovec){ t->env.data, t->env.len };
-	t->parts[2] = body;
-	size_t pad = record_padding(t->header.length);
-	RMX_ASSERT(pad < RECORD_ALIGN_BYTES);
-	t->parts[3] = (struct iovec){ (void *)zeros, pad };
-	t->nparts = 4;
+	t->nparts = RECORD_SEALED_PARTS;
 }
 
 void txn_log_accepted(const struct txn *t)

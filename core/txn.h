@@ -43,7 +43,7 @@ struct txn {
 	uint64_t size_hint_bytes;    /* MAIL SIZE=, to size the body buffer once */
 	struct record_header header; /* filled at seal time */
 	size_t received_len;         /* Received: sits just before the body */
-	struct iovec parts[4];
+	struct iovec parts[RECORD_SEALED_PARTS];
 	int nparts;
 	uint64_t queue_id;
 	uint32_t rcpt_count;         /* recipients in the envelope */

@@ -300,6 +300,19 @@ void record_seal(struct record_header *h, uint64_t queue_id, int64_t arrival_uni
 		   back.envelope_bytes == env.len);
 }
 
+void record_seal_parts(struct record_header *h, uint64_t queue_id, int64_t arrival_unix_ms,
+		       struct span env, struct iovec body, struct iovec parts[RECORD_SEALED_PARTS])
+{
+	static const uint8_t zeros[RECORD_ALIGN_BYTES];
+	record_seal(h, queue_id, arrival_unix_ms, env, &body, 1);
+	size_t pad = record_padding(h->length);
+	RMX_ASSERT(pad < RECORD_ALIGN_BYTES);
+	parts[0] = (struct iovec){ h, RECORD_HEADER_BYTES };
+	parts[1] = (struct iovec){ (void *)env.ptr, env.len };
+	parts[2] = body;
+	parts[3] = (struct iovec){ (void *)zeros, pad };
+}
+
 uint32_t record_crc_salted(uint32_t crc, uint64_t salt)
 {
 	uint8_t le[8];

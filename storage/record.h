@@ -93,6 +93,16 @@ uint32_t record_crc_salted(uint32_t crc, uint64_t salt);
 /* Zero bytes to append after a record of this unpadded length. */
 size_t record_padding(uint64_t length);
 
+/* The parts of a sealed record in the order store_append() takes them. */
+#define RECORD_SEALED_PARTS 4
+
+/* record_seal() for a one-piece body, laying out the record for
+ * store_append(): parts[0] h, [1] env, [2] body, [3] the zero padding (a
+ * static block). h and the bytes stay the caller's and must outlive the
+ * append. */
+void record_seal_parts(struct record_header *h, uint64_t queue_id, int64_t arrival_unix_ms,
+		       struct span env, struct iovec body, struct iovec parts[RECORD_SEALED_PARTS]);
+
 /* A verified record, as spans into the checked buffer. */
 struct record_view {
 	struct record_header header;
