@@ -198,6 +198,10 @@
  * count within the int that store_commit_done() takes. */
 #define STORE_RECORD_MAX_BYTES 0x7ffff000ull
 
+/* A delivery log holds at most one entry per recipient per attempt of its
+ * segment's records; a larger file read at recovery is refused (-EFBIG). */
+#define DELIVERY_LOG_READ_MAX_BYTES (1ull << 30)
+
 /* ---- logs (core/log) ---- */
 /* A write that met EAGAIN or EINTR is tried again after this long ... */
 #define LOG_WRITE_RETRY_MS 10

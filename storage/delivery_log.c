@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "../common/bounds.h"
 #include "../common/le.h"
 #include "segment.h"
 
@@ -259,9 +260,7 @@ int delivery_log_read(int shard_dirfd, uint32_t seq, uint8_t **image, size_t *le
 		close(fd);
 		return rc;
 	}
-	/* A log holds at most one entry per recipient per attempt of a
-	 * segment's records; 1 GiB is far past any real one. */
-	if (sb.st_size <= 0 || sb.st_size > (1ll << 30)) {
+	if (sb.st_size <= 0 || sb.st_size > (off_t)DELIVERY_LOG_READ_MAX_BYTES) {
 		close(fd);
 		return sb.st_size == 0 ? 0 : -EFBIG;
 	}
