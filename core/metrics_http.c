@@ -8,7 +8,6 @@
  */
 #include "metrics_http.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
