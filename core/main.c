@@ -33,6 +33,7 @@
 #include "../common/bounds.h"
 #include "log.h"
 #include "metrics.h"
+#include "version.h"
 #include "worker.h"
 
 #ifndef RINGMX_VERSION
@@ -48,7 +49,9 @@ static void usage(FILE *f)
 		"            for localhost, data in ./ringmx-data\n"
 		"  --check-config\n"
 		"            validate the configuration, print the effective one, exit\n"
-		"  -V        print the version\n");
+		"  -V, --version\n"
+		"            print the version, the libraries and the io_uring\n"
+		"            features this kernel grants\n");
 }
 
 static int open_listener(const struct listen_addr *a, char *err, size_t errlen)
@@ -474,8 +477,7 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("ringmx %s\n", RINGMX_VERSION);
-			return 0;
+			return version_print(stdout) == 0 ? 0 : 1;
 		default:
 			usage(stderr);
 			return 2;

@@ -1,0 +1,31 @@
+/*
+ * version.h - what `ringmx --version` prints: the build and the machine.
+ *
+ * The build: ringmx's version and git commit, the liburing it was built
+ * with, the wolfSSL library it runs with and the acceleration that wolfSSL
+ * was compiled with. The machine: the io_uring features the running kernel
+ * grants, read from a small ring set up for the purpose, and which of the
+ * operations the gateway uses its probe reports as supported.
+ */
+#ifndef RINGMX_VERSION_INFO_H
+#define RINGMX_VERSION_INFO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/*
+ * Prints the version report to out, one `name: value` line each. Sets up and
+ * tears down one io_uring of a few entries (start-up only, main thread);
+ * when that fails, the kernel lines say why instead. Returns 0, or -1 when
+ * writing to out failed.
+ */
+int version_print(FILE *out);
+
+/*
+ * Writes the names of the IORING_FEAT_* bits set in features into out
+ * (space-separated, "unknown(0x...)" for bits without a name, "none" for
+ * zero), always NUL-terminated and truncated to out_bytes. Pure; for tests.
+ */
+void version_features_text(uint32_t features, char *out, size_t out_bytes);
+
+#endif
