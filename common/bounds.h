@@ -210,6 +210,33 @@
  * longest a worker's exit waits for its last lines. */
 #define LOG_WRITE_STALL_MAX_MS 3000
 
+/* ---- AUTH (proto/sasl, core/auth_users, core/auth_verify, core/auth_failures) ---- */
+/* RFC 4954 section 4: a server accepts SASL response lines (AUTH's initial
+ * response included) of at least 12288 octets, CRLF excluded; longer gets
+ * 500 5.5.6. A line of base64 decodes to at most 3/4 of its length. */
+#define SASL_RESPONSE_LINE_MAX_BYTES 12288
+#define SASL_DECODED_MAX_BYTES (SASL_RESPONSE_LINE_MAX_BYTES / 4 * 3)
+/* The auth_users file: its size, its entries, one user name and one crypt(3)
+ * hash; a password longer than AUTH_PASSWORD_MAX_BYTES never matches
+ * (libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE is 512, NUL included). */
+#define AUTH_USERS_FILE_MAX_BYTES (16u << 20)
+#define AUTH_USERS_MAX 100000
+#define AUTH_USER_NAME_MAX_BYTES 255
+#define AUTH_HASH_MAX_BYTES 255
+#define AUTH_PASSWORD_MAX_BYTES 511
+/* Verifier threads (crypt_r costs milliseconds: never on a worker) and the
+ * requests that may wait for them; a full queue is a temporary failure. */
+#define AUTH_VERIFY_THREADS 2
+#define AUTH_VERIFY_QUEUE_MAX 256
+/* Failed AUTH per client address (IPv4 address, IPv6 /64): after
+ * auth_fail_limit failures within the window, 421 4.7.0 and close, until the
+ * entry expires (fail2ban's maxretry 5, findtime 10 minutes). */
+#define AUTH_FAIL_LIMIT_DEFAULT 5
+#define AUTH_FAIL_LIMIT_MAX 1000
+#define AUTH_FAIL_WINDOW_S 600
+#define AUTH_FAIL_SHARDS 16              /* a power of two */
+#define AUTH_FAIL_SHARD_ENTRIES 1024     /* then the oldest entry is replaced */
+
 /* ---- the store tool (tools/ringmx-store) ---- */
 #define STORE_TOOL_VERIFY_RESCAN_DELAY_MS 200
 #define STORE_TOOL_HANDOVER_WAIT_MS 10000      /* for ringmx to pick a request up */
@@ -261,5 +288,12 @@ _Static_assert((TIMER_SLOTS & (TIMER_SLOTS - 1)) == 0, "timer slots are a power 
 _Static_assert(LINGER_MS >= TIMER_TICK_MS && HTTP_DEADLINE_MS >= TIMER_TICK_MS,
 	       "deadlines are longer than a tick");
 _Static_assert(LOG_WRITE_RETRY_MS < LOG_WRITE_STALL_MAX_MS, "a stalled write is retried first");
+
+_Static_assert(SASL_RESPONSE_LINE_MAX_BYTES >= 12288, "RFC 4954 section 4");
+_Static_assert(SASL_RESPONSE_LINE_MAX_BYTES + 2 <= CARRY_SOFT_MAX_BYTES,
+	       "the carry buffer holds the longest SASL response line");
+_Static_assert((AUTH_FAIL_SHARDS & (AUTH_FAIL_SHARDS - 1)) == 0, "auth shards are a power of two");
+_Static_assert(AUTH_FAIL_LIMIT_DEFAULT >= 1 && AUTH_FAIL_LIMIT_DEFAULT <= AUTH_FAIL_LIMIT_MAX,
+	       "default in range");
 
 #endif
