@@ -243,6 +243,20 @@
 #define STORE_TOOL_DELETE_CONFIRM_WAIT_MS 3000 /* then for its DELETED entry to be durable */
 #define STORE_TOOL_POLL_INTERVAL_MS 20
 
+/* ---- the PROXY protocol header (proto/proxy) ---- */
+/* v1: the longest line a receiver must take, CRLF included ("PROXY UNKNOWN"
+ * with two full IPv6 addresses and ports). */
+#define PROXY_V1_LINE_MAX_BYTES 107
+/* v2: a 16-byte head, then a block of addresses and TLVs whose length the
+ * head gives (up to 65535). Ours is bounded: addresses, ALPN, AUTHORITY,
+ * UNIQUE_ID and the SSL TLV's strings fit with room to spare; a balancer
+ * that also sends the client certificate (haproxy's send-proxy-v2-ssl-cert)
+ * goes past it and is refused. */
+#define PROXY_V2_HEAD_BYTES 16
+#define PROXY_V2_BLOCK_MAX_BYTES 2048
+#define PROXY_V2_UNIQUE_ID_MAX_BYTES 128 /* the specification's bound */
+#define PROXY_HEADER_MAX_BYTES (PROXY_V2_HEAD_BYTES + PROXY_V2_BLOCK_MAX_BYTES)
+
 _Static_assert(RECV_BUFFER_BYTES > SMTP_COMMAND_LINE_MAX_BYTES,
 	       "a receive buffer holds the longest legal command line");
 _Static_assert(CARRY_SOFT_MAX_BYTES >= RECV_BUFFER_BYTES + SMTP_COMMAND_LINE_MAX_BYTES,
@@ -288,6 +302,12 @@ _Static_assert((TIMER_SLOTS & (TIMER_SLOTS - 1)) == 0, "timer slots are a power 
 _Static_assert(LINGER_MS >= TIMER_TICK_MS && HTTP_DEADLINE_MS >= TIMER_TICK_MS,
 	       "deadlines are longer than a tick");
 _Static_assert(LOG_WRITE_RETRY_MS < LOG_WRITE_STALL_MAX_MS, "a stalled write is retried first");
+
+_Static_assert(PROXY_HEADER_MAX_BYTES >= PROXY_V1_LINE_MAX_BYTES,
+	       "the PROXY header buffer holds the longest v1 line");
+_Static_assert(PROXY_V2_BLOCK_MAX_BYTES >= 2 * 108 + 3 + PROXY_V2_UNIQUE_ID_MAX_BYTES,
+	       "a v2 block holds UNIX addresses and a full unique id");
+_Static_assert(PROXY_HEADER_MAX_BYTES <= 65535, "a header length fits 16 bits");
 
 _Static_assert(SASL_RESPONSE_LINE_MAX_BYTES >= 12288, "RFC 4954 section 4");
 _Static_assert(SASL_RESPONSE_LINE_MAX_BYTES + 2 <= CARRY_SOFT_MAX_BYTES,
