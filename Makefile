@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc)
 
 # Debian packages for building, running and testing.
 DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
-               libjemalloc-dev python3 swaks openssl postfix procps curl \
+               libjemalloc-dev libcrypt-dev python3 swaks openssl postfix procps curl \
                prometheus
 
 .PHONY: all deps build run test clean
