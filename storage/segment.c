@@ -593,9 +593,12 @@ int segment_create_zeroed(int shard_dirfd, uint32_t worker, uint32_t seq, uint64
 
 int segment_is_prezeroed(int fd, uint64_t size_bytes)
 {
-	struct {
+	/* The request and room for its extents (fm_extents[] is a flexible
+	 * array member, so the room is a union, not a struct field after it). */
+	union {
 		struct fiemap map;
-		struct fiemap_extent extent[SEGMENT_FIEMAP_EXTENTS];
+		uint8_t bytes[sizeof(struct fiemap) +
+			      SEGMENT_FIEMAP_EXTENTS * sizeof(struct fiemap_extent)];
 	} q;
 	uint64_t covered = 0; /* [0, covered) is known to be written */
 	while (covered < size_bytes) {
@@ -609,7 +612,7 @@ int segment_is_prezeroed(int fd, uint64_t size_bytes)
 		if (q.map.fm_mapped_extents == 0)
 			return 0; /* a hole up to the end */
 		for (uint32_t i = 0; i < q.map.fm_mapped_extents; i++) {
-			const struct fiemap_extent *e = &q.extent[i];
+			const struct fiemap_extent *e = &q.map.fm_extents[i];
 			if (e->fe_logical > covered)
 				return 0; /* a hole */
 			if (e->fe_flags & (FIEMAP_EXTENT_UNWRITTEN | FIEMAP_EXTENT_DELALLOC |
