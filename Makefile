@@ -9,7 +9,7 @@ TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc)
 
 # Debian packages for building, running and testing.
-DEB_PACKAGES = build-essential cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
+DEB_PACKAGES = build-essential clang cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
                libjemalloc-dev libcrypt-dev python3 swaks openssl postfix procps curl \
                prometheus
 
