@@ -72,23 +72,24 @@ _Static_assert(METRICS_SIZE_BOUNDS < HIST_BUCKETS_MAX && METRICS_BATCH_BOUNDS < 
 
 /* Every code in proto/smtp_reply.c's catalogue (the tests check it). */
 const uint16_t metrics_reply_codes[METRICS_REPLY_CODES] = {
-	214, 220, 221, 250, 252, 354, 421, 451, 452,
-	500, 501, 502, 503, 550, 552, 553, 554, 555,
+	214, 220, 221, 235, 250, 252, 334, 354, 421, 451, 452, 454,
+	500, 501, 502, 503, 530, 535, 538, 550, 552, 553, 554, 555,
 };
 
 static const char *const reply_code_label[METRICS_REPLY_SLOTS] = {
-	"214", "220", "221", "250", "252", "354", "421", "451", "452",
-	"500", "501", "502", "503", "550", "552", "553", "554", "555",
+	"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "454",
+	"500", "501", "502", "503", "530", "535", "538", "550", "552", "553", "554", "555",
 	"other",
 };
 
 /* slot + 1 by code; 0 (the default) means "other". */
 static const uint8_t reply_slot_by_code[600] = {
-	[214] = 1,  [220] = 2,  [221] = 3,  [250] = 4,  [252] = 5,  [354] = 6,
-	[421] = 7,  [451] = 8,  [452] = 9,  [500] = 10, [501] = 11, [502] = 12,
-	[503] = 13, [550] = 14, [552] = 15, [553] = 16, [554] = 17, [555] = 18,
+	[214] = 1,  [220] = 2,  [221] = 3,  [235] = 4,  [250] = 5,  [252] = 6,
+	[334] = 7,  [354] = 8,  [421] = 9,  [451] = 10, [452] = 11, [454] = 12,
+	[500] = 13, [501] = 14, [502] = 15, [503] = 16, [530] = 17, [535] = 18,
+	[538] = 19, [550] = 20, [552] = 21, [553] = 22, [554] = 23, [555] = 24,
 };
-_Static_assert(METRICS_REPLY_CODES == 18, "reply_slot_by_code lists every code");
+_Static_assert(METRICS_REPLY_CODES == 24, "reply_slot_by_code lists every code");
 
 unsigned metrics_reply_slot(unsigned code)
 {

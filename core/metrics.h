@@ -62,7 +62,7 @@ enum metrics_tls_result {
 };
 
 /* Reply codes counted by exact code; anything else counts as "other". */
-#define METRICS_REPLY_CODES 18
+#define METRICS_REPLY_CODES 24
 #define METRICS_REPLY_OTHER METRICS_REPLY_CODES
 #define METRICS_REPLY_SLOTS (METRICS_REPLY_CODES + 1)
 

@@ -54,7 +54,18 @@ size_t smtp_received_write(const struct smtp_received_facts *f, char *buf, size_
 	text_put(&t, f->helo.ptr, f->helo.len);
 	text_str(&t, f->client_ipv6 ? " ([IPv6:" : " ([");
 	text_str(&t, f->client_ip);
-	text_str(&t, "])\r\n\tby ");
+	text_str(&t, "])\r\n\t");
+	if (f->tls_version != NULL) {
+		/* As Postfix and sendmail record it: which TLS carried the
+		 * message. Both are token text from the TLS library. */
+		RMX_ASSERT(f->tls_cipher != NULL);
+		text_str(&t, "(version=");
+		text_str(&t, f->tls_version);
+		text_str(&t, " cipher=");
+		text_str(&t, f->tls_cipher);
+		text_str(&t, ")\r\n\t");
+	}
+	text_str(&t, "by ");
 	text_put(&t, f->hostname.ptr, f->hostname.len);
 	text_str(&t, " (ringmx) with ");
 	text_str(&t, f->protocol);

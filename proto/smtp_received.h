@@ -20,7 +20,9 @@ struct smtp_received_facts {
 	const char *client_ip;  /* textual address, no brackets */
 	bool client_ipv6;
 	struct span hostname;   /* ours */
-	const char *protocol;   /* "SMTP", "ESMTP", "UTF8SMTP" (RFC 3848, 6531) */
+	const char *protocol;   /* "SMTP", "ESMTP", "ESMTPSA", "UTF8SMTP"... (RFC 3848, 6531) */
+	const char *tls_version; /* NULL in clear text; else with tls_cipher, as a comment */
+	const char *tls_cipher;
 	struct span queue_id;
 	int64_t now_unix;
 };

@@ -49,6 +49,8 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_EHLO_SMTPUTF8, 250, 0, "", "SMTPUTF8"),
 	ROW(SMTP_R_EHLO_CHUNKING, 250, 0, "", "CHUNKING"),
 	ROW(SMTP_R_EHLO_BINARYMIME, 250, 0, "", "BINARYMIME"),
+	ROW(SMTP_R_EHLO_STARTTLS, 250, 0, "", "STARTTLS"),
+	ROW(SMTP_R_EHLO_AUTH, 250, 0, "", "AUTH PLAIN LOGIN"),
 
 	ROW(SMTP_R_OK, 250, 0, "2.0.0", "Ok"),
 	ROW(SMTP_R_MAIL_OK, 250, 0, "2.1.0", "Ok"),
@@ -61,11 +63,17 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_HELP, 214, 0, "2.0.0",
 	    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP"),
 
+	ROW(SMTP_R_STARTTLS_GO, 220, 0, "2.0.0", "Ready to start TLS"),
+	ROW(SMTP_R_AUTH_OK, 235, 0, "2.7.0", "Authentication successful"),
+	ROWD(SMTP_R_AUTH_CHALLENGE, 334, 0, "", "", ""),
+
 	ROWD(SMTP_R_TIMEOUT, 421, 0, "4.4.2", "", " Error: timeout exceeded"),
 	ROWD(SMTP_R_SHUTDOWN, 421, 0, "4.3.2", "", " Service shutting down"),
 	ROWD(SMTP_R_TOO_MANY_CONNECTIONS, 421, 0, "4.3.2", "", " Error: too many connections"),
 	ROWD(SMTP_R_TOO_MANY_ERRORS, 421, 0, "4.7.0", "", " Error: too many errors"),
 	ROW(SMTP_R_SYNC, 554, 0, "5.5.0", "Protocol synchronization error"),
+	ROWD(SMTP_R_AUTH_TOO_MANY_FAILURES, 421, 0, "4.7.0", "",
+	     " Error: too many failed authentication attempts"),
 
 	ROW(SMTP_R_UNKNOWN_COMMAND, 500, ROW_COUNTS, "5.5.2", "Error: command not recognized"),
 	ROW(SMTP_R_BAD_CHARACTERS, 500, ROW_COUNTS, "5.5.2", "Error: bad characters in command"),
@@ -79,6 +87,10 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_DATA_AFTER_BDAT, 503, ROW_COUNTS, "5.5.1", "Error: DATA in a BDAT transaction"),
 	ROW(SMTP_R_BINARYMIME_NEEDS_BDAT, 503, ROW_COUNTS, "5.5.1",
 	    "Error: BODY=BINARYMIME requires BDAT"),
+	ROW(SMTP_R_TXN_IN_PROGRESS, 503, ROW_COUNTS, "5.5.1", "Error: MAIL transaction in progress"),
+	ROW(SMTP_R_TLS_ACTIVE, 554, ROW_COUNTS, "5.5.1", "Error: TLS already active"),
+	ROW(SMTP_R_AUTH_ALREADY, 503, ROW_COUNTS, "5.5.1", "Error: already authenticated"),
+	ROW(SMTP_R_SYNTAX_STARTTLS, 501, ROW_COUNTS, "5.5.4", "Syntax: STARTTLS"),
 	ROW(SMTP_R_SYNTAX_HELO, 501, ROW_COUNTS, "5.5.4", "Syntax: HELO hostname"),
 	ROW(SMTP_R_SYNTAX_EHLO, 501, ROW_COUNTS, "5.5.4", "Syntax: EHLO hostname"),
 	ROW(SMTP_R_SYNTAX_MAIL, 501, ROW_COUNTS, "5.5.4", "Syntax: MAIL FROM:<address>"),
@@ -92,6 +104,12 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_UNKNOWN_PARAMETER, 555, ROW_COUNTS, "5.5.4", "Unsupported option"),
 	ROW(SMTP_R_NEEDS_SMTPUTF8, 553, ROW_COUNTS, "5.6.7",
 	    "Must declare SMTPUTF8 to send unicode address"),
+
+	ROW(SMTP_R_AUTH_REQUIRED, 530, ROW_COUNTS, "5.7.0", "Authentication required"),
+	ROW(SMTP_R_AUTH_FAILED, 535, ROW_COUNTS, "5.7.8", "Error: authentication failed"),
+	ROW(SMTP_R_AUTH_NEEDS_TLS, 538, ROW_COUNTS, "5.7.11",
+	    "Encryption required for requested authentication mechanism"),
+	ROW(SMTP_R_AUTH_TEMPFAIL, 454, 0, "4.7.0", "Temporary authentication failure"),
 
 	ROW(SMTP_R_RELAY_DENIED, 554, ROW_COUNTS, "5.7.1", "Relay access denied"),
 	ROW(SMTP_R_UNKNOWN_USER, 550, ROW_COUNTS, "5.1.1", "Recipient address rejected: User unknown"),

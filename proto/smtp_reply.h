@@ -22,6 +22,8 @@ enum smtp_reply_id {
 	SMTP_R_EHLO_SMTPUTF8,
 	SMTP_R_EHLO_CHUNKING,
 	SMTP_R_EHLO_BINARYMIME,
+	SMTP_R_EHLO_STARTTLS,
+	SMTP_R_EHLO_AUTH,         /* AUTH PLAIN LOGIN */
 	/* Success. */
 	SMTP_R_OK,                /* 250 2.0.0 */
 	SMTP_R_MAIL_OK,           /* 250 2.1.0 */
@@ -32,12 +34,16 @@ enum smtp_reply_id {
 	SMTP_R_QUIT,              /* 221 2.0.0 */
 	SMTP_R_VRFY,              /* 252 2.5.2 */
 	SMTP_R_HELP,              /* 214 2.0.0 */
+	SMTP_R_STARTTLS_GO,       /* 220 2.0.0 */
+	SMTP_R_AUTH_OK,           /* 235 2.7.0 */
+	SMTP_R_AUTH_CHALLENGE,    /* 334 <base64 detail> */
 	/* Closing. */
 	SMTP_R_TIMEOUT,           /* 421 4.4.2 <host> ... */
 	SMTP_R_SHUTDOWN,          /* 421 4.3.2 <host> ... */
 	SMTP_R_TOO_MANY_CONNECTIONS, /* 421 4.3.2 <host> ... */
 	SMTP_R_TOO_MANY_ERRORS,   /* 421 4.7.0 <host> ... */
 	SMTP_R_SYNC,              /* 554 5.5.0 */
+	SMTP_R_AUTH_TOO_MANY_FAILURES, /* 421 4.7.0 <host> ... */
 	/* Command errors. */
 	SMTP_R_UNKNOWN_COMMAND,   /* 500 5.5.2 */
 	SMTP_R_BAD_CHARACTERS,    /* 500 5.5.2 */
@@ -50,6 +56,10 @@ enum smtp_reply_id {
 	SMTP_R_RCPT_AFTER_BDAT,   /* 503 5.5.1 */
 	SMTP_R_DATA_AFTER_BDAT,   /* 503 5.5.1 */
 	SMTP_R_BINARYMIME_NEEDS_BDAT, /* 503 5.5.1 */
+	SMTP_R_TXN_IN_PROGRESS,   /* 503 5.5.1 */
+	SMTP_R_TLS_ACTIVE,        /* 554 5.5.1 */
+	SMTP_R_AUTH_ALREADY,      /* 503 5.5.1 */
+	SMTP_R_SYNTAX_STARTTLS,   /* 501 5.5.4 */
 	SMTP_R_SYNTAX_HELO,       /* 501 5.5.4 */
 	SMTP_R_SYNTAX_EHLO,       /* 501 5.5.4 */
 	SMTP_R_SYNTAX_MAIL,       /* 501 5.5.4 */
@@ -62,6 +72,11 @@ enum smtp_reply_id {
 	SMTP_R_BAD_RECIPIENT,     /* 501 5.1.3 */
 	SMTP_R_UNKNOWN_PARAMETER, /* 555 5.5.4 */
 	SMTP_R_NEEDS_SMTPUTF8,    /* 553 5.6.7 */
+	/* Authentication (RFC 4954). */
+	SMTP_R_AUTH_REQUIRED,     /* 530 5.7.0 */
+	SMTP_R_AUTH_FAILED,       /* 535 5.7.8 */
+	SMTP_R_AUTH_NEEDS_TLS,    /* 538 5.7.11 */
+	SMTP_R_AUTH_TEMPFAIL,     /* 454 4.7.0 */
 	/* Policy and limits. */
 	SMTP_R_RELAY_DENIED,      /* 554 5.7.1 */
 	SMTP_R_UNKNOWN_USER,      /* 550 5.1.1 */

@@ -1,7 +1,8 @@
 /*
  * smtp_session.c - the ESMTP server state machine (RFC 5321 with PIPELINING
  * RFC 2920, SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034, SMTPUTF8
- * 6531, CHUNKING and BINARYMIME 3030).
+ * 6531, CHUNKING and BINARYMIME 3030, STARTTLS 3207; submission RFC 6409
+ * and 8314).
  *
  * Sits between core/smtp_conn (which owns the socket, the receive buffers and the
  * clock) and the record builder behind struct smtp_txn_ops. core/ feeds the
@@ -44,6 +45,7 @@ enum session_phase {
 	PH_RCPT,   /* at least one RCPT accepted (DATA runs in this phase) */
 	PH_BDAT,   /* the first BDAT chunk of the transaction has started */
 	PH_COMMIT, /* message complete, waiting for smtp_session_committed */
+	PH_TLS,    /* STARTTLS accepted, waiting for smtp_session_tls_started */
 	PH_CLOSED,
 };
 
@@ -60,6 +62,7 @@ enum {
 	F_UTF8 = 1u << 2,       /* MAIL ... SMTPUTF8 in this transaction */
 	F_CHUNK_LAST = 1u << 3, /* the current chunk is BDAT ... LAST */
 	F_CHUNK_SKIP = 1u << 4, /* the current chunk was refused: drop its bytes */
+	F_AUTHED = 1u << 5,     /* AUTH succeeded in this session */
 };
 
 /* What went wrong inside a body, reported when the body ends. */
@@ -72,7 +75,7 @@ static const enum smtp_reply_id body_error_reply[] = {
 };
 
 /* What a processing step asks the feed loop to do. */
-enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE };
+enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE, STEP_STARTTLS };
 
 static const struct span no_detail = { (const uint8_t *)"", 0 };
 
@@ -262,6 +265,29 @@ static struct span format_u64(uint64_t v, char buf[24])
 	return span_make(at, (size_t)(end - at));
 }
 
+/* STARTTLS is offered on a clear-text smtp or submission session whose
+ * listener has certificates. */
+static bool starttls_offered(const struct smtp_session *s)
+{
+	return s->cfg->tls_offered && s->tls == NULL &&
+	       s->cfg->listener_mode != SMTP_LISTENER_SMTPS;
+}
+
+/* AUTH is offered on submission and smtps listeners with a user table, only
+ * under TLS (RFC 8314 section 3.3: no plaintext passwords), and only until it
+ * succeeds. */
+static bool auth_offered(const struct smtp_session *s)
+{
+	return s->cfg->auth_offered && s->cfg->listener_mode != SMTP_LISTENER_SMTP &&
+	       s->tls != NULL && !(s->flags & F_AUTHED);
+}
+
+/* Submission and smtps accept mail from authenticated users only. */
+static bool auth_required(const struct smtp_session *s)
+{
+	return s->cfg->listener_mode != SMTP_LISTENER_SMTP && !(s->flags & F_AUTHED);
+}
+
 static enum step greet(struct smtp_session *s, const struct smtp_line *line, struct smtp_out *out,
 		       bool esmtp)
 {
@@ -290,11 +316,20 @@ static enum step greet(struct smtp_session *s, const struct smtp_line *line, str
 	reply_detail(out, SMTP_R_EHLO_PIPELINING, no_detail, true);
 	reply_detail(out, SMTP_R_EHLO_SIZE, format_u64(s->cfg->max_message_size_bytes, size_text),
 		     true);
-	reply_detail(out, SMTP_R_EHLO_8BITMIME, no_detail, true);
-	reply_detail(out, SMTP_R_EHLO_ENHANCEDSTATUSCODES, no_detail, true);
-	reply_detail(out, SMTP_R_EHLO_SMTPUTF8, no_detail, true);
-	reply_detail(out, SMTP_R_EHLO_CHUNKING, no_detail, true);
-	reply_detail(out, SMTP_R_EHLO_BINARYMIME, no_detail, false);
+	enum smtp_reply_id keywords[8];
+	size_t count = 0;
+	keywords[count++] = SMTP_R_EHLO_8BITMIME;
+	keywords[count++] = SMTP_R_EHLO_ENHANCEDSTATUSCODES;
+	keywords[count++] = SMTP_R_EHLO_SMTPUTF8;
+	keywords[count++] = SMTP_R_EHLO_CHUNKING;
+	keywords[count++] = SMTP_R_EHLO_BINARYMIME;
+	if (starttls_offered(s))
+		keywords[count++] = SMTP_R_EHLO_STARTTLS;
+	if (auth_offered(s))
+		keywords[count++] = SMTP_R_EHLO_AUTH;
+	RMX_ASSERT(count <= RMX_ARRAY_LEN(keywords));
+	for (size_t i = 0; i < count; i++)
+		reply_detail(out, keywords[i], no_detail, i + 1 < count);
 	return STEP_GO;
 }
 
@@ -320,6 +355,8 @@ static enum step cmd_mail(struct smtp_session *s, const struct smtp_line *line, 
 		return reply_error(s, out, SMTP_R_NEED_HELO);
 	if (s->phase != PH_READY)
 		return reply_error(s, out, SMTP_R_NESTED_MAIL);
+	if (auth_required(s))
+		return reply_error(s, out, SMTP_R_AUTH_REQUIRED);
 
 	struct span rest, params_text;
 	if (!smtp_strip_keyword(line->arg, "FROM:", &rest))
@@ -412,8 +449,13 @@ static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_line *line, 
 
 	if (s->recipients >= s->cfg->max_recipients)
 		return recipient_overshoot(s, out);
-	switch (policy_check_rcpt(s->cfg->policy, path.local, path.domain, path.route_chars,
-				  path.address_literal)) {
+	/* An authenticated user submits: any domain goes, through the
+	 * upstream (RFC 6409). */
+	enum policy_verdict verdict =
+		(s->flags & F_AUTHED) ? POLICY_ACCEPT
+				      : policy_check_rcpt(s->cfg->policy, path.local, path.domain,
+							  path.route_chars, path.address_literal);
+	switch (verdict) {
 	case POLICY_ACCEPT:
 		break;
 	case POLICY_RELAY_DENIED:
@@ -620,7 +662,33 @@ static enum step cmd_help(struct smtp_session *s, const struct smtp_line *line, 
 	return STEP_GO;
 }
 
-/* EXPN, TURN, ETRN; STARTTLS and AUTH until they are offered. */
+/*
+ * STARTTLS (RFC 3207). Accepted once, without argument, outside a
+ * transaction, on a greeted clear-text session whose listener offers it.
+ * Whatever the client sent after the line is never read as a command: the
+ * caller discards it (after is ignored here on purpose, so pipelined
+ * plaintext is dropped rather than answered).
+ */
+static enum step cmd_starttls(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			      struct smtp_out *out)
+{
+	(void)after;
+	if (s->tls != NULL)
+		return reply_error(s, out, SMTP_R_TLS_ACTIVE);
+	if (!starttls_offered(s))
+		return reply_error(s, out, SMTP_R_NOT_IMPLEMENTED);
+	if (line->arg.len != 0)
+		return reply_error(s, out, SMTP_R_SYNTAX_STARTTLS);
+	if (!(s->flags & F_GREETED))
+		return reply_error(s, out, SMTP_R_NEED_HELO);
+	if (txn_open(s))
+		return reply_error(s, out, SMTP_R_TXN_IN_PROGRESS);
+	reply(out, SMTP_R_STARTTLS_GO);
+	s->phase = PH_TLS;
+	return STEP_STARTTLS;
+}
+
+/* EXPN, TURN, ETRN; AUTH until it is offered. */
 static enum step cmd_not_implemented(struct smtp_session *s, const struct smtp_line *line,
 				     size_t after, struct smtp_out *out)
 {
@@ -647,8 +715,11 @@ struct command_row {
 			 struct smtp_out *out);
 };
 
-/* STARTTLS (RFC 3207 4.2) and AUTH (RFC 4954 4) end a group too, so that
- * nothing pipelined behind them is ever taken as post-handshake input. */
+/* AUTH (RFC 4954 4) ends a group, so that nothing pipelined behind it is
+ * taken as a SASL response. STARTTLS does not: what follows it in the same
+ * read is discarded unanswered (cmd_starttls), not refused, so a client
+ * that pipelines cannot inject cleartext commands into the TLS session
+ * (CVE-2011-0411) and gets no reply to them either. */
 static const struct command_row command_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_UNKNOWN] = { 0, cmd_unknown },
 	[SMTP_VERB_HELO] = { CMD_GROUP_END, cmd_helo },
@@ -665,7 +736,7 @@ static const struct command_row command_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_EXPN] = { CMD_GROUP_END, cmd_not_implemented },
 	[SMTP_VERB_TURN] = { CMD_GROUP_END, cmd_not_implemented },
 	[SMTP_VERB_ETRN] = { CMD_GROUP_END, cmd_not_implemented },
-	[SMTP_VERB_STARTTLS] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_STARTTLS] = { 0, cmd_starttls },
 	[SMTP_VERB_AUTH] = { CMD_GROUP_END, cmd_not_implemented },
 };
 
@@ -702,7 +773,8 @@ static enum step run_command(struct smtp_session *s, const struct smtp_line *lin
 	const struct command_row *row = &command_table[line->verb];
 	RMX_ASSERT(row->run != NULL);
 	bool group_end = (row->flags & CMD_GROUP_END) ||
-			 (!(s->flags & F_ESMTP) && line->verb != SMTP_VERB_BDAT);
+			 (!(s->flags & F_ESMTP) && line->verb != SMTP_VERB_BDAT &&
+			  line->verb != SMTP_VERB_STARTTLS);
 	if (group_end && after != 0)
 		return sync_error(s, out);
 
@@ -840,6 +912,10 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 		res.status = SMTP_FEED_CLOSE;
 		return res;
 	}
+	if (s->phase == PH_TLS) {
+		res.status = SMTP_FEED_STARTTLS;
+		return res;
+	}
 
 	size_t pos = 0;
 	while (pos < n) {
@@ -877,6 +953,10 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 			res.status = SMTP_FEED_CLOSE;
 			break;
 		}
+		if (st == STEP_STARTTLS) {
+			res.status = SMTP_FEED_STARTTLS;
+			break;
+		}
 	}
 	res.consumed = pos;
 	return res;
@@ -909,6 +989,43 @@ static void close_with(struct smtp_session *s, enum smtp_reply_id id, struct smt
 	if (s->phase != PH_COMMIT)
 		txn_abandon(s);
 	s->phase = PH_CLOSED;
+}
+
+/* The TLS facts go into Received: as written: token bytes only. */
+static bool tls_text_ok(const char *text, size_t cap)
+{
+	size_t len = strnlen(text, cap);
+	if (len == 0 || len == cap)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] <= 0x20 || text[i] >= 0x7f || text[i] == '(' || text[i] == ')')
+			return false;
+	}
+	return true;
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info *info)
+{
+	RMX_ASSERT(info != NULL && s->tls == NULL);
+	RMX_ASSERT(tls_text_ok(info->version, sizeof(info->version)) &&
+		   tls_text_ok(info->cipher, sizeof(info->cipher)));
+	RMX_ASSERT(s->phase == PH_TLS ||
+		   (s->cfg->listener_mode == SMTP_LISTENER_SMTPS && s->phase == PH_INIT &&
+		    !(s->flags & F_GREETED)));
+	/* RFC 3207 4.2: discard all knowledge obtained from the client in
+	 * clear text. The error counts stay: they are ours, not the client's. */
+	s->flags = 0;
+	s->helo_len = 0;
+	s->helo[0] = '\0';
+	memset(&s->lex, 0, sizeof(s->lex));
+	s->tls = info;
+	txn_clear(s);
+	RMX_ASSERT(s->phase == PH_INIT);
+}
+
+bool smtp_session_tls_active(const struct smtp_session *s)
+{
+	return s->tls != NULL;
 }
 
 void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out)
@@ -946,7 +1063,12 @@ const char *smtp_session_protocol(const struct smtp_session *s)
 {
 	if (!(s->flags & F_ESMTP))
 		return "SMTP";
-	return (s->flags & F_UTF8) ? "UTF8SMTP" : "ESMTP";
+	/* [utf8][tls][auth] */
+	static const char *const names[2][2][2] = {
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+		{ { "UTF8SMTP", "UTF8SMTPA" }, { "UTF8SMTPS", "UTF8SMTPSA" } },
+	};
+	return names[(s->flags & F_UTF8) != 0][s->tls != NULL][(s->flags & F_AUTHED) != 0];
 }
 
 size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
@@ -961,6 +1083,8 @@ size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 		.client_ipv6 = s->peer.ipv6,
 		.hostname = hostname_of(s),
 		.protocol = smtp_session_protocol(s),
+		.tls_version = s->tls != NULL ? s->tls->version : NULL,
+		.tls_cipher = s->tls != NULL ? s->tls->cipher : NULL,
 		.queue_id = queue_id,
 		.now_unix = now_unix,
 	};

@@ -39,6 +39,15 @@
 
 struct smtp_policy;
 
+/* What a listener is for (listen = ADDR:PORT [smtp|submission|smtps]). */
+enum smtp_listener_mode {
+	SMTP_LISTENER_SMTP,       /* MX duty: STARTTLS offered when certificates are loaded,
+				     AUTH never */
+	SMTP_LISTENER_SUBMISSION, /* RFC 6409: STARTTLS offered, AUTH only after TLS, MAIL
+				     only after AUTH */
+	SMTP_LISTENER_SMTPS,      /* RFC 8314: TLS from the first byte, MAIL only after AUTH */
+};
+
 /* Settings a session reads; owned by the caller's config snapshot, which
  * outlives every session started with it. */
 struct smtp_session_config {
@@ -48,6 +57,17 @@ struct smtp_session_config {
 	uint32_t max_command_line_bytes; /* SMTP_COMMAND_LINE_MIN..MAX */
 	bool bare_newline_normalize;     /* false: reject bare CR/LF */
 	const struct smtp_policy *policy;
+	uint8_t listener_mode;           /* enum smtp_listener_mode */
+	bool tls_offered;                /* certificates loaded: STARTTLS may be offered */
+	bool auth_offered;               /* a user table is loaded: AUTH may be offered
+					    (submission and smtps listeners only) */
+};
+
+/* The TLS session under a connection, as core/ reports it once the
+ * handshake is done; for Received: and logs. Token text only. */
+struct smtp_tls_info {
+	char version[16]; /* "TLSv1.3" */
+	char cipher[64];  /* "TLS_AES_256_GCM_SHA384" */
 };
 
 /* The client as core/ saw it on accept. */
@@ -97,6 +117,12 @@ enum smtp_feed_status {
 			      smtp_session_committed(); hold unconsumed input until then */
 	SMTP_FEED_FLUSH,   /* reply buffer nearly full: send it, then feed the rest */
 	SMTP_FEED_CLOSE,   /* send what is in out, then close the connection */
+	SMTP_FEED_STARTTLS, /* out holds "220 2.0.0 Ready to start TLS"; consumed ends
+			       after the STARTTLS line. Discard every unconsumed
+			       byte and the rest of that read (RFC 3207 section 6),
+			       send out in clear, then run the server handshake and
+			       never read cleartext again: smtp_session_tls_started()
+			       when it completes; close without a reply if it fails */
 };
 
 struct smtp_feed_result {
@@ -130,6 +156,7 @@ struct smtp_session {
 	struct smtp_lex_scan lex;         /* how far the carried partial command
 					     line has been scanned */
 	struct smtp_peer peer;
+	const struct smtp_tls_info *tls; /* caller-owned; NULL in clear text */
 	uint8_t helo_len;
 	char helo[SMTP_DOMAIN_MAX_BYTES + 1]; /* validated HELO/EHLO name */
 };
@@ -148,6 +175,18 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
  * 451 4.3.0). The session is ready for input again. */
 void smtp_session_committed(struct smtp_session *s, int result, struct span queue_id,
 			    struct smtp_out *out);
+
+/*
+ * The TLS handshake under the session completed (after SMTP_FEED_STARTTLS,
+ * or on an smtps listener right after smtp_session_start). Everything the
+ * session knew from the clear-text part is forgotten (RFC 3207 section
+ * 4.2): the client must send EHLO again, which no longer offers STARTTLS.
+ * info is the caller's and must outlive the session. Writes nothing.
+ */
+void smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info *info);
+
+/* True once TLS protects the session. */
+bool smtp_session_tls_active(const struct smtp_session *s);
 
 /* The deadline fired: writes 421 4.4.2 and the caller closes. */
 void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out);
@@ -171,8 +210,10 @@ bool smtp_session_in_transaction(const struct smtp_session *s);
 size_t smtp_session_received(const struct smtp_session *s, struct span queue_id,
 			     int64_t now_unix, char *buf, size_t cap);
 
-/* The protocol of the current transaction for Received: and the record:
- * "SMTP" (HELO), "ESMTP" (EHLO) or "UTF8SMTP" (EHLO + MAIL ... SMTPUTF8). */
+/* The protocol of the current transaction for Received: and the record
+ * (RFC 3848, 6531): "SMTP" (HELO), "ESMTP" (EHLO), "UTF8SMTP" (EHLO + MAIL
+ * ... SMTPUTF8), each with "S" under TLS and "A" once authenticated
+ * ("ESMTPSA", "UTF8SMTPS"). */
 const char *smtp_session_protocol(const struct smtp_session *s);
 
 /* The validated HELO/EHLO name (empty before the greeting); points into s. */

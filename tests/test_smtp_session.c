@@ -6,7 +6,10 @@
  * Golden scripts live in tests/scripts (files NAME.smtp), one conversation each:
  *
  *   # comment                      ignored, as are empty lines
- *   CONFIG key=value ...           max_size, max_rcpt, max_line, normalize (0|1)
+ *   CONFIG key=value ...           max_size, max_rcpt, max_line, normalize (0|1),
+ *                                  mode (0 smtp, 1 submission, 2 smtps: TLS from
+ *                                  the start), tls (1: certificates loaded),
+ *                                  auth (1: a user table loaded)
  *   DOMAIN example.org             a served domain (default: example.com)
  *   RECIPIENT user@example.com     a recipients_file entry
  *   PEER 2001:db8::1               client address (default 192.0.2.1)
@@ -24,7 +27,10 @@
  *                                  [BODY=x] [SMTPUTF8]", "rcpt <addr>",
  *                                  "begin", "reset", or "message <body>" (the
  *                                  stored body, escaped, when feed reports
- *                                  SMTP_FEED_MESSAGE)
+ *                                  SMTP_FEED_MESSAGE), or "starttls" (feed
+ *                                  returned SMTP_FEED_STARTTLS: the harness
+ *                                  drops the rest of that flight, as core/
+ *                                  does, and reports the handshake done)
  *   O+ text                        continues the previous O: line
  *
  * Each script is replayed with every flight whole, byte by byte, and with
@@ -131,6 +137,9 @@ struct script {
 	uint32_t max_line_bytes;
 	bool normalize;
 	bool whole_only;
+	uint8_t mode;
+	bool tls;
+	bool auth;
 	char peer[48];
 	int fail[FAIL_OP_COUNT]; /* 0 or a negative errno */
 	char domains[SCRIPT_MAX_DOMAINS][64];
@@ -219,6 +228,12 @@ static bool script_config(struct script *sc, char *args)
 			sc->max_line_bytes = (uint32_t)v;
 		else if (strcmp(tok, "normalize") == 0)
 			sc->normalize = v != 0;
+		else if (strcmp(tok, "mode") == 0 && v <= SMTP_LISTENER_SMTPS)
+			sc->mode = (uint8_t)v;
+		else if (strcmp(tok, "tls") == 0)
+			sc->tls = v != 0;
+		else if (strcmp(tok, "auth") == 0)
+			sc->auth = v != 0;
 		else
 			return false;
 	}
@@ -459,7 +474,10 @@ struct replay {
 	size_t next_commit;
 	bool closed;
 	bool broken; /* the harness saw a contract violation */
+	bool tls_discard; /* STARTTLS seen: the rest of this flight is dropped */
 };
+
+static const struct smtp_tls_info test_tls_info = { "TLSv1.3", "TLS_AES_256_GCM_SHA384" };
 
 /* FLUSH statuses seen over all replays (reported per script). */
 static unsigned long flushes_seen;
@@ -474,7 +492,7 @@ static void drain(struct replay *r)
  * unconsumed is presented again, ahead of anything newer. */
 static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 {
-	if (r->closed)
+	if (r->closed || r->tls_discard)
 		return;
 	test_buf_put(&r->pending, p, n);
 	for (unsigned guard = 0; guard < 1000000; guard++) {
@@ -497,6 +515,14 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 			continue;
 		case SMTP_FEED_CLOSE:
 			r->closed = true;
+			return;
+		case SMTP_FEED_STARTTLS:
+			/* As core/: nothing after the STARTTLS line is kept,
+			 * then the handshake completes. */
+			test_buf_str(&r->txn.events, "starttls\n");
+			r->pending.len = 0;
+			r->tls_discard = true;
+			smtp_session_tls_started(&r->session, &test_tls_info);
 			return;
 		case SMTP_FEED_MESSAGE: {
 			struct test_buf *ev = &r->txn.events;
@@ -551,6 +577,9 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 	r->cfg.max_command_line_bytes = sc->max_line_bytes;
 	r->cfg.bare_newline_normalize = sc->normalize;
 	r->cfg.policy = policy;
+	r->cfg.listener_mode = sc->mode;
+	r->cfg.tls_offered = sc->tls;
+	r->cfg.auth_offered = sc->auth;
 	r->txn.sc = sc;
 	r->out.buf = r->out_buf;
 	r->out.cap = sizeof(r->out_buf);
@@ -560,10 +589,13 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 	snprintf(peer.ip, sizeof(peer.ip), "%s", sc->peer);
 	peer.ipv6 = strchr(sc->peer, ':') != NULL;
 	smtp_session_start(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
+	if (sc->mode == SMTP_LISTENER_SMTPS)
+		smtp_session_tls_started(&r->session, &test_tls_info);
 	drain(r);
 
 	size_t start = 0;
 	for (size_t f = 0; f < sc->nflights; f++) {
+		r->tls_discard = false;
 		const uint8_t *p = sc->client.data + start;
 		size_t n = sc->flight_end[f] - start;
 		if (bytewise) {
@@ -819,6 +851,30 @@ static void test_received_header(void)
 	CHECK_MEM(hdr, n, want, strlen(want));
 	CHECK(smtp_session_helo(&fx.s).len == strlen("[IPv6:::1]"));
 	fixture_end(&fx);
+
+	/* Under STARTTLS: ESMTPS (RFC 3848) and the TLS version and cipher. */
+	fixture_start(&fx, "192.0.2.9", false);
+	fx.cfg.tls_offered = true;
+	r = feed_str(&fx, "EHLO client.example\r\n");
+	r = feed_str(&fx, "STARTTLS\r\nMAIL FROM:<injected@example.net>\r\n");
+	CHECK(r.status == SMTP_FEED_STARTTLS && r.consumed == strlen("STARTTLS\r\n"));
+	CHECK(!smtp_session_tls_active(&fx.s));
+	static const struct smtp_tls_info tls = { "TLSv1.3", "TLS_AES_128_GCM_SHA256" };
+	smtp_session_tls_started(&fx.s, &tls);
+	CHECK(smtp_session_tls_active(&fx.s));
+	CHECK(smtp_session_helo(&fx.s).len == 0);
+	r = feed_str(&fx, "EHLO again.example\r\n");
+	r = feed_str(&fx, "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.com>\r\nDATA\r\n");
+	r = feed_str(&fx, "x\r\n.\r\n");
+	CHECK(r.status == SMTP_FEED_MESSAGE);
+	CHECK(strcmp(smtp_session_protocol(&fx.s), "ESMTPS") == 0);
+	n = smtp_session_received(&fx.s, span_make("Q3", 2), 0, hdr, sizeof(hdr));
+	want = "Received: from again.example ([192.0.2.9])\r\n"
+	       "\t(version=TLSv1.3 cipher=TLS_AES_128_GCM_SHA256)\r\n"
+	       "\tby mx.example.test (ringmx) with ESMTPS id Q3;\r\n"
+	       "\tThu, 01 Jan 1970 00:00:00 +0000\r\n";
+	CHECK_MEM(hdr, n, want, strlen(want));
+	fixture_end(&fx);
 }
 
 static void test_events_outside_feed(void)
@@ -904,7 +960,8 @@ static void test_reply_catalogue(void)
 		CHECK(b[0] == (uint8_t)('0' + code / 100));
 		CHECK(b[3] == ' ');
 		CHECK(b[n - 2] == '\r' && b[n - 1] == '\n');
-		bool greeting = id <= SMTP_R_EHLO_BINARYMIME || id == SMTP_R_DATA_GO;
+		bool greeting = id <= SMTP_R_EHLO_AUTH || id == SMTP_R_DATA_GO ||
+				id == SMTP_R_AUTH_CHALLENGE;
 		if (!greeting) {
 			CHECK(b[4] == b[0] && b[5] == '.');
 		}
