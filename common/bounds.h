@@ -159,7 +159,6 @@
 #define SMTP_CLIENT_REPLY_TEXT_MAX_BYTES 256  /* reply text kept per result */
 #define SMTP_CLIENT_REPLY_LINE_MAX_BYTES 4096 /* longer: malformed */
 #define SMTP_CLIENT_REPLY_LINES_MAX 1000      /* lines in one reply; more: malformed */
-#define FORWARD_IN_BUFFER_BYTES 4096          /* one receive from an upstream */
 #define FORWARD_OUT_BUFFER_BYTES SMTP_REPLY_BUFFER_BYTES /* commands queued to send */
 #define FORWARD_IDLE_QUIT_MS 10000            /* an idle upstream connection is closed */
 #define FORWARD_UPSTREAM_DOWN_MS 30000        /* a refusing relay is skipped this long */

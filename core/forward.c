@@ -49,7 +49,7 @@ int forward_new(const struct forward_env *env, struct forward **out)
 		struct forward_slot *s = &f->slots[i];
 		s->owner = f;
 		s->index = i;
-		s->fd = -1;
+		s->tp.fd = -1;
 		s->state = SLOT_IDLE;
 		forward_record_job_add(f, s);
 	}
@@ -66,8 +66,8 @@ void forward_free(struct forward *f)
 		return;
 	for (uint32_t i = 0; i < f->slot_count; i++) {
 		struct forward_slot *s = &f->slots[i];
-		if (s->fd >= 0)
-			close(s->fd);
+		if (s->tp.fd >= 0)
+			s->tp.ops->close(&s->tp);
 		free(s->rec);
 		free(s->quarantine_rec);
 		forward_msg_free(&s->fm);
@@ -153,6 +153,7 @@ void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 		struct forward_slot *s = &f->slots[i];
 		if (s->dsn.active && s->dsn.reserve_wait)
 			forward_attempt_dsn_store(f, s);
+		forward_upstream_recv_again(f, s);
 		if (s->deadline_ms && now_ms > s->deadline_ms &&
 		    (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING)) {
 			log_warn("event=upstream_timeout worker=%u upstream=%s", f->env.worker,
@@ -208,7 +209,7 @@ void forward_on_cqe(struct forward *f, const struct io_uring_cqe *cqe)
 		forward_upstream_on_connect(f, s, cqe->res);
 		return;
 	case RING_OP_FWD_RECV:
-		forward_upstream_on_recv(f, s, cqe->res);
+		forward_upstream_on_recv(f, s, cqe);
 		return;
 	case RING_OP_FWD_SEND:
 		forward_upstream_on_send(f, s, cqe->res);

@@ -21,6 +21,7 @@
 #include "config.h"
 
 struct store_io;
+struct buf_ring;
 
 struct store;
 struct queue;
@@ -43,6 +44,7 @@ struct forward_shard {
 
 struct forward_env {
 	struct io_uring *ring;
+	struct buf_ring *bufs;              /* the worker's provided buffers: upstream replies land there */
 	const struct forward_shard *shards; /* [0]: the worker's own (new records, DSNs) */
 	uint32_t shard_count;               /* 1 .. FORWARD_SHARDS_MAX */
 	const struct config *cfg;

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "ring.h"
 #include "store_io.h"
+#include "transport.h"
 
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
 
@@ -33,7 +34,7 @@ struct forward_slot {
 	struct forward *owner;
 	uint32_t index;
 	uint32_t gen;
-	int fd;
+	struct transport tp;        /* the socket (tp.fd, -1 when none) and its ops */
 	enum slot_state state;
 	uint32_t upstream;         /* index into cfg->upstream */
 	uint32_t tried_mask;       /* upstreams tried by this connection attempt */
@@ -42,6 +43,7 @@ struct forward_slot {
 	uint64_t idle_since_ms;    /* READY with no message since */
 	bool connect_inflight;
 	bool recv_inflight;
+	bool recv_rearm;           /* the buffer ring ran dry: receive again next tick */
 	bool send_inflight;
 	bool read_inflight;
 	bool quitting;
@@ -53,7 +55,6 @@ struct forward_slot {
 	bool body_sending;         /* the send in flight is body bytes */
 	size_t body_sent_bytes;
 	bool body_pending;         /* SEND_BODY: the body goes after out */
-	uint8_t in[FORWARD_IN_BUFFER_BYTES];
 
 	/* The message attached to the slot, and its shard (index into shards). */
 	struct queue_msg *msg;

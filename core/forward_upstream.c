@@ -6,8 +6,11 @@
  *   EHLO, READY, message, RSET, READY, ...) --QUIT / failure--> CLOSING --> IDLE
  *
  * The client writes the commands into out; the body goes out verbatim from
- * the record buffer. At most one send and one receive are in flight per
- * slot. Every wait for the upstream has the upstream_timeout deadline
+ * the record buffer. The socket is reached only through the slot's
+ * transport (transport.h), as a client connection's is: replies arrive in
+ * the worker's provided buffers and pass through the transport's input
+ * before smtp_client reads them. At most one send and one receive are in
+ * flight per slot. Every wait for the upstream has the upstream_timeout deadline
  * (forward_tick enforces it); a relay that refuses connections or the
  * session is marked down for FORWARD_UPSTREAM_DOWN_MS and the next one in
  * the list is tried. What the attempt's outcomes become is
@@ -15,11 +18,11 @@
  */
 #include "forward_upstream.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "forward_attempt.h"
 #include "metrics.h"
@@ -31,14 +34,19 @@ static void slot_arm_deadline(struct forward *f, struct forward_slot *s)
 	s->deadline_ms = f->now_ms + (uint64_t)f->env.cfg->upstream_timeout_s * 1000u;
 }
 
+static struct transport_env slot_tp_env(const struct forward *f)
+{
+	return (struct transport_env){ .ring = f->env.ring, .buf_group = f->env.bufs->bgid };
+}
+
 static void slot_arm_recv(struct forward *f, struct forward_slot *s)
 {
 	if (s->recv_inflight || s->state != SLOT_SESSION)
 		return;
-	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
-	io_uring_prep_recv(sqe, s->fd, s->in, sizeof(s->in), 0);
-	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_RECV, s));
+	struct transport_env env = slot_tp_env(f);
+	s->tp.ops->arm_recv(&env, &s->tp, false, slot_ud(RING_OP_FWD_RECV, s));
 	s->recv_inflight = true;
+	s->recv_rearm = false;
 }
 
 /* Sends what is due: the commands in out first, then the body. */
@@ -61,9 +69,8 @@ static void slot_flush(struct forward *f, struct forward_slot *s)
 	} else {
 		return;
 	}
-	struct io_uring_sqe *sqe = ring_sqe(f->env.ring);
-	io_uring_prep_send(sqe, s->fd, p, n, MSG_NOSIGNAL);
-	io_uring_sqe_set_data64(sqe, slot_ud(RING_OP_FWD_SEND, s));
+	struct transport_env env = slot_tp_env(f);
+	s->tp.ops->send(&env, &s->tp, p, n, slot_ud(RING_OP_FWD_SEND, s));
 	s->send_inflight = true;
 	slot_arm_deadline(f, s);
 }
@@ -175,7 +182,7 @@ void forward_upstream_connect(struct forward *f, struct forward_slot *s)
 	}
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	s->fd = fd;
+	transport_plain_attach(&s->tp, fd);
 	s->upstream = (uint32_t)u;
 	s->tried_mask |= 1u << u;
 	s->state = SLOT_CONNECTING;
@@ -201,8 +208,7 @@ void forward_upstream_on_connect(struct forward *f, struct forward_slot *s, int 
 		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
 		f->stats.upstream_up_mask &= ~(1u << s->upstream);
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
-		close(s->fd);
-		s->fd = -1;
+		s->tp.ops->close(&s->tp);
 		forward_upstream_connect(f, s); /* the next relay in the list */
 		return;
 	}
@@ -227,13 +233,18 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 {
 	if (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING) {
 		s->state = SLOT_CLOSING;
-		(void)shutdown(s->fd, SHUT_RDWR); /* ends the receive in flight */
+		/* Ends the receive in flight; -ENOTCONN (the peer is gone, or
+		 * the connect never finished) leaves nothing to stop. */
+		int rc = s->tp.ops->shutdown(&s->tp, TRANSPORT_SHUTDOWN_BOTH);
+		if (rc != 0 && rc != -ENOTCONN)
+			log_debug("event=upstream_shutdown_failed worker=%u errno=%s",
+				  f->env.worker, log_errno_name(rc));
 	}
 	if (s->state != SLOT_CLOSING || s->recv_inflight || s->send_inflight || s->connect_inflight)
 		return;
-	close(s->fd);
-	s->fd = -1;
+	s->tp.ops->close(&s->tp);
 	s->state = SLOT_IDLE;
+	s->recv_rearm = false;
 	s->client_ready = false;
 	s->deadline_ms = 0;
 	s->body_pending = false;
@@ -259,30 +270,60 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 	}
 }
 
-void forward_upstream_on_recv(struct forward *f, struct forward_slot *s, int res)
+/* Hands a received buffer's bytes through the transport to the client. */
+static void slot_input(struct forward *f, struct forward_slot *s, const uint8_t *p, size_t n)
 {
-	s->recv_inflight = false;
-	if (s->state != SLOT_SESSION) {
-		forward_upstream_close(f, s);
-		return;
-	}
-	if (res <= 0) {
-		forward_attempt_connection_lost(f, s, res == 0 ? "upstream closed the connection"
-							       : "receive from upstream failed");
-		forward_upstream_close(f, s);
-		return;
-	}
 	/* The deadline moves with whole replies (and with our sends), not with
 	 * every byte: an upstream that trickles a reply line cannot hold the
 	 * slot past upstream_timeout. */
 	uint32_t replies = smtp_client_replies(&s->client);
 	uint64_t deadline_ms = s->deadline_ms;
 	bool sending = s->send_inflight;
-	enum smtp_client_status st = smtp_client_feed(&s->client, s->in, (size_t)res, &s->out);
+	const uint8_t *plain;
+	size_t plain_bytes = s->tp.ops->input(&s->tp, p, n, &plain);
+	enum smtp_client_status st = plain_bytes ? smtp_client_feed(&s->client, plain, plain_bytes, &s->out)
+						 : SMTP_CLIENT_WANT_INPUT;
 	forward_upstream_drive(f, s, st);
 	if (smtp_client_replies(&s->client) == replies && s->state == SLOT_SESSION &&
 	    deadline_ms != 0 && s->send_inflight == sending)
 		s->deadline_ms = deadline_ms;
+}
+
+void forward_upstream_on_recv(struct forward *f, struct forward_slot *s,
+			      const struct io_uring_cqe *cqe)
+{
+	s->recv_inflight = false;
+	int res = cqe->res;
+	struct buf_ring *bufs = f->env.bufs;
+	uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+	if (s->state != SLOT_SESSION) {
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			buf_ring_return(bufs, bid);
+		forward_upstream_close(f, s);
+		return;
+	}
+	if (res == -ENOBUFS) {
+		s->recv_rearm = true; /* forward_tick asks again once buffers are back */
+		metrics_inc(&f->env.metrics->buffer_ring_enobufs);
+		return;
+	}
+	if (res <= 0) {
+		if (cqe->flags & IORING_CQE_F_BUFFER)
+			buf_ring_return(bufs, bid);
+		forward_attempt_connection_lost(f, s, res == 0 ? "upstream closed the connection"
+							       : "receive from upstream failed");
+		forward_upstream_close(f, s);
+		return;
+	}
+	RMX_ASSERT(cqe->flags & IORING_CQE_F_BUFFER); /* bytes come in a provided buffer */
+	slot_input(f, s, buf_ring_addr(bufs, bid), (size_t)res);
+	buf_ring_return(bufs, bid);
+}
+
+void forward_upstream_recv_again(struct forward *f, struct forward_slot *s)
+{
+	if (s->recv_rearm && s->state == SLOT_SESSION)
+		slot_arm_recv(f, s);
 }
 
 void forward_upstream_on_send(struct forward *f, struct forward_slot *s, int res)

@@ -28,9 +28,16 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 /* Hands the slot's loaded message to the client, which is READY. */
 void forward_upstream_start_message(struct forward *f, struct forward_slot *s);
 
-/* The completions of the slot's connect, receive and send (cqe->res). */
+/* The completions of the slot's connect and send (cqe->res), and of its
+ * receive (the whole cqe: the bytes are in a provided buffer, which goes
+ * back to the worker's buffer ring here). */
 void forward_upstream_on_connect(struct forward *f, struct forward_slot *s, int res);
-void forward_upstream_on_recv(struct forward *f, struct forward_slot *s, int res);
+void forward_upstream_on_recv(struct forward *f, struct forward_slot *s,
+			      const struct io_uring_cqe *cqe);
 void forward_upstream_on_send(struct forward *f, struct forward_slot *s, int res);
+
+/* Once per tick: a receive that found the buffer ring empty is asked
+ * again (the buffers given back meanwhile are published before it runs). */
+void forward_upstream_recv_again(struct forward *f, struct forward_slot *s);
 
 #endif

@@ -710,6 +710,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	metrics_http_init(&l->http, &l->conns, w, &l->draining);
 	struct forward_env fe = {
 		.ring = &l->ring,
+		.bufs = &l->bufs,
 		.shards = w->shards,
 		.shard_count = w->shard_count,
 		.cfg = w->cfg,
