@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../proto/policy.h"
+#include "auth_users.h"
 
 enum config_kind {
 	KIND_HOSTNAME,
@@ -88,6 +89,8 @@ static const struct config_key config_keys[] = {
 	{ "retry_min", KIND_DURATION, FIELD(retry_min_s), 1, 30 * 86400 },
 	{ "retry_max", KIND_DURATION, FIELD(retry_max_s), 1, 30 * 86400 },
 	{ "max_queue_lifetime", KIND_DURATION, FIELD(max_queue_lifetime_s), 1, 365 * 86400 },
+	{ "auth_users", KIND_PATH, FIELD(auth_users), 0, 0 },
+	{ "auth_fail_limit", KIND_U32, FIELD(auth_fail_limit), 1, AUTH_FAIL_LIMIT_MAX },
 };
 
 /* Domains from accept_domains, kept until the policy is built. */
@@ -571,6 +574,7 @@ static void config_defaults(struct config *c)
 	c->retry_min_s = RETRY_MIN_DEFAULT_S;
 	c->retry_max_s = RETRY_MAX_DEFAULT_S;
 	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
+	c->auth_fail_limit = AUTH_FAIL_LIMIT_DEFAULT;
 }
 
 /* What sessions read, from the keys (spans point into c itself). */
@@ -677,6 +681,16 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	    load_recipients(c->policy, c->recipients_file, err, errlen) != 0)
 		goto out;
 
+	/* The users file is checked here, so that a bad one stops start-up or
+	 * is refused by a reload with its line; core/auth_verify loads its own
+	 * table from it. */
+	if (c->auth_users[0]) {
+		struct auth_users *users = NULL;
+		if (auth_users_load(c->auth_users, &users, err, errlen) != 0)
+			goto out;
+		auth_users_free(users);
+	}
+
 	derive_session(c);
 	rc = 0;
 out:
@@ -750,6 +764,9 @@ void config_print(const struct config *c, FILE *out)
 	print_duration(out, "retry_min", c->retry_min_s);
 	print_duration(out, "retry_max", c->retry_max_s);
 	print_duration(out, "max_queue_lifetime", c->max_queue_lifetime_s);
+	if (c->auth_users[0])
+		fprintf(out, "auth_users = %s\n", c->auth_users);
+	fprintf(out, "auth_fail_limit = %u\n", c->auth_fail_limit);
 }
 
 /*
@@ -800,6 +817,8 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		!same_upstreams(a, b),
 		!SAME_BYTES(upstream_connections),
 		!SAME_STR(upstream_helo),
+		/* AUTH turned on or off (the verifier pool, what EHLO offers) */
+		(a->auth_users[0] != '\0') != (b->auth_users[0] != '\0'),
 		/* a larger record than the running segments can take */
 		!segment_holds_largest_record(a, b->segment_size_bytes),
 	};
@@ -807,7 +826,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		"hostname",        "workers",        "listen",          "data_dir",
 		"fsync",           "store_max_bytes", "segment_size",   "max_connections",
 		"metrics_listen",  "user",           "upstream",        "upstream_connections",
-		"upstream_helo",   "max_message_size/max_recipients",
+		"upstream_helo",   "auth_users",     "max_message_size/max_recipients",
 	};
 	_Static_assert(RMX_ARRAY_LEN(differs) == RMX_ARRAY_LEN(names), "a name per key");
 	size_t count = 0, used = 0;
@@ -840,6 +859,8 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	next->upstream_count = b->upstream_count;
 	next->upstream_connections = b->upstream_connections;
 	memcpy(next->upstream_helo, b->upstream_helo, sizeof(next->upstream_helo));
+	if (differs[RMX_ARRAY_LEN(differs) - 2])
+		memcpy(next->auth_users, b->auth_users, sizeof(next->auth_users));
 	if (differs[RMX_ARRAY_LEN(differs) - 1]) {
 		next->max_message_size_bytes = b->max_message_size_bytes;
 		next->max_recipients = b->max_recipients;

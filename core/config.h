@@ -61,6 +61,12 @@ struct config {
 	int log_level;                      /* enum log_level (log.h) */
 	bool log_json;                      /* log_format = json */
 
+	/* AUTH (RFC 4954) on submission listeners: the user:hash file (empty:
+	 * AUTH is never offered), and failures per client address before
+	 * 421 4.7.0 (core/auth_failures.h). */
+	char auth_users[PATH_MAX];
+	uint32_t auth_fail_limit;
+
 	/* Run as this user after binding the listeners (empty: stay as started). */
 	char user[USER_NAME_MAX_BYTES + 1];
 

@@ -44,6 +44,62 @@ static void expect_error(const char *text, const char *needle)
 	CHECK(strstr(err, needle) != NULL);
 }
 
+/* auth_users and auth_fail_limit: defaults, a valid file, a bad file refused
+ * with its own line, bounds, config_print, and AUTH on or off as a restart
+ * key while a new path is live. */
+static void test_auth_keys(void)
+{
+	static const char hash[] = "$6$/kXzvxTzEeu5RHUi$tsfiUFy0u5OY1uWFS7xWa1U63xPp/9ri04sY."
+				   "nSccXlwToEr8uDzNe4WE4tPO/dZEMG8Un2MoBz26WHox6nry1";
+	struct config c, next;
+	char err[1024], text[1024], users_path[512], keys[256];
+	REQUIRE(config_load(&c, NULL, err, sizeof(err)) == 0);
+	CHECK(c.auth_users[0] == '\0');
+	CHECK_EQ_U(c.auth_fail_limit, AUTH_FAIL_LIMIT_DEFAULT);
+	config_free(&c);
+
+	snprintf(text, sizeof(text), "# submission users\nalice:%s\n", hash);
+	snprintf(users_path, sizeof(users_path), "%s", write_file("users", text));
+	snprintf(text, sizeof(text), "auth_users = %s\nauth_fail_limit = 3\n", users_path);
+	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
+	CHECK(strcmp(c.auth_users, users_path) == 0);
+	CHECK_EQ_U(c.auth_fail_limit, 3);
+	char printed[8192];
+	FILE *f = fmemopen(printed, sizeof(printed), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	snprintf(text, sizeof(text), "auth_users = %s\nauth_fail_limit = 3\n", users_path);
+	CHECK(strstr(printed, text) != NULL);
+
+	/* Turning AUTH off by reload is a restart key; another file is live. */
+	REQUIRE(load_text(&next, "auth_fail_limit = 4\n", err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &c, keys, sizeof(keys)), 1);
+	CHECK(strcmp(keys, "auth_users") == 0);
+	CHECK(strcmp(next.auth_users, users_path) == 0);
+	CHECK_EQ_U(next.auth_fail_limit, 4); /* live */
+	config_free(&next);
+	snprintf(text, sizeof(text), "alice:%s\nbob:%s\n", hash, hash);
+	char other[512];
+	snprintf(other, sizeof(other), "%s", write_file("users2", text));
+	snprintf(text, sizeof(text), "auth_users = %s\n", other);
+	REQUIRE(load_text(&next, text, err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &c, keys, sizeof(keys)), 0);
+	CHECK(strcmp(next.auth_users, other) == 0);
+	config_free(&next);
+	config_free(&c);
+	unlink(other);
+
+	/* A bad users file stops the load with its file and line. */
+	write_file("users", "# fine\nalice:$1$md5$notsupported\n");
+	snprintf(text, sizeof(text), "auth_users = %s\n", users_path);
+	expect_error(text, "users:2: unsupported hash");
+	expect_error("auth_users = /nonexistent/ringmx-users\n", "cannot open");
+	expect_error("auth_fail_limit = 0\n", ":1: auth_fail_limit");
+	expect_error("auth_fail_limit = 1001\n", ":1: auth_fail_limit");
+	unlink(users_path);
+}
+
 int main(void)
 {
 	REQUIRE(mkdtemp(dir) != NULL);
@@ -273,6 +329,8 @@ int main(void)
 	CHECK_EQ_U(next.session.max_recipients, running.max_recipients);
 	config_free(&running);
 	config_free(&next);
+
+	test_auth_keys();
 
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
