@@ -3,13 +3,14 @@
 #   make test   install what is needed, build with the sanitizers, run every test
 # Other targets: make deps, make (release build), make clean,
 #   make bench  the side-by-side comparison with Postfix and Haraka (about 30 min)
+#   make fuzz   every fuzz target of tests/fuzz, FUZZ_SECONDS (600) each
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
 JOBS       ?= $(shell nproc)
 
 # Debian packages for building, running and testing.
-DEB_PACKAGES = build-essential clang cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
+DEB_PACKAGES = build-essential clang libclang-rt-14-dev cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
                libjemalloc-dev libcrypt-dev python3 swaks openssl postfix procps curl \
                prometheus
 
@@ -73,3 +74,16 @@ bench-deps: deps
 
 bench: bench-deps build
 	python3 bench/compare/compare.py --build-dir $(BUILD) $(BENCH_ARGS)
+
+# make fuzz: every libFuzzer target of tests/fuzz for FUZZ_SECONDS each, one
+# after the other, built with clang in FUZZ_BUILD; what they learn is kept
+# in FUZZ_BUILD/corpus/<name> (outside git) and grows from run to run.
+# A finding stops nothing: the others still run, and the status says which.
+FUZZ_BUILD   ?= build-fuzz-long
+FUZZ_SECONDS ?= 600
+
+.PHONY: fuzz
+
+fuzz: deps
+	sh tests/fuzz/fuzz.sh build $(FUZZ_BUILD)
+	sh tests/fuzz/fuzz.sh all $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus
