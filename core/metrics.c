@@ -123,6 +123,15 @@ static const char *const forward_result_label[METRICS_FORWARD_RESULT_COUNT] = {
 	[METRICS_FORWARD_ERROR] = "error",
 };
 
+/* The second label of LABELS_AUTH ("result"). */
+static const char *const auth_result_label[METRICS_AUTH_RESULT_COUNT] = {
+	[METRICS_AUTH_SUCCESS] = "success",
+	[METRICS_AUTH_FAILURE] = "failure",
+	[METRICS_AUTH_MALFORMED] = "malformed",
+	[METRICS_AUTH_CANCELLED] = "cancelled",
+	[METRICS_AUTH_TEMPFAIL] = "tempfail",
+};
+
 static const char *const tls_result_label[METRICS_TLS_RESULT_COUNT] = {
 	[METRICS_TLS_FULL] = "full",
 	[METRICS_TLS_RESUMED] = "resumed",
@@ -139,6 +148,7 @@ enum {
 	LABELS_UPSTREAM,
 	LABELS_VERSION,
 	LABELS_TLS_RESULT,
+	LABELS_AUTH, /* two labels: mechanism, then result */
 };
 
 static const char *const label_name[] = {
@@ -151,6 +161,7 @@ static const char *const label_name[] = {
 	[LABELS_UPSTREAM] = "upstream",
 	[LABELS_VERSION] = "version",
 	[LABELS_TLS_RESULT] = "result",
+	[LABELS_AUTH] = "mechanism",
 };
 
 static unsigned label_count(unsigned labels, const struct metrics_static *st)
@@ -165,6 +176,7 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_UPSTREAM: return st->upstream_count;
 	case LABELS_VERSION: return 1;
 	case LABELS_TLS_RESULT: return METRICS_TLS_RESULT_COUNT;
+	case LABELS_AUTH: return SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT;
 	}
 	RMX_ASSERT(!"unknown label set");
 	return 0;
@@ -181,6 +193,7 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_UPSTREAM: return st->upstream[i];
 	case LABELS_VERSION: return st->version;
 	case LABELS_TLS_RESULT: return tls_result_label[i];
+	case LABELS_AUTH: return sasl_mech_label((enum sasl_mech)(i / METRICS_AUTH_RESULT_COUNT));
 	}
 	RMX_ASSERT(!"label set without values");
 	return "";
@@ -315,6 +328,8 @@ const struct metrics_desc metrics_table[] = {
 
 	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
 		"Server-side TLS handshakes (STARTTLS), by result."),
+	COUNTER("ringmx_auth_attempts_total", "", LABELS_AUTH, auth_attempts[0],
+		"AUTH exchanges (RFC 4954), by mechanism and result."),
 };
 
 const unsigned metrics_table_count = RMX_ARRAY_LEN(metrics_table);
@@ -516,6 +531,10 @@ static void out_sample(struct out *o, const struct metrics_desc *d, unsigned lab
 		out_str(o, label_name[d->labels]);
 		out_bytes(o, "=\"", 2);
 		out_escaped(o, label_value(d->labels, label_index, st), true);
+		if (d->labels == LABELS_AUTH) {
+			out_str(o, "\",result=\"");
+			out_str(o, auth_result_label[label_index % METRICS_AUTH_RESULT_COUNT]);
+		}
 		out_bytes(o, "\"}", 2);
 	}
 	out_bytes(o, " ", 1);

@@ -22,6 +22,7 @@
 
 #include "../common/base.h"
 #include "../common/bounds.h"
+#include "../proto/sasl.h"
 #include "../proto/smtp_lex.h"
 
 /* Why a connection was refused before its session started. */
@@ -59,6 +60,16 @@ enum metrics_tls_result {
 	METRICS_TLS_RESUMED, /* a session resumption completed */
 	METRICS_TLS_FAILED,  /* alert, protocol error or timeout */
 	METRICS_TLS_RESULT_COUNT
+};
+
+/* Outcome of one AUTH exchange (per mechanism, proto/sasl.h). */
+enum metrics_auth_result {
+	METRICS_AUTH_SUCCESS,   /* 235 */
+	METRICS_AUTH_FAILURE,   /* 535: wrong password, unknown user, another authzid */
+	METRICS_AUTH_MALFORMED, /* bad base64, a broken PLAIN/LOGIN message, too long */
+	METRICS_AUTH_CANCELLED, /* the client sent "*" */
+	METRICS_AUTH_TEMPFAIL,  /* 454: the check could not run (queue full) */
+	METRICS_AUTH_RESULT_COUNT
 };
 
 /* Reply codes counted by exact code; anything else counts as "other". */
@@ -146,6 +157,8 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t http_connections_rejected;
 	/* TLS. */
 	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT];
+	/* AUTH: [mechanism * METRICS_AUTH_RESULT_COUNT + result]. */
+	uint64_t auth_attempts[SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT];
 };
 
 /* Longest upstream label ("host:port"), terminator included. */
@@ -212,6 +225,13 @@ static inline void metrics_count_command(struct metrics_worker *m, enum smtp_ver
 {
 	RMX_ASSERT((unsigned)v < SMTP_VERB_COUNT);
 	metrics_inc(&m->commands[v]);
+}
+
+static inline void metrics_count_auth(struct metrics_worker *m, enum sasl_mech mech,
+				      enum metrics_auth_result r)
+{
+	RMX_ASSERT((unsigned)mech < SASL_MECH_COUNT && (unsigned)r < METRICS_AUTH_RESULT_COUNT);
+	metrics_inc(&m->auth_attempts[mech * METRICS_AUTH_RESULT_COUNT + r]);
 }
 
 /* Record one observation. Durations in nanoseconds (rendered as seconds). */

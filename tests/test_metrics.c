@@ -120,6 +120,9 @@ static void test_counters_sum(void)
 	metrics_inc(&w0.buffer_ring_enobufs);
 	metrics_inc(&w0.tls_handshakes[METRICS_TLS_RESUMED]);
 	metrics_inc(&w1.tls_handshakes[METRICS_TLS_RESUMED]);
+	metrics_count_auth(&w0, SASL_MECH_LOGIN, METRICS_AUTH_TEMPFAIL);
+	metrics_count_auth(&w1, SASL_MECH_LOGIN, METRICS_AUTH_TEMPFAIL);
+	metrics_count_auth(&w1, SASL_MECH_PLAIN, METRICS_AUTH_SUCCESS);
 
 	struct metrics_static st;
 	init_static(&st, "0.1.0", true);
@@ -147,6 +150,14 @@ static void test_counters_sum(void)
 	CHECK_EQ_U(sample_u64("ringmx_buffer_ring_enobufs_total"), 1);
 	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"resumed\"}"), 2);
 	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"failed\"}"), 0);
+	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"login\",result=\"tempfail\"}"),
+		   2);
+	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"plain\",result=\"success\"}"),
+		   1);
+	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"plain\",result=\"tempfail\"}"),
+		   0);
+	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"login\",result=\"cancelled\"}"),
+		   0);
 	CHECK_EQ_U(sample_u64("ringmx_build_info{version=\"0.1.0\"}"), 1);
 	CHECK_EQ_U(sample_u64("ringmx_fsync_disabled"), 1);
 
