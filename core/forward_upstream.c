@@ -119,6 +119,11 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 		}
 		slot_flush(f, s);
 		return;
+	case SMTP_CLIENT_START_TLS:
+		/* The client asks only when upstream_tls wants it. */
+		forward_upstream_drive(f, s, smtp_client_tls_failed(&s->client,
+								     "TLS to upstream not available"));
+		return;
 	case SMTP_CLIENT_MESSAGE_DONE:
 		forward_attempt_results(f, s);
 		forward_upstream_drive(f, s, smtp_client_rset(&s->client, &s->out));

@@ -2,7 +2,7 @@
  * smtp_client.c - the ESMTP client state machine that core/forward drives to
  * hand stored messages to an upstream relay (RFC 5321, PIPELINING RFC 2920,
  * SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034/3463, SMTPUTF8 6531,
- * Postfix XFORWARD).
+ * Postfix XFORWARD, STARTTLS 3207).
  *
  * Upstream bytes come in through smtp_client_feed() in whatever pieces the
  * socket delivered; proto/smtp_client_reply assembles them into checked
@@ -51,6 +51,8 @@ enum client_state {
 	ST_GREETING,     /* waiting for 220 */
 	ST_EHLO,         /* EHLO sent */
 	ST_HELO,         /* HELO sent after EHLO was refused */
+	ST_STARTTLS,     /* STARTTLS sent */
+	ST_TLS_WAIT,     /* 220 to STARTTLS: the caller runs the handshake */
 	ST_READY,        /* idle, no transaction */
 	ST_TRANSACTION,  /* XFORWARD/MAIL/RCPT/DATA replies outstanding */
 	ST_SEND_BODY,    /* 354 seen: the caller sends the body */
@@ -73,6 +75,8 @@ enum {
 
 #define AHEAD_TEXT "upstream replied before the command was sent"
 #define OUT_FULL_TEXT "upstream replied ahead: output buffer full"
+#define TLS_NOT_OFFERED_TEXT "TLS is required, but upstream did not offer STARTTLS"
+#define TLS_REFUSED_TEXT "TLS is required, but upstream refused STARTTLS"
 
 /* ---- the transaction's commands --------------------------------------------------- */
 
@@ -254,6 +258,8 @@ static enum smtp_client_status status_of(const struct smtp_client *c)
 		return SMTP_CLIENT_READY;
 	case ST_SEND_BODY:
 		return SMTP_CLIENT_SEND_BODY;
+	case ST_TLS_WAIT:
+		return SMTP_CLIENT_START_TLS;
 	case ST_DONE:
 		return SMTP_CLIENT_MESSAGE_DONE;
 	case ST_CLOSED:
@@ -272,6 +278,7 @@ static bool reply_expected(const struct smtp_client *c)
 	case ST_GREETING:
 	case ST_EHLO:
 	case ST_HELO:
+	case ST_STARTTLS:
 	case ST_DOT:
 	case ST_DOT_DISCARD:
 	case ST_RSET:
@@ -311,13 +318,37 @@ static enum smtp_client_status on_greeting(struct smtp_client *c, const struct s
 	return client_failed(c, "unexpected greeting from upstream");
 }
 
-static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp_client_result *r,
-					struct smtp_out *out)
+/* 4.7.4: security features not supported (RFC 3463). Retried later. */
+static enum smtp_client_status tls_missing(struct smtp_client *c, const char *text)
 {
-	if (r->code / 100 == 2) {
+	struct smtp_client_result r;
+	smtp_client_result_set(&r, 451, "4.7.4", text);
+	return client_failed_with(c, &r);
+}
+
+/* EHLO or HELO accepted: STARTTLS first when wanted, else READY. */
+static enum smtp_client_status on_hello_accepted(struct smtp_client *c, struct smtp_out *out)
+{
+	bool offered = c->state == ST_EHLO && (c->upstream.caps & SMTP_CAP_STARTTLS);
+	if (c->tls_active || c->tls_mode == SMTP_CLIENT_TLS_NONE ||
+	    (!offered && c->tls_mode == SMTP_CLIENT_TLS_OPPORTUNISTIC)) {
 		c->state = ST_READY;
 		return SMTP_CLIENT_READY;
 	}
+	if (!offered)
+		return tls_missing(c, TLS_NOT_OFFERED_TEXT);
+	if (!smtp_client_out_command(out, "STARTTLS", span_make(NULL, 0)))
+		return out_full(c);
+	c->flags |= CF_UNSENT;
+	c->state = ST_STARTTLS;
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp_client_result *r,
+					struct smtp_out *out)
+{
+	if (r->code / 100 == 2)
+		return on_hello_accepted(c, out);
 	memset(&c->upstream, 0, sizeof(c->upstream));
 	if (c->state == ST_EHLO && r->code / 100 == 5) {
 		if (!smtp_client_out_command(out, "HELO", c->helo_name))
@@ -329,6 +360,26 @@ static enum smtp_client_status on_hello(struct smtp_client *c, const struct smtp
 	if (r->code / 100 >= 4)
 		return client_failed_with(c, r);
 	return protocol_error(c);
+}
+
+/* The reply to STARTTLS. 220: nothing more is read in clear. Refused:
+ * opportunistic goes on in clear (RFC 3207 4: the client decides), required
+ * gives up with a 4xx (the upstream's own when it sent one). */
+static enum smtp_client_status on_starttls(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if (r->code == 220) {
+		c->state = ST_TLS_WAIT;
+		return SMTP_CLIENT_START_TLS;
+	}
+	if (r->code / 100 < 4)
+		return protocol_error(c);
+	if (c->tls_mode == SMTP_CLIENT_TLS_REQUIRED) {
+		if (r->code / 100 == 4)
+			return client_failed_with(c, r);
+		return tls_missing(c, TLS_REFUSED_TEXT);
+	}
+	c->state = ST_READY;
+	return SMTP_CLIENT_READY;
 }
 
 /* The reply to DATA. */
@@ -489,6 +540,8 @@ static enum smtp_client_status reply_dispatch(struct smtp_client *c, struct smtp
 	case ST_EHLO:
 	case ST_HELO:
 		return on_hello(c, r, out);
+	case ST_STARTTLS:
+		return on_starttls(c, r);
 	case ST_TRANSACTION:
 		return on_transaction(c, r, out);
 	case ST_DOT:
@@ -555,7 +608,8 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 	/* Whatever was written before this call may have been sent. */
 	c->flags &= (uint16_t)~CF_UNSENT;
 	c->cmd_unsent_first = c->cmd_written;
-	for (size_t at = 0; at < n && client_live(c);) {
+	/* Past the 220 to STARTTLS nothing is read in clear (RFC 3207 5). */
+	for (size_t at = 0; at < n && client_live(c) && c->state != ST_TLS_WAIT;) {
 		struct smtp_client_reply_line line;
 		switch (smtp_client_reply_read(&c->reader, p, n, &at, &line)) {
 		case SMTP_CLIENT_REPLY_MORE:
@@ -705,6 +759,41 @@ enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const
 	struct smtp_client_result r;
 	smtp_client_result_set(&r, 451, "4.4.2", why);
 	return client_failed_with(c, &r);
+}
+
+void smtp_client_set_tls(struct smtp_client *c, enum smtp_client_tls mode)
+{
+	RMX_ASSERT(c->state == ST_GREETING && c->replies == 0);
+	RMX_ASSERT(mode <= SMTP_CLIENT_TLS_REQUIRED);
+	c->tls_mode = (uint8_t)mode;
+}
+
+enum smtp_client_status smtp_client_tls_started(struct smtp_client *c, struct smtp_out *out)
+{
+	RMX_ASSERT(c->state == ST_TLS_WAIT);
+	RMX_ASSERT(out->len <= out->cap && out->cap >= SMTP_CLIENT_OUT_MIN_BYTES);
+	c->tls_active = true;
+	memset(&c->upstream, 0, sizeof(c->upstream));
+	smtp_client_reply_reader_init(&c->reader);
+	smtp_client_result_clear(&c->reply);
+	if (!smtp_client_out_command(out, "EHLO", c->helo_name))
+		return out_full(c);
+	c->state = ST_EHLO;
+	return SMTP_CLIENT_WANT_INPUT;
+}
+
+enum smtp_client_status smtp_client_tls_failed(struct smtp_client *c, const char *why)
+{
+	RMX_ASSERT(why != NULL && why[0] != '\0');
+	RMX_ASSERT(c->state == ST_TLS_WAIT);
+	struct smtp_client_result r;
+	smtp_client_result_set(&r, 451, "4.7.5", why);
+	return client_failed_with(c, &r);
+}
+
+bool smtp_client_tls_active(const struct smtp_client *c)
+{
+	return c->tls_active;
 }
 
 uint32_t smtp_client_replies(const struct smtp_client *c)

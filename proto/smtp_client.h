@@ -28,6 +28,17 @@
  * message was in flight, each of its recipients holds a result already: the
  * interrupted ones a 4xx). EOF, a reset or a timeout go through
  * smtp_client_connection_lost(), which settles the results the same way.
+ *
+ * STARTTLS (RFC 3207), when smtp_client_set_tls() asked for it: after the
+ * EHLO reply offers STARTTLS the client writes STARTTLS; on its 220 it says
+ * START_TLS and reads nothing more in clear (the rest of that feed is
+ * discarded: text an attacker could have injected ahead of the handshake).
+ * The caller sends out, runs the TLS handshake, then calls
+ * smtp_client_tls_started(), which forgets what the upstream offered and
+ * sends EHLO again; a failed handshake goes to smtp_client_tls_failed().
+ * REQUIRED never lets a transaction start in clear: no STARTTLS offered
+ * (or HELO only), STARTTLS refused, or the handshake failed is FAILED with
+ * a 4xx, so every message waiting for this connection is deferred.
  */
 #ifndef RINGMX_SMTP_CLIENT_H
 #define RINGMX_SMTP_CLIENT_H
@@ -62,11 +73,19 @@ struct smtp_client_message {
 
 enum smtp_client_status {
 	SMTP_CLIENT_WANT_INPUT, /* send out (if any), then wait for upstream bytes */
+	SMTP_CLIENT_START_TLS,  /* send out, then the TLS handshake; then tls_started */
 	SMTP_CLIENT_READY,      /* idle after the greeting/EHLO or a message: start one or quit */
 	SMTP_CLIENT_SEND_BODY,  /* send out, then the body bytes, then call body_sent */
 	SMTP_CLIENT_MESSAGE_DONE, /* results are final: see message_result / rcpt results */
 	SMTP_CLIENT_CLOSED,     /* QUIT answered or the upstream said 421: close */
 	SMTP_CLIENT_FAILED,     /* the connection is unusable; see conn_result */
+};
+
+/* What the client does about STARTTLS. */
+enum smtp_client_tls {
+	SMTP_CLIENT_TLS_NONE,          /* never: the session stays in clear */
+	SMTP_CLIENT_TLS_OPPORTUNISTIC, /* when offered; refused or not offered: clear */
+	SMTP_CLIENT_TLS_REQUIRED,      /* always: else the connection FAILS (4xx) */
 };
 
 struct smtp_client {
@@ -86,6 +105,8 @@ struct smtp_client {
 	uint32_t replies;             /* complete replies read (wraps) */
 	uint16_t flags;               /* CF_* */
 	uint8_t xforward_commands;    /* XFORWARD commands in this transaction */
+	uint8_t tls_mode;             /* enum smtp_client_tls */
+	bool tls_active;              /* the handshake is done: the session is encrypted */
 	struct smtp_client_result reply;          /* the reply being read */
 	struct smtp_client_result message_result; /* MAIL/DATA/final-dot outcome */
 	struct smtp_client_result conn_result;    /* why the connection failed */
@@ -96,9 +117,27 @@ struct smtp_client {
 /* Starts a client: nothing is sent until the upstream's 220 greeting arrives. */
 void smtp_client_init(struct smtp_client *c, struct span helo_name);
 
+/* Sets what the client does about STARTTLS (NONE after init); call it
+ * before the first feed. */
+void smtp_client_set_tls(struct smtp_client *c, enum smtp_client_tls mode);
+
+/* After START_TLS, once the caller's TLS handshake has completed: the
+ * session starts over (RFC 3207 4.2): what EHLO offered is forgotten and
+ * EHLO is written again into out. WANT_INPUT, or FAILED when out has no
+ * room for it (see the buffer contract). */
+enum smtp_client_status smtp_client_tls_started(struct smtp_client *c, struct smtp_out *out);
+
+/* After START_TLS: the handshake failed (why: short printable text). FAILED
+ * with conn_result "451 4.7.5 <why>"; nothing was sent in clear. */
+enum smtp_client_status smtp_client_tls_failed(struct smtp_client *c, const char *why);
+
+/* True once tls_started ran: everything since went encrypted. */
+bool smtp_client_tls_active(const struct smtp_client *c);
+
 /*
  * Feeds upstream bytes; consumes all of them (partial reply lines are kept
- * inside, bounded). Appends commands to out. Returns what to do next.
+ * inside, bounded; after the 220 to STARTTLS the rest is discarded).
+ * Appends commands to out. Returns what to do next.
  * Call it with n = 0 (p may be NULL) each time a send of out has completed:
  * a pipelined message with more RCPTs than fit in out is written in rounds,
  * and the next round is appended only then (WANT_INPUT with out->len > 0

@@ -16,6 +16,9 @@
  *                the message: reverse path, each recipient, body type and
  *                size, SMTPUTF8, XFORWARD values
  *   O: bytes     the size of the out buffer (default 4096)
+ *   L: none|opportunistic|required   what the client does about STARTTLS
+ *   > tls | tlsfail   the caller's TLS handshake succeeded (tls_started) or
+ *                failed (tls_failed)
  * Texts take escapes \r \n \t \0 \xHH \\.
  *
  * Every script is replayed with each flight whole, byte by byte, and split
@@ -93,6 +96,7 @@ struct conv {
 	struct step *steps;
 	size_t step_count;
 	size_t out_cap;
+	enum smtp_client_tls tls_mode;
 	/* the message */
 	struct test_buf strings[CONV_RCPT_MAX + 5];
 	size_t string_count;
@@ -224,6 +228,16 @@ static bool conv_line(struct conv *cv, const char *line)
 	case 'O':
 		cv->out_cap = strtoul(arg, NULL, 10);
 		return cv->out_cap >= SMTP_CLIENT_OUT_MIN_BYTES;
+	case 'L':
+		if (strcmp(arg, "none") == 0)
+			cv->tls_mode = SMTP_CLIENT_TLS_NONE;
+		else if (strcmp(arg, "opportunistic") == 0)
+			cv->tls_mode = SMTP_CLIENT_TLS_OPPORTUNISTIC;
+		else if (strcmp(arg, "required") == 0)
+			cv->tls_mode = SMTP_CLIENT_TLS_REQUIRED;
+		else
+			return false;
+		return true;
 	default:
 		return false;
 	}
@@ -270,6 +284,7 @@ static const char *status_name(enum smtp_client_status st)
 {
 	switch (st) {
 	case SMTP_CLIENT_WANT_INPUT: return "WANT_INPUT";
+	case SMTP_CLIENT_START_TLS: return "START_TLS";
 	case SMTP_CLIENT_READY: return "READY";
 	case SMTP_CLIENT_SEND_BODY: return "SEND_BODY";
 	case SMTP_CLIENT_MESSAGE_DONE: return "MESSAGE_DONE";
@@ -392,6 +407,10 @@ static bool replay_action(struct replay *r, size_t step, const char *action)
 		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
 	else if (strcmp(action, "lost") == 0)
 		r->status = smtp_client_connection_lost(&r->client, "lost connection with upstream");
+	else if (strcmp(action, "tls") == 0)
+		r->status = smtp_client_tls_started(&r->client, &r->out);
+	else if (strcmp(action, "tlsfail") == 0)
+		r->status = smtp_client_tls_failed(&r->client, "TLS handshake failed");
 	else {
 		snprintf(r->error, sizeof(r->error), "step %zu: unknown action %s", step, action);
 		return false;
@@ -432,6 +451,7 @@ static bool replay_run(struct replay *r, const struct conv *cv, size_t split_fli
 	REQUIRE(r->out.buf != NULL && r->results != NULL);
 	memset(r->results, 0xa5, nres * sizeof(*r->results));
 	smtp_client_init(&r->client, span_make("relay.example", 13));
+	smtp_client_set_tls(&r->client, cv->tls_mode);
 	r->status = SMTP_CLIENT_WANT_INPUT;
 
 	bool ok = true;
@@ -1488,6 +1508,171 @@ static const char conv_lost_after_done[] =
 	"R0: 550 5.7.1 no\n"
 	"M: 550 5.7.1 no\n";
 
+/* ---- STARTTLS (RFC 3207) --------------------------------------------------------------- */
+
+#define GREET_EHLO_STARTTLS                      \
+	"S: 220 mx.upstream.test ESMTP\n"        \
+	"C: EHLO relay.example\n"                \
+	"S: 250-mx.upstream.test\n"              \
+	"S: 250-PIPELINING\n"                    \
+	"S: 250-SIZE 1000\n"                     \
+	"S: 250 STARTTLS\n"
+
+/* STARTTLS when offered; after the handshake what the first EHLO offered
+ * is forgotten, EHLO goes again, and a second STARTTLS offer is ignored. */
+static const char conv_tls_opportunistic[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"L: opportunistic\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"= WANT_INPUT\n"
+	"S: 220 2.0.0 Ready to start TLS\n"
+	"= START_TLS\n"
+	"> tls\n"
+	"C: EHLO relay.example\n"
+	"= WANT_INPUT\n"
+	"K: \n"
+	"S: 250-mx.upstream.test\n"
+	"S: 250-8BITMIME\n"
+	"S: 250 STARTTLS\n"
+	"= READY\n"
+	"K: 8BITMIME STARTTLS\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 250 ok\n"
+	"C: DATA\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 250 2.0.0 queued\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 queued\n";
+
+/* Cleartext behind the 220 in the same read (injected, or a server that
+ * pipelines wrongly) is never read: had it been, "250 injected" would
+ * answer the EHLO sent after the handshake. */
+static const char conv_tls_injection[] =
+	"L: required\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 220 2.0.0 Ready to start TLS\n"
+	"S: 250-injected\n"
+	"S: 250 XFORWARD NAME ADDR\n"
+	"= START_TLS\n"
+	"> tls\n"
+	"C: EHLO relay.example\n"
+	"= WANT_INPUT\n"
+	"S: 250-mx.upstream.test\n"
+	"S: 250 PIPELINING\n"
+	"= READY\n"
+	"K: PIPELINING\n";
+
+static const char conv_tls_required_not_offered[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"L: required\n"
+	"S: 220 mx.upstream.test ESMTP\n"
+	"C: EHLO relay.example\n"
+	"S: 250-mx.upstream.test\n"
+	"S: 250 PIPELINING\n"
+	"= FAILED\n"
+	"X: 451 4.7.4 TLS is required, but upstream did not offer STARTTLS\n";
+
+/* HELO has no extensions, so no STARTTLS either. */
+static const char conv_tls_required_helo[] =
+	"L: required\n"
+	"S: 220 old.upstream.test SMTP\n"
+	"C: EHLO relay.example\n"
+	"S: 502 5.5.2 Error: command not recognized\n"
+	"C: HELO relay.example\n"
+	"S: 250 old.upstream.test\n"
+	"= FAILED\n"
+	"X: 451 4.7.4 TLS is required, but upstream did not offer STARTTLS\n";
+
+static const char conv_tls_opportunistic_not_offered[] =
+	"L: opportunistic\n"
+	GREET_EHLO_PLAIN
+	"K: 8BITMIME\n";
+
+static const char conv_tls_none[] =
+	"L: none\n"
+	GREET_EHLO_STARTTLS
+	"= READY\n"
+	"K: PIPELINING SIZE=1000 STARTTLS\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"S: 221 bye\n"
+	"= CLOSED\n";
+
+/* Refused STARTTLS: opportunistic carries on in clear. */
+static const char conv_tls_refused_opportunistic[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"L: opportunistic\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 454 4.7.0 TLS not available due to local problem\n"
+	"= READY\n"
+	"K: PIPELINING SIZE=1000 STARTTLS\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 250 2.0.0 queued\n"
+	"= MESSAGE_DONE\n";
+
+static const char conv_tls_refused_required_4xx[] =
+	"L: required\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 454 4.7.0 TLS not available due to local problem\n"
+	"= FAILED\n"
+	"X: 454 4.7.0 TLS not available due to local problem\n";
+
+/* A permanent refusal still only defers: another relay, or a later
+ * attempt, may do TLS. */
+static const char conv_tls_refused_required_5xx[] =
+	"L: required\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 502 5.5.1 no\n"
+	"= FAILED\n"
+	"X: 451 4.7.4 TLS is required, but upstream refused STARTTLS\n";
+
+static const char conv_tls_250[] =
+	"L: required\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 250 sure\n"
+	"= FAILED\n"
+	"X: 451 4.4.0 unexpected reply code from upstream\n";
+
+static const char conv_tls_421[] =
+	"L: opportunistic\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 421 4.3.2 shutting down\n"
+	"= CLOSED\n"
+	"X: 421 4.3.2 shutting down\n";
+
+static const char conv_tls_handshake_failed[] =
+	"L: opportunistic\n"
+	GREET_EHLO_STARTTLS
+	"C: STARTTLS\n"
+	"S: 220 go ahead\n"
+	"= START_TLS\n"
+	"> tlsfail\n"
+	"= FAILED\n"
+	"X: 451 4.7.5 TLS handshake failed\n";
+
 /* ---- conversations built in code -------------------------------------------------------- */
 
 /* XFORWARD lines stay under 512 bytes; a value that cannot fit one line is
@@ -2215,6 +2400,66 @@ static void test_dead_client(void)
 	CHECK_EQ_U(smtp_client_conn_result(&c)->code, 451);
 }
 
+/* A 220 that comes in the read with the EHLO reply, before STARTTLS went
+ * out, is not the answer to it (an injected "go ahead"); split where a
+ * real upstream would answer, it is. */
+static void test_tls_ahead(void)
+{
+	const char *greeting = "220 x\r\n";
+	const char *flight = "250-x\r\n250 STARTTLS\r\n220 go\r\n";
+	size_t legit_split = strlen("250-x\r\n250 STARTTLS\r\n");
+	for (int split = 0; split < 2; split++) {
+		struct smtp_client c;
+		smtp_client_init(&c, span_make("relay.example", 13));
+		smtp_client_set_tls(&c, SMTP_CLIENT_TLS_REQUIRED);
+		uint8_t mem[SMTP_CLIENT_OUT_MIN_BYTES];
+		struct smtp_out out = { mem, 0, sizeof(mem) };
+		CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)greeting, strlen(greeting), &out),
+			   SMTP_CLIENT_WANT_INPUT);
+		out.len = 0;
+		size_t first = split ? legit_split : strlen(flight);
+		enum smtp_client_status st = smtp_client_feed(&c, (const uint8_t *)flight, first, &out);
+		CHECK(out.len == 10 && memcmp(out.buf, "STARTTLS\r\n", 10) == 0);
+		out.len = 0;
+		if (split) {
+			CHECK_EQ_U(st, SMTP_CLIENT_WANT_INPUT);
+			st = smtp_client_feed(&c, (const uint8_t *)flight + first, strlen(flight) - first,
+					      &out);
+			CHECK_EQ_U(st, SMTP_CLIENT_START_TLS);
+		} else {
+			CHECK_EQ_U(st, SMTP_CLIENT_FAILED);
+			CHECK(result_is(smtp_client_conn_result(&c), AHEAD_TEXT));
+		}
+		CHECK(!smtp_client_tls_active(&c));
+	}
+}
+
+/* The EHLO after the handshake must fit out like any other. */
+static void test_tls_started_out_full(void)
+{
+	struct smtp_client c;
+	smtp_client_init(&c, span_make("relay.example", 13));
+	smtp_client_set_tls(&c, SMTP_CLIENT_TLS_REQUIRED);
+	uint8_t mem[SMTP_CLIENT_OUT_MIN_BYTES];
+	struct smtp_out out = { mem, 0, sizeof(mem) };
+	const char *in = "220 x\r\n";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, strlen(in), &out), SMTP_CLIENT_WANT_INPUT);
+	out.len = 0;
+	in = "250-x\r\n250 STARTTLS\r\n";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, strlen(in), &out), SMTP_CLIENT_WANT_INPUT);
+	CHECK(out.len == 10 && memcmp(out.buf, "STARTTLS\r\n", 10) == 0);
+	out.len = 0;
+	in = "220 go\r\n";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, strlen(in), &out), SMTP_CLIENT_START_TLS);
+	CHECK(!smtp_client_tls_active(&c));
+	/* More cleartext handed in by mistake is not read either. */
+	in = "250 x\r\n";
+	CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, strlen(in), &out), SMTP_CLIENT_START_TLS);
+	out.len = out.cap - 5;
+	CHECK_EQ_U(smtp_client_tls_started(&c, &out), SMTP_CLIENT_FAILED);
+	CHECK_EQ_U(smtp_client_conn_result(&c)->code, 451);
+}
+
 int main(void)
 {
 	static const struct {
@@ -2290,6 +2535,18 @@ int main(void)
 		{ "lost_mid_message", conv_lost_mid_message },
 		{ "lost_after_quit", conv_lost_after_quit },
 		{ "lost_after_done", conv_lost_after_done },
+		{ "tls_opportunistic", conv_tls_opportunistic },
+		{ "tls_injection", conv_tls_injection },
+		{ "tls_required_not_offered", conv_tls_required_not_offered },
+		{ "tls_required_helo", conv_tls_required_helo },
+		{ "tls_opportunistic_not_offered", conv_tls_opportunistic_not_offered },
+		{ "tls_none", conv_tls_none },
+		{ "tls_refused_opportunistic", conv_tls_refused_opportunistic },
+		{ "tls_refused_required_4xx", conv_tls_refused_required_4xx },
+		{ "tls_refused_required_5xx", conv_tls_refused_required_5xx },
+		{ "tls_250", conv_tls_250 },
+		{ "tls_421", conv_tls_421 },
+		{ "tls_handshake_failed", conv_tls_handshake_failed },
 	};
 	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
 		run_script(scripts[i].name, scripts[i].script);
@@ -2301,6 +2558,8 @@ int main(void)
 	test_many_recipients(4096, false);
 	test_rounds_interleaved();
 	test_dead_client();
+	test_tls_started_out_full();
+	test_tls_ahead();
 	test_ahead_hello();
 	test_ahead_dot_discard();
 	test_ahead_rcpt_burst();
