@@ -433,10 +433,11 @@ static size_t conn_feed(struct smtp_conns *sc, struct conn *c, const uint8_t *p,
 		case SMTP_FEED_CLOSE:
 			c->flags |= CONN_CLOSE_AFTER_SEND;
 			return n;
+		case SMTP_FEED_AUTH:
 		case SMTP_FEED_STARTTLS:
-			/* Only a session whose config offers TLS says this, and
-			 * no listener offers it before the TLS transport is
-			 * attached here: end the session (the 220 goes out). */
+			/* Only a session whose config offers TLS (and AUTH)
+			 * says these, and no listener offers them before the TLS
+			 * transport is attached here: end the session. */
 			c->flags |= CONN_CLOSE_AFTER_SEND;
 			return n;
 		}

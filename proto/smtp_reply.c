@@ -91,6 +91,7 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_TLS_ACTIVE, 554, ROW_COUNTS, "5.5.1", "Error: TLS already active"),
 	ROW(SMTP_R_AUTH_ALREADY, 503, ROW_COUNTS, "5.5.1", "Error: already authenticated"),
 	ROW(SMTP_R_SYNTAX_STARTTLS, 501, ROW_COUNTS, "5.5.4", "Syntax: STARTTLS"),
+	ROW(SMTP_R_SYNTAX_AUTH, 501, ROW_COUNTS, "5.5.4", "Syntax: AUTH mechanism [initial-response]"),
 	ROW(SMTP_R_SYNTAX_HELO, 501, ROW_COUNTS, "5.5.4", "Syntax: HELO hostname"),
 	ROW(SMTP_R_SYNTAX_EHLO, 501, ROW_COUNTS, "5.5.4", "Syntax: EHLO hostname"),
 	ROW(SMTP_R_SYNTAX_MAIL, 501, ROW_COUNTS, "5.5.4", "Syntax: MAIL FROM:<address>"),

@@ -60,6 +60,7 @@ enum smtp_reply_id {
 	SMTP_R_TLS_ACTIVE,        /* 554 5.5.1 */
 	SMTP_R_AUTH_ALREADY,      /* 503 5.5.1 */
 	SMTP_R_SYNTAX_STARTTLS,   /* 501 5.5.4 */
+	SMTP_R_SYNTAX_AUTH,       /* 501 5.5.4 */
 	SMTP_R_SYNTAX_HELO,       /* 501 5.5.4 */
 	SMTP_R_SYNTAX_EHLO,       /* 501 5.5.4 */
 	SMTP_R_SYNTAX_MAIL,       /* 501 5.5.4 */

@@ -46,6 +46,7 @@ enum session_phase {
 	PH_BDAT,   /* the first BDAT chunk of the transaction has started */
 	PH_COMMIT, /* message complete, waiting for smtp_session_committed */
 	PH_TLS,    /* STARTTLS accepted, waiting for smtp_session_tls_started */
+	PH_AUTH,   /* AUTH credentials ready or being checked */
 	PH_CLOSED,
 };
 
@@ -54,6 +55,7 @@ enum input_mode {
 	IN_DISCARD, /* the rest of an over-long line, up to its LF */
 	IN_DATA,    /* DATA body, up to <CRLF>.<CRLF> */
 	IN_CHUNK,   /* BDAT chunk bytes */
+	IN_SASL,    /* an AUTH response line after a 334 */
 };
 
 enum {
@@ -63,6 +65,7 @@ enum {
 	F_CHUNK_LAST = 1u << 3, /* the current chunk is BDAT ... LAST */
 	F_CHUNK_SKIP = 1u << 4, /* the current chunk was refused: drop its bytes */
 	F_AUTHED = 1u << 5,     /* AUTH succeeded in this session */
+	F_AUTH_HELD = 1u << 6,  /* the caller's AUTH buffer is lent to s->sasl */
 };
 
 /* What went wrong inside a body, reported when the body ends. */
@@ -75,7 +78,7 @@ static const enum smtp_reply_id body_error_reply[] = {
 };
 
 /* What a processing step asks the feed loop to do. */
-enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE, STEP_STARTTLS };
+enum step { STEP_GO, STEP_MORE, STEP_MESSAGE, STEP_CLOSE, STEP_STARTTLS, STEP_AUTH };
 
 static const struct span no_detail = { (const uint8_t *)"", 0 };
 
@@ -129,8 +132,21 @@ static void txn_abandon(struct smtp_session *s)
 	txn_clear(s);
 }
 
+/* Ends the AUTH exchange, if any: the decoded bytes are wiped and the
+ * buffer goes back to the caller. */
+static void auth_release(struct smtp_session *s)
+{
+	if (!(s->flags & F_AUTH_HELD))
+		return;
+	sasl_wipe(&s->sasl);
+	memset(&s->auth_creds, 0, sizeof(s->auth_creds));
+	s->flags &= (uint8_t)~F_AUTH_HELD;
+	s->ops->auth_buffer_release(s->ops_ctx);
+}
+
 static enum step close_session(struct smtp_session *s)
 {
+	auth_release(s);
 	txn_abandon(s);
 	s->phase = PH_CLOSED;
 	return STEP_CLOSE;
@@ -688,7 +704,85 @@ static enum step cmd_starttls(struct smtp_session *s, const struct smtp_line *li
 	return STEP_STARTTLS;
 }
 
-/* EXPN, TURN, ETRN; AUTH until it is offered. */
+/* A reply line the SASL module made (CRLF included); the reserve
+ * guarantees room. */
+static void reply_raw(struct smtp_out *out, struct span line)
+{
+	RMX_ASSERT(line.len >= 6 && line.len <= SMTP_REPLY_LINE_MAX_BYTES);
+	RMX_ASSERT(out->cap - out->len >= line.len);
+	memcpy(out->buf + out->len, line.ptr, line.len);
+	out->len += line.len;
+}
+
+/* One step of the SASL exchange, as the session's next move. */
+static enum step auth_step(struct smtp_session *s, const struct sasl_result *res,
+			   struct smtp_out *out)
+{
+	switch (res->status) {
+	case SASL_CHALLENGE:
+		reply_raw(out, res->reply);
+		s->input = IN_SASL;
+		return STEP_GO;
+	case SASL_DONE:
+		s->auth_creds = res->creds;
+		s->auth_mech = (uint8_t)res->mech;
+		s->input = IN_LINES;
+		s->phase = PH_AUTH;
+		return STEP_AUTH;
+	case SASL_FAILED:
+		break;
+	}
+	reply_raw(out, res->reply);
+	auth_release(s);
+	s->input = IN_LINES;
+	return count_error(s, out);
+}
+
+/*
+ * AUTH mechanism [initial-response] (RFC 4954), on submission and smtps
+ * listeners with a user table, under TLS, once per session, outside a
+ * transaction. The exchange itself is proto/sasl's; the password check is
+ * the caller's (SMTP_FEED_AUTH).
+ */
+static enum step cmd_auth(struct smtp_session *s, const struct smtp_line *line, size_t after,
+			  struct smtp_out *out)
+{
+	(void)after;
+	if (!s->cfg->auth_offered || s->cfg->listener_mode == SMTP_LISTENER_SMTP ||
+	    s->ops->auth_buffer == NULL)
+		return reply_error(s, out, SMTP_R_NOT_IMPLEMENTED);
+	if (s->tls == NULL)
+		return reply_error(s, out, SMTP_R_AUTH_NEEDS_TLS);
+	if (!(s->flags & F_GREETED))
+		return reply_error(s, out, SMTP_R_NEED_HELO);
+	if (s->flags & F_AUTHED)
+		return reply_error(s, out, SMTP_R_AUTH_ALREADY);
+	if (txn_open(s))
+		return reply_error(s, out, SMTP_R_TXN_IN_PROGRESS);
+
+	struct span mech = line->arg, initial = { line->arg.ptr + line->arg.len, 0 };
+	const uint8_t *sp = memchr(line->arg.ptr, ' ', line->arg.len);
+	if (sp != NULL) {
+		mech.len = (size_t)(sp - line->arg.ptr);
+		initial = span_make(sp + 1, line->arg.len - mech.len - 1);
+	}
+	if (mech.len == 0 || (sp != NULL && initial.len == 0))
+		return reply_error(s, out, SMTP_R_SYNTAX_AUTH);
+
+	uint8_t *buf = NULL;
+	size_t cap = 0;
+	if (s->ops->auth_buffer(s->ops_ctx, &buf, &cap) != 0) {
+		reply(out, SMTP_R_AUTH_TEMPFAIL);
+		return STEP_GO;
+	}
+	RMX_ASSERT(buf != NULL && cap > 0);
+	s->flags |= F_AUTH_HELD;
+	sasl_init(&s->sasl, buf, cap);
+	struct sasl_result res = sasl_start(&s->sasl, mech, sp != NULL, initial);
+	return auth_step(s, &res, out);
+}
+
+/* EXPN, TURN, ETRN. */
 static enum step cmd_not_implemented(struct smtp_session *s, const struct smtp_line *line,
 				     size_t after, struct smtp_out *out)
 {
@@ -737,7 +831,7 @@ static const struct command_row command_table[SMTP_VERB_COUNT] = {
 	[SMTP_VERB_TURN] = { CMD_GROUP_END, cmd_not_implemented },
 	[SMTP_VERB_ETRN] = { CMD_GROUP_END, cmd_not_implemented },
 	[SMTP_VERB_STARTTLS] = { 0, cmd_starttls },
-	[SMTP_VERB_AUTH] = { CMD_GROUP_END, cmd_not_implemented },
+	[SMTP_VERB_AUTH] = { CMD_GROUP_END, cmd_auth },
 };
 
 /* Tells the caller's optional observer (metrics) about a command and the
@@ -809,6 +903,37 @@ static enum step feed_lines(struct smtp_session *s, const uint8_t *p, size_t n,
 	enum step st = run_command(s, &line, n - line.consumed, out);
 	observe_reply(s, true, line.verb, out, before);
 	return st;
+}
+
+/* A response line of the AUTH exchange. Like AUTH itself it ends a
+ * pipelined group: the client must wait for our answer. */
+static enum step feed_sasl(struct smtp_session *s, const uint8_t *p, size_t n,
+			   struct smtp_out *out, size_t *used)
+{
+	struct smtp_line line;
+	enum smtp_lex_status ls = smtp_lex_line_resume(&s->lex, p, n,
+						       SASL_RESPONSE_LINE_MAX_BYTES + 2, true, &line);
+	if (ls == SMTP_LEX_INCOMPLETE) {
+		*used = 0;
+		return STEP_MORE;
+	}
+	RMX_ASSERT(line.consumed > 0 && line.consumed <= n);
+	*used = line.consumed;
+	if (ls == SMTP_LEX_TOO_LONG) {
+		struct sasl_result res = sasl_feed_too_long(&s->sasl);
+		enum step st = auth_step(s, &res, out);
+		if (st != STEP_CLOSE)
+			s->input = IN_DISCARD;
+		return st;
+	}
+	const unsigned bare = line.flags & (SMTP_LINE_BARE_CR | SMTP_LINE_BARE_LF);
+	if (bare != 0 && stop_on_bare(s))
+		return reject_bare(s, out,
+				   (bare & SMTP_LINE_BARE_LF) ? SMTP_DATA_BARE_LF : SMTP_DATA_BARE_CR);
+	if (n - line.consumed != 0)
+		return sync_error(s, out);
+	struct sasl_result res = sasl_feed(&s->sasl, line.text);
+	return auth_step(s, &res, out);
 }
 
 static enum step feed_discard(struct smtp_session *s, const uint8_t *p, size_t n, size_t *used)
@@ -916,6 +1041,10 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 		res.status = SMTP_FEED_STARTTLS;
 		return res;
 	}
+	if (s->phase == PH_AUTH) {
+		res.status = SMTP_FEED_AUTH;
+		return res;
+	}
 
 	size_t pos = 0;
 	while (pos < n) {
@@ -938,6 +1067,9 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 		case IN_CHUNK:
 			st = feed_chunk(s, p + pos, n - pos, out, &used);
 			break;
+		case IN_SASL:
+			st = feed_sasl(s, p + pos, n - pos, out, &used);
+			break;
 		default:
 			RMX_ASSERT(!"input mode");
 		}
@@ -955,6 +1087,10 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 		}
 		if (st == STEP_STARTTLS) {
 			res.status = SMTP_FEED_STARTTLS;
+			break;
+		}
+		if (st == STEP_AUTH) {
+			res.status = SMTP_FEED_AUTH;
 			break;
 		}
 	}
@@ -986,9 +1122,79 @@ static void close_with(struct smtp_session *s, enum smtp_reply_id id, struct smt
 		size_t written = smtp_reply_put(out, id, hostname_of(s), false);
 		(void)written;
 	}
+	auth_release(s);
 	if (s->phase != PH_COMMIT)
 		txn_abandon(s);
 	s->phase = PH_CLOSED;
+}
+
+/* ---- AUTH ----------------------------------------------------------------- */
+
+void smtp_session_auth_credentials(const struct smtp_session *s, struct smtp_auth_request *req)
+{
+	RMX_ASSERT(s->phase == PH_AUTH && (s->flags & F_AUTH_HELD));
+	const struct sasl_creds *c = &s->auth_creds;
+	req->mech = (enum sasl_mech)s->auth_mech;
+	req->user = c->authcid;
+	req->password = c->password;
+}
+
+void smtp_session_auth_queued(struct smtp_session *s, int rc, struct smtp_out *out)
+{
+	RMX_ASSERT(s->phase == PH_AUTH && (s->flags & F_AUTH_HELD));
+	const struct sasl_creds *c = &s->auth_creds;
+	/* The name being checked, kept for the session's logs; a longer one
+	 * than any user can have is checked (and fails) all the same. */
+	s->auth_user_len = 0;
+	if (c->authcid.len <= AUTH_USER_NAME_MAX_BYTES) {
+		memcpy(s->auth_user, c->authcid.ptr, c->authcid.len);
+		s->auth_user_len = (uint8_t)c->authcid.len;
+	}
+	s->auth_user[s->auth_user_len] = '\0';
+	auth_release(s);
+	if (rc == 0)
+		return;
+	s->auth_user_len = 0;
+	s->auth_user[0] = '\0';
+	reply(out, SMTP_R_AUTH_TEMPFAIL);
+	txn_clear(s);
+}
+
+void smtp_session_auth_result(struct smtp_session *s, enum smtp_auth_outcome outcome,
+			      struct smtp_out *out)
+{
+	RMX_ASSERT(s->phase == PH_AUTH && !(s->flags & F_AUTH_HELD));
+	RMX_ASSERT(out->cap - out->len >= OUT_RESERVE_BYTES);
+	txn_clear(s);
+	switch (outcome) {
+	case SMTP_AUTH_OK:
+		s->flags |= F_AUTHED;
+		reply(out, SMTP_R_AUTH_OK);
+		return;
+	case SMTP_AUTH_TEMPFAIL:
+		reply(out, SMTP_R_AUTH_TEMPFAIL);
+		break;
+	case SMTP_AUTH_FAILED:
+		if (reply_error(s, out, SMTP_R_AUTH_FAILED) == STEP_CLOSE)
+			s->phase = PH_CLOSED;
+		break;
+	case SMTP_AUTH_FAILED_LAST:
+		reply(out, SMTP_R_AUTH_FAILED);
+		reply_detail(out, SMTP_R_AUTH_TOO_MANY_FAILURES, hostname_of(s), false);
+		close_session(s);
+		break;
+	default:
+		RMX_ASSERT(!"auth outcome");
+	}
+	s->auth_user_len = 0;
+	s->auth_user[0] = '\0';
+}
+
+struct span smtp_session_auth_user(const struct smtp_session *s)
+{
+	if (!(s->flags & F_AUTHED))
+		return span_make("", 0);
+	return span_make(s->auth_user, s->auth_user_len);
 }
 
 /* The TLS facts go into Received: as written: token bytes only. */

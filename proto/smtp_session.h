@@ -32,6 +32,7 @@
 
 #include "../common/base.h"
 #include "../common/bounds.h"
+#include "sasl.h"
 #include "smtp_cmd.h"
 #include "smtp_data.h"
 #include "smtp_lex.h"
@@ -104,6 +105,13 @@ struct smtp_txn_ops {
 	int (*data_begin)(void *ctx);
 	int (*data_append)(void *ctx, const uint8_t *p, size_t n);
 	void (*reset)(void *ctx);
+	/* AUTH (optional; both NULL: AUTH is never offered). auth_buffer lends
+	 * the session a buffer for one exchange's decoded bytes (at least
+	 * SASL_DECODED_MAX_BYTES would fit any line; smaller ones fail long
+	 * responses with 500 5.5.6): 0, or -ENOBUFS (454 4.7.0).
+	 * auth_buffer_release takes it back, wiped. */
+	int (*auth_buffer)(void *ctx, uint8_t **buf, size_t *cap_bytes);
+	void (*auth_buffer_release)(void *ctx);
 	/* Optional (NULL: none), for metrics: called after each command with
 	 * command = true and the code of its reply (0 when the reply comes
 	 * later), and with command = false for the reply to the end of a
@@ -117,6 +125,10 @@ enum smtp_feed_status {
 			      smtp_session_committed(); hold unconsumed input until then */
 	SMTP_FEED_FLUSH,   /* reply buffer nearly full: send it, then feed the rest */
 	SMTP_FEED_CLOSE,   /* send what is in out, then close the connection */
+	SMTP_FEED_AUTH,    /* an AUTH exchange produced credentials: take them with
+			      smtp_session_auth_credentials(), queue their check
+			      (never on this thread), then smtp_session_auth_queued();
+			      hold unconsumed input until smtp_session_auth_result() */
 	SMTP_FEED_STARTTLS, /* out holds "220 2.0.0 Ready to start TLS"; consumed ends
 			       after the STARTTLS line. Discard every unconsumed
 			       byte and the rest of that read (RFC 3207 section 6),
@@ -157,6 +169,12 @@ struct smtp_session {
 					     line has been scanned */
 	struct smtp_peer peer;
 	const struct smtp_tls_info *tls; /* caller-owned; NULL in clear text */
+	struct sasl sasl;                /* the AUTH exchange in progress, if any */
+	struct sasl_creds auth_creds;    /* its result (spans into the lent buffer) */
+	uint8_t auth_mech;               /* enum sasl_mech of that exchange */
+	uint8_t auth_user_len;
+	char auth_user[AUTH_USER_NAME_MAX_BYTES + 1]; /* once authenticated; during a
+							 check, the name being checked */
 	uint8_t helo_len;
 	char helo[SMTP_DOMAIN_MAX_BYTES + 1]; /* validated HELO/EHLO name */
 };
@@ -184,6 +202,36 @@ void smtp_session_committed(struct smtp_session *s, int result, struct span queu
  * info is the caller's and must outlive the session. Writes nothing.
  */
 void smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info *info);
+
+/* The credentials of the exchange that returned SMTP_FEED_AUTH, valid until
+ * smtp_session_auth_queued(). */
+struct smtp_auth_request {
+	enum sasl_mech mech;
+	struct span user;     /* authcid */
+	struct span password;
+};
+void smtp_session_auth_credentials(const struct smtp_session *s, struct smtp_auth_request *req);
+
+/* The check was queued (rc 0: its result comes later) or could not be
+ * (rc < 0: 454 4.7.0 is written, the session goes on). Either way the
+ * decoded credentials are wiped and the buffer handed back. */
+void smtp_session_auth_queued(struct smtp_session *s, int rc, struct smtp_out *out);
+
+enum smtp_auth_outcome {
+	SMTP_AUTH_OK,          /* 235 2.7.0 */
+	SMTP_AUTH_FAILED,      /* 535 5.7.8 */
+	SMTP_AUTH_TEMPFAIL,    /* 454 4.7.0 */
+	SMTP_AUTH_FAILED_LAST, /* 535 5.7.8, then 421 4.7.0: this client has failed too
+				  often (auth_fail_limit); the caller closes */
+};
+
+/* The answer to a queued check: writes the reply; the session takes input
+ * again (after SMTP_AUTH_FAILED_LAST, feed returns SMTP_FEED_CLOSE). */
+void smtp_session_auth_result(struct smtp_session *s, enum smtp_auth_outcome outcome,
+			      struct smtp_out *out);
+
+/* The authenticated user (empty when none), as the client gave it. */
+struct span smtp_session_auth_user(const struct smtp_session *s);
 
 /* True once TLS protects the session. */
 bool smtp_session_tls_active(const struct smtp_session *s);

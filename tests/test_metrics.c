@@ -11,6 +11,7 @@
  * promtool.
  */
 #include "../core/metrics.h"
+#include "../proto/sasl.h"
 #include "../proto/smtp_reply.h"
 #include "test.h"
 
@@ -415,6 +416,14 @@ static void test_reply_codes(void)
 			fprintf(stderr, "reply code %u has no series\n", code);
 		CHECK(slot != METRICS_REPLY_OTHER);
 		CHECK_EQ_U(metrics_reply_codes[slot], code);
+	}
+	/* And every reply of the AUTH exchange (proto/sasl.c). */
+	for (unsigned e = SASL_ERR_NONE + 1; e < SASL_ERR_COUNT; e++) {
+		struct span r = sasl_error_reply((enum sasl_error)e);
+		REQUIRE(r.len > 4);
+		unsigned code = (unsigned)(r.ptr[0] - '0') * 100 + (unsigned)(r.ptr[1] - '0') * 10 +
+				(unsigned)(r.ptr[2] - '0');
+		CHECK(metrics_reply_slot(code) != METRICS_REPLY_OTHER);
 	}
 	for (unsigned s = 0; s < METRICS_REPLY_CODES; s++)
 		CHECK_EQ_U(metrics_reply_slot(metrics_reply_codes[s]), s);

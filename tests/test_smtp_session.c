@@ -22,6 +22,9 @@
  *   REPEAT n C: bytes              the same, n times (also S:, O:, O+)
  *   S: line                        one exact server line (CRLF added)
  *   COMMIT ok ID | COMMIT fail     the outcome of the next completed message
+ *   AUTHRESULT ok|fail|tempfail|last|busy
+ *                                  the outcome of the next password check
+ *                                  (busy: it cannot be queued)
  *   O: event                       the next call the session made on the
  *                                  record builder: "mail <path> [SIZE=n]
  *                                  [BODY=x] [SMTPUTF8]", "rcpt <addr>",
@@ -30,7 +33,9 @@
  *                                  SMTP_FEED_MESSAGE), or "starttls" (feed
  *                                  returned SMTP_FEED_STARTTLS: the harness
  *                                  drops the rest of that flight, as core/
- *                                  does, and reports the handshake done)
+ *                                  does, and reports the handshake done), or
+ *                                  "auth MECH USER PASSWORD" (feed returned
+ *                                  SMTP_FEED_AUTH with these credentials)
  *   O+ text                        continues the previous O: line
  *
  * Each script is replayed with every flight whole, byte by byte, and with
@@ -158,6 +163,8 @@ struct script {
 		char id[32];
 	} commits[SCRIPT_MAX_COMMITS];
 	size_t ncommits;
+	char auth_results[SCRIPT_MAX_COMMITS][16];
+	size_t nauth_results;
 };
 
 static int errno_named(const char *name)
@@ -303,6 +310,9 @@ static bool script_directive(struct script *sc, char *line)
 		return copy_word(sc->peer, sizeof(sc->peer), line + 5);
 	if (strncmp(line, "FAIL ", 5) == 0)
 		return script_fail(sc, line + 5);
+	if (strncmp(line, "AUTHRESULT ", 11) == 0 && sc->nauth_results < SCRIPT_MAX_COMMITS)
+		return copy_word(sc->auth_results[sc->nauth_results++], sizeof(sc->auth_results[0]),
+				 line + 11);
 	if (strncmp(line, "COMMIT ", 7) == 0 && sc->ncommits < SCRIPT_MAX_COMMITS) {
 		char word[16] = "", id[32] = "";
 		if (sscanf(line + 7, "%15s %31s", word, id) < 1)
@@ -366,6 +376,8 @@ struct test_txn {
 	struct test_buf body;
 	bool binary;
 	bool open;
+	bool auth_lent; /* auth_buf is lent to the session */
+	uint8_t auth_buf[SASL_DECODED_MAX_BYTES];
 };
 
 static int ops_mail(void *ctx, const struct smtp_mail_info *m)
@@ -436,12 +448,37 @@ static void ops_reset(void *ctx)
 	t->open = false;
 }
 
+static int ops_auth_buffer(void *ctx, uint8_t **buf, size_t *cap)
+{
+	struct test_txn *t = ctx;
+	CHECK(!t->auth_lent);
+	t->auth_lent = true;
+	memset(t->auth_buf, 0xa5, sizeof(t->auth_buf));
+	*buf = t->auth_buf;
+	*cap = sizeof(t->auth_buf);
+	return 0;
+}
+
+/* The buffer comes back wiped (what the exchange decoded is gone). */
+static void ops_auth_buffer_release(void *ctx)
+{
+	struct test_txn *t = ctx;
+	CHECK(t->auth_lent);
+	t->auth_lent = false;
+	bool wiped = true;
+	for (size_t i = 0; i < 64; i++)
+		wiped = wiped && (t->auth_buf[i] == 0 || t->auth_buf[i] == 0xa5);
+	CHECK(wiped);
+}
+
 static const struct smtp_txn_ops test_ops = {
 	.mail = ops_mail,
 	.rcpt = ops_rcpt,
 	.data_begin = ops_data_begin,
 	.data_append = ops_data_append,
 	.reset = ops_reset,
+	.auth_buffer = ops_auth_buffer,
+	.auth_buffer_release = ops_auth_buffer_release,
 };
 
 /* DATA wire form: CRLF lines, no bare CR/LF, no line that is exactly ".",
@@ -472,6 +509,7 @@ struct replay {
 	struct test_buf transcript;
 	struct test_buf pending; /* bytes the session has not consumed yet */
 	size_t next_commit;
+	size_t next_auth;
 	bool closed;
 	bool broken; /* the harness saw a contract violation */
 	bool tls_discard; /* STARTTLS seen: the rest of this flight is dropped */
@@ -516,6 +554,49 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 		case SMTP_FEED_CLOSE:
 			r->closed = true;
 			return;
+		case SMTP_FEED_AUTH: {
+			struct smtp_auth_request req;
+			smtp_session_auth_credentials(&r->session, &req);
+			struct test_buf *ev = &r->txn.events;
+			test_buf_str(ev, "auth ");
+			test_buf_str(ev, sasl_mech_label(req.mech));
+			test_buf_str(ev, " ");
+			buf_escaped(ev, req.user.ptr, req.user.len);
+			test_buf_str(ev, " ");
+			buf_escaped(ev, req.password.ptr, req.password.len);
+			test_buf_str(ev, "\n");
+			if (r->next_auth >= r->sc->nauth_results) {
+				fprintf(stderr, "%s: AUTH without an AUTHRESULT line\n", r->sc->name);
+				r->broken = true;
+				r->closed = true;
+				return;
+			}
+			const char *what = r->sc->auth_results[r->next_auth++];
+			if (strcmp(what, "busy") == 0) {
+				smtp_session_auth_queued(&r->session, -EAGAIN, &r->out);
+			} else {
+				smtp_session_auth_queued(&r->session, 0, &r->out);
+				/* While the check runs, nothing is consumed. */
+				struct smtp_feed_result again = smtp_session_feed(
+					&r->session, r->pending.data, r->pending.len, &r->out);
+				if (again.status != SMTP_FEED_AUTH || again.consumed != 0)
+					r->broken = true;
+				enum smtp_auth_outcome o = SMTP_AUTH_OK;
+				if (strcmp(what, "fail") == 0)
+					o = SMTP_AUTH_FAILED;
+				else if (strcmp(what, "tempfail") == 0)
+					o = SMTP_AUTH_TEMPFAIL;
+				else if (strcmp(what, "last") == 0)
+					o = SMTP_AUTH_FAILED_LAST;
+				else if (strcmp(what, "ok") != 0)
+					r->broken = true;
+				smtp_session_auth_result(&r->session, o, &r->out);
+			}
+			if (r->txn.auth_lent)
+				r->broken = true;
+			drain(r);
+			continue;
+		}
 		case SMTP_FEED_STARTTLS:
 			/* As core/: nothing after the STARTTLS line is kept,
 			 * then the handshake completes. */
@@ -612,7 +693,7 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 
 	bool same_out = test_buf_eq(&r->transcript, &sc->server);
 	bool same_events = test_buf_eq(&r->txn.events, &sc->events);
-	bool all_commits = r->next_commit == sc->ncommits;
+	bool all_commits = r->next_commit == sc->ncommits && r->next_auth == sc->nauth_results;
 	bool ok = same_out && same_events && all_commits && !r->broken;
 	if (!ok) {
 		fprintf(stderr, "%s: replay (split flight %zu at %zu, bytewise %d) differs%s%s%s%s\n",
