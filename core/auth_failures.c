@@ -13,6 +13,7 @@
 
 #include "log.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -187,6 +188,38 @@ uint32_t auth_failures_count(struct auth_failures *t, const struct sockaddr *add
 	}
 	pthread_mutex_unlock(&shard->lock);
 	return count;
+}
+
+static bool parse_ip(const char *ip, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+		in->sin_family = AF_INET;
+		return true;
+	}
+	if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		return true;
+	}
+	return false;
+}
+
+uint32_t auth_failures_record_ip(struct auth_failures *t, const char *ip, uint64_t now_ms)
+{
+	struct sockaddr_storage ss;
+	if (!parse_ip(ip, &ss))
+		return 0;
+	return auth_failures_record(t, (const struct sockaddr *)&ss, now_ms);
+}
+
+uint32_t auth_failures_count_ip(struct auth_failures *t, const char *ip, uint64_t now_ms)
+{
+	struct sockaddr_storage ss;
+	if (!parse_ip(ip, &ss))
+		return 0;
+	return auth_failures_count(t, (const struct sockaddr *)&ss, now_ms);
 }
 
 void auth_failures_log(const char *client_ip, const char *mechanism, const char *result,

@@ -44,6 +44,12 @@ uint32_t auth_failures_record(struct auth_failures *t, const struct sockaddr *ad
 uint32_t auth_failures_count(struct auth_failures *t, const struct sockaddr *addr,
 			     uint64_t now_ms);
 
+/* The same, for a client address as text ("192.0.2.7", "2001:db8::1", no
+ * brackets: struct smtp_peer's ip); text that is not an address counts as
+ * no client (0). */
+uint32_t auth_failures_record_ip(struct auth_failures *t, const char *ip, uint64_t now_ms);
+uint32_t auth_failures_count_ip(struct auth_failures *t, const char *ip, uint64_t now_ms);
+
 /*
  * Logs one AUTH outcome that is not a success, fail2ban-friendly, at warn:
  *   event=auth_failed client=IP mechanism=plain|login result=RESULT

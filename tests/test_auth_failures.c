@@ -3,7 +3,7 @@
  *
  * Checked: counting per IPv4 address; an IPv6 /64 counted as one client and
  * another /64 apart; an IPv4-mapped IPv6 address counted as its IPv4
- * address; other families not counted; the window (failures less than
+ * address; the same through the textual forms; other families not counted; the window (failures less than
  * AUTH_FAIL_WINDOW_S apart add up, an older last failure starts again); a
  * flood of other addresses neither grows the table nor loses a recent entry
  * of another set; concurrent recording from several threads loses nothing;
@@ -74,6 +74,14 @@ static void test_ipv6(struct auth_failures *t)
 	/* ...but 198.51.100.0/24's neighbours are other clients. */
 	struct sockaddr_storage q = v4("198.51.100.10");
 	CHECK_EQ_U(auth_failures_count(t, SA(q), now), 0);
+
+	/* The textual forms the session holds. */
+	CHECK_EQ_U(auth_failures_count_ip(t, "2001:db8:1:2::abcd", now), 2);
+	CHECK_EQ_U(auth_failures_record_ip(t, "2001:db8:1:2::abcd", now), 3);
+	CHECK_EQ_U(auth_failures_count_ip(t, "198.51.100.9", now), 2);
+	CHECK_EQ_U(auth_failures_record_ip(t, "::ffff:198.51.100.9", now), 3);
+	CHECK_EQ_U(auth_failures_record_ip(t, "not an address", now), 0);
+	CHECK_EQ_U(auth_failures_count_ip(t, "[::1]", now), 0);
 
 	struct sockaddr_un un;
 	memset(&un, 0, sizeof un);
