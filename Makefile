@@ -4,6 +4,7 @@
 # Other targets: make deps, make (release build), make clean,
 #   make bench  the side-by-side comparison with Postfix and Haraka (about 30 min)
 #   make fuzz   every fuzz target of tests/fuzz, FUZZ_SECONDS (600) each
+#   make deb    the Debian package in DEB_OUT (build-deb), checked by lintian
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -13,6 +14,10 @@ JOBS       ?= $(shell nproc)
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
                libjemalloc-dev libcrypt-dev python3 swaks openssl postfix procps curl \
                prometheus
+# Building and checking the Debian package (make deb) and its man pages; in
+# make deps too, so that make test builds, checks and installs the package.
+DEB_BUILD_PACKAGES = debhelper dpkg-dev lintian man-db adduser
+DEB_PACKAGES += $(DEB_BUILD_PACKAGES)
 
 .PHONY: all deps build run test clean
 
@@ -87,3 +92,38 @@ FUZZ_SECONDS ?= 600
 fuzz: deps
 	sh tests/fuzz/fuzz.sh build $(FUZZ_BUILD)
 	sh tests/fuzz/fuzz.sh all $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus
+
+# make deb: the Debian package (debian/), built from a copy of the tree's
+# files (tracked and new, not ignored) in DEB_OUT/src, so the tree itself
+# gets no build files; the .deb lands in DEB_OUT and must be lintian clean
+# (no error, no warning). It links Debian's libwolfssl, not the private
+# build (debian/rules). Installs its build dependencies first.
+DEB_OUT ?= build-deb
+
+.PHONY: deb deb-deps
+
+deb-deps:
+	@missing=$$(for p in $(DEB_BUILD_PACKAGES) build-essential cmake pkg-config liburing-dev \
+	    libwolfssl-dev libjemalloc-dev libcrypt-dev; do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || \
+	    echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "ringmx: installing Debian packages for make deb: $$missing"; \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+deb: deb-deps
+	rm -rf $(DEB_OUT)/src $(DEB_OUT)/ringmx_* $(DEB_OUT)/ringmx-dbgsym_*
+	mkdir -p $(DEB_OUT)/src
+	if [ -e .git ]; then \
+		git ls-files -z --cached --others --exclude-standard | \
+		    tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $(DEB_OUT)/src; \
+	else \
+		tar --exclude='./build*' -cf - . | tar -xf - -C $(DEB_OUT)/src; \
+	fi
+	cd $(DEB_OUT)/src && \
+	    RINGMX_GIT_COMMIT=$$(git -C $(CURDIR) rev-parse --short=12 HEAD 2>/dev/null || echo unknown) \
+	    dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning $(DEB_OUT)/ringmx_*.deb
+	@echo "ringmx: package in $(DEB_OUT):" && ls $(DEB_OUT)/*.deb
