@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../proto/policy.h"
+#include "../proto/smtp_client.h"
 #include "auth_users.h"
 
 enum config_kind {
@@ -39,6 +40,7 @@ enum config_kind {
 	KIND_USER,
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
+	KIND_UPSTREAM_TLS,
 };
 
 struct config_key {
@@ -86,6 +88,8 @@ static const struct config_key config_keys[] = {
 	  UPSTREAM_CONNECTIONS_MAX },
 	{ "upstream_helo", KIND_HOSTNAME, FIELD(upstream_helo), 0, 0 },
 	{ "upstream_timeout", KIND_DURATION, FIELD(upstream_timeout_s), 1, 86400 },
+	{ "upstream_tls", KIND_UPSTREAM_TLS, FIELD(upstream_tls), 0, 0 },
+	{ "upstream_ca", KIND_PATH, FIELD(upstream_ca), 0, 0 },
 	{ "retry_min", KIND_DURATION, FIELD(retry_min_s), 1, 30 * 86400 },
 	{ "retry_max", KIND_DURATION, FIELD(retry_max_s), 1, 30 * 86400 },
 	{ "max_queue_lifetime", KIND_DURATION, FIELD(max_queue_lifetime_s), 1, 365 * 86400 },
@@ -263,9 +267,22 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 				set_err(err, errlen, "upstream: at most %d relays", UPSTREAMS_MAX);
 				return false;
 			}
+			char *name = c->upstream_name[c->upstream_count];
+			char *eq = strchr(tok, '=');
+			name[0] = '\0';
+			if (eq) {
+				*eq = '\0';
+				if (!valid_hostname(tok)) {
+					set_err(err, errlen, "upstream: '%s' is not a valid host name", tok);
+					return false;
+				}
+				snprintf(name, SMTP_DOMAIN_MAX_BYTES + 1, "%s", tok);
+				tok = eq + 1;
+			}
 			if (!config_parse_listen(tok, &c->upstream[c->upstream_count])) {
 				set_err(err, errlen,
-					"upstream: '%s' is not ADDRESS:PORT (127.0.0.1:25 or [::1]:25)",
+					"upstream: '%s' is not [NAME=]ADDRESS:PORT (127.0.0.1:25, "
+					"[::1]:25, relay.example=192.0.2.1:25)",
 					tok);
 				return false;
 			}
@@ -382,6 +399,22 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		}
 		c->fsync = strcmp(value, "always") == 0;
 		return true;
+	case KIND_UPSTREAM_TLS: {
+		static const char *const modes[] = {
+			[SMTP_CLIENT_TLS_NONE] = "none",
+			[SMTP_CLIENT_TLS_OPPORTUNISTIC] = "opportunistic",
+			[SMTP_CLIENT_TLS_REQUIRED] = "required",
+		};
+		for (uint32_t i = 0; i < RMX_ARRAY_LEN(modes); i++) {
+			if (strcmp(value, modes[i]) == 0) {
+				c->upstream_tls = i;
+				return true;
+			}
+		}
+		set_err(err, errlen, "upstream_tls: '%s' is not none, opportunistic or required",
+			value);
+		return false;
+	}
 	case KIND_BARE_NEWLINE:
 		if (strcmp(value, "reject") && strcmp(value, "normalize")) {
 			set_err(err, errlen, "bare_newline: '%s' is not 'reject' or 'normalize'",
@@ -571,6 +604,7 @@ static void config_defaults(struct config *c)
 	c->log_level = 2; /* info */
 	c->upstream_connections = UPSTREAM_CONNECTIONS_DEFAULT;
 	c->upstream_timeout_s = UPSTREAM_TIMEOUT_DEFAULT_S;
+	c->upstream_tls = SMTP_CLIENT_TLS_OPPORTUNISTIC;
 	c->retry_min_s = RETRY_MIN_DEFAULT_S;
 	c->retry_max_s = RETRY_MAX_DEFAULT_S;
 	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
@@ -602,6 +636,30 @@ static bool segment_holds_largest_record(const struct config *c, uint64_t segmen
 	uint64_t record = config_record_max_bytes(c);
 	return record <= STORE_RECORD_MAX_BYTES && segment_bytes > SEGMENT_HEADER_BYTES &&
 	       record <= segment_bytes - SEGMENT_HEADER_BYTES;
+}
+
+/* upstream_ca verifies names: every upstream needs one, and the file must
+ * be readable now (core/forward loads it when a worker starts). */
+static int check_upstream_ca(const struct config *c, char *err, size_t errlen)
+{
+	if (!c->upstream_ca[0])
+		return 0;
+	for (uint32_t i = 0; i < c->upstream_count; i++) {
+		if (!c->upstream_name[i][0]) {
+			set_err(err, errlen,
+				"upstream_ca verifies the upstream's name: give upstream %s one "
+				"(NAME=%s)", c->upstream[i].text, c->upstream[i].text);
+			return -1;
+		}
+	}
+	FILE *f = fopen(c->upstream_ca, "r");
+	if (!f) {
+		set_err(err, errlen, "upstream_ca: cannot read %s: %s", c->upstream_ca,
+			strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	return 0;
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
@@ -653,6 +711,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	if (c->upstream_helo[0] == '\0')
 		snprintf(c->upstream_helo, sizeof(c->upstream_helo), "%s", c->hostname);
+	if (check_upstream_ca(c, err, errlen) != 0)
+		goto out;
 	c->policy = policy_new();
 	if (!c->policy) {
 		set_err(err, errlen, "out of memory");
@@ -755,12 +815,17 @@ void config_print(const struct config *c, FILE *out)
 	if (c->upstream_count) {
 		fprintf(out, "upstream =");
 		for (uint32_t i = 0; i < c->upstream_count; i++)
-			fprintf(out, " %s", c->upstream[i].text);
+			fprintf(out, " %s%s%s", c->upstream_name[i], c->upstream_name[i][0] ? "=" : "",
+				c->upstream[i].text);
 		fprintf(out, "\n");
 	}
 	fprintf(out, "upstream_connections = %u\n", c->upstream_connections);
 	fprintf(out, "upstream_helo = %s\n", c->upstream_helo);
 	print_duration(out, "upstream_timeout", c->upstream_timeout_s);
+	static const char *const tls_modes[] = { "none", "opportunistic", "required" };
+	fprintf(out, "upstream_tls = %s\n", tls_modes[c->upstream_tls]);
+	if (c->upstream_ca[0])
+		fprintf(out, "upstream_ca = %s\n", c->upstream_ca);
 	print_duration(out, "retry_min", c->retry_min_s);
 	print_duration(out, "retry_max", c->retry_max_s);
 	print_duration(out, "max_queue_lifetime", c->max_queue_lifetime_s);
@@ -793,7 +858,8 @@ static bool same_upstreams(const struct config *a, const struct config *b)
 	if (a->upstream_count != b->upstream_count)
 		return false;
 	for (uint32_t i = 0; i < a->upstream_count; i++)
-		if (strcmp(a->upstream[i].text, b->upstream[i].text) != 0)
+		if (strcmp(a->upstream[i].text, b->upstream[i].text) != 0 ||
+		    strcmp(a->upstream_name[i], b->upstream_name[i]) != 0)
 			return false;
 	return true;
 }
@@ -817,6 +883,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		!same_upstreams(a, b),
 		!SAME_BYTES(upstream_connections),
 		!SAME_STR(upstream_helo),
+		!SAME_STR(upstream_ca), /* each worker's TLS client context holds it */
 		/* AUTH turned on or off (the verifier pool, what EHLO offers) */
 		(a->auth_users[0] != '\0') != (b->auth_users[0] != '\0'),
 		/* a larger record than the running segments can take */
@@ -826,7 +893,8 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		"hostname",        "workers",        "listen",          "data_dir",
 		"fsync",           "store_max_bytes", "segment_size",   "max_connections",
 		"metrics_listen",  "user",           "upstream",        "upstream_connections",
-		"upstream_helo",   "auth_users",     "max_message_size/max_recipients",
+		"upstream_helo",   "upstream_ca",    "auth_users",
+		"max_message_size/max_recipients",
 	};
 	_Static_assert(RMX_ARRAY_LEN(differs) == RMX_ARRAY_LEN(names), "a name per key");
 	size_t count = 0, used = 0;
@@ -856,7 +924,9 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	next->metrics_listen = b->metrics_listen;
 	memcpy(next->user, b->user, sizeof(next->user));
 	memcpy(next->upstream, b->upstream, sizeof(next->upstream));
+	memcpy(next->upstream_name, b->upstream_name, sizeof(next->upstream_name));
 	next->upstream_count = b->upstream_count;
+	memcpy(next->upstream_ca, b->upstream_ca, sizeof(next->upstream_ca));
 	next->upstream_connections = b->upstream_connections;
 	memcpy(next->upstream_helo, b->upstream_helo, sizeof(next->upstream_helo));
 	if (differs[RMX_ARRAY_LEN(differs) - 2])

@@ -47,6 +47,11 @@ struct config {
 	/* Forwarding (issue: forward path). No upstream: mail stays in the store. */
 	struct listen_addr upstream[UPSTREAMS_MAX]; /* tried in order, with failover */
 	uint32_t upstream_count;
+	/* Each upstream's host name (NAME=ADDRESS:PORT; "" when none): the SNI
+	 * and, with upstream_ca, the name its certificate must carry. */
+	char upstream_name[UPSTREAMS_MAX][SMTP_DOMAIN_MAX_BYTES + 1];
+	uint32_t upstream_tls;              /* enum smtp_client_tls (proto/smtp_client.h) */
+	char upstream_ca[PATH_MAX];         /* empty: TLS to the upstream is not verified */
 	uint32_t upstream_connections;      /* per worker */
 	char upstream_helo[SMTP_DOMAIN_MAX_BYTES + 1];
 	uint32_t upstream_timeout_s;

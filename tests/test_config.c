@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../core/config.h"
+#include "../proto/smtp_client.h"
 #include "../storage/segment.h"
 #include "test.h"
 
@@ -98,6 +99,78 @@ static void test_auth_keys(void)
 	expect_error("auth_fail_limit = 0\n", ":1: auth_fail_limit");
 	expect_error("auth_fail_limit = 1001\n", ":1: auth_fail_limit");
 	unlink(users_path);
+}
+
+/* upstream_tls, upstream_ca and upstream names: defaults, each mode, a CA
+ * that needs every upstream named and a readable file, config_print read
+ * back, and upstream_ca as a restart key while upstream_tls is live. */
+static void test_upstream_tls_keys(void)
+{
+	struct config c, next;
+	char err[1024], text[2048], keys[256];
+	REQUIRE(load_text(&c, "upstream = 127.0.0.1:2025\n", err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.upstream_tls, SMTP_CLIENT_TLS_OPPORTUNISTIC);
+	CHECK(c.upstream_ca[0] == '\0' && c.upstream_name[0][0] == '\0');
+	config_free(&c);
+	REQUIRE(load_text(&c, "upstream_tls = none\n", err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.upstream_tls, SMTP_CLIENT_TLS_NONE);
+	config_free(&c);
+	REQUIRE(load_text(&c, "upstream_tls = required\n"
+			      "upstream = relay1.example=127.0.0.1:2025, [::1]:2026 "
+			      "relay3.example=[::1]:2027\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.upstream_tls, SMTP_CLIENT_TLS_REQUIRED);
+	CHECK_EQ_U(c.upstream_count, 3);
+	CHECK(strcmp(c.upstream_name[0], "relay1.example") == 0);
+	CHECK(strcmp(c.upstream[0].text, "127.0.0.1:2025") == 0);
+	CHECK(c.upstream_name[1][0] == '\0' && strcmp(c.upstream[1].text, "[::1]:2026") == 0);
+	CHECK(strcmp(c.upstream_name[2], "relay3.example") == 0);
+	config_free(&c);
+	expect_error("upstream_tls = maybe\n", ":1: upstream_tls: 'maybe'");
+	expect_error("upstream = bad_name=127.0.0.1:25\n", ":1: upstream: 'bad_name'");
+	expect_error("upstream = relay.example=nowhere\n", ":1: upstream: 'nowhere'");
+
+	const char *ca = write_file("ca.pem", "-----BEGIN CERTIFICATE-----\n");
+	snprintf(text, sizeof(text), "upstream_ca = %s\nupstream = relay.example=127.0.0.1:25 "
+		 "127.0.0.1:26\n", ca);
+	expect_error(text, "upstream_ca verifies the upstream's name: give upstream "
+			   "127.0.0.1:26 one");
+	expect_error("upstream_ca = /nonexistent/ringmx-ca.pem\n", "upstream_ca: cannot read");
+	snprintf(text, sizeof(text), "upstream_ca = %s\nupstream_tls = required\n"
+		 "upstream = relay.example=127.0.0.1:25 [::1]:26\n", ca);
+	expect_error(text, "give upstream [::1]:26 one");
+	snprintf(text, sizeof(text), "upstream_ca = %s\nupstream_tls = required\n"
+		 "upstream = relay.example=127.0.0.1:25 other.example=[::1]:26\n", ca);
+	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
+	CHECK(strcmp(c.upstream_ca, ca) == 0);
+	char first[8192], second[8192];
+	FILE *f = fmemopen(first, sizeof(first), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(first, "upstream = relay.example=127.0.0.1:25 other.example=[::1]:26\n"));
+	CHECK(strstr(first, "upstream_tls = required\n") != NULL);
+	struct config again;
+	REQUIRE(load_text(&again, first, err, sizeof(err)) == 0);
+	f = fmemopen(second, sizeof(second), "w");
+	REQUIRE(f != NULL);
+	config_print(&again, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strcmp(first, second) == 0);
+	config_free(&again);
+
+	/* Reload: another CA or another name waits for a restart; the mode is live. */
+	snprintf(text, sizeof(text), "upstream_tls = none\n"
+		 "upstream = relay.example=127.0.0.1:25 renamed.example=[::1]:26\n");
+	REQUIRE(load_text(&next, text, err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &c, keys, sizeof(keys)), 2);
+	CHECK(strcmp(keys, "upstream,upstream_ca") == 0);
+	CHECK(strcmp(next.upstream_ca, ca) == 0);
+	CHECK(strcmp(next.upstream_name[1], "other.example") == 0);
+	CHECK_EQ_U(next.upstream_tls, SMTP_CLIENT_TLS_NONE);
+	config_free(&next);
+	config_free(&c);
+	unlink(ca);
 }
 
 int main(void)
@@ -331,6 +404,7 @@ int main(void)
 	config_free(&next);
 
 	test_auth_keys();
+	test_upstream_tls_keys();
 
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
