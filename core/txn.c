@@ -217,14 +217,18 @@ void txn_init(struct txn *t, struct txn_budget *budget)
 	t->budget = budget;
 }
 
-int txn_add_client(struct txn *t, struct span client_ip, struct span helo, const char *protocol)
+int txn_add_client(struct txn *t, const struct txn_client_facts *f)
 {
-	int rc = record_env_put(&t->env, RECORD_TAG_CLIENT_ADDR, client_ip);
+	int rc = record_env_put(&t->env, RECORD_TAG_CLIENT_ADDR, f->client_ip);
 	if (rc == 0)
-		rc = record_env_put(&t->env, RECORD_TAG_HELO, helo);
+		rc = record_env_put(&t->env, RECORD_TAG_HELO, f->helo);
 	if (rc == 0)
 		rc = record_env_put(&t->env, RECORD_TAG_PROTOCOL,
-				    span_make(protocol, strlen(protocol)));
+				    span_make(f->protocol, strlen(f->protocol)));
+	if (rc == 0 && f->tls.len != 0)
+		rc = record_env_put(&t->env, RECORD_TAG_TLS, f->tls);
+	if (rc == 0 && f->auth_user.len != 0)
+		rc = record_env_put(&t->env, RECORD_TAG_AUTH_USER, f->auth_user);
 	return rc;
 }
 
@@ -283,6 +287,12 @@ void txn_log_accepted(const struct txn *t)
 	log_add_u64(&m, "size", t->body.len - TXN_HEADROOM_BYTES);
 	log_add_span(&m, "client", e.client_addr);
 	log_add_span(&m, "helo", e.helo);
-	log_add(&m, "tls", "no", 2); /* until STARTTLS lands */
+	log_add_span(&m, "proto", e.protocol);
+	if (e.tls.len != 0)
+		log_add_span(&m, "tls", e.tls);
+	else
+		log_add(&m, "tls", "no", 2);
+	if (e.auth_user.len != 0)
+		log_add_span(&m, "auth", e.auth_user);
 	log_end(&m);
 }

@@ -58,10 +58,17 @@ extern const struct smtp_txn_ops txn_ops;
 
 void txn_init(struct txn *t, struct txn_budget *budget);
 
-/* Adds the connection facts (client address, HELO, protocol) once the message
- * is complete, before sealing. */
-RMX_MUST_CHECK int txn_add_client(struct txn *t, struct span client_ip, struct span helo,
-				  const char *protocol);
+/* The connection facts a record keeps. */
+struct txn_client_facts {
+	struct span client_ip;
+	struct span helo;
+	const char *protocol;  /* "ESMTP", "ESMTPSA", ... */
+	struct span tls;       /* "TLSv1.3 TLS_AES_256_GCM_SHA384"; empty in clear text */
+	struct span auth_user; /* empty when not authenticated */
+};
+
+/* Adds the connection facts once the message is complete, before sealing. */
+RMX_MUST_CHECK int txn_add_client(struct txn *t, const struct txn_client_facts *f);
 
 /* Releases buffers and the budget charge. */
 void txn_reset(struct txn *t);

@@ -154,9 +154,23 @@ static int conn_store_message(struct worker_loop *l, struct conn *c)
 static void conn_message_done(void *ctx, struct conn *c)
 {
 	struct worker_loop *l = ctx;
-	int rc = txn_add_client(&c->txn, span_make(c->peer.ip, strlen(c->peer.ip)),
-				smtp_session_helo(&c->session),
-				smtp_session_protocol(&c->session));
+	/* "VERSION CIPHER", as the record and the log keep it. */
+	char tls_text[sizeof(struct smtp_tls_info)];
+	struct span tls = { (const uint8_t *)tls_text, 0 };
+	const struct smtp_tls_info *ti = smtp_session_tls(&c->session);
+	if (ti != NULL) {
+		int n = snprintf(tls_text, sizeof(tls_text), "%s %s", ti->version, ti->cipher);
+		RMX_ASSERT(n > 0 && (size_t)n < sizeof(tls_text));
+		tls.len = (size_t)n;
+	}
+	const struct txn_client_facts facts = {
+		.client_ip = span_make(c->peer.ip, strlen(c->peer.ip)),
+		.helo = smtp_session_helo(&c->session),
+		.protocol = smtp_session_protocol(&c->session),
+		.tls = tls,
+		.auth_user = smtp_session_auth_user(&c->session),
+	};
+	int rc = txn_add_client(&c->txn, &facts);
 	if (rc == 0)
 		rc = conn_store_message(l, c);
 	if (rc == -EAGAIN) {

@@ -1234,6 +1234,11 @@ bool smtp_session_tls_active(const struct smtp_session *s)
 	return s->tls != NULL;
 }
 
+const struct smtp_tls_info *smtp_session_tls(const struct smtp_session *s)
+{
+	return s->tls;
+}
+
 void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out)
 {
 	close_with(s, SMTP_R_TIMEOUT, out);

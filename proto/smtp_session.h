@@ -236,6 +236,9 @@ struct span smtp_session_auth_user(const struct smtp_session *s);
 /* True once TLS protects the session. */
 bool smtp_session_tls_active(const struct smtp_session *s);
 
+/* The TLS facts given to smtp_session_tls_started, or NULL in clear text. */
+const struct smtp_tls_info *smtp_session_tls(const struct smtp_session *s);
+
 /* The deadline fired: writes 421 4.4.2 and the caller closes. */
 void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out);
 

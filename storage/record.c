@@ -169,6 +169,8 @@ void record_envelope_decode(struct span envelope, struct record_envelope *out)
 		.helo = none,
 		.client_addr = none,
 		.protocol = none,
+		.tls = none,
+		.auth_user = none,
 		.body_type = RECORD_BODY_7BIT,
 		.recipient_items = none,
 	};
@@ -195,6 +197,12 @@ void record_envelope_decode(struct span envelope, struct record_envelope *out)
 			break;
 		case RECORD_TAG_PROTOCOL:
 			out->protocol = value;
+			break;
+		case RECORD_TAG_TLS:
+			out->tls = value;
+			break;
+		case RECORD_TAG_AUTH_USER:
+			out->auth_user = value;
 			break;
 		case RECORD_TAG_BODY_TYPE:
 			out->body_type = value.len == 1 && value.ptr[0] <= RECORD_BODY_BINARYMIME

@@ -52,6 +52,8 @@ enum record_tag {
 	RECORD_TAG_SMTPUTF8 = 6,     /* empty value: present means yes */
 	RECORD_TAG_PROTOCOL = 7,     /* "SMTP", "ESMTP", "UTF8SMTP" ... */
 	RECORD_TAG_SIZE_DECLARED = 8,/* 8 bytes LE */
+	RECORD_TAG_TLS = 9,          /* "TLSv1.3 TLS_AES_256_GCM_SHA384": absent in clear text */
+	RECORD_TAG_AUTH_USER = 10,   /* the AUTH identity (RFC 4954): absent if none */
 };
 
 #define RECORD_ITEM_VALUE_MAX_BYTES 65535u
@@ -152,6 +154,8 @@ struct record_envelope {
 	struct span helo;
 	struct span client_addr;      /* textual IP */
 	struct span protocol;
+	struct span tls;              /* TLS version and cipher; empty in clear text */
+	struct span auth_user;        /* empty when not authenticated */
 	enum record_body_type body_type;
 	bool smtputf8;
 	bool size_declared;           /* a SIZE= value was recorded */

@@ -1060,7 +1060,7 @@ static void test_fd2(void)
 
 /* A sealed txn as the worker has it when its record is durable. */
 static void make_txn(struct txn *t, struct txn_budget *budget, const char *from, unsigned rcpts,
-		     const char *body)
+		     const char *body, bool tls)
 {
 	txn_init(t, budget);
 	struct smtp_mail_params params = { 0 };
@@ -1070,8 +1070,14 @@ static void make_txn(struct txn *t, struct txn_budget *budget, const char *from,
 		REQUIRE(txn_ops.rcpt(t, span_make("user@example.com", 16)) == 0);
 	REQUIRE(txn_ops.data_begin(t) == 0);
 	REQUIRE(txn_ops.data_append(t, (const uint8_t *)body, strlen(body)) == 0);
-	REQUIRE(txn_add_client(t, span_make("2001:db8::7", 11), span_make("[192.0.2.1]", 11),
-			       "ESMTP") == 0);
+	const struct txn_client_facts facts = {
+		.client_ip = span_make("2001:db8::7", 11),
+		.helo = span_make("[192.0.2.1]", 11),
+		.protocol = tls ? "ESMTPSA" : "ESMTP",
+		.tls = tls ? span_make("TLSv1.3 TLS_AES_256_GCM_SHA384", 30) : span_make("", 0),
+		.auth_user = tls ? span_make("alice", 5) : span_make("", 0),
+	};
+	REQUIRE(txn_add_client(t, &facts) == 0);
 	txn_set_received(t, "Received: x\r\n", 13);
 	txn_seal(t, queue_id_make(1, 2, 4096), 1700000000000);
 }
@@ -1091,14 +1097,15 @@ static void test_txn_accepted(void)
 
 	for (int json = 0; json < 2; json++) {
 		log_set_json(json);
-		make_txn(&t, &budget, from, 3, body);
+		make_txn(&t, &budget, from, 3, body, false);
 		txn_log_accepted(&t);
 		txn_reset(&t);
 		size_t len;
 		const char *s = one_line(&len);
 		int n = json ? json_read_flat(s, len, kv, KV_MAX) : parse_line(s, len, kv, KV_MAX);
-		CHECK_EQ_U(n, 10);
+		CHECK_EQ_U(n, 11);
 		CHECK(val_is(find(kv, n, "event"), "message_accepted"));
+		CHECK(val_is(find(kv, n, "proto"), "ESMTP"));
 		CHECK(val_is(find(kv, n, "queue_id"), id));
 		CHECK(val_is(find(kv, n, "from"), from));
 		CHECK(val_is(find(kv, n, "rcpts"), "3"));
@@ -1114,8 +1121,22 @@ static void test_txn_accepted(void)
 	}
 	log_set_json(false);
 
+	/* Under TLS with AUTH: the version and cipher, and the user. */
+	make_txn(&t, &budget, "a@example.org", 1, body, true);
+	txn_log_accepted(&t);
+	txn_reset(&t);
+	{
+		size_t len;
+		const char *s = one_line(&len);
+		int n = parse_line(s, len, kv, KV_MAX);
+		CHECK_EQ_U(n, 12);
+		CHECK(val_is(find(kv, n, "proto"), "ESMTPSA"));
+		CHECK(val_is(find(kv, n, "tls"), "TLSv1.3 TLS_AES_256_GCM_SHA384"));
+		CHECK(val_is(find(kv, n, "auth"), "alice"));
+	}
+
 	/* The null reverse path <> is an empty from. */
-	make_txn(&t, &budget, "", 1, body);
+	make_txn(&t, &budget, "", 1, body, false);
 	txn_log_accepted(&t);
 	txn_reset(&t);
 	size_t len;
@@ -1144,7 +1165,7 @@ static void measure(void)
 	enum { LINES = 100000 };
 	struct txn_budget budget = { .max_inflight_bytes = 1 << 20 };
 	struct txn t;
-	make_txn(&t, &budget, "someone@example.org", 2, "Subject: t\r\n\r\nhello\r\n");
+	make_txn(&t, &budget, "someone@example.org", 2, "Subject: t\r\n\r\nhello\r\n", false);
 	const void *p;
 	size_t n;
 	for (int json = 0; json < 2; json++) {

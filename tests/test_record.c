@@ -416,7 +416,9 @@ static void build_full_envelope(struct bytebuf *env)
 	REQUIRE(record_env_put(env, RECORD_TAG_RECIPIENT, span_make("b@y.example", 11)) == 0);
 	REQUIRE(record_env_put(env, RECORD_TAG_CLIENT_ADDR, span_make("2001:db8::1", 11)) == 0);
 	REQUIRE(record_env_put(env, RECORD_TAG_HELO, span_make("mx.z.example", 12)) == 0);
-	REQUIRE(record_env_put(env, RECORD_TAG_PROTOCOL, span_make("ESMTP", 5)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_PROTOCOL, span_make("ESMTPSA", 7)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_TLS, span_make("TLSv1.3 X", 9)) == 0);
+	REQUIRE(record_env_put(env, RECORD_TAG_AUTH_USER, span_make("alice", 5)) == 0);
 	REQUIRE(record_env_put(env, RECORD_TAG_RECIPIENT, span_make("c@y.example", 11)) == 0);
 	REQUIRE(record_env_put(env, 0xff, span_make("", 0)) == 0);
 }
@@ -435,7 +437,9 @@ static void test_envelope_decode_every_tag(void)
 	CHECK_MEM(e.reverse_path.ptr, e.reverse_path.len, "s@x.example", 11);
 	CHECK_MEM(e.helo.ptr, e.helo.len, "mx.z.example", 12);
 	CHECK_MEM(e.client_addr.ptr, e.client_addr.len, "2001:db8::1", 11);
-	CHECK_MEM(e.protocol.ptr, e.protocol.len, "ESMTP", 5);
+	CHECK_MEM(e.protocol.ptr, e.protocol.len, "ESMTPSA", 7);
+	CHECK_MEM(e.tls.ptr, e.tls.len, "TLSv1.3 X", 9);
+	CHECK_MEM(e.auth_user.ptr, e.auth_user.len, "alice", 5);
 	CHECK_EQ_U(e.body_type, RECORD_BODY_8BITMIME);
 	CHECK(e.smtputf8);
 	CHECK(e.size_declared);
@@ -454,6 +458,8 @@ static void test_envelope_decode_every_tag(void)
 	CHECK(e.helo.ptr != NULL && e.helo.len == 0);
 	CHECK(e.client_addr.ptr != NULL && e.client_addr.len == 0);
 	CHECK(e.protocol.ptr != NULL && e.protocol.len == 0);
+	CHECK(e.tls.ptr != NULL && e.tls.len == 0);
+	CHECK(e.auth_user.ptr != NULL && e.auth_user.len == 0);
 	CHECK_EQ_U(e.body_type, RECORD_BODY_7BIT);
 	CHECK(!e.smtputf8 && !e.size_declared && e.size_declared_bytes == 0);
 	CHECK_EQ_U(e.recipient_count, 0);

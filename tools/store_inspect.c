@@ -248,6 +248,14 @@ static void show_envelope(const struct record_view *v)
 	put_text(e.helo);
 	printf("\nProtocol: ");
 	put_text(e.protocol);
+	if (e.tls.len != 0) {
+		printf("\nTLS: ");
+		put_text(e.tls);
+	}
+	if (e.auth_user.len != 0) {
+		printf("\nAuth: ");
+		put_text(e.auth_user);
+	}
 	printf("\nBody-Type: %s\nFrom: <", body_type_name(e.body_type));
 	put_text(e.reverse_path);
 	printf(">\n");
