@@ -43,6 +43,9 @@ deps:
 	else \
 		echo "ringmx: build and test packages already installed"; \
 	fi
+	@# wolfSSL with AES-NI and assembly from Debian's source (cached; falls
+	@# back to libwolfssl-dev with a WARNING when it cannot be built)
+	@sh tools/build-wolfssl.sh
 
 build:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
