@@ -236,6 +236,32 @@
 #define AUTH_FAIL_SHARDS 16              /* a power of two */
 #define AUTH_FAIL_SHARD_ENTRIES 1024     /* then the oldest entry is replaced */
 
+/* ---- per-client limits and screening (core/client_table, proto/cidr) ---- */
+/* The shared client table: 64-byte slots, a power of two of them, sized at
+ * start-up for twice the connections it may have to track at once. */
+#define CLIENT_TABLE_SLOTS_MIN 1024u
+#define CLIENT_TABLE_SLOTS_MAX (1u << 22)   /* 256 MiB: a ceiling, not a goal */
+#define CLIENT_TABLE_PROBE_SLOTS 8u         /* where a key may live: 8 cache lines */
+#define CLIENT_TABLE_ATTEMPTS_MAX 8u        /* lost races before "untracked" */
+#define CLIENT_TABLE_WAIT_SPINS_MAX 1024u   /* waiting for another thread's insert */
+#define CLIENT_RATE_WINDOW_MS 60000u        /* rates are per minute (anvil's time unit) */
+#define CLIENT_RATE_COUNT_MAX ((1u << 20) - 1) /* a window's count saturates here */
+#define CLIENT_CONNECTIONS_PER_IP_DEFAULT 50 /* smtpd_client_connection_count_limit */
+#define CLIENT_RATE_PER_IP_MAX 1000000u      /* per minute, both rates */
+#define CLIENT_IPV6_PREFIX_DEFAULT 64
+#define CLIENT_IPV6_PREFIX_MIN 16
+#define SCREEN_CACHE_TTL_DEFAULT_S 86400     /* postscreen_greet_ttl */
+#define GREET_PAUSE_MAX_S 60
+/* CIDR lists (limits_exempt, proxy_trusted): entries, and the text of one. */
+#define CIDR_LIST_MAX 64
+#define CIDR_TEXT_MAX_BYTES 56               /* INET6_ADDRSTRLEN, "/128", rounded up */
+_Static_assert((CLIENT_TABLE_SLOTS_MIN & (CLIENT_TABLE_SLOTS_MIN - 1)) == 0 &&
+		       (CLIENT_TABLE_SLOTS_MAX & (CLIENT_TABLE_SLOTS_MAX - 1)) == 0,
+	       "client table sizes are powers of two");
+_Static_assert(CLIENT_TABLE_PROBE_SLOTS <= CLIENT_TABLE_SLOTS_MIN, "a probe stays in the table");
+_Static_assert(CLIENT_RATE_PER_IP_MAX < CLIENT_RATE_COUNT_MAX,
+	       "a rate limit is below the count where a window saturates");
+
 /* ---- the store tool (tools/ringmx-store) ---- */
 #define STORE_TOOL_VERIFY_RESCAN_DELAY_MS 200
 #define STORE_TOOL_HANDOVER_WAIT_MS 10000      /* for ringmx to pick a request up */
