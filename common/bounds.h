@@ -32,9 +32,17 @@
  * is one write (STORE_RECORD_MAX_BYTES): asserted below. */
 #define SMTP_MESSAGE_SIZE_MAX_BYTES (1ull << 30)
 #define SMTP_RECEIVED_HEADERS_MAX 100    /* RFC 5321 6.3 loop detection */
-#define SMTP_BAD_COMMANDS_MAX 20         /* then 421 and close */
+/* The error budget's defaults (Postfix's smtpd_soft_error_limit,
+ * smtpd_hard_error_limit, smtpd_error_sleep_time, smtpd_junk_command_limit)
+ * and the largest value each may be configured to. */
+#define SMTP_SOFT_ERROR_LIMIT_DEFAULT 10
+#define SMTP_HARD_ERROR_LIMIT_DEFAULT 20 /* then 421 and close */
+#define SMTP_ERROR_SLEEP_MS_DEFAULT 1000
+#define SMTP_JUNK_COMMAND_LIMIT_DEFAULT 100
+#define SMTP_ERROR_LIMIT_MAX 10000
+_Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bits");
 /* RCPTs past max_recipients (each answered 452 4.5.3) that a session may send
- * before each further one counts against SMTP_BAD_COMMANDS_MAX (Postfix
+ * before each further one counts against the error budget (Postfix
  * smtpd_recipient_overshoot_limit, there per transaction, here per session). */
 #define SMTP_RECIPIENT_OVERSHOOT_MAX 1000
 #define SMTP_RECEIVED_HEADER_MAX_BYTES 1024

@@ -73,6 +73,10 @@ static const struct config_key config_keys[] = {
 	{ "idle_timeout", KIND_DURATION, FIELD(idle_timeout_s), 1, 86400 },
 	{ "min_data_rate", KIND_SIZE, FIELD(min_data_rate_bytes_per_s), 1, 1u << 30 },
 	{ "shutdown_grace", KIND_DURATION, FIELD(shutdown_grace_s), 0, 3600 },
+	{ "soft_error_limit", KIND_U32, FIELD(soft_error_limit), 1, SMTP_ERROR_LIMIT_MAX },
+	{ "hard_error_limit", KIND_U32, FIELD(hard_error_limit), 1, SMTP_ERROR_LIMIT_MAX },
+	{ "error_sleep_time", KIND_DURATION, FIELD(error_sleep_s), 0, 60 },
+	{ "junk_command_limit", KIND_U32, FIELD(junk_command_limit), 1, SMTP_ERROR_LIMIT_MAX },
 	{ "store_max_bytes", KIND_SIZE, FIELD(store_max_bytes), SEGMENT_SIZE_MIN_BYTES,
 	  UINT64_MAX / 2 },
 	{ "max_inflight_data_bytes", KIND_SIZE, FIELD(max_inflight_data_bytes), 65536,
@@ -595,6 +599,10 @@ static void config_defaults(struct config *c)
 	c->idle_timeout_s = TIMEOUT_IDLE_DEFAULT_S;
 	c->min_data_rate_bytes_per_s = MIN_DATA_RATE_DEFAULT_BYTES_PER_S;
 	c->shutdown_grace_s = SHUTDOWN_GRACE_DEFAULT_S;
+	c->soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
+	c->hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT;
+	c->error_sleep_s = SMTP_ERROR_SLEEP_MS_DEFAULT / 1000;
+	c->junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
 	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
 	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
 	c->segment_size_bytes = SEGMENT_SIZE_DEFAULT_BYTES;
@@ -620,6 +628,9 @@ static void derive_session(struct config *c)
 	c->session.max_command_line_bytes = c->max_command_line_bytes;
 	c->session.bare_newline_normalize = c->bare_newline_normalize;
 	c->session.policy = c->policy;
+	c->session.soft_error_limit = (uint16_t)c->soft_error_limit;
+	c->session.hard_error_limit = (uint16_t)c->hard_error_limit;
+	c->session.junk_command_limit = (uint16_t)c->junk_command_limit;
 }
 
 uint64_t config_record_max_bytes(const struct config *c)
@@ -702,6 +713,11 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 		set_err(err, errlen,
 			"store_max_bytes must hold at least two segments per worker (%llu)",
 			(unsigned long long)c->workers * 2 * c->segment_size_bytes);
+		goto out;
+	}
+	if (c->soft_error_limit > c->hard_error_limit) {
+		set_err(err, errlen, "soft_error_limit (%u) must not exceed hard_error_limit (%u)",
+			c->soft_error_limit, c->hard_error_limit);
 		goto out;
 	}
 	if (c->retry_min_s > c->retry_max_s) {
@@ -803,6 +819,10 @@ void config_print(const struct config *c, FILE *out)
 	print_duration(out, "data_timeout", c->data_timeout_s);
 	fprintf(out, "min_data_rate = %u\n", c->min_data_rate_bytes_per_s);
 	print_duration(out, "shutdown_grace", c->shutdown_grace_s);
+	fprintf(out, "soft_error_limit = %u\n", c->soft_error_limit);
+	fprintf(out, "hard_error_limit = %u\n", c->hard_error_limit);
+	print_duration(out, "error_sleep_time", c->error_sleep_s);
+	fprintf(out, "junk_command_limit = %u\n", c->junk_command_limit);
 	fprintf(out, "store_max_bytes = %llu\n", (unsigned long long)c->store_max_bytes);
 	fprintf(out, "max_inflight_data_bytes = %llu\n",
 		(unsigned long long)c->max_inflight_data_bytes);

@@ -40,6 +40,10 @@ struct config {
 	uint32_t idle_timeout_s;
 	uint32_t min_data_rate_bytes_per_s; /* each body byte extends the data deadline */
 	uint32_t shutdown_grace_s;
+	uint32_t soft_error_limit;          /* the error budget: see smtp_session_config */
+	uint32_t hard_error_limit;
+	uint32_t error_sleep_s;             /* a reply past the soft limit waits this long */
+	uint32_t junk_command_limit;
 	uint64_t store_max_bytes;
 	uint64_t max_inflight_data_bytes;
 	uint64_t segment_size_bytes;

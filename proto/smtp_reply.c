@@ -15,7 +15,7 @@
 #include <string.h>
 
 enum {
-	ROW_COUNTS = 1u << 0, /* counts against SMTP_BAD_COMMANDS_MAX */
+	ROW_COUNTS = 1u << 0, /* counts against the error budget */
 };
 
 /* A reply is CODE SP [ENHANCED SP] BEFORE [DETAIL] AFTER; lengths are taken

@@ -107,7 +107,7 @@ RMX_MUST_CHECK size_t smtp_reply_put(struct smtp_out *out, enum smtp_reply_id id
 /* The row's basic code (220, 250, 554 ...). */
 unsigned smtp_reply_code(enum smtp_reply_id id);
 
-/* True for replies that count against SMTP_BAD_COMMANDS_MAX: syntax,
+/* True for replies that count against the error budget: syntax,
  * sequence, unknown command and policy rejections of what the client sent
  * (not local resource trouble, not limits the client cannot know). */
 bool smtp_reply_counts_as_error(enum smtp_reply_id id);

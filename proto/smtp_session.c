@@ -66,6 +66,7 @@ enum {
 	F_CHUNK_SKIP = 1u << 4, /* the current chunk was refused: drop its bytes */
 	F_AUTHED = 1u << 5,     /* AUTH succeeded in this session */
 	F_AUTH_HELD = 1u << 6,  /* the caller's AUTH buffer is lent to s->sasl */
+	F_DELAY = 1u << 7,      /* the last reply went past the soft error limit */
 };
 
 /* What went wrong inside a body, reported when the body ends. */
@@ -152,15 +153,18 @@ static enum step close_session(struct smtp_session *s)
 	return STEP_CLOSE;
 }
 
-/* Counts one error against the session, after its reply; the
- * SMTP_BAD_COMMANDS_MAXth gets 421 and closes (Postfix
- * smtpd_hard_error_limit). */
+/* Counts one error against the session, after its reply: past the soft
+ * limit the reply waits, the hard_error_limit-th gets 421 and closes
+ * (Postfix smtpd_soft_error_limit, smtpd_hard_error_limit). */
 static enum step count_error(struct smtp_session *s, struct smtp_out *out)
 {
 	if (s->bad_commands < UINT16_MAX)
 		s->bad_commands++;
-	if (s->bad_commands < SMTP_BAD_COMMANDS_MAX)
+	if (s->bad_commands < s->cfg->hard_error_limit) {
+		if (s->bad_commands > s->cfg->soft_error_limit)
+			s->flags |= F_DELAY;
 		return STEP_GO;
+	}
 	reply_detail(out, SMTP_R_TOO_MANY_ERRORS, hostname_of(s), false);
 	return close_session(s);
 }
@@ -425,7 +429,7 @@ _Static_assert(SMTP_RECIPIENT_OVERSHOOT_MAX < UINT16_MAX, "rcpt_overshoot holds 
  * transactions, so a pipelining client may overshoot by a batch. The 452 itself costs the client
  * nothing, though: past SMTP_RECIPIENT_OVERSHOOT_MAX of them in the session
  * each further one counts as an error, so the session ends with 421 within
- * SMTP_BAD_COMMANDS_MAX more. Per session, not per transaction: MAIL or
+ * hard_error_limit more. Per session, not per transaction: MAIL or
  * RSET does not renew the allowance.
  */
 static enum step recipient_overshoot(struct smtp_session *s, struct smtp_out *out)
@@ -629,6 +633,18 @@ static enum step cmd_bdat(struct smtp_session *s, const struct smtp_line *line, 
 	return STEP_GO;
 }
 
+/* A command that moves no mail (NOOP, RSET, VRFY, HELP), after its reply:
+ * past junk_command_limit in the session each one counts as an error
+ * (Postfix smtpd_junk_command_limit), so a flood of them ends. */
+static enum step count_junk(struct smtp_session *s, struct smtp_out *out)
+{
+	if (s->junk_commands < UINT16_MAX)
+		s->junk_commands++;
+	if (s->junk_commands <= s->cfg->junk_command_limit)
+		return STEP_GO;
+	return count_error(s, out);
+}
+
 static enum step cmd_rset(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
@@ -636,17 +652,16 @@ static enum step cmd_rset(struct smtp_session *s, const struct smtp_line *line, 
 	(void)after;
 	txn_abandon(s);
 	reply(out, SMTP_R_OK);
-	return STEP_GO;
+	return count_junk(s, out);
 }
 
 static enum step cmd_noop(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
-	(void)s;
 	(void)line;
 	(void)after;
 	reply(out, SMTP_R_OK);
-	return STEP_GO;
+	return count_junk(s, out);
 }
 
 static enum step cmd_quit(struct smtp_session *s, const struct smtp_line *line, size_t after,
@@ -665,17 +680,16 @@ static enum step cmd_vrfy(struct smtp_session *s, const struct smtp_line *line, 
 	if (line->arg.len == 0)
 		return reply_error(s, out, SMTP_R_SYNTAX_VRFY);
 	reply(out, SMTP_R_VRFY);
-	return STEP_GO;
+	return count_junk(s, out);
 }
 
 static enum step cmd_help(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			  struct smtp_out *out)
 {
-	(void)s;
 	(void)line;
 	(void)after;
 	reply(out, SMTP_R_HELP);
-	return STEP_GO;
+	return count_junk(s, out);
 }
 
 /*
@@ -1010,6 +1024,9 @@ void smtp_session_start(struct smtp_session *s, const struct smtp_session_config
 		   cfg->max_command_line_bytes <= SMTP_COMMAND_LINE_MAX_BYTES);
 	RMX_ASSERT(cfg->max_message_size_bytes <= SMTP_MESSAGE_SIZE_MAX_BYTES);
 	RMX_ASSERT(cfg->policy != NULL);
+	RMX_ASSERT(cfg->soft_error_limit >= 1 && cfg->soft_error_limit <= cfg->hard_error_limit &&
+		   cfg->hard_error_limit <= SMTP_ERROR_LIMIT_MAX);
+	RMX_ASSERT(cfg->junk_command_limit >= 1 && cfg->junk_command_limit <= SMTP_ERROR_LIMIT_MAX);
 	RMX_ASSERT(ops->mail && ops->rcpt && ops->data_begin && ops->data_append && ops->reset);
 	RMX_ASSERT(peer_ip_ok(peer));
 	RMX_ASSERT(out->cap >= SMTP_REPLY_BUFFER_BYTES && out->len <= out->cap);
@@ -1091,6 +1108,12 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 		}
 		if (st == STEP_AUTH) {
 			res.status = SMTP_FEED_AUTH;
+			break;
+		}
+		if (s->flags & F_DELAY) {
+			/* This reply must wait: nothing after it is read
+			 * before it has been sent. */
+			res.status = SMTP_FEED_FLUSH;
 			break;
 		}
 	}
@@ -1232,6 +1255,13 @@ void smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info
 bool smtp_session_tls_active(const struct smtp_session *s)
 {
 	return s->tls != NULL;
+}
+
+bool smtp_session_take_delay(struct smtp_session *s)
+{
+	bool due = (s->flags & F_DELAY) != 0;
+	s->flags &= (uint8_t)~F_DELAY;
+	return due;
 }
 
 const struct smtp_tls_info *smtp_session_tls(const struct smtp_session *s)

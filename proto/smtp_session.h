@@ -62,6 +62,15 @@ struct smtp_session_config {
 	bool tls_offered;                /* certificates loaded: STARTTLS may be offered */
 	bool auth_offered;               /* a user table is loaded: AUTH may be offered
 					    (submission and smtps listeners only) */
+	/* The error budget (Postfix smtpd_soft_error_limit, _hard_error_limit,
+	 * _junk_command_limit). Errors are the replies the catalogue counts;
+	 * past soft_error_limit each one's reply waits (smtp_session_take_delay),
+	 * the hard_error_limit-th closes with 421 4.7.0; past
+	 * junk_command_limit NOOP, RSET, VRFY and HELP each count as an error.
+	 * 1 <= soft <= hard <= SMTP_ERROR_LIMIT_MAX; junk 1..SMTP_ERROR_LIMIT_MAX. */
+	uint16_t soft_error_limit;
+	uint16_t hard_error_limit;
+	uint16_t junk_command_limit;
 };
 
 /* The TLS session under a connection, as core/ reports it once the
@@ -123,7 +132,9 @@ enum smtp_feed_status {
 	SMTP_FEED_MORE,    /* wants more input; unconsumed bytes are a partial line */
 	SMTP_FEED_MESSAGE, /* a message is complete: make it durable, then call
 			      smtp_session_committed(); hold unconsumed input until then */
-	SMTP_FEED_FLUSH,   /* reply buffer nearly full: send it, then feed the rest */
+	SMTP_FEED_FLUSH,   /* reply buffer nearly full, or the error budget says the
+			      reply must wait (smtp_session_take_delay): send it,
+			      then feed the rest */
 	SMTP_FEED_CLOSE,   /* send what is in out, then close the connection */
 	SMTP_FEED_AUTH,    /* an AUTH exchange produced credentials: take them with
 			      smtp_session_auth_credentials(), queue their check
@@ -156,7 +167,8 @@ struct smtp_session {
 	uint64_t chunk_remaining_bytes; /* BDAT chunk bytes still to arrive */
 	uint64_t chunk_bytes;          /* size of the current BDAT chunk */
 	uint32_t recipients;           /* accepted in this transaction */
-	uint16_t bad_commands;         /* against SMTP_BAD_COMMANDS_MAX */
+	uint16_t bad_commands;         /* against the error budget */
+	uint16_t junk_commands;        /* NOOP, RSET, VRFY, HELP so far */
 	uint16_t rcpt_overshoot;       /* 452s past max_recipients in this session */
 	uint8_t phase;                 /* enum session_phase */
 	uint8_t input;                 /* enum input_mode */
@@ -235,6 +247,11 @@ struct span smtp_session_auth_user(const struct smtp_session *s);
 
 /* True once TLS protects the session. */
 bool smtp_session_tls_active(const struct smtp_session *s);
+
+/* True once after a reply that went past the soft error limit: the caller
+ * holds that reply (and reads nothing) for its error sleep time before it
+ * sends it; feed returned SMTP_FEED_FLUSH right after it. */
+bool smtp_session_take_delay(struct smtp_session *s);
 
 /* The TLS facts given to smtp_session_tls_started, or NULL in clear text. */
 const struct smtp_tls_info *smtp_session_tls(const struct smtp_session *s);

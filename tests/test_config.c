@@ -173,6 +173,38 @@ static void test_upstream_tls_keys(void)
 	unlink(ca);
 }
 
+/* The error budget: Postfix's defaults, the session sees them, soft above
+ * hard is refused, bounds, config_print writes them back. */
+static void test_error_budget_keys(void)
+{
+	struct config c;
+	char err[1024];
+	REQUIRE(load_text(&c, "", err, sizeof(err)) == 0);
+	CHECK(c.soft_error_limit == 10 && c.hard_error_limit == 20 && c.error_sleep_s == 1 &&
+	      c.junk_command_limit == 100);
+	CHECK(c.session.soft_error_limit == 10 && c.session.hard_error_limit == 20 &&
+	      c.session.junk_command_limit == 100);
+	config_free(&c);
+	REQUIRE(load_text(&c, "soft_error_limit = 3\nhard_error_limit = 3\nerror_sleep_time = 5s\n"
+			      "junk_command_limit = 7\n", err, sizeof(err)) == 0);
+	CHECK(c.session.soft_error_limit == 3 && c.session.hard_error_limit == 3 &&
+	      c.error_sleep_s == 5 && c.session.junk_command_limit == 7);
+	char *printed = NULL;
+	size_t printed_len = 0;
+	FILE *f = open_memstream(&printed, &printed_len);
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(printed, "soft_error_limit = 3\n") && strstr(printed, "hard_error_limit = 3\n") &&
+	      strstr(printed, "error_sleep_time = 5s\n") && strstr(printed, "junk_command_limit = 7\n"));
+	free(printed);
+	config_free(&c);
+	expect_error("soft_error_limit = 21\n", "soft_error_limit (21) must not exceed hard_error_limit (20)");
+	expect_error("hard_error_limit = 0\n", ":1: hard_error_limit");
+	expect_error("junk_command_limit = 10001\n", ":1: junk_command_limit");
+	expect_error("error_sleep_time = 61s\n", ":1: error_sleep_time");
+}
+
 int main(void)
 {
 	REQUIRE(mkdtemp(dir) != NULL);
@@ -404,6 +436,7 @@ int main(void)
 	config_free(&next);
 
 	test_auth_keys();
+	test_error_budget_keys();
 	test_upstream_tls_keys();
 
 	unlink(write_file("ringmx.conf", ""));

@@ -9,7 +9,8 @@
  *   CONFIG key=value ...           max_size, max_rcpt, max_line, normalize (0|1),
  *                                  mode (0 smtp, 1 submission, 2 smtps: TLS from
  *                                  the start), tls (1: certificates loaded),
- *                                  auth (1: a user table loaded)
+ *                                  auth (1: a user table loaded), soft, hard,
+ *                                  junk (the error budget; default 10, 20, 100)
  *   DOMAIN example.org             a served domain (default: example.com)
  *   RECIPIENT user@example.com     a recipients_file entry
  *   PEER 2001:db8::1               client address (default 192.0.2.1)
@@ -35,7 +36,9 @@
  *                                  drops the rest of that flight, as core/
  *                                  does, and reports the handshake done), or
  *                                  "auth MECH USER PASSWORD" (feed returned
- *                                  SMTP_FEED_AUTH with these credentials)
+ *                                  SMTP_FEED_AUTH with these credentials), or
+ *                                  "delay" (the reply just sent went past the
+ *                                  soft error limit and was held)
  *   O+ text                        continues the previous O: line
  *
  * Each script is replayed with every flight whole, byte by byte, and with
@@ -145,6 +148,9 @@ struct script {
 	uint8_t mode;
 	bool tls;
 	bool auth;
+	uint16_t soft_errors;
+	uint16_t hard_errors;
+	uint16_t junk_commands;
 	char peer[48];
 	int fail[FAIL_OP_COUNT]; /* 0 or a negative errno */
 	char domains[SCRIPT_MAX_DOMAINS][64];
@@ -241,6 +247,12 @@ static bool script_config(struct script *sc, char *args)
 			sc->tls = v != 0;
 		else if (strcmp(tok, "auth") == 0)
 			sc->auth = v != 0;
+		else if (strcmp(tok, "soft") == 0 && v >= 1 && v <= SMTP_ERROR_LIMIT_MAX)
+			sc->soft_errors = (uint16_t)v;
+		else if (strcmp(tok, "hard") == 0 && v >= 1 && v <= SMTP_ERROR_LIMIT_MAX)
+			sc->hard_errors = (uint16_t)v;
+		else if (strcmp(tok, "junk") == 0 && v >= 1 && v <= SMTP_ERROR_LIMIT_MAX)
+			sc->junk_commands = (uint16_t)v;
 		else
 			return false;
 	}
@@ -337,6 +349,9 @@ static bool script_load(const char *path, const char *name, struct script *sc)
 	sc->max_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
 	sc->max_recipients = 100;
 	sc->max_line_bytes = SMTP_COMMAND_LINE_MIN_BYTES;
+	sc->soft_errors = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
+	sc->hard_errors = SMTP_HARD_ERROR_LIMIT_DEFAULT;
+	sc->junk_commands = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
 	snprintf(sc->peer, sizeof(sc->peer), "192.0.2.1");
 
 	FILE *f = fopen(path, "r");
@@ -550,6 +565,8 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 			return;
 		case SMTP_FEED_FLUSH:
 			flushes_seen++;
+			if (smtp_session_take_delay(&r->session))
+				test_buf_str(&r->txn.events, "delay\n");
 			continue;
 		case SMTP_FEED_CLOSE:
 			r->closed = true;
@@ -659,6 +676,9 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 	r->cfg.bare_newline_normalize = sc->normalize;
 	r->cfg.policy = policy;
 	r->cfg.listener_mode = sc->mode;
+	r->cfg.soft_error_limit = sc->soft_errors;
+	r->cfg.hard_error_limit = sc->hard_errors;
+	r->cfg.junk_command_limit = sc->junk_commands;
 	r->cfg.tls_offered = sc->tls;
 	r->cfg.auth_offered = sc->auth;
 	r->txn.sc = sc;
@@ -825,6 +845,9 @@ static void fixture_start(struct fixture *fx, const char *ip, bool ipv6)
 	fx->cfg.max_recipients = 10;
 	fx->cfg.max_command_line_bytes = SMTP_COMMAND_LINE_MIN_BYTES;
 	fx->cfg.policy = fx->policy;
+	fx->cfg.soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
+	fx->cfg.hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT;
+	fx->cfg.junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
 	fx->txn.sc = &fx->sc;
 	fx->out.buf = fx->out_buf;
 	fx->out.cap = sizeof(fx->out_buf);
@@ -1245,6 +1268,9 @@ static void test_random_conversations(void)
 			.max_command_line_bytes = SMTP_COMMAND_LINE_MIN_BYTES,
 			.bare_newline_normalize = conv_below(2) == 0,
 			.policy = policy,
+			.soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT,
+			.hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT,
+			.junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT,
 		};
 		struct smtp_peer peer = { "192.0.2.9", false };
 		struct strict_txn txn = { 0 };

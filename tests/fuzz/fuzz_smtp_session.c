@@ -279,6 +279,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->cfg.max_command_line_bytes = settings & 0x40 ? SMTP_COMMAND_LINE_MIN_BYTES
 							: SMTP_COMMAND_LINE_DEFAULT_BYTES;
 	h->cfg.policy = policy;
+	h->cfg.soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
+	h->cfg.hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT;
+	h->cfg.junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
 	h->b.rng = fail_seed & 0x7f ? 0x9e3779b9u * fail_seed : 0;
 	h->out.buf = h->out_buf;
 	h->out.cap = sizeof(h->out_buf);
