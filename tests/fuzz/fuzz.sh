@@ -59,7 +59,7 @@ run() {
 	seeds="$here/corpus/$name"
 	if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
 		echo "fuzz: $name: replaying $(ls -A "$regressions" | wc -l) regression inputs"
-		"$bin" -rss_limit_mb="$rss_mb" "$regressions"/*
+		"$bin" -rss_limit_mb="$rss_mb" -error_exitcode=1 "$regressions"/*
 	fi
 	if [ -z "$corpus" ]; then
 		corpus="$dir/scratch/$name"
@@ -70,8 +70,10 @@ run() {
 	[ -d "$seeds" ] && set -- "$@" "$seeds"
 	[ -d "$regressions" ] && set -- "$@" "$regressions"
 	echo "fuzz: $name: ${seconds}s"
+	# libFuzzer's own exit status for a finding is 77, which ctest takes
+	# for "skipped": a finding must fail.
 	"$bin" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=10 \
-		-print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" "$@" 2>"$dir/$name.log" || {
+		-error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" "$@" 2>"$dir/$name.log" || {
 		status=$?
 		tail -n 60 "$dir/$name.log" >&2
 		echo "fuzz: $name found a failure: the input is in $dir/artifacts/" >&2
