@@ -255,8 +255,10 @@ static void conn_recv_update(struct smtp_conns *sc, struct conn *c)
 /* Sends what the session wrote, if nothing is in flight. */
 static void conn_flush(struct smtp_conns *sc, struct conn *c)
 {
-	if ((c->flags & CONN_SEND_INFLIGHT) || c->out.len == 0)
+	if (c->flags & CONN_SEND_INFLIGHT)
 		return;
+	if (c->out.len == 0 && !c->tp.ops->send_pending(&c->tp))
+		return; /* TLS: a handshake flight goes out with n = 0 */
 	c->tp.ops->send(&sc->env, &c->tp, c->out.buf, c->out.len, conn_ud(sc, c, RING_OP_SEND));
 	c->send_bytes = (uint32_t)c->out.len;
 	c->flags |= CONN_SEND_INFLIGHT;
@@ -715,15 +717,18 @@ void smtp_conn_on_send(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 				     ring_ud_gen(cqe->user_data));
 	RMX_ASSERT(c != NULL); /* a connection is never released with a send in flight */
 	RMX_ASSERT(c->flags & CONN_SEND_INFLIGHT);
+	int64_t res = c->tp.ops->send_done(&sc->env, &c->tp, cqe->res, cqe->user_data);
+	if (res == -EINPROGRESS)
+		return; /* the transport sends the rest of its bytes first */
 	c->flags &= ~CONN_SEND_INFLIGHT;
-	if (cqe->res < 0) {
+	if (res < 0) {
 		if (c->flags & CONN_CLOSING)
 			smtp_conn_release_if_done(sc, c);
 		else
 			smtp_conn_close(sc, c);
 		return;
 	}
-	size_t sent = (size_t)cqe->res;
+	size_t sent = (size_t)res;
 	RMX_ASSERT(sent <= c->send_bytes && c->send_bytes <= c->out.len);
 	c->bytes_out += sent;
 	memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);

@@ -12,7 +12,7 @@
  * close(2). Its input op hands received bytes through untouched, so the
  * session parses them in place in the receive buffer (DESIGN.md rule 3).
  *
- * Contract for a TLS transport (next; wolfSSL over our own buffers, never
+ * The TLS transport (transport_tls.c; wolfSSL over our own buffers, never
  * over the socket):
  *   - arm_recv arms the same receive of ciphertext; its completion comes
  *     back to the connection code as today, which passes the bytes to
@@ -22,9 +22,11 @@
  *     nothing (a record still incomplete, a handshake message), never more
  *     than that buffer holds. Decrypted bytes feed the same session parser.
  *   - send takes plaintext (replies) and sends its encryption; bytes the
- *     engine must send by itself (handshake, alerts) go out with the next
- *     send or are sent by input. A send completion reports plaintext bytes
- *     consumed, so the connection code keeps one accounting for both.
+ *     engine must send by itself (handshake, tickets) wait until the
+ *     connection calls send (send_pending says when, n may be 0). The
+ *     connection passes each send completion through send_done, which
+ *     reports plaintext bytes consumed, so the connection code keeps one
+ *     accounting for both.
  *   - shutdown(WRITE) sends close_notify before the FIN; shutdown(BOTH)
  *     abandons the session at once.
  *   - STARTTLS switches t->ops of a live connection from plain to TLS
@@ -80,6 +82,17 @@ struct transport_ops {
 	 * (user_data) reports how many went out, or -errno. */
 	void (*send)(const struct transport_env *env, struct transport *t, const uint8_t *p,
 		     size_t n, uint64_t user_data);
+	/* True when the transport has bytes of its own to send (a TLS
+	 * handshake flight, a ticket, an alert): the caller then calls send
+	 * even with no plaintext (n = 0) once no send is in flight. */
+	bool (*send_pending)(const struct transport *t);
+	/* The completion of a send armed through send, with the kernel's
+	 * result: returns the plaintext bytes of that send now gone (>= 0, at
+	 * most its n), -EINPROGRESS when the transport went on sending under
+	 * the same user_data (still in flight: wait for the next completion),
+	 * or -errno. */
+	int64_t (*send_done)(const struct transport_env *env, struct transport *t, int32_t res,
+			     uint64_t user_data);
 	/* Shuts down one or both directions now. 0 or -errno (-ENOTCONN when
 	 * the peer is already gone). */
 	RMX_MUST_CHECK int (*shutdown)(struct transport *t, enum transport_shutdown how);
@@ -97,5 +110,47 @@ static inline void transport_plain_attach(struct transport *t, int fd)
 	t->fd = fd;
 	t->state = NULL;
 }
+
+/* ---- TLS (transport_tls.c) ------------------------------------------------ */
+
+struct tls_ctx;
+
+extern const struct transport_ops transport_tls;
+
+enum transport_tls_status {
+	TRANSPORT_TLS_HANDSHAKE,   /* not done yet */
+	TRANSPORT_TLS_ESTABLISHED, /* done: plaintext flows */
+	TRANSPORT_TLS_FAILED,      /* handshake or record failure: close, no reply */
+};
+
+/* What a TLS session negotiated, for logs, Received: and metrics. */
+struct transport_tls_facts {
+	char version[16];     /* "TLSv1.3" */
+	char cipher[64];      /* "TLS_AES_128_GCM_SHA256" */
+	char sni[256];        /* the name the client asked for; "" when none */
+};
+
+/*
+ * Puts t (its socket open, no send in flight) on TLS made from ctx (server
+ * or client as ctx is) and takes a reference on ctx until close. clear[0..
+ * clear_len) goes out first and in clear (the 220 to STARTTLS; at most
+ * SMTP_REPLY_BUFFER_BYTES); server_name is for a client context (SNI and,
+ * with a CA, the name checked), NULL for a server. From here on, input is
+ * ciphertext only. A client's ClientHello is pending at once
+ * (send_pending). 0, or -ENOMEM (t unchanged).
+ */
+RMX_MUST_CHECK int transport_tls_attach(struct transport *t, struct tls_ctx *ctx,
+					const uint8_t *clear, size_t clear_len,
+					const char *server_name);
+
+/* Where the handshake is; changes inside input (and send_done). */
+enum transport_tls_status transport_tls_status(const struct transport *t);
+
+/* Once established: what was negotiated. */
+void transport_tls_describe(const struct transport *t, struct transport_tls_facts *out);
+
+/* Once failed: why, as a short token text ("handshake_failure",
+ * "protocol_version", "peer_closed", ...). */
+const char *transport_tls_failure(const struct transport *t);
 
 #endif

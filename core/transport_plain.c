@@ -51,6 +51,21 @@ static void plain_send(const struct transport_env *env, struct transport *t, con
 	io_uring_sqe_set_data64(sqe, user_data);
 }
 
+static bool plain_send_pending(const struct transport *t)
+{
+	(void)t;
+	return false;
+}
+
+static int64_t plain_send_done(const struct transport_env *env, struct transport *t, int32_t res,
+			       uint64_t user_data)
+{
+	(void)env;
+	(void)t;
+	(void)user_data;
+	return res;
+}
+
 static int plain_shutdown(struct transport *t, enum transport_shutdown how)
 {
 	if (shutdown(t->fd, how == TRANSPORT_SHUTDOWN_WRITE ? SHUT_WR : SHUT_RDWR) != 0)
@@ -70,6 +85,8 @@ const struct transport_ops transport_plain = {
 	.cancel_recv = plain_cancel_recv,
 	.input = plain_input,
 	.send = plain_send,
+	.send_pending = plain_send_pending,
+	.send_done = plain_send_done,
 	.shutdown = plain_shutdown,
 	.close = plain_close,
 };
