@@ -170,7 +170,9 @@ static enum sasl_error decode_at(struct sasl *s, size_t at, struct span line, si
 	if (line.len > SASL_RESPONSE_LINE_MAX_BYTES)
 		return SASL_ERR_TOO_LONG;
 	RMX_ASSERT(at <= s->cap_bytes);
-	ssize_t n = sasl_base64_decode(line.ptr, line.len, s->buf + at, s->cap_bytes - at);
+	/* No pointer arithmetic on a missing buffer (NULL, 0). */
+	uint8_t *out = s->buf != NULL ? s->buf + at : NULL;
+	ssize_t n = sasl_base64_decode(line.ptr, line.len, out, s->cap_bytes - at);
 	if (n == -2)
 		return SASL_ERR_TOO_LONG;
 	if (n < 0)
@@ -183,6 +185,8 @@ static enum sasl_error decode_at(struct sasl *s, size_t at, struct span line, si
 static struct sasl_result plain_message(struct sasl *s, size_t len)
 {
 	const uint8_t *m = s->buf;
+	if (len == 0) /* no NUL at all; and m may be NULL, which memchr must not see */
+		return fail(s, SASL_ERR_MALFORMED);
 	const uint8_t *nul1 = memchr(m, 0, len);
 	if (nul1 == NULL)
 		return fail(s, SASL_ERR_MALFORMED);

@@ -387,6 +387,31 @@ static void test_line_bounds(void)
 	free(small);
 }
 
+/* No buffer at all (sasl_init allows NULL with a zero size): every response
+ * that decodes to something is too long, an empty one is malformed, and no
+ * pointer is formed from the missing buffer (found by the fuzzer, which
+ * UBSan stopped at "applying zero offset to null pointer"). */
+static void test_no_buffer(void)
+{
+	struct sasl s;
+	sasl_init(&s, NULL, 0);
+	struct sasl_result r = sasl_start(&s, S("PLAIN"), true, S("="));
+	CHECK(r.status == SASL_FAILED && r.error == SASL_ERR_MALFORMED);
+	r = sasl_start(&s, S("PLAIN"), true, PLAIN("\0al\0pass"));
+	CHECK(r.status == SASL_FAILED && r.error == SASL_ERR_TOO_LONG);
+	r = sasl_start(&s, S("PLAIN"), false, span_make(NULL, 0));
+	CHECK(r.status == SASL_CHALLENGE);
+	r = sasl_feed(&s, span_make(NULL, 0));
+	CHECK(r.status == SASL_FAILED && r.error == SASL_ERR_MALFORMED);
+	r = sasl_start(&s, S("LOGIN"), false, span_make(NULL, 0));
+	CHECK(r.status == SASL_CHALLENGE);
+	r = sasl_feed(&s, S("dXNlcg=="));
+	CHECK(r.status == SASL_FAILED && r.error == SASL_ERR_TOO_LONG);
+	r = sasl_start(&s, S("LOGIN"), true, S("="));
+	CHECK(r.status == SASL_FAILED && r.error == SASL_ERR_MALFORMED);
+	sasl_wipe(&s);
+}
+
 /* PLAIN messages of every length up to 64 with the two NULs at every pair of
  * places (and one or three NULs): the outcome follows RFC 4616's rules. */
 static void test_plain_every_shape(void)
@@ -537,6 +562,7 @@ int main(void)
 	test_unknown_mechanism();
 	test_login();
 	test_line_bounds();
+	test_no_buffer();
 	test_plain_every_shape();
 	test_every_truncation();
 	test_random_lines();
