@@ -260,6 +260,13 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define CLIENT_IPV6_PREFIX_MIN 16
 #define SCREEN_CACHE_TTL_DEFAULT_S 86400     /* postscreen_greet_ttl */
 #define GREET_PAUSE_MAX_S 60
+/* Overload watermarks (core/overload): stress (452 4.3.1 at MAIL) and
+ * refuse (421 4.3.2 at connect). The backlog's are off by default: the
+ * store's own bound already covers an upstream outage. */
+#define OVERLOAD_STORE_SOFT_DEFAULT_PCT 90
+#define OVERLOAD_STORE_HARD_DEFAULT_PCT 97
+#define OVERLOAD_INFLIGHT_SOFT_DEFAULT_PCT 80
+#define OVERLOAD_INFLIGHT_HARD_DEFAULT_PCT 95
 /* CIDR lists (limits_exempt, proxy_trusted): entries, and the text of one. */
 #define CIDR_LIST_MAX 64
 #define CIDR_TEXT_MAX_BYTES 56               /* INET6_ADDRSTRLEN, "/128", rounded up */

@@ -41,6 +41,8 @@ enum config_kind {
 	KIND_FSYNC,
 	KIND_BARE_NEWLINE,
 	KIND_UPSTREAM_TLS,
+	KIND_CIDRS,
+	KIND_GREET_ACTION,
 };
 
 struct config_key {
@@ -99,6 +101,26 @@ static const struct config_key config_keys[] = {
 	{ "max_queue_lifetime", KIND_DURATION, FIELD(max_queue_lifetime_s), 1, 365 * 86400 },
 	{ "auth_users", KIND_PATH, FIELD(auth_users), 0, 0 },
 	{ "auth_fail_limit", KIND_U32, FIELD(auth_fail_limit), 1, AUTH_FAIL_LIMIT_MAX },
+	{ "max_connections_per_ip", KIND_U32, FIELD(max_connections_per_ip), 0, CONNECTIONS_MAX },
+	{ "max_connection_rate_per_ip", KIND_U32, FIELD(max_connection_rate_per_ip), 0,
+	  CLIENT_RATE_PER_IP_MAX },
+	{ "max_message_rate_per_ip", KIND_U32, FIELD(max_message_rate_per_ip), 0,
+	  CLIENT_RATE_PER_IP_MAX },
+	{ "ipv6_prefix", KIND_U32, FIELD(ipv6_prefix_bits), CLIENT_IPV6_PREFIX_MIN, 128 },
+	{ "limits_exempt", KIND_CIDRS, FIELD(limits_exempt), 0, 0 },
+	{ "greet_pause", KIND_DURATION, FIELD(greet_pause_s), 0, GREET_PAUSE_MAX_S },
+	{ "greet_action", KIND_GREET_ACTION, FIELD(greet_action), 0, 0 },
+	{ "screen_cache_ttl", KIND_DURATION, FIELD(screen_cache_ttl_s), 0, 30 * 86400 },
+	{ "overload_store_soft", KIND_U32, FIELD(overload_store_soft_pct), 0, 100 },
+	{ "overload_store_hard", KIND_U32, FIELD(overload_store_hard_pct), 0, 100 },
+	{ "overload_backlog_soft", KIND_U32, FIELD(overload_backlog_soft), 0, UINT32_MAX },
+	{ "overload_backlog_hard", KIND_U32, FIELD(overload_backlog_hard), 0, UINT32_MAX },
+	{ "overload_backlog_age_soft", KIND_DURATION, FIELD(overload_backlog_age_soft_s), 0,
+	  365 * 86400 },
+	{ "overload_backlog_age_hard", KIND_DURATION, FIELD(overload_backlog_age_hard_s), 0,
+	  365 * 86400 },
+	{ "overload_inflight_soft", KIND_U32, FIELD(overload_inflight_soft_pct), 0, 100 },
+	{ "overload_inflight_hard", KIND_U32, FIELD(overload_inflight_hard_pct), 0, 100 },
 };
 
 /* Domains from accept_domains, kept until the policy is built. */
@@ -419,6 +441,31 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 			value);
 		return false;
 	}
+	case KIND_CIDRS: {
+		/* "none": an empty list (an empty value is refused for every key). */
+		char why[256];
+		if (!cidr_list_parse((struct cidr_list *)field,
+				     strcmp(value, "none") == 0 ? "" : value, why, sizeof(why))) {
+			set_err(err, errlen, "%s: %s (ADDRESS[/BITS] blocks, or none)", key, why);
+			return false;
+		}
+		return true;
+	}
+	case KIND_GREET_ACTION: {
+		static const char *const actions[] = {
+			[GREET_ACTION_IGNORE] = "ignore",
+			[GREET_ACTION_ENFORCE] = "enforce",
+			[GREET_ACTION_DROP] = "drop",
+		};
+		for (uint32_t i = 0; i < RMX_ARRAY_LEN(actions); i++) {
+			if (strcmp(value, actions[i]) == 0) {
+				*(uint32_t *)field = i;
+				return true;
+			}
+		}
+		set_err(err, errlen, "%s: '%s' is not ignore, enforce or drop", key, value);
+		return false;
+	}
 	case KIND_BARE_NEWLINE:
 		if (strcmp(value, "reject") && strcmp(value, "normalize")) {
 			set_err(err, errlen, "bare_newline: '%s' is not 'reject' or 'normalize'",
@@ -617,6 +664,19 @@ static void config_defaults(struct config *c)
 	c->retry_max_s = RETRY_MAX_DEFAULT_S;
 	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
 	c->auth_fail_limit = AUTH_FAIL_LIMIT_DEFAULT;
+	/* Per-client limits as Postfix's defaults: 50 connections, rates off,
+	 * loopback exempt (smtpd_client_event_limit_exceptions = $mynetworks). */
+	c->max_connections_per_ip = CLIENT_CONNECTIONS_PER_IP_DEFAULT;
+	c->ipv6_prefix_bits = CLIENT_IPV6_PREFIX_DEFAULT;
+	char why[128];
+	ok = cidr_list_parse(&c->limits_exempt, "127.0.0.0/8 ::1", why, sizeof(why));
+	RMX_ASSERT(ok);
+	c->greet_action = GREET_ACTION_IGNORE; /* postscreen_greet_action */
+	c->screen_cache_ttl_s = SCREEN_CACHE_TTL_DEFAULT_S;
+	c->overload_store_soft_pct = OVERLOAD_STORE_SOFT_DEFAULT_PCT;
+	c->overload_store_hard_pct = OVERLOAD_STORE_HARD_DEFAULT_PCT;
+	c->overload_inflight_soft_pct = OVERLOAD_INFLIGHT_SOFT_DEFAULT_PCT;
+	c->overload_inflight_hard_pct = OVERLOAD_INFLIGHT_HARD_DEFAULT_PCT;
 }
 
 /* What sessions read, from the keys (spans point into c itself). */
@@ -673,6 +733,29 @@ static int check_upstream_ca(const struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each overload watermark pair: soft below hard when both are on. */
+static int check_overload_pairs(const struct config *c, char *err, size_t errlen)
+{
+	const struct {
+		const char *name;
+		uint32_t soft, hard;
+	} pairs[] = {
+		{ "overload_store", c->overload_store_soft_pct, c->overload_store_hard_pct },
+		{ "overload_backlog", c->overload_backlog_soft, c->overload_backlog_hard },
+		{ "overload_backlog_age", c->overload_backlog_age_soft_s,
+		  c->overload_backlog_age_hard_s },
+		{ "overload_inflight", c->overload_inflight_soft_pct, c->overload_inflight_hard_pct },
+	};
+	for (size_t i = 0; i < RMX_ARRAY_LEN(pairs); i++) {
+		if (pairs[i].soft && pairs[i].hard && pairs[i].soft > pairs[i].hard) {
+			set_err(err, errlen, "%s_soft (%u) must not exceed %s_hard (%u)",
+				pairs[i].name, pairs[i].soft, pairs[i].name, pairs[i].hard);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct domain_list domains = { 0 };
@@ -725,6 +808,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 			c->retry_min_s, c->retry_max_s);
 		goto out;
 	}
+	if (check_overload_pairs(c, err, errlen) != 0)
+		goto out;
 	if (c->upstream_helo[0] == '\0')
 		snprintf(c->upstream_helo, sizeof(c->upstream_helo), "%s", c->hostname);
 	if (check_upstream_ca(c, err, errlen) != 0)
@@ -852,6 +937,26 @@ void config_print(const struct config *c, FILE *out)
 	if (c->auth_users[0])
 		fprintf(out, "auth_users = %s\n", c->auth_users);
 	fprintf(out, "auth_fail_limit = %u\n", c->auth_fail_limit);
+	fprintf(out, "max_connections_per_ip = %u\n", c->max_connections_per_ip);
+	fprintf(out, "max_connection_rate_per_ip = %u\n", c->max_connection_rate_per_ip);
+	fprintf(out, "max_message_rate_per_ip = %u\n", c->max_message_rate_per_ip);
+	fprintf(out, "ipv6_prefix = %u\n", c->ipv6_prefix_bits);
+	char exempt[CIDR_LIST_MAX * CIDR_TEXT_MAX_BYTES];
+	bool whole = cidr_list_format(&c->limits_exempt, exempt, sizeof(exempt));
+	RMX_ASSERT(whole); /* sized for the longest list */
+	fprintf(out, "limits_exempt = %s\n", c->limits_exempt.count ? exempt : "none");
+	print_duration(out, "greet_pause", c->greet_pause_s);
+	static const char *const greet_actions[] = { "ignore", "enforce", "drop" };
+	fprintf(out, "greet_action = %s\n", greet_actions[c->greet_action]);
+	print_duration(out, "screen_cache_ttl", c->screen_cache_ttl_s);
+	fprintf(out, "overload_store_soft = %u\n", c->overload_store_soft_pct);
+	fprintf(out, "overload_store_hard = %u\n", c->overload_store_hard_pct);
+	fprintf(out, "overload_backlog_soft = %u\n", c->overload_backlog_soft);
+	fprintf(out, "overload_backlog_hard = %u\n", c->overload_backlog_hard);
+	print_duration(out, "overload_backlog_age_soft", c->overload_backlog_age_soft_s);
+	print_duration(out, "overload_backlog_age_hard", c->overload_backlog_age_hard_s);
+	fprintf(out, "overload_inflight_soft = %u\n", c->overload_inflight_soft_pct);
+	fprintf(out, "overload_inflight_hard = %u\n", c->overload_inflight_hard_pct);
 }
 
 /*

@@ -12,9 +12,17 @@
 #include <limits.h>
 #include <sys/socket.h>
 
+#include "../proto/cidr.h"
 #include "../proto/smtp_session.h"
 #include "../common/base.h"
 #include "../common/bounds.h"
+
+/* greet_action: what a client that talks before the final greeting gets. */
+enum greet_action {
+	GREET_ACTION_IGNORE,  /* logged and counted; the session goes on */
+	GREET_ACTION_ENFORCE, /* logged, then 550 5.5.1 to every RCPT of the session */
+	GREET_ACTION_DROP,    /* 521 and close */
+};
 
 struct listen_addr {
 	struct sockaddr_storage addr;
@@ -75,6 +83,30 @@ struct config {
 	 * 421 4.7.0 (core/auth_failures.h). */
 	char auth_users[PATH_MAX];
 	uint32_t auth_fail_limit;
+
+	/* Per-client limits (core/client_table.h; 0: that limit off), counted
+	 * per IPv4 address and per IPv6 /ipv6_prefix_bits, except for the
+	 * blocks of limits_exempt. Rates are per minute. */
+	uint32_t max_connections_per_ip;
+	uint32_t max_connection_rate_per_ip;
+	uint32_t max_message_rate_per_ip;
+	uint32_t ipv6_prefix_bits;
+	struct cidr_list limits_exempt;
+
+	/* Pre-greeting screening: "220-" first, the final "220 " greet_pause_s
+	 * later (0: off); what a client that talks first gets; how long a
+	 * verdict is cached for the client's next connections. */
+	uint32_t greet_pause_s;
+	uint32_t greet_action;              /* enum greet_action */
+	uint32_t screen_cache_ttl_s;
+
+	/* Overload watermarks (core/overload.h; 0: that one off): store use and
+	 * DATA bytes in flight in percent of their bounds, the backlog in
+	 * messages, the age of its oldest in seconds. */
+	uint32_t overload_store_soft_pct, overload_store_hard_pct;
+	uint32_t overload_backlog_soft, overload_backlog_hard;
+	uint32_t overload_backlog_age_soft_s, overload_backlog_age_hard_s;
+	uint32_t overload_inflight_soft_pct, overload_inflight_hard_pct;
 
 	/* Run as this user after binding the listeners (empty: stay as started). */
 	char user[USER_NAME_MAX_BYTES + 1];

@@ -2,6 +2,7 @@
  * test_config.c - configuration: defaults, units, listen addresses, and that
  * every kind of mistake is refused with its file and line number.
  */
+#include <arpa/inet.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -99,6 +100,115 @@ static void test_auth_keys(void)
 	expect_error("auth_fail_limit = 0\n", ":1: auth_fail_limit");
 	expect_error("auth_fail_limit = 1001\n", ":1: auth_fail_limit");
 	unlink(users_path);
+}
+
+/* Per-client limits, screening and overload keys: defaults (Postfix's, and
+ * loopback exempt), every key set, config_print read back, each mistake
+ * refused with its line, and all of them live on reload. */
+static void test_limits_keys(void)
+{
+	struct config c, next;
+	char err[1024], keys[256];
+	REQUIRE(config_load(&c, NULL, err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.max_connections_per_ip, 50);
+	CHECK_EQ_U(c.max_connection_rate_per_ip, 0);
+	CHECK_EQ_U(c.max_message_rate_per_ip, 0);
+	CHECK_EQ_U(c.ipv6_prefix_bits, 64);
+	CHECK_EQ_U(c.limits_exempt.count, 2);
+	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	CHECK(cidr_list_contains_sockaddr(&c.limits_exempt, (struct sockaddr *)&lo));
+	CHECK_EQ_U(c.greet_pause_s, 0);
+	CHECK_EQ_U(c.greet_action, GREET_ACTION_IGNORE);
+	CHECK_EQ_U(c.screen_cache_ttl_s, 86400);
+	CHECK_EQ_U(c.overload_store_soft_pct, 90);
+	CHECK_EQ_U(c.overload_store_hard_pct, 97);
+	CHECK_EQ_U(c.overload_inflight_soft_pct, 80);
+	CHECK_EQ_U(c.overload_inflight_hard_pct, 95);
+	CHECK(c.overload_backlog_soft == 0 && c.overload_backlog_hard == 0);
+	CHECK(c.overload_backlog_age_soft_s == 0 && c.overload_backlog_age_hard_s == 0);
+	config_free(&c);
+
+	static const char all[] = "max_connections_per_ip = 10\n"
+				  "max_connection_rate_per_ip = 30\n"
+				  "max_message_rate_per_ip = 100\n"
+				  "ipv6_prefix = 48\n"
+				  "limits_exempt = 192.0.2.0/24, 2001:db8::/32 10.1.2.3\n"
+				  "greet_pause = 6s\n"
+				  "greet_action = enforce\n"
+				  "screen_cache_ttl = 2h\n"
+				  "overload_store_soft = 70\n"
+				  "overload_store_hard = 90\n"
+				  "overload_backlog_soft = 10000\n"
+				  "overload_backlog_hard = 50000\n"
+				  "overload_backlog_age_soft = 30m\n"
+				  "overload_backlog_age_hard = 2h\n"
+				  "overload_inflight_soft = 60\n"
+				  "overload_inflight_hard = 100\n";
+	REQUIRE(load_text(&c, all, err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.max_connections_per_ip, 10);
+	CHECK_EQ_U(c.max_connection_rate_per_ip, 30);
+	CHECK_EQ_U(c.max_message_rate_per_ip, 100);
+	CHECK_EQ_U(c.ipv6_prefix_bits, 48);
+	CHECK_EQ_U(c.limits_exempt.count, 3);
+	CHECK(!cidr_list_contains_sockaddr(&c.limits_exempt, (struct sockaddr *)&lo));
+	CHECK_EQ_U(c.greet_pause_s, 6);
+	CHECK_EQ_U(c.greet_action, GREET_ACTION_ENFORCE);
+	CHECK_EQ_U(c.screen_cache_ttl_s, 7200);
+	CHECK(c.overload_store_soft_pct == 70 && c.overload_store_hard_pct == 90);
+	CHECK(c.overload_backlog_soft == 10000 && c.overload_backlog_hard == 50000);
+	CHECK(c.overload_backlog_age_soft_s == 1800 && c.overload_backlog_age_hard_s == 7200);
+	CHECK(c.overload_inflight_soft_pct == 60 && c.overload_inflight_hard_pct == 100);
+	char printed[8192];
+	FILE *f = fmemopen(printed, sizeof(printed), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(printed, "limits_exempt = 192.0.2.0/24 2001:db8::/32 10.1.2.3\n") != NULL);
+	CHECK(strstr(printed, "greet_action = enforce\n") != NULL);
+	CHECK(strstr(printed, "overload_backlog_age_soft = 30m\n") != NULL);
+	CHECK(strstr(printed, "ipv6_prefix = 48\n") != NULL);
+
+	/* All live: a reload that changes every one names no restart key. */
+	REQUIRE(load_text(&next, "limits_exempt = none\ngreet_action = drop\n"
+				 "max_connections_per_ip = 0\nipv6_prefix = 128\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(next.limits_exempt.count, 0);
+	CHECK_EQ_U(next.greet_action, GREET_ACTION_DROP);
+	CHECK_EQ_U(config_restart_keys(&next, &c, keys, sizeof(keys)), 0);
+	CHECK_EQ_U(next.limits_exempt.count, 0);
+	CHECK_EQ_U(next.max_connections_per_ip, 0);
+	CHECK_EQ_U(next.ipv6_prefix_bits, 128);
+	f = fmemopen(printed, sizeof(printed), "w");
+	REQUIRE(f != NULL);
+	config_print(&next, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(printed, "limits_exempt = none\n") != NULL);
+	config_free(&next);
+	config_free(&c);
+
+	expect_error("limits_exempt = 10.0.0.0/8 192.0.2.1/24\n",
+		     ":1: limits_exempt: '192.0.2.1/24': host bits set");
+	expect_error("\nlimits_exempt = mx.example.org\n", ":2: limits_exempt: 'mx.example.org'");
+	expect_error("limits_exempt = \n", ":1: limits_exempt: empty value");
+	expect_error("greet_action = reject\n", ":1: greet_action: 'reject' is not ignore");
+	expect_error("greet_pause = 61s\n", ":1: greet_pause");
+	expect_error("ipv6_prefix = 15\n", ":1: ipv6_prefix");
+	expect_error("ipv6_prefix = 129\n", ":1: ipv6_prefix");
+	expect_error("max_connection_rate_per_ip = 1000001\n", ":1: max_connection_rate_per_ip");
+	expect_error("max_message_rate_per_ip = lots\n", ":1: max_message_rate_per_ip");
+	expect_error("overload_store_hard = 101\n", ":1: overload_store_hard");
+	expect_error("screen_cache_ttl = 31d\n", ":1: screen_cache_ttl");
+	expect_error("overload_store_soft = 99\n",
+		     "overload_store_soft (99) must not exceed overload_store_hard (97)");
+	expect_error("overload_backlog_soft = 5\noverload_backlog_hard = 4\n",
+		     "overload_backlog_soft (5) must not exceed overload_backlog_hard (4)");
+	expect_error("overload_backlog_age_soft = 2h\noverload_backlog_age_hard = 1h\n",
+		     "overload_backlog_age_soft (7200) must not exceed");
+	expect_error("overload_inflight_soft = 96\n", "overload_inflight_soft (96)");
+	/* One of a pair off: the other alone is fine. */
+	REQUIRE(load_text(&c, "overload_store_hard = 0\noverload_store_soft = 99\n", err,
+			  sizeof(err)) == 0);
+	config_free(&c);
 }
 
 /* upstream_tls, upstream_ca and upstream names: defaults, each mode, a CA
@@ -438,6 +548,7 @@ int main(void)
 	test_auth_keys();
 	test_error_budget_keys();
 	test_upstream_tls_keys();
+	test_limits_keys();
 
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
