@@ -44,21 +44,22 @@ struct bit_name {
 	const char *name;
 };
 
-/* IORING_FEAT_* as the kernel's io_uring.h names them, lower case. */
+/* IORING_FEAT_* as the kernel's io_uring.h names them, lower case; the
+ * bits newer than liburing 2.3's header are spelled out. */
 static const struct bit_name feature_names[] = {
-	{ 1u << 0, "single_mmap" },
-	{ 1u << 1, "nodrop" },
-	{ 1u << 2, "submit_stable" },
-	{ 1u << 3, "rw_cur_pos" },
-	{ 1u << 4, "cur_personality" },
-	{ 1u << 5, "fast_poll" },
-	{ 1u << 6, "poll_32bits" },
-	{ 1u << 7, "sqpoll_nonfixed" },
-	{ 1u << 8, "ext_arg" },
-	{ 1u << 9, "native_workers" },
-	{ 1u << 10, "rsrc_tags" },
-	{ 1u << 11, "cqe_skip" },
-	{ 1u << 12, "linked_file" },
+	{ IORING_FEAT_SINGLE_MMAP, "single_mmap" },
+	{ IORING_FEAT_NODROP, "nodrop" },
+	{ IORING_FEAT_SUBMIT_STABLE, "submit_stable" },
+	{ IORING_FEAT_RW_CUR_POS, "rw_cur_pos" },
+	{ IORING_FEAT_CUR_PERSONALITY, "cur_personality" },
+	{ IORING_FEAT_FAST_POLL, "fast_poll" },
+	{ IORING_FEAT_POLL_32BITS, "poll_32bits" },
+	{ IORING_FEAT_SQPOLL_NONFIXED, "sqpoll_nonfixed" },
+	{ IORING_FEAT_EXT_ARG, "ext_arg" },
+	{ IORING_FEAT_NATIVE_WORKERS, "native_workers" },
+	{ IORING_FEAT_RSRC_TAGS, "rsrc_tags" },
+	{ IORING_FEAT_CQE_SKIP, "cqe_skip" },
+	{ IORING_FEAT_LINKED_FILE, "linked_file" },
 	{ 1u << 13, "reg_reg_ring" },
 	{ 1u << 14, "recvsend_bundle" },
 	{ 1u << 15, "min_timeout" },
@@ -98,7 +99,9 @@ static void append_word(char *out, size_t out_bytes, const char *word)
 	snprintf(out + used, out_bytes - used, "%s%s", used ? " " : "", word);
 }
 
-void version_features_text(uint32_t features, char *out, size_t out_bytes)
+/* The names of the bits set in features, space-separated ("unknown(0x...)"
+ * for bits without a name, "none" for zero), truncated to out_bytes. */
+static void version_features_text(uint32_t features, char *out, size_t out_bytes)
 {
 	RMX_ASSERT(out_bytes > 0);
 	out[0] = '\0';

@@ -10,7 +10,6 @@
 #ifndef RINGMX_VERSION_INFO_H
 #define RINGMX_VERSION_INFO_H
 
-#include <stdint.h>
 #include <stdio.h>
 
 /*
@@ -20,12 +19,5 @@
  * writing to out failed.
  */
 int version_print(FILE *out);
-
-/*
- * Writes the names of the IORING_FEAT_* bits set in features into out
- * (space-separated, "unknown(0x...)" for bits without a name, "none" for
- * zero), always NUL-terminated and truncated to out_bytes. Pure; for tests.
- */
-void version_features_text(uint32_t features, char *out, size_t out_bytes);
 
 #endif
