@@ -148,12 +148,16 @@ int store_admit(const struct store *st)
 	return 0;
 }
 
-/* The active segment cannot take the next record: the spare takes over. */
+/* The active segment cannot take the next record: the spare takes over.
+ * Without one, the record waits for it (-EAGAIN) while one is on its way;
+ * when the last attempt failed (a full disk) it is refused (-ENOSPC), as
+ * store_admit refuses new transactions then: a waiting message would hold
+ * its client without an answer until the file system has room again. */
 static int roll_to_spare(struct store *st)
 {
 	st->active_sealed = true;
 	if (st->spare_fd < 0)
-		return -EAGAIN;
+		return st->spare_error != 0 ? -ENOSPC : -EAGAIN;
 	if (!batches_use_seq(st, st->active_seq)) {
 		int old = st->active_fd;
 		st->active_fd = -1;

@@ -54,7 +54,9 @@ int store_admit(const struct store *st);
  * id is fixed once returned: it goes into the Received: header). -EAGAIN: no
  * segment has room and the spare is not ready yet (retry after
  * store_spare_ready), or every batch slot is queued (retry after
- * store_commit_done); -E2BIG: larger than a segment; -EINVAL: not a multiple
+ * store_commit_done); -ENOSPC: no segment has room and the last attempt to
+ * make a spare failed (refuse the message; store_admit says -ENOSPC too
+ * until a spare is made); -E2BIG: larger than a segment; -EINVAL: not a multiple
  * of 8 or shorter than a header; -EIO: shard failed.
  * Each reservation must be followed by exactly one store_append with the
  * same id, before the next reservation.

@@ -517,9 +517,20 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 			rc = segment_create_zeroed(st->dir_fd, st->worker, seq,
 						   st->segment_size_bytes, &st->spare_fd,
 						   &st->spare_salt);
-		if (rc != 0)
+		if (rc == -ENOSPC || rc == -EDQUOT) {
+			/* A full file system must not keep the gateway from
+			 * starting: forwarding is what frees it. The spare is made
+			 * at run time (store_spare_wanted, with its backoff); till
+			 * then the active segment takes what fits and the rest is
+			 * refused (store_admit, store_reserve: -ENOSPC). */
+			st->spare_error = rc;
+			st->spare_backoff_ms = STORE_SPARE_RETRY_MIN_MS;
+			rc = 0;
+		} else if (rc != 0) {
 			return fail(err, errlen, rc, "create spare segment in", st->data_dir);
-		st->spare_seq = seq;
+		} else {
+			st->spare_seq = seq;
+		}
 	}
 	stats->segments = st->segments_in_use;
 	return 0;

@@ -36,7 +36,9 @@ struct store_recovery_stats {
 /*
  * Start-up (blocking): creates DIR/w<N> (0700) if needed, recovers every
  * segment there, opens the newest as active (or creates segment 1) and
- * prepares one spare. A segment that holds no record but lacks a sound
+ * prepares one spare; on a full file system (ENOSPC, EDQUOT) it starts
+ * without one, as after a failed run-time spare (store_spare_wanted asks
+ * again after the backoff). A segment that holds no record but lacks a sound
  * header gets one. Returns 0 and *out, or -errno with a message in
  * err[errlen]: -EPROTO when a segment with data has no header this version
  * reads (format 1, a newer format, a damaged or foreign header), with what

@@ -133,13 +133,13 @@ static void write_spare_header(struct store *st, int fd)
 	REQUIRE(pwrite(fd, block, sizeof(block), 0) == (ssize_t)sizeof(block));
 }
 
-/* Like core/: create the spare at the path asked for, zero it, write its
- * header, sync. */
-static void provide_spare(struct store *st)
+/* Like core/: create the spare at the path asked for (at now_ms, on the
+ * monotonic clock the backoff reads), zero it, write its header, sync. */
+static void provide_spare_at(struct store *st, uint64_t now_ms)
 {
 	const char *path;
 	uint32_t seq;
-	REQUIRE(store_spare_wanted(st, 0, &path, &seq));
+	REQUIRE(store_spare_wanted(st, now_ms, &path, &seq));
 	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	REQUIRE(fd >= 0);
 	REQUIRE(fallocate(fd, 0, 0, SEG_BYTES) == 0);
@@ -151,6 +151,11 @@ static void provide_spare(struct store *st)
 	REQUIRE(fdatasync(fd) == 0);
 	REQUIRE(fsync(store_dir_fd(st)) == 0);
 	store_spare_ready(st, seq, fd);
+}
+
+static void provide_spare(struct store *st)
+{
+	provide_spare_at(st, 0);
 }
 
 static void close_retired(struct store *st)
@@ -742,6 +747,61 @@ static void test_store_full(void)
 	CHECK_EQ_U(store_admit(st), 0);
 	store_close(st);
 	for (int k = 0; k < i; k++)
+		rec_free(&recs[k]);
+}
+
+/*
+ * A file system that is full: the active segment has no room for the next
+ * record and the spare could not be made. The record is refused (-ENOSPC,
+ * which core/ answers at once) instead of waiting for a spare that may not
+ * come for a long time, and store_admit refuses new transactions; once a
+ * spare is made, both take records again.
+ */
+static void test_no_spare_refuses_record(void)
+{
+	char dir[256];
+	fresh_dir(dir, sizeof(dir), "nospare");
+	struct store_config cfg = config(dir, 64 * SEG_BYTES);
+	struct store_recovery_stats rs;
+	struct store *st = open_ok(&cfg, &rs);
+	reset_done();
+	int i = 0, rc;
+	/* Segment 1, then the spare made at start-up, until a record finds
+	 * neither room nor a spare. */
+	while ((rc = rec_add(st, i, 200000)) == 0) {
+		REQUIRE(++i < 20);
+		REQUIRE(run_commit(st, 0, NULL));
+	}
+	CHECK_EQ_U(rc, (unsigned long long)-EAGAIN); /* a spare may still come */
+	CHECK_EQ_U(i, 10);
+	const char *path;
+	uint32_t seq;
+	REQUIRE(store_spare_wanted(st, 0, &path, &seq));
+	CHECK_EQ_U(rec_add(st, i, 200000), (unsigned long long)-EAGAIN); /* it is on its way */
+	store_spare_ready(st, seq, -ENOSPC);
+	CHECK_EQ_U(rec_add(st, i, 200000), (unsigned long long)-ENOSPC);
+	CHECK_EQ_U(store_admit(st), (unsigned long long)-ENOSPC);
+	/* A retry while the disk is still full: refused too, not waiting. */
+	uint64_t now = 0;
+	while (!store_spare_wanted(st, now, &path, &seq))
+		now += STORE_SPARE_RETRY_MIN_MS;
+	CHECK_EQ_U(rec_add(st, i, 200000), (unsigned long long)-ENOSPC);
+	store_spare_ready(st, seq, -ENOSPC);
+	/* Room again: the next spare is made and the record goes in. */
+	CHECK(!store_spare_wanted(st, now, &path, &seq)); /* the backoff starts */
+	provide_spare_at(st, now + STORE_SPARE_RETRY_MAX_MS);
+	CHECK_EQ_U(store_admit(st), 0);
+	CHECK_EQ_U(rec_add(st, i, 200000), 0);
+	REQUIRE(run_commit(st, 0, NULL));
+	CHECK(done_count[i] == 1 && done_result[i] == 0);
+	i++;
+	close_retired(st);
+	store_close(st);
+	/* Every record acknowledged is there after a restart. */
+	st = open_ok(&cfg, &rs);
+	CHECK_EQ_U(rs.records, (unsigned long long)i);
+	store_close(st);
+	for (int k = 0; k <= i; k++)
 		rec_free(&recs[k]);
 }
 
@@ -1405,6 +1465,7 @@ int main(void)
 	test_rollover();
 	test_fault_injection();
 	test_store_full();
+	test_no_spare_refuses_record();
 	test_torn_tail();
 	test_corruption_quarantined();
 	test_forged_record_not_recovered();
