@@ -255,7 +255,10 @@ static void test_full_table(void)
 	CHECK_EQ_U(st.untracked_full, untracked); /* no more */
 	CHECK(st.evicted >= CLIENTS - CLIENT_TABLE_SLOTS_MIN);
 	uint64_t evicted = st.evicted;
-	/* Two windows on, histories have aged out: reused without eviction. */
+	/* Two windows on, histories have aged out: an aged-out entry is taken
+	 * before a live history is evicted (the first 128 new clients fill an
+	 * eighth of the table: a window of 8 fresh entries is then unlikely
+	 * past one in a million). */
 	for (unsigned i = 0; i < CLIENTS; i++) {
 		char ip[32];
 		snprintf(ip, sizeof(ip), "10.2.%u.%u", i >> 8, i & 255);
@@ -263,12 +266,13 @@ static void test_full_table(void)
 		struct client_admission x;
 		CHECK(client_table_connect(t, &k, &lim, now + 2 * W + 1 + i, &x) == CLIENT_ADMIT);
 		client_table_disconnect(t, &x.ref);
+		if (i == 127) {
+			client_table_stats(t, &st);
+			CHECK_EQ_U(st.evicted, evicted);
+		}
 	}
 	client_table_stats(t, &st);
-	/* Each pass over the table ages the previous one out only in part
-	 * (clients of this pass are fresh): evictions at most one per client
-	 * past the table's size. */
-	CHECK(st.evicted - evicted <= CLIENTS - CLIENT_TABLE_SLOTS_MIN + CLIENT_TABLE_SLOTS_MIN);
+	CHECK(st.evicted > evicted); /* past the table's size, fresh ones go */
 
 	/* The held client survived every flood, with its counts. */
 	struct client_snapshot snap;
