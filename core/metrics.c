@@ -74,24 +74,24 @@ _Static_assert(METRICS_SIZE_BOUNDS < HIST_BUCKETS_MAX && METRICS_BATCH_BOUNDS < 
  * proto/sasl.c's (504). */
 const uint16_t metrics_reply_codes[METRICS_REPLY_CODES] = {
 	214, 220, 221, 235, 250, 252, 334, 354, 421, 451, 452, 454,
-	500, 501, 502, 503, 504, 530, 535, 538, 550, 552, 553, 554, 555,
+	500, 501, 502, 503, 504, 521, 530, 535, 538, 550, 552, 553, 554, 555,
 };
 
 static const char *const reply_code_label[METRICS_REPLY_SLOTS] = {
 	"214", "220", "221", "235", "250", "252", "334", "354", "421", "451", "452", "454",
-	"500", "501", "502", "503", "504", "530", "535", "538", "550", "552", "553", "554",
-	"555", "other",
+	"500", "501", "502", "503", "504", "521", "530", "535", "538", "550", "552", "553",
+	"554", "555", "other",
 };
 
 /* slot + 1 by code; 0 (the default) means "other". */
 static const uint8_t reply_slot_by_code[600] = {
 	[214] = 1,  [220] = 2,  [221] = 3,  [235] = 4,  [250] = 5,  [252] = 6,
 	[334] = 7,  [354] = 8,  [421] = 9,  [451] = 10, [452] = 11, [454] = 12,
-	[500] = 13, [501] = 14, [502] = 15, [503] = 16, [504] = 17, [530] = 18,
-	[535] = 19, [538] = 20, [550] = 21, [552] = 22, [553] = 23, [554] = 24,
-	[555] = 25,
+	[500] = 13, [501] = 14, [502] = 15, [503] = 16, [504] = 17, [521] = 18,
+	[530] = 19, [535] = 20, [538] = 21, [550] = 22, [552] = 23, [553] = 24,
+	[554] = 25, [555] = 26,
 };
-_Static_assert(METRICS_REPLY_CODES == 25, "reply_slot_by_code lists every code");
+_Static_assert(METRICS_REPLY_CODES == 26, "reply_slot_by_code lists every code");
 
 unsigned metrics_reply_slot(unsigned code)
 {

@@ -73,7 +73,7 @@ enum metrics_auth_result {
 };
 
 /* Reply codes counted by exact code; anything else counts as "other". */
-#define METRICS_REPLY_CODES 25
+#define METRICS_REPLY_CODES 26
 #define METRICS_REPLY_OTHER METRICS_REPLY_CODES
 #define METRICS_REPLY_SLOTS (METRICS_REPLY_CODES + 1)
 

@@ -72,6 +72,7 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROWD(SMTP_R_TOO_MANY_CONNECTIONS, 421, 0, "4.3.2", "", " Error: too many connections"),
 	ROWD(SMTP_R_TOO_MANY_ERRORS, 421, 0, "4.7.0", "", " Error: too many errors"),
 	ROW(SMTP_R_SYNC, 554, 0, "5.5.0", "Protocol synchronization error"),
+	ROW(SMTP_R_PROTOCOL_ERROR, 521, 0, "5.5.1", "Protocol error"),
 	ROWD(SMTP_R_AUTH_TOO_MANY_FAILURES, 421, 0, "4.7.0", "",
 	     " Error: too many failed authentication attempts"),
 
@@ -112,6 +113,8 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	    "Encryption required for requested authentication mechanism"),
 	ROW(SMTP_R_AUTH_TEMPFAIL, 454, 0, "4.7.0", "Temporary authentication failure"),
 
+	ROW(SMTP_R_PREGREET_REJECT, 550, ROW_COUNTS, "5.5.1",
+	    "Protocol error: talked before the greeting"),
 	ROW(SMTP_R_RELAY_DENIED, 554, ROW_COUNTS, "5.7.1", "Relay access denied"),
 	ROW(SMTP_R_UNKNOWN_USER, 550, ROW_COUNTS, "5.1.1", "Recipient address rejected: User unknown"),
 	ROW(SMTP_R_TOO_MANY_RECIPIENTS, 452, 0, "4.5.3", "Too many recipients"),

@@ -43,6 +43,7 @@ enum smtp_reply_id {
 	SMTP_R_TOO_MANY_CONNECTIONS, /* 421 4.3.2 <host> ... */
 	SMTP_R_TOO_MANY_ERRORS,   /* 421 4.7.0 <host> ... */
 	SMTP_R_SYNC,              /* 554 5.5.0 */
+	SMTP_R_PROTOCOL_ERROR,    /* 521 5.5.1 (screening: pre-greeting, HTTP) */
 	SMTP_R_AUTH_TOO_MANY_FAILURES, /* 421 4.7.0 <host> ... */
 	/* Command errors. */
 	SMTP_R_UNKNOWN_COMMAND,   /* 500 5.5.2 */
@@ -80,6 +81,7 @@ enum smtp_reply_id {
 	SMTP_R_AUTH_TEMPFAIL,     /* 454 4.7.0 */
 	/* Policy and limits. */
 	SMTP_R_RELAY_DENIED,      /* 554 5.7.1 */
+	SMTP_R_PREGREET_REJECT,   /* 550 5.5.1 (greet_action = enforce) */
 	SMTP_R_UNKNOWN_USER,      /* 550 5.1.1 */
 	SMTP_R_TOO_MANY_RECIPIENTS, /* 452 4.5.3 */
 	SMTP_R_SIZE_EXCEEDED,     /* 552 5.3.4 */

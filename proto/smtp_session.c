@@ -39,6 +39,7 @@ _Static_assert(sizeof(struct smtp_session) < 1024, "an idle connection costs its
 _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * OUT_RESERVE_BYTES, "reserve fits the buffer");
 
 enum session_phase {
+	PH_PAUSE,  /* greet_pause: "220-" sent, the final greeting not yet */
 	PH_INIT,   /* no HELO/EHLO yet */
 	PH_READY,  /* greeted, no transaction */
 	PH_MAIL,   /* MAIL accepted */
@@ -67,6 +68,12 @@ enum {
 	F_AUTHED = 1u << 5,     /* AUTH succeeded in this session */
 	F_AUTH_HELD = 1u << 6,  /* the caller's AUTH buffer is lent to s->sasl */
 	F_DELAY = 1u << 7,      /* the last reply went past the soft error limit */
+};
+
+/* Private bits of s->screen, above the public SMTP_SCREEN_* ones. */
+enum {
+	SCREEN_ENFORCE = 1u << 6,    /* greet_action enforce applies: RCPT gets 550 */
+	SCREEN_FIRST_SEEN = 1u << 7, /* the first command line has been judged */
 };
 
 /* What went wrong inside a body, reported when the body ends. */
@@ -467,6 +474,8 @@ static enum step cmd_rcpt(struct smtp_session *s, const struct smtp_line *line, 
 	if (r != SMTP_PARSE_OK)
 		return reply_error(s, out, SMTP_R_BAD_PARAMETER);
 
+	if (s->screen & SCREEN_ENFORCE)
+		return reply_error(s, out, SMTP_R_PREGREET_REJECT);
 	if (s->recipients >= s->cfg->max_recipients)
 		return recipient_overshoot(s, out);
 	/* An authenticated user submits: any domain goes, through the
@@ -749,6 +758,10 @@ static enum step auth_step(struct smtp_session *s, const struct sasl_result *res
 	reply_raw(out, res->reply);
 	auth_release(s);
 	s->input = IN_LINES;
+	if (s->ops->auth_failed(s->ops_ctx, res->mech, res->error) == -EPERM) {
+		reply_detail(out, SMTP_R_AUTH_TOO_MANY_FAILURES, hostname_of(s), false);
+		return close_session(s);
+	}
 	return count_error(s, out);
 }
 
@@ -785,7 +798,12 @@ static enum step cmd_auth(struct smtp_session *s, const struct smtp_line *line, 
 
 	uint8_t *buf = NULL;
 	size_t cap = 0;
-	if (s->ops->auth_buffer(s->ops_ctx, &buf, &cap) != 0) {
+	int rc = s->ops->auth_buffer(s->ops_ctx, &buf, &cap);
+	if (rc == -EPERM) {
+		reply_detail(out, SMTP_R_AUTH_TOO_MANY_FAILURES, hostname_of(s), false);
+		return close_session(s);
+	}
+	if (rc != 0) {
 		reply(out, SMTP_R_AUTH_TEMPFAIL);
 		return STEP_GO;
 	}
@@ -867,15 +885,59 @@ static void observe_reply(struct smtp_session *s, bool command, enum smtp_verb v
 	s->ops->observe(s->ops_ctx, command, verb, code);
 }
 
+/* Whether a verb_text is one of the words (upper case) without regard to
+ * case. */
+static bool verb_is(struct span verb, const char *word)
+{
+	size_t len = strlen(word);
+	if (verb.len != len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = verb.ptr[i];
+		if (c >= 'a' && c <= 'z')
+			c = (uint8_t)(c - ('a' - 'A'));
+		if (c != (uint8_t)word[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Screening of a client's first command line (postscreen's "non-SMTP
+ * command" test, in the session): an HTTP request sent to port 25 is closed
+ * with 521. (Its "bare newline" test is the bare_newline = reject policy,
+ * whose 550 also closes; a first line ended so is counted as screened.)
+ */
+static bool first_command_is_http(const struct smtp_line *line)
+{
+	static const char *const http_verbs[] = { "GET", "POST", "CONNECT", "HEAD", "PUT" };
+	if (line->verb != SMTP_VERB_UNKNOWN)
+		return false;
+	for (size_t i = 0; i < RMX_ARRAY_LEN(http_verbs); i++)
+		if (verb_is(line->verb_text, http_verbs[i]))
+			return true;
+	return false;
+}
+
 /* One complete command line; after is the number of input bytes that follow
  * it in this feed call. */
 static enum step run_command(struct smtp_session *s, const struct smtp_line *line, size_t after,
 			     struct smtp_out *out)
 {
+	const bool first = !(s->screen & SCREEN_FIRST_SEEN);
+	s->screen |= SCREEN_FIRST_SEEN;
 	const unsigned bare = line->flags & (SMTP_LINE_BARE_CR | SMTP_LINE_BARE_LF);
-	if (bare != 0 && stop_on_bare(s))
+	if (bare != 0 && stop_on_bare(s)) {
+		if (first && (bare & SMTP_LINE_BARE_LF))
+			s->screen |= SMTP_SCREEN_BARE_LF;
 		return reject_bare(s, out,
 				   (bare & SMTP_LINE_BARE_LF) ? SMTP_DATA_BARE_LF : SMTP_DATA_BARE_CR);
+	}
+	if (first && first_command_is_http(line)) {
+		s->screen |= SMTP_SCREEN_HTTP;
+		reply(out, SMTP_R_PROTOCOL_ERROR);
+		return close_session(s);
+	}
 
 	RMX_ASSERT((unsigned)line->verb < SMTP_VERB_COUNT);
 	const struct command_row *row = &command_table[line->verb];
@@ -1014,9 +1076,10 @@ static bool peer_ip_ok(const struct smtp_peer *peer)
 	return true;
 }
 
-void smtp_session_start(struct smtp_session *s, const struct smtp_session_config *cfg,
-			const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
-			void *ops_ctx, struct smtp_out *out)
+/* What both starts share: checks, then a fresh session in PH_INIT. */
+static void session_begin(struct smtp_session *s, const struct smtp_session_config *cfg,
+			  const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			  void *ops_ctx, struct smtp_out *out)
 {
 	RMX_ASSERT(s != NULL && cfg != NULL && peer != NULL && ops != NULL && out != NULL);
 	RMX_ASSERT(cfg->hostname.len > 0 && helo_token_ok(cfg->hostname));
@@ -1027,7 +1090,10 @@ void smtp_session_start(struct smtp_session *s, const struct smtp_session_config
 	RMX_ASSERT(cfg->soft_error_limit >= 1 && cfg->soft_error_limit <= cfg->hard_error_limit &&
 		   cfg->hard_error_limit <= SMTP_ERROR_LIMIT_MAX);
 	RMX_ASSERT(cfg->junk_command_limit >= 1 && cfg->junk_command_limit <= SMTP_ERROR_LIMIT_MAX);
+	RMX_ASSERT(cfg->greet_action <= SMTP_GREET_DROP);
 	RMX_ASSERT(ops->mail && ops->rcpt && ops->data_begin && ops->data_append && ops->reset);
+	RMX_ASSERT((ops->auth_buffer == NULL) == (ops->auth_buffer_release == NULL) &&
+		   (ops->auth_buffer == NULL) == (ops->auth_failed == NULL));
 	RMX_ASSERT(peer_ip_ok(peer));
 	RMX_ASSERT(out->cap >= SMTP_REPLY_BUFFER_BYTES && out->len <= out->cap);
 
@@ -1037,7 +1103,37 @@ void smtp_session_start(struct smtp_session *s, const struct smtp_session_config
 	s->ops_ctx = ops_ctx;
 	s->peer = *peer;
 	txn_clear(s);
+}
+
+void smtp_session_start(struct smtp_session *s, const struct smtp_session_config *cfg,
+			const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			void *ops_ctx, struct smtp_out *out)
+{
+	session_begin(s, cfg, peer, ops, ops_ctx, out);
 	reply_detail(out, SMTP_R_BANNER, cfg->hostname, false);
+}
+
+void smtp_session_start_paused(struct smtp_session *s, const struct smtp_session_config *cfg,
+			       const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			       void *ops_ctx, struct smtp_out *out)
+{
+	session_begin(s, cfg, peer, ops, ops_ctx, out);
+	reply_detail(out, SMTP_R_BANNER, cfg->hostname, true);
+	s->phase = PH_PAUSE;
+}
+
+void smtp_session_greet_final(struct smtp_session *s, struct smtp_out *out)
+{
+	if (s->phase != PH_PAUSE)
+		return; /* dropped meanwhile */
+	RMX_ASSERT(out->cap - out->len >= OUT_RESERVE_BYTES);
+	reply_detail(out, SMTP_R_BANNER, hostname_of(s), false);
+	s->phase = PH_INIT;
+}
+
+unsigned smtp_session_screen(const struct smtp_session *s)
+{
+	return s->screen & (SMTP_SCREEN_PREGREET | SMTP_SCREEN_BARE_LF | SMTP_SCREEN_HTTP);
 }
 
 struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t *p, size_t n,
@@ -1056,6 +1152,21 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 	}
 	if (s->phase == PH_TLS) {
 		res.status = SMTP_FEED_STARTTLS;
+		return res;
+	}
+	if (s->phase == PH_PAUSE) {
+		/* Talking before the final greeting: the bytes wait for it
+		 * (the caller keeps them), the client is judged now. */
+		if (n != 0 && !(s->screen & SMTP_SCREEN_PREGREET)) {
+			s->screen |= SMTP_SCREEN_PREGREET;
+			if (s->cfg->greet_action == SMTP_GREET_ENFORCE)
+				s->screen |= SCREEN_ENFORCE;
+			if (s->cfg->greet_action == SMTP_GREET_DROP) {
+				reply(out, SMTP_R_PROTOCOL_ERROR);
+				close_session(s);
+				res.status = SMTP_FEED_CLOSE;
+			}
+		}
 		return res;
 	}
 	if (s->phase == PH_AUTH) {

@@ -71,6 +71,22 @@ struct smtp_session_config {
 	uint16_t soft_error_limit;
 	uint16_t hard_error_limit;
 	uint16_t junk_command_limit;
+	uint8_t greet_action;            /* enum smtp_greet_action: what a client that
+					    talks before the final greeting gets */
+};
+
+/* greet_action (postscreen's postscreen_greet_action). */
+enum smtp_greet_action {
+	SMTP_GREET_IGNORE,  /* noted only */
+	SMTP_GREET_ENFORCE, /* every RCPT of the session gets 550 5.5.1 */
+	SMTP_GREET_DROP,    /* 521 5.5.1 and close */
+};
+
+/* What screening found out about a client (bits; smtp_session_screen). */
+enum {
+	SMTP_SCREEN_PREGREET = 1u << 0, /* talked before the final greeting */
+	SMTP_SCREEN_BARE_LF = 1u << 1,  /* first command ended in a bare LF */
+	SMTP_SCREEN_HTTP = 1u << 2,     /* first command an HTTP verb (GET, POST, ...) */
 };
 
 /* The TLS session under a connection, as core/ reports it once the
@@ -114,13 +130,17 @@ struct smtp_txn_ops {
 	int (*data_begin)(void *ctx);
 	int (*data_append)(void *ctx, const uint8_t *p, size_t n);
 	void (*reset)(void *ctx);
-	/* AUTH (optional; both NULL: AUTH is never offered). auth_buffer lends
+	/* AUTH (optional; all NULL: AUTH is never offered). auth_buffer lends
 	 * the session a buffer for one exchange's decoded bytes (at least
 	 * SASL_DECODED_MAX_BYTES would fit any line; smaller ones fail long
-	 * responses with 500 5.5.6): 0, or -ENOBUFS (454 4.7.0).
-	 * auth_buffer_release takes it back, wiped. */
+	 * responses with 500 5.5.6): 0, -ENOBUFS (454 4.7.0), or -EPERM: this
+	 * client has failed too often (421 4.7.0, close). auth_buffer_release
+	 * takes it back, wiped. auth_failed reports an exchange that failed in
+	 * the session itself (malformed, cancelled, ...: no check was made);
+	 * -EPERM from it means that failure reached the limit (421, close). */
 	int (*auth_buffer)(void *ctx, uint8_t **buf, size_t *cap_bytes);
 	void (*auth_buffer_release)(void *ctx);
+	int (*auth_failed)(void *ctx, enum sasl_mech mech, enum sasl_error error);
 	/* Optional (NULL: none), for metrics: called after each command with
 	 * command = true and the code of its reply (0 when the reply comes
 	 * later), and with command = false for the reply to the end of a
@@ -175,6 +195,7 @@ struct smtp_session {
 	uint8_t flags;                 /* SESSION_F_* */
 	uint8_t body_type;             /* enum smtp_body_type of this transaction */
 	uint8_t body_error;            /* deferred reply for the end of the body */
+	uint8_t screen;                /* SMTP_SCREEN_* found; private bits above */
 	struct smtp_received_counter received; /* Received: lines seen in this message */
 	struct smtp_data_scanner scan;    /* end-of-data DFA / BDAT stuffing state */
 	struct smtp_lex_scan lex;         /* how far the carried partial command
@@ -195,6 +216,23 @@ struct smtp_session {
 void smtp_session_start(struct smtp_session *s, const struct smtp_session_config *cfg,
 			const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
 			void *ops_ctx, struct smtp_out *out);
+
+/*
+ * Starts a screened session (greet_pause): writes only "220-" and the
+ * banner text; until smtp_session_greet_final() feed consumes nothing
+ * (status MORE: the caller keeps the bytes) but judges the client a
+ * pre-greeter by greet_action: drop writes 521 5.5.1 and returns CLOSE.
+ */
+void smtp_session_start_paused(struct smtp_session *s, const struct smtp_session_config *cfg,
+			       const struct smtp_peer *peer, const struct smtp_txn_ops *ops,
+			       void *ops_ctx, struct smtp_out *out);
+
+/* The pause is over: writes the final "220 " line; the caller then feeds
+ * what it kept. */
+void smtp_session_greet_final(struct smtp_session *s, struct smtp_out *out);
+
+/* SMTP_SCREEN_* found so far (for logs, metrics and the verdict cache). */
+unsigned smtp_session_screen(const struct smtp_session *s);
 
 /* Feeds client input. See the file comment for what consumed means. */
 struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t *p, size_t n,

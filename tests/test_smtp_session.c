@@ -10,7 +10,9 @@
  *                                  mode (0 smtp, 1 submission, 2 smtps: TLS from
  *                                  the start), tls (1: certificates loaded),
  *                                  auth (1: a user table loaded), soft, hard,
- *                                  junk (the error budget; default 10, 20, 100)
+ *                                  junk (the error budget; default 10, 20, 100),
+ *                                  pause (1: start paused), greet (action:
+ *                                  0 ignore, 1 enforce, 2 drop)
  *   DOMAIN example.org             a served domain (default: example.com)
  *   RECIPIENT user@example.com     a recipients_file entry
  *   PEER 2001:db8::1               client address (default 192.0.2.1)
@@ -23,6 +25,13 @@
  *   REPEAT n C: bytes              the same, n times (also S:, O:, O+)
  *   S: line                        one exact server line (CRLF added)
  *   COMMIT ok ID | COMMIT fail     the outcome of the next completed message
+ *   GREET                          (CONFIG pause=1) the greeting pause ends
+ *                                  here: the final 220 is written, then what
+ *                                  the client sent meanwhile is fed
+ *   SCREEN bits                    smtp_session_screen() at the end (default 0)
+ *   AUTHLIMIT n [prior]            the client's nth failed exchange reaches
+ *                                  the failure limit; prior failures happened
+ *                                  before this session (AUTH then gets 421)
  *   AUTHRESULT ok|fail|tempfail|last|busy
  *                                  the outcome of the next password check
  *                                  (busy: it cannot be queued)
@@ -36,7 +45,9 @@
  *                                  drops the rest of that flight, as core/
  *                                  does, and reports the handshake done), or
  *                                  "auth MECH USER PASSWORD" (feed returned
- *                                  SMTP_FEED_AUTH with these credentials), or
+ *                                  SMTP_FEED_AUTH with these credentials),
+ *                                  "auth_failed MECH" (an exchange failed in
+ *                                  the session; "-" for an unknown one), or
  *                                  "delay" (the reply just sent went past the
  *                                  soft error limit and was held)
  *   O+ text                        continues the previous O: line
@@ -151,6 +162,10 @@ struct script {
 	uint16_t soft_errors;
 	uint16_t hard_errors;
 	uint16_t junk_commands;
+	bool pause;
+	uint8_t greet_action;
+	size_t greet_flight; /* GREET comes before this flight; SIZE_MAX: none */
+	unsigned screen;
 	char peer[48];
 	int fail[FAIL_OP_COUNT]; /* 0 or a negative errno */
 	char domains[SCRIPT_MAX_DOMAINS][64];
@@ -171,6 +186,9 @@ struct script {
 	size_t ncommits;
 	char auth_results[SCRIPT_MAX_COMMITS][16];
 	size_t nauth_results;
+	unsigned auth_limit; /* AUTHLIMIT n [prior]: the nth failed exchange (counting
+				prior ones from other sessions) gets -EPERM */
+	unsigned auth_prior;
 };
 
 static int errno_named(const char *name)
@@ -253,6 +271,10 @@ static bool script_config(struct script *sc, char *args)
 			sc->hard_errors = (uint16_t)v;
 		else if (strcmp(tok, "junk") == 0 && v >= 1 && v <= SMTP_ERROR_LIMIT_MAX)
 			sc->junk_commands = (uint16_t)v;
+		else if (strcmp(tok, "pause") == 0)
+			sc->pause = v != 0;
+		else if (strcmp(tok, "greet") == 0 && v <= SMTP_GREET_DROP)
+			sc->greet_action = (uint8_t)v;
 		else
 			return false;
 	}
@@ -322,6 +344,20 @@ static bool script_directive(struct script *sc, char *line)
 		return copy_word(sc->peer, sizeof(sc->peer), line + 5);
 	if (strncmp(line, "FAIL ", 5) == 0)
 		return script_fail(sc, line + 5);
+	if (strcmp(line, "GREET") == 0) {
+		sc->greet_flight = sc->nflights;
+		return true;
+	}
+	if (strncmp(line, "SCREEN ", 7) == 0) {
+		sc->screen = (unsigned)strtoul(line + 7, NULL, 10);
+		return true;
+	}
+	if (strncmp(line, "AUTHLIMIT ", 10) == 0) {
+		char *end;
+		sc->auth_limit = (unsigned)strtoul(line + 10, &end, 10);
+		sc->auth_prior = (unsigned)strtoul(end, NULL, 10);
+		return sc->auth_limit > 0;
+	}
 	if (strncmp(line, "AUTHRESULT ", 11) == 0 && sc->nauth_results < SCRIPT_MAX_COMMITS)
 		return copy_word(sc->auth_results[sc->nauth_results++], sizeof(sc->auth_results[0]),
 				 line + 11);
@@ -352,6 +388,7 @@ static bool script_load(const char *path, const char *name, struct script *sc)
 	sc->soft_errors = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
 	sc->hard_errors = SMTP_HARD_ERROR_LIMIT_DEFAULT;
 	sc->junk_commands = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
+	sc->greet_flight = SIZE_MAX;
 	snprintf(sc->peer, sizeof(sc->peer), "192.0.2.1");
 
 	FILE *f = fopen(path, "r");
@@ -392,6 +429,7 @@ struct test_txn {
 	bool binary;
 	bool open;
 	bool auth_lent; /* auth_buf is lent to the session */
+	unsigned auth_failures; /* reported by the session itself */
 	uint8_t auth_buf[SASL_DECODED_MAX_BYTES];
 };
 
@@ -463,10 +501,18 @@ static void ops_reset(void *ctx)
 	t->open = false;
 }
 
+static bool auth_limit_reached(const struct test_txn *t)
+{
+	return t->sc->auth_limit != 0 &&
+	       t->sc->auth_prior + t->auth_failures >= t->sc->auth_limit;
+}
+
 static int ops_auth_buffer(void *ctx, uint8_t **buf, size_t *cap)
 {
 	struct test_txn *t = ctx;
 	CHECK(!t->auth_lent);
+	if (auth_limit_reached(t))
+		return -EPERM;
 	t->auth_lent = true;
 	memset(t->auth_buf, 0xa5, sizeof(t->auth_buf));
 	*buf = t->auth_buf;
@@ -486,6 +532,19 @@ static void ops_auth_buffer_release(void *ctx)
 	CHECK(wiped);
 }
 
+/* An exchange that failed in the session: an event, and the script's
+ * AUTHLIMIT says which failure is the last allowed. */
+static int ops_auth_failed(void *ctx, enum sasl_mech mech, enum sasl_error error)
+{
+	struct test_txn *t = ctx;
+	CHECK(error != SASL_ERR_NONE && error < SASL_ERR_COUNT);
+	test_buf_str(&t->events, "auth_failed ");
+	test_buf_str(&t->events, mech < SASL_MECH_COUNT ? sasl_mech_label(mech) : "-");
+	test_buf_str(&t->events, "\n");
+	t->auth_failures++;
+	return auth_limit_reached(t) ? -EPERM : 0;
+}
+
 static const struct smtp_txn_ops test_ops = {
 	.mail = ops_mail,
 	.rcpt = ops_rcpt,
@@ -494,6 +553,7 @@ static const struct smtp_txn_ops test_ops = {
 	.reset = ops_reset,
 	.auth_buffer = ops_auth_buffer,
 	.auth_buffer_release = ops_auth_buffer_release,
+	.auth_failed = ops_auth_failed,
 };
 
 /* DATA wire form: CRLF lines, no bare CR/LF, no line that is exactly ".",
@@ -679,6 +739,7 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 	r->cfg.soft_error_limit = sc->soft_errors;
 	r->cfg.hard_error_limit = sc->hard_errors;
 	r->cfg.junk_command_limit = sc->junk_commands;
+	r->cfg.greet_action = sc->greet_action;
 	r->cfg.tls_offered = sc->tls;
 	r->cfg.auth_offered = sc->auth;
 	r->txn.sc = sc;
@@ -689,13 +750,25 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 	memset(&peer, 0, sizeof(peer));
 	snprintf(peer.ip, sizeof(peer.ip), "%s", sc->peer);
 	peer.ipv6 = strchr(sc->peer, ':') != NULL;
-	smtp_session_start(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
+	if (sc->pause)
+		smtp_session_start_paused(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
+	else
+		smtp_session_start(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
 	if (sc->mode == SMTP_LISTENER_SMTPS)
 		smtp_session_tls_started(&r->session, &test_tls_info);
 	drain(r);
 
 	size_t start = 0;
-	for (size_t f = 0; f < sc->nflights; f++) {
+	for (size_t f = 0; f <= sc->nflights; f++) {
+		if (f == sc->greet_flight && !r->closed) {
+			/* The pause ends: the final 220, then what waited. */
+			smtp_session_greet_final(&r->session, &r->out);
+			static const uint8_t none[1];
+			replay_input(r, none, 0);
+			drain(r);
+		}
+		if (f == sc->nflights)
+			break;
 		r->tls_discard = false;
 		const uint8_t *p = sc->client.data + start;
 		size_t n = sc->flight_end[f] - start;
@@ -713,14 +786,15 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 
 	bool same_out = test_buf_eq(&r->transcript, &sc->server);
 	bool same_events = test_buf_eq(&r->txn.events, &sc->events);
-	bool all_commits = r->next_commit == sc->ncommits && r->next_auth == sc->nauth_results;
+	bool all_commits = r->next_commit == sc->ncommits && r->next_auth == sc->nauth_results &&
+			   smtp_session_screen(&r->session) == sc->screen;
 	bool ok = same_out && same_events && all_commits && !r->broken;
 	if (!ok) {
 		fprintf(stderr, "%s: replay (split flight %zu at %zu, bytewise %d) differs%s%s%s%s\n",
 			sc->name, split_flight == SIZE_MAX ? 0 : split_flight,
 			split_at == SIZE_MAX ? 0 : split_at, (int)bytewise,
 			same_out ? "" : " [transcript]", same_events ? "" : " [events]",
-			all_commits ? "" : " [commits unused]", r->broken ? " [contract]" : "");
+			all_commits ? "" : " [commits, auth results or screen differ]", r->broken ? " [contract]" : "");
 		if (!same_out)
 			fprintf(stderr, "--- got:\n%.*s--- want:\n%.*s---\n", (int)r->transcript.len,
 				(const char *)r->transcript.data, (int)sc->server.len,
