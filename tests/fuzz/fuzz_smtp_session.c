@@ -5,10 +5,15 @@
  *
  * Input: a settings byte (bare newline policy, client family, recipient,
  * size and line bounds, how the session ends), a byte that seeds which
- * builder calls fail, split bytes up to a zero (the sizes of the reads, in
- * turn), then the client's bytes. The harness behaves as core/smtp_conn
- * does: unconsumed bytes are kept and presented again first, each call in a
- * buffer of exactly that size. Invariants checked on every call:
+ * builder calls fail, a byte for the listener (mode, STARTTLS and AUTH
+ * offered, the error budget, the AUTH buffer's size), split bytes up to a
+ * zero (the sizes of the reads, in turn), then the client's bytes. The
+ * harness behaves as core/smtp_conn does: unconsumed bytes are kept and
+ * presented again first, each call in a buffer of exactly that size; a
+ * reply held by the error budget is taken (smtp_session_take_delay); after
+ * STARTTLS the rest of that read is dropped and the handshake "completes";
+ * AUTH credentials are queued and answered with outcomes the failure byte
+ * chooses. Invariants checked on every call:
  *   - consumed <= n, and out never past its cap;
  *   - what out holds is whole reply lines "ddd SP|- text CRLF", printable,
  *     at most SMTP_REPLY_LINE_MAX_BYTES each;
@@ -18,9 +23,13 @@
  *     does next, and a text body is in DATA wire form;
  *   - the builder sees its calls in a legal order (mail, rcpt..., begin,
  *     append..., and reset only ends what mail opened);
+ *   - AUTH holds (feeding again consumes nothing) until the check is
+ *     queued; its credentials are non-empty spans of the lent buffer, which
+ *     comes back wiped and is never lent twice;
  *   - CLOSE is final, and no input makes the session loop.
  */
 #include "../../proto/policy.h"
+#include "../../proto/sasl.h"
 #include "../../proto/smtp_session.h"
 
 #include "fuzz_common.h"
@@ -35,6 +44,9 @@ struct builder {
 	unsigned rcpts;
 	uint8_t *body;
 	size_t body_len, body_cap;
+	uint8_t *auth_buf;  /* what auth_buffer lends */
+	size_t auth_cap;
+	bool auth_lent;
 };
 
 /* True about one call in sixteen when failures are on. */
@@ -110,12 +122,36 @@ static void b_reset(void *ctx)
 	b->body_len = 0;
 }
 
+static int b_auth_buffer(void *ctx, uint8_t **buf, size_t *cap_bytes)
+{
+	struct builder *b = ctx;
+	FUZZ_CHECK(!b->auth_lent);
+	if (builder_fails(b))
+		return (b->rng >> 8) & 1 ? -ENOBUFS : -EPERM;
+	memset(b->auth_buf, 0xa5, b->auth_cap); /* whatever the last user left */
+	b->auth_lent = true;
+	*buf = b->auth_buf;
+	*cap_bytes = b->auth_cap;
+	return 0;
+}
+
+static void b_auth_buffer_release(void *ctx)
+{
+	struct builder *b = ctx;
+	FUZZ_CHECK(b->auth_lent);
+	for (size_t i = 0; i < b->auth_cap; i++)
+		FUZZ_CHECK(b->auth_buf[i] == 0); /* handed back wiped */
+	b->auth_lent = false;
+}
+
 static const struct smtp_txn_ops builder_ops = {
 	.mail = b_mail,
 	.rcpt = b_rcpt,
 	.data_begin = b_data_begin,
 	.data_append = b_data_append,
 	.reset = b_reset,
+	.auth_buffer = b_auth_buffer,
+	.auth_buffer_release = b_auth_buffer_release,
 };
 
 /* ---- checks ------------------------------------------------------------------ */
@@ -170,6 +206,7 @@ struct harness {
 	bool closed;
 	bool stopped; /* a status this harness does not drive further */
 	unsigned messages;
+	struct smtp_tls_info tls;
 };
 
 static void drain(struct harness *h)
@@ -210,8 +247,51 @@ static void deliver(struct harness *h, const uint8_t *p, size_t n, bool commit_f
 			return;
 		case SMTP_FEED_FLUSH:
 			FUZZ_CHECK(h->out.len > 0);
+			/* A reply past the soft error limit is held for the
+			 * error sleep time (a timer in core/), then sent. */
+			(void)smtp_session_take_delay(&h->session);
+			FUZZ_CHECK(!smtp_session_take_delay(&h->session));
 			drain(h);
 			continue;
+		case SMTP_FEED_STARTTLS:
+			/* RFC 3207 section 4.2: nothing the client sent before
+			 * the handshake counts after it; the rest of this read
+			 * is dropped with it (the caller's next read is TLS). */
+			FUZZ_CHECK(h->out.len > 0 && !h->b.open);
+			drain(h);
+			h->pending_len = 0;
+			smtp_session_tls_started(&h->session, &h->tls);
+			FUZZ_CHECK(smtp_session_tls_active(&h->session));
+			return;
+		case SMTP_FEED_AUTH: {
+			FUZZ_CHECK(h->b.auth_lent);
+			struct smtp_feed_result again = feed(h);
+			FUZZ_CHECK(again.status == SMTP_FEED_AUTH && again.consumed == 0);
+			struct smtp_auth_request req;
+			smtp_session_auth_credentials(&h->session, &req);
+			FUZZ_CHECK(req.user.len > 0 && req.password.len > 0);
+			FUZZ_CHECK(fuzz_span_within(req.user.ptr, req.user.len, h->b.auth_buf,
+						    h->b.auth_cap));
+			FUZZ_CHECK(fuzz_span_within(req.password.ptr, req.password.len,
+						    h->b.auth_buf, h->b.auth_cap));
+			bool queue_fails = builder_fails(&h->b);
+			smtp_session_auth_queued(&h->session, queue_fails ? -EAGAIN : 0, &h->out);
+			FUZZ_CHECK(!h->b.auth_lent);
+			drain(h);
+			if (!queue_fails) {
+				static const enum smtp_auth_outcome refusals[3] = {
+					SMTP_AUTH_FAILED, SMTP_AUTH_TEMPFAIL, SMTP_AUTH_FAILED_LAST
+				};
+				bool refused = builder_fails(&h->b);
+				smtp_session_auth_result(&h->session,
+							 refused ? refusals[(h->b.rng >> 9) % 3]
+								 : SMTP_AUTH_OK,
+							 &h->out);
+				FUZZ_CHECK(h->out.len > 0);
+				drain(h);
+			}
+			continue;
+		}
 		case SMTP_FEED_CLOSE: {
 			drain(h);
 			h->closed = true;
@@ -240,8 +320,8 @@ static void deliver(struct harness *h, const uint8_t *p, size_t n, bool commit_f
 			continue;
 		}
 		default:
-			/* A status for a layer below the session (TLS): its own
-			 * rules apply from here on. */
+			/* A status this harness does not know yet: nothing
+			 * more can be checked. */
 			drain(h);
 			h->stopped = true;
 			return;
@@ -255,8 +335,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const uint32_t rcpt_max[4] = { 1, 2, 5, SMTP_RECIPIENTS_DEFAULT };
 	static const uint64_t size_max[4] = { 0, 16, 300, SMTP_MESSAGE_SIZE_DEFAULT_BYTES };
 	struct fuzz_input in = { data, size };
+	static const uint16_t soft_max[4] = { 1, 3, SMTP_SOFT_ERROR_LIMIT_DEFAULT, 2 };
+	static const uint16_t hard_max[4] = { 1, 5, SMTP_HARD_ERROR_LIMIT_DEFAULT, 2 };
+	static const uint16_t junk_max[4] = { 1, 4, SMTP_JUNK_COMMAND_LIMIT_DEFAULT, 2 };
 	uint8_t settings = fuzz_u8(&in);
 	uint8_t fail_seed = fuzz_u8(&in);
+	uint8_t listener = fuzz_u8(&in);
 	uint8_t splits[64];
 	size_t nsplits = 0;
 	while (nsplits < sizeof(splits) && in.n) {
@@ -279,9 +363,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->cfg.max_command_line_bytes = settings & 0x40 ? SMTP_COMMAND_LINE_MIN_BYTES
 							: SMTP_COMMAND_LINE_DEFAULT_BYTES;
 	h->cfg.policy = policy;
-	h->cfg.soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
-	h->cfg.hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT;
-	h->cfg.junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
+	h->cfg.listener_mode = (uint8_t)((listener & 3) % 3); /* smtp, submission, smtps */
+	h->cfg.tls_offered = listener & 4;
+	h->cfg.auth_offered = listener & 8;
+	h->cfg.soft_error_limit = soft_max[(listener >> 4) & 3];
+	h->cfg.hard_error_limit = hard_max[(listener >> 4) & 3];
+	h->cfg.junk_command_limit = junk_max[(listener >> 4) & 3];
+	h->b.auth_cap = listener & 0x40 ? 24 : SASL_DECODED_MAX_BYTES;
+	h->b.auth_buf = malloc(h->b.auth_cap);
+	FUZZ_CHECK(h->b.auth_buf != NULL);
+	snprintf(h->tls.version, sizeof(h->tls.version), "TLSv1.3");
+	snprintf(h->tls.cipher, sizeof(h->tls.cipher), "TLS_AES_256_GCM_SHA384");
 	h->b.rng = fail_seed & 0x7f ? 0x9e3779b9u * fail_seed : 0;
 	h->out.buf = h->out_buf;
 	h->out.cap = sizeof(h->out_buf);
@@ -292,6 +384,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	smtp_session_start(&h->session, &h->cfg, &peer, &builder_ops, &h->b, &h->out);
 	drain(h);
+	if (h->cfg.listener_mode == SMTP_LISTENER_SMTPS) /* TLS from the first byte */
+		smtp_session_tls_started(&h->session, &h->tls);
 	size_t at = 0, split = 0;
 	while (at < in.n && !h->closed && !h->stopped) {
 		size_t piece = nsplits ? splits[split++ % nsplits] : in.n;
@@ -309,6 +403,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		drain(h);
 		FUZZ_CHECK(!h->b.open); /* the session gave its transaction back */
 	}
+	free(h->b.auth_buf);
 	free(h->pending);
 	free(h->b.body);
 	free(h);
