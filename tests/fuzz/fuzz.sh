@@ -6,7 +6,8 @@
 #   fuzz.sh run DIR NAME SECONDS [CORPUS]
 #                                     replay tests/fuzz/regressions/NAME, then
 #                                     fuzz fuzz_NAME for SECONDS on the seeds
-#                                     of tests/fuzz/corpus/NAME; new inputs go
+#                                     of tests/fuzz/corpus/NAME (with the
+#                                     words of dict/NAME.dict); new inputs go
 #                                     to CORPUS (kept) or to a scratch
 #                                     directory in DIR (emptied first)
 #   fuzz.sh all DIR SECONDS CORPUS_ROOT
@@ -59,7 +60,12 @@ run() {
 	seeds="$here/corpus/$name"
 	if [ -d "$regressions" ] && [ -n "$(ls -A "$regressions")" ]; then
 		echo "fuzz: $name: replaying $(ls -A "$regressions" | wc -l) regression inputs"
-		"$bin" -rss_limit_mb="$rss_mb" -error_exitcode=1 "$regressions"/*
+		"$bin" -rss_limit_mb="$rss_mb" -error_exitcode=1 "$regressions"/* \
+			2>"$dir/$name.replay.log" || {
+			tail -n 60 "$dir/$name.replay.log" >&2
+			echo "fuzz: $name: a regression input fails again" >&2
+			exit 1
+		}
 	fi
 	if [ -z "$corpus" ]; then
 		corpus="$dir/scratch/$name"
@@ -69,11 +75,13 @@ run() {
 	set -- "$corpus"
 	[ -d "$seeds" ] && set -- "$@" "$seeds"
 	[ -d "$regressions" ] && set -- "$@" "$regressions"
+	[ -f "$here/dict/$name.dict" ] && set -- "$@" "-dict=$here/dict/$name.dict"
 	echo "fuzz: $name: ${seconds}s"
 	# libFuzzer's own exit status for a finding is 77, which ctest takes
 	# for "skipped": a finding must fail.
 	"$bin" -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -timeout=10 \
-		-error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" "$@" 2>"$dir/$name.log" || {
+		-error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
+		-artifact_prefix="$dir/artifacts/$name-" "$@" 2>"$dir/$name.log" || {
 		status=$?
 		tail -n 60 "$dir/$name.log" >&2
 		echo "fuzz: $name found a failure: the input is in $dir/artifacts/" >&2
