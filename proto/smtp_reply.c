@@ -71,6 +71,11 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROWD(SMTP_R_SHUTDOWN, 421, 0, "4.3.2", "", " Service shutting down"),
 	ROWD(SMTP_R_TOO_MANY_CONNECTIONS, 421, 0, "4.3.2", "", " Error: too many connections"),
 	ROWD(SMTP_R_TOO_MANY_ERRORS, 421, 0, "4.7.0", "", " Error: too many errors"),
+	ROWD(SMTP_R_OVERLOADED, 421, 0, "4.3.2", "", " Service temporarily overloaded, try again later"),
+	ROWD(SMTP_R_CLIENT_CONNECTIONS, 421, 0, "4.7.0", "",
+	     " Error: too many connections from your address"),
+	ROWD(SMTP_R_CLIENT_RATE, 421, 0, "4.7.0", "",
+	     " Error: too many connections from your address, try again later"),
 	ROW(SMTP_R_SYNC, 554, 0, "5.5.0", "Protocol synchronization error"),
 	ROW(SMTP_R_PROTOCOL_ERROR, 521, 0, "5.5.1", "Protocol error"),
 	ROWD(SMTP_R_AUTH_TOO_MANY_FAILURES, 421, 0, "4.7.0", "",
@@ -124,6 +129,7 @@ static const struct reply_row reply_table[SMTP_REPLY_COUNT] = {
 	ROW(SMTP_R_BARE_CR, 550, 0, "5.5.2", "Bare <CR> received"),
 
 	ROW(SMTP_R_STORAGE_FULL, 452, 0, "4.3.1", "Insufficient system storage"),
+	ROW(SMTP_R_MESSAGE_RATE, 451, 0, "4.7.1", "Error: too many messages from your address, try again later"),
 	ROW(SMTP_R_RESOURCES, 451, 0, "4.3.1", "Insufficient system resources"),
 	ROW(SMTP_R_QUEUE_WRITE_ERROR, 451, 0, "4.3.0", "Error: queue file write error"),
 };
@@ -200,5 +206,18 @@ bool smtp_reply_counts_as_error(enum smtp_reply_id id)
 
 size_t smtp_reply_too_many_connections(struct span hostname, struct smtp_out *out)
 {
-	return smtp_reply_put(out, SMTP_R_TOO_MANY_CONNECTIONS, hostname, false);
+	return smtp_reply_refuse_connection(hostname, SMTP_REFUSE_SERVER_FULL, out);
+}
+
+size_t smtp_reply_refuse_connection(struct span hostname, enum smtp_refusal why,
+				    struct smtp_out *out)
+{
+	static const enum smtp_reply_id ids[SMTP_REFUSE_COUNT] = {
+		[SMTP_REFUSE_SERVER_FULL] = SMTP_R_TOO_MANY_CONNECTIONS,
+		[SMTP_REFUSE_OVERLOAD] = SMTP_R_OVERLOADED,
+		[SMTP_REFUSE_CLIENT_CONNECTIONS] = SMTP_R_CLIENT_CONNECTIONS,
+		[SMTP_REFUSE_CLIENT_RATE] = SMTP_R_CLIENT_RATE,
+	};
+	RMX_ASSERT((unsigned)why < SMTP_REFUSE_COUNT);
+	return smtp_reply_put(out, ids[why], hostname, false);
 }

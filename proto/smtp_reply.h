@@ -42,6 +42,9 @@ enum smtp_reply_id {
 	SMTP_R_SHUTDOWN,          /* 421 4.3.2 <host> ... */
 	SMTP_R_TOO_MANY_CONNECTIONS, /* 421 4.3.2 <host> ... */
 	SMTP_R_TOO_MANY_ERRORS,   /* 421 4.7.0 <host> ... */
+	SMTP_R_OVERLOADED,        /* 421 4.3.2 <host> ... */
+	SMTP_R_CLIENT_CONNECTIONS, /* 421 4.7.0 <host> ... */
+	SMTP_R_CLIENT_RATE,       /* 421 4.7.0 <host> ... */
 	SMTP_R_SYNC,              /* 554 5.5.0 */
 	SMTP_R_PROTOCOL_ERROR,    /* 521 5.5.1 (screening: pre-greeting, HTTP) */
 	SMTP_R_AUTH_TOO_MANY_FAILURES, /* 421 4.7.0 <host> ... */
@@ -90,6 +93,7 @@ enum smtp_reply_id {
 	SMTP_R_BARE_CR,           /* 550 5.5.2 */
 	/* Local resources. */
 	SMTP_R_STORAGE_FULL,      /* 452 4.3.1 */
+	SMTP_R_MESSAGE_RATE,      /* 451 4.7.1 */
 	SMTP_R_RESOURCES,         /* 451 4.3.1 */
 	SMTP_R_QUEUE_WRITE_ERROR, /* 451 4.3.0 */
 	SMTP_REPLY_COUNT

@@ -193,6 +193,8 @@ static enum smtp_reply_id resource_reply(int rc)
 		return SMTP_R_STORAGE_FULL;
 	if (rc == -ENOBUFS)
 		return SMTP_R_RESOURCES;
+	if (rc == -EBUSY)
+		return SMTP_R_MESSAGE_RATE;
 	return SMTP_R_QUEUE_WRITE_ERROR;
 }
 

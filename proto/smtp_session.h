@@ -117,8 +117,9 @@ struct smtp_mail_info {
 /*
  * The record builder on the other side. Each returns 0 or a negative errno
  * that the session maps to a reply:
- *   mail:       -ENOSPC store full (452 4.3.1), -EIO store failed (451 4.3.0),
- *               -ENOMEM (452 4.3.1)
+ *   mail:       -ENOSPC store full or overloaded (452 4.3.1), -EIO store failed
+ *               (451 4.3.0), -ENOMEM (452 4.3.1), -EBUSY this client's message
+ *               rate is spent (451 4.7.1)
  *   rcpt:       -ENOMEM (452 4.3.1)
  *   data_begin: -ENOBUFS in-flight data bound reached (451 4.3.1), -EIO (451 4.3.0)
  *   data_append:-ENOMEM; the session reads on to the end, then 451 4.3.1
@@ -328,5 +329,19 @@ struct span smtp_session_helo(const struct smtp_session *s);
 /* Writes a reply that core/ needs outside any session (421 4.3.2 too many
  * connections). Returns bytes written, 0 if out is full. */
 size_t smtp_reply_too_many_connections(struct span hostname, struct smtp_out *out);
+
+/* Why a connection is refused before its session starts. */
+enum smtp_refusal {
+	SMTP_REFUSE_SERVER_FULL,        /* 421 4.3.2: max_connections */
+	SMTP_REFUSE_OVERLOAD,           /* 421 4.3.2: the hard overload watermark */
+	SMTP_REFUSE_CLIENT_CONNECTIONS, /* 421 4.7.0: max_connections_per_ip */
+	SMTP_REFUSE_CLIENT_RATE,        /* 421 4.7.0: max_connection_rate_per_ip */
+	SMTP_REFUSE_COUNT
+};
+
+/* The reply for a refused connection. Returns bytes written, 0 if out is
+ * full. */
+size_t smtp_reply_refuse_connection(struct span hostname, enum smtp_refusal why,
+				    struct smtp_out *out);
 
 #endif

@@ -196,7 +196,8 @@ static int errno_named(const char *name)
 	static const struct {
 		const char *name;
 		int value;
-	} names[] = { { "ENOSPC", ENOSPC }, { "EIO", EIO }, { "ENOMEM", ENOMEM }, { "ENOBUFS", ENOBUFS } };
+	} names[] = { { "ENOSPC", ENOSPC }, { "EIO", EIO }, { "ENOMEM", ENOMEM }, { "ENOBUFS", ENOBUFS },
+		      { "EBUSY", EBUSY } };
 	for (size_t i = 0; i < RMX_ARRAY_LEN(names); i++) {
 		if (strcmp(names[i].name, name) == 0)
 			return names[i].value;
@@ -1119,6 +1120,25 @@ static void test_events_outside_feed(void)
 	const char *want = "421 4.3.2 mx.example.test Error: too many connections\r\n";
 	CHECK_MEM(out.buf, out.len, want, strlen(want));
 	CHECK_EQ_U(n, strlen(want));
+	out.len = 0;
+	static const struct {
+		enum smtp_refusal why;
+		const char *want;
+	} refusals[] = {
+		{ SMTP_REFUSE_OVERLOAD,
+		  "421 4.3.2 mx.example.test Service temporarily overloaded, try again later\r\n" },
+		{ SMTP_REFUSE_CLIENT_CONNECTIONS,
+		  "421 4.7.0 mx.example.test Error: too many connections from your address\r\n" },
+		{ SMTP_REFUSE_CLIENT_RATE, "421 4.7.0 mx.example.test Error: too many connections from "
+					   "your address, try again later\r\n" },
+	};
+	for (size_t i = 0; i < RMX_ARRAY_LEN(refusals); i++) {
+		out.len = 0;
+		n = smtp_reply_refuse_connection(span_make(HOSTNAME, strlen(HOSTNAME)),
+						 refusals[i].why, &out);
+		CHECK_MEM(out.buf, out.len, refusals[i].want, strlen(refusals[i].want));
+		CHECK_EQ_U(n, strlen(refusals[i].want));
+	}
 	out.len = out.cap - 10;
 	CHECK_EQ_U(smtp_reply_too_many_connections(span_make(HOSTNAME, strlen(HOSTNAME)), &out), 0);
 	CHECK_EQ_U(out.len, out.cap - 10);
