@@ -170,6 +170,8 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define FORWARD_OUT_BUFFER_BYTES SMTP_REPLY_BUFFER_BYTES /* commands queued to send */
 #define FORWARD_IDLE_QUIT_MS 10000            /* an idle upstream connection is closed */
 #define FORWARD_UPSTREAM_DOWN_MS 30000        /* a refusing relay is skipped this long */
+#define FORWARD_TLS_CLEAR_MS 3600000          /* after a failed opportunistic handshake,
+					       * that relay is used in clear this long */
 /* Connections to a fallback relay are renewed, so a recovered primary is
  * used again. */
 #define FORWARD_FAILOVER_MAX_AGE_MS 60000

@@ -44,6 +44,20 @@ int forward_new(const struct forward_env *env, struct forward **out)
 			free(f);
 			return -ENOMEM;
 		}
+		/* Built even with upstream_tls = none: a reload may turn it on.
+		 * upstream_ca is read here, at start-up. */
+		struct tls_client_settings ts = { .min_version = TLS_VERSION_MIN_1_2,
+						  .ciphers = NULL,
+						  .ca_file = env->cfg->upstream_ca };
+		char err[TLS_ERROR_TEXT_BYTES + PATH_MAX];
+		f->tls_client = tls_client_ctx_new(&ts, err, sizeof(err));
+		if (!f->tls_client) {
+			log_error("event=upstream_tls_setup_failed worker=%u error=\"%s\"", env->worker,
+				  err);
+			free(f->slots);
+			free(f);
+			return -EINVAL;
+		}
 	}
 	for (uint32_t i = 0; i < f->slot_count; i++) {
 		struct forward_slot *s = &f->slots[i];
@@ -77,6 +91,7 @@ void forward_free(struct forward *f)
 		if (f->seg_fds[i].fd >= 0)
 			close(f->seg_fds[i].fd);
 	free(f->slots);
+	tls_ctx_unref(f->tls_client);
 	free(f);
 }
 

@@ -131,6 +131,10 @@ void forward_attempt_results(struct forward *f, struct forward_slot *s)
 			log_add(&lm, "id", id, RECORD_QUEUE_ID_CHARS);
 			log_add_span(&lm, "rcpt", s->fm.rcpts[i]);
 			log_add_str(&lm, "upstream", f->env.cfg->upstream[s->upstream].text);
+			if (s->tls_version[0]) { /* the connection is TLS */
+				log_add_str(&lm, "tls_version", s->tls_version);
+				log_add_str(&lm, "tls_cipher", s->tls_cipher);
+			}
 			const char *result = o == QUEUE_OUTCOME_DELIVERED ? "delivered"
 					     : o == QUEUE_OUTCOME_PERMFAIL ? "bounced"
 									   : "deferred";

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "ring.h"
 #include "store_io.h"
+#include "tls.h"
 #include "transport.h"
 
 enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_SESSION, SLOT_CLOSING };
@@ -48,6 +49,13 @@ struct forward_slot {
 	bool read_inflight;
 	bool quitting;
 	bool client_ready;         /* the client said READY and nothing runs */
+	uint8_t tls_mode;          /* enum smtp_client_tls of this connection */
+	bool tls_start_pending;    /* START_TLS waits for the send in flight */
+	bool tls_handshaking;      /* the transport is TLS, the handshake runs */
+	bool tls_counted;          /* ringmx_upstream_tls_total has this connection */
+	bool tls_clear_retry;      /* the handshake failed: the same relay again, in clear */
+	char tls_version[16];      /* negotiated ("TLSv1.3"); "" in clear */
+	char tls_cipher[64];
 	struct smtp_client client;
 	struct smtp_out out;
 	uint8_t out_buf[FORWARD_OUT_BUFFER_BYTES];
@@ -88,6 +96,8 @@ struct forward {
 	uint64_t now_ms;
 	bool draining;
 	uint64_t upstream_down_until_ms[UPSTREAMS_MAX];
+	uint64_t upstream_clear_until_ms[UPSTREAMS_MAX]; /* opportunistic TLS failed: clear */
+	struct tls_ctx *tls_client;   /* upstream TLS; NULL without upstreams */
 
 	uint32_t due_next;         /* shard asked first for a due message */
 

@@ -10,11 +10,20 @@
  * transport (transport.h), as a client connection's is: replies arrive in
  * the worker's provided buffers and pass through the transport's input
  * before smtp_client reads them. At most one send and one receive are in
- * flight per slot. Every wait for the upstream has the upstream_timeout deadline
- * (forward_tick enforces it); a relay that refuses connections or the
+ * flight per slot. Every wait for the upstream has the upstream_timeout
+ * deadline (forward_tick enforces it); a relay that refuses connections or the
  * session is marked down for FORWARD_UPSTREAM_DOWN_MS and the next one in
  * the list is tried. What the attempt's outcomes become is
  * forward_attempt.c's business.
+ *
+ * STARTTLS (upstream_tls): when smtp_client says START_TLS, the slot's
+ * transport becomes TLS (a wolfSSL client over the same buffers; SNI and,
+ * with upstream_ca, the verified name are the upstream's configured NAME)
+ * and the handshake runs through the transport's input and sends; once it
+ * is done the client sends EHLO again. A failed handshake ends the
+ * connection: with upstream_tls = opportunistic and no upstream_ca, the
+ * same relay is tried again at once in clear, and for FORWARD_TLS_CLEAR_MS
+ * after (Postfix's "may" does the same); otherwise the mail is deferred.
  */
 #include "forward_upstream.h"
 
@@ -26,6 +35,7 @@
 
 #include "forward_attempt.h"
 #include "metrics.h"
+#include "tls.h"
 
 /* ---- sending and receiving -------------------------------------------------- */
 
@@ -49,14 +59,23 @@ static void slot_arm_recv(struct forward *f, struct forward_slot *s)
 	s->recv_rearm = false;
 }
 
-/* Sends what is due: the commands in out first, then the body. */
+/* Sends what is due: the commands in out first, then the body; with
+ * neither, what the TLS transport has to send by itself (a handshake
+ * flight). Nothing of ours goes out before the handshake is done. */
 static void slot_flush(struct forward *f, struct forward_slot *s)
 {
 	if (s->send_inflight || s->state != SLOT_SESSION)
 		return;
 	const void *p;
 	size_t n;
-	if (s->out.len) {
+	if (s->tls_handshaking) {
+		if (!s->tp.ops->send_pending(&s->tp))
+			return;
+		p = NULL;
+		n = 0;
+		s->body_sending = false;
+		s->send_bytes = 0;
+	} else if (s->out.len) {
 		p = s->out.buf;
 		n = s->out.len;
 		s->body_sending = false;
@@ -66,6 +85,11 @@ static void slot_flush(struct forward *f, struct forward_slot *s)
 		p = s->view.body.ptr + s->body_sent_bytes;
 		n = RMX_MIN(s->view.body.len - s->body_sent_bytes, (size_t)(1u << 30));
 		s->body_sending = true;
+	} else if (s->tp.ops->send_pending(&s->tp)) {
+		p = NULL;
+		n = 0;
+		s->body_sending = false;
+		s->send_bytes = 0;
 	} else {
 		return;
 	}
@@ -73,6 +97,110 @@ static void slot_flush(struct forward *f, struct forward_slot *s)
 	s->tp.ops->send(&env, &s->tp, p, n, slot_ud(RING_OP_FWD_SEND, s));
 	s->send_inflight = true;
 	slot_arm_deadline(f, s);
+}
+
+/* ---- STARTTLS ------------------------------------------------------------------ */
+
+static void slot_tls_count(struct forward *f, struct forward_slot *s,
+			   enum metrics_upstream_tls_result result)
+{
+	if (s->tls_counted)
+		return;
+	s->tls_counted = true;
+	metrics_inc(&f->env.metrics->upstream_tls[result]);
+}
+
+/* The handshake failed (why: the transport's token, "peer_closed", ...). */
+static void slot_tls_failed(struct forward *f, struct forward_slot *s, const char *why)
+{
+	const struct config *cfg = f->env.cfg;
+	s->tls_handshaking = false;
+	slot_tls_count(f, s, METRICS_UPSTREAM_TLS_FAILED);
+	bool clear_retry = s->tls_mode == SMTP_CLIENT_TLS_OPPORTUNISTIC && !cfg->upstream_ca[0];
+	struct log_msg lm;
+	if (log_begin(&lm, LOG_WARN, "upstream_tls_failed")) {
+		log_add_u64(&lm, "worker", f->env.worker);
+		log_add_str(&lm, "upstream", cfg->upstream[s->upstream].text);
+		if (cfg->upstream_name[s->upstream][0])
+			log_add_str(&lm, "name", cfg->upstream_name[s->upstream]);
+		log_add_str(&lm, "error", why);
+		log_add_str(&lm, "next", clear_retry ? "retry_in_clear" : "defer");
+		log_end(&lm);
+	}
+	if (clear_retry) {
+		f->upstream_clear_until_ms[s->upstream] = f->now_ms + FORWARD_TLS_CLEAR_MS;
+		s->tls_clear_retry = true;
+	}
+	char text[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES];
+	snprintf(text, sizeof(text), "TLS handshake with upstream failed: %s", why);
+	forward_upstream_drive(f, s, smtp_client_tls_failed(&s->client, text));
+}
+
+static void slot_tls_established(struct forward *f, struct forward_slot *s)
+{
+	const struct config *cfg = f->env.cfg;
+	s->tls_handshaking = false;
+	struct transport_tls_facts facts;
+	transport_tls_describe(&s->tp, &facts);
+	snprintf(s->tls_version, sizeof(s->tls_version), "%s", facts.version);
+	snprintf(s->tls_cipher, sizeof(s->tls_cipher), "%s", facts.cipher);
+	bool verified = cfg->upstream_ca[0] != '\0';
+	slot_tls_count(f, s, verified ? METRICS_UPSTREAM_TLS_VERIFIED
+				      : METRICS_UPSTREAM_TLS_UNVERIFIED);
+	struct log_msg lm;
+	if (log_begin(&lm, LOG_INFO, "upstream_tls")) {
+		log_add_u64(&lm, "worker", f->env.worker);
+		log_add_str(&lm, "upstream", cfg->upstream[s->upstream].text);
+		if (cfg->upstream_name[s->upstream][0])
+			log_add_str(&lm, "name", cfg->upstream_name[s->upstream]);
+		log_add_str(&lm, "version", s->tls_version);
+		log_add_str(&lm, "cipher", s->tls_cipher);
+		log_add_str(&lm, "verified", verified ? "yes" : "no");
+		log_end(&lm);
+	}
+	forward_upstream_drive(f, s, smtp_client_tls_started(&s->client, &s->out));
+}
+
+/* The 220 to STARTTLS is in and nothing of ours is in flight: the
+ * transport becomes TLS and sends the ClientHello. */
+static void slot_start_tls(struct forward *f, struct forward_slot *s)
+{
+	if (s->send_inflight || s->out.len) {
+		s->tls_start_pending = true; /* the STARTTLS line's send completes first */
+		slot_flush(f, s);
+		return;
+	}
+	s->tls_start_pending = false;
+	const char *name = f->env.cfg->upstream_name[s->upstream];
+	static const uint8_t no_clear_bytes[1];
+	if (transport_tls_attach(&s->tp, f->tls_client, no_clear_bytes, 0,
+				 name[0] ? name : NULL) != 0) {
+		slot_tls_failed(f, s, "out_of_memory");
+		return;
+	}
+	s->tls_handshaking = true;
+	slot_flush(f, s);
+	slot_arm_recv(f, s);
+	slot_arm_deadline(f, s);
+}
+
+/* Input arrived while the handshake runs: it went on, finished or failed. */
+static void slot_tls_progress(struct forward *f, struct forward_slot *s)
+{
+	switch (transport_tls_status(&s->tp)) {
+	case TRANSPORT_TLS_HANDSHAKE:
+		slot_flush(f, s);
+		slot_arm_recv(f, s);
+		return;
+	case TRANSPORT_TLS_FAILED:
+		slot_tls_failed(f, s, transport_tls_failure(&s->tp));
+		return;
+	case TRANSPORT_TLS_ESTABLISHED:
+		/* Plaintext that came with the handshake's end was sent before
+		 * our EHLO: it answers nothing and is not read. */
+		slot_tls_established(f, s);
+		return;
+	}
 }
 
 void forward_upstream_start_message(struct forward *f, struct forward_slot *s)
@@ -98,6 +226,8 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 		slot_arm_deadline(f, s);
 		return;
 	case SMTP_CLIENT_READY:
+		if (s->tls_mode != SMTP_CLIENT_TLS_NONE && !smtp_client_tls_active(&s->client))
+			slot_tls_count(f, s, METRICS_UPSTREAM_TLS_NOT_OFFERED);
 		s->client_ready = true;
 		s->idle_since_ms = f->now_ms;
 		s->deadline_ms = 0;
@@ -120,9 +250,7 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 		slot_flush(f, s);
 		return;
 	case SMTP_CLIENT_START_TLS:
-		/* The client asks only when upstream_tls wants it. */
-		forward_upstream_drive(f, s, smtp_client_tls_failed(&s->client,
-								     "TLS to upstream not available"));
+		slot_start_tls(f, s);
 		return;
 	case SMTP_CLIENT_MESSAGE_DONE:
 		forward_attempt_results(f, s);
@@ -133,6 +261,8 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
 		if (s->msg && s->msg_started && !s->dsn.active)
 			forward_attempt_results(f, s); /* the client settled every recipient */
+		if (strcmp(why->status, "4.7.4") == 0) /* required: no STARTTLS, or refused */
+			slot_tls_count(f, s, METRICS_UPSTREAM_TLS_NOT_OFFERED);
 		struct log_msg lm;
 		if (st == SMTP_CLIENT_FAILED && log_begin(&lm, LOG_WARN, "upstream_failed")) {
 			log_add_u64(&lm, "worker", f->env.worker);
@@ -229,6 +359,18 @@ void forward_upstream_on_connect(struct forward *f, struct forward_slot *s, int 
 	s->out.cap = sizeof(s->out_buf);
 	const char *helo = f->env.cfg->upstream_helo;
 	smtp_client_init(&s->client, span_make(helo, strlen(helo)));
+	enum smtp_client_tls mode = (enum smtp_client_tls)f->env.cfg->upstream_tls;
+	if (mode == SMTP_CLIENT_TLS_OPPORTUNISTIC &&
+	    f->upstream_clear_until_ms[s->upstream] > f->now_ms)
+		mode = SMTP_CLIENT_TLS_NONE; /* its handshake failed lately */
+	smtp_client_set_tls(&s->client, mode);
+	s->tls_mode = (uint8_t)mode;
+	s->tls_counted = false;
+	s->tls_start_pending = false;
+	s->tls_handshaking = false;
+	s->tls_clear_retry = false;
+	s->tls_version[0] = '\0';
+	s->tls_cipher[0] = '\0';
 	slot_arm_recv(f, s);
 	slot_arm_deadline(f, s);
 }
@@ -250,6 +392,11 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 	s->tp.ops->close(&s->tp);
 	s->state = SLOT_IDLE;
 	s->recv_rearm = false;
+	s->tls_start_pending = false;
+	if (s->tls_handshaking) { /* timed out, or drained, mid-handshake */
+		s->tls_handshaking = false;
+		slot_tls_count(f, s, METRICS_UPSTREAM_TLS_FAILED);
+	}
 	s->client_ready = false;
 	s->deadline_ms = 0;
 	s->body_pending = false;
@@ -260,7 +407,14 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 		/* The session ended before the message could start (greeting
 		 * refused, EHLO failed...): that relay is not serving; the next one
 		 * in the list gets the message, and when none is left the attempt
-		 * has failed and is retried later. */
+		 * has failed and is retried later. An opportunistic handshake
+		 * that failed is no refusal: the same relay again, in clear. */
+		if (s->tls_clear_retry && !f->draining) {
+			s->tls_clear_retry = false;
+			s->tried_mask &= ~(1u << s->upstream);
+			forward_upstream_connect(f, s);
+			return;
+		}
 		f->upstream_down_until_ms[s->upstream] = f->now_ms + FORWARD_UPSTREAM_DOWN_MS;
 		metrics_set(&f->env.metrics->upstream_up[s->upstream], 0);
 		if (!f->draining && pick_upstream(f, s->tried_mask) >= 0) {
@@ -286,6 +440,18 @@ static void slot_input(struct forward *f, struct forward_slot *s, const uint8_t 
 	bool sending = s->send_inflight;
 	const uint8_t *plain;
 	size_t plain_bytes = s->tp.ops->input(&s->tp, p, n, &plain);
+	if (s->tls_handshaking) {
+		slot_tls_progress(f, s);
+		return;
+	}
+	if (s->tp.ops == &transport_tls && transport_tls_status(&s->tp) == TRANSPORT_TLS_FAILED) {
+		char why[SMTP_CLIENT_REPLY_TEXT_MAX_BYTES];
+		snprintf(why, sizeof(why), "TLS session with upstream ended: %s",
+			 transport_tls_failure(&s->tp));
+		forward_attempt_connection_lost(f, s, why);
+		forward_upstream_close(f, s);
+		return;
+	}
 	enum smtp_client_status st = plain_bytes ? smtp_client_feed(&s->client, plain, plain_bytes, &s->out)
 						 : SMTP_CLIENT_WANT_INPUT;
 	forward_upstream_drive(f, s, st);
@@ -315,6 +481,10 @@ void forward_upstream_on_recv(struct forward *f, struct forward_slot *s,
 	if (res <= 0) {
 		if (cqe->flags & IORING_CQE_F_BUFFER)
 			buf_ring_return(bufs, bid);
+		if (s->tls_handshaking) {
+			slot_tls_failed(f, s, res == 0 ? "peer_closed" : "receive_failed");
+			return;
+		}
 		forward_attempt_connection_lost(f, s, res == 0 ? "upstream closed the connection"
 							       : "receive from upstream failed");
 		forward_upstream_close(f, s);
@@ -333,16 +503,40 @@ void forward_upstream_recv_again(struct forward *f, struct forward_slot *s)
 
 void forward_upstream_on_send(struct forward *f, struct forward_slot *s, int res)
 {
+	/* The transport says how much of our bytes went: a TLS send may go
+	 * on under the same user_data (a short send's rest). */
+	struct transport_env env = slot_tp_env(f);
+	int64_t done = s->tp.ops->send_done(&env, &s->tp, res, slot_ud(RING_OP_FWD_SEND, s));
+	if (done == -EINPROGRESS)
+		return;
 	s->send_inflight = false;
 	if (s->state != SLOT_SESSION) {
 		forward_upstream_close(f, s);
 		return;
 	}
-	if (res <= 0) {
+	/* A send of transport bytes only (a handshake flight) carries none of ours. */
+	bool carried = s->body_sending || s->send_bytes > 0;
+	if (done < 0 || (done == 0 && carried)) {
+		if (s->tls_handshaking) {
+			slot_tls_failed(f, s, "send_failed");
+			return;
+		}
 		forward_attempt_connection_lost(f, s, "send to upstream failed");
 		forward_upstream_close(f, s);
 		return;
 	}
+	if (s->tls_start_pending) {
+		RMX_ASSERT((size_t)done <= s->out.len);
+		memmove(s->out.buf, s->out.buf + done, s->out.len - (size_t)done);
+		s->out.len -= (size_t)done;
+		slot_start_tls(f, s);
+		return;
+	}
+	if (!carried) {
+		slot_flush(f, s); /* more of the handshake, or what waited for it */
+		return;
+	}
+	res = (int)done;
 	if (s->body_sending) {
 		s->body_sent_bytes += (size_t)res;
 		if (s->body_sent_bytes == s->view.body.len) {

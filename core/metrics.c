@@ -134,6 +134,13 @@ static const char *const auth_result_label[METRICS_AUTH_RESULT_COUNT] = {
 	[METRICS_AUTH_TEMPFAIL] = "tempfail",
 };
 
+static const char *const upstream_tls_label[METRICS_UPSTREAM_TLS_RESULT_COUNT] = {
+	[METRICS_UPSTREAM_TLS_VERIFIED] = "verified",
+	[METRICS_UPSTREAM_TLS_UNVERIFIED] = "unverified",
+	[METRICS_UPSTREAM_TLS_FAILED] = "failed",
+	[METRICS_UPSTREAM_TLS_NOT_OFFERED] = "not_offered",
+};
+
 static const char *const tls_result_label[METRICS_TLS_RESULT_COUNT] = {
 	[METRICS_TLS_FULL] = "full",
 	[METRICS_TLS_RESUMED] = "resumed",
@@ -150,6 +157,7 @@ enum {
 	LABELS_UPSTREAM,
 	LABELS_VERSION,
 	LABELS_TLS_RESULT,
+	LABELS_UPSTREAM_TLS,
 	LABELS_AUTH, /* two labels: mechanism, then result */
 };
 
@@ -163,6 +171,7 @@ static const char *const label_name[] = {
 	[LABELS_UPSTREAM] = "upstream",
 	[LABELS_VERSION] = "version",
 	[LABELS_TLS_RESULT] = "result",
+	[LABELS_UPSTREAM_TLS] = "result",
 	[LABELS_AUTH] = "mechanism",
 };
 
@@ -178,6 +187,7 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_UPSTREAM: return st->upstream_count;
 	case LABELS_VERSION: return 1;
 	case LABELS_TLS_RESULT: return METRICS_TLS_RESULT_COUNT;
+	case LABELS_UPSTREAM_TLS: return METRICS_UPSTREAM_TLS_RESULT_COUNT;
 	case LABELS_AUTH: return SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT;
 	}
 	RMX_ASSERT(!"unknown label set");
@@ -195,6 +205,7 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_UPSTREAM: return st->upstream[i];
 	case LABELS_VERSION: return st->version;
 	case LABELS_TLS_RESULT: return tls_result_label[i];
+	case LABELS_UPSTREAM_TLS: return upstream_tls_label[i];
 	case LABELS_AUTH: return sasl_mech_label((enum sasl_mech)(i / METRICS_AUTH_RESULT_COUNT));
 	}
 	RMX_ASSERT(!"label set without values");
@@ -307,6 +318,8 @@ const struct metrics_desc metrics_table[] = {
 		  "Time from a message's acceptance to the upstream relay's 250."),
 	GAUGE("ringmx_upstream_up", "", LABELS_UPSTREAM, FROM_MAX, upstream_up[0],
 	      "1 when at least one worker reaches the upstream relay."),
+	COUNTER("ringmx_upstream_tls_total", "", LABELS_UPSTREAM_TLS, upstream_tls[0],
+		"Upstream connections that wanted STARTTLS (upstream_tls), by what it came to."),
 
 	COUNTER("ringmx_buffer_ring_enobufs_total", "", LABELS_NONE, buffer_ring_enobufs,
 		"Receives that found the provided buffer ring empty (ENOBUFS)."),

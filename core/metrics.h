@@ -54,6 +54,16 @@ enum metrics_forward_result {
 	METRICS_FORWARD_RESULT_COUNT
 };
 
+/* What STARTTLS to an upstream came to, once per connection that wanted it
+ * (upstream_tls opportunistic or required). */
+enum metrics_upstream_tls_result {
+	METRICS_UPSTREAM_TLS_VERIFIED,    /* encrypted, chain and name checked (upstream_ca) */
+	METRICS_UPSTREAM_TLS_UNVERIFIED,  /* encrypted, certificate not checked */
+	METRICS_UPSTREAM_TLS_FAILED,      /* the handshake failed or timed out */
+	METRICS_UPSTREAM_TLS_NOT_OFFERED, /* STARTTLS not offered or refused */
+	METRICS_UPSTREAM_TLS_RESULT_COUNT
+};
+
 /* Outcome of a server-side TLS handshake (STARTTLS). */
 enum metrics_tls_result {
 	METRICS_TLS_FULL,    /* a full handshake completed */
@@ -144,6 +154,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t forward_bounces;
 	struct metrics_latency_hist forward_latency; /* accept to upstream 250 */
 	uint64_t upstream_up[UPSTREAMS_MAX];         /* gauge 0/1; max over workers */
+	uint64_t upstream_tls[METRICS_UPSTREAM_TLS_RESULT_COUNT];
 	/* Provided buffer ring. */
 	uint64_t buffer_ring_enobufs;
 	uint64_t buffer_ring_in_use; /* gauge */

@@ -119,6 +119,9 @@ static void test_counters_sum(void)
 	metrics_set(&w1.forward_pending_records, 3);
 	metrics_set(&w1.upstream_up[1], 1);
 	metrics_inc(&w0.buffer_ring_enobufs);
+	metrics_inc(&w0.upstream_tls[METRICS_UPSTREAM_TLS_VERIFIED]);
+	metrics_inc(&w1.upstream_tls[METRICS_UPSTREAM_TLS_VERIFIED]);
+	metrics_inc(&w1.upstream_tls[METRICS_UPSTREAM_TLS_NOT_OFFERED]);
 	metrics_inc(&w0.tls_handshakes[METRICS_TLS_RESUMED]);
 	metrics_inc(&w1.tls_handshakes[METRICS_TLS_RESUMED]);
 	metrics_count_auth(&w0, SASL_MECH_LOGIN, METRICS_AUTH_TEMPFAIL);
@@ -149,6 +152,9 @@ static void test_counters_sum(void)
 	CHECK_EQ_U(sample_u64("ringmx_upstream_up{upstream=\"relay1.example.net:25\"}"), 0);
 	CHECK_EQ_U(sample_u64("ringmx_upstream_up{upstream=\"10.0.0.7:2525\"}"), 1);
 	CHECK_EQ_U(sample_u64("ringmx_buffer_ring_enobufs_total"), 1);
+	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"verified\"}"), 2);
+	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"not_offered\"}"), 1);
+	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"failed\"}"), 0);
 	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"resumed\"}"), 2);
 	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"failed\"}"), 0);
 	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"login\",result=\"tempfail\"}"),

@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""Forwarding over STARTTLS (RFC 3207) to the upstream relay.
+
+A private Postfix smtpd with smtpd_tls_security_level = may and a
+certificate for relay.e2e.test, issued at test time by a CA made with
+openssl, is the upstream:
+
+- upstream_tls = opportunistic, no upstream_ca: the gateway starts TLS,
+  Postfix logs the TLS connection and writes "using TLSv1.x with cipher"
+  into its Received: header, the gateway logs event=upstream_tls with the
+  version and cipher (verified=no) and names them on the delivery line.
+- upstream_tls = required, upstream_ca = the test CA, the upstream named
+  relay.e2e.test: the chain and the name verify (verified=yes), delivered.
+- The same with the upstream named other.e2e.test: the certificate does
+  not carry that name; the handshake fails with
+  error=certificate_verify_failed, the mail is deferred with 451 4.7.5
+  (ringmx-store ls --deferred) and nothing reaches the mailbox, in clear
+  or otherwise.
+
+And smtp-sink, which offers no STARTTLS, with upstream_tls = required: the
+message stays deferred with 451 4.7.4 and smtp-sink receives no
+transaction.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import shutil
+import smtplib
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ringmx_harness as h  # noqa: E402
+import upstream as up  # noqa: E402
+
+RELAY_NAME = "relay.e2e.test"
+WRONG_NAME = "other.e2e.test"
+SENDER = "sender@client.example"
+RCPT = "tls-rcpt@" + h.DOMAIN
+WAIT_S = 60.0
+OPENSSL_TIMEOUT_S = 60
+DEFERRED_RE = re.compile(r"^(?P<id>[0-9A-F]{16}) \S+ (?:now|in \S+) (?P<attempts>\d+) "
+                         r"(?P<reply>-|\d{3}(?: \d\.\d+\.\d+)?) (?P<pending>\d+)/(?P<total>\d+)$")
+
+
+def openssl(*args, cwd):
+    cp = subprocess.run(["openssl"] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
+                        capture_output=True, timeout=OPENSSL_TIMEOUT_S)
+    if cp.returncode != 0:
+        raise h.StartError("openssl %s exited %d: %s"
+                           % (" ".join(args), cp.returncode, cp.stderr.decode("latin-1")))
+
+
+def make_pki(d):
+    """A CA and a server certificate for RELAY_NAME it signed, in d.
+    Returns (ca.pem, relay.pem, relay.key)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=ringmx e2e test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    openssl("req", *ec, "-keyout", "relay.key", "-out", "relay.csr",
+            "-subj", "/CN=" + RELAY_NAME, cwd=d)
+    with open(os.path.join(d, "relay.ext"), "w") as f:
+        f.write("subjectAltName = DNS:%s\nbasicConstraints = CA:FALSE\n"
+                "keyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n"
+                % RELAY_NAME)
+    openssl("x509", "-req", "-in", "relay.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "relay.pem", "-days", "2", "-extfile", "relay.ext",
+            cwd=d)
+    os.chmod(os.path.join(d, "ca.pem"), 0o644)
+    return tuple(os.path.join(d, n) for n in ("ca.pem", "relay.pem", "relay.key"))
+
+
+def send(srv, token):
+    """One message through the gateway; returns its queue id."""
+    with smtplib.SMTP(h.LOOPBACK4, srv.port, timeout=h.SOCKET_TIMEOUT_S) as s:
+        s.ehlo("tls.client.example")
+        code, resp = s.mail(SENDER)
+        assert code == 250, resp
+        code, resp = s.rcpt(RCPT)
+        assert code == 250, resp
+        code, resp = s.data("Subject: %s\r\nMessage-ID: <%s@client.example>\r\n\r\n"
+                            "over TLS\r\n" % (token, token))
+        assert code == 250, resp
+        m = re.search(rb"queued as ([0-9A-Fa-f]{16})", resp)
+        assert m, resp
+        return m.group(1).decode().upper()
+
+
+def deliveries(srv, qid):
+    return [e for e in up.log_events(srv, "delivery") if e.get("id", "").upper() == qid]
+
+
+def deferred_line(srv, qid):
+    cp = srv.store("ls", "--deferred", check=True)
+    for line in cp.stdout.decode("utf-8", "replace").splitlines()[1:]:
+        m = DEFERRED_RE.match(line)
+        if m and m.group("id") == qid:
+            return m
+    return None
+
+
+class ForwardOverTls(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        up.require_root()
+        h.require_program("openssl")
+        cls.pki_dir = tempfile.mkdtemp(prefix="ringmx-tls-pki-")
+        os.chmod(cls.pki_dir, 0o755)
+        cls.relay = None
+        try:
+            cls.ca, cert, key = make_pki(cls.pki_dir)
+            cls.relay = up.PostfixRelay(
+                domains=[h.DOMAIN, "client.example"], mailboxes=[RCPT], hostname=RELAY_NAME,
+                main_extra=["smtpd_tls_security_level = may",
+                            "smtpd_tls_cert_file = %s" % cert,
+                            "smtpd_tls_key_file = %s" % key,
+                            "smtpd_tls_loglevel = 1",
+                            "smtpd_tls_received_header = yes"])
+            # tlsmgr seeds smtpd's TLS; the shared master.cf has no use for it
+            with open(os.path.join(cls.relay.conf_dir, "master.cf"), "a") as f:
+                f.write("tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
+            cls.relay.start()
+        except BaseException:
+            if cls.relay is not None:
+                cls.relay.cleanup()
+            shutil.rmtree(cls.pki_dir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.relay.cleanup()
+        finally:
+            shutil.rmtree(cls.pki_dir, ignore_errors=True)
+
+    def gateway(self, upstream, extra):
+        settings = up.forward_settings([self.relay.port], extra=extra)
+        settings[0] = ("upstream", upstream)
+        srv = h.Server(settings=settings)
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        return srv
+
+    def delivered(self, srv, token):
+        def find():
+            return [m for _, m in self.relay.messages(RCPT) if token.encode() in m] or None
+
+        got = up.wait_for(find, WAIT_S, 0.2)
+        if not got:
+            self.fail("no message with %s within %.0fs;\ngateway log tail:\n%s\nPostfix log "
+                      "tail:\n%s" % (token, WAIT_S, srv.stderr_text()[-3000:],
+                                     self.relay.log_text()[-3000:]))
+        self.assertEqual(len(got), 1, "%d copies of %s" % (len(got), token))
+        return got[0]
+
+    def check_tls_delivery(self, srv, qid, data, verified):
+        # Postfix took the message over TLS: its Received: says so
+        m = re.search(rb"Received: from \S+ \([^)]*\)\s+\(using (TLSv1\.[23]) with cipher "
+                      rb"(\S+)", data)
+        self.assertIsNotNone(m, "Postfix's Received: header names no TLS: %r" % data[:800])
+        self.assertRegex(self.relay.log_text(),
+                         r"(Anonymous|Untrusted|Trusted|Verified) TLS connection established "
+                         r"from localhost\[127\.0\.0\.1\]")
+        tls = up.log_events(srv, "upstream_tls")
+        self.assertTrue(tls, "no event=upstream_tls;\n%s" % srv.stderr_text()[-3000:])
+        self.assertEqual(tls[0].get("version"), m.group(1).decode(), tls[0])
+        self.assertEqual(tls[0].get("verified"), "yes" if verified else "no", tls[0])
+        self.assertTrue(tls[0].get("cipher"), tls[0])
+        ev = up.wait_for(lambda: deliveries(srv, qid), WAIT_S, 0.1)
+        self.assertTrue(ev, srv.stderr_text()[-3000:])
+        self.assertEqual(ev[0].get("result"), "delivered", ev[0])
+        self.assertEqual(ev[0].get("tls_version"), tls[0].get("version"), ev[0])
+        self.assertEqual(ev[0].get("tls_cipher"), tls[0].get("cipher"), ev[0])
+        self.assertEqual(up.log_events(srv, "upstream_tls_failed"), [])
+
+    def test_opportunistic_unverified(self):
+        srv = self.gateway("%s:%d" % (h.LOOPBACK4, self.relay.port),
+                           [("upstream_tls", "opportunistic")])
+        token = h.unique_token("tlsopp")
+        qid = send(srv, token)
+        data = self.delivered(srv, token)
+        self.check_tls_delivery(srv, qid, data, verified=False)
+        h.stop_and_check(srv)
+
+    def test_required_verified(self):
+        srv = self.gateway("%s=%s:%d" % (RELAY_NAME, h.LOOPBACK4, self.relay.port),
+                           [("upstream_tls", "required"), ("upstream_ca", self.ca)])
+        token = h.unique_token("tlsver")
+        qid = send(srv, token)
+        data = self.delivered(srv, token)
+        self.check_tls_delivery(srv, qid, data, verified=True)
+        h.stop_and_check(srv)
+
+    def test_wrong_name_deferred(self):
+        srv = self.gateway("%s=%s:%d" % (WRONG_NAME, h.LOOPBACK4, self.relay.port),
+                           [("upstream_tls", "opportunistic"), ("upstream_ca", self.ca)])
+        token = h.unique_token("tlsname")
+        qid = send(srv, token)
+
+        def failed_twice():
+            ev = up.log_events(srv, "upstream_tls_failed")
+            return len(ev) >= 2 and ev
+        ev = up.wait_for(failed_twice, WAIT_S, 0.1)
+        self.assertTrue(ev, "no two event=upstream_tls_failed;\n%s" % srv.stderr_text()[-3000:])
+        self.assertEqual(ev[0].get("error"), "certificate_verify_failed", ev[0])
+        self.assertEqual(ev[0].get("name"), WRONG_NAME, ev[0])
+        self.assertEqual(ev[0].get("next"), "defer", ev[0])
+        m = up.wait_for(lambda: deferred_line(srv, qid), WAIT_S, 0.2)
+        self.assertIsNotNone(m, "%s not in ringmx-store ls --deferred;\n%s"
+                             % (qid, srv.stderr_text()[-3000:]))
+        self.assertEqual(m.group("reply"), "451 4.7.5", m.group(0))
+        for e in deliveries(srv, qid):
+            self.assertEqual((e.get("result"), e.get("reply")), ("deferred", "451 4.7.5"), e)
+        self.assertEqual(up.log_events(srv, "upstream_tls"), [])
+        # never sent in clear after the failed handshake
+        self.assertEqual([m for _, m in self.relay.messages(RCPT) if token.encode() in m], [])
+        h.stop_and_check(srv)
+
+
+class RequiredWithoutStarttls(unittest.TestCase):
+
+    def test_required_defers_and_sends_nothing(self):
+        up.require_root()  # smtp-sink runs as nobody
+        sink = up.Sink().start()
+        self.addCleanup(sink.cleanup)
+        srv = h.Server(settings=up.forward_settings([sink.port],
+                                                    extra=[("upstream_tls", "required")]))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        token = h.unique_token("tlsreq")
+        qid = send(srv, token)
+
+        def two_refusals():
+            ev = up.log_events(srv, "upstream_failed")
+            return len(ev) >= 2 and ev
+        ev = up.wait_for(two_refusals, WAIT_S, 0.1)
+        self.assertTrue(ev, "no two event=upstream_failed;\n%s" % srv.stderr_text()[-3000:])
+        for e in ev:
+            self.assertEqual(e.get("reply"), "451 4.7.4 TLS is required, but upstream did not "
+                             "offer STARTTLS", e)
+        self.assertEqual(deliveries(srv, qid), [])
+        m = deferred_line(srv, qid)
+        self.assertIsNotNone(m, "%s not in ringmx-store ls --deferred" % qid)
+        self.assertEqual(m.group("reply"), "451 4.7.4", m.group(0))
+        self.assertEqual((m.group("pending"), m.group("total")), ("1", "1"), m.group(0))
+        self.assertEqual(sink.dump_files(), [], "smtp-sink received a transaction in clear")
+        h.stop_and_check(srv)
+        self.assertEqual(sink.dump_files(), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
