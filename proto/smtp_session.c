@@ -149,7 +149,7 @@ static void auth_release(struct smtp_session *s)
 	sasl_wipe(&s->sasl);
 	memset(&s->auth_creds, 0, sizeof(s->auth_creds));
 	s->flags &= (uint8_t)~F_AUTH_HELD;
-	s->ops->auth_buffer_release(s->ops_ctx);
+	s->auth_ops->buffer_release(s->auth_ctx);
 }
 
 static enum step close_session(struct smtp_session *s)
@@ -302,13 +302,19 @@ static bool starttls_offered(const struct smtp_session *s)
 	       s->cfg->listener_mode != SMTP_LISTENER_SMTPS;
 }
 
-/* AUTH is offered on submission and smtps listeners with a user table, only
- * under TLS (RFC 8314 section 3.3: no plaintext passwords), and only until it
- * succeeds. */
-static bool auth_offered(const struct smtp_session *s)
+/* AUTH exists on submission and smtps listeners with a user table and an
+ * AUTH side (smtp_session_set_auth). */
+static bool auth_enabled(const struct smtp_session *s)
 {
 	return s->cfg->auth_offered && s->cfg->listener_mode != SMTP_LISTENER_SMTP &&
-	       s->tls != NULL && !(s->flags & F_AUTHED);
+	       s->auth_ops != NULL;
+}
+
+/* It is offered only under TLS (RFC 8314 section 3.3: no plaintext
+ * passwords), and only until it succeeds. */
+static bool auth_offered(const struct smtp_session *s)
+{
+	return auth_enabled(s) && s->tls != NULL && !(s->flags & F_AUTHED);
 }
 
 /* Submission and smtps accept mail from authenticated users only. */
@@ -760,7 +766,7 @@ static enum step auth_step(struct smtp_session *s, const struct sasl_result *res
 	reply_raw(out, res->reply);
 	auth_release(s);
 	s->input = IN_LINES;
-	if (s->ops->auth_failed(s->ops_ctx, res->mech, res->error) == -EPERM) {
+	if (s->auth_ops->failed(s->auth_ctx, res->mech, res->error) == -EPERM) {
 		reply_detail(out, SMTP_R_AUTH_TOO_MANY_FAILURES, hostname_of(s), false);
 		return close_session(s);
 	}
@@ -777,8 +783,7 @@ static enum step cmd_auth(struct smtp_session *s, const struct smtp_line *line, 
 			  struct smtp_out *out)
 {
 	(void)after;
-	if (!s->cfg->auth_offered || s->cfg->listener_mode == SMTP_LISTENER_SMTP ||
-	    s->ops->auth_buffer == NULL)
+	if (!auth_enabled(s))
 		return reply_error(s, out, SMTP_R_NOT_IMPLEMENTED);
 	if (s->tls == NULL)
 		return reply_error(s, out, SMTP_R_AUTH_NEEDS_TLS);
@@ -800,7 +805,7 @@ static enum step cmd_auth(struct smtp_session *s, const struct smtp_line *line, 
 
 	uint8_t *buf = NULL;
 	size_t cap = 0;
-	int rc = s->ops->auth_buffer(s->ops_ctx, &buf, &cap);
+	int rc = s->auth_ops->buffer(s->auth_ctx, &buf, &cap);
 	if (rc == -EPERM) {
 		reply_detail(out, SMTP_R_AUTH_TOO_MANY_FAILURES, hostname_of(s), false);
 		return close_session(s);
@@ -1094,8 +1099,6 @@ static void session_begin(struct smtp_session *s, const struct smtp_session_conf
 	RMX_ASSERT(cfg->junk_command_limit >= 1 && cfg->junk_command_limit <= SMTP_ERROR_LIMIT_MAX);
 	RMX_ASSERT(cfg->greet_action <= SMTP_GREET_DROP);
 	RMX_ASSERT(ops->mail && ops->rcpt && ops->data_begin && ops->data_append && ops->reset);
-	RMX_ASSERT((ops->auth_buffer == NULL) == (ops->auth_buffer_release == NULL) &&
-		   (ops->auth_buffer == NULL) == (ops->auth_failed == NULL));
 	RMX_ASSERT(peer_ip_ok(peer));
 	RMX_ASSERT(out->cap >= SMTP_REPLY_BUFFER_BYTES && out->len <= out->cap);
 
@@ -1265,6 +1268,14 @@ static void close_with(struct smtp_session *s, enum smtp_reply_id id, struct smt
 }
 
 /* ---- AUTH ----------------------------------------------------------------- */
+
+void smtp_session_set_auth(struct smtp_session *s, const struct smtp_auth_ops *ops, void *ctx)
+{
+	RMX_ASSERT(ops != NULL && ops->buffer && ops->buffer_release && ops->failed);
+	RMX_ASSERT(!(s->flags & (F_AUTHED | F_AUTH_HELD)));
+	s->auth_ops = ops;
+	s->auth_ctx = ctx;
+}
 
 void smtp_session_auth_credentials(const struct smtp_session *s, struct smtp_auth_request *req)
 {

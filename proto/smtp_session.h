@@ -131,22 +131,28 @@ struct smtp_txn_ops {
 	int (*data_begin)(void *ctx);
 	int (*data_append)(void *ctx, const uint8_t *p, size_t n);
 	void (*reset)(void *ctx);
-	/* AUTH (optional; all NULL: AUTH is never offered). auth_buffer lends
-	 * the session a buffer for one exchange's decoded bytes (at least
-	 * SASL_DECODED_MAX_BYTES would fit any line; smaller ones fail long
-	 * responses with 500 5.5.6): 0, -ENOBUFS (454 4.7.0), or -EPERM: this
-	 * client has failed too often (421 4.7.0, close). auth_buffer_release
-	 * takes it back, wiped. auth_failed reports an exchange that failed in
-	 * the session itself (malformed, cancelled, ...: no check was made);
-	 * -EPERM from it means that failure reached the limit (421, close). */
-	int (*auth_buffer)(void *ctx, uint8_t **buf, size_t *cap_bytes);
-	void (*auth_buffer_release)(void *ctx);
-	int (*auth_failed)(void *ctx, enum sasl_mech mech, enum sasl_error error);
 	/* Optional (NULL: none), for metrics: called after each command with
 	 * command = true and the code of its reply (0 when the reply comes
 	 * later), and with command = false for the reply to the end of a
 	 * message (verb DATA). */
 	void (*observe)(void *ctx, bool command, enum smtp_verb verb, unsigned reply_code);
+};
+
+/*
+ * The AUTH side (smtp_session_set_auth; without it AUTH is never offered).
+ * buffer lends the session a buffer for one exchange's decoded bytes (at
+ * least SASL_DECODED_MAX_BYTES would fit any line; smaller ones fail long
+ * responses with 500 5.5.6): 0, -ENOBUFS (454 4.7.0), or -EPERM: this client
+ * has failed too often (421 4.7.0, close). buffer_release takes it back,
+ * wiped. failed reports an exchange that failed in the session itself
+ * (malformed, cancelled, ...: no check was made); -EPERM from it means that
+ * failure reached the limit (421, close). The check itself is
+ * SMTP_FEED_AUTH's.
+ */
+struct smtp_auth_ops {
+	int (*buffer)(void *ctx, uint8_t **buf, size_t *cap_bytes);
+	void (*buffer_release)(void *ctx);
+	int (*failed)(void *ctx, enum sasl_mech mech, enum sasl_error error);
 };
 
 enum smtp_feed_status {
@@ -184,6 +190,8 @@ struct smtp_session {
 	const struct smtp_session_config *cfg;
 	const struct smtp_txn_ops *ops;
 	void *ops_ctx;
+	const struct smtp_auth_ops *auth_ops; /* NULL: AUTH is not offered */
+	void *auth_ctx;
 	uint64_t message_bytes;        /* body bytes stored (or counted) so far */
 	uint64_t chunk_remaining_bytes; /* BDAT chunk bytes still to arrive */
 	uint64_t chunk_bytes;          /* size of the current BDAT chunk */
@@ -253,6 +261,10 @@ void smtp_session_committed(struct smtp_session *s, int result, struct span queu
  * info is the caller's and must outlive the session. Writes nothing.
  */
 void smtp_session_tls_started(struct smtp_session *s, const struct smtp_tls_info *info);
+
+/* Gives the session its AUTH side, right after it starts (AUTH is offered
+ * where the config and the listener allow it and ops are set). */
+void smtp_session_set_auth(struct smtp_session *s, const struct smtp_auth_ops *ops, void *ctx);
 
 /* The credentials of the exchange that returned SMTP_FEED_AUTH, valid until
  * smtp_session_auth_queued(). */

@@ -552,9 +552,12 @@ static const struct smtp_txn_ops test_ops = {
 	.data_begin = ops_data_begin,
 	.data_append = ops_data_append,
 	.reset = ops_reset,
-	.auth_buffer = ops_auth_buffer,
-	.auth_buffer_release = ops_auth_buffer_release,
-	.auth_failed = ops_auth_failed,
+};
+
+static const struct smtp_auth_ops test_auth_ops = {
+	.buffer = ops_auth_buffer,
+	.buffer_release = ops_auth_buffer_release,
+	.failed = ops_auth_failed,
 };
 
 /* DATA wire form: CRLF lines, no bare CR/LF, no line that is exactly ".",
@@ -755,6 +758,7 @@ static bool replay_run(const struct script *sc, struct smtp_policy *policy, size
 		smtp_session_start_paused(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
 	else
 		smtp_session_start(&r->session, &r->cfg, &peer, &test_ops, &r->txn, &r->out);
+	smtp_session_set_auth(&r->session, &test_auth_ops, &r->txn);
 	if (sc->mode == SMTP_LISTENER_SMTPS)
 		smtp_session_tls_started(&r->session, &test_tls_info);
 	drain(r);
