@@ -27,6 +27,10 @@
 
 enum config_kind {
 	KIND_HOSTNAME,
+	KIND_TLS_CERT,
+	KIND_TLS_KEY,
+	KIND_TLS_MIN_VERSION,
+	KIND_TLS_CIPHERS,
 	KIND_U32,
 	KIND_SIZE,
 	KIND_DURATION,
@@ -59,6 +63,11 @@ static const struct config_key config_keys[] = {
 	{ "hostname", KIND_HOSTNAME, FIELD(hostname), 0, 0 },
 	{ "workers", KIND_U32, FIELD(workers), 1, WORKERS_MAX },
 	{ "listen", KIND_LISTEN, FIELD(listen), 0, 0 },
+	{ "tls_cert", KIND_TLS_CERT, 0, 0, 0 },
+	{ "tls_key", KIND_TLS_KEY, 0, 0, 0 },
+	{ "tls_min_version", KIND_TLS_MIN_VERSION, 0, 0, 0 },
+	{ "tls_ciphers", KIND_TLS_CIPHERS, 0, 0, 0 },
+	{ "tls_handshake_timeout", KIND_DURATION, FIELD(tls_handshake_timeout_s), 1, 3600 },
 	{ "data_dir", KIND_PATH, FIELD(data_dir), 0, 0 },
 	{ "fsync", KIND_FSYNC, FIELD(fsync), 0, 0 },
 	{ "accept_domains", KIND_DOMAINS, 0, 0, 0 },
@@ -261,6 +270,87 @@ static int domains_add(struct domain_list *d, const char *name, size_t len)
 }
 
 /* Applies one `key = value`; returns false with err filled (without location). */
+/* listen = ADDRESS:PORT [smtp|submission|smtps]: the mode word is optional
+ * (smtp); more option words may follow it one day, so anything else there
+ * is refused by name. */
+static bool apply_listen(struct config *c, char *value, char *err, size_t errlen)
+{
+	static const char *const modes[SMTP_LISTENER_MODE_COUNT] = {
+		[SMTP_LISTENER_SMTP] = "smtp",
+		[SMTP_LISTENER_SUBMISSION] = "submission",
+		[SMTP_LISTENER_SMTPS] = "smtps",
+	};
+	if (c->listen_count == LISTENERS_MAX) {
+		set_err(err, errlen, "listen: at most %d addresses", LISTENERS_MAX);
+		return false;
+	}
+	char *save = NULL;
+	char *addr = strtok_r(value, " \t", &save);
+	struct listen_addr *l = &c->listen[c->listen_count];
+	if (!addr || !config_parse_listen(addr, l)) {
+		set_err(err, errlen,
+			"listen: '%s' is not ADDRESS:PORT [smtp|submission|smtps] (127.0.0.1:25, "
+			"[::1]:465 smtps)", addr ? addr : value);
+		return false;
+	}
+	l->mode = SMTP_LISTENER_SMTP;
+	bool mode_seen = false;
+	for (char *w = strtok_r(NULL, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		uint8_t m = 0;
+		while (m < SMTP_LISTENER_MODE_COUNT && strcmp(w, modes[m]) != 0)
+			m++;
+		if (m == SMTP_LISTENER_MODE_COUNT || mode_seen) {
+			set_err(err, errlen, "listen %s: '%s' is not %s", addr, w,
+				mode_seen ? "an option" : "a mode (smtp, submission or smtps)");
+			return false;
+		}
+		l->mode = m;
+		mode_seen = true;
+	}
+	c->listen_count++;
+	return true;
+}
+
+/* tls_cert and tls_key (repeatable, paired in order), tls_min_version,
+ * tls_ciphers. */
+static bool apply_tls_key(struct config *c, enum config_kind kind, const char *key,
+			  const char *value, char *err, size_t errlen)
+{
+	if (kind == KIND_TLS_CERT || kind == KIND_TLS_KEY) {
+		uint32_t *count = kind == KIND_TLS_CERT ? &c->tls_cert_count : &c->tls_key_count;
+		char(*paths)[PATH_MAX] = kind == KIND_TLS_CERT ? c->tls_cert : c->tls_key;
+		if (*count == TLS_CERT_PAIRS_MAX) {
+			set_err(err, errlen, "%s: at most %d certificates", key, TLS_CERT_PAIRS_MAX);
+			return false;
+		}
+		if (strlen(value) >= PATH_MAX) {
+			set_err(err, errlen, "%s: path too long", key);
+			return false;
+		}
+		snprintf(paths[(*count)++], PATH_MAX, "%s", value);
+		return true;
+	}
+	if (kind == KIND_TLS_MIN_VERSION) {
+		if (strcmp(value, "1.2") == 0)
+			c->tls_min_version = TLS_VERSION_MIN_1_2;
+		else if (strcmp(value, "1.3") == 0)
+			c->tls_min_version = TLS_VERSION_MIN_1_3;
+		else {
+			set_err(err, errlen,
+				"tls_min_version: '%s' is not 1.2 or 1.3 (TLS 1.0 and 1.1 are never "
+				"offered)", value);
+			return false;
+		}
+		return true;
+	}
+	if (strlen(value) >= sizeof(c->tls_ciphers)) {
+		set_err(err, errlen, "tls_ciphers: longer than %zu bytes", sizeof(c->tls_ciphers) - 1);
+		return false;
+	}
+	snprintf(c->tls_ciphers, sizeof(c->tls_ciphers), "%s", value);
+	return true;
+}
+
 static bool apply_key(struct config *c, struct domain_list *domains, const char *key,
 		      char *value, char *err, size_t errlen)
 {
@@ -354,13 +444,12 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 			set_err(err, errlen, "listen: at most %d addresses", LISTENERS_MAX);
 			return false;
 		}
-		if (!config_parse_listen(value, &c->listen[c->listen_count])) {
-			set_err(err, errlen,
-				"listen: '%s' is not ADDRESS:PORT (127.0.0.1:25 or [::1]:25)", value);
-			return false;
-		}
-		c->listen_count++;
-		return true;
+		return apply_listen(c, value, err, errlen);
+	case KIND_TLS_CERT:
+	case KIND_TLS_KEY:
+	case KIND_TLS_MIN_VERSION:
+	case KIND_TLS_CIPHERS:
+		return apply_tls_key(c, k->kind, key, value, err, errlen);
 	case KIND_DOMAINS: {
 		domains->count = 0; /* the last accept_domains line wins */
 		for (char *save = NULL, *tok = strtok_r(value, " \t,", &save); tok;
@@ -634,6 +723,7 @@ static void config_defaults(struct config *c)
 	bool ok = config_parse_listen("127.0.0.1:2525", &c->listen[0]);
 	RMX_ASSERT(ok);
 	c->listen_count = 1;
+	c->tls_handshake_timeout_s = TLS_HANDSHAKE_TIMEOUT_DEFAULT_S;
 	snprintf(c->data_dir, sizeof(c->data_dir), "ringmx-data");
 	c->fsync = true;
 	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
@@ -679,6 +769,17 @@ static void config_defaults(struct config *c)
 	c->overload_inflight_hard_pct = OVERLOAD_INFLIGHT_HARD_DEFAULT_PCT;
 }
 
+/* One session configuration per listener mode: STARTTLS may be offered
+ * once certificates are loaded. */
+static void derive_listener_sessions(struct config *c)
+{
+	for (uint32_t m = 0; m < SMTP_LISTENER_MODE_COUNT; m++) {
+		c->session_mode[m] = c->session;
+		c->session_mode[m].listener_mode = (uint8_t)m;
+		c->session_mode[m].tls_offered = c->tls != NULL;
+	}
+}
+
 /* What sessions read, from the keys (spans point into c itself). */
 static void derive_session(struct config *c)
 {
@@ -691,6 +792,7 @@ static void derive_session(struct config *c)
 	c->session.soft_error_limit = (uint16_t)c->soft_error_limit;
 	c->session.hard_error_limit = (uint16_t)c->hard_error_limit;
 	c->session.junk_command_limit = (uint16_t)c->junk_command_limit;
+	derive_listener_sessions(c);
 }
 
 uint64_t config_record_max_bytes(const struct config *c)
@@ -711,6 +813,58 @@ static bool segment_holds_largest_record(const struct config *c, uint64_t segmen
 
 /* upstream_ca verifies names: every upstream needs one, and the file must
  * be readable now (core/forward loads it when a worker starts). */
+/* A reload kept a pair whose new files do not load (tls_server_ctx_reload):
+ * noted for the caller's log line. */
+static void report_tls_kept(void *arg, const char *message)
+{
+	struct config *c = arg;
+	c->tls_kept_count++;
+	snprintf(c->tls_kept_text, sizeof(c->tls_kept_text), "%s", message);
+}
+
+/*
+ * The certificates: tls_cert and tls_key in pairs; a listener that speaks
+ * TLS needs them; the server context is built here so that a bad file stops
+ * start-up (or, on reload, keeps running's pair for it: report_tls_kept).
+ */
+static int load_tls(struct config *c, const struct config *running, char *err, size_t errlen)
+{
+	if (c->tls_cert_count != c->tls_key_count) {
+		set_err(err, errlen,
+			"tls_cert and tls_key come in pairs, in the same order: %u tls_cert, %u "
+			"tls_key", c->tls_cert_count, c->tls_key_count);
+		return -1;
+	}
+	if (c->tls_cert_count == 0) {
+		for (uint32_t i = 0; i < c->listen_count; i++) {
+			if (c->listen[i].mode == SMTP_LISTENER_SMTP)
+				continue;
+			set_err(err, errlen, "listen %s %s: needs a certificate (tls_cert and tls_key)",
+				c->listen[i].text,
+				c->listen[i].mode == SMTP_LISTENER_SMTPS ? "smtps" : "submission");
+			return -1;
+		}
+		return 0;
+	}
+	struct tls_server_settings set = {
+		.pair_count = c->tls_cert_count,
+		.min_version = (enum tls_version_min)c->tls_min_version,
+		.ciphers = c->tls_ciphers,
+	};
+	for (uint32_t i = 0; i < c->tls_cert_count; i++) {
+		set.pairs[i].cert_file = c->tls_cert[i];
+		set.pairs[i].key_file = c->tls_key[i];
+	}
+	char why[TLS_ERROR_TEXT_BYTES + PATH_MAX];
+	c->tls = tls_server_ctx_reload(running ? running->tls : NULL, &set, report_tls_kept, c,
+				       why, sizeof(why));
+	if (!c->tls) {
+		set_err(err, errlen, "tls_cert %s", why);
+		return -1;
+	}
+	return 0;
+}
+
 static int check_upstream_ca(const struct config *c, char *err, size_t errlen)
 {
 	if (!c->upstream_ca[0])
@@ -756,12 +910,15 @@ static int check_overload_pairs(const struct config *c, char *err, size_t errlen
 	return 0;
 }
 
-int config_load(struct config *c, const char *path, char *err, size_t errlen)
+static int load_config(struct config *c, const char *path, const struct config *running,
+		       char *err, size_t errlen)
 {
 	struct domain_list domains = { 0 };
 	config_defaults(c);
 	int rc = -1;
 	if (path && load_file(c, &domains, path, err, errlen) != 0)
+		goto out;
+	if (load_tls(c, running, err, errlen) != 0)
 		goto out;
 	if (domains.count == 0 && domains_add(&domains, "localhost", 9) != 0) {
 		set_err(err, errlen, "out of memory");
@@ -860,7 +1017,22 @@ out:
 		policy_free(c->policy);
 		c->policy = NULL;
 	}
+	if (rc != 0 && c->tls) {
+		tls_ctx_unref(c->tls);
+		c->tls = NULL;
+	}
 	return rc;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	return load_config(c, path, NULL, err, errlen);
+}
+
+int config_load_keeping_tls(struct config *c, const char *path, const struct config *running,
+			    char *err, size_t errlen)
+{
+	return load_config(c, path, running, err, errlen);
 }
 
 void config_free(struct config *c)
@@ -868,6 +1040,8 @@ void config_free(struct config *c)
 	if (c->policy)
 		policy_free(c->policy);
 	c->policy = NULL;
+	tls_ctx_unref(c->tls); /* open TLS sessions hold their own references */
+	c->tls = NULL;
 }
 
 static void print_duration(FILE *out, const char *key, uint64_t s)
@@ -888,7 +1062,17 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "hostname = %s\n", c->hostname);
 	fprintf(out, "workers = %u\n", c->workers);
 	for (uint32_t i = 0; i < c->listen_count; i++)
-		fprintf(out, "listen = %s\n", c->listen[i].text);
+		fprintf(out, "listen = %s%s\n", c->listen[i].text,
+			c->listen[i].mode == SMTP_LISTENER_SMTPS	  ? " smtps"
+			: c->listen[i].mode == SMTP_LISTENER_SUBMISSION ? " submission"
+									: "");
+	for (uint32_t i = 0; i < c->tls_cert_count; i++)
+		fprintf(out, "tls_cert = %s\ntls_key = %s\n", c->tls_cert[i], c->tls_key[i]);
+	fprintf(out, "tls_min_version = %s\n",
+		c->tls_min_version == TLS_VERSION_MIN_1_3 ? "1.3" : "1.2");
+	if (c->tls_ciphers[0])
+		fprintf(out, "tls_ciphers = %s\n", c->tls_ciphers);
+	print_duration(out, "tls_handshake_timeout", c->tls_handshake_timeout_s);
 	fprintf(out, "data_dir = %s\n", c->data_dir);
 	fprintf(out, "fsync = %s\n", c->fsync ? "always" : "never");
 	fprintf(out, "accept_domains = %s\n", c->accept_domains_text);
@@ -973,7 +1157,8 @@ static bool same_listen(const struct config *a, const struct config *b)
 	if (a->listen_count != b->listen_count)
 		return false;
 	for (uint32_t i = 0; i < a->listen_count; i++)
-		if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+		if (strcmp(a->listen[i].text, b->listen[i].text) != 0 ||
+		    a->listen[i].mode != b->listen[i].mode)
 			return false;
 	return true;
 }

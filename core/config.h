@@ -16,6 +16,7 @@
 #include "../proto/smtp_session.h"
 #include "../common/base.h"
 #include "../common/bounds.h"
+#include "tls.h"
 
 /* greet_action: what a client that talks before the final greeting gets. */
 enum greet_action {
@@ -28,7 +29,15 @@ struct listen_addr {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char text[64]; /* as configured: "127.0.0.1:2525", "[::1]:2525" */
+	uint8_t mode;  /* listen only: enum smtp_listener_mode (the word after it) */
 };
+
+#define SMTP_LISTENER_MODE_COUNT (SMTP_LISTENER_SMTPS + 1)
+#define TLS_CIPHERS_MAX_BYTES 1024
+/* A TLS handshake is two round trips: 30 s is far beyond any real client
+ * (Postfix uses 10 s under stress, 300 s otherwise) and short enough that a
+ * client stalling its handshake does not hold a slot for long. */
+#define TLS_HANDSHAKE_TIMEOUT_DEFAULT_S 30
 
 struct config {
 	char hostname[SMTP_DOMAIN_MAX_BYTES + 1];
@@ -117,6 +126,22 @@ struct config {
 	char accept_domains_text[4096];     /* as normalised, for config_print */
 	struct smtp_policy *policy;          /* built from accept_domains + recipients_file */
 	struct smtp_session_config session;  /* what sessions read, derived */
+
+	/* TLS (core/tls.h): tls_cert/tls_key pairs in order, the first the
+	 * default; tls is built from them by config_load (NULL: none, so no
+	 * STARTTLS and no smtps/submission listener). */
+	char tls_cert[TLS_CERT_PAIRS_MAX][PATH_MAX];
+	char tls_key[TLS_CERT_PAIRS_MAX][PATH_MAX];
+	uint32_t tls_cert_count;
+	uint32_t tls_key_count;
+	uint32_t tls_min_version;             /* enum tls_version_min */
+	char tls_ciphers[TLS_CIPHERS_MAX_BYTES]; /* empty: the library's default */
+	uint32_t tls_handshake_timeout_s;
+	struct tls_ctx *tls;
+	uint32_t tls_kept_count;              /* reload: pairs kept from running ... */
+	char tls_kept_text[TLS_ERROR_TEXT_BYTES + PATH_MAX]; /* ... and why, the last */
+	/* session, per listener mode (listener_mode and tls_offered set) */
+	struct smtp_session_config session_mode[SMTP_LISTENER_MODE_COUNT];
 };
 
 /*
@@ -125,6 +150,15 @@ struct config {
  * The caller frees with config_free.
  */
 RMX_MUST_CHECK int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Reload: config_load, except that a certificate/key pair that fails to
+ * load, or whose key does not match, keeps the pair that running serves for
+ * it (logged as tls_cert_kept) instead of failing the reload.
+ */
+RMX_MUST_CHECK int config_load_keeping_tls(struct config *c, const char *path,
+					   const struct config *running, char *err,
+					   size_t errlen);
 
 void config_free(struct config *c);
 

@@ -170,14 +170,21 @@ static void reload(struct reload_state *rs, const char *path, struct worker *wor
 		log_error("event=reload_failed error=out_of_memory");
 		return;
 	}
-	if (config_load(next, path, err, sizeof(err)) != 0) {
+	const struct config *running = rs->snapshot[rs->current];
+	/* A certificate whose renewal does not load keeps the running one. */
+	if (config_load_keeping_tls(next, path, running, err, sizeof(err)) != 0) {
 		log_error_lines("reload_failed", err);
 		log_error("event=reload_refused reason=invalid_file note=\"the running "
 			  "configuration stays\"");
 		free(next);
 		return;
 	}
-	const struct config *running = rs->snapshot[rs->current];
+	struct log_msg lm;
+	if (next->tls_kept_count && log_begin(&lm, LOG_WARN, "tls_cert_kept")) {
+		log_add_u64(&lm, "certificates", next->tls_kept_count);
+		log_add_str(&lm, "reason", next->tls_kept_text); /* the last one */
+		log_end(&lm);
+	}
 	char keys[512];
 	if (config_restart_keys(next, running, keys, sizeof(keys)))
 		log_warn("event=reload_restart_needed keys=%s note=\"these keep their running "

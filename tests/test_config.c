@@ -315,6 +315,136 @@ static void test_error_budget_keys(void)
 	expect_error("error_sleep_time = 61s\n", ":1: error_sleep_time");
 }
 
+/* Makes a self-signed certificate and key in dir with openssl. */
+static bool make_cert(const char *name, const char *cn)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+		 "-keyout %s/%s.key -out %s/%s.crt -days 10 -subj /CN=%s >/dev/null 2>&1",
+		 dir, name, dir, name, cn);
+	return system(cmd) == 0;
+}
+
+/* listen modes, tls_cert/tls_key pairs, tls_min_version, tls_ciphers,
+ * tls_handshake_timeout: defaults, every mistake refused by name, the
+ * session settings per listener mode, config_print, a reload that keeps a
+ * pair whose new file is broken, a mode change as a restart key. */
+static void test_tls_keys(void)
+{
+	struct config c, next;
+	char err[1024], text[2048], keys[256];
+	REQUIRE(config_load(&c, NULL, err, sizeof(err)) == 0);
+	CHECK(c.tls == NULL && c.tls_cert_count == 0);
+	CHECK_EQ_U(c.tls_handshake_timeout_s, TLS_HANDSHAKE_TIMEOUT_DEFAULT_S);
+	CHECK(c.tls_min_version == TLS_VERSION_MIN_1_2);
+	CHECK(c.listen[0].mode == SMTP_LISTENER_SMTP);
+	for (int m = 0; m < SMTP_LISTENER_MODE_COUNT; m++)
+		CHECK(!c.session_mode[m].tls_offered && c.session_mode[m].listener_mode == m);
+	config_free(&c);
+
+	expect_error("listen = 127.0.0.1:2526 submission\n",
+		     "listen 127.0.0.1:2526 submission: needs a certificate (tls_cert and tls_key)");
+	expect_error("listen = 127.0.0.1:2526 smtps\n", "smtps: needs a certificate");
+	expect_error("listen = 127.0.0.1:2526 bogus\n",
+		     "ringmx.conf:1: listen 127.0.0.1:2526: 'bogus' is not a mode (smtp, submission or smtps)");
+	expect_error("listen = 127.0.0.1:2526 smtp smtps\n", "'smtps' is not an option");
+	expect_error("listen = localhost:25 smtp\n", "'localhost:25' is not ADDRESS:PORT");
+	expect_error("tls_min_version = 1.1\n", "tls_min_version: '1.1' is not 1.2 or 1.3");
+	expect_error("tls_min_version = 1.0\n", "is not 1.2 or 1.3");
+	expect_error("tls_handshake_timeout = 0\n", "tls_handshake_timeout: 0 is out of range");
+	expect_error("tls_cert = /nonexistent.crt\n", "tls_cert and tls_key come in pairs");
+	expect_error("tls_key = /nonexistent.key\n", "1 tls_key");
+
+	if (!make_cert("one", "one.example.test") || !make_cert("two", "two.example.test")) {
+		fprintf(stderr, "openssl cannot make certificates: the TLS part is not run\n");
+		CHECK(false);
+		return;
+	}
+	snprintf(text, sizeof(text), "tls_cert = %s/one.crt\ntls_key = %s/two.key\n", dir, dir);
+	snprintf(keys, sizeof(keys), "%s/one.crt: its tls_key does not match", dir);
+	expect_error(text, keys);
+	snprintf(text, sizeof(text), "tls_cert = %s/missing.crt\ntls_key = %s/two.key\n", dir, dir);
+	snprintf(keys, sizeof(keys), "tls_cert %s/missing.crt: No such file", dir);
+	expect_error(text, keys);
+	snprintf(text, sizeof(text),
+		 "tls_cert = %s/one.crt\ntls_key = %s/one.key\ntls_ciphers = NO-SUCH-CIPHER\n",
+		 dir, dir);
+	expect_error(text, "tls_ciphers names no cipher suite");
+
+	snprintf(text, sizeof(text),
+		 "listen = 127.0.0.1:2525\n"
+		 "listen = 127.0.0.1:2587 submission\n"
+		 "listen = [::1]:2465 smtps\n"
+		 "tls_cert = %s/one.crt\n"
+		 "tls_key = %s/one.key\n"
+		 "tls_cert = %s/two.crt\n"
+		 "tls_key = %s/two.key\n"
+		 "tls_min_version = 1.3\n"
+		 "tls_ciphers = TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384\n"
+		 "tls_handshake_timeout = 15s\n",
+		 dir, dir, dir, dir);
+	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
+	CHECK(c.tls != NULL && tls_ctx_cert_count(c.tls) == 2);
+	CHECK(c.listen[0].mode == SMTP_LISTENER_SMTP);
+	CHECK(c.listen[1].mode == SMTP_LISTENER_SUBMISSION);
+	CHECK(c.listen[2].mode == SMTP_LISTENER_SMTPS);
+	CHECK(c.tls_min_version == TLS_VERSION_MIN_1_3 && c.tls_handshake_timeout_s == 15);
+	for (int m = 0; m < SMTP_LISTENER_MODE_COUNT; m++)
+		CHECK(c.session_mode[m].tls_offered && c.session_mode[m].listener_mode == m &&
+		      c.session_mode[m].max_recipients == c.session.max_recipients);
+	char *printed = NULL;
+	size_t printed_len = 0;
+	FILE *out = open_memstream(&printed, &printed_len);
+	REQUIRE(out != NULL);
+	config_print(&c, out);
+	REQUIRE(fclose(out) == 0);
+	CHECK(strstr(printed, "listen = 127.0.0.1:2525\n") != NULL);
+	CHECK(strstr(printed, "listen = 127.0.0.1:2587 submission\n") != NULL);
+	CHECK(strstr(printed, "listen = [::1]:2465 smtps\n") != NULL);
+	CHECK(strstr(printed, "tls_min_version = 1.3\n") != NULL);
+	CHECK(strstr(printed, "tls_handshake_timeout = 15s\n") != NULL);
+	snprintf(keys, sizeof(keys), "tls_cert = %s/two.crt\ntls_key = %s/two.key\n", dir, dir);
+	CHECK(strstr(printed, keys) != NULL);
+	/* What it prints loads again, the same. */
+	REQUIRE(load_text(&next, printed, err, sizeof(err)) == 0);
+	CHECK(next.listen[2].mode == SMTP_LISTENER_SMTPS && tls_ctx_cert_count(next.tls) == 2);
+	config_free(&next);
+	free(printed);
+
+	/* Reload: the second certificate's file is now broken. A plain load
+	 * refuses it; a reload keeps the running pair for it. */
+	int64_t not_after = tls_ctx_cert_not_after(c.tls, 1);
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "cp %s/two.crt %s/two.saved && echo broken > %s/two.crt", dir,
+		 dir, dir);
+	REQUIRE(system(cmd) == 0);
+	CHECK(load_text(&next, text, err, sizeof(err)) != 0);
+	const char *p = write_file("ringmx.conf", text);
+	REQUIRE(config_load_keeping_tls(&next, p, &c, err, sizeof(err)) == 0);
+	CHECK(tls_ctx_cert_count(next.tls) == 2);
+	CHECK_EQ_U(tls_ctx_cert_not_after(next.tls, 1), not_after);
+	CHECK_EQ_U(next.tls_kept_count, 1);
+	CHECK(strstr(next.tls_kept_text, "two.crt: no PEM certificate") != NULL);
+	config_free(&next);
+	snprintf(cmd, sizeof(cmd), "mv %s/two.saved %s/two.crt", dir, dir);
+	REQUIRE(system(cmd) == 0);
+
+	/* A listener's mode is a restart key, like its address. */
+	char changed[2048];
+	snprintf(changed, sizeof(changed), "%s", text);
+	char *sub = strstr(changed, "2587 submission");
+	REQUIRE(sub != NULL);
+	memcpy(sub, "2587 smtps     ", 15);
+	REQUIRE(load_text(&next, changed, err, sizeof(err)) == 0);
+	CHECK(next.listen[1].mode == SMTP_LISTENER_SMTPS);
+	CHECK(config_restart_keys(&next, &c, keys, sizeof(keys)) >= 1);
+	CHECK(strstr(keys, "listen") != NULL);
+	CHECK(next.listen[1].mode == SMTP_LISTENER_SUBMISSION);
+	config_free(&next);
+	config_free(&c);
+}
+
 int main(void)
 {
 	REQUIRE(mkdtemp(dir) != NULL);
@@ -547,6 +677,7 @@ int main(void)
 
 	test_auth_keys();
 	test_error_budget_keys();
+	test_tls_keys();
 	test_upstream_tls_keys();
 	test_limits_keys();
 
