@@ -20,6 +20,12 @@ openssl, is the upstream:
 And smtp-sink, which offers no STARTTLS, with upstream_tls = required: the
 message stays deferred with 451 4.7.4 and smtp-sink receives no
 transaction.
+
+A scripted relay that offers STARTTLS and then answers the ClientHello with
+text: with upstream_tls = opportunistic (no upstream_ca) the gateway logs
+the failed handshake (next=retry_in_clear), connects again at once and
+sends the message in clear, without STARTTLS, though the relay still
+offers it.
 """
 
 import os
@@ -28,7 +34,9 @@ import subprocess
 import sys
 import shutil
 import smtplib
+import socket
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -219,6 +227,114 @@ class ForwardOverTls(unittest.TestCase):
         self.assertEqual(up.log_events(srv, "upstream_tls"), [])
         # never sent in clear after the failed handshake
         self.assertEqual([m for _, m in self.relay.messages(RCPT) if token.encode() in m], [])
+        h.stop_and_check(srv)
+
+
+class BrokenTlsRelay(up.ScriptedRelay):
+    """Offers STARTTLS; to a ClientHello it answers text and closes. Records
+    each connection's commands and the message data it took in clear."""
+
+    IDLE_S = 10.0
+    JOIN_TIMEOUT_S = IDLE_S + 5
+
+    def __init__(self):
+        super().__init__()
+        self.sessions = []  # one list of command lines per connection
+        self.data = []
+
+    def snapshot(self):
+        with self.lock:
+            return [list(x) for x in self.sessions], list(self.data)
+
+    def _lines(self, conn, buf):
+        idle_since = time.monotonic()
+        while not self.stopping.is_set() and time.monotonic() - idle_since < self.IDLE_S:
+            while b"\r\n" in buf[0]:
+                line, buf[0] = buf[0].split(b"\r\n", 1)
+                yield line
+            try:
+                chunk = conn.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            idle_since = time.monotonic()
+            buf[0] += chunk
+
+    def session(self, conn):
+        cmds = []
+        with self.lock:
+            self.sessions.append(cmds)
+        buf = [b""]
+        try:
+            conn.sendall(b"220 broken-tls.e2e.test ESMTP\r\n")
+            lines = self._lines(conn, buf)
+            for line in lines:
+                with self.lock:
+                    cmds.append(line.decode("latin-1"))
+                verb = line[:8].upper()
+                if verb.startswith(b"EHLO"):
+                    conn.sendall(b"250-broken-tls.e2e.test\r\n250-PIPELINING\r\n"
+                                 b"250 STARTTLS\r\n")
+                elif verb == b"STARTTLS":
+                    conn.sendall(b"220 2.0.0 go ahead\r\n")
+                    time.sleep(0.2)  # the ClientHello
+                    conn.sendall(b"this is not TLS\r\n")
+                    return
+                elif verb.startswith(b"DATA"):
+                    conn.sendall(b"354 go\r\n")
+                    body = b""
+                    for dl in lines:
+                        if dl == b".":
+                            break
+                        body += dl + b"\r\n"
+                    with self.lock:
+                        self.data.append(body)
+                    conn.sendall(b"250 2.0.0 taken in clear\r\n")
+                elif verb.startswith(b"QUIT"):
+                    conn.sendall(b"221 2.0.0 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 2.0.0 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+class OpportunisticFallback(unittest.TestCase):
+
+    def test_failed_handshake_retries_in_clear(self):
+        relay = BrokenTlsRelay().start()
+        self.addCleanup(relay.stop)
+        srv = h.Server(settings=up.forward_settings([relay.port],
+                                                    extra=[("upstream_tls", "opportunistic")]))
+        self.addCleanup(srv.cleanup)
+        srv.start()
+        token = h.unique_token("tlsfallback")
+        qid = send(srv, token)
+
+        def delivered():
+            ev = [e for e in deliveries(srv, qid) if e.get("result") == "delivered"]
+            return ev or None
+        ev = up.wait_for(delivered, WAIT_S, 0.1)
+        self.assertTrue(ev, "not delivered in clear after the failed handshake;\n%s"
+                        % srv.stderr_text()[-3000:])
+        self.assertNotIn("tls_version", ev[0])
+        failed = up.log_events(srv, "upstream_tls_failed")
+        self.assertEqual(len(failed), 1, failed)
+        self.assertEqual(failed[0].get("next"), "retry_in_clear", failed[0])
+        sessions, data = relay.snapshot()
+        self.assertEqual(sum(1 for s in sessions if "STARTTLS" in s), 1,
+                         "STARTTLS tried again after the failed handshake: %r" % sessions)
+        clear = [s for s in sessions if any(c.startswith("MAIL FROM:") for c in s)]
+        self.assertEqual(len(clear), 1, sessions)
+        self.assertNotIn("STARTTLS", clear[0], clear[0])
+        self.assertEqual(len([d for d in data if token.encode() in d]), 1, data)
+        # one attempt: the clear retry is part of it, not a deferral
+        self.assertEqual([e.get("attempt") for e in deliveries(srv, qid)], ["1"])
         h.stop_and_check(srv)
 
 
