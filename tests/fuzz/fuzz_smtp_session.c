@@ -6,7 +6,9 @@
  * Input: a settings byte (bare newline policy, client family, recipient,
  * size and line bounds, how the session ends), a byte that seeds which
  * builder calls fail, a byte for the listener (mode, STARTTLS and AUTH
- * offered, the error budget, the AUTH buffer's size), split bytes up to a
+ * offered, the error budget, the AUTH buffer's size), a byte for
+ * screening (a greeting pause, greet_action, how many reads come before the
+ * final greeting), split bytes up to a
  * zero (the sizes of the reads, in turn), then the client's bytes. The
  * harness behaves as core/smtp_conn does: unconsumed bytes are kept and
  * presented again first, each call in a buffer of exactly that size; a
@@ -144,6 +146,14 @@ static void b_auth_buffer_release(void *ctx)
 	b->auth_lent = false;
 }
 
+static int b_auth_failed(void *ctx, enum sasl_mech mech, enum sasl_error error)
+{
+	struct builder *b = ctx;
+	FUZZ_CHECK((unsigned)mech <= SASL_MECH_COUNT);
+	FUZZ_CHECK(error > SASL_ERR_NONE && error < SASL_ERR_COUNT);
+	return builder_fails(b) ? -EPERM : 0; /* -EPERM: the client's last failure */
+}
+
 static const struct smtp_txn_ops builder_ops = {
 	.mail = b_mail,
 	.rcpt = b_rcpt,
@@ -152,6 +162,7 @@ static const struct smtp_txn_ops builder_ops = {
 	.reset = b_reset,
 	.auth_buffer = b_auth_buffer,
 	.auth_buffer_release = b_auth_buffer_release,
+	.auth_failed = b_auth_failed,
 };
 
 /* ---- checks ------------------------------------------------------------------ */
@@ -193,6 +204,38 @@ static void check_replies(const struct smtp_out *out)
 	}
 }
 
+/* The Received: header of a completed message: built from validated tokens
+ * only, so printable ASCII in folded lines (RFC 5322 2.2.3) of at most 998
+ * bytes, each ending with CRLF. */
+static void check_received(const struct smtp_session *s)
+{
+	char buf[SMTP_RECEIVED_HEADER_MAX_BYTES];
+	size_t n = smtp_session_received(s, span_make("0123456789ABCDEF", 16), 1700000000,
+					 buf, sizeof(buf));
+	FUZZ_CHECK(n > 0 && n <= sizeof(buf));
+	FUZZ_CHECK(n > 10 && memcmp(buf, "Received: ", 10) == 0);
+	FUZZ_CHECK(buf[n - 2] == '\r' && buf[n - 1] == '\n');
+	size_t line_start = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = buf[i];
+		if (c == '\n') {
+			FUZZ_CHECK(i > 0 && buf[i - 1] == '\r');
+			FUZZ_CHECK(i - 1 - line_start <= 998);
+			line_start = i + 1;
+			/* a continuation line starts with white space */
+			FUZZ_CHECK(i + 1 == n || buf[i + 1] == ' ' || buf[i + 1] == '\t');
+			continue;
+		}
+		if (c == '\r') {
+			FUZZ_CHECK(i + 1 < n && buf[i + 1] == '\n');
+			continue;
+		}
+		FUZZ_CHECK((c >= 0x20 && c < 0x7f) || c == '\t');
+	}
+	const char *proto = smtp_session_protocol(s);
+	FUZZ_CHECK(proto != NULL && strstr(buf, proto) != NULL);
+}
+
 /* ---- the harness ------------------------------------------------------------- */
 
 struct harness {
@@ -205,6 +248,7 @@ struct harness {
 	size_t pending_len;
 	bool closed;
 	bool stopped; /* a status this harness does not drive further */
+	bool paused;  /* started with smtp_session_start_paused, before the final 220 */
 	unsigned messages;
 	struct smtp_tls_info tls;
 };
@@ -242,7 +286,17 @@ static void deliver(struct harness *h, const uint8_t *p, size_t n, bool commit_f
 		h->pending_len -= r.consumed;
 		switch (r.status) {
 		case SMTP_FEED_MORE:
-			FUZZ_CHECK(h->pending_len < h->cfg.max_command_line_bytes);
+			/* During a greeting pause nothing is consumed: the
+			 * caller keeps what the client sends too early. A
+			 * partial line is kept otherwise: a command line, or in
+			 * an AUTH exchange (the buffer is lent) a response line,
+			 * which may be longer. */
+			if (h->paused)
+				FUZZ_CHECK(r.consumed == 0);
+			else if (h->b.auth_lent)
+				FUZZ_CHECK(h->pending_len < SASL_RESPONSE_LINE_MAX_BYTES + 2);
+			else
+				FUZZ_CHECK(h->pending_len < h->cfg.max_command_line_bytes);
 			drain(h);
 			return;
 		case SMTP_FEED_FLUSH:
@@ -304,6 +358,7 @@ static void deliver(struct harness *h, const uint8_t *p, size_t n, bool commit_f
 			FUZZ_CHECK(h->b.open && h->b.begun);
 			if (!h->b.binary)
 				FUZZ_CHECK(wire_form(h->b.body, h->b.body_len));
+			check_received(&h->session);
 			size_t before = h->out.len;
 			struct smtp_feed_result again = feed(h);
 			FUZZ_CHECK(again.status == SMTP_FEED_MESSAGE && again.consumed == 0);
@@ -341,6 +396,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t settings = fuzz_u8(&in);
 	uint8_t fail_seed = fuzz_u8(&in);
 	uint8_t listener = fuzz_u8(&in);
+	uint8_t screen = fuzz_u8(&in);
 	uint8_t splits[64];
 	size_t nsplits = 0;
 	while (nsplits < sizeof(splits) && in.n) {
@@ -369,6 +425,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->cfg.soft_error_limit = soft_max[(listener >> 4) & 3];
 	h->cfg.hard_error_limit = hard_max[(listener >> 4) & 3];
 	h->cfg.junk_command_limit = junk_max[(listener >> 4) & 3];
+	h->cfg.greet_action = (uint8_t)(((screen >> 1) & 3) % 3); /* ignore, enforce, drop */
 	h->b.auth_cap = listener & 0x40 ? 24 : SASL_DECODED_MAX_BYTES;
 	h->b.auth_buf = malloc(h->b.auth_cap);
 	FUZZ_CHECK(h->b.auth_buf != NULL);
@@ -382,7 +439,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(peer.ip, sizeof(peer.ip), "%s", settings & 2 ? "2001:db8::25" : "192.0.2.25");
 	peer.ipv6 = settings & 2;
 
-	smtp_session_start(&h->session, &h->cfg, &peer, &builder_ops, &h->b, &h->out);
+	/* smtps: TLS is started right after smtp_session_start (its
+	 * contract), so such a listener has no greeting pause here. */
+	h->paused = (screen & 1) && h->cfg.listener_mode != SMTP_LISTENER_SMTPS;
+	size_t reads_before_greeting = screen >> 3;
+	if (h->paused)
+		smtp_session_start_paused(&h->session, &h->cfg, &peer, &builder_ops, &h->b,
+					  &h->out);
+	else
+		smtp_session_start(&h->session, &h->cfg, &peer, &builder_ops, &h->b, &h->out);
+	FUZZ_CHECK(h->out.len > 0 && memcmp(h->out.buf, h->paused ? "220-" : "220 ", 4) == 0);
 	drain(h);
 	if (h->cfg.listener_mode == SMTP_LISTENER_SMTPS) /* TLS from the first byte */
 		smtp_session_tls_started(&h->session, &h->tls);
@@ -393,6 +459,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			piece = in.n - at;
 		deliver(h, in.p + at, piece, fail_seed & 0x80);
 		at += piece;
+		if (h->paused && !h->closed && (reads_before_greeting-- == 0 || at == in.n)) {
+			/* The pause is over: the final 220, then what the
+			 * client sent meanwhile. */
+			smtp_session_greet_final(&h->session, &h->out);
+			FUZZ_CHECK(h->out.len > 0 && memcmp(h->out.buf, "220 ", 4) == 0);
+			h->paused = false;
+			drain(h);
+			deliver(h, in.p + at, 0, fail_seed & 0x80);
+		}
 	}
 	if (!h->closed && !h->stopped) {
 		if (settings & 0x80)
