@@ -452,9 +452,15 @@ static void slot_input(struct forward *f, struct forward_slot *s, const uint8_t 
 		forward_upstream_close(f, s);
 		return;
 	}
-	enum smtp_client_status st = plain_bytes ? smtp_client_feed(&s->client, plain, plain_bytes, &s->out)
-						 : SMTP_CLIENT_WANT_INPUT;
-	forward_upstream_drive(f, s, st);
+	if (plain_bytes == 0) {
+		/* A TLS record without data for us (a session ticket): nothing
+		 * for the client, whatever state it is in; the deadline stays. */
+		slot_flush(f, s);
+		slot_arm_recv(f, s);
+		s->deadline_ms = deadline_ms;
+		return;
+	}
+	forward_upstream_drive(f, s, smtp_client_feed(&s->client, plain, plain_bytes, &s->out));
 	if (smtp_client_replies(&s->client) == replies && s->state == SLOT_SESSION &&
 	    deadline_ms != 0 && s->send_inflight == sending)
 		s->deadline_ms = deadline_ms;

@@ -48,6 +48,7 @@ WRONG_NAME = "other.e2e.test"
 SENDER = "sender@client.example"
 RCPT = "tls-rcpt@" + h.DOMAIN
 WAIT_S = 60.0
+BIG_LINES = 4000  # about 330 KB: twenty TLS records and more
 OPENSSL_TIMEOUT_S = 60
 DEFERRED_RE = re.compile(r"^(?P<id>[0-9A-F]{16}) \S+ (?:now|in \S+) (?P<attempts>\d+) "
                          r"(?P<reply>-|\d{3}(?: \d\.\d+\.\d+)?) (?P<pending>\d+)/(?P<total>\d+)$")
@@ -82,7 +83,7 @@ def make_pki(d):
     return tuple(os.path.join(d, n) for n in ("ca.pem", "relay.pem", "relay.key"))
 
 
-def send(srv, token):
+def send(srv, token, body="over TLS\r\n"):
     """One message through the gateway; returns its queue id."""
     with smtplib.SMTP(h.LOOPBACK4, srv.port, timeout=h.SOCKET_TIMEOUT_S) as s:
         s.ehlo("tls.client.example")
@@ -90,8 +91,8 @@ def send(srv, token):
         assert code == 250, resp
         code, resp = s.rcpt(RCPT)
         assert code == 250, resp
-        code, resp = s.data("Subject: %s\r\nMessage-ID: <%s@client.example>\r\n\r\n"
-                            "over TLS\r\n" % (token, token))
+        code, resp = s.data("Subject: %s\r\nMessage-ID: <%s@client.example>\r\n\r\n%s"
+                            % (token, token, body))
         assert code == 250, resp
         m = re.search(rb"queued as ([0-9A-Fa-f]{16})", resp)
         assert m, resp
@@ -193,6 +194,15 @@ class ForwardOverTls(unittest.TestCase):
         qid = send(srv, token)
         data = self.delivered(srv, token)
         self.check_tls_delivery(srv, qid, data, verified=False)
+        # a large message: its body goes in many TLS records
+        line = "%s %s\r\n" % (token, "x" * 60)
+        big = h.unique_token("tlsbig")
+        qid = send(srv, big, line * BIG_LINES)
+        data = self.delivered(srv, big)
+        self.assertEqual(data.count(line.rstrip("\r\n").encode() + b"\n"), BIG_LINES)
+        ev = up.wait_for(lambda: deliveries(srv, qid), WAIT_S, 0.1)
+        self.assertEqual(ev[0].get("result"), "delivered", ev[0])
+        self.assertTrue(ev[0].get("tls_version"), ev[0])
         h.stop_and_check(srv)
 
     def test_required_verified(self):
