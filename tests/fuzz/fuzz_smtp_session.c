@@ -160,9 +160,12 @@ static const struct smtp_txn_ops builder_ops = {
 	.data_begin = b_data_begin,
 	.data_append = b_data_append,
 	.reset = b_reset,
-	.auth_buffer = b_auth_buffer,
-	.auth_buffer_release = b_auth_buffer_release,
-	.auth_failed = b_auth_failed,
+};
+
+static const struct smtp_auth_ops builder_auth_ops = {
+	.buffer = b_auth_buffer,
+	.buffer_release = b_auth_buffer_release,
+	.failed = b_auth_failed,
 };
 
 /* ---- checks ------------------------------------------------------------------ */
@@ -448,6 +451,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					  &h->out);
 	else
 		smtp_session_start(&h->session, &h->cfg, &peer, &builder_ops, &h->b, &h->out);
+	smtp_session_set_auth(&h->session, &builder_auth_ops, &h->b);
 	FUZZ_CHECK(h->out.len > 0 && memcmp(h->out.buf, h->paused ? "220-" : "220 ", 4) == 0);
 	drain(h);
 	if (h->cfg.listener_mode == SMTP_LISTENER_SMTPS) /* TLS from the first byte */
