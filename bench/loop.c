@@ -5,7 +5,11 @@
  * DEFER_TASKRUN) and connections; the only shared data is the read-only
  * plan. A connection is a small state machine: connect, banner, EHLO, then
  * transactions, either pipelined (MAIL + RCPT.. + DATA in one write, RFC
- * 2920) or one command per round trip, then QUIT. Closed loop by default (a
+ * 2920) or one command per round trip, then QUIT. With --tls the session
+ * says STARTTLS after the first EHLO and EHLO again once the handshake is
+ * done; with --tls=implicit the handshake comes first. TLS runs in
+ * tls_client.c over the connection's ciphertext buffers: sends and receives
+ * then move ciphertext, and the reply reader sees the decrypted bytes. Closed loop by default (a
  * connection starts its next message when the last one ends); with --rate,
  * an open-loop schedule starts messages at fixed times and records how late
  * each start was.
@@ -19,6 +23,7 @@
  */
 #include "loop.h"
 #include "reply.h"
+#include "tls_client.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -50,6 +55,7 @@ _Static_assert(RECV_BUFFER_BYTES_PER_CONN > 2 * BENCH_REPLY_LINE_MAX_BYTES - 1,
 static const char CMD_QUIT[] = "QUIT\r\n";
 static const char CMD_RSET[] = "RSET\r\n";
 static const char CMD_NOOP[] = "NOOP\r\n";
+static const char CMD_STARTTLS[] = "STARTTLS\r\n";
 static const char DATA_END[] = ".\r\n";
 
 /* ------------------------------------------------------------ connections */
@@ -59,6 +65,8 @@ enum conn_state {
 	C_CONNECTING,
 	C_BANNER,
 	C_EHLO,
+	C_STARTTLS,   /* waiting for the 220 to STARTTLS */
+	C_HANDSHAKE,  /* TLS handshake in progress */
 	C_READY,      /* between messages (rate mode: waiting for the schedule) */
 	C_IDLE,       /* an idle connection, holding its session */
 	C_NOOP,
@@ -85,9 +93,13 @@ struct conn {
 	bool in_message;         /* a transaction is counted and not finished */
 	bool body_queued;        /* the end of data is still in the send queue */
 	bool send_inflight;
+	bool send_is_tls;        /* the send in flight carries ciphertext (the
+				  * STARTTLS line may still be in flight when
+				  * the ClientHello is queued) */
 	bool recv_inflight;
 	bool failed;             /* closing because of an error */
 	bool listed_ready;       /* its index is in the loop's ready list */
+	bool tls_on;             /* the handshake is done: replies are decrypted */
 	uint8_t header_slot;
 	unsigned inflight;       /* operations on fd not yet completed */
 	unsigned failures;       /* consecutive connection failures */
@@ -100,6 +112,8 @@ struct conn {
 	uint64_t mail_ns;        /* MAIL submitted */
 	uint64_t data_end_ns;    /* last submission holding the end of data */
 	uint64_t message_bytes;
+	uint64_t handshake_ns;   /* the ClientHello was queued */
+	struct tls_link tls;     /* ssl NULL: plain text */
 	struct reply_reader reader;
 	struct msghdr msg;
 	struct iovec iov[OUT_IOV_MAX];
@@ -136,6 +150,7 @@ struct loop {
 	bool told_connect_error;
 	bool told_bind_error;
 	bool told_socket_error;
+	bool told_tls_error;
 	bool starved;            /* rate mode: messages were due, none ready */
 	uint64_t rng;
 	uint64_t next_sweep_ns;
@@ -145,6 +160,8 @@ struct loop {
 	uint64_t clock_ns;
 	uint64_t timeout_ns;     /* --timeout */
 	char *header_slab;
+	uint8_t *tls_slab;       /* --tls: every connection's ciphertext buffers */
+	struct tls_session *session; /* --tls-resume: the last session seen */
 	int error;               /* a setup failure: -errno */
 	struct bench_stats st;
 };
@@ -194,6 +211,7 @@ static void conn_fail(struct loop *lp, struct conn *c, unsigned code);
 static void conn_ready(struct loop *lp, struct conn *c);
 static void conn_close(struct loop *lp, struct conn *c);
 static void conn_maybe_release(struct loop *lp, struct conn *c);
+static void tls_begin(struct loop *lp, struct conn *c);
 
 /* --------------------------------------------------------------- sending */
 
@@ -207,10 +225,75 @@ static void out_push(struct conn *c, const void *ptr, size_t len)
 	c->iov_count++;
 }
 
+/* Drops n bytes from the front of the queued iovecs. */
+static void out_consume(struct conn *c, size_t n)
+{
+	while (n > 0) {
+		RMX_ASSERT(c->iov_count > 0);
+		struct iovec *v = &c->iov[c->iov_head];
+		if (n < v->iov_len) {
+			v->iov_base = (char *)v->iov_base + n;
+			v->iov_len -= n;
+			n = 0;
+		} else {
+			n -= v->iov_len;
+			c->iov_head++;
+			c->iov_count--;
+		}
+	}
+	if (c->iov_count == 0) {
+		c->iov_head = 0;
+		c->body_queued = false;
+	}
+}
+
+/* TLS: encrypts queued plaintext into the link's output while it has room
+ * (the plaintext is taken at once: a TLS record cannot be sent in part
+ * later), then sends the ciphertext. Returns false after a TLS error. */
+static bool tls_flush(struct loop *lp, struct conn *c)
+{
+	struct tls_link *t = &c->tls;
+	if (c->send_inflight)
+		return true;
+	if (t->out_sent == t->out_len)
+		t->out_sent = t->out_len = 0;
+	if (c->tls_on) {
+		bool had_end = c->body_queued;
+		while (c->iov_count > 0) {
+			struct iovec *v = &c->iov[c->iov_head];
+			long n = tls_link_write(t, v->iov_base, v->iov_len);
+			if (n < 0)
+				return false;
+			if (n == 0)
+				break;
+			out_consume(c, (size_t)n);
+		}
+		if (had_end && !c->body_queued)
+			c->data_end_ns = now_ns();
+	}
+	if (t->out_sent == t->out_len)
+		return true;
+	struct io_uring_sqe *sqe = get_sqe(lp);
+	io_uring_prep_send(sqe, c->fd, t->out + t->out_sent, t->out_len - t->out_sent,
+			   MSG_NOSIGNAL);
+	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_SEND));
+	c->send_inflight = true;
+	c->send_is_tls = true;
+	c->inflight++;
+	return true;
+}
+
 /* Submits the queued bytes unless a send is already in flight (its
  * completion submits the rest). */
 static void out_flush(struct loop *lp, struct conn *c)
 {
+	if (c->tls.ssl) {
+		if (!tls_flush(lp, c)) {
+			lp->st.tls_failures++;
+			conn_fail(lp, c, 0);
+		}
+		return;
+	}
 	if (c->send_inflight || c->iov_count == 0)
 		return;
 	memset(&c->msg, 0, sizeof(c->msg));
@@ -220,6 +303,7 @@ static void out_flush(struct loop *lp, struct conn *c)
 	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
 	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_SEND));
 	c->send_inflight = true;
+	c->send_is_tls = false;
 	c->inflight++;
 	if (c->body_queued)
 		c->data_end_ns = now_ns();
@@ -234,23 +318,11 @@ static void on_send(struct loop *lp, struct conn *c, int res)
 		conn_fail(lp, c, 0);
 		return;
 	}
-	size_t sent = (size_t)res;
-	while (sent > 0) {
-		RMX_ASSERT(c->iov_count > 0);
-		struct iovec *v = &c->iov[c->iov_head];
-		if (sent < v->iov_len) {
-			v->iov_base = (char *)v->iov_base + sent;
-			v->iov_len -= sent;
-			sent = 0;
-		} else {
-			sent -= v->iov_len;
-			c->iov_head++;
-			c->iov_count--;
-		}
-	}
-	if (c->iov_count == 0) {
-		c->iov_head = 0;
-		c->body_queued = false;
+	if (c->send_is_tls) {
+		c->tls.out_sent += (size_t)res;
+		RMX_ASSERT(c->tls.out_sent <= c->tls.out_len);
+	} else {
+		out_consume(c, (size_t)res);
 	}
 	out_flush(lp, c);
 }
@@ -275,7 +347,14 @@ static void arm_recv(struct loop *lp, struct conn *c)
 {
 	RMX_ASSERT(!c->recv_inflight && c->rlen < sizeof(c->rbuf));
 	struct io_uring_sqe *sqe = get_sqe(lp);
-	io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+	if (c->tls.ssl) {
+		/* every step drains the input (see tls_client.c) */
+		RMX_ASSERT(c->tls.in_len < TLS_IN_BYTES);
+		io_uring_prep_recv(sqe, c->fd, c->tls.in + c->tls.in_len,
+				   TLS_IN_BYTES - c->tls.in_len, 0);
+	} else {
+		io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+	}
 	io_uring_sqe_set_data64(sqe, pack_user_data(conn_index(lp, c), OP_RECV));
 	c->recv_inflight = true;
 	c->inflight++;
@@ -381,6 +460,15 @@ static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned ke
 			conn_fail(lp, c, code);
 			return;
 		}
+		if (pl->opt->tls == BENCH_TLS_STARTTLS && !c->tls_on) {
+			if (!(keywords & REPLY_KW_STARTTLS)) {
+				lp->st.no_starttls++;
+				conn_fail(lp, c, 0);
+				return;
+			}
+			send_command(lp, c, CMD_STARTTLS, sizeof(CMD_STARTTLS) - 1, C_STARTTLS);
+			return;
+		}
 		c->failures = 0;
 		c->use_pipelining = pl->opt->pipelining && (keywords & REPLY_KW_PIPELINING);
 		if (pl->opt->pipelining && !c->use_pipelining)
@@ -393,6 +481,14 @@ static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned ke
 		} else {
 			conn_ready(lp, c);
 		}
+		return;
+	case C_STARTTLS:
+		if (code != 220) {
+			lp->st.tls_failures++;
+			conn_fail(lp, c, 0);
+			return;
+		}
+		tls_begin(lp, c);
 		return;
 	case C_NOOP:
 		if (code != 250) {
@@ -469,10 +565,126 @@ static void on_reply(struct loop *lp, struct conn *c, unsigned code, unsigned ke
 	}
 }
 
+static bool conn_gone(const struct conn *c)
+{
+	return c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE;
+}
+
+/* Handles the complete replies in rbuf and keeps a partial line. Returns
+ * false when the connection is closing. Once the server has said 220 to
+ * STARTTLS, anything that followed in clear is dropped unread: it was sent
+ * before the handshake, so it cannot be the server's (RFC 3207, 4.2). */
+static bool read_replies(struct loop *lp, struct conn *c)
+{
+	size_t pos = 0;
+	for (;;) {
+		size_t used;
+		enum reply_status rs = reply_read(&c->reader, c->rbuf + pos, c->rlen - pos, &used);
+		pos += used;
+		if (rs == REPLY_BAD) {
+			conn_fail(lp, c, 0);
+			return false;
+		}
+		if (rs == REPLY_NEED_MORE)
+			break;
+		on_reply(lp, c, c->reader.code, c->reader.keywords);
+		if (conn_gone(c))
+			return false;
+		if (c->state == C_HANDSHAKE) {
+			c->rlen = 0;
+			reply_reader_init(&c->reader);
+			return true;
+		}
+	}
+	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+	c->rlen -= pos;
+	return true;
+}
+
+/* The handshake is complete: count it, then read the banner (implicit TLS)
+ * or say EHLO again (STARTTLS: the server has forgotten the session). */
+static void tls_handshake_done(struct loop *lp, struct conn *c)
+{
+	const struct plan *pl = lp->plan;
+	struct bench_stats *st = &lp->st;
+	hist_record(&st->handshake, now_ns() - c->handshake_ns);
+	st->tls_handshakes++;
+	if (tls_link_resumed(&c->tls))
+		st->tls_resumed++;
+	if (!st->tls_version[0])
+		tls_link_describe(&c->tls, st->tls_version, st->tls_cipher);
+	c->tls_on = true;
+	if (pl->opt->tls == BENCH_TLS_IMPLICIT)
+		expect_reply(lp, c, C_BANNER);
+	else
+		send_command(lp, c, pl->ehlo, pl->ehlo_len, C_EHLO);
+}
+
+/* Starts the handshake: the ClientHello goes out, the answer is awaited. */
+static void tls_begin(struct loop *lp, struct conn *c)
+{
+	const struct plan *pl = lp->plan;
+	c->handshake_ns = now_ns();
+	c->state = C_HANDSHAKE;
+	c->deadline_ns = lp->clock_ns + lp->timeout_ns;
+	if (tls_link_start(&c->tls, pl->tls_ctx, pl->opt->tls_resume ? lp->session : NULL) != 0) {
+		lp->st.tls_failures++;
+		conn_fail(lp, c, 0);
+		return;
+	}
+	out_flush(lp, c);
+}
+
+/* TLS: received ciphertext first moves the handshake on, then decrypts
+ * into rbuf for the reply reader, until it holds no whole record. What
+ * wolfSSL wrote meanwhile (its flights, alerts) is sent. Returns false when
+ * the connection is closing. */
+static bool tls_input(struct loop *lp, struct conn *c)
+{
+	if (c->state == C_HANDSHAKE) {
+		enum tls_step step = tls_link_handshake(&c->tls);
+		if (step == TLS_STEP_FAILED) {
+			if (!lp->told_tls_error) { /* one line per loop is enough */
+				char why[128];
+				lp->told_tls_error = true;
+				tls_link_error(&c->tls, why, sizeof(why));
+				fprintf(stderr, "ringmx-bench: TLS handshake: %s\n", why);
+			}
+			lp->st.tls_failures++;
+			conn_fail(lp, c, 0);
+			return false;
+		}
+		if (step == TLS_STEP_MORE) {
+			out_flush(lp, c);
+			return !conn_gone(c);
+		}
+		tls_handshake_done(lp, c);
+		if (conn_gone(c))
+			return false;
+	}
+	for (;;) {
+		long n = tls_link_read(&c->tls, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
+		if (n < 0) {
+			if (c->state == C_QUIT) /* close_notify after 221: fine */
+				conn_close(lp, c);
+			else
+				conn_fail(lp, c, 0);
+			return false;
+		}
+		if (n == 0)
+			break;
+		c->rlen += (size_t)n;
+		if (!read_replies(lp, c))
+			return false;
+	}
+	out_flush(lp, c);
+	return !conn_gone(c);
+}
+
 static void on_recv(struct loop *lp, struct conn *c, int res)
 {
 	c->recv_inflight = false;
-	if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
+	if (conn_gone(c))
 		return;
 	if (res <= 0) {
 		if (c->state == C_QUIT) /* the server closed first: fine */
@@ -481,25 +693,17 @@ static void on_recv(struct loop *lp, struct conn *c, int res)
 			conn_fail(lp, c, 0);
 		return;
 	}
-	c->rlen += (size_t)res;
-	RMX_ASSERT(c->rlen <= sizeof(c->rbuf));
-	size_t pos = 0;
-	for (;;) {
-		size_t used;
-		enum reply_status rs = reply_read(&c->reader, c->rbuf + pos, c->rlen - pos, &used);
-		pos += used;
-		if (rs == REPLY_BAD) {
-			conn_fail(lp, c, 0);
+	if (c->tls.ssl) {
+		c->tls.in_len += (size_t)res;
+		RMX_ASSERT(c->tls.in_len <= TLS_IN_BYTES);
+		if (!tls_input(lp, c))
 			return;
-		}
-		if (rs == REPLY_NEED_MORE)
-			break;
-		on_reply(lp, c, c->reader.code, c->reader.keywords);
-		if (c->state == C_CLOSING || c->state == C_BACKOFF || c->state == C_DONE)
+	} else {
+		c->rlen += (size_t)res;
+		RMX_ASSERT(c->rlen <= sizeof(c->rbuf));
+		if (!read_replies(lp, c))
 			return;
 	}
-	memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
-	c->rlen -= pos;
 	arm_recv(lp, c);
 }
 
@@ -545,6 +749,7 @@ static void start_connect(struct loop *lp, struct conn *c)
 	c->iov_head = c->iov_count = 0;
 	c->body_queued = false;
 	c->failed = false;
+	c->tls_on = false;
 	reply_reader_init(&c->reader);
 	c->deadline_ns = lp->clock_ns + lp->timeout_ns;
 	lp->connecting++;
@@ -585,7 +790,13 @@ static void on_connect(struct loop *lp, struct conn *c, int res)
 		conn_fail(lp, c, 0);
 		return;
 	}
-	c->state = C_BANNER;
+	if (lp->plan->opt->tls == BENCH_TLS_IMPLICIT) {
+		tls_begin(lp, c);
+		if (conn_gone(c))
+			return;
+	} else {
+		c->state = C_BANNER;
+	}
 	arm_recv(lp, c);
 }
 
@@ -620,6 +831,20 @@ static void conn_maybe_release(struct loop *lp, struct conn *c)
 {
 	if (c->state != C_CLOSING || c->inflight > 0)
 		return;
+	if (c->tls.ssl) {
+		/* Only a full handshake's session is kept: the copy of a
+		 * resumed TLS 1.3 session (wolfSSL 5.5) did not resume again
+		 * against OpenSSL 3 ("binder does not verify"). */
+		if (lp->plan->opt->tls_resume && c->tls_on && !tls_link_resumed(&c->tls)) {
+			struct tls_session *s = tls_link_session(&c->tls);
+			if (s) {
+				tls_session_free(lp->session);
+				lp->session = s;
+			}
+		}
+		tls_link_end(&c->tls);
+	}
+	c->tls_on = false;
 	if (c->fd >= 0 && close(c->fd) != 0)
 		fprintf(stderr, "ringmx-bench: close: %s\n", strerror(errno));
 	conn_settle(lp, c);
@@ -974,6 +1199,8 @@ int plan_build(struct plan *pl, const struct options *opt)
 		len += (size_t)n;
 	}
 	pl->commands_len = len;
+	if (opt->tls != BENCH_TLS_OFF && (pl->tls_ctx = tls_client_ctx_new()) == NULL)
+		return -1;
 	int n = snprintf(pl->ehlo, sizeof(pl->ehlo), "EHLO %s\r\n", opt->helo);
 	RMX_ASSERT(n > 0 && (size_t)n < sizeof(pl->ehlo));
 	pl->ehlo_len = (size_t)n;
@@ -997,6 +1224,8 @@ void plan_free(struct plan *pl)
 	free(pl->cmd_len);
 	for (unsigned i = 0; i < SIZE_CLASSES_MAX; i++)
 		free(pl->fill[i]);
+	tls_client_ctx_free(pl->tls_ctx);
+	pl->tls_ctx = NULL;
 }
 
 /* Splits n as evenly as possible: loop i of count gets this share. */
@@ -1032,10 +1261,19 @@ static int loop_init(struct loop *lp, const struct plan *pl, unsigned index)
 	lp->header_slab = malloc(((size_t)lp->active_total + 1) * 2 * (pl->header_bytes + 1));
 	if (!lp->conns || !lp->connect_queue || !lp->ready || !lp->header_slab)
 		return -1;
+	if (opt->tls != BENCH_TLS_OFF) {
+		lp->tls_slab = malloc((size_t)lp->conn_total * (TLS_IN_BYTES + TLS_OUT_BYTES));
+		if (lp->tls_slab == NULL)
+			return -1;
+	}
 	for (unsigned i = 0; i < lp->conn_total; i++) {
 		struct conn *c = &lp->conns[i];
 		c->fd = -1;
 		c->idle_role = i >= lp->active_total;
+		if (lp->tls_slab) {
+			c->tls.in = lp->tls_slab + (size_t)i * (TLS_IN_BYTES + TLS_OUT_BYTES);
+			c->tls.out = c->tls.in + TLS_IN_BYTES;
+		}
 		if (!c->idle_role) {
 			c->header[0] = lp->header_slab + (size_t)i * 2 * (pl->header_bytes + 1);
 			c->header[1] = c->header[0] + pl->header_bytes + 1;
@@ -1052,6 +1290,8 @@ void loop_free(struct loop *lp)
 	free(lp->connect_queue);
 	free(lp->ready);
 	free(lp->header_slab);
+	free(lp->tls_slab);
+	tls_session_free(lp->session);
 	free(lp);
 }
 

@@ -12,6 +12,7 @@
 
 #include "options.h"
 #include "report.h"
+#include "tls_client.h"
 
 #include <sys/socket.h>
 
@@ -33,6 +34,7 @@ struct plan {
 	size_t header_bytes;
 	uint8_t *fill[SIZE_CLASSES_MAX];
 	size_t fill_bytes[SIZE_CLASSES_MAX];
+	struct tls_client_ctx *tls_ctx; /* --tls: the client context */
 	uint64_t start_ns;
 	uint64_t end_ns;         /* duration mode: no message starts after this */
 };

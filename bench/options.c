@@ -33,6 +33,12 @@ void options_usage(FILE *f)
 		"  --source-spread on|off bind to 127.0.0.1-254 (default on for 127.*)\n"
 		"  --timeout S            wait at most S seconds for a reply (default %d)\n"
 		"  --pid PID              report that server's CPU per 1000 messages and RSS\n"
+		"  --tls[=starttls|implicit]\n"
+		"                         STARTTLS after EHLO, then EHLO again (default), or\n"
+		"                         TLS from the first byte; no certificate checks\n"
+		"  --smtps                the same as --tls=implicit\n"
+		"  --tls-resume           resume the loop's last TLS session (default: every\n"
+		"                         handshake is a full one)\n"
 		"  --json FILE|-          machine-readable results (- : stdout; the text\n"
 		"                         summary then goes to stderr)\n"
 		"  --allow-errors         exit 0 even if some messages failed\n"
@@ -82,7 +88,7 @@ static bool address_ok(const char *a)
 enum {
 	O_SERVER = 256, O_THREADS, O_CONNS, O_MESSAGES, O_DURATION, O_SIZE, O_RCPTS, O_FROM,
 	O_TO, O_PIPELINING, O_NEWCONN, O_RATE, O_IDLE, O_IDLE_NOOP, O_SPREAD, O_PID, O_JSON,
-	O_TLS, O_ALLOW, O_TIMEOUT, O_HELO, O_HELP,
+	O_TLS, O_SMTPS, O_TLS_RESUME, O_ALLOW, O_TIMEOUT, O_HELO, O_HELP,
 };
 
 int options_parse(struct options *opt, int argc, char **argv)
@@ -105,7 +111,9 @@ int options_parse(struct options *opt, int argc, char **argv)
 		{ "source-spread", required_argument, NULL, O_SPREAD },
 		{ "pid", required_argument, NULL, O_PID },
 		{ "json", required_argument, NULL, O_JSON },
-		{ "tls", no_argument, NULL, O_TLS },
+		{ "tls", optional_argument, NULL, O_TLS },
+		{ "smtps", no_argument, NULL, O_SMTPS },
+		{ "tls-resume", no_argument, NULL, O_TLS_RESUME },
 		{ "allow-errors", no_argument, NULL, O_ALLOW },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
 		{ "helo", required_argument, NULL, O_HELO },
@@ -230,9 +238,19 @@ int options_parse(struct options *opt, int argc, char **argv)
 			opt->json_path = a;
 			break;
 		case O_TLS:
-			fprintf(stderr, "ringmx-bench: --tls is not supported yet: this version "
-					"speaks plain SMTP only\n");
-			return -1;
+			if (a == NULL || strcmp(a, "starttls") == 0)
+				opt->tls = BENCH_TLS_STARTTLS;
+			else if (strcmp(a, "implicit") == 0)
+				opt->tls = BENCH_TLS_IMPLICIT;
+			else
+				return bad_option("--tls (starttls|implicit)", a);
+			break;
+		case O_SMTPS:
+			opt->tls = BENCH_TLS_IMPLICIT;
+			break;
+		case O_TLS_RESUME:
+			opt->tls_resume = true;
+			break;
 		case O_ALLOW:
 			opt->allow_errors = true;
 			break;
@@ -264,6 +282,10 @@ int options_parse(struct options *opt, int argc, char **argv)
 		return -1;
 	if (opt->conns < opt->threads) {
 		fprintf(stderr, "ringmx-bench: --conns must be at least --threads\n");
+		return -1;
+	}
+	if (opt->tls_resume && opt->tls == BENCH_TLS_OFF) {
+		fprintf(stderr, "ringmx-bench: --tls-resume needs --tls or --smtps\n");
 		return -1;
 	}
 	if (opt->idle_noop_s > 0 && opt->idle_conns == 0) {

@@ -19,6 +19,14 @@
 #define REPLY_TIMEOUT_DEFAULT_S 60
 #define MESSAGES_DEFAULT 10000
 
+/* How a session speaks TLS: never, STARTTLS after the first EHLO (RFC 3207;
+ * EHLO again afterwards), or from the first byte (smtps, RFC 8314). */
+enum bench_tls {
+	BENCH_TLS_OFF,
+	BENCH_TLS_STARTTLS,
+	BENCH_TLS_IMPLICIT,
+};
+
 struct options {
 	char host[256];
 	char port[16];
@@ -42,6 +50,9 @@ struct options {
 	bool allow_errors;
 	double timeout_s;
 	char helo[128];
+	enum bench_tls tls;
+	bool tls_resume;         /* offer the last session's ticket (else every
+				  * handshake is a full one) */
 };
 
 /* Fills opt from argv. Returns 0, 1 for --help, or -1 after saying what is

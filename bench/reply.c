@@ -70,6 +70,9 @@ enum reply_status reply_read(struct reply_reader *r, const uint8_t *buf, size_t 
 		if (r->lines > 0 && line_len > 4 &&
 		    keyword_is(line + 4, line_len - 4, "PIPELINING"))
 			r->keywords |= REPLY_KW_PIPELINING;
+		if (r->lines > 0 && line_len > 4 &&
+		    keyword_is(line + 4, line_len - 4, "STARTTLS"))
+			r->keywords |= REPLY_KW_STARTTLS;
 		r->lines++;
 		pos = next;
 		*consumed_bytes = pos;

@@ -24,6 +24,7 @@ enum reply_status {
 };
 
 #define REPLY_KW_PIPELINING 0x1u
+#define REPLY_KW_STARTTLS 0x2u
 
 struct reply_reader {
 	unsigned code;      /* of the reply in progress / just finished */

@@ -15,6 +15,20 @@ void stats_init(struct bench_stats *st)
 	hist_init(&st->txn);
 	hist_init(&st->ack);
 	hist_init(&st->lag);
+	hist_init(&st->handshake);
+}
+
+static const char *tls_mode_name(enum bench_tls tls)
+{
+	switch (tls) {
+	case BENCH_TLS_STARTTLS:
+		return "starttls";
+	case BENCH_TLS_IMPLICIT:
+		return "implicit";
+	case BENCH_TLS_OFF:
+		break;
+	}
+	return "off";
 }
 
 static void print_latency(FILE *f, const char *name, const struct hist *h)
@@ -59,6 +73,11 @@ void report_text(FILE *f, const struct options *opt, const struct bench_results 
 		opt->host, opt->port, opt->threads, opt->threads == 1 ? "" : "s", opt->conns,
 		opt->pipelining ? "on" : "off", opt->size_text, opt->rcpts,
 		opt->rcpts == 1 ? "" : "s", opt->new_conn_per_message ? ", new conn per message" : "");
+	if (opt->tls != BENCH_TLS_OFF)
+		fprintf(f, "tls                        %s, session resumption %s, %s %s\n",
+			tls_mode_name(opt->tls), opt->tls_resume ? "on" : "off",
+			st->tls_version[0] ? st->tls_version : "-",
+			st->tls_cipher[0] ? st->tls_cipher : "-");
 	fprintf(f, "messages                   %" PRIu64 " ok, %" PRIu64 " failed in %.3f s\n",
 		st->ok, st->failed, r->elapsed_s);
 	if (opt->messages > st->ok + st->failed)
@@ -73,8 +92,19 @@ void report_text(FILE *f, const struct options *opt, const struct bench_results 
 	print_errors(f, st);
 	fprintf(f, " (connection failures %" PRIu64 ", timeouts %" PRIu64 ")\n", st->conn_errors,
 		st->timeouts);
+	if (opt->tls != BENCH_TLS_OFF) {
+		fprintf(f, "tls handshakes             %" PRIu64 " (%" PRIu64 " resumed), %.1f/s, "
+			   "%" PRIu64 " failed", st->tls_handshakes, st->tls_resumed,
+			per_s(st->tls_handshakes, r->elapsed_s), st->tls_failures);
+		if (st->no_starttls)
+			fprintf(f, ", %" PRIu64 " sessions without STARTTLS in EHLO",
+				st->no_starttls);
+		fprintf(f, "\n");
+	}
 	print_latency(f, "latency transaction", &st->txn);
 	print_latency(f, "latency ack", &st->ack);
+	if (opt->tls != BENCH_TLS_OFF)
+		print_latency(f, "latency tls handshake", &st->handshake);
 	if (opt->rate_per_s > 0) {
 		print_latency(f, "schedule lag", &st->lag);
 		uint64_t starts = st->lag.count;
@@ -147,6 +177,20 @@ int report_json(FILE *f, const struct options *opt, const struct bench_results *
 		   "  \"rate_target\": %.3f,\n",
 		opt->rcpts, opt->new_conn_per_message ? "true" : "false", opt->rate_per_s);
 	fprintf(f, "  \"messages_requested\": %" PRIu64 ",\n", opt->messages);
+	fprintf(f, "  \"tls\": \"%s\",\n  \"tls_resume\": %s,\n", tls_mode_name(opt->tls),
+		opt->tls_resume ? "true" : "false");
+	if (opt->tls != BENCH_TLS_OFF) {
+		fprintf(f, "  \"tls_version\": ");
+		json_string(f, st->tls_version);
+		fprintf(f, ",\n  \"tls_cipher\": ");
+		json_string(f, st->tls_cipher);
+		fprintf(f, ",\n  \"tls_handshakes\": %" PRIu64 ",\n  \"tls_handshakes_per_s\": %.3f,\n"
+			   "  \"tls_resumed\": %" PRIu64 ",\n  \"tls_failures\": %" PRIu64 ",\n"
+			   "  \"no_starttls_sessions\": %" PRIu64 ",\n",
+			st->tls_handshakes, per_s(st->tls_handshakes, r->elapsed_s), st->tls_resumed,
+			st->tls_failures, st->no_starttls);
+		json_latency(f, "latency_handshake_us", &st->handshake);
+	}
 	fprintf(f, "  \"messages\": %" PRIu64 ",\n  \"errors\": %" PRIu64 ",\n"
 		   "  \"elapsed_s\": %.6f,\n  \"msgs_per_s\": %.3f,\n  \"mb_per_s\": %.6f,\n"
 		   "  \"message_bytes\": %" PRIu64 ",\n  \"connects\": %" PRIu64 ",\n"
@@ -204,10 +248,19 @@ void stats_merge(struct bench_stats *dst, const struct bench_stats *src)
 	dst->late_no_conn += src->late_no_conn;
 	dst->never_started += src->never_started;
 	dst->no_pipelining += src->no_pipelining;
+	dst->no_starttls += src->no_starttls;
+	dst->tls_handshakes += src->tls_handshakes;
+	dst->tls_resumed += src->tls_resumed;
+	dst->tls_failures += src->tls_failures;
+	if (!dst->tls_version[0]) {
+		memcpy(dst->tls_version, src->tls_version, sizeof(dst->tls_version));
+		memcpy(dst->tls_cipher, src->tls_cipher, sizeof(dst->tls_cipher));
+	}
 	dst->last_done_ns = RMX_MAX(dst->last_done_ns, src->last_done_ns);
 	for (unsigned i = 0; i < ERROR_CODES; i++)
 		dst->errors_by_code[i] += src->errors_by_code[i];
 	hist_merge(&dst->txn, &src->txn);
 	hist_merge(&dst->ack, &src->ack);
 	hist_merge(&dst->lag, &src->lag);
+	hist_merge(&dst->handshake, &src->handshake);
 }

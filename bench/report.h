@@ -28,11 +28,18 @@ struct bench_stats {
 	uint64_t late_no_conn;   /* ... of which found no free connection */
 	uint64_t never_started;  /* rate + duration: due, but no connection in time */
 	uint64_t no_pipelining;  /* sessions whose EHLO lacked PIPELINING */
+	uint64_t no_starttls;    /* --tls: sessions whose EHLO lacked STARTTLS */
+	uint64_t tls_handshakes; /* completed */
+	uint64_t tls_resumed;    /* ... of which resumed a session */
+	uint64_t tls_failures;   /* handshakes that failed or were refused */
+	char tls_version[16];    /* of the first completed handshake */
+	char tls_cipher[64];
 	uint64_t last_done_ns;
 	uint64_t errors_by_code[ERROR_CODES];
 	struct hist txn;         /* MAIL sent -> final reply */
 	struct hist ack;         /* end of data sent -> final reply */
 	struct hist lag;         /* rate mode: scheduled -> MAIL sent */
+	struct hist handshake;   /* ClientHello queued -> handshake complete */
 };
 
 struct bench_results {

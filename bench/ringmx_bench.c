@@ -156,7 +156,7 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	/* Three histograms: too large for the stack. */
+	/* Four histograms: too large for the stack. */
 	struct bench_results *res = calloc(1, sizeof(*res));
 	if (res == NULL) {
 		fprintf(stderr, "ringmx-bench: out of memory\n");

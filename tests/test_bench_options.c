@@ -4,7 +4,8 @@
  * Defaults, every option's value landing in the struct, HOST:PORT forms
  * (name, IPv4, bracketed IPv6), and the refusals that make the bench exit 2:
  * missing server, --messages with --duration, weights not summing to 100,
- * out-of-range numbers, unknown options, stray arguments and --tls.
+ * out-of-range numbers, unknown options, stray arguments; the TLS modes
+ * (--tls, --tls=starttls|implicit, --smtps, --tls-resume) and their refusals.
  */
 #include "../bench/options.h"
 #include "test.h"
@@ -47,6 +48,34 @@ static void test_defaults(void)
 	CHECK(o.rate_per_s == 0);
 	CHECK(o.json_path == NULL);
 	CHECK(o.timeout_s == REPLY_TIMEOUT_DEFAULT_S);
+	CHECK(o.tls == BENCH_TLS_OFF);
+	CHECK(!o.tls_resume);
+}
+
+static void test_tls(void)
+{
+	struct options o;
+	const char *const bare[] = { "--server", "h:25", "--tls", NULL };
+	CHECK(parse(&o, bare) == 0);
+	CHECK(o.tls == BENCH_TLS_STARTTLS);
+	CHECK(!o.tls_resume);
+	const char *const starttls[] = { "--server", "h:25", "--tls=starttls", "--tls-resume",
+					 NULL };
+	CHECK(parse(&o, starttls) == 0);
+	CHECK(o.tls == BENCH_TLS_STARTTLS);
+	CHECK(o.tls_resume);
+	const char *const implicit[] = { "--server", "h:465", "--tls=implicit", NULL };
+	CHECK(parse(&o, implicit) == 0);
+	CHECK(o.tls == BENCH_TLS_IMPLICIT);
+	CHECK(!o.tls_resume);
+	const char *const smtps[] = { "--server", "h:465", "--smtps", "--messages", "3", NULL };
+	CHECK(parse(&o, smtps) == 0);
+	CHECK(o.tls == BENCH_TLS_IMPLICIT);
+	CHECK_EQ_U(o.messages, 3);
+	/* a later parse without TLS forgets it */
+	const char *const plain[] = { "--server", "h:25", NULL };
+	CHECK(parse(&o, plain) == 0);
+	CHECK(o.tls == BENCH_TLS_OFF);
 }
 
 static void test_everything(void)
@@ -114,7 +143,11 @@ static void test_refusals(void)
 		(const char *const[]){ "--server", "h:25", "--idle-noop", "5", NULL },
 		(const char *const[]){ "--server", "h:25", "--to", "a b@c", NULL },
 		(const char *const[]){ "--server", "h:25", "--from", "<x@y>", NULL },
-		(const char *const[]){ "--server", "h:25", "--tls", NULL },
+		(const char *const[]){ "--server", "h:25", "--tls=ssl", NULL },
+		(const char *const[]){ "--server", "h:25", "--tls=", NULL },
+		(const char *const[]){ "--server", "h:25", "--tls", "implicit", NULL },
+		(const char *const[]){ "--server", "h:25", "--tls-resume", NULL },
+		(const char *const[]){ "--server", "h:25", "--smtps=yes", NULL },
 		(const char *const[]){ "--server", "h:25", "--bogus", NULL },
 		(const char *const[]){ "--server", "h:25", "stray", NULL },
 		(const char *const[]){ "--server", NULL },
@@ -131,6 +164,7 @@ int main(void)
 {
 	test_defaults();
 	test_everything();
+	test_tls();
 	test_refusals();
 	return test_main_end("test_bench_options");
 }

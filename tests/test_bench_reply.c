@@ -1,8 +1,8 @@
 /*
  * test_bench_reply.c - the bench's incremental SMTP reply reader.
  *
- * Single and multi-line replies, PIPELINING detection, several replies in
- * one read, every split point of a pipelined reply stream, and the inputs
+ * Single and multi-line replies, PIPELINING and STARTTLS detection, several
+ * replies in one read, every split point of a pipelined reply stream, and the inputs
  * that are not SMTP (bad codes, mixed codes, over-long lines).
  */
 #include "../bench/reply.h"
@@ -68,6 +68,17 @@ static void test_basic(void)
 	CHECK_EQ_U(kw[0], 0);
 	/* incomplete: nothing yet */
 	CHECK_EQ_U(feed("250-a\r\n250", 4096, codes, kw, 8), 0);
+	/* STARTTLS (RFC 3207), alone and beside PIPELINING, never as a prefix */
+	const char *tls = "250-mx.example\r\n250-starttls\r\n250 PIPELINING\r\n";
+	CHECK_EQ_U(feed(tls, 1, codes, kw, 8), 1);
+	CHECK_EQ_U(kw[0], REPLY_KW_STARTTLS | REPLY_KW_PIPELINING);
+	CHECK_EQ_U(feed("250-mx.example\r\n250 STARTTLS\r\n", 4096, codes, kw, 8), 1);
+	CHECK_EQ_U(kw[0], REPLY_KW_STARTTLS);
+	CHECK_EQ_U(feed("250-mx.example\r\n250-STARTTLSX\r\n250 XSTARTTLS\r\n", 4096, codes,
+			kw, 8), 1);
+	CHECK_EQ_U(kw[0], 0);
+	CHECK_EQ_U(feed("250 STARTTLS\r\n", 4096, codes, kw, 8), 1);
+	CHECK_EQ_U(kw[0], 0);
 }
 
 static void test_splits(void)

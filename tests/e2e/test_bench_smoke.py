@@ -2,25 +2,42 @@
 """ringmx-bench against a real ringmx: a 2-second run with --json - must exit
 0, print JSON that parses, report messages > 0 and errors == 0, and the
 store (read by ringmx-store stats) must have gained at least as many
-messages as the bench says were acknowledged. Also: bad options exit 2 and --tls is
-refused; lock-step sessions, one per message, at a fixed rate; refused
+messages as the bench says were acknowledged. Also: bad options exit 2 (an
+unknown --tls mode, --tls-resume without TLS); lock-step sessions, one per message, at a fixed rate; refused
 recipients counted by reply code; idle sessions kept past the server's idle
 timeout by NOOPs (and ended by it without them). Against a scripted peer:
 replies dribbled a byte at a time, a refused recipient, no PIPELINING offered,
-421 and a close in the middle of a transaction. The bench binary is
-<build dir>/bench/ringmx-bench, the build dir being the parent of RINGMX_BIN.
+421 and a close in the middle of a transaction.
+
+TLS, against a private Postfix smtpd with a certificate made at test time
+(smtpd_tls_security_level = may on one port, smtpd_tls_wrappermode on
+another): --tls over persistent sessions (one handshake per connection,
+each one logged by Postfix), --tls with a new connection per message (a
+full handshake each), --tls-resume (resumed handshakes), --smtps, and
+--smtps against the STARTTLS port (handshakes fail, counted). Against the
+scripted peer speaking TLS through Python's ssl module: cleartext the peer
+pushes behind its 220 to STARTTLS is dropped, never read as a reply; an
+EHLO without STARTTLS ends the session, counted.
+
+The bench binary is <build dir>/bench/ringmx-bench, the build dir being the
+parent of RINGMX_BIN.
 """
 
 import json
 import os
+import re
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
+import upstream as up  # noqa: E402
 
 RUN_S = 2
 BENCH_TIMEOUT_S = 30
@@ -125,7 +142,8 @@ class BenchOptionsTest(unittest.TestCase):
                      ["--server", "127.0.0.1:1", "--size", "1k:50,2k:40"],
                      ["--server", "127.0.0.1:1", "--pipelining", "maybe"],
                      ["--server", "127.0.0.1:1", "--messages", "5", "--duration", "1"],
-                     ["--server", "127.0.0.1:1", "--tls"]):
+                     ["--server", "127.0.0.1:1", "--tls=ssl"],
+                     ["--server", "127.0.0.1:1", "--tls-resume"]):
             cp = subprocess.run([bench_bin()] + args, stdin=subprocess.DEVNULL,
                                 capture_output=True, timeout=BENCH_TIMEOUT_S)
             self.assertEqual(cp.returncode, 2, "%r exited %d: %s"
@@ -142,10 +160,13 @@ class ScriptedPeer:
     command (bytes), or None to close the connection without a reply.
     """
 
-    def __init__(self, behaviour, pipelining=True, dribble=False):
+    def __init__(self, behaviour, pipelining=True, dribble=False, tls=None, inject=b""):
         self.behaviour = behaviour
         self.pipelining = pipelining
         self.dribble = dribble
+        self.tls = tls            # an ssl.SSLContext: STARTTLS offered and served
+        self.inject = inject      # cleartext pushed right behind the 220 to STARTTLS
+        self.handshakes = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind((h.LOOPBACK4, 0))
         self.sock.listen(64)
@@ -201,7 +222,17 @@ class ScriptedPeer:
                     verb = line[:4].upper()
                     if verb == b"EHLO":
                         ext = b"250-PIPELINING\r\n" if self.pipelining else b""
+                        if self.tls is not None and not isinstance(c, ssl.SSLSocket):
+                            ext += b"250-STARTTLS\r\n"
                         self._send(c, b"250-peer.test\r\n" + ext + b"250 8BITMIME\r\n")
+                        continue
+                    if line.upper() == b"STARTTLS" and self.tls is not None \
+                            and not isinstance(c, ssl.SSLSocket):
+                        c.sendall(b"220 2.0.0 go ahead\r\n" + self.inject)
+                        c = self.tls.wrap_socket(c, server_side=True)
+                        with self.lock:
+                            self.handshakes += 1
+                        buf = b""
                         continue
                     if verb == b"QUIT":
                         self._send(c, b"221 bye\r\n")
@@ -313,6 +344,194 @@ class BenchAgainstScriptedPeerTest(unittest.TestCase):
         rc, res, err = self.bench(again, ["--conns", "1", "--messages", "10", "--allow-errors"])
         self.assertEqual(rc, 0, err)
         self.assertEqual(res["errors_by_code"], {"421": 1, "conn": 1}, res)
+
+
+def make_certificate(directory):
+    """A self-signed ECDSA P-256 certificate and key made with openssl."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "2", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-subj", "/CN=mx.e2e.test",
+                    "-keyout", key, "-out", cert], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=60, check=True)
+    os.chmod(key, 0o644)
+    return cert, key
+
+
+class BenchTlsAgainstScriptedPeerTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("openssl") is None:
+            raise unittest.SkipTest("openssl is not installed")
+        cls.dir = tempfile.mkdtemp(prefix="ringmx-bench-tls-")
+        cert, key = make_certificate(cls.dir)
+        cls.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        cls.ctx.load_cert_chain(cert, key)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    bench = BenchAgainstScriptedPeerTest.bench
+
+    def test_cleartext_behind_the_starttls_reply_is_dropped(self):
+        # Read as a reply, the injected line would answer the first command
+        # sent under TLS (the injection of CVE-2011-0411's class, client side)
+        # or, as a reply nobody asked for, fail the session.
+        peer = ScriptedPeer(accept_all, tls=self.ctx,
+                            inject=b"250 2.0.0 injected\r\n250 2.0.0 injected too\r\n")
+        self.addCleanup(peer.close)
+        rc, res, err = self.bench(peer, ["--tls", "--conns", "2", "--messages", "20"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(res["messages"], 20, res)
+        self.assertEqual(res["tls_handshakes"], 2, res)
+        self.assertEqual(res["tls_failures"], 0, res)
+        self.assertEqual(peer.handshakes, 2)
+        self.assertEqual(len(peer.subjects), 20, peer.subjects)
+
+    def test_ehlo_without_starttls_ends_the_session(self):
+        peer = ScriptedPeer(accept_all)
+        self.addCleanup(peer.close)
+        rc, res, err = self.bench(peer, ["--tls", "--conns", "1", "--messages", "3"])
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(res["messages"], 0, res)
+        self.assertEqual(res["tls_handshakes"], 0, res)
+        self.assertGreaterEqual(res["no_starttls_sessions"], 1, res)
+        self.assertEqual(peer.subjects, [])
+
+
+POSTFIX_TLS_WRAPPER = ("{addr}:{port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes "
+                       "-o smtpd_tls_security_level=encrypt\n"
+                       "tlsmgr    unix  -       -       n       1000?   1       tlsmgr\n")
+TLS_LOGGED_RE = re.compile(r"smtpd\[\d+\]: Anonymous TLS connection established from")
+
+
+def tls_greets(port):
+    """True once a 220 comes through TLS from the first byte on port."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((h.LOOPBACK4, port), timeout=2.0) as raw:
+            with ctx.wrap_socket(raw) as s:
+                return s.recv(512).startswith(b"220")
+    except OSError:
+        return False
+
+
+class BenchTlsAgainstPostfixTest(unittest.TestCase):
+    """Postfix smtpd with STARTTLS (may) and, on a second port, implicit TLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("Postfix is started as root")
+        for name in ("postfix", "postconf", "openssl"):
+            if shutil.which(name) is None:
+                raise unittest.SkipTest("%s is not installed" % name)
+        cls.dir = tempfile.mkdtemp(prefix="ringmx-bench-tls-")
+        os.chmod(cls.dir, 0o755)
+        cls.relay = None
+        try:
+            cert, key = make_certificate(cls.dir)
+            cls.relay = up.PostfixRelay(
+                domains=[h.DOMAIN], main_extra=[
+                    "smtpd_tls_security_level = may",
+                    "smtpd_tls_cert_file = %s" % cert,
+                    "smtpd_tls_key_file = %s" % key,
+                    "smtpd_tls_loglevel = 1"])
+            cls.smtps_port = h.free_port()
+            with open(os.path.join(cls.relay.conf_dir, "master.cf"), "a") as f:
+                f.write(POSTFIX_TLS_WRAPPER.format(addr=h.LOOPBACK4, port=cls.smtps_port))
+            cls.relay.start()
+            if not up.wait_for(lambda: tls_greets(cls.smtps_port), 30, 0.2):
+                raise h.StartError("no smtpd on the smtps port")
+        except BaseException:
+            if cls.relay is not None:
+                cls.relay.cleanup()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.relay.cleanup()
+        finally:
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def tls_logged(self):
+        return len(TLS_LOGGED_RE.findall(self.relay.log_text()))
+
+    def run_tls(self, port, args, want_rc=0):
+        before = self.tls_logged()
+        res, err = run_bench(self, port, ["--to", "user@" + h.DOMAIN, "--timeout", "20"] + args,
+                             want_rc)
+        # Postfix logs each handshake once the session ends: wait for the last
+        up.wait_for(lambda: self.tls_logged() - before >= res.get("tls_handshakes", 0), 10)
+        return res, err, self.tls_logged() - before
+
+    def check_handshakes(self, res):
+        hs = res["tls_handshakes"]
+        self.assertTrue(res["tls_version"].startswith("TLSv1."), res)
+        self.assertTrue(res["tls_cipher"], res)
+        self.assertEqual(res["latency_handshake_us"]["count"], hs, res)
+        self.assertTrue(0 < res["latency_handshake_us"]["p50"] <= res["latency_handshake_us"]
+                        ["max"], res)
+        self.assertGreater(res["tls_handshakes_per_s"], 0, res)
+
+    def test_starttls_once_per_persistent_session(self):
+        res, err, logged = self.run_tls(self.relay.port, ["--tls", "--conns", "4",
+                                                          "--messages", "200"])
+        self.assertEqual(res["tls"], "starttls", res)
+        self.assertEqual(res["messages"], 200, res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertEqual(res["connects"], 4, res)
+        self.assertEqual(res["tls_handshakes"], 4, res)
+        self.assertEqual(res["tls_resumed"], 0, res)
+        self.check_handshakes(res)
+        self.assertEqual(logged, 4, "Postfix logged %d TLS sessions" % logged)
+        self.assertIn("tls handshakes", err)
+
+    def test_full_handshake_per_message(self):
+        res, _, logged = self.run_tls(self.relay.port, [
+            "--tls", "--conns", "4", "--messages", "120", "--new-conn-per-message"])
+        self.assertEqual(res["messages"], 120, res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertGreaterEqual(res["tls_handshakes"], 120, res)
+        self.assertEqual(res["tls_handshakes"], res["connects"], res)
+        self.assertEqual(res["tls_resumed"], 0, res)
+        self.check_handshakes(res)
+        self.assertEqual(logged, res["tls_handshakes"])
+
+    def test_resumed_handshakes(self):
+        res, _, _ = self.run_tls(self.relay.port, [
+            "--tls", "--tls-resume", "--conns", "2", "--messages", "60",
+            "--new-conn-per-message"])
+        self.assertEqual(res["messages"], 60, res)
+        self.assertEqual(res["tls_failures"], 0, res)
+        self.assertTrue(res["tls_resume"], res)
+        # the first sessions of each loop are full; later ones resume
+        self.assertGreater(res["tls_resumed"], res["tls_handshakes"] // 2, res)
+
+    def test_implicit_tls(self):
+        res, _, logged = self.run_tls(self.smtps_port, ["--smtps", "--conns", "3",
+                                                        "--messages", "90"])
+        self.assertEqual(res["tls"], "implicit", res)
+        self.assertEqual(res["messages"], 90, res)
+        self.assertEqual(res["errors"], 0, res)
+        self.assertEqual(res["tls_handshakes"], 3, res)
+        self.check_handshakes(res)
+        self.assertEqual(logged, 3)
+
+    def test_implicit_tls_against_a_starttls_port_fails(self):
+        res, err, _ = self.run_tls(self.relay.port, ["--smtps", "--conns", "1",
+                                                     "--messages", "2", "--timeout", "5"],
+                                   want_rc=1)
+        self.assertEqual(res["messages"], 0, res)
+        self.assertEqual(res["tls_handshakes"], 0, res)
+        self.assertGreater(res["tls_failures"], 0, res)
+        self.assertIn("TLS handshake", err)
 
 
 if __name__ == "__main__":
