@@ -26,9 +26,12 @@
 #include "../proto/smtp_reply.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "worker.h"
 
 static void conn_pump_input(struct smtp_conns *sc, struct conn *c, size_t bytes_in);
+static bool conn_tls_start(struct smtp_conns *sc, struct conn *c, const uint8_t *clear,
+			   size_t clear_len);
 
 /* ---- the slab and the carry buffer ------------------------------------------ */
 
@@ -257,10 +260,27 @@ static void conn_flush(struct smtp_conns *sc, struct conn *c)
 {
 	if (c->flags & CONN_SEND_INFLIGHT)
 		return;
-	if (c->out.len == 0 && !c->tp.ops->send_pending(&c->tp))
+	size_t n = c->out.len;
+	if (c->flags & CONN_STARTTLS_WAIT) {
+		/* Replies before the 220 go out in clear first; then the 220
+		 * becomes the TLS transport's clear prefix (transport.h). */
+		if (c->starttls_clear) {
+			n = c->starttls_clear;
+		} else {
+			c->flags &= ~CONN_STARTTLS_WAIT;
+			bool ok = conn_tls_start(sc, c, c->out.buf, c->out.len);
+			c->out.len = 0;
+			if (!ok)
+				return;
+			n = 0;
+		}
+	}
+	if (c->flags & CONN_TLS_HANDSHAKE)
+		n = 0; /* replies wait for the handshake (smtps: the banner) */
+	if (n == 0 && !c->tp.ops->send_pending(&c->tp))
 		return; /* TLS: a handshake flight goes out with n = 0 */
-	c->tp.ops->send(&sc->env, &c->tp, c->out.buf, c->out.len, conn_ud(sc, c, RING_OP_SEND));
-	c->send_bytes = (uint32_t)c->out.len;
+	c->tp.ops->send(&sc->env, &c->tp, c->out.buf, n, conn_ud(sc, c, RING_OP_SEND));
+	c->send_bytes = (uint32_t)n;
 	c->flags |= CONN_SEND_INFLIGHT;
 }
 
@@ -409,6 +429,19 @@ void smtp_conn_after(struct smtp_conns *sc, struct conn *c)
 
 /* ---- feeding the session ---------------------------------------------------------- */
 
+/* The session accepted STARTTLS: its 220 is the last line in out. What
+ * came before it goes out in clear, then the transport turns TLS
+ * (conn_flush); nothing the client sends meanwhile is read. */
+static void conn_starttls_accepted(struct conn *c)
+{
+	RMX_ASSERT(c->out.len >= 2 && c->out.buf[c->out.len - 1] == '\n');
+	size_t start = c->out.len - 2;
+	while (start > 0 && c->out.buf[start - 1] != '\n')
+		start--;
+	c->starttls_clear = (uint32_t)start;
+	c->flags |= CONN_STARTTLS_WAIT;
+}
+
 /*
  * Feeds p[0..n) to the session until it wants more, pauses or closes.
  * Returns the bytes consumed; the rest must be carried.
@@ -435,11 +468,13 @@ static size_t conn_feed(struct smtp_conns *sc, struct conn *c, const uint8_t *p,
 		case SMTP_FEED_CLOSE:
 			c->flags |= CONN_CLOSE_AFTER_SEND;
 			return n;
-		case SMTP_FEED_AUTH:
 		case SMTP_FEED_STARTTLS:
-			/* Only a session whose config offers TLS (and AUTH)
-			 * says these, and no listener offers them before the TLS
-			 * transport is attached here: end the session. */
+			conn_starttls_accepted(c);
+			return n; /* RFC 3207 section 6: the rest of this read is dropped */
+		case SMTP_FEED_AUTH:
+			/* Only a session whose config offers AUTH says this, and
+			 * no listener offers it before AUTH is wired here: end
+			 * the session. */
 			c->flags |= CONN_CLOSE_AFTER_SEND;
 			return n;
 		}
@@ -507,6 +542,84 @@ static void conn_input(struct smtp_conns *sc, struct conn *c, const uint8_t *p, 
 		conn_recv_update(sc, c);
 	}
 	smtp_conn_after(sc, c);
+}
+
+/* ---- TLS: STARTTLS and smtps ------------------------------------------------------ */
+
+/* The handshake failed, timed out or could not start: logged, counted,
+ * closed without a reply. */
+static void conn_tls_failed(struct smtp_conns *sc, struct conn *c, const char *reason)
+{
+	struct log_msg m;
+	if (log_begin(&m, LOG_INFO, "tls_failed")) {
+		log_add_u64(&m, "worker", sc->w->id);
+		log_add_str(&m, "client", c->peer.ip);
+		log_add_str(&m, "reason", reason);
+		log_end(&m);
+	}
+	metrics_inc(&sc->w->metrics->tls_handshakes[METRICS_TLS_FAILED]);
+	c->flags &= ~(CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT);
+	c->out.len = 0;
+	smtp_conn_close(sc, c);
+}
+
+/* Puts c on TLS (clear goes out first, in clear) under the handshake
+ * deadline. False when it could not (c is closing). */
+static bool conn_tls_start(struct smtp_conns *sc, struct conn *c, const uint8_t *clear,
+			   size_t clear_len)
+{
+	struct tls_ctx *ctx = sc->cfg->tls;
+	if (!ctx || transport_tls_attach(&c->tp, ctx, clear, clear_len, NULL) != 0) {
+		conn_tls_failed(sc, c, ctx ? "out_of_memory" : "no_certificate");
+		return false;
+	}
+	c->flags |= CONN_TLS_HANDSHAKE;
+	uint64_t timeout_ms = (uint64_t)sc->cfg->tls_handshake_timeout_s * 1000u;
+	c->deadline.at_ms = sc->clock->now_ms + timeout_ms;
+	timer_arm(&sc->wheel, &c->timer, timeout_ms);
+	return true;
+}
+
+/* The handshake completed: the session starts over under TLS (smtps: its
+ * banner, written at accept, goes out now). */
+static void conn_tls_established(struct smtp_conns *sc, struct conn *c)
+{
+	c->flags &= ~CONN_TLS_HANDSHAKE;
+	struct transport_tls_facts f;
+	transport_tls_describe(&c->tp, &f);
+	/* Token text for Received: (never empty: the session asserts it). */
+	snprintf(c->tls_info.version, sizeof(c->tls_info.version), "%s",
+		 f.version[0] ? f.version : "unknown");
+	snprintf(c->tls_info.cipher, sizeof(c->tls_info.cipher), "%s",
+		 f.cipher[0] ? f.cipher : "unknown");
+	struct log_msg m;
+	if (log_begin(&m, LOG_INFO, "tls_established")) {
+		log_add_u64(&m, "worker", sc->w->id);
+		log_add_str(&m, "client", c->peer.ip);
+		log_add_str(&m, "version", f.version);
+		log_add_str(&m, "cipher", f.cipher);
+		log_add_str(&m, "sni", f.sni);
+		log_end(&m);
+	}
+	metrics_inc(&sc->w->metrics->tls_handshakes[f.resumed ? METRICS_TLS_RESUMED
+							      : METRICS_TLS_FULL]);
+	smtp_session_tls_started(&c->session, &c->tls_info);
+	smtp_conn_arm_deadline(sc, c);
+}
+
+/* After TLS input: the handshake's outcome, or a session that broke. */
+static void conn_tls_check(struct smtp_conns *sc, struct conn *c)
+{
+	enum transport_tls_status st = transport_tls_status(&c->tp);
+	if (st == TRANSPORT_TLS_FAILED) {
+		if (c->flags & CONN_TLS_HANDSHAKE)
+			conn_tls_failed(sc, c, transport_tls_failure(&c->tp));
+		else
+			smtp_conn_close(sc, c); /* close_notify or a bad record: no more input */
+		return;
+	}
+	if (st == TRANSPORT_TLS_ESTABLISHED && (c->flags & CONN_TLS_HANDSHAKE))
+		conn_tls_established(sc, c);
 }
 
 /* ---- accept ----------------------------------------------------------------------- */
@@ -623,9 +736,17 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 		log_add_str(&lm, "client", c->peer.ip);
 		log_end(&lm);
 	}
-	smtp_session_start(&c->session, &sc->cfg->session, &c->peer, &txn_ops, &c->txn, &c->out);
+	c->listener_mode = sc->cfg->listen[i].mode;
+	smtp_session_start(&c->session, &sc->cfg->session_mode[c->listener_mode], &c->peer,
+			   &txn_ops, &c->txn, &c->out);
 	smtp_conn_arm_recv(sc, c);
-	smtp_conn_arm_deadline(sc, c);
+	if (c->listener_mode == SMTP_LISTENER_SMTPS) {
+		/* RFC 8314: TLS from the first byte; the banner waits for it. */
+		if (!conn_tls_start(sc, c, NULL, 0))
+			return;
+	} else {
+		smtp_conn_arm_deadline(sc, c);
+	}
 	conn_flush(sc, c);
 }
 
@@ -675,10 +796,19 @@ void smtp_conn_on_recv(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		RMX_ASSERT(has_buf);
 		c->bytes_in += (uint64_t)cqe->res;
-		const uint8_t *plain;
-		size_t n = c->tp.ops->input(&c->tp, buf_ring_addr(bufs, bid), (size_t)cqe->res, &plain);
+		const uint8_t *plain = NULL;
+		size_t n = 0;
+		/* After STARTTLS and before our 220 has gone, the client has
+		 * nothing to send: what it sends is never read. */
+		if (!(c->flags & CONN_STARTTLS_WAIT))
+			n = c->tp.ops->input(&c->tp, buf_ring_addr(bufs, bid), (size_t)cqe->res,
+					     &plain);
+		if (c->tp.ops == &transport_tls && !(c->flags & CONN_CLOSING))
+			conn_tls_check(sc, c);
 		if (n > 0)
 			conn_input(sc, c, plain, n);
+		else if (!(c->flags & CONN_CLOSING))
+			smtp_conn_after(sc, c); /* a handshake flight, a banner */
 		buf_ring_return(bufs, bid);
 		if (!(c->flags & CONN_USED))
 			return; /* released while handling the input */
@@ -731,8 +861,11 @@ void smtp_conn_on_send(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	size_t sent = (size_t)res;
 	RMX_ASSERT(sent <= c->send_bytes && c->send_bytes <= c->out.len);
 	c->bytes_out += sent;
-	memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
+	if (sent) /* a TLS handshake flight carries none of out (which may be NULL) */
+		memmove(c->out.buf, c->out.buf + sent, c->out.len - sent);
 	c->out.len -= sent;
+	if (c->flags & CONN_STARTTLS_WAIT)
+		c->starttls_clear -= (uint32_t)RMX_MIN(sent, (size_t)c->starttls_clear);
 	if (c->flags & CONN_CLOSING) {
 		smtp_conn_release_if_done(sc, c);
 		return;
@@ -755,6 +888,10 @@ static void on_timer(void *ctx, struct timer_node *n)
 	struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
 	if (c->flags & (CONN_LINGER | CONN_HTTP)) {
 		smtp_conn_close(sc, c);
+		return;
+	}
+	if (c->flags & (CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT)) {
+		conn_tls_failed(sc, c, "timeout"); /* no reply: there is no channel for one */
 		return;
 	}
 	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)) {
@@ -819,6 +956,10 @@ void smtp_conns_drain(struct smtp_conns *sc, bool late)
 			continue;
 		if (late && (c->flags & CONN_SEND_INFLIGHT))
 			continue;
+		if (c->flags & (CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT)) {
+			smtp_conn_close(sc, c); /* no channel for a 421 yet */
+			continue;
+		}
 		if (!smtp_conn_out_ready(sc, c)) {
 			smtp_conn_close(sc, c);
 			continue;

@@ -46,6 +46,9 @@ enum conn_flag {
 	CONN_EOF = 1u << 10,         /* the client closed its side */
 	CONN_RECV_PAUSED = 1u << 11, /* too much input waits: receiving is paused */
 	CONN_HTTP = 1u << 12,        /* a metrics-endpoint client, not SMTP */
+	CONN_STARTTLS_WAIT = 1u << 13, /* STARTTLS accepted: replies before its 220 go
+					  out in clear, then the transport turns TLS */
+	CONN_TLS_HANDSHAKE = 1u << 14, /* the TLS handshake runs (its own deadline) */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH)
@@ -82,6 +85,9 @@ struct conn {
 	uint64_t bytes_in;         /* for the connection_close log line */
 	uint64_t bytes_out;
 	uint32_t messages;         /* accepted (durable) */
+	uint32_t starttls_clear;   /* CONN_STARTTLS_WAIT: bytes of out before the 220 */
+	uint8_t listener_mode;     /* enum smtp_listener_mode of its listener */
+	struct smtp_tls_info tls_info; /* once TLS is up; the session points at it */
 };
 
 #define CONN_NONE UINT32_MAX

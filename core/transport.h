@@ -128,6 +128,7 @@ struct transport_tls_facts {
 	char version[16];     /* "TLSv1.3" */
 	char cipher[64];      /* "TLS_AES_128_GCM_SHA256" */
 	char sni[256];        /* the name the client asked for; "" when none */
+	bool resumed;         /* a session resumption (ticket), not a full handshake */
 };
 
 /*

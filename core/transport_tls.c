@@ -400,7 +400,8 @@ int transport_tls_attach(struct transport *t, struct tls_ctx *ctx, const uint8_t
 	tls_ctx_ref(ctx);
 	s->ctx = ctx;
 	s->status = TRANSPORT_TLS_HANDSHAKE;
-	memcpy(s->out, clear, clear_len);
+	if (clear_len)
+		memcpy(s->out, clear, clear_len);
 	s->out_len = clear_len;
 	t->ops = &transport_tls;
 	t->state = s;
@@ -429,6 +430,7 @@ void transport_tls_describe(const struct transport *t, struct transport_tls_fact
 		   suite < 0 ? NULL
 			     : wolfSSL_get_cipher_name_iana_from_suite((unsigned char)(suite >> 8),
 									(unsigned char)suite));
+	out->resumed = wolfSSL_session_reused(s->ssl) == 1;
 	if (!s->client)
 		copy_token(out->sni, sizeof(out->sni),
 			   wolfSSL_get_servername(s->ssl, WOLFSSL_SNI_HOST_NAME));
