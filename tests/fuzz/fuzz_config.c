@@ -5,11 +5,13 @@
  * it as /proc/self/fd/N.
  *
  * Input: a byte choosing the size of the error buffer, then the file's
- * text; after a NUL byte, the rest is a recipient table, handed to the
- * loader through a second memory file and a recipients_file line added at
+ * text; after a NUL byte, a recipient table, and after a second one an
+ * auth_users table (user:hash lines), each handed to the loader through a
+ * memory file of its own and a recipients_file or auth_users line added at
  * the end. Inputs that name a file of their own (recipients_file,
- * auth_users, upstream_ca) are left alone: they would read whatever file of
- * this machine the fuzzer spells, which is neither repeatable nor bounded.
+ * auth_users, upstream_ca, tls_cert, tls_key) are left alone: they would
+ * read whatever file of this machine the fuzzer spells, which is neither
+ * repeatable nor bounded.
  * Invariants: the load succeeds or fails with a message that ends inside
  * the error buffer; a loaded configuration keeps its bounds (listeners,
  * line length, session settings derived); and what config_print writes
@@ -51,7 +53,8 @@ static char *printed(const struct config *c, size_t *len)
 
 static bool names_a_file(const uint8_t *p, size_t n)
 {
-	static const char *const keys[] = { "recipients_file", "auth_users", "upstream_ca" };
+	static const char *const keys[] = { "recipients_file", "auth_users", "upstream_ca",
+					    "tls_cert", "tls_key" };
 	for (size_t k = 0; k < RMX_ARRAY_LEN(keys); k++)
 		if (memmem(p, n, keys[k], strlen(keys[k])))
 			return true;
@@ -82,17 +85,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (names_a_file(in.p, text_len))
 		return 0;
 
-	char rcpt_path[64] = "";
-	int rcpt_fd = -1;
-	if (nul)
-		rcpt_fd = memory_file(nul + 1, in.n - text_len - 1, rcpt_path, sizeof(rcpt_path));
-	size_t cap = text_len + sizeof(rcpt_path) + 32;
+	char rcpt_path[64] = "", users_path[64] = "";
+	int rcpt_fd = -1, users_fd = -1;
+	if (nul) {
+		const uint8_t *rest = nul + 1;
+		size_t rest_len = in.n - text_len - 1;
+		const uint8_t *nul2 = memchr(rest, '\0', rest_len);
+		size_t rcpt_len = nul2 ? (size_t)(nul2 - rest) : rest_len;
+		rcpt_fd = memory_file(rest, rcpt_len, rcpt_path, sizeof(rcpt_path));
+		if (nul2)
+			users_fd = memory_file(nul2 + 1, rest_len - rcpt_len - 1, users_path,
+					       sizeof(users_path));
+	}
+	size_t cap = text_len + sizeof(rcpt_path) + sizeof(users_path) + 64;
 	char *text = malloc(cap);
 	FUZZ_CHECK(text != NULL);
 	memcpy(text, in.p, text_len);
 	size_t len = text_len;
-	if (nul)
+	if (rcpt_fd >= 0)
 		len += (size_t)snprintf(text + len, cap - len, "\nrecipients_file = %s\n", rcpt_path);
+	if (users_fd >= 0)
+		len += (size_t)snprintf(text + len, cap - len, "auth_users = %s\n", users_path);
 
 	char path[64];
 	int fd = memory_file(text, len, path, sizeof(path));
@@ -133,5 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(fd);
 	if (rcpt_fd >= 0)
 		close(rcpt_fd);
+	if (users_fd >= 0)
+		close(users_fd);
 	return 0;
 }
