@@ -11,6 +11,7 @@
 
 #include "../storage/record.h"
 #include "../storage/segment.h"
+#include "../storage/store.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -47,6 +48,7 @@ enum config_kind {
 	KIND_UPSTREAM_TLS,
 	KIND_CIDRS,
 	KIND_GREET_ACTION,
+	KIND_STORE_IO,
 };
 
 struct config_key {
@@ -70,6 +72,7 @@ static const struct config_key config_keys[] = {
 	{ "tls_handshake_timeout", KIND_DURATION, FIELD(tls_handshake_timeout_s), 1, 3600 },
 	{ "data_dir", KIND_PATH, FIELD(data_dir), 0, 0 },
 	{ "fsync", KIND_FSYNC, FIELD(fsync), 0, 0 },
+	{ "store_io", KIND_STORE_IO, FIELD(store_io), 0, 0 },
 	{ "accept_domains", KIND_DOMAINS, 0, 0, 0 },
 	{ "recipients_file", KIND_PATH, FIELD(recipients_file), 0, 0 },
 	{ "max_message_size", KIND_SIZE, FIELD(max_message_size_bytes), 1024,
@@ -540,6 +543,22 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		}
 		return true;
 	}
+	case KIND_STORE_IO: {
+		/* How group commits reach the disk (storage/store.h). */
+		static const char *const modes[] = {
+			[STORE_IO_BUFFERED] = "buffered",
+			[STORE_IO_DIRECT] = "direct",
+			[STORE_IO_AUTO] = "auto",
+		};
+		for (uint32_t i = 0; i < RMX_ARRAY_LEN(modes); i++) {
+			if (strcmp(value, modes[i]) == 0) {
+				*(uint32_t *)field = i;
+				return true;
+			}
+		}
+		set_err(err, errlen, "%s: '%s' is not auto, direct or buffered", key, value);
+		return false;
+	}
 	case KIND_GREET_ACTION: {
 		static const char *const actions[] = {
 			[GREET_ACTION_IGNORE] = "ignore",
@@ -726,6 +745,7 @@ static void config_defaults(struct config *c)
 	c->tls_handshake_timeout_s = TLS_HANDSHAKE_TIMEOUT_DEFAULT_S;
 	snprintf(c->data_dir, sizeof(c->data_dir), "ringmx-data");
 	c->fsync = true;
+	c->store_io = STORE_IO_AUTO;
 	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
 	c->max_recipients = SMTP_RECIPIENTS_DEFAULT;
 	c->max_connections = CONNECTIONS_DEFAULT;
@@ -1075,6 +1095,8 @@ void config_print(const struct config *c, FILE *out)
 	print_duration(out, "tls_handshake_timeout", c->tls_handshake_timeout_s);
 	fprintf(out, "data_dir = %s\n", c->data_dir);
 	fprintf(out, "fsync = %s\n", c->fsync ? "always" : "never");
+	fprintf(out, "store_io = %s\n", c->store_io == STORE_IO_BUFFERED ? "buffered"
+					 : c->store_io == STORE_IO_DIRECT ? "direct" : "auto");
 	fprintf(out, "accept_domains = %s\n", c->accept_domains_text);
 	if (c->recipients_file[0])
 		fprintf(out, "recipients_file = %s\n", c->recipients_file);
@@ -1184,6 +1206,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		!same_listen(a, b),
 		!SAME_STR(data_dir),
 		!SAME_BYTES(fsync),
+		!SAME_BYTES(store_io),
 		!SAME_BYTES(store_max_bytes),
 		!SAME_BYTES(segment_size_bytes),
 		!SAME_BYTES(max_connections),
@@ -1201,7 +1224,8 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	};
 	static const char *const names[] = {
 		"hostname",        "workers",        "listen",          "data_dir",
-		"fsync",           "store_max_bytes", "segment_size",   "max_connections",
+		"fsync",           "store_io",
+		"store_max_bytes", "segment_size",   "max_connections",
 		"metrics_listen",  "user",           "upstream",        "upstream_connections",
 		"upstream_helo",   "upstream_ca",    "auth_users",
 		"max_message_size/max_recipients",
@@ -1227,6 +1251,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	next->listen_count = b->listen_count;
 	memcpy(next->data_dir, b->data_dir, sizeof(next->data_dir));
 	next->fsync = b->fsync;
+	next->store_io = b->store_io;
 	next->store_max_bytes = b->store_max_bytes;
 	next->segment_size_bytes = b->segment_size_bytes;
 	next->max_connections = b->max_connections;

@@ -46,6 +46,7 @@ struct config {
 	uint32_t listen_count;
 	char data_dir[PATH_MAX];
 	bool fsync;
+	uint32_t store_io;                  /* enum store_io_mode (storage/store.h) */
 	char recipients_file[PATH_MAX]; /* empty: no recipient table */
 	uint64_t max_message_size_bytes;
 	uint32_t max_recipients;

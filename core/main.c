@@ -316,6 +316,7 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		.segment_size_bytes = cfg->segment_size_bytes,
 		.store_max_bytes = cfg->store_max_bytes / cfg->workers,
 		.fsync = cfg->fsync,
+		.io_mode = (enum store_io_mode)cfg->store_io,
 	};
 	struct store_recovery_stats rs;
 	memset(&rs, 0, sizeof(rs));
@@ -332,6 +333,10 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		 id, leftover ? "yes" : "no", rs.segments, (unsigned long long)rs.records,
 		 (unsigned long long)rs.bytes, rs.quarantined, rs.sealed_damaged,
 		 (unsigned long long)rs.truncated_bytes);
+	if (!leftover)
+		log_info("event=store_io shard=w%u mode=%s configured=%s reason=%s", id,
+			 store_io_mode_name(rs.io_mode),
+			 store_io_mode_name((enum store_io_mode)cfg->store_io), rs.io_reason);
 	out->sealed_damaged = rs.sealed_damaged;
 	if (rs.sealed_damaged)
 		log_error("event=store_corruption shard=w%u regions=%u note=\"damage in sealed "

@@ -35,9 +35,11 @@ static void prep_step(struct io_uring_sqe *sqe, const struct io_step *s)
 	case IO_STEP_WRITE:
 		RMX_ASSERT(s->len <= UINT32_MAX);
 		io_uring_prep_write(sqe, s->fd, s->buf, (unsigned)s->len, s->offset);
+		sqe->rw_flags = s->flags; /* RWF_DSYNC: the O_DIRECT commit */
 		break;
 	case IO_STEP_WRITEV:
 		io_uring_prep_writev(sqe, s->fd, s->iov, (unsigned)s->iovcnt, s->offset);
+		sqe->rw_flags = s->flags;
 		break;
 	case IO_STEP_READ:
 		RMX_ASSERT(s->len <= UINT32_MAX);

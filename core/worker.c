@@ -311,7 +311,10 @@ static void spare_finish(struct worker_loop *l)
 	if (m->fallocate_unsupported)
 		log_info("event=spare_segment_zero_filled worker=%u seq=%u reason=fallocate_unsupported",
 			 l->w->id, m->seq);
-	store_spare_ready(st, m->seq, m->fd);
+	if (m->direct)
+		store_spare_ready_direct(st, m->seq, m->fd);
+	else
+		store_spare_ready(st, m->seq, m->fd);
 }
 
 static bool spare_plan(void *owner, struct io_plan *p)
@@ -370,6 +373,7 @@ static void spare_start(struct worker_loop *l)
 		.zeros_bytes = zeros_bytes,
 		.sync = l->cfg->fsync,
 		.with_log = true,
+		.keep_direct = store_commits_direct(st),
 	};
 	segment_make_start(&l->spare, &mc, seq);
 	l->spare_active = true;

@@ -60,11 +60,13 @@ static int run_step(const struct io_step *s)
 		case IO_STEP_FALLOCATE:
 			rc = fallocate(s->fd, s->flags, (off_t)s->offset, (off_t)s->len);
 			break;
-		case IO_STEP_WRITE:
-			rc = pwrite(s->fd, s->buf, s->len, (off_t)s->offset);
+		case IO_STEP_WRITE: {
+			struct iovec one = { s->buf, s->len };
+			rc = pwritev2(s->fd, &one, 1, (off_t)s->offset, s->flags);
 			break;
+		}
 		case IO_STEP_WRITEV:
-			rc = pwritev(s->fd, s->iov, s->iovcnt, (off_t)s->offset);
+			rc = pwritev2(s->fd, s->iov, s->iovcnt, (off_t)s->offset, s->flags);
 			break;
 		case IO_STEP_READ:
 			rc = pread(s->fd, s->buf, s->len, (off_t)s->offset);

@@ -32,8 +32,9 @@
 enum io_step_op {
 	IO_STEP_OPENAT,    /* fd: directory; path, flags, mode */
 	IO_STEP_FALLOCATE, /* fd; flags: mode; offset, len */
-	IO_STEP_WRITE,     /* fd; buf, len, offset */
-	IO_STEP_WRITEV,    /* fd; iov, iovcnt, offset; len: the total, for short-write links */
+	IO_STEP_WRITE,     /* fd; buf, len, offset; flags: RWF_ flags (RWF_DSYNC) */
+	IO_STEP_WRITEV,    /* fd; iov, iovcnt, offset; len: the total, for short-write links;
+			    * flags: RWF_ flags */
 	IO_STEP_READ,      /* fd; buf, len, offset */
 	IO_STEP_FDATASYNC, /* fd */
 	IO_STEP_FSYNC,     /* fd (a directory, after creating or removing a name) */

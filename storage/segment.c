@@ -13,7 +13,14 @@
  * SEGMENT_HEADER_BYTES and follow each other at their padded lengths. A
  * record counts only if record_check() accepts it with the segment's salt
  * and its queue id names the place it sits in. Everything past the last
- * non-zero byte is the clean end. A record that does not check but whose
+ * non-zero byte is the clean end. Zeros from the end of a record that is
+ * not on a block boundary up to the next SEGMENT_BLOCK_BYTES boundary are
+ * the padding of an O_DIRECT batch (store.c) when data follows: the
+ * record's item covers them; zeros anywhere else before data are damage as
+ * before. So the
+ * only damage this can hide is a record that lies wholly in such a partial
+ * block and reads as all zeros: a write that never reached the disk, which
+ * a completed commit cannot be. A record that does not check but whose
  * header is plausible (it would check but for the CRC, and its id names its
  * place) is bad for exactly the span it claims: the scan never looks inside,
  * so bytes inside a message body are never taken for framing. At any other
@@ -60,6 +67,7 @@
 #define SH_SALT 24
 
 _Static_assert(SEGMENT_HEADER_BYTES % RECORD_ALIGN_BYTES == 0, "records stay aligned");
+_Static_assert(SEGMENT_HEADER_BYTES % SEGMENT_BLOCK_BYTES == 0, "records start on a block");
 _Static_assert(SEGMENT_HEADER_BYTES >= SEGMENT_HEADER_FIELDS_BYTES, "the fields fit the block");
 _Static_assert(SH_SALT + 8 == SEGMENT_HEADER_FIELDS_BYTES, "layout");
 _Static_assert(SEGMENT_MAGIC != RECORD_MAGIC, "a header is never taken for a record");
@@ -289,8 +297,15 @@ bool segment_scan_next(struct segment_scan *s, struct segment_item *item)
 	enum at_kind at = what_is_at(s, x, &item->record, &span, &why);
 	if (at == AT_RECORD) {
 		item->kind = SEGMENT_ITEM_RECORD;
-		item->length_bytes = item->record.padded_length;
-		s->offset = RMX_MIN(x + item->record.padded_length, s->size_bytes);
+		uint64_t end = x + item->record.padded_length;
+		uint64_t block_end = (end + SEGMENT_BLOCK_BYTES - 1) / SEGMENT_BLOCK_BYTES *
+				     SEGMENT_BLOCK_BYTES;
+		/* Batch padding (an O_DIRECT commit's) goes with the batch's last
+		 * record: the next batch starts at the boundary. */
+		if (block_end < s->data_end && all_zero(s->image + end, block_end - end))
+			end = block_end;
+		item->length_bytes = end - x;
+		s->offset = RMX_MIN(end, s->size_bytes);
 		return true;
 	}
 	memset(&item->record, 0, sizeof(item->record));

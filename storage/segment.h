@@ -32,6 +32,10 @@
 #define SEGMENT_MAGIC 0x53584d52u      /* "RMXS" read little-endian */
 #define SEGMENT_FORMAT_VERSION 2       /* 1: no header, records from offset 0 */
 #define SEGMENT_HEADER_BYTES 4096      /* records start here */
+/* The unit of an O_DIRECT commit (store.h): such a batch starts on a block
+ * boundary and is written up to the next one, so the zeros from its last
+ * record to that boundary are batch padding, which the scanner steps over. */
+#define SEGMENT_BLOCK_BYTES 4096
 
 /* What the first block of a segment holds. */
 enum segment_header_status {
@@ -63,7 +67,8 @@ enum segment_bad_reason {
 struct segment_item {
 	enum segment_item_kind kind;
 	uint64_t offset;              /* where the item starts in the segment */
-	uint64_t length_bytes;        /* padded record, or the bad region */
+	uint64_t length_bytes;        /* padded record (and any batch padding after
+					 it), or the bad region */
 	enum segment_bad_reason reason; /* for CORRUPT and TORN_TAIL */
 	struct record_view record;    /* for RECORD: spans into the image */
 };
@@ -101,7 +106,10 @@ enum segment_header_status segment_scan_init(struct segment_scan *s, const uint8
  * exactly its claimed length, never searched inside; past other bad bytes
  * the scan looks for the next record or plausible header 8 bytes at a time.
  * A CORRUPT item is followed by one of those; a TORN_TAIL runs to the end
- * of the data.
+ * of the data. Zeros from a record's end (not on a block boundary) up to
+ * the next SEGMENT_BLOCK_BYTES boundary, with data past it, are batch
+ * padding: the record's item covers them (length_bytes is then more than
+ * record.padded_length) and the next item starts at the boundary.
  */
 bool segment_scan_next(struct segment_scan *s, struct segment_item *item);
 

@@ -2,7 +2,7 @@
  * segment_make.c - the segment-making state machine of segment_make.h.
  *
  * OPEN -> FALLOCATE -> FILL (header block, then zeros, one write a plan) ->
- * REOPEN (only if O_DIRECT) -> LOG (only with_log) -> SYNC (only sync) ->
+ * REOPEN (only if O_DIRECT and not keep_direct) -> LOG (only with_log) -> SYNC (only sync) ->
  * DONE. OPEN answered EINVAL with O_DIRECT (a file system without it, tmpfs
  * before 6.6): the open may have made the name, so it is unlinked and the
  * open retried buffered. Any other failure once the name exists goes through
@@ -181,7 +181,7 @@ void segment_make_advance(struct segment_make *m, const struct io_plan *p)
 		RMX_ASSERT(m->offset <= m->cfg.size_bytes);
 		if (m->offset < m->cfg.size_bytes)
 			return;
-		if (m->direct)
+		if (m->direct && !m->cfg.keep_direct)
 			m->state = SEGMENT_MAKE_REOPEN;
 		else
 			after_fill(m);

@@ -4,7 +4,8 @@
  * O_EXCL (O_DIRECT where the file system has it, so 64 MiB of zeros never sit
  * dirty in the page cache for a group commit's fdatasync to wait on),
  * fallocate (EOPNOTSUPP is no failure: the zero-fill allocates), write the
- * header block and then zeros to the end, reopen without O_DIRECT, create the
+ * header block and then zeros to the end, reopen without O_DIRECT (unless
+ * the store commits with O_DIRECT: keep_direct), create the
  * delivery log beside it when asked, then fdatasync and fsync the directory
  * when asked. A failure after the file was created closes and unlinks what
  * was made, so no half-made segment is left behind.
@@ -40,6 +41,8 @@ struct segment_make_config {
 	uint64_t zeros_bytes;       /* a multiple of 4096 */
 	bool sync;                  /* fdatasync the file and fsync the directory */
 	bool with_log;              /* also create <seq>.dlog, empty */
+	bool keep_direct;           /* hand over the O_DIRECT fd (no REOPEN): for a
+				     * store that commits with O_DIRECT (store.h) */
 };
 
 struct segment_make {
@@ -48,7 +51,7 @@ struct segment_make {
 	uint32_t seq;
 	char seg_name[SEGMENT_NAME_MAX_BYTES];
 	char log_name[DELIVERY_LOG_NAME_MAX_BYTES];
-	bool direct;      /* the open fd has O_DIRECT */
+	bool direct;      /* the open fd has O_DIRECT (once DONE: fd has it) */
 	bool created;     /* the segment's name exists because of us */
 	bool log_created; /* so does the log's */
 	uint64_t offset;  /* bytes written from 0 */

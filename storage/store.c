@@ -15,6 +15,15 @@
  * record; only a full ring answers -EAGAIN. A batch covers one contiguous
  * byte range of one segment, so it is exactly one pwritev.
  *
+ * Direct commits (O_DIRECT fds, chosen at start-up): a new batch starts on
+ * a SEGMENT_BLOCK_BYTES boundary, and its write is the batch copied into
+ * the store's aligned buffer and padded with zeros to the next boundary:
+ * one write with RWF_DSYNC, which lands on blocks the segment's zero-fill
+ * already wrote, so the file system issues it without blocking and with no
+ * metadata to journal. The padding is per batch, not per record (the
+ * scanner steps over it, segment.h), and a write never covers a block an
+ * earlier commit wrote, so an acknowledged record is never rewritten.
+ *
  * Invariants: at most one commit in flight, always the oldest batch. A batch
  * holding the outstanding reservation is never handed out before its
  * append. Offsets handed out only grow within a segment, start after its
@@ -41,6 +50,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../common/bounds.h"
@@ -54,6 +65,25 @@ _Static_assert(WORKERS_MAX <= 256, "the queue id holds the worker in 8 bits");
 _Static_assert(SEGMENT_SIZE_MAX_BYTES / RECORD_ALIGN_BYTES <= (1ull << 32),
 	       "the queue id holds offset/8 in 32 bits");
 _Static_assert(SEGMENT_SIZE_MIN_BYTES > SEGMENT_HEADER_BYTES, "a segment has room for records");
+_Static_assert(SEGMENT_BLOCK_BYTES % RECORD_ALIGN_BYTES == 0, "a block boundary is a record's");
+
+const char *store_io_mode_name(enum store_io_mode mode)
+{
+	switch (mode) {
+	case STORE_IO_BUFFERED:
+		return "buffered";
+	case STORE_IO_DIRECT:
+		return "direct";
+	case STORE_IO_AUTO:
+		return "auto";
+	}
+	return "unknown";
+}
+
+static uint64_t block_round_up(uint64_t n)
+{
+	return (n + SEGMENT_BLOCK_BYTES - 1) / SEGMENT_BLOCK_BYTES * SEGMENT_BLOCK_BYTES;
+}
 
 int store_salt_reserve(struct store *st, uint32_t more)
 {
@@ -166,6 +196,7 @@ static int roll_to_spare(struct store *st)
 	st->active_seq = st->spare_seq;
 	st->active_salt = st->spare_salt;
 	st->active_fd = st->spare_fd;
+	st->active_direct = st->spare_direct;
 	st->active_size_bytes = st->segment_size_bytes;
 	st->active_tail = SEGMENT_HEADER_BYTES;
 	st->active_sealed = false;
@@ -173,6 +204,23 @@ static int roll_to_spare(struct store *st)
 	st->segments_in_use++;
 	store_salt_put(st, st->active_seq, st->active_salt); /* room reserved with the spare */
 	return 0;
+}
+
+/* The newest batch, if the next record of padded_bytes may join it: not in
+ * flight, in the active segment, ending at its tail, with room left. */
+static struct store_batch *joinable_batch(struct store *st, uint64_t padded_bytes)
+{
+	if (st->batch_count == 0)
+		return NULL;
+	struct store_batch *last = batch_at(st, st->batch_count - 1);
+	if (!last->in_flight && last->seq == st->active_seq &&
+	    last->offset + last->bytes == st->active_tail &&
+	    padded_bytes <= st->active_size_bytes - st->active_tail &&
+	    last->bytes + padded_bytes <= STORE_BATCH_BYTES_MAX &&
+	    last->records < COMMIT_BATCH_RECORDS_MAX &&
+	    last->iovcnt + STORE_APPEND_PARTS_MAX <= COMMIT_IOV_MAX)
+		return last;
+	return NULL;
 }
 
 int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
@@ -187,36 +235,36 @@ int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
 	if (padded_bytes > st->segment_size_bytes - SEGMENT_HEADER_BYTES ||
 	    padded_bytes > STORE_RECORD_MAX_BYTES)
 		return -E2BIG;
-	if (st->active_sealed || padded_bytes > st->active_size_bytes - st->active_tail) {
+	struct store_batch *b = st->active_sealed ? NULL : joinable_batch(st, padded_bytes);
+	/* A new batch of a direct store starts on a block boundary. */
+	uint64_t at = b != NULL || !st->active_direct ? st->active_tail
+						      : block_round_up(st->active_tail);
+	if (st->active_sealed || at > st->active_size_bytes ||
+	    padded_bytes > st->active_size_bytes - at) {
 		int rc = roll_to_spare(st);
 		if (rc != 0)
 			return rc;
+		b = NULL;
+		at = st->active_tail; /* a segment's first record is on a block boundary */
 	}
-	RMX_ASSERT(padded_bytes <= st->active_size_bytes - st->active_tail);
+	RMX_ASSERT(at <= st->active_size_bytes && padded_bytes <= st->active_size_bytes - at);
 
-	struct store_batch *b = NULL;
-	if (st->batch_count > 0) {
-		struct store_batch *last = batch_at(st, st->batch_count - 1);
-		if (!last->in_flight && last->seq == st->active_seq &&
-		    last->offset + last->bytes == st->active_tail &&
-		    last->bytes + padded_bytes <= STORE_BATCH_BYTES_MAX &&
-		    last->records < COMMIT_BATCH_RECORDS_MAX &&
-		    last->iovcnt + STORE_APPEND_PARTS_MAX <= COMMIT_IOV_MAX)
-			b = last;
-	}
 	if (b == NULL) {
 		if (st->batch_count == STORE_BATCH_SLOTS)
 			return -EAGAIN;
+		st->active_tail = at;
 		st->batch_count++;
 		b = batch_at(st, st->batch_count - 1);
 		b->seq = st->active_seq;
 		b->salt = st->active_salt;
 		b->fd = st->active_fd;
+		b->direct = st->active_direct;
 		b->offset = st->active_tail;
 		b->bytes = 0;
 		b->records = 0;
 		b->iovcnt = 0;
 		b->in_flight = false;
+		RMX_ASSERT(!b->direct || b->offset % SEGMENT_BLOCK_BYTES == 0);
 	}
 	b->pending_append = true;
 	b->bytes += padded_bytes;
@@ -288,6 +336,7 @@ bool store_commit_begin(struct store *st, struct store_commit *c)
 
 	b->in_flight = true;
 	st->in_flight = true;
+	c->direct = b->direct;
 	c->fd = b->fd;
 	c->offset = b->offset;
 	c->iov = b->iov;
@@ -332,12 +381,40 @@ void store_commit_done(struct store *st, int result,
 	}
 }
 
+/* The direct commit: the batch gathered into the aligned buffer, zeros to
+ * the block boundary, one write (RWF_DSYNC when syncing: durable when it
+ * completes, on blocks that are already allocated and written). */
+static void direct_plan(struct store *st, const struct store_commit *c, struct io_plan *p)
+{
+	uint64_t len = block_round_up(c->bytes);
+	RMX_ASSERT(st->bounce != NULL && len <= st->bounce_bytes);
+	RMX_ASSERT(c->offset % SEGMENT_BLOCK_BYTES == 0);
+	uint64_t at = 0;
+	for (int i = 0; i < c->iovcnt; i++) {
+		memcpy(st->bounce + at, c->iov[i].iov_base, c->iov[i].iov_len);
+		at += c->iov[i].iov_len;
+	}
+	RMX_ASSERT(at == c->bytes);
+	memset(st->bounce + at, 0, len - at);
+	struct io_step *s = io_plan_add(p, IO_STEP_WRITE, c->fd);
+	s->buf = st->bounce;
+	s->len = len;
+	s->offset = c->offset;
+	s->flags = c->sync ? RWF_DSYNC : 0;
+	p->pending = p->count;
+}
+
 bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records)
 {
 	struct store_commit c;
 	if (!store_commit_begin(st, &c))
 		return false;
 	io_plan_clear(p);
+	if (c.direct) {
+		direct_plan(st, &c, p);
+		*records = c.records;
+		return true;
+	}
 	struct io_step *s = io_plan_add(p, IO_STEP_WRITEV, c.fd);
 	s->iov = c.iov;
 	s->iovcnt = c.iovcnt;
@@ -355,7 +432,8 @@ bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records)
 int store_commit_advance(struct store *st, const struct io_plan *p,
 			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx)
 {
-	RMX_ASSERT(p->pending == 0 && p->count >= 1 && p->step[0].op == IO_STEP_WRITEV);
+	RMX_ASSERT(p->pending == 0 && p->count >= 1 &&
+		   (p->step[0].op == IO_STEP_WRITEV || p->step[0].op == IO_STEP_WRITE));
 	/* A short write into a pre-zeroed segment is a failure: the tail of
 	 * the batch is not there. The write's error is the cause of a broken
 	 * link's -ECANCELED. */
@@ -408,7 +486,24 @@ void store_spare_header(struct store *st, uint64_t salt, uint8_t block[SEGMENT_H
 	st->spare_header_made = true;
 }
 
+static void spare_ready(struct store *st, uint32_t seq, int fd, bool direct);
+
 void store_spare_ready(struct store *st, uint32_t seq, int fd)
+{
+	spare_ready(st, seq, fd, false);
+}
+
+void store_spare_ready_direct(struct store *st, uint32_t seq, int fd)
+{
+	spare_ready(st, seq, fd, fd >= 0);
+}
+
+bool store_commits_direct(const struct store *st)
+{
+	return st->direct;
+}
+
+static void spare_ready(struct store *st, uint32_t seq, int fd, bool direct)
 {
 	RMX_ASSERT(st->spare_requested && seq == st->spare_seq && st->spare_fd < 0);
 	st->spare_requested = false;
@@ -431,6 +526,9 @@ void store_spare_ready(struct store *st, uint32_t seq, int fd)
 	st->spare_error = 0;
 	st->spare_backoff_ms = 0;
 	st->spare_fd = fd;
+	/* A buffered spare in a direct store (its O_DIRECT open was refused)
+	 * is committed to buffered: the mode is the fd's. */
+	st->spare_direct = direct && st->direct;
 }
 
 enum record_check_result store_record_check(const struct store *st, uint64_t queue_id,
@@ -494,6 +592,8 @@ void store_close(struct store *st)
 		close(st->spare_fd);
 	if (st->dir_fd >= 0)
 		close(st->dir_fd); /* drops the flock */
+	if (st->bounce != NULL)
+		munmap(st->bounce, (size_t)st->bounce_bytes);
 	free(st->salts);
 	free(st->batch);
 	free(st->data_dir);

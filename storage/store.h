@@ -14,8 +14,12 @@
  * as such (sealed_damaged). Segments of another format stop store_open.
  *
  * Hot path (DESIGN.md rules 2 and 6): core/ appends sealed records with
- * store_append(), asks store_commit_plan() for the next write (one pwritev
- * of the whole batch linked to an fdatasync), performs it on its ring and
+ * store_append(), asks store_commit_plan() for the next write (buffered: one
+ * pwritev of the whole batch linked to an fdatasync; direct: the batch copied
+ * into a block-aligned buffer, padded with zeros to the next block boundary
+ * and written with one O_DIRECT write with RWF_DSYNC, which io_uring issues
+ * inline instead of handing a blocking write and a sync to its io-wq
+ * threads; the next batch starts at that boundary), performs it on its ring and
  * hands the results to store_commit_advance(), which hands back the cookie
  * of every record made durable. One commit in flight; the next batch fills
  * meanwhile. When the active segment cannot take a record, the store asks
@@ -37,6 +41,15 @@
 #include "segment.h"
 
 struct store;
+
+/* How group commits reach the disk (the store_io key). */
+enum store_io_mode {
+	STORE_IO_BUFFERED = 0, /* pwritev into the page cache, linked to an fdatasync */
+	STORE_IO_DIRECT,       /* O_DIRECT: one block-aligned write with RWF_DSYNC */
+	STORE_IO_AUTO,         /* direct where the file system takes it, else buffered */
+};
+
+const char *store_io_mode_name(enum store_io_mode mode);
 
 /* Segments below this sequence are sealed: every record in them was
  * recovered or committed (queue_set_active_segment takes it). */
@@ -75,8 +88,11 @@ RMX_MUST_CHECK int store_append(struct store *st, uint64_t queue_id, const struc
 				int nparts, uint64_t cookie);
 
 /* A write the caller must perform: pwritev(fd, iov, iovcnt, offset), then
- * fdatasync(fd) when sync (linked). */
+ * fdatasync(fd) when sync (linked). direct: fd has O_DIRECT and offset is on
+ * a block boundary; store_commit_plan writes the batch from its own aligned
+ * copy, padded to a whole block, with RWF_DSYNC when sync. */
 struct store_commit {
+	bool direct;
 	int fd;
 	uint64_t offset;
 	const struct iovec *iov;
@@ -113,6 +129,9 @@ void store_commit_done(struct store *st, int result,
  * iovecs stay put until then.
  */
 bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records);
+/* In direct mode the plan is one IO_STEP_WRITE of the padded batch (flags
+ * RWF_DSYNC when the store syncs) from the store's aligned buffer, which
+ * stays put until store_commit_advance. */
 int store_commit_advance(struct store *st, const struct io_plan *p,
 			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
 
@@ -135,6 +154,13 @@ void store_spare_header(struct store *st, uint64_t salt, uint8_t block[SEGMENT_H
 
 /* The spare is ready (fd >= 0) or could not be made (fd = -errno). */
 void store_spare_ready(struct store *st, uint32_t seq, int fd);
+/* The same for a spare whose fd has O_DIRECT (segment_make's keep_direct):
+ * a store that commits direct does so in it. */
+void store_spare_ready_direct(struct store *st, uint32_t seq, int fd);
+
+/* True when the store commits with O_DIRECT (chosen at store_open): core/
+ * makes spares with keep_direct then. */
+bool store_commits_direct(const struct store *st);
 
 /*
  * Verifies the record of queue_id read back from this shard into

@@ -25,7 +25,9 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "../common/bounds.h"
@@ -536,11 +538,125 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 	return 0;
 }
 
+/* Opens segment seq again with O_DIRECT, read-write: the fd or -errno. */
+static int reopen_direct(struct store *st, uint32_t seq)
+{
+	char name[SEGMENT_NAME_MAX_BYTES];
+	segment_name_format(name, seq);
+	int fd = openat(st->dir_fd, name, O_RDWR | O_CLOEXEC | O_DIRECT);
+	return fd >= 0 ? fd : -errno;
+}
+
+/*
+ * Why fd (a segment open with O_DIRECT) cannot take block-aligned direct
+ * commits from a page-aligned buffer, or NULL when it can: the file
+ * system's DIO alignment (statx, where it reports one) must divide
+ * SEGMENT_BLOCK_BYTES, and its blocks be no larger (a write of part of a
+ * block would be a read-modify-write the kernel cannot issue inline).
+ */
+static const char *direct_unfit(int fd)
+{
+#ifdef STATX_DIOALIGN
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 &&
+	    (sx.stx_mask & STATX_DIOALIGN) &&
+	    (sx.stx_dio_offset_align == 0 || sx.stx_dio_mem_align == 0 ||
+	     SEGMENT_BLOCK_BYTES % sx.stx_dio_offset_align != 0 ||
+	     SEGMENT_BLOCK_BYTES % sx.stx_dio_mem_align != 0))
+		return "dio_alignment";
+#endif
+	struct statfs fs;
+	if (fstatfs(fd, &fs) != 0 || fs.f_bsize <= 0 || (uint64_t)fs.f_bsize > SEGMENT_BLOCK_BYTES)
+		return "block_size";
+	return NULL;
+}
+
+/*
+ * Chooses the commit path (store_recover.h): for direct commits the active
+ * segment and the spare are opened again with O_DIRECT (their buffered fds
+ * closed) and the aligned batch buffer is mapped; the mapping reserves no
+ * memory until a batch of that size is written.
+ */
+static int choose_io(struct store *st, enum store_io_mode mode,
+		     struct store_recovery_stats *stats, char *err, size_t errlen)
+{
+	stats->io_mode = STORE_IO_BUFFERED;
+	stats->io_reason = "configured";
+	if (mode == STORE_IO_BUFFERED)
+		return 0;
+	const char *why = NULL;
+	int active = -1, spare = -1;
+	if (st->segment_size_bytes % SEGMENT_BLOCK_BYTES != 0 ||
+	    st->active_size_bytes % SEGMENT_BLOCK_BYTES != 0)
+		why = "segment_size_not_block_multiple";
+	if (why == NULL) {
+		active = reopen_direct(st, st->active_seq);
+		if (active == -EINVAL)
+			why = "o_direct_refused";
+		else if (active < 0)
+			return fail(err, errlen, active, "open active segment with O_DIRECT in",
+				    st->data_dir);
+	}
+	if (why == NULL)
+		why = direct_unfit(active);
+	if (why == NULL && st->spare_fd >= 0) {
+		spare = reopen_direct(st, st->spare_seq);
+		if (spare < 0) {
+			close(active);
+			return fail(err, errlen, spare, "open spare segment with O_DIRECT in",
+				    st->data_dir);
+		}
+	}
+	uint64_t bounce_bytes = RMX_MAX(st->segment_size_bytes,
+					STORE_BATCH_BYTES_MAX + SEGMENT_BLOCK_BYTES);
+	void *bounce = MAP_FAILED;
+	if (why == NULL) {
+		bounce = mmap(NULL, (size_t)bounce_bytes, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (bounce == MAP_FAILED) {
+			int rc = -errno;
+			close(active);
+			if (spare >= 0)
+				close(spare);
+			return fail(err, errlen, rc, "map the direct commit buffer for", st->data_dir);
+		}
+	}
+	if (why != NULL) {
+		if (active >= 0)
+			close(active);
+		if (mode == STORE_IO_DIRECT) {
+			if (errlen > 0)
+				snprintf(err, errlen,
+					 "store_io = direct, but %s/w%u cannot take O_DIRECT commits "
+					 "(%s); use store_io = auto or buffered",
+					 st->data_dir, (unsigned)st->worker, why);
+			return -EINVAL;
+		}
+		stats->io_reason = why;
+		return 0;
+	}
+	close(st->active_fd);
+	st->active_fd = active;
+	st->active_direct = true;
+	if (spare >= 0) {
+		close(st->spare_fd);
+		st->spare_fd = spare;
+		st->spare_direct = true;
+	}
+	st->direct = true;
+	st->bounce = bounce;
+	st->bounce_bytes = bounce_bytes;
+	stats->io_mode = STORE_IO_DIRECT;
+	stats->io_reason = mode == STORE_IO_DIRECT ? "configured" : "o_direct_accepted";
+	return 0;
+}
+
 static int store_open_mode(const struct store_config *cfg, bool leftover, struct store **out,
 			   struct store_recovery_stats *stats, char *err, size_t errlen)
 {
 	*out = NULL;
 	memset(stats, 0, sizeof(*stats));
+	stats->io_reason = leftover ? "leftover" : "configured";
 	int rc = check_config(cfg, err, errlen);
 	if (rc != 0)
 		return rc;
@@ -565,6 +681,8 @@ static int store_open_mode(const struct store_config *cfg, bool leftover, struct
 	rc = open_shard_dir(st, err, errlen);
 	if (rc == 0)
 		rc = store_recover(st, stats, err, errlen);
+	if (rc == 0)
+		rc = leftover ? 0 : choose_io(st, cfg->io_mode, stats, err, errlen);
 	if (rc != 0) {
 		store_close(st);
 		return rc;

@@ -20,6 +20,7 @@ struct store_config {
 	uint64_t segment_size_bytes;
 	uint64_t store_max_bytes;    /* this shard's share of store_max_bytes */
 	bool fsync;                  /* false: fsync = never (benchmarks only) */
+	enum store_io_mode io_mode;  /* BUFFERED (0) unless asked; AUTO: probe */
 };
 
 struct store_recovery_stats {
@@ -31,6 +32,9 @@ struct store_recovery_stats {
 					never a torn write (an alarm) */
 	uint64_t truncated_bytes;    /* torn tail zeroed in the active segment (a copy
 					is kept in quarantine/) */
+	enum store_io_mode io_mode;  /* what commits use: BUFFERED or DIRECT */
+	const char *io_reason;       /* why, a static word: "configured",
+					"o_direct_refused", ... */
 };
 
 /*
@@ -43,6 +47,13 @@ struct store_recovery_stats {
  * err[errlen]: -EPROTO when a segment with data has no header this version
  * reads (format 1, a newer format, a damaged or foreign header), with what
  * the operator should do. Logs nothing itself.
+ *
+ * cfg->io_mode chooses the commit path (stats->io_mode, io_reason say which
+ * and why): DIRECT and AUTO reopen the active segment and the spare with
+ * O_DIRECT when the file system takes it (not tmpfs: EINVAL), reports a
+ * DIO alignment that divides SEGMENT_BLOCK_BYTES, has blocks no larger,
+ * and the segment size is a multiple of it; else AUTO falls back to
+ * buffered commits and DIRECT stops start-up (-EINVAL, saying why).
  */
 RMX_MUST_CHECK int store_open(const struct store_config *cfg, struct store **out,
 			      struct store_recovery_stats *stats, char *err, size_t errlen);

@@ -25,6 +25,7 @@ struct store_batch {
 	int iovcnt;
 	bool in_flight;
 	bool pending_append;       /* holds the outstanding reservation */
+	bool direct;               /* fd has O_DIRECT: offset is on a block boundary */
 	uint64_t salt;             /* of segment seq */
 	struct iovec iov[COMMIT_IOV_MAX];
 	uint64_t cookie[COMMIT_BATCH_RECORDS_MAX];
@@ -43,6 +44,9 @@ struct store {
 	uint64_t store_max_bytes;
 	bool fsync;
 	bool leftover;             /* store_open_leftover: takes no new records */
+	bool direct;               /* commits go O_DIRECT (store_recover chose it) */
+	uint8_t *bounce;           /* direct: the batch's aligned copy (mmap'd) */
+	uint64_t bounce_bytes;     /* room for the largest padded batch */
 	int dir_fd;                /* DIR/w<N>, flock()ed for the shard's lifetime */
 
 	uint32_t active_seq;
@@ -51,10 +55,12 @@ struct store {
 	uint64_t active_size_bytes;
 	uint64_t active_tail;      /* next reservation starts here */
 	bool active_sealed;        /* a record did not fit: waiting for the spare */
+	bool active_direct;        /* active_fd has O_DIRECT */
 
 	int spare_fd;              /* -1: none */
 	uint32_t spare_seq;
 	uint64_t spare_salt;
+	bool spare_direct;         /* spare_fd has O_DIRECT */
 	bool spare_requested;      /* handed out by store_spare_wanted, not back yet */
 	bool spare_header_made;    /* store_spare_header called for the request */
 	int spare_error;           /* the last failed spare, 0 when the last worked */

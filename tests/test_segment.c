@@ -16,7 +16,7 @@
 #include "test_util.h"
 
 #define BASE SEGMENT_HEADER_BYTES          /* the first record's offset */
-#define IMAGE_BYTES (BASE + 4096)
+#define IMAGE_BYTES (BASE + 3 * SEGMENT_BLOCK_BYTES)
 #define TEST_WORKER 7
 #define TEST_SEQ 42
 #define TEST_SALT 0x0123456789ABCDEFull
@@ -662,6 +662,54 @@ static void test_files(void)
 	CHECK_EQ_U(rmdir(dir), 0);
 }
 
+/*
+ * O_DIRECT batches (store.c): a batch is written up to the next block
+ * boundary with zeros and the next batch starts there; the batch's last
+ * record's item covers that padding. Zeros that stop short of a boundary, or cover a whole
+ * block, are damage as before.
+ */
+static void test_batch_padding(void)
+{
+	static uint8_t img[IMAGE_BYTES];
+	struct segment_item items[8];
+
+	image_init(img, IMAGE_BYTES);
+	uint64_t a = BASE, b = BASE + SEGMENT_BLOCK_BYTES;
+	uint64_t la = put_record(img, a, TEST_SEQ, a, 101, 0);
+	uint64_t lb = put_record(img, b, TEST_SEQ, b, 333, 1);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 3);
+	CHECK(items[0].kind == SEGMENT_ITEM_RECORD && items[0].offset == a);
+	CHECK(items[0].record.padded_length == la + record_padding(la));
+	CHECK_EQ_U(items[0].length_bytes, b - a); /* the padding goes with it */
+	CHECK(items[1].kind == SEGMENT_ITEM_RECORD && items[1].offset == b);
+	CHECK(items[2].kind == SEGMENT_ITEM_END && items[2].offset == b + lb + record_padding(lb));
+
+	/* A whole zero block between two batches is a hole. */
+	image_init(img, IMAGE_BYTES);
+	put_record(img, a, TEST_SEQ, a, 101, 0);
+	uint64_t c = BASE + 2 * SEGMENT_BLOCK_BYTES;
+	put_record(img, c, TEST_SEQ, c, 250, 2);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 4);
+	CHECK(items[0].kind == SEGMENT_ITEM_RECORD && items[1].kind == SEGMENT_ITEM_CORRUPT);
+	CHECK(items[1].reason == SEGMENT_BAD_ZERO_HEADER && items[1].offset == b);
+	CHECK(items[2].kind == SEGMENT_ITEM_RECORD && items[2].offset == c);
+
+	/* Zeros that end before the boundary are not padding. */
+	image_init(img, IMAGE_BYTES);
+	put_record(img, a, TEST_SEQ, a, 101, 0);
+	uint64_t d = a + la + record_padding(la) + 64;
+	put_record(img, d, TEST_SEQ, d, 250, 3);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 4);
+	CHECK(items[1].kind == SEGMENT_ITEM_CORRUPT && items[1].reason == SEGMENT_BAD_ZERO_HEADER);
+	CHECK(items[2].kind == SEGMENT_ITEM_RECORD && items[2].offset == d);
+
+	/* Padding with nothing after it is the clean end. */
+	image_init(img, IMAGE_BYTES);
+	put_record(img, a, TEST_SEQ, a, 101, 0);
+	REQUIRE(scan_all(img, IMAGE_BYTES, items, 8) == 2);
+	CHECK(items[1].kind == SEGMENT_ITEM_END && items[1].offset == a + la + record_padding(la));
+}
+
 int main(void)
 {
 	test_header();
@@ -670,6 +718,7 @@ int main(void)
 	test_torn_tail_every_byte();
 	test_middle_bit_flips();
 	test_holes_and_strays();
+	test_batch_padding();
 	test_random_damage();
 	test_forged_record_in_body();
 	test_names();
