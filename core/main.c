@@ -570,6 +570,10 @@ int main(int argc, char **argv)
 		config_free(&cfg);
 		return 1;
 	}
+	const char *cert_labels[TLS_CERT_PAIRS_MAX];
+	for (uint32_t j = 0; j < cfg.tls_cert_count; j++)
+		cert_labels[j] = cfg.tls_cert[j];
+	metrics_static_set_certs(&metrics_facts, cert_labels, cfg.tls_cert_count);
 	struct metrics_worker *metrics_blocks =
 		aligned_alloc(64, RMX_ALIGN_UP(sizeof(struct metrics_worker) * cfg.workers, 64));
 	const struct metrics_worker **metrics_all = calloc(cfg.workers, sizeof(*metrics_all));

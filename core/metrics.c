@@ -141,6 +141,13 @@ static const char *const upstream_tls_label[METRICS_UPSTREAM_TLS_RESULT_COUNT] =
 	[METRICS_UPSTREAM_TLS_NOT_OFFERED] = "not_offered",
 };
 
+/* The second label of LABELS_TLS_RESULT ("version"). */
+static const char *const tls_version_label[METRICS_TLS_VERSION_COUNT] = {
+	[METRICS_TLS_V1_2] = "TLSv1.2",
+	[METRICS_TLS_V1_3] = "TLSv1.3",
+	[METRICS_TLS_V_UNKNOWN] = "unknown",
+};
+
 static const char *const tls_result_label[METRICS_TLS_RESULT_COUNT] = {
 	[METRICS_TLS_FULL] = "full",
 	[METRICS_TLS_RESUMED] = "resumed",
@@ -156,7 +163,8 @@ enum {
 	LABELS_FORWARD_RESULT,
 	LABELS_UPSTREAM,
 	LABELS_VERSION,
-	LABELS_TLS_RESULT,
+	LABELS_TLS_RESULT, /* two labels: result, then version */
+	LABELS_TLS_CERT,
 	LABELS_UPSTREAM_TLS,
 	LABELS_AUTH, /* two labels: mechanism, then result */
 };
@@ -171,6 +179,7 @@ static const char *const label_name[] = {
 	[LABELS_UPSTREAM] = "upstream",
 	[LABELS_VERSION] = "version",
 	[LABELS_TLS_RESULT] = "result",
+	[LABELS_TLS_CERT] = "cert",
 	[LABELS_UPSTREAM_TLS] = "result",
 	[LABELS_AUTH] = "mechanism",
 };
@@ -186,7 +195,8 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_FORWARD_RESULT: return METRICS_FORWARD_RESULT_COUNT;
 	case LABELS_UPSTREAM: return st->upstream_count;
 	case LABELS_VERSION: return 1;
-	case LABELS_TLS_RESULT: return METRICS_TLS_RESULT_COUNT;
+	case LABELS_TLS_RESULT: return METRICS_TLS_RESULT_COUNT * METRICS_TLS_VERSION_COUNT;
+	case LABELS_TLS_CERT: return st->tls_cert_count;
 	case LABELS_UPSTREAM_TLS: return METRICS_UPSTREAM_TLS_RESULT_COUNT;
 	case LABELS_AUTH: return SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT;
 	}
@@ -204,7 +214,8 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_FORWARD_RESULT: return forward_result_label[i];
 	case LABELS_UPSTREAM: return st->upstream[i];
 	case LABELS_VERSION: return st->version;
-	case LABELS_TLS_RESULT: return tls_result_label[i];
+	case LABELS_TLS_RESULT: return tls_result_label[i / METRICS_TLS_VERSION_COUNT];
+	case LABELS_TLS_CERT: return st->tls_cert[i];
 	case LABELS_UPSTREAM_TLS: return upstream_tls_label[i];
 	case LABELS_AUTH: return sasl_mech_label((enum sasl_mech)(i / METRICS_AUTH_RESULT_COUNT));
 	}
@@ -342,7 +353,10 @@ const struct metrics_desc metrics_table[] = {
 		"Connections to the metrics endpoint closed at once because its pool was full."),
 
 	COUNTER("ringmx_tls_handshakes_total", "", LABELS_TLS_RESULT, tls_handshakes[0],
-		"Server-side TLS handshakes (STARTTLS), by result."),
+		"Server-side TLS handshakes (STARTTLS and smtps), by result and protocol version."),
+	GAUGE("ringmx_tls_cert_expiry_timestamp_seconds", "seconds", LABELS_TLS_CERT, FROM_MAX,
+	      tls_cert_expiry[0],
+	      "When each configured certificate (tls_cert) expires: its notAfter, Unix time."),
 	COUNTER("ringmx_auth_attempts_total", "", LABELS_AUTH, auth_attempts[0],
 		"AUTH exchanges (RFC 4954), by mechanism and result."),
 };
@@ -404,6 +418,14 @@ int metrics_static_init(struct metrics_static *st, const char *version, bool fsy
 	for (unsigned i = 0; i < upstream_count; i++)
 		memcpy(st->upstream[i], upstreams[i], strlen(upstreams[i]));
 	return 0;
+}
+
+void metrics_static_set_certs(struct metrics_static *st, const char *const *files,
+			      unsigned count)
+{
+	st->tls_cert_count = RMX_MIN(count, (unsigned)METRICS_TLS_CERTS_MAX);
+	for (unsigned i = 0; i < st->tls_cert_count; i++)
+		snprintf(st->tls_cert[i], sizeof(st->tls_cert[i]), "%s", files[i]);
 }
 
 /* --- Output -------------------------------------------------------------- */
@@ -549,6 +571,10 @@ static void out_sample(struct out *o, const struct metrics_desc *d, unsigned lab
 		if (d->labels == LABELS_AUTH) {
 			out_str(o, "\",result=\"");
 			out_str(o, auth_result_label[label_index % METRICS_AUTH_RESULT_COUNT]);
+		}
+		if (d->labels == LABELS_TLS_RESULT) {
+			out_str(o, "\",version=\"");
+			out_str(o, tls_version_label[label_index % METRICS_TLS_VERSION_COUNT]);
 		}
 		out_bytes(o, "\"}", 2);
 	}

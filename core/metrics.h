@@ -20,6 +20,8 @@
 #ifndef RINGMX_METRICS_H
 #define RINGMX_METRICS_H
 
+#include <string.h>
+
 #include "../common/base.h"
 #include "../common/bounds.h"
 #include "../proto/sasl.h"
@@ -71,6 +73,19 @@ enum metrics_tls_result {
 	METRICS_TLS_FAILED,  /* alert, protocol error or timeout */
 	METRICS_TLS_RESULT_COUNT
 };
+
+/* The protocol of a server-side handshake (its second label). */
+enum metrics_tls_version {
+	METRICS_TLS_V1_2,
+	METRICS_TLS_V1_3,
+	METRICS_TLS_V_UNKNOWN, /* not negotiated (a failure) or anything else */
+	METRICS_TLS_VERSION_COUNT
+};
+
+/* Certificates with an expiry gauge: as many as tls_cert pairs. */
+#define METRICS_TLS_CERTS_MAX 8
+/* Longest certificate label (its file), terminator included; longer are cut. */
+#define METRICS_TLS_CERT_LABEL_MAX_BYTES 256
 
 /* Outcome of one AUTH exchange (per mechanism, proto/sasl.h). */
 enum metrics_auth_result {
@@ -167,7 +182,11 @@ struct __attribute__((aligned(64))) metrics_worker {
 	/* The metrics endpoint. */
 	uint64_t http_connections_rejected;
 	/* TLS. */
-	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT];
+	/* [result * METRICS_TLS_VERSION_COUNT + version] */
+	uint64_t tls_handshakes[METRICS_TLS_RESULT_COUNT * METRICS_TLS_VERSION_COUNT];
+	/* notAfter (Unix seconds) of the current configuration's certificates,
+	 * by position (gauge; 0: none there) */
+	uint64_t tls_cert_expiry[METRICS_TLS_CERTS_MAX];
 	/* AUTH: [mechanism * METRICS_AUTH_RESULT_COUNT + result]. */
 	uint64_t auth_attempts[SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT];
 };
@@ -183,6 +202,8 @@ struct metrics_static {
 	bool fsync_disabled;
 	unsigned upstream_count;
 	char upstream[UPSTREAMS_MAX][METRICS_UPSTREAM_LABEL_MAX_BYTES];
+	unsigned tls_cert_count;
+	char tls_cert[METRICS_TLS_CERTS_MAX][METRICS_TLS_CERT_LABEL_MAX_BYTES];
 };
 
 /* Zeroes a worker's metrics. The owning worker calls it before it starts. */
@@ -244,6 +265,28 @@ static inline void metrics_count_auth(struct metrics_worker *m, enum sasl_mech m
 	RMX_ASSERT((unsigned)mech < SASL_MECH_COUNT && (unsigned)r < METRICS_AUTH_RESULT_COUNT);
 	metrics_inc(&m->auth_attempts[mech * METRICS_AUTH_RESULT_COUNT + r]);
 }
+
+/* A server-side handshake's outcome; version as wolfSSL names it
+ * ("TLSv1.3"), NULL or anything else counting as unknown. */
+static inline void metrics_count_tls(struct metrics_worker *m, enum metrics_tls_result r,
+				     const char *version)
+{
+	RMX_ASSERT((unsigned)r < METRICS_TLS_RESULT_COUNT);
+	enum metrics_tls_version v = METRICS_TLS_V_UNKNOWN;
+	if (version && strcmp(version, "TLSv1.3") == 0)
+		v = METRICS_TLS_V1_3;
+	else if (version && strcmp(version, "TLSv1.2") == 0)
+		v = METRICS_TLS_V1_2;
+	metrics_inc(&m->tls_handshakes[r * METRICS_TLS_VERSION_COUNT + v]);
+}
+
+/*
+ * The labels of ringmx_tls_cert_expiry_timestamp_seconds: the certificate
+ * files configured at start-up, by position (at most METRICS_TLS_CERTS_MAX;
+ * each cut to METRICS_TLS_CERT_LABEL_MAX_BYTES - 1). Start-up only.
+ */
+void metrics_static_set_certs(struct metrics_static *st, const char *const *files,
+			      unsigned count);
 
 /* Record one observation. Durations in nanoseconds (rendered as seconds). */
 void metrics_observe_latency_ns(struct metrics_latency_hist *h, uint64_t duration_ns);

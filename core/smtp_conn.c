@@ -557,7 +557,7 @@ static void conn_tls_failed(struct smtp_conns *sc, struct conn *c, const char *r
 		log_add_str(&m, "reason", reason);
 		log_end(&m);
 	}
-	metrics_inc(&sc->w->metrics->tls_handshakes[METRICS_TLS_FAILED]);
+	metrics_count_tls(sc->w->metrics, METRICS_TLS_FAILED, NULL);
 	c->flags &= ~(CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT);
 	c->out.len = 0;
 	smtp_conn_close(sc, c);
@@ -601,8 +601,8 @@ static void conn_tls_established(struct smtp_conns *sc, struct conn *c)
 		log_add_str(&m, "sni", f.sni);
 		log_end(&m);
 	}
-	metrics_inc(&sc->w->metrics->tls_handshakes[f.resumed ? METRICS_TLS_RESUMED
-							      : METRICS_TLS_FULL]);
+	metrics_count_tls(sc->w->metrics, f.resumed ? METRICS_TLS_RESUMED : METRICS_TLS_FULL,
+			  f.version);
 	smtp_session_tls_started(&c->session, &c->tls_info);
 	smtp_conn_arm_deadline(sc, c);
 }
@@ -993,10 +993,23 @@ void smtp_conns_stop_listening(struct smtp_conns *sc)
 	}
 }
 
+/* The expiry gauge of the snapshot's certificates, by position. */
+static void conns_publish_cert_expiry(struct smtp_conns *sc)
+{
+	_Static_assert(TLS_CERT_PAIRS_MAX <= METRICS_TLS_CERTS_MAX, "a gauge per certificate");
+	const struct tls_ctx *tls = sc->cfg->tls;
+	uint32_t count = tls ? tls_ctx_cert_count(tls) : 0;
+	for (uint32_t i = 0; i < METRICS_TLS_CERTS_MAX; i++) {
+		int64_t at = i < count ? tls_ctx_cert_not_after(tls, i) : 0;
+		metrics_set(&sc->w->metrics->tls_cert_expiry[i], at > 0 ? (uint64_t)at : 0);
+	}
+}
+
 void smtp_conns_set_config(struct smtp_conns *sc, const struct config *cfg)
 {
 	sc->cfg = cfg;
 	smtp_conns_publish_held(sc);
+	conns_publish_cert_expiry(sc);
 }
 
 int smtp_conns_init(struct smtp_conns *sc, struct worker *w, const struct config *cfg,
@@ -1017,6 +1030,7 @@ int smtp_conns_init(struct smtp_conns *sc, struct worker *w, const struct config
 	struct smtp_out out = { sc->reject_reply, 0, sizeof(sc->reject_reply) };
 	sc->reject_reply_len = smtp_reply_too_many_connections(cfg->session.hostname, &out);
 	RMX_ASSERT(sc->reject_reply_len > 0);
+	conns_publish_cert_expiry(sc);
 	return conn_slab_init(&sc->slab, cfg->max_connections + HTTP_CONNECTIONS_MAX);
 }
 

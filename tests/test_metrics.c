@@ -122,14 +122,21 @@ static void test_counters_sum(void)
 	metrics_inc(&w0.upstream_tls[METRICS_UPSTREAM_TLS_VERIFIED]);
 	metrics_inc(&w1.upstream_tls[METRICS_UPSTREAM_TLS_VERIFIED]);
 	metrics_inc(&w1.upstream_tls[METRICS_UPSTREAM_TLS_NOT_OFFERED]);
-	metrics_inc(&w0.tls_handshakes[METRICS_TLS_RESUMED]);
-	metrics_inc(&w1.tls_handshakes[METRICS_TLS_RESUMED]);
+	metrics_count_tls(&w0, METRICS_TLS_RESUMED, "TLSv1.3");
+	metrics_count_tls(&w1, METRICS_TLS_RESUMED, "TLSv1.3");
+	metrics_count_tls(&w1, METRICS_TLS_FULL, "TLSv1.2");
+	metrics_count_tls(&w1, METRICS_TLS_FAILED, NULL);
+	metrics_set(&w0.tls_cert_expiry[0], 1800000000);
+	metrics_set(&w1.tls_cert_expiry[0], 1800000000);
+	metrics_set(&w1.tls_cert_expiry[1], 1900000000);
 	metrics_count_auth(&w0, SASL_MECH_LOGIN, METRICS_AUTH_TEMPFAIL);
 	metrics_count_auth(&w1, SASL_MECH_LOGIN, METRICS_AUTH_TEMPFAIL);
 	metrics_count_auth(&w1, SASL_MECH_PLAIN, METRICS_AUTH_SUCCESS);
 
 	struct metrics_static st;
 	init_static(&st, "0.1.0", true);
+	const char *const certs[] = { "/etc/ringmx/mx.pem", "/etc/ringmx/\"odd\".pem" };
+	metrics_static_set_certs(&st, certs, 2);
 	const struct metrics_worker *const workers[] = { &w0, &w1 };
 	render_all(workers, 2, &st);
 
@@ -155,8 +162,17 @@ static void test_counters_sum(void)
 	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"verified\"}"), 2);
 	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"not_offered\"}"), 1);
 	CHECK_EQ_U(sample_u64("ringmx_upstream_tls_total{result=\"failed\"}"), 0);
-	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"resumed\"}"), 2);
-	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"failed\"}"), 0);
+	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"resumed\",version=\"TLSv1.3\"}"),
+		   2);
+	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"full\",version=\"TLSv1.2\"}"), 1);
+	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"full\",version=\"TLSv1.3\"}"), 0);
+	CHECK_EQ_U(sample_u64("ringmx_tls_handshakes_total{result=\"failed\",version=\"unknown\"}"),
+		   1);
+	/* The expiry of each certificate: the same on every worker, not summed. */
+	CHECK_EQ_U(sample_u64("ringmx_tls_cert_expiry_timestamp_seconds{cert=\"/etc/ringmx/mx.pem\"}"),
+		   1800000000);
+	CHECK_EQ_U(sample_u64("ringmx_tls_cert_expiry_timestamp_seconds{cert=\"/etc/ringmx/\\\"odd\\\".pem\"}"),
+		   1900000000);
 	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"login\",result=\"tempfail\"}"),
 		   2);
 	CHECK_EQ_U(sample_u64("ringmx_auth_attempts_total{mechanism=\"plain\",result=\"success\"}"),

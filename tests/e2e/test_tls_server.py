@@ -15,6 +15,7 @@ openssl req -x509:
 """
 
 import os
+import re
 import shutil
 import smtplib
 import socket
@@ -24,6 +25,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
@@ -76,7 +78,9 @@ class TlsServerTest(unittest.TestCase):
         cls.first = make_cert(cls.certs, "first", h.HOSTNAME)
         cls.second = make_cert(cls.certs, "second", SECOND_NAME)
         cls.smtps_port = h.free_port()
+        cls.metrics_port = h.free_port()
         cls.server = h.Server(settings=[
+            ("metrics_listen", "%s:%d" % (h.LOOPBACK4, cls.metrics_port)),
             ("tls_cert", cls.first[0]), ("tls_key", cls.first[1]),
             ("tls_cert", cls.second[0]), ("tls_key", cls.second[1]),
             ("tls_handshake_timeout", "2s"),
@@ -251,6 +255,29 @@ class TlsServerTest(unittest.TestCase):
             self.assertGreater(waited, 1.5)
             self.assertLess(waited, 10.0)
         self.assertTrue(wait_for_log(self.server, "reason=timeout"))
+
+    def test_metrics(self):
+        """The expiry gauge says each certificate's notAfter; handshakes
+        are counted by result and version."""
+        served_cert = None
+        with smtplib.SMTP(h.LOOPBACK4, self.server.port, timeout=15) as s:
+            s.ehlo("metrics.client.example")
+            s.starttls(context=client_context())
+            served_cert = s.sock.version()
+        self.assertEqual(served_cert, "TLSv1.3")
+        with urllib.request.urlopen("http://%s:%d/metrics" % (h.LOOPBACK4, self.metrics_port),
+                                    timeout=15) as r:
+            body = r.read().decode()
+        for crt, _ in (self.first, self.second):
+            cp = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-enddate"],
+                                capture_output=True, timeout=30)
+            end = cp.stdout.decode().strip().split("=", 1)[1]
+            not_after = int(ssl.cert_time_to_seconds(end))
+            self.assertIn('ringmx_tls_cert_expiry_timestamp_seconds{cert="%s"} %d'
+                          % (crt, not_after), body)
+        m = re.search(r'^ringmx_tls_handshakes_total\{result="full",version="TLSv1.3"\} (\d+)$',
+                      body, re.M)
+        self.assertTrue(m and int(m.group(1)) >= 1, body)
 
 
 if __name__ == "__main__":
