@@ -204,6 +204,30 @@ class TlsServerTest(unittest.TestCase):
         self.assertRegex(self.server.stderr_text(),
                          r"event=tls_failed worker=\d+ client=127\.0\.0\.1 reason=\w+")
 
+    def test_renegotiation_refused(self):
+        """A TLS 1.2 client asking to renegotiate (s_client's R) gets no
+        new handshake: the session ends, nothing more is answered."""
+        p = subprocess.Popen(
+            ["openssl", "s_client", "-tls1_2", "-starttls", "smtp", "-connect",
+             "%s:%d" % (h.LOOPBACK4, self.server.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            for line in (b"EHLO reneg.client.example\r\n", b"R\n", b"NOOP\r\n"):
+                time.sleep(1.0)
+                try:
+                    p.stdin.write(line)
+                    p.stdin.flush()
+                except BrokenPipeError:
+                    break
+            stdout, _ = p.communicate(timeout=30)
+        finally:
+            p.kill()
+            p.wait()
+        out = stdout.decode("latin-1")
+        self.assertIn("Protocol  : TLSv1.2", out)
+        self.assertIn("RENEGOTIATING", out)
+        self.assertNotIn("250 2.0.0 Ok", out.split("RENEGOTIATING", 1)[1])
+
     def test_starttls_injection(self):
         """STARTTLS and RSET in one write: the RSET is never answered, in
         clear or under TLS; the client starts over with EHLO."""
