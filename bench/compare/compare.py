@@ -13,6 +13,13 @@ Scenarios (bench/README.md has the details):
      counts; the rate is N messages over the time until all N arrived
   S5 idle connections plus 1,000 active: throughput and memory
   S6 latency at 50% of each system's own S1 peak (open loop, --rate)
+  TLS-S1 S1 over STARTTLS: one handshake per persistent connection
+  TLS-S3 S3 over STARTTLS: a new connection and a full handshake per message
+With a TLS scenario, each round also runs ringmx-tls-speed (full TLS 1.3
+handshakes per second per core and AES-GCM bytes/s with the linked
+wolfSSL). TLS scenarios run ringmx-bench only (smtp-source has no TLS) and
+leave out smtp-sink (it has none either); the certificate is made at run
+time with openssl (--tls-cert ecdsa, P-256, the default, or rsa, 2048).
 
 Each scenario runs every system in turn, a fresh instance per round, the
 order rotated each round; the two clients alternate which goes first.
@@ -64,12 +71,26 @@ SCENARIOS = {
     "S6": {"title": "ack latency at 50% of each system's own S1 peak (open loop)",
            "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
            "clients": ("ringmx-bench",)},
+    "TLS-S1": {"title": "accept over STARTTLS, 1 KiB, 100 persistent connections "
+                        "(one handshake each)",
+               "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
+               "clients": ("ringmx-bench",), "tls": True, "plain": "S1"},
+    "TLS-S3": {"title": "accept over STARTTLS, 1 KiB, a new connection and a full "
+                        "handshake per message (100 at a time)",
+               "size": "1k", "source_len": 1024, "conns": 100, "persistent": False,
+               "clients": ("ringmx-bench",), "tls": True, "plain": "S3"},
 }
+DEFAULT_SCENARIOS = "S1,S2,S3,S4,S5,S6,TLS-S1,TLS-S3"
 
 # systems that forward (S4 runs only these)
 FORWARDING = ("ringmx-durable", "ringmx-nofsync", "postfix", "haraka-forward")
 # S5 measures holding connections; the queue plugin does not matter there
 S5_SYSTEMS = ("ringmx-durable", "ringmx-nofsync", "smtp-sink", "postfix", "haraka-discard")
+# the TLS scenarios: every system with TLS (smtp-sink has none)
+TLS_SYSTEMS = ("ringmx-durable", "ringmx-nofsync", "postfix", "haraka-forward",
+               "haraka-discard")
+TLS_SPEED_HANDSHAKES = 2000
+TLS_SPEED_HANDSHAKES_QUICK = 300
 
 PROBE_MESSAGES = {"S1": 2000, "S2": 1000, "S3": 1000, "S4": 1500}
 COUNT_MIN = 500
@@ -127,6 +148,9 @@ class Harness:
         self.build_dir = os.path.abspath(args.build_dir)
         self.ringmx = os.path.join(self.build_dir, "ringmx")
         self.bench = os.path.join(self.build_dir, "bench", "ringmx-bench")
+        self.tls_speed = os.path.join(self.build_dir, "bench", "ringmx-tls-speed")
+        self.tls_speed_runs = []   # ringmx-tls-speed, one per round
+        self.ringmx_version = None
         self.scratch = None
         self.runs = []
         self.estimates = {}        # (scenario, system, client) -> msgs/s
@@ -142,13 +166,13 @@ class Harness:
     # ------------------------------------------------------------ set-up
 
     def ensure_built(self):
-        if os.access(self.ringmx, os.X_OK) and os.access(self.bench, os.X_OK):
+        if all(os.access(p, os.X_OK) for p in (self.ringmx, self.bench, self.tls_speed)):
             return
         log("building the release binaries in %s" % self.build_dir)
         for argv in (["cmake", "-S", REPO, "-B", self.build_dir,
                       "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
                      ["cmake", "--build", self.build_dir, "-j", str(os.cpu_count() or 2),
-                      "--target", "ringmx", "ringmx-bench"]):
+                      "--target", "ringmx", "ringmx-bench", "ringmx-tls-speed"]):
             if subprocess.run(argv).returncode != 0:
                 raise SystemExit("compare: build failed: %s" % " ".join(argv))
 
@@ -159,6 +183,8 @@ class Harness:
             raise SystemExit("compare: run as root (smtp-sink -u nobody, postfix -c DIR)")
         if any(s.startswith("haraka") for s in self.args.systems):
             systems.haraka_install()
+        if any(SCENARIOS[s].get("tls") for s in self.args.scenarios):
+            systems.program("openssl")
 
     def out(self, name):
         self.seq += 1
@@ -175,6 +201,8 @@ class Harness:
                 "--helo", systems.CLIENT_HELO, "--json", "-", "--allow-errors"]
         if not scn["persistent"]:
             argv.append("--new-conn-per-message")
+        if scn.get("tls"):
+            argv.append("--tls")
         if messages:
             argv += ["--messages", str(messages)]
         else:
@@ -248,10 +276,13 @@ class Harness:
         t0 = time.monotonic()
         sampler = measure.RssSampler(tree)
         sampler.start()
+        iowq = measure.IowqSampler(tree)
+        iowq.start()
         try:
             res = fn()
         finally:
             sampler.stop()
+            iowq.stop()
         after = tree.sample()
         wall = time.monotonic() - t0
         busy = measure.cpu_busy_s() - busy_before
@@ -265,7 +296,10 @@ class Harness:
              "pss_end_kib": tree.pss_kib(), "load1": load[0],
              "upstream_sink_cpu_s": sink_cpu if sink_tree else None,
              "machine_busy_s": busy, "others_cpu_s": others,
-             "others_cpu_share": others / (wall * self.cpus) if wall > 0 else None}
+             "others_cpu_share": others / (wall * self.cpus) if wall > 0 else None,
+             # io_uring's worker threads (punted file I/O): their share of the server's CPU
+             "iowq_cpu_s": iowq.cpu_s(),
+             "iowq_cpu_share": iowq.cpu_s() / server_cpu if server_cpu > 0 else None}
         self.loads.append(load[0])
         self.others.append(m["others_cpu_share"])
         return res, m
@@ -277,7 +311,10 @@ class Harness:
                   "error_text", "errors_by_code", "connection_failures", "timeouts",
                   "bench_cpu_s", "client_cpu_s", "latency_ack_us", "latency_txn_us",
                   "schedule_kept", "schedule_late", "schedule_never_started",
-                  "rate_target", "no_pipelining_sessions"):
+                  "rate_target", "no_pipelining_sessions", "connects", "tls_handshakes",
+                  "tls_handshakes_per_s", "tls_resumed", "tls_failures",
+                  "latency_handshake_us", "tls_version", "tls_cipher",
+                  "no_starttls_sessions"):
             if k in res:
                 run[k] = res[k]
         if "bench_cpu_s" in res:
@@ -287,6 +324,9 @@ class Harness:
         count = run.get("delivered") if scn_name == "S4" else run.get("messages")
         if count:
             run["server_cpu_us_per_msg"] = run["server_cpu_s"] * 1e6 / count
+            if run.get("tls_handshakes"):
+                run["server_cpu_us_per_handshake_and_msg"] = (
+                    run["server_cpu_s"] * 1e6 / max(count, run["tls_handshakes"]))
             if run.get("client_cpu_s") is not None:
                 run["client_cpu_us_per_msg"] = run["client_cpu_s"] * 1e6 / count
         self.runs.append(run)
@@ -321,8 +361,8 @@ class Harness:
 
     # ------------------------------------------------------------ scenarios
 
-    def start_server(self, sysname, upstream_port=None, procs=None):
-        srv = systems.make_system(sysname, self.scratch, self.ringmx)
+    def start_server(self, sysname, upstream_port=None, procs=None, tls=None):
+        srv = systems.make_system(sysname, self.scratch, self.ringmx, tls=tls)
         try:
             srv.start(upstream_port=upstream_port, procs=procs)
         except BaseException:
@@ -339,7 +379,8 @@ class Harness:
             needs = scn_name == "S4" or sysname == "haraka-forward"
             if needs:
                 sink = systems.SmtpSink(self.scratch, count=True).start()
-            srv = self.start_server(sysname, sink.port if sink else None, procs)
+            tls = self.args.tls_cert if SCENARIOS[scn_name].get("tls") else None
+            srv = self.start_server(sysname, sink.port if sink else None, procs, tls)
             return fn(srv, sink)
         finally:
             if srv is not None:
@@ -566,14 +607,45 @@ class Harness:
         self.runs.append({"scenario": scn_name, "system": sysname, "client": client,
                           "round": rnd, "failed": text[:2000]})
 
+    def tls_speed_round(self, rnd):
+        """ringmx-tls-speed with the run's certificate kind: the linked
+        wolfSSL's full handshakes per core (server CPU) and AES-GCM."""
+        n = TLS_SPEED_HANDSHAKES_QUICK if self.args.quick else TLS_SPEED_HANDSHAKES
+        argv = [self.tls_speed, "--handshakes", str(n), "--seconds",
+                "0.3" if self.args.quick else "1"]
+        if self.args.tls_cert == "rsa":
+            argv.append("--rsa")
+        out = self.out("tls-speed")
+        rc, wall, cpu = spawn_wait(argv, 600, out)
+        text = read_text(out)
+        res = parse_tls_speed(text)
+        res.update({"round": rnd, "exit_status": rc, "wall_s": wall, "cpu_s": cpu,
+                    "certificate": self.args.tls_cert, "load1": measure.loadavg()[0]})
+        if rc != 0 or res.get("handshakes_per_s") is None:
+            res["failed"] = text[-600:]
+            log("  ringmx-tls-speed round %d FAILED: %s" % (rnd, text[-300:]))
+        else:
+            log("  ringmx-tls-speed round %d: %.1f us per handshake = %.0f/s per core, "
+                "AES-128-GCM %.2f GB/s, AES-256-GCM %.2f GB/s"
+                % (rnd, res["server_us_per_handshake"], res["handshakes_per_s"],
+                   res.get("aes128_gcm_gb_per_s") or 0, res.get("aes256_gcm_gb_per_s") or 0))
+        self.tls_speed_runs.append(res)
+
     def run_all(self):
         handlers = {"S1": self.accept_round, "S2": self.accept_round,
                     "S3": self.accept_round, "S4": self.forward_round,
-                    "S5": self.idle_round, "S6": self.latency_round}
+                    "S5": self.idle_round, "S6": self.latency_round,
+                    "TLS-S1": self.accept_round, "TLS-S3": self.accept_round}
+        if any(SCENARIOS[s].get("tls") for s in self.args.scenarios):
+            log("ringmx-tls-speed: full TLS handshakes and AES-GCM per core (%s certificate)"
+                % self.args.tls_cert)
+            for rnd in range(1, self.args.rounds + 1):
+                self.tls_speed_round(rnd)
         for scn_name in self.args.scenarios:
             names = [s for s in self.args.systems
                      if (scn_name != "S4" or s in FORWARDING)
-                     and (scn_name != "S5" or s in S5_SYSTEMS)]
+                     and (scn_name != "S5" or s in S5_SYSTEMS)
+                     and (not SCENARIOS[scn_name].get("tls") or s in TLS_SYSTEMS)]
             log("%s: %s (%s)" % (scn_name, SCENARIOS[scn_name]["title"], ", ".join(names)))
             if scn_name == "S5":
                 for s in names:
@@ -587,6 +659,36 @@ class Harness:
                         self.fail(scn_name, sysname, "-", rnd, e, None)
 
 
+def parse_tls_speed(text):
+    """The figures ringmx-tls-speed prints (see bench/tls_speed.c)."""
+    import re
+    out = {}
+    m = re.search(r"^wolfSSL (\S+), certificate (.+)$", text, re.M)
+    if m:
+        out["wolfssl"], out["certificate_text"] = m.group(1), m.group(2).strip()
+    m = re.search(r"^full handshakes: (\d+) \((\S+) (\S+)\)", text, re.M)
+    if m:
+        out["handshakes"] = int(m.group(1))
+        out["version"], out["cipher"] = m.group(2), m.group(3)
+    m = re.search(r"server CPU per handshake: ([\d.]+) us = (\d+) handshakes/s per core", text)
+    if m:
+        out["server_us_per_handshake"] = float(m.group(1))
+        out["handshakes_per_s"] = float(m.group(2))
+    for bits in ("128", "256"):
+        m = re.search(r"AES-%s-GCM: ([\d.]+) GB/s per core" % bits, text)
+        if m:
+            out["aes%s_gcm_gb_per_s" % bits] = float(m.group(1))
+    return out
+
+
+def ringmx_version(binary):
+    try:
+        cp = subprocess.run([binary, "--version"], capture_output=True, timeout=30)
+        return cp.stdout.decode("utf-8", "replace").strip() if cp.returncode == 0 else None
+    except OSError:
+        return None
+
+
 # ------------------------------------------------------------------- main
 
 def parse_args(argv):
@@ -596,8 +698,11 @@ def parse_args(argv):
                    help="release build holding ringmx and bench/ringmx-bench "
                         "(built if missing; default build/)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per scenario (default 3)")
-    p.add_argument("--scenarios", default="S1,S2,S3,S4,S5,S6",
-                   help="comma-separated subset of S1..S6")
+    p.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
+                   help="comma-separated subset of %s (default all)" % DEFAULT_SCENARIOS)
+    p.add_argument("--tls-cert", default="ecdsa", choices=systems.CERT_KINDS,
+                   help="the servers' certificate in the TLS scenarios: ecdsa (P-256, the "
+                        "default) or rsa (2048)")
     p.add_argument("--systems", default=",".join(systems.SYSTEMS),
                    help="comma-separated subset of " + ",".join(systems.SYSTEMS))
     p.add_argument("--clients", default="ringmx-bench,smtp-source",
@@ -633,7 +738,8 @@ def parse_args(argv):
         args.run_seconds = 2.0
         args.idle_conns = min(args.idle_conns, 2000)
         args.postfix_idle = min(args.postfix_idle, 200)
-    args.scenarios = [s.strip().upper() for s in args.scenarios.split(",") if s.strip()]
+    args.scenarios = [s.strip().upper().replace(" ", "-") for s in args.scenarios.split(",")
+                      if s.strip()]
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.clients = [s.strip() for s in args.clients.split(",") if s.strip()]
     for s in args.scenarios:
@@ -662,7 +768,7 @@ def main(argv):
             saved = json.load(f)
         meta = saved["meta"]
         for k in ("rounds", "run_seconds", "scenarios", "systems", "clients", "idle_conns",
-                  "postfix_idle", "bench_threads", "quick"):
+                  "postfix_idle", "bench_threads", "quick", "tls_cert"):
             if k in meta["options"]:
                 setattr(args, k, meta["options"][k])
         with tempfile.TemporaryDirectory(prefix="ringmx-compare-") as tmp:
@@ -679,6 +785,7 @@ def main(argv):
     hs.source = results.source_state()
     hs.ensure_built()
     hs.check_tools()
+    hs.ringmx_version = ringmx_version(hs.ringmx)
     hs.nofile = systems.raise_nofile()
     scratch_parent = args.scratch_dir or tempfile.gettempdir()
     os.makedirs(scratch_parent, exist_ok=True)

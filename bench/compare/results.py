@@ -87,12 +87,14 @@ def environment(args, hs, started, load_start, load_end, interrupted):
         "others_cpu_share_per_run": _spread(hs.others),
         "nofile_limit": hs.nofile,
         "interrupted": interrupted,
+        "ringmx_version": hs.ringmx_version,
+        "tls_speed": hs.tls_speed_runs,
         "options": {"rounds": args.rounds, "run_seconds": args.run_seconds,
                     "scenarios": args.scenarios, "systems": args.systems,
                     "clients": args.clients, "idle_conns": args.idle_conns,
                     "postfix_idle": args.postfix_idle, "bench_threads": args.bench_threads,
                     "warmup_seconds": args.warmup_seconds,
-                    "quick": args.quick},
+                    "quick": args.quick, "tls_cert": args.tls_cert},
     }
 
 
@@ -168,6 +170,16 @@ def summarize(runs):
             # the run whose ack p99 is the median, for the CDF
             mid = sorted(rs, key=lambda r: (r.get("latency_ack_us") or {}).get("p99") or 0)
             s["cdf_run"] = mid[len(mid) // 2].get("latency_ack_us")
+        if scn.startswith("TLS-"):
+            s["tls_handshakes_per_s"] = _med(r.get("tls_handshakes_per_s") for r in rs)
+            s["tls_handshakes"] = _med(r.get("tls_handshakes") for r in rs)
+            s["tls_resumed"] = sum((r.get("tls_resumed") or 0) for r in rs)
+            s["tls_failures"] = sum((r.get("tls_failures") or 0) for r in rs)
+            s["tls_version"] = rs[0].get("tls_version")
+            s["tls_cipher"] = rs[0].get("tls_cipher")
+            s["latency_handshake_us"] = {
+                lvl: _med((r.get("latency_handshake_us") or {}).get(lvl) for r in rs)
+                for lvl in ("p50", "p90", "p99", "max")}
         out[key] = s
     for key, rs in failed.items():
         if key not in out:
@@ -187,6 +199,36 @@ def _target(text, ok, measured):
     if ok is None:
         return {"target": text, "result": "NOT MEASURED", "measured": measured}
     return {"target": text, "result": "PASS" if ok else "FAIL", "measured": measured}
+
+
+def tls_speed_summary(runs):
+    """Medians of the ringmx-tls-speed rounds that produced figures."""
+    ok = [r for r in runs or [] if not r.get("failed")]
+    if not ok:
+        return None
+    out = {"rounds": len(ok), "failed_rounds": len(runs) - len(ok),
+           "wolfssl": ok[0].get("wolfssl"), "certificate": ok[0].get("certificate_text"),
+           "version": ok[0].get("version"), "cipher": ok[0].get("cipher")}
+    for f in ("server_us_per_handshake", "handshakes_per_s", "aes128_gcm_gb_per_s",
+              "aes256_gcm_gb_per_s"):
+        out[f] = _med(r.get(f) for r in ok)
+        out[f + "_range"] = [min(r.get(f) or 0 for r in ok), max(r.get(f) or 0 for r in ok)]
+    return out
+
+
+def tls_targets(speed):
+    """The issue's per-core TLS targets, from ringmx-tls-speed."""
+    hs = None if speed is None else speed.get("handshakes_per_s")
+    gcm = None if speed is None else speed.get("aes128_gcm_gb_per_s")
+    return [
+        _target("TLS: >= 3,000 full TLS 1.3 handshakes/s per core (ringmx-tls-speed, "
+                "server CPU)", None if hs is None else hs >= 3000,
+                "missing" if hs is None else "%.0f/s (%.1f us each, %s)"
+                % (hs, speed["server_us_per_handshake"], speed.get("certificate"))),
+        _target("TLS: >= 2 GB/s AES-GCM per core (ringmx-tls-speed, AES-128-GCM)",
+                None if gcm is None else gcm >= 2.0,
+                "missing" if gcm is None else "%.2f GB/s" % gcm),
+    ]
 
 
 def targets(summary):
@@ -363,6 +405,66 @@ def _ms(us):
     return None if us is None else us / 1000.0
 
 
+def table_tls(scn, plain, summary, systems_order, md):
+    """A TLS scenario beside its plain-text twin from the same run."""
+    md.append("| system | msgs/s | ringmx durable is | plain %s msgs/s | TLS / plain | "
+              "handshakes/s | handshake p50 / p99 ms | server CPU us/msg (TLS / plain) | "
+              "RSS max MiB | errors |" % plain)
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    base = _get(summary, scn, BASE, "ringmx-bench")
+    for system in systems_order:
+        t = summary.get((scn, system, "ringmx-bench"))
+        if not t:
+            continue
+        p = summary.get((plain, system, "ringmx-bench"), {})
+        hl = t.get("latency_handshake_us") or {}
+        share = "-"
+        if t.get("rate") and p.get("rate"):
+            share = "%.0f%%" % (100.0 * t["rate"] / p["rate"])
+        fails = t.get("failed_runs") or 0
+        md.append("| %s | %s%s | %s | %s | %s | %s | %s / %s | %s / %s | %s | %s |" % (
+            system, _n(t.get("rate")), _rates(t), _ratio(base, t.get("rate")),
+            _n(p.get("rate")), share, _n(t.get("tls_handshakes_per_s")),
+            _n(_ms(hl.get("p50")), "%.2f"), _n(_ms(hl.get("p99")), "%.2f"),
+            _n(t.get("server_cpu_us_per_msg"), "%.1f"),
+            _n(p.get("server_cpu_us_per_msg"), "%.1f"), _mib(t.get("rss_max_kib")),
+            "%d%s%s" % (t.get("errors") or 0,
+                        ", %d failed handshakes" % t["tls_failures"]
+                        if t.get("tls_failures") else "",
+                        ", %d failed runs" % fails if fails else "")))
+    versions = sorted({"%s %s" % (v.get("tls_version"), v.get("tls_cipher"))
+                       for k, v in summary.items() if k[0] == scn and v.get("tls_version")})
+    if versions:
+        md.append("")
+        md.append("Negotiated: %s." % "; ".join(versions))
+
+
+def section_tls_speed(speed, md):
+    md.append("## Full TLS handshakes and AES-GCM per core (ringmx-tls-speed)")
+    md.append("")
+    if speed is None:
+        md.append("Not measured.")
+        md.append("")
+        return
+    md.append("wolfSSL %s as ringmx links it, %s certificate, %s %s: client and server in "
+              "one thread through wolfSSL's custom I/O (no socket), the server's thread CPU "
+              "timed around its calls only. Medians of %d round(s), min-max in parentheses."
+              % (speed.get("wolfssl"), speed.get("certificate"), speed.get("version"),
+                 speed.get("cipher"), speed["rounds"]))
+    md.append("")
+    md.append("| server CPU per full handshake | handshakes/s per core | AES-128-GCM GB/s | "
+              "AES-256-GCM GB/s |")
+    md.append("|---|---|---|---|")
+
+    def cell(f, fmt):
+        lo, hi = speed[f + "_range"]
+        return "%s (%s-%s)" % (_n(speed[f], fmt), _n(lo, fmt), _n(hi, fmt))
+    md.append("| %s us | %s | %s | %s |" % (
+        cell("server_us_per_handshake", "%.1f"), cell("handshakes_per_s", "%.0f"),
+        cell("aes128_gcm_gb_per_s", "%.2f"), cell("aes256_gcm_gb_per_s", "%.2f")))
+    md.append("")
+
+
 DESCRIPTIONS = {
     "ringmx-durable": "ringmx, release build, `workers = 2`, `fsync = always` (group commit, "
                       "250 after fdatasync)",
@@ -422,6 +524,22 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
     for s in systems_order:
         md.append("- `%s`: %s" % (s, DESCRIPTIONS[s]))
     md.append("")
+    if any(s.startswith("TLS-") for s in meta["options"]["scenarios"]):
+        md.append("TLS scenarios: every server offers STARTTLS with a self-signed %s "
+                  "certificate made at run time with openssl: ringmx `tls_cert`/`tls_key` "
+                  "on its smtp listener, Postfix `smtpd_tls_security_level = may` with "
+                  "`smtpd_tls_cert_file`/`key_file` (no session cache), Haraka its `tls` "
+                  "plugin (`config/tls.ini`). The client is ringmx-bench `--tls` (wolfSSL, "
+                  "STARTTLS after EHLO, EHLO again; no session resumption, so every "
+                  "handshake is a full one)."
+                  % ("ECDSA P-256" if meta["options"].get("tls_cert", "ecdsa") == "ecdsa"
+                     else "RSA 2048"))
+        if meta.get("ringmx_version"):
+            md.append("")
+            md.append("`ringmx --version`: %s."
+                      % "; ".join(l.strip() for l in meta["ringmx_version"].splitlines()
+                                  if l.startswith(("ringmx", "wolfssl"))))
+        md.append("")
     md.append("Numbers are medians over the rounds (min-max in parentheses); \"ringmx durable "
               "is\" is ringmx (durable)'s median divided by the system's, same client. Server "
               "CPU is user + system time of the server's whole process tree (every Postfix "
@@ -433,6 +551,8 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
     for t in tgts:
         md.append("- **%s** %s: %s" % (t["result"], t["target"], t["measured"]))
     md.append("")
+    if meta.get("tls_speed"):
+        section_tls_speed(tls_speed_summary(meta["tls_speed"]), md)
     if charts:
         md.append("## Charts")
         md.append("")
@@ -448,6 +568,8 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
             table_forward(summary, systems_order, md)
         elif scn == "S5":
             table_idle(summary, systems_order, md)
+        elif scn.startswith("TLS-"):
+            table_tls(scn, scenarios[scn]["plain"], summary, systems_order, md)
         else:
             table_latency(summary, systems_order, md)
         md.append("")
@@ -501,6 +623,14 @@ NOTES = {
            "latency chart is a staircase through the percentiles (p50, p90, p99, p99.9, max) "
            "of the round with the median p99: the bench's JSON holds percentiles, not the "
            "histogram's buckets."],
+    "TLS-S1": ["ringmx-bench `--tls`, 100 persistent connections: one STARTTLS handshake per "
+               "connection, then 1 KiB messages (pipelined) inside TLS. \"plain S1\" is the "
+               "same system's S1 with ringmx-bench from this run; \"TLS / plain\" the share "
+               "of its plain rate kept under TLS. smtp-sink has no TLS."],
+    "TLS-S3": ["ringmx-bench `--tls --new-conn-per-message`: connect, EHLO, STARTTLS, a full "
+               "handshake, EHLO, one message, QUIT, again, 100 at a time; handshakes/s is "
+               "about the connection rate. Server CPU per message includes the handshake's. "
+               "\"plain S3\" is the same system's S3 with ringmx-bench from this run."],
 }
 
 
@@ -618,6 +748,10 @@ def write_all(args, runs, meta, scenarios, scratch, write_json=True):
     import systems
     summary = summarize(runs)
     tgts = targets(summary)
+    speed = tls_speed_summary(meta.get("tls_speed"))
+    if speed is not None:
+        tgts += tls_targets(speed)
+        meta["tls_speed_medians"] = speed
     order = [s for s in systems.SYSTEMS if s in args.systems]
     os.makedirs(args.results_dir, exist_ok=True)
     stem = "%s-%s" % (meta["date"], meta["host"])

@@ -14,6 +14,11 @@ machine's own mail configuration.
   queue/smtp_forward to an upstream sink or with a queue plugin of our own
   that accepts and discards (its best case).
 
+With tls set (the TLS scenarios), each offers STARTTLS with a certificate
+made at run time by make_certificate(): ringmx with tls_cert/tls_key on
+an smtp listener, Postfix's smtpd with smtpd_tls_security_level = may,
+Haraka with its tls plugin. smtp-sink has no TLS.
+
 Every process started here is stopped by stop() (and, as a last resort, at
 interpreter exit): SIGTERM to the process we started, then SIGKILL to any
 process of its tree, by pid, that is still the same process.
@@ -51,6 +56,27 @@ HARAKA_SPEC = "Haraka@3"
 
 class StartError(Exception):
     pass
+
+
+CERT_KINDS = ("ecdsa", "rsa")    # ECDSA P-256 (the default) or RSA 2048
+
+
+def make_certificate(directory, kind="ecdsa"):
+    """A self-signed certificate for SERVER_NAME and its key, made with
+    openssl into directory (cert.pem, key.pem, both readable by the
+    servers' unprivileged users). Returns (cert path, key path)."""
+    cert = os.path.join(directory, "cert.pem")
+    key = os.path.join(directory, "key.pem")
+    newkey = ["-newkey", "rsa:2048"] if kind == "rsa" else \
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+    cp = subprocess.run([program("openssl"), "req", "-x509", "-nodes", "-days", "2",
+                         "-subj", "/CN=" + SERVER_NAME, "-keyout", key, "-out", cert] + newkey,
+                        stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    if cp.returncode != 0:
+        raise StartError("openssl req exited %d: %s"
+                         % (cp.returncode, cp.stderr.decode("latin-1")[-500:]))
+    os.chmod(key, 0o644)
+    return cert, key
 
 
 def raise_nofile():
@@ -131,9 +157,12 @@ class Server:
 
     name = "server"
     can_forward = False
+    can_tls = False
 
-    def __init__(self, scratch):
+    def __init__(self, scratch, tls=None):
         self.scratch = scratch
+        self.tls = tls               # None, or the kind of certificate
+        self.cert = self.key = None
         self.tmp = None
         self.proc = None
         self.port = None
@@ -144,6 +173,10 @@ class Server:
         os.makedirs(self.tmp)
         os.chmod(self.tmp, 0o755)
         self.log_path = os.path.join(self.tmp, "server.log")
+        if self.tls:
+            if not self.can_tls:
+                raise StartError("%s has no TLS" % self.name)
+            self.cert, self.key = make_certificate(self.tmp, self.tls)
 
     def _register(self):
         with _live_lock:
@@ -233,8 +266,10 @@ class Server:
 class Ringmx(Server):
     """ringmx with workers = 2 and fsync = always (durable) or never."""
 
-    def __init__(self, scratch, binary, fsync, workers=2):
-        super().__init__(scratch)
+    can_tls = True
+
+    def __init__(self, scratch, binary, fsync, workers=2, tls=None):
+        super().__init__(scratch, tls)
         self.binary = binary
         self.fsync = fsync
         self.workers = workers
@@ -257,6 +292,8 @@ class Ringmx(Server):
         ]
         if upstream_port:
             lines.append("upstream = %s:%d" % (LOOPBACK, upstream_port))
+        if self.tls:
+            lines += ["tls_cert = %s" % self.cert, "tls_key = %s" % self.key]
         return lines
 
     def start(self, upstream_port=None, procs=None):
@@ -340,6 +377,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
@@ -352,10 +390,11 @@ class PostfixSmtpd(Server):
 
     name = "postfix"
     can_forward = True
+    can_tls = True
     PROCS_DEFAULT = 250
 
-    def __init__(self, scratch):
-        super().__init__(scratch)
+    def __init__(self, scratch, tls=None):
+        super().__init__(scratch, tls)
         self.conf_dir = None
         self.queue_dir = None
         self.procs = self.PROCS_DEFAULT
@@ -415,6 +454,14 @@ class PostfixSmtpd(Server):
             "smtpd_client_message_rate_limit = 0",
             "smtpd_timeout = 300s",
         ]
+        if self.tls:
+            # opportunistic TLS as an MX offers it; no session cache, so
+            # a client that does not resume gets full handshakes
+            main += ["smtpd_tls_security_level = may",
+                     "smtpd_tls_cert_file = %s" % self.cert,
+                     "smtpd_tls_key_file = %s" % self.key,
+                     "smtpd_tls_loglevel = 0",
+                     "smtpd_tls_received_header = yes"]
         with open(os.path.join(self.conf_dir, "main.cf"), "w") as f:
             f.write("\n".join(main) + "\n")
         with open(os.path.join(self.conf_dir, "master.cf"), "w") as f:
@@ -506,8 +553,10 @@ class Haraka(Server):
     upstream given to start(); mode "discard": the bench_discard queue
     plugin."""
 
-    def __init__(self, scratch, mode, nodes=2):
-        super().__init__(scratch)
+    can_tls = True
+
+    def __init__(self, scratch, mode, nodes=2, tls=None):
+        super().__init__(scratch, tls)
         self.mode = mode
         self.nodes = nodes
         self.name = "haraka-" + mode
@@ -532,9 +581,16 @@ class Haraka(Server):
             "log.ini": "[main]\nlevel=warn\ntimestamps=false\nformat=default\n",
             "me": SERVER_NAME + "\n",
             "host_list": DOMAIN + "\n",
-            "plugins": "bench_no_rdns\nrcpt_to.in_host_list\n%s\n"
-                       % ("queue/smtp_forward" if self.mode == "forward" else "bench_discard"),
+            "plugins": "bench_no_rdns\n%srcpt_to.in_host_list\n%s\n"
+                       % ("tls\n" if self.tls else "",
+                          "queue/smtp_forward" if self.mode == "forward" else "bench_discard"),
         }
+        if self.tls:
+            # the tls plugin reads key and cert by name from the config dir
+            files["tls.ini"] = "[main]\nkey=tls_key.pem\ncert=tls_cert.pem\n"
+            for name, path in (("tls_key.pem", self.key), ("tls_cert.pem", self.cert)):
+                with open(path) as f:
+                    files[name] = f.read()
         if self.mode == "forward":
             files["smtp_forward.ini"] = ("[main]\nhost=%s\nport=%d\nenable_tls=false\n"
                                          % (LOOPBACK, upstream_port))
@@ -556,19 +612,23 @@ class Haraka(Server):
         return self
 
 
-def make_system(name, scratch, ringmx_binary):
+def make_system(name, scratch, ringmx_binary, tls=None):
+    """The system called name; tls: None, or the certificate kind it serves
+    STARTTLS with."""
     if name == "ringmx-durable":
-        return Ringmx(scratch, ringmx_binary, "always")
+        return Ringmx(scratch, ringmx_binary, "always", tls=tls)
     if name == "ringmx-nofsync":
-        return Ringmx(scratch, ringmx_binary, "never")
+        return Ringmx(scratch, ringmx_binary, "never", tls=tls)
     if name == "smtp-sink":
+        if tls:
+            raise StartError("smtp-sink has no TLS")
         return SmtpSink(scratch)
     if name == "postfix":
-        return PostfixSmtpd(scratch)
+        return PostfixSmtpd(scratch, tls=tls)
     if name == "haraka-forward":
-        return Haraka(scratch, "forward")
+        return Haraka(scratch, "forward", tls=tls)
     if name == "haraka-discard":
-        return Haraka(scratch, "discard")
+        return Haraka(scratch, "discard", tls=tls)
     raise ValueError(name)
 
 
