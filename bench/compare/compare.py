@@ -278,11 +278,14 @@ class Harness:
         sampler.start()
         iowq = measure.IowqSampler(tree)
         iowq.start()
+        mport = getattr(server, "metrics_port", None)
+        commits_before = measure.scrape(mport) if mport else None
         try:
             res = fn()
         finally:
             sampler.stop()
             iowq.stop()
+        commits = self.commit_latency(mport, commits_before) if mport else {}
         after = tree.sample()
         wall = time.monotonic() - t0
         busy = measure.cpu_busy_s() - busy_before
@@ -300,9 +303,22 @@ class Harness:
              # io_uring's worker threads (punted file I/O): their share of the server's CPU
              "iowq_cpu_s": iowq.cpu_s(),
              "iowq_cpu_share": iowq.cpu_s() / server_cpu if server_cpu > 0 else None}
+        m.update(commits)
         self.loads.append(load[0])
         self.others.append(m["others_cpu_share"])
         return res, m
+
+    def commit_latency(self, mport, before_text):
+        """ringmx's group commits during a run (its fsync latency histogram:
+        from the batch's submission to its completion): count, p50, p99."""
+        name = "ringmx_store_fsync_latency_seconds"
+        d = measure.histogram_delta(measure.histogram_buckets(measure.scrape(mport), name),
+                                    measure.histogram_buckets(before_text, name))
+        out = {"commits": d[-1][1] if d else 0}
+        for q, label in ((0.5, "p50"), (0.99, "p99")):
+            v = measure.histogram_quantile(q, d)
+            out["commit_%s_us" % label] = v * 1e6 if v is not None else None
+        return out
 
     def record(self, scn_name, sysname, client, rnd, res, m, extra=None):
         run = {"scenario": scn_name, "system": sysname, "client": client, "round": rnd}

@@ -6,6 +6,10 @@
   Postfix smtpd or a Haraka worker that ends during a run still counts.
 - RssSampler: a thread that samples the tree's RSS while a load runs and
   keeps the largest value.
+- IowqSampler: a thread that samples the CPU time of the tree's io_uring
+  worker threads (iou-wrk-*: the blocking file work io_uring punts, such
+  as buffered writes and fdatasync), so a run reports their share of the
+  server's CPU.
 - established_conns(): TCP connections a server has accepted on a port.
 - SinkCounter: the message counter that `smtp-sink -c` writes to its
   stdout (one "sess=N quit=N mesg=N" record per event, CR separated).
@@ -139,6 +143,63 @@ class RssSampler(threading.Thread):
     def stop(self):
         self._stop_event.set()
         self.join(timeout=30)
+
+
+def _task_cpu(pid):
+    """{tid: CPU seconds} of the io_uring worker threads of process pid."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        base = "/proc/%d/task/%s/" % (pid, tid)
+        try:
+            if not _read(base + "comm").startswith(b"iou-wrk"):
+                continue
+            data = _read(base + "stat")
+        except OSError:
+            continue
+        f = data[data.rindex(b")") + 2:].split()
+        out[int(tid)] = (int(f[11]) + int(f[12])) / CLK_TCK
+    return out
+
+
+class IowqSampler(threading.Thread):
+    """CPU seconds the tree's io_uring worker threads (iou-wrk-*) used
+    between start() and stop(). They come and go (an idle one exits after
+    a few seconds), so each is sampled every interval_s and counted from
+    its first look (0 if it appeared during the run) to its last: one that
+    exits loses at most what it used since the last sample."""
+
+    def __init__(self, tree, interval_s=0.2):
+        super().__init__(daemon=True)
+        self.tree = tree
+        self.interval_s = interval_s
+        self.first = {}
+        self.last = {}
+        self._stop_event = threading.Event()
+        self._look(baseline=True)
+
+    def _look(self, baseline=False):
+        for pid in self.tree.pids():
+            for tid, cpu in _task_cpu(pid).items():
+                key = (pid, tid)
+                if key not in self.first:
+                    self.first[key] = cpu if baseline else 0.0
+                self.last[key] = cpu
+
+    def run(self):
+        while not self._stop_event.wait(self.interval_s):
+            self._look()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join()
+        self._look()
+
+    def cpu_s(self):
+        return sum(self.last[k] - self.first[k] for k in self.last)
 
 
 def established_conns(port):

@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Mail through several segment rollovers on real file systems, each mounted
-for the test: tmpfs (no O_DIRECT before Linux 6.6), ext4, ext4 without
-extents (fallocate answers EOPNOTSUPP: spares are made by the zero-fill
-alone) and xfs, the last three on loop devices of sparse 320 MB image files. Every
-message gets 250, the run-time spares are made (no spare_segment_failed),
-and the store verifies after a clean stop.
+for the test: tmpfs (no O_DIRECT before Linux 6.6), ramfs (no O_DIRECT at
+all), ext4, ext4 without extents (fallocate answers EOPNOTSUPP: spares are
+made by the zero-fill alone) and xfs, the last three on loop devices of
+sparse 320 MB image files. Every message gets 250, the run-time spares are
+made (no spare_segment_failed), and the store verifies after a clean stop.
+
+The commit path (store_io = auto) is the one the file system allows: the
+log's event=store_io says direct (O_DIRECT commits) where an O_DIRECT open
+works there, buffered with reason=o_direct_refused where it is refused; on
+ramfs store_io = direct stops start-up saying why, and store_io = buffered
+is honoured everywhere.
 
 Needs root, losetup and mkfs.ext4 / mkfs.xfs; a file system that cannot be
 mounted here is skipped by its case, and the whole program exits 77 with
@@ -12,7 +18,9 @@ the reason when none can. Mounts, loop devices and images are removed
 whatever happens.
 """
 
+import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,10 +59,11 @@ class Mount:
     def mount(self):
         if os.geteuid() != 0:
             self.skip("mounting needs root")
-        if self.kind == "tmpfs":
-            cp = run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", self.point])
+        if self.kind in ("tmpfs", "ramfs"):
+            opts = ["-o", "size=64m"] if self.kind == "tmpfs" else []
+            cp = run(["mount", "-t", self.kind] + opts + [self.kind, self.point])
             if cp.returncode != 0:
-                self.skip("mount -t tmpfs failed: %s" % cp.stderr.decode().strip())
+                self.skip("mount -t %s failed: %s" % (self.kind, cp.stderr.decode().strip()))
             self.t.addCleanup(self.umount)
             return
         mkfs = {"ext4": ["mkfs.ext4", "-q", "-F"],
@@ -86,14 +95,38 @@ class Mount:
         run(["losetup", "-d", self.loop])
 
 
+def o_direct_works(directory):
+    """Whether a file in directory opens with O_DIRECT (EINVAL: refused)."""
+    path = os.path.join(directory, "o_direct_probe")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    os.close(fd)
+    return True
+
+
+def store_io_lines(text):
+    """(mode, configured, reason) of each event=store_io line."""
+    return re.findall(r"event=store_io shard=w\d+ mode=(\w+) configured=(\w+) reason=(\w+)",
+                      text)
+
+
 class StoreFilesystemsTest(unittest.TestCase):
 
-    def mail_through_rollovers(self, kind):
+    def mail_through_rollovers(self, kind, store_io="auto"):
         m = Mount(self, kind)
         m.mount()
+        direct_works = o_direct_works(m.point)
         data_dir = os.path.join(m.point, "data")
         srv = h.Server(workers=1, settings=[("data_dir", data_dir), ("segment_size", "1M"),
-                                            ("max_message_size", "256k")])
+                                            ("max_message_size", "256k"),
+                                            ("store_io", store_io)])
         srv.data_dir = data_dir  # what ringmx-store is pointed at
         self.addCleanup(srv.cleanup)
         srv.start()
@@ -110,6 +143,14 @@ class StoreFilesystemsTest(unittest.TestCase):
         srv.stop_checked(self)
         err = srv.stderr_text()
         self.assertNotIn("spare_segment_failed", err, err[-3000:])
+        if store_io == "buffered":
+            want = [("buffered", "buffered", "configured")]
+        elif direct_works:
+            want = [("direct", store_io, "o_direct_accepted" if store_io == "auto"
+                     else "configured")]
+        else:
+            want = [("buffered", store_io, "o_direct_refused")]
+        self.assertEqual(store_io_lines(err), want, err[-3000:])
         # 24 messages of 200 KiB in 1 MiB segments: 5 or more, and a spare
         self.assertGreaterEqual(len(segments), 6, sorted(segments))
         cp = srv.verify()
@@ -118,6 +159,29 @@ class StoreFilesystemsTest(unittest.TestCase):
 
     def test_tmpfs(self):
         self.mail_through_rollovers("tmpfs")
+
+    def test_ramfs(self):
+        self.mail_through_rollovers("ramfs")
+
+    def test_ramfs_direct_refused(self):
+        """store_io = direct where O_DIRECT is refused: start-up stops and
+        says why, rather than committing some other way."""
+        m = Mount(self, "ramfs")
+        m.mount()
+        if o_direct_works(m.point):
+            self.skipTest("ramfs takes O_DIRECT here")
+        data_dir = os.path.join(m.point, "data")
+        srv = h.Server(workers=1, settings=[("data_dir", data_dir), ("segment_size", "1M"),
+                                            ("max_message_size", "256k"),
+                                            ("store_io", "direct")])
+        self.addCleanup(srv.cleanup)
+        with self.assertRaises(h.StartError) as cm:
+            srv.start()
+        self.assertIn("store_io = direct", str(cm.exception))
+        self.assertIn("o_direct_refused", str(cm.exception))
+
+    def test_ext4_buffered(self):
+        self.mail_through_rollovers("ext4", store_io="buffered")
 
     def test_ext4(self):
         self.mail_through_rollovers("ext4")
