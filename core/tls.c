@@ -22,6 +22,8 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 
 /* A certificate chain or key file larger than this is refused (a chain of
  * a few certificates is a few KiB). */
@@ -107,6 +109,60 @@ static const char *apply_common(WOLFSSL_CTX *c, enum tls_version_min min_version
 
 static int sni_choose(WOLFSSL *ssl, int *alert, void *arg);
 
+/* An EC key's public point (X9.63), from a private key (derived) or from a
+ * SubjectPublicKeyInfo. False when der holds no EC key of that kind. */
+static bool ecc_public_point(const uint8_t *der, size_t len, bool private_key, uint8_t *out,
+			     word32 *out_len)
+{
+	ecc_key key;
+	if (wc_ecc_init(&key) != 0)
+		return false;
+	word32 idx = 0;
+	int rc;
+	if (private_key) {
+		word32 pkcs8 = 0;
+		if (wc_GetPkcs8TraditionalOffset((byte *)der, &pkcs8, (word32)len) >= 0)
+			idx = pkcs8; /* "PRIVATE KEY": the EC key inside PKCS #8 */
+		rc = wc_EccPrivateKeyDecode(der, &idx, &key, (word32)len);
+		if (rc == 0)
+			rc = wc_ecc_make_pub(&key, NULL);
+	} else {
+		rc = wc_EccPublicKeyDecode(der, &idx, &key, (word32)len);
+	}
+	if (rc == 0)
+		rc = wc_ecc_export_x963(&key, out, out_len);
+	wc_ecc_free(&key);
+	return rc == 0;
+}
+
+/*
+ * Whether an EC private key belongs to the certificate: its public point,
+ * derived, against the certificate's. Some builds of the library check EC
+ * pairs only partly in wolfSSL_CTX_check_private_key, so this is checked
+ * here too. True also when the key is not EC (the library's check stands).
+ */
+static bool ecc_pair_matches(const struct tls_pair *p)
+{
+	size_t cap = p->key_len;
+	uint8_t *der = malloc(cap);
+	if (!der)
+		return false;
+	uint8_t from_key[2 * MAX_ECC_BYTES + 1], from_cert[2 * MAX_ECC_BYTES + 1];
+	word32 key_len = sizeof(from_key), cert_len = sizeof(from_cert);
+	int der_len = wc_KeyPemToDer(p->key_pem, (int)p->key_len, der, (int)cap, NULL);
+	bool is_ecc = der_len > 0 &&
+		      ecc_public_point(der, (size_t)der_len, true, from_key, &key_len);
+	free(der);
+	if (!is_ecc)
+		return true;
+	unsigned char spki[1024];
+	int spki_len = sizeof(spki);
+	if (wolfSSL_X509_get_pubkey_buffer(p->leaf, spki, &spki_len) != WOLFSSL_SUCCESS ||
+	    !ecc_public_point(spki, (size_t)spki_len, false, from_cert, &cert_len))
+		return false; /* an EC key with a certificate that is not EC */
+	return key_len == cert_len && memcmp(from_key, from_cert, key_len) == 0;
+}
+
 static int64_t not_after_unix(WOLFSSL_X509 *x)
 {
 	const WOLFSSL_ASN1_TIME *t = wolfSSL_X509_get_notAfter(x);
@@ -148,6 +204,8 @@ static const char *pair_build(struct tls_pair *p, const struct tls_server_settin
 	if (!p->leaf)
 		return "its first certificate cannot be parsed";
 	p->not_after_unix = not_after_unix(p->leaf);
+	if (!ecc_pair_matches(p))
+		return "its tls_key does not match the certificate";
 	return NULL;
 }
 
