@@ -9,10 +9,10 @@
  * says STARTTLS after the first EHLO and EHLO again once the handshake is
  * done; with --tls=implicit the handshake comes first. TLS runs in
  * tls_client.c over the connection's ciphertext buffers: sends and receives
- * then move ciphertext, and the reply reader sees the decrypted bytes. Closed loop by default (a
- * connection starts its next message when the last one ends); with --rate,
- * an open-loop schedule starts messages at fixed times and records how late
- * each start was.
+ * then move ciphertext, and the reply reader sees the decrypted bytes.
+ * Closed loop by default (a connection starts its next message when the
+ * last one ends); with --rate, an open-loop schedule starts messages at
+ * fixed times and records how late each start was.
  *
  * Invariants: per connection at most one receive and one send are in flight;
  * a socket is closed only when no operation on it is in flight, and a slot is
