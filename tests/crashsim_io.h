@@ -14,6 +14,12 @@
  *     is pending in the directory until an fsync of the directory
  *     completes; files are inodes, names point at them, so a name removed
  *     and made again points at a new file.
+ * A write with RWF_DSYNC (the store's O_DIRECT commit) is durable once it
+ * completes; before that it is pending like any write, except that a crash
+ * tears it at sector granularity: each CRASHSIM_SECTOR_BYTES sector of it
+ * is there or not, in any combination (the device writes sectors in no
+ * promised order), so such a write gets a crash point of its own while it
+ * is in flight.
  * After each step the caller's hook runs with the count of steps done: the
  * crash point. crashsim_materialize writes the disk as a crash there could
  * leave it into an empty shard directory: durable names and contents, and
@@ -43,6 +49,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../storage/io_plan.h"
@@ -52,6 +59,7 @@
 #define CRASHSIM_FILES_MAX 256
 #define CRASHSIM_FDS_MAX 4096
 #define CRASHSIM_NAME_MAX_BYTES 64
+#define CRASHSIM_SECTOR_BYTES 512 /* what a device writes whole, or not at all */
 
 enum crashsim_op_kind {
 	CRASHSIM_OP_WRITE,    /* data[0..len) at offset */
@@ -64,6 +72,7 @@ struct crashsim_op {
 	uint64_t offset;
 	uint64_t len;
 	uint8_t *data; /* CRASHSIM_OP_WRITE: a copy */
+	bool sectors;  /* a direct write in flight: a crash keeps any subset of its sectors */
 };
 
 /* An inode: what is durable, and what waits for a sync. */
@@ -91,6 +100,7 @@ struct crashsim {
 	int name_count;
 	int fd_file[CRASHSIM_FDS_MAX]; /* the file an fd was opened on; -1 unknown */
 	uint64_t steps;                /* steps completed: the crash point */
+	uint64_t direct_in_flight;     /* crash points inside an RWF_DSYNC write */
 	void (*after_step)(void *ctx, uint64_t steps);
 	void *ctx;
 };
@@ -280,7 +290,8 @@ static inline void crashsim_note(struct crashsim *cs, const struct io_step *s, i
 	case IO_STEP_WRITEV: {
 		struct crashsim_file *f = &cs->file[crashsim_fd_file(cs, s->fd)];
 		struct crashsim_op op = { .kind = CRASHSIM_OP_WRITE, .offset = s->offset,
-					  .len = (uint64_t)r };
+					  .len = (uint64_t)r,
+					  .sectors = (s->flags & RWF_DSYNC) != 0 };
 		op.data = malloc(r ? (size_t)r : 1);
 		REQUIRE(op.data != NULL);
 		if (s->op == IO_STEP_WRITE) {
@@ -346,6 +357,15 @@ static inline void crashsim_run(struct crashsim *cs, struct io_plan *p)
 			io_plan_run_blocking(&one);
 			p->result[i] = one.result[0];
 			crashsim_note(cs, s, p->result[i], existed);
+			if ((s->op == IO_STEP_WRITE || s->op == IO_STEP_WRITEV) &&
+			    (s->flags & RWF_DSYNC) && p->result[i] >= 0) {
+				/* The crash point inside the write, then its completion:
+				 * RWF_DSYNC made it durable. */
+				cs->direct_in_flight++;
+				if (cs->after_step)
+					cs->after_step(cs->ctx, cs->steps);
+				crashsim_sync_file(&cs->file[crashsim_fd_file(cs, s->fd)]);
+			}
 		}
 		cancelled = s->link && (cancelled || io_step_outcome(s, p->result[i]) != 0);
 		cs->steps++;
@@ -366,6 +386,22 @@ static inline void crashsim_crashed_content(const struct crashsim_file *f, enum 
 	for (size_t k = 0; k + 1 < f->pending_count; k++)
 		crashsim_apply(out, &f->pending[k], f->pending[k].len);
 	const struct crashsim_op *last = &f->pending[f->pending_count - 1];
+	if (last->sectors) {
+		/* Torn by sectors: each one there or not; flips only in those there. */
+		for (uint64_t at = 0; at < last->len; at += CRASHSIM_SECTOR_BYTES) {
+			if (test_xorshift64star(rng) % 2)
+				continue;
+			struct crashsim_op sector = *last;
+			sector.offset = last->offset + at;
+			sector.len = RMX_MIN((uint64_t)CRASHSIM_SECTOR_BYTES, last->len - at);
+			sector.data = last->data + at;
+			crashsim_apply(out, &sector, sector.len);
+			if (kind == CRASH_TEAR_FLIP && test_xorshift64star(rng) % 4 == 0)
+				out->data[sector.offset + test_xorshift64star(rng) % sector.len] ^=
+					(uint8_t)(1u << (test_xorshift64star(rng) % 8));
+		}
+		return;
+	}
 	uint64_t keep = last->len ? test_xorshift64star(rng) % (last->len + 1) : 0;
 	crashsim_apply(out, last, keep);
 	if (kind == CRASH_TEAR_FLIP && last->kind != CRASHSIM_OP_TRUNCATE && keep > 0) {
