@@ -1245,7 +1245,9 @@ void smtp_session_committed(struct smtp_session *s, int result, struct span queu
 	if (result == 0) {
 		reply_detail(out, SMTP_R_QUEUED, queue_id, false);
 	} else {
-		reply(out, SMTP_R_QUEUE_WRITE_ERROR);
+		/* A store that filled up says so (452 4.3.1, RFC 3463: mail
+		 * system full); any other failure is a write error. */
+		reply(out, result == -ENOSPC ? SMTP_R_STORAGE_FULL : SMTP_R_QUEUE_WRITE_ERROR);
 		s->ops->reset(s->ops_ctx);
 	}
 	observe_reply(s, false, SMTP_VERB_DATA, out, before);

@@ -248,8 +248,9 @@ struct smtp_feed_result smtp_session_feed(struct smtp_session *s, const uint8_t 
 					  struct smtp_out *out);
 
 /* The message that feed reported as complete is durable (result 0, queue id
- * text in queue_id: "250 2.0.0 Ok: queued as ...") or failed (negative errno:
- * 451 4.3.0). The session is ready for input again. */
+ * text in queue_id: "250 2.0.0 Ok: queued as ...") or failed (-ENOSPC, the
+ * store is full: 452 4.3.1; another negative errno: 451 4.3.0). The session
+ * is ready for input again. */
 void smtp_session_committed(struct smtp_session *s, int result, struct span queue_id,
 			    struct smtp_out *out);
 

@@ -24,7 +24,9 @@
  *                                  form one flight (one write by the client).
  *   REPEAT n C: bytes              the same, n times (also S:, O:, O+)
  *   S: line                        one exact server line (CRLF added)
- *   COMMIT ok ID | COMMIT fail     the outcome of the next completed message
+ *   COMMIT ok ID | COMMIT fail | COMMIT full
+ *                                  the outcome of the next completed message
+ *                                  (fail: -EIO, full: -ENOSPC)
  *   GREET                          (CONFIG pause=1) the greeting pause ends
  *                                  here: the final 220 is written, then what
  *                                  the client sent meanwhile is fed
@@ -181,6 +183,7 @@ struct script {
 	struct test_buf events;            /* expected events, one per line */
 	struct {
 		bool ok;
+		int err; /* when not ok: -EIO (fail) or -ENOSPC (full) */
 		char id[32];
 	} commits[SCRIPT_MAX_COMMITS];
 	size_t ncommits;
@@ -367,8 +370,10 @@ static bool script_directive(struct script *sc, char *line)
 		if (sscanf(line + 7, "%15s %31s", word, id) < 1)
 			return false;
 		bool ok = strcmp(word, "ok") == 0;
-		if (!ok && strcmp(word, "fail") != 0)
+		bool full = strcmp(word, "full") == 0;
+		if (!ok && !full && strcmp(word, "fail") != 0)
 			return false;
+		sc->commits[sc->ncommits].err = full ? -ENOSPC : -EIO;
 		if (ok && id[0] == '\0')
 			return false;
 		sc->commits[sc->ncommits].ok = ok;
@@ -708,8 +713,9 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 			}
 			const char *id = r->sc->commits[r->next_commit].id;
 			bool ok = r->sc->commits[r->next_commit].ok;
+			int err = r->sc->commits[r->next_commit].err;
 			r->next_commit++;
-			smtp_session_committed(&r->session, ok ? 0 : -EIO, span_make(id, strlen(id)),
+			smtp_session_committed(&r->session, ok ? 0 : err, span_make(id, strlen(id)),
 					       &r->out);
 			if (ok)
 				r->txn.open = false;
