@@ -164,7 +164,11 @@ struct segment_map {
 /* Opens <seq>.seg (read-write if writable) and maps it. */
 RMX_MUST_CHECK int segment_map_open(int shard_dirfd, uint32_t seq, bool writable,
 				    struct segment_map *m);
-/* Unmaps; closes the fd unless keep_fd (then the caller owns m->fd). */
+/* Unmaps, drops the file's clean cached pages (a scan reads a segment
+ * once; and where the store commits with O_DIRECT a cached page in the
+ * range of a commit makes that write block, so io_uring hands it to an
+ * io-wq thread), and closes the fd unless keep_fd (then the caller owns
+ * m->fd). */
 void segment_map_close(struct segment_map *m, bool keep_fd);
 
 /* A fresh random salt (getrandom; blocks only until the kernel's pool is

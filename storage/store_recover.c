@@ -538,13 +538,23 @@ static int store_recover(struct store *st, struct store_recovery_stats *stats, c
 	return 0;
 }
 
-/* Opens segment seq again with O_DIRECT, read-write: the fd or -errno. */
+/*
+ * Opens segment seq again with O_DIRECT, read-write: the fd or -errno. The
+ * file's cached pages are dropped first (recovery read the whole segment
+ * in, and left it clean): a direct write over a cached page must
+ * invalidate it, which io_uring cannot do without blocking, so each such
+ * commit would go to an io-wq thread after all.
+ */
 static int reopen_direct(struct store *st, uint32_t seq)
 {
 	char name[SEGMENT_NAME_MAX_BYTES];
 	segment_name_format(name, seq);
 	int fd = openat(st->dir_fd, name, O_RDWR | O_CLOEXEC | O_DIRECT);
-	return fd >= 0 ? fd : -errno;
+	if (fd < 0)
+		return -errno;
+	/* Advice only: where it fails, commits still work, some via io-wq. */
+	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	return fd;
 }
 
 /*

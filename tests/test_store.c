@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -1455,6 +1456,30 @@ static void test_leftover_shard(void)
 		rec_free(&recs[i]);
 }
 
+/* Pages of shard file rel (under dir) in the page cache (mincore). */
+static size_t cached_pages(const char *dir, const char *rel)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	REQUIRE(fd >= 0);
+	struct stat sb;
+	REQUIRE(fstat(fd, &sb) == 0 && sb.st_size > 0);
+	void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	REQUIRE(p != MAP_FAILED);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = ((size_t)sb.st_size + page - 1) / page;
+	unsigned char *vec = malloc(pages);
+	REQUIRE(vec != NULL);
+	REQUIRE(mincore(p, (size_t)sb.st_size, vec) == 0);
+	size_t n = 0;
+	for (size_t i = 0; i < pages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	munmap(p, (size_t)sb.st_size);
+	close(fd);
+	return n;
+}
+
 /* One direct commit like core/: the plan must be a single block-aligned
  * write of the whole padded batch from an aligned buffer, RWF_DSYNC when
  * the store syncs; run blocking, results to store_commit_advance. Returns
@@ -1523,6 +1548,10 @@ static void test_direct_commits(void)
 	}
 	REQUIRE(rc == 0);
 	CHECK(rs.io_mode == STORE_IO_DIRECT && store_commits_direct(st));
+	/* Recovery read the segments in; a cached page where a direct commit
+	 * lands would make io_uring hand that write to io-wq. */
+	CHECK_EQ_U(cached_pages(dir, "w5/00000001.seg"), 0);
+	CHECK_EQ_U(cached_pages(dir, "w5/00000002.seg"), 0);
 	reset_done();
 
 	REQUIRE(rec_add(st, 0, 100) == 0);
@@ -1592,6 +1621,7 @@ static void test_direct_commits(void)
 	cfg.io_mode = STORE_IO_AUTO;
 	st = open_ok(&cfg, &rs);
 	CHECK(rs.io_mode == STORE_IO_DIRECT);
+	CHECK_EQ_U(cached_pages(dir, "w5/00000003.seg"), 0); /* the active one now */
 	CHECK_EQ_U(rs.records, (uint64_t)acked);
 	CHECK_EQ_U(rs.quarantined, 0);
 	CHECK_EQ_U(rs.truncated_bytes, 0);
