@@ -254,7 +254,7 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 		return;
 	case SMTP_CLIENT_MESSAGE_DONE:
 		forward_attempt_results(f, s);
-		forward_upstream_drive(f, s, smtp_client_rset(&s->client, &s->out));
+		forward_upstream_drive(f, s, smtp_client_next(&s->client, &s->out));
 		return;
 	case SMTP_CLIENT_CLOSED:
 	case SMTP_CLIENT_FAILED: {

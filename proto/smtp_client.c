@@ -71,6 +71,7 @@ enum {
 	CF_PIPELINED = 1u << 4,  /* this transaction pipelines (RFC 2920) */
 	CF_UNSENT = 1u << 5,     /* EHLO, HELO or a lone "." written in this feed call */
 	CF_AHEAD = 1u << 6,      /* the reply being read began before its command was sent */
+	CF_TXN_ENDED = 1u << 7,  /* the final reply after the body's dot: no transaction open upstream */
 };
 
 #define AHEAD_TEXT "upstream replied before the command was sent"
@@ -495,6 +496,10 @@ static enum smtp_client_status on_final(struct smtp_client *c, const struct smtp
 			c->rcpt_results[i] = *r;
 	}
 	c->message_result = *r;
+	/* RFC 5321 4.1.1.4: the reply to the end of the mail data ends the
+	 * transaction whatever its code; the upstream holds no sender or
+	 * recipients, so the next MAIL needs no RSET before it. */
+	c->flags |= CF_TXN_ENDED;
 	return message_done(c);
 }
 
@@ -660,7 +665,7 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	RMX_ASSERT(out->len <= out->cap && out->cap >= SMTP_CLIENT_OUT_MIN_BYTES);
 	c->msg = m;
 	c->rcpt_results = rcpt_results;
-	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED);
+	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED | CF_TXN_ENDED);
 	c->cmd_written = 0;
 	c->cmd_replied = 0;
 	c->rcpt_accepted = 0;
@@ -731,6 +736,16 @@ enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out 
 		return out_full(c);
 	c->state = ST_RSET;
 	return SMTP_CLIENT_WANT_INPUT;
+}
+
+enum smtp_client_status smtp_client_next(struct smtp_client *c, struct smtp_out *out)
+{
+	RMX_ASSERT(c->state == ST_DONE || c->state == ST_READY);
+	if (c->state == ST_READY || (c->flags & CF_TXN_ENDED)) {
+		c->state = ST_READY;
+		return SMTP_CLIENT_READY;
+	}
+	return smtp_client_rset(c, out);
 }
 
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out)

@@ -24,7 +24,7 @@
  * each send completes call smtp_client_feed(c, NULL, 0, out); feed every
  * received chunk; then act on the status: READY -> start_message or quit;
  * SEND_BODY -> send out, the body, then body_sent; MESSAGE_DONE -> read the
- * results, then rset (or quit); CLOSED / FAILED -> close the socket (if a
+ * results, then next, rset or quit; CLOSED / FAILED -> close the socket (if a
  * message was in flight, each of its recipients holds a result already: the
  * interrupted ones a 4xx). EOF, a reset or a timeout go through
  * smtp_client_connection_lost(), which settles the results the same way.
@@ -196,6 +196,13 @@ const struct smtp_client_result *smtp_client_message_result(const struct smtp_cl
  * (see the buffer contract); results already final stay as they are. */
 enum smtp_client_status smtp_client_rset(struct smtp_client *c, struct smtp_out *out);
 enum smtp_client_status smtp_client_quit(struct smtp_client *c, struct smtp_out *out);
+
+/* After MESSAGE_DONE (or in READY): on to the next message with as few
+ * round trips as the upstream allows. READY at once when no transaction is
+ * open upstream (the final reply after the body's dot ended it, or nothing
+ * of the message was sent); otherwise RSET is appended, as smtp_client_rset
+ * does (MAIL, DATA or every RCPT refused leaves the transaction open). */
+enum smtp_client_status smtp_client_next(struct smtp_client *c, struct smtp_out *out);
 
 /* Why the connection failed or closed: the upstream's own reply when it
  * refused the session (greeting, EHLO/HELO, RSET, 421), else a 4xx made up

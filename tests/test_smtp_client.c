@@ -6,8 +6,9 @@
  *   S: text      the upstream sends text CRLF; consecutive S/s lines are one
  *   s: text      flight (one TCP read); s: adds no CRLF
  *   C: text      the client must have written text CRLF by the next check
- *   > start | body | rset | quit | sent | lost    call start_message,
- *                body_sent, rset, quit, feed with n = 0, or connection_lost
+ *   > start | body | rset | next | quit | sent | lost    call start_message,
+ *                body_sent, rset, next, quit, feed with n = 0, or
+ *                connection_lost
  *   = STATUS     the status the last call returned
  *   R<i>: res    recipient i's result, "code status text" ("0": none)
  *   M: res / X: res    the message result / the connection result
@@ -401,6 +402,8 @@ static bool replay_action(struct replay *r, size_t step, const char *action)
 		r->status = smtp_client_body_sent(&r->client, &r->out);
 	else if (strcmp(action, "rset") == 0)
 		r->status = smtp_client_rset(&r->client, &r->out);
+	else if (strcmp(action, "next") == 0)
+		r->status = smtp_client_next(&r->client, &r->out);
 	else if (strcmp(action, "quit") == 0)
 		r->status = smtp_client_quit(&r->client, &r->out);
 	else if (strcmp(action, "sent") == 0)
@@ -915,6 +918,145 @@ static const char conv_data_rejected[] =
 	"R1: 550 5.1.1 no b\n"
 	"R2: 451 4.3.0 data refused for now\n"
 	"M: 451 4.3.0 data refused for now\n";
+
+/* smtp_client_next: the final reply after the dot ends the transaction
+ * (whatever its code), so the next message starts with MAIL at once, no
+ * RSET round trip; a message refused before anything went out needs none
+ * either. */
+static const char conv_next_after_final[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"C: .\n"
+	"S: 250 2.0.0 Ok: queued as A1\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 Ok: queued as A1\n"
+	"> next\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 554 5.7.1 content rejected\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.7.1 content rejected\n"
+	"> next\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 354 go\n"
+	"> body\n"
+	"C: .\n"
+	"S: 451 4.3.0 try again\n"
+	"= MESSAGE_DONE\n"
+	"R0: 451 4.3.0 try again\n"
+	"> next\n"
+	"= READY\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"S: 221 2.0.0 Bye\n"
+	"= CLOSED\n";
+
+/* smtp_client_next while a transaction is still open upstream: the RCPTs
+ * all refused (DATA refused), MAIL refused, DATA refused with a recipient
+ * accepted, a 354 answered with a lone dot; each time RSET goes out and its
+ * 250 gives READY. A refused RSET fails the connection as before. */
+static const char conv_next_rsets_open[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 550 5.1.1 unknown\n"
+	"S: 554 5.5.1 Error: no valid recipients\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 unknown\n"
+	"> next\n"
+	"C: RSET\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 553 5.7.1 sender rejected\n"
+	"S: 503 5.5.1 need MAIL\n"
+	"S: 503 5.5.1 need MAIL\n"
+	"= MESSAGE_DONE\n"
+	"R0: 553 5.7.1 sender rejected\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 451 4.3.0 data refused for now\n"
+	"= MESSAGE_DONE\n"
+	"R0: 451 4.3.0 data refused for now\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=0\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 unknown\n"
+	"S: 354 go ahead anyway\n"
+	"C: .\n"
+	"= WANT_INPUT\n"
+	"S: 554 5.5.1 no recipients\n"
+	"= MESSAGE_DONE\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 500 5.5.2 what?\n"
+	"= FAILED\n"
+	"X: 500 5.5.2 what?\n";
+
+/* A message refused before anything went out (BINARYMIME) leaves the
+ * upstream idle: next is READY without RSET, and the next message starts. */
+static const char conv_next_after_refusal[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: BINARYMIME 5\n"
+	GREET_EHLO_PIPE
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.6.3 binary content cannot be relayed\n"
+	"> next\n"
+	"= READY\n"
+	"> quit\n"
+	"C: QUIT\n"
+	"S: 221 2.0.0 Bye\n"
+	"= CLOSED\n";
 
 static const char conv_final_5xx[] =
 	"F: s@o.example\n"
@@ -2486,6 +2628,9 @@ int main(void)
 		{ "no_rcpt_plain", conv_no_rcpt_plain },
 		{ "354_without_rcpt", conv_354_without_rcpt },
 		{ "data_rejected", conv_data_rejected },
+		{ "next_after_final", conv_next_after_final },
+		{ "next_rsets_open", conv_next_rsets_open },
+		{ "next_after_refusal", conv_next_after_refusal },
 		{ "final_5xx", conv_final_5xx },
 		{ "421_mid_transaction", conv_421_mid_transaction },
 		{ "421_final", conv_421_final },

@@ -9,7 +9,8 @@
  * zero, then the upstream's bytes. The harness drives the client as
  * core/forward does: it sends out whenever it holds bytes (and then feeds
  * n = 0), starts up to two messages when READY, sends the body on
- * SEND_BODY, resets after a message and quits after the second, completes
+ * SEND_BODY, goes on after a message (smtp_client_next: RSET only when a
+ * transaction is still open upstream) and quits after the second, completes
  * or fails a TLS handshake on START_TLS, and reports the connection lost
  * when the upstream's bytes run out.
  * Invariants: out never past its cap and only whole command lines of
@@ -132,7 +133,7 @@ static void act(struct harness *h, enum smtp_client_status st)
 			check_result(smtp_client_message_result(&h->client));
 			settle(h);
 			st = h->messages_started == 2 ? smtp_client_quit(&h->client, &h->out)
-						      : smtp_client_rset(&h->client, &h->out);
+						      : smtp_client_next(&h->client, &h->out);
 			continue;
 		case SMTP_CLIENT_CLOSED:
 		case SMTP_CLIENT_FAILED:
