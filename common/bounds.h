@@ -89,7 +89,7 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define CONFIG_SNAPSHOTS_MAX 8
 /* A user name for the `user` key (useradd allows 32 bytes). */
 #define USER_NAME_MAX_BYTES 32
-#define UPSTREAM_CONNECTIONS_DEFAULT 4
+#define UPSTREAM_CONNECTIONS_DEFAULT 16 /* the pool's cap: it opens them as the backlog asks */
 #define UPSTREAM_CONNECTIONS_MAX 64
 #define UPSTREAM_TIMEOUT_DEFAULT_S 300
 #define RETRY_MIN_DEFAULT_S 300          /* 5 minutes */

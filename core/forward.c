@@ -2,10 +2,11 @@
  * forward.c - one worker's forwarder: a pool of slots, each one upstream
  * connection and at most one message, and what the worker calls (forward.h).
  *
- * Each tick attaches due messages to free slots, the shards taking turns
- * and the record buffers bounded by max_inflight_data_bytes; enforces the
- * upstream deadlines and closes idle connections; then starts the disk
- * upkeep. The parts, over one private layout (forward_state.h):
+ * Each tick enforces every slot's upstream deadline and closes idle
+ * connections; attaches due messages to free slots, the shards taking
+ * turns and the record buffers bounded by max_inflight_data_bytes, open
+ * connections first and a new one only while the backlog persists (the
+ * adaptive pool, pool_attach_due); then starts the disk upkeep. The parts, over one private layout (forward_state.h):
  *
  *   forward_record.c    the slot's stored record: read, check, set aside
  *   forward_upstream.c  the connection to the relay, driving smtp_client
@@ -27,6 +28,9 @@
 #include "forward_upkeep.h"
 #include "forward_upstream.h"
 #include "metrics.h"
+
+/* Connections the pool opens at once (see pool_attach_due). */
+#define FORWARD_POOL_OPENING_MAX 1u
 
 /* ---- the public face ---------------------------------------------------------- */
 
@@ -160,43 +164,95 @@ static bool next_due(struct forward *f, struct forward_slot *s, int64_t now_unix
 	return false;
 }
 
+/* A slot connecting for the message it holds: the connect, the greeting
+ * and EHLO (and STARTTLS) still run, or its record is being read first. */
+static bool slot_opening(const struct forward_slot *s)
+{
+	return s->msg != NULL && !s->msg_started &&
+	       (s->state == SLOT_IDLE || s->state == SLOT_CONNECTING ||
+		(s->state == SLOT_SESSION && !s->client_ready));
+}
+
+/* The slot's deadlines, its idle connection's QUIT, a DSN waiting for room:
+ * every slot, every tick, whatever the queue holds. */
+static void slot_upkeep(struct forward *f, struct forward_slot *s, uint64_t now_ms)
+{
+	if (s->dsn.active && s->dsn.reserve_wait)
+		forward_attempt_dsn_store(f, s);
+	forward_upstream_recv_again(f, s);
+	if (s->deadline_ms && now_ms > s->deadline_ms &&
+	    (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING)) {
+		log_warn("event=upstream_timeout worker=%u upstream=%s", f->env.worker,
+			 f->env.cfg->upstream[s->upstream].text);
+		s->deadline_ms = 0;
+		if (s->state == SLOT_CONNECTING)
+			f->upstream_down_until_ms[s->upstream] = now_ms + FORWARD_UPSTREAM_DOWN_MS;
+		forward_attempt_connection_lost(f, s, "upstream timeout");
+		forward_upstream_close(f, s);
+		return;
+	}
+	if (s->state == SLOT_SESSION && s->client_ready && !s->msg && !s->quitting &&
+	    (f->draining || now_ms - s->idle_since_ms > FORWARD_IDLE_QUIT_MS ||
+	     (s->upstream > 0 && now_ms - s->connected_ms > FORWARD_FAILOVER_MAX_AGE_MS))) {
+		s->quitting = true;
+		s->client_ready = false;
+		forward_upstream_drive(f, s, smtp_client_quit(&s->client, &s->out));
+	}
+}
+
+/* True when the slot can take a due message now: a connection that is
+ * READY, or (opening one) a slot without a connection. */
+static bool slot_free(const struct forward *f, const struct forward_slot *s)
+{
+	if (f->draining || s->msg || s->quitting || s->quarantine_active)
+		return false;
+	return (s->state == SLOT_SESSION && s->client_ready) || s->state == SLOT_IDLE;
+}
+
+/*
+ * The adaptive pool. Due messages go first to connections that are open
+ * and READY; only while messages are still due with none of those free
+ * does the pool grow, by one connection at a time (the next waits until
+ * the one opening has said EHLO), up to upstream_connections. So the pool
+ * follows the backlog: a steady trickle keeps one connection busy, a
+ * backlog that persists opens more, one after another, as fast as the
+ * relay takes them; a relay that is down sees one attempt at a time, not
+ * a burst. Connections idle for FORWARD_IDLE_QUIT_MS are closed: the pool
+ * shrinks again when the load goes.
+ */
+static void pool_attach_due(struct forward *f, int64_t now_unix_ms)
+{
+	uint32_t opening = 0;
+	for (uint32_t i = 0; i < f->slot_count; i++) {
+		struct forward_slot *s = &f->slots[i];
+		if (slot_opening(s)) {
+			opening++;
+			continue;
+		}
+		if (s->state != SLOT_SESSION || !slot_free(f, s))
+			continue;
+		if (!next_due(f, s, now_unix_ms))
+			return;
+		forward_record_read(f, s);
+	}
+	for (uint32_t i = 0; i < f->slot_count && opening < FORWARD_POOL_OPENING_MAX; i++) {
+		struct forward_slot *s = &f->slots[i];
+		if (s->state != SLOT_IDLE || !slot_free(f, s))
+			continue;
+		if (!next_due(f, s, now_unix_ms))
+			return;
+		forward_record_read(f, s);
+		opening++;
+	}
+}
+
 void forward_tick(struct forward *f, int64_t now_unix_ms, uint64_t now_ms)
 {
 	f->now_unix_ms = now_unix_ms;
 	f->now_ms = now_ms;
-	for (uint32_t i = 0; i < f->slot_count; i++) {
-		struct forward_slot *s = &f->slots[i];
-		if (s->dsn.active && s->dsn.reserve_wait)
-			forward_attempt_dsn_store(f, s);
-		forward_upstream_recv_again(f, s);
-		if (s->deadline_ms && now_ms > s->deadline_ms &&
-		    (s->state == SLOT_SESSION || s->state == SLOT_CONNECTING)) {
-			log_warn("event=upstream_timeout worker=%u upstream=%s", f->env.worker,
-				 f->env.cfg->upstream[s->upstream].text);
-			s->deadline_ms = 0;
-			if (s->state == SLOT_CONNECTING)
-				f->upstream_down_until_ms[s->upstream] = now_ms + FORWARD_UPSTREAM_DOWN_MS;
-			forward_attempt_connection_lost(f, s, "upstream timeout");
-			forward_upstream_close(f, s);
-			continue;
-		}
-		if (s->state == SLOT_SESSION && s->client_ready && !s->msg && !s->quitting &&
-		    (f->draining || now_ms - s->idle_since_ms > FORWARD_IDLE_QUIT_MS ||
-		     (s->upstream > 0 && now_ms - s->connected_ms > FORWARD_FAILOVER_MAX_AGE_MS))) {
-			s->quitting = true;
-			s->client_ready = false;
-			forward_upstream_drive(f, s, smtp_client_quit(&s->client, &s->out));
-			continue;
-		}
-		if (f->draining || s->msg || s->state == SLOT_CLOSING || s->state == SLOT_CONNECTING ||
-		    s->quitting || s->quarantine_active)
-			continue;
-		if (s->state == SLOT_SESSION && !s->client_ready)
-			continue; /* greeting or RSET still running */
-		if (!next_due(f, s, now_unix_ms))
-			break;
-		forward_record_read(f, s);
-	}
+	for (uint32_t i = 0; i < f->slot_count; i++)
+		slot_upkeep(f, &f->slots[i], now_ms);
+	pool_attach_due(f, now_unix_ms);
 	forward_upkeep_submit(f);
 	uint64_t pending = 0;
 	int64_t oldest = INT64_MAX;

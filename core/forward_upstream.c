@@ -391,6 +391,7 @@ void forward_upstream_close(struct forward *f, struct forward_slot *s)
 		return;
 	s->tp.ops->close(&s->tp);
 	s->state = SLOT_IDLE;
+	s->quitting = false; /* the QUIT was for that connection, not the slot */
 	s->recv_rearm = false;
 	s->tls_start_pending = false;
 	if (s->tls_handshaking) { /* timed out, or drained, mid-handshake */
