@@ -261,6 +261,13 @@ def targets(summary):
                                % (base, pf, base / pf)))
         else:
             out.append(_target(text, None, "missing"))
+    # issue 14 target 1: forwarding keeps pace with acceptance, same run
+    s4 = _get(summary, "S4", BASE, "ringmx-bench")
+    s1 = _get(summary, "S1", BASE, "ringmx-bench")
+    text = "S4 (ringmx-bench): ringmx's delivered rate >= 90% of its S1 accepted rate"
+    out.append(_target(text, s4 >= 0.9 * s1, "%.0f vs %.0f msgs/s: %.0f%%"
+                       % (s4, s1, 100.0 * s4 / s1)) if s4 and s1
+               else _target(text, None, "missing"))
     per = _get(summary, "S5", BASE, "ringmx-bench", "rss_per_idle_conn_kib")
     held = _get(summary, "S5", BASE, "ringmx-bench", "idle_held")
     text = "S5: ringmx <= 4 KiB RSS per idle connection"
