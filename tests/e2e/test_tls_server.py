@@ -11,7 +11,9 @@ openssl req -x509:
 - a TLS 1.1 client is refused (tls_failed logged with its address);
 - STARTTLS injection (CVE-2011-0411): STARTTLS and RSET in one write: after
   the handshake nothing answers the RSET, and the new EHLO has no STARTTLS;
-- a client that stalls its handshake is closed at tls_handshake_timeout.
+- a client that stalls its handshake is closed at tls_handshake_timeout;
+- renegotiation is refused; tls_min_version = 1.3 refuses a TLS 1.2 client;
+- /metrics: each certificate's expiry, handshakes by result and version.
 """
 
 import os
@@ -302,6 +304,37 @@ class TlsServerTest(unittest.TestCase):
         m = re.search(r'^ringmx_tls_handshakes_total\{result="full",version="TLSv1.3"\} (\d+)$',
                       body, re.M)
         self.assertTrue(m and int(m.group(1)) >= 1, body)
+
+
+class TlsMinVersionTest(unittest.TestCase):
+    """tls_min_version = 1.3: a client that offers at most TLS 1.2 is
+    refused; a TLS 1.3 client is served."""
+
+    def test_tls12_refused_under_min_13(self):
+        h.require_program("openssl")
+        d = tempfile.mkdtemp(prefix="ringmx-tls13-")
+        server = h.Server(settings=[("tls_cert", make_cert(d, "only", h.HOSTNAME)[0]),
+                                    ("tls_key", os.path.join(d, "only.key")),
+                                    ("tls_min_version", "1.3")], workers=1)
+        try:
+            server.start()
+            old = client_context()
+            old.maximum_version = ssl.TLSVersion.TLSv1_2
+            with smtplib.SMTP(h.LOOPBACK4, server.port, timeout=15) as s:
+                s.ehlo("old.client.example")
+                with self.assertRaises((ssl.SSLError, OSError, smtplib.SMTPException)):
+                    s.starttls(context=old)
+            self.assertTrue(wait_for_log(server, "reason=protocol_version"),
+                            server.stderr_text()[-2000:])
+            with smtplib.SMTP(h.LOOPBACK4, server.port, timeout=15) as s:
+                s.ehlo("new.client.example")
+                s.starttls(context=client_context())
+                self.assertEqual(s.sock.version(), "TLSv1.3")
+                self.assertEqual(s.noop()[0], 250)
+            server.stop_checked(self)
+        finally:
+            server.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
