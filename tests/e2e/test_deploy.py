@@ -116,7 +116,7 @@ class PromtoolTest(unittest.TestCase):
     def test_check_rules(self):
         cp, out = self.run_promtool("check", "rules", deploy_path("ringmx-alerts.yml"))
         self.assertEqual(cp.returncode, 0, out)
-        self.assertIn("8 rules found", out)
+        self.assertIn("9 rules found", out)
 
     def test_check_config(self):
         cp, out = self.run_promtool("check", "config", deploy_path("prometheus.yml"))
@@ -134,7 +134,7 @@ class PromtoolTest(unittest.TestCase):
         # expressions, for: periods and labels exactly as written
         with open(deploy_path("ringmx-alerts.yml")) as f:
             rules = strip_annotations(f.read())
-        self.assertEqual(rules.count("- alert: "), 8)
+        self.assertEqual(rules.count("- alert: "), 9)
         with open(os.path.join(tmp, "ringmx-alerts.yml"), "w") as f:
             f.write(rules)
         gib = 1024 * 1024 * 1024
@@ -161,6 +161,12 @@ class PromtoolTest(unittest.TestCase):
             ('ringmx_fsync_disabled{job="ringmx",instance="b"}', "0x40"),
             ('ringmx_store_sealed_damaged_regions{job="ringmx",instance="a"}', "2x40"),
             ('ringmx_store_sealed_damaged_regions{job="ringmx",instance="b"}', "0x40"),
+            # promtool's clock starts at 0: a's certificate expires in 5
+            # days, b's in 60
+            ('ringmx_tls_cert_expiry_timestamp_seconds{job="ringmx",instance="a",'
+             'cert="/etc/ringmx/mx.pem"}', "%dx40" % (5 * 86400)),
+            ('ringmx_tls_cert_expiry_timestamp_seconds{job="ringmx",instance="b",'
+             'cert="/etc/ringmx/mx.pem"}', "%dx40" % (60 * 86400)),
         ]
         # fsync latency histogram: a's observations all land above 0.1s,
         # b's all below 0.01s (cumulative buckets, 10 per minute)
@@ -196,6 +202,8 @@ class PromtoolTest(unittest.TestCase):
             alert("RingmxFsyncSlow", "a", sev["warning"]),
             alert("RingmxFsyncDisabled", "a", sev["critical"]),
             alert("RingmxStoreCorruption", "a", sev["critical"]),
+            alert("RingmxTlsCertificateExpiring", "a",
+                  dict(sev["warning"], cert="/etc/ringmx/mx.pem")),
         ]
         lines = ["rule_files:", "  - ringmx-alerts.yml", "evaluation_interval: 1m",
                  "tests:", "  - interval: 1m", "    input_series:"]
@@ -221,7 +229,7 @@ class PromtoolTest(unittest.TestCase):
         for name in ("RingmxDown", "RingmxStoreFilling", "RingmxOldestPendingOld",
                      "RingmxNotForwarding",
                      "RingmxUpstreamDown", "RingmxFsyncSlow", "RingmxFsyncDisabled",
-                     "RingmxStoreCorruption"):
+                     "RingmxStoreCorruption", "RingmxTlsCertificateExpiring"):
             self.assertIn(name, out, "promtool did not report %s as failing" % name)
 
 
