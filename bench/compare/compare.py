@@ -657,22 +657,44 @@ class Harness:
                 % self.args.tls_cert)
             for rnd in range(1, self.args.rounds + 1):
                 self.tls_speed_round(rnd)
-        for scn_name in self.args.scenarios:
-            names = [s for s in self.args.systems
-                     if (scn_name != "S4" or s in FORWARDING)
-                     and (scn_name != "S5" or s in S5_SYSTEMS)
-                     and (not SCENARIOS[scn_name].get("tls") or s in TLS_SYSTEMS)]
-            log("%s: %s (%s)" % (scn_name, SCENARIOS[scn_name]["title"], ", ".join(names)))
-            if scn_name == "S5":
-                for s in names:
-                    log("  S5 %s: %d idle connections" % (s, self.s5_idle_target(s)))
+        for group in scenario_groups(self.args.scenarios):
+            names = {}
+            for scn_name in group:
+                names[scn_name] = [
+                    s for s in self.args.systems
+                    if (scn_name != "S4" or s in FORWARDING)
+                    and (scn_name != "S5" or s in S5_SYSTEMS)
+                    and (not SCENARIOS[scn_name].get("tls") or s in TLS_SYSTEMS)]
+                log("%s: %s (%s)" % (scn_name, SCENARIOS[scn_name]["title"],
+                                     ", ".join(names[scn_name])))
+                if scn_name == "S5":
+                    for s in names[scn_name]:
+                        log("  S5 %s: %d idle connections" % (s, self.s5_idle_target(s)))
             for rnd in range(1, self.args.rounds + 1):
-                k = (rnd - 1) % len(names) if names else 0
-                for sysname in names[k:] + names[:k]:
-                    try:
-                        handlers[scn_name](scn_name, sysname, rnd)
-                    except systems.StartError as e:
-                        self.fail(scn_name, sysname, "-", rnd, e, None)
+                for scn_name in group:
+                    ns = names[scn_name]
+                    k = (rnd - 1) % len(ns) if ns else 0
+                    for sysname in ns[k:] + ns[:k]:
+                        try:
+                            handlers[scn_name](scn_name, sysname, rnd)
+                        except systems.StartError as e:
+                            self.fail(scn_name, sysname, "-", rnd, e, None)
+
+
+def scenario_groups(chosen):
+    """The chosen scenarios in order, each TLS scenario joined to its plain
+    twin when that is chosen too: a group runs round by round (round 1 of
+    S1, of TLS-S1, round 2 of S1, ...), so the TLS/plain ratio compares
+    runs made close together, under much the same load from other work."""
+    groups = []
+    for scn in chosen:
+        if SCENARIOS[scn].get("plain") not in chosen:
+            groups.append([scn])
+    for scn in chosen:
+        twin = SCENARIOS[scn].get("plain")
+        if twin in chosen:
+            next(g for g in groups if g[0] == twin).append(scn)
+    return groups
 
 
 def parse_tls_speed(text):

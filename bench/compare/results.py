@@ -632,12 +632,15 @@ NOTES = {
            "histogram's buckets."],
     "TLS-S1": ["ringmx-bench `--tls`, 100 persistent connections: one STARTTLS handshake per "
                "connection, then 1 KiB messages (pipelined) inside TLS. \"plain S1\" is the "
-               "same system's S1 with ringmx-bench from this run; \"TLS / plain\" the share "
-               "of its plain rate kept under TLS. smtp-sink has no TLS."],
+               "same system's S1 with ringmx-bench from this run, measured round by round "
+               "beside it (round 1 of S1, of TLS-S1, round 2 ...); \"TLS / plain\" the "
+               "share of its plain rate kept under TLS. smtp-sink has no TLS."],
     "TLS-S3": ["ringmx-bench `--tls --new-conn-per-message`: connect, EHLO, STARTTLS, a full "
                "handshake, EHLO, one message, QUIT, again, 100 at a time; handshakes/s is "
                "about the connection rate. Server CPU per message includes the handshake's. "
-               "\"plain S3\" is the same system's S3 with ringmx-bench from this run."],
+               "\"plain S3\" is the same system's S3 with ringmx-bench from this run, measured "
+               "round by round beside it. The client's handshake costs CPU on the same two "
+               "CPUs as the server's (see client CPU in the JSON)."],
 }
 
 
