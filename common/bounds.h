@@ -237,6 +237,9 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
  * requests that may wait for them; a full queue is a temporary failure. */
 #define AUTH_VERIFY_THREADS 2
 #define AUTH_VERIFY_QUEUE_MAX 256
+/* AUTH exchanges in progress at once per worker, each holding a decode
+ * buffer of SASL_DECODED_MAX_BYTES; past it AUTH gets 454 4.7.0. */
+#define AUTH_EXCHANGES_MAX 64
 /* Failed AUTH per client address (IPv4 address, IPv6 /64): after
  * auth_fail_limit failures within the window, 421 4.7.0 and close, until the
  * entry expires (fail2ban's maxretry 5, findtime 10 minutes). */

@@ -790,13 +790,15 @@ static void config_defaults(struct config *c)
 }
 
 /* One session configuration per listener mode: STARTTLS may be offered
- * once certificates are loaded. */
+ * once certificates are loaded, AUTH once a user table is (the session
+ * offers it on submission and smtps listeners only). */
 static void derive_listener_sessions(struct config *c)
 {
 	for (uint32_t m = 0; m < SMTP_LISTENER_MODE_COUNT; m++) {
 		c->session_mode[m] = c->session;
 		c->session_mode[m].listener_mode = (uint8_t)m;
 		c->session_mode[m].tls_offered = c->tls != NULL;
+		c->session_mode[m].auth_offered = c->auth_users[0] != '\0';
 	}
 }
 

@@ -31,6 +31,7 @@
 #include "control.h"
 #include "config.h"
 #include "../common/bounds.h"
+#include "front.h"
 #include "log.h"
 #include "metrics.h"
 #include "version.h"
@@ -546,6 +547,7 @@ int main(int argc, char **argv)
 			 "lost on a crash; for benchmarks only\"");
 
 	static atomic_uint connections;
+	static struct front front; /* made once the process runs as `user` */
 	struct worker *workers = calloc(cfg.workers, sizeof(*workers));
 	if (!workers) {
 		fprintf(stderr, "ringmx: out of memory\n");
@@ -624,11 +626,18 @@ int main(int argc, char **argv)
 			goto fail;
 		}
 	}
-	/* Listeners are bound: the rest runs as `user`, so the store is its. */
+	/* Listeners are bound: the rest runs as `user`, so the store is its
+	 * (and auth_users must be readable by it, as on every reload). */
 	struct run_as as;
 	if (run_as_lookup(&cfg, &as) != 0 || prepare_data_dir(&cfg, &as) != 0 ||
 	    drop_privileges(&cfg, &as) != 0)
 		goto fail;
+	if (front_create(&front, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "ringmx: %s\n", err);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < cfg.workers; i++)
+		workers[i].front = &front;
 	for (uint32_t i = 0; i < cfg.workers; i++) {
 		if (open_shard(&cfg, i, false, &workers[i].shards[0]) != 0)
 			goto fail;
@@ -641,6 +650,7 @@ int main(int argc, char **argv)
 		if (rc != 0) {
 			fprintf(stderr, "ringmx: worker %u failed to start: %s\n", i, strerror(-rc));
 			startup_abort(workers, cfg.workers, i);
+			front_destroy(&front);
 			free(metrics_all);
 			free(metrics_blocks);
 			config_free(&cfg);
@@ -700,8 +710,12 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (sig == SIGHUP) {
-			if (stops == 0)
+			if (stops == 0) {
+				uint32_t before = rs.reloads;
 				reload(&rs, config_path, workers, cfg.workers);
+				if (rs.reloads != before)
+					front_reload(&front, rs.snapshot[rs.current]);
+			}
 			continue;
 		}
 		stops++;
@@ -721,11 +735,13 @@ int main(int argc, char **argv)
 	free(metrics_blocks);
 	(void)unlink(pid_path);
 	snapshots_free(&rs);
+	front_destroy(&front);
 	log_info("event=stopped status=%d", status);
 	return status;
 
 fail:
 	startup_abort(workers, prepared, 0);
+	front_destroy(&front);
 	free(metrics_all);
 	free(metrics_blocks);
 	config_free(&cfg);

@@ -41,6 +41,7 @@ enum ring_op {
 	RING_OP_FWD_CLOSE,    /* slot: upstream connection (its socket being closed) */
 	RING_OP_HTTP_ACCEPT,  /* the metrics listener */
 	RING_OP_LOG_WRITE,    /* a batch of the worker's log lines to stderr */
+	RING_OP_AUTH,         /* slot: connection; posted by a verifier thread (MSG_RING) */
 	RING_OP_COUNT
 };
 

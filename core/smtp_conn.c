@@ -26,6 +26,7 @@
 #include "../proto/smtp_reply.h"
 #include "log.h"
 #include "metrics.h"
+#include "smtp_conn_auth.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -363,6 +364,7 @@ void smtp_conn_release_if_done(struct smtp_conns *sc, struct conn *c)
 	timer_cancel(&sc->wheel, &c->timer);
 	if (c->txn.active || c->txn.body.data || c->txn.env.data)
 		txn_reset(&c->txn);
+	smtp_conn_auth_release(sc, c);
 	if (c->tp.fd >= 0)
 		c->tp.ops->close(&c->tp);
 	if (c->cfg_snapshot >= 0)
@@ -472,11 +474,10 @@ static size_t conn_feed(struct smtp_conns *sc, struct conn *c, const uint8_t *p,
 			conn_starttls_accepted(c);
 			return n; /* RFC 3207 section 6: the rest of this read is dropped */
 		case SMTP_FEED_AUTH:
-			/* Only a session whose config offers AUTH says this, and
-			 * no listener offers it before AUTH is wired here: end
-			 * the session. */
-			c->flags |= CONN_CLOSE_AFTER_SEND;
-			return n;
+			smtp_conn_auth_submit(sc, c);
+			if (c->flags & CONN_WAIT_AUTH)
+				return used;
+			break; /* 454 at once: the session goes on */
 		}
 	}
 	return used;
@@ -739,6 +740,7 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	c->listener_mode = sc->cfg->listen[i].mode;
 	smtp_session_start(&c->session, &sc->cfg->session_mode[c->listener_mode], &c->peer,
 			   &txn_ops, &c->txn, &c->out);
+	smtp_conn_auth_attach(sc, c);
 	smtp_conn_arm_recv(sc, c);
 	if (c->listener_mode == SMTP_LISTENER_SMTPS) {
 		/* RFC 8314: TLS from the first byte; the banner waits for it. */
@@ -894,7 +896,7 @@ static void on_timer(void *ctx, struct timer_node *n)
 		conn_tls_failed(sc, c, "timeout"); /* no reply: there is no channel for one */
 		return;
 	}
-	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE)) {
+	if (c->flags & (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_AUTH)) {
 		smtp_conn_arm_deadline(sc, c); /* we are the slow side, not the client */
 		return;
 	}
@@ -1024,6 +1026,7 @@ int smtp_conns_init(struct smtp_conns *sc, struct worker *w, const struct config
 	sc->env = env;
 	sc->bufs = bufs;
 	sc->budget = budget;
+	sc->front = w->front;
 	sc->hooks = *hooks;
 	sc->rearm_head = CONN_NONE;
 	timer_wheel_init(&sc->wheel, clock->now_ms);

@@ -49,9 +49,10 @@ enum conn_flag {
 	CONN_STARTTLS_WAIT = 1u << 13, /* STARTTLS accepted: replies before its 220 go
 					  out in clear, then the transport turns TLS */
 	CONN_TLS_HANDSHAKE = 1u << 14, /* the TLS handshake runs (its own deadline) */
+	CONN_WAIT_AUTH = 1u << 15,   /* a password check is queued (smtp_conn_auth) */
 };
 
-#define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH)
+#define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH | CONN_WAIT_AUTH)
 
 /* The deadline a connection runs against (its timer fires at at_ms). */
 struct smtp_deadline {
@@ -61,6 +62,7 @@ struct smtp_deadline {
 };
 
 struct http_parser;
+struct front;
 
 struct conn {
 	struct transport tp;   /* the socket and how to reach it */
@@ -87,6 +89,9 @@ struct conn {
 	uint32_t messages;         /* accepted (durable) */
 	uint32_t starttls_clear;   /* CONN_STARTTLS_WAIT: bytes of out before the 220 */
 	uint8_t listener_mode;     /* enum smtp_listener_mode of its listener */
+	uint8_t auth_mech;         /* CONN_WAIT_AUTH: the mechanism being checked */
+	uint8_t *auth_buf;         /* lent to the session for an AUTH exchange */
+	struct smtp_conns *owner;  /* the AUTH side's way back (smtp_conn_auth) */
 	struct smtp_tls_info tls_info; /* once TLS is up; the session points at it */
 };
 
@@ -196,6 +201,8 @@ struct smtp_conns {
 	struct transport_env env;
 	struct buf_ring *bufs;         /* where receives land (the worker's) */
 	struct txn_budget *budget;     /* the worker's in-flight data bound */
+	const struct front *front;     /* what all workers share (front.h); may be NULL */
+	uint32_t auth_buffers_out;     /* AUTH decode buffers lent (AUTH_EXCHANGES_MAX) */
 	struct smtp_conn_hooks hooks;
 	struct conn_slab slab;         /* SMTP connections, then HTTP_CONNECTIONS_MAX more */
 	uint32_t http_open;            /* metrics-endpoint connections in the slab */

@@ -27,13 +27,16 @@
 #include "../storage/store.h"
 #include "../storage/queue.h"
 #include "../storage/segment_make.h"
+#include "auth_verify.h"
 #include "control.h"
 #include "forward.h"
+#include "front.h"
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
 #include "ring.h"
 #include "smtp_conn.h"
+#include "smtp_conn_auth.h"
 #include "store_io.h"
 #include "txn.h"
 
@@ -610,6 +613,9 @@ static void dispatch(struct worker_loop *l, struct io_uring_cqe *cqe)
 	case RING_OP_LOG_WRITE:
 		on_log_write(l, cqe->res);
 		break;
+	case RING_OP_AUTH:
+		smtp_conn_on_auth(&l->conns, cqe);
+		break;
 	case RING_OP_FWD_CONNECT:
 	case RING_OP_FWD_RECV:
 	case RING_OP_FWD_SEND:
@@ -759,6 +765,10 @@ static void loop_teardown(struct worker_loop *l)
 	forward_free(l->forward);
 	l->forward = NULL;
 	buf_ring_free(&l->ring, &l->bufs);
+	/* No verifier thread may post to this ring's fd once it is gone (the
+	 * number could be a new ring's). */
+	if (l->w->front && l->w->front->auth_verify)
+		auth_verify_forget(l->w->front->auth_verify, l->ring.ring_fd);
 	ring_exit(&l->ring);
 	smtp_conns_free(&l->conns);
 	if (l->zero_chunk)

@@ -17,6 +17,8 @@
 #include "forward.h"
 #include "../common/bounds.h"
 
+struct front;
+
 struct store;
 struct queue;
 struct metrics_worker;
@@ -32,6 +34,7 @@ struct worker {
 	_Atomic(const struct config *) cfg_applied; /* the last snapshot switched to, stored
 						     * after cfg_held_mask names it */
 	atomic_uint *connections;       /* all workers' open connections */
+	const struct front *front;      /* what all workers' connections share */
 	int listen_fds[LISTENERS_MAX];
 	uint32_t listen_count;
 	int wake_fd;                    /* eventfd: a write asks the worker to stop */

@@ -1341,7 +1341,7 @@ void smtp_session_auth_result(struct smtp_session *s, enum smtp_auth_outcome out
 
 struct span smtp_session_auth_user(const struct smtp_session *s)
 {
-	if (!(s->flags & F_AUTHED))
+	if (!(s->flags & F_AUTHED) && s->phase != PH_AUTH)
 		return span_make("", 0);
 	return span_make(s->auth_user, s->auth_user_len);
 }
@@ -1412,6 +1412,11 @@ enum smtp_timeout_kind smtp_session_timeout_kind(const struct smtp_session *s)
 	if (txn_open(s) || s->phase == PH_COMMIT)
 		return SMTP_TIMEOUT_COMMAND;
 	return SMTP_TIMEOUT_IDLE;
+}
+
+bool smtp_session_closed(const struct smtp_session *s)
+{
+	return s->phase == PH_CLOSED;
 }
 
 bool smtp_session_in_transaction(const struct smtp_session *s)

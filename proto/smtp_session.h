@@ -294,7 +294,8 @@ enum smtp_auth_outcome {
 void smtp_session_auth_result(struct smtp_session *s, enum smtp_auth_outcome outcome,
 			      struct smtp_out *out);
 
-/* The authenticated user (empty when none), as the client gave it. */
+/* The authenticated user (empty when none), as the client gave it; while a
+ * check runs, the name being checked. */
 struct span smtp_session_auth_user(const struct smtp_session *s);
 
 /* True once TLS protects the session. */
@@ -315,6 +316,10 @@ void smtp_session_timeout(struct smtp_session *s, struct smtp_out *out);
 void smtp_session_shutdown(struct smtp_session *s, struct smtp_out *out);
 
 enum smtp_timeout_kind smtp_session_timeout_kind(const struct smtp_session *s);
+
+/* True once the session has ended (its last reply written; the caller
+ * closes after sending it). */
+bool smtp_session_closed(const struct smtp_session *s);
 
 /* True between MAIL and the end of the transaction (graceful shutdown waits). */
 bool smtp_session_in_transaction(const struct smtp_session *s);

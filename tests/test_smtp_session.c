@@ -677,6 +677,8 @@ static void replay_input(struct replay *r, const uint8_t *p, size_t n)
 				else if (strcmp(what, "ok") != 0)
 					r->broken = true;
 				smtp_session_auth_result(&r->session, o, &r->out);
+				if (smtp_session_closed(&r->session) != (o == SMTP_AUTH_FAILED_LAST))
+					r->broken = true;
 			}
 			if (r->txn.auth_lent)
 				r->broken = true;
