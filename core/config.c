@@ -789,6 +789,11 @@ static void config_defaults(struct config *c)
 	c->overload_inflight_hard_pct = OVERLOAD_INFLIGHT_HARD_DEFAULT_PCT;
 }
 
+_Static_assert((int)GREET_ACTION_IGNORE == (int)SMTP_GREET_IGNORE &&
+		       (int)GREET_ACTION_ENFORCE == (int)SMTP_GREET_ENFORCE &&
+		       (int)GREET_ACTION_DROP == (int)SMTP_GREET_DROP,
+	       "greet_action's values are the session's");
+
 /* One session configuration per listener mode: STARTTLS may be offered
  * once certificates are loaded, AUTH once a user table is (the session
  * offers it on submission and smtps listeners only). */
@@ -814,6 +819,7 @@ static void derive_session(struct config *c)
 	c->session.soft_error_limit = (uint16_t)c->soft_error_limit;
 	c->session.hard_error_limit = (uint16_t)c->hard_error_limit;
 	c->session.junk_command_limit = (uint16_t)c->junk_command_limit;
+	c->session.greet_action = (uint8_t)c->greet_action;
 	derive_listener_sessions(c);
 }
 

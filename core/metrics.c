@@ -109,6 +109,13 @@ static const char *const conn_reject_label[METRICS_CONN_REJECT_COUNT] = {
 	[METRICS_CONN_REJECT_SHUTDOWN] = "shutdown",
 };
 
+static const char *const screen_label[METRICS_SCREEN_COUNT] = {
+	[METRICS_SCREEN_PASS] = "pass",
+	[METRICS_SCREEN_PREGREET] = "pregreet",
+	[METRICS_SCREEN_HTTP] = "http",
+	[METRICS_SCREEN_BARE_LF] = "bare_lf",
+};
+
 static const char *const rcpt_reject_label[METRICS_RCPT_REJECT_COUNT] = {
 	[METRICS_RCPT_REJECT_RELAY_DENIED] = "relay_denied",
 	[METRICS_RCPT_REJECT_UNKNOWN_USER] = "unknown_user",
@@ -167,6 +174,7 @@ enum {
 	LABELS_TLS_CERT,
 	LABELS_UPSTREAM_TLS,
 	LABELS_AUTH, /* two labels: mechanism, then result */
+	LABELS_SCREEN,
 };
 
 static const char *const label_name[] = {
@@ -182,6 +190,7 @@ static const char *const label_name[] = {
 	[LABELS_TLS_CERT] = "cert",
 	[LABELS_UPSTREAM_TLS] = "result",
 	[LABELS_AUTH] = "mechanism",
+	[LABELS_SCREEN] = "verdict",
 };
 
 static unsigned label_count(unsigned labels, const struct metrics_static *st)
@@ -199,6 +208,7 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_TLS_CERT: return st->tls_cert_count;
 	case LABELS_UPSTREAM_TLS: return METRICS_UPSTREAM_TLS_RESULT_COUNT;
 	case LABELS_AUTH: return SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT;
+	case LABELS_SCREEN: return METRICS_SCREEN_COUNT;
 	}
 	RMX_ASSERT(!"unknown label set");
 	return 0;
@@ -218,6 +228,7 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_TLS_CERT: return st->tls_cert[i];
 	case LABELS_UPSTREAM_TLS: return upstream_tls_label[i];
 	case LABELS_AUTH: return sasl_mech_label((enum sasl_mech)(i / METRICS_AUTH_RESULT_COUNT));
+	case LABELS_SCREEN: return screen_label[i];
 	}
 	RMX_ASSERT(!"label set without values");
 	return "";
@@ -249,6 +260,9 @@ const struct metrics_desc metrics_table[] = {
 	      "SMTP connections open now."),
 	COUNTER("ringmx_connections_rejected_total", "", LABELS_CONN_REJECT,
 		connections_rejected[0], "SMTP connections refused before the session, by reason."),
+	COUNTER("ringmx_screen_verdicts_total", "", LABELS_SCREEN, screen_verdicts[0],
+		"Pre-greeting screening: clients that passed the greeting pause, and what the "
+		"others did (talked early, HTTP, bare LF)."),
 
 	COUNTER("ringmx_accept_errors_total", "", LABELS_NONE, accept_errors,
 		"Accepts that failed (out of descriptors or memory): the client waits in the "

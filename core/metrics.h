@@ -36,6 +36,15 @@ enum metrics_conn_reject {
 	METRICS_CONN_REJECT_COUNT
 };
 
+/* What pre-greeting screening found (a connection may count in several). */
+enum metrics_screen_verdict {
+	METRICS_SCREEN_PASS,     /* waited for the final greeting */
+	METRICS_SCREEN_PREGREET, /* talked before it */
+	METRICS_SCREEN_HTTP,     /* an HTTP request as its first command */
+	METRICS_SCREEN_BARE_LF,  /* a first command ended by a bare LF */
+	METRICS_SCREEN_COUNT
+};
+
 /* Why a recipient was refused. */
 enum metrics_rcpt_reject {
 	METRICS_RCPT_REJECT_RELAY_DENIED, /* 554 5.7.1: not a served domain */
@@ -133,6 +142,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t connections_accepted;
 	uint64_t connections_active; /* gauge */
 	uint64_t connections_rejected[METRICS_CONN_REJECT_COUNT];
+	uint64_t screen_verdicts[METRICS_SCREEN_COUNT];
 	uint64_t accept_errors;       /* accepts that failed (EMFILE, ENOMEM ...) */
 	uint64_t connections_overflow_closed; /* closed past the carried-input hard bound */
 	/* SMTP. */

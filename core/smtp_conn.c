@@ -24,6 +24,7 @@
 
 #include "../common/bounds.h"
 #include "../proto/smtp_reply.h"
+#include "front.h"
 #include "log.h"
 #include "metrics.h"
 #include "smtp_conn_auth.h"
@@ -31,6 +32,8 @@
 #include "worker.h"
 
 static void conn_pump_input(struct smtp_conns *sc, struct conn *c, size_t bytes_in);
+static void conn_screen_record(struct smtp_conns *sc, struct conn *c, bool paused);
+static void reject_connection(struct smtp_conns *sc, int fd, enum smtp_refusal why);
 static bool conn_tls_start(struct smtp_conns *sc, struct conn *c, const uint8_t *clear,
 			   size_t clear_len);
 
@@ -73,6 +76,7 @@ struct conn *conn_alloc(struct conn_slab *s)
 	c->next = CONN_NONE;
 	c->rearm_next = CONN_NONE;
 	c->cfg_snapshot = -1;
+	c->client.slot = CLIENT_REF_NONE;
 	s->used++;
 	return c;
 }
@@ -201,6 +205,8 @@ void smtp_conn_arm_deadline(struct smtp_conns *sc, struct conn *c)
 /* After input: the deadline moves only with progress (smtp_deadline_*). */
 static void conn_deadline_progress(struct smtp_conns *sc, struct conn *c, size_t body_bytes)
 {
+	if (c->flags & (CONN_GREET_PAUSE | CONN_ERROR_DELAY))
+		return; /* the timer ends the pause first */
 	enum smtp_timeout_kind kind = conn_timeout_kind(c);
 	if (smtp_deadline_restarts(&c->deadline, c->timer.armed, kind, c->txn.commands)) {
 		smtp_conn_arm_deadline(sc, c);
@@ -259,7 +265,7 @@ static void conn_recv_update(struct smtp_conns *sc, struct conn *c)
 /* Sends what the session wrote, if nothing is in flight. */
 static void conn_flush(struct smtp_conns *sc, struct conn *c)
 {
-	if (c->flags & CONN_SEND_INFLIGHT)
+	if (c->flags & (CONN_SEND_INFLIGHT | CONN_ERROR_DELAY))
 		return;
 	size_t n = c->out.len;
 	if (c->flags & CONN_STARTTLS_WAIT) {
@@ -365,6 +371,10 @@ void smtp_conn_release_if_done(struct smtp_conns *sc, struct conn *c)
 	if (c->txn.active || c->txn.body.data || c->txn.env.data)
 		txn_reset(&c->txn);
 	smtp_conn_auth_release(sc, c);
+	if (c->cfg_snapshot >= 0 && !(c->flags & (CONN_HTTP | CONN_SCREEN_DONE)))
+		conn_screen_record(sc, c, false);
+	if (sc->front != NULL)
+		client_table_disconnect(sc->front->clients, &c->client);
 	if (c->tp.fd >= 0)
 		c->tp.ops->close(&c->tp);
 	if (c->cfg_snapshot >= 0)
@@ -466,6 +476,12 @@ static size_t conn_feed(struct smtp_conns *sc, struct conn *c, const uint8_t *p,
 			break; /* refused at once (451/452): the session goes on */
 		case SMTP_FEED_FLUSH:
 			c->flags |= CONN_WAIT_FLUSH;
+			if (smtp_session_take_delay(&c->session) && sc->cfg->error_sleep_s > 0) {
+				/* Past the soft error limit: this reply waits
+				 * error_sleep_time (a timer; nothing else waits). */
+				c->flags |= CONN_ERROR_DELAY;
+				timer_arm(&sc->wheel, &c->timer, (uint64_t)sc->cfg->error_sleep_s * 1000u);
+			}
 			return used;
 		case SMTP_FEED_CLOSE:
 			c->flags |= CONN_CLOSE_AFTER_SEND;
@@ -623,6 +639,177 @@ static void conn_tls_check(struct smtp_conns *sc, struct conn *c)
 		conn_tls_established(sc, c);
 }
 
+/* ---- admission and the start of the session ------------------------------------- */
+
+/* The 16-byte IPv6 form of the client's address (IPv4 mapped), for the
+ * CIDR lists. */
+static bool peer_addr16(const struct smtp_peer *peer, uint8_t out[16])
+{
+	if (peer->ipv6)
+		return inet_pton(AF_INET6, peer->ip, out) == 1;
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	return inet_pton(AF_INET, peer->ip, out + 12) == 1;
+}
+
+/* The limits of a client: the configured ones, none for limits_exempt. */
+static struct client_limits conn_client_limits(const struct config *cfg,
+					       const struct smtp_peer *peer)
+{
+	uint8_t addr[16];
+	if (peer_addr16(peer, addr) && cidr_list_contains(&cfg->limits_exempt, addr))
+		return client_limits_none;
+	return (struct client_limits){
+		.connections_max = cfg->max_connections_per_ip,
+		.connection_rate_max = cfg->max_connection_rate_per_ip,
+		.message_rate_max = cfg->max_message_rate_per_ip,
+	};
+}
+
+/*
+ * Counts the connection against its client's limits (core/client_table,
+ * shared by all workers): over max_connections_per_ip or
+ * max_connection_rate_per_ip it gets 421 4.7.0 at once, nothing of it is
+ * read, and its slot is released (false). Addresses in limits_exempt are
+ * tracked (screening verdicts) but never refused. *screen is the client's
+ * cached screening verdict.
+ */
+static bool conn_admit(struct smtp_conns *sc, struct conn *c, enum screen_verdict *screen)
+{
+	*screen = SCREEN_VERDICT_NONE;
+	const struct config *cfg = sc->cfg;
+	struct client_key key;
+	if (sc->front == NULL || !client_key_of_ip(c->peer.ip, cfg->ipv6_prefix_bits, &key))
+		return true;
+	struct client_limits lim = conn_client_limits(cfg, &c->peer);
+	struct client_admission adm;
+	enum client_admit v =
+		client_table_connect(sc->front->clients, &key, &lim, sc->clock->now_ms, &adm);
+	*screen = adm.screen;
+	if (v == CLIENT_ADMIT) {
+		c->client = adm.ref;
+		return true;
+	}
+	if (v == CLIENT_ADMIT_UNTRACKED)
+		return true;
+	bool rate = v == CLIENT_REFUSE_CONNECTION_RATE;
+	metrics_inc(&sc->w->metrics->connections_rejected[METRICS_CONN_REJECT_PER_IP]);
+	log_info("event=connection_refused worker=%u client=%s reason=%s connections=%u "
+		 "connection_rate=%u", sc->w->id, c->peer.ip,
+		 rate ? "connection_rate_per_ip" : "connections_per_ip", adm.connections,
+		 adm.connection_rate);
+	int fd = c->tp.fd;
+	c->tp.fd = -1; /* the refusal's send owns it now */
+	c->flags |= CONN_CLOSING;
+	smtp_conn_release_if_done(sc, c);
+	reject_connection(sc, fd, rate ? SMTP_REFUSE_CLIENT_RATE : SMTP_REFUSE_CLIENT_CONNECTIONS);
+	return false;
+}
+
+/* The record builder asks at each MAIL (txn_budget.mail_gate): over
+ * max_message_rate_per_ip the client gets 451 4.7.1. */
+static int conn_mail_gate(void *ctx, struct txn *t)
+{
+	struct smtp_conns *sc = ctx;
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, txn));
+	if (sc->front == NULL || c->client.slot == CLIENT_REF_NONE)
+		return 0;
+	const struct config *cfg = sc->cfg;
+	struct client_limits lim = conn_client_limits(cfg, &c->peer);
+	uint32_t rate = 0;
+	if (client_table_mail(sc->front->clients, &c->client, &lim, sc->clock->now_ms, &rate) ==
+	    CLIENT_MAIL_OK)
+		return 0;
+	log_info("event=mail_refused worker=%u client=%s reason=message_rate_per_ip rate=%u",
+		 sc->w->id, c->peer.ip, rate);
+	return -EBUSY;
+}
+
+/* The screening verdict of a client whose greeting pause ended, or whose
+ * session ended having been judged: cached for every worker (a client that
+ * passed is not paused again within screen_cache_ttl), counted, logged. */
+static void conn_screen_record(struct smtp_conns *sc, struct conn *c, bool paused)
+{
+	unsigned found = smtp_session_screen(&c->session);
+	if (!paused && found == 0)
+		return;
+	struct metrics_worker *m = sc->w->metrics;
+	if (found == 0) {
+		metrics_inc(&m->screen_verdicts[METRICS_SCREEN_PASS]);
+	} else {
+		if (found & SMTP_SCREEN_PREGREET)
+			metrics_inc(&m->screen_verdicts[METRICS_SCREEN_PREGREET]);
+		if (found & SMTP_SCREEN_HTTP)
+			metrics_inc(&m->screen_verdicts[METRICS_SCREEN_HTTP]);
+		if (found & SMTP_SCREEN_BARE_LF)
+			metrics_inc(&m->screen_verdicts[METRICS_SCREEN_BARE_LF]);
+		log_info("event=screen_failed worker=%u client=%s pregreet=%s http=%s bare_lf=%s",
+			 sc->w->id, c->peer.ip, (found & SMTP_SCREEN_PREGREET) ? "yes" : "no",
+			 (found & SMTP_SCREEN_HTTP) ? "yes" : "no",
+			 (found & SMTP_SCREEN_BARE_LF) ? "yes" : "no");
+	}
+	if (sc->front == NULL)
+		return;
+	uint64_t expires_ms = sc->clock->now_ms + (uint64_t)sc->cfg->screen_cache_ttl_s * 1000u;
+	client_table_screen_set(sc->front->clients, &c->client,
+				found == 0 ? SCREEN_VERDICT_PASS : SCREEN_VERDICT_FAIL, expires_ms);
+}
+
+/*
+ * Starts the session of an admitted connection. On an smtp listener with
+ * greet_pause, a client without a cached pass gets "220-" only; the final
+ * greeting comes when the pause ends (on_timer), and what the client sends
+ * meanwhile judges it (proto/smtp_session). smtps waits for its handshake.
+ */
+static void conn_begin(struct smtp_conns *sc, struct conn *c, enum screen_verdict screen)
+{
+	const struct config *cfg = sc->cfg;
+	c->cfg_snapshot = (int32_t)cfg->snapshot;
+	sc->cfg_users[cfg->snapshot]++;
+	struct log_msg lm;
+	if (log_begin(&lm, LOG_INFO, "connection_open")) {
+		log_add_u64(&lm, "worker", sc->w->id);
+		log_add_str(&lm, "client", c->peer.ip);
+		log_end(&lm);
+	}
+	const struct smtp_session_config *scfg = &cfg->session_mode[c->listener_mode];
+	bool pause = cfg->greet_pause_s > 0 && c->listener_mode == SMTP_LISTENER_SMTP &&
+		     screen != SCREEN_VERDICT_PASS;
+	if (pause)
+		smtp_session_start_paused(&c->session, scfg, &c->peer, &txn_ops, &c->txn, &c->out);
+	else
+		smtp_session_start(&c->session, scfg, &c->peer, &txn_ops, &c->txn, &c->out);
+	smtp_conn_auth_attach(sc, c);
+	smtp_conn_arm_recv(sc, c);
+	if (c->listener_mode == SMTP_LISTENER_SMTPS) {
+		/* RFC 8314: TLS from the first byte; the banner waits for it. */
+		if (!conn_tls_start(sc, c, NULL, 0))
+			return;
+	} else if (pause) {
+		c->flags |= CONN_GREET_PAUSE;
+		timer_arm(&sc->wheel, &c->timer, (uint64_t)cfg->greet_pause_s * 1000u);
+	} else {
+		smtp_conn_arm_deadline(sc, c);
+	}
+	conn_flush(sc, c);
+}
+
+/* The greeting pause is over: the final 220, the verdict, then whatever the
+ * client sent meanwhile is read. */
+static void conn_greet_final(struct smtp_conns *sc, struct conn *c)
+{
+	c->flags &= ~CONN_GREET_PAUSE;
+	if (!smtp_conn_out_ready(sc, c)) {
+		smtp_conn_close(sc, c);
+		return;
+	}
+	smtp_session_greet_final(&c->session, &c->out);
+	conn_screen_record(sc, c, true);
+	c->flags |= CONN_SCREEN_DONE;
+	smtp_conn_arm_deadline(sc, c);
+	smtp_conn_pump(sc, c);
+}
+
 /* ---- accept ----------------------------------------------------------------------- */
 
 static void arm_accept(struct smtp_conns *sc, uint32_t i)
@@ -657,12 +844,12 @@ static bool peer_from_fd(int fd, struct smtp_peer *peer)
 	return p != NULL;
 }
 
-/* A refused connection gets the 421 reply; its completion closes it. */
-static void reject_connection(struct smtp_conns *sc, int fd)
+/* A refused connection gets its 421 reply; its completion closes it. */
+static void reject_connection(struct smtp_conns *sc, int fd, enum smtp_refusal why)
 {
 	struct transport t;
 	transport_plain_attach(&t, fd);
-	t.ops->send(&sc->env, &t, sc->reject_reply, sc->reject_reply_len,
+	t.ops->send(&sc->env, &t, sc->reject_reply[why], sc->reject_reply_len[why],
 		    ring_ud(RING_OP_REJECT_SEND, 0, (uint32_t)fd));
 }
 
@@ -714,7 +901,7 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 		atomic_fetch_sub_explicit(sc->w->connections, 1, memory_order_relaxed);
 		metrics_inc(&m->connections_rejected[sc->draining ? METRICS_CONN_REJECT_SHUTDOWN
 								  : METRICS_CONN_REJECT_LIMIT]);
-		reject_connection(sc, fd);
+		reject_connection(sc, fd, SMTP_REFUSE_SERVER_FULL);
 		return;
 	}
 	transport_plain_attach(&c->tp, fd);
@@ -729,27 +916,11 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 		smtp_conn_release_if_done(sc, c);
 		return;
 	}
-	c->cfg_snapshot = (int32_t)sc->cfg->snapshot;
-	sc->cfg_users[sc->cfg->snapshot]++;
-	struct log_msg lm;
-	if (log_begin(&lm, LOG_INFO, "connection_open")) {
-		log_add_u64(&lm, "worker", sc->w->id);
-		log_add_str(&lm, "client", c->peer.ip);
-		log_end(&lm);
-	}
 	c->listener_mode = sc->cfg->listen[i].mode;
-	smtp_session_start(&c->session, &sc->cfg->session_mode[c->listener_mode], &c->peer,
-			   &txn_ops, &c->txn, &c->out);
-	smtp_conn_auth_attach(sc, c);
-	smtp_conn_arm_recv(sc, c);
-	if (c->listener_mode == SMTP_LISTENER_SMTPS) {
-		/* RFC 8314: TLS from the first byte; the banner waits for it. */
-		if (!conn_tls_start(sc, c, NULL, 0))
-			return;
-	} else {
-		smtp_conn_arm_deadline(sc, c);
-	}
-	conn_flush(sc, c);
+	enum screen_verdict screen;
+	if (!conn_admit(sc, c, &screen))
+		return;
+	conn_begin(sc, c, screen);
 }
 
 struct conn *smtp_conns_alloc_http(struct smtp_conns *sc, int fd)
@@ -892,6 +1063,17 @@ static void on_timer(void *ctx, struct timer_node *n)
 		smtp_conn_close(sc, c);
 		return;
 	}
+	if (c->flags & CONN_GREET_PAUSE) {
+		conn_greet_final(sc, c);
+		return;
+	}
+	if (c->flags & CONN_ERROR_DELAY) {
+		/* The held reply goes out now; the client's time starts after it. */
+		c->flags &= ~CONN_ERROR_DELAY;
+		smtp_conn_arm_deadline(sc, c);
+		smtp_conn_after(sc, c);
+		return;
+	}
 	if (c->flags & (CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT)) {
 		conn_tls_failed(sc, c, "timeout"); /* no reply: there is no channel for one */
 		return;
@@ -1027,12 +1209,17 @@ int smtp_conns_init(struct smtp_conns *sc, struct worker *w, const struct config
 	sc->bufs = bufs;
 	sc->budget = budget;
 	sc->front = w->front;
+	budget->mail_gate = conn_mail_gate;
+	budget->mail_gate_ctx = sc;
 	sc->hooks = *hooks;
 	sc->rearm_head = CONN_NONE;
 	timer_wheel_init(&sc->wheel, clock->now_ms);
-	struct smtp_out out = { sc->reject_reply, 0, sizeof(sc->reject_reply) };
-	sc->reject_reply_len = smtp_reply_too_many_connections(cfg->session.hostname, &out);
-	RMX_ASSERT(sc->reject_reply_len > 0);
+	for (unsigned why = 0; why < SMTP_REFUSE_COUNT; why++) {
+		struct smtp_out out = { sc->reject_reply[why], 0, sizeof(sc->reject_reply[why]) };
+		sc->reject_reply_len[why] = smtp_reply_refuse_connection(
+			cfg->session.hostname, (enum smtp_refusal)why, &out);
+		RMX_ASSERT(sc->reject_reply_len[why] > 0);
+	}
 	conns_publish_cert_expiry(sc);
 	return conn_slab_init(&sc->slab, cfg->max_connections + HTTP_CONNECTIONS_MAX);
 }

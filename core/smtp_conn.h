@@ -26,6 +26,7 @@
 
 #include "../proto/smtp_session.h"
 #include "../common/base.h"
+#include "client_table.h"
 #include "config.h"
 #include "ring.h"
 #include "timer.h"
@@ -50,6 +51,9 @@ enum conn_flag {
 					  out in clear, then the transport turns TLS */
 	CONN_TLS_HANDSHAKE = 1u << 14, /* the TLS handshake runs (its own deadline) */
 	CONN_WAIT_AUTH = 1u << 15,   /* a password check is queued (smtp_conn_auth) */
+	CONN_GREET_PAUSE = 1u << 16, /* greet_pause: "220-" sent, the timer ends the pause */
+	CONN_ERROR_DELAY = 1u << 17, /* a reply past the soft error limit waits its time */
+	CONN_SCREEN_DONE = 1u << 18, /* its screening verdict has been recorded */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH | CONN_WAIT_AUTH)
@@ -92,6 +96,7 @@ struct conn {
 	uint8_t auth_mech;         /* CONN_WAIT_AUTH: the mechanism being checked */
 	uint8_t *auth_buf;         /* lent to the session for an AUTH exchange */
 	struct smtp_conns *owner;  /* the AUTH side's way back (smtp_conn_auth) */
+	struct client_ref client;  /* its hold on the client table (limits, screening) */
 	struct smtp_tls_info tls_info; /* once TLS is up; the session points at it */
 };
 
@@ -217,8 +222,9 @@ struct smtp_conns {
 	uint64_t accept_rearm_at_ms;
 	uint64_t accept_errors;        /* since the last accept_failed log line */
 	uint64_t accept_error_logged_ms;
-	uint8_t reject_reply[REJECT_REPLY_BYTES];
-	size_t reject_reply_len;
+	/* The 421 for a refused connection, by reason. */
+	uint8_t reject_reply[SMTP_REFUSE_COUNT][REJECT_REPLY_BYTES];
+	size_t reject_reply_len[SMTP_REFUSE_COUNT];
 };
 
 /*

@@ -92,6 +92,11 @@ static int op_mail(void *ctx, const struct smtp_mail_info *m)
 	RMX_ASSERT(!t->active);
 	if (t->budget->store_state != 0)
 		return t->budget->store_state;
+	if (t->budget->mail_gate != NULL) {
+		int rc = t->budget->mail_gate(t->budget->mail_gate_ctx, t);
+		if (rc != 0)
+			return rc;
+	}
 	t->active = true;
 	t->size_hint_bytes = m->params->size_given ? m->params->size_bytes : 0;
 	int rc = record_env_put(&t->env, RECORD_TAG_REVERSE_PATH, m->reverse_path);

@@ -26,6 +26,8 @@
 
 struct metrics_worker;
 
+struct txn;
+
 /* The worker-wide budget txns draw on (max_inflight_data_bytes). */
 struct txn_budget {
 	uint64_t inflight_bytes;     /* capacity of every open body buffer */
@@ -33,6 +35,11 @@ struct txn_budget {
 	int store_state; /* 0, -ENOSPC (store full) or -EIO (store failed) */
 	struct metrics_worker *metrics; /* the worker's counters (observer hook) */
 	uint64_t now_ns;                /* the worker's monotonic clock, this loop turn */
+	/* Optional: asked at each MAIL after the store's state; 0 or the
+	 * errno the session answers (-EBUSY: the client's message rate,
+	 * 451 4.7.1; -ENOSPC: overload, 452 4.3.1). */
+	int (*mail_gate)(void *ctx, struct txn *t);
+	void *mail_gate_ctx;
 };
 
 struct txn {
