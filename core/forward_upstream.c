@@ -6,7 +6,8 @@
  *   EHLO, READY, message, RSET, READY, ...) --QUIT / failure--> CLOSING --> IDLE
  *
  * The client writes the commands into out; the body goes out verbatim from
- * the record buffer. The socket is reached only through the slot's
+ * the record buffer, or, when it fits, copied into out so that it and the
+ * final dot make one send (slot_body_coalesce). The socket is reached only through the slot's
  * transport (transport.h), as a client connection's is: replies arrive in
  * the worker's provided buffers and pass through the transport's input
  * before smtp_client reads them. At most one send and one receive are in
@@ -215,6 +216,24 @@ void forward_upstream_start_message(struct forward *f, struct forward_slot *s)
 	forward_upstream_drive(f, s, st);
 }
 
+/* A body that fits goes into out behind what is queued there: it and the
+ * final dot smtp_client_body_sent appends then leave in one send, and reach
+ * the relay in one segment, instead of a send for the body and another for
+ * the dot. Copying a few KiB costs less than a send and the relay's second
+ * read. out keeps the room of a command line free (SMTP_CLIENT_OUT_MIN_BYTES:
+ * the client may write one before the send completes). A larger body is
+ * sent from the record buffer as it is. */
+static bool slot_body_coalesce(struct forward_slot *s)
+{
+	size_t n = s->view.body.len;
+	RMX_ASSERT(s->out.len <= s->out.cap);
+	if (n + 3 + SMTP_CLIENT_OUT_MIN_BYTES > s->out.cap - s->out.len)
+		return false;
+	memcpy(s->out.buf + s->out.len, s->view.body.ptr, n);
+	s->out.len += n;
+	return true;
+}
+
 /* Acts on what the client says. */
 void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 			    enum smtp_client_status st)
@@ -242,6 +261,10 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 			forward_upstream_start_message(f, s);
 		return;
 	case SMTP_CLIENT_SEND_BODY:
+		if (slot_body_coalesce(s)) {
+			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
+			return;
+		}
 		s->body_pending = s->view.body.len > 0;
 		if (!s->body_pending) {
 			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));

@@ -3,7 +3,8 @@
 preceded by the gateway's Received: header, is what a real upstream
 (Postfix smtp-sink) received, for lines that start with dots, 8-bit
 bodies under BODY=8BITMIME, BDAT input in several chunks, lines of 990
-and 998 octets, many recipients, and a body of headers only. The
+and 998 octets, many recipients, a body of headers only, and bodies
+from 3 to 5 KiB (around the size sent with the final dot in one send). The
 envelope arrives unchanged, each message exactly once, and each delivery
 is logged as result=delivered.
 """
@@ -202,6 +203,22 @@ class ForwardRoundTrip(unittest.TestCase):
         body = body_with(token, line * (600000 // len(line)) + b".\r\n")
         qid = self.data_message(body)
         self.check_roundtrip(qid, token, body)
+
+    def test_bodies_around_one_send(self):
+        # A stored body that fits the command buffer goes out with the
+        # final dot in one send, a larger one from the record buffer: sizes
+        # from 3 to 5 KiB cross that line (the Received: header adds a few
+        # hundred bytes) at odd steps, with a dot-leading last line.
+        sent = []
+        for size in range(3000, 5200, 97):
+            token = h.unique_token("edge%d" % size)
+            head = body_with(token, b"")
+            filler = (b"x" * 70 + b"\r\n") * (size // 72)
+            pad = b"y" * max(0, size - len(head) - len(filler) - 6)
+            body = head + filler + pad + b"\r\n.z\r\n"
+            sent.append((self.data_message(body), token, body))
+        for qid, token, body in sent:
+            self.check_roundtrip(qid, token, body)
 
 
 if __name__ == "__main__":
