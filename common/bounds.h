@@ -272,6 +272,7 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define OVERLOAD_STORE_HARD_DEFAULT_PCT 97
 #define OVERLOAD_INFLIGHT_SOFT_DEFAULT_PCT 80
 #define OVERLOAD_INFLIGHT_HARD_DEFAULT_PCT 95
+#define OVERLOAD_CHECK_MS 250 /* each worker judges its overload state this often */
 /* CIDR lists (limits_exempt, proxy_trusted): entries, and the text of one. */
 #define CIDR_LIST_MAX 64
 #define CIDR_TEXT_MAX_BYTES 56               /* INET6_ADDRSTRLEN, "/128", rounded up */

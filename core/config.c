@@ -804,6 +804,11 @@ static void derive_listener_sessions(struct config *c)
 		c->session_mode[m].listener_mode = (uint8_t)m;
 		c->session_mode[m].tls_offered = c->tls != NULL;
 		c->session_mode[m].auth_offered = c->auth_users[0] != '\0';
+		struct smtp_session_config *st = &c->session_stress[m];
+		*st = c->session_mode[m];
+		st->soft_error_limit = (uint16_t)RMX_MAX(st->soft_error_limit / 2, 1);
+		st->hard_error_limit = (uint16_t)RMX_MAX(st->hard_error_limit / 2, 1);
+		st->junk_command_limit = (uint16_t)RMX_MAX(st->junk_command_limit / 2, 1);
 	}
 }
 

@@ -143,6 +143,8 @@ struct config {
 	char tls_kept_text[TLS_ERROR_TEXT_BYTES + PATH_MAX]; /* ... and why, the last */
 	/* session, per listener mode (listener_mode and tls_offered set) */
 	struct smtp_session_config session_mode[SMTP_LISTENER_MODE_COUNT];
+	/* The same under overload stress: half the error limits. */
+	struct smtp_session_config session_stress[SMTP_LISTENER_MODE_COUNT];
 };
 
 /*

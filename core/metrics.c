@@ -107,6 +107,7 @@ static const char *const conn_reject_label[METRICS_CONN_REJECT_COUNT] = {
 	[METRICS_CONN_REJECT_PER_IP] = "per_ip",
 	[METRICS_CONN_REJECT_PROXY] = "proxy",
 	[METRICS_CONN_REJECT_SHUTDOWN] = "shutdown",
+	[METRICS_CONN_REJECT_OVERLOAD] = "overload",
 };
 
 static const char *const screen_label[METRICS_SCREEN_COUNT] = {
@@ -175,6 +176,7 @@ enum {
 	LABELS_UPSTREAM_TLS,
 	LABELS_AUTH, /* two labels: mechanism, then result */
 	LABELS_SCREEN,
+	LABELS_OVERLOAD_REASON,
 };
 
 static const char *const label_name[] = {
@@ -191,6 +193,7 @@ static const char *const label_name[] = {
 	[LABELS_UPSTREAM_TLS] = "result",
 	[LABELS_AUTH] = "mechanism",
 	[LABELS_SCREEN] = "verdict",
+	[LABELS_OVERLOAD_REASON] = "reason",
 };
 
 static unsigned label_count(unsigned labels, const struct metrics_static *st)
@@ -209,6 +212,7 @@ static unsigned label_count(unsigned labels, const struct metrics_static *st)
 	case LABELS_UPSTREAM_TLS: return METRICS_UPSTREAM_TLS_RESULT_COUNT;
 	case LABELS_AUTH: return SASL_MECH_COUNT * METRICS_AUTH_RESULT_COUNT;
 	case LABELS_SCREEN: return METRICS_SCREEN_COUNT;
+	case LABELS_OVERLOAD_REASON: return OVERLOAD_REASON_COUNT;
 	}
 	RMX_ASSERT(!"unknown label set");
 	return 0;
@@ -229,6 +233,7 @@ static const char *label_value(unsigned labels, unsigned i, const struct metrics
 	case LABELS_UPSTREAM_TLS: return upstream_tls_label[i];
 	case LABELS_AUTH: return sasl_mech_label((enum sasl_mech)(i / METRICS_AUTH_RESULT_COUNT));
 	case LABELS_SCREEN: return screen_label[i];
+	case LABELS_OVERLOAD_REASON: return overload_reason_name((enum overload_reason)i);
 	}
 	RMX_ASSERT(!"label set without values");
 	return "";
@@ -260,6 +265,12 @@ const struct metrics_desc metrics_table[] = {
 	      "SMTP connections open now."),
 	COUNTER("ringmx_connections_rejected_total", "", LABELS_CONN_REJECT,
 		connections_rejected[0], "SMTP connections refused before the session, by reason."),
+	GAUGE("ringmx_overload_state", "", LABELS_NONE, FROM_MAX, overload_state,
+	      "Overload: 0 normal, 1 stress (new transactions get 452 4.3.1, shorter timeouts), "
+	      "2 refuse (new connections get 421 4.3.2); the worst worker's."),
+	GAUGE("ringmx_overload_reason", "", LABELS_OVERLOAD_REASON, FROM_MAX, overload_reason[0],
+	      "Overload level (0, 1, 2) of each measure against its watermarks: store use, "
+	      "unforwarded backlog and its oldest age, in-flight data."),
 	COUNTER("ringmx_screen_verdicts_total", "", LABELS_SCREEN, screen_verdicts[0],
 		"Pre-greeting screening: clients that passed the greeting pause, and what the "
 		"others did (talked early, HTTP, bare LF)."),

@@ -26,6 +26,7 @@
 #include "../common/bounds.h"
 #include "../proto/sasl.h"
 #include "../proto/smtp_lex.h"
+#include "overload.h"
 
 /* Why a connection was refused before its session started. */
 enum metrics_conn_reject {
@@ -33,6 +34,7 @@ enum metrics_conn_reject {
 	METRICS_CONN_REJECT_PER_IP,   /* per-client-address limit */
 	METRICS_CONN_REJECT_PROXY,    /* bad or untrusted PROXY protocol header */
 	METRICS_CONN_REJECT_SHUTDOWN, /* the worker is draining */
+	METRICS_CONN_REJECT_OVERLOAD, /* the hard overload watermark (421 4.3.2) */
 	METRICS_CONN_REJECT_COUNT
 };
 
@@ -143,6 +145,8 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t connections_active; /* gauge */
 	uint64_t connections_rejected[METRICS_CONN_REJECT_COUNT];
 	uint64_t screen_verdicts[METRICS_SCREEN_COUNT];
+	uint64_t overload_state;                     /* gauge: 0 normal, 1 stress, 2 refuse */
+	uint64_t overload_reason[OVERLOAD_REASON_COUNT]; /* gauge: each measure's level */
 	uint64_t accept_errors;       /* accepts that failed (EMFILE, ENOMEM ...) */
 	uint64_t connections_overflow_closed; /* closed past the carried-input hard bound */
 	/* SMTP. */

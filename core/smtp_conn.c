@@ -199,6 +199,8 @@ void smtp_conn_arm_deadline(struct smtp_conns *sc, struct conn *c)
 {
 	c->deadline = smtp_deadline_fresh(sc->cfg, conn_timeout_kind(c), c->txn.commands,
 					  sc->clock->now_ms);
+	if (sc->overload != OVERLOAD_NORMAL) /* stress: half the time to wait */
+		c->deadline.at_ms -= (c->deadline.at_ms - sc->clock->now_ms) / 2;
 	conn_set_deadline(sc, c, c->deadline.at_ms);
 }
 
@@ -712,6 +714,8 @@ static int conn_mail_gate(void *ctx, struct txn *t)
 {
 	struct smtp_conns *sc = ctx;
 	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, txn));
+	if (overload_refuses_mail((enum overload_state)sc->overload))
+		return -ENOSPC; /* 452 4.3.1: try later, the node is under stress */
 	if (sc->front == NULL || c->client.slot == CLIENT_REF_NONE)
 		return 0;
 	const struct config *cfg = sc->cfg;
@@ -772,7 +776,9 @@ static void conn_begin(struct smtp_conns *sc, struct conn *c, enum screen_verdic
 		log_add_str(&lm, "client", c->peer.ip);
 		log_end(&lm);
 	}
-	const struct smtp_session_config *scfg = &cfg->session_mode[c->listener_mode];
+	bool stress = sc->overload != OVERLOAD_NORMAL;
+	const struct smtp_session_config *scfg =
+		stress ? &cfg->session_stress[c->listener_mode] : &cfg->session_mode[c->listener_mode];
 	bool pause = cfg->greet_pause_s > 0 && c->listener_mode == SMTP_LISTENER_SMTP &&
 		     screen != SCREEN_VERDICT_PASS;
 	if (pause)
@@ -787,7 +793,8 @@ static void conn_begin(struct smtp_conns *sc, struct conn *c, enum screen_verdic
 			return;
 	} else if (pause) {
 		c->flags |= CONN_GREET_PAUSE;
-		timer_arm(&sc->wheel, &c->timer, (uint64_t)cfg->greet_pause_s * 1000u);
+		uint64_t pause_ms = (uint64_t)cfg->greet_pause_s * 1000u;
+		timer_arm(&sc->wheel, &c->timer, stress ? pause_ms / 2 : pause_ms);
 	} else {
 		smtp_conn_arm_deadline(sc, c);
 	}
@@ -895,6 +902,12 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	struct metrics_worker *m = sc->w->metrics;
 	unsigned open = atomic_fetch_add_explicit(sc->w->connections, 1, memory_order_relaxed);
 	struct conn *c = NULL;
+	if (overload_refuses_connect((enum overload_state)sc->overload) && !sc->draining) {
+		atomic_fetch_sub_explicit(sc->w->connections, 1, memory_order_relaxed);
+		metrics_inc(&m->connections_rejected[METRICS_CONN_REJECT_OVERLOAD]);
+		reject_connection(sc, fd, SMTP_REFUSE_OVERLOAD);
+		return;
+	}
 	if (open < sc->cfg->max_connections && !sc->draining)
 		c = conn_alloc(&sc->slab);
 	if (!c) {
@@ -1098,6 +1111,11 @@ static void on_timer(void *ctx, struct timer_node *n)
 }
 
 /* ---- the worker's turns ---------------------------------------------------------- */
+
+void smtp_conns_set_overload(struct smtp_conns *sc, enum overload_state state)
+{
+	sc->overload = (uint8_t)state;
+}
 
 void smtp_conns_tick(struct smtp_conns *sc)
 {

@@ -28,6 +28,7 @@
 #include "../common/base.h"
 #include "client_table.h"
 #include "config.h"
+#include "overload.h"
 #include "ring.h"
 #include "timer.h"
 #include "transport.h"
@@ -208,6 +209,7 @@ struct smtp_conns {
 	struct txn_budget *budget;     /* the worker's in-flight data bound */
 	const struct front *front;     /* what all workers share (front.h); may be NULL */
 	uint32_t auth_buffers_out;     /* AUTH decode buffers lent (AUTH_EXCHANGES_MAX) */
+	uint8_t overload;              /* enum overload_state the worker judged last */
 	struct smtp_conn_hooks hooks;
 	struct conn_slab slab;         /* SMTP connections, then HTTP_CONNECTIONS_MAX more */
 	uint32_t http_open;            /* metrics-endpoint connections in the slab */
@@ -254,6 +256,11 @@ void smtp_conns_set_config(struct smtp_conns *sc, const struct config *cfg);
 /* Publishes which snapshots this worker still reads: the current one and
  * those of sessions still open (worker.cfg_held_mask). */
 void smtp_conns_publish_held(struct smtp_conns *sc);
+
+/* The worker's overload state changed (core/overload): stress gives new
+ * transactions 452 4.3.1, halves timeouts, the greeting pause and the error
+ * limits of new sessions; refuse answers new connections 421 4.3.2. */
+void smtp_conns_set_overload(struct smtp_conns *sc, enum overload_state state);
 
 /* Once per loop turn: fires the deadlines that are due. */
 void smtp_conns_tick(struct smtp_conns *sc);

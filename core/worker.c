@@ -34,6 +34,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metrics_http.h"
+#include "overload.h"
 #include "ring.h"
 #include "smtp_conn.h"
 #include "smtp_conn_auth.h"
@@ -51,6 +52,8 @@ struct worker_loop {
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
 	struct smtp_conns conns;       /* client connections (SMTP, then metrics clients) */
+	struct overload overload;      /* this worker's overload state (core/overload) */
+	uint64_t overload_checked_ms;
 	struct metrics_http http;      /* the metrics endpoint */
 	struct txn_budget budget;
 	struct loop_clock clock;       /* read once per loop turn */
@@ -435,6 +438,52 @@ static void store_kick(struct worker_loop *l)
 	metrics_set(&l->w->metrics->store_segments, segments);
 }
 
+/*
+ * Overload, judged per worker every OVERLOAD_CHECK_MS from its own shard,
+ * backlog and in-flight data against the overload_* watermarks: stress makes
+ * new transactions wait (452 4.3.1) and shortens timeouts, refuse sends new
+ * connections away (421 4.3.2). Messages already past DATA are never cut.
+ * A change is logged with its reasons.
+ */
+static void overload_check(struct worker_loop *l)
+{
+	if (l->clock.now_ms - l->overload_checked_ms < OVERLOAD_CHECK_MS)
+		return;
+	l->overload_checked_ms = l->clock.now_ms;
+	const struct config *cfg = l->conns.cfg;
+	struct store_stats ss;
+	store_get_stats(l->w->shards[0].store, &ss);
+	const struct metrics_worker *m = l->w->metrics;
+	struct overload_sample sample = {
+		.store_used_bytes = ss.bytes_used,
+		.store_max_bytes = cfg->store_max_bytes / cfg->workers,
+		.backlog_messages = m->forward_pending_records,
+		.backlog_oldest_age_s = m->forward_oldest_pending_age_s,
+		.inflight_bytes = l->budget.inflight_bytes,
+		.inflight_max_bytes = l->budget.max_inflight_bytes,
+	};
+	struct overload_watermarks wm;
+	overload_watermarks_of_config(cfg, &wm);
+	enum overload_state before = l->overload.state;
+	if (overload_update(&l->overload, &wm, &sample)) {
+		char reasons[128];
+		if (!overload_reasons_format(l->overload.reasons, reasons, sizeof(reasons)))
+			snprintf(reasons, sizeof(reasons), "?");
+		enum log_level level = l->overload.state > before ? LOG_WARN : LOG_INFO;
+		log_line(level, "event=overload worker=%u state=%s was=%s reasons=%s store_bytes=%llu "
+			 "backlog=%llu backlog_age_s=%llu inflight_bytes=%llu", l->w->id,
+			 overload_state_name(l->overload.state), overload_state_name(before),
+			 reasons[0] ? reasons : "none", (unsigned long long)sample.store_used_bytes,
+			 (unsigned long long)sample.backlog_messages,
+			 (unsigned long long)sample.backlog_oldest_age_s,
+			 (unsigned long long)sample.inflight_bytes);
+		smtp_conns_set_overload(&l->conns, l->overload.state);
+	}
+	metrics_set(&l->w->metrics->overload_state, l->overload.state);
+	for (unsigned r = 0; r < OVERLOAD_REASON_COUNT; r++)
+		metrics_set(&l->w->metrics->overload_reason[r], l->overload.level[r]);
+}
+
 /* ---- draining ------------------------------------------------------------- */
 
 static void drain_begin(struct worker_loop *l)
@@ -661,6 +710,7 @@ static int loop_run(struct worker_loop *l)
 			}
 		}
 		buffer_occupancy(l);
+		overload_check(l);
 		log_pump(l);
 		buf_ring_publish(&l->bufs);
 		smtp_conns_rearm(&l->conns);
@@ -728,6 +778,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		.http_input = metrics_http_input,
 		.http_ctx = &l->http,
 	};
+	overload_init(&l->overload);
 	rc = smtp_conns_init(&l->conns, w, w->cfg, &l->clock, env, &l->bufs, &l->budget, &hooks);
 	if (rc != 0)
 		return rc;
