@@ -250,6 +250,8 @@ static bool valid_hostname(const char *h)
 		unsigned char c = (unsigned char)h[i];
 		if (!(isalnum(c) || c == '-' || c == '.'))
 			return false;
+		if (c == '.' && i > 0 && h[i - 1] == '.')
+			return false; /* an empty label: no domain */
 	}
 	return h[0] != '.' && h[0] != '-';
 }
