@@ -3,7 +3,7 @@
 
     python3 bench/forward_backlog.py [--build-dir build] [--duration 60]
         [--conns 100] [--size 1k] [--workers 2] [--set KEY=VALUE ...]
-        [--json FILE]
+        [--drain N] [--json FILE]
 
 Runs ringmx (release build, fsync = always) forwarding to a Postfix
 smtp-sink on 127.0.0.1, loads it with ringmx-bench for --duration seconds
@@ -15,7 +15,10 @@ it waits until the upstream has every accepted message (at most 120 s).
 Prints the accepted and delivered rates over the client's run, the backlog
 at each sample, and the backlog's growth over the run's second half (a
 least-squares slope in messages per second): near zero, or negative, when
-forwarding keeps pace. Every process runs from a private scratch directory
+forwarding keeps pace. With --drain N it measures forwarding alone
+instead: N messages are stored while smtp-sink is stopped (SIGSTOP), then
+it goes on, and the time until it has all N gives the rate and the CPU per
+message of ringmx and smtp-sink meanwhile. Every process runs from a private scratch directory
 and is stopped at the end, also on an error or Ctrl-C.
 """
 
@@ -100,6 +103,34 @@ def slope(points):
     return sum((t - mt) * (y - my) for t, y in points) / var if var else 0.0
 
 
+def drain(args, bench_argv, srv, sink, counter):
+    """--drain N: N messages are stored while the upstream is stopped
+    (SIGSTOP: connections wait for its greeting), then it goes on and the
+    time until it has all N is forwarding's own rate, acceptance idle."""
+    os.kill(sink.pid, signal.SIGSTOP)
+    try:
+        bench = subprocess.run(bench_argv + ["--messages", str(args.drain)],
+                               stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=DRAIN_MAX_S)
+        accepted = json.loads(bench.stdout or b"{}").get("messages", 0)
+        time.sleep(1.0)  # the last commits and queue entries settle
+    finally:
+        os.kill(sink.pid, signal.SIGCONT)
+    cpu0 = (cpu_s(srv.pid), cpu_s(sink.pid))
+    t0 = time.monotonic()
+    while sink_count(counter) < accepted and time.monotonic() - t0 < DRAIN_MAX_S:
+        time.sleep(0.01)
+    t_all = time.monotonic() - t0
+    cpu1 = (cpu_s(srv.pid), cpu_s(sink.pid))
+    delivered = sink_count(counter)
+    return {"drain": args.drain, "conns": args.conns, "size": args.size,
+            "workers": args.workers, "settings": args.set, "accepted": accepted,
+            "delivered": delivered, "all_delivered_s": round(t_all, 2),
+            "delivered_msgs_per_s": round(delivered / t_all) if t_all else 0,
+            "server_cpu_us_per_msg": round((cpu1[0] - cpu0[0]) / max(delivered, 1) * 1e6, 1),
+            "sink_cpu_us_per_msg": round((cpu1[1] - cpu0[1]) / max(delivered, 1) * 1e6, 1)}
+
+
 def run(args, tmp):
     procs = []
     try:
@@ -131,12 +162,15 @@ def run(args, tmp):
         procs.append(srv)
         wait_port(port, srv)
 
+        bench_argv = [os.path.join(args.build_dir, "bench", "ringmx-bench"),
+                      "--server", "%s:%d" % (LOOPBACK, port), "--conns", str(args.conns),
+                      "--size", args.size, "--from", "bench@client.invalid",
+                      "--to", "user@example.com", "--helo", "bench.client.invalid",
+                      "--json", "-", "--allow-errors"]
+        if args.drain:
+            return drain(args, bench_argv, srv, sink, counter)
         bench = subprocess.Popen(
-            [os.path.join(args.build_dir, "bench", "ringmx-bench"),
-             "--server", "%s:%d" % (LOOPBACK, port), "--conns", str(args.conns),
-             "--size", args.size, "--from", "bench@client.invalid", "--to", "user@example.com",
-             "--helo", "bench.client.invalid", "--json", "-", "--allow-errors",
-             "--duration", "%g" % args.duration],
+            bench_argv + ["--duration", "%g" % args.duration],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         procs.append(bench)
         cpu0 = (cpu_s(srv.pid), cpu_s(sink.pid))
@@ -196,10 +230,15 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a ringmx.conf line more (repeatable)")
+    p.add_argument("--drain", type=int, default=0, metavar="N",
+                   help="instead: store N messages with the upstream stopped, then time "
+                        "their forwarding alone")
     p.add_argument("--json", metavar="FILE", help="write the result here too")
     args = p.parse_args()
     if not 1 <= args.duration <= 600:
         p.error("--duration: 1 to 600 seconds")
+    if not 0 <= args.drain <= 3_000_000:
+        p.error("--drain: 0 to 3,000,000 messages")
     for kv in args.set:
         if "=" not in kv:
             p.error("--set wants KEY=VALUE: %s" % kv)
@@ -212,6 +251,13 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
+    if args.drain:
+        print("forwarded %d of %d stored messages in %.2f s: %d msgs/s; CPU per message: "
+              "ringmx %.1f us, smtp-sink %.1f us" % (
+                  res["delivered"], res["accepted"], res["all_delivered_s"],
+                  res["delivered_msgs_per_s"], res["server_cpu_us_per_msg"],
+                  res["sink_cpu_us_per_msg"]))
+        return 0 if res["delivered"] >= res["accepted"] else 1
     print("accepted %d in %.1f s: %d msgs/s; delivered meanwhile %d (%d msgs/s); all %d "
           "delivered after %.1f s (%d msgs/s)" % (
               res["accepted"], res["client_s"], res["accepted_msgs_per_s"],
