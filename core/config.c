@@ -49,6 +49,7 @@ enum config_kind {
 	KIND_CIDRS,
 	KIND_GREET_ACTION,
 	KIND_STORE_IO,
+	KIND_PROXY_PROTOCOL,
 };
 
 struct config_key {
@@ -120,6 +121,9 @@ static const struct config_key config_keys[] = {
 	  CLIENT_RATE_PER_IP_MAX },
 	{ "ipv6_prefix", KIND_U32, FIELD(ipv6_prefix_bits), CLIENT_IPV6_PREFIX_MIN, 128 },
 	{ "limits_exempt", KIND_CIDRS, FIELD(limits_exempt), 0, 0 },
+	{ "proxy_protocol", KIND_PROXY_PROTOCOL, FIELD(proxy_protocol), 0, 0 },
+	{ "proxy_trusted", KIND_CIDRS, FIELD(proxy_trusted), 0, 0 },
+	{ "proxy_timeout", KIND_DURATION, FIELD(proxy_timeout_s), 1, 3600 },
 	{ "greet_pause", KIND_DURATION, FIELD(greet_pause_s), 0, GREET_PAUSE_MAX_S },
 	{ "greet_action", KIND_GREET_ACTION, FIELD(greet_action), 0, 0 },
 	{ "screen_cache_ttl", KIND_DURATION, FIELD(screen_cache_ttl_s), 0, 30 * 86400 },
@@ -275,9 +279,33 @@ static int domains_add(struct domain_list *d, const char *name, size_t len)
 }
 
 /* Applies one `key = value`; returns false with err filled (without location). */
-/* listen = ADDRESS:PORT [smtp|submission|smtps]: the mode word is optional
- * (smtp); more option words may follow it one day, so anything else there
- * is refused by name. */
+/* The words of proxy_protocol and of a listener's proxy=WORD. */
+static const char *const proxy_protocol_words[] = {
+	[PROXY_PROTOCOL_OFF] = "off",
+	[PROXY_PROTOCOL_REQUIRED] = "required",
+	[PROXY_PROTOCOL_OPTIONAL] = "optional",
+};
+
+/* PROXY_PROTOCOL_INHERIT when word is none of them. */
+static enum proxy_protocol proxy_protocol_of_word(const char *word)
+{
+	for (uint32_t i = PROXY_PROTOCOL_OFF; i < RMX_ARRAY_LEN(proxy_protocol_words); i++)
+		if (strcmp(word, proxy_protocol_words[i]) == 0)
+			return (enum proxy_protocol)i;
+	return PROXY_PROTOCOL_INHERIT;
+}
+
+enum proxy_protocol config_listener_proxy(const struct config *c, uint32_t i)
+{
+	RMX_ASSERT(i < c->listen_count);
+	uint8_t own = c->listen[i].proxy;
+	return own != PROXY_PROTOCOL_INHERIT ? (enum proxy_protocol)own
+					     : (enum proxy_protocol)c->proxy_protocol;
+}
+
+/* listen = ADDRESS:PORT [smtp|submission|smtps] [proxy=off|required|optional]:
+ * the mode word is optional (smtp) and comes first; option words follow it;
+ * anything else there is refused by name. */
 static bool apply_listen(struct config *c, char *value, char *err, size_t errlen)
 {
 	static const char *const modes[SMTP_LISTENER_MODE_COUNT] = {
@@ -299,8 +327,22 @@ static bool apply_listen(struct config *c, char *value, char *err, size_t errlen
 		return false;
 	}
 	l->mode = SMTP_LISTENER_SMTP;
+	l->proxy = PROXY_PROTOCOL_INHERIT;
 	bool mode_seen = false;
 	for (char *w = strtok_r(NULL, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		if (strncmp(w, "proxy=", 6) == 0) {
+			enum proxy_protocol pp = proxy_protocol_of_word(w + 6);
+			if (pp == PROXY_PROTOCOL_INHERIT || l->proxy != PROXY_PROTOCOL_INHERIT) {
+				set_err(err, errlen, "listen %s: '%s' is not %s", addr, w,
+					pp == PROXY_PROTOCOL_INHERIT
+						? "proxy=off, proxy=required or proxy=optional"
+						: "allowed twice");
+				return false;
+			}
+			l->proxy = (uint8_t)pp;
+			mode_seen = true; /* a mode word after an option is refused */
+			continue;
+		}
 		uint8_t m = 0;
 		while (m < SMTP_LISTENER_MODE_COUNT && strcmp(w, modes[m]) != 0)
 			m++;
@@ -561,6 +603,15 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		set_err(err, errlen, "%s: '%s' is not auto, direct or buffered", key, value);
 		return false;
 	}
+	case KIND_PROXY_PROTOCOL: {
+		enum proxy_protocol pp = proxy_protocol_of_word(value);
+		if (pp == PROXY_PROTOCOL_INHERIT) {
+			set_err(err, errlen, "%s: '%s' is not off, required or optional", key, value);
+			return false;
+		}
+		*(uint32_t *)field = (uint32_t)pp;
+		return true;
+	}
 	case KIND_GREET_ACTION: {
 		static const char *const actions[] = {
 			[GREET_ACTION_IGNORE] = "ignore",
@@ -783,6 +834,8 @@ static void config_defaults(struct config *c)
 	char why[128];
 	ok = cidr_list_parse(&c->limits_exempt, "127.0.0.0/8 ::1", why, sizeof(why));
 	RMX_ASSERT(ok);
+	c->proxy_protocol = PROXY_PROTOCOL_OFF; /* proxy_trusted: none */
+	c->proxy_timeout_s = PROXY_TIMEOUT_DEFAULT_S;
 	c->greet_action = GREET_ACTION_IGNORE; /* postscreen_greet_action */
 	c->screen_cache_ttl_s = SCREEN_CACHE_TTL_DEFAULT_S;
 	c->overload_store_soft_pct = OVERLOAD_STORE_SOFT_DEFAULT_PCT;
@@ -990,6 +1043,14 @@ static int load_config(struct config *c, const char *path, const struct config *
 			(unsigned long long)c->workers * 2 * c->segment_size_bytes);
 		goto out;
 	}
+	for (uint32_t i = 0; i < c->listen_count; i++) {
+		if (config_listener_proxy(c, i) != PROXY_PROTOCOL_OFF && c->proxy_trusted.count == 0) {
+			/* required would refuse everyone, optional would never read one */
+			set_err(err, errlen, "listen %s: the PROXY protocol is on but proxy_trusted "
+				"names no balancer", c->listen[i].text);
+			goto out;
+		}
+	}
 	if (c->soft_error_limit > c->hard_error_limit) {
 		set_err(err, errlen, "soft_error_limit (%u) must not exceed hard_error_limit (%u)",
 			c->soft_error_limit, c->hard_error_limit);
@@ -1097,10 +1158,13 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "hostname = %s\n", c->hostname);
 	fprintf(out, "workers = %u\n", c->workers);
 	for (uint32_t i = 0; i < c->listen_count; i++)
-		fprintf(out, "listen = %s%s\n", c->listen[i].text,
+		fprintf(out, "listen = %s%s%s%s\n", c->listen[i].text,
 			c->listen[i].mode == SMTP_LISTENER_SMTPS	  ? " smtps"
 			: c->listen[i].mode == SMTP_LISTENER_SUBMISSION ? " submission"
-									: "");
+									: "",
+			c->listen[i].proxy != PROXY_PROTOCOL_INHERIT ? " proxy=" : "",
+			c->listen[i].proxy != PROXY_PROTOCOL_INHERIT
+				? proxy_protocol_words[c->listen[i].proxy] : "");
 	for (uint32_t i = 0; i < c->tls_cert_count; i++)
 		fprintf(out, "tls_cert = %s\ntls_key = %s\n", c->tls_cert[i], c->tls_key[i]);
 	fprintf(out, "tls_min_version = %s\n",
@@ -1166,6 +1230,12 @@ void config_print(const struct config *c, FILE *out)
 	bool whole = cidr_list_format(&c->limits_exempt, exempt, sizeof(exempt));
 	RMX_ASSERT(whole); /* sized for the longest list */
 	fprintf(out, "limits_exempt = %s\n", c->limits_exempt.count ? exempt : "none");
+	fprintf(out, "proxy_protocol = %s\n", proxy_protocol_words[c->proxy_protocol]);
+	char trusted[CIDR_LIST_MAX * CIDR_TEXT_MAX_BYTES];
+	whole = cidr_list_format(&c->proxy_trusted, trusted, sizeof(trusted));
+	RMX_ASSERT(whole);
+	fprintf(out, "proxy_trusted = %s\n", c->proxy_trusted.count ? trusted : "none");
+	print_duration(out, "proxy_timeout", c->proxy_timeout_s);
 	print_duration(out, "greet_pause", c->greet_pause_s);
 	static const char *const greet_actions[] = { "ignore", "enforce", "drop" };
 	fprintf(out, "greet_action = %s\n", greet_actions[c->greet_action]);

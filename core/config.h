@@ -25,11 +25,23 @@ enum greet_action {
 	GREET_ACTION_DROP,    /* 521 and close */
 };
 
+/* proxy_protocol: whether a connection starts with a PROXY protocol header
+ * (proto/proxy.h) from a balancer in proxy_trusted. A listener's own word
+ * (proxy=...) overrides the key; INHERIT is for listeners only. */
+enum proxy_protocol {
+	PROXY_PROTOCOL_INHERIT,  /* listen: no proxy= word, the key's value holds */
+	PROXY_PROTOCOL_OFF,      /* no header is read */
+	PROXY_PROTOCOL_REQUIRED, /* untrusted peers closed, trusted ones must send one */
+	PROXY_PROTOCOL_OPTIONAL, /* trusted peers may send one */
+};
+#define PROXY_TIMEOUT_DEFAULT_S 5
+
 struct listen_addr {
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
 	char text[64]; /* as configured: "127.0.0.1:2525", "[::1]:2525" */
 	uint8_t mode;  /* listen only: enum smtp_listener_mode (the word after it) */
+	uint8_t proxy; /* listen only: enum proxy_protocol (proxy=WORD), or INHERIT */
 };
 
 #define SMTP_LISTENER_MODE_COUNT (SMTP_LISTENER_SMTPS + 1)
@@ -102,6 +114,12 @@ struct config {
 	uint32_t max_message_rate_per_ip;
 	uint32_t ipv6_prefix_bits;
 	struct cidr_list limits_exempt;
+
+	/* PROXY protocol (enum proxy_protocol, never INHERIT here): the
+	 * balancers allowed to send a header, how long one may take. */
+	uint32_t proxy_protocol;
+	struct cidr_list proxy_trusted;
+	uint32_t proxy_timeout_s;
 
 	/* Pre-greeting screening: "220-" first, the final "220 " greet_pause_s
 	 * later (0: off); what a client that talks first gets; how long a
@@ -179,6 +197,10 @@ uint64_t config_record_max_bytes(const struct config *c);
  */
 size_t config_restart_keys(struct config *next, const struct config *running, char *out,
 			   size_t cap);
+
+/* The PROXY protocol setting of listener i: its proxy= word, else the
+ * proxy_protocol key's (never INHERIT). */
+enum proxy_protocol config_listener_proxy(const struct config *c, uint32_t i);
 
 /* Prints the effective configuration as `key = value` lines, one per key
  * (listen and upstream addresses in order; accept_domains from the policy's

@@ -211,6 +211,80 @@ static void test_limits_keys(void)
 	config_free(&c);
 }
 
+/* proxy_protocol, proxy_trusted, proxy_timeout and a listener's proxy=WORD:
+ * defaults, the per-listener override, config_print read back, the words
+ * refused by name, and a PROXY listener with no trusted balancer refused. */
+static void test_proxy_keys(void)
+{
+	struct config c, again;
+	char err[1024];
+	REQUIRE(config_load(&c, NULL, err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.proxy_protocol, PROXY_PROTOCOL_OFF);
+	CHECK_EQ_U(c.proxy_trusted.count, 0);
+	CHECK_EQ_U(c.proxy_timeout_s, 5);
+	CHECK_EQ_U(config_listener_proxy(&c, 0), PROXY_PROTOCOL_OFF);
+	config_free(&c);
+
+	static const char text[] = "proxy_protocol = optional\n"
+				   "proxy_trusted = 127.0.0.1 10.0.0.0/8 ::1\n"
+				   "proxy_timeout = 2s\n"
+				   "listen = 127.0.0.1:2525\n"
+				   "listen = 127.0.0.1:2526 smtp proxy=required\n"
+				   "listen = [::1]:2527 proxy=off\n";
+	REQUIRE(load_text(&c, text, err, sizeof(err)) == 0);
+	CHECK_EQ_U(c.proxy_protocol, PROXY_PROTOCOL_OPTIONAL);
+	CHECK_EQ_U(c.proxy_trusted.count, 3);
+	CHECK_EQ_U(c.proxy_timeout_s, 2);
+	CHECK_EQ_U(c.listen_count, 3);
+	CHECK_EQ_U(config_listener_proxy(&c, 0), PROXY_PROTOCOL_OPTIONAL);
+	CHECK_EQ_U(config_listener_proxy(&c, 1), PROXY_PROTOCOL_REQUIRED);
+	CHECK_EQ_U(c.listen[1].mode, SMTP_LISTENER_SMTP);
+	CHECK_EQ_U(config_listener_proxy(&c, 2), PROXY_PROTOCOL_OFF);
+	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	CHECK(cidr_list_contains_sockaddr(&c.proxy_trusted, (struct sockaddr *)&lo));
+	char printed[8192];
+	FILE *f = fmemopen(printed, sizeof(printed), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(printed, "proxy_protocol = optional\n") != NULL);
+	CHECK(strstr(printed, "proxy_trusted = 127.0.0.1 10.0.0.0/8 ::1\n") != NULL);
+	CHECK(strstr(printed, "proxy_timeout = 2s\n") != NULL);
+	CHECK(strstr(printed, "listen = 127.0.0.1:2525\n") != NULL);
+	CHECK(strstr(printed, "listen = 127.0.0.1:2526 proxy=required\n") != NULL);
+	CHECK(strstr(printed, "listen = [::1]:2527 proxy=off\n") != NULL);
+	/* What config_print wrote reads back the same. */
+	REQUIRE(load_text(&again, printed, err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_listener_proxy(&again, 1), PROXY_PROTOCOL_REQUIRED);
+	CHECK_EQ_U(config_listener_proxy(&again, 2), PROXY_PROTOCOL_OFF);
+	CHECK_EQ_U(again.proxy_trusted.count, 3);
+	config_free(&again);
+	config_free(&c);
+
+	/* The key off, one listener on by its own word. */
+	REQUIRE(load_text(&c, "proxy_trusted = 192.0.2.0/24\n"
+			      "listen = 127.0.0.1:2525\n"
+			      "listen = 127.0.0.1:2526 smtp proxy=optional\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_listener_proxy(&c, 0), PROXY_PROTOCOL_OFF);
+	CHECK_EQ_U(config_listener_proxy(&c, 1), PROXY_PROTOCOL_OPTIONAL);
+	CHECK_EQ_U(c.listen[1].mode, SMTP_LISTENER_SMTP);
+	config_free(&c);
+
+	expect_error("proxy_protocol = on\n", ":1: proxy_protocol: 'on' is not off, required or optional");
+	expect_error("proxy_trusted = 127.0.0.1/8\n", ":1: proxy_trusted: '127.0.0.1/8': host bits set");
+	expect_error("proxy_timeout = 0\n", ":1: proxy_timeout");
+	expect_error("proxy_trusted = ::1\nlisten = 127.0.0.1:25 proxy=yes\n",
+		     "listen 127.0.0.1:25: 'proxy=yes' is not proxy=off, proxy=required or proxy=optional");
+	expect_error("proxy_trusted = ::1\nlisten = 127.0.0.1:25 proxy=off proxy=off\n",
+		     "'proxy=off' is not allowed twice");
+	expect_error("proxy_trusted = ::1\nlisten = 127.0.0.1:25 proxy=off smtps\n",
+		     "listen 127.0.0.1:25: 'smtps' is not an option");
+	expect_error("listen = 127.0.0.1:25 smtp proxy=required\n",
+		     "listen 127.0.0.1:25: the PROXY protocol is on but proxy_trusted names no balancer");
+	expect_error("proxy_protocol = optional\n", "proxy_trusted names no balancer");
+}
+
 /* upstream_tls, upstream_ca and upstream names: defaults, each mode, a CA
  * that needs every upstream named and a readable file, config_print read
  * back, and upstream_ca as a restart key while upstream_tls is live. */
@@ -687,6 +761,7 @@ int main(void)
 	test_tls_keys();
 	test_upstream_tls_keys();
 	test_limits_keys();
+	test_proxy_keys();
 
 	unlink(write_file("ringmx.conf", ""));
 	unlink(rcpts);
