@@ -6,7 +6,8 @@
  * connections; attaches due messages to free slots, the shards taking
  * turns and the record buffers bounded by max_inflight_data_bytes, open
  * connections first and a new one only while the backlog persists (the
- * adaptive pool, pool_attach_due); then starts the disk upkeep. The parts, over one private layout (forward_state.h):
+ * adaptive pool, pool_attach_due); then starts the disk upkeep. The
+ * parts, over one private layout (forward_state.h):
  *
  *   forward_record.c    the slot's stored record: read, check, set aside
  *   forward_upstream.c  the connection to the relay, driving smtp_client
