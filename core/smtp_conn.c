@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "smtp_conn_auth.h"
+#include "smtp_conn_proxy.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -88,6 +89,8 @@ void conn_release(struct conn_slab *s, struct conn *c)
 	free(c->carry);
 	free(c->out.buf);
 	free(c->http);
+	free(c->proxy);
+	c->proxy = NULL;
 	c->carry = NULL;
 	c->out.buf = NULL;
 	c->http = NULL;
@@ -348,7 +351,7 @@ static void conn_cfg_release(struct smtp_conns *sc, struct conn *c)
 static void log_connection_close(struct smtp_conns *sc, const struct conn *c)
 {
 	struct log_msg m;
-	if (!log_begin(&m, LOG_INFO, "connection_close"))
+	if (!log_begin(&m, (c->flags & CONN_PROBE) ? LOG_DEBUG : LOG_INFO, "connection_close"))
 		return;
 	log_add_u64(&m, "worker", sc->w->id);
 	log_add_str(&m, "client", c->peer.ip);
@@ -700,11 +703,22 @@ static bool conn_admit(struct smtp_conns *sc, struct conn *c, enum screen_verdic
 		 "connection_rate=%u", sc->w->id, c->peer.ip,
 		 rate ? "connection_rate_per_ip" : "connections_per_ip", adm.connections,
 		 adm.connection_rate);
+	enum smtp_refusal why = rate ? SMTP_REFUSE_CLIENT_RATE : SMTP_REFUSE_CLIENT_CONNECTIONS;
+	if (c->flags & CONN_RECV_ARMED) {
+		/* After a PROXY header its receive is live: the 421 goes out on
+		 * the connection, which then closes as after any last reply. */
+		RMX_ASSERT(c->out.buf && c->out.cap - c->out.len >= sc->reject_reply_len[why]);
+		memcpy(c->out.buf + c->out.len, sc->reject_reply[why], sc->reject_reply_len[why]);
+		c->out.len += sc->reject_reply_len[why];
+		c->flags |= CONN_CLOSE_AFTER_SEND;
+		smtp_conn_after(sc, c);
+		return false;
+	}
 	int fd = c->tp.fd;
 	c->tp.fd = -1; /* the refusal's send owns it now */
 	c->flags |= CONN_CLOSING;
 	smtp_conn_release_if_done(sc, c);
-	reject_connection(sc, fd, rate ? SMTP_REFUSE_CLIENT_RATE : SMTP_REFUSE_CLIENT_CONNECTIONS);
+	reject_connection(sc, fd, why);
 	return false;
 }
 
@@ -771,7 +785,7 @@ static void conn_begin(struct smtp_conns *sc, struct conn *c, enum screen_verdic
 	c->cfg_snapshot = (int32_t)cfg->snapshot;
 	sc->cfg_users[cfg->snapshot]++;
 	struct log_msg lm;
-	if (log_begin(&lm, LOG_INFO, "connection_open")) {
+	if (log_begin(&lm, (c->flags & CONN_PROBE) ? LOG_DEBUG : LOG_INFO, "connection_open")) {
 		log_add_u64(&lm, "worker", sc->w->id);
 		log_add_str(&lm, "client", c->peer.ip);
 		log_end(&lm);
@@ -786,7 +800,8 @@ static void conn_begin(struct smtp_conns *sc, struct conn *c, enum screen_verdic
 	else
 		smtp_session_start(&c->session, scfg, &c->peer, &txn_ops, &c->txn, &c->out);
 	smtp_conn_auth_attach(sc, c);
-	smtp_conn_arm_recv(sc, c);
+	if (!(c->flags & CONN_RECV_ARMED)) /* armed already for a PROXY header */
+		smtp_conn_arm_recv(sc, c);
 	if (c->listener_mode == SMTP_LISTENER_SMTPS) {
 		/* RFC 8314: TLS from the first byte; the banner waits for it. */
 		if (!conn_tls_start(sc, c, NULL, 0))
@@ -930,8 +945,20 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 		return;
 	}
 	c->listener_mode = sc->cfg->listen[i].mode;
+	if (smtp_conn_proxy_accept(sc, c, i))
+		return; /* its PROXY header first, or refused */
 	enum screen_verdict screen;
 	if (!conn_admit(sc, c, &screen))
+		return;
+	conn_begin(sc, c, screen);
+}
+
+void smtp_conn_start(struct smtp_conns *sc, struct conn *c, bool probe)
+{
+	enum screen_verdict screen = SCREEN_VERDICT_PASS; /* a probe: no pause */
+	if (probe)
+		c->flags |= CONN_PROBE | CONN_SCREEN_DONE;
+	else if (!conn_admit(sc, c, &screen))
 		return;
 	conn_begin(sc, c, screen);
 }
@@ -965,6 +992,22 @@ static void conn_rearm_later(struct smtp_conns *sc, struct conn *c)
 	sc->rearm_head = conn_index(&sc->slab, c);
 }
 
+void smtp_conn_received(struct smtp_conns *sc, struct conn *c, const uint8_t *p, size_t n)
+{
+	const uint8_t *plain = NULL;
+	size_t plain_len = 0;
+	/* After STARTTLS and before our 220 has gone, the client has
+	 * nothing to send: what it sends is never read. */
+	if (!(c->flags & CONN_STARTTLS_WAIT))
+		plain_len = c->tp.ops->input(&c->tp, p, n, &plain);
+	if (c->tp.ops == &transport_tls && !(c->flags & CONN_CLOSING))
+		conn_tls_check(sc, c);
+	if (plain_len > 0)
+		conn_input(sc, c, plain, plain_len);
+	else if (!(c->flags & CONN_CLOSING))
+		smtp_conn_after(sc, c); /* a handshake flight, a banner */
+}
+
 void smtp_conn_on_recv(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 {
 	struct conn *c = conn_lookup(&sc->slab, ring_ud_slot(cqe->user_data),
@@ -982,19 +1025,10 @@ void smtp_conn_on_recv(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	if (cqe->res > 0) {
 		RMX_ASSERT(has_buf);
 		c->bytes_in += (uint64_t)cqe->res;
-		const uint8_t *plain = NULL;
-		size_t n = 0;
-		/* After STARTTLS and before our 220 has gone, the client has
-		 * nothing to send: what it sends is never read. */
-		if (!(c->flags & CONN_STARTTLS_WAIT))
-			n = c->tp.ops->input(&c->tp, buf_ring_addr(bufs, bid), (size_t)cqe->res,
-					     &plain);
-		if (c->tp.ops == &transport_tls && !(c->flags & CONN_CLOSING))
-			conn_tls_check(sc, c);
-		if (n > 0)
-			conn_input(sc, c, plain, n);
-		else if (!(c->flags & CONN_CLOSING))
-			smtp_conn_after(sc, c); /* a handshake flight, a banner */
+		if (c->flags & CONN_PROXY_WAIT)
+			smtp_conn_proxy_input(sc, c, buf_ring_addr(bufs, bid), (size_t)cqe->res);
+		else
+			smtp_conn_received(sc, c, buf_ring_addr(bufs, bid), (size_t)cqe->res);
 		buf_ring_return(bufs, bid);
 		if (!(c->flags & CONN_USED))
 			return; /* released while handling the input */
@@ -1072,6 +1106,10 @@ static void on_timer(void *ctx, struct timer_node *n)
 {
 	struct smtp_conns *sc = ctx;
 	struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
+	if (c->flags & CONN_PROXY_WAIT) {
+		smtp_conn_proxy_timeout(sc, c);
+		return;
+	}
 	if (c->flags & (CONN_LINGER | CONN_HTTP)) {
 		smtp_conn_close(sc, c);
 		return;
@@ -1158,8 +1196,8 @@ void smtp_conns_drain(struct smtp_conns *sc, bool late)
 			continue;
 		if (late && (c->flags & CONN_SEND_INFLIGHT))
 			continue;
-		if (c->flags & (CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT)) {
-			smtp_conn_close(sc, c); /* no channel for a 421 yet */
+		if (c->flags & (CONN_TLS_HANDSHAKE | CONN_STARTTLS_WAIT | CONN_PROXY_WAIT)) {
+			smtp_conn_close(sc, c); /* no channel (or no session) for a 421 yet */
 			continue;
 		}
 		if (!smtp_conn_out_ready(sc, c)) {

@@ -55,6 +55,8 @@ enum conn_flag {
 	CONN_GREET_PAUSE = 1u << 16, /* greet_pause: "220-" sent, the timer ends the pause */
 	CONN_ERROR_DELAY = 1u << 17, /* a reply past the soft error limit waits its time */
 	CONN_SCREEN_DONE = 1u << 18, /* its screening verdict has been recorded */
+	CONN_PROXY_WAIT = 1u << 19,  /* its PROXY header is awaited (smtp_conn_proxy) */
+	CONN_PROBE = 1u << 20,       /* a balancer's health check: no limits, debug logs */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH | CONN_WAIT_AUTH)
@@ -68,6 +70,7 @@ struct smtp_deadline {
 
 struct http_parser;
 struct front;
+struct conn_proxy;
 
 struct conn {
 	struct transport tp;   /* the socket and how to reach it */
@@ -86,6 +89,7 @@ struct conn {
 	struct smtp_session session;
 	struct txn txn;
 	struct http_parser *http;  /* CONN_HTTP only */
+	struct conn_proxy *proxy;  /* CONN_PROXY_WAIT only (smtp_conn_proxy) */
 	int64_t opened_ms;
 	uint64_t msg_done_ns;      /* end of data seen (metrics; the loop's clock) */
 	int32_t cfg_snapshot;      /* the config snapshot its session reads, -1: none */
@@ -296,6 +300,17 @@ void smtp_conn_pump(struct smtp_conns *sc, struct conn *c);
 
 /* After c->out or the flags changed: sends, lingers or closes. */
 void smtp_conn_after(struct smtp_conns *sc, struct conn *c);
+
+/* Starts an accepted connection whose peer is known (after its PROXY
+ * header, if any): counted against its client's limits (421 4.7.0 and
+ * closed when over them), then its session begins. A probe (a balancer's
+ * health check) is counted against nothing, not screened and logged at
+ * debug level only. */
+void smtp_conn_start(struct smtp_conns *sc, struct conn *c, bool probe);
+
+/* Received bytes of c, through its transport (TLS: decrypted), to the
+ * session; after its PROXY header, the rest of the read. */
+void smtp_conn_received(struct smtp_conns *sc, struct conn *c, const uint8_t *p, size_t n);
 
 /* Stops the connection now: no more replies. Released once quiet. */
 void smtp_conn_close(struct smtp_conns *sc, struct conn *c);
