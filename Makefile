@@ -13,7 +13,7 @@ JOBS       ?= $(shell nproc)
 # Debian packages for building, running and testing.
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev cmake pkg-config liburing-dev libwolfssl-dev xfsprogs \
                libjemalloc-dev libcrypt-dev python3 swaks libnet-ssleay-perl openssl postfix procps curl \
-               prometheus
+               prometheus testssl.sh
 # Building and checking the Debian package (make deb) and its man pages; in
 # make deps too, so that make test builds, checks and installs the package.
 DEB_BUILD_PACKAGES = debhelper dpkg-dev lintian man-db adduser

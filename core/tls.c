@@ -91,6 +91,22 @@ static int read_pem(const char *path, uint8_t **out, size_t *len)
 	return 0;
 }
 
+/*
+ * The server's suites when tls_ciphers is not set: AEAD only, with forward
+ * secrecy. Some builds of the library (Debian's among them) otherwise offer
+ * everything they were built with in TLS 1.2, RC4, 3DES, NULL and PSK
+ * suites included, which testssl.sh rates HIGH. CBC suites (Lucky13 class)
+ * and finite-field DHE (weak or unknown groups) are left out too; a sender
+ * that has none of these falls back to cleartext on port 25, as it would to
+ * a server without STARTTLS. TLS 1.3 suites come first.
+ */
+static const char server_ciphers_default[] =
+	"TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+	"ECDHE-ECDSA-CHACHA20-POLY1305:"
+	"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"
+	"ECDHE-RSA-CHACHA20-POLY1305";
+
 static int version_code(enum tls_version_min v)
 {
 	return v == TLS_VERSION_MIN_1_3 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2;
@@ -192,7 +208,8 @@ static const char *pair_build(struct tls_pair *p, const struct tls_server_settin
 		return "no PEM private key could be loaded from its tls_key";
 	if (wolfSSL_CTX_check_private_key(p->ssl_ctx) != WOLFSSL_SUCCESS)
 		return "its tls_key does not match the certificate";
-	const char *why = apply_common(p->ssl_ctx, s->min_version, s->ciphers);
+	const char *ciphers = s->ciphers && s->ciphers[0] ? s->ciphers : server_ciphers_default;
+	const char *why = apply_common(p->ssl_ctx, s->min_version, ciphers);
 	if (why)
 		return why;
 	wolfSSL_CTX_set_verify(p->ssl_ctx, WOLFSSL_VERIFY_NONE, NULL);

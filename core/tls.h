@@ -45,7 +45,7 @@ struct tls_server_settings {
 	struct tls_pair_paths pairs[TLS_CERT_PAIRS_MAX];
 	uint32_t pair_count;      /* 1..TLS_CERT_PAIRS_MAX; pairs[0] is the default */
 	enum tls_version_min min_version;
-	const char *ciphers;      /* NULL or "": the library's default list */
+	const char *ciphers;      /* NULL or "": AEAD suites with ECDHE only (tls.c) */
 };
 
 struct tls_client_settings {
