@@ -34,6 +34,7 @@
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "tls.h"
 #include "version.h"
 #include "worker.h"
 
@@ -467,7 +468,7 @@ static void startup_abort(struct worker *workers, uint32_t prepared, uint32_t st
 	free(workers);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	const char *config_path = NULL;
 	bool check_only = false;
@@ -746,4 +747,18 @@ fail:
 	free(metrics_blocks);
 	config_free(&cfg);
 	return 1;
+}
+
+/* The TLS library is set up once, before the configuration builds its
+ * contexts and before any worker starts, and cleaned up after run has
+ * joined every worker and freed every context. */
+int main(int argc, char **argv)
+{
+	if (tls_global_init() != 0) {
+		fprintf(stderr, "ringmx: the TLS library (wolfSSL) failed to initialise\n");
+		return 1;
+	}
+	int status = run(argc, argv);
+	tls_global_cleanup();
+	return status;
 }

@@ -54,6 +54,11 @@ int tls_global_init(void)
 	return wolfSSL_Init() == WOLFSSL_SUCCESS ? 0 : -1;
 }
 
+void tls_global_cleanup(void)
+{
+	(void)wolfSSL_Cleanup(); /* at exit: nothing is left to act on a failure */
+}
+
 static void set_err(char *err, size_t errlen, const char *file, const char *what)
 {
 	snprintf(err, errlen, "%s: %s", file, what);

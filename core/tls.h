@@ -59,6 +59,10 @@ struct tls_ctx;
 /* Once per process before any other call (start-up, one thread). 0 or -1. */
 RMX_MUST_CHECK int tls_global_init(void);
 
+/* Pairs with a successful tls_global_init, at exit: every context and
+ * session is gone and no other thread uses the library any more. */
+void tls_global_cleanup(void);
+
 /*
  * Builds a server context from s. Every pair must load and its key must
  * match its certificate; otherwise NULL with "FILE: what is wrong" in err.
