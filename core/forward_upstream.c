@@ -173,9 +173,7 @@ static void slot_start_tls(struct forward *f, struct forward_slot *s)
 	}
 	s->tls_start_pending = false;
 	const char *name = f->env.cfg->upstream_name[s->upstream];
-	static const uint8_t no_clear_bytes[1];
-	if (transport_tls_attach(&s->tp, f->tls_client, no_clear_bytes, 0,
-				 name[0] ? name : NULL) != 0) {
+	if (transport_tls_attach(&s->tp, f->tls_client, NULL, 0, name[0] ? name : NULL) != 0) {
 		slot_tls_failed(f, s, "out_of_memory");
 		return;
 	}

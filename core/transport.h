@@ -135,10 +135,11 @@ struct transport_tls_facts {
  * Puts t (its socket open, no send in flight) on TLS made from ctx (server
  * or client as ctx is) and takes a reference on ctx until close. clear[0..
  * clear_len) goes out first and in clear (the 220 to STARTTLS; at most
- * SMTP_REPLY_BUFFER_BYTES); server_name is for a client context (SNI and,
- * with a CA, the name checked), NULL for a server. From here on, input is
- * ciphertext only. A client's ClientHello is pending at once
- * (send_pending). 0, or -ENOMEM (t unchanged).
+ * SMTP_REPLY_BUFFER_BYTES; clear may be NULL when clear_len is 0, as for
+ * an smtps connection or the upstream side); server_name is for a client
+ * context (SNI and, with a CA, the name checked), NULL for a server. From
+ * here on, input is ciphertext only. A client's ClientHello is pending at
+ * once (send_pending). 0, or -ENOMEM (t unchanged).
  */
 RMX_MUST_CHECK int transport_tls_attach(struct transport *t, struct tls_ctx *ctx,
 					const uint8_t *clear, size_t clear_len,

@@ -115,7 +115,10 @@ static void server_open(struct server *s, struct io_uring *ring, struct buf_ring
 	s->bufs = bufs;
 	s->env = (struct transport_env){ .ring = ring, .buf_group = bufs->bgid };
 	transport_plain_attach(&s->t, fd);
-	REQUIRE(transport_tls_attach(&s->t, ctx, (const uint8_t *)clear, strlen(clear), NULL) == 0);
+	/* No clear prefix (smtps, SNI cases): NULL, as the upstream side passes
+	 * it; with UBSan a memcpy from NULL would stop the test here. */
+	const uint8_t *prefix = clear[0] ? (const uint8_t *)clear : NULL;
+	REQUIRE(transport_tls_attach(&s->t, ctx, prefix, strlen(clear), NULL) == 0);
 	CHECK(transport_tls_status(&s->t) == TRANSPORT_TLS_HANDSHAKE);
 	s->t.ops->arm_recv(&s->env, &s->t, true, UD_RECV);
 }
@@ -418,5 +421,6 @@ int main(void)
 	char cmd[128];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	(void)system(cmd);
+	tls_global_cleanup();
 	return test_main_end("test_transport_tls");
 }
