@@ -4,8 +4,9 @@
  * Build facts come from the compiler: ringmx's version and the git commit
  * (both passed in by CMake at configure time), liburing's version from its
  * headers when they carry one (IO_URING_VERSION_MAJOR/MINOR, liburing 2.4
- * and later) or else the one pkg-config reported at configure time, and
- * wolfSSL's acceleration from the macros of wolfSSL's own options.h. The
+ * and later) or else the one pkg-config reported at configure time,
+ * which wolfSSL build CMake linked (RINGMX_WOLFSSL_BUILD) and wolfSSL's
+ * acceleration from the macros of wolfSSL's own options.h. The
  * wolfSSL version is asked of the library loaded at run time, which is the
  * one that matters when a distribution updates it. Kernel facts are read
  * now: one small ring is set up, its granted features are decoded to names,
@@ -150,6 +151,20 @@ static const char *const wolfssl_acceleration[] = {
 	NULL,
 };
 
+/* Which wolfSSL the build linked, as CMake found it (RINGMX_WOLFSSL_BUILD):
+ * the accelerated one built from Debian's source, or Debian's package. */
+static const char *wolfssl_build(void)
+{
+#ifndef RINGMX_WOLFSSL_BUILD
+#define RINGMX_WOLFSSL_BUILD "unknown"
+#endif
+	if (strcmp(RINGMX_WOLFSSL_BUILD, "accelerated") == 0)
+		return "accelerated private build (Debian's source with AES-NI and assembly)";
+	if (strcmp(RINGMX_WOLFSSL_BUILD, "debian") == 0)
+		return "Debian's build (libwolfssl, without AES-NI and assembly)";
+	return "unknown";
+}
+
 /* The liburing version: its headers' if they have one, else pkg-config's. */
 static const char *liburing_version(void)
 {
@@ -208,6 +223,7 @@ int version_print(FILE *out)
 	fprintf(out, "liburing: %s\n", liburing_version());
 	fprintf(out, "wolfssl: %s (built against %s)\n", wolfSSL_lib_version(),
 		LIBWOLFSSL_VERSION_STRING);
+	fprintf(out, "wolfssl build: %s\n", wolfssl_build());
 	fprintf(out, "wolfssl acceleration: %s\n", accel[0] ? accel : "none");
 	print_kernel(out);
 	if (fflush(out) != 0 || ferror(out))

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """`ringmx --version`: the version, the commit, liburing's and wolfSSL's
-versions, wolfSSL's acceleration and the io_uring features this kernel
-grants, one `name: value` line each; the commit is the checkout's."""
+versions, which wolfSSL build (the accelerated private one or Debian's, the
+one the binary loads), wolfSSL's acceleration and the io_uring features
+this kernel grants, one `name: value` line each; the commit is the
+checkout's."""
 
 import os
 import re
@@ -37,6 +39,7 @@ class VersionTest(unittest.TestCase):
         self.assertRegex(f["liburing"], r"^\d+\.\d+")
         self.assertRegex(f["wolfssl"], r"^\d+\.\d+\.\d+ \(built against \d+\.\d+\.\d+\)$")
         self.assertTrue(f["wolfssl acceleration"])
+        self.assertIn("wolfssl build", f)
         # This machine runs the other tests on io_uring: it has a ring.
         for word in f["io_uring features"].split():
             self.assertRegex(word, FEATURE_RE)
@@ -62,6 +65,25 @@ class VersionTest(unittest.TestCase):
         p = subprocess.run([git, "-C", src, "cat-file", "-t", f["commit"]],
                            capture_output=True, timeout=30)
         self.assertEqual(p.stdout.decode().strip(), "commit", head)
+
+    def test_wolfssl_build_is_the_one_loaded(self):
+        # The build named is the library the dynamic linker resolves for the
+        # binary: Debian's from the system's library directories, the
+        # accelerated one from its private prefix.
+        _, f = version_lines()
+        build = f.get("wolfssl build", "")
+        self.assertRegex(build, r"^(accelerated private build|Debian's build) \(")
+        ldd = shutil.which("ldd")
+        if not ldd:
+            print("skip: no ldd to find the wolfSSL the binary loads")
+            return
+        p = subprocess.run([ldd, h.ringmx_bin()], capture_output=True, timeout=60)
+        libs = [line.split("=>", 1)[1].split()[0] for line in p.stdout.decode().splitlines()
+                if "libwolfssl" in line and "=>" in line]
+        self.assertEqual(len(libs), 1, p.stdout.decode())
+        system = re.match(r"^(/usr)?/lib(64)?/", libs[0]) is not None
+        self.assertEqual(build.startswith("Debian's build"), system,
+                         "--version says %r, the binary loads %s" % (build, libs[0]))
 
 
 if __name__ == "__main__":
