@@ -18,6 +18,8 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev cmake pkg-config liburin
 # make deps too, so that make test builds, checks and installs the package.
 DEB_BUILD_PACKAGES = debhelper dpkg-dev lintian man-db adduser
 DEB_PACKAGES += $(DEB_BUILD_PACKAGES)
+# The PROXY protocol's end-to-end test puts a private HAProxy in front.
+DEB_PACKAGES += haproxy
 
 .PHONY: all deps build run test clean
 
