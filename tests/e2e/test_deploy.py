@@ -313,6 +313,59 @@ class ConfigStartsTest(unittest.TestCase):
         finally:
             srv.stop_checked(self)
 
+    def test_example_tls_lines(self):
+        """The commented TLS and submission example lines, uncommented with
+        a certificate, key and user file made here, are a valid
+        configuration: ringmx --check-config loads the certificate and the
+        users and prints the listeners with their modes."""
+        h.require_program("openssl")
+        with open(deploy_path("ringmx.conf")) as f:
+            original = f.read()
+        keys = ("listen", "tls_cert", "tls_key", "tls_min_version",
+                "tls_handshake_timeout", "auth_users", "auth_fail_limit")
+        pattern = re.compile(r"^#(%s) = " % "|".join(keys))
+        examples = [line for line in original.splitlines() if pattern.match(line)]
+        for key in keys[1:]:
+            self.assertTrue(any(line.startswith("#%s = " % key) for line in examples),
+                            "no commented %s example line" % key)
+        text = "\n".join(line[1:] if pattern.match(line) else line
+                         for line in original.splitlines()) + "\n"
+        tmp = tempfile.mkdtemp(prefix="ringmx-deploy-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        crt, key = os.path.join(tmp, "mx.crt"), os.path.join(tmp, "mx.key")
+        cp = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", crt,
+             "-days", "30", "-subj", "/CN=mx1.example.org"],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=TOOL_TIMEOUT_S)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        cp = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=b"secret\n",
+                            capture_output=True, timeout=TOOL_TIMEOUT_S)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        users = os.path.join(tmp, "users")
+        with open(users, "w") as f:
+            f.write("alice:%s\n" % cp.stdout.decode().strip())
+        recipients = os.path.join(tmp, "recipients")
+        with open(recipients, "w") as f:
+            f.write("@example.org\n")
+        text, done = rewrite_conf(text, {
+            "data_dir": [os.path.join(tmp, "data")], "recipients_file": [recipients],
+            "tls_cert": [crt], "tls_key": [key], "auth_users": [users]})
+        self.assertEqual(done, {"data_dir": 1, "recipients_file": 1, "tls_cert": 1,
+                                "tls_key": 1, "auth_users": 1})
+        conf = os.path.join(tmp, "ringmx.conf")
+        with open(conf, "w") as f:
+            f.write(text)
+        cp = subprocess.run([h.ringmx_bin(), "--check-config", "-c", conf],
+                            stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=TOOL_TIMEOUT_S)
+        out = cp.stdout.decode("utf-8", "replace")
+        self.assertEqual(cp.returncode, 0, cp.stderr.decode("utf-8", "replace"))
+        for line in examples:
+            if line.startswith("#listen = "):
+                self.assertIn(line[1:] + "\n", out)
+        self.assertIn("tls_cert = %s\n" % crt, out)
+
     def scrape(self, port):
         with socket.create_connection((h.LOOPBACK4, port), timeout=h.SOCKET_TIMEOUT_S) as s:
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
