@@ -28,6 +28,7 @@ import re
 import select
 import smtplib
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -132,6 +133,20 @@ class FrontlineCase(unittest.TestCase):
             lines = [l for l in lines if "event=%s " % event in l or l.endswith("event=" + event)]
         return lines
 
+    def wait_log(self, start, event, count=1, contains=None, timeout=SETTLE_S):
+        """The log lines of event after offset start, once there are at
+        least count of them holding contains (workers write their log lines
+        a moment after the event)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [l for l in self.log_lines(start, event) if contains is None or contains in l]
+            if len(lines) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(len(lines), count, "event=%s%s in the log: %r"
+                                % (event, " with " + contains if contains else "", lines))
+        return lines
+
     def greeted(self, port=None, host=h.LOOPBACK4):
         """A connection whose one-line 220 banner has been read."""
         c = self.srv.conn(host=host, port=port)
@@ -171,7 +186,7 @@ class ConnectionsPerIpTest(FrontlineCase):
                     continue
                 h.assert_reply(self, c.banner, 220)
                 conns.append(c)
-            lines = self.log_lines(start, "connection_open")
+            lines = self.wait_log(start, "connection_open", n)
             workers = {m.group(1) for m in (re.search(r"worker=(\d+)", l) for l in lines) if m}
             self.assertEqual(len(lines), n, "connection_open lines: %r" % lines)
             if workers == {"0", "1"}:
@@ -193,8 +208,7 @@ class ConnectionsPerIpTest(FrontlineCase):
         extra.send(b"EHLO early.example\r\n")
         self.assert_refused(extra, "4.7.0", "7th connection")
         extra.close()
-        refused = self.log_lines(start, "connection_refused")
-        self.assertTrue(any("reason=connections_per_ip" in l for l in refused), refused)
+        self.wait_log(start, "connection_refused", contains="reason=connections_per_ip")
         self.assertEqual(self.log_lines(start, "connection_open"), [])
         # closing one lets exactly one new one in
         conns.pop().close()
@@ -263,8 +277,7 @@ class ConnectionRateTest(FrontlineCase):
         c.send(b"EHLO sixth.example\r\n")
         self.assert_refused(c, "4.7.0", "6th connection within the minute")
         c.close()
-        refused = self.log_lines(start, "connection_refused")
-        self.assertTrue(any("reason=connection_rate_per_ip" in l for l in refused), refused)
+        self.wait_log(start, "connection_refused", contains="reason=connection_rate_per_ip")
         self.finish()
 
 
@@ -286,7 +299,7 @@ class MessageRateTest(FrontlineCase):
             self.assertEqual(s.noop()[0], 250)
             self.assertEqual(s.rcpt("user@" + h.DOMAIN)[0], 503)
         self.assertEqual(len(self.srv.ls()), 3)
-        self.assertTrue(self.log_lines(0, "mail_refused"))
+        self.wait_log(0, "mail_refused", contains="reason=message_rate_per_ip")
         self.finish()
 
 
@@ -310,6 +323,7 @@ class GreetPauseTest(FrontlineCase):
         self.assertGreaterEqual(waited, PAUSE_MIN_S, "final greeting after %.2fs" % waited)
 
     def test_pause_then_final_greeting_and_pass_cached(self):
+        swaks = h.require_program("swaks")
         self.start(self.pause_settings("ignore"), workers=2)
         c = connect_raw(self.srv.port)
         self.read_paused_banner(c)
@@ -317,6 +331,22 @@ class GreetPauseTest(FrontlineCase):
         h.assert_reply(self, c.cmd("QUIT"), 221)
         c.close()
         self.wait_metric("pass", 1)
+        self.srv.stop_checked(self)
+        # a real client waits for the final greeting and passes
+        self.start(self.pause_settings("ignore"), workers=2)
+        t0 = time.monotonic()
+        cp = subprocess.run([swaks, "--server", h.LOOPBACK4, "--port", str(self.srv.port),
+                             "--helo", "patient.example", "--from", "a@client.example",
+                             "--to", "user@" + h.DOMAIN, "--timeout", "15"],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        took = time.monotonic() - t0
+        out = cp.stdout.decode("latin-1")
+        self.assertEqual(cp.returncode, 0, out[-3000:])
+        self.assertIn("<-  220-", out)
+        self.assertRegex(out, r"<-  250 2\.0\.0 Ok: queued as [0-9A-F]{16}")
+        self.assertGreaterEqual(took, PAUSE_MIN_S)
+        self.wait_metric("pass", 1)
+        self.assertEqual(len(self.srv.ls()), 1)
         # a client that passed is greeted at once, whichever worker takes it
         start = len(self.srv.stderr_text())
         for i in range(6):
@@ -328,7 +358,7 @@ class GreetPauseTest(FrontlineCase):
             h.assert_reply(self, c.cmd("EHLO again.example"), 250)
             h.assert_reply(self, c.cmd("QUIT"), 221)
             c.close()
-        self.assertEqual(len(self.log_lines(start, "connection_open")), 6)
+        self.wait_log(start, "connection_open", 6)
         self.assertEqual(self.screen_count("pregreet"), 0)
         self.finish()
 
@@ -344,8 +374,7 @@ class GreetPauseTest(FrontlineCase):
         self.assertEqual(replies[0].enhanced, "5.5.1", replies)
         c.close()
         self.wait_metric("pregreet", 1)
-        failed = self.log_lines(0, "screen_failed")
-        self.assertTrue(any("pregreet=yes" in l for l in failed), failed)
+        self.wait_log(0, "screen_failed", contains="pregreet=yes")
         self.assertEqual(self.screen_count("pass"), 0)
         self.finish()
 
@@ -574,6 +603,9 @@ class BackPressureTest(FrontlineCase):
                     n = c.sock.send(txn[pos:])
                 except BlockingIOError:
                     n = 0
+                except OSError as e:
+                    self.fail("the server closed a client that reads no reply after %d bytes "
+                              "(%s); log:\n%s" % (sent, e, self.srv.stderr_text()[-2000:]))
                 if n > 0:
                     sent += n
                     pos = (pos + n) % len(txn)
