@@ -798,7 +798,10 @@ static void config_defaults(struct config *c)
 	c->tls_handshake_timeout_s = TLS_HANDSHAKE_TIMEOUT_DEFAULT_S;
 	snprintf(c->data_dir, sizeof(c->data_dir), "ringmx-data");
 	c->fsync = true;
-	c->store_io = STORE_IO_AUTO;
+	/* Buffered: on the machines measured so far the direct path's RWF_DSYNC
+	 * writes cut io-wq's share of the CPU but the message rate to a third
+	 * (bench/results/2026-12-07-commit); auto and direct are a choice. */
+	c->store_io = STORE_IO_BUFFERED;
 	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
 	c->max_recipients = SMTP_RECIPIENTS_DEFAULT;
 	c->max_connections = CONNECTIONS_DEFAULT;
