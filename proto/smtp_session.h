@@ -11,7 +11,8 @@
  *
  * Zero copy: command lines are parsed in place. smtp_session_feed() returns
  * how many bytes it consumed; unconsumed bytes are either a partial command
- * line (status MORE, at most max_command_line bytes) or input that must wait
+ * line (status MORE, at most max_command_line bytes; during an AUTH exchange a
+ * response line, at most SASL_RESPONSE_LINE_MAX_BYTES + 2) or input that must wait
  * (status MESSAGE or FLUSH). The caller keeps them and presents them again,
  * unchanged and first, followed by newer input, on the next call: the
  * session remembers how far it has scanned a partial line and scans only
@@ -156,7 +157,9 @@ struct smtp_auth_ops {
 };
 
 enum smtp_feed_status {
-	SMTP_FEED_MORE,    /* wants more input; unconsumed bytes are a partial line */
+	SMTP_FEED_MORE,    /* wants more input; unconsumed bytes are a partial line
+			      (or, before the final greeting of a paused session,
+			      input that waits for it) */
 	SMTP_FEED_MESSAGE, /* a message is complete: make it durable, then call
 			      smtp_session_committed(); hold unconsumed input until then */
 	SMTP_FEED_FLUSH,   /* reply buffer nearly full, or the error budget says the
