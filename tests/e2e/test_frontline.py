@@ -348,8 +348,13 @@ class GreetPauseTest(FrontlineCase):
         self.wait_metric("pass", 1)
         self.assertEqual(len(self.srv.ls()), 1)
         # a client that passed is greeted at once, whichever worker takes it
+        # (connections until both workers have taken some, bounded)
         start = len(self.srv.stderr_text())
-        for i in range(6):
+        workers = set()
+        i = 0
+        while workers != {"0", "1"}:
+            self.assertLess(i, 24, "connections never landed on both workers")
+            i += 1
             t0 = time.monotonic()
             c = connect_raw(self.srv.port)
             line = read_line(c, BANNER_FIRST_S)
@@ -358,8 +363,20 @@ class GreetPauseTest(FrontlineCase):
             h.assert_reply(self, c.cmd("EHLO again.example"), 250)
             h.assert_reply(self, c.cmd("QUIT"), 221)
             c.close()
-        self.wait_log(start, "connection_open", 6)
+            lines = self.wait_log(start, "connection_open", i)
+            workers = {m.group(1) for m in (re.search(r"worker=(\d+)", l) for l in lines) if m}
         self.assertEqual(self.screen_count("pregreet"), 0)
+        self.finish()
+
+    def test_no_cache_pauses_every_time(self):
+        # screen_cache_ttl = 0 remembers nothing: a pass does not spare the pause
+        self.start(self.pause_settings("ignore") + [("screen_cache_ttl", "0")], workers=1)
+        for _ in range(2):
+            c = connect_raw(self.srv.port)
+            self.read_paused_banner(c)
+            h.assert_reply(self, c.cmd("QUIT"), 221)
+            c.close()
+        self.wait_metric("pass", 2)
         self.finish()
 
     def test_drop_pregreeter_521_and_close(self):
@@ -417,20 +434,40 @@ class GreetPauseTest(FrontlineCase):
 
     def test_http_request_first_521_and_close(self):
         self.start([])
-        c = self.greeted()
-        c.send(b"GET / HTTP/1.1\r\nHost: mx.e2e.test\r\n\r\n")
-        replies, closed = c.replies_until_close(limit=5)
-        self.assertTrue(closed, "HTTP client not closed: %r" % replies)
-        self.assertEqual([r.code for r in replies], [521], replies)
-        self.assertEqual(replies[0].enhanced, "5.5.1", replies)
-        c.close()
-        self.wait_metric("http", 1)
+        requests = (b"GET / HTTP/1.1\r\nHost: mx.e2e.test\r\n\r\n",
+                    b"POST /form HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+                    b"CONNECT mx.e2e.test:443 HTTP/1.1\r\n\r\n")
+        for req in requests:
+            c = self.greeted()
+            c.send(req)
+            replies, closed = c.replies_until_close(limit=5)
+            self.assertTrue(closed, "HTTP client not closed: %r" % replies)
+            self.assertEqual([r.code for r in replies], [521], (req, replies))
+            self.assertEqual(replies[0].enhanced, "5.5.1", replies)
+            c.close()
+        self.wait_metric("http", len(requests))
         # a GET later in a session is an ordinary unknown command
         c = self.greeted()
         h.assert_reply(self, c.cmd("EHLO web.example"), 250)
         h.assert_reply(self, c.cmd("GET / HTTP/1.1"), 500, "5.5.2")
         h.assert_reply(self, c.cmd("QUIT"), 221)
         c.close()
+        self.finish()
+
+
+    def test_bare_lf_first_line_550_and_close(self):
+        # bare_newline = reject (the default): a first line ended by a lone
+        # LF is postscreen's bare-newline test; counted as its own verdict
+        self.start([])
+        c = self.greeted()
+        c.send(b"EHLO lf.example\n")
+        replies, closed = c.replies_until_close(limit=5)
+        self.assertTrue(closed, "bare-LF client not closed: %r" % replies)
+        self.assertEqual([r.code for r in replies], [550], replies)
+        self.assertEqual(replies[0].enhanced, "5.5.2", replies)
+        c.close()
+        self.wait_metric("bare_lf", 1)
+        self.wait_log(0, "screen_failed", contains="bare_lf=yes")
         self.finish()
 
 
