@@ -40,7 +40,11 @@ version=$(dpkg-query -W -f='${Version}' libwolfssl-dev 2>/dev/null) ||
 [ -n "$version" ] || fallback "no version for libwolfssl-dev"
 prefix="$root/wolfssl-$version-accel"
 
-if [ -f "$prefix/.ringmx-complete" ]; then
+# A prefix is complete with its marker and its own options.h: without that
+# header a program would compile against Debian's settings while linking
+# this library (struct layouts differ with AES-NI), so an older prefix
+# lacking it is built again.
+if [ -f "$prefix/.ringmx-complete" ] && [ -f "$prefix/include/wolfssl/options.h" ]; then
 	echo "ringmx: accelerated wolfSSL $version already in $prefix"
 	exit 0
 fi
@@ -138,6 +142,9 @@ stage="$work/stage"
 	./configure --prefix="$prefix" $distro_options $accel_options
 	make -j "$(nproc)"
 	make install DESTDIR="$stage"
+	# The settings this library was built with: Debian's source does not
+	# install the generated header, and CMake must not find Debian's.
+	install -m 0644 wolfssl/options.h "$stage$prefix/include/wolfssl/options.h"
 ) >"$work/build.log" 2>&1 || {
 	tail -n 20 "$work/build.log" >&2
 	fallback "configure or make of wolfSSL $version failed"
