@@ -19,7 +19,8 @@
 /* What a connection holds while it waits for its header. */
 struct conn_proxy {
 	struct proxy_parser parser;
-	bool optional; /* optional mode: no header in time is no header */
+	bool optional; /* optional mode: nothing in time is no header */
+	bool fed;      /* some bytes went to the parser */
 };
 
 /* The connection is closed without a banner: counted, logged at info with
@@ -98,11 +99,14 @@ static void proxy_wait_end(struct smtp_conns *sc, struct conn *c, bool probe)
 static void proxy_absent(struct smtp_conns *sc, struct conn *c, const uint8_t *p, size_t n)
 {
 	uint8_t held[PROXY_HEADER_MAX_BYTES];
-	struct span h = proxy_parser_held(&c->proxy->parser);
-	RMX_ASSERT(h.len <= sizeof(held));
-	size_t held_len = h.len;
-	if (held_len)
-		memcpy(held, h.ptr, held_len);
+	size_t held_len = 0;
+	if (c->proxy->fed) { /* the parser said ABSENT */
+		struct span h = proxy_parser_held(&c->proxy->parser);
+		RMX_ASSERT(h.len <= sizeof(held));
+		held_len = h.len;
+		if (held_len)
+			memcpy(held, h.ptr, held_len);
+	}
 	log_debug("event=proxy_absent worker=%u peer=%s", sc->w->id, c->peer.ip);
 	proxy_wait_end(sc, c, false);
 	proxy_pass_on(sc, c, held, held_len);
@@ -129,6 +133,7 @@ bool smtp_conn_proxy_accept(struct smtp_conns *sc, struct conn *c, uint32_t i)
 		return true;
 	}
 	c->proxy->optional = pp == PROXY_PROTOCOL_OPTIONAL;
+	c->proxy->fed = false;
 	proxy_parser_init(&c->proxy->parser,
 			  c->proxy->optional ? PROXY_MODE_OPTIONAL : PROXY_MODE_REQUIRED);
 	c->flags |= CONN_PROXY_WAIT;
@@ -141,6 +146,7 @@ void smtp_conn_proxy_input(struct smtp_conns *sc, struct conn *c, const uint8_t 
 {
 	RMX_ASSERT((c->flags & CONN_PROXY_WAIT) && c->proxy != NULL);
 	size_t consumed = 0;
+	c->proxy->fed = true;
 	enum proxy_status st = proxy_parse(&c->proxy->parser, p, n, &consumed);
 	switch (st) {
 	case PROXY_NEED_MORE:
@@ -175,8 +181,9 @@ void smtp_conn_proxy_input(struct smtp_conns *sc, struct conn *c, const uint8_t 
 void smtp_conn_proxy_timeout(struct smtp_conns *sc, struct conn *c)
 {
 	RMX_ASSERT((c->flags & CONN_PROXY_WAIT) && c->proxy != NULL);
-	if (c->proxy->optional) {
-		/* A trusted peer that says nothing: an ordinary client. */
+	if (c->proxy->optional && !c->proxy->fed) {
+		/* A trusted peer that says nothing: an ordinary client (one that
+		 * stopped inside a signature is closed as in required mode). */
 		proxy_absent(sc, c, NULL, 0);
 		return;
 	}

@@ -19,7 +19,8 @@
  *     A malformed header, or none in time in required mode, closes the
  *     connection without a banner (counted, logged with the reason); in
  *     optional mode a peer whose first bytes are no header, or who says
- *     nothing within proxy_timeout, gets its session with its own address.
+ *     nothing within proxy_timeout, gets its session with its own address
+ *     (one that stops inside a signature is closed as in required mode).
  * Worker thread only.
  */
 #ifndef RINGMX_SMTP_CONN_PROXY_H

@@ -136,6 +136,22 @@ class ProxyProtocolTest(unittest.TestCase):
             h.assert_reply(self, c.cmd("QUIT"), 221, sent=c.sent)
         finally:
             c.close()
+        # trusted and silent: after proxy_timeout, an ordinary client
+        t0 = time.monotonic()
+        c = ph.connect(self.opt)
+        try:
+            h.assert_reply(self, c.reply(), 220, sent=c.sent)
+            self.assertGreater(time.monotonic() - t0, 1.5, "banner before proxy_timeout")
+            h.assert_reply(self, c.cmd("EHLO silent.example"), 250, sent=c.sent)
+        finally:
+            c.close()
+        # trusted, stopped inside a signature: closed as in required mode
+        c = ph.connect(self.opt, first=b"PROX")
+        try:
+            self.assertTrue(c.is_closed(8.0), "a half signature was not closed")
+            self.assertEqual(c.buf, b"")
+        finally:
+            c.close()
         # untrusted: nothing parsed; a PROXY line is an ordinary bad command
         since = self.mark()
         c = ph.connect(self.opt, source=UNTRUSTED)
