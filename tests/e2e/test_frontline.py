@@ -10,8 +10,10 @@ the error budget and output back-pressure, against the real gateway.
   goes on (smtplib).
 - greet_pause: "220-" at once, "220 " after the pause; a client that passed
   is not paused again; greet_action drop (521 5.5.1, the early command never
-  answered), enforce (550 5.5.1 to every RCPT), ignore; an HTTP request as
-  the first command gets 521 and close; ringmx_screen_verdicts_total counts.
+  answered), enforce (550 5.5.1 to every RCPT), ignore; screen_cache_ttl = 0
+  remembers nothing; an HTTP request as the first command gets 521 and
+  close, a first line ended by a bare LF 550 5.5.2 and close;
+  ringmx_screen_verdicts_total counts each verdict.
 - the error budget: past soft_error_limit each error reply waits
   error_sleep_time, the hard_error_limit-th error ends the session with
   421 4.7.0; a NOOP flood past junk_command_limit ends the same way; while a
@@ -232,12 +234,21 @@ class ConnectionsPerIpTest(FrontlineCase):
 
     def test_loopback_exempt_by_default(self):
         # the default limits_exempt is 127.0.0.0/8 ::1: never refused
-        self.start([("max_connections_per_ip", "2"), ("max_connection_rate_per_ip", "3")])
+        port4 = h.free_port()
+        listen = ["127.0.0.1:%d" % port4]
+        hosts = [(h.LOOPBACK4, port4)]
+        if h.ipv6_loopback_available():
+            port6 = h.free_port(socket.AF_INET6)
+            listen.append("[::1]:%d" % port6)
+            hosts.append((h.LOOPBACK6, port6))
+        self.start([("max_connections_per_ip", "2"), ("max_connection_rate_per_ip", "3")],
+                   listen=listen)
         conns = []
-        for i in range(8):
-            c = self.greeted()
-            h.assert_reply(self, c.cmd("EHLO exempt%d.example" % i), 250)
-            conns.append(c)
+        for host, port in hosts:
+            for i in range(8):
+                c = self.greeted(port=port, host=host)
+                h.assert_reply(self, c.cmd("EHLO exempt%d.example" % i), 250)
+                conns.append(c)
         for c in conns:
             c.close()
         self.assertEqual(self.log_lines(0, "connection_refused"), [])
@@ -245,8 +256,7 @@ class ConnectionsPerIpTest(FrontlineCase):
 
     def test_ipv6_client_counted(self):
         if not h.ipv6_loopback_available():
-            print("e2e: SKIP part: ::1 cannot be bound here")
-            return
+            self.skipTest("::1 cannot be bound here")
         port4 = h.free_port()
         port6 = h.free_port(socket.AF_INET6)
         self.start([("limits_exempt", "none"), ("max_connections_per_ip", "2"),
