@@ -1335,8 +1335,16 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	/* Keep the running values of all of them. */
 	memcpy(next->hostname, b->hostname, sizeof(next->hostname));
 	next->workers = b->workers;
+	/* A listener's proxy= word is live: kept from next when the listeners
+	 * themselves are the same. */
+	uint8_t proxy_words[LISTENERS_MAX];
+	bool listeners_same = same_listen(a, b);
+	for (uint32_t i = 0; i < LISTENERS_MAX; i++)
+		proxy_words[i] = next->listen[i].proxy;
 	memcpy(next->listen, b->listen, sizeof(next->listen));
 	next->listen_count = b->listen_count;
+	for (uint32_t i = 0; listeners_same && i < next->listen_count; i++)
+		next->listen[i].proxy = proxy_words[i];
 	memcpy(next->data_dir, b->data_dir, sizeof(next->data_dir));
 	next->fsync = b->fsync;
 	next->store_io = b->store_io;

@@ -41,6 +41,27 @@ static void proxy_refuse(struct smtp_conns *sc, struct conn *c, const char *reas
 	smtp_conn_close(sc, c);
 }
 
+/* event=proxy_header at debug: the balancer, the client and the TLVs worth
+ * knowing when tracing a balancer's set-up (values escaped by the log). */
+static void log_proxy_header(struct smtp_conns *sc, const struct proxy_header *h,
+			     const char *balancer, const char *client)
+{
+	struct log_msg m;
+	if (!log_begin(&m, LOG_DEBUG, "proxy_header"))
+		return;
+	log_add_u64(&m, "worker", sc->w->id);
+	log_add_str(&m, "peer", balancer);
+	log_add_str(&m, "client", client);
+	log_add_u64(&m, "version", h->version);
+	if (h->authority.len)
+		log_add_span(&m, "authority", h->authority);
+	if (h->unique_id.len)
+		log_add_u64(&m, "unique_id_bytes", h->unique_id.len);
+	if (h->ssl_present)
+		log_add_span(&m, "ssl_version", h->ssl_version);
+	log_end(&m);
+}
+
 /* The peer's address in the 16-byte form of the CIDR lists. */
 static bool peer_addr16(const struct smtp_peer *peer, uint8_t out[16])
 {
@@ -172,8 +193,7 @@ void smtp_conn_proxy_input(struct smtp_conns *sc, struct conn *c, const uint8_t 
 	if (probe)
 		log_debug("event=proxy_local worker=%u peer=%s", sc->w->id, balancer);
 	else
-		log_debug("event=proxy_header worker=%u peer=%s client=%s version=%u", sc->w->id,
-			  balancer, c->peer.ip, (unsigned)h->version);
+		log_proxy_header(sc, h, balancer, c->peer.ip);
 	proxy_wait_end(sc, c, probe);
 	proxy_pass_on(sc, c, p + consumed, n - consumed);
 }

@@ -271,6 +271,21 @@ static void test_proxy_keys(void)
 	CHECK_EQ_U(c.listen[1].mode, SMTP_LISTENER_SMTP);
 	config_free(&c);
 
+	/* All live: a reload that turns it on for a listener names no
+	 * restart key and keeps the new words. */
+	struct config running, next;
+	char keys[256];
+	REQUIRE(load_text(&running, "listen = 127.0.0.1:2525\n", err, sizeof(err)) == 0);
+	REQUIRE(load_text(&next, "listen = 127.0.0.1:2525 proxy=required\n"
+				 "proxy_trusted = 10.0.0.1\nproxy_timeout = 9s\n",
+			  err, sizeof(err)) == 0);
+	CHECK_EQ_U(config_restart_keys(&next, &running, keys, sizeof(keys)), 0);
+	CHECK_EQ_U(config_listener_proxy(&next, 0), PROXY_PROTOCOL_REQUIRED);
+	CHECK_EQ_U(next.proxy_trusted.count, 1);
+	CHECK_EQ_U(next.proxy_timeout_s, 9);
+	config_free(&running);
+	config_free(&next);
+
 	expect_error("proxy_protocol = on\n", ":1: proxy_protocol: 'on' is not off, required or optional");
 	expect_error("proxy_trusted = 127.0.0.1/8\n", ":1: proxy_trusted: '127.0.0.1/8': host bits set");
 	expect_error("proxy_timeout = 0\n", ":1: proxy_timeout");
