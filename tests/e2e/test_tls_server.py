@@ -230,6 +230,18 @@ class TlsServerTest(unittest.TestCase):
         self.assertIn("RENEGOTIATING", out)
         self.assertNotIn("250 2.0.0 Ok", out.split("RENEGOTIATING", 1)[1])
 
+    def test_ehlo_starttls_rset_in_one_write(self):
+        """EHLO, STARTTLS and RSET in one write: EHLO must end its pipelined
+        group (RFC 2920 3.1), so the session answers 554 5.5.0 and closes;
+        neither STARTTLS nor the RSET is ever answered, and no handshake can
+        carry the injected RSET into TLS."""
+        with socket.create_connection((h.LOOPBACK4, self.server.port), timeout=15) as raw:
+            f = raw.makefile("rb")
+            self.assertTrue(f.readline().startswith(b"220 "))
+            raw.sendall(b"EHLO inject.client.example\r\nSTARTTLS\r\nRSET\r\n")
+            rest = f.read()  # up to the close
+        self.assertEqual(rest, b"554 5.5.0 Protocol synchronization error\r\n", rest)
+
     def test_starttls_injection(self):
         """STARTTLS and RSET in one write: the RSET is never answered, in
         clear or under TLS; the client starts over with EHLO."""
