@@ -48,6 +48,20 @@ static inline uint16_t fuzz_u16(struct fuzz_input *in)
 	return (uint16_t)(lo | (uint16_t)fuzz_u8(in) << 8);
 }
 
+/* The split points an input begins with: nonzero bytes, up to the first 0
+ * (or cap of them); the piece sizes a target cuts the rest into. */
+static inline size_t fuzz_splits(struct fuzz_input *in, uint8_t *splits, size_t cap)
+{
+	size_t n = 0;
+	while (n < cap && in->n) {
+		uint8_t s = fuzz_u8(in);
+		if (s == 0)
+			break;
+		splits[n++] = s;
+	}
+	return n;
+}
+
 /* A heap copy of p[0..n) with nothing readable after it (n may be 0: a
  * one-byte allocation then, never read). The caller frees. */
 static inline uint8_t *fuzz_exact_copy(const uint8_t *p, size_t n)

@@ -94,13 +94,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_input in = { data, size };
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	struct outcome whole = { 0 }, pieces = { 0 };
 	parse_all(in.p, in.n, NULL, 0, &whole);
 	parse_all(in.p, in.n, splits, nsplits, &pieces);

@@ -168,13 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_input in = { data, size };
 	enum proxy_mode mode = fuzz_u8(&in) & 1 ? PROXY_MODE_OPTIONAL : PROXY_MODE_REQUIRED;
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	struct outcome *whole = malloc(sizeof(*whole)), *pieces = malloc(sizeof(*pieces));
 	FUZZ_CHECK(whole != NULL && pieces != NULL);
 	parse(mode, in.p, in.n, NULL, 0, whole);

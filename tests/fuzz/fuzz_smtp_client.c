@@ -159,13 +159,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t settings = fuzz_u8(&in);
 	uint8_t seed = fuzz_u8(&in);
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	struct harness *h = calloc(1, sizeof(*h));
 	FUZZ_CHECK(h != NULL);
 	h->rng = 0x9e3779b9u * (seed | 1u);

@@ -165,13 +165,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_input in = { data, size };
 	uint8_t settings = fuzz_u8(&in);
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	struct reading whole = { 0 }, pieces = { 0 };
 	read_all(in.p, in.n, NULL, 0, settings & 1, &whole);
 	read_all(in.p, in.n, splits, nsplits, settings & 1, &pieces);

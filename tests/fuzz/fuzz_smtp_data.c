@@ -211,13 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum smtp_data_kind kind = (enum smtp_data_kind)(settings % SMTP_DATA_KIND_COUNT);
 	bool stop = settings & 0x80;
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	/* The body, with the end of DATA after it for the DATA kind. */
 	size_t n = in.n + (kind == SMTP_DATA_DOT ? sizeof(data_end) - 1 : 0);
 	uint8_t *body = malloc(n + 1);

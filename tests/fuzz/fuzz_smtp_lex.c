@@ -117,13 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool bare_lf_ends = fuzz_u8(&in) & 1;
 	size_t max = 2 + fuzz_u16(&in) % (SMTP_COMMAND_LINE_MAX_BYTES - 1);
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 	uint8_t *buf = fuzz_exact_copy(in.p, in.n);
 	const size_t n = in.n;
 

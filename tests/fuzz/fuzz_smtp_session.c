@@ -401,13 +401,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t listener = fuzz_u8(&in);
 	uint8_t screen = fuzz_u8(&in);
 	uint8_t splits[64];
-	size_t nsplits = 0;
-	while (nsplits < sizeof(splits) && in.n) {
-		uint8_t s = fuzz_u8(&in);
-		if (s == 0)
-			break;
-		splits[nsplits++] = s;
-	}
+	size_t nsplits = fuzz_splits(&in, splits, sizeof(splits));
 
 	struct smtp_policy *policy = policy_new();
 	FUZZ_CHECK(policy != NULL);
