@@ -13,6 +13,12 @@ Scenarios (bench/README.md has the details):
      counts; the rate is N messages over the time until all N arrived
   S5 idle connections plus 1,000 active: throughput and memory
   S6 latency at 50% of each system's own S1 peak (open loop, --rate)
+  S6-roll S6 with 8 MiB segments: the ack latency while segments roll over
+     (ringmx only; scale.py)
+  S6-source smtp-source (one command per round trip): ringmx's ack and
+     commit histograms side by side (ringmx only)
+  --scale: how ringmx's cost grows with message size, open connections and
+     workers (scale.py); the tables go to bench/results/<date>-scale/
   TLS-S1 S1 over STARTTLS: one handshake per persistent connection
   TLS-S3 S3 over STARTTLS: a new connection and a full handshake per message
 With a TLS scenario, each round also runs ringmx-tls-speed (full TLS 1.3
@@ -47,6 +53,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import measure  # noqa: E402
 import results  # noqa: E402
+import scale  # noqa: E402
 import systems  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -71,6 +78,13 @@ SCENARIOS = {
     "S6": {"title": "ack latency at 50% of each system's own S1 peak (open loop)",
            "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
            "clients": ("ringmx-bench",)},
+    "S6-roll": {"title": "S6 with segment_size = 8M: ack latency while segments roll over",
+                "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
+                "clients": ("ringmx-bench",)},
+    "S6-source": {"title": "smtp-source, one command per round trip: ringmx's ack and "
+                           "commit histograms (1 KiB, 100 sessions)",
+                  "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
+                  "clients": ("smtp-source",)},
     "TLS-S1": {"title": "accept over STARTTLS, 1 KiB, 100 persistent connections "
                         "(one handshake each)",
                "size": "1k", "source_len": 1024, "conns": 100, "persistent": True,
@@ -80,10 +94,12 @@ SCENARIOS = {
                "size": "1k", "source_len": 1024, "conns": 100, "persistent": False,
                "clients": ("ringmx-bench",), "tls": True, "plain": "S3"},
 }
-DEFAULT_SCENARIOS = "S1,S2,S3,S4,S5,S6,TLS-S1,TLS-S3"
+DEFAULT_SCENARIOS = "S1,S2,S3,S4,S5,S6,S6-roll,S6-source,TLS-S1,TLS-S3"
 
 # systems that forward (S4 runs only these)
 FORWARDING = ("ringmx-durable", "ringmx-nofsync", "postfix", "haraka-forward")
+# scenarios that read ringmx's own histograms
+RINGMX_ONLY = ("S6-roll", "S6-source")
 # S5 measures holding connections; the queue plugin does not matter there
 S5_SYSTEMS = ("ringmx-durable", "ringmx-nofsync", "smtp-sink", "postfix", "haraka-discard")
 # the TLS scenarios: every system with TLS (smtp-sink has none)
@@ -92,7 +108,7 @@ TLS_SYSTEMS = ("ringmx-durable", "ringmx-nofsync", "postfix", "haraka-forward",
 TLS_SPEED_HANDSHAKES = 2000
 TLS_SPEED_HANDSHAKES_QUICK = 300
 
-PROBE_MESSAGES = {"S1": 2000, "S2": 1000, "S3": 1000, "S4": 1500}
+PROBE_MESSAGES = {"S1": 2000, "S2": 1000, "S3": 1000, "S4": 1500, "S6-source": 2000}
 COUNT_MIN = 500
 COUNT_MAX = 3_000_000
 CLIENT_SLACK_S = 120       # a client run may take this much longer than planned
@@ -162,6 +178,9 @@ class Harness:
         self.notes = []
         self.seq = 0
         self.source = (None, False)  # git commit of the tree, modified or not
+        self.scenarios = SCENARIOS   # for scale.py
+        self.log = log
+        self.RunFailed = RunFailed
 
     # ------------------------------------------------------------ set-up
 
@@ -377,8 +396,10 @@ class Harness:
 
     # ------------------------------------------------------------ scenarios
 
-    def start_server(self, sysname, upstream_port=None, procs=None, tls=None):
-        srv = systems.make_system(sysname, self.scratch, self.ringmx, tls=tls)
+    def start_server(self, sysname, upstream_port=None, procs=None, tls=None, workers=2,
+                     extra_lines=()):
+        srv = systems.make_system(sysname, self.scratch, self.ringmx, tls=tls,
+                                  workers=workers, extra_lines=extra_lines)
         try:
             srv.start(upstream_port=upstream_port, procs=procs)
         except BaseException:
@@ -386,9 +407,10 @@ class Harness:
             raise
         return srv
 
-    def with_servers(self, sysname, scn_name, fn, procs=None):
+    def with_servers(self, sysname, scn_name, fn, procs=None, workers=2, extra_lines=()):
         """Starts an upstream sink when the system needs one, then the
-        system; runs fn(server, sink); stops both."""
+        system (ringmx: with workers and extra config lines); runs
+        fn(server, sink); stops both."""
         sink = None
         srv = None
         try:
@@ -396,7 +418,8 @@ class Harness:
             if needs:
                 sink = systems.SmtpSink(self.scratch, count=True).start()
             tls = self.args.tls_cert if SCENARIOS[scn_name].get("tls") else None
-            srv = self.start_server(sysname, sink.port if sink else None, procs, tls)
+            srv = self.start_server(sysname, sink.port if sink else None, procs, tls,
+                                    workers=workers, extra_lines=extra_lines)
             return fn(srv, sink)
         finally:
             if srv is not None:
@@ -608,6 +631,9 @@ class Harness:
                     extra["%s_count" % key] = d[-1][1] if d else 0
                     extra["%s_buckets" % key] = [[b if b != float("inf") else "+Inf", c]
                                                  for b, c in d]
+                    if key == "fsync":
+                        v = scale.time_weighted_quantile(0.99, d)
+                        extra["fsync_p99_tw_us"] = v * 1e6 if v is not None else None
             self.record(scn_name, sysname, "ringmx-bench", rnd, res, m, extra)
 
         try:
@@ -651,6 +677,7 @@ class Harness:
         handlers = {"S1": self.accept_round, "S2": self.accept_round,
                     "S3": self.accept_round, "S4": self.forward_round,
                     "S5": self.idle_round, "S6": self.latency_round,
+                    "S6-roll": self.roll_round, "S6-source": self.source_latency_round,
                     "TLS-S1": self.accept_round, "TLS-S3": self.accept_round}
         if any(SCENARIOS[s].get("tls") for s in self.args.scenarios):
             log("ringmx-tls-speed: full TLS handshakes and AES-GCM per core (%s certificate)"
@@ -664,6 +691,7 @@ class Harness:
                     s for s in self.args.systems
                     if (scn_name != "S4" or s in FORWARDING)
                     and (scn_name != "S5" or s in S5_SYSTEMS)
+                    and (scn_name not in RINGMX_ONLY or s.startswith("ringmx"))
                     and (not SCENARIOS[scn_name].get("tls") or s in TLS_SYSTEMS)]
                 log("%s: %s (%s)" % (scn_name, SCENARIOS[scn_name]["title"],
                                      ", ".join(names[scn_name])))
@@ -679,6 +707,29 @@ class Harness:
                             handlers[scn_name](scn_name, sysname, rnd)
                         except systems.StartError as e:
                             self.fail(scn_name, sysname, "-", rnd, e, None)
+        if self.args.scale:
+            log("scale: ringmx durable, ringmx-bench, %d points per round: sizes %s at %d "
+                "connections, open connections %s at 1 KiB, workers %s"
+                % (len(scale.scale_points()), ",".join(scale.SCALE_SIZES), scale.SCALE_ACTIVE,
+                   ",".join(str(c) for c in scale.SCALE_CONNS),
+                   ",".join(str(w) for w in scale.SCALE_WORKERS)))
+            for rnd in range(1, self.args.scale_rounds + 1):
+                try:
+                    scale.scale_round(self, rnd)
+                except systems.StartError as e:
+                    self.fail("SCALE", "ringmx-durable", "-", rnd, e, None)
+
+    def roll_round(self, scn_name, sysname, rnd):
+        try:
+            scale.roll_round(self, scn_name, sysname, rnd)
+        except RunFailed as e:
+            self.fail(scn_name, sysname, "ringmx-bench", rnd, e, None)
+
+    def source_latency_round(self, scn_name, sysname, rnd):
+        try:
+            scale.source_round(self, scn_name, sysname, rnd)
+        except RunFailed as e:
+            self.fail(scn_name, sysname, "smtp-source", rnd, e, None)
 
 
 def scenario_groups(chosen):
@@ -755,9 +806,16 @@ def parse_args(argv):
     p.add_argument("--postfix-idle", type=int, default=1000,
                    help="S5 idle connections for Postfix smtpd, one process each "
                         "(default 1000)")
+    p.add_argument("--scale", action="store_true",
+                   help="also run the scale family (message size, open connections, "
+                        "workers; ringmx durable; about 5 min per round); with "
+                        "--scenarios none only that. Results go to "
+                        "bench/results/<date>-scale/ unless --results-dir is given")
+    p.add_argument("--scale-rounds", type=int, default=1,
+                   help="rounds of the scale family (default 1)")
     p.add_argument("--bench-threads", type=int, default=1,
                    help="ringmx-bench event loops (default 1)")
-    p.add_argument("--results-dir", default=os.path.join(REPO, "bench", "results"),
+    p.add_argument("--results-dir", default=None,
                    help="where the .md, .json and .png go (default bench/results)")
     p.add_argument("--scratch-dir", default=None,
                    help="parent of the temporary directory for servers' data "
@@ -776,8 +834,14 @@ def parse_args(argv):
         args.run_seconds = 2.0
         args.idle_conns = min(args.idle_conns, 2000)
         args.postfix_idle = min(args.postfix_idle, 200)
-    args.scenarios = [s.strip().upper().replace(" ", "-") for s in args.scenarios.split(",")
-                      if s.strip()]
+    args.scenarios = [{"S6-ROLL": "S6-roll", "S6-SOURCE": "S6-source"}.get(x, x)
+                      for x in (s.strip().upper().replace(" ", "-")
+                                for s in args.scenarios.split(",")) if x and x != "NONE"]
+    if args.results_dir is None:
+        args.results_dir = os.path.join(REPO, "bench", "results")
+        if args.scale:
+            args.results_dir = os.path.join(args.results_dir,
+                                            time.strftime("%Y-%m-%d") + "-scale")
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     args.clients = [s.strip() for s in args.clients.split(",") if s.strip()]
     for s in args.scenarios:

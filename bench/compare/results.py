@@ -155,7 +155,7 @@ def summarize(runs):
                       "rss_per_idle_conn_kib", "pss_per_idle_conn_kib", "ramp_s",
                       "procs_idle"):
                 s[f] = _med(r.get(f) for r in rs)
-        if scn == "S6":
+        if scn in ("S6", "S6-roll"):
             s["rate_target"] = _med(r.get("rate") for r in rs)
             s["peak"] = _med(r.get("peak_msgs_per_s") for r in rs)
             s["peak_from"] = rs[0].get("peak_from")
@@ -165,7 +165,7 @@ def summarize(runs):
                 s[lat] = {lvl: _med((r.get(lat) or {}).get(lvl) for r in rs)
                           for lvl in ("p50", "p90", "p99", "p99_9", "max")}
             for f in ("fsync_p50_us", "fsync_p99_us", "fsync_p99_9_us", "server_ack_p99_us",
-                      "server_ack_p50_us", "fsync_count"):
+                      "server_ack_p50_us", "fsync_count", "fsync_p99_tw_us"):
                 s[f] = _med(r.get(f) for r in rs)
             # the run whose ack p99 is the median, for the CDF
             mid = sorted(rs, key=lambda r: (r.get("latency_ack_us") or {}).get("p99") or 0)
@@ -282,16 +282,25 @@ def targets(summary):
                            % (s5, s1, 100.0 * s5 / s1)))
     else:
         out.append(_target(text, None, "missing"))
-    s6 = summary.get(("S6", BASE, "ringmx-bench"))
-    text = "S6: ringmx p99 ack latency <= 2x p99 fsync + 1 ms"
-    if s6 and s6.get("latency_ack_us", {}).get("p99") and s6.get("fsync_p99_us"):
-        ack = s6["latency_ack_us"]["p99"]
-        fs = s6["fsync_p99_us"]
-        out.append(_target(text, ack <= 2 * fs + 1000.0,
-                           "p99 ack %.0f us, p99 fsync %.0f us (from /metrics buckets), "
-                           "limit %.0f us" % (ack, fs, 2 * fs + 1000.0)))
-    else:
-        out.append(_target(text, None, "missing"))
+    # issue 14 target 4: the wait for the 250 against the commit it waits for;
+    # a message that arrives during a commit waits for it and then its own, so
+    # the commit's p99 is weighted by time (scale.time_weighted_quantile)
+    for scn in ("S6", "S6-roll"):
+        s6 = summary.get((scn, BASE, "ringmx-bench"))
+        text = ("%s: ringmx p99 ack <= 2x the time-weighted p99 commit duration + 1 ms"
+                % scn)
+        if s6 and s6.get("latency_ack_us", {}).get("p99") and s6.get("fsync_p99_tw_us"):
+            ack = s6["latency_ack_us"]
+            tw = s6["fsync_p99_tw_us"]
+            out.append(_target(text, ack["p99"] <= 2 * tw + 1000.0,
+                               "p99 ack %.0f us (p50 %s, p99.9 %s, max %s), commit p99 "
+                               "%.0f us time-weighted (%s by count; /metrics buckets), "
+                               "limit %.0f us"
+                               % (ack["p99"], _n(ack.get("p50")), _n(ack.get("p99_9")),
+                                  _n(ack.get("max")), tw, _n(s6.get("fsync_p99_us")),
+                                  2 * tw + 1000.0)))
+        elif scn == "S6" or s6:
+            out.append(_target(text, None, "missing"))
     for client in CLIENTS:
         base = _get(summary, "S1", BASE, client, "server_cpu_us_per_msg")
         sink = _get(summary, "S1", "smtp-sink", client, "server_cpu_us_per_msg")
@@ -490,7 +499,7 @@ DESCRIPTIONS = {
 }
 
 
-def markdown(meta, summary, tgts, scenarios, systems_order, charts):
+def markdown(meta, summary, tgts, scenarios, systems_order, charts, runs=()):
     md = []
     md.append("# ringmx side by side: %s, %s" % (meta["date"], meta["host"]))
     md.append("")
@@ -577,6 +586,10 @@ def markdown(meta, summary, tgts, scenarios, systems_order, charts):
             table_idle(summary, systems_order, md)
         elif scn.startswith("TLS-"):
             table_tls(scn, scenarios[scn]["plain"], summary, systems_order, md)
+        elif scn in ("S6-roll", "S6-source"):
+            import scale
+            md.extend(l.replace("## ", "### ") for l in scale.latency_markdown(
+                [r for r in runs if r["scenario"] == scn]))
         else:
             table_latency(summary, systems_order, md)
         md.append("")
@@ -769,7 +782,22 @@ def write_all(args, runs, meta, scenarios, scratch, write_json=True):
     charts = draw_charts(os.path.join(scratch, "plot"), args.results_dir, stem, panels, cdf)
     md_path = os.path.join(args.results_dir, stem + ".md")
     with open(md_path, "w") as f:
-        f.write(markdown(meta, summary, tgts, scenarios, order, charts))
+        f.write(markdown(meta, summary, tgts, scenarios, order, charts, runs))
+    if any(r["scenario"].startswith("SCALE-") for r in runs):
+        import scale
+        scale_md, rows = scale.scale_markdown(runs)
+        scale.write_gnuplot(args.results_dir, rows)
+        with open(os.path.join(args.results_dir, "README.md"), "w") as f:
+            f.write("# How ringmx's cost grows: %s, %s\n\n" % (meta["date"], meta["host"]))
+            f.write("Machine: %s, %d CPUs; load average %.2f at the start, %.2f at the end. "
+                    "Runs of about %g s; `python3 bench/compare/compare.py --scale` wrote "
+                    "this file (with %s beside it).\n\n"
+                    % (meta["cpu"], meta["cpus"], meta["load_start"][0], meta["load_end"][0],
+                       meta["options"]["run_seconds"], stem + ".md"))
+            f.write("\n".join(scale_md) + "\n")
+            if os.path.exists(os.path.join(args.results_dir, "scale.png")):
+                f.write("![scale](scale.png)\n\n")
+            f.write("\n".join(scale.latency_markdown(runs)) + "\n")
     js_path = os.path.join(args.results_dir, stem + ".json")
     if not write_json:
         return [md_path] + [os.path.join(args.results_dir, c) for c in charts]

@@ -268,11 +268,12 @@ class Ringmx(Server):
 
     can_tls = True
 
-    def __init__(self, scratch, binary, fsync, workers=2, tls=None):
+    def __init__(self, scratch, binary, fsync, workers=2, tls=None, extra_lines=()):
         super().__init__(scratch, tls)
         self.binary = binary
         self.fsync = fsync
         self.workers = workers
+        self.extra_lines = list(extra_lines)  # config lines after the defaults
         self.name = "ringmx-durable" if fsync == "always" else "ringmx-nofsync"
         self.can_forward = True
         self.metrics_port = None
@@ -294,7 +295,7 @@ class Ringmx(Server):
             lines.append("upstream = %s:%d" % (LOOPBACK, upstream_port))
         if self.tls:
             lines += ["tls_cert = %s" % self.cert, "tls_key = %s" % self.key]
-        return lines
+        return lines + self.extra_lines
 
     def start(self, upstream_port=None, procs=None):
         self._mkdir("ringmx")
@@ -612,13 +613,15 @@ class Haraka(Server):
         return self
 
 
-def make_system(name, scratch, ringmx_binary, tls=None):
+def make_system(name, scratch, ringmx_binary, tls=None, workers=2, extra_lines=()):
     """The system called name; tls: None, or the certificate kind it serves
-    STARTTLS with."""
+    STARTTLS with; workers and extra_lines (config lines) apply to ringmx."""
     if name == "ringmx-durable":
-        return Ringmx(scratch, ringmx_binary, "always", tls=tls)
+        return Ringmx(scratch, ringmx_binary, "always", workers=workers, tls=tls,
+                      extra_lines=extra_lines)
     if name == "ringmx-nofsync":
-        return Ringmx(scratch, ringmx_binary, "never", tls=tls)
+        return Ringmx(scratch, ringmx_binary, "never", workers=workers, tls=tls,
+                      extra_lines=extra_lines)
     if name == "smtp-sink":
         if tls:
             raise StartError("smtp-sink has no TLS")
