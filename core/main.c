@@ -32,6 +32,7 @@
 #include "config.h"
 #include "../common/bounds.h"
 #include "front.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
@@ -54,37 +55,6 @@ static void usage(FILE *f)
 		"  -V, --version\n"
 		"            print the version, the libraries and the io_uring\n"
 		"            features this kernel grants\n");
-}
-
-static int open_listener(const struct listen_addr *a, char *err, size_t errlen)
-{
-	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "socket for %s: %s", a->text, strerror(errno));
-		return -1;
-	}
-	int one = 1;
-	int rcvbuf = CLIENT_SOCKET_RCVBUF_BYTES;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-	    (a->addr.ss_family == AF_INET6 &&
-	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)) {
-		snprintf(err, errlen, "setsockopt for %s: %s", a->text, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (bind(fd, (const struct sockaddr *)&a->addr, a->addr_len) != 0) {
-		snprintf(err, errlen, "cannot listen on %s: %s", a->text, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	if (listen(fd, 4096) != 0) {
-		snprintf(err, errlen, "listen on %s: %s", a->text, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	return fd;
 }
 
 /* The CPUs we may run on, in order; workers are pinned round-robin. */
@@ -606,7 +576,7 @@ static int run(int argc, char **argv)
 		w->cfg = &cfg;
 		w->connections = &connections;
 		for (uint32_t j = 0; j < cfg.listen_count; j++) {
-			int fd = open_listener(&cfg.listen[j], err, sizeof(err));
+			int fd = listener_open(&cfg.listen[j], err, sizeof(err));
 			if (fd < 0) {
 				fprintf(stderr, "ringmx: %s\n", err);
 				goto fail;
@@ -615,7 +585,7 @@ static int run(int argc, char **argv)
 		}
 		w->listen_count = cfg.listen_count;
 		if (cfg.metrics_enabled) {
-			w->metrics_fd = open_listener(&cfg.metrics_listen, err, sizeof(err));
+			w->metrics_fd = listener_open(&cfg.metrics_listen, err, sizeof(err));
 			if (w->metrics_fd < 0) {
 				fprintf(stderr, "ringmx: metrics_listen: %s\n", err);
 				goto fail;

@@ -936,8 +936,7 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	c->opened_ms = (int64_t)sc->clock->now_ms;
 	metrics_inc(&m->connections_accepted);
 	metrics_inc(&m->connections_active); /* released: decremented */
-	int one = 1;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listener (listener.h). */
 	txn_init(&c->txn, sc->budget);
 	if (!peer_from_fd(fd, &c->peer) || !smtp_conn_out_ready(sc, c)) {
 		c->flags |= CONN_CLOSING;
