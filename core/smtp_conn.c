@@ -407,10 +407,17 @@ void smtp_conn_close(struct smtp_conns *sc, struct conn *c)
 	c->flags |= CONN_CLOSING;
 	c->flags &= ~(CONN_CLOSE_AFTER_SEND | CONN_LINGER | CONN_WAIT_FLUSH);
 	timer_cancel(&sc->wheel, &c->timer);
-	/* Wakes the multishot recv with a final completion. */
-	int rc = c->tp.ops->shutdown(&c->tp, TRANSPORT_SHUTDOWN_BOTH);
-	if (rc != 0 && rc != -ENOTCONN)
-		log_debug("event=shutdown_failed errno=%s", log_errno_name(rc));
+	/* Wakes the multishot recv, or a send waiting for room, with a final
+	 * completion. After the client's FIN with neither in flight, nothing
+	 * waits and nothing is left unread: close alone does the same (the
+	 * usual end of a session, after QUIT and the lingering close), one
+	 * system call fewer per connection. */
+	bool idle = (c->flags & CONN_EOF) && !(c->flags & (CONN_RECV_ARMED | CONN_SEND_INFLIGHT));
+	if (!idle) {
+		int rc = c->tp.ops->shutdown(&c->tp, TRANSPORT_SHUTDOWN_BOTH);
+		if (rc != 0 && rc != -ENOTCONN)
+			log_debug("event=shutdown_failed errno=%s", log_errno_name(rc));
+	}
 	smtp_conn_release_if_done(sc, c);
 }
 
