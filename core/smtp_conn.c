@@ -291,6 +291,8 @@ static void conn_flush(struct smtp_conns *sc, struct conn *c)
 		n = 0; /* replies wait for the handshake (smtps: the banner) */
 	if (n == 0 && !c->tp.ops->send_pending(&c->tp))
 		return; /* TLS: a handshake flight goes out with n = 0 */
+	/* The last reply (221, 421) rides with the FIN that conn_linger sends. */
+	c->tp.final_send = (c->flags & CONN_CLOSE_AFTER_SEND) && n == c->out.len && n > 0;
 	c->tp.ops->send(&sc->env, &c->tp, c->out.buf, n, conn_ud(sc, c, RING_OP_SEND));
 	c->send_bytes = (uint32_t)n;
 	c->flags |= CONN_SEND_INFLIGHT;

@@ -57,6 +57,11 @@ struct transport {
 	const struct transport_ops *ops;
 	int fd;      /* the socket, -1 once closed */
 	void *state; /* the TLS session later; NULL for plain text */
+	/* Set by the caller before the send of its last bytes, which
+	 * shutdown(WRITE) follows at that send's completion: plain text then
+	 * lets the bytes wait in the socket (MSG_MORE) so they leave with the
+	 * FIN in one segment, not two. TLS ignores it. */
+	bool final_send;
 };
 
 enum transport_shutdown {
@@ -109,6 +114,7 @@ static inline void transport_plain_attach(struct transport *t, int fd)
 	t->ops = &transport_plain;
 	t->fd = fd;
 	t->state = NULL;
+	t->final_send = false;
 }
 
 /* ---- TLS (transport_tls.c) ------------------------------------------------ */

@@ -47,7 +47,9 @@ static void plain_send(const struct transport_env *env, struct transport *t, con
 {
 	RMX_ASSERT(t->fd >= 0 && n <= UINT32_MAX);
 	struct io_uring_sqe *sqe = ring_sqe(env->ring);
-	io_uring_prep_send(sqe, t->fd, p, n, MSG_NOSIGNAL);
+	/* MSG_MORE holds the bytes until the FIN pushes them (tcp(7)); should
+	 * shutdown not follow, close sends them all the same. */
+	io_uring_prep_send(sqe, t->fd, p, n, MSG_NOSIGNAL | (t->final_send ? MSG_MORE : 0));
 	io_uring_sqe_set_data64(sqe, user_data);
 }
 
