@@ -362,7 +362,8 @@ def scale_table(runs):
                             if med("server_cpu_s") and med("elapsed_s") else None),
             "iowq_share": med("iowq_cpu_share"), "commit_p99_us": med("commit_p99_us"),
             "idle_held": med("idle_held"), "rss_max_mib": (med("rss_max_kib") or 0) / 1024.0,
-            "ack_p99_us": med("ack_p99"), "load1": med("load1")}))
+            "ack_p99_us": med("ack_p99"), "load1": med("load1"),
+            "others_share": med("others_cpu_share")}))
     return out
 
 
@@ -372,23 +373,28 @@ def scale_markdown(runs):
             r["ack_p99"] = r["latency_ack_us"].get("p99")
     rows = scale_table(runs)
     md = ["## How cost grows (ringmx durable, ringmx-bench, closed loop, pipelining)", "",
-          "One bounded run per point on a fresh instance; 100 active connections, "
-          "the extra open connections are idle sessions (after EHLO) held by a second "
-          "ringmx-bench process. CPU is the whole server process (io-wq included).", ""]
+          "One bounded run per point and round on a fresh instance; 100 active "
+          "connections, the extra open connections are idle sessions (after EHLO) held by "
+          "a second ringmx-bench process. Each column is the median over the rounds. "
+          "Server CPU is the whole server process (io-wq included); \"server CPUs busy\" "
+          "is its CPU seconds per second of run; \"other work's CPU\" is the share of the "
+          "machine's CPUs used by everything but the server and the bench (other work on "
+          "a shared machine): where it is high, the rate is not the server's own limit.",
+          ""]
     for kind, title in (("size", "Message size (100 connections)"),
                         ("conns", "Open connections (1 KiB, 100 of them active)")):
         md += ["### " + title, "",
                "| workers | size | open conns | msgs/s | MB/s | server CPU us/msg | "
                "us per KiB | server CPUs busy | io-wq share | commit p99 ms | "
-               "ack p99 ms | RSS max MiB |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "ack p99 ms | RSS max MiB | other work's CPU |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for k, size, conns, workers, f in rows:
             if k != kind and not (kind == "conns" and size == "1k" and conns == SCALE_ACTIVE):
                 continue
             if f["runs"] == 0:
-                md.append("| %d | %s | %d | failed | | | | | | | | |" % (workers, size, conns))
+                md.append("| %d | %s | %d | failed | | | | | | | | | |" % (workers, size, conns))
                 continue
-            md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f |" % (
+            md.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |" % (
                 workers, size, "{:,}".format(conns)
                 + ("" if not f["idle_held"] or f["idle_held"] >= conns - SCALE_ACTIVE
                    else " (held %d)" % f["idle_held"]),
@@ -399,7 +405,8 @@ def scale_markdown(runs):
                 _fmt(None if f["commit_p99_us"] is None else f["commit_p99_us"] / 1000,
                      "%.1f"),
                 _fmt(None if f["ack_p99_us"] is None else f["ack_p99_us"] / 1000, "%.1f"),
-                f["rss_max_mib"]))
+                f["rss_max_mib"],
+                _fmt(None if f["others_share"] is None else 100 * f["others_share"], "%.0f%%")))
         md.append("")
     return md, rows
 
@@ -488,6 +495,7 @@ plot "scale.dat" index 0 using 1:3 with linespoints title "1 worker", \\
      "" index 1 using 1:3 with linespoints title "2 workers"
 unset logscale y
 set yrange [0:*]
+set key right bottom
 set xlabel "open connections (100 active)"
 set ylabel "msgs/s"
 plot "scale.dat" index 2 using 1:2 with linespoints title "1 worker", \\
