@@ -20,6 +20,8 @@ DEB_BUILD_PACKAGES = debhelper dpkg-dev lintian man-db adduser
 DEB_PACKAGES += $(DEB_BUILD_PACKAGES)
 # The PROXY protocol's end-to-end test puts a private HAProxy in front.
 DEB_PACKAGES += haproxy
+# e2e test_connection_syscalls counts a connection's system calls with strace.
+DEB_PACKAGES += strace
 
 .PHONY: all deps build run test clean
 
