@@ -955,10 +955,7 @@ void smtp_conn_on_accept(struct smtp_conns *sc, const struct io_uring_cqe *cqe)
 	c->listener_mode = sc->cfg->listen[i].mode;
 	if (smtp_conn_proxy_accept(sc, c, i))
 		return; /* its PROXY header first, or refused */
-	enum screen_verdict screen;
-	if (!conn_admit(sc, c, &screen))
-		return;
-	conn_begin(sc, c, screen);
+	smtp_conn_start(sc, c, false);
 }
 
 void smtp_conn_start(struct smtp_conns *sc, struct conn *c, bool probe)
