@@ -196,7 +196,12 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define SEGMENT_ZERO_CHUNK_BYTES (1u << 20)
 #define STORE_SPARE_RETRY_MIN_MS 100     /* a failed spare is retried after this, */
 #define STORE_SPARE_RETRY_MAX_MS 10000   /* doubling up to this */
-#define STORE_BATCH_SLOTS 8              /* batches queued behind the commit in flight */
+#define STORE_BATCH_SLOTS 8              /* batches queued, those in flight included */
+/* Group commits one shard may have in flight at once (commits_in_flight). */
+#define STORE_COMMITS_IN_FLIGHT_MAX 4
+#define COMMITS_IN_FLIGHT_DEFAULT 1
+_Static_assert(STORE_COMMITS_IN_FLIGHT_MAX < STORE_BATCH_SLOTS,
+	       "a batch always fills behind the commits in flight");
 #define STORE_APPEND_PARTS_MAX 6         /* iovecs of one record */
 #define STORE_RETIRED_FDS_MAX 16         /* sealed segments' fds awaiting close */
 /* Records join a batch while it stays under this; a single larger record

@@ -74,6 +74,7 @@ static const struct config_key config_keys[] = {
 	{ "data_dir", KIND_PATH, FIELD(data_dir), 0, 0 },
 	{ "fsync", KIND_FSYNC, FIELD(fsync), 0, 0 },
 	{ "store_io", KIND_STORE_IO, FIELD(store_io), 0, 0 },
+	{ "commits_in_flight", KIND_U32, FIELD(commits_in_flight), 1, STORE_COMMITS_IN_FLIGHT_MAX },
 	{ "accept_domains", KIND_DOMAINS, 0, 0, 0 },
 	{ "recipients_file", KIND_PATH, FIELD(recipients_file), 0, 0 },
 	{ "max_message_size", KIND_SIZE, FIELD(max_message_size_bytes), 1024,
@@ -802,6 +803,7 @@ static void config_defaults(struct config *c)
 	 * writes cut io-wq's share of the CPU but the message rate to a third
 	 * (bench/results/2026-12-07-commit); auto and direct are a choice. */
 	c->store_io = STORE_IO_BUFFERED;
+	c->commits_in_flight = COMMITS_IN_FLIGHT_DEFAULT;
 	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
 	c->max_recipients = SMTP_RECIPIENTS_DEFAULT;
 	c->max_connections = CONNECTIONS_DEFAULT;
@@ -1179,6 +1181,7 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "fsync = %s\n", c->fsync ? "always" : "never");
 	fprintf(out, "store_io = %s\n", c->store_io == STORE_IO_BUFFERED ? "buffered"
 					 : c->store_io == STORE_IO_DIRECT ? "direct" : "auto");
+	fprintf(out, "commits_in_flight = %u\n", c->commits_in_flight);
 	fprintf(out, "accept_domains = %s\n", c->accept_domains_text);
 	if (c->recipients_file[0])
 		fprintf(out, "recipients_file = %s\n", c->recipients_file);
@@ -1295,6 +1298,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 		!SAME_STR(data_dir),
 		!SAME_BYTES(fsync),
 		!SAME_BYTES(store_io),
+		!SAME_BYTES(commits_in_flight),
 		!SAME_BYTES(store_max_bytes),
 		!SAME_BYTES(segment_size_bytes),
 		!SAME_BYTES(max_connections),
@@ -1312,7 +1316,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	};
 	static const char *const names[] = {
 		"hostname",        "workers",        "listen",          "data_dir",
-		"fsync",           "store_io",
+		"fsync",           "store_io",       "commits_in_flight",
 		"store_max_bytes", "segment_size",   "max_connections",
 		"metrics_listen",  "user",           "upstream",        "upstream_connections",
 		"upstream_helo",   "upstream_ca",    "auth_users",
@@ -1348,6 +1352,7 @@ size_t config_restart_keys(struct config *next, const struct config *running, ch
 	memcpy(next->data_dir, b->data_dir, sizeof(next->data_dir));
 	next->fsync = b->fsync;
 	next->store_io = b->store_io;
+	next->commits_in_flight = b->commits_in_flight;
 	next->store_max_bytes = b->store_max_bytes;
 	next->segment_size_bytes = b->segment_size_bytes;
 	next->max_connections = b->max_connections;

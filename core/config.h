@@ -59,6 +59,7 @@ struct config {
 	char data_dir[PATH_MAX];
 	bool fsync;
 	uint32_t store_io;                  /* enum store_io_mode (storage/store.h) */
+	uint32_t commits_in_flight;         /* group commits per worker at once */
 	char recipients_file[PATH_MAX]; /* empty: no recipient table */
 	uint64_t max_message_size_bytes;
 	uint32_t max_recipients;

@@ -289,6 +289,7 @@ static int open_shard(const struct config *cfg, uint32_t id, bool leftover,
 		.store_max_bytes = cfg->store_max_bytes / cfg->workers,
 		.fsync = cfg->fsync,
 		.io_mode = (enum store_io_mode)cfg->store_io,
+		.commits_in_flight = cfg->commits_in_flight,
 	};
 	struct store_recovery_stats rs;
 	memset(&rs, 0, sizeof(rs));

@@ -22,10 +22,11 @@
 #include "../common/bounds.h"
 #include "../storage/io_plan.h"
 
-/* The worker's jobs (the group commit, the spare), the forwarder's (the
- * delivery-log commit, reclamation) and one per upstream connection (its
- * record's read, then a bad record's quarantine copy), with room to spare. */
-#define STORE_IO_JOBS_MAX (8 + UPSTREAM_CONNECTIONS_MAX)
+/* The worker's jobs (one per group commit in flight, the spare), the
+ * forwarder's (the delivery-log commit, reclamation) and one per upstream
+ * connection (its record's read, then a bad record's quarantine copy), with
+ * room to spare. */
+#define STORE_IO_JOBS_MAX (8 + STORE_COMMITS_IN_FLIGHT_MAX + UPSTREAM_CONNECTIONS_MAX)
 
 struct store_io_job {
 	bool (*plan)(void *owner, struct io_plan *p);

@@ -41,6 +41,13 @@
 #include "store_io.h"
 #include "txn.h"
 
+/* One group commit in flight: its store_io job and when it was issued. */
+struct commit_slot {
+	struct store_io_job job;
+	struct worker_loop *loop;
+	uint64_t started_ns;
+};
+
 struct worker_loop {
 	struct worker *w;
 	const struct config *cfg;
@@ -61,12 +68,12 @@ struct worker_loop {
 	bool draining;
 	uint64_t drain_deadline_ms;
 
-	/* Storage's plans on this ring: the group commit (one in flight) and
-	 * the spare segment's making. */
+	/* Storage's plans on this ring: the group commits (up to
+	 * commits_in_flight at once) and the spare segment's making. */
 	struct store_io io;
-	struct store_io_job commit_job;
+	struct commit_slot commit[STORE_COMMITS_IN_FLIGHT_MAX];
+	uint32_t commit_slots;         /* commits_in_flight */
 	bool commit_wanted;            /* commit_submit is asking */
-	uint64_t commit_started_ns;
 	struct store_io_job spare_job;
 	struct segment_make spare;
 	bool spare_active;             /* spare is being made */
@@ -238,28 +245,31 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 
 /*
  * The group commit: storage plans it (store_commit_plan: the batch's
- * writev linked to its fdatasync), store_io performs it, and
- * store_commit_advance reports it to every record of the batch. A commit
- * starts only from commit_submit, once per loop turn (not again from its
- * own completion), so that a batch collects what finishes meanwhile.
+ * writev linked to its fdatasync, or one direct write), store_io performs
+ * it, and store_commit_advance reports it; the store answers the records of
+ * a batch once it and every older batch are durable. A commit starts only
+ * from commit_submit, once per loop turn (not again from its own
+ * completion), so that a batch collects what finishes meanwhile; with
+ * commits_in_flight > 1 the next batch goes as soon as it holds a record,
+ * while the earlier ones are still on their way.
  */
 static bool commit_plan(void *owner, struct io_plan *p)
 {
-	struct worker_loop *l = owner;
+	struct commit_slot *slot = owner;
+	struct worker_loop *l = slot->loop;
 	uint32_t records;
 	if (!l->commit_wanted || !store_commit_plan(l->w->shards[0].store, p, &records))
 		return false;
-	l->commit_wanted = false;
-	l->commit_started_ns = mono_ns();
+	slot->started_ns = mono_ns();
 	metrics_observe_batch_records(&l->w->metrics->commit_batch, records);
 	return true;
 }
 
 static void commit_advance(void *owner, const struct io_plan *p)
 {
-	struct worker_loop *l = owner;
-	metrics_observe_latency_ns(&l->w->metrics->fsync_latency,
-				   mono_ns() - l->commit_started_ns);
+	struct commit_slot *slot = owner;
+	struct worker_loop *l = slot->loop;
+	metrics_observe_latency_ns(&l->w->metrics->fsync_latency, mono_ns() - slot->started_ns);
 	int result = store_commit_advance(l->w->shards[0].store, p, commit_done_one, l);
 	if (result < 0)
 		metrics_inc(&l->w->metrics->store_commit_failures);
@@ -268,8 +278,20 @@ static void commit_advance(void *owner, const struct io_plan *p)
 static void commit_submit(struct worker_loop *l)
 {
 	l->commit_wanted = true;
-	store_io_kick(&l->io, &l->commit_job);
+	for (uint32_t i = 0; i < l->commit_slots; i++) {
+		struct store_io_job *job = &l->commit[i].job;
+		if (!job->busy && !store_io_kick(&l->io, job))
+			break; /* nothing (more) to commit now */
+	}
 	l->commit_wanted = false;
+}
+
+static bool commits_busy(const struct worker_loop *l)
+{
+	for (uint32_t i = 0; i < l->commit_slots; i++)
+		if (l->commit[i].job.busy)
+			return true;
+	return false;
 }
 
 /*
@@ -503,7 +525,7 @@ static bool drain_finished(struct worker_loop *l)
 {
 	bool late = l->clock.now_ms >= l->drain_deadline_ms;
 	bool forwarding = forward_drain(l->forward, late);
-	return l->conns.slab.used == 0 && !l->commit_job.busy && !store_busy(l->w->shards[0].store) &&
+	return l->conns.slab.used == 0 && !commits_busy(l) && !store_busy(l->w->shards[0].store) &&
 	       !l->spare_active && !forwarding;
 }
 
@@ -577,8 +599,9 @@ static void log_pump(struct worker_loop *l)
 	log_publish_dropped(l);
 	const void *p;
 	size_t n;
-	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
-		return;
+	if (l->log_write_inflight || log_buffer_due_ms(&l->logbuf, l->clock.now_ms) != 0 ||
+	    !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
+		return; /* lines wait for a batch (log_buffer_due_ms), at most LOG_WRITE_DELAY_MS */
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
 	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_LOG_WRITE, 0, 0));
@@ -715,7 +738,10 @@ static int loop_run(struct worker_loop *l)
 		buf_ring_publish(&l->bufs);
 		smtp_conns_rearm(&l->conns);
 		metrics_http_rearm(&l->http);
-		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
+		/* Waits at most a timer tick, and no longer than log lines may wait. */
+		uint64_t wait_ms = RMX_MIN((uint64_t)TIMER_TICK_MS,
+					   log_buffer_due_ms(&l->logbuf, l->clock.now_ms));
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000L };
 		struct io_uring_cqe *cqe;
 		ring_flush(&l->ring);
 		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
@@ -757,7 +783,12 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 		return rc;
 	}
 	store_io_init(&l->io, &l->ring);
-	store_io_add(&l->io, &l->commit_job, commit_plan, commit_advance, l);
+	l->commit_slots = w->cfg->commits_in_flight;
+	RMX_ASSERT(l->commit_slots >= 1 && l->commit_slots <= STORE_COMMITS_IN_FLIGHT_MAX);
+	for (uint32_t i = 0; i < l->commit_slots; i++) {
+		l->commit[i].loop = l;
+		store_io_add(&l->io, &l->commit[i].job, commit_plan, commit_advance, &l->commit[i]);
+	}
 	store_io_add(&l->io, &l->spare_job, spare_plan, spare_advance, l);
 	if (!l->ring_info.defer_taskrun)
 		log_warn("event=ring_flags worker=%u note=\"kernel refused DEFER_TASKRUN; "

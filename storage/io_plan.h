@@ -66,6 +66,8 @@ struct io_plan {
 	struct io_step step[IO_PLAN_STEPS_MAX];
 	int result[IO_PLAN_STEPS_MAX];
 	uint32_t pending; /* results still to come (the executor's count) */
+	uint64_t ticket;  /* the planner's own mark (which commit this is);
+			   * executors leave it alone */
 };
 
 /* Empties a plan; io_plan_add appends a step and returns it (asserts room). */

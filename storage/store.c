@@ -24,7 +24,14 @@
  * scanner steps over it, segment.h), and a write never covers a block an
  * earlier commit wrote, so an acknowledged record is never rewritten.
  *
- * Invariants: at most one commit in flight, always the oldest batch. A batch
+ * Commits in flight: up to commits_in_flight batches are handed out at
+ * once, always the oldest ones, all in one segment (a batch in the next
+ * segment waits until the earlier segment's commits are back). Their results
+ * may come back in any order; a batch is acknowledged only when it and
+ * every older batch are durable, so after a crash no acknowledged record
+ * lies behind a torn one. A direct commit has an aligned buffer of its own.
+ *
+ * Invariants: the batches handed out are the oldest handed_out ones. A batch
  * holding the outstanding reservation is never handed out before its
  * append. Offsets handed out only grow within a segment, start after its
  * header block, and the queue id of a reservation is the id sealed into the
@@ -157,6 +164,7 @@ static void batch_pop(struct store *st)
 	b->iovcnt = 0;
 	b->bytes = 0;
 	b->in_flight = false;
+	b->finished = false;
 	b->pending_append = false;
 	st->batch_head = (st->batch_head + 1) % STORE_BATCH_SLOTS;
 	st->batch_count--;
@@ -212,8 +220,10 @@ static struct store_batch *joinable_batch(struct store *st, uint64_t padded_byte
 {
 	if (st->batch_count == 0)
 		return NULL;
+	if (st->batch_count == st->handed_out)
+		return NULL; /* the newest batch is being written */
 	struct store_batch *last = batch_at(st, st->batch_count - 1);
-	if (!last->in_flight && last->seq == st->active_seq &&
+	if (last->seq == st->active_seq &&
 	    last->offset + last->bytes == st->active_tail &&
 	    padded_bytes <= st->active_size_bytes - st->active_tail &&
 	    last->bytes + padded_bytes <= STORE_BATCH_BYTES_MAX &&
@@ -264,6 +274,7 @@ int store_reserve(struct store *st, uint64_t padded_bytes, uint64_t *queue_id)
 		b->records = 0;
 		b->iovcnt = 0;
 		b->in_flight = false;
+		b->finished = false;
 		RMX_ASSERT(!b->direct || b->offset % SEGMENT_BLOCK_BYTES == 0);
 	}
 	b->pending_append = true;
@@ -321,12 +332,28 @@ int store_append(struct store *st, uint64_t queue_id, const struct iovec *parts,
 	return 0;
 }
 
+/* The next batch to hand out, if one may go now: under the limit of commits
+ * in flight, fully appended, and in the same segment as those in flight (a
+ * write into a later segment then still means every write into the earlier
+ * one had completed: recovery's proof that damage there is not a torn
+ * write). */
+static struct store_batch *next_commit(struct store *st)
+{
+	if (st->failed || st->in_flight >= st->commits_in_flight_max ||
+	    st->handed_out == st->batch_count)
+		return NULL;
+	struct store_batch *b = batch_at(st, st->handed_out);
+	if (b->pending_append || b->records == 0)
+		return NULL;
+	if (st->handed_out > 0 && batch_at(st, 0)->seq != b->seq)
+		return NULL;
+	return b;
+}
+
 bool store_commit_begin(struct store *st, struct store_commit *c)
 {
-	if (st->failed || st->in_flight || st->batch_count == 0)
-		return false;
-	struct store_batch *b = batch_at(st, 0);
-	if (b->pending_append || b->records == 0)
+	struct store_batch *b = next_commit(st);
+	if (b == NULL)
 		return false;
 	uint64_t sum = 0;
 	for (int i = 0; i < b->iovcnt; i++)
@@ -335,7 +362,9 @@ bool store_commit_begin(struct store *st, struct store_commit *c)
 	RMX_ASSERT(b->seq != st->active_seq || b->offset + b->bytes <= st->active_size_bytes);
 
 	b->in_flight = true;
-	st->in_flight = true;
+	b->ticket = ++st->next_ticket;
+	st->handed_out++;
+	st->in_flight++;
 	c->direct = b->direct;
 	c->fd = b->fd;
 	c->offset = b->offset;
@@ -344,60 +373,101 @@ bool store_commit_begin(struct store *st, struct store_commit *c)
 	c->bytes = b->bytes;
 	c->sync = st->fsync;
 	c->records = b->records;
+	c->ticket = b->ticket;
 	return true;
+}
+
+/* Answers every record of the oldest batch with result and drops it. */
+static void batch_answer(struct store *st, int result,
+			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx)
+{
+	struct store_batch *b = batch_at(st, 0);
+	uint64_t cookies[COMMIT_BATCH_RECORDS_MAX];
+	/* A reservation not yet appended has no cookie: its append fails. */
+	uint32_t n = b->records - (b->pending_append ? 1 : 0);
+	memcpy(cookies, b->cookie, n * sizeof(cookies[0]));
+	batch_pop(st);
+	if (result == 0) {
+		st->records_committed += n;
+		st->commits++;
+	}
+	for (uint32_t i = 0; i < n; i++)
+		done(ctx, cookies[i], result);
+}
+
+void store_commit_finish(struct store *st, uint64_t ticket, int result,
+			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx)
+{
+	uint32_t i = 0;
+	while (i < st->handed_out && batch_at(st, i)->ticket != ticket)
+		i++;
+	if (i == st->handed_out) {
+		/* A failure answered its records already. */
+		RMX_ASSERT(st->failed && st->orphans > 0);
+		st->orphans--;
+		return;
+	}
+	struct store_batch *b = batch_at(st, i);
+	RMX_ASSERT(b->in_flight && !b->finished);
+	b->in_flight = false;
+	b->finished = true;
+	st->in_flight--;
+	if (b->direct)
+		st->bounce_free |= 1u << b->bounce_slot;
+	/* A short write is a failed write: the tail of the batch is not there. */
+	bool ok = result == 0 || (result > 0 && (uint64_t)result == b->bytes);
+	if (!ok) {
+		/* Nothing after a failure is acknowledged, not even a batch whose
+		 * own write completed: the shard is failed for good. Commits still
+		 * in flight report later, to nobody. */
+		st->failed = true;
+		st->orphans += st->in_flight;
+		st->in_flight = 0;
+		st->handed_out = 0;
+		while (st->batch_count > 0)
+			batch_answer(st, -EIO, done, ctx);
+		return;
+	}
+	/* In order: a batch is acknowledged once it and every older one are
+	 * durable, so an acknowledged record never follows a torn one. */
+	while (st->handed_out > 0 && batch_at(st, 0)->finished) {
+		st->handed_out--;
+		batch_answer(st, 0, done, ctx);
+	}
 }
 
 void store_commit_done(struct store *st, int result,
 		       void (*done)(void *ctx, uint64_t cookie, int result), void *ctx)
 {
-	RMX_ASSERT(st->in_flight && st->batch_count > 0);
-	struct store_batch *b = batch_at(st, 0);
-	RMX_ASSERT(b->in_flight);
-	uint64_t cookies[COMMIT_BATCH_RECORDS_MAX];
-
-	/* A short write is a failed write: the tail of the batch is not there. */
-	bool ok = result == 0 || (result > 0 && (uint64_t)result == b->bytes);
-	st->in_flight = false;
-	if (ok) {
-		uint32_t n = b->records;
-		memcpy(cookies, b->cookie, n * sizeof(cookies[0]));
-		batch_pop(st);
-		st->records_committed += n;
-		st->commits++;
-		for (uint32_t i = 0; i < n; i++)
-			done(ctx, cookies[i], 0);
-		return;
-	}
-
-	st->failed = true;
-	while (st->batch_count > 0) {
-		b = batch_at(st, 0);
-		/* A reservation not yet appended has no cookie: its append fails. */
-		uint32_t n = b->records - (b->pending_append ? 1 : 0);
-		memcpy(cookies, b->cookie, n * sizeof(cookies[0]));
-		batch_pop(st);
-		for (uint32_t i = 0; i < n; i++)
-			done(ctx, cookies[i], -EIO);
-	}
+	RMX_ASSERT(st->in_flight > 0 && st->batch_count > 0);
+	uint32_t i = 0;
+	while (!batch_at(st, i)->in_flight)
+		i++;
+	store_commit_finish(st, batch_at(st, i)->ticket, result, done, ctx);
 }
 
-/* The direct commit: the batch gathered into the aligned buffer, zeros to
- * the block boundary, one write (RWF_DSYNC when syncing: durable when it
- * completes, on blocks that are already allocated and written). */
+/* The direct commit: the batch gathered into an aligned buffer of its own,
+ * zeros to the block boundary, one write (RWF_DSYNC when syncing: durable
+ * when it completes, on blocks that are already allocated and written). */
 static void direct_plan(struct store *st, const struct store_commit *c, struct io_plan *p)
 {
+	struct store_batch *b = batch_at(st, st->handed_out - 1);
+	RMX_ASSERT(b->ticket == c->ticket && st->bounce_free != 0);
+	b->bounce_slot = (uint32_t)__builtin_ctz(st->bounce_free);
+	st->bounce_free &= ~(1u << b->bounce_slot);
+	uint8_t *bounce = st->bounce + (uint64_t)b->bounce_slot * st->bounce_bytes;
 	uint64_t len = block_round_up(c->bytes);
 	RMX_ASSERT(st->bounce != NULL && len <= st->bounce_bytes);
 	RMX_ASSERT(c->offset % SEGMENT_BLOCK_BYTES == 0);
 	uint64_t at = 0;
 	for (int i = 0; i < c->iovcnt; i++) {
-		memcpy(st->bounce + at, c->iov[i].iov_base, c->iov[i].iov_len);
+		memcpy(bounce + at, c->iov[i].iov_base, c->iov[i].iov_len);
 		at += c->iov[i].iov_len;
 	}
 	RMX_ASSERT(at == c->bytes);
-	memset(st->bounce + at, 0, len - at);
+	memset(bounce + at, 0, len - at);
 	struct io_step *s = io_plan_add(p, IO_STEP_WRITE, c->fd);
-	s->buf = st->bounce;
+	s->buf = bounce;
 	s->len = len;
 	s->offset = c->offset;
 	s->flags = c->sync ? RWF_DSYNC : 0;
@@ -410,6 +480,7 @@ bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records)
 	if (!store_commit_begin(st, &c))
 		return false;
 	io_plan_clear(p);
+	p->ticket = c.ticket;
 	if (c.direct) {
 		direct_plan(st, &c, p);
 		*records = c.records;
@@ -440,13 +511,13 @@ int store_commit_advance(struct store *st, const struct io_plan *p,
 	int result = io_step_outcome(&p->step[0], p->result[0]);
 	if (result == 0 && p->count > 1)
 		result = io_step_outcome(&p->step[1], p->result[1]);
-	store_commit_done(st, result, done, ctx);
+	store_commit_finish(st, p->ticket, result, done, ctx);
 	return result;
 }
 
 bool store_busy(const struct store *st)
 {
-	return st->in_flight || st->batch_count > 0;
+	return st->in_flight > 0 || st->orphans > 0 || st->batch_count > 0;
 }
 
 bool store_spare_wanted(struct store *st, uint64_t now_ms, const char **path, uint32_t *seq)
@@ -580,7 +651,7 @@ void store_close(struct store *st)
 {
 	if (st == NULL)
 		return;
-	RMX_ASSERT(!st->in_flight);
+	RMX_ASSERT(st->in_flight == 0 && st->orphans == 0);
 	/* Sealed segments that still had batches queued (a close before flush). */
 	while (st->batch_count > 0)
 		batch_pop(st);
@@ -593,7 +664,7 @@ void store_close(struct store *st)
 	if (st->dir_fd >= 0)
 		close(st->dir_fd); /* drops the flock */
 	if (st->bounce != NULL)
-		munmap(st->bounce, (size_t)st->bounce_bytes);
+		munmap(st->bounce, (size_t)(st->bounce_bytes * st->commits_in_flight_max));
 	free(st->salts);
 	free(st->batch);
 	free(st->data_dir);

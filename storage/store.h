@@ -21,8 +21,9 @@
  * inline instead of handing a blocking write and a sync to its io-wq
  * threads; the next batch starts at that boundary), performs it on its ring and
  * hands the results to store_commit_advance(), which hands back the cookie
- * of every record made durable. One commit in flight; the next batch fills
- * meanwhile. When the active segment cannot take a record, the store asks
+ * of every record made durable. Up to commits_in_flight commits in flight
+ * (store_config), each its own batch, acknowledged in order; the next batch
+ * fills meanwhile. When the active segment cannot take a record, the store asks
  * for a pre-zeroed spare (store_spare_wanted) which core/ prepares
  * asynchronously, writing the header block store_spare_header() gives it,
  * and hands over with store_spare_ready().
@@ -100,19 +101,32 @@ struct store_commit {
 	uint64_t bytes;
 	bool sync;
 	uint32_t records;
+	uint64_t ticket;   /* for store_commit_finish */
 };
 
-/* If no commit is in flight and records are waiting, fills c and returns true. */
+/*
+ * If fewer commits than commits_in_flight are in flight and the oldest batch
+ * not handed out is complete (and lies in the same segment as those in
+ * flight), hands it out: fills c (ticket names it) and returns true.
+ */
 bool store_commit_begin(struct store *st, struct store_commit *c);
 
 /*
- * Reports the result of the commit begun last, once, after both linked
+ * Reports the result of the commit named ticket, once, after both linked
  * steps: the first negative result of the two, else the write's byte count
- * (or 0). A short write counts as a failure. For every record in
- * the batch, calls done(ctx, cookie, 0) or done(ctx, cookie, -EIO). After a
- * failure the shard refuses further data (store_admit returns -EIO): never
- * retry-and-pretend.
+ * (or 0). A short write counts as a failure. Records are answered in the
+ * order of their batches: a batch whose commit succeeded waits for every
+ * older batch's, then calls done(ctx, cookie, 0) for each of its records;
+ * so an acknowledged record never follows one that may be torn. After a
+ * failure every queued record gets done(ctx, cookie, -EIO), the results
+ * of commits still in flight are then ignored, and the shard refuses
+ * further data (store_admit returns -EIO): never retry-and-pretend.
  */
+void store_commit_finish(struct store *st, uint64_t ticket, int result,
+			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
+
+/* store_commit_finish for the oldest commit in flight (with one commit in
+ * flight: the one begun last). */
 void store_commit_done(struct store *st, int result,
 		       void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
 
@@ -130,8 +144,9 @@ void store_commit_done(struct store *st, int result,
  */
 bool store_commit_plan(struct store *st, struct io_plan *p, uint32_t *records);
 /* In direct mode the plan is one IO_STEP_WRITE of the padded batch (flags
- * RWF_DSYNC when the store syncs) from the store's aligned buffer, which
- * stays put until store_commit_advance. */
+ * RWF_DSYNC when the store syncs) from an aligned buffer of the store's,
+ * one per commit in flight, which stays put until store_commit_advance.
+ * The plan's ticket names the commit; executors keep it. */
 int store_commit_advance(struct store *st, const struct io_plan *p,
 			 void (*done)(void *ctx, uint64_t cookie, int result), void *ctx);
 

@@ -409,6 +409,8 @@ static int check_config(const struct store_config *cfg, char *err, size_t errlen
 		why = "segment_size out of range or not a multiple of 8";
 	else if (cfg->store_max_bytes == 0)
 		why = "store_max_bytes is zero";
+	else if (cfg->commits_in_flight > STORE_COMMITS_IN_FLIGHT_MAX)
+		why = "commits_in_flight out of range";
 	if (why == NULL)
 		return 0;
 	if (errlen > 0)
@@ -621,7 +623,7 @@ static int choose_io(struct store *st, enum store_io_mode mode,
 					STORE_BATCH_BYTES_MAX + SEGMENT_BLOCK_BYTES);
 	void *bounce = MAP_FAILED;
 	if (why == NULL) {
-		bounce = mmap(NULL, (size_t)bounce_bytes, PROT_READ | PROT_WRITE,
+		bounce = mmap(NULL, (size_t)(bounce_bytes * st->commits_in_flight_max), PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (bounce == MAP_FAILED) {
 			int rc = -errno;
@@ -656,6 +658,7 @@ static int choose_io(struct store *st, enum store_io_mode mode,
 	st->direct = true;
 	st->bounce = bounce;
 	st->bounce_bytes = bounce_bytes;
+	st->bounce_free = (1u << st->commits_in_flight_max) - 1;
 	stats->io_mode = STORE_IO_DIRECT;
 	stats->io_reason = mode == STORE_IO_DIRECT ? "configured" : "o_direct_accepted";
 	return 0;
@@ -681,6 +684,7 @@ static int store_open_mode(const struct store_config *cfg, bool leftover, struct
 	st->segment_size_bytes = cfg->segment_size_bytes;
 	st->store_max_bytes = cfg->store_max_bytes;
 	st->fsync = cfg->fsync;
+	st->commits_in_flight_max = cfg->commits_in_flight == 0 ? 1 : cfg->commits_in_flight;
 	st->leftover = leftover;
 	st->data_dir = strdup(cfg->data_dir);
 	st->batch = calloc(STORE_BATCH_SLOTS, sizeof(*st->batch));

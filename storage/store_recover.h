@@ -21,6 +21,8 @@ struct store_config {
 	uint64_t store_max_bytes;    /* this shard's share of store_max_bytes */
 	bool fsync;                  /* false: fsync = never (benchmarks only) */
 	enum store_io_mode io_mode;  /* BUFFERED (0) unless asked; AUTO: probe */
+	uint32_t commits_in_flight;  /* group commits at once, 1..STORE_COMMITS_IN_FLIGHT_MAX
+				      * (0: 1) */
 };
 
 struct store_recovery_stats {

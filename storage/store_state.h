@@ -23,7 +23,10 @@ struct store_batch {
 	uint64_t bytes;            /* reserved bytes, contiguous from offset */
 	uint32_t records;          /* including a reservation not yet appended */
 	int iovcnt;
-	bool in_flight;
+	bool in_flight;            /* handed out, its result not back yet */
+	bool finished;             /* its result (a success) is back, an older batch's is not */
+	uint32_t bounce_slot;      /* direct, in flight: its aligned copy */
+	uint64_t ticket;           /* names the commit while it is handed out */
 	bool pending_append;       /* holds the outstanding reservation */
 	bool direct;               /* fd has O_DIRECT: offset is on a block boundary */
 	uint64_t salt;             /* of segment seq */
@@ -45,8 +48,10 @@ struct store {
 	bool fsync;
 	bool leftover;             /* store_open_leftover: takes no new records */
 	bool direct;               /* commits go O_DIRECT (store_recover chose it) */
-	uint8_t *bounce;           /* direct: the batch's aligned copy (mmap'd) */
-	uint64_t bounce_bytes;     /* room for the largest padded batch */
+	uint8_t *bounce;           /* direct: one aligned copy per commit in flight (mmap'd) */
+	uint64_t bounce_bytes;     /* room for the largest padded batch, per slot */
+	uint32_t bounce_free;      /* bit i: slot i is not in use */
+	uint32_t commits_in_flight_max; /* 1..STORE_COMMITS_IN_FLIGHT_MAX */
 	int dir_fd;                /* DIR/w<N>, flock()ed for the shard's lifetime */
 
 	uint32_t active_seq;
@@ -77,7 +82,10 @@ struct store {
 	struct store_batch *batch; /* STORE_BATCH_SLOTS */
 	uint32_t batch_head;
 	uint32_t batch_count;
-	bool in_flight;
+	uint32_t handed_out;       /* the oldest batches, in flight or finished */
+	uint32_t in_flight;        /* of those, the ones whose result is not back */
+	uint32_t orphans;          /* commits still in flight after a failure answered them */
+	uint64_t next_ticket;
 	bool failed;
 
 	int retired_fd[STORE_RETIRED_FDS_MAX];

@@ -12,8 +12,10 @@ upstream. At the end the gateway runs until the upstream holds every
 acknowledged message; each delivered copy must be byte for byte what was
 sent, under a Received: header carrying the queue id its 250 gave.
 Duplicates (a kill between the upstream's 250 and the delivery-log commit)
-are allowed and counted. The load is drawn from a seed, printed
-(RINGMX_TORTURE_SEED replays it).
+are allowed and counted. Each run commits its own way: buffered or direct
+(store_io = auto on a file system that takes O_DIRECT), with one to three
+group commits in flight. The load and those choices are drawn from a seed,
+printed (RINGMX_TORTURE_SEED replays it).
 """
 
 import hashlib
@@ -34,6 +36,22 @@ CLIENTS = 4
 LOAD_MIN_S = 0.4
 LOAD_MAX_S = 1.2
 DELIVERY_TIMEOUT_S = 90.0
+
+
+def set_commit_way(srv, store_io, commits_in_flight):
+    """Rewrites the two commit keys in srv's config file for its next start."""
+    with open(srv.config_path) as f:
+        lines = f.read().splitlines()
+    out = []
+    for line in lines:
+        key = line.split("=", 1)[0].strip()
+        if key == "store_io":
+            line = "store_io = %s" % store_io
+        elif key == "commits_in_flight":
+            line = "commits_in_flight = %d" % commits_in_flight
+        out.append(line)
+    with open(srv.config_path, "w") as f:
+        f.write("\n".join(out) + "\n")
 
 
 def body_for(token, seq, index):
@@ -142,12 +160,18 @@ class CrashTorture(unittest.TestCase):
         copies = DeliveredCopies(sink)
         settings = [(k, v) for k, v in up.forward_settings([sink.port])
                     if k not in ("segment_size", "max_message_size")]
-        settings += [("segment_size", "1M"), ("max_message_size", "256k")]
+        settings += [("segment_size", "1M"), ("max_message_size", "256k"),
+                     ("store_io", "buffered"), ("commits_in_flight", "1")]
         srv = h.Server(settings=settings)
         self.addCleanup(srv.cleanup)
         all_acked = []
         t0 = time.monotonic()
         for cycle in range(CYCLES):
+            # Each run commits its own way (drawn from the seed): buffered or
+            # direct, one to three group commits in flight; each recovers
+            # what the last run, committing another way, left.
+            commit_way = (rng.choice(["buffered", "auto"]), rng.choice([1, 2, 3]))
+            set_commit_way(srv, *commit_way)
             srv.start()
             if all_acked:
                 in_store, at_upstream = self.check_present(srv, copies, all_acked, cycle - 1)
@@ -171,9 +195,10 @@ class CrashTorture(unittest.TestCase):
             srv.check_stderr(self)
             with lock:
                 all_acked.extend(acked)
-            print("torture cycle %2d: %3d acknowledged before the kill (%d in all; at the "
-                  "start %d listed in the store, %d at the upstream)"
-                  % (cycle, len(acked), len(all_acked), in_store, at_upstream),
+            print("torture cycle %2d (store_io %s, %d in flight): %3d acknowledged before "
+                  "the kill (%d in all; at the start %d listed in the store, %d at the "
+                  "upstream)" % ((cycle,) + commit_way + (len(acked), len(all_acked), in_store,
+                                                          at_upstream)),
                   file=sys.stderr)
         self.assertGreater(len(all_acked), CYCLES, "too little load to mean anything")
         ids = [q for q, _, _ in all_acked]
