@@ -223,6 +223,11 @@ _Static_assert(STORE_COMMITS_IN_FLIGHT_MAX < STORE_BATCH_SLOTS,
  * Also the longest a thread without a buffer waits for a full fd 2, and the
  * longest a worker's exit waits for its last lines. */
 #define LOG_WRITE_STALL_MAX_MS 3000
+/* A worker writes its lines in batches: once LOG_WRITE_BATCH_BYTES wait (or a
+ * whole write's worth on a pipe), or once the loop has seen them wait for
+ * LOG_WRITE_DELAY_MS. Each write to a file is a trip through io-wq. */
+#define LOG_WRITE_BATCH_BYTES (16 * 1024)
+#define LOG_WRITE_DELAY_MS 10
 
 /* ---- AUTH (proto/sasl, core/auth_users, core/auth_verify, core/auth_failures) ---- */
 /* RFC 4954 section 4: a server accepts SASL response lines (AUTH's initial

@@ -205,6 +205,8 @@ void log_buffer_init(struct log_buffer *b, int fd)
 	b->stalled_since_ms = 0;
 	b->retry_at_ms = 0;
 	b->dropped_lines = 0;
+	b->waiting_seen = false;
+	b->waiting_since_ms = 0;
 	/* On a pipe or socket, lines of different threads stay whole only in
 	 * writes of at most PIPE_BUF. A regular file in append mode (see
 	 * log_stderr_setup) appends each write whole, so there a whole half
@@ -476,9 +478,30 @@ bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **
 	}
 	RMX_ASSERT(s[len - 1] == '\n');
 	b->inflight_bytes = (uint32_t)len;
+	b->waiting_seen = false; /* what waits from now on starts a new wait */
 	*p = s;
 	*n = len;
 	return true;
+}
+
+uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms)
+{
+	if (b->inflight_bytes)
+		return UINT64_MAX;
+	if (b->stalled && now_ms < b->retry_at_ms)
+		return b->retry_at_ms - now_ms;
+	if (b->write_off < b->write_len)
+		return 0; /* the rest of a short write, or a retry: the line it began */
+	if (b->fill_len == 0)
+		return UINT64_MAX;
+	if (b->fill_len >= RMX_MIN(b->write_max, (uint32_t)LOG_WRITE_BATCH_BYTES))
+		return 0;
+	if (!b->waiting_seen) {
+		b->waiting_seen = true;
+		b->waiting_since_ms = now_ms;
+	}
+	uint64_t waited_ms = now_ms - b->waiting_since_ms;
+	return waited_ms >= LOG_WRITE_DELAY_MS ? 0 : LOG_WRITE_DELAY_MS - waited_ms;
 }
 
 /* Gives up the bytes of the write in flight: their lines, and the line a

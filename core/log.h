@@ -171,6 +171,8 @@ struct log_buffer {
 	uint64_t retry_at_ms;     /* while stalled: no write before this */
 	uint64_t dropped_lines;
 	uint32_t write_max;       /* bytes per write: PIPE_BUF, or a half for a file */
+	bool waiting_seen;        /* log_buffer_due_ms has seen lines waiting ... */
+	uint64_t waiting_since_ms; /* ... first at this time */
 	char half[2][LOG_BUFFER_HALF_BYTES];
 };
 
@@ -192,6 +194,18 @@ void log_thread_attach(struct log_buffer *b);
  * them to fd 2.
  */
 bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **p, size_t *n);
+
+/*
+ * When the loop should write next, as milliseconds from now_ms: 0 when a
+ * write is due now (a batch of LOG_WRITE_BATCH_BYTES or write_max, whichever
+ * is smaller, waits; or the rest of a short write; or lines have waited
+ * LOG_WRITE_DELAY_MS since the first call that saw them), the time left
+ * otherwise, UINT64_MAX when nothing waits or a write is in flight (its
+ * completion wakes the loop). Batching turns one write per loop turn into
+ * one per batch under load, and delays a line by at most about
+ * LOG_WRITE_DELAY_MS when the loop waits no longer than this says.
+ */
+uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms);
 
 /* The completion of that write at now_ms: res bytes written (a short write
  * keeps the rest for the next begin_write); -EAGAIN or -EINTR keep the

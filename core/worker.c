@@ -599,8 +599,9 @@ static void log_pump(struct worker_loop *l)
 	log_publish_dropped(l);
 	const void *p;
 	size_t n;
-	if (l->log_write_inflight || !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
-		return;
+	if (l->log_write_inflight || log_buffer_due_ms(&l->logbuf, l->clock.now_ms) != 0 ||
+	    !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
+		return; /* lines wait for a batch (log_buffer_due_ms), at most LOG_WRITE_DELAY_MS */
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
 	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_LOG_WRITE, 0, 0));
@@ -737,7 +738,10 @@ static int loop_run(struct worker_loop *l)
 		buf_ring_publish(&l->bufs);
 		smtp_conns_rearm(&l->conns);
 		metrics_http_rearm(&l->http);
-		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = TIMER_TICK_MS * 1000000L };
+		/* Waits at most a timer tick, and no longer than log lines may wait. */
+		uint64_t wait_ms = RMX_MIN((uint64_t)TIMER_TICK_MS,
+					   log_buffer_due_ms(&l->logbuf, l->clock.now_ms));
+		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000L };
 		struct io_uring_cqe *cqe;
 		ring_flush(&l->ring);
 		int rc = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);

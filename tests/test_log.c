@@ -1219,6 +1219,86 @@ static void test_buffer_file(void)
 	unlink(path);
 }
 
+/*
+ * Batching: the loop writes when log_buffer_due_ms says 0. Under load
+ * (a line every 20 us, each write completing at once) a file gets one write
+ * per LOG_WRITE_BATCH_BYTES, not one per loop turn; a lone line waits
+ * LOG_WRITE_DELAY_MS at most; a pipe's batch is one PIPE_BUF write.
+ */
+static uint32_t pump_if_due(struct log_buffer *b, uint64_t now_ms, uint64_t *written_bytes)
+{
+	const void *p;
+	size_t n;
+	if (log_buffer_due_ms(b, now_ms) != 0 || !log_buffer_begin_write(b, now_ms, &p, &n))
+		return 0;
+	CHECK(log_buffer_due_ms(b, now_ms) == UINT64_MAX); /* in flight: its completion wakes */
+	*written_bytes += n;
+	log_buffer_write_done(b, (int)n, now_ms);
+	return 1;
+}
+
+static void test_buffer_batching(void)
+{
+	char path[] = "/tmp/ringmx-test-log-XXXXXX";
+	int fd = mkstemp(path);
+	REQUIRE(fd >= 0);
+	static struct log_buffer fb;
+	log_buffer_init(&fb, fd);
+	log_thread_attach(&fb);
+	CHECK(log_buffer_due_ms(&fb, 5) == UINT64_MAX); /* nothing waits */
+
+	/* A lone line: written LOG_WRITE_DELAY_MS after the loop first saw it. */
+	uint64_t bytes = 0, logged = 0;
+	log_numbered(0);
+	logged += fb.fill_len;
+	CHECK_EQ_U(log_buffer_due_ms(&fb, 1000), LOG_WRITE_DELAY_MS);
+	CHECK_EQ_U(log_buffer_due_ms(&fb, 1000 + LOG_WRITE_DELAY_MS - 1), 1);
+	CHECK_EQ_U(pump_if_due(&fb, 1000 + LOG_WRITE_DELAY_MS - 1, &bytes), 0);
+	CHECK_EQ_U(pump_if_due(&fb, 1000 + LOG_WRITE_DELAY_MS, &bytes), 1);
+	CHECK(log_buffer_due_ms(&fb, 2000) == UINT64_MAX);
+
+	/* 5,000 lines, one per loop turn, 50 turns per millisecond. */
+	uint32_t writes = 0;
+	uint64_t now_us = 3000000;
+	for (unsigned i = 0; i < 5000; i++, now_us += 20) {
+		uint32_t before = fb.fill_len;
+		log_numbered(i);
+		logged += fb.fill_len - before;
+		writes += pump_if_due(&fb, now_us / 1000, &bytes);
+	}
+	CHECK(writes >= logged / LOG_WRITE_BATCH_BYTES - 1);
+	CHECK(writes <= logged / LOG_WRITE_BATCH_BYTES + 2); /* was one per line */
+	for (uint64_t t = now_us / 1000; t <= now_us / 1000 + LOG_WRITE_DELAY_MS; t++)
+		writes += pump_if_due(&fb, t, &bytes); /* the last, partial batch */
+	CHECK_EQ_U(bytes, logged);
+	CHECK_EQ_U(log_buffer_dropped_lines(&fb), 0);
+	CHECK(log_buffer_due_ms(&fb, now_us / 1000 + 100) == UINT64_MAX);
+	log_thread_attach(&tbuf);
+	close(fd);
+	unlink(path);
+
+	/* A pipe: due once a whole PIPE_BUF write waits; a retry after EAGAIN
+	 * is due LOG_WRITE_RETRY_MS later. */
+	captured_len = 0;
+	drain(&tbuf);
+	log_numbered(0);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), LOG_WRITE_DELAY_MS);
+	while (tbuf.fill_len < LOG_WRITE_MAX_BYTES)
+		log_numbered(1);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), 0);
+	const void *p;
+	size_t n;
+	CHECK(log_buffer_begin_write(&tbuf, 10, &p, &n));
+	log_buffer_write_done(&tbuf, -EAGAIN, 10);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), LOG_WRITE_RETRY_MS);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10 + LOG_WRITE_RETRY_MS), 0);
+	CHECK(log_buffer_begin_write(&tbuf, 10 + LOG_WRITE_RETRY_MS, &p, &n));
+	log_buffer_write_done(&tbuf, (int)n, 10 + LOG_WRITE_RETRY_MS);
+	captured_len = 0;
+	drain(&tbuf);
+	captured_len = 0;
+}
+
 /* ---- fd 2 of every kind ---------------------------------------------------- */
 
 /* A regular file opened without O_APPEND (what `2>FILE` gives) is put in
@@ -1493,6 +1573,7 @@ int main(void)
 	test_buffer();
 	test_buffer_retry();
 	test_buffer_file();
+	test_buffer_batching();
 	test_fd2();
 	test_stderr_setup();
 	test_rings_share_a_file();
