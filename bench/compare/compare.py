@@ -398,6 +398,7 @@ class Harness:
 
     def start_server(self, sysname, upstream_port=None, procs=None, tls=None, workers=2,
                      extra_lines=()):
+        extra_lines = tuple(extra_lines) + tuple(self.args.ringmx_config or ())
         srv = systems.make_system(sysname, self.scratch, self.ringmx, tls=tls,
                                   workers=workers, extra_lines=extra_lines)
         try:
@@ -787,6 +788,9 @@ def parse_args(argv):
                    help="release build holding ringmx and bench/ringmx-bench "
                         "(built if missing; default build/)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per scenario (default 3)")
+    p.add_argument("--ringmx-config", action="append", metavar="'KEY = VALUE'",
+                   help="a config line added to every ringmx system (repeatable), "
+                        "e.g. 'store_io = direct'")
     p.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
                    help="comma-separated subset of %s (default all)" % DEFAULT_SCENARIOS)
     p.add_argument("--tls-cert", default="ecdsa", choices=systems.CERT_KINDS,
