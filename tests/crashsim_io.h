@@ -3,29 +3,41 @@
  * keeps a page-cache model beside the real files, so that the state of the
  * disk after a crash at any step can be built and recovered from.
  *
- * crashsim_run performs a plan's steps for real, one at a time, with the
+ * crashsim_step performs the next step of a plan for real, with the
  * blocking executor's semantics (io_plan_run_blocking on a one-step copy;
- * a step after a failed linked step gets -ECANCELED), and feeds each
- * completed step to the model:
+ * a step after a failed linked step gets -ECANCELED), and feeds it to the
+ * model; each plan keeps its own progress (struct crashsim_plan_run), so
+ * several plans (group commits in flight at once) can be stepped in any
+ * interleaving. crashsim_run steps one plan from start to end. The model:
  *   - a write (or a fallocate that grows the file, or O_TRUNC) is pending on
  *     its file until an fdatasync or fsync of that file completes; then all
- *     of the file's pending operations are durable;
+ *     of the file's pending operations are durable. An fsync is one step:
+ *     it covers every write of the file that completed before it;
  *   - a name created (openat O_CREAT of a new name) or removed (unlinkat)
  *     is pending in the directory until an fsync of the directory
  *     completes; files are inodes, names point at them, so a name removed
  *     and made again points at a new file.
- * A write with RWF_DSYNC (the store's O_DIRECT commit) is durable once it
- * completes; before that it is pending like any write, except that a crash
- * tears it at sector granularity: each CRASHSIM_SECTOR_BYTES sector of it
- * is there or not, in any combination (the device writes sectors in no
- * promised order), so such a write gets a crash point of its own while it
- * is in flight.
+ * A write with RWF_DSYNC (the store's O_DIRECT commit) takes two steps of
+ * its plan: its issue, after which it is pending and a crash tears it at
+ * sector granularity (each CRASHSIM_SECTOR_BYTES sector of it there or
+ * not, in any combination: the device writes sectors in no promised
+ * order), and its completion, which makes that write durable and nothing
+ * else (another direct write of the same file may still be in flight).
+ * The crash point after the issue is counted in direct_in_flight. With one
+ * plan at a time and no other pending operation on the file (a synced
+ * store's segments), that is the same as making the whole file durable.
  * After each step the caller's hook runs with the count of steps done: the
  * crash point. crashsim_materialize writes the disk as a crash there could
  * leave it into an empty shard directory: durable names and contents, and
  * of the pending operations, per file, none (CRASH_DROP), or all but the
  * last in full and the last torn at a random byte (CRASH_TEAR), and then
  * random bits of that torn tail flipped (CRASH_TEAR_FLIP). With
+ * cs->unordered (page-cache writeback and a device's writes keep no order
+ * either), CRASH_TEAR and CRASH_TEAR_FLIP instead give each pending write
+ * of a file its own fate: dropped, kept whole, or torn (at a random byte,
+ * or any subset of sectors for a direct write in flight; bits flipped in
+ * what a torn one kept for CRASH_TEAR_FLIP); the file's truncations and
+ * extensions stay in order, a random number of the first of them kept. With
  * names_survive, each pending name operation is kept or dropped at random:
  * a journalling file system commits directory changes with other files'
  * syncs. A name kept that way shows its file's durable content only (what
@@ -73,6 +85,7 @@ struct crashsim_op {
 	uint64_t len;
 	uint8_t *data; /* CRASHSIM_OP_WRITE: a copy */
 	bool sectors;  /* a direct write in flight: a crash keeps any subset of its sectors */
+	uint64_t id;   /* names the operation (a direct write's completion finds it) */
 };
 
 /* An inode: what is durable, and what waits for a sync. */
@@ -101,6 +114,8 @@ struct crashsim {
 	int fd_file[CRASHSIM_FDS_MAX]; /* the file an fd was opened on; -1 unknown */
 	uint64_t steps;                /* steps completed: the crash point */
 	uint64_t direct_in_flight;     /* crash points inside an RWF_DSYNC write */
+	uint64_t op_ids;               /* operations pended so far */
+	bool unordered;                /* a crash keeps pending writes in no order (top) */
 	void (*after_step)(void *ctx, uint64_t steps);
 	void *ctx;
 };
@@ -206,8 +221,10 @@ static inline void crashsim_forget_fd(struct crashsim *cs, int fd)
 		cs->fd_file[fd] = -1;
 }
 
-static inline void crashsim_pend(struct crashsim_file *f, struct crashsim_op op)
+static inline void crashsim_pend(struct crashsim *cs, struct crashsim_file *f,
+				 struct crashsim_op op)
 {
+	op.id = ++cs->op_ids;
 	if (f->pending_count == f->pending_cap) {
 		f->pending_cap = f->pending_cap ? 2 * f->pending_cap : 8;
 		f->pending = realloc(f->pending, f->pending_cap * sizeof(*f->pending));
@@ -250,6 +267,27 @@ static inline void crashsim_sync_file(struct crashsim_file *f)
 	f->pending_count = 0;
 }
 
+/* A direct write's completion: operation id of file f, and only it, is
+ * durable. No earlier pending operation overlaps it (applied first, it
+ * would come out on top at a crash); the store never writes so. */
+static inline void crashsim_complete_write(struct crashsim_file *f, uint64_t id)
+{
+	size_t k = 0;
+	while (k < f->pending_count && f->pending[k].id != id)
+		k++;
+	REQUIRE(k < f->pending_count);
+	const struct crashsim_op *op = &f->pending[k];
+	for (size_t e = 0; e < k; e++)
+		REQUIRE(f->pending[e].kind != CRASHSIM_OP_TRUNCATE &&
+			(f->pending[e].offset + f->pending[e].len <= op->offset ||
+			 op->offset + op->len <= f->pending[e].offset));
+	crashsim_apply(&f->durable, op, op->len);
+	free(op->data);
+	memmove(&f->pending[k], &f->pending[k + 1],
+		(f->pending_count - k - 1) * sizeof(f->pending[0]));
+	f->pending_count--;
+}
+
 static inline void crashsim_sync_dir(struct crashsim *cs)
 {
 	for (int i = 0; i < cs->name_count; i++)
@@ -271,7 +309,7 @@ static inline void crashsim_note(struct crashsim *cs, const struct io_step *s, i
 			REQUIRE(s->flags & O_CREAT);
 			n->now_file = crashsim_file_new(cs);
 		} else if (s->flags & O_TRUNC) {
-			crashsim_pend(&cs->file[n->now_file],
+			crashsim_pend(cs, &cs->file[n->now_file],
 				      (struct crashsim_op){ .kind = CRASHSIM_OP_TRUNCATE });
 		}
 		REQUIRE(r < CRASHSIM_FDS_MAX);
@@ -281,9 +319,10 @@ static inline void crashsim_note(struct crashsim *cs, const struct io_step *s, i
 	case IO_STEP_FALLOCATE: {
 		struct crashsim_file *f = &cs->file[crashsim_fd_file(cs, s->fd)];
 		if (s->flags == 0 && s->offset + s->len > f->size_now)
-			crashsim_pend(f, (struct crashsim_op){ .kind = CRASHSIM_OP_EXTEND,
-							       .offset = f->size_now,
-							       .len = s->offset + s->len - f->size_now });
+			crashsim_pend(cs, f,
+				      (struct crashsim_op){ .kind = CRASHSIM_OP_EXTEND,
+							    .offset = f->size_now,
+							    .len = s->offset + s->len - f->size_now });
 		return;
 	}
 	case IO_STEP_WRITE:
@@ -304,7 +343,7 @@ static inline void crashsim_note(struct crashsim *cs, const struct io_step *s, i
 				at += n;
 			}
 		}
-		crashsim_pend(f, op);
+		crashsim_pend(cs, f, op);
 		return;
 	}
 	case IO_STEP_FDATASYNC:
@@ -332,69 +371,101 @@ static inline void crashsim_note(struct crashsim *cs, const struct io_step *s, i
 	REQUIRE(!"step the crash model does not know");
 }
 
+/* One plan's progress through crashsim_step. */
+struct crashsim_plan_run {
+	uint32_t next;   /* the step to perform (or to complete, when issued) */
+	bool cancelled;  /* a linked step failed: the rest get -ECANCELED */
+	bool issued;     /* step next is a direct write in flight */
+	int file;        /* of that write: its file and its pending operation */
+	uint64_t op_id;
+};
+
+static inline void crashsim_plan_start(struct crashsim_plan_run *pr)
+{
+	memset(pr, 0, sizeof(*pr));
+}
+
 /*
- * Performs p's steps like io_plan_run_blocking, noting each in the model and
- * calling cs->after_step once it has completed (cancelled steps too: they
- * are steps of the plan).
+ * Performs the next step of p like io_plan_run_blocking, notes it in the
+ * model and calls cs->after_step once it has completed (cancelled steps
+ * too: they are steps of the plan). A write with RWF_DSYNC is issued by
+ * one call (the crash point inside it: cs->steps not advanced) and
+ * completed by the next. Returns true while p has more to do; false once
+ * its last step completed (p->pending is then 0 and p->result full).
  */
+static inline bool crashsim_step(struct crashsim *cs, struct io_plan *p,
+				 struct crashsim_plan_run *pr)
+{
+	REQUIRE(pr->next < p->count);
+	uint32_t i = pr->next;
+	const struct io_step *s = &p->step[i];
+	if (pr->issued) {
+		crashsim_complete_write(&cs->file[pr->file], pr->op_id);
+		pr->issued = false;
+	} else if (pr->cancelled) {
+		p->result[i] = -ECANCELED;
+	} else {
+		bool existed = false;
+		if (s->op == IO_STEP_OPENAT) {
+			struct crashsim_name *n = crashsim_name_find(cs, s->path);
+			existed = n->now_file >= 0;
+		}
+		struct io_plan one;
+		io_plan_clear(&one);
+		*io_plan_add(&one, s->op, s->fd) = *s;
+		one.step[0].link = false;
+		io_plan_run_blocking(&one);
+		p->result[i] = one.result[0];
+		crashsim_note(cs, s, p->result[i], existed);
+		if ((s->op == IO_STEP_WRITE || s->op == IO_STEP_WRITEV) &&
+		    (s->flags & RWF_DSYNC) && p->result[i] >= 0) {
+			/* Issued: in flight until the next call completes it. */
+			struct crashsim_file *f = &cs->file[crashsim_fd_file(cs, s->fd)];
+			pr->issued = true;
+			pr->file = crashsim_fd_file(cs, s->fd);
+			pr->op_id = f->pending[f->pending_count - 1].id;
+			cs->direct_in_flight++;
+			if (cs->after_step)
+				cs->after_step(cs->ctx, cs->steps);
+			return true;
+		}
+	}
+	pr->cancelled = s->link && (pr->cancelled || io_step_outcome(s, p->result[i]) != 0);
+	pr->next++;
+	cs->steps++;
+	if (cs->after_step)
+		cs->after_step(cs->ctx, cs->steps);
+	if (pr->next < p->count)
+		return true;
+	p->pending = 0;
+	return false;
+}
+
+/* Performs all of p's steps with crashsim_step, one plan at a time. */
 static inline void crashsim_run(struct crashsim *cs, struct io_plan *p)
 {
-	bool cancelled = false;
-	for (uint32_t i = 0; i < p->count; i++) {
-		const struct io_step *s = &p->step[i];
-		if (cancelled) {
-			p->result[i] = -ECANCELED;
-		} else {
-			bool existed = false;
-			if (s->op == IO_STEP_OPENAT) {
-				struct crashsim_name *n = crashsim_name_find(cs, s->path);
-				existed = n->now_file >= 0;
-			}
-			struct io_plan one;
-			io_plan_clear(&one);
-			*io_plan_add(&one, s->op, s->fd) = *s;
-			one.step[0].link = false;
-			io_plan_run_blocking(&one);
-			p->result[i] = one.result[0];
-			crashsim_note(cs, s, p->result[i], existed);
-			if ((s->op == IO_STEP_WRITE || s->op == IO_STEP_WRITEV) &&
-			    (s->flags & RWF_DSYNC) && p->result[i] >= 0) {
-				/* The crash point inside the write, then its completion:
-				 * RWF_DSYNC made it durable. */
-				cs->direct_in_flight++;
-				if (cs->after_step)
-					cs->after_step(cs->ctx, cs->steps);
-				crashsim_sync_file(&cs->file[crashsim_fd_file(cs, s->fd)]);
-			}
-		}
-		cancelled = s->link && (cancelled || io_step_outcome(s, p->result[i]) != 0);
-		cs->steps++;
-		if (cs->after_step)
-			cs->after_step(cs->ctx, cs->steps);
-	}
+	struct crashsim_plan_run pr;
+	crashsim_plan_start(&pr);
+	while (pr.next < p->count && crashsim_step(cs, p, &pr))
+		;
 	p->pending = 0;
 }
 
-/* The content a crash leaves of file f (see the top of this file). */
-static inline void crashsim_crashed_content(const struct crashsim_file *f, enum crashsim_kind kind,
-					    uint64_t *rng, struct test_buf *out)
+/* Applies to out what a crash leaves of pending write op when it tears:
+ * any subset of its sectors (a direct write in flight) or its first bytes,
+ * up to a random one; CRASH_TEAR_FLIP flips bits in what is kept. */
+static inline void crashsim_apply_torn(struct test_buf *out, const struct crashsim_op *op,
+				       enum crashsim_kind kind, uint64_t *rng)
 {
-	out->len = 0;
-	test_buf_put(out, f->durable.data, f->durable.len);
-	if (kind == CRASH_DROP || f->pending_count == 0)
-		return;
-	for (size_t k = 0; k + 1 < f->pending_count; k++)
-		crashsim_apply(out, &f->pending[k], f->pending[k].len);
-	const struct crashsim_op *last = &f->pending[f->pending_count - 1];
-	if (last->sectors) {
+	if (op->sectors) {
 		/* Torn by sectors: each one there or not; flips only in those there. */
-		for (uint64_t at = 0; at < last->len; at += CRASHSIM_SECTOR_BYTES) {
+		for (uint64_t at = 0; at < op->len; at += CRASHSIM_SECTOR_BYTES) {
 			if (test_xorshift64star(rng) % 2)
 				continue;
-			struct crashsim_op sector = *last;
-			sector.offset = last->offset + at;
-			sector.len = RMX_MIN((uint64_t)CRASHSIM_SECTOR_BYTES, last->len - at);
-			sector.data = last->data + at;
+			struct crashsim_op sector = *op;
+			sector.offset = op->offset + at;
+			sector.len = RMX_MIN((uint64_t)CRASHSIM_SECTOR_BYTES, op->len - at);
+			sector.data = op->data + at;
 			crashsim_apply(out, &sector, sector.len);
 			if (kind == CRASH_TEAR_FLIP && test_xorshift64star(rng) % 4 == 0)
 				out->data[sector.offset + test_xorshift64star(rng) % sector.len] ^=
@@ -402,15 +473,64 @@ static inline void crashsim_crashed_content(const struct crashsim_file *f, enum 
 		}
 		return;
 	}
-	uint64_t keep = last->len ? test_xorshift64star(rng) % (last->len + 1) : 0;
-	crashsim_apply(out, last, keep);
-	if (kind == CRASH_TEAR_FLIP && last->kind != CRASHSIM_OP_TRUNCATE && keep > 0) {
+	uint64_t keep = op->len ? test_xorshift64star(rng) % (op->len + 1) : 0;
+	crashsim_apply(out, op, keep);
+	if (kind == CRASH_TEAR_FLIP && op->kind != CRASHSIM_OP_TRUNCATE && keep > 0) {
 		unsigned flips = 1 + (unsigned)(test_xorshift64star(rng) % 8);
 		for (unsigned k = 0; k < flips; k++) {
-			uint64_t at = last->offset + test_xorshift64star(rng) % keep;
+			uint64_t at = op->offset + test_xorshift64star(rng) % keep;
 			out->data[at] ^= (uint8_t)(1u << (test_xorshift64star(rng) % 8));
 		}
 	}
+}
+
+/* The unordered crash of file f's pending operations (cs->unordered): the
+ * first `sized` of its truncations and extensions, in order; each write
+ * dropped, whole or torn. */
+static inline void crashsim_apply_unordered(const struct crashsim_file *f, enum crashsim_kind kind,
+					    uint64_t *rng, struct test_buf *out)
+{
+	uint64_t size_ops = 0;
+	for (size_t k = 0; k < f->pending_count; k++)
+		size_ops += f->pending[k].kind != CRASHSIM_OP_WRITE;
+	uint64_t sized = test_xorshift64star(rng) % (size_ops + 1);
+	for (size_t k = 0; k < f->pending_count; k++) {
+		const struct crashsim_op *op = &f->pending[k];
+		if (op->kind != CRASHSIM_OP_WRITE) {
+			if (sized > 0) {
+				crashsim_apply(out, op, op->len);
+				sized--;
+			}
+			continue;
+		}
+		switch (test_xorshift64star(rng) % 3) {
+		case 0:
+			break; /* never reached the disk */
+		case 1:
+			crashsim_apply(out, op, op->len);
+			break;
+		default:
+			crashsim_apply_torn(out, op, kind, rng);
+			break;
+		}
+	}
+}
+
+/* The content a crash leaves of file f (see the top of this file). */
+static inline void crashsim_crashed_content(const struct crashsim_file *f, enum crashsim_kind kind,
+					    bool unordered, uint64_t *rng, struct test_buf *out)
+{
+	out->len = 0;
+	test_buf_put(out, f->durable.data, f->durable.len);
+	if (kind == CRASH_DROP || f->pending_count == 0)
+		return;
+	if (unordered) {
+		crashsim_apply_unordered(f, kind, rng, out);
+		return;
+	}
+	for (size_t k = 0; k + 1 < f->pending_count; k++)
+		crashsim_apply(out, &f->pending[k], f->pending[k].len);
+	crashsim_apply_torn(out, &f->pending[f->pending_count - 1], kind, rng);
 }
 
 /* What one crash left: pending name operations kept, files with pending
@@ -442,7 +562,7 @@ crashsim_materialize(const struct crashsim *cs, const char *out_dir, enum crashs
 		if (file < 0)
 			continue;
 		stats.files_pending += cs->file[file].pending_count > 0;
-		crashsim_crashed_content(&cs->file[file], file_kind, rng, &content);
+		crashsim_crashed_content(&cs->file[file], file_kind, cs->unordered, rng, &content);
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", out_dir, n->name);
 		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
