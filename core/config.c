@@ -50,6 +50,7 @@ enum config_kind {
 	KIND_GREET_ACTION,
 	KIND_STORE_IO,
 	KIND_PROXY_PROTOCOL,
+	KIND_YES_NO,        /* a bool field: yes or no */
 };
 
 struct config_key {
@@ -110,6 +111,7 @@ static const struct config_key config_keys[] = {
 	{ "upstream_timeout", KIND_DURATION, FIELD(upstream_timeout_s), 1, 86400 },
 	{ "upstream_tls", KIND_UPSTREAM_TLS, FIELD(upstream_tls), 0, 0 },
 	{ "upstream_ca", KIND_PATH, FIELD(upstream_ca), 0, 0 },
+	{ "upstream_chunking", KIND_YES_NO, FIELD(upstream_chunking), 0, 0 },
 	{ "retry_min", KIND_DURATION, FIELD(retry_min_s), 1, 30 * 86400 },
 	{ "retry_max", KIND_DURATION, FIELD(retry_max_s), 1, 30 * 86400 },
 	{ "max_queue_lifetime", KIND_DURATION, FIELD(max_queue_lifetime_s), 1, 365 * 86400 },
@@ -555,6 +557,13 @@ static bool apply_key(struct config *c, struct domain_list *domains, const char 
 		}
 		c->log_json = strcmp(value, "json") == 0;
 		return true;
+	case KIND_YES_NO:
+		if (strcmp(value, "yes") && strcmp(value, "no")) {
+			set_err(err, errlen, "%s: '%s' is not 'yes' or 'no'", key, value);
+			return false;
+		}
+		*(bool *)field = strcmp(value, "yes") == 0;
+		return true;
 	case KIND_FSYNC:
 		if (strcmp(value, "always") && strcmp(value, "never")) {
 			set_err(err, errlen, "fsync: '%s' is not 'always' or 'never'", value);
@@ -828,6 +837,7 @@ static void config_defaults(struct config *c)
 	c->upstream_connections = UPSTREAM_CONNECTIONS_DEFAULT;
 	c->upstream_timeout_s = UPSTREAM_TIMEOUT_DEFAULT_S;
 	c->upstream_tls = SMTP_CLIENT_TLS_OPPORTUNISTIC;
+	c->upstream_chunking = true;
 	c->retry_min_s = RETRY_MIN_DEFAULT_S;
 	c->retry_max_s = RETRY_MAX_DEFAULT_S;
 	c->max_queue_lifetime_s = QUEUE_LIFETIME_DEFAULT_S;
@@ -1222,6 +1232,7 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "upstream_tls = %s\n", tls_modes[c->upstream_tls]);
 	if (c->upstream_ca[0])
 		fprintf(out, "upstream_ca = %s\n", c->upstream_ca);
+	fprintf(out, "upstream_chunking = %s\n", c->upstream_chunking ? "yes" : "no");
 	print_duration(out, "retry_min", c->retry_min_s);
 	print_duration(out, "retry_max", c->retry_max_s);
 	print_duration(out, "max_queue_lifetime", c->max_queue_lifetime_s);

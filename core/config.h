@@ -87,6 +87,7 @@ struct config {
 	char upstream_name[UPSTREAMS_MAX][SMTP_DOMAIN_MAX_BYTES + 1];
 	uint32_t upstream_tls;              /* enum smtp_client_tls (proto/smtp_client.h) */
 	char upstream_ca[PATH_MAX];         /* empty: TLS to the upstream is not verified */
+	bool upstream_chunking;             /* BDAT to upstreams that offer CHUNKING */
 	uint32_t upstream_connections;      /* per worker */
 	char upstream_helo[SMTP_DOMAIN_MAX_BYTES + 1];
 	uint32_t upstream_timeout_s;

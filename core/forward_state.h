@@ -15,6 +15,7 @@
 #include "../common/base.h"
 #include "../common/bounds.h"
 #include "../proto/smtp_client.h"
+#include "../proto/smtp_client_bdat.h"
 #include "../storage/queue.h"
 #include "../storage/record.h"
 #include "../storage/segment_quarantine.h"
@@ -61,8 +62,10 @@ struct forward_slot {
 	uint8_t out_buf[FORWARD_OUT_BUFFER_BYTES];
 	uint32_t send_bytes;       /* of out, in the send in flight */
 	bool body_sending;         /* the send in flight is body bytes */
-	size_t body_sent_bytes;
+	size_t body_sent_bytes;    /* stored body offset of the next byte to send */
 	bool body_pending;         /* SEND_BODY: the body goes after out */
+	bool body_bdat;            /* it goes unstuffed, run by run (smtp_client_bdat.h) */
+	size_t body_run_end;       /* BDAT: the stored offset the run being sent ends at */
 
 	/* The message attached to the slot, and its shard (index into shards). */
 	struct queue_msg *msg;

@@ -7,7 +7,14 @@
  *
  * The client writes the commands into out; the body goes out verbatim from
  * the record buffer, or, when it fits, copied into out so that it and the
- * final dot make one send (slot_body_coalesce). The socket is reached only through the slot's
+ * final dot make one send (slot_body_coalesce). By BDAT (an upstream that
+ * offers CHUNKING, upstream_chunking = yes) the body goes unstuffed: the
+ * runs of stored bytes between stuffed dots are sent from the record
+ * buffer one after another (no copy, the record untouched: a DSN still
+ * quotes it in DATA wire form), or, when it fits, copied unstuffed into
+ * out behind the BDAT command. A text body with more than
+ * FORWARD_BDAT_DOT_LINES_MAX lines that begin with '.' goes by DATA
+ * instead: one send beats many. The socket is reached only through the slot's
  * transport (transport.h), as a client connection's is: replies arrive in
  * the worker's provided buffers and pass through the transport's input
  * before smtp_client reads them. At most one send and one receive are in
@@ -37,6 +44,12 @@
 #include "forward_attempt.h"
 #include "metrics.h"
 #include "tls.h"
+
+/* A text body with more lines that begin with '.' than this goes by DATA:
+ * each such line starts another run, another send, and past a few dozen
+ * sends cost more than DATA's one send and extra round trip. A BINARYMIME
+ * body has no choice. */
+#define FORWARD_BDAT_DOT_LINES_MAX 32
 
 /* ---- sending and receiving -------------------------------------------------- */
 
@@ -83,8 +96,16 @@ static void slot_flush(struct forward *f, struct forward_slot *s)
 		s->send_bytes = (uint32_t)n;
 	} else if (s->body_pending) {
 		RMX_ASSERT(s->body_sent_bytes < s->view.body.len);
+		size_t end = s->view.body.len;
+		if (s->body_bdat) {
+			size_t start;
+			end = smtp_bdat_run(s->view.body, s->body_sent_bytes, &start);
+			RMX_ASSERT(start < end); /* slot_body_done said more is due */
+			s->body_sent_bytes = start;
+			s->body_run_end = end;
+		}
 		p = s->view.body.ptr + s->body_sent_bytes;
-		n = RMX_MIN(s->view.body.len - s->body_sent_bytes, (size_t)(1u << 30));
+		n = RMX_MIN(end - s->body_sent_bytes, (size_t)(1u << 30));
 		s->body_sending = true;
 	} else if (s->tp.ops->send_pending(&s->tp)) {
 		p = NULL;
@@ -208,7 +229,14 @@ void forward_upstream_start_message(struct forward *f, struct forward_slot *s)
 	s->client_ready = false;
 	s->msg_started = true;
 	s->body_sent_bytes = 0;
+	s->body_bdat = false;
 	f->stats.attempts++;
+	if (smtp_client_chunking_offered(&s->client)) {
+		/* One scan for lines that begin with '.': BDAT's size. */
+		struct smtp_bdat_size z = smtp_bdat_measure(s->view.body);
+		s->fm.cm.bdat_bytes = z.bytes;
+		s->fm.cm.data_preferred = z.runs > FORWARD_BDAT_DOT_LINES_MAX + 1;
+	}
 	enum smtp_client_status st =
 		smtp_client_start_message(&s->client, &s->fm.cm, s->fm.results, &s->out);
 	forward_upstream_drive(f, s, st);
@@ -223,13 +251,27 @@ void forward_upstream_start_message(struct forward *f, struct forward_slot *s)
  * sent from the record buffer as it is. */
 static bool slot_body_coalesce(struct forward_slot *s)
 {
-	size_t n = s->view.body.len;
+	size_t n = s->body_bdat ? (size_t)s->fm.cm.bdat_bytes : s->view.body.len;
 	RMX_ASSERT(s->out.len <= s->out.cap);
 	if (n + 3 + SMTP_CLIENT_OUT_MIN_BYTES > s->out.cap - s->out.len)
 		return false;
-	memcpy(s->out.buf + s->out.len, s->view.body.ptr, n);
+	if (s->body_bdat)
+		n = smtp_bdat_copy(s->view.body, s->out.buf + s->out.len, s->out.cap - s->out.len);
+	else
+		memcpy(s->out.buf + s->out.len, s->view.body.ptr, n);
 	s->out.len += n;
 	return true;
+}
+
+/* Whether every body byte due from body_sent_bytes on has been sent (by
+ * BDAT, a stuffed dot left at the end is no byte of the message). */
+static bool slot_body_done(const struct forward_slot *s)
+{
+	if (!s->body_bdat)
+		return s->body_sent_bytes == s->view.body.len;
+	size_t start;
+	size_t end = smtp_bdat_run(s->view.body, s->body_sent_bytes, &start);
+	return start == end;
 }
 
 /* Acts on what the client says. */
@@ -259,11 +301,13 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 			forward_upstream_start_message(f, s);
 		return;
 	case SMTP_CLIENT_SEND_BODY:
+		s->body_bdat = smtp_client_body_by_bdat(&s->client);
+		s->body_sent_bytes = 0;
 		if (slot_body_coalesce(s)) {
 			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
 			return;
 		}
-		s->body_pending = s->view.body.len > 0;
+		s->body_pending = !slot_body_done(s);
 		if (!s->body_pending) {
 			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
 			return;
@@ -280,8 +324,12 @@ void forward_upstream_drive(struct forward *f, struct forward_slot *s,
 	case SMTP_CLIENT_CLOSED:
 	case SMTP_CLIENT_FAILED: {
 		const struct smtp_client_result *why = smtp_client_conn_result(&s->client);
-		if (s->msg && s->msg_started && !s->dsn.active)
-			forward_attempt_results(f, s); /* the client settled every recipient */
+		/* The client settled every recipient. While body bytes are in
+		 * flight from the record buffer, the results wait for the close
+		 * (forward_upstream_close reports them once the send is back),
+		 * so the buffer outlives the send. */
+		if (s->msg && s->msg_started && !s->dsn.active && !(s->send_inflight && s->body_sending))
+			forward_attempt_results(f, s);
 		if (strcmp(why->status, "4.7.4") == 0) /* required: no STARTTLS, or refused */
 			slot_tls_count(f, s, METRICS_UPSTREAM_TLS_NOT_OFFERED);
 		struct log_msg lm;
@@ -380,6 +428,7 @@ void forward_upstream_on_connect(struct forward *f, struct forward_slot *s, int 
 	s->out.cap = sizeof(s->out_buf);
 	const char *helo = f->env.cfg->upstream_helo;
 	smtp_client_init(&s->client, span_make(helo, strlen(helo)));
+	smtp_client_set_chunking(&s->client, f->env.cfg->upstream_chunking);
 	enum smtp_client_tls mode = (enum smtp_client_tls)f->env.cfg->upstream_tls;
 	if (mode == SMTP_CLIENT_TLS_OPPORTUNISTIC &&
 	    f->upstream_clear_until_ms[s->upstream] > f->now_ms)
@@ -567,7 +616,8 @@ void forward_upstream_on_send(struct forward *f, struct forward_slot *s, int res
 	res = (int)done;
 	if (s->body_sending) {
 		s->body_sent_bytes += (size_t)res;
-		if (s->body_sent_bytes == s->view.body.len) {
+		RMX_ASSERT(!s->body_bdat || s->body_sent_bytes <= s->body_run_end);
+		if (slot_body_done(s)) {
 			s->body_pending = false;
 			forward_upstream_drive(f, s, smtp_client_body_sent(&s->client, &s->out));
 			return;

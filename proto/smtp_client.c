@@ -2,7 +2,7 @@
  * smtp_client.c - the ESMTP client state machine that core/forward drives to
  * hand stored messages to an upstream relay (RFC 5321, PIPELINING RFC 2920,
  * SIZE 1870, 8BITMIME 6152, ENHANCEDSTATUSCODES 2034/3463, SMTPUTF8 6531,
- * Postfix XFORWARD, STARTTLS 3207).
+ * CHUNKING and BINARYMIME 3030, Postfix XFORWARD, STARTTLS 3207).
  *
  * Upstream bytes come in through smtp_client_feed() in whatever pieces the
  * socket delivered; proto/smtp_client_reply assembles them into checked
@@ -13,9 +13,13 @@
  * the message body never passes through here.
  *
  * Invariants:
- *  - a transaction is the command sequence XFORWARD* MAIL RCPT+ DATA, indexed
- *    0..cmd_count-1; cmd_replied <= cmd_written <= cmd_count, and replies are
- *    matched to commands strictly in order (RFC 2920 section 3.1);
+ *  - a transaction is the command sequence XFORWARD* MAIL RCPT+ DATA (or
+ *    BDAT LAST), indexed 0..cmd_count-1; cmd_replied <= cmd_written <=
+ *    cmd_count, and replies are matched to commands strictly in order (RFC
+ *    2920 section 3.1; RFC 3030 section 4.2 lets BDAT be pipelined);
+ *  - by BDAT, the body follows its command at once; MESSAGE_DONE waits for
+ *    both the BDAT reply and the caller's body_sent, so the caller never
+ *    lets go of a body still being sent;
  *  - a recipient's result is final once it holds a non-2xx code, or once the
  *    message is done; a connection that closes or fails mid-message gives
  *    every recipient without a final result a 4xx, never a 5xx;
@@ -42,8 +46,8 @@ _Static_assert(SMTP_REPLY_BUFFER_BYTES >= 2 * SMTP_CLIENT_OUT_MIN_BYTES,
 	       "a reply-sized out buffer carries several commands per round");
 
 /* A command line, CRLF included, is shorter than this (RFC 5321 4.5.3.1.4). */
-/* "MAIL FROM:<" path "> SIZE=" 20 digits " BODY=8BITMIME SMTPUTF8\r\n" */
-_Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 14 + 9 + 2 < SMTP_CLIENT_COMMAND_MAX_BYTES,
+/* "MAIL FROM:<" path "> SIZE=" 20 digits " BODY=BINARYMIME SMTPUTF8\r\n" */
+_Static_assert(11 + SMTP_PATH_MAX_BYTES + 7 + 20 + 16 + 9 + 2 < SMTP_CLIENT_COMMAND_MAX_BYTES,
 	       "the longest MAIL command fits one line");
 _Static_assert(SMTP_CLIENT_OUT_MIN_BYTES >= SMTP_CLIENT_COMMAND_MAX_BYTES, "a command fits out");
 
@@ -58,6 +62,7 @@ enum client_state {
 	ST_SEND_BODY,    /* 354 seen: the caller sends the body */
 	ST_DOT,          /* body and "." sent: waiting for the final reply */
 	ST_DOT_DISCARD,  /* 354 with no recipient: a lone "." sent, reply ignored */
+	ST_BDAT_HELD,    /* the BDAT reply is in, the caller still sends the body */
 	ST_DONE,         /* results final; RSET or QUIT next */
 	ST_RSET,         /* RSET sent */
 	ST_QUIT,         /* QUIT sent */
@@ -72,6 +77,10 @@ enum {
 	CF_UNSENT = 1u << 5,     /* EHLO, HELO or a lone "." written in this feed call */
 	CF_AHEAD = 1u << 6,      /* the reply being read began before its command was sent */
 	CF_TXN_ENDED = 1u << 7,  /* the final reply after the body's dot: no transaction open upstream */
+	CF_CHUNKING = 1u << 8,   /* BDAT allowed (smtp_client_set_chunking) */
+	CF_BDAT = 1u << 9,       /* this transaction ends with BDAT LAST, not DATA */
+	CF_BODY_DUE = 1u << 10,  /* BDAT written; the caller has not called body_sent yet */
+	CF_BODY_NOW = 1u << 11,  /* BDAT written in this call: report SEND_BODY */
 };
 
 #define AHEAD_TEXT "upstream replied before the command was sent"
@@ -81,7 +90,7 @@ enum {
 
 /* ---- the transaction's commands --------------------------------------------------- */
 
-enum cmd_kind { CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_DATA };
+enum cmd_kind { CMD_XFORWARD, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT };
 
 static enum cmd_kind cmd_kind(const struct smtp_client *c, uint32_t i)
 {
@@ -90,7 +99,9 @@ static enum cmd_kind cmd_kind(const struct smtp_client *c, uint32_t i)
 		return CMD_XFORWARD;
 	if (i == c->xforward_commands)
 		return CMD_MAIL;
-	return i + 1 == c->cmd_count ? CMD_DATA : CMD_RCPT;
+	if (i + 1 < c->cmd_count)
+		return CMD_RCPT;
+	return (c->flags & CF_BDAT) ? CMD_BDAT : CMD_DATA;
 }
 
 /* Recipients refused before sending (an address we cannot put on the wire)
@@ -117,10 +128,12 @@ static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap
 		smtp_client_line_str(&lb, ">");
 		if (c->upstream.caps & SMTP_CAP_SIZE) {
 			smtp_client_line_str(&lb, " SIZE=");
-			smtp_client_line_u64(&lb, m->body_bytes);
+			smtp_client_line_u64(&lb, (c->flags & CF_BDAT) ? m->bdat_bytes : m->body_bytes);
 		}
 		if (m->body_type == SMTP_BODY_8BITMIME)
 			smtp_client_line_str(&lb, " BODY=8BITMIME");
+		else if (m->body_type == SMTP_BODY_BINARYMIME)
+			smtp_client_line_str(&lb, " BODY=BINARYMIME");
 		if (m->smtputf8)
 			smtp_client_line_str(&lb, " SMTPUTF8");
 		smtp_client_line_str(&lb, "\r\n");
@@ -136,6 +149,12 @@ static size_t cmd_build(struct smtp_client *c, uint32_t i, char *cmd, size_t cap
 	case CMD_DATA:
 		smtp_client_line_str(&lb, "DATA\r\n");
 		break;
+	case CMD_BDAT:
+		/* The whole body in one chunk: one command and one reply. */
+		smtp_client_line_str(&lb, "BDAT ");
+		smtp_client_line_u64(&lb, m->bdat_bytes);
+		smtp_client_line_str(&lb, " LAST\r\n");
+		break;
 	}
 	RMX_ASSERT(lb.len > 2 && lb.len < SMTP_CLIENT_COMMAND_MAX_BYTES);
 	return lb.len;
@@ -150,8 +169,11 @@ RMX_MUST_CHECK static bool cmd_write_next(struct smtp_client *c, struct smtp_out
 	if (!smtp_client_out_fits(out, n))
 		return false;
 	smtp_client_out_put(out, cmd, n);
-	if (cmd_kind(c, c->cmd_written) == CMD_RCPT)
+	enum cmd_kind kind = cmd_kind(c, c->cmd_written);
+	if (kind == CMD_RCPT)
 		c->rcpt_write_next = rcpt_skip_refused(c, c->rcpt_write_next + 1);
+	else if (kind == CMD_BDAT)
+		c->flags |= CF_BODY_DUE | CF_BODY_NOW;
 	c->cmd_written++;
 	return true;
 }
@@ -178,6 +200,13 @@ static void message_interrupted(struct smtp_client *c, const struct smtp_client_
 {
 	if (!message_open(c))
 		return;
+	if (c->state == ST_BDAT_HELD) {
+		/* The BDAT reply made every result final; only the body's
+		 * send was still to be confirmed. */
+		c->msg = NULL;
+		c->rcpt_results = NULL;
+		return;
+	}
 	for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
 		struct smtp_client_result *rr = &c->rcpt_results[i];
 		if (rr->code == 0 || rr->code / 100 == 2)
@@ -418,6 +447,36 @@ static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_
 	return message_done(c);
 }
 
+/*
+ * The reply to BDAT LAST: the end of the message, as the reply after the
+ * final dot is. RFC 3030 section 2: the upstream reads the chunk even when
+ * MAIL or every RCPT was refused and answers it with an error; the results
+ * those refusals gave stand. A 2xx ends the transaction; after an error
+ * RSET follows (what the upstream holds after a failed chunk is not
+ * said). The body may still be going out: then MESSAGE_DONE waits for
+ * body_sent.
+ */
+static enum smtp_client_status on_bdat(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	uint8_t cls = (uint8_t)(r->code / 100);
+	if (cls == 3)
+		return protocol_error(c);
+	if (!(c->flags & CF_ABORT) && c->rcpt_accepted > 0) {
+		for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+			if (c->rcpt_results[i].code / 100 == 2)
+				c->rcpt_results[i] = *r;
+		}
+		c->message_result = *r;
+	}
+	if (cls == 2)
+		c->flags |= CF_TXN_ENDED;
+	if (c->flags & CF_BODY_DUE) {
+		c->state = ST_BDAT_HELD;
+		return SMTP_CLIENT_WANT_INPUT;
+	}
+	return message_done(c);
+}
+
 /* Called after each transaction reply: the next step when nothing else
  * is outstanding. */
 static enum smtp_client_status transaction_next(struct smtp_client *c, struct smtp_out *out)
@@ -432,8 +491,9 @@ static enum smtp_client_status transaction_next(struct smtp_client *c, struct sm
 		return SMTP_CLIENT_WANT_INPUT;
 	}
 	RMX_ASSERT(c->cmd_written < c->cmd_count);
-	if (cmd_kind(c, c->cmd_written) == CMD_DATA && c->rcpt_accepted == 0)
-		return message_done(c); /* no DATA without a recipient */
+	enum cmd_kind next = cmd_kind(c, c->cmd_written);
+	if ((next == CMD_DATA || next == CMD_BDAT) && c->rcpt_accepted == 0)
+		return message_done(c); /* no DATA or BDAT without a recipient */
 	if (!cmd_write_next(c, out))
 		return out_full(c);
 	return SMTP_CLIENT_WANT_INPUT;
@@ -483,6 +543,8 @@ static enum smtp_client_status on_transaction(struct smtp_client *c,
 	}
 	case CMD_DATA:
 		return on_data(c, r, out);
+	case CMD_BDAT:
+		return on_bdat(c, r);
 	}
 	return transaction_next(c, out);
 }
@@ -592,6 +654,19 @@ static bool client_live(const struct smtp_client *c)
 	return c->state != ST_CLOSED && c->state != ST_FAILED;
 }
 
+/* The status a public call returns: SEND_BODY once, from the call that
+ * wrote BDAT (the caller sends the body behind that command), unless the
+ * message ended or the connection failed in the same call. */
+static enum smtp_client_status status_reported(struct smtp_client *c)
+{
+	bool body_now = (c->flags & CF_BODY_NOW) != 0;
+	c->flags &= (uint16_t)~CF_BODY_NOW;
+	enum smtp_client_status st = status_of(c);
+	if (body_now && st == SMTP_CLIENT_WANT_INPUT)
+		return SMTP_CLIENT_SEND_BODY;
+	return st;
+}
+
 /* ---- the interface ----------------------------------------------------------------------- */
 
 void smtp_client_init(struct smtp_client *c, struct span helo_name)
@@ -636,7 +711,7 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
 	if (c->state == ST_TRANSACTION && n == 0 && (c->flags & CF_PIPELINED) &&
 	    !(c->flags & CF_ABORT) && c->cmd_written < c->cmd_count)
 		cmd_write_round(c, out);
-	return status_of(c);
+	return status_reported(c);
 }
 
 /* Refuses the whole message before anything is sent. */
@@ -665,7 +740,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	RMX_ASSERT(out->len <= out->cap && out->cap >= SMTP_CLIENT_OUT_MIN_BYTES);
 	c->msg = m;
 	c->rcpt_results = rcpt_results;
-	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED | CF_TXN_ENDED);
+	c->flags &= (uint16_t)~(CF_ABORT | CF_PIPELINED | CF_TXN_ENDED | CF_BDAT | CF_BODY_DUE |
+				CF_BODY_NOW);
 	c->cmd_written = 0;
 	c->cmd_replied = 0;
 	c->rcpt_accepted = 0;
@@ -675,8 +751,16 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 
 	if (m->smtputf8 && !(c->upstream.caps & SMTP_CAP_SMTPUTF8))
 		return message_refused(c, 553, "5.6.7", "upstream does not support SMTPUTF8");
-	if (m->body_type == SMTP_BODY_BINARYMIME)
-		return message_refused(c, 554, "5.6.3", "binary content cannot be relayed");
+	bool chunking = smtp_client_chunking_offered(c);
+	if (m->body_type == SMTP_BODY_BINARYMIME) {
+		if (!(c->flags & CF_CHUNKING))
+			return message_refused(c, 554, "5.6.3",
+					       "binary content cannot be relayed: chunking to upstream is off");
+		if (!chunking || !(c->upstream.caps & SMTP_CAP_BINARYMIME))
+			return message_refused(c, 554, "5.6.3",
+					       "binary content cannot be relayed: upstream does not offer "
+					       "BINARYMIME and CHUNKING");
+	}
 	if (m->body_type == SMTP_BODY_8BITMIME && !(c->upstream.caps & SMTP_CAP_8BITMIME))
 		return message_refused(c, 554, "5.6.3", "upstream does not support 8BITMIME");
 	if ((c->upstream.caps & SMTP_CAP_SIZE) && c->upstream.size_max > 0 &&
@@ -702,6 +786,8 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 		c->xforward_commands =
 			(uint8_t)smtp_client_xforward_pack(m->xforward, c->upstream.xforward_attrs, 0, NULL);
 	c->cmd_count = c->xforward_commands + 1 + sendable + 1;
+	if (chunking && (m->body_type == SMTP_BODY_BINARYMIME || !m->data_preferred))
+		c->flags |= CF_BDAT;
 	c->state = ST_TRANSACTION;
 	if (c->upstream.caps & SMTP_CAP_PIPELINING) {
 		c->flags |= CF_PIPELINED;
@@ -709,13 +795,21 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 	} else if (!cmd_write_next(c, out)) {
 		return out_full(c); /* every recipient gets its 4xx */
 	}
-	return SMTP_CLIENT_WANT_INPUT;
+	return status_reported(c);
 }
 
 enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out)
 {
 	if (!client_live(c))
 		return status_of(c); /* a 421 or garbage arrived while the body went out */
+	if (c->flags & CF_BDAT) {
+		RMX_ASSERT(c->flags & CF_BODY_DUE);
+		c->flags &= (uint16_t)~CF_BODY_DUE;
+		if (c->state == ST_BDAT_HELD)
+			return message_done(c);
+		RMX_ASSERT(c->state == ST_TRANSACTION);
+		return SMTP_CLIENT_WANT_INPUT;
+	}
 	RMX_ASSERT(c->state == ST_SEND_BODY);
 	if (!smtp_client_out_fits(out, 3))
 		return out_full(c);
@@ -774,6 +868,25 @@ enum smtp_client_status smtp_client_connection_lost(struct smtp_client *c, const
 	struct smtp_client_result r;
 	smtp_client_result_set(&r, 451, "4.4.2", why);
 	return client_failed_with(c, &r);
+}
+
+void smtp_client_set_chunking(struct smtp_client *c, bool enabled)
+{
+	RMX_ASSERT(c->state == ST_GREETING && c->replies == 0);
+	if (enabled)
+		c->flags |= CF_CHUNKING;
+	else
+		c->flags &= (uint16_t)~CF_CHUNKING;
+}
+
+bool smtp_client_chunking_offered(const struct smtp_client *c)
+{
+	return (c->flags & CF_CHUNKING) && (c->upstream.caps & SMTP_CAP_CHUNKING);
+}
+
+bool smtp_client_body_by_bdat(const struct smtp_client *c)
+{
+	return c->msg != NULL && (c->flags & CF_BDAT);
 }
 
 void smtp_client_set_tls(struct smtp_client *c, enum smtp_client_tls mode)

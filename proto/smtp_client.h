@@ -11,6 +11,19 @@
  * caller sends the stored body verbatim (it is in DATA wire form already),
  * then calls smtp_client_body_sent(), which appends the final ".\r\n".
  *
+ * CHUNKING (RFC 3030), when smtp_client_set_chunking() allows it and the
+ * upstream offers it: the message goes as one "BDAT <n> LAST" chunk instead
+ * of DATA, pipelined behind MAIL and RCPT when PIPELINING is offered (no
+ * 354 round trip). SEND_BODY then comes as soon as that command is written,
+ * and the caller sends the body unstuffed (proto/smtp_client_bdat.h: exactly
+ * the message's bdat_bytes) right behind it, whatever replies arrive
+ * meanwhile; body_sent appends nothing, and MESSAGE_DONE waits for it (the
+ * caller's buffer stays in use until then). A BDAT already on the wire when
+ * every RCPT (or MAIL) was refused is read and refused by the upstream
+ * (RFC 3030 section 2); those results stand and RSET follows. BINARYMIME
+ * bodies go only this way, with BODY=BINARYMIME, and only when the upstream
+ * offers BINARYMIME and CHUNKING.
+ *
  * Robust replies: a malformed, truncated, over-long or NUL-bearing reply is a
  * temporary failure of the connection (SMTP_CLIENT_FAILED with a 4xx), never a
  * crash. A reply nobody asked for is one too (a 421 closes: CLOSED), and so is
@@ -66,6 +79,11 @@ struct smtp_client_message {
 	const struct span *recipients;
 	uint32_t recipient_count;     /* 1..SMTP_RECIPIENTS_MAX */
 	uint64_t body_bytes;          /* stored body size, for SIZE= */
+	uint64_t bdat_bytes;          /* the body unstuffed (smtp_bdat_measure): BDAT's size,
+					 and SIZE= when BDAT is used; set it when
+					 smtp_client_chunking_offered says so */
+	bool data_preferred;          /* a text body that goes by DATA even when CHUNKING is
+					 offered (the caller's choice: many runs to send) */
 	enum smtp_body_type body_type;
 	bool smtputf8;
 	const struct smtp_client_xforward *xforward; /* NULL: none */
@@ -117,6 +135,19 @@ struct smtp_client {
 /* Starts a client: nothing is sent until the upstream's 220 greeting arrives. */
 void smtp_client_init(struct smtp_client *c, struct span helo_name);
 
+/* Whether messages may go by BDAT when the upstream offers CHUNKING (off
+ * after init); call it before the first feed. */
+void smtp_client_set_chunking(struct smtp_client *c, bool enabled);
+
+/* In READY: true when a message started now may go by BDAT (chunking is
+ * allowed and the upstream offered CHUNKING), so the caller must fill the
+ * message's bdat_bytes (and may set data_preferred) first. */
+bool smtp_client_chunking_offered(const struct smtp_client *c);
+
+/* True while the message in flight goes by BDAT: after SEND_BODY the caller
+ * sends the body unstuffed, not in DATA wire form. */
+bool smtp_client_body_by_bdat(const struct smtp_client *c);
+
 /* Sets what the client does about STARTTLS (NONE after init); call it
  * before the first feed. */
 void smtp_client_set_tls(struct smtp_client *c, enum smtp_client_tls mode);
@@ -163,14 +194,16 @@ enum smtp_client_status smtp_client_feed(struct smtp_client *c, const uint8_t *p
  * m->recipient_count entries. If the upstream lacks a capability the message
  * needs, nothing is sent: returns MESSAGE_DONE at once, every recipient
  * holding message_result (no SMTPUTF8: 553 5.6.7; no 8BITMIME: 554 5.6.3;
- * BINARYMIME: 554 5.6.3, binary bodies are not relayed yet; over the SIZE
- * the upstream announced: 552 5.3.4). The client then stays READY (RSET is
+ * BINARYMIME without BINARYMIME and CHUNKING offered, or with chunking not
+ * allowed: 554 5.6.3, the text says which; over the SIZE the upstream
+ * announced: 552 5.3.4). The client then stays READY (RSET is
  * allowed, not needed). A stored address that cannot go on a command line
  * (control bytes, <>, over 256 bytes, non-ASCII without smtputf8) refuses
  * that recipient with 553 5.1.3 (the sender: the message, 553 5.1.7).
- * Otherwise writes [XFORWARD] MAIL, RCPTs and DATA (in one write when
+ * Otherwise writes [XFORWARD] MAIL, RCPTs and DATA or BDAT (in one write when
  * PIPELINING is offered and out holds them, else in rounds: see feed;
- * without PIPELINING one command per reply) and returns WANT_INPUT; FAILED,
+ * without PIPELINING one command per reply) and returns WANT_INPUT
+ * (SEND_BODY when the BDAT command went into out); FAILED,
  * every recipient holding the 4xx, when MAIL is due without PIPELINING and
  * out has no room for it.
  */
@@ -181,7 +214,9 @@ enum smtp_client_status smtp_client_start_message(struct smtp_client *c,
 
 /* The caller has sent the body: appends ".\r\n"; returns WANT_INPUT (or
  * CLOSED/FAILED if the upstream gave up while the body went out, or FAILED
- * when out has no room for the dot: see the buffer contract). */
+ * when out has no room for the dot: see the buffer contract). By BDAT:
+ * appends nothing; MESSAGE_DONE when the BDAT reply is in already, else
+ * WANT_INPUT. */
 enum smtp_client_status smtp_client_body_sent(struct smtp_client *c, struct smtp_out *out);
 
 /* After MESSAGE_DONE: the outcome for the message as a whole (MAIL, DATA or

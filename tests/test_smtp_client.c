@@ -13,9 +13,12 @@
  *   R<i>: res    recipient i's result, "code status text" ("0": none)
  *   M: res / X: res    the message result / the connection result
  *   K: caps      capabilities, e.g. "PIPELINING SIZE=1000 8BITMIME"
- *   F: path   T: path   B: 7BIT|8BITMIME|BINARYMIME size   U:   W: n|a|h|p
+ *   F: path   T: path   B: 7BIT|8BITMIME|BINARYMIME size [bdat]   U:   W: n|a|h|p
  *                the message: reverse path, each recipient, body type and
- *                size, SMTPUTF8, XFORWARD values
+ *                size (and unstuffed size, for BDAT), SMTPUTF8, XFORWARD
+ *                values
+ *   H:           BDAT allowed (smtp_client_set_chunking)
+ *   P:           the message prefers DATA (data_preferred)
  *   O: bytes     the size of the out buffer (default 4096)
  *   L: none|opportunistic|required   what the client does about STARTTLS
  *   > tls | tlsfail   the caller's TLS handshake succeeded (tls_started) or
@@ -31,7 +34,9 @@
  * Input chunks and the out buffer are heap blocks of exactly their size, so
  * ASan catches any read or write past them. After every call the driver
  * "sends" out and calls feed with n = 0, as core/forward does when a send
- * completes. A random upstream then checks what must hold whatever it says.
+ * completes (but not behind SEND_BODY: the body goes next, and body_sent
+ * comes with the script's "> body"). A random upstream then checks what
+ * must hold whatever it says.
  */
 #include "../proto/smtp_client.h"
 
@@ -98,6 +103,7 @@ struct conv {
 	size_t step_count;
 	size_t out_cap;
 	enum smtp_client_tls tls_mode;
+	bool chunking;
 	/* the message */
 	struct test_buf strings[CONV_RCPT_MAX + 5];
 	size_t string_count;
@@ -197,9 +203,11 @@ static bool conv_line(struct conv *cv, const char *line)
 		return true;
 	case 'B': {
 		char type[16];
-		unsigned long long size;
-		if (sscanf(arg, "%15s %llu", type, &size) != 2)
+		unsigned long long size, bdat_size;
+		int got = sscanf(arg, "%15s %llu %llu", type, &size, &bdat_size);
+		if (got < 2)
 			return false;
+		cv->msg.bdat_bytes = got == 3 ? bdat_size : size;
 		cv->msg.body_type = strcmp(type, "8BITMIME") == 0	 ? SMTP_BODY_8BITMIME
 				    : strcmp(type, "BINARYMIME") == 0 ? SMTP_BODY_BINARYMIME
 								       : SMTP_BODY_7BIT;
@@ -208,6 +216,12 @@ static bool conv_line(struct conv *cv, const char *line)
 	}
 	case 'U':
 		cv->msg.smtputf8 = true;
+		return true;
+	case 'H':
+		cv->chunking = true;
+		return true;
+	case 'P':
+		cv->msg.data_preferred = true;
 		return true;
 	case 'W': {
 		struct span *fields[4] = { &cv->xf.name, &cv->xf.addr, &cv->xf.helo, &cv->xf.proto };
@@ -347,7 +361,7 @@ struct replay {
 static void replay_drain(struct replay *r)
 {
 	unsigned rounds = 0;
-	while (r->out.len > 0) {
+	while (r->out.len > 0 && r->status != SMTP_CLIENT_SEND_BODY) {
 		REQUIRE(r->out.len <= r->out.cap);
 		test_buf_put(&r->actual, r->out.buf, r->out.len);
 		for (size_t i = 0; i < r->out.len; i++) {
@@ -360,6 +374,18 @@ static void replay_drain(struct replay *r)
 		r->out.len = 0;
 		r->status = smtp_client_feed(&r->client, NULL, 0, &r->out);
 		REQUIRE(++rounds < 100000);
+	}
+	if (r->status == SMTP_CLIENT_SEND_BODY && r->out.len > 0) {
+		/* The commands before the body go; nothing more is asked. */
+		test_buf_put(&r->actual, r->out.buf, r->out.len);
+		for (size_t i = 0; i < r->out.len; i++) {
+			r->out_line_bytes++;
+			if (r->out.buf[i] == '\n') {
+				r->out_line_max_bytes = RMX_MAX(r->out_line_max_bytes, r->out_line_bytes);
+				r->out_line_bytes = 0;
+			}
+		}
+		r->out.len = 0;
 	}
 }
 
@@ -455,6 +481,7 @@ static bool replay_run(struct replay *r, const struct conv *cv, size_t split_fli
 	memset(r->results, 0xa5, nres * sizeof(*r->results));
 	smtp_client_init(&r->client, span_make("relay.example", 13));
 	smtp_client_set_tls(&r->client, cv->tls_mode);
+	smtp_client_set_chunking(&r->client, cv->chunking);
 	r->status = SMTP_CLIENT_WANT_INPUT;
 
 	bool ok = true;
@@ -1050,7 +1077,7 @@ static const char conv_next_after_refusal[] =
 	GREET_EHLO_PIPE
 	"> start\n"
 	"= MESSAGE_DONE\n"
-	"R0: 554 5.6.3 binary content cannot be relayed\n"
+	"R0: 554 5.6.3 binary content cannot be relayed: chunking to upstream is off\n"
 	"> next\n"
 	"= READY\n"
 	"> quit\n"
@@ -1414,7 +1441,7 @@ static const char conv_refuse_binary[] =
 	"S: 250 BINARYMIME\n"
 	"> start\n"
 	"= MESSAGE_DONE\n"
-	"R0: 554 5.6.3 binary content cannot be relayed\n"
+	"R0: 554 5.6.3 binary content cannot be relayed: chunking to upstream is off\n"
 	"> start\n"
 	"= MESSAGE_DONE\n";
 
@@ -2416,16 +2443,22 @@ static void test_random_upstreams(void)
 		struct smtp_out out = { mem, 0, cap };
 		struct smtp_client c;
 		smtp_client_init(&c, span_make("relay.example", 13));
+		smtp_client_set_chunking(&c, rng(2) == 0);
 		struct smtp_client_message m = {
 			.reverse_path = span_make("s@o.example", 11),
 			.recipients = rcpts,
 			.recipient_count = 1 + rng(RCPTS),
 			.body_bytes = rng(200),
+			.body_type = rng(4) == 0 ? SMTP_BODY_BINARYMIME : SMTP_BODY_7BIT,
+			.data_preferred = rng(4) == 0,
 			.xforward = rng(2) ? &xf : NULL,
 		};
+		m.bdat_bytes = m.body_bytes;
 		static const char *const hellos[] = {
 			"220 hi\r\n250-x\r\n250-PIPELINING\r\n250 XFORWARD NAME HELO\r\n",
 			"220 hi\r\n250-x\r\n250 PIPELINING\r\n", "220 hi\r\n250 x\r\n", "",
+			"220 hi\r\n250-x\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n",
+			"220 hi\r\n250-x\r\n250 CHUNKING\r\n",
 		};
 		const char *hello = stuck ? hellos[2] : hellos[rng(RMX_ARRAY_LEN(hellos))];
 		size_t len = strlen(hello);
@@ -2440,6 +2473,7 @@ static void test_random_upstreams(void)
 			len += n;
 		}
 		bool in_message = false;
+		bool body_due = false; /* BDAT: SEND_BODY seen, body_sent not called yet */
 		enum smtp_client_status st = SMTP_CLIENT_WANT_INPUT;
 		size_t at = 0;
 		unsigned calls = 0;
@@ -2463,12 +2497,24 @@ static void test_random_upstreams(void)
 					messages++;
 				break;
 			case SMTP_CLIENT_SEND_BODY:
+				/* By BDAT, replies may arrive while the body goes. */
+				if (smtp_client_body_by_bdat(&c) && !body_due && rng(2) == 0) {
+					body_due = true;
+					st = SMTP_CLIENT_WANT_INPUT;
+					break;
+				}
+				body_due = false;
 				st = smtp_client_body_sent(&c, &out);
 				break;
 			case SMTP_CLIENT_MESSAGE_DONE:
 				st = rng(4) ? smtp_client_rset(&c, &out) : smtp_client_quit(&c, &out);
 				break;
 			default: {
+				if (body_due && rng(4) == 0) {
+					body_due = false;
+					st = smtp_client_body_sent(&c, &out);
+					break;
+				}
 				if (rng(100) == 0) {
 					st = smtp_client_connection_lost(&c, "lost");
 					break;
@@ -2493,6 +2539,10 @@ static void test_random_upstreams(void)
 			}
 			if (out.len > out.cap)
 				violations++;
+			if (body_due && st == SMTP_CLIENT_MESSAGE_DONE)
+				violations++; /* the body's buffer would be let go while sent */
+			if (body_due && (st == SMTP_CLIENT_CLOSED || st == SMTP_CLIENT_FAILED))
+				body_due = false;
 			bool ended = st == SMTP_CLIENT_MESSAGE_DONE || st == SMTP_CLIENT_CLOSED ||
 				     st == SMTP_CLIENT_FAILED;
 			if (in_message && ended) {
@@ -2524,6 +2574,517 @@ static void test_random_upstreams(void)
 	       "with out full\n", messages, ahead, full);
 }
 
+
+/* ---- BDAT (RFC 3030) ------------------------------------------------------------ */
+
+#define GREET_EHLO_CHUNKING                      \
+	"S: 220 mx.upstream.test ESMTP\n"        \
+	"C: EHLO relay.example\n"                \
+	"S: 250-mx.upstream.test\n"              \
+	"S: 250-PIPELINING\n"                    \
+	"S: 250-SIZE 10240000\n"                 \
+	"S: 250-8BITMIME\n"                      \
+	"S: 250-CHUNKING\n"                      \
+	"S: 250 ENHANCEDSTATUSCODES\n"           \
+	"= READY\n"
+
+/* MAIL, RCPTs and BDAT in one write, the body right behind them (no 354);
+ * SIZE= and BDAT give the unstuffed size. Refused RCPTs keep their
+ * replies; the BDAT reply is the accepted one's. */
+static const char conv_bdat_pipelined_mix[] =
+	"H:\n"
+	"F: sender@origin.example\n"
+	"T: a@dest.example\n"
+	"T: b@dest.example\n"
+	"T: c@dest.example\n"
+	"B: 8BITMIME 1234 1200\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<sender@origin.example> SIZE=1200 BODY=8BITMIME\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"C: RCPT TO:<b@dest.example>\n"
+	"C: RCPT TO:<c@dest.example>\n"
+	"C: BDAT 1200 LAST\n"
+	"= SEND_BODY\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 450 4.2.0 <b@dest.example>: Greylisted\n"
+	"S: 550 5.1.1 <c@dest.example>: User unknown\n"
+	"= WANT_INPUT\n"
+	"R0: 250 2.1.5 Ok\n"
+	"> body\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.0.0 Ok: 1200 bytes queued as 4XyZ\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 Ok: 1200 bytes queued as 4XyZ\n"
+	"R1: 450 4.2.0 <b@dest.example>: Greylisted\n"
+	"R2: 550 5.1.1 <c@dest.example>: User unknown\n"
+	"M: 250 2.0.0 Ok: 1200 bytes queued as 4XyZ\n"
+	"> next\n"
+	"= READY\n"
+	"> start\n"
+	"C: MAIL FROM:<sender@origin.example> SIZE=1200 BODY=8BITMIME\n"
+	"C: RCPT TO:<a@dest.example>\n"
+	"C: RCPT TO:<b@dest.example>\n"
+	"C: RCPT TO:<c@dest.example>\n"
+	"C: BDAT 1200 LAST\n"
+	"= SEND_BODY\n";
+
+/* The BDAT reply may come before the caller has seen its body's send
+ * complete: the results are final, but MESSAGE_DONE waits for body_sent
+ * (the caller's buffer is still being sent). */
+static const char conv_bdat_reply_before_body_sent[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 250 2.1.5 Ok\n"
+	"S: 250 2.0.0 Ok: queued\n"
+	"= WANT_INPUT\n"
+	"R0: 250 2.0.0 Ok: queued\n"
+	"> body\n"
+	"= MESSAGE_DONE\n"
+	"R0: 250 2.0.0 Ok: queued\n"
+	"> next\n"
+	"= READY\n";
+
+/* Every RCPT refused with the BDAT already on the wire: the upstream reads
+ * the chunk and refuses it (Postfix: 554 5.5.1 Error: no valid recipients).
+ * The RCPT refusals stand; RSET follows. */
+static const char conv_bdat_no_rcpt_pipelined[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.1.0 Ok\n"
+	"S: 550 5.1.1 <a@d.example>: User unknown\n"
+	"S: 550 5.1.1 <b@d.example>: User unknown\n"
+	"S: 554 5.5.1 Error: no valid recipients\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 <a@d.example>: User unknown\n"
+	"R1: 550 5.1.1 <b@d.example>: User unknown\n"
+	"M: 550 5.1.1 <b@d.example>: User unknown\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n";
+
+/* MAIL refused, pipelined: the rest is read, the BDAT's refusal changes
+ * nothing, RSET follows. */
+static const char conv_bdat_mail_refused_pipelined[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"S: 452 4.3.1 Insufficient system storage\n"
+	"S: 503 5.5.1 Error: need MAIL command\n"
+	"= WANT_INPUT\n"
+	"> body\n"
+	"= WANT_INPUT\n"
+	"S: 503 5.5.1 Error: need MAIL command\n"
+	"= MESSAGE_DONE\n"
+	"R0: 452 4.3.1 Insufficient system storage\n"
+	"M: 452 4.3.1 Insufficient system storage\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 2.0.0 Ok\n"
+	"= READY\n";
+
+#define GREET_EHLO_CHUNKING_PLAIN                \
+	"S: 220 mx.upstream.test ESMTP\n"        \
+	"C: EHLO relay.example\n"                \
+	"S: 250-mx.upstream.test\n"              \
+	"S: 250-CHUNKING\n"                      \
+	"S: 250 BINARYMIME\n"                    \
+	"= READY\n"
+
+/* Without PIPELINING: one command per reply, BDAT and its body together
+ * after the last RCPT reply; a BINARYMIME body says BODY=BINARYMIME. */
+static const char conv_bdat_plain_binary[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: BINARYMIME 520 512\n"
+	GREET_EHLO_CHUNKING_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> BODY=BINARYMIME\n"
+	"= WANT_INPUT\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"= WANT_INPUT\n"
+	"S: 550 5.1.1 no\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"S: 250 ok\n"
+	"C: BDAT 512 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.0.0 queued\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 no\n"
+	"R1: 250 2.0.0 queued\n"
+	"> next\n"
+	"= READY\n";
+
+/* Without PIPELINING, every RCPT refused: no BDAT is sent at all. */
+static const char conv_bdat_no_rcpt_plain[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example>\n"
+	"S: 250 ok\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"S: 550 5.1.1 no\n"
+	"= MESSAGE_DONE\n"
+	"R0: 550 5.1.1 no\n"
+	"M: 550 5.1.1 no\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 ok\n"
+	"= READY\n";
+
+/* A 4xx or 5xx to BDAT LAST: the accepted recipients take it; the
+ * transaction may still be open, so RSET follows. */
+static const char conv_bdat_4xx[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no\n"
+	"S: 452 4.3.1 Insufficient system storage\n"
+	"= MESSAGE_DONE\n"
+	"R0: 452 4.3.1 Insufficient system storage\n"
+	"R1: 550 5.1.1 no\n"
+	"M: 452 4.3.1 Insufficient system storage\n"
+	"> next\n"
+	"C: RSET\n"
+	"S: 250 ok\n"
+	"= READY\n";
+
+static const char conv_bdat_5xx[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 554 5.7.1 Message content rejected\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.7.1 Message content rejected\n"
+	"> next\n"
+	"C: RSET\n";
+
+/* A 3xx to BDAT means nothing: the connection fails, the recipient is
+ * deferred. */
+static const char conv_bdat_354[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go ahead\n"
+	"= FAILED\n"
+	"R0: 451 4.4.0 unexpected reply code from upstream\n";
+
+/* The upstream closes mid-chunk (the body is being sent): every recipient
+ * is deferred, even the accepted one; body_sent after that changes
+ * nothing. */
+static const char conv_bdat_lost_mid_chunk[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"T: b@d.example\n"
+	"B: 7BIT 100000\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=100000\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: RCPT TO:<b@d.example>\n"
+	"C: BDAT 100000 LAST\n"
+	"= SEND_BODY\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 550 5.1.1 no\n"
+	"= WANT_INPUT\n"
+	"> lost\n"
+	"= FAILED\n"
+	"R0: 451 4.4.2 lost connection with upstream\n"
+	"R1: 550 5.1.1 no\n"
+	"> body\n"
+	"= FAILED\n";
+
+/* A 421 while the chunk goes out closes; the accepted recipient is
+ * deferred with it. */
+static const char conv_bdat_421_mid_chunk[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 100000\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=100000\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 100000 LAST\n"
+	"= SEND_BODY\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 421 4.4.2 timeout exceeded\n"
+	"= CLOSED\n"
+	"R0: 421 4.4.2 timeout exceeded\n"
+	"X: 421 4.4.2 timeout exceeded\n";
+
+/* Once the BDAT reply made the results final, a stray reply still fails
+ * the connection, but the delivery stands (no 4xx over a 250: that would
+ * send the message twice). */
+static const char conv_bdat_stray_after_reply[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 2.0.0 queued\n"
+	"= WANT_INPUT\n"
+	"S: 250 what\n"
+	"= FAILED\n"
+	"R0: 250 2.0.0 queued\n"
+	"M: 250 2.0.0 queued\n"
+	"> body\n"
+	"= FAILED\n";
+
+/* Chunking turned off, or the message prefers DATA: DATA, with the stored
+ * size, although CHUNKING is offered. */
+static const char conv_bdat_off[] =
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 12 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=12\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"= WANT_INPUT\n";
+
+static const char conv_bdat_data_preferred[] =
+	"H:\n"
+	"P:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: 7BIT 12 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=12\n"
+	"C: RCPT TO:<a@d.example>\n"
+	"C: DATA\n"
+	"= WANT_INPUT\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 354 go\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"C: .\n";
+
+/* A BINARYMIME message preferring DATA still goes by BDAT: it cannot go
+ * any other way. Without BINARYMIME offered it is refused, saying why. */
+static const char conv_bdat_binary_preferred_data[] =
+	"H:\n"
+	"P:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: BINARYMIME 12 10\n"
+	GREET_EHLO_CHUNKING_PLAIN
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> BODY=BINARYMIME\n";
+
+static const char conv_bdat_binary_not_offered[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: BINARYMIME 12 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.6.3 binary content cannot be relayed: upstream does not offer BINARYMIME and "
+	"CHUNKING\n"
+	"> next\n"
+	"= READY\n";
+
+static const char conv_bdat_binary_no_chunking[] =
+	"H:\n"
+	"F: s@o.example\n"
+	"T: a@d.example\n"
+	"B: BINARYMIME 12 10\n"
+	"S: 220 x\n"
+	"C: EHLO relay.example\n"
+	"S: 250-x\n"
+	"S: 250 BINARYMIME\n"
+	"> start\n"
+	"= MESSAGE_DONE\n"
+	"R0: 554 5.6.3 binary content cannot be relayed: upstream does not offer BINARYMIME and "
+	"CHUNKING\n";
+
+/* Rounds: MAIL and RCPTs too many for out go in several writes, and BDAT
+ * (with SEND_BODY) only in the last; the body follows it. */
+static const char conv_bdat_rounds[] =
+	"H:\n"
+	"O: 512\n"
+	"F: s@o.example\n"
+	"T: a-rather-long-local-part-number-01@destination.example\n"
+	"T: a-rather-long-local-part-number-02@destination.example\n"
+	"T: a-rather-long-local-part-number-03@destination.example\n"
+	"T: a-rather-long-local-part-number-04@destination.example\n"
+	"T: a-rather-long-local-part-number-05@destination.example\n"
+	"T: a-rather-long-local-part-number-06@destination.example\n"
+	"T: a-rather-long-local-part-number-07@destination.example\n"
+	"T: a-rather-long-local-part-number-08@destination.example\n"
+	"T: a-rather-long-local-part-number-09@destination.example\n"
+	"T: a-rather-long-local-part-number-10@destination.example\n"
+	"B: 7BIT 10\n"
+	GREET_EHLO_CHUNKING
+	"> start\n"
+	"C: MAIL FROM:<s@o.example> SIZE=10\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-01@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-02@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-03@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-04@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-05@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-06@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-07@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-08@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-09@destination.example>\n"
+	"C: RCPT TO:<a-rather-long-local-part-number-10@destination.example>\n"
+	"C: BDAT 10 LAST\n"
+	"= SEND_BODY\n"
+	"> body\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"S: 250 ok\n"
+	"= WANT_INPUT\n"
+	"S: 250 2.0.0 queued\n"
+	"= MESSAGE_DONE\n"
+	"R9: 250 2.0.0 queued\n";
+
+/* Without PIPELINING, a reply that starts in the read whose RCPT reply
+ * wrote BDAT is ahead of it (the caller has sent neither the command nor
+ * the body): the connection fails and nothing counts as delivered. Split
+ * where a real upstream would answer, the same bytes deliver. */
+static void test_bdat_ahead(void)
+{
+	static const struct span rcpt = { (const uint8_t *)"a@d.example", 11 };
+	for (int split = 0; split < 2; split++) {
+		struct smtp_client c;
+		smtp_client_init(&c, span_make("relay.example", 13));
+		smtp_client_set_chunking(&c, true);
+		uint8_t mem[SMTP_CLIENT_OUT_MIN_BYTES];
+		struct smtp_out out = { mem, 0, sizeof(mem) };
+		const char *in = "220 x\r\n250-x\r\n250 CHUNKING\r\n";
+		CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, 7, &out), SMTP_CLIENT_WANT_INPUT);
+		out.len = 0;
+		CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in + 7, strlen(in) - 7, &out),
+			   SMTP_CLIENT_READY);
+		CHECK(smtp_client_chunking_offered(&c));
+		struct smtp_client_message m = {
+			.reverse_path = span_make("s@o.example", 11),
+			.recipients = &rcpt,
+			.recipient_count = 1,
+			.body_bytes = 12,
+			.bdat_bytes = 10,
+		};
+		struct smtp_client_result res[1];
+		CHECK_EQ_U(smtp_client_start_message(&c, &m, res, &out), SMTP_CLIENT_WANT_INPUT);
+		CHECK_MEM(out.buf, out.len, "MAIL FROM:<s@o.example>\r\n", 25);
+		out.len = 0;
+		in = "250 ok\r\n";
+		CHECK_EQ_U(smtp_client_feed(&c, (const uint8_t *)in, strlen(in), &out),
+			   SMTP_CLIENT_WANT_INPUT);
+		out.len = 0;
+		in = "250 ok\r\n250 2.0.0 queued\r\n";
+		size_t first = split ? 8 : strlen(in);
+		enum smtp_client_status st = smtp_client_feed(&c, (const uint8_t *)in, first, &out);
+		CHECK_MEM(out.buf, out.len, "BDAT 10 LAST\r\n", 14);
+		if (!split) {
+			CHECK_EQ_U(st, SMTP_CLIENT_FAILED);
+			CHECK(result_is(smtp_client_conn_result(&c), AHEAD_TEXT));
+			CHECK(result_is(&res[0], AHEAD_TEXT));
+			continue;
+		}
+		CHECK_EQ_U(st, SMTP_CLIENT_SEND_BODY);
+		CHECK(smtp_client_body_by_bdat(&c));
+		out.len = 0;
+		st = smtp_client_feed(&c, (const uint8_t *)in + first, strlen(in) - first, &out);
+		CHECK_EQ_U(st, SMTP_CLIENT_WANT_INPUT);
+		CHECK_EQ_U(smtp_client_body_sent(&c, &out), SMTP_CLIENT_MESSAGE_DONE);
+		CHECK(result_is(&res[0], "250 2.0.0 queued"));
+		CHECK_EQ_U(out.len, 0);
+	}
+}
 
 /* After FAILED or CLOSED, more input changes nothing. */
 static void test_dead_client(void)
@@ -2692,6 +3253,24 @@ int main(void)
 		{ "tls_250", conv_tls_250 },
 		{ "tls_421", conv_tls_421 },
 		{ "tls_handshake_failed", conv_tls_handshake_failed },
+		{ "bdat_pipelined_mix", conv_bdat_pipelined_mix },
+		{ "bdat_reply_before_body_sent", conv_bdat_reply_before_body_sent },
+		{ "bdat_no_rcpt_pipelined", conv_bdat_no_rcpt_pipelined },
+		{ "bdat_mail_refused_pipelined", conv_bdat_mail_refused_pipelined },
+		{ "bdat_plain_binary", conv_bdat_plain_binary },
+		{ "bdat_no_rcpt_plain", conv_bdat_no_rcpt_plain },
+		{ "bdat_4xx", conv_bdat_4xx },
+		{ "bdat_5xx", conv_bdat_5xx },
+		{ "bdat_354", conv_bdat_354 },
+		{ "bdat_lost_mid_chunk", conv_bdat_lost_mid_chunk },
+		{ "bdat_421_mid_chunk", conv_bdat_421_mid_chunk },
+		{ "bdat_stray_after_reply", conv_bdat_stray_after_reply },
+		{ "bdat_off", conv_bdat_off },
+		{ "bdat_data_preferred", conv_bdat_data_preferred },
+		{ "bdat_binary_preferred_data", conv_bdat_binary_preferred_data },
+		{ "bdat_binary_not_offered", conv_bdat_binary_not_offered },
+		{ "bdat_binary_no_chunking", conv_bdat_binary_no_chunking },
+		{ "bdat_rounds", conv_bdat_rounds },
 	};
 	for (size_t i = 0; i < RMX_ARRAY_LEN(scripts); i++)
 		run_script(scripts[i].name, scripts[i].script);
@@ -2703,6 +3282,7 @@ int main(void)
 	test_many_recipients(4096, false);
 	test_rounds_interleaved();
 	test_dead_client();
+	test_bdat_ahead();
 	test_tls_started_out_full();
 	test_tls_ahead();
 	test_ahead_hello();
