@@ -534,10 +534,12 @@ static inline void crashsim_crashed_content(const struct crashsim_file *f, enum 
 }
 
 /* What one crash left: pending name operations kept, files with pending
- * operations (dropped, or torn). */
+ * operations (dropped, or torn), and of those, files with two or more
+ * pending writes (what the unordered mode reorders). */
 struct crashsim_crash_stats {
 	unsigned names_kept;
 	unsigned files_pending;
+	unsigned files_writes_pending_many;
 };
 
 /*
@@ -548,7 +550,7 @@ static inline struct crashsim_crash_stats
 crashsim_materialize(const struct crashsim *cs, const char *out_dir, enum crashsim_kind kind,
 		     bool names_survive, uint64_t *rng)
 {
-	struct crashsim_crash_stats stats = { 0, 0 };
+	struct crashsim_crash_stats stats = { 0, 0, 0 };
 	struct test_buf content = { 0 };
 	for (int i = 0; i < cs->name_count; i++) {
 		const struct crashsim_name *n = &cs->name[i];
@@ -562,6 +564,10 @@ crashsim_materialize(const struct crashsim *cs, const char *out_dir, enum crashs
 		if (file < 0)
 			continue;
 		stats.files_pending += cs->file[file].pending_count > 0;
+		unsigned writes = 0;
+		for (size_t k = 0; k < cs->file[file].pending_count; k++)
+			writes += cs->file[file].pending[k].kind == CRASHSIM_OP_WRITE;
+		stats.files_writes_pending_many += writes >= 2;
 		crashsim_crashed_content(&cs->file[file], file_kind, cs->unordered, rng, &content);
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", out_dir, n->name);

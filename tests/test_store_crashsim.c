@@ -22,11 +22,29 @@
  * subset of its sectors (crashsim_io.h), so every direct write is a crash
  * point of its own as well.
  *
+ * Then with commits_in_flight = 3 (store.h), buffered and direct: each
+ * turn every commit the store hands out is planned, and one commit in
+ * flight, drawn at random, advances by a step (by none or a few at times),
+ * so their steps interleave and their results come back in any order;
+ * a direct write's issue and completion are two steps, and only its
+ * completion makes it durable. Crashes there keep the pending writes of a
+ * file in no order (crashsim_io.h's unordered mode). The runs check that
+ * the overlap really happened: crash points with two or more commits in
+ * flight, files holding two or more unsynced writes, commits completed
+ * before an older one.
+ *
  * Control runs must be caught losing mail, which proves the check can
- * fail: fsync = never (buffered and direct), whose 250 goes out with
- * nothing synced, and a synced store whose 250 goes out once a batch is
- * written, before its fdatasync completes. The workload and the crashes are drawn from one seed
- * (RINGMX_CRASHSIM_SEED to replay one; printed either way).
+ * fail: fsync = never (buffered and direct, and buffered with three
+ * commits in flight), whose 250 goes out with nothing synced; a synced
+ * store whose 250 goes out once a batch is written, before its fdatasync
+ * completes; and, with three commits in flight, a driver that reports each
+ * completion as the oldest commit's (store_commit_done, as if results came
+ * back in order), so a batch is acknowledged when a newer one is durable.
+ * (A batch acknowledged as soon as its own commit completes, older ones
+ * still in flight, loses nothing here: recovery steps over a torn older
+ * batch to the records after it, so it is no control.) The workload and
+ * the crashes are drawn from one seed (RINGMX_CRASHSIM_SEED to replay one;
+ * printed either way).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,12 +76,24 @@ struct message {
 	bool acked; /* its commit completed: the 250 went out */
 };
 
+/* A group commit in flight: its plan, its progress through the crash
+ * model, and the messages of its batch (msg[first..first+count)). */
+struct flight {
+	struct io_plan p;
+	struct crashsim_plan_run pr;
+	int first;
+	uint32_t count;
+};
+
 struct run {
 	bool fsync;
 	enum store_io_mode io_mode;
 	bool skipped;        /* direct commits refused by every file system tried */
 	uint64_t direct_in_flight; /* crash points inside an O_DIRECT write */
+	uint64_t commits;    /* group commits that completed */
 	bool early_ack;      /* control: a batch counts as acknowledged once written */
+	uint32_t commits_in_flight; /* 0: one plan at a time (commit_one); else the store's */
+	bool fifo_ack;       /* control: each completion reported as the oldest commit's */
 	uint64_t seed;
 	uint64_t workload_rng;
 	uint64_t crash_rng;
@@ -73,15 +103,21 @@ struct run {
 	struct crashsim cs;
 	struct message msg[MESSAGES];
 	unsigned acked_count;
+	struct flight flight[STORE_COMMITS_IN_FLIGHT_MAX]; /* oldest first */
+	uint32_t flying;
+	int next_planned;    /* the first message of the next batch handed out */
 	/* Findings, over every crash point. */
 	unsigned crash_points;
 	unsigned by_kind[CRASH_KINDS];
 	unsigned names_kept;          /* pending names a crash kept */
 	unsigned points_with_pending; /* crash points with unsynced writes */
+	unsigned points_writes_many;  /* crash points with a file holding 2+ unsynced writes */
 	unsigned recoveries_failed;
 	unsigned messages_lost;  /* acknowledged, then missing or damaged after a crash */
 	unsigned points_losing;  /* crash points that lost at least one */
 	uint64_t first_losing_point;
+	unsigned points_overlapped;        /* crash points with >= 2 commits in flight */
+	unsigned completions_out_of_order; /* a commit completed before an older one */
 	bool verbose;
 };
 
@@ -110,9 +146,11 @@ static void rm_rf(const char *path)
 	REQUIRE(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0);
 }
 
-static struct store_config config(const char *dir, bool fsync, enum store_io_mode io_mode)
+static struct store_config config(const char *dir, bool fsync, enum store_io_mode io_mode,
+				   uint32_t commits_in_flight)
 {
 	return (struct store_config){
+		.commits_in_flight = commits_in_flight,
 		.data_dir = dir,
 		.worker = WORKER,
 		.segment_size_bytes = SEG_BYTES,
@@ -229,10 +267,12 @@ static void crash_here(void *ctx, uint64_t steps)
 		crashsim_materialize(&r->cs, shard, kind, names_survive, &r->crash_rng);
 	r->names_kept += cst.names_kept;
 	r->points_with_pending += cst.files_pending > 0;
+	r->points_writes_many += cst.files_writes_pending_many > 0;
 	r->crash_points++;
 	r->by_kind[kind]++;
+	r->points_overlapped += r->flying >= 2;
 
-	struct store_config cfg = config(data_dir, true, STORE_IO_BUFFERED);
+	struct store_config cfg = config(data_dir, true, STORE_IO_BUFFERED, 0);
 	struct store *st = NULL;
 	struct store_recovery_stats rs;
 	char err[512] = "";
@@ -373,6 +413,67 @@ static bool commit_one(struct run *r)
 	return true;
 }
 
+/* A commit in flight whose last step completed: out of the list, its
+ * result to the store (or, in the controls, acknowledged its wrong way),
+ * and the 250s that went out make a crash point. */
+static void flight_done(struct run *r, uint32_t i)
+{
+	struct flight f = r->flight[i];
+	memmove(&r->flight[i], &r->flight[i + 1], (r->flying - i - 1) * sizeof(r->flight[0]));
+	r->flying--;
+	r->completions_out_of_order += i > 0; /* an older commit is still in flight */
+	/* The batch's messages lie in the range its write covered. */
+	const struct io_step *w = &f.p.step[0];
+	for (uint32_t k = 0; k < f.count; k++) {
+		uint32_t worker, seq;
+		uint64_t offset;
+		queue_id_split(r->msg[f.first + (int)k].id, &worker, &seq, &offset);
+		REQUIRE(offset >= w->offset && offset < w->offset + w->len);
+	}
+	if (r->fifo_ack) {
+		int result = io_step_outcome(w, f.p.result[0]);
+		if (result == 0 && f.p.count > 1)
+			result = io_step_outcome(&f.p.step[1], f.p.result[1]);
+		REQUIRE(result == 0);
+		store_commit_done(r->st, result, on_done, r);
+	} else {
+		REQUIRE(store_commit_advance(r->st, &f.p, on_done, r) == 0);
+	}
+	crash_here(r, r->cs.steps);
+}
+
+/*
+ * One turn of commits in flight: every commit the store hands out is
+ * planned, then one of those in flight, drawn at random, advances by a
+ * step, sometimes by none or a few; its last step hands its result to the
+ * store.
+ */
+static void commits_turn(struct run *r)
+{
+	struct flight *f;
+	uint32_t records;
+	while (r->flying < STORE_COMMITS_IN_FLIGHT_MAX &&
+	       store_commit_plan(r->st, &(f = &r->flight[r->flying])->p, &records)) {
+		crashsim_plan_start(&f->pr);
+		f->first = r->next_planned;
+		f->count = records;
+		r->next_planned += (int)records;
+		r->flying++;
+	}
+	REQUIRE(r->flying <= r->commits_in_flight);
+	if (r->flying == 0)
+		return;
+	uint32_t i = (uint32_t)(test_xorshift64star(&r->workload_rng) % r->flying);
+	/* None at times, so that commits pile up even when a plan is one step. */
+	unsigned steps = (unsigned[]){ 0, 1, 1, 3 }[test_xorshift64star(&r->workload_rng) % 4];
+	for (unsigned k = 0; k < steps; k++) {
+		if (!crashsim_step(&r->cs, &r->flight[i].p, &r->flight[i].pr)) {
+			flight_done(r, i);
+			return;
+		}
+	}
+}
+
 static void close_retired(struct run *r)
 {
 	for (int fd; (fd = store_retired_fd(r->st)) >= 0;) {
@@ -400,7 +501,7 @@ again:
 	for (int i = 0; i < MESSAGES; i++)
 		message_make(r, i);
 
-	struct store_config cfg = config(r->dir, r->fsync, r->io_mode);
+	struct store_config cfg = config(r->dir, r->fsync, r->io_mode, r->commits_in_flight);
 	struct store_recovery_stats rs;
 	char err[512] = "";
 	int rc = store_open(&cfg, &r->st, &rs, err, sizeof err);
@@ -428,13 +529,16 @@ again:
 	crashsim_init(&r->cs, store_dir_fd(r->st));
 	r->cs.after_step = crash_here;
 	r->cs.ctx = r;
+	r->cs.unordered = r->commits_in_flight > 1;
+	r->flying = 0;
+	r->next_planned = 0;
 
 	uint8_t *zero_chunk = aligned_alloc(4096, SEGMENT_ZERO_CHUNK_BYTES);
 	REQUIRE(zero_chunk != NULL);
 	memset(zero_chunk, 0, SEGMENT_ZERO_CHUNK_BYTES);
 	int next = 0;
 	unsigned turns = 0;
-	while (next < MESSAGES || store_busy(r->st)) {
+	while (next < MESSAGES || store_busy(r->st) || r->flying > 0) {
 		REQUIRE(++turns < 100 * MESSAGES);
 		unsigned burst = 1 + (unsigned)(test_xorshift64star(&r->workload_rng) % 4);
 		for (unsigned k = 0; k < burst && next < MESSAGES; k++) {
@@ -445,7 +549,10 @@ again:
 			next++;
 		}
 		make_spare(r, zero_chunk);
-		commit_one(r);
+		if (r->commits_in_flight > 1)
+			commits_turn(r);
+		else
+			commit_one(r);
 		close_retired(r);
 	}
 	free(zero_chunk);
@@ -461,8 +568,15 @@ again:
 	       r->by_kind[CRASH_DROP], r->by_kind[CRASH_TEAR], r->by_kind[CRASH_TEAR_FLIP],
 	       r->points_with_pending, r->names_kept,
 	       r->recoveries_failed, r->points_losing, r->messages_lost);
+	if (r->commits_in_flight > 1)
+		printf("%s: %u commits in flight at most: %u crash points with two or more in flight, "
+		       "%u with a file holding two or more unsynced writes (unordered), %u commits "
+		       "completed before an older one\n",
+		       name, r->commits_in_flight, r->points_overlapped, r->points_writes_many,
+		       r->completions_out_of_order);
 	store_close(r->st);
 	r->direct_in_flight = r->cs.direct_in_flight;
+	r->commits = ss.commits;
 	crashsim_free(&r->cs);
 	for (int i = 0; i < MESSAGES; i++) {
 		bytebuf_free(&r->msg[i].env);
@@ -480,7 +594,7 @@ static uint64_t seed_from_env(void)
 	return 0x5EED0F12C0FFEEull;
 }
 
-static struct run runs[5]; /* large: not on the stack */
+static struct run runs[9]; /* large: not on the stack */
 
 int main(void)
 {
@@ -552,6 +666,65 @@ int main(void)
 		CHECK(dc->points_losing > 0);
 		CHECK(dc->messages_lost > 0);
 	}
+
+	/* Three commits in flight, completing in a random order, crashes
+	 * keeping pending writes in no order: the same promise, buffered and
+	 * direct, with overlap that really happened. */
+	struct run *s3 = &runs[5];
+	s3->fsync = true;
+	s3->commits_in_flight = 3;
+	s3->seed = seed;
+	s3->verbose = true;
+	run_workload(s3, "synced-3");
+	CHECK_EQ_U(s3->acked_count, MESSAGES);
+	CHECK(s3->by_kind[CRASH_DROP] > 0 && s3->by_kind[CRASH_TEAR] > 0 &&
+	      s3->by_kind[CRASH_TEAR_FLIP] > 0);
+	CHECK(s3->points_overlapped > MESSAGES / 4);
+	CHECK(s3->points_writes_many > 0);
+	CHECK(s3->completions_out_of_order > 0);
+	CHECK_EQ_U(s3->recoveries_failed, 0);
+	CHECK_EQ_U(s3->messages_lost, 0);
+
+	struct run *d3 = &runs[6];
+	d3->fsync = true;
+	d3->io_mode = STORE_IO_DIRECT;
+	d3->commits_in_flight = 3;
+	d3->seed = seed;
+	d3->verbose = true;
+	run_workload(d3, "direct-3");
+	if (!d3->skipped) {
+		CHECK_EQ_U(d3->acked_count, MESSAGES);
+		CHECK(d3->direct_in_flight >= d3->commits); /* one inside each commit */
+		CHECK(d3->points_overlapped > MESSAGES / 4);
+		CHECK(d3->points_writes_many > 0);
+		CHECK(d3->completions_out_of_order > 0);
+		CHECK_EQ_U(d3->recoveries_failed, 0);
+		CHECK_EQ_U(d3->messages_lost, 0);
+	}
+
+	/* Controls with commits in flight: each completion reported as the
+	 * oldest commit's (a driver that takes results to come back in
+	 * order), and fsync = never. Both must be caught losing mail. */
+	struct run *f3 = &runs[7];
+	f3->fsync = true;
+	f3->commits_in_flight = 3;
+	f3->fifo_ack = true;
+	f3->seed = seed;
+	run_workload(f3, "fifo-ack-3");
+	CHECK_EQ_U(f3->acked_count, MESSAGES);
+	CHECK(f3->completions_out_of_order > 0);
+	CHECK(f3->points_losing > 0);
+	CHECK(f3->messages_lost > 0);
+
+	struct run *n3 = &runs[8];
+	n3->fsync = false;
+	n3->commits_in_flight = 3;
+	n3->seed = seed;
+	run_workload(n3, "control-3");
+	CHECK_EQ_U(n3->acked_count, MESSAGES);
+	CHECK(n3->points_overlapped > MESSAGES / 4);
+	CHECK(n3->points_losing > 0);
+	CHECK(n3->messages_lost > 0);
 
 	rm_rf(tmp_root);
 	if (crash_base == shm_root)
