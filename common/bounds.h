@@ -223,10 +223,16 @@ _Static_assert(STORE_COMMITS_IN_FLIGHT_MAX < STORE_BATCH_SLOTS,
  * Also the longest a thread without a buffer waits for a full fd 2, and the
  * longest a worker's exit waits for its last lines. */
 #define LOG_WRITE_STALL_MAX_MS 3000
-/* A worker writes its lines in batches: once LOG_WRITE_BATCH_BYTES wait (or a
- * whole write's worth on a pipe), or once the loop has seen them wait for
- * LOG_WRITE_DELAY_MS. Each write to a file is a trip through io-wq. */
+/* A worker whose last LOG_BUSY_WINDOW_MS held LOG_BUSY_WINDOW_LINES lines or
+ * more (1,000 a second) writes them in batches: once LOG_WRITE_BATCH_BYTES
+ * wait (or a whole write's worth on a pipe), once its loop has waited
+ * LOG_WRITE_IDLE_MS for anything else to do, or once the loop has seen them
+ * wait for LOG_WRITE_DELAY_MS. Each write to a file is a trip through io-wq.
+ * A quieter worker writes every line at once. */
+#define LOG_BUSY_WINDOW_MS 100
+#define LOG_BUSY_WINDOW_LINES 100
 #define LOG_WRITE_BATCH_BYTES (16 * 1024)
+#define LOG_WRITE_IDLE_MS 1
 #define LOG_WRITE_DELAY_MS 10
 
 /* ---- AUTH (proto/sasl, core/auth_users, core/auth_verify, core/auth_failures) ---- */

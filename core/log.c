@@ -207,6 +207,9 @@ void log_buffer_init(struct log_buffer *b, int fd)
 	b->dropped_lines = 0;
 	b->waiting_seen = false;
 	b->waiting_since_ms = 0;
+	b->busy = false;
+	b->window_lines = 0;
+	b->window_start_ms = 0;
 	/* On a pipe or socket, lines of different threads stay whole only in
 	 * writes of at most PIPE_BUF. A regular file in append mode (see
 	 * log_stderr_setup) appends each write whole, so there a whole half
@@ -253,6 +256,7 @@ static void buffer_append(struct log_buffer *b, const char *line, size_t len)
 	}
 	memcpy(b->half[b->fill] + b->fill_len, line, len);
 	b->fill_len += (uint32_t)len;
+	b->window_lines++;
 }
 
 /* One line to fd 2 with blocking write(2), for threads without a buffer;
@@ -426,6 +430,7 @@ void log_end(struct log_msg *m)
 		RMX_ASSERT(b && b->reserved && m->buf == b->half[b->fill] + b->fill_len);
 		m->buf[m->len++] = '\n';
 		b->fill_len += (uint32_t)m->len;
+		b->window_lines++;
 		b->reserved = false;
 		return;
 	}
@@ -441,6 +446,7 @@ void log_end(struct log_msg *m)
 		size_t n = log_json_from_logfmt(b->half[b->fill] + b->fill_len, LOG_LINE_MAX_BYTES,
 						m->buf, m->len);
 		b->fill_len += (uint32_t)n;
+		b->window_lines++;
 		return;
 	}
 	char json[LOG_LINE_MAX_BYTES];
@@ -484,8 +490,20 @@ bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **
 	return true;
 }
 
-uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms)
+/* Busy: the last LOG_BUSY_WINDOW_MS (or more) held LOG_BUSY_WINDOW_LINES
+ * lines or more. Judged once per window, from the loop's own calls. */
+static void busy_update(struct log_buffer *b, uint64_t now_ms)
 {
+	if (now_ms - b->window_start_ms < LOG_BUSY_WINDOW_MS)
+		return;
+	b->busy = b->window_lines >= LOG_BUSY_WINDOW_LINES;
+	b->window_lines = 0;
+	b->window_start_ms = now_ms;
+}
+
+uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms, bool loop_idle)
+{
+	busy_update(b, now_ms);
 	if (b->inflight_bytes)
 		return UINT64_MAX;
 	if (b->stalled && now_ms < b->retry_at_ms)
@@ -494,14 +512,17 @@ uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms)
 		return 0; /* the rest of a short write, or a retry: the line it began */
 	if (b->fill_len == 0)
 		return UINT64_MAX;
-	if (b->fill_len >= RMX_MIN(b->write_max, (uint32_t)LOG_WRITE_BATCH_BYTES))
+	if (!b->busy || loop_idle ||
+	    b->fill_len >= RMX_MIN(b->write_max, (uint32_t)LOG_WRITE_BATCH_BYTES))
 		return 0;
 	if (!b->waiting_seen) {
 		b->waiting_seen = true;
 		b->waiting_since_ms = now_ms;
 	}
 	uint64_t waited_ms = now_ms - b->waiting_since_ms;
-	return waited_ms >= LOG_WRITE_DELAY_MS ? 0 : LOG_WRITE_DELAY_MS - waited_ms;
+	if (waited_ms >= LOG_WRITE_DELAY_MS)
+		return 0;
+	return RMX_MIN((uint64_t)LOG_WRITE_IDLE_MS, LOG_WRITE_DELAY_MS - waited_ms);
 }
 
 /* Gives up the bytes of the write in flight: their lines, and the line a

@@ -173,6 +173,9 @@ struct log_buffer {
 	uint32_t write_max;       /* bytes per write: PIPE_BUF, or a half for a file */
 	bool waiting_seen;        /* log_buffer_due_ms has seen lines waiting ... */
 	uint64_t waiting_since_ms; /* ... first at this time */
+	bool busy;                /* many lines lately: batch the writes */
+	uint32_t window_lines;    /* lines added since window_start_ms */
+	uint64_t window_start_ms;
 	char half[2][LOG_BUFFER_HALF_BYTES];
 };
 
@@ -196,16 +199,21 @@ void log_thread_attach(struct log_buffer *b);
 bool log_buffer_begin_write(struct log_buffer *b, uint64_t now_ms, const void **p, size_t *n);
 
 /*
- * When the loop should write next, as milliseconds from now_ms: 0 when a
- * write is due now (a batch of LOG_WRITE_BATCH_BYTES or write_max, whichever
- * is smaller, waits; or the rest of a short write; or lines have waited
- * LOG_WRITE_DELAY_MS since the first call that saw them), the time left
- * otherwise, UINT64_MAX when nothing waits or a write is in flight (its
- * completion wakes the loop). Batching turns one write per loop turn into
- * one per batch under load, and delays a line by at most about
- * LOG_WRITE_DELAY_MS when the loop waits no longer than this says.
+ * Whether the loop should write now, at now_ms: 0 when a write is due;
+ * otherwise the longest the loop may wait before asking again; UINT64_MAX
+ * when nothing waits or a write is in flight (its completion wakes the
+ * loop). Call it every loop turn: it also judges, once per
+ * LOG_BUSY_WINDOW_MS, whether the buffer is busy (LOG_BUSY_WINDOW_LINES or
+ * more in the last window). Waiting lines are due at once unless the buffer
+ * is busy; then they are due once a batch of LOG_WRITE_BATCH_BYTES (or
+ * write_max, whichever is smaller) waits, or loop_idle says that the loop's
+ * last wait ended with nothing to do, or they have waited LOG_WRITE_DELAY_MS
+ * since the first call that saw them; meanwhile the loop waits at most
+ * LOG_WRITE_IDLE_MS at a time. The rest of a short write is due at once, a
+ * retry after EAGAIN at its time. So a busy loop writes one batch where it
+ * wrote once per turn, and a quiet one writes every line at once.
  */
-uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms);
+uint64_t log_buffer_due_ms(struct log_buffer *b, uint64_t now_ms, bool loop_idle);
 
 /* The completion of that write at now_ms: res bytes written (a short write
  * keeps the rest for the next begin_write); -EAGAIN or -EINTR keep the

@@ -55,6 +55,7 @@ struct worker_loop {
 	struct ring_info ring_info;
 	struct buf_ring bufs;
 	bool log_write_inflight;
+	bool wait_idle;                /* the loop's last wait ended with no completion */
 	struct log_buffer logbuf;      /* this thread's log lines (log.h) */
 	uint32_t bufs_peak;            /* most buffers filled in one batch, this second */
 	uint64_t bufs_peak_since_ms;
@@ -599,9 +600,10 @@ static void log_pump(struct worker_loop *l)
 	log_publish_dropped(l);
 	const void *p;
 	size_t n;
-	if (l->log_write_inflight || log_buffer_due_ms(&l->logbuf, l->clock.now_ms) != 0 ||
+	if (l->log_write_inflight ||
+	    log_buffer_due_ms(&l->logbuf, l->clock.now_ms, l->wait_idle) != 0 ||
 	    !log_buffer_begin_write(&l->logbuf, l->clock.now_ms, &p, &n))
-		return; /* lines wait for a batch (log_buffer_due_ms), at most LOG_WRITE_DELAY_MS */
+		return; /* a busy loop's lines wait for a batch (log_buffer_due_ms) */
 	struct io_uring_sqe *sqe = ring_sqe(&l->ring);
 	io_uring_prep_write(sqe, STDERR_FILENO, p, (unsigned)n, (uint64_t)-1); /* file position */
 	io_uring_sqe_set_data64(sqe, ring_ud(RING_OP_LOG_WRITE, 0, 0));
@@ -740,7 +742,7 @@ static int loop_run(struct worker_loop *l)
 		metrics_http_rearm(&l->http);
 		/* Waits at most a timer tick, and no longer than log lines may wait. */
 		uint64_t wait_ms = RMX_MIN((uint64_t)TIMER_TICK_MS,
-					   log_buffer_due_ms(&l->logbuf, l->clock.now_ms));
+					   log_buffer_due_ms(&l->logbuf, l->clock.now_ms, false));
 		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = (long long)wait_ms * 1000000L };
 		struct io_uring_cqe *cqe;
 		ring_flush(&l->ring);
@@ -757,6 +759,7 @@ static int loop_run(struct worker_loop *l)
 			seen++;
 		}
 		io_uring_cq_advance(&l->ring, seen);
+		l->wait_idle = seen == 0; /* the wait ran out: nothing to do */
 	}
 }
 

@@ -1220,21 +1220,40 @@ static void test_buffer_file(void)
 }
 
 /*
- * Batching: the loop writes when log_buffer_due_ms says 0. Under load
- * (a line every 20 us, each write completing at once) a file gets one write
- * per LOG_WRITE_BATCH_BYTES, not one per loop turn; a lone line waits
- * LOG_WRITE_DELAY_MS at most; a pipe's batch is one PIPE_BUF write.
+ * Batching: the loop writes when log_buffer_due_ms says 0. A quiet buffer
+ * writes every line at once. A busy one (a line every 20 us here, each
+ * write completing at once, the loop never idle) gets one write per
+ * LOG_WRITE_BATCH_BYTES, not one per loop turn; its lone line goes when the
+ * loop turns idle, or after LOG_WRITE_DELAY_MS; a pipe's batch is one
+ * PIPE_BUF write.
  */
-static uint32_t pump_if_due(struct log_buffer *b, uint64_t now_ms, uint64_t *written_bytes)
+static uint32_t pump_if_due(struct log_buffer *b, uint64_t now_ms, bool idle, uint64_t *written)
 {
 	const void *p;
 	size_t n;
-	if (log_buffer_due_ms(b, now_ms) != 0 || !log_buffer_begin_write(b, now_ms, &p, &n))
+	if (log_buffer_due_ms(b, now_ms, idle) != 0 || !log_buffer_begin_write(b, now_ms, &p, &n))
 		return 0;
-	CHECK(log_buffer_due_ms(b, now_ms) == UINT64_MAX); /* in flight: its completion wakes */
-	*written_bytes += n;
+	CHECK(log_buffer_due_ms(b, now_ms, idle) == UINT64_MAX); /* in flight: its completion wakes */
+	*written += n;
 	log_buffer_write_done(b, (int)n, now_ms);
 	return 1;
+}
+
+/* Logs a line every 20 us (pumping as the loop does) until a new busy
+ * window begins; then writes what waits. Returns the time, in us. */
+static uint64_t make_busy(struct log_buffer *b, uint64_t now_us)
+{
+	uint64_t window = b->window_start_ms, bytes = 0;
+	for (unsigned i = 0; b->window_start_ms == window || i < 2 * LOG_BUSY_WINDOW_LINES; i++) {
+		REQUIRE(i < 100000);
+		log_numbered(i);
+		pump_if_due(b, now_us / 1000, false, &bytes);
+		now_us += 20;
+	}
+	CHECK(b->busy);
+	pump_if_due(b, now_us / 1000, true, &bytes);
+	CHECK(log_buffer_due_ms(b, now_us / 1000, false) == UINT64_MAX);
+	return now_us;
 }
 
 static void test_buffer_batching(void)
@@ -1245,55 +1264,73 @@ static void test_buffer_batching(void)
 	static struct log_buffer fb;
 	log_buffer_init(&fb, fd);
 	log_thread_attach(&fb);
-	CHECK(log_buffer_due_ms(&fb, 5) == UINT64_MAX); /* nothing waits */
+	CHECK(log_buffer_due_ms(&fb, 5, true) == UINT64_MAX); /* nothing waits */
 
-	/* A lone line: written LOG_WRITE_DELAY_MS after the loop first saw it. */
-	uint64_t bytes = 0, logged = 0;
+	/* Quiet: a line is due at once, idle loop or not. */
+	uint64_t bytes = 0;
 	log_numbered(0);
-	logged += fb.fill_len;
-	CHECK_EQ_U(log_buffer_due_ms(&fb, 1000), LOG_WRITE_DELAY_MS);
-	CHECK_EQ_U(log_buffer_due_ms(&fb, 1000 + LOG_WRITE_DELAY_MS - 1), 1);
-	CHECK_EQ_U(pump_if_due(&fb, 1000 + LOG_WRITE_DELAY_MS - 1, &bytes), 0);
-	CHECK_EQ_U(pump_if_due(&fb, 1000 + LOG_WRITE_DELAY_MS, &bytes), 1);
-	CHECK(log_buffer_due_ms(&fb, 2000) == UINT64_MAX);
+	CHECK_EQ_U(pump_if_due(&fb, 1000, false, &bytes), 1);
 
-	/* 5,000 lines, one per loop turn, 50 turns per millisecond. */
+	/* Busy: 5,000 lines, one per loop turn, 50 turns per millisecond. */
+	uint64_t now_us = make_busy(&fb, 1000000);
 	uint32_t writes = 0;
-	uint64_t now_us = 3000000;
+	uint64_t logged = 0;
+	bytes = 0;
 	for (unsigned i = 0; i < 5000; i++, now_us += 20) {
 		uint32_t before = fb.fill_len;
 		log_numbered(i);
 		logged += fb.fill_len - before;
-		writes += pump_if_due(&fb, now_us / 1000, &bytes);
+		writes += pump_if_due(&fb, now_us / 1000, false, &bytes);
 	}
+	CHECK(fb.busy);
 	CHECK(writes >= logged / LOG_WRITE_BATCH_BYTES - 1);
 	CHECK(writes <= logged / LOG_WRITE_BATCH_BYTES + 2); /* was one per line */
-	for (uint64_t t = now_us / 1000; t <= now_us / 1000 + LOG_WRITE_DELAY_MS; t++)
-		writes += pump_if_due(&fb, t, &bytes); /* the last, partial batch */
+	writes += pump_if_due(&fb, now_us / 1000, true, &bytes); /* the last, partial batch */
 	CHECK_EQ_U(bytes, logged);
 	CHECK_EQ_U(log_buffer_dropped_lines(&fb), 0);
-	CHECK(log_buffer_due_ms(&fb, now_us / 1000 + 100) == UINT64_MAX);
+
+	/* Busy, a lone line: the loop waits at most LOG_WRITE_IDLE_MS at a time;
+	 * kept busy, it writes the line after LOG_WRITE_DELAY_MS; idle, at once. */
+	now_us = make_busy(&fb, now_us);
+	uint64_t t0 = now_us / 1000;
+	REQUIRE(t0 + LOG_WRITE_DELAY_MS < fb.window_start_ms + LOG_BUSY_WINDOW_MS);
+	log_numbered(1);
+	for (uint64_t t = t0; t < t0 + LOG_WRITE_DELAY_MS; t++) {
+		CHECK_EQ_U(log_buffer_due_ms(&fb, t, false), LOG_WRITE_IDLE_MS);
+		CHECK_EQ_U(pump_if_due(&fb, t, false, &bytes), 0);
+	}
+	CHECK_EQ_U(pump_if_due(&fb, t0 + LOG_WRITE_DELAY_MS, false, &bytes), 1);
+	log_numbered(2);
+	CHECK_EQ_U(pump_if_due(&fb, t0 + LOG_WRITE_DELAY_MS, false, &bytes), 0);
+	CHECK_EQ_U(pump_if_due(&fb, t0 + LOG_WRITE_DELAY_MS + 1, true, &bytes), 1);
+	/* A window with few lines makes it quiet again. */
+	log_numbered(3);
+	CHECK_EQ_U(pump_if_due(&fb, fb.window_start_ms + LOG_BUSY_WINDOW_MS, false, &bytes), 1);
+	CHECK(!fb.busy);
 	log_thread_attach(&tbuf);
 	close(fd);
 	unlink(path);
 
-	/* A pipe: due once a whole PIPE_BUF write waits; a retry after EAGAIN
-	 * is due LOG_WRITE_RETRY_MS later. */
+	/* A busy pipe: due once a whole PIPE_BUF write waits. A retry after
+	 * EAGAIN is due LOG_WRITE_RETRY_MS later, idle or not. */
 	captured_len = 0;
 	drain(&tbuf);
+	now_us = make_busy(&tbuf, now_us);
+	t0 = now_us / 1000;
 	log_numbered(0);
-	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), LOG_WRITE_DELAY_MS);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, t0, false), LOG_WRITE_IDLE_MS);
 	while (tbuf.fill_len < LOG_WRITE_MAX_BYTES)
 		log_numbered(1);
-	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), 0);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, t0, false), 0);
 	const void *p;
 	size_t n;
-	CHECK(log_buffer_begin_write(&tbuf, 10, &p, &n));
-	log_buffer_write_done(&tbuf, -EAGAIN, 10);
-	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10), LOG_WRITE_RETRY_MS);
-	CHECK_EQ_U(log_buffer_due_ms(&tbuf, 10 + LOG_WRITE_RETRY_MS), 0);
-	CHECK(log_buffer_begin_write(&tbuf, 10 + LOG_WRITE_RETRY_MS, &p, &n));
-	log_buffer_write_done(&tbuf, (int)n, 10 + LOG_WRITE_RETRY_MS);
+	CHECK(log_buffer_begin_write(&tbuf, t0, &p, &n));
+	CHECK(n <= LOG_WRITE_MAX_BYTES);
+	log_buffer_write_done(&tbuf, -EAGAIN, t0);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, t0, true), LOG_WRITE_RETRY_MS);
+	CHECK_EQ_U(log_buffer_due_ms(&tbuf, t0 + LOG_WRITE_RETRY_MS, false), 0);
+	CHECK(log_buffer_begin_write(&tbuf, t0 + LOG_WRITE_RETRY_MS, &p, &n));
+	log_buffer_write_done(&tbuf, (int)n, t0 + LOG_WRITE_RETRY_MS);
 	captured_len = 0;
 	drain(&tbuf);
 	captured_len = 0;
