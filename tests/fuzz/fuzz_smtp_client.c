@@ -5,11 +5,14 @@
  * started must end with a result for each recipient.
  *
  * Input: a settings byte (STARTTLS mode, recipients, body type, SMTPUTF8,
- * XFORWARD), a byte seeding which handshakes fail, split bytes up to a
- * zero, then the upstream's bytes. The harness drives the client as
+ * XFORWARD), a byte seeding which handshakes fail (and SMTPUTF8, XFORWARD,
+ * whether BDAT is allowed, whether the message prefers DATA), split bytes
+ * up to a zero, then the upstream's bytes. The harness drives the client as
  * core/forward does: it sends out whenever it holds bytes (and then feeds
  * n = 0), starts up to two messages when READY, sends the body on
- * SEND_BODY, goes on after a message (smtp_client_next: RSET only when a
+ * SEND_BODY (by BDAT, body_sent may come only after later upstream bytes,
+ * as when the body's send completes after replies arrive), goes on after a
+ * message (smtp_client_next: RSET only when a
  * transaction is still open upstream) and quits after the second, completes
  * or fails a TLS handshake on START_TLS, and reports the connection lost
  * when the upstream's bytes run out.
@@ -17,8 +20,9 @@
  * printable ASCII (non-ASCII only in an SMTPUTF8 path) shorter than
  * SMTP_CLIENT_COMMAND_MAX_BYTES, or the final dot; results carry a code of
  * 200..599 with printable text; when a message ends (MESSAGE_DONE, FAILED,
- * CLOSED, lost) each of its recipients holds a result; no input makes the
- * harness loop.
+ * CLOSED, lost) each of its recipients holds a result; MESSAGE_DONE never
+ * comes while a BDAT body is still being sent; no input makes the harness
+ * loop.
  */
 #include "../../proto/smtp_client.h"
 
@@ -38,6 +42,7 @@ struct harness {
 	unsigned messages_started;
 	bool in_message; /* started and not yet settled */
 	bool body_due;   /* SEND_BODY seen: the body is being sent */
+	bool bdat_body_out; /* by BDAT: body_sent not called yet */
 	bool done;       /* CLOSED or FAILED */
 };
 
@@ -47,6 +52,13 @@ static bool rng_fails(struct harness *h)
 	h->rng ^= h->rng >> 17;
 	h->rng ^= h->rng << 5;
 	return (h->rng & 7) == 0;
+}
+
+/* A coin toss from the same generator. */
+static bool rng_coin(struct harness *h)
+{
+	(void)rng_fails(h);
+	return (h->rng >> 9 & 1) != 0;
 }
 
 static void check_result(const struct smtp_client_result *r)
@@ -68,6 +80,7 @@ static void settle(struct harness *h)
 		check_result(&h->results[i]);
 	h->in_message = false;
 	h->body_due = false;
+	h->bdat_body_out = false;
 }
 
 /* "Sends" out: whole command lines only. */
@@ -98,9 +111,18 @@ static void act(struct harness *h, enum smtp_client_status st)
 	for (unsigned turn = 0; turn < 64; turn++) {
 		switch (st) {
 		case SMTP_CLIENT_WANT_INPUT:
+			if (h->bdat_body_out && rng_coin(h)) {
+				/* The body's send completed. */
+				send_out(h);
+				h->bdat_body_out = false;
+				st = smtp_client_body_sent(&h->client, &h->out);
+				continue;
+			}
 			if (h->out.len == 0)
 				return;
 			send_out(h);
+			if (h->bdat_body_out)
+				return; /* no feed while the body goes: core/forward's order */
 			st = smtp_client_feed(&h->client, NULL, 0, &h->out);
 			continue;
 		case SMTP_CLIENT_START_TLS:
@@ -124,11 +146,16 @@ static void act(struct harness *h, enum smtp_client_status st)
 			st = smtp_client_start_message(&h->client, &h->msg, h->results, &h->out);
 			continue;
 		case SMTP_CLIENT_SEND_BODY:
-			FUZZ_CHECK(h->in_message);
+			FUZZ_CHECK(h->in_message && !h->bdat_body_out);
 			send_out(h);
+			if (smtp_client_body_by_bdat(&h->client) && rng_coin(h)) {
+				h->bdat_body_out = true; /* replies may come first */
+				return;
+			}
 			st = smtp_client_body_sent(&h->client, &h->out);
 			continue;
 		case SMTP_CLIENT_MESSAGE_DONE:
+			FUZZ_CHECK(!h->bdat_body_out);
 			send_out(h);
 			check_result(smtp_client_message_result(&h->client));
 			settle(h);
@@ -176,12 +203,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->msg.recipients = h->rcpts;
 	h->msg.recipient_count = 1 + (settings >> 2 & 7) % RCPT_MAX;
 	h->msg.body_bytes = 1234;
+	h->msg.bdat_bytes = 1200;
+	h->msg.data_preferred = seed & 0x10;
 	h->msg.body_type = (enum smtp_body_type)((settings >> 5 & 3) % 3);
 	h->msg.smtputf8 = seed & 0x80;
 	h->msg.xforward = seed & 0x40 ? &h->xf : NULL;
 
 	smtp_client_init(&h->client, span_make("mx.example.test", 15));
 	smtp_client_set_tls(&h->client, (enum smtp_client_tls)((settings & 3) % 3));
+	smtp_client_set_chunking(&h->client, (seed & 0x20) != 0);
 	size_t at = 0, split = 0;
 	uint32_t replies = smtp_client_replies(&h->client);
 	while (at < in.n && !h->done) {
