@@ -300,6 +300,33 @@ static void test_proxy_keys(void)
 	expect_error("proxy_protocol = optional\n", "proxy_trusted names no balancer");
 }
 
+/* upstream_chunking: yes by default, yes or no, anything else refused;
+ * config_print writes it back; a reload changes it without a restart. */
+static void test_upstream_chunking_key(void)
+{
+	struct config c, next;
+	char err[1024], out[8192], keys[256];
+	REQUIRE(load_text(&c, "upstream = 127.0.0.1:2025\n", err, sizeof(err)) == 0);
+	CHECK(c.upstream_chunking);
+	config_free(&c);
+	REQUIRE(load_text(&c, "upstream_chunking = no\n", err, sizeof(err)) == 0);
+	CHECK(!c.upstream_chunking);
+	FILE *f = fmemopen(out, sizeof(out), "w");
+	REQUIRE(f != NULL);
+	config_print(&c, f);
+	REQUIRE(fclose(f) == 0);
+	CHECK(strstr(out, "upstream_chunking = no\n") != NULL);
+	REQUIRE(load_text(&next, "upstream_chunking = yes\n", err, sizeof(err)) == 0);
+	CHECK(next.upstream_chunking);
+	CHECK_EQ_U(config_restart_keys(&next, &c, keys, sizeof(keys)), 0);
+	CHECK(next.upstream_chunking);
+	config_free(&next);
+	config_free(&c);
+	expect_error("upstream_chunking = maybe\n",
+		     ":1: upstream_chunking: 'maybe' is not 'yes' or 'no'");
+	expect_error("upstream_chunking = YES\n", ":1: upstream_chunking: 'YES'");
+}
+
 /* upstream_tls, upstream_ca and upstream names: defaults, each mode, a CA
  * that needs every upstream named and a readable file, config_print read
  * back, and upstream_ca as a restart key while upstream_tls is live. */
@@ -775,6 +802,7 @@ int main(void)
 	test_error_budget_keys();
 	test_tls_keys();
 	test_upstream_tls_keys();
+	test_upstream_chunking_key();
 	test_limits_keys();
 	test_proxy_keys();
 
