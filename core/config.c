@@ -808,10 +808,12 @@ static void config_defaults(struct config *c)
 	c->tls_handshake_timeout_s = TLS_HANDSHAKE_TIMEOUT_DEFAULT_S;
 	snprintf(c->data_dir, sizeof(c->data_dir), "ringmx-data");
 	c->fsync = true;
-	/* Buffered: on the machines measured so far the direct path's RWF_DSYNC
-	 * writes cut io-wq's share of the CPU but the message rate to a third
-	 * (bench/results/2026-12-07-commit); auto and direct are a choice. */
-	c->store_io = STORE_IO_BUFFERED;
+	/* Auto: direct commits where the file system takes O_DIRECT and the
+	 * device needs no cache flush after a synchronous write (FUA, a
+	 * write-through cache, or no block device); buffered elsewhere, where
+	 * each direct commit would end in a flush from a kernel worker thread
+	 * (bench/results/2026-12-07-commit, 2026-12-07-inflight). */
+	c->store_io = STORE_IO_AUTO;
 	c->commits_in_flight = COMMITS_IN_FLIGHT_DEFAULT;
 	c->max_message_size_bytes = SMTP_MESSAGE_SIZE_DEFAULT_BYTES;
 	c->max_recipients = SMTP_RECIPIENTS_DEFAULT;

@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../common/bounds.h"
@@ -583,6 +584,56 @@ static const char *direct_unfit(int fd)
 	return NULL;
 }
 
+/* Reads the first line of a sysfs attribute into buf; false if it cannot. */
+static bool read_attribute(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return true;
+}
+
+/*
+ * Whether a synchronous direct write to fd's file needs a cache flush of
+ * its own: the block device behind it keeps a volatile write cache
+ * (queue/write_cache "write back") and has no FUA (queue/fua 0). Then the
+ * kernel ends every RWF_DSYNC write with a flush from a kernel worker
+ * thread, outside the ring, which waits for a CPU under load; with FUA or a
+ * write-through cache the write is durable when the device completes it.
+ * A file system with no block device of its own (tmpfs) needs none. A
+ * device whose attributes cannot be read (a partition's are its disk's)
+ * counts as needing one.
+ */
+static bool device_needs_flush(int fd)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) != 0)
+		return true;
+	unsigned maj = major(sb.st_dev), min = minor(sb.st_dev);
+	if (maj == 0)
+		return false;
+	static const char *const queue_dirs[] = { "/sys/dev/block/%u:%u/queue",
+						  "/sys/dev/block/%u:%u/../queue" };
+	for (size_t i = 0; i < RMX_ARRAY_LEN(queue_dirs); i++) {
+		char dir[96], path[128], cache[32], fua[8];
+		snprintf(dir, sizeof(dir), queue_dirs[i], maj, min);
+		snprintf(path, sizeof(path), "%s/write_cache", dir);
+		if (!read_attribute(path, cache, sizeof(cache)))
+			continue;
+		if (strcmp(cache, "write through") == 0)
+			return false;
+		snprintf(path, sizeof(path), "%s/fua", dir);
+		return !read_attribute(path, fua, sizeof(fua)) || strcmp(fua, "1") != 0;
+	}
+	return true;
+}
+
 /*
  * Chooses the commit path (store_recover.h): for direct commits the active
  * segment and the spare are opened again with O_DIRECT (their buffered fds
@@ -611,6 +662,8 @@ static int choose_io(struct store *st, enum store_io_mode mode,
 	}
 	if (why == NULL)
 		why = direct_unfit(active);
+	if (why == NULL && mode == STORE_IO_AUTO && device_needs_flush(active))
+		why = "device_cache_needs_flush";
 	if (why == NULL && st->spare_fd >= 0) {
 		spare = reopen_direct(st, st->spare_seq);
 		if (spare < 0) {
@@ -623,8 +676,8 @@ static int choose_io(struct store *st, enum store_io_mode mode,
 					STORE_BATCH_BYTES_MAX + SEGMENT_BLOCK_BYTES);
 	void *bounce = MAP_FAILED;
 	if (why == NULL) {
-		bounce = mmap(NULL, (size_t)(bounce_bytes * st->commits_in_flight_max), PROT_READ | PROT_WRITE,
-			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		bounce = mmap(NULL, (size_t)(bounce_bytes * st->commits_in_flight_max),
+			      PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (bounce == MAP_FAILED) {
 			int rc = -errno;
 			close(active);

@@ -55,7 +55,10 @@ struct store_recovery_stats {
  * O_DIRECT when the file system takes it (not tmpfs: EINVAL), reports a
  * DIO alignment that divides SEGMENT_BLOCK_BYTES, has blocks no larger,
  * and the segment size is a multiple of it; else AUTO falls back to
- * buffered commits and DIRECT stops start-up (-EINVAL, saying why).
+ * buffered commits and DIRECT stops start-up (-EINVAL, saying why). AUTO
+ * also keeps buffered commits on a block device with a volatile write
+ * cache and no FUA ("device_cache_needs_flush"): there every synchronous
+ * direct write ends with a cache flush from a kernel worker thread.
  */
 RMX_MUST_CHECK int store_open(const struct store_config *cfg, struct store **out,
 			      struct store_recovery_stats *stats, char *err, size_t errlen);

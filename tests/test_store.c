@@ -1618,7 +1618,6 @@ static void test_direct_commits(void)
 	store_close(st);
 
 	/* Recovery finds every acknowledged record, with no damage. */
-	cfg.io_mode = STORE_IO_AUTO;
 	st = open_ok(&cfg, &rs);
 	CHECK(rs.io_mode == STORE_IO_DIRECT);
 	CHECK_EQ_U(cached_pages(dir, "w5/00000003.seg"), 0); /* the active one now */

@@ -18,6 +18,7 @@ them); RINGMX_E2E_KEEP=1 keeps the temporary directories for inspection.
 
 import atexit
 import email.utils
+import errno
 import os
 import re
 import shutil
@@ -273,6 +274,22 @@ def ehlo_keywords(reply):
 
 class StartError(Exception):
     pass
+
+
+def o_direct_works(directory):
+    """Whether a file in directory opens with O_DIRECT (EINVAL: refused)."""
+    path = os.path.join(directory, "o_direct_probe")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+    os.close(fd)
+    return True
 
 
 class Server:

@@ -6,11 +6,16 @@ made by the zero-fill alone) and xfs, the last three on loop devices of
 sparse 320 MB image files. Every message gets 250, the run-time spares are
 made (no spare_segment_failed), and the store verifies after a clean stop.
 
-The commit path (store_io = auto) is the one the file system allows: the
-log's event=store_io says direct (O_DIRECT commits) where an O_DIRECT open
-works there, buffered with reason=o_direct_refused where it is refused; on
-ramfs store_io = direct stops start-up saying why, and store_io = buffered
-is honoured everywhere.
+The commit path (store_io = auto) is the one the file system and the device
+allow: the log's event=store_io says direct (O_DIRECT commits) where an
+O_DIRECT open works there and the device needs no cache flush after a
+synchronous write (no block device, as tmpfs; or the loop device's
+queue/write_cache set to "write through" for the test), buffered with
+reason=device_cache_needs_flush on a device with a volatile write cache and
+no FUA ("write back"), buffered with reason=o_direct_refused where O_DIRECT
+is refused; on ramfs store_io = direct stops start-up saying why, store_io =
+direct is honoured on a write-back device, and store_io = buffered is
+honoured everywhere.
 
 Needs root, losetup and mkfs.ext4 / mkfs.xfs; a file system that cannot be
 mounted here is skipped by its case, and the whole program exits 77 with
@@ -18,7 +23,6 @@ the reason when none can. Mounts, loop devices and images are removed
 whatever happens.
 """
 
-import errno
 import os
 import re
 import shutil
@@ -44,9 +48,10 @@ def run(args):
 class Mount:
     """One mounted file system under a temporary directory."""
 
-    def __init__(self, testcase, kind):
+    def __init__(self, testcase, kind, write_cache=None):
         self.t = testcase
         self.kind = kind
+        self.write_cache = write_cache  # set on the loop device: "write back"/"write through"
         self.tmp = tempfile.mkdtemp(prefix="ringmx-fs-")
         testcase.addCleanup(shutil.rmtree, self.tmp, True)
         self.point = os.path.join(self.tmp, "mnt")
@@ -79,6 +84,15 @@ class Mount:
             self.skip("losetup failed: %s" % cp.stderr.decode().strip())
         self.loop = cp.stdout.decode().strip()
         self.t.addCleanup(self.detach)
+        if self.write_cache is not None:
+            path = self.queue_attribute_path("write_cache")
+            try:
+                with open(path, "w") as f:
+                    f.write(self.write_cache)
+            except OSError as e:
+                self.skip("cannot set %s: %s" % (path, e))
+            if self.queue_attribute("write_cache") != self.write_cache:
+                self.skip("%s did not take %r" % (path, self.write_cache))
         cp = run(mkfs + [self.loop])
         if cp.returncode != 0:
             self.skip("%s failed: %s" % (" ".join(mkfs), cp.stderr.decode().strip().splitlines()[:1]))
@@ -88,27 +102,27 @@ class Mount:
             self.skip("mount -t %s failed: %s" % (fstype, cp.stderr.decode().strip()))
         self.t.addCleanup(self.umount)
 
+    def queue_attribute_path(self, name):
+        return "/sys/block/%s/queue/%s" % (os.path.basename(self.loop), name)
+
+    def queue_attribute(self, name):
+        with open(self.queue_attribute_path(name)) as f:
+            return f.read().strip()
+
+    def needs_cache_flush(self):
+        """Whether the loop device keeps a volatile write cache without FUA
+        (a synchronous direct write then needs a flush of its own); False
+        for a file system with no block device (tmpfs, ramfs)."""
+        if self.loop is None:
+            return False
+        return (self.queue_attribute("write_cache") == "write back"
+                and self.queue_attribute("fua") != "1")
+
     def umount(self):
         run(["umount", self.point])
 
     def detach(self):
         run(["losetup", "-d", self.loop])
-
-
-def o_direct_works(directory):
-    """Whether a file in directory opens with O_DIRECT (EINVAL: refused)."""
-    path = os.path.join(directory, "o_direct_probe")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
-    except OSError as e:
-        if e.errno != errno.EINVAL:
-            raise
-        return False
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
-    os.close(fd)
-    return True
 
 
 def store_io_lines(text):
@@ -119,10 +133,10 @@ def store_io_lines(text):
 
 class StoreFilesystemsTest(unittest.TestCase):
 
-    def mail_through_rollovers(self, kind, store_io="auto"):
-        m = Mount(self, kind)
+    def mail_through_rollovers(self, kind, store_io="auto", write_cache=None):
+        m = Mount(self, kind, write_cache)
         m.mount()
-        direct_works = o_direct_works(m.point)
+        direct_works = h.o_direct_works(m.point)
         data_dir = os.path.join(m.point, "data")
         srv = h.Server(workers=1, settings=[("data_dir", data_dir), ("segment_size", "1M"),
                                             ("max_message_size", "256k"),
@@ -145,6 +159,8 @@ class StoreFilesystemsTest(unittest.TestCase):
         self.assertNotIn("spare_segment_failed", err, err[-3000:])
         if store_io == "buffered":
             want = [("buffered", "buffered", "configured")]
+        elif direct_works and store_io == "auto" and m.needs_cache_flush():
+            want = [("buffered", "auto", "device_cache_needs_flush")]
         elif direct_works:
             want = [("direct", store_io, "o_direct_accepted" if store_io == "auto"
                      else "configured")]
@@ -168,7 +184,7 @@ class StoreFilesystemsTest(unittest.TestCase):
         says why, rather than committing some other way."""
         m = Mount(self, "ramfs")
         m.mount()
-        if o_direct_works(m.point):
+        if h.o_direct_works(m.point):
             self.skipTest("ramfs takes O_DIRECT here")
         data_dir = os.path.join(m.point, "data")
         srv = h.Server(workers=1, settings=[("data_dir", data_dir), ("segment_size", "1M"),
@@ -185,6 +201,22 @@ class StoreFilesystemsTest(unittest.TestCase):
 
     def test_ext4(self):
         self.mail_through_rollovers("ext4")
+
+    def test_ext4_write_back_cache(self):
+        """auto on a device with a volatile cache and no FUA: buffered."""
+        self.mail_through_rollovers("ext4", write_cache="write back")
+
+    def test_ext4_write_through_cache(self):
+        """auto on a device without a volatile cache: direct."""
+        self.mail_through_rollovers("ext4", write_cache="write through")
+
+    def test_xfs_write_through_cache(self):
+        self.mail_through_rollovers("xfs", write_cache="write through")
+
+    def test_ext4_direct_on_write_back_cache(self):
+        """store_io = direct is the operator's choice: honoured on any device
+        that takes O_DIRECT."""
+        self.mail_through_rollovers("ext4", store_io="direct", write_cache="write back")
 
     def test_ext4_without_extents(self):
         self.mail_through_rollovers("ext4-noextents")
