@@ -83,6 +83,7 @@ struct flight {
 	struct crashsim_plan_run pr;
 	int first;
 	uint32_t count;
+	struct iovec *copy; /* fifo_ack: the batch's bytes, one iovec and its data */
 };
 
 struct run {
@@ -439,7 +440,30 @@ static void flight_done(struct run *r, uint32_t i)
 	} else {
 		REQUIRE(store_commit_advance(r->st, &f.p, on_done, r) == 0);
 	}
+	free(f.copy);
 	crash_here(r, r->cs.steps);
+}
+
+/* The fifo control answers the wrong batch, whose slot the store then
+ * reuses while that batch's own write may not have run: the write gets a
+ * copy of the batch taken now, so the control shows the wrong
+ * acknowledgement and nothing else. */
+static void flight_copy(struct flight *f)
+{
+	struct io_step *w = &f->p.step[0];
+	REQUIRE(w->op == IO_STEP_WRITEV);
+	f->copy = malloc(sizeof(struct iovec) + (w->len ? w->len : 1));
+	REQUIRE(f->copy != NULL);
+	uint8_t *data = (uint8_t *)(f->copy + 1);
+	size_t at = 0;
+	for (int k = 0; k < w->iovcnt; k++) {
+		memcpy(data + at, w->iov[k].iov_base, w->iov[k].iov_len);
+		at += w->iov[k].iov_len;
+	}
+	REQUIRE(at == w->len);
+	*f->copy = (struct iovec){ data, at };
+	w->iov = f->copy;
+	w->iovcnt = 1;
 }
 
 /*
@@ -455,6 +479,9 @@ static void commits_turn(struct run *r)
 	while (r->flying < STORE_COMMITS_IN_FLIGHT_MAX &&
 	       store_commit_plan(r->st, &(f = &r->flight[r->flying])->p, &records)) {
 		crashsim_plan_start(&f->pr);
+		f->copy = NULL;
+		if (r->fifo_ack)
+			flight_copy(f);
 		f->first = r->next_planned;
 		f->count = records;
 		r->next_planned += (int)records;
