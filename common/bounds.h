@@ -179,6 +179,12 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define FORWARD_DIAG_BYTES 320                /* a reply as one log or DSN text */
 /* A record that could not be read (no memory, no file) is tried again. */
 #define FORWARD_READ_RETRY_MS 60000
+/* A forwarding slot keeps its record buffer, and room for this many
+ * recipients, from one message to the next (no allocation per message);
+ * a larger one is let go when its message is done. */
+#define FORWARD_REC_KEEP_BYTES (256u * 1024)
+#define FORWARD_MSG_RCPT_KEEP 100
+#define FORWARD_REC_MIN_BYTES (16u * 1024) /* a new buffer is at least this */
 
 /* ---- the store (storage/) ---- */
 /* A stored envelope (storage/record.h: items of a 3-byte head and a value):

@@ -87,7 +87,7 @@ void forward_free(struct forward *f)
 		struct forward_slot *s = &f->slots[i];
 		if (s->tp.fd >= 0)
 			s->tp.ops->close(&s->tp);
-		free(s->rec);
+		free(s->rec_buf);
 		free(s->quarantine_rec);
 		forward_msg_free(&s->fm);
 		bounce_free(&s->dsn);

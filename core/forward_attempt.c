@@ -17,17 +17,23 @@
 
 #include "metrics.h"
 
-/* Lets go of the slot's message and its buffers; the record buffer's bytes
- * go back to the forwarder's budget. */
+/* Lets go of the slot's message; the record buffer's bytes go back to the
+ * forwarder's budget. The buffers themselves are kept for the next message
+ * unless they are larger than a usual one (FORWARD_REC_KEEP_BYTES,
+ * FORWARD_MSG_RCPT_KEEP). */
 void forward_attempt_release(struct forward *f, struct forward_slot *s)
 {
 	if (s->rec) {
 		RMX_ASSERT(f->rec_held_bytes >= s->rec_bytes);
 		f->rec_held_bytes -= s->rec_bytes;
 	}
-	free(s->rec);
 	s->rec = NULL;
-	forward_msg_free(&s->fm);
+	if (s->rec_buf_bytes > FORWARD_REC_KEEP_BYTES) {
+		free(s->rec_buf);
+		s->rec_buf = NULL;
+		s->rec_buf_bytes = 0;
+	}
+	forward_msg_release(&s->fm);
 	s->msg = NULL;
 	s->msg_loaded = false;
 	s->msg_started = false;

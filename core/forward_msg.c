@@ -27,6 +27,37 @@ void forward_msg_free(struct forward_msg *fm)
 	memset(fm, 0, sizeof(*fm));
 }
 
+void forward_msg_release(struct forward_msg *fm)
+{
+	if (fm->rcpt_cap > FORWARD_MSG_RCPT_KEEP) {
+		forward_msg_free(fm);
+		return;
+	}
+	struct forward_msg keep = { .rcpts = fm->rcpts, .rcpt_index = fm->rcpt_index,
+				    .results = fm->results, .rcpt_cap = fm->rcpt_cap };
+	*fm = keep;
+}
+
+/* Room for total recipients in fm's arrays (their contents are not kept):
+ * false when it cannot be had (the arrays are then freed). */
+static bool rcpt_room(struct forward_msg *fm, uint32_t total)
+{
+	if (total <= fm->rcpt_cap && fm->rcpts != NULL)
+		return true;
+	free(fm->rcpts);
+	free(fm->rcpt_index);
+	free(fm->results);
+	uint32_t cap = RMX_MAX(total, (uint32_t)FORWARD_MSG_RCPT_KEEP);
+	fm->rcpts = calloc(cap, sizeof(*fm->rcpts));
+	fm->rcpt_index = calloc(cap, sizeof(*fm->rcpt_index));
+	fm->results = calloc(cap, sizeof(*fm->results));
+	fm->rcpt_cap = cap;
+	if (fm->rcpts && fm->rcpt_index && fm->results)
+		return true;
+	forward_msg_free(fm);
+	return false;
+}
+
 /* XFORWARD ADDR wants IPv6 addresses as "IPV6:..." (Postfix refuses a bare
  * one with 501), as in address literals. */
 static void xforward_set(struct forward_msg *fm)
@@ -50,22 +81,22 @@ enum forward_msg_load_result forward_msg_load(struct forward_msg *fm,
 					      const struct record_view *view,
 					      const struct queue_msg *qm)
 {
-	memset(fm, 0, sizeof(*fm));
+	forward_msg_release(fm);
 	record_envelope_decode(view->envelope, &fm->env);
 	fm->body = view->body;
 	uint32_t total = queue_msg_rcpt_count(qm);
-	if (fm->env.malformed)
+	if (fm->env.malformed) {
+		forward_msg_release(fm);
 		return FORWARD_MSG_MALFORMED;
-	if (fm->env.recipient_count != total)
-		return FORWARD_MSG_RCPT_MISMATCH;
-	fm->rcpt_total = total;
-	fm->rcpts = calloc(total, sizeof(*fm->rcpts));
-	fm->rcpt_index = calloc(total, sizeof(*fm->rcpt_index));
-	fm->results = calloc(total, sizeof(*fm->results));
-	if (!fm->rcpts || !fm->rcpt_index || !fm->results) {
-		forward_msg_free(fm);
-		return FORWARD_MSG_NO_MEMORY;
 	}
+	if (fm->env.recipient_count != total) {
+		forward_msg_release(fm);
+		return FORWARD_MSG_RCPT_MISMATCH;
+	}
+	fm->rcpt_total = total;
+	if (!rcpt_room(fm, total))
+		return FORWARD_MSG_NO_MEMORY;
+	memset(fm->results, 0, total * sizeof(*fm->results));
 	struct record_recipient_cursor c = record_recipient_first(&fm->env);
 	struct span address;
 	for (uint32_t r = 0; record_recipient_next(&c, &address); r++) {

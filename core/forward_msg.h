@@ -33,6 +33,8 @@ struct forward_msg {
 	struct span *rcpts;                  /* [rcpt_count] their addresses, RCPT order */
 	uint32_t *rcpt_index;                /* [rcpt_count] their index in the record */
 	struct smtp_client_result *results;  /* [rcpt_count] filled by the client */
+	uint32_t rcpt_cap;                   /* room in the three arrays, kept between
+					      * messages up to FORWARD_MSG_RCPT_KEEP */
 	struct smtp_client_message cm;       /* for smtp_client_start_message */
 	struct smtp_client_xforward xf;
 	char xf_addr[FORWARD_XFORWARD_ADDR_BYTES];
@@ -46,12 +48,14 @@ enum forward_msg_load_result {
 };
 
 /*
- * Makes fm (zeroed, or freed with forward_msg_free) the message to send for
+ * Makes fm (zeroed, or let go of with forward_msg_release or _free) the
+ * message to send for
  * the checked record view of queue message qm: the recipients qm still has
  * pending, in RCPT order; the reverse path; SIZE= from the stored body
  * (what goes on the wire); the body type and SMTPUTF8 as received; XFORWARD
- * facts when the client address is known (an IPv6 one as "IPV6:..."). On
- * anything but LOADED, fm holds nothing to free (it was freed).
+ * facts when the client address is known (an IPv6 one as "IPV6:..."). The
+ * recipient arrays are reused when they have room (no allocation for a
+ * usual message). On anything but LOADED, fm holds no message.
  */
 RMX_MUST_CHECK enum forward_msg_load_result forward_msg_load(struct forward_msg *fm,
 							     const struct record_view *view,
@@ -59,6 +63,11 @@ RMX_MUST_CHECK enum forward_msg_load_result forward_msg_load(struct forward_msg 
 
 /* Frees fm's arrays and zeroes it; a zeroed fm is a no-op. */
 void forward_msg_free(struct forward_msg *fm);
+
+/* Lets go of fm's message: zeroes it but keeps the recipient arrays for
+ * the next forward_msg_load, unless they hold room for more than
+ * FORWARD_MSG_RCPT_KEEP (then frees them). */
+void forward_msg_release(struct forward_msg *fm);
 
 /* What one recipient's attempt becomes in the queue. */
 struct forward_outcome {

@@ -72,7 +72,16 @@ void forward_record_read(struct forward *f, struct forward_slot *s)
 	uint64_t offset;
 	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
 	s->rec_bytes = queue_msg_padded_bytes(s->msg);
-	s->rec = malloc(s->rec_bytes);
+	if (s->rec_buf_bytes < s->rec_bytes) {
+		/* The kept buffer is too small: one of the record's size (a
+		 * small one rounded up, so that it serves the next ones too). */
+		free(s->rec_buf);
+		s->rec_buf_bytes = RMX_MAX(s->rec_bytes, (uint64_t)FORWARD_REC_MIN_BYTES);
+		s->rec_buf = malloc(s->rec_buf_bytes);
+		if (!s->rec_buf)
+			s->rec_buf_bytes = 0;
+	}
+	s->rec = s->rec_buf;
 	if (s->rec)
 		f->rec_held_bytes += s->rec_bytes;
 	int fd = s->rec ? segment_fd(f, s->shard, seq) : -ENOMEM;
@@ -99,9 +108,11 @@ static void record_quarantine_start(struct forward *f, struct forward_slot *s)
 	uint64_t offset;
 	queue_id_split(queue_msg_id(s->msg), &worker, &seq, &offset);
 	RMX_ASSERT(!s->quarantine_active && s->rec != NULL);
-	s->quarantine_rec = s->rec;
+	s->quarantine_rec = s->rec; /* the copy takes the buffer */
 	s->quarantine_bytes = s->rec_bytes;
 	s->rec = NULL;
+	s->rec_buf = NULL;
+	s->rec_buf_bytes = 0;
 	segment_quarantine_start(&s->quarantine, store_dir_fd(f->env.shards[s->shard].store), seq,
 				 offset, s->quarantine_rec, s->quarantine_bytes, false);
 	s->quarantine_active = true;

@@ -70,8 +70,10 @@ struct forward_slot {
 	/* The message attached to the slot, and its shard (index into shards). */
 	struct queue_msg *msg;
 	uint32_t shard;
-	uint8_t *rec;
+	uint8_t *rec;                /* the record being forwarded: rec_buf while in use */
 	uint64_t rec_bytes;
+	uint8_t *rec_buf;            /* kept between messages (FORWARD_REC_KEEP_BYTES) */
+	uint64_t rec_buf_bytes;
 	struct store_io_job io_job;  /* the record's read, then a bad one's copy, on store_io */
 	struct store_read read;
 	struct segment_quarantine quarantine;

@@ -108,7 +108,7 @@ static void test_refused(void)
 	struct queue *q;
 	int64_t now = FIX_ARRIVAL_MS + 2000;
 	struct queue_msg *qm = pop_new(&r, true, &q, now);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	struct smtp_client_result mr;
 	fix_result(&mr, 250, "2.0.0", "queued");
 	static const uint16_t first[] = { 250, 451, 451, 451 };
@@ -185,7 +185,7 @@ static void test_expired(void)
 		struct queue *q;
 		int64_t now = FIX_ARRIVAL_MS;
 		struct queue_msg *qm = pop_new(&r, false, &q, now);
-		struct forward_msg fm;
+		struct forward_msg fm = { 0 };
 		struct smtp_client_result mr;
 		fix_result(&mr, 0, "", "");
 		static const uint16_t first[] = { 250, 450, 450, 450 };
@@ -216,7 +216,7 @@ static void test_without_reply(void)
 	struct queue *q;
 	int64_t now = FIX_ARRIVAL_MS + LIFETIME_MS;
 	struct queue_msg *qm = pop_new(&r, false, &q, now);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	REQUIRE(forward_msg_load(&fm, &r.view, qm) == FORWARD_MSG_LOADED);
 	REQUIRE(queue_attempt_done(q, qm, now) == QUEUE_ATTEMPT_BOUNCE_DUE);
 	struct bounce_report rep;
@@ -246,7 +246,7 @@ static void test_none_due(void)
 	struct queue *q;
 	int64_t now = FIX_ARRIVAL_MS;
 	struct queue_msg *qm = pop_new(&r, false, &q, now);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	struct smtp_client_result mr;
 	fix_result(&mr, 250, "2.0.0", "ok");
 	static const uint16_t codes[] = { 250, 451, 250, 0 };

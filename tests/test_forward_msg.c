@@ -38,6 +38,7 @@ static void load_new(struct loaded *l, const struct fix_record *r, uint32_t rcpt
 {
 	l->q = fix_queue(FIX_RETRY_MAX_MS * 100);
 	l->qm = fix_pop_new(l->q, r, rcpt_count, FIX_ARRIVAL_MS);
+	memset(&l->fm, 0, sizeof(l->fm));
 	REQUIRE(forward_msg_load(&l->fm, &r->view, l->qm) == FORWARD_MSG_LOADED);
 }
 
@@ -189,7 +190,7 @@ static void test_load_refused(void)
 	fix_put(&r, RECORD_TAG_RECIPIENT, "a@example.org");
 	fix_put(&r, RECORD_TAG_RECIPIENT, "b@example.org");
 	fix_seal(&r, BODY);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	for (uint32_t counted = 1; counted <= 3; counted += 2) {
 		struct queue *q = fix_queue(FIX_RETRY_MAX_MS * 100);
 		struct queue_msg *qm = fix_pop_new(q, &r, counted, FIX_ARRIVAL_MS);
@@ -297,7 +298,7 @@ static void test_report_attempts(void)
 	struct queue *q = fix_queue(FIX_RETRY_MAX_MS * 100);
 	int64_t now = FIX_ARRIVAL_MS + 1000;
 	struct queue_msg *qm = fix_pop_new(q, &r, 4, now);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	REQUIRE(forward_msg_load(&fm, &r.view, qm) == FORWARD_MSG_LOADED);
 	REQUIRE(fm.rcpt_count == 4);
 	struct smtp_client_result mr;
@@ -355,7 +356,7 @@ static void test_fail_all(void)
 	struct queue *q = fix_queue(FIX_RETRY_MAX_MS * 100);
 	int64_t now = FIX_ARRIVAL_MS;
 	struct queue_msg *qm = fix_pop_new(q, &r, 3, now);
-	struct forward_msg fm;
+	struct forward_msg fm = { 0 };
 	REQUIRE(forward_msg_load(&fm, &r.view, qm) == FORWARD_MSG_LOADED);
 	forward_msg_fail_all(&fm, q, qm, QUEUE_OUTCOME_TEMPFAIL, 451, "4.4.1", now);
 	for (uint32_t i = 0; i < 3; i++)
@@ -382,6 +383,70 @@ static void test_fail_all(void)
 	fix_record_free(&r);
 }
 
+/* The recipient arrays serve message after message: a usual message is
+ * loaded with no allocation, its results start zeroed, a message with more
+ * recipients than kept gets arrays of its own, let go of when it is done. */
+static void test_arrays_reused(void)
+{
+	struct fix_record two = { 0 }, three = { 0 }, many = { 0 };
+	record_full(&two, 2, NULL);
+	record_full(&three, 3, NULL);
+	const uint32_t n_many = FORWARD_MSG_RCPT_KEEP + 20;
+	fix_put(&many, RECORD_TAG_REVERSE_PATH, "s@example.com");
+	for (uint32_t i = 0; i < n_many; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "r%u@example.org", i);
+		fix_put(&many, RECORD_TAG_RECIPIENT, name);
+	}
+	fix_seal(&many, BODY);
+
+	struct forward_msg fm = { 0 };
+	struct queue *q = fix_queue(FIX_RETRY_MAX_MS * 100);
+	struct queue_msg *qm = fix_pop_new(q, &two, 2, FIX_ARRIVAL_MS);
+	REQUIRE(forward_msg_load(&fm, &two.view, qm) == FORWARD_MSG_LOADED);
+	const struct span *rcpts = fm.rcpts;
+	const struct smtp_client_result *results = fm.results;
+	CHECK_EQ_U(fm.rcpt_cap, FORWARD_MSG_RCPT_KEEP);
+	fm.results[0].code = 250; /* as the client leaves it */
+	CHECK(queue_requeue(q, qm, FIX_ARRIVAL_MS) == QUEUE_ATTEMPT_RETRY);
+	forward_msg_release(&fm);
+	CHECK(fm.rcpts == rcpts && fm.rcpt_count == 0 && fm.body.len == 0);
+
+	queue_close(q);
+	q = fix_queue(FIX_RETRY_MAX_MS * 100);
+	qm = fix_pop_new(q, &three, 3, FIX_ARRIVAL_MS);
+	REQUIRE(forward_msg_load(&fm, &three.view, qm) == FORWARD_MSG_LOADED);
+	CHECK(fm.rcpts == rcpts && fm.results == results); /* no allocation */
+	CHECK_EQ_U(fm.rcpt_count, 3);
+	check_span(fm.rcpts[2], rcpt_names[2]);
+	CHECK_EQ_U(fm.results[0].code, 0);
+	CHECK(queue_requeue(q, qm, FIX_ARRIVAL_MS) == QUEUE_ATTEMPT_RETRY);
+	forward_msg_release(&fm);
+
+	queue_close(q);
+	q = fix_queue(FIX_RETRY_MAX_MS * 100);
+	qm = fix_pop_new(q, &many, n_many, FIX_ARRIVAL_MS);
+	REQUIRE(forward_msg_load(&fm, &many.view, qm) == FORWARD_MSG_LOADED);
+	CHECK_EQ_U(fm.rcpt_count, n_many);
+	CHECK_EQ_U(fm.rcpt_cap, n_many);
+	check_span(fm.rcpts[n_many - 1], "r119@example.org");
+	CHECK(queue_requeue(q, qm, FIX_ARRIVAL_MS) == QUEUE_ATTEMPT_RETRY);
+	forward_msg_release(&fm); /* more than kept: freed */
+	CHECK(fm.rcpts == NULL && fm.rcpt_index == NULL && fm.results == NULL && fm.rcpt_cap == 0);
+
+	queue_close(q);
+	q = fix_queue(FIX_RETRY_MAX_MS * 100);
+	qm = fix_pop_new(q, &two, 2, FIX_ARRIVAL_MS);
+	REQUIRE(forward_msg_load(&fm, &two.view, qm) == FORWARD_MSG_LOADED);
+	CHECK_EQ_U(fm.rcpt_cap, FORWARD_MSG_RCPT_KEEP);
+	CHECK(queue_requeue(q, qm, FIX_ARRIVAL_MS) == QUEUE_ATTEMPT_RETRY);
+	forward_msg_free(&fm);
+	queue_close(q);
+	fix_record_free(&two);
+	fix_record_free(&three);
+	fix_record_free(&many);
+}
+
 int main(void)
 {
 	test_load_full();
@@ -389,6 +454,7 @@ int main(void)
 	test_load_minimal();
 	test_load_body_types();
 	test_load_refused();
+	test_arrays_reused();
 	test_outcome_classes();
 	test_report_attempts();
 	test_fail_all();
