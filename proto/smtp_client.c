@@ -412,6 +412,20 @@ static enum smtp_client_status on_starttls(struct smtp_client *c, const struct s
 	return SMTP_CLIENT_READY;
 }
 
+/* The reply that ends the message (after the final dot, or to BDAT LAST)
+ * is every accepted recipient's outcome and the message's, unless the
+ * transaction was abandoned or no recipient was accepted (then the
+ * refusals stand). */
+static void final_reply_to_accepted(struct smtp_client *c, const struct smtp_client_result *r)
+{
+	if ((c->flags & CF_ABORT) || c->rcpt_accepted == 0)
+		return;
+	for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
+		if (c->rcpt_results[i].code / 100 == 2)
+			c->rcpt_results[i] = *r;
+	}
+	c->message_result = *r;
+}
 /* The reply to DATA. */
 static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_client_result *r,
 				       struct smtp_out *out)
@@ -437,13 +451,7 @@ static enum smtp_client_status on_data(struct smtp_client *c, const struct smtp_
 	}
 	if (r->code / 100 < 4)
 		return protocol_error(c);
-	if (!(c->flags & CF_ABORT) && c->rcpt_accepted > 0) {
-		for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
-			if (c->rcpt_results[i].code / 100 == 2)
-				c->rcpt_results[i] = *r;
-		}
-		c->message_result = *r;
-	}
+	final_reply_to_accepted(c, r);
 	return message_done(c);
 }
 
@@ -461,13 +469,7 @@ static enum smtp_client_status on_bdat(struct smtp_client *c, const struct smtp_
 	uint8_t cls = (uint8_t)(r->code / 100);
 	if (cls == 3)
 		return protocol_error(c);
-	if (!(c->flags & CF_ABORT) && c->rcpt_accepted > 0) {
-		for (uint32_t i = 0; i < c->msg->recipient_count; i++) {
-			if (c->rcpt_results[i].code / 100 == 2)
-				c->rcpt_results[i] = *r;
-		}
-		c->message_result = *r;
-	}
+	final_reply_to_accepted(c, r);
 	if (cls == 2)
 		c->flags |= CF_TXN_ENDED;
 	if (c->flags & CF_BODY_DUE) {
