@@ -179,6 +179,12 @@ _Static_assert(SMTP_ERROR_LIMIT_MAX < 65535, "the session counts errors in 16 bi
 #define FORWARD_DIAG_BYTES 320                /* a reply as one log or DSN text */
 /* A record that could not be read (no memory, no file) is tried again. */
 #define FORWARD_READ_RETRY_MS 60000
+/* Inflow control (core/flow.h): tokens kept at most, and how recent the
+ * forwarder's last delivery must be for acceptance to be paced by it. */
+#define FLOW_TOKENS_MAX 4096
+#define FLOW_DELIVERING_MS 1000
+#define IN_FLOW_DELAY_DEFAULT_S 1
+#define IN_FLOW_BACKLOG_DEFAULT 10000
 /* A forwarding slot keeps its record buffer, and room for this many
  * recipients, from one message to the next (no allocation per message);
  * a larger one is let go when its message is done. */

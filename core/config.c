@@ -93,6 +93,8 @@ static const struct config_key config_keys[] = {
 	{ "soft_error_limit", KIND_U32, FIELD(soft_error_limit), 1, SMTP_ERROR_LIMIT_MAX },
 	{ "hard_error_limit", KIND_U32, FIELD(hard_error_limit), 1, SMTP_ERROR_LIMIT_MAX },
 	{ "error_sleep_time", KIND_DURATION, FIELD(error_sleep_s), 0, 60 },
+	{ "in_flow_delay", KIND_DURATION, FIELD(in_flow_delay_s), 0, 10 },
+	{ "in_flow_backlog", KIND_U32, FIELD(in_flow_backlog), 1, UINT32_MAX },
 	{ "junk_command_limit", KIND_U32, FIELD(junk_command_limit), 1, SMTP_ERROR_LIMIT_MAX },
 	{ "store_max_bytes", KIND_SIZE, FIELD(store_max_bytes), SEGMENT_SIZE_MIN_BYTES,
 	  UINT64_MAX / 2 },
@@ -828,6 +830,8 @@ static void config_defaults(struct config *c)
 	c->soft_error_limit = SMTP_SOFT_ERROR_LIMIT_DEFAULT;
 	c->hard_error_limit = SMTP_HARD_ERROR_LIMIT_DEFAULT;
 	c->error_sleep_s = SMTP_ERROR_SLEEP_MS_DEFAULT / 1000;
+	c->in_flow_delay_s = IN_FLOW_DELAY_DEFAULT_S;
+	c->in_flow_backlog = IN_FLOW_BACKLOG_DEFAULT;
 	c->junk_command_limit = SMTP_JUNK_COMMAND_LIMIT_DEFAULT;
 	c->store_max_bytes = STORE_MAX_DEFAULT_BYTES;
 	c->max_inflight_data_bytes = INFLIGHT_DATA_DEFAULT_BYTES;
@@ -1210,6 +1214,8 @@ void config_print(const struct config *c, FILE *out)
 	fprintf(out, "soft_error_limit = %u\n", c->soft_error_limit);
 	fprintf(out, "hard_error_limit = %u\n", c->hard_error_limit);
 	print_duration(out, "error_sleep_time", c->error_sleep_s);
+	print_duration(out, "in_flow_delay", c->in_flow_delay_s);
+	fprintf(out, "in_flow_backlog = %u\n", c->in_flow_backlog);
 	fprintf(out, "junk_command_limit = %u\n", c->junk_command_limit);
 	fprintf(out, "store_max_bytes = %llu\n", (unsigned long long)c->store_max_bytes);
 	fprintf(out, "max_inflight_data_bytes = %llu\n",

@@ -74,6 +74,8 @@ struct config {
 	uint32_t soft_error_limit;          /* the error budget: see smtp_session_config */
 	uint32_t hard_error_limit;
 	uint32_t error_sleep_s;             /* a reply past the soft limit waits this long */
+	uint32_t in_flow_delay_s;           /* a held 250 waits at most this long (0: off) */
+	uint32_t in_flow_backlog;           /* per worker: pacing starts above this backlog */
 	uint32_t junk_command_limit;
 	uint64_t store_max_bytes;
 	uint64_t max_inflight_data_bytes;

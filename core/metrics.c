@@ -288,6 +288,8 @@ const struct metrics_desc metrics_table[] = {
 		"SMTP replies sent, by reply code."),
 	COUNTER("ringmx_messages_accepted_total", "", LABELS_NONE, messages_accepted,
 		"Messages made durable and acknowledged with 250."),
+	COUNTER("ringmx_flow_held_total", "", LABELS_NONE, flow_held,
+		"Messages whose 250 inflow control held until the forwarder caught up (in_flow_delay)."),
 	COUNTER("ringmx_received_bytes_total", "bytes", LABELS_NONE, received_bytes,
 		"Message bytes received (DATA and BDAT payload)."),
 	GAUGE("ringmx_inflight_data_bytes", "bytes", LABELS_NONE, FROM_SUM, inflight_data_bytes,

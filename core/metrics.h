@@ -153,6 +153,7 @@ struct __attribute__((aligned(64))) metrics_worker {
 	uint64_t commands[SMTP_VERB_COUNT];
 	uint64_t replies[METRICS_REPLY_SLOTS];
 	uint64_t messages_accepted;
+	uint64_t flow_held;             /* 250s held by inflow control (core/flow) */
 	uint64_t received_bytes;
 	uint64_t inflight_data_bytes;   /* gauge: body buffers not yet durable */
 	uint64_t inflight_data_refused; /* transactions ended by max_inflight_data_bytes */

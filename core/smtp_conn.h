@@ -57,6 +57,7 @@ enum conn_flag {
 	CONN_SCREEN_DONE = 1u << 18, /* its screening verdict has been recorded */
 	CONN_PROXY_WAIT = 1u << 19,  /* its PROXY header is awaited (smtp_conn_proxy) */
 	CONN_PROBE = 1u << 20,       /* a balancer's health check: no limits, debug logs */
+	CONN_FLOW_HOLD = 1u << 21,   /* durable; its 250 waits for inflow control (flow.h) */
 };
 
 #define CONN_WAITING (CONN_WAIT_COMMIT | CONN_WAIT_RESERVE | CONN_WAIT_FLUSH | CONN_WAIT_AUTH)
@@ -92,6 +93,8 @@ struct conn {
 	struct conn_proxy *proxy;  /* CONN_PROXY_WAIT only (smtp_conn_proxy) */
 	int64_t opened_ms;
 	uint64_t msg_done_ns;      /* end of data seen (metrics; the loop's clock) */
+	uint64_t flow_held_ms;     /* CONN_FLOW_HOLD: since when (the loop's clock) */
+	uint64_t flow_held_id;     /* CONN_FLOW_HOLD: the queue id its 250 names */
 	int32_t cfg_snapshot;      /* the config snapshot its session reads, -1: none */
 	uint64_t bytes_in;         /* for the connection_close log line */
 	uint64_t bytes_out;

@@ -38,6 +38,7 @@
 #include "ring.h"
 #include "smtp_conn.h"
 #include "smtp_conn_auth.h"
+#include "flow.h"
 #include "store_io.h"
 #include "txn.h"
 
@@ -84,6 +85,9 @@ struct worker_loop {
 
 	/* Connections whose finished message waits for room in the store. */
 	uint32_t reserve_head, reserve_tail;
+
+	/* Connections whose durable message's 250 waits for the forwarder. */
+	struct flow flow;
 };
 
 /* ---- time ---------------------------------------------------------------- */
@@ -198,6 +202,9 @@ static void conn_message_done(void *ctx, struct conn *c)
 	}
 }
 
+static void conn_answer_commit(struct worker_loop *l, struct conn *c, int result,
+			       uint64_t queue_id);
+
 static void commit_done_one(void *ctx, uint64_t cookie, int result)
 {
 	struct worker_loop *l = ctx;
@@ -209,8 +216,6 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	struct conn *c = &l->conns.slab.conns[slot];
 	RMX_ASSERT(slot < l->conns.slab.cap && (c->flags & CONN_USED) && (c->flags & CONN_WAIT_COMMIT));
 	RMX_ASSERT(c->gen == (uint32_t)(cookie >> 32));
-	char id_text[RECORD_QUEUE_ID_CHARS];
-	queue_id_format(c->txn.queue_id, id_text);
 	if (result == 0) {
 		struct metrics_worker *m = l->w->metrics;
 		uint64_t body_bytes = c->txn.body.len - TXN_HEADROOM_BYTES;
@@ -227,10 +232,25 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 				       c->txn.header.length + record_padding(c->txn.header.length),
 				       c->txn.rcpt_count, c->txn.header.arrival_unix_ms);
 	}
+	uint64_t queue_id = c->txn.queue_id;
 	txn_reset(&c->txn);
-	c->flags &= ~CONN_WAIT_COMMIT;
 	if (result != 0)
 		log_error("event=commit_failed worker=%u error=%s", l->w->id, log_errno_name(result));
+	if (result == 0 && flow_should_hold(&l->flow)) {
+		/* Durable; its 250 waits for the forwarder (flow.h). */
+		c->flow_held_id = queue_id;
+		flow_hold(&l->flow, &l->conns.slab, c, l->clock.now_ms);
+		metrics_inc(&l->w->metrics->flow_held);
+		return;
+	}
+	conn_answer_commit(l, c, result, queue_id);
+}
+
+/* Gives the session the outcome of its message's commit: "250 ... queued
+ * as ID", or the failure. */
+static void conn_answer_commit(struct worker_loop *l, struct conn *c, int result, uint64_t queue_id)
+{
+	c->flags &= ~CONN_WAIT_COMMIT;
 	if (c->flags & CONN_CLOSING) {
 		smtp_conn_release_if_done(&l->conns, c);
 		return;
@@ -239,9 +259,27 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 		smtp_conn_close(&l->conns, c);
 		return;
 	}
+	char id_text[RECORD_QUEUE_ID_CHARS];
+	queue_id_format(queue_id, id_text);
 	smtp_session_committed(&c->session, result, span_make(id_text, sizeof(id_text)), &c->out);
 	smtp_conn_arm_deadline(&l->conns, c);
 	smtp_conn_pump(&l->conns, c);
+}
+
+/* Inflow control, once per loop turn: tokens from what the forwarder
+ * delivered, then the held 250s that may go (all of them when draining or
+ * no longer pacing). */
+static void flow_kick(struct worker_loop *l)
+{
+	const struct metrics_worker *m = l->w->metrics;
+	flow_tick(&l->flow, m->forward_attempts[METRICS_FORWARD_SUCCESS],
+		  m->forward_pending_records, l->cfg->in_flow_backlog,
+		  (uint64_t)l->cfg->in_flow_delay_s * 1000u, l->clock.now_ms);
+	struct conn *c;
+	while ((c = flow_next_due(&l->flow, &l->conns.slab, l->clock.now_ms,
+				  (uint64_t)l->cfg->in_flow_delay_s * 1000u,
+				  l->draining || !l->flow.pacing)) != NULL)
+		conn_answer_commit(l, c, 0, c->flow_held_id);
 }
 
 /*
@@ -444,6 +482,7 @@ static void store_kick(struct worker_loop *l)
 	for (int fd; (fd = store_retired_fd(l->w->shards[0].store)) >= 0;)
 		close(fd); /* a sealed segment the store has finished writing */
 	forward_tick(l->forward, l->clock.now_unix_ms, l->clock.now_ms);
+	flow_kick(l);
 	commit_submit(l); /* a bounce the forwarder just stored */
 	uint64_t bytes = 0, segments = 0;
 	for (uint32_t k = 0; k < l->w->shard_count; k++) {
@@ -773,6 +812,7 @@ static int loop_setup(struct worker_loop *l, struct worker *w)
 	atomic_store(&w->cfg_held_mask, 1u << w->cfg->snapshot);
 	atomic_store(&w->cfg_applied, w->cfg);
 	l->reserve_head = l->reserve_tail = CONN_NONE;
+	flow_init(&l->flow);
 	l->budget.max_inflight_bytes = w->cfg->max_inflight_data_bytes;
 	l->budget.metrics = w->metrics;
 	uint64_t sealed_damaged = 0;
