@@ -236,7 +236,7 @@ static void commit_done_one(void *ctx, uint64_t cookie, int result)
 	txn_reset(&c->txn);
 	if (result != 0)
 		log_error("event=commit_failed worker=%u error=%s", l->w->id, log_errno_name(result));
-	if (result == 0 && flow_should_hold(&l->flow)) {
+	if (result == 0 && !(c->flags & CONN_CLOSING) && flow_should_hold(&l->flow)) {
 		/* Durable; its 250 waits for the forwarder (flow.h). */
 		c->flow_held_id = queue_id;
 		flow_hold(&l->flow, &l->conns.slab, c, l->clock.now_ms);

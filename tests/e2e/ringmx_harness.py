@@ -76,6 +76,17 @@ def ringmx_bin():
     return _binary("RINGMX_BIN")
 
 
+def bench_bin():
+    """The load generator built beside the ringmx binary under test
+    (<build dir>/bench/ringmx-bench); exits 2 when it is not built."""
+    build_dir = os.path.dirname(os.path.abspath(ringmx_bin()))
+    path = os.path.join(build_dir, "bench", "ringmx-bench")
+    if not os.access(path, os.X_OK):
+        sys.stderr.write("e2e: %s is not built (target ringmx-bench)\n" % path)
+        sys.exit(2)
+    return path
+
+
 def store_bin():
     return _binary("RINGMX_STORE_BIN")
 

@@ -50,19 +50,10 @@ RUN_S = 2
 BENCH_TIMEOUT_S = 30
 
 
-def bench_bin():
-    build_dir = os.path.dirname(os.path.abspath(h.ringmx_bin()))
-    path = os.path.join(build_dir, "bench", "ringmx-bench")
-    if not os.access(path, os.X_OK):
-        sys.stderr.write("e2e: %s is not built (target ringmx-bench)\n" % path)
-        sys.exit(2)
-    return path
-
-
 def run_bench(testcase, port, args, want_rc=0):
     """Runs the bench with --json - against port; asserts its exit status and
     returns (parsed JSON, stderr text)."""
-    cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, port), "--json", "-"] + args
+    cmd = [h.bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, port), "--json", "-"] + args
     cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                         timeout=BENCH_TIMEOUT_S)
     err = cp.stderr.decode("utf-8", "replace")
@@ -151,7 +142,7 @@ class BenchOptionsTest(unittest.TestCase):
                      ["--server", "127.0.0.1:1", "--messages", "5", "--duration", "1"],
                      ["--server", "127.0.0.1:1", "--tls=ssl"],
                      ["--server", "127.0.0.1:1", "--tls-resume"]):
-            cp = subprocess.run([bench_bin()] + args, stdin=subprocess.DEVNULL,
+            cp = subprocess.run([h.bench_bin()] + args, stdin=subprocess.DEVNULL,
                                 capture_output=True, timeout=BENCH_TIMEOUT_S)
             self.assertEqual(cp.returncode, 2, "%r exited %d: %s"
                              % (args, cp.returncode, cp.stderr))
@@ -281,7 +272,7 @@ def accept_all(conn_index, msg_index, line):
 class BenchAgainstScriptedPeerTest(unittest.TestCase):
 
     def bench(self, peer, args):
-        cmd = [bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, peer.port), "--json", "-",
+        cmd = [h.bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, peer.port), "--json", "-",
                "--timeout", "10"] + args
         cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
                             timeout=BENCH_TIMEOUT_S)

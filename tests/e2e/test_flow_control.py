@@ -35,15 +35,6 @@ BACKLOG_MAX = 200
 DELIVERY_TIMEOUT_S = 60.0
 
 
-def bench_bin():
-    build_dir = os.path.dirname(os.path.abspath(h.ringmx_bin()))
-    path = os.path.join(build_dir, "bench", "ringmx-bench")
-    if not os.access(path, os.X_OK):
-        sys.stderr.write("e2e: %s is not built (target ringmx-bench)\n" % path)
-        sys.exit(2)
-    return path
-
-
 def metrics(port):
     with urllib.request.urlopen("http://%s:%d/metrics" % (h.LOOPBACK4, port), timeout=10) as r:
         return r.read().decode()
@@ -84,7 +75,7 @@ class FlowControlTest(unittest.TestCase):
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        cp = subprocess.run([bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, server.port),
+        cp = subprocess.run([h.bench_bin(), "--server", "%s:%d" % (h.LOOPBACK4, server.port),
                              "--conns", str(CONNS), "--duration", str(LOAD_S), "--size", "1k",
                              "--to", "user@" + h.DOMAIN, "--json", "-", "--allow-errors"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
