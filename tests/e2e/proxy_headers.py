@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 import struct
+import time
 import urllib.request
 
 import ringmx_harness as h
@@ -77,3 +78,21 @@ def log_lines(srv, since=0, event=None):
     if event is not None:
         lines = [ln for ln in lines if re.search(r"\bevent=%s\b" % re.escape(event), ln)]
     return lines
+
+
+def log_mark(server):
+    """Where the server's log ends now: lines after it are new."""
+    return len(server.stderr_bytes())
+
+
+def wait_log(testcase, server, since, pattern, timeout=10.0):
+    """The first log line after byte since that matches pattern; fails
+    testcase when none comes within timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for ln in log_lines(server, since):
+            if re.search(pattern, ln):
+                return ln
+        time.sleep(0.05)
+    testcase.fail("no log line matching %r; log since:\n%s"
+                  % (pattern, "\n".join(log_lines(server, since))[-3000:]))

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 SKIP_EXIT = 77
 LOOPBACK4 = "127.0.0.1"
@@ -74,6 +75,28 @@ def _binary(var):
 
 def ringmx_bin():
     return _binary("RINGMX_BIN")
+
+
+def scrape_metrics(port):
+    """The text of 127.0.0.1:port/metrics."""
+    with urllib.request.urlopen("http://%s:%d/metrics" % (LOOPBACK4, port), timeout=10) as r:
+        return r.read().decode()
+
+
+def metric_samples(text):
+    """{'name{labels}': float} from an exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def metric_value(text, series):
+    """The value of one sample (name with its labels), None when absent."""
+    return metric_samples(text).get(series)
 
 
 def bench_bin():

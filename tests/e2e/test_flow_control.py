@@ -17,13 +17,11 @@ acceptance outruns forwarding:
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
@@ -33,16 +31,6 @@ CONNS = 20
 LOAD_S = 3
 BACKLOG_MAX = 200
 DELIVERY_TIMEOUT_S = 60.0
-
-
-def metrics(port):
-    with urllib.request.urlopen("http://%s:%d/metrics" % (h.LOOPBACK4, port), timeout=10) as r:
-        return r.read().decode()
-
-
-def metric(text, series):
-    m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
-    return float(m.group(1)) if m else None
 
 
 class FlowControlTest(unittest.TestCase):
@@ -68,7 +56,7 @@ class FlowControlTest(unittest.TestCase):
 
         def sample():
             while not done.is_set():
-                pending = metric(metrics(metrics_port), "ringmx_forward_pending_records")
+                pending = h.metric_value(h.scrape_metrics(metrics_port), "ringmx_forward_pending_records")
                 if pending is not None:
                     samples.append(pending)
                 time.sleep(0.05)
@@ -88,20 +76,20 @@ class FlowControlTest(unittest.TestCase):
     def test_paced_to_delivery(self):
         server, metrics_port, result, backlog_max = self.run_load("1s")
         self.assertEqual(result["errors"], 0, result)
-        text = metrics(metrics_port)
-        held = metric(text, "ringmx_flow_held_total")
+        text = h.scrape_metrics(metrics_port)
+        held = h.metric_value(text, "ringmx_flow_held_total")
         self.assertGreater(held, 0, "no 250 was held")
         # The watermark, one message per session past it, and a group
         # commit's worth answered before the loop saw the watermark crossed.
         self.assertLessEqual(backlog_max, BACKLOG_MAX + 3 * CONNS,
                              "backlog %d with inflow control on" % backlog_max)
-        accepted = metric(text, "ringmx_messages_accepted_total")
+        accepted = h.metric_value(text, "ringmx_messages_accepted_total")
         self.assertGreater(accepted, 5 * BACKLOG_MAX, "too little load to mean anything")
 
         def all_forwarded():
-            t = metrics(metrics_port)
-            return (metric(t, "ringmx_forward_pending_records") == 0 and
-                    metric(t, 'ringmx_forward_attempts_total{result="success"}') == accepted)
+            t = h.scrape_metrics(metrics_port)
+            return (h.metric_value(t, "ringmx_forward_pending_records") == 0 and
+                    h.metric_value(t, 'ringmx_forward_attempts_total{result="success"}') == accepted)
         self.assertTrue(up.wait_for(all_forwarded, DELIVERY_TIMEOUT_S, 0.2),
                         "not every acknowledged message reached the upstream")
         server.stop_checked(self)
@@ -122,7 +110,7 @@ class FlowControlTest(unittest.TestCase):
     def test_relay_down_is_not_paced(self):
         server, metrics_port, result, backlog_max = self.run_load("1s", upstream_up=False)
         self.assertEqual(result["errors"], 0, result)
-        self.assertEqual(metric(metrics(metrics_port), "ringmx_flow_held_total"), 0)
+        self.assertEqual(h.metric_value(h.scrape_metrics(metrics_port), "ringmx_flow_held_total"), 0)
         self.assertGreater(backlog_max, 5 * BACKLOG_MAX)
         server.kill9()
 

@@ -15,7 +15,6 @@ import re
 import struct
 import sys
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
@@ -25,16 +24,11 @@ WAIT_S = 20.0
 RECORD_MAGIC = 0x584D4752  # "RGMX" little-endian (storage/record.h)
 
 
-def scrape(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        return r.read().decode()
-
-
 def metric(text, name):
-    m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-    if m is None:
+    value = h.metric_value(text, name)
+    if value is None:
         raise AssertionError("metric %s missing" % name)
-    return float(m.group(1))
+    return value
 
 
 class ForwardCorruptRecordTest(unittest.TestCase):
@@ -116,7 +110,7 @@ class ForwardCorruptRecordTest(unittest.TestCase):
         self.assertGreater(offset + len(copy), found[1])
         self.assertEqual(os.stat(os.path.join(qdir, copies[0])).st_mode & 0o777, 0o600)
 
-        text = scrape(mport)
+        text = h.scrape_metrics(mport)
         self.assertEqual(metric(text, "ringmx_forward_set_aside_total"), 1)
         self.assertEqual(metric(text, "ringmx_forward_record_read_failures_total"), 0)
 
@@ -132,7 +126,7 @@ class ForwardCorruptRecordTest(unittest.TestCase):
         self.assertTrue(up.wait_for(lambda: good_token in sink.subjects(), WAIT_S),
                         srv.stderr_text()[-3000:])
         self.assertNotIn(bad_token, sink.subjects())
-        self.assertEqual(metric(scrape(mport), "ringmx_forward_set_aside_total"), 1)
+        self.assertEqual(metric(h.scrape_metrics(mport), "ringmx_forward_set_aside_total"), 1)
         srv.stop_checked(self)
 
 

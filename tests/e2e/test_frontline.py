@@ -56,16 +56,6 @@ def http_get(port, path, timeout=5):
         return e.code, e.read()
 
 
-def metric_samples(text):
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        out[key] = float(value)
-    return out
-
-
 def read_line(c, timeout):
     """One reply line (CRLF stripped) within timeout; raises socket.timeout."""
     old = c.sock.gettimeout()
@@ -112,7 +102,7 @@ class FrontlineCase(unittest.TestCase):
     def metrics(self):
         status, body = http_get(self.mport, "/metrics")
         self.assertEqual(status, 200)
-        return metric_samples(body.decode())
+        return h.metric_samples(body.decode())
 
     def screen_count(self, verdict):
         return self.metrics().get('ringmx_screen_verdicts_total{verdict="%s"}' % verdict, 0.0)

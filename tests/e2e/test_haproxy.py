@@ -151,17 +151,10 @@ class HAProxyFrontTest(unittest.TestCase):
     # ---- helpers
 
     def mark(self):
-        return len(self.server.stderr_bytes())
+        return ph.log_mark(self.server)
 
     def wait_log(self, since, pattern, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ln in ph.log_lines(self.server, since):
-                if re.search(pattern, ln):
-                    return ln
-            time.sleep(0.05)
-        self.fail("no log line matching %r; log since:\n%s"
-                  % (pattern, "\n".join(ph.log_lines(self.server, since))[-3000:]))
+        return ph.wait_log(self, self.server, since, pattern, timeout)
 
     def conn(self, source):
         """A raw session through haproxy from source; banner read."""

@@ -33,17 +33,6 @@ def http_get(port, path, method="GET", timeout=10):
         return e.code, e.read(), dict(e.headers)
 
 
-def samples(text):
-    """{'name{labels}': float} from an exposition."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        out[key] = float(value)
-    return out
-
-
 class MetricsTest(unittest.TestCase):
 
     def start(self, extra=()):
@@ -78,7 +67,7 @@ class MetricsTest(unittest.TestCase):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = samples(self.scrape())
+            last = h.metric_samples(self.scrape())
             if pred(last):
                 return last
             time.sleep(0.2)

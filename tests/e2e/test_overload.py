@@ -12,12 +12,10 @@ grows (the store measure counts the segments a shard holds):
 """
 
 import os
-import re
 import smtplib
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ringmx_harness as h  # noqa: E402
@@ -31,14 +29,12 @@ def body(token):
 
 class OverloadTest(unittest.TestCase):
     def metrics(self, port):
-        with urllib.request.urlopen("http://%s:%d/metrics" % (h.LOOPBACK4, port),
-                                    timeout=10) as r:
-            return r.read().decode()
+        return h.scrape_metrics(port)
 
     def metric(self, text, series):
-        m = re.search(r"^%s (\S+)$" % re.escape(series), text, re.M)
-        self.assertIsNotNone(m, "no %s in /metrics" % series)
-        return float(m.group(1))
+        value = h.metric_value(text, series)
+        self.assertIsNotNone(value, "no %s in /metrics" % series)
+        return value
 
     def run_to(self, server, port, state, limit=600):
         """Sends messages on one session until MAIL is refused; returns

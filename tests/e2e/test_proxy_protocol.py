@@ -75,19 +75,11 @@ class ProxyProtocolTest(unittest.TestCase):
         h.stop_and_check(cls.server)
         subprocess.run(["rm", "-rf", cls.certdir], check=False)
 
-    def wait_log(self, since, pattern, timeout=10.0):
-        """The first log line after byte since that matches pattern."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for ln in ph.log_lines(self.server, since):
-                if re.search(pattern, ln):
-                    return ln
-            time.sleep(0.05)
-        self.fail("no log line matching %r; log since:\n%s"
-                  % (pattern, "\n".join(ph.log_lines(self.server, since))[-3000:]))
-
     def mark(self):
-        return len(self.server.stderr_bytes())
+        return ph.log_mark(self.server)
+
+    def wait_log(self, since, pattern, timeout=10.0):
+        return ph.wait_log(self, self.server, since, pattern, timeout)
 
     def send_via(self, header, client_ip, port=None):
         """Header and EHLO in one write; then a message. Returns the queue id."""
