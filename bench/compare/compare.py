@@ -538,18 +538,8 @@ class Harness:
                 holder = subprocess.Popen(hargv, stdin=subprocess.DEVNULL, stdout=o,
                                           stderr=subprocess.STDOUT)
             try:
-                t0 = time.monotonic()
-                best, best_t = 0, t0
-                while True:
-                    n = measure.established_conns(srv.port)
-                    now = time.monotonic()
-                    if n > best:
-                        best, best_t = n, now
-                    if n >= idle + 1 or now - t0 > S5_RAMP_MAX_S or \
-                            now - best_t > S5_RAMP_STALL_S or holder.poll() is not None:
-                        break
-                    time.sleep(0.5)
-                ramp_s = time.monotonic() - t0
+                ramp_s = measure.wait_conns_held(srv.port, idle + 1, holder,
+                                                 S5_RAMP_MAX_S, S5_RAMP_STALL_S, 0.5)
                 time.sleep(1.0)
                 held = measure.established_conns(srv.port)
                 idle_sample = tree.sample()

@@ -222,6 +222,23 @@ def established_conns(port):
     return n
 
 
+def wait_conns_held(port, want, holder, max_s, stall_s, poll_s):
+    """Waits until want connections to port are established, the count has
+    not grown for stall_s, max_s has passed, or holder (the process
+    opening them) has exited; returns the seconds waited."""
+    t0 = time.monotonic()
+    best, best_t = 0, t0
+    while True:
+        n = established_conns(port)
+        now = time.monotonic()
+        if n > best:
+            best, best_t = n, now
+        if n >= want or now - t0 > max_s or now - best_t > stall_s or \
+                holder.poll() is not None:
+            return time.monotonic() - t0
+        time.sleep(poll_s)
+
+
 class SinkCounter:
     """Reads the running counter smtp-sink -c appends to its stdout file.
     count() is the number of messages ended with "." so far."""

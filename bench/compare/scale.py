@@ -293,18 +293,8 @@ def scale_round(h, rnd, only=None):
                     with open(hout, "wb") as o:
                         holder = subprocess.Popen(hargv, stdin=subprocess.DEVNULL, stdout=o,
                                                   stderr=subprocess.STDOUT)
-                    t0 = time.monotonic()
-                    best, best_t = 0, t0
-                    while True:
-                        n = measure.established_conns(srv.port)
-                        now = time.monotonic()
-                        if n > best:
-                            best, best_t = n, now
-                        if n >= idle + 1 or now - t0 > IDLE_RAMP_MAX_S or \
-                                now - best_t > IDLE_RAMP_STALL_S or holder.poll() is not None:
-                            break
-                        time.sleep(0.3)
-                    ramp_s = time.monotonic() - t0
+                    ramp_s = measure.wait_conns_held(srv.port, idle + 1, holder,
+                                                     IDLE_RAMP_MAX_S, IDLE_RAMP_STALL_S, 0.3)
                     held = max(0, measure.established_conns(srv.port) - 1)
                 h.warm_up(srv, scn)
                 argv = h.bench_argv(srv.port, scn, duration_s=run_s)
